@@ -1,0 +1,47 @@
+"""Classifier adapters: load the user's frozen image classifier behind one interface.
+
+``load_classifier(spec, ...)`` returns a :class:`Classifier`, an ``nn.Module`` that
+maps images in [0, 1], shape (B, 3, H, W), to logits (B, num_classes) through a
+differentiable resize / center crop / normalize. The format is detected from the
+file's bytes, not its extension:
+
+===================  ==========================================  ===========  =====================
+format               spec                                        needs        layer hooks
+===================  ==========================================  ===========  =====================
+``export``           ``.pt2`` from ``torch.export.save``          nothing      no (flat graph)
+``torchscript``      ``torch.jit.save`` archive                   nothing      no
+``state_dict``       ``torch.save(model.state_dict())``           ``arch``     yes
+``safetensors``      ``.safetensors`` state dict                  ``arch``     yes
+``huggingface``      folder with ``config.json`` + weights        nothing      yes
+``factory``          ``"package.module:function"``                importable   yes
+``pickle``           ``torch.save(model)`` (whole module)         trust_pickle yes
+``module``           an ``nn.Module`` object (Python API)         nothing      yes
+===================  ==========================================  ===========  =====================
+
+``arch`` is ``"timm:NAME"`` or ``"torchvision:NAME"``; the number of classes is read
+from the state dict's head. Sidecars next to a model file ``X.ext``: ``X.labels.txt``
+(or ``.json`` / ``.csv``) and ``X.data.json`` (input_size, mean, std, crop_pct,
+interpolation). ``select_classes("tabby,0-9,@more.txt", clf)`` turns ``--classes``
+into indices; ``load_labels`` reads label files and ``"imagenet"``.
+"""
+
+from probe.classifiers.classifier import Classifier
+from probe.classifiers.data_config import DataConfig
+from probe.classifiers.detect import detect_format
+from probe.classifiers.device import resolve_device
+from probe.classifiers.labels import load_labels, split_synonyms
+from probe.classifiers.load import load_classifier
+from probe.classifiers.preprocess import Preprocess
+from probe.classifiers.select import select_classes
+
+__all__ = [
+    "Classifier",
+    "DataConfig",
+    "Preprocess",
+    "detect_format",
+    "load_classifier",
+    "load_labels",
+    "resolve_device",
+    "select_classes",
+    "split_synonyms",
+]

@@ -1,0 +1,162 @@
+"""The :class:`Classifier`: a frozen network behind differentiable preprocessing."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from probe.classifiers.data_config import DataConfig
+from probe.classifiers.labels import is_generic, split_synonyms
+from probe.classifiers.outputs import extract_logits
+from probe.classifiers.preprocess import Preprocess
+from probe.errors import ClassifierError, LabelsError
+
+
+class Classifier(nn.Module):
+    """Images in [0, 1], shape (B, 3, H, W) -> logits (B, num_classes); differentiable in the images.
+
+    The wrapped network (``.model``) is frozen: eval mode (``.train()`` does not
+    change that) and ``requires_grad=False`` on every parameter, so it stays
+    bit-identical while gradients flow to the input images.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        labels: Sequence[str] | None = None,
+        data_config: DataConfig | None = None,
+        format: str = "module",
+        name: str | None = None,
+        source: str | None = None,
+        arch: str | None = None,
+        supports_hooks: bool = True,
+        labels_source: str | None = None,
+        data_source: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.data_config = data_config or DataConfig()
+        self.preprocess = Preprocess(self.data_config)
+        self.num_classes = int(num_classes)
+        if labels is None:
+            labels = [str(i) for i in range(self.num_classes)]
+            labels_source = None
+        if len(labels) != self.num_classes:
+            raise LabelsError(
+                f"labels: {len(labels)} names for {self.num_classes} classes; give one name per class"
+            )
+        self.raw_labels = [str(n) for n in labels]
+        self.synonyms = [split_synonyms(n) for n in self.raw_labels]
+        self.labels = [s[0] for s in self.synonyms]
+        self.has_names = labels_source is not None and not is_generic(self.raw_labels)
+        self.format = format
+        self.name = name or type(model).__name__
+        self.source = source
+        self.arch = arch
+        self.supports_hooks = supports_hooks
+        self.labels_source = labels_source
+        self.data_source = data_source
+        self.extra = dict(extra or {})
+        freeze(self.model)
+
+    # ------------------------------------------------------------------ nn.Module behaviour
+
+    def train(self, mode: bool = True) -> "Classifier":
+        """Record the flag but keep the wrapped network in eval mode (it is audited, never trained)."""
+        self.training = mode
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(images)
+        try:
+            out = self.model(x)
+        except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+            raise
+        except ClassifierError:
+            raise
+        except Exception as e:
+            raise ClassifierError(
+                f"classifier {self.name!r} failed on a preprocessed batch of shape {tuple(x.shape)} "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); check --input-size "
+                "and that the model runs on this device"
+            ) from e
+        return extract_logits(out, x.shape[0], f"classifier {self.name!r}")
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.model.parameters():
+            return t.device
+        for t in self.model.buffers():
+            return t.device
+        return self.preprocess.mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self.model.parameters():
+            if t.is_floating_point():
+                return t.dtype
+        return self.preprocess.mean.dtype
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description for a run's config.json."""
+        d = {
+            "name": self.name,
+            "format": self.format,
+            "source": self.source,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "data_config": self.data_config.to_dict(),
+            "data_config_source": self.data_source,
+            "labels_source": self.labels_source,
+            "has_names": self.has_names,
+            "supports_hooks": self.supports_hooks,
+            "model_class": type(self.model).__name__,
+        }
+        d.update(self.extra)
+        json.dumps(d)  # fail here, not when the run writes config.json
+        return d
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(n) for n in self.labels[:4]) + (", ..." if self.num_classes > 4 else "")
+        c = self.data_config
+        return (
+            f"Classifier(name={self.name!r}, format={self.format!r}, num_classes={self.num_classes}, "
+            f"input_size={c.input_size}, crop_pct={c.crop_pct}, interpolation={c.interpolation!r}, "
+            f"labels=[{shown}])"
+        )
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        c = self.data_config
+        rows = [
+            ("name", self.name),
+            ("format", self.format),
+            ("source", self.source or "(in memory)"),
+            ("arch", self.arch or ""),
+            ("classes", str(self.num_classes)),
+            ("input", f"{c.input_size}, resize {c.resize_size}, crop_pct {c.crop_pct}, {c.interpolation}"),
+            ("mean / std", f"{c.mean} / {c.std}"),
+            ("labels", ", ".join(self.labels[:8]) + (" ..." if self.num_classes > 8 else "")),
+            ("layer hooks", "yes" if self.supports_hooks else "no"),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
+        return f"<table><caption>probe Classifier</caption>{body}</table>"
+
+
+def freeze(model: nn.Module) -> None:
+    """Eval mode and no parameter gradients; exported programs refuse ``.eval()`` but are traced in eval."""
+    try:
+        model.eval()
+    except (NotImplementedError, RuntimeError):
+        pass
+    for p in model.parameters():
+        p.requires_grad_(False)

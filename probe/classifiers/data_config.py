@@ -1,0 +1,297 @@
+"""The classifier's data configuration: input size, normalisation, crop and interpolation.
+
+Resolved per field with this precedence (highest first):
+
+1. explicit arguments to :func:`probe.load_classifier` (CLI flags ``--input-size`` ...);
+2. the sidecar ``X.data.json`` next to the model file ``X.ext``;
+3. what the model itself says: timm's ``pretrained_cfg``, a Hugging Face
+   ``preprocessor_config.json``, torchvision's weight transforms, or the example
+   input shape stored in a ``torch.export`` program;
+4. defaults: 224, ImageNet mean/std, crop_pct 0.875, bicubic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from probe.errors import ClassifierError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation")
+
+# PIL resample codes as stored in Hugging Face image-processor configs.
+# Lanczos / hamming / box have no differentiable counterpart; the closest one is used.
+_PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
+# Names timm or users may give for the same filters.
+_INTERP_ALIASES = {"lanczos": "bicubic", "hamming": "bilinear", "box": "area", "random": "bilinear"}
+
+
+def _as_input_size(value: Any, source: str) -> tuple[int, int, int]:
+    """Normalise 224 / (224, 224) / (3, 224, 224) / "224" / "3,224,224" to (C, H, W)."""
+    if isinstance(value, str):
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ClassifierError(
+                f"{source}: input_size={value!r} is not a size; give 224, 224,224 (H,W) or 3,224,224 (C,H,W)"
+            ) from None
+    if isinstance(value, bool):
+        raise ClassifierError(f"{source}: input_size={value!r} is not a size; give e.g. 224")
+    if isinstance(value, int):
+        value = (3, value, value)
+    try:
+        size = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ClassifierError(
+            f"{source}: input_size={value!r} is not a size; give 224, (224, 224) or (3, 224, 224)"
+        ) from None
+    if len(size) == 1:
+        size = (3, size[0], size[0])
+    elif len(size) == 2:
+        size = (3, *size)
+    if len(size) != 3 or size[0] not in (1, 3) or min(size[1:]) < 1:
+        raise ClassifierError(
+            f"{source}: input_size={value!r} must be (C, H, W) with C 1 or 3 and H, W >= 1; e.g. (3, 224, 224)"
+        )
+    return size  # type: ignore[return-value]
+
+
+def _as_triple(value: Any, name: str, source: str) -> tuple[float, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)):
+        value = [value]
+    try:
+        vals = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ClassifierError(f"{source}: {name}={value!r} is not a list of numbers; give e.g. 0.5,0.5,0.5") from None
+    if len(vals) not in (1, 3) or any(not math.isfinite(v) for v in vals):
+        raise ClassifierError(f"{source}: {name}={value!r} needs 1 or 3 finite numbers, one per channel")
+    return vals
+
+
+def normalize_interpolation(value: Any, source: str = "data config") -> str:
+    """Map a name or PIL resample code to one of :data:`INTERPOLATIONS`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in _PIL_RESAMPLE:
+            return _PIL_RESAMPLE[value]
+    elif isinstance(value, str):
+        name = value.strip().lower()
+        name = _INTERP_ALIASES.get(name, name)
+        if name in INTERPOLATIONS:
+            return name
+    elif hasattr(value, "value"):  # enums: PIL.Image.Resampling, torchvision InterpolationMode
+        return normalize_interpolation(value.value, source)
+    raise ClassifierError(
+        f"{source}: interpolation={value!r} is not supported; use one of {', '.join(INTERPOLATIONS)}"
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are prepared for the classifier (mirrors timm's eval transform).
+
+    ``input_size`` is (C, H, W); square inputs are resized on the shorter side to
+    ``floor(size / crop_pct)`` then center-cropped to ``size``; non-square inputs
+    are resized to ``floor(H / crop_pct), floor(W / crop_pct)`` then cropped.
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        src = "DataConfig"
+        object.__setattr__(self, "input_size", _as_input_size(self.input_size, src))
+        channels = self.input_size[0]
+        for name in ("mean", "std"):
+            vals = _as_triple(getattr(self, name), name, src)
+            if len(vals) == 1:
+                vals = vals * channels
+            if len(vals) != channels:
+                raise ClassifierError(
+                    f"{src}: {name} has {len(vals)} values but input_size has {channels} channels; give {channels}"
+                )
+            object.__setattr__(self, name, vals)
+        if any(s <= 0 for s in self.std):
+            raise ClassifierError(f"{src}: std={self.std} must be positive; e.g. 0.229,0.224,0.225")
+        try:
+            crop = float(self.crop_pct)
+        except (TypeError, ValueError):
+            raise ClassifierError(f"{src}: crop_pct={self.crop_pct!r} is not a number; give e.g. 0.875") from None
+        if not (0.0 < crop <= 1.0):
+            raise ClassifierError(f"{src}: crop_pct={self.crop_pct!r} must be in (0, 1]; 1.0 means no crop")
+        object.__setattr__(self, "crop_pct", crop)
+        object.__setattr__(self, "interpolation", normalize_interpolation(self.interpolation, src))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the tensor that reaches the network."""
+        return self.input_size[1], self.input_size[2]
+
+    @property
+    def resize_size(self) -> tuple[int, int]:
+        """(H, W) before the center crop."""
+        return (
+            int(math.floor(self.input_size[1] / self.crop_pct)),
+            int(math.floor(self.input_size[2] / self.crop_pct)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    def replace(self, **changes: Any) -> "DataConfig":
+        d = self.to_dict()
+        d.update({k: v for k, v in changes.items() if v is not None})
+        return DataConfig(**d)
+
+
+def check_partial(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Validate a partial data config (some fields), normalising each field's value."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ClassifierError(
+            f"{source}: unknown data config keys {unknown}; allowed keys are {', '.join(FIELDS)}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "input_size":
+            out[key] = _as_input_size(value, source)
+        elif key in ("mean", "std"):
+            out[key] = _as_triple(value, key, source)
+        elif key == "crop_pct":
+            try:
+                out[key] = float(value)
+            except (TypeError, ValueError):
+                raise ClassifierError(f"{source}: crop_pct={value!r} is not a number; give e.g. 0.875") from None
+        else:
+            out[key] = normalize_interpolation(value, source)
+    return out
+
+
+def read_data_sidecar(path: Path) -> dict[str, Any]:
+    """Read ``X.data.json``: a JSON object with some of the :data:`FIELDS`."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClassifierError(f"data config {path}: not readable JSON ({e}); fix or delete the file") from e
+    if not isinstance(raw, dict):
+        raise ClassifierError(
+            f"data config {path}: expected a JSON object like {{\"input_size\": 224}}, got {type(raw).__name__}"
+        )
+    return check_partial(raw, f"data config {path}")
+
+
+def from_timm_model(model: Any) -> dict[str, Any]:
+    """Data config fields from a timm model's ``pretrained_cfg`` (empty if it has none)."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for key in FIELDS:
+        if cfg.get(key) is not None:
+            out[key] = cfg[key]
+    try:
+        return check_partial(out, "timm pretrained_cfg")
+    except ClassifierError:
+        return {}
+
+
+def from_torchvision(name: str) -> dict[str, Any]:
+    """Data config of torchvision's default weights for ``name`` (offline metadata only)."""
+    try:
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        tr = weights.transforms()
+        crop = int(tr.crop_size[0])
+        resize = int(tr.resize_size[0])
+        return check_partial(
+            {
+                "input_size": crop,
+                "crop_pct": crop / resize if resize >= crop else 1.0,
+                "mean": tr.mean,
+                "std": tr.std,
+                "interpolation": tr.interpolation,
+            },
+            f"torchvision weights for {name}",
+        )
+    except Exception:
+        return {}
+
+
+def _hw(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Mapping):
+        if "height" in value and "width" in value:
+            return int(value["height"]), int(value["width"])
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"]), int(value["shortest_edge"])
+    return None
+
+
+def from_hf_preprocessor(path: Path) -> dict[str, Any]:
+    """Data config fields from a Hugging Face ``preprocessor_config.json``."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClassifierError(f"{path}: not readable JSON ({e}); fix it or pass --input-size/--mean/--std") from e
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, Any] = {}
+    size = _hw(raw.get("size")) if raw.get("do_resize", True) else None
+    crop = _hw(raw.get("crop_size")) if raw.get("do_center_crop", False) else None
+    if crop is not None:
+        out["input_size"] = (3, *crop)
+        if size is not None:
+            out["crop_pct"] = min(1.0, crop[0] / size[0])
+    elif size is not None:
+        out["input_size"] = (3, *size)
+        crop_pct = raw.get("crop_pct")
+        # ConvNeXt-style processors crop only below 384 px.
+        if isinstance(raw.get("size"), Mapping) and "shortest_edge" in raw["size"] and crop_pct and size[0] < 384:
+            out["crop_pct"] = float(crop_pct)
+        else:
+            out["crop_pct"] = 1.0
+    if raw.get("do_normalize", True):
+        if raw.get("image_mean") is not None:
+            out["mean"] = raw["image_mean"]
+        if raw.get("image_std") is not None:
+            out["std"] = raw["image_std"]
+    else:
+        out["mean"], out["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if raw.get("resample") is not None:
+        out["interpolation"] = raw["resample"]
+    try:
+        return check_partial(out, str(path))
+    except ClassifierError:
+        return {}
+
+
+def resolve(*layers: Mapping[str, Any]) -> DataConfig:
+    """Merge partial configs, the first layer winning, on top of the defaults."""
+    merged: dict[str, Any] = {}
+    for layer in reversed(layers):
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    # Single-channel classifiers without their own statistics get the grey average of ImageNet's.
+    size = merged.get("input_size")
+    if size is not None and size[0] == 1:
+        merged.setdefault("mean", (sum(IMAGENET_MEAN) / 3,))
+        merged.setdefault("std", (sum(IMAGENET_STD) / 3,))
+    return DataConfig(**merged)

@@ -1,0 +1,41 @@
+"""Device names from users: "cpu", "cuda", "cuda:1", "mps", "auto"."""
+
+from __future__ import annotations
+
+import torch
+
+from probe.errors import DeviceError
+
+
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """A usable ``torch.device`` or :class:`DeviceError` naming the fix; ``"auto"`` picks cuda > mps > cpu."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(f"device {device!r} is not a device name; use cpu, cuda, cuda:0, mps or auto") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r}: CUDA is not available here (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu, or install a CUDA build "
+                "of torch on a machine with an NVIDIA GPU"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible; "
+                f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"device {device!r}: Apple MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {device!r} is not supported; use cpu, cuda, mps or auto")
+    return dev

@@ -1,0 +1,190 @@
+"""``load_classifier``: any supported spec -> a ready, frozen :class:`Classifier`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from probe.classifiers import data_config as dc
+from probe.classifiers import loaders
+from probe.classifiers.classifier import Classifier, freeze
+from probe.classifiers.detect import detect_format, looks_like_factory
+from probe.classifiers.device import resolve_device
+from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
+from probe.classifiers.outputs import extract_logits
+from probe.errors import ClassifierError, LabelsError
+
+_PROBE_BATCH = 2
+
+
+def sidecar(path: Path, kind: str) -> Path | None:
+    """``X.labels.txt`` / ``X.data.json`` next to the model file ``X.ext`` (or inside a model folder)."""
+    stem = path.with_suffix("") if path.is_file() else path / "model"
+    suffixes = LABEL_SUFFIXES if kind == "labels" else (".json",)
+    candidates = [stem.parent / f"{stem.name}.{kind}{s}" for s in suffixes]
+    if path.is_dir():
+        candidates += [path / f"{kind}{s}" for s in suffixes]
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.Loaded, Path | None]:
+    if isinstance(spec, Classifier):
+        raise ClassifierError("model: already a probe Classifier; use it directly instead of load_classifier")
+    if isinstance(spec, nn.Module):
+        return loaders.load_module(spec), None
+    if not isinstance(spec, (str, Path)):
+        raise ClassifierError(
+            f"model {spec!r}: expected a path, 'package.module:function' or an nn.Module, got {type(spec).__name__}"
+        )
+    if isinstance(spec, str) and looks_like_factory(spec):
+        return loaders.load_factory(spec), None
+    path = Path(spec).expanduser()
+    fmt = detect_format(path)
+    if arch and fmt in ("export", "torchscript", "huggingface"):
+        raise ClassifierError(
+            f"arch {arch!r}: {path} is a {fmt} model that carries its own architecture; drop --arch"
+        )
+    if fmt == "export":
+        return loaders.load_export(path), path
+    if fmt == "torchscript":
+        return loaders.load_torchscript(path), path
+    if fmt == "safetensors":
+        return loaders.load_safetensors(path, arch=arch), path
+    if fmt == "huggingface":
+        return loaders.load_huggingface(path), path
+    return loaders.load_torch_save(path, arch=arch, trust_pickle=trust_pickle), path
+
+
+def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
+    """Run one small batch to learn the number of logits and catch unusable outputs early."""
+    c, h, w = clf.data_config.input_size
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(_PROBE_BATCH, c, h, w, generator=gen).to(clf.device)
+    with torch.no_grad():
+        try:
+            out = clf.model(clf.preprocess(x))
+        except Exception as e:
+            if loaded.format == "export":
+                fixed = None
+                try:
+                    clf.model(clf.preprocess(x[:1]))
+                    fixed = True
+                except Exception:
+                    fixed = False
+                if fixed:
+                    raise ClassifierError(
+                        f"model {loaded.source}: the exported program accepts only batch size 1; export it "
+                        "with a dynamic batch dimension: dynamic_shapes=({0: torch.export.Dim('batch')},)"
+                    ) from e
+            raise ClassifierError(
+                f"model {loaded.source or loaded.name}: a test forward pass on a {tuple(x.shape)} batch failed "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set the input size "
+                "the model expects with --input-size (or a .data.json sidecar)"
+            ) from e
+    logits = extract_logits(out, _PROBE_BATCH, f"model {loaded.source or loaded.name}")
+    return int(logits.shape[1])
+
+
+def load_classifier(
+    spec: str | Path | nn.Module,
+    *,
+    arch: str | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    trust_pickle: bool = False,
+    input_size: Any = None,
+    mean: Any = None,
+    std: Any = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    device: str | torch.device | None = "cpu",
+) -> Classifier:
+    """Load a classifier from a file, folder, factory or module; see :mod:`probe.classifiers`.
+
+    Data config precedence per field: these arguments > ``X.data.json`` > the model's
+    own config (timm, Hugging Face, torchvision, export example input) > defaults.
+    Labels: ``labels`` > ``X.labels.txt`` (or .json/.csv) > the model's ``id2label`` > indices.
+    A forward pass on a batch of 2 at load time checks the outputs and the label count.
+    """
+    dev = resolve_device(device)
+    loaded, path = _load(spec, arch=arch, trust_pickle=trust_pickle)
+
+    # 1. Data config.
+    explicit = dc.check_partial(
+        {"input_size": input_size, "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation},
+        "arguments",
+    )
+    side_data: dict[str, Any] = {}
+    side_path = sidecar(path, "data") if path is not None else None
+    if side_path is not None:
+        side_data = dc.read_data_sidecar(side_path)
+    config = dc.resolve(explicit, side_data, loaded.data)
+    sources = [s for s, layer in (("arguments", explicit), (str(side_path), side_data),
+                                  (loaded.data_source, loaded.data)) if layer]
+    data_source = ", ".join(str(s) for s in sources) if sources else "defaults"
+
+    # 2. Labels.
+    names: list[str] | None = None
+    labels_source = None
+    if labels is not None:
+        names = load_labels(labels)
+        labels_source = "list" if isinstance(labels, (list, tuple)) else str(labels)
+    elif path is not None and (lab := sidecar(path, "labels")) is not None:
+        names, labels_source = load_labels(lab), str(lab)
+    elif loaded.labels is not None:
+        names, labels_source = loaded.labels, loaded.labels_source
+
+    # 3. Device, freeze, and a probe forward pass for the number of classes.
+    model = loaded.model
+    try:
+        model = model.to(dev)
+    except Exception as e:
+        raise ClassifierError(f"model {loaded.name}: cannot move to {dev} ({e}); try --device cpu") from e
+    freeze(model)
+    clf = Classifier(model, num_classes=1, data_config=config, labels=["?"], format=loaded.format)
+    clf.preprocess.to(dev)
+    clf.name, clf.source = loaded.name, loaded.source
+    num_classes = _probe_forward(clf, loaded)
+
+    if names is not None and len(names) != num_classes:
+        raise LabelsError(
+            f"labels {labels_source}: {len(names)} names but the classifier outputs {num_classes} logits; "
+            "give one name per output, in index order (or omit the labels to use indices)"
+        )
+    extra: dict[str, Any] = {}
+    if path is not None:
+        extra["sha256"] = _sha256(path)
+    if trust_pickle and loaded.format == "pickle":
+        extra["trust_pickle"] = True
+    result = Classifier(
+        model,
+        num_classes=num_classes,
+        labels=names,
+        data_config=config,
+        format=loaded.format,
+        name=loaded.name,
+        source=loaded.source,
+        arch=loaded.arch,
+        supports_hooks=loaded.supports_hooks,
+        labels_source=labels_source,
+        data_source=data_source,
+        extra=extra,
+    )
+    result.preprocess.to(dev)
+    return result

@@ -1,0 +1,432 @@
+"""One loader per format; each returns a :class:`Loaded` (the network and what it says about itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from probe.classifiers import data_config as dc
+from probe.classifiers.labels import is_generic
+from probe.errors import ClassifierError
+
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema", "net", "weights", "params")
+_PICKLE_FIX = (
+    "unpickling runs arbitrary code, so probe loads whole pickled models only with --trust-pickle "
+    "(trust_pickle=True) for files you trust; safer: save it with torch.export.save (.pt2) or torch.jit.save, "
+    "or save model.state_dict() and pass --arch timm:NAME or torchvision:NAME"
+)
+
+
+@dataclass
+class Loaded:
+    """What a loader found: the network plus the metadata the file carries."""
+
+    model: nn.Module
+    format: str
+    name: str
+    source: str | None = None
+    arch: str | None = None
+    labels: list[str] | None = None
+    labels_source: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    data_source: str | None = None
+    supports_hooks: bool = True
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """The user chose TorchScript; torch's deprecation warnings are noise to them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*TorchScript.*deprecated.*")
+        yield
+
+
+def introspect(model: nn.Module) -> tuple[dict[str, Any], list[str] | None, str | None, str | None]:
+    """Data config, labels and their sources from a timm or Hugging Face model object."""
+    data: dict[str, Any] = {}
+    source = None
+    if isinstance(getattr(model, "pretrained_cfg", None), Mapping):
+        data = dc.from_timm_model(model)
+        source = "timm pretrained_cfg" if data else None
+    labels = None
+    labels_source = None
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if isinstance(id2label, Mapping) and id2label:
+        try:
+            names = [str(id2label[i]) for i in range(len(id2label))]
+        except KeyError:
+            names = None
+        if names and not is_generic(names):
+            labels, labels_source = names, "config.id2label"
+    return data, labels, source, labels_source
+
+
+# --------------------------------------------------------------------------- module / factory
+
+
+def load_module(model: nn.Module) -> Loaded:
+    data, labels, data_src, labels_src = introspect(model)
+    return Loaded(
+        model=model,
+        format="module",
+        name=type(model).__name__,
+        labels=labels,
+        labels_source=labels_src,
+        data=data,
+        data_source=data_src,
+        supports_hooks=not isinstance(model, torch.jit.ScriptModule),
+    )
+
+
+def load_factory(spec: str) -> Loaded:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ClassifierError(
+            f"model {spec!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); "
+            "install the package or add its folder to PYTHONPATH"
+        ) from e
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = [n for n in dir(module) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, public, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "check the function name"
+            raise ClassifierError(f"model {spec!r}: {module_name} has no attribute {attr!r}; {hint}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ClassifierError(f"model {spec!r}: {attr} is not callable; point at a function that returns an nn.Module")
+    try:
+        model = obj()
+    except Exception as e:
+        raise ClassifierError(f"model {spec!r}: the factory raised {type(e).__name__}: {e}; fix the factory") from e
+    if not isinstance(model, nn.Module):
+        raise ClassifierError(
+            f"model {spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module; return the model"
+        )
+    loaded = load_module(model)
+    loaded.format, loaded.name, loaded.source = "factory", spec, spec
+    return loaded
+
+
+# --------------------------------------------------------------------------- TorchScript / torch.export
+
+
+def load_torchscript(path: Path) -> Loaded:
+    try:
+        with _quiet_torchscript():
+            model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise ClassifierError(
+            f"model {path}: TorchScript archive could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "the file may be truncated or saved by a newer torch, save it again"
+        ) from e
+    return Loaded(model=model, format="torchscript", name=path.stem, source=str(path), supports_hooks=False)
+
+
+def load_export(path: Path) -> Loaded:
+    try:
+        program = torch.export.load(str(path))
+        model = program.module()
+    except Exception as e:
+        raise ClassifierError(
+            f"model {path}: torch.export program could not be loaded ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); the file may be truncated or saved by a "
+            "newer torch, export it again with torch.export.save"
+        ) from e
+    data: dict[str, Any] = {}
+    try:
+        args = program.example_inputs[0] if program.example_inputs else ()
+        if args and torch.is_tensor(args[0]) and args[0].dim() == 4:
+            data = dc.check_partial({"input_size": tuple(args[0].shape[1:])}, str(path))
+    except Exception:
+        data = {}
+    return Loaded(
+        model=model,
+        format="export",
+        name=path.stem,
+        source=str(path),
+        data=data,
+        data_source="export example input" if data else None,
+        supports_hooks=False,
+    )
+
+
+# --------------------------------------------------------------------------- state dicts
+
+
+def _weights_only_load(path: Path) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "weights_only" in str(e).lower():
+            raise _NeedsPickle(str(e)) from e
+        raise _corrupt(path, e) from e
+    except Exception as e:
+        raise _corrupt(path, e) from e
+
+
+class _NeedsPickle(Exception):
+    pass
+
+
+def _corrupt(path: Path, e: BaseException) -> ClassifierError:
+    msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    return ClassifierError(
+        f"model {path}: could not read the torch.save file ({type(e).__name__}: {msg}); it is truncated or "
+        "corrupt, save or copy it again"
+    )
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
+    )
+
+
+def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
+    """A state dict, an nn.Module, or an error for anything else."""
+    if isinstance(obj, nn.Module) or _is_tensor_dict(obj):
+        return obj
+    if isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, nn.Module) or _is_tensor_dict(inner):
+                return inner
+        # Some checkpoints store tensors next to a few scalars (e.g. an epoch counter).
+        tensors = {k: v for k, v in obj.items() if torch.is_tensor(v)}
+        if tensors and len(tensors) >= 0.9 * len(obj):
+            return dict(tensors)
+        keys = ", ".join(map(str, list(obj)[:6]))
+        raise ClassifierError(
+            f"model {path}: a checkpoint dict (keys: {keys}) without a state dict inside; "
+            "save model.state_dict() itself"
+        )
+    raise ClassifierError(
+        f"model {path}: holds a {type(obj).__name__}, not a model or state dict; save model.state_dict() "
+        "and pass --arch"
+    )
+
+
+def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Loaded:
+    try:
+        obj = _weights_only_load(path)
+    except _NeedsPickle as e:
+        if not trust_pickle:
+            raise ClassifierError(f"model {path}: is a pickled Python object, not plain weights; {_PICKLE_FIX}") from e
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except (AttributeError, ModuleNotFoundError, ImportError) as err:
+            raise ClassifierError(
+                f"model {path}: unpickling needs the model's code ({type(err).__name__}: {err}); make its package "
+                "importable (PYTHONPATH), or save a TorchScript / torch.export / state dict file instead"
+            ) from err
+        except Exception as err:
+            raise _corrupt(path, err) from err
+    obj = _unwrap_checkpoint(obj, path)
+    if isinstance(obj, nn.Module):
+        loaded = load_module(obj)
+        loaded.format, loaded.name, loaded.source = "pickle", path.stem, str(path)
+        if arch:
+            loaded.arch = arch
+        return loaded
+    return load_state_dict(dict(obj), path=path, arch=arch, fmt="state_dict")
+
+
+def load_safetensors(path: Path, *, arch: str | None) -> Loaded:
+    try:
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path), device="cpu")
+    except Exception as e:
+        raise ClassifierError(
+            f"model {path}: safetensors file could not be read ({type(e).__name__}: {e}); it is truncated or "
+            "corrupt, save or copy it again"
+        ) from e
+    return load_state_dict(sd, path=path, arch=arch, fmt="safetensors")
+
+
+def _parse_arch(arch: str) -> tuple[str, str]:
+    kind, sep, name = arch.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in ("timm", "torchvision") or not name.strip():
+        raise ClassifierError(
+            f"arch {arch!r}: give the library and model name, e.g. timm:resnet50 or torchvision:resnet18"
+        )
+    return kind, name.strip()
+
+
+def _builder(arch: str) -> tuple[Callable[..., nn.Module], Callable[[nn.Module], dict[str, Any]]]:
+    kind, name = _parse_arch(arch)
+    if kind == "timm":
+        import timm
+
+        base = name.split(".", 1)[0]
+        if not timm.is_model(base):
+            close = difflib.get_close_matches(base, timm.list_models(), n=3)
+            hint = f"did you mean {', '.join('timm:' + c for c in close)}?" if close else "see timm.list_models()"
+            raise ClassifierError(f"arch {arch!r}: timm has no model {base!r}; {hint}")
+
+        def build(**kw: Any) -> nn.Module:
+            return timm.create_model(name, pretrained=False, **kw)
+
+        return build, dc.from_timm_model
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join('torchvision:' + c for c in close)}?" if close else "see torchvision.models.list_models()"
+        raise ClassifierError(f"arch {arch!r}: torchvision has no classification model {name!r}; {hint}")
+
+    def build_tv(**kw: Any) -> nn.Module:
+        return torchvision.models.get_model(name, weights=None, **kw)
+
+    return build_tv, lambda _m: dc.from_torchvision(name)
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes ("module.", "model.", ...) when that makes more keys match."""
+    best, best_hits = sd, len(model_keys & set(sd))
+    frontier = [sd]
+    for _ in range(3):
+        nxt = []
+        for cand in frontier:
+            for p in _PREFIXES:
+                if any(k.startswith(p) for k in cand):
+                    stripped = {(k[len(p):] if k.startswith(p) else k): v for k, v in cand.items()}
+                    hits = len(model_keys & set(stripped))
+                    if hits > best_hits:
+                        best, best_hits = stripped, hits
+                    nxt.append(stripped)
+        frontier = nxt
+    return best
+
+
+def _shown(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def load_state_dict(sd: dict[str, torch.Tensor], *, path: Path, arch: str | None, fmt: str) -> Loaded:
+    if not arch:
+        raise ClassifierError(
+            f"model {path}: is a state dict ({len(sd)} tensors) without the architecture; pass --arch "
+            "timm:NAME or torchvision:NAME (arch=...), or save a torch.export (.pt2) file that needs none"
+        )
+    build, data_of = _builder(arch)
+    # 1. Build once on the meta device (no memory, no init cost) to learn the key names and head size.
+    try:
+        with torch.device("meta"):
+            meta = build()
+    except Exception:
+        meta = build()
+    meta_sd = meta.state_dict()
+    default_nc = getattr(meta, "num_classes", None) or 1000
+    sd = _strip_prefixes(sd, set(meta_sd))
+    # 2. The head's rows give the number of classes.
+    head_sizes = {
+        sd[k].shape[0]
+        for k, v in meta_sd.items()
+        if k in sd and v.dim() >= 1 and v.shape[0] == default_nc and sd[k].dim() == v.dim()
+        and tuple(sd[k].shape[1:]) == tuple(v.shape[1:])
+    }
+    num_classes = head_sizes.pop() if len(head_sizes) == 1 else default_nc
+    try:
+        model = build(num_classes=num_classes) if num_classes != default_nc else build()
+    except Exception as e:
+        raise ClassifierError(f"arch {arch!r}: building the model failed ({type(e).__name__}: {e}); check --arch") from e
+    # 3. Every key and shape must match.
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_shown(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_shown(unexpected)})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches ({_shown(mismatched, 3)})")
+        raise ClassifierError(
+            f"model {path}: the state dict does not fit --arch {arch}: {'; '.join(parts)}; "
+            "pass the architecture the weights were trained with"
+        )
+    model.load_state_dict(sd, strict=False)
+    data = data_of(model)
+    return Loaded(
+        model=model,
+        format=fmt,
+        name=path.stem,
+        source=str(path),
+        arch=arch,
+        data=data,
+        data_source=(f"{arch} defaults" if data else None),
+    )
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+
+def load_huggingface(path: Path) -> Loaded:
+    try:
+        from transformers import AutoConfig, AutoModelForImageClassification
+    except ImportError as e:  # pragma: no cover
+        raise ClassifierError(f"model {path}: transformers is not installed; pip install transformers") from e
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:
+        raise ClassifierError(
+            f"model {path}: config.json is not a readable transformers config ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else ''}); check the folder"
+        ) from e
+    try:
+        model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
+    except ValueError as e:
+        archs = getattr(config, "architectures", None)
+        raise ClassifierError(
+            f"model {path}: a {getattr(config, 'model_type', '?')} model ({archs}) is not an image classifier "
+            "for transformers' AutoModelForImageClassification; give an image-classification folder"
+        ) from e
+    except Exception as e:
+        raise ClassifierError(
+            f"model {path}: the Hugging Face weights could not be loaded ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else ''}); the folder needs config.json and "
+            "model.safetensors (or pytorch_model.bin)"
+        ) from e
+    _, labels, _, labels_source = introspect(model)
+    data: dict[str, Any] = {}
+    data_source = None
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():
+        data = dc.from_hf_preprocessor(pre)
+        data_source = str(pre) if data else None
+    image_size = getattr(config, "image_size", None)
+    if "input_size" not in data and isinstance(image_size, int):
+        data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
+        data_source = data_source or "config.image_size"
+    return Loaded(
+        model=model,
+        format="huggingface",
+        name=path.name,
+        source=str(path),
+        arch=(config.architectures or [None])[0] if getattr(config, "architectures", None) else None,
+        labels=labels,
+        labels_source=labels_source,
+        data=data,
+        data_source=data_source,
+    )

@@ -1,0 +1,88 @@
+"""Differentiable preprocessing: images in [0, 1] -> the tensor the network expects.
+
+The same steps as timm's eval transform (resize, center crop, normalize), written
+with tensor ops so that gradients reach the input image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from probe.classifiers.data_config import DataConfig
+from probe.errors import ClassifierError
+
+# Luminance weights (ITU-R 601-2), as PIL's convert("L").
+_GREY = (0.299, 0.587, 0.114)
+
+
+class Preprocess(nn.Module):
+    """Resize (shorter side), center crop, normalize; every step differentiable.
+
+    Antialiasing is used when downsampling with bilinear or bicubic filters (it has
+    a backward pass in PyTorch); nearest and area modes have none and do without.
+    Resized values are clamped to [0, 1], as an 8-bit image pipeline would.
+    """
+
+    def __init__(self, config: DataConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.input_size[0]
+        self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("grey", torch.tensor(_GREY, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        mode = self.config.interpolation
+        downsampling = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        kwargs: dict = {}
+        if mode in ("bilinear", "bicubic"):
+            kwargs = {"align_corners": False, "antialias": downsampling}
+        y = F.interpolate(x, size=size, mode=mode, **kwargs)
+        return y.clamp(0.0, 1.0) if mode == "bicubic" else y
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] not in (1, 3):
+            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise ClassifierError(
+                f"images: expected a (B, 3, H, W) tensor in [0, 1], got {shape}; stack images into one batch"
+            )
+        if not images.is_floating_point():
+            raise ClassifierError(
+                f"images: dtype {images.dtype} is not floating point; pass floats in [0, 1] (e.g. x.float() / 255)"
+            )
+        x = images.to(self.mean.dtype)
+        cfg = self.config
+        out_h, out_w = cfg.image_size
+        in_h, in_w = x.shape[-2:]
+        # 1. Resize: the shorter side to floor(size / crop_pct) for square inputs (timm's rule).
+        if out_h == out_w:
+            scale = cfg.resize_size[0]
+            if in_h <= in_w:
+                target = (scale, max(scale, int(round(in_w * scale / in_h))))
+            else:
+                target = (max(scale, int(round(in_h * scale / in_w))), scale)
+        else:
+            target = cfg.resize_size
+        x = self._resize(x, target)
+        # 2. Center crop to the network's input size.
+        top = max(0, (x.shape[-2] - out_h) // 2)
+        left = max(0, (x.shape[-1] - out_w) // 2)
+        x = x[..., top : top + out_h, left : left + out_w]
+        # 3. Channels: grey models get luminance, RGB models get grey images repeated.
+        if cfg.input_size[0] == 1 and x.shape[1] == 3:
+            x = (x * self.grey).sum(dim=1, keepdim=True)
+        elif cfg.input_size[0] == 3 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        # 4. Normalize.
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"resize={c.resize_size}, crop={c.image_size}, interpolation={c.interpolation}, "
+            f"mean={tuple(round(m, 4) for m in c.mean)}, std={tuple(round(s, 4) for s in c.std)}"
+        )

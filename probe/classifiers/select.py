@@ -1,0 +1,127 @@
+"""``--classes``: turn a selection string into class indices."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from probe.classifiers.labels import split_synonyms
+from probe.errors import LabelsError
+
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).replace("_", " ").lower().split())
+
+
+def _synonyms_of(target: Any) -> list[list[str]]:
+    if hasattr(target, "synonyms"):
+        return [list(s) for s in target.synonyms]
+    if isinstance(target, (list, tuple)):
+        return [split_synonyms(str(n)) for n in target]
+    raise LabelsError(
+        f"select_classes: expected a Classifier or a list of labels, got {type(target).__name__}"
+    )
+
+
+def _items(spec: str, depth: int = 0) -> list[str]:
+    items: list[str] = []
+    for part in spec.replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("@"):
+            if depth > 0:
+                raise LabelsError(f"classes {part}: a class file cannot include another file; list classes directly")
+            path = Path(part[1:]).expanduser()
+            if not path.is_file():
+                raise LabelsError(f"classes {part}: file {path} not found; give @path/to/classes.txt")
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as e:
+                raise LabelsError(f"classes {part}: cannot read {path} ({e}); save it as UTF-8 text") from e
+            lines = [ln.split("#", 1)[0] for ln in text.splitlines()]
+            items.extend(_items("\n".join(lines), depth + 1))
+        else:
+            items.append(part)
+    return items
+
+
+def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int]:
+    """Class indices selected by ``spec``, in the given order, without duplicates.
+
+    ``spec`` is ``"all"``, or comma-separated items, each an index (``"3"``), an
+    inclusive range (``"0-9"``), a name matching any synonym case-insensitively
+    (``"tabby cat"``), or ``@file`` with one item per line. Pure numbers are read
+    as indices. ``classifier`` is a :class:`Classifier` or a list of label strings.
+    """
+    synonyms = _synonyms_of(classifier)
+    n = len(synonyms)
+    if isinstance(spec, (list, tuple)):
+        raw_items = [str(s).strip() for s in spec]
+        if any(s.lower() == "all" for s in raw_items):
+            return list(range(n))
+        raw_items = [s for s in raw_items if s]
+    else:
+        if not isinstance(spec, str):
+            raise LabelsError(f"classes {spec!r}: expected a string like 'all', '0-9' or 'cat,dog'")
+        if spec.strip().lower() == "all":
+            return list(range(n))
+        raw_items = _items(spec)
+        if any(s.lower() == "all" for s in raw_items):
+            return list(range(n))
+    if not raw_items:
+        raise LabelsError(f"classes {spec!r}: no classes selected; give 'all', names, indices or ranges like 0-9")
+
+    index: dict[str, list[int]] = {}
+    original: dict[str, str] = {}
+    for i, syns in enumerate(synonyms):
+        for s in syns:
+            original.setdefault(_norm(s), s)
+            bucket = index.setdefault(_norm(s), [])
+            if i not in bucket:
+                bucket.append(i)
+
+    out: list[int] = []
+    for item in raw_items:
+        if item.isdigit():
+            i = int(item)
+            if i >= n:
+                raise LabelsError(f"classes: index {i} is out of range; the classifier has classes 0-{n - 1}")
+            chosen = [i]
+        elif m := _RANGE.match(item):
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise LabelsError(f"classes: range {item!r} runs backwards; write {hi}-{lo}")
+            if hi >= n:
+                raise LabelsError(f"classes: range {item!r} ends past the last class; use at most {lo}-{n - 1}")
+            chosen = list(range(lo, hi + 1))
+        else:
+            key = _norm(item)
+            hits = index.get(key, [])
+            if len(hits) > 1:
+                # Prefer the class whose display name (first synonym) is the item.
+                first = [i for i in hits if _norm(synonyms[i][0]) == key]
+                if len(first) == 1:
+                    hits = first
+                else:
+                    raise LabelsError(
+                        f"classes: {item!r} names several classes ({', '.join(map(str, hits))}); "
+                        "select one by its index"
+                    )
+            if not hits:
+                close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6)
+                hint = (
+                    f"did you mean {', '.join(repr(original[c]) for c in close)}?"
+                    if close
+                    else "check --labels or use indices (0-9)"
+                )
+                raise LabelsError(f"classes: unknown class name {item!r}; {hint}")
+            chosen = hits
+        for i in chosen:
+            if i not in out:
+                out.append(i)
+    return out
