@@ -1,0 +1,150 @@
+"""Report assets: downscaled thumbnails, optimisation curves, data URIs.
+
+Every file the report writes lands under the report folder with a name built
+from a hash (never from a class name), so untrusted labels cannot steer where
+bytes go. Sources must resolve inside the run directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["AssetStore", "atomic_write_bytes", "atomic_write_text"]
+
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class Thumb(dict):
+    """``{"src": url, "w": width, "h": height}``; truthy when the image exists."""
+
+
+class AssetStore:
+    """Makes report-local copies of run images (downscaled) and curve plots.
+
+    ``url`` values are relative to the report root, or ``data:`` URIs when
+    ``embed`` is set (single-file export: nothing is written to ``assets/``).
+    """
+
+    def __init__(self, run_dir: Path, out_dir: Path, *, embed: bool, thumb_px: int = 256):
+        self.run_dir = run_dir.resolve()
+        self.out_dir = out_dir
+        self.embed = embed
+        self.thumb_px = int(thumb_px)
+        self.warnings: list[str] = []
+        self._cache: dict[tuple[str, int], Thumb | None] = {}
+        self.n_written = 0
+
+    # -- paths ------------------------------------------------------------------------------
+    def inside_run(self, path: str | Path, base: Path | None = None) -> Path | None:
+        """Resolve ``path`` (relative to ``base`` or the run dir); None if it escapes the run dir."""
+        p = Path(path)
+        if p.is_absolute():
+            return None
+        full = ((base or self.run_dir) / p).resolve()
+        try:
+            full.relative_to(self.run_dir)
+        except ValueError:
+            return None
+        return full
+
+    def _dest(self, key: str, ext: str) -> tuple[Path, str]:
+        h = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        rel = f"assets/img/{h[:2]}/{h}{ext}"
+        return self.out_dir / rel, rel
+
+    # -- images -----------------------------------------------------------------------------
+    def image(self, src: Path, max_px: int | None = None) -> Thumb | None:
+        """A thumbnail of ``src`` (already resolved inside the run dir), at most ``max_px`` wide."""
+        max_px = int(max_px or self.thumb_px)
+        key = (str(src), max_px)
+        if key not in self._cache:
+            self._cache[key] = self._make_image(src, max_px)
+        return self._cache[key]
+
+    def _make_image(self, src: Path, max_px: int) -> Thumb | None:
+        try:
+            st = src.stat()
+            with Image.open(src) as im:
+                w, h = im.size
+                big = max(w, h) > max_px
+                if big:
+                    scale = max_px / max(w, h)
+                    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+                    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+                    ext = ".png" if has_alpha else ".jpg"
+                else:
+                    tw, th = w, h
+                    ext = src.suffix.lower() if src.suffix.lower() in _MIME else ".png"
+                dest, rel = self._dest(f"{src.relative_to(self.run_dir)}@{max_px}", ext)
+                fresh = not self.embed and dest.exists() and dest.stat().st_mtime >= st.st_mtime
+                if fresh:
+                    return Thumb(src=rel, w=tw, h=th)
+                if big:
+                    im2 = im.convert("RGBA" if ext == ".png" else "RGB").resize((tw, th), Image.Resampling.LANCZOS)
+                    buf = io.BytesIO()
+                    if ext == ".png":
+                        im2.save(buf, format="PNG", optimize=False)
+                    else:
+                        im2.save(buf, format="JPEG", quality=84)
+                    data = buf.getvalue()
+                elif src.suffix.lower() in _MIME:
+                    data = src.read_bytes()
+                else:
+                    buf = io.BytesIO()
+                    im.save(buf, format="PNG")
+                    data = buf.getvalue()
+        except FileNotFoundError:
+            self.warnings.append(f"image {src.relative_to(self.run_dir)} is missing")
+            return None
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            self.warnings.append(f"image {src.relative_to(self.run_dir)} cannot be read ({type(e).__name__})")
+            return None
+        return self._emit(data, dest, rel, ext, tw, th)
+
+    def _emit(self, data: bytes, dest: Path, rel: str, ext: str, w: int, h: int) -> Thumb:
+        if self.embed:
+            return Thumb(src=f"data:{_MIME[ext]};base64,{base64.b64encode(data).decode('ascii')}", w=w, h=h)
+        atomic_write_bytes(dest, data)
+        self.n_written += 1
+        return Thumb(src=rel, w=w, h=h)
+
+    # -- generated figures -----------------------------------------------------------------
+    def figure(self, key: str, sources: list[Path], make_png) -> Thumb | None:
+        """A generated PNG (``make_png() -> (bytes, w, h)``), cached on the sources' mtimes."""
+        dest, rel = self._dest(f"figure:{key}", ".png")
+        newest = max((s.stat().st_mtime for s in sources if s.exists()), default=0.0)
+        if not self.embed and dest.exists() and dest.stat().st_mtime >= newest:
+            try:
+                with Image.open(dest) as im:
+                    w, h = im.size
+                return Thumb(src=rel, w=w, h=h)
+            except (OSError, UnidentifiedImageError):
+                pass
+        data, w, h = make_png()
+        return self._emit(data, dest, rel, ".png", w, h)

@@ -1,0 +1,234 @@
+"""Read a run directory (docs/run-format.md) into plain objects for the templates.
+
+Only saved artifacts are read, never models. A damaged or partial run still
+renders: unreadable files become warnings shown on the page, interrupted
+classes are listed as incomplete, absent findings mean "analysis not run".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import RunError
+from probe.report.slug import slugify
+
+__all__ = ["RunData", "ClassData", "load_run", "rank_findings"]
+
+_CLASS_DIR = re.compile(r"^(\d+)-")
+_KINDS = ("baseline", "token")
+
+
+@dataclass
+class ClassData:
+    """One attempted class: its metrics, history and where its files are."""
+
+    index: int
+    name: str
+    dir: Path | None
+    status: str  # "done" | "failed" | "incomplete" | "unreadable"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+    @property
+    def page_name(self) -> str:
+        """File name of this class's page: index keeps it unique, slug keeps it readable."""
+        return f"{self.index}-{self.slug}.html"
+
+    def stat(self, kind: str, key: str) -> float | None:
+        block = self.metrics.get(kind)
+        return _num(block.get(key)) if isinstance(block, dict) else None
+
+    @property
+    def top_cue(self) -> str | None:
+        passing = [f for f in self.findings if f.get("passes")]
+        return str(passing[0].get("cue")) if passing else None
+
+    def __repr__(self) -> str:
+        return f"ClassData(index={self.index}, name={self.name!r}, status={self.status!r})"
+
+
+@dataclass
+class RunData:
+    """Everything the report shows, loaded from one run directory."""
+
+    run_dir: Path
+    config: dict[str, Any] | None
+    labels: list[str]
+    classes: list[ClassData]
+    findings: list[dict[str, Any]] | None  # None: analysis not run
+    warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        n_f = "not run" if self.findings is None else len(self.findings)
+        return f"RunData({str(self.run_dir)!r}, classes={len(self.classes)}, findings={n_f}, warnings={len(self.warnings)})"
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _read_json(path: Path, warnings: list[str], what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        warnings.append(f"{what} {path.name} is unreadable ({type(e).__name__}: {e}); it is left out of this report")
+        return None
+
+
+def _read_history(path: Path, warnings: list[str]) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = []
+            for row in csv.DictReader(f):
+                rows.append({k: _num(v) for k, v in row.items() if k is not None})
+            return rows
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        warnings.append(f"{path} is unreadable ({e}); its curve is left out")
+        return []
+
+
+def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
+    """Normalise one Finding dict (numpy values from parquet, missing keys)."""
+    out = dict(f)
+    for k in ("effect", "ci_low", "ci_high"):
+        out[k] = _num(out.get(k))
+    n = _num(out.get("n_images"))
+    out["n_images"] = int(n) if n is not None else None
+    ci = _num(out.get("class_index"))
+    out["class_index"] = int(ci) if ci is not None else None
+    ev = out.get("evidence")
+    if ev is None or isinstance(ev, (str, bytes)):
+        ev = [ev] if isinstance(ev, str) else []
+    out["evidence"] = [str(e) for e in list(ev)]
+    out["passes"] = bool(out.get("passes", False))
+    out["strength"] = "strong" if out.get("strength") == "strong" else "weak"
+    for k in ("cue", "kind", "class_name", "sentence"):
+        v = out.get(k)
+        out[k] = None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    return out
+
+
+def rank_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Passing before not passing, strong before weak, then larger |effect|, then narrower interval."""
+
+    def key(f):
+        eff = f.get("effect")
+        lo, hi = f.get("ci_low"), f.get("ci_high")
+        width = (hi - lo) if lo is not None and hi is not None else math.inf
+        return (not f.get("passes"), f.get("strength") != "strong", -abs(eff) if eff is not None else 0.0, width)
+
+    return sorted(findings, key=key)
+
+
+def _load_findings(run_dir: Path, warnings: list[str]) -> list[dict[str, Any]] | None:
+    js, pq = run_dir / "findings.json", run_dir / "findings.parquet"
+    raw = None
+    if js.is_file():
+        raw = _read_json(js, warnings, "findings file")
+    if raw is None and pq.is_file():
+        try:
+            import pandas as pd
+
+            raw = pd.read_parquet(pq).to_dict(orient="records")
+        except Exception as e:  # pyarrow absent or file damaged
+            warnings.append(f"findings.parquet is unreadable ({type(e).__name__}: {e})")
+    if raw is None:
+        return None if not (js.exists() or pq.exists()) else []
+    if not isinstance(raw, list):
+        warnings.append("findings.json is not a list of findings; it is left out")
+        return []
+    return rank_findings([_clean_finding(f) for f in raw if isinstance(f, dict)])
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Load ``run_dir``; raise RunError when it is not a run directory at all."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote (runs/NAME)")
+    if not (run_dir / "config.json").exists() and not (run_dir / "classes").is_dir():
+        raise RunError(
+            f"{str(run_dir)!r} has neither config.json nor classes/; pass the folder `probe audit` wrote (runs/NAME)"
+        )
+    warnings: list[str] = []
+    config = _read_json(run_dir / "config.json", warnings, "run config")
+    if config is not None and not isinstance(config, dict):
+        warnings.append("config.json is not a JSON object; run metadata is left out")
+        config = None
+    if config is None and not any("config" in w for w in warnings):
+        warnings.append("config.json is missing: run metadata cannot be shown")
+    labels = _read_json(run_dir / "labels.json", warnings, "labels file")
+    labels = [str(x) for x in labels] if isinstance(labels, list) else []
+
+    summary: dict[int, dict[str, str]] = {}
+    if (run_dir / "summary.csv").is_file():
+        try:
+            with open(run_dir / "summary.csv", newline="", encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    idx = _num(row.get("class_index"))
+                    if idx is not None:
+                        summary[int(idx)] = row
+        except (OSError, csv.Error, UnicodeDecodeError) as e:
+            warnings.append(f"summary.csv is unreadable ({e}); class folders are used instead")
+
+    by_index: dict[int, ClassData] = {}
+    cdirs = sorted((run_dir / "classes").iterdir()) if (run_dir / "classes").is_dir() else []
+    for cdir in cdirs:
+        m = _CLASS_DIR.match(cdir.name)
+        if not cdir.is_dir() or not m:
+            continue
+        idx = int(m.group(1))
+        name = labels[idx] if idx < len(labels) else cdir.name[m.end():]
+        mpath = cdir / "metrics.json"
+        if not mpath.exists():
+            cd = ClassData(idx, name, cdir, "incomplete", error="interrupted: no metrics.json (redone on resume)")
+        else:
+            metrics = _read_json(mpath, warnings, f"class {idx}")
+            if not isinstance(metrics, dict):
+                cd = ClassData(idx, name, cdir, "unreadable", error="metrics.json is unreadable")
+            else:
+                name = str(metrics.get("class_name", name))
+                status = str(metrics.get("status") or "incomplete")
+                err = metrics.get("error")
+                cd = ClassData(idx, name, cdir, status, error=None if err is None else str(err), metrics=metrics)
+        cd.history = _read_history(cdir / "history.csv", warnings)
+        if idx in by_index:  # two attempts for one index: keep the finished one
+            if by_index[idx].status in ("done", "failed"):
+                continue
+        by_index[idx] = cd
+    for idx, row in summary.items():  # in summary but the folder is gone
+        if idx not in by_index:
+            name = row.get("class_name") or (labels[idx] if idx < len(labels) else str(idx))
+            by_index[idx] = ClassData(idx, str(name), None, str(row.get("status") or "incomplete"),
+                                      error="class folder missing; only summary.csv figures are shown",
+                                      metrics={"steps": _num(row.get("steps")), "seconds": _num(row.get("seconds")),
+                                               "baseline": {"accuracy": _num(row.get("baseline_accuracy"))},
+                                               "token": {"accuracy": _num(row.get("token_accuracy"))}})
+
+    findings = _load_findings(run_dir, warnings)
+    classes = [by_index[i] for i in sorted(by_index)]
+    if findings:
+        for f in findings:
+            ci = f.get("class_index")
+            if ci is not None and ci in by_index:
+                by_index[ci].findings.append(f)
+    return RunData(run_dir, config, labels, classes, findings, warnings)

@@ -1,0 +1,467 @@
+"""``render_report(run_dir)``: a run directory's saved artifacts -> an offline HTML report.
+
+Layout written under ``out`` (default ``RUN_DIR/report``)::
+
+    index.html            ranked findings, sortable/paged class table, run metadata
+    findings.html         every finding (sortable, paged, filterable)
+    classes/<i>-<slug>.html   one page per class
+    assets/report.css, assets/report.js, assets/img/..   thumbnails and curves
+
+With ``single_file=True`` all of it is one HTML file with every image embedded
+as a data URI and class pages as in-page sections (``#c<i>``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from probe.errors import ProbeError, RunError
+from probe.report.assets import AssetStore, atomic_write_text
+from probe.report.curves import CurvePlotter
+from probe.report.data import ClassData, RunData, load_run
+
+__all__ = ["render_report", "ReportError", "template_dir"]
+
+CLASS_PAGE_SIZE = 50
+FINDINGS_ON_INDEX = 20
+EVIDENCE_PER_FINDING = 6
+
+
+class ReportError(ProbeError):
+    """The report cannot be written (bad output path, missing templates)."""
+
+
+# -- templates ---------------------------------------------------------------------------------
+def template_dir() -> Path:
+    """The installed wheel's ``probe/_report_templates``, else the repo's ``reports/templates``."""
+    try:
+        packaged = resources.files("probe") / "_report_templates"
+        if packaged.is_dir():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    repo = Path(__file__).resolve().parents[2] / "reports" / "templates"
+    if repo.is_dir():
+        return repo
+    raise ReportError(
+        f"report templates not found in the package (probe/_report_templates) or at {repo}; "
+        "reinstall probe-audit or run from the repository checkout"
+    )
+
+
+def _url(ctx_rel: str, src: str | None) -> str:
+    if not src:
+        return ""
+    if src.startswith(("data:", "#")):
+        return src
+    return ctx_rel + src
+
+
+def _environment(tdir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(tdir)),
+        autoescape=True,  # every class name, label, prompt and cue is untrusted text
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    @jinja2.pass_context
+    def url(ctx, src):
+        return _url(ctx.get("rel", ""), src)
+
+    env.filters["url"] = url
+    env.filters["pct"] = lambda v, d=0: "–" if v is None else f"{100 * v:.{d}f}%"
+    env.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
+    env.filters["signed"] = lambda v, d=2: "–" if v is None else f"{v:+.{d}f}"
+    return env
+
+
+# -- view models -------------------------------------------------------------------------------
+def _fmt_value(v: Any, limit: int = 12) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        items = [_fmt_value(x, limit) for x in v[:limit]]
+        more = f", … ({len(v)} items)" if len(v) > limit else ""
+        return "[" + ", ".join(items) + more + "]"
+    if isinstance(v, dict):
+        return json.dumps(v, ensure_ascii=False, default=str)[:300]
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.extend(_flatten(v, key + "."))
+        else:
+            out.append((key, _fmt_value(v)))
+    return out
+
+
+def _metadata(run: RunData) -> dict[str, Any]:
+    """Run metadata sections from config.json, whatever its exact nesting."""
+    cfg = run.config or {}
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    scalars = [(k, _fmt_value(v)) for k, v in cfg.items() if not isinstance(v, dict)]
+    order = ["classifier", "generator", "audit", "token", "versions"]
+    dict_keys = [k for k in order if isinstance(cfg.get(k), dict)]
+    dict_keys += [k for k, v in cfg.items() if isinstance(v, dict) and k not in dict_keys]
+    if scalars:
+        sections.append(("run", scalars))
+    for k in dict_keys:
+        sections.append((k, _flatten(cfg[k])))
+    seeds = [(k, v) for _, items in sections for k, v in items if "seed" in k.lower()]
+    done = [c for c in run.classes if c.status == "done"]
+    secs = [s for c in run.classes if (s := _as_float(c.metrics.get("seconds"))) is not None]
+    steps = [s for c in done if (s := _as_float(c.metrics.get("steps"))) is not None]
+    timings = [
+        ("classes attempted", str(len(run.classes))),
+        ("total optimisation time", _duration(sum(secs)) if secs else "–"),
+        ("mean time per class", f"{sum(secs) / len(secs):.1f} s" if secs else "–"),
+        ("mean steps per finished class", f"{sum(steps) / len(steps):.1f}" if steps else "–"),
+    ]
+    for k in ("started", "start_time", "finished", "end_time", "created"):
+        if k in cfg:
+            timings.append((k, _fmt_value(cfg[k])))
+    return {"sections": sections, "seeds": seeds, "timings": timings}
+
+
+def _as_float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _threshold(cfg: dict | None) -> float | None:
+    for block in ("token", "audit", None):
+        d = cfg.get(block) if (cfg and block) else cfg
+        if isinstance(d, dict):
+            for k in ("threshold", "accuracy_threshold", "stop_accuracy"):
+                if (v := _as_float(d.get(k))) is not None:
+                    return v
+    return None
+
+
+class _Builder:
+    def __init__(self, run: RunData, out_dir: Path, single: bool, max_images: int, thumb_px: int):
+        self.run = run
+        self.single = single
+        self.max_images = max_images
+        self.assets = AssetStore(run.run_dir, out_dir, embed=single, thumb_px=thumb_px)
+        self._plotter: CurvePlotter | None = None
+        self.threshold = _threshold(run.config)
+
+    def class_href(self, c: ClassData) -> str:
+        return f"#c{c.index}" if self.single else f"classes/{c.page_name}"
+
+    def page_href(self, page: str) -> str:
+        return f"#{page}" if self.single else f"{page}.html"
+
+    # findings ---------------------------------------------------------------------------------
+    def finding_view(self, f: dict[str, Any], rank: int, evidence: int = EVIDENCE_PER_FINDING) -> dict[str, Any]:
+        thumbs = []
+        for e in f["evidence"][:evidence]:
+            p = self.assets.inside_run(e)
+            if p is None:
+                self.assets.warnings.append(f"finding evidence path {e!r} points outside the run directory; skipped")
+                continue
+            if (t := self.assets.image(p, 128)) is not None:
+                thumbs.append(t)
+        ci = f.get("class_index")
+        cls = next((c for c in self.run.classes if c.index == ci), None) if ci is not None else None
+        sentence = f.get("sentence") or _default_sentence(f)
+        return {**f, "rank": rank, "thumbs": thumbs, "n_evidence": len(f["evidence"]), "sentence": sentence,
+                "class_href": self.class_href(cls) if cls else None,
+                "class_label": f.get("class_name") or (cls.name if cls else "—")}
+
+    # classes ----------------------------------------------------------------------------------
+    def class_row(self, c: ClassData) -> list:
+        """One row of the class table as JSON-able cells: [text, sort value, href, css class]."""
+        b, t = c.stat("baseline", "accuracy"), c.stat("token", "accuracy")
+        d = (t - b) if (b is not None and t is not None) else None
+        pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        steps = _as_float(c.metrics.get("steps"))
+        secs = _as_float(c.metrics.get("seconds"))
+        tp = c.stat("token", "mean_target_prob")
+        cue = c.top_cue
+        return [
+            [str(c.index), c.index],
+            [c.name, c.name.lower(), self.class_href(c)],
+            [c.status, c.status, None, f"st st-{c.status if c.status in ('done', 'failed') else 'other'}"],
+            [pct(b), b],
+            [pct(t), t],
+            ["–" if d is None else f"{100 * d:+.0f}", d, None, "pos" if (d or 0) > 0 else ("neg" if (d or 0) < 0 else "")],
+            ["–" if tp is None else f"{tp:.2f}", tp],
+            ["–" if steps is None else f"{steps:.0f}", steps],
+            ["–" if secs is None else f"{secs:.1f}", secs],
+            [cue or "–", cue or "", None, "" if cue else "muted"],
+        ]
+
+    def curve(self, c: ClassData):
+        if not c.history or c.dir is None:
+            return None
+
+        def make():
+            if self._plotter is None:
+                self._plotter = CurvePlotter()
+            return self._plotter.plot(c.history, _as_float(c.metrics.get("best_step")), self.threshold)
+
+        return self.assets.figure(f"curve:{c.index}:{c.dir.name}", [c.dir / "history.csv", c.dir / "metrics.json"], make)
+
+    def class_view(self, c: ClassData, prev: ClassData | None, nxt: ClassData | None) -> dict[str, Any]:
+        m = c.metrics
+        methods: list[str] = []
+        attr_root = c.dir / "attributions" if c.dir else None
+        if attr_root is not None and attr_root.is_dir():
+            methods = sorted(p.name for p in attr_root.iterdir() if p.is_dir())
+        galleries = {}
+        shown_methods: set[int] = set()
+        records = m.get("images") if isinstance(m.get("images"), list) else []
+        if not records and c.dir is not None and (c.dir / "images").is_dir():
+            records = [{"path": f"images/{p.name}", "kind": p.name.split("_", 1)[0]}
+                       for p in sorted((c.dir / "images").glob("*.png"))]
+        for kind in ("baseline", "token"):
+            recs = [r for r in records if isinstance(r, dict) and r.get("kind") == kind]
+            recs.sort(key=lambda r: (r.get("prompt_index") or 0, r.get("seed") or 0))
+            cards = []
+            for r in recs[: self.max_images]:
+                cards.append(self.card(c, r, methods, shown_methods))
+            galleries[kind] = {"cards": cards, "total": len(recs)}
+        method_views = [{"id": f"m{i}", "name": n} for i, n in enumerate(methods) if i in shown_methods]
+        prompts = m.get("prompts") if isinstance(m.get("prompts"), dict) else {}
+        return {
+            "c": c,
+            "anchor": f"c{c.index}",
+            "href": self.class_href(c),
+            "prev": {"href": self.class_href(prev), "name": prev.name} if prev else None,
+            "next": {"href": self.class_href(nxt), "name": nxt.name} if nxt else None,
+            "facts": self.class_facts(c),
+            "eval_model": m.get("eval_model") if isinstance(m.get("eval_model"), dict) else None,
+            "prompts": {k: [str(p) for p in v] for k, v in prompts.items() if isinstance(v, list)},
+            "curve": self.curve(c),
+            "galleries": galleries,
+            "methods": method_views,
+            "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
+        }
+
+    def class_facts(self, c: ClassData) -> list[tuple[str, str]]:
+        m = c.metrics
+        facts = []
+        for key, label in (("token", "token"), ("init_word", "initialised from"), ("steps", "steps"),
+                           ("best_step", "best step"), ("stopped", "stopped by"), ("seconds", "time (s)"),
+                           ("train_seeds", "training seeds"), ("eval_seeds", "evaluation seeds")):
+            v = m.get(key)
+            if v is None or isinstance(v, dict):
+                continue
+            facts.append((label, _fmt_value(v, 10)))
+        return facts
+
+    def card(self, c: ClassData, r: dict, methods: list[str], shown: set[int]) -> dict[str, Any]:
+        rel = str(r.get("path", ""))
+        src = self.assets.inside_run(rel, base=c.dir) if c.dir is not None else None
+        thumb = self.assets.image(src) if src is not None else None
+        if src is None and rel:
+            self.assets.warnings.append(f"class {c.index}: image path {rel!r} points outside the run; skipped")
+        overlays = []
+        stem = Path(rel).stem
+        for i, meth in enumerate(methods):
+            ap = c.dir / "attributions" / meth / f"{stem}.png"
+            if stem and ap.is_file():
+                t = self.assets.image(ap)
+                if t is not None:
+                    overlays.append({"id": f"m{i}", "thumb": t})
+                    shown.add(i)
+        topk = []
+        for e in r.get("topk") or []:
+            if isinstance(e, dict):
+                p = _as_float(e.get("prob"))
+                topk.append({"label": str(e.get("label", e.get("index", "?"))), "prob": p,
+                             "target": e.get("index") == c.index})
+        return {
+            "thumb": thumb, "overlays": overlays, "path": rel, "prompt": str(r.get("prompt") or ""),
+            "prompt_index": r.get("prompt_index"), "seed": r.get("seed"),
+            "target_prob": _as_float(r.get("target_prob")), "correct": r.get("correct"), "topk": topk[:5],
+        }
+
+
+def _default_sentence(f: dict[str, Any]) -> str:
+    eff, lo, hi = f.get("effect"), f.get("ci_low"), f.get("ci_high")
+    s = f"'{f.get('class_name') or '?'}' — {f.get('kind') or 'finding'} of '{f.get('cue') or '?'}'"
+    if eff is not None:
+        s += f": {eff:+.2f}"
+    if lo is not None and hi is not None:
+        s += f" (95% CI {lo:.2f}–{hi:.2f})"
+    if f.get("n_images"):
+        s += f", {f['n_images']} images"
+    return s
+
+
+# -- entry point -------------------------------------------------------------------------------
+def render_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    single_file: bool = False,
+    *,
+    max_images: int = 24,
+    thumb_px: int = 256,
+) -> Path:
+    """Render the HTML report for ``run_dir`` and return the path of its entry page.
+
+    Reads only saved artifacts (no models, no network). ``out`` is the report
+    folder (default ``RUN_DIR/report``); the return value is ``out/index.html``.
+    With ``single_file=True`` everything is embedded into one HTML file:
+    ``out`` may then name the file (``*.html``), default ``RUN_DIR/report/report.html``.
+    ``max_images`` caps the gallery images per kind and class; ``thumb_px`` is
+    the longest side of gallery thumbnails (larger images are downscaled copies).
+    """
+    t0 = time.perf_counter()
+    if max_images < 1:
+        raise ReportError(f"max_images={max_images!r} must be >= 1; pass a positive number of images per gallery")
+    if thumb_px < 16:
+        raise ReportError(f"thumb_px={thumb_px!r} is too small; pass at least 16 (default 256)")
+    run = load_run(run_dir)
+    out_path = Path(out) if out is not None else run.run_dir / "report"
+    if single_file:
+        target = out_path if out_path.suffix.lower() in (".html", ".htm") else out_path / "report.html"
+        out_dir = target.parent
+    else:
+        if out_path.suffix.lower() in (".html", ".htm"):
+            raise ReportError(
+                f"out={str(out_path)!r} names a file; pass a folder for the multi-page report, or single_file=True"
+            )
+        out_dir, target = out_path, out_path / "index.html"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"out={str(out_dir)!r} exists and is not a folder; pass a new or existing folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"cannot create report folder {str(out_dir)!r} ({e}); pass a writable --out") from e
+
+    tdir = template_dir()
+    env = _environment(tdir)
+    css = (tdir / "static" / "report.css").read_text(encoding="utf-8")
+    js = (tdir / "static" / "report.js").read_text(encoding="utf-8")
+    b = _Builder(run, out_dir, single_file, max_images, thumb_px)
+
+    classes = run.classes
+    rows = [b.class_row(c) for c in classes]
+    findings = run.findings
+    passing = [f for f in findings or [] if f["passes"]]
+    index_findings = [b.finding_view(f, i + 1, evidence=3) for i, f in enumerate(passing[:FINDINGS_ON_INDEX])]
+    n_weak = len(findings or []) - len(passing)
+    finding_rows = [
+        [
+            [str(i + 1), i + 1],
+            [f.get("class_name") or "—", (f.get("class_name") or "").lower(),
+             b.class_href(cls) if (cls := _by_index(classes, f.get("class_index"))) else None],
+            [f.get("cue") or "—", f.get("cue") or ""],
+            [f.get("kind") or "—", f.get("kind") or ""],
+            ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"]],
+            ["–" if f["ci_low"] is None or f["ci_high"] is None else f"{f['ci_low']:.2f} – {f['ci_high']:.2f}",
+             f["ci_low"]],
+            ["–" if f["n_images"] is None else str(f["n_images"]), f["n_images"]],
+            [("passes" if f["passes"] else "below threshold") + f" · {f['strength']}",
+             (0 if f["passes"] else 2) + (0 if f["strength"] == "strong" else 1), None,
+             f"verdict {'ok' if f['passes'] else 'no'}-{f['strength']}"],
+        ]
+        for i, f in enumerate(findings or [])
+    ]
+    done = [c for c in classes if c.status == "done"]
+
+    def mean(vals):
+        vals = [v for v in vals if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    stats = {
+        "n": len(classes), "done": len(done),
+        "failed": sum(c.status == "failed" for c in classes),
+        "other": sum(c.status not in ("done", "failed") for c in classes),
+        "n_labels": len(run.labels),
+        "base_acc": mean(c.stat("baseline", "accuracy") for c in done),
+        "tok_acc": mean(c.stat("token", "accuracy") for c in done),
+        "n_findings": None if findings is None else len(findings),
+        "n_passing": len(passing), "n_weak": n_weak,
+    }
+    meta = _metadata(run)
+    common = {
+        "run_name": run.run_dir.resolve().name, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "single": single_file, "stats": stats, "index_href": "#top" if single_file else "index.html",
+        "findings_href": b.page_href("findings"), "version": _probe_version(),
+        "css": Markup(css), "js": Markup(js),
+    }
+
+    index_ctx = {
+        **common, "rel": "", "findings_state": "absent" if findings is None else ("empty" if not findings else "ok"),
+        "top_findings": index_findings, "class_rows": rows, "page_size": CLASS_PAGE_SIZE, "meta": meta,
+        "finding_rows": finding_rows,
+    }
+    class_views = (
+        b.class_view(c, classes[i - 1] if i > 0 else None, classes[i + 1] if i + 1 < len(classes) else None)
+        for i, c in enumerate(classes)
+    )
+    if single_file:
+        html = env.get_template("single.html").render(**index_ctx, class_views=class_views, warnings=_warn(run, b))
+        atomic_write_text(target, html)
+    else:
+        (out_dir / "classes").mkdir(exist_ok=True)
+        atomic_write_text(out_dir / "assets" / "report.css", css)
+        atomic_write_text(out_dir / "assets" / "report.js", js)
+        class_tpl = env.get_template("class.html")
+        for v in class_views:
+            atomic_write_text(out_dir / "classes" / v["c"].page_name, class_tpl.render(**common, rel="../", v=v))
+        atomic_write_text(out_dir / "findings.html", env.get_template("findings.html").render(**index_ctx))
+        # index last: its warnings include everything the class pages ran into
+        atomic_write_text(target, env.get_template("index.html").render(**index_ctx, warnings=_warn(run, b)))
+    b.elapsed = time.perf_counter() - t0
+    return target
+
+
+def _warn(run: RunData, b: _Builder) -> list[str]:
+    seen, out = set(), []
+    for w in [*run.warnings, *b.assets.warnings]:
+        if w not in seen:
+            seen.add(w)
+            out.append(w)
+    return out
+
+
+def _by_index(classes: list[ClassData], idx: Any) -> ClassData | None:
+    if idx is None:
+        return None
+    for c in classes:
+        if c.index == idx:
+            return c
+    return None
+
+
+def _probe_version() -> str:
+    try:
+        from probe import __version__
+
+        return __version__
+    except ImportError:
+        return "?"
