@@ -1,0 +1,278 @@
+"""The HTML report: structure, safety against untrusted labels, partial runs, single-file export."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from probe.errors import ProbeError, RunError
+from probe.report import ReportError, load_run, rank_findings, render_report, slugify
+from probe.report.synthetic import make_synthetic_run
+
+XSS = "<script>alert(1)</script>"
+EVIL = [XSS, "../../x", '"><img src=x onerror=alert(2)>', "star"]
+
+
+class _Collect(HTMLParser):
+    """Every tag with its attributes, plus the text of <h1>."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.h1 = ""
+        self._in_h1 = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_h1 = self._in_h1 or tag == "h1"
+
+    def handle_endtag(self, tag):
+        if tag == "h1":
+            self._in_h1 = False
+
+    def handle_data(self, data):
+        if self._in_h1:
+            self.h1 += data
+
+
+def parse(path: Path) -> _Collect:
+    p = _Collect()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def refs(p: _Collect) -> list[str]:
+    return [a[k] for t, a in p.tags for k in ("src", "href") if a.get(k)]
+
+
+def all_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def evil_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evil")
+    run = make_synthetic_run(root / "run", 5, labels=EVIL + ["circle"], failed=[4], images_per_kind=3)
+    before = all_files(root)
+    index = render_report(run)
+    return root, run, index, before
+
+
+def test_index_structure_links_and_ranked_findings(evil_run):
+    root, run, index, _ = evil_run
+    assert index == run / "report" / "index.html"
+    page = parse(index)
+    # every relative reference on the index, the findings page and every class page exists on disk
+    pages = [index, run / "report" / "findings.html", *sorted((run / "report" / "classes").glob("*.html"))]
+    assert len(pages) == 2 + 5
+    for page_path in pages:
+        for ref in refs(parse(page_path)):
+            assert not ref.startswith(("http:", "https:", "//")), f"{page_path.name} references the network: {ref}"
+            if ref.startswith(("#", "data:")):
+                continue
+            target = (page_path.parent / ref.split("#")[0]).resolve()
+            assert target.is_file(), f"{page_path.name}: broken reference {ref}"
+            assert target.is_relative_to((run / "report").resolve())
+    # class table: one JSON row per class, hrefs to the class pages in class-index order
+    data = re.search(r'<script type="application/json" id="class-data">(.*?)</script>', index.read_text(), re.S)
+    rows = json.loads(data.group(1))
+    assert [r[0][1] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r[1][0] for r in rows] == EVIL + ["circle"]
+    assert all(re.fullmatch(r"classes/\d+-[a-z0-9_-]+\.html", r[1][2]) for r in rows)
+    # ranked findings: the index shows passing findings only, in rank order
+    findings = json.loads((run / "findings.json").read_text())
+    passing = [f for f in rank_findings(findings) if f["passes"]]
+    assert passing, "the synthetic run should have passing findings"
+    text = index.read_text()
+    sentences = [m.strip() for m in re.findall(r'<p class="sentence">(.*?)</p>', text, re.S)]
+    assert len(sentences) == len(passing[:20])
+    assert [html.unescape(x) for x in sentences] == [f["sentence"] for f in passing[:20]]
+    assert text.count('class="finding ') == len(passing[:20])
+    # metadata from config.json
+    assert "synthetic://tiny-sd" in text and "2.14.1" in text and "float32" in text
+    assert "images" in page.h1 or "classifier" in page.h1
+
+
+def test_untrusted_labels_are_inert_and_stay_in_report_folder(evil_run):
+    root, run, index, before = evil_run
+    written = all_files(root) - before
+    assert written, "the report wrote nothing"
+    report = (run / "report").resolve()
+    assert all(p.resolve().is_relative_to(report) for p in written), "a file was written outside report/"
+    names = [p.name for p in (run / "report" / "classes").iterdir()]
+    assert all(re.fullmatch(r"\d+-[a-z0-9_-]+\.html", n) for n in names), names
+    for page_path in [index, run / "report" / "findings.html", *(run / "report" / "classes").glob("*.html")]:
+        text = page_path.read_text(encoding="utf-8")
+        assert XSS not in text, f"unescaped label in {page_path.name}"
+        assert "<img src=x" not in text
+        for tag, attrs in parse(page_path).tags:
+            assert not any(k.startswith("on") for k in attrs), f"event handler in {page_path.name}: {attrs}"
+            if tag == "script":  # only our own script file and inert JSON data blocks
+                assert attrs.get("type") == "application/json" or attrs.get("src", "").endswith("assets/report.js")
+    page0 = next((run / "report" / "classes").glob("0-*.html"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page0.read_text()
+    assert XSS in parse(page0).h1  # escaped in the source, shown verbatim as text
+
+
+def test_failed_class_shows_its_error(evil_run):
+    _, run, index, _ = evil_run
+    page = next((run / "report" / "classes").glob("4-*.html")).read_text()
+    assert "This class failed" in page
+    assert "loss became NaN at step 3" in page
+    assert "st-failed" in page
+    rows = json.loads(re.search(r'id="class-data">(.*?)</script>', index.read_text(), re.S).group(1))
+    assert rows[4][2][0] == "failed"
+
+
+def test_class_page_galleries_predictions_overlays_and_curve(evil_run):
+    _, run, _, _ = evil_run
+    page = next((run / "report" / "classes").glob("3-*.html"))
+    p = parse(page)
+    text = page.read_text()
+    metrics = json.loads(next((run / "classes").glob("3-*")).joinpath("metrics.json").read_text())
+    n_img = len(metrics["images"])
+    gallery_imgs = [a for t, a in p.tags if t == "img" and "gallery" not in a.get("class", "") and "ov" not in (a.get("class") or "").split()]
+    overlays = [a for t, a in p.tags if t == "img" and "ov" in (a.get("class") or "").split()]
+    assert len(overlays) == 3 * n_img  # three attribution methods, one overlay per image
+    assert all("hidden" in a for a in overlays)
+    assert {a["data-m"] for a in overlays} == {"m0", "m1", "m2"}
+    buttons = [a for t, a in p.tags if t == "button" and "data-m" in a]
+    assert [b["data-m"] for b in buttons] == ["", "m0", "m1", "m2"]
+    assert "grad cam" in text and "integrated gradients" in text and "occlusion" in text
+    # one top-k list per image with the classifier's probabilities
+    assert text.count('<ol class="topk">') == n_img
+    top = metrics["images"][0]["topk"][0]
+    assert f'{top["prob"]:.2f}' in text
+    # the curve is a PNG made by matplotlib from history.csv
+    curve = [a for t, a in p.tags if t == "img" and a.get("alt", "").startswith("optimisation curves")]
+    assert len(curve) == 1
+    with Image.open(page.parent / curve[0]["src"]) as im:
+        assert im.size[0] >= 400 and im.format == "PNG"
+    assert len(gallery_imgs) >= n_img
+
+
+def test_missing_analysis_says_so_and_parquet_alone_is_read(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, findings=False, attributions=False, images_per_kind=1)
+    text = render_report(run).read_text()
+    assert "Analysis was not run" in text
+    assert load_run(run).findings is None
+    run2 = make_synthetic_run(tmp_path / "run2", 6, images_per_kind=1, attributions=False, seed=3)
+    expected = rank_findings(json.loads((run2 / "findings.json").read_text()))
+    (run2 / "findings.json").unlink()
+    got = load_run(run2).findings
+    assert [(f["class_index"], f["cue"], f["effect"]) for f in got] == [
+        (f["class_index"], f["cue"], f["effect"]) for f in expected
+    ]
+    assert all(isinstance(f["evidence"], list) for f in got)
+
+
+def test_single_file_export_has_no_relative_references(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 3, labels=[XSS, "../../x", "star"], failed=[2], images_per_kind=2)
+    out = render_report(run, single_file=True)
+    assert out == run / "report" / "report.html"
+    assert not (run / "report" / "assets").exists()
+    p = parse(out)
+    rs = refs(p)
+    assert rs and all(r.startswith(("data:", "#")) for r in rs), [r for r in rs if not r.startswith(("data:", "#"))]
+    assert not [a for t, a in p.tags if t == "link"]
+    assert not [a for t, a in p.tags if t == "script" and "src" in a]
+    ids = {a.get("id") for _, a in p.tags}
+    assert {"top", "findings", "c0", "c1", "c2"} <= ids
+    anchors = [r for r in rs if r.startswith("#")]
+    assert all(a[1:] in ids for a in anchors), "an in-page link points to a missing section"
+    text = out.read_text()
+    assert XSS not in text and "loss became NaN" in text
+    custom = render_report(run, out=tmp_path / "x" / "audit.html", single_file=True)
+    assert custom == tmp_path / "x" / "audit.html" and custom.is_file()
+
+
+def test_large_images_are_downscaled_and_rerender_reuses_thumbnails(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 1, image_size=512, images_per_kind=2, attributions=False)
+    render_report(run)
+    thumbs = sorted((run / "report" / "assets" / "img").rglob("*.*"))
+    assert thumbs
+    sizes = []
+    for t in thumbs:
+        with Image.open(t) as im:
+            sizes.append(max(im.size))
+    assert max(sizes) <= 640 and sorted(sizes)[0] <= 256  # curves are 640 wide, thumbnails at most 256
+    mtimes = {t: t.stat().st_mtime_ns for t in thumbs}
+    os.utime(run / "classes" / "0-class-0" / "history.csv")  # history changed: only the curve is redrawn
+    render_report(run)
+    changed = [t for t in thumbs if t.stat().st_mtime_ns != mtimes[t]]
+    assert len(changed) == 1
+
+
+def test_evidence_outside_the_run_is_never_read(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 1, findings=False, attributions=False, images_per_kind=1)
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(secret)
+    finding = {"class_index": 0, "class_name": "class 0", "cue": "grass", "kind": "sufficiency", "effect": 0.5,
+               "ci_low": 0.4, "ci_high": 0.6, "n_images": 4, "evidence": ["../secret.png", str(secret)],
+               "passes": True, "strength": "strong", "sentence": "grass"}
+    (run / "findings.json").write_text(json.dumps([finding]))
+    index = render_report(run)
+    text = index.read_text()
+    assert "points outside the run directory" in text
+    before = {p.read_bytes() for p in (run / "report" / "assets" / "img").rglob("*.png")}
+    assert secret.read_bytes() not in before
+
+
+def test_class_table_is_paged_and_incomplete_classes_listed(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 60, images_per_kind=1, attributions=False, findings=False,
+                             incomplete=[59], history_steps=3)
+    text = render_report(run).read_text()
+    table = text.split('id="classes"')[1].split("</tbody>")[0]
+    assert table.count("<tr>") == 1 + 50  # header + first page only; the rest are paged by JS from JSON
+    rows = json.loads(re.search(r'id="class-data">(.*?)</script>', text, re.S).group(1))
+    assert len(rows) == 60 and rows[59][2][0] == "incomplete"
+    assert "enable JavaScript" in text
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        render_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="neither config.json nor classes"):
+        render_report(tmp_path / "empty")
+    run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False)
+    with pytest.raises(ReportError, match="names a file"):
+        render_report(run, out=tmp_path / "r.html")
+    with pytest.raises(ProbeError, match="max_images"):
+        render_report(run, max_images=0)
+
+
+def test_damaged_files_become_warnings_not_crashes(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    (run / "config.json").write_text("{not json")
+    next((run / "classes").glob("1-*")).joinpath("metrics.json").write_text("[")
+    img = next((run / "classes").glob("0-*")).joinpath("images")
+    next(img.glob("token_*.png")).write_bytes(b"not a png")
+    text = render_report(run).read_text()
+    assert "problems while reading the run" in text
+    assert "config.json is unreadable" in text or "run config config.json is unreadable" in text
+    assert "cannot be read" in text
+    assert "unreadable" in text
+
+
+def test_rank_findings_orders_passing_strong_large_first():
+    fs = [
+        {"cue": "a", "passes": False, "strength": "weak", "effect": 0.9, "ci_low": 0.0, "ci_high": 1.0},
+        {"cue": "b", "passes": True, "strength": "weak", "effect": 0.8, "ci_low": 0.5, "ci_high": 0.9},
+        {"cue": "c", "passes": True, "strength": "strong", "effect": -0.3, "ci_low": -0.4, "ci_high": -0.2},
+        {"cue": "d", "passes": True, "strength": "strong", "effect": 0.6, "ci_low": 0.5, "ci_high": 0.7},
+    ]
+    assert [f["cue"] for f in rank_findings(fs)] == ["d", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("name", [XSS, "../../x", "..", "/etc/passwd", "a\\b", "\x00", "é" * 100, ""])
+def test_slugify_is_file_name_safe(name):
+    s = slugify(name)
+    assert re.fullmatch(r"[a-z0-9_-]{1,40}", s) and s not in (".", "..")
