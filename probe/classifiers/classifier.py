@@ -159,4 +159,5 @@ def freeze(model: nn.Module) -> None:
     except (NotImplementedError, RuntimeError):
         pass
     for p in model.parameters():
-        p.requires_grad_(False)
+        if not nn.parameter.is_lazy(p):  # lazy layers are frozen again after the probe forward
+            p.requires_grad_(False)

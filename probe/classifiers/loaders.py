@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import io
 import pickle
+import pickletools
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -167,12 +171,42 @@ def load_export(path: Path) -> Loaded:
 # --------------------------------------------------------------------------- state dicts
 
 
+def _pickle_streams_complete(path: Path) -> bool:
+    """True if every pickle in the file parses to its STOP opcode (a truncated file does not)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+                streams = [io.BytesIO(zf.read(member))]
+                count = 1
+        else:
+            streams = [open(path, "rb")]  # noqa: SIM115 - closed below
+            count = 5  # legacy torch.save: magic, protocol, sys info, object, storage keys
+        for stream in streams:
+            try:
+                for _ in range(count):
+                    for _op in pickletools.genops(stream):
+                        pass
+            finally:
+                stream.close()
+        return True
+    except Exception:
+        return False
+
+
 def _weights_only_load(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower() or "weights_only" in str(e).lower():
-            raise _NeedsPickle(str(e)) from e
+        text = str(e)
+        if "weights only load failed" in text.lower() or "weights_only" in text.lower():
+            if not _pickle_streams_complete(path):
+                raise ClassifierError(
+                    f"model {path}: the pickle data ends early, so the file is truncated or corrupt; "
+                    "save or copy it again"
+                ) from e
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+            raise _NeedsPickle(found.group(1) if found else "") from e
         raise _corrupt(path, e) from e
     except Exception as e:
         raise _corrupt(path, e) from e
@@ -225,7 +259,10 @@ def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Load
         obj = _weights_only_load(path)
     except _NeedsPickle as e:
         if not trust_pickle:
-            raise ClassifierError(f"model {path}: is a pickled Python object, not plain weights; {_PICKLE_FIX}") from e
+            refs = f" (it references {e.args[0]})" if e.args and e.args[0] else ""
+            raise ClassifierError(
+                f"model {path}: is a pickled Python object, not plain weights{refs}; {_PICKLE_FIX}"
+            ) from e
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=False)
         except (AttributeError, ModuleNotFoundError, ImportError) as err:

@@ -1,0 +1,486 @@
+"""load_classifier: every format round-trips a tiny model, gradients reach the images, bad inputs fail clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from probe.classifiers import DataConfig, load_classifier  # noqa: E402
+from probe.errors import ClassifierError, DeviceError, LabelsError, ProbeError  # noqa: E402
+
+SIZE = 32  # every tiny model takes 32x32 inputs
+NUM_CLASSES = 5
+
+
+class TinyNet(nn.Module):
+    """A few-layer CNN with BatchNorm, so eval mode matters."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(24, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+class TupleNet(TinyNet):
+    def __init__(self, second: str) -> None:
+        super().__init__()
+        self.second = second
+
+    def forward(self, x):  # type: ignore[override]
+        logits = super().forward(x)
+        if self.second == "features":
+            return logits, x.mean(dim=(2, 3, 1))
+        if self.second == "logits":
+            return logits, logits * 2
+        if self.second == "dict":
+            return {"logits": logits, "aux": logits * 2}
+        if self.second == "dict2":
+            return {"a": logits, "b": logits * 2}
+        return logits.view(logits.shape[0], -1, 1, 1)  # 4-D
+
+
+def _tiny(seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    m = TinyNet()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        m.bn.running_mean.uniform_(-0.5, 0.5)
+        m.bn.running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+def _images(n: int = 3, size: int = 48) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> dict:
+    """One tiny model saved in every file format (export is the slow one: done once)."""
+    d = tmp_path_factory.mktemp("models")
+    net = _tiny()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    out: dict = {"net": net, "dir": d}
+    ep = torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, str(d / "tiny.pt2"))
+    out["export"] = d / "tiny.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(net), str(d / "tiny.ts"))
+    out["torchscript"] = d / "tiny.ts"
+    torch.save(net, d / "whole.pt")
+    out["pickle"] = d / "whole.pt"
+
+    import timm
+
+    torch.manual_seed(0)
+    tnet = timm.create_model("test_resnet", pretrained=False, num_classes=7).eval()
+    torch.save(tnet.state_dict(), d / "timm_sd.pth")
+    out["timm"], out["timm_path"] = tnet, d / "timm_sd.pth"
+    return out
+
+
+def _check_roundtrip(clf, original: nn.Module, num_classes: int) -> None:
+    x = _images()
+    with torch.no_grad():
+        want = original(clf.preprocess(x))
+        want = getattr(want, "logits", want)
+        got = clf(x)
+    assert got.shape == (3, num_classes)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    # Gradients reach the image through preprocess; the classifier itself stays frozen.
+    xg = _images().requires_grad_(True)
+    clf(xg)[:, 0].sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in clf.parameters())
+    assert all(p.grad is None for p in clf.model.parameters())
+    json.dumps(clf.describe())
+
+
+@pytest.mark.parametrize("fmt", ["export", "torchscript", "pickle"])
+def test_file_formats_match_original_and_pass_gradients(saved, fmt):
+    kwargs = {"trust_pickle": True} if fmt == "pickle" else {}
+    clf = load_classifier(saved[fmt], input_size=SIZE, **kwargs)
+    assert clf.format == fmt
+    assert clf.num_classes == NUM_CLASSES
+    assert clf.supports_hooks is (fmt == "pickle")
+    _check_roundtrip(clf, saved["net"], NUM_CLASSES)
+
+
+def test_export_reads_input_size_from_program(saved):
+    clf = load_classifier(saved["export"])
+    assert clf.data_config.input_size == (3, SIZE, SIZE)
+    assert "export" in clf.describe()["data_config_source"]
+
+
+def test_torchscript_loads_without_deprecation_warning(saved):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = load_classifier(saved["torchscript"], input_size=SIZE)
+        clf(_images(1))
+    assert not [w for w in caught if "deprecated" in str(w.message).lower()]
+
+
+def test_state_dict_timm_infers_head_and_data_config(saved):
+    clf = load_classifier(saved["timm_path"], arch="timm:test_resnet")
+    assert clf.format == "state_dict" and clf.arch == "timm:test_resnet"
+    assert clf.num_classes == 7
+    # timm's pretrained_cfg for test_resnet: 160 px, mean 0.5, crop 0.95, bilinear.
+    assert clf.data_config.input_size == (3, 160, 160)
+    assert clf.data_config.mean == (0.5, 0.5, 0.5)
+    assert clf.data_config.crop_pct == pytest.approx(0.95)
+    assert clf.data_config.interpolation == "bilinear"
+    _check_roundtrip(clf, saved["timm"], 7)
+
+
+def test_state_dict_prefix_and_checkpoint_wrapper_are_unwrapped(saved, tmp_path):
+    sd = {"module." + k: v for k, v in saved["timm"].state_dict().items()}
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "ckpt.pt")
+    clf = load_classifier(tmp_path / "ckpt.pt", arch="timm:test_resnet", input_size=64)
+    _check_roundtrip(clf, saved["timm"], 7)
+
+
+def test_safetensors_torchvision(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = torchvision.models.get_model("squeezenet1_1", weights=None, num_classes=3).eval()
+    save_file(net.state_dict(), str(tmp_path / "weights.bin"))  # extension lies; the header decides
+    clf = load_classifier(tmp_path / "weights.bin", arch="torchvision:squeezenet1_1", input_size=64)
+    assert clf.format == "safetensors" and clf.num_classes == 3
+    # torchvision's weight transforms: ImageNet statistics, bilinear, 224/256 crop, input size from the flag.
+    assert clf.data_config.interpolation == "bilinear"
+    assert clf.data_config.crop_pct == pytest.approx(224 / 256)
+    assert clf.data_config.input_size == (3, 64, 64)
+    _check_roundtrip(clf, net, 3)
+
+
+def test_factory_and_module(tmp_path, monkeypatch):
+    pkg = tmp_path / "myzoo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),"
+        " torch.nn.Flatten(), torch.nn.Linear(4, 6))\n"
+        "def broken():\n    raise RuntimeError('no weights here')\n"
+        "def not_a_model():\n    return 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    clf = load_classifier("myzoo.nets:build", input_size=SIZE)
+    assert clf.format == "factory" and clf.num_classes == 6
+    import myzoo.nets
+
+    _check_roundtrip(clf, myzoo.nets.build(), 6)
+    with pytest.raises(ClassifierError, match="factory raised RuntimeError: no weights here"):
+        load_classifier("myzoo.nets:broken")
+    with pytest.raises(ClassifierError, match="not a torch.nn.Module"):
+        load_classifier("myzoo.nets:not_a_model")
+    with pytest.raises(ClassifierError, match="did you mean build"):
+        load_classifier("myzoo.nets:buidl")
+    with pytest.raises(ClassifierError, match="cannot import module 'myzoo.nope'.*PYTHONPATH"):
+        load_classifier("myzoo.nope:build")
+    sys.modules.pop("myzoo.nets", None)
+    sys.modules.pop("myzoo", None)
+
+
+def test_module_instance_is_frozen_and_stays_bit_identical():
+    net = _tiny()
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    clf = load_classifier(net, input_size=SIZE, labels=["a", "b", "c", "d", "e"])
+    assert clf.format == "module" and clf.model is net
+    clf.train()  # must not put BatchNorm into training mode
+    assert not net.training
+    x = _images().requires_grad_(True)
+    clf(x).logsumexp(1).sum().backward()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert x.grad.abs().sum() > 0
+    assert clf.labels == ["a", "b", "c", "d", "e"]
+
+
+# ---------------------------------------------------------------- Hugging Face
+
+
+def _hf_folder(path: Path, id2label: dict | None) -> nn.Module:
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    kw = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {"num_labels": 3}
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                    image_size=SIZE, patch_size=8, **kw)
+    torch.manual_seed(0)
+    model = ViTForImageClassification(cfg).eval()
+    model.save_pretrained(str(path))
+    ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.4, 0.5, 0.6],
+                      image_std=[0.2, 0.25, 0.3], resample=2).save_pretrained(str(path))
+    return model
+
+
+def test_huggingface_folder(tmp_path):
+    model = _hf_folder(tmp_path / "vit", {0: "cat, kitty", 1: "dog", 2: "bird"})
+    clf = load_classifier(tmp_path / "vit")
+    assert clf.format == "huggingface" and clf.num_classes == 3
+    assert clf.labels == ["cat", "dog", "bird"] and clf.synonyms[0] == ["cat", "kitty"] and clf.has_names
+    cfg = clf.data_config
+    assert cfg.input_size == (3, SIZE, SIZE) and cfg.crop_pct == 1.0 and cfg.interpolation == "bilinear"
+    assert cfg.mean == pytest.approx((0.4, 0.5, 0.6)) and cfg.std == pytest.approx((0.2, 0.25, 0.3))
+    _check_roundtrip(clf, model, 3)
+
+
+def test_huggingface_generic_labels_count_as_none(tmp_path):
+    _hf_folder(tmp_path / "vit", None)
+    clf = load_classifier(tmp_path / "vit")
+    assert clf.labels == ["0", "1", "2"] and not clf.has_names
+
+
+def test_huggingface_folder_that_is_not_an_image_classifier(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37).save_pretrained(
+        str(tmp_path / "bert")
+    )
+    with pytest.raises(ClassifierError, match="not an image classifier"):
+        load_classifier(tmp_path / "bert")
+
+
+# ---------------------------------------------------------------- sidecars and precedence
+
+
+def test_sidecars_and_explicit_arguments_win(saved, tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(saved["timm"].state_dict(), path)
+    (tmp_path / "m.labels.txt").write_text("\n".join(f"c{i}, alias{i}" for i in range(7)) + "\n")
+    (tmp_path / "m.data.json").write_text(json.dumps({"input_size": 48, "mean": [0.1, 0.2, 0.3], "crop_pct": 1.0}))
+    clf = load_classifier(path, arch="timm:test_resnet")
+    assert clf.labels[3] == "c3" and clf.synonyms[3] == ["c3", "alias3"]
+    cfg = clf.data_config
+    assert cfg.input_size == (3, 48, 48) and cfg.mean == (0.1, 0.2, 0.3) and cfg.crop_pct == 1.0
+    assert cfg.std == (0.5, 0.5, 0.5)  # not in the sidecar: from timm's pretrained_cfg
+    clf = load_classifier(path, arch="timm:test_resnet", input_size=40, labels=[f"x{i}" for i in range(7)])
+    assert clf.data_config.input_size == (3, 40, 40) and clf.data_config.mean == (0.1, 0.2, 0.3)
+    assert clf.labels[0] == "x0"
+    (tmp_path / "m.data.json").write_text(json.dumps({"input_sise": 48}))
+    with pytest.raises(ClassifierError, match="unknown data config keys.*input_sise"):
+        load_classifier(path, arch="timm:test_resnet")
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_preprocess_crop_and_normalize_exactly():
+    net = nn.Sequential(nn.Flatten(), nn.LazyLinear(2))
+    clf = load_classifier(net, input_size=32, crop_pct=0.5, mean=0.5, std=0.25, interpolation="bilinear")
+    x = torch.rand(2, 3, 64, 64)
+    # 64 px is already floor(32 / 0.5): no resize, only the center crop and normalization.
+    assert torch.equal(clf.preprocess(x), (x[:, :, 16:48, 16:48] - 0.5) / 0.25)
+    y = clf.preprocess(torch.rand(1, 3, 100, 80))
+    assert y.shape == (1, 3, 32, 32)
+
+
+def test_preprocess_downsampling_is_antialiased_and_differentiable():
+    cfg = DataConfig(input_size=16, crop_pct=1.0, mean=0.0, std=1.0, interpolation="bicubic")
+    from probe.classifiers import Preprocess
+
+    pre = Preprocess(cfg)
+    # A 1-pixel checkerboard averages to grey with antialiasing (aliasing would keep extreme values).
+    board = ((torch.arange(128)[:, None] + torch.arange(128)[None]) % 2).float().expand(1, 3, 128, 128)
+    out = pre(board.clone().requires_grad_(True))
+    assert (out - 0.5).abs().max() < 0.05
+    x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    pre(x).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_grey_classifier_gets_luminance():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    clf = load_classifier(net, input_size=(1, 16, 16), crop_pct=1.0)
+    assert clf.data_config.mean == pytest.approx((0.449,), abs=1e-3)
+    red = torch.zeros(1, 3, 16, 16)
+    red[:, 0] = 1.0
+    assert torch.allclose(clf.preprocess(red), (torch.full((1, 1, 16, 16), 0.299) - 0.449) / 0.226, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"crop_pct": 0.0}, "crop_pct"),
+        ({"interpolation": "lanczos4"}, "interpolation"),
+        ({"input_size": (2, 32, 32)}, "input_size"),
+        ({"mean": (0.1, 0.2)}, "mean"),
+        ({"std": (0.0, 1.0, 1.0)}, "std"),
+    ],
+)
+def test_data_config_validation(kwargs, match):
+    with pytest.raises(ClassifierError, match=match):
+        DataConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("second", ["features", "dict"])
+def test_unambiguous_outputs_are_unwrapped(second):
+    net = TupleNet(second)
+    clf = load_classifier(net, input_size=SIZE)
+    assert clf.num_classes == NUM_CLASSES
+    assert clf(_images(2)).shape == (2, NUM_CLASSES)
+
+
+@pytest.mark.parametrize(
+    "second, match", [("logits", "ambiguous"), ("dict2", "none is called 'logits'"), ("4d", r"\(2, 5, 1, 1\)")]
+)
+def test_ambiguous_outputs_fail(second, match):
+    with pytest.raises(ClassifierError, match=match) as info:
+        load_classifier(TupleNet(second), input_size=SIZE)
+    assert "wrap it" in str(info.value)
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ClassifierError, match="no such file"):
+        load_classifier(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("fmt", ["export", "torchscript", "timm_path", "safetensors"])
+def test_truncated_files(saved, tmp_path, fmt):
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        src = tmp_path / "full.safetensors"
+        save_file(saved["net"].state_dict(), str(src))
+    else:
+        src = saved[fmt]
+    data = src.read_bytes()
+    cut = tmp_path / f"cut{src.suffix}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ClassifierError, match="truncated"):
+        load_classifier(cut, arch="timm:test_resnet" if fmt in ("timm_path", "safetensors") else None)
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "model.xyz"
+    p.write_bytes(b"GIF89a this is not a model" * 10)
+    with pytest.raises(ClassifierError, match="unknown format.*torch.export.save"):
+        load_classifier(p)
+    p = tmp_path / "model.pt"
+    p.write_bytes(b"garbage" * 10)
+    with pytest.raises(ClassifierError, match="not a readable PyTorch"):
+        load_classifier(p)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ClassifierError, match="without config.json"):
+        load_classifier(tmp_path / "folder")
+
+
+def test_wrong_arch_lists_keys(saved):
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(saved["timm_path"], arch="torchvision:resnet18")
+    msg = str(info.value)
+    assert "missing keys" in msg and "unexpected keys" in msg and "--arch torchvision:resnet18" in msg
+    assert "in all)" in msg  # long key lists are truncated
+    assert "\n" not in msg
+
+
+def test_arch_problems(saved):
+    with pytest.raises(ClassifierError, match="without the architecture; pass --arch"):
+        load_classifier(saved["timm_path"])
+    with pytest.raises(ClassifierError, match="did you mean timm:test_resnet"):
+        load_classifier(saved["timm_path"], arch="timm:test_resnett")
+    with pytest.raises(ClassifierError, match="timm:resnet50 or torchvision:resnet18"):
+        load_classifier(saved["timm_path"], arch="resnet18")
+    with pytest.raises(ClassifierError, match="drop --arch"):
+        load_classifier(saved["export"], arch="timm:test_resnet")
+
+
+def test_pickle_needs_trust(saved):
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(saved["pickle"], input_size=SIZE)
+    msg = str(info.value)
+    assert "arbitrary code" in msg and "--trust-pickle" in msg
+    assert "torch.export" in msg and "torch.jit.save" in msg and "--arch" in msg
+
+
+def test_label_count_mismatch(saved, tmp_path):
+    with pytest.raises(LabelsError, match="3 names but the classifier outputs 5 logits"):
+        load_classifier(saved["export"], labels=["a", "b", "c"])
+    side = saved["dir"] / "tiny.labels.txt"
+    side.write_text("a\nb\n")
+    try:
+        with pytest.raises(LabelsError, match="tiny.labels.txt: 2 names"):
+            load_classifier(saved["export"])
+    finally:
+        side.unlink()
+
+
+def test_export_with_fixed_batch(tmp_path):
+    net = _tiny()
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, SIZE, SIZE),)), str(tmp_path / "fixed.pt2"))
+    with pytest.raises(ClassifierError, match="dynamic batch dimension"):
+        load_classifier(tmp_path / "fixed.pt2")
+
+
+def test_wrong_input_size_names_the_flag(saved):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 2))
+    with pytest.raises(ClassifierError, match="--input-size"):
+        load_classifier(net)  # default 224 px does not fit a 32 px linear model
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda():
+    with pytest.raises(DeviceError, match="--device cpu"):
+        load_classifier(_tiny(), device="cuda")
+
+
+def test_errors_are_one_line_probe_errors(saved, tmp_path):
+    for call in (
+        lambda: load_classifier(tmp_path / "nope.pt"),
+        lambda: load_classifier(saved["pickle"]),
+        lambda: load_classifier(saved["timm_path"], arch="torchvision:resnet18"),
+    ):
+        with pytest.raises(ProbeError) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_repr_and_html(saved):
+    clf = load_classifier(saved["export"], labels=["<b>a</b>", "b", "c", "d", "e"])
+    assert "format='export'" in repr(clf) and "num_classes=5" in repr(clf)
+    page = clf._repr_html_()
+    assert "&lt;b&gt;a&lt;/b&gt;" in page and "<b>a</b>" not in page
+
+
+def test_legacy_torch_save_format(tmp_path):
+    """Pre-1.6 torch.save files are raw pickle streams, not zip archives."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=4).eval()
+    path = tmp_path / "legacy.pth"
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=False)
+    clf = load_classifier(path, arch="timm:test_resnet", input_size=64)
+    _check_roundtrip(clf, net, 4)
+    data = path.read_bytes()
+    for cut in (200, len(data) // 2):  # inside the pickle, inside the tensor data
+        (tmp_path / "cut.pth").write_bytes(data[:cut])
+        with pytest.raises(ClassifierError, match="truncated or corrupt"):
+            load_classifier(tmp_path / "cut.pth", arch="timm:test_resnet")
+    torch.save(_tiny(), tmp_path / "whole.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(ClassifierError, match="references test_classifiers.TinyNet.*--trust-pickle"):
+        load_classifier(tmp_path / "whole.pth")
