@@ -1,0 +1,97 @@
+"""Small helpers shared by the analysis modules (not public API)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probe.analysis.errors import AnalysisError
+from probe.errors import ProbeError
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """File-name-safe slug of untrusted text: [a-z0-9_-], at most ``max_len`` chars, never empty."""
+    s = re.sub(r"[^a-z0-9_-]+", "-", str(text).lower()).strip("-_")
+    s = re.sub(r"-{2,}", "-", s)[:max_len].strip("-_")
+    return s or "x"
+
+
+def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """Softmax probabilities (N, C) as float32 numpy, classified in batches without gradient."""
+    out = []
+    try:
+        with torch.no_grad():
+            for i in range(0, images.shape[0], batch_size):
+                logits = classifier(images[i : i + batch_size])
+                out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    except Exception as e:  # a user's model failing inside our code
+        raise AnalysisError(
+            f"the classifier failed on generated images of shape {tuple(images.shape)}: {type(e).__name__}: {e}; "
+            "check that it accepts (B,3,H,W) images in [0,1]."
+        ) from e
+    return np.concatenate(out, 0).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def generate(generator, prompts: list[str], seeds: list[int], gen_kwargs: dict | None = None) -> torch.Tensor:
+    """Call ``generator.generate`` and wrap failures in an AnalysisError."""
+    try:
+        with torch.no_grad():
+            imgs = generator.generate(list(prompts), [int(s) for s in seeds], **(gen_kwargs or {}))
+    except ProbeError:
+        raise
+    except Exception as e:
+        raise AnalysisError(
+            f"the generator failed on {len(prompts)} prompts (first: {prompts[0]!r}): {type(e).__name__}: {e}; "
+            "try a smaller max_batch or check the generator folder."
+        ) from e
+    return imgs.detach().float().clamp(0, 1).cpu()
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(3,H,W) float in [0,1] -> (H,W,3) uint8."""
+    return (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_png(arr: np.ndarray, path: Path) -> None:
+    """Write an (H,W,3) uint8 array atomically as PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(arr).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_png(path: Path) -> torch.Tensor:
+    """Read a PNG as (3,H,W) float32 in [0,1]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

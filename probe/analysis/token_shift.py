@@ -1,0 +1,160 @@
+"""What did the token add? Concept scores of token vs baseline images, and the
+vocabulary words nearest to the learned token embedding.
+
+A *concept scorer* is any object with ``predict(images01) -> {attribute: [value per image]}``:
+the shapes world's attribute oracles are one; :class:`ClipScorer` (optional,
+from a local CLIP folder the user supplies) makes one from a cue list by
+zero-shot choice between each cue and its counter-contexts. Without a scorer
+the token-shift test is skipped with a note; nearest words are always computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probe.analysis.cues import Cue
+from probe.analysis.errors import AnalysisError
+from probe.analysis.stats import Effect, paired_bootstrap
+
+__all__ = ["ClipScorer", "TokenShift", "token_shift", "nearest_words", "cue_concept"]
+
+
+def cue_concept(cue: Cue) -> tuple[str, str]:
+    """The (attribute, value) a scorer reports for this cue (CLIP scorers use the cue name for both)."""
+    if cue.attribute is not None and cue.value is not None:
+        return cue.attribute, cue.value
+    return cue.name, cue.name
+
+
+class ClipScorer:
+    """Zero-shot concept scorer from a local CLIP model folder (transformers ``CLIPModel`` layout).
+
+    For each cue, an image "has" the cue when the cue's caption wins over all
+    its counter captions. ``predict`` returns ``{cue.name: [cue.name or ""]}``.
+    """
+
+    def __init__(self, path: str | Path, cues: list[Cue], *, subject: str = "object", device: str = "cpu", batch_size: int = 16):
+        from transformers import CLIPModel, CLIPProcessor
+
+        p = Path(path)
+        if not (p / "config.json").is_file():
+            raise AnalysisError(
+                f"clip model path {str(p)!r} is not a local CLIP folder with config.json; pass a folder saved with "
+                "CLIPModel.save_pretrained (and its processor), or leave it out to skip CLIP concept scoring."
+            )
+        try:
+            self.model = CLIPModel.from_pretrained(str(p), local_files_only=True).to(device).eval()
+            self.processor = CLIPProcessor.from_pretrained(str(p), local_files_only=True)
+        except Exception as e:
+            raise AnalysisError(f"could not load the CLIP model at {str(p)!r}: {type(e).__name__}: {e}") from e
+        self.cues = [c for c in cues if c.counters]
+        self.device = device
+        self.batch_size = batch_size
+        texts, self._spans = [], []
+        for c in self.cues:
+            start = len(texts)
+            texts.append("a photo of " + c.apply(subject))
+            texts.extend("a photo of " + t for t in c.counter_prompts(subject))
+            self._spans.append((start, len(texts)))
+        with torch.no_grad():
+            tok = self.processor.tokenizer(texts, padding=True, return_tensors="pt").to(device)
+            t = self.model.get_text_features(**tok)
+            t = t if isinstance(t, torch.Tensor) else t.pooler_output
+            self._text = torch.nn.functional.normalize(t.float(), dim=-1)
+
+    def predict(self, images01: torch.Tensor) -> dict[str, list[str]]:
+        feats = []
+        with torch.no_grad():
+            for i in range(0, images01.shape[0], self.batch_size):
+                batch = images01[i : i + self.batch_size]
+                px = self.processor.image_processor(
+                    images=[b.permute(1, 2, 0).numpy() for b in batch], return_tensors="pt", do_rescale=False
+                )["pixel_values"].to(self.device)
+                f = self.model.get_image_features(pixel_values=px)
+                f = f if isinstance(f, torch.Tensor) else f.pooler_output
+                feats.append(torch.nn.functional.normalize(f.float(), dim=-1))
+        sims = torch.cat(feats) @ self._text.T  # (N, n_texts)
+        out: dict[str, list[str]] = {}
+        for c, (a, b) in zip(self.cues, self._spans):
+            wins = sims[:, a:b].argmax(1) == 0
+            out[c.name] = [c.name if w else "" for w in wins.tolist()]
+        return out
+
+    def __repr__(self) -> str:
+        return f"ClipScorer({len(self.cues)} cues)"
+
+
+@dataclass
+class TokenShift:
+    cue: Cue
+    effect: Effect  # mean of 1[token image has cue] - 1[baseline image has cue], paired by prompt and seed
+    freq_token: float
+    freq_baseline: float
+
+    def __repr__(self) -> str:
+        return f"TokenShift({self.cue.name!r}: {self.freq_baseline:.2f} -> {self.freq_token:.2f}, {self.effect!r})"
+
+
+def token_shift(
+    scorer, baseline_images: torch.Tensor, token_images: torch.Tensor, cues: list[Cue], *, n_boot: int = 1000, seed: int = 0
+) -> list[TokenShift]:
+    """Paired change in each cue's frequency from baseline to token images (row i of both share prompt and seed)."""
+    if baseline_images.shape[0] != token_images.shape[0]:
+        raise AnalysisError(
+            f"token_shift needs paired images: {baseline_images.shape[0]} baseline vs {token_images.shape[0]} token images."
+        )
+    if baseline_images.shape[0] == 0:
+        return []
+    try:
+        sb = scorer.predict(baseline_images)
+        st = scorer.predict(token_images)
+    except Exception as e:
+        raise AnalysisError(f"the concept scorer failed: {type(e).__name__}: {e}") from e
+    out: list[TokenShift] = []
+    for cue in cues:
+        attr, value = cue_concept(cue)
+        if attr not in sb or attr not in st:
+            continue
+        b = np.array([v == value for v in sb[attr]], dtype=np.float64)
+        t = np.array([v == value for v in st[attr]], dtype=np.float64)
+        out.append(TokenShift(cue, paired_bootstrap(t - b, n_boot=n_boot, seed=seed), float(t.mean()), float(b.mean())))
+    return out
+
+
+def nearest_words(tokenizer, text_encoder, vector: torch.Tensor, k: int = 10) -> list[dict]:
+    """The ``k`` vocabulary words whose input embeddings are closest (cosine) to ``vector``.
+
+    Added tokens (other classes' learned tokens) are excluded.
+    """
+    emb = text_encoder.get_input_embeddings().weight.detach().float().cpu()
+    v = vector.detach().float().cpu().reshape(-1)
+    if v.shape[0] != emb.shape[1]:
+        raise AnalysisError(
+            f"token vector has dimension {v.shape[0]} but the text encoder's embeddings have {emb.shape[1]}; "
+            "was the token learned with another generator?"
+        )
+    added = set()
+    try:
+        added = set(tokenizer.get_added_vocab().values())
+    except Exception:
+        pass
+    n_base = len(tokenizer.encoder) if hasattr(tokenizer, "encoder") else emb.shape[0]
+    sims = torch.nn.functional.cosine_similarity(emb, v[None], dim=1)
+    order = torch.argsort(sims, descending=True).tolist()
+    out: list[dict] = []
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for i in order:
+        if i in added or i in special or i >= n_base:
+            continue
+        word = tokenizer.convert_ids_to_tokens(i)
+        word = str(word).replace("</w>", "")
+        if not any(ch.isalnum() for ch in word):
+            continue
+        out.append({"word": word, "id": int(i), "cosine": round(float(sims[i]), 4)})
+        if len(out) >= k:
+            break
+    return out

@@ -1,0 +1,200 @@
+"""Fast stand-ins for the analysis tests: a procedural "generator", colour-keyed
+classifiers with a planted background bias, and a synthetic run directory in
+the format of docs/run-format.md.
+
+The fake generator reads prompts like the shapes world's captions: the class
+word picks the object (circle=red, square=magenta, star=yellow), "on grass|sand|
+snow|water" picks the background (else the seed does), "with a dot in the
+corner" adds a corner tag. A token string expands to the words it "learned".
+Same prompt + seed -> same image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+SIZE = 16
+CLASSES = ["circle", "square", "star"]
+OBJECT_RGB = {"circle": (0.9, 0.1, 0.1), "square": (0.9, 0.1, 0.9), "star": (0.95, 0.9, 0.05)}
+BACKGROUND_RGB = {"grass": (0.1, 0.55, 0.1), "sand": (0.8, 0.7, 0.45), "snow": (0.95, 0.95, 0.95), "water": (0.1, 0.3, 0.7)}
+BACKGROUNDS = list(BACKGROUND_RGB)
+
+
+class FakeTokenizer:
+    """Just enough of a CLIP tokenizer for nearest_words: whole words as tokens."""
+
+    def __init__(self, words):
+        self.encoder = {w + "</w>": i for i, w in enumerate(words)}
+        self.decoder = {i: w for w, i in self.encoder.items()}
+        self.added: dict[str, int] = {}
+        self.all_special_ids: list[int] = []
+
+    def get_added_vocab(self):
+        return dict(self.added)
+
+    def convert_ids_to_tokens(self, i):
+        return self.decoder.get(i, "?")
+
+
+class FakeTextEncoder(nn.Module):
+    def __init__(self, n: int, dim: int = 8, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = nn.Embedding(n, dim)
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.randn(n, dim, generator=g))
+
+    def get_input_embeddings(self):
+        return self.emb
+
+
+class FakeGenerator:
+    """Renders prompt words procedurally; counts how many images it made."""
+
+    image_size = SIZE
+
+    def __init__(self, token_words: dict[str, str] | None = None):
+        self.token_words = dict(token_words or {})
+        words = ["a", "photo", "of", "on", "with", "dot", "corner"] + CLASSES + BACKGROUNDS
+        self.tokenizer = FakeTokenizer(words)
+        self.text_encoder = FakeTextEncoder(len(words))
+        self.calls = 0
+        self.images_made = 0
+        self.loaded: list[str] = []
+
+    def load_token(self, path):
+        self.loaded.append(str(path))
+        return "token"
+
+    def scene(self, prompt: str, seed: int) -> tuple[torch.Tensor, np.ndarray, dict]:
+        for tok, words in self.token_words.items():
+            prompt = prompt.replace(tok, words)
+        rng = np.random.default_rng(seed)
+        bg = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+        found = re.findall(r"on (grass|sand|snow|water)", prompt)
+        if found:
+            bg = found[-1]  # the last mention wins (a counter-context overrides the token)
+        shape = next((c for c in CLASSES if re.search(rf"\b{c}\b", prompt)), CLASSES[int(rng.integers(3))])
+        img = torch.tensor(BACKGROUND_RGB[bg]).view(3, 1, 1).repeat(1, SIZE, SIZE)
+        img = img + 0.03 * torch.from_numpy(rng.standard_normal((3, SIZE, SIZE))).float()
+        side = int(rng.integers(5, 8))
+        y, x = (int(v) for v in rng.integers(1, SIZE - side - 1, size=2))
+        mask = np.zeros((SIZE, SIZE), bool)
+        mask[y : y + side, x : x + side] = True
+        img[:, y : y + side, x : x + side] = torch.tensor(OBJECT_RGB[shape]).view(3, 1, 1)
+        tag = "with a dot in the corner" in prompt
+        if tag:
+            img[:, :2, -2:] = torch.tensor([0.0, 0.9, 0.9]).view(3, 1, 1)
+        return img.clamp(0, 1), mask, {"shape": shape, "background": bg, "tag": "dot" if tag else "none"}
+
+    def generate(self, prompts, seeds, *, steps=None, guidance_scale=None, grad_steps=0, max_batch=None, scheduler=None):
+        assert len(prompts) == len(seeds)
+        self.calls += 1
+        self.images_made += len(prompts)
+        return torch.stack([self.scene(p, s)[0] for p, s in zip(prompts, seeds)])
+
+
+class ColourClassifier(nn.Module):
+    """Logits from pooled colour detectors (1x1 conv + ReLU): circle=red, square=magenta, star=yellow.
+
+    ``grass_bias`` adds the pooled green-background detector to the star logit:
+    the planted spurious cue. ``supports_hooks`` mimics probe's Classifier.
+    """
+
+    def __init__(self, grass_bias: float = 0.0, scale: float = 60.0):
+        super().__init__()
+        self.labels = list(CLASSES)
+        self.num_classes = 3
+        self.supports_hooks = True
+        conv = nn.Conv2d(3, 4, 1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.tensor([
+                [1.0, -1.0, -1.0],   # red
+                [0.5, -2.0, 0.5],    # magenta
+                [0.5, 0.5, -2.0],    # yellow
+                [-1.0, 1.0, -1.0],   # green (grass)
+            ]).view(4, 3, 1, 1))
+            conv.bias.copy_(torch.tensor([-0.4, -0.5, -0.6, -0.2]))
+        head = nn.Linear(4, 3, bias=False)
+        with torch.no_grad():
+            head.weight.copy_(torch.tensor([[scale, 0, 0, 0], [0, scale, 0, 0], [0, 0, scale, grass_bias]]))
+        self.model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+        self.preprocess = nn.Identity()
+
+    def forward(self, images01):
+        return self.model(self.preprocess(images01))
+
+
+class FakeOracles:
+    """Concept scorer for the fake world: reads background and tag back from pixels."""
+
+    def predict(self, images01):
+        bgs, tags = [], []
+        cols = torch.tensor([BACKGROUND_RGB[b] for b in BACKGROUNDS])
+        for im in images01:
+            corner = im[:, 0, 0]  # top-left corner is always background
+            bgs.append(BACKGROUNDS[int(((cols - corner) ** 2).sum(1).argmin())])
+            tags.append("dot" if im[1, 0, -1] > 0.8 and im[0, 0, -1] < 0.2 else "none")
+        return {"background": bgs, "tag": tags}
+
+
+def fake_cues():
+    from probe.analysis.cues import cues_from_vocabulary
+
+    return cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": ""})
+
+
+def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tokens: dict[int, str], n_seeds: int = 6,
+              templates=("a photo of a {}", "a picture of a {}"), attention: bool = True) -> Path:
+    """A finished run directory in docs/run-format.md's layout, with gallery images from ``generator``."""
+    from safetensors.torch import save_file
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps({"token": {"steps": 4, "guidance_scale": 2.0}, "generator": "fake"}))
+    (run / "labels.json").write_text(json.dumps(CLASSES))
+    rows = ["class_index,class_name,slug,status,baseline_accuracy,token_accuracy"]
+    seeds = list(range(1000, 1000 + n_seeds))
+    for ci, tok in tokens.items():
+        name = CLASSES[ci]
+        d = run / "classes" / f"{ci}-{name}"
+        (d / "images").mkdir(parents=True, exist_ok=True)
+        save_file({tok: torch.randn(8)}, str(d / "token.safetensors"))
+        images, accs = [], {"baseline": [], "token": []}
+        for kind in ("baseline", "token"):
+            for pi, t in enumerate(templates):
+                prompt = t.format(f"{tok} {name}" if kind == "token" else name)
+                for s in seeds:
+                    img, mask, _ = generator.scene(prompt, s)
+                    from probe.analysis._util import save_png, to_uint8
+
+                    path = f"images/{kind}_p{pi}_s{s}.png"
+                    save_png(to_uint8(img), d / path)
+                    if attention and kind == "token":
+                        (d / "cross_attention").mkdir(exist_ok=True)
+                        np.save(d / "cross_attention" / f"{kind}_p{pi}_s{s}.npy", mask.astype(np.float32))
+                    with torch.no_grad():
+                        p = torch.softmax(classifier(img[None]), -1)[0]
+                    accs[kind].append(int(p.argmax()) == ci)
+                    images.append({"path": path, "kind": kind, "prompt": prompt, "prompt_index": pi, "seed": s,
+                                   "target_prob": float(p[ci]), "correct": int(p.argmax()) == ci})
+        metrics = {
+            "status": "done", "error": None, "class_index": ci, "class_name": name, "slug": name, "token": tok,
+            "init_word": "a",
+            "prompts": {"templates": list(templates), "token": [t.format(f"{tok} {name}") for t in templates],
+                        "baseline": [t.format(name) for t in templates]},
+            "steps": 3, "best_step": 2, "stopped": "threshold", "seconds": 0.1, "train_seeds": [0, 1],
+            "eval_seeds": seeds,
+            "baseline": {"accuracy": float(np.mean(accs["baseline"])), "mean_target_prob": 0.0, "n": len(accs["baseline"])},
+            "token": {"accuracy": float(np.mean(accs["token"])), "mean_target_prob": 0.0, "n": len(accs["token"])},
+            "eval_model": None, "images": images,
+        }
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        rows.append(f"{ci},{name},{name},done,{metrics['baseline']['accuracy']},{metrics['token']['accuracy']}")
+    (run / "summary.csv").write_text("\n".join(rows) + "\n")
+    return run
