@@ -484,3 +484,30 @@ def test_legacy_torch_save_format(tmp_path):
     torch.save(_tiny(), tmp_path / "whole.pth", _use_new_zipfile_serialization=False)
     with pytest.raises(ClassifierError, match=r"references \S*TinyNet.*--trust-pickle"):
         load_classifier(tmp_path / "whole.pth")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fmt", ["export", "torchscript", "timm", "huggingface"])
+def test_cuda_matches_cpu_and_passes_gradients(saved, tmp_path, fmt):
+    if fmt == "timm":
+        spec, kw = saved["timm_path"], {"arch": "timm:test_resnet", "input_size": 64}
+    elif fmt == "huggingface":
+        _hf_folder(tmp_path / "vit", {0: "cat", 1: "dog", 2: "bird"})
+        spec, kw = tmp_path / "vit", {}
+    else:
+        spec, kw = saved[fmt], {"input_size": SIZE}
+    cpu = load_classifier(spec, **kw)
+    gpu = load_classifier(spec, device="cuda", **kw)
+    assert gpu.device.type == "cuda" and gpu.preprocess.mean.device.type == "cuda"
+    x = _images()
+    with torch.no_grad():
+        want = cpu(x)
+        got = gpu(x.cuda())
+    assert got.device.type == "cuda"
+    assert torch.allclose(got.cpu(), want, atol=2e-2, rtol=2e-2), (got.cpu() - want).abs().max()
+    # Generators on GPU hand over half-precision images; gradients must still reach them.
+    xh = x.cuda().half().requires_grad_(True)
+    gpu(xh)[:, 0].sum().backward()
+    assert xh.grad is not None and xh.grad.dtype == torch.float16 and xh.grad.float().abs().sum() > 0
+    assert all(p.grad is None for p in gpu.model.parameters())

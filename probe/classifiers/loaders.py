@@ -142,8 +142,10 @@ def load_torchscript(path: Path) -> Loaded:
 
 def load_export(path: Path) -> Loaded:
     try:
-        program = torch.export.load(str(path))
-        model = program.module()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*buffer is not writable.*")
+            program = torch.export.load(str(path))
+            model = program.module()
     except Exception as e:
         raise ClassifierError(
             f"model {path}: torch.export program could not be loaded ({type(e).__name__}: "
