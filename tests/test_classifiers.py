@@ -357,6 +357,8 @@ def test_ambiguous_outputs_fail(second, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ClassifierError, match="no such file"):
         load_classifier(tmp_path / "nope.pt")
+    with pytest.raises(ClassifierError, match="huggingface-cli download google/vit-base --local-dir"):
+        load_classifier("google/vit-base")
 
 
 @pytest.mark.parametrize("fmt", ["export", "torchscript", "timm_path", "safetensors"])
@@ -511,3 +513,19 @@ def test_cuda_matches_cpu_and_passes_gradients(saved, tmp_path, fmt):
     gpu(xh)[:, 0].sum().backward()
     assert xh.grad is not None and xh.grad.dtype == torch.float16 and xh.grad.float().abs().sum() > 0
     assert all(p.grad is None for p in gpu.model.parameters())
+
+
+def test_cli_style_string_arguments_and_topk():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    clf = load_classifier(net, input_size="24,32", mean="0.5", std="0.5,0.5,0.5", crop_pct="1.0",
+                          interpolation="BICUBIC", labels=["a, alpha", "b", "c"])
+    cfg = clf.data_config
+    assert cfg.input_size == (3, 24, 32) and cfg.mean == (0.5, 0.5, 0.5) and cfg.interpolation == "bicubic"
+    assert clf.preprocess(torch.rand(2, 3, 50, 50)).shape == (2, 3, 24, 32)  # non-square: resized to (H, W)
+    top = clf.topk(_images(2), k=2)
+    assert len(top) == 2 and [len(t) for t in top] == [2, 2]
+    probs = clf(_images(2)).softmax(1)
+    assert top[0][0]["prob"] == pytest.approx(probs[0].max().item(), abs=1e-6)
+    assert top[0][0]["label"] == clf.labels[top[0][0]["index"]] and top[0][0]["prob"] >= top[0][1]["prob"]
+    assert clf.labels[0] == "a"

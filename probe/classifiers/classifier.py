@@ -89,6 +89,16 @@ class Classifier(nn.Module):
             ) from e
         return extract_logits(out, x.shape[0], f"classifier {self.name!r}")
 
+    @torch.no_grad()
+    def topk(self, images: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
+        """Per image, the ``k`` most probable classes as ``{"index", "label", "prob"}`` (run-format ``topk``)."""
+        probs = self(images).float().softmax(dim=1)
+        values, indices = probs.topk(min(int(k), self.num_classes), dim=1)
+        return [
+            [{"index": int(i), "label": self.labels[int(i)], "prob": float(v)} for v, i in zip(row_v, row_i)]
+            for row_v, row_i in zip(values.tolist(), indices.tolist())
+        ]
+
     @property
     def device(self) -> torch.device:
         for t in self.model.parameters():

@@ -26,6 +26,7 @@ from pathlib import Path
 from probe.errors import ClassifierError
 
 FORMATS = ("export", "torchscript", "torch_save", "safetensors", "huggingface")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _SUGGEST = (
     "save it with torch.export.save (.pt2), torch.jit.save, torch.save(model.state_dict()) "
@@ -95,6 +96,11 @@ def detect_format(path: str | Path) -> str:
     """Return one of :data:`FORMATS` for a file or folder, or raise :class:`ClassifierError`."""
     path = Path(path).expanduser()
     if not path.exists():
+        if _HUB_ID.match(str(path)):
+            raise ClassifierError(
+                f"model {path}: no such file or folder (hub ids are not fetched for classifiers); download it "
+                f"with `huggingface-cli download {path} --local-dir DIR` and pass DIR"
+            )
         raise ClassifierError(f"model {path}: no such file or folder; check the path")
     if path.is_dir():
         if (path / "config.json").is_file():
