@@ -98,8 +98,8 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         if _HUB_ID.match(str(path)):
             raise ClassifierError(
-                f"model {path}: no such file or folder (hub ids are not fetched for classifiers); download it "
-                f"with `huggingface-cli download {path} --local-dir DIR` and pass DIR"
+                f"model {path}: no such file or folder; check the path, or if it is a Hugging Face hub id "
+                f"(not fetched for classifiers), run `huggingface-cli download {path} --local-dir DIR` and pass DIR"
             )
         raise ClassifierError(f"model {path}: no such file or folder; check the path")
     if path.is_dir():
