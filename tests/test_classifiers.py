@@ -529,3 +529,11 @@ def test_cli_style_string_arguments_and_topk():
     assert top[0][0]["prob"] == pytest.approx(probs[0].max().item(), abs=1e-6)
     assert top[0][0]["label"] == clf.labels[top[0][0]["index"]] and top[0][0]["prob"] >= top[0][1]["prob"]
     assert clf.labels[0] == "a"
+
+
+def test_bad_image_tensors_are_explained():
+    clf = load_classifier(_tiny(), input_size=SIZE)
+    with pytest.raises(ClassifierError, match=r"\(B, 3, H, W\).*got \(2, 32, 32, 3\)"):
+        clf(torch.rand(2, SIZE, SIZE, 3))
+    with pytest.raises(ClassifierError, match="not floating point.*255"):
+        clf(torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8))
