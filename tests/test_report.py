@@ -262,17 +262,47 @@ def test_damaged_files_become_warnings_not_crashes(tmp_path):
     assert "unreadable" in text
 
 
-def test_rank_findings_orders_passing_strong_large_first():
+def test_rank_findings_puts_passing_first_and_keeps_the_analysis_order():
     fs = [
         {"cue": "a", "passes": False, "strength": "weak", "effect": 0.9, "ci_low": 0.0, "ci_high": 1.0},
         {"cue": "b", "passes": True, "strength": "weak", "effect": 0.8, "ci_low": 0.5, "ci_high": 0.9},
         {"cue": "c", "passes": True, "strength": "strong", "effect": -0.3, "ci_low": -0.4, "ci_high": -0.2},
         {"cue": "d", "passes": True, "strength": "strong", "effect": 0.6, "ci_low": 0.5, "ci_high": 0.7},
     ]
-    assert [f["cue"] for f in rank_findings(fs)] == ["d", "c", "b", "a"]
+    assert [f["cue"] for f in rank_findings(fs)] == ["b", "c", "d", "a"]
 
 
 @pytest.mark.parametrize("name", [XSS, "../../x", "..", "/etc/passwd", "a\\b", "\x00", "é" * 100, ""])
 def test_slugify_is_file_name_safe(name):
     s = slugify(name)
     assert re.fullmatch(r"[a-z0-9_-]{1,40}", s) and s not in (".", "..")
+
+
+def test_analysis_summary_skipped_methods_and_token_extras(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1)
+    a = json.loads((run / "analysis.json").read_text())
+    a["attributions"]["skipped"] = {"grad_cam": "TorchScript model: layer hooks are unavailable"}
+    (run / "analysis.json").write_text(json.dumps(a))
+    index = render_report(run).read_text()
+    assert "grad cam was not run:" in index and "layer hooks are unavailable" in index
+    assert "shapes-world oracles" in index and "necessity skipped (synthetic note)" in index
+    page = next((run / "report" / "classes").glob("0-*.html")).read_text()
+    assert "nearest vocabulary words" in page and '<span class="chip">grass' in page
+    assert "token shift" in page and "+0.50" in page  # grass background 20% -> 70%
+    assert "41%" in page  # off-object share
+    assert "grad cam: not run" in page
+
+
+def test_curve_blitting_reuses_backgrounds_without_stale_limits():
+    from probe.report.curves import CurvePlotter, nice_ceiling
+
+    assert [nice_ceiling(x) for x in (0.7, 3, 11, 140)] == [0.8, 3, 15, 150]
+    short = [{"step": s, "loss": 2 - s / 5, "accuracy": s / 5, "mean_target_prob": s / 6} for s in range(4)]
+    long = [{"step": s, "loss": 30 / (s + 1), "accuracy": min(1, s / 80), "mean_target_prob": 0.5} for s in range(130)]
+    p = CurvePlotter()
+    first = p.plot(short, 2, 0.7)
+    p.plot(long, None, None)  # another bucket: different axis limits
+    assert p.plot(short, 2, 0.7) == first  # the cached background comes back with its own limits
+    assert len(p._backgrounds) == 2
+    fresh = CurvePlotter().plot(short, 2, 0.7)
+    assert fresh == first

@@ -69,6 +69,12 @@ class RunData:
     classes: list[ClassData]
     findings: list[dict[str, Any]] | None  # None: analysis not run
     warnings: list[str] = field(default_factory=list)
+    analysis: dict[str, Any] | None = None  # analysis.json: methods run/skipped, notes, per-class extras
+
+    def class_analysis(self, index: int) -> dict[str, Any]:
+        per = (self.analysis or {}).get("classes")
+        info = per.get(str(index)) if isinstance(per, dict) else None
+        return info if isinstance(info, dict) else {}
 
     def __repr__(self) -> str:
         n_f = "not run" if self.findings is None else len(self.findings)
@@ -129,15 +135,13 @@ def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
 
 
 def rank_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Passing before not passing, strong before weak, then larger |effect|, then narrower interval."""
+    """Passing findings first; otherwise the analysis's own order (findings.json is written ranked).
 
-    def key(f):
-        eff = f.get("effect")
-        lo, hi = f.get("ci_low"), f.get("ci_high")
-        width = (hi - lo) if lo is not None and hi is not None else math.inf
-        return (not f.get("passes"), f.get("strength") != "strong", -abs(eff) if eff is not None else 0.0, width)
-
-    return sorted(findings, key=key)
+    The sort is stable, so the ranking the analysis chose (agreement across
+    kinds, effect size) is kept; the report only guarantees that nothing below
+    the threshold is listed above something that passed.
+    """
+    return sorted(findings, key=lambda f: not f.get("passes"))
 
 
 def _load_findings(run_dir: Path, warnings: list[str]) -> list[dict[str, Any]] | None:
@@ -225,10 +229,14 @@ def load_run(run_dir: str | Path) -> RunData:
                                                "token": {"accuracy": _num(row.get("token_accuracy"))}})
 
     findings = _load_findings(run_dir, warnings)
+    analysis = _read_json(run_dir / "analysis.json", warnings, "analysis summary")
+    if analysis is not None and not isinstance(analysis, dict):
+        warnings.append("analysis.json is not a JSON object; it is left out")
+        analysis = None
     classes = [by_index[i] for i in sorted(by_index)]
     if findings:
         for f in findings:
             ci = f.get("class_index")
             if ci is not None and ci in by_index:
                 by_index[ci].findings.append(f)
-    return RunData(run_dir, config, labels, classes, findings, warnings)
+    return RunData(run_dir, config, labels, classes, findings, warnings, analysis)

@@ -174,6 +174,9 @@ class _Builder:
         self.assets = AssetStore(run.run_dir, out_dir, embed=single, thumb_px=thumb_px)
         self._plotter: CurvePlotter | None = None
         self.threshold = _threshold(run.config)
+        attr = (run.analysis or {}).get("attributions")
+        skipped = attr.get("skipped") if isinstance(attr, dict) else None
+        self.skipped_methods = [(str(k), str(v)) for k, v in skipped.items()] if isinstance(skipped, dict) else []
 
     def class_href(self, c: ClassData) -> str:
         return f"#c{c.index}" if self.single else f"classes/{c.page_name}"
@@ -252,6 +255,17 @@ class _Builder:
                 cards.append(self.card(c, r, methods, shown_methods))
             galleries[kind] = {"cards": cards, "total": len(recs)}
         method_views = [{"id": f"m{i}", "name": n} for i, n in enumerate(methods) if i in shown_methods]
+        info = self.run.class_analysis(c.index)
+        nearest = [w for w in info.get("nearest_words") or [] if isinstance(w, dict)]
+        shift = info.get("token_shift") if isinstance(info.get("token_shift"), dict) else {}
+        shift_rows = []
+        for cue, pair in shift.items():
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                b0, t0 = _as_float(pair[0]), _as_float(pair[1])
+                d = (t0 - b0) if b0 is not None and t0 is not None else None
+                shift_rows.append({"cue": str(cue), "base": b0, "token": t0, "delta": d})
+        shift_rows.sort(key=lambda r: -(r["delta"] if r["delta"] is not None else -9))
+        off = info.get("off_object") if isinstance(info.get("off_object"), dict) else None
         prompts = m.get("prompts") if isinstance(m.get("prompts"), dict) else {}
         return {
             "c": c,
@@ -266,6 +280,11 @@ class _Builder:
             "galleries": galleries,
             "methods": method_views,
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
+            "nearest": [{"word": str(w.get("word", "?")), "cosine": _as_float(w.get("cosine"))} for w in nearest[:12]],
+            "shift": shift_rows[:15],
+            "off_object": {k: _as_float(off.get(k)) for k in ("share_outside", "ci_low", "ci_high", "area_outside")}
+            if off else None,
+            "skipped_methods": self.skipped_methods,
         }
 
     def class_facts(self, c: ClassData) -> list[tuple[str, str]]:
@@ -407,6 +426,7 @@ def render_report(
         "n_passing": len(passing), "n_weak": n_weak,
     }
     meta = _metadata(run)
+    analysis_view = _analysis_view(run.analysis)
     common = {
         "run_name": run.run_dir.resolve().name, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "single": single_file, "stats": stats, "index_href": "#top" if single_file else "index.html",
@@ -417,7 +437,7 @@ def render_report(
     index_ctx = {
         **common, "rel": "", "findings_state": "absent" if findings is None else ("empty" if not findings else "ok"),
         "top_findings": index_findings, "class_rows": rows, "page_size": CLASS_PAGE_SIZE, "meta": meta,
-        "finding_rows": finding_rows,
+        "finding_rows": finding_rows, "analysis": analysis_view,
     }
     class_views = (
         b.class_view(c, classes[i - 1] if i > 0 else None, classes[i + 1] if i + 1 < len(classes) else None)
@@ -438,6 +458,26 @@ def render_report(
         atomic_write_text(target, env.get_template("index.html").render(**index_ctx, warnings=_warn(run, b)))
     b.elapsed = time.perf_counter() - t0
     return target
+
+
+def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the analysis ran and skipped (analysis.json), for the index."""
+    if not a:
+        return None
+    attr = a.get("attributions") if isinstance(a.get("attributions"), dict) else {}
+    cues = a.get("cues") if isinstance(a.get("cues"), dict) else {}
+    timings = a.get("timings_s") if isinstance(a.get("timings_s"), dict) else {}
+    notes = a.get("notes") if isinstance(a.get("notes"), list) else []
+    skipped = attr.get("skipped") if isinstance(attr.get("skipped"), dict) else {}
+    facts = [
+        ("attribution methods", ", ".join(str(m) for m in attr.get("methods_run") or []) or "none"),
+        ("attribution layer", _fmt_value(attr.get("layer"))),
+        ("concept scorer", _fmt_value(a.get("concept_scorer"))),
+        ("cue list", f"{_fmt_value(cues.get('source'))} ({_fmt_value(cues.get('count'))} cues)" if cues else "–"),
+    ]
+    facts += [(f"time: {k}", f"{s:.1f} s") for k, v in timings.items() if (s := _as_float(v)) is not None]
+    return {"facts": facts, "skipped": [(str(k), str(v)) for k, v in skipped.items()],
+            "notes": [str(n) for n in notes]}
 
 
 def _warn(run: RunData, b: _Builder) -> list[str]:
