@@ -118,6 +118,8 @@ class CurvePlotter:
                 a.axes.draw_artist(a)
         w, h = self.canvas.get_width_height()
         img = Image.frombuffer("RGBA", (w, h), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+        # a line plot has few colours: a 64-colour palette is visually identical and ~3x smaller
+        img = img.quantize(64, method=Image.Quantize.FASTOCTREE)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=4)
+        img.save(buf, format="PNG", compress_level=6)
         return buf.getvalue(), int(w), int(h)

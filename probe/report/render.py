@@ -14,6 +14,7 @@ as a data URI and class pages as in-page sections (``#c<i>``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from datetime import datetime, timezone
@@ -24,12 +25,14 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from probe.errors import ProbeError, RunError
+from probe.errors import ProbeError
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import CurvePlotter
 from probe.report.data import ClassData, RunData, load_run
 
 __all__ = ["render_report", "ReportError", "template_dir"]
+
+log = logging.getLogger("probe.report")
 
 CLASS_PAGE_SIZE = 50
 FINDINGS_ON_INDEX = 20
@@ -444,6 +447,7 @@ def render_report(
         for i, c in enumerate(classes)
     )
     if single_file:
+        class_views = list(class_views)  # before the warnings: class pages add to them
         html = env.get_template("single.html").render(**index_ctx, class_views=class_views, warnings=_warn(run, b))
         atomic_write_text(target, html)
     else:
@@ -456,7 +460,8 @@ def render_report(
         atomic_write_text(out_dir / "findings.html", env.get_template("findings.html").render(**index_ctx))
         # index last: its warnings include everything the class pages ran into
         atomic_write_text(target, env.get_template("index.html").render(**index_ctx, warnings=_warn(run, b)))
-    b.elapsed = time.perf_counter() - t0
+    log.info("report for %s: %d classes rendered to %s in %.1f s (%d asset files written)",
+             run.run_dir, len(classes), target, time.perf_counter() - t0, b.assets.n_written)
     return target
 
 
