@@ -306,3 +306,28 @@ def test_curve_blitting_reuses_backgrounds_without_stale_limits():
     assert len(p._backgrounds) == 2
     fresh = CurvePlotter().plot(short, 2, 0.7)
     assert fresh == first
+
+
+def test_templates_load_from_the_installed_package_first(tmp_path, monkeypatch):
+    """In a wheel, reports/templates is force-included as probe/_report_templates."""
+    import shutil
+
+    import probe.report.render as render_mod
+
+    repo_templates = render_mod.template_dir()
+    assert repo_templates.name == "templates"  # running from the checkout
+    pkg = tmp_path / "site" / "probe"
+    shutil.copytree(repo_templates, pkg / "_report_templates")
+    base = pkg / "_report_templates" / "base.html"
+    base.write_text(base.read_text().replace("<main>", "<main data-from='wheel'>"))
+
+    class FakeResources:
+        @staticmethod
+        def files(name):
+            assert name == "probe"
+            return pkg
+
+    monkeypatch.setattr(render_mod, "resources", FakeResources)
+    assert render_mod.template_dir() == pkg / "_report_templates"
+    run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False)
+    assert "data-from='wheel'" in render_report(run).read_text()
