@@ -172,7 +172,7 @@ def main() -> None:
     except ProbeError as error:
         if os.environ.get("PROBE_DEBUG"):
             raise
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", style="yellow")

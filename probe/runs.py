@@ -157,15 +157,22 @@ def prepare_run_dir(config: AuditConfig) -> Path:
             saved = json.loads(saved_path.read_text(encoding="utf-8"))["audit"]
         except (OSError, json.JSONDecodeError, KeyError) as e:
             raise RunError(f"{saved_path} is unreadable ({e}); delete it or use another --out") from e
-        current = config.to_dict()
+        current = json.loads(json.dumps(config.to_dict(), default=str))  # tuples -> lists, as saved
         for key in _RESUME_KEYS:
             if saved.get(key) != current.get(key):
-                raise RunError(f"{run_dir} holds a run with a different {key} ({saved.get(key)!r}, now {current.get(key)!r}); "
+                raise RunError(f"{run_dir} holds a run with a different {_difference(key, saved.get(key), current.get(key))}; "
                                "use another --out, or the same settings to resume")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"--out {str(run_dir)!r} exists and is not a probe run; choose an empty or new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _difference(key: str, old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return ", ".join(f"{key}.{k} ({old.get(k)!r}, now {new.get(k)!r})" for k in changed)
+    return f"{key} ({old!r}, now {new!r})"
 
 
 def write_summary(run_dir: Path) -> list[dict]:
@@ -237,7 +244,7 @@ def save_class_artifacts(directory: Path, class_token: ClassToken, evaluation: E
 
     metrics = {
         "status": "done", "error": None, "class_index": class_token.class_index, "class_name": class_token.class_name,
-        "slug": slug, "token": class_token.token, "init_word": class_token.init_word,
+        "slug": slug, "token_string": class_token.token, "init_word": class_token.init_word,
         "prompts": {"templates": list(config.templates), "token": evaluation.prompts["token"],
                     "baseline": evaluation.prompts["baseline"]},
         "steps": len(class_token.history), "best_step": class_token.best_step, "stopped": class_token.stopped,

@@ -229,10 +229,10 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             # 4. Clip after backward (the reference clipped before it, which did nothing), then step.
             grad_norm = float(torch.nn.utils.clip_grad_norm_([vector], config.grad_clip))
             optimizer.step()
-            record = {"step": step, "loss": float(loss), "accuracy": accuracy, "mean_target_prob": target_prob,
+            record = {"step": step, "loss": float(loss.detach()), "accuracy": accuracy, "mean_target_prob": target_prob,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - start}
             result.history.append(record)
-            key = (accuracy, -float(loss))
+            key = (accuracy, -record["loss"])
             if key > best_key:
                 best_key, since_best = key, 0
                 result.best_step, result.vector = step, current

@@ -28,7 +28,10 @@ class RednessClassifier(torch.nn.Module):
         return torch.stack([torch.zeros_like(score), score], dim=1)
 
 
-def calibrated_redness_classifier(generator, prompt: str = "a photo of a star", n: int = 12, quantile: float = 0.5):
+def calibrated_redness_classifier(generator, prompt: str = "a photo of a star", seeds=range(5), quantile: float = 0.5,
+                                  guidance_scale: float = 7.5):
+    """Threshold at the ``quantile`` of the redness of ``prompt``'s images on ``seeds``."""
+    seeds = list(seeds)
     with torch.no_grad():
-        images = generator.generate([prompt] * n, list(range(1000, 1000 + n)))
+        images = generator.generate([prompt] * len(seeds), seeds, guidance_scale=guidance_scale)
     return RednessClassifier(float(redness(images).quantile(quantile)))

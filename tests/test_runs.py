@@ -1,0 +1,188 @@
+"""probe audit's run directory: artifacts, resume, per-class failures, Ctrl-C, and the CLI's errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+import torch
+
+import probe.runs as runs
+from color_classifier import calibrated_redness_classifier
+from probe.classifiers import load_classifier
+from probe.errors import RunError
+from probe.runs import AuditConfig, audit
+from probe.tokens import TokenConfig
+
+TOKEN = TokenConfig(lr=0.1, max_steps=2, patience=2, guidance_scale=7.5, eval_images=2, batch_size=2)
+
+
+@pytest.fixture()
+def redness(tiny_generator):
+    module = calibrated_redness_classifier(tiny_generator)
+    return load_classifier(module, labels=["other", "star <b>"], input_size=32, mean=(0, 0, 0), std=(1, 1, 1),
+                           crop_pct=1.0)
+
+
+def _config(tmp_path, tiny_sd_path, **kw):
+    return AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sd_path), token=TOKEN,
+                       analyze=False, report=False, **kw)
+
+
+def test_audit_writes_the_documented_run_directory(tmp_path, tiny_sd_path, tiny_generator, redness):
+    result = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
+    run = result.run_dir
+    assert not result.failed and len(result.rows) == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["audit"]["token"]["max_steps"] == 2 and config["versions"]["torch"] == torch.__version__
+    assert json.loads((run / "labels.json").read_text()) == ["other", "star <b>"]
+    rows = list(csv.DictReader((run / "summary.csv").open()))
+    assert [r["class_name"] for r in rows] == ["other", "star <b>"] and rows[1]["status"] == "done"
+    star = run / "classes" / "1-star-b"
+    metrics = json.loads((star / "metrics.json").read_text())
+    assert metrics["status"] == "done" and metrics["token_string"] == "<probe-1>"
+    assert metrics["prompts"]["token"][0] == "a photo of a <probe-1> star <b>"
+    kinds = sorted(i["kind"] for i in metrics["images"])
+    assert kinds == ["baseline", "baseline", "token", "token"]
+    for image in metrics["images"]:
+        assert (star / image["path"]).is_file() and image["topk"][0]["label"] in {"other", "star <b>"}
+    history = list(csv.DictReader((star / "history.csv").open()))
+    assert len(history) == metrics["steps"] and float(history[0]["loss"]) > 0
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(str(star / "token.safetensors"))["<probe-1>"], tiny_generator.token_vector("<probe-1>"))
+    assert not list(run.rglob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_resume_skips_finished_classes_and_redoes_an_interrupted_one(tmp_path, tiny_sd_path, tiny_generator, redness,
+                                                                      monkeypatch):
+    config = _config(tmp_path, tiny_sd_path)
+    first = audit(config, classifier=redness, generator=tiny_generator, progress=False)
+    finished = first.run_dir / "classes" / "0-other" / "metrics.json"
+    stamp = finished.stat().st_mtime_ns
+    interrupted = first.run_dir / "classes" / "1-star-b"
+    (interrupted / "metrics.json").unlink()  # as if Ctrl-C hit before the class finished
+    (interrupted / "half-written.png").write_bytes(b"\x89PNG")
+    calls = []
+    real = runs.optimize_class_token
+    monkeypatch.setattr(runs, "optimize_class_token", lambda g, c, target, *a, **k: calls.append(target) or real(g, c, target, *a, **k))
+    second = audit(config, classifier=redness, generator=tiny_generator, progress=False)
+    assert calls == [1]
+    assert finished.stat().st_mtime_ns == stamp
+    assert not (interrupted / "half-written.png").exists() and (interrupted / "metrics.json").is_file()
+    assert [r["status"] for r in second.rows] == ["done", "done"]
+
+
+def test_a_failing_class_is_recorded_and_the_run_goes_on(tmp_path, tiny_sd_path, tiny_generator, redness, monkeypatch):
+    real = runs.optimize_class_token
+
+    def flaky(g, c, target, *a, **k):
+        if target == 0:
+            raise RuntimeError("boom inside the user's model")
+        return real(g, c, target, *a, **k)
+
+    monkeypatch.setattr(runs, "optimize_class_token", flaky)
+    result = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
+    assert [r["status"] for r in result.rows] == ["failed", "done"]
+    failed = json.loads((result.run_dir / "classes" / "0-other" / "metrics.json").read_text())
+    assert failed["error"] == "RuntimeError: boom inside the user's model"
+    # Resume leaves a failed class alone unless asked to retry it.
+    monkeypatch.setattr(runs, "optimize_class_token", real)
+    again = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
+    assert [r["status"] for r in again.rows] == ["failed", "done"]
+    retried = audit(_config(tmp_path, tiny_sd_path, retry_failed=True), classifier=redness, generator=tiny_generator,
+                    progress=False)
+    assert [r["status"] for r in retried.rows] == ["done", "done"]
+
+
+def test_ctrl_c_keeps_finished_classes(tmp_path, tiny_sd_path, tiny_generator, redness, monkeypatch):
+    real = runs.optimize_class_token
+
+    def interrupt_second(g, c, target, *a, **k):
+        if target == 1:
+            raise KeyboardInterrupt
+        return real(g, c, target, *a, **k)
+
+    monkeypatch.setattr(runs, "optimize_class_token", interrupt_second)
+    result = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
+    assert result.interrupted and [r["class_index"] for r in result.rows] == [0]
+    assert (result.run_dir / "classes" / "0-other" / "metrics.json").is_file()
+    assert not (result.run_dir / "classes" / "1-star-b" / "metrics.json").exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_sd_path, tiny_generator, redness):
+    audit(_config(tmp_path, tiny_sd_path, classes="0"), classifier=redness, generator=tiny_generator, progress=False)
+    other = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator="elsewhere", token=TOKEN)
+    with pytest.raises(RunError, match="different generator"):
+        runs.prepare_run_dir(other)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not a probe run"):
+        runs.prepare_run_dir(AuditConfig(model="x", out=str(tmp_path / "foreign")))
+
+
+# ---------------------------------------------------------------------- the command line
+@pytest.fixture()
+def exported_redness(tmp_path, tiny_generator):
+    module = calibrated_redness_classifier(tiny_generator)
+    program = torch.export.export(module, (torch.rand(2, 3, 32, 32),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    path = tmp_path / "redness.pt2"
+    torch.export.save(program, str(path))
+    (tmp_path / "redness.labels.txt").write_text("other\nstar\n")
+    (tmp_path / "redness.data.json").write_text(json.dumps({"input_size": [3, 32, 32], "mean": [0, 0, 0],
+                                                            "std": [1, 1, 1], "crop_pct": 1.0}))
+    return path
+
+
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    from probe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["probe", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_audit_end_to_end_on_an_exported_program(tmp_path, tiny_sd_path, exported_redness, monkeypatch, capsys):
+    out = tmp_path / "cli-run"
+    args = ["audit", "--model", str(exported_redness), "--generator", str(tiny_sd_path), "--classes", "star",
+            "--max-steps", "2", "--batch-size", "2", "--eval-images", "2", "--out", str(out), "--no-analyze",
+            "--no-report", "--quiet", "--device", "cpu"]
+    code, stdout, err = _cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "probe audit summary" in stdout and "1 star" in stdout
+    assert (out / "classes" / "1-star" / "metrics.json").is_file()
+    assert not (out / "classes" / "0-other").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "missing.pt"], "missing.pt"),
+    (["--classes", "zebra"], "zebra"),
+    (["--classes", ""], "no classes selected"),
+    (["--labels", "LABELS3"], "3 names but the classifier outputs 2 logits"),
+    (["--device", "cuda"], "CUDA"),
+    (["--generator", "NOT_A_FOLDER"], "not a diffusers pipeline folder"),
+])
+def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path, tiny_sd_path, exported_redness, monkeypatch, capsys,
+                                                    args, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    labels3 = tmp_path / "three.txt"
+    labels3.write_text("a\nb\nc\n")
+    not_folder = tmp_path / "file.txt"
+    not_folder.write_text("x")
+    args = [a.replace("LABELS3", str(labels3)).replace("NOT_A_FOLDER", str(not_folder)) for a in args]
+    base = {"--model": str(exported_redness), "--generator": str(tiny_sd_path), "--out": str(tmp_path / "r")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    flat = [x for kv in base.items() for x in kv]
+    code, _, err = _cli(monkeypatch, capsys, "audit", *flat, "--quiet", "--no-analyze", "--no-report")
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message.lower() in lines[0].lower(), err

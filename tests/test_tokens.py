@@ -1,0 +1,88 @@
+"""The optimiser: only the token changes, it raises the target's accuracy, it stops early, NaN is caught."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from color_classifier import calibrated_redness_classifier
+from probe.errors import TokenError
+from probe.tokens import TokenConfig, class_prompts, evaluate_class_token, optimize_class_token
+
+FAST = dict(lr=0.1, max_steps=12, patience=12, guidance_scale=7.5, batch_size=5, eval_images=12)
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_only_the_token_row_changes(tiny_generator):
+    classifier = calibrated_redness_classifier(tiny_generator)
+    embeddings = tiny_generator.text_encoder.get_input_embeddings().weight.detach().clone()
+    before = {name: _snapshot(m) for name, m in (("text_encoder", tiny_generator.text_encoder),
+                                                  ("unet", tiny_generator.unet), ("vae", tiny_generator.vae),
+                                                  ("classifier", classifier))}
+    token = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**{**FAST, "max_steps": 4, "patience": 4,
+                                                                              "accuracy_threshold": 1.0}))
+    after = tiny_generator.text_encoder.get_input_embeddings().weight
+    token_id = tiny_generator.token_id(token.token)
+    assert torch.equal(after[: embeddings.shape[0]], embeddings)  # every pre-existing row bit-identical
+    assert not torch.equal(after[token_id], embeddings[tiny_generator.tokenizer("a", add_special_tokens=False).input_ids[0]])
+    assert torch.equal(after[token_id], token.vector)
+    for name, module in (("unet", tiny_generator.unet), ("vae", tiny_generator.vae), ("classifier", classifier)):
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, before[name][key]), f"{name}.{key} changed"
+    for key, value in tiny_generator.text_encoder.state_dict().items():
+        if "token_embedding" not in key:
+            assert torch.equal(value, before["text_encoder"][key]), key
+
+
+def test_token_raises_target_accuracy_and_stops_at_the_threshold(tiny_generator):
+    classifier = calibrated_redness_classifier(tiny_generator)  # ~half the baseline images are 'star'
+    config = TokenConfig(**FAST, accuracy_threshold=0.5)
+    token = optimize_class_token(tiny_generator, classifier, 1, config)
+    first = token.history[0]
+    assert token.stopped == "threshold"
+    assert token.history[-1]["accuracy"] > 0.5 > first["accuracy"]
+    assert token.best_step == len(token.history) - 1
+    evaluation = evaluate_class_token(tiny_generator, classifier, token, config)
+    assert evaluation.token["mean_target_prob"] > evaluation.baseline["mean_target_prob"] + 0.05
+    assert evaluation.token["accuracy"] >= evaluation.baseline["accuracy"]
+    assert len(evaluation.images["token"]) == config.eval_images
+
+
+def test_patience_stops_a_token_that_cannot_improve(tiny_generator):
+    class Constant(torch.nn.Module):
+        labels = ["a", "b"]
+
+        def forward(self, images):
+            return torch.tensor([[5.0, 0.0]]).expand(images.shape[0], 2) + 0.0 * images.sum()
+
+    token = optimize_class_token(tiny_generator, Constant(), 1, TokenConfig(max_steps=20, patience=3))
+    assert token.stopped == "patience" and len(token.history) == 4 and token.best_step == 0
+
+
+def test_nan_loss_is_a_token_error_and_the_row_keeps_the_best_vector(tiny_generator):
+    class Nan(torch.nn.Module):
+        labels = ["a", "b"]
+
+        def forward(self, images):
+            return images.mean((2, 3))[:, :2] * float("nan")
+
+    with pytest.raises(TokenError, match="loss became nan at step 0.*lower --lr"):
+        optimize_class_token(tiny_generator, Nan(), 0, TokenConfig(max_steps=3))
+    assert torch.isfinite(tiny_generator.token_vector("<probe-0>")).all()
+
+
+def test_prompts_and_token_only_prompts():
+    assert class_prompts(("a photo of a {}",), "star", "<t>") == ["a photo of a <t> star"]
+    assert class_prompts(("a photo of a {}",), None, "<t>") == ["a photo of a <t>"]
+    with pytest.raises(TokenError):
+        class_prompts(("a photo of a {}",), None, None)
+
+
+@pytest.mark.parametrize("bad", [dict(lr=0), dict(batch_size=0), dict(templates=("no slot",)),
+                                 dict(accuracy_threshold=1.5), dict(grad_steps=0), dict(max_batch=0)])
+def test_config_validation(bad):
+    with pytest.raises(TokenError):
+        TokenConfig(**bad)
