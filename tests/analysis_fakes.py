@@ -156,7 +156,8 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
     from safetensors.torch import save_file
 
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"token": {"steps": 4, "guidance_scale": 2.0}, "generator": "fake"}))
+    (run / "config.json").write_text(json.dumps({"audit": {"token": {"steps": 4, "guidance_scale": 2.0}},
+                                                 "generator": {"source": "fake"}}))
     (run / "labels.json").write_text(json.dumps(CLASSES))
     rows = ["class_index,class_name,slug,status,baseline_accuracy,token_accuracy"]
     seeds = list(range(1000, 1000 + n_seeds))
@@ -184,7 +185,7 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
                     images.append({"path": path, "kind": kind, "prompt": prompt, "prompt_index": pi, "seed": s,
                                    "target_prob": float(p[ci]), "correct": int(p.argmax()) == ci})
         metrics = {
-            "status": "done", "error": None, "class_index": ci, "class_name": name, "slug": name, "token": tok,
+            "status": "done", "error": None, "class_index": ci, "class_name": name, "slug": name, "token_string": tok,
             "init_word": "a",
             "prompts": {"templates": list(templates), "token": [t.format(f"{tok} {name}") for t in templates],
                         "baseline": [t.format(name) for t in templates]},

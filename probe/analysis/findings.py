@@ -36,7 +36,7 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Effect, Thresholds, paired_bootstrap
 from probe.analysis.token_shift import ClipScorer, nearest_words, token_shift
 
-__all__ = ["Finding", "AnalysisConfig", "analyze_run", "read_findings", "FINDING_KINDS"]
+__all__ = ["Finding", "AnalysisConfig", "analysis_config", "analyze_run", "read_findings", "write_findings", "rank_findings", "FINDING_KINDS"]
 
 FINDING_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 OFF_OBJECT_CUE = "off-object"
@@ -145,6 +145,33 @@ class AnalysisConfig:
         return d
 
 
+def analysis_config(config=None) -> AnalysisConfig:
+    """An AnalysisConfig from ``config``: itself, None (defaults), an object carrying one in ``.analysis``
+    (e.g. probe.runs.AuditConfig), or any object/dict whose attributes share AnalysisConfig's field names
+    (``attribution_methods`` is accepted for ``methods``)."""
+    if config is None:
+        return AnalysisConfig()
+    if isinstance(config, AnalysisConfig):
+        return config
+    inner = config.get("analysis") if isinstance(config, dict) else getattr(config, "analysis", None)
+    if isinstance(inner, AnalysisConfig):
+        return inner
+    if isinstance(inner, dict):
+        config = inner
+        names = set(AnalysisConfig.__dataclass_fields__)
+    else:  # a foreign settings object (e.g. AuditConfig): only the analysis flags it may carry
+        names = {"cues", "attribution_layer", "clip_model", "ig_steps", "sufficiency_seeds", "necessity_top_k"}
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    kw = {n: get(n) for n in names if get(n) is not None and n != "thresholds"}
+    if get("attribution_methods") is not None:
+        kw["methods"] = tuple(get("attribution_methods"))
+    if isinstance(get("thresholds"), Thresholds):
+        kw["thresholds"] = get("thresholds")
+    elif isinstance(get("thresholds"), dict):
+        kw["thresholds"] = Thresholds(**get("thresholds"))
+    return AnalysisConfig(**kw)
+
+
 # ---------------------------------------------------------------------------
 # reading the run
 
@@ -183,12 +210,18 @@ def _finished_classes(run: Path, only: tuple[int, ...] | None) -> list[_Class]:
     return sorted(out, key=lambda c: c.index)
 
 
+def _token_settings(run_config: dict) -> dict:
+    """The run's TokenConfig as saved in config.json (under "audit" by probe.runs, or at the top level)."""
+    for holder in (run_config.get("audit"), run_config):
+        if isinstance(holder, dict):
+            for key in ("token", "token_config"):
+                if isinstance(holder.get(key), dict):
+                    return holder[key]
+    return {}
+
+
 def _gen_kwargs(config: AnalysisConfig, run_config: dict) -> dict:
-    tok = {}
-    for key in ("token", "token_config", "tokens"):
-        if isinstance(run_config.get(key), dict):
-            tok = run_config[key]
-            break
+    tok = _token_settings(run_config)
     kw = {}
     steps = config.steps if config.steps is not None else tok.get("steps")
     guidance = config.guidance_scale if config.guidance_scale is not None else tok.get("guidance_scale")
@@ -198,10 +231,13 @@ def _gen_kwargs(config: AnalysisConfig, run_config: dict) -> dict:
         kw["guidance_scale"] = float(guidance)
     if tok.get("scheduler"):
         kw["scheduler"] = tok["scheduler"]
+    if tok.get("max_batch"):
+        kw["max_batch"] = int(tok["max_batch"])
     return kw
 
 
 def _is_world(generator) -> bool:
+    """True when the generator is the shapes world's bundled pipeline."""
     try:
         from probe import world
 
@@ -238,6 +274,15 @@ def _load_scorer(config: AnalysisConfig, world: bool, cues: list[Cue], notes: li
         return ClipScorer(config.clip_model, cues), f"CLIP at {config.clip_model}"
     notes.append("token-shift skipped: no concept scorer (pass clip_model=/--clip-model with a local CLIP folder)")
     return None, None
+
+
+def _token_string(metrics: dict) -> str | None:
+    """The learned token's string: "token_string" (probe.runs) or a string "token" (older layouts)."""
+    for key in ("token_string", "token"):
+        v = metrics.get(key)
+        if isinstance(v, str) and v:
+            return v
+    return None
 
 
 def _subject(template: str, prompt: str) -> str | None:
@@ -296,7 +341,7 @@ def analyze_run(
     ``predict(images01) -> {attribute: [value, ...]}``) overrides the concept
     scorer chosen from the generator (shapes-world oracles) or ``config.clip_model``.
     """
-    cfg = config or AnalysisConfig()
+    cfg = analysis_config(config)
     run = Path(run_dir)
     if not run.is_dir():
         raise AnalysisError(f"run directory {str(run)!r} does not exist; pass the folder `probe audit` wrote.")
@@ -364,7 +409,7 @@ def analyze_run(
             heat = next((res.maps[m] for m in ("integrated_gradients", "grad_cam", "occlusion") if m in res.maps), None)
             timings["attributions"] = timings.get("attributions", 0.0) + time.perf_counter() - t0
         # nearest vocabulary words to the learned token
-        token = cls.metrics.get("token")
+        token = _token_string(cls.metrics)
         tok_file = cls.dir / "token.safetensors"
         if tok_file.is_file() and cfg.nearest_k > 0:
             from safetensors.torch import load_file
