@@ -1,4 +1,12 @@
-"""probe: audit what an image classifier has learned with discriminative class tokens."""
+"""probe: audit what an image classifier has learned with discriminative class tokens.
+
+The public API is imported lazily, so ``import probe`` and ``probe --help`` stay fast; the
+heavy libraries (torch, diffusers, transformers) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from probe.errors import (
     ClassifierError,
@@ -12,13 +20,39 @@ from probe.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "load_classifier": "probe.classifiers",
+    "Classifier": "probe.classifiers",
+    "DataConfig": "probe.classifiers",
+    "select_classes": "probe.classifiers",
+    "load_labels": "probe.classifiers",
+    "load_generator": "probe.generators",
+    "Generator": "probe.generators",
+    "DEFAULT_GENERATOR": "probe.generators",
+    "optimize_class_token": "probe.tokens",
+    "evaluate_class_token": "probe.tokens",
+    "TokenConfig": "probe.tokens",
+    "ClassToken": "probe.tokens",
+    "audit": "probe.runs",
+    "AuditConfig": "probe.runs",
+    "AuditResult": "probe.runs",
+    "analyze_run": "probe.analysis",
+    "render_report": "probe.report",
+}
+
 __all__ = [
-    "ProbeError",
-    "ClassifierError",
-    "LabelsError",
-    "GeneratorError",
-    "DeviceError",
-    "TokenError",
-    "RunError",
-    "__version__",
+    "ProbeError", "ClassifierError", "LabelsError", "GeneratorError", "DeviceError", "TokenError", "RunError",
+    "__version__", *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'probe' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
