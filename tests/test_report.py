@@ -97,6 +97,9 @@ def test_index_structure_links_and_ranked_findings(evil_run):
     assert text.count('class="finding ') == len(passing[:20])
     # metadata from config.json
     assert "synthetic://tiny-sd" in text and "2.14.1" in text and "float32" in text
+    meta = text.split('id="metadata"')[1]
+    assert "<h3>token</h3>" in meta and "accuracy_threshold" in meta  # TokenConfig gets its own card
+    assert "token.accuracy_threshold" not in meta
     assert "images" in page.h1 or "classifier" in page.h1
 
 
@@ -126,6 +129,7 @@ def test_failed_class_shows_its_error(evil_run):
     page = next((run / "report" / "classes").glob("4-*.html")).read_text()
     assert "This class failed" in page
     assert "loss became NaN at step 3" in page
+    assert "<summary>traceback</summary>" in page and "Traceback (most recent call last)" in page
     assert "st-failed" in page
     rows = json.loads(re.search(r'id="class-data">(.*?)</script>', index.read_text(), re.S).group(1))
     assert rows[4][2][0] == "failed"
@@ -148,6 +152,7 @@ def test_class_page_galleries_predictions_overlays_and_curve(evil_run):
     assert "grad cam" in text and "integrated gradients" in text and "occlusion" in text
     # one top-k list per image with the classifier's probabilities
     assert text.count('<ol class="topk">') == n_img
+    assert "&lt;probe-3&gt;" in text  # the token string (metrics token_string), escaped
     top = metrics["images"][0]["topk"][0]
     assert f'{top["prob"]:.2f}' in text
     # the curve is a PNG made by matplotlib from history.csv
@@ -291,6 +296,14 @@ def test_analysis_summary_skipped_methods_and_token_extras(tmp_path):
     assert "token shift" in page and "+0.50" in page  # grass background 20% -> 70%
     assert "41%" in page  # off-object share
     assert "grad cam: not run" in page
+
+
+def test_threshold_is_found_where_the_engine_nests_it():
+    from probe.report.render import _threshold
+
+    assert _threshold({"audit": {"token": {"accuracy_threshold": 0.8}}}) == 0.8
+    assert _threshold({"token": {"threshold": 0.6}}) == 0.6
+    assert _threshold({"audit": {"model": "x"}}) is None and _threshold(None) is None
 
 
 def test_curve_blitting_reuses_backgrounds_without_stale_limits():

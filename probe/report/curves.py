@@ -99,8 +99,8 @@ class CurvePlotter:
                 ((self.loss, "loss"), (self.acc, "accuracy"), (self.prob, "mean_target_prob"))}
         losses = data[self.loss][1]
         x_hi = nice_ceiling(max([*steps, best_step or 0, 1]))
-        loss_hi = nice_ceiling(max(losses), COARSE) if losses and max(losses) > 0 else 1.0
-        loss_lo = 0.0 if not losses or min(losses) >= 0 else -nice_ceiling(-min(losses), COARSE)
+        loss_hi = nice_ceiling(max(losses)) if losses and max(losses) > 0 else 1.0
+        loss_lo = 0.0 if not losses or min(losses) >= 0 else -nice_ceiling(-min(losses))
         key = (x_hi, loss_lo, loss_hi, threshold)
         bg = self._background(key)
         self.canvas.restore_region(bg)

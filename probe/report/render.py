@@ -117,7 +117,12 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def _metadata(run: RunData) -> dict[str, Any]:
     """Run metadata sections from config.json, whatever its exact nesting."""
-    cfg = run.config or {}
+    cfg = dict(run.config or {})
+    audit = cfg.get("audit")
+    if isinstance(audit, dict) and isinstance(audit.get("token"), dict) and "token" not in cfg:
+        # TokenConfig nested in AuditConfig: its own card reads better than 20 "token.*" rows
+        cfg["audit"] = {k: v for k, v in audit.items() if k != "token"}
+        cfg["token"] = audit["token"]
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     scalars = [(k, _fmt_value(v)) for k, v in cfg.items() if not isinstance(v, dict)]
     order = ["classifier", "generator", "audit", "token", "versions"]
@@ -160,11 +165,14 @@ def _duration(s: float) -> str:
 
 
 def _threshold(cfg: dict | None) -> float | None:
-    for block in ("token", "audit", None):
-        d = cfg.get(block) if (cfg and block) else cfg
-        if isinstance(d, dict):
-            for k in ("threshold", "accuracy_threshold", "stop_accuracy"):
-                if (v := _as_float(d.get(k))) is not None:
+    """The early-stop accuracy threshold, wherever the config nests TokenConfig."""
+    if not isinstance(cfg, dict):
+        return None
+    audit = cfg.get("audit") if isinstance(cfg.get("audit"), dict) else {}
+    for block in (audit.get("token"), cfg.get("token"), audit, cfg):
+        if isinstance(block, dict):
+            for k in ("accuracy_threshold", "threshold", "stop_accuracy"):
+                if (v := _as_float(block.get(k))) is not None:
                     return v
     return None
 
@@ -288,12 +296,14 @@ class _Builder:
             "off_object": {k: _as_float(off.get(k)) for k in ("share_outside", "ci_low", "ci_high", "area_outside")}
             if off else None,
             "skipped_methods": self.skipped_methods,
+            "traceback": "".join(str(t) for t in m["traceback"]) if isinstance(m.get("traceback"), list)
+            else (str(m["traceback"]) if m.get("traceback") else None),
         }
 
     def class_facts(self, c: ClassData) -> list[tuple[str, str]]:
         m = c.metrics
         facts = []
-        for key, label in (("token", "token"), ("init_word", "initialised from"), ("steps", "steps"),
+        for key, label in (("token_string", "token"), ("token", "token"), ("init_word", "initialised from"), ("steps", "steps"),
                            ("best_step", "best step"), ("stopped", "stopped by"), ("seconds", "time (s)"),
                            ("train_seeds", "training seeds"), ("eval_seeds", "evaluation seeds")):
             v = m.get(key)
@@ -327,6 +337,7 @@ class _Builder:
             "thumb": thumb, "overlays": overlays, "path": rel, "prompt": str(r.get("prompt") or ""),
             "prompt_index": r.get("prompt_index"), "seed": r.get("seed"),
             "target_prob": _as_float(r.get("target_prob")), "correct": r.get("correct"), "topk": topk[:5],
+            "eval_target_prob": _as_float(r.get("eval_target_prob")),
         }
 
 

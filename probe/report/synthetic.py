@@ -103,19 +103,23 @@ def make_synthetic_run(
     eval_seeds = [1000 + s for s in range(images_per_kind)]
 
     _write_json(run_dir / "labels.json", names)
-    _write_json(
+    token_cfg = {"templates": templates, "init_word": "a", "lr": 0.005, "batch_size": 4, "max_steps": history_steps,
+                 "accuracy_threshold": 0.7, "patience": 5, "grad_steps": 1, "seed": 0, "eval_images": images_per_kind,
+                 "eval_seed": 1000, "topk": 3}
+    _write_json(  # the layout probe.runs.audit writes: AuditConfig (with TokenConfig nested) + descriptions
         run_dir / "config.json",
         {
-            "audit": {"classes": list(range(n_classes)), "out": str(run_dir), "eval_images": images_per_kind,
-                      "templates": templates, "eval_seeds": eval_seeds},
-            "token": {"init_word": "a", "lr": 0.005, "max_steps": history_steps, "threshold": 0.7,
-                      "patience": 5, "batch_size": 4, "grad_steps": 1, "train_seeds": [0, 1, 2, 3]},
-            "classifier": {"spec": "synthetic://biased", "num_classes": n_classes},
-            "generator": {"id": "synthetic://tiny-sd", "steps": 8, "guidance_scale": 4.0, "image_size": image_size},
-            "versions": {"probe": "0.1.0", "torch": "2.14.1", "diffusers": "0.42.0", "python": "3.11"},
-            "device": "cpu",
-            "dtype": "float32",
-            "started": "2026-11-25T19:00:00Z",
+            "audit": {"model": "synthetic://biased", "out": str(run_dir), "classes": "all", "generator": "tiny-sd",
+                      "device": "auto", "dtype": None, "analyze": True, "report": True, "token": token_cfg},
+            "classifier": {"name": "SyntheticNet", "format": "module", "num_classes": n_classes,
+                           "data_config": {"input_size": [3, image_size, image_size], "mean": [0.5] * 3}},
+            "eval_classifier": None,
+            "generator": {"source": "synthetic://tiny-sd", "pipeline": "StableDiffusionPipeline",
+                          "scheduler": "DDIMScheduler", "image_size": image_size, "device": "cpu", "dtype": "float32",
+                          "default_steps": 8, "guidance_scale": 4.0},
+            "classes": list(range(n_classes)),
+            "versions": {"probe": "0.1.0", "python": "3.11", "torch": "2.14.1", "diffusers": "0.42.0"},
+            "started": "2026-11-25T19:00:00+00:00",
         },
     )
 
@@ -171,7 +175,7 @@ def make_synthetic_run(
         metrics = {
             "status": "failed" if is_failed else "done",
             "error": f"TokenError: loss became NaN at step 3 for class {name!r}; lower --lr" if is_failed else None,
-            "class_index": ci, "class_name": name, "slug": slug, "token": f"<probe-{ci}>", "init_word": "a",
+            "class_index": ci, "class_name": name, "slug": slug, "token_string": f"<probe-{ci}>", "init_word": "a",
             "prompts": {"templates": templates,
                         "token": [t.format(f"<probe-{ci}> {name}") for t in templates],
                         "baseline": [t.format(name) for t in templates]},
@@ -182,10 +186,15 @@ def make_synthetic_run(
             "baseline": summary("baseline"), "token": summary("token"),
             "eval_model": None, "images": img_records,
         }
+        if is_failed:  # as probe.runs.failure_metrics writes it
+            metrics.update({"traceback": ["Traceback (most recent call last):\n", "  File \"tokens.py\", line 1\n",
+                                          f"probe.errors.TokenError: loss became NaN ({name})\n"],
+                            "baseline": None, "token": None, "steps": None, "best_step": None})
         _write_json(cdir / "metrics.json", metrics)
         if not is_failed:
             (cdir / "token.safetensors").write_bytes(b"")  # the report never reads it
-        b, tk = metrics["baseline"], metrics["token"]
+        b = metrics["baseline"] or {"accuracy": None, "mean_target_prob": None}
+        tk = metrics["token"] or {"accuracy": None, "mean_target_prob": None}
         rows.append([ci, name, slug, metrics["status"], b["accuracy"], tk["accuracy"], b["mean_target_prob"],
                      tk["mean_target_prob"], b["accuracy"], tk["accuracy"], steps, metrics["best_step"], metrics["seconds"]])
 
