@@ -79,3 +79,20 @@ def test_capture_without_cross_attention_says_why():
         cap.maps()
     with pytest.raises(AnalysisError, match="attention processors"):
         CrossAttentionCapture(object(), [[1]])
+
+
+def test_denoising_attention_maps_on_fixed_images(tiny_generator):
+    from probe.analysis import attention_iou, denoising_attention_maps
+
+    gen = tiny_generator
+    images = torch.rand(2, 3, 32, 32)
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 8:24, 8:24] = True
+    before = dict(gen.unet.attn_processors)
+    maps = denoising_attention_maps(gen, images, ["a photo of a star", "a photo of a circle"], [["star"], ["circle"]])
+    assert maps.shape == (2, 32, 32) and float(maps.max()) == pytest.approx(1.0, abs=1e-5)
+    assert all(before[k] is v for k, v in gen.unet.attn_processors.items())
+    again = denoising_attention_maps(gen, images, ["a photo of a star", "a photo of a circle"], [["star"], ["circle"]])
+    assert torch.allclose(maps, again)  # seeded noise: the check is reproducible
+    ious = attention_iou(gen, images, masks, ["a photo of a star", "a photo of a circle"], [["star"], ["circle"]])
+    assert len(ious) == 2 and all(0.0 <= v <= 1.0 for v in ious)

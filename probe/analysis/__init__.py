@@ -7,6 +7,8 @@ shift and nearest words, cross-attention object masks, paired bootstrap stats.
 
 from probe.analysis.attention import (
     CrossAttentionCapture,
+    attention_iou,
+    denoising_attention_maps,
     capture_cross_attention,
     mask_iou,
     object_mask,
@@ -35,6 +37,7 @@ __all__ = [
     "Thresholds",
     "analysis_config",
     "analyze_run",
+    "attention_iou",
     "attribute",
     "bootstrap_columns",
     "capture_cross_attention",
@@ -43,6 +46,7 @@ __all__ = [
     "cue_sufficiency",
     "cues_from_vocabulary",
     "default_cues",
+    "denoising_attention_maps",
     "load_cues",
     "mask_iou",
     "nearest_words",

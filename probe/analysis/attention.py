@@ -31,6 +31,8 @@ __all__ = [
     "otsu_threshold",
     "off_object_share",
     "mask_iou",
+    "denoising_attention_maps",
+    "attention_iou",
 ]
 
 
@@ -223,3 +225,59 @@ def mask_iou(a, b) -> float:
         raise AnalysisError(f"mask shapes {a.shape} and {b.shape} differ; resize one to the other before IoU.")
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def denoising_attention_maps(
+    generator,
+    images01: torch.Tensor,
+    prompts: list[str],
+    words: list[list[str]],
+    *,
+    noise_levels: tuple[float, ...] = (0.3, 0.5, 0.7),
+    seed: int = 0,
+    res: int = 32,
+) -> torch.Tensor:
+    """Cross-attention maps for given images: encode each with the VAE, noise it to a few levels
+    (fractions of the training schedule), run the UNet once per level on its prompt and average the
+    maps for ``words``. Returns (N,H,W) in [0,1] at image size.
+
+    Used to check the attention-based object masks against known masks (the shapes world's renders):
+    the image, and so its true mask, is fixed, unlike freshly sampled images.
+    """
+    n = images01.shape[0]
+    if not (n == len(prompts) == len(words)):
+        raise AnalysisError(f"denoising_attention_maps got {n} images, {len(prompts)} prompts, {len(words)} word lists.")
+    vae, unet = generator.vae, generator.unet
+    dev = getattr(generator, "device", None) or next(unet.parameters()).device
+    dtype = getattr(generator, "dtype", None) or next(unet.parameters()).dtype
+    sched = generator.make_scheduler() if hasattr(generator, "make_scheduler") else generator.scheduler
+    n_train = int(sched.config.num_train_timesteps)
+    idx = [token_positions(generator.tokenizer, p, w) for p, w in zip(prompts, words)]
+    cap = CrossAttentionCapture(unet, idx, res=res)
+    with torch.no_grad():
+        x = images01.to(dev, dtype) * 2 - 1
+        z = vae.encode(x).latent_dist.mean
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        z = (z - shift) * vae.config.scaling_factor
+        if hasattr(generator, "encode"):
+            cond = generator.encode(prompts).to(dtype)
+        else:  # pragma: no cover - any diffusers-like bundle
+            ids = generator.tokenizer(prompts, padding="max_length", max_length=generator.tokenizer.model_max_length,
+                                      truncation=True, return_tensors="pt").input_ids.to(dev)
+            cond = generator.text_encoder(ids)[0].to(dtype)
+        g = torch.Generator("cpu").manual_seed(int(seed))
+        with cap:
+            for level in noise_levels:
+                t = torch.tensor(min(n_train - 1, max(0, int(level * n_train))), device=dev)
+                noise = torch.randn(z.shape, generator=g).to(dev, dtype)
+                unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=cond)
+    m = cap.maps()
+    m = F.interpolate(m[:, None], size=images01.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    lo, hi = m.amin(dim=(1, 2), keepdim=True), m.amax(dim=(1, 2), keepdim=True)
+    return (m - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def attention_iou(generator, images01: torch.Tensor, true_masks, prompts: list[str], words: list[list[str]], **kw) -> list[float]:
+    """IoU between the Otsu mask of each image's cross-attention map and its true object mask."""
+    maps = denoising_attention_maps(generator, images01, prompts, words, **kw)
+    return [mask_iou(object_mask(m.numpy()), np.asarray(t, dtype=bool)) for m, t in zip(maps, true_masks)]

@@ -109,6 +109,7 @@ class AnalysisConfig:
     clip_model: str | None = None  # local CLIP folder for concept scoring outside the shapes world
     off_object: bool = True
     attention_res: int = 32
+    iou_images: int = 8  # shapes world: rendered scenes per class for the attention-mask IoU check
     nearest_k: int = 10
     top_cues_per_class: int = 3
     classes: tuple[int, ...] | None = None
@@ -418,6 +419,17 @@ def analyze_run(
             (token_name, vector), = list(state.items())[:1]
             token = token or token_name
             info["nearest_words"] = nearest_words(generator.tokenizer, generator.text_encoder, vector, cfg.nearest_k)
+        # shapes world: check attention-based object masks against the renderer's true masks
+        if world and cfg.off_object and cfg.iou_images > 0:
+            t0 = time.perf_counter()
+            try:
+                iou = _world_iou(cfg, generator, cls.name)
+            except Exception as e:  # the check is advisory; never lose the run's findings over it
+                notes.append(f"class {cls.index}: attention IoU skipped ({type(e).__name__}: {e})")
+                iou = None
+            if iou:
+                info["attention_iou"] = {"mean": float(np.mean(iou)), "n": len(iou), "values": [round(v, 4) for v in iou]}
+            timings["attention_iou"] = timings.get("attention_iou", 0.0) + time.perf_counter() - t0
         # token shift, paired by prompt index and seed
         base = {(r.get("prompt_index"), r.get("seed")): i for i, r in enumerate(records) if r.get("kind") == "baseline"}
         tokd = {(r.get("prompt_index"), r.get("seed")): i for i, r in enumerate(records) if r.get("kind") == "token"}
@@ -487,6 +499,7 @@ def analyze_run(
             "layer": layer_choice.name if layer_choice is not None else None,
             "overlay_path": "classes/<dir>/attributions/<method>/<image stem>.png",
         },
+        "attention_iou": _mean_iou(per_class),
         "sufficiency": per_class_info,
         "generation": gen_kwargs,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -498,6 +511,11 @@ def analyze_run(
     write_findings(run, findings)
     write_text_atomic(run / "analysis.json", json.dumps(analysis, indent=2, ensure_ascii=False, default=_json_default) + "\n")
     return findings
+
+
+def _mean_iou(per_class: dict) -> dict | None:
+    vals = [v for info in per_class.values() for v in (info.get("attention_iou") or {}).get("values", [])]
+    return {"mean": float(np.mean(vals)), "n": len(vals)} if vals else None
 
 
 def _json_default(o):
@@ -652,6 +670,26 @@ def _off_object(cfg, cls: _Class, records, tok_idx, heat, token, generator, gen_
     method = "integrated_gradients" if "integrated_gradients" in cfg.methods else cfg.methods[0]
     ev = [f"{cls.rel}/attributions/{method}/{stems[i]}.png" for i in tok_idx[: cfg.n_evidence]] if cfg.attributions else []
     findings += _make(cfg, "off-object", cls, None, e, ev, {"area_outside": float(np.mean(areas)), "heat": method})
+
+
+def _world_iou(cfg: AnalysisConfig, generator, shape: str) -> list[float] | None:
+    """IoU of attention masks vs. true masks on rendered scenes of ``shape`` (None if not a world shape)."""
+    from probe.analysis.attention import attention_iou
+    from probe.world.render import SHAPES, render
+    from probe.world.text import full_caption
+
+    if shape not in SHAPES:
+        return None
+    scenes = [render(shape=shape, seed=cfg.seed + k) for k in range(cfg.iou_images)]
+    images = torch.stack([s.image01() for s in scenes])
+    masks = torch.from_numpy(np.stack([s.mask for s in scenes])).float()
+    size = int(getattr(generator, "image_size", images.shape[-1]))
+    if images.shape[-1] != size:
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        masks = torch.nn.functional.interpolate(masks[:, None], size=(size, size), mode="nearest")[:, 0]
+    prompts = [full_caption(s.attributes) for s in scenes]
+    return attention_iou(generator, images, masks.numpy() > 0.5, prompts, [[shape]] * len(scenes),
+                         seed=cfg.seed, res=cfg.attention_res)
 
 
 def rank_findings(findings: list[Finding]) -> list[Finding]:
