@@ -222,3 +222,40 @@ def test_nearest_words_rank_by_cosine_and_skip_added_tokens():
     assert nearest_words(gen.tokenizer, gen.text_encoder, emb[grass], k=3)[0]["word"] != "grass"
     with pytest.raises(AnalysisError, match="dimension"):
         nearest_words(gen.tokenizer, gen.text_encoder, torch.zeros(5))
+
+
+# ----------------------------------------------------------------- CLIP concept scorer (optional)
+def _tiny_clip(folder):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from tiny_sd import write_tokenizer
+
+    write_tokenizer(folder / "tok")
+    tok = CLIPTokenizer.from_pretrained(folder / "tok")
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=16, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(folder / "clip")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder / "clip")
+    return folder / "clip"
+
+
+def test_clip_scorer_picks_the_caption_closest_to_the_image(tmp_path):
+    from probe.analysis import ClipScorer
+
+    cues = [Cue("grass", "{} on grass", ("{} on sand", "{} on snow"))]
+    scorer = ClipScorer(_tiny_clip(tmp_path), cues)
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        px = scorer.processor.image_processor(images=[i.permute(1, 2, 0).numpy() for i in images], return_tensors="pt",
+                                              do_rescale=False)["pixel_values"]
+        f = scorer.model.get_image_features(pixel_values=px)
+        f = torch.nn.functional.normalize((f if isinstance(f, torch.Tensor) else f.pooler_output).float(), dim=-1)
+    # make caption 0 ("on grass") the image-0 direction and a counter the image-1 direction
+    scorer._text = torch.stack([f[0], f[1], -f[0]])
+    assert scorer.predict(images) == {"grass": ["grass", ""]}
+    with pytest.raises(AnalysisError, match="not a local CLIP folder"):
+        ClipScorer(tmp_path / "missing", cues)
