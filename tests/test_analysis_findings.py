@@ -46,6 +46,8 @@ def test_planted_cue_is_the_top_finding_of_its_class(biased):
     assert not [f for f in findings if f.passes and f.class_index != 2 and f.kind != "off-object"]
     off = next(f for f in star if f.kind == "off-object")
     assert off.passes and off.effect > 0.5
+    assert findings.for_class(2) == star and all(f.passes for f in findings.passing)
+    assert "passing" in repr(findings) and "<table>" in findings._repr_html_()
 
 
 def test_clean_classifier_gives_no_passing_finding(tmp_path):
@@ -115,3 +117,13 @@ def test_bad_inputs_are_named(tmp_path):
         AnalysisConfig(sufficiency_seeds=0)
     with pytest.raises(AnalysisError, match="carrier_template"):
         AnalysisConfig(carrier_template="no slot")
+
+
+def test_findings_display_escapes_untrusted_names():
+    from probe.analysis import Finding, Findings
+
+    f = Finding(0, "<script>alert(1)</script>", "grass", "sufficiency", 0.5, 0.4, 0.6, 10, ("a.png",), True, "strong",
+                "'<script>' is predicted from grass", {})
+    html = Findings([f])._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert Finding.from_dict(f.to_dict()) == f

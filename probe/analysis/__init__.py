@@ -18,7 +18,7 @@ from probe.analysis.attention import (
 from probe.analysis.attributions import METHODS, AttributionConfig, AttributionResult, attribute, choose_layer, overlay, save_overlays
 from probe.analysis.cues import Carrier, Cue, cue_necessity, cue_sufficiency, cues_from_vocabulary, default_cues, load_cues, world_cues
 from probe.analysis.errors import AnalysisError
-from probe.analysis.findings import AnalysisConfig, Finding, analysis_config, analyze_run, rank_findings, read_findings, write_findings
+from probe.analysis.findings import AnalysisConfig, Finding, Findings, analysis_config, analyze_run, rank_findings, read_findings, write_findings
 from probe.analysis.stats import Effect, Thresholds, bootstrap_columns, paired_bootstrap
 from probe.analysis.token_shift import ClipScorer, nearest_words, token_shift
 
@@ -33,6 +33,7 @@ __all__ = [
     "Cue",
     "Effect",
     "Finding",
+    "Findings",
     "METHODS",
     "Thresholds",
     "analysis_config",

@@ -36,7 +36,7 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Effect, Thresholds, paired_bootstrap
 from probe.analysis.token_shift import ClipScorer, nearest_words, token_shift
 
-__all__ = ["Finding", "AnalysisConfig", "analysis_config", "analyze_run", "read_findings", "write_findings", "rank_findings", "FINDING_KINDS"]
+__all__ = ["Finding", "Findings", "AnalysisConfig", "analysis_config", "analyze_run", "read_findings", "write_findings", "rank_findings", "FINDING_KINDS"]
 
 FINDING_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 OFF_OBJECT_CUE = "off-object"
@@ -86,6 +86,43 @@ class Finding:
     def __repr__(self) -> str:
         mark = "PASS" if self.passes else self.strength
         return f"Finding[{mark}] {self.kind} class {self.class_index} cue {self.cue!r}: {self.sentence}"
+
+
+class Findings(list):
+    """The findings of a run, best first: a list of :class:`Finding` that displays itself."""
+
+    @property
+    def passing(self) -> "Findings":
+        return Findings(f for f in self if f.passes)
+
+    def for_class(self, class_index: int) -> "Findings":
+        return Findings(f for f in self if f.class_index == class_index)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([f.to_dict() for f in self])
+
+    def __repr__(self) -> str:
+        head = f"Findings({len(self)} findings, {len(self.passing)} passing)"
+        lines = [f"  {f!r}" for f in self[:10]]
+        more = [f"  ... {len(self) - 10} more"] if len(self) > 10 else []
+        return "\n".join([head, *lines, *more])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        cols = ("class", "kind", "cue", "effect", "95% CI", "n", "strength", "finding")
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        rows = []
+        for f in self[:200]:
+            cells = (
+                f"{f.class_index} {f.class_name}", f.kind, f.cue, f"{f.effect:+.2f}", f"{f.ci_low:.2f}–{f.ci_high:.2f}",
+                str(f.n_images), "PASS" if f.passes else f.strength, f.sentence,
+            )
+            rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+        more = f"<p>{len(self) - 200} more not shown</p>" if len(self) > 200 else ""
+        return f"<p>{len(self)} findings, {len(self.passing)} passing</p><table><tr>{head}</tr>{''.join(rows)}</table>{more}"
 
 
 @dataclass(frozen=True)
@@ -333,7 +370,7 @@ def _sentence(kind: str, name: str, cue: Cue | None, e: Effect, strength: str, e
 
 def analyze_run(
     run_dir, classifier, generator, config: AnalysisConfig | None = None, *, cues: list[Cue] | None = None, scorer=None
-) -> list[Finding]:
+) -> Findings:
     """Analyse a finished (or partly finished) run directory; returns the findings, best first.
 
     Writes ``findings.json``, ``findings.parquet``, ``analysis.json`` and the
@@ -692,7 +729,7 @@ def _world_iou(cfg: AnalysisConfig, generator, shape: str) -> list[float] | None
                          seed=cfg.seed, res=cfg.attention_res)
 
 
-def rank_findings(findings: list[Finding]) -> list[Finding]:
+def rank_findings(findings: list[Finding]) -> Findings:
     """Best first: passing before weak; cue findings (more kinds agreeing first) before off-object; larger effect first."""
     agree: dict[tuple[int, str], int] = {}
     for f in findings:
@@ -703,7 +740,7 @@ def rank_findings(findings: list[Finding]) -> list[Finding]:
         eff = f.effect if math.isfinite(f.effect) else -1e9
         return (not f.passes, f.kind == "off-object", -agree.get((f.class_index, f.cue), 0), -eff)
 
-    return sorted(findings, key=key)
+    return Findings(sorted(findings, key=key))
 
 
 def write_findings(run_dir, findings: list[Finding]) -> None:
@@ -726,4 +763,4 @@ def read_findings(run_dir) -> list[Finding]:
     data = _read_json(Path(run_dir) / "findings.json")
     if data is None:
         raise AnalysisError(f"{run_dir}/findings.json does not exist; run analyze_run (or `probe audit`) first.")
-    return [Finding.from_dict(d) for d in data]
+    return Findings(Finding.from_dict(d) for d in data)
