@@ -28,6 +28,26 @@ def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def browser_open_ms(page: Path) -> float:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        times = []
+        for _ in range(3):
+            d.get(page.as_uri())
+            times.append(d.execute_script(
+                "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;"))
+        return sorted(times)[1]
+    finally:
+        d.quit()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, default=1000)
@@ -35,6 +55,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="generated image side in pixels (512 for real SD)")
     ap.add_argument("--no-single", action="store_true", help="skip the single-file export")
     ap.add_argument("--keep", type=Path, default=None, help="build the run here and keep it")
+    ap.add_argument("--browser", action="store_true", help="also time opening index.html in headless Chromium")
     a = ap.parse_args()
 
     tmp = None if a.keep else Path(tempfile.mkdtemp(prefix="probe-report-scale-"))
@@ -58,6 +79,9 @@ def main() -> None:
         print(f"  index.html {index.stat().st_size / 1e3:.0f} kB, findings.html "
               f"{(run / 'report' / 'findings.html').stat().st_size / 1e3:.0f} kB, one class page "
               f"{next((run / 'report' / 'classes').glob('1-*.html')).stat().st_size / 1e3:.0f} kB")
+        if a.browser:
+            print(f"  index.html in headless Chromium: {browser_open_ms(index):.0f} ms to load "
+                  "(navigation start -> load event, table built by JS)")
         if not a.no_single:
             t = time.perf_counter()
             single = render_report(run, single_file=True)

@@ -250,6 +250,10 @@ def test_errors_name_the_problem(tmp_path):
     run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False)
     with pytest.raises(ReportError, match="names a file"):
         render_report(run, out=tmp_path / "r.html")
+    with pytest.raises(ReportError, match="mix report pages"):
+        render_report(run, out=run)
+    with pytest.raises(ReportError, match="mix report pages"):
+        render_report(run, out=run / "classes" / "r")
     with pytest.raises(ProbeError, match="max_images"):
         render_report(run, max_images=0)
 

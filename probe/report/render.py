@@ -387,6 +387,13 @@ def render_report(
                 f"out={str(out_path)!r} names a file; pass a folder for the multi-page report, or single_file=True"
             )
         out_dir, target = out_path, out_path / "index.html"
+    rd = run.run_dir.resolve()
+    od = out_dir.resolve()
+    if od == rd or od.is_relative_to(rd / "classes") or od.is_relative_to(rd / "analysis"):
+        raise ReportError(
+            f"out={str(out_path)!r} would mix report pages into the run's own files; "
+            "pass a separate folder such as RUN_DIR/report (the default)"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"out={str(out_dir)!r} exists and is not a folder; pass a new or existing folder")
     try:
@@ -458,6 +465,9 @@ def render_report(
         for i, c in enumerate(classes)
     )
     if single_file:
+        if len(classes) > 200:
+            log.warning("single-file report for %d classes embeds every image and will be large; "
+                        "the multi-page report opens faster for big runs", len(classes))
         class_views = list(class_views)  # before the warnings: class pages add to them
         html = env.get_template("single.html").render(**index_ctx, class_views=class_views, warnings=_warn(run, b))
         atomic_write_text(target, html)
