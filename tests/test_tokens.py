@@ -37,18 +37,32 @@ def test_only_the_token_row_changes(tiny_generator):
             assert torch.equal(value, before["text_encoder"][key]), key
 
 
-def test_token_raises_target_accuracy_and_stops_at_the_threshold(tiny_generator):
+def test_token_raises_the_target_probability_over_baseline(tiny_generator):
     classifier = calibrated_redness_classifier(tiny_generator)  # ~half the baseline images are 'star'
-    config = TokenConfig(**FAST, accuracy_threshold=0.5)
+    config = TokenConfig(**{**FAST, "max_steps": 8, "patience": 8, "accuracy_threshold": 1.0})
     token = optimize_class_token(tiny_generator, classifier, 1, config)
-    first = token.history[0]
-    assert token.stopped == "threshold"
-    assert token.history[-1]["accuracy"] > 0.5 > first["accuracy"]
-    assert token.best_step == len(token.history) - 1
+    first, best = token.history[0], token.history[token.best_step]
+    assert token.stopped == "max_steps" and len(token.history) == 8
+    assert best["mean_target_prob"] > first["mean_target_prob"] + 0.05
+    assert best["accuracy"] >= first["accuracy"]
     evaluation = evaluate_class_token(tiny_generator, classifier, token, config)
     assert evaluation.token["mean_target_prob"] > evaluation.baseline["mean_target_prob"] + 0.05
-    assert evaluation.token["accuracy"] >= evaluation.baseline["accuracy"]
-    assert len(evaluation.images["token"]) == config.eval_images
+    assert len(evaluation.images["token"]) == config.eval_images == len(evaluation.images["baseline"])
+
+
+def test_threshold_stops_as_soon_as_the_batch_accuracy_exceeds_it(tiny_generator):
+    class AlwaysStar(torch.nn.Module):
+        labels = ["other", "star"]
+
+        def forward(self, images):
+            return torch.tensor([[0.0, 3.0]]).expand(images.shape[0], 2) + 0.0 * images.sum()
+
+    token = optimize_class_token(tiny_generator, AlwaysStar(), 1, TokenConfig(max_steps=10, accuracy_threshold=0.7))
+    assert token.stopped == "threshold" and len(token.history) == 1 and token.best_accuracy == 1.0
+    # A threshold of 1.0 can never be exceeded: the loop runs on.
+    token = optimize_class_token(tiny_generator, AlwaysStar(), 1, TokenConfig(max_steps=3, accuracy_threshold=1.0),
+                                 token="<other>")
+    assert token.stopped == "max_steps" and len(token.history) == 3
 
 
 def test_patience_stops_a_token_that_cannot_improve(tiny_generator):

@@ -10,63 +10,22 @@ from pathlib import Path
 
 import torch
 
+from probe.world.text import write_tokenizer
+
 WORDS = ("a photo of close-up picture the an on with red blue green circle square star heart "
          "grass sand water snow cat dog tabby tiger").split()
-
-
-def _byte_chars() -> list[str]:
-    # CLIP's byte-to-unicode table: printable bytes map to themselves, the rest to code points >= 256.
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, n = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + n))
-            n += 1
-    return chars
-
-
-def write_tokenizer(folder: Path, words=WORDS, max_length: int = 16) -> None:
-    """A CLIP-format tokenizer whose vocabulary holds every byte plus whole-word merges for ``words``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = _byte_chars()
-    vocab: dict[str, int] = {}
-    for ch in base + [c + "</w>" for c in base]:
-        vocab.setdefault(ch, len(vocab))
-    merges: list[str] = []
-    for word in words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merged = pieces[0] + pieces[1]
-            rule = f"{pieces[0]} {pieces[1]}"
-            if rule not in merges:
-                merges.append(rule)
-            vocab.setdefault(merged, len(vocab))
-            pieces = [merged] + pieces[2:]
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "model_max_length": max_length, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "do_lower_case": True,
-        "tokenizer_class": "CLIPTokenizer",
-    }))
 
 
 def build_tiny_sd(folder: Path, *, seed: int = 0, image_size: int = 32, steps: int = 4) -> Path:
     """Save a random tiny StableDiffusionPipeline (32 px images, 16 px latents) to ``folder``."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    tok_dir = folder / "_tok"
-    write_tokenizer(tok_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    tokenizer = write_tokenizer(folder / "_tok", list(WORDS))
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ))
     unet = UNet2DConditionModel(
