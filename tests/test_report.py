@@ -348,3 +348,12 @@ def test_templates_load_from_the_installed_package_first(tmp_path, monkeypatch):
     assert render_mod.template_dir() == pkg / "_report_templates"
     run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False)
     assert "data-from='wheel'" in render_report(run).read_text()
+
+
+def test_a_run_that_has_only_started_renders(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"audit": {"model": "m.pt", "token": {"max_steps": 5}}}))
+    text = render_report(run).read_text()
+    assert "Analysis was not run" in text and 'id="class-data">[]</script>' in text
+    assert "max_steps" in text
