@@ -161,3 +161,25 @@ def test_single_file_report_in_chromium(driver, report):
     assert severe_logs(driver) == []
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "report-single-file.png"))
+
+
+def test_content_security_policy_blocks_an_injected_inline_script(driver, report):
+    """Defence in depth: were a label ever rendered unescaped, the page's CSP still refuses to run it."""
+    run, index, _ = report
+    page = next((index.parent / "classes").glob("2-*.html"))
+    tampered = page.with_name("tampered.html")
+    html = page.read_text(encoding="utf-8")
+    tampered.write_text(html.replace("<main>", "<main><script>document.title = 'pwned';</script>", 1), encoding="utf-8")
+    try:
+        driver.get(tampered.as_uri())
+        assert driver.title != "pwned"
+        # our own script file still runs under the same policy: the overlay buttons work
+        from selenium.webdriver.common.by import By
+
+        btn = driver.find_element(By.XPATH, "//div[@class='overlay-tools']/button[normalize-space()='occlusion']")
+        btn.click()
+        assert btn.get_attribute("aria-pressed") == "true"
+        logs = severe_logs(driver)
+        assert logs and all("Content Security Policy" in e["message"] for e in logs)
+    finally:
+        tampered.unlink()
