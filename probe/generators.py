@@ -268,8 +268,11 @@ class Generator:
         timesteps = sched.timesteps
         use_cfg = guidance > 1.0
         self.unet.train(False)
-        if gradient_checkpointing and hasattr(self.unet, "enable_gradient_checkpointing"):
-            self.unet.enable_gradient_checkpointing()
+        if hasattr(self.unet, "enable_gradient_checkpointing"):
+            if gradient_checkpointing:
+                self.unet.enable_gradient_checkpointing()
+            elif self.unet.is_gradient_checkpointing:
+                self.unet.disable_gradient_checkpointing()
 
         with torch.set_grad_enabled(grad_steps > 0):
             cond = self.encode(prompts).to(self.dtype)

@@ -186,3 +186,38 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path, tiny_sd_path, expo
     assert code == 2, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message.lower() in lines[0].lower(), err
+
+
+def test_held_out_classifier_is_reported_beside_the_first(tmp_path, tiny_sd_path, tiny_generator, redness):
+    from color_classifier import RednessClassifier
+
+    # A held-out classifier with the classes in the other order: matched by name, not by index.
+    class Swapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = RednessClassifier(float(redness.model.threshold))
+
+        def forward(self, x):
+            return self.inner(x).flip(1)
+
+    held_out = load_classifier(Swapped(), labels=["star <b>", "other"], input_size=32, mean=(0, 0, 0), std=(1, 1, 1),
+                               crop_pct=1.0)
+    result = audit(_config(tmp_path, tiny_sd_path, classes="1"), classifier=redness, generator=tiny_generator,
+                   eval_classifier=held_out, progress=False)
+    metrics = json.loads((result.run_dir / "classes" / "1-star-b" / "metrics.json").read_text())
+    # Same decision rule, so the held-out accuracy equals the first one's when classes are matched by name.
+    assert metrics["eval_model"]["token"]["accuracy"] == metrics["token"]["accuracy"]
+    assert metrics["eval_model"]["baseline"]["accuracy"] == metrics["baseline"]["accuracy"]
+    assert result.rows[0]["eval_token_accuracy"] == metrics["token"]["accuracy"]
+    assert all("eval_target_prob" in image for image in metrics["images"])
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(tiny_generator):
+    tiny_generator.add_token("<t>", "a")
+    vector = tiny_generator.trainable_token("<t>")
+    tiny_generator.generate(["a photo of a <t> star"] * 2, [0, 1], grad_steps=2).mean().backward()
+    plain = vector.grad.clone()
+    vector.grad = None
+    tiny_generator.generate(["a photo of a <t> star"] * 2, [0, 1], grad_steps=2,
+                            gradient_checkpointing=True).mean().backward()
+    assert torch.allclose(vector.grad, plain, rtol=1e-4, atol=1e-7)
