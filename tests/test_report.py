@@ -357,3 +357,21 @@ def test_a_run_that_has_only_started_renders(tmp_path):
     text = render_report(run).read_text()
     assert "Analysis was not run" in text and 'id="class-data">[]</script>' in text
     assert "max_steps" in text
+
+
+def test_held_out_classifier_accuracy_gets_a_column_and_a_card(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False, findings=False)
+    plain = render_report(run).read_text()
+    assert "held-out" not in plain
+    for cdir in (run / "classes").iterdir():
+        m = json.loads((cdir / "metrics.json").read_text())
+        m["eval_model"] = {"name": "resnet-b", "baseline": {"accuracy": 0.25, "mean_target_prob": 0.2, "n": 4},
+                           "token": {"accuracy": 0.5 if m["class_index"] == 0 else 0.75, "mean_target_prob": 0.5, "n": 4}}
+        (cdir / "metrics.json").write_text(json.dumps(m))
+    text = render_report(run).read_text()
+    rows = json.loads(re.search(r'id="class-data">(.*?)</script>', text, re.S).group(1))
+    assert [r[7][1] for r in rows] == [0.5, 0.75] and len(rows[0]) == 11
+    assert "held-out token acc." in text and "held-out classifier, with token" in text
+    assert "62%" in text  # mean held-out accuracy with the token
+    page = next((run / "report" / "classes").glob("0-*.html")).read_text()
+    assert "held-out classifier: resnet-b" in page

@@ -213,7 +213,13 @@ class _Builder:
                 "class_label": f.get("class_name") or (cls.name if cls else "—")}
 
     # classes ----------------------------------------------------------------------------------
-    def class_row(self, c: ClassData) -> list:
+    @staticmethod
+    def heldout(c: ClassData, kind: str) -> float | None:
+        em = c.metrics.get("eval_model")
+        block = em.get(kind) if isinstance(em, dict) else None
+        return _as_float(block.get("accuracy")) if isinstance(block, dict) else None
+
+    def class_row(self, c: ClassData, with_heldout: bool = False) -> list:
         """One row of the class table as JSON-able cells: [text, sort value, href, css class]."""
         b, t = c.stat("baseline", "accuracy"), c.stat("token", "accuracy")
         d = (t - b) if (b is not None and t is not None) else None
@@ -221,6 +227,7 @@ class _Builder:
         steps = _as_float(c.metrics.get("steps"))
         secs = _as_float(c.metrics.get("seconds"))
         tp = c.stat("token", "mean_target_prob")
+        held = self.heldout(c, "token")
         cue = c.top_cue
         return [
             [str(c.index), c.index],
@@ -230,6 +237,7 @@ class _Builder:
             [pct(t), t],
             ["–" if d is None else f"{100 * d:+.0f}", d, None, "pos" if (d or 0) > 0 else ("neg" if (d or 0) < 0 else "")],
             ["–" if tp is None else f"{tp:.2f}", tp],
+            *([[pct(held), held]] if with_heldout else []),
             ["–" if steps is None else f"{steps:.0f}", steps],
             ["–" if secs is None else f"{secs:.1f}", secs],
             [cue or "–", cue or "", None, "" if cue else "muted"],
@@ -408,7 +416,8 @@ def render_report(
     b = _Builder(run, out_dir, single_file, max_images, thumb_px)
 
     classes = run.classes
-    rows = [b.class_row(c) for c in classes]
+    with_heldout = any(b.heldout(c, "token") is not None for c in classes)
+    rows = [b.class_row(c, with_heldout) for c in classes]
     findings = run.findings
     passing = [f for f in findings or [] if f["passes"]]
     index_findings = [b.finding_view(f, i + 1, evidence=3) for i, f in enumerate(passing[:FINDINGS_ON_INDEX])]
@@ -443,6 +452,8 @@ def render_report(
         "n_labels": len(run.labels),
         "base_acc": mean(c.stat("baseline", "accuracy") for c in done),
         "tok_acc": mean(c.stat("token", "accuracy") for c in done),
+        "heldout_acc": mean(b.heldout(c, "token") for c in done) if with_heldout else None,
+        "heldout_base": mean(b.heldout(c, "baseline") for c in done) if with_heldout else None,
         "n_findings": None if findings is None else len(findings),
         "n_passing": len(passing), "n_weak": n_weak,
     }
@@ -457,7 +468,7 @@ def render_report(
 
     index_ctx = {
         **common, "rel": "", "findings_state": "absent" if findings is None else ("empty" if not findings else "ok"),
-        "top_findings": index_findings, "class_rows": rows, "page_size": CLASS_PAGE_SIZE, "meta": meta,
+        "top_findings": index_findings, "class_rows": rows, "with_heldout": with_heldout, "page_size": CLASS_PAGE_SIZE, "meta": meta,
         "finding_rows": finding_rows, "analysis": analysis_view,
     }
     class_views = (
