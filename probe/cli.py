@@ -70,6 +70,9 @@ def audit(
     seed: int = typer.Option(0, help="First training seed."),
     retry_failed: bool = typer.Option(False, help="On resume, redo classes that failed before."),
     analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
+    cues: Optional[str] = typer.Option(None, help="Cue list for the findings (.json or .txt); default: curated list, or the world's attributes."),
+    attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
+    clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder used to score what the token added (optional)."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -83,6 +86,8 @@ def audit(
         mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
         eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, retry_failed=retry_failed,
         analyze=analyze, report=report,
+        analysis={k: v for k, v in {"cues": cues, "attribution_layer": attribution_layer,
+                                    "clip_model": clip_model}.items() if v is not None},
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           accuracy_threshold=threshold, patience=patience, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,

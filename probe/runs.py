@@ -58,6 +58,7 @@ class AuditConfig:
     analyze: bool = True
     report: bool = True
     token: TokenConfig = field(default_factory=TokenConfig)
+    analysis: dict = field(default_factory=dict)  # overrides of probe.analysis.AnalysisConfig fields
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -66,6 +67,8 @@ class AuditConfig:
             raise RunError("--out is empty; pass a folder for the run, e.g. runs/my-audit")
         if not isinstance(self.token, TokenConfig):
             raise RunError("AuditConfig.token must be a TokenConfig")
+        if not isinstance(self.analysis, dict):
+            raise RunError("AuditConfig.analysis must be a dict of AnalysisConfig settings, e.g. {'cues': 'my_cues.txt'}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
