@@ -131,6 +131,52 @@ class ColourClassifier(nn.Module):
         return self.model(self.preprocess(images01))
 
 
+class _BackgroundSimilarity(nn.Module):
+    """Per-pixel closeness to each background colour: relu(1 - |x - rgb|^2 / 0.05), one channel each."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rgb", torch.tensor([BACKGROUND_RGB[b] for b in BACKGROUNDS]).view(1, -1, 3, 1, 1))
+
+    def forward(self, x):
+        d = ((x[:, None] - self.rgb) ** 2).sum(2)
+        return torch.relu(1.0 - d / 0.05)
+
+
+class _Features(nn.Module):
+    def __init__(self, colour: nn.Module):
+        super().__init__()
+        self.colour = colour
+        self.background = _BackgroundSimilarity()
+
+    def forward(self, x):
+        return torch.cat([torch.relu(self.colour(x)), self.background(x)], 1)
+
+
+class PlantedClassifier(nn.Module):
+    """Colour-keyed like ColourClassifier, plus ``planted`` {class index: background} cues of ``strength``."""
+
+    def __init__(self, planted: dict[int, str] | None = None, strength: float = 40.0, scale: float = 60.0):
+        super().__init__()
+        base = ColourClassifier(0.0, scale)
+        self.labels, self.num_classes, self.supports_hooks = list(CLASSES), 3, True
+        head = nn.Linear(3 + len(BACKGROUNDS), 3, bias=False)
+        with torch.no_grad():
+            head.weight.zero_()
+            head.weight[:, :3] = base.model[-1].weight[:, :3]
+            for ci, bg in (planted or {}).items():
+                head.weight[ci, 3 + BACKGROUNDS.index(bg)] = strength
+        colour = nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            colour.weight.copy_(base.model[0].weight[:3])
+            colour.bias.copy_(base.model[0].bias[:3])
+        self.model = nn.Sequential(_Features(colour), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+        self.preprocess = nn.Identity()
+
+    def forward(self, images01):
+        return self.model(self.preprocess(images01))
+
+
 class FakeOracles:
     """Concept scorer for the fake world: reads background and tag back from pixels."""
 
