@@ -21,13 +21,24 @@ def slugify(text: str, max_len: int = 40) -> str:
     return s or "x"
 
 
+def model_device(module) -> torch.device:
+    """Where a module's weights live (CPU for modules without any)."""
+    if hasattr(module, "parameters"):
+        for p in module.parameters():
+            return p.device
+        for b in module.buffers():
+            return b.device
+    return torch.device("cpu")
+
+
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """Softmax probabilities (N, C) as float32 numpy, classified in batches without gradient."""
     out = []
+    dev = model_device(classifier)
     try:
         with torch.no_grad():
             for i in range(0, images.shape[0], batch_size):
-                logits = classifier(images[i : i + batch_size])
+                logits = classifier(images[i : i + batch_size].to(dev))
                 out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     except Exception as e:  # a user's model failing inside our code
         raise AnalysisError(

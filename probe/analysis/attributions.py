@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.analysis._util import save_png, to_uint8
+from probe.analysis._util import model_device, save_png, to_uint8
 from probe.analysis.errors import AnalysisError
 
 __all__ = [
@@ -196,11 +196,7 @@ def choose_layer(classifier, image_size: tuple[int, int], layer: str | None = No
 
 
 def _device(classifier) -> torch.device:
-    for p in classifier.parameters():
-        return p.device
-    for b in classifier.buffers():
-        return b.device
-    return torch.device("cpu")
+    return model_device(classifier)
 
 
 def _token_grad_cam(classifier, choice: LayerChoice, x: torch.Tensor, target: int) -> torch.Tensor:

@@ -359,7 +359,7 @@ def _sentence(kind: str, name: str, cue: Cue | None, e: Effect, strength: str, e
     else:
         s = (
             f"{e.mean:.0%} of the attribution for '{name}' lies outside the object ({_fmt_ci(e)}), "
-            f"which leaves {extra['area_outside']:.0%} of the image; {e.n} images"
+            f"an area of {extra['area_outside']:.0%} of the image; {e.n} images"
         )
     return s if strength == "strong" else "Weak evidence: " + s
 

@@ -1,0 +1,60 @@
+"""Smoke-test the analysis on an accelerator: tiny SD components and a small timm CNN on ``--device``,
+a one-class audit, then analyze_run with every method; prints timings and the findings.
+
+    .venv/bin/python benchmarks/analysis_device_smoke.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    import timm
+    import torch
+
+    from probe.analysis import AnalysisConfig, analyze_run
+    from probe.classifiers import load_classifier
+    from probe.generators import load_generator
+    from probe.runs import AuditConfig, audit
+    from probe.tokens import TokenConfig
+    from tiny_sd import build_tiny_sd
+
+    tmp = Path(tempfile.mkdtemp(prefix="probe-smoke-"))
+    gen = load_generator(build_tiny_sd(tmp / "sd"), device=args.device)
+    torch.manual_seed(0)
+    net = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    clf = load_classifier(net, labels=["circle", "star", "heart"], input_size=64, mean=(0.5,) * 3, std=(0.25,) * 3,
+                          crop_pct=1.0, device=args.device)
+    token = TokenConfig(max_steps=2, patience=2, eval_images=3, batch_size=2, steps=4)
+    t0 = time.perf_counter()
+    run = audit(AuditConfig(model="smoke", out=str(tmp / "run"), token=token, analyze=False, report=False, classes="1"),
+                classifier=clf, generator=gen, progress=False).run_dir
+    t1 = time.perf_counter()
+    cues = tmp / "cues.txt"
+    cues.write_text("{} on grass | {} on sand\nred {} | blue {}\n{} at night | {} in daylight\n")
+    findings = analyze_run(run, clf, gen, AnalysisConfig(cues=str(cues), sufficiency_seeds=4, n_boot=500))
+    t2 = time.perf_counter()
+    a = json.loads((run / "analysis.json").read_text())
+    print(f"device {args.device}: audit {t1 - t0:.1f}s, analysis {t2 - t1:.1f}s")
+    print("methods run:", a["attributions"]["methods_run"], "skipped:", a["attributions"]["skipped"], "layer:", a["attributions"]["layer"])
+    print("timings:", a["timings_s"])
+    print("notes:", a["notes"])
+    print(findings)
+    overlays = sorted(p.relative_to(run).as_posix() for p in run.rglob("attributions/*/*.png"))
+    print(len(overlays), "overlays, e.g.", overlays[:2])
+
+
+if __name__ == "__main__":
+    main()
