@@ -57,7 +57,7 @@ class AssetStore:
     ``embed`` is set (single-file export: nothing is written to ``assets/``).
     """
 
-    def __init__(self, run_dir: Path, out_dir: Path, *, embed: bool, thumb_px: int = 256):
+    def __init__(self, run_dir: Path, out_dir: Path, *, embed: bool, thumb_px: int = 256, workers: int | None = None):
         self.run_dir = run_dir.resolve()
         self.out_dir = out_dir
         self.embed = embed
@@ -65,6 +65,25 @@ class AssetStore:
         self.warnings: list[str] = []
         self._cache: dict[tuple[str, int], Thumb | None] = {}
         self.n_written = 0
+        self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+        self._pool = None
+
+    def prefetch(self, sources: list[Path], max_px: int | None = None) -> None:
+        """Make thumbnails for ``sources`` in parallel threads (Pillow releases the GIL while
+        decoding and resampling); later ``image()`` calls for them are cache hits."""
+        todo = [s for s in dict.fromkeys(sources) if (str(s), int(max_px or self.thumb_px)) not in self._cache]
+        if self.workers <= 1 or len(todo) < 4:
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="probe-thumbs")
+        list(self._pool.map(lambda s: self.image(s, max_px), todo))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # -- paths ------------------------------------------------------------------------------
     def inside_run(self, path: str | Path, base: Path | None = None) -> Path | None:
@@ -112,7 +131,8 @@ class AssetStore:
                 if fresh:
                     return Thumb(src=rel, w=tw, h=th)
                 if big:
-                    im2 = im.convert("RGBA" if ext == ".png" else "RGB").resize((tw, th), Image.Resampling.LANCZOS)
+                    im2 = im.convert("RGBA" if ext == ".png" else "RGB").resize(
+                        (tw, th), Image.Resampling.LANCZOS, reducing_gap=2.0)
                     buf = io.BytesIO()
                     if ext == ".png":
                         im2.save(buf, format="PNG", optimize=False)

@@ -185,6 +185,7 @@ class _Builder:
         self.assets = AssetStore(run.run_dir, out_dir, embed=single, thumb_px=thumb_px)
         self._plotter: CurvePlotter | None = None
         self.threshold = _threshold(run.config)
+        self.by_index = {c.index: c for c in run.classes}
         attr = (run.analysis or {}).get("attributions")
         skipped = attr.get("skipped") if isinstance(attr, dict) else None
         self.skipped_methods = [(str(k), str(v)) for k, v in skipped.items()] if isinstance(skipped, dict) else []
@@ -206,7 +207,7 @@ class _Builder:
             if (t := self.assets.image(p, 128)) is not None:
                 thumbs.append(t)
         ci = f.get("class_index")
-        cls = next((c for c in self.run.classes if c.index == ci), None) if ci is not None else None
+        cls = self.by_index.get(ci) if ci is not None else None
         sentence = f.get("sentence") or _default_sentence(f)
         return {**f, "rank": rank, "thumbs": thumbs, "n_evidence": len(f["evidence"]), "sentence": sentence,
                 "class_href": self.class_href(cls) if cls else None,
@@ -266,9 +267,23 @@ class _Builder:
         if not records and c.dir is not None and (c.dir / "images").is_dir():
             records = [{"path": f"images/{p.name}", "kind": p.name.split("_", 1)[0]}
                        for p in sorted((c.dir / "images").glob("*.png"))]
+        by_kind = {}
         for kind in ("baseline", "token"):
             recs = [r for r in records if isinstance(r, dict) and r.get("kind") == kind]
             recs.sort(key=lambda r: (r.get("prompt_index") or 0, r.get("seed") or 0))
+            by_kind[kind] = recs
+        if c.dir is not None:  # decode and downscale this page's images in parallel first
+            wanted = []
+            for recs in by_kind.values():
+                for r in recs[: self.max_images]:
+                    rel = str(r.get("path", ""))
+                    if (src := self.assets.inside_run(rel, base=c.dir)) is not None and src.is_file():
+                        wanted.append(src)
+                    stem = Path(rel).stem
+                    wanted += [p for m in methods if (p := c.dir / "attributions" / m / f"{stem}.png").is_file()]
+            self.assets.prefetch(wanted)
+        for kind in ("baseline", "token"):
+            recs = by_kind[kind]
             cards = []
             for r in recs[: self.max_images]:
                 cards.append(self.card(c, r, methods, shown_methods))
@@ -414,6 +429,14 @@ def render_report(
     css = (tdir / "static" / "report.css").read_text(encoding="utf-8")
     js = (tdir / "static" / "report.js").read_text(encoding="utf-8")
     b = _Builder(run, out_dir, single_file, max_images, thumb_px)
+    try:
+        return _render(run, b, env, css, js, out_dir, target, single_file, t0)
+    finally:
+        b.assets.close()
+
+
+def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: str, out_dir: Path, target: Path,
+            single_file: bool, t0: float) -> Path:
 
     classes = run.classes
     with_heldout = any(b.heldout(c, "token") is not None for c in classes)
@@ -426,7 +449,7 @@ def render_report(
         [
             [str(i + 1), i + 1],
             [f.get("class_name") or "—", (f.get("class_name") or "").lower(),
-             b.class_href(cls) if (cls := _by_index(classes, f.get("class_index"))) else None],
+             b.class_href(cls) if (cls := b.by_index.get(f.get("class_index"))) else None],
             [f.get("cue") or "—", f.get("cue") or ""],
             [f.get("kind") or "—", f.get("kind") or ""],
             ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"]],
@@ -524,15 +547,6 @@ def _warn(run: RunData, b: _Builder) -> list[str]:
             seen.add(w)
             out.append(w)
     return out
-
-
-def _by_index(classes: list[ClassData], idx: Any) -> ClassData | None:
-    if idx is None:
-        return None
-    for c in classes:
-        if c.index == idx:
-            return c
-    return None
 
 
 def _probe_version() -> str:
