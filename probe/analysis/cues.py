@@ -353,6 +353,9 @@ def cue_sufficiency(
             jobs.append((j, p, template.replace("{}", cue.apply(carriers[k].text)), s))
     probs: np.ndarray | None = None
     evidence: dict[str, list[str]] = {c.name: [] for c in cues}
+    # evidence pairs spread over the carriers (first seed of each carrier first)
+    order = sorted(range(len(pairs)), key=lambda p: (p % len(seeds), p // len(seeds)))
+    keep = set(order[:n_evidence])
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         imgs = generate(generator, [c[2] for c in chunk], [c[3] for c in chunk], gen_kwargs)
@@ -362,13 +365,13 @@ def cue_sufficiency(
         probs[start : start + len(chunk)] = pr
         if evidence_dir is not None:
             for i, (g, p, prompt, s) in enumerate(chunk):
-                if g >= 0 and p < n_evidence:
+                if g >= 0 and p in keep:
                     cue = cues[g]
                     path = Path(evidence_dir) / slugify(cue.name) / f"p{p}_s{s}.png"
                     save_png(to_uint8(imgs[i]), path)
                     root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
                     evidence[cue.name].append(path.relative_to(root).as_posix())
-                elif g < 0 and p < n_evidence:
+                elif g < 0 and p in keep:
                     save_png(to_uint8(imgs[i]), Path(evidence_dir) / "_without" / f"p{p}_s{s}.png")
     assert probs is not None
     n_pairs, n_classes = len(pairs), probs.shape[1]
