@@ -223,7 +223,14 @@ def test_evidence_outside_the_run_is_never_read(tmp_path):
                "ci_low": 0.4, "ci_high": 0.6, "n_images": 4, "evidence": ["../secret.png", str(secret)],
                "passes": True, "strength": "strong", "sentence": "grass"}
     (run / "findings.json").write_text(json.dumps([finding]))
+    mpath = next((run / "classes").glob("0-*")) / "metrics.json"
+    m = json.loads(mpath.read_text())
+    m["images"][0]["path"] = "../../../secret.png"
+    m["images"][1]["path"] = str(secret)
+    mpath.write_text(json.dumps(m))
     index = render_report(run)
+    page = next((run / "report" / "classes").glob("0-*.html")).read_text()
+    assert page.count('class="noimg"') == 2  # both gallery images refused, shown as missing
     text = index.read_text()
     assert "points outside the run directory" in text
     before = {p.read_bytes() for p in (run / "report" / "assets" / "img").rglob("*.png")}
