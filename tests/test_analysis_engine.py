@@ -59,3 +59,9 @@ def test_audit_config_maps_to_analysis_defaults(tmp_path):
     assert analysis_config(config) == AnalysisConfig()
     assert analysis_config({"cues": "world", "attribution_methods": ["occlusion"]}).methods == ("occlusion",)
     assert analysis_config({"analysis": {"cues": "x.txt", "classes": [1, 2]}}).classes == (1, 2)
+    with_flags = AuditConfig(model="m.pt", out=str(tmp_path / "run"), analysis={"cues": "c.txt", "attribution_layer": "layer4"})
+    assert analysis_config(with_flags).attribution_layer == "layer4" and analysis_config(with_flags).cues == "c.txt"
+    from probe.analysis import AnalysisError
+
+    with pytest.raises(AnalysisError, match="unknown"):
+        analysis_config({"cuess": "typo.txt"})

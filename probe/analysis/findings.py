@@ -194,9 +194,14 @@ def analysis_config(config=None) -> AnalysisConfig:
     inner = config.get("analysis") if isinstance(config, dict) else getattr(config, "analysis", None)
     if isinstance(inner, AnalysisConfig):
         return inner
-    if isinstance(inner, dict):
-        config = inner
+    if isinstance(inner, dict) or (isinstance(config, dict) and inner is None):
+        config = inner if isinstance(inner, dict) else config
         names = set(AnalysisConfig.__dataclass_fields__)
+        unknown = sorted(set(config) - names - {"attribution_methods"})
+        if unknown:
+            raise AnalysisError(
+                f"analysis settings {unknown} are unknown; use AnalysisConfig's fields, e.g. cues, attribution_layer, clip_model."
+            )
     else:  # a foreign settings object (e.g. AuditConfig): only the analysis flags it may carry
         names = {"cues", "attribution_layer", "clip_model", "ig_steps", "sufficiency_seeds", "necessity_top_k"}
     get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
