@@ -51,7 +51,9 @@ def test_planted_cue_is_the_top_finding_of_its_class(biased):
 
 
 def test_clean_classifier_gives_no_passing_finding(tmp_path):
-    _, findings = _audit(tmp_path / "run", 0.0)
+    said = []
+    _, findings = _audit(tmp_path / "run", 0.0, progress=said.append)
+    assert any("sufficiency" in m for m in said) and any("class 2" in m for m in said)
     assert not [f for f in findings if f.passes], [repr(f) for f in findings if f.passes]
     assert all(f.strength == "weak" for f in findings)
 

@@ -374,7 +374,14 @@ def _sentence(kind: str, name: str, cue: Cue | None, e: Effect, strength: str, e
 
 
 def analyze_run(
-    run_dir, classifier, generator, config: AnalysisConfig | None = None, *, cues: list[Cue] | None = None, scorer=None
+    run_dir,
+    classifier,
+    generator,
+    config: AnalysisConfig | None = None,
+    *,
+    cues: list[Cue] | None = None,
+    scorer=None,
+    progress=None,
 ) -> Findings:
     """Analyse a finished (or partly finished) run directory; returns the findings, best first.
 
@@ -383,6 +390,7 @@ def analyze_run(
     overrides ``config.cues``; ``scorer`` (any object with
     ``predict(images01) -> {attribute: [value, ...]}``) overrides the concept
     scorer chosen from the generator (shapes-world oracles) or ``config.clip_model``.
+    ``progress`` (optional callable taking one line of text) is told what runs next.
     """
     cfg = analysis_config(config)
     run = Path(run_dir)
@@ -420,8 +428,11 @@ def analyze_run(
     layer_choice = None
     method_seconds: dict[str, float] = {}
 
+    say = progress if callable(progress) else (lambda _msg: None)
+
     # 1-4: per class, on its gallery images ---------------------------------
-    for cls in classes:
+    for n_done, cls in enumerate(classes):
+        say(f"analysis: class {cls.index} ({n_done + 1}/{len(classes)}): attributions, token shift, off-object")
         info: dict = {"class_name": cls.name, "dir": cls.rel}
         per_class[str(cls.index)] = info
         records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
@@ -501,6 +512,7 @@ def analyze_run(
     if cfg.sufficiency:
         t0 = time.perf_counter()
         carriers = _carriers(cfg, labels, classes)
+        say(f"analysis: cue sufficiency, {len(cues)} cues x {len(carriers)} carriers x {cfg.sufficiency_seeds} seeds")
         seeds = list(range(cfg.seed, cfg.seed + cfg.sufficiency_seeds))
         suff = cue_sufficiency(
             generator, classifier, cues, carriers, seeds, template=cfg.carrier_template, batch_size=cfg.batch_size,
@@ -522,6 +534,7 @@ def analyze_run(
     if cfg.necessity and cfg.necessity_top_k > 0:
         t0 = time.perf_counter()
         for c in classes:
+            say(f"analysis: cue necessity for class {c.index}")
             for cue in _necessity_candidates(cfg, c, cues, findings):
                 cue = _neutral_counters(cfg, cue, c.index, cues, suff, notes)
                 if cue is not None:
