@@ -259,3 +259,19 @@ def test_clip_scorer_picks_the_caption_closest_to_the_image(tmp_path):
     assert scorer.predict(images) == {"grass": ["grass", ""]}
     with pytest.raises(AnalysisError, match="not a local CLIP folder"):
         ClipScorer(tmp_path / "missing", cues)
+
+
+def test_torchscript_and_exported_classifiers_fall_back_to_hook_free_methods(tmp_path):
+    from probe.classifiers import load_classifier
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 16, 16)), str(tmp_path / "m.pt"))
+    ep = torch.export.export(net, (torch.rand(2, 3, 16, 16),), dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    images = torch.rand(2, 3, 16, 16)
+    for name in ("m.pt", "m.pt2"):
+        clf = load_classifier(str(tmp_path / name), input_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, crop_pct=1.0)
+        res = attribute(clf, images, 1, AttributionConfig(ig_steps=4))
+        assert set(res.maps) == {"integrated_gradients", "occlusion"} and "grad_cam" in res.skipped, name
+        assert np.abs(res.maps["integrated_gradients"]).sum() > 0
