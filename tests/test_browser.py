@@ -155,6 +155,10 @@ def test_single_file_report_in_chromium(driver, report):
     assert driver.find_element(By.ID, "c2").is_displayed() and not home.is_displayed()
     assert wait_images(driver) == []
     page = driver.find_element(By.ID, "c2")
+    # the section wrappers must not inherit subtitle styles: headings look as in the multi-page report
+    h2 = page.find_element(By.TAG_NAME, "h2")
+    assert driver.execute_script("const s = getComputedStyle(arguments[0]); return [s.color, s.fontSize];", h2) == [
+        "rgb(28, 34, 48)", "17px"]
     page.find_element(By.XPATH, ".//button[normalize-space()='occlusion']").click()
     assert any(o.is_displayed() for o in page.find_elements(By.CSS_SELECTOR, "img.ov"))
     assert wait_images(driver) == []

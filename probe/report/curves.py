@@ -46,12 +46,12 @@ class CurvePlotter:
         self.ax_loss, self.ax_acc = fig.subplots(1, 2)
         fig.subplots_adjust(left=0.075, right=0.985, bottom=0.19, top=0.89, wspace=0.2)
         (self.loss,) = self.ax_loss.plot([], [], color="#b4432f", lw=1.6, marker="o", ms=3)
-        (self.acc,) = self.ax_acc.plot([], [], color="#2a6fb0", lw=1.6, marker="o", ms=3, label="batch accuracy")
+        (self.acc,) = self.ax_acc.plot([], [], color="#2a6fb0", lw=1.6, marker="o", ms=3, label="accuracy")
         (self.prob,) = self.ax_acc.plot([], [], color="#3f9b5a", lw=1.4, ls="--", label="mean P(target)")
         self.thr = self.ax_acc.axhline(0.5, color="#888", lw=0.9, ls=":", label="stop threshold")
         self.best = [ax.axvline(0, color="#c9a227", lw=1.2) for ax in (self.ax_loss, self.ax_acc)]
         self.ax_loss.set_title("cross-entropy loss", fontsize=9)
-        self.ax_acc.set_title("accuracy and mean target probability", fontsize=9)
+        # the legend sits above the axes, where no curve can run through it (lines are blitted on top)
         self.ax_acc.set_ylim(-0.03, 1.03)
         for ax in (self.ax_loss, self.ax_acc):
             ax.set_xlabel("step", fontsize=8, labelpad=2)
@@ -60,7 +60,9 @@ class CurvePlotter:
             ax.grid(alpha=0.25, lw=0.6)
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
-        self.legend = self.ax_acc.legend(fontsize=7, frameon=False, loc="upper left")
+        self.legend = self.ax_acc.legend(fontsize=7.5, frameon=False, loc="lower center", ncol=3,
+                                         bbox_to_anchor=(0.5, 0.99), borderaxespad=0.2, handlelength=1.8,
+                                         columnspacing=1.2)
         self.dynamic = [self.loss, self.acc, self.prob, *self.best]
         for a in self.dynamic:
             a.set_animated(True)  # left out of full draws; blitted per class
@@ -77,7 +79,7 @@ class CurvePlotter:
         if bg is None:
             self.thr.set_visible(threshold is not None)
             self.legend.legend_handles[-1].set_visible(threshold is not None)
-            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop at {threshold:g}")
+            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop {threshold:g}")
             if threshold is not None:
                 self.thr.set_ydata([threshold, threshold])
             self.canvas.draw()
