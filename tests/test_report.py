@@ -213,6 +213,16 @@ def test_large_images_are_downscaled_and_rerender_reuses_thumbnails(tmp_path):
     render_report(run)
     changed = [t for t in thumbs if t.stat().st_mtime_ns != mtimes[t]]
     assert len(changed) == 1
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["audit"]["token"]["accuracy_threshold"] = 0.9  # another threshold line: a new curve, not the cached one
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "report" / "classes" / "7-gone.html").write_text("a class page from an earlier render")
+    (run / "report" / "classes" / "notes.txt").write_text("not ours")
+    render_report(run)
+    after = sorted((run / "report" / "assets" / "img").rglob("*.*"))
+    assert len(after) == len(thumbs) and len(set(after) - set(thumbs)) == 1  # the old curve was replaced
+    assert not (run / "report" / "classes" / "7-gone.html").exists()
+    assert (run / "report" / "classes" / "notes.txt").exists()
 
 
 def test_evidence_outside_the_run_is_never_read(tmp_path):

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = ["AssetStore", "atomic_write_bytes", "atomic_write_text"]
 
+_ASSET_NAME = re.compile(r"^[0-9a-f]{20}\.(png|jpg|jpeg|webp|gif)$")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
 
 
@@ -65,6 +67,7 @@ class AssetStore:
         self.warnings: list[str] = []
         self._cache: dict[tuple[str, int], Thumb | None] = {}
         self.n_written = 0
+        self.used: set[str] = set()  # report-relative asset paths referenced by this render
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         self._pool = None
 
@@ -129,6 +132,7 @@ class AssetStore:
                 dest, rel = self._dest(f"{src.relative_to(self.run_dir)}@{max_px}", ext)
                 fresh = not self.embed and dest.exists() and dest.stat().st_mtime >= st.st_mtime
                 if fresh:
+                    self.used.add(rel)
                     return Thumb(src=rel, w=tw, h=th)
                 if big:
                     im2 = im.convert("RGBA" if ext == ".png" else "RGB").resize(
@@ -158,7 +162,25 @@ class AssetStore:
             return Thumb(src=f"data:{_MIME[ext]};base64,{base64.b64encode(data).decode('ascii')}", w=w, h=h)
         atomic_write_bytes(dest, data)
         self.n_written += 1
+        self.used.add(rel)
         return Thumb(src=rel, w=w, h=h)
+
+    def prune(self) -> int:
+        """Delete thumbnails and curves of earlier renders that this render no longer references.
+
+        Only files named like our assets (``assets/img/xx/<20 hex>.<ext>``) are touched."""
+        root = self.out_dir / "assets" / "img"
+        if self.embed or not root.is_dir():
+            return 0
+        removed = 0
+        for sub in root.iterdir():
+            if not (sub.is_dir() and re.fullmatch(r"[0-9a-f]{2}", sub.name)):
+                continue
+            for f in sub.iterdir():
+                if f.is_file() and _ASSET_NAME.match(f.name) and f"assets/img/{sub.name}/{f.name}" not in self.used:
+                    f.unlink()
+                    removed += 1
+        return removed
 
     # -- generated figures -----------------------------------------------------------------
     def figure(self, key: str, sources: list[Path], make_png) -> Thumb | None:
@@ -169,6 +191,7 @@ class AssetStore:
             try:
                 with Image.open(dest) as im:
                     w, h = im.size
+                self.used.add(rel)
                 return Thumb(src=rel, w=w, h=h)
             except (OSError, UnidentifiedImageError):
                 pass

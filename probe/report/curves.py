@@ -35,6 +35,8 @@ def nice_ceiling(x: float, ladder: tuple[float, ...] = FINE) -> float:
 class CurvePlotter:
     """``plot(history, best_step, threshold) -> (png_bytes, width, height)``."""
 
+    STYLE = 3  # bump when the drawing changes: cached curve PNGs are keyed on it
+
     def __init__(self, width_in: float = 6.4, height_in: float = 2.4, dpi: int = 100):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from datetime import datetime, timezone
 from importlib import resources
@@ -33,6 +34,7 @@ from probe.report.data import ClassData, RunData, load_run
 __all__ = ["render_report", "ReportError", "template_dir"]
 
 log = logging.getLogger("probe.report")
+_PAGE_NAME = re.compile(r"^\d+-[a-z0-9_-]+\.html$")
 
 CLASS_PAGE_SIZE = 50
 FINDINGS_ON_INDEX = 20
@@ -253,7 +255,9 @@ class _Builder:
                 self._plotter = CurvePlotter()
             return self._plotter.plot(c.history, _as_float(c.metrics.get("best_step")), self.threshold)
 
-        return self.assets.figure(f"curve:{c.index}:{c.dir.name}", [c.dir / "history.csv", c.dir / "metrics.json"], make)
+        key = f"curve:v{CurvePlotter.STYLE}:{c.index}:{c.dir.name}:{self.threshold}"
+        sources = [c.dir / "history.csv", c.dir / "metrics.json", self.run.run_dir / "config.json"]
+        return self.assets.figure(key, sources, make)
 
     def class_view(self, c: ClassData, prev: ClassData | None, nxt: ClassData | None) -> dict[str, Any]:
         m = c.metrics
@@ -515,6 +519,11 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         atomic_write_text(out_dir / "findings.html", env.get_template("findings.html").render(**index_ctx))
         # index last: its warnings include everything the class pages ran into
         atomic_write_text(target, env.get_template("index.html").render(**index_ctx, warnings=_warn(run, b)))
+        pages = {c.page_name for c in classes}
+        for old in (out_dir / "classes").iterdir():  # pages of classes no longer in the run
+            if old.name not in pages and _PAGE_NAME.match(old.name):
+                old.unlink()
+        b.assets.prune()
     log.info("report for %s: %d classes rendered to %s in %.1f s (%d asset files written)",
              run.run_dir, len(classes), target, time.perf_counter() - t0, b.assets.n_written)
     return target
