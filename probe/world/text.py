@@ -1,0 +1,197 @@
+"""Captions of shapes-world scenes and the offline CLIP-format tokenizer.
+
+Captions are free-form: the shape is always named (it is the class), every other
+attribute is mentioned only some of the time, so that a partial prompt such as
+"a photo of a star" samples the omitted attributes from the training distribution.
+The audit's prompt templates ("a photo of a {S} {name}", "a close-up photo of a ...",
+"a picture of a ...") are among the caption prefixes, so every word of them is a
+trained, in-vocabulary token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, VOCAB, Scene, attribute_index
+
+#: Caption prefixes and their probabilities (the first three are the audit's templates).
+PREFIXES: tuple[tuple[str, float], ...] = (
+    ("a photo of a", 0.35),
+    ("a close-up photo of a", 0.15),
+    ("a picture of a", 0.15),
+    ("an image of a", 0.1),
+    ("a", 0.25),
+)
+P_COLOR = 0.6
+P_BACKGROUND = 0.6
+P_TAG = 0.5
+TAG_PHRASES = {"none": "with no tag", "dot": "with a dot in the corner", "bar": "with a bar in the corner"}
+
+#: Words the tokenizer knows as single tokens beyond the caption words (harmless extras a
+#: user may type in a prompt).
+EXTRA_WORDS = (
+    "the", "and", "of", "on", "in", "with", "a", "an", "photo", "picture", "image", "close", "up",
+    "background", "corner", "tag", "no", "dot", "bar", "shape", "object", "color", "small", "large",
+    "big", "bright", "dark", "drawing", "rendering", "cropped", "good", "nice", "centered",
+)
+
+
+def _names(attrs: Mapping[str, Any]) -> dict[str, str]:
+    return {k: VOCAB[k][attribute_index(k, attrs[k])] for k in ("shape", "color", "background", "tag")}
+
+
+def caption(scene: Scene | Mapping[str, Any], rng: np.random.Generator | int) -> str:
+    """A random caption of ``scene`` (a Scene or an attributes mapping); ``rng`` a Generator or seed."""
+    if isinstance(rng, (int, np.integer)):
+        rng = np.random.default_rng(int(rng))
+    attrs = scene.attributes if isinstance(scene, Scene) else scene
+    n = _names(attrs)
+    prefixes = [p for p, _ in PREFIXES]
+    probs = np.array([w for _, w in PREFIXES])
+    prefix = prefixes[int(rng.choice(len(prefixes), p=probs / probs.sum()))]
+    words = [prefix]
+    if rng.random() < P_COLOR:
+        words.append(n["color"])
+    words.append(n["shape"])
+    if rng.random() < P_BACKGROUND:
+        words.append(f"on {n['background']}" if rng.random() < 0.8 else f"on a {n['background']} background")
+    if rng.random() < P_TAG:
+        words.append(TAG_PHRASES[n["tag"]])
+    return " ".join(words)
+
+
+def full_caption(attrs: Mapping[str, Any], prefix: str = "a photo of a") -> str:
+    """The caption naming every attribute (used to test fidelity)."""
+    n = _names(attrs)
+    return f"{prefix} {n['color']} {n['shape']} on {n['background']} {TAG_PHRASES[n['tag']]}"
+
+
+def caption_words() -> list[str]:
+    """Every word a caption can contain, plus a few harmless extras."""
+    words: set[str] = set(EXTRA_WORDS)
+    for p, _ in PREFIXES:
+        words.update(p.replace("-", " - ").split())
+    for phrase in TAG_PHRASES.values():
+        words.update(phrase.split())
+    words.update(SHAPES + COLORS + BACKGROUNDS + TAGS)
+    words.discard("-")
+    return sorted(words)
+
+
+# ---------------------------------------------------------------------------
+# Tokenizer: a byte-level BPE in CLIP's file format, learned offline from the
+# caption words so that each of them is one token; anything else falls back to
+# smaller pieces down to single bytes (all 256 are in the vocabulary), never <unk>.
+# ---------------------------------------------------------------------------
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP/GPT-2's reversible map from bytes to printable unicode characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def learn_bpe(words: list[str]) -> list[tuple[str, str]]:
+    """Greedy BPE merges that turn every word of ``words`` into a single symbol."""
+    seqs = {w: tuple(list(w[:-1]) + [w[-1] + "</w>"]) for w in words}
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs: Counter = Counter()
+        for seq in seqs.values():
+            for a, b in zip(seq, seq[1:]):
+                pairs[(a, b)] += 1
+        if not pairs:
+            return merges
+        best = max(pairs.items(), key=lambda kv: (kv[1], [-ord(ch) for ch in "".join(kv[0])]))[0]
+        merges.append(best)
+        for w, seq in seqs.items():
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(seq[i] + seq[i + 1])
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seqs[w] = tuple(out)
+
+
+MODEL_MAX_LENGTH = 32
+
+
+def write_tokenizer(folder: str | Path, words: list[str] | None = None):
+    """Write a CLIPTokenizer (vocab.json, merges.txt, configs) to ``folder`` and return it loaded."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted(set(words or caption_words()))
+    merges = learn_bpe(words)
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab_list = byte_chars + [c + "</w>" for c in byte_chars]
+    seen = set(vocab_list)
+    for a, b in merges:
+        if a + b not in seen:
+            vocab_list.append(a + b)
+            seen.add(a + b)
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    tok = CLIPTokenizer(vocab=vocab, merges=[tuple(m) for m in merges], model_max_length=MODEL_MAX_LENGTH)
+    tok.save_pretrained(folder)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def caption_batch(attributes: Mapping[str, np.ndarray], rng: np.random.Generator) -> list[str]:
+    """Random captions for a batch of attribute index arrays (same distribution as :func:`caption`)."""
+    n = len(attributes["shape"])
+    prefixes = [p for p, _ in PREFIXES]
+    probs = np.array([w for _, w in PREFIXES])
+    pre = rng.choice(len(prefixes), size=n, p=probs / probs.sum())
+    use_color = rng.random(n) < P_COLOR
+    use_bg = rng.random(n) < P_BACKGROUND
+    long_bg = rng.random(n) >= 0.8
+    use_tag = rng.random(n) < P_TAG
+    out = []
+    for i in range(n):
+        words = [prefixes[pre[i]]]
+        if use_color[i]:
+            words.append(COLORS[attributes["color"][i]])
+        words.append(SHAPES[attributes["shape"][i]])
+        if use_bg[i]:
+            bg = BACKGROUNDS[attributes["background"][i]]
+            words.append(f"on a {bg} background" if long_bg[i] else f"on {bg}")
+        if use_tag[i]:
+            words.append(TAG_PHRASES[TAGS[attributes["tag"][i]]])
+        out.append(" ".join(words))
+    return out
+
+
+class CaptionEncoder:
+    """Tokenises captions to fixed-length id tensors, caching each distinct caption."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.length = tokenizer.model_max_length
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, captions: list[str]):
+        import torch
+
+        missing = [c for c in set(captions) if c not in self._cache]
+        if missing:
+            ids = self.tokenizer(missing, padding="max_length", max_length=self.length, truncation=True).input_ids
+            self._cache.update(zip(missing, ids))
+        return torch.tensor([self._cache[c] for c in captions], dtype=torch.long)
