@@ -128,13 +128,16 @@ def print_summary(rows: list[dict]) -> None:
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit`."),
-           single_file: bool = typer.Option(False, help="Embed every asset into one HTML file.")) -> None:
+           out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report)."),
+           single_file: bool = typer.Option(False, help="Embed every asset into one HTML file."),
+           max_images: int = typer.Option(24, help="Gallery images shown per class."),
+           thumb_px: int = typer.Option(256, help="Thumbnail size in pixels.")) -> None:
     """Re-render the HTML report from a run directory's saved files (no models, no GPU needed)."""
     from probe.report import render_report
 
     if not (run_dir / "config.json").is_file():
         raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
-    path = render_report(run_dir, single_file=single_file)
+    path = render_report(run_dir, out=out, single_file=single_file, max_images=max_images, thumb_px=thumb_px)
     console.print(f"report: {escape(str(path))}", highlight=False)
 
 
