@@ -128,8 +128,11 @@ def test_sufficiency_shares_one_pass_and_finds_the_planted_cue():
     assert eff.mean > 0.2 and eff.ci_low > 0
     assert eff.n == 2 * len(seeds)  # the "star" carrier is not evidence about star
     assert res.flip_rates[grass, star] > 0.5
-    clean = cue_sufficiency(FakeGenerator(), ColourClassifier(0.0), cues, _carriers(), seeds, batch_size=32)
+    gen2 = FakeGenerator()
+    clean, biased = cue_sufficiency(gen2, [ColourClassifier(0.0), ColourClassifier(40.0)], cues, _carriers(), seeds, batch_size=32)
     assert np.abs(clean.means[:, star]).max() < 0.05
+    assert gen2.images_made == gen.images_made  # two classifiers, one generation pass
+    assert np.allclose(biased.diffs, res.diffs)
 
 
 def test_necessity_measures_the_drop_paired_by_seed():

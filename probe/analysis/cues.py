@@ -333,6 +333,8 @@ def cue_sufficiency(
     Images are generated and classified chunk by chunk and then dropped; only
     probabilities are kept (plus ``n_evidence`` PNGs per cue under
     ``evidence_dir`` whose paths are recorded relative to ``evidence_root``).
+    ``classifier`` may be a list of classifiers (e.g. the audited one and a
+    held-out one): the images are generated once and a list of results returned.
     """
     import time
 
@@ -351,7 +353,9 @@ def cue_sufficiency(
     for j, cue in enumerate(cues):
         for p, (k, s) in enumerate(pairs):
             jobs.append((j, p, template.replace("{}", cue.apply(carriers[k].text)), s))
-    probs: np.ndarray | None = None
+    many = isinstance(classifier, (list, tuple))
+    classifiers = list(classifier) if many else [classifier]
+    all_probs: list[np.ndarray | None] = [None] * len(classifiers)
     evidence: dict[str, list[str]] = {c.name: [] for c in cues}
     # evidence pairs spread over the carriers (first seed of each carrier first)
     order = sorted(range(len(pairs)), key=lambda p: (p % len(seeds), p // len(seeds)))
@@ -359,10 +363,11 @@ def cue_sufficiency(
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         imgs = generate(generator, [c[2] for c in chunk], [c[3] for c in chunk], gen_kwargs)
-        pr = classify_probs(classifier, imgs, batch_size)
-        if probs is None:
-            probs = np.zeros((len(jobs), pr.shape[1]), np.float32)
-        probs[start : start + len(chunk)] = pr
+        for m, clf in enumerate(classifiers):
+            pr = classify_probs(clf, imgs, batch_size)
+            if all_probs[m] is None:
+                all_probs[m] = np.zeros((len(jobs), pr.shape[1]), np.float32)
+            all_probs[m][start : start + len(chunk)] = pr
         if evidence_dir is not None:
             for i, (g, p, prompt, s) in enumerate(chunk):
                 if g >= 0 and p in keep:
@@ -373,7 +378,14 @@ def cue_sufficiency(
                     evidence[cue.name].append(path.relative_to(root).as_posix())
                 elif g < 0 and p in keep:
                     save_png(to_uint8(imgs[i]), Path(evidence_dir) / "_without" / f"p{p}_s{s}.png")
-    assert probs is not None
+    seconds = time.perf_counter() - t0
+    results = [
+        _sufficiency_result(p, cues, carriers, seeds, pairs, evidence, seconds) for p in all_probs if p is not None
+    ]
+    return results if many else results[0]
+
+
+def _sufficiency_result(probs, cues, carriers, seeds, pairs, evidence, seconds) -> SufficiencyResult:
     n_pairs, n_classes = len(pairs), probs.shape[1]
     base = probs[:n_pairs]
     with_cue = probs[n_pairs:].reshape(len(cues), n_pairs, n_classes)
@@ -397,8 +409,8 @@ def cue_sufficiency(
         diffs=diffs,
         mask=mask,
         flips=flips,
-        evidence=evidence,
-        seconds=time.perf_counter() - t0,
+        evidence=dict(evidence),
+        seconds=seconds,
     )
 
 

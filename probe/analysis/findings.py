@@ -279,12 +279,24 @@ def _gen_kwargs(config: AnalysisConfig, run_config: dict) -> dict:
     return kw
 
 
+def _world_api(name: str):
+    """A function of the shapes world's public API (probe.world, else the module that defines it)."""
+    import importlib
+
+    for module in ("probe.world", "probe.world.assets", "probe.world.oracles"):
+        try:
+            fn = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            fn = None
+        if fn is not None:
+            return fn
+    raise AnalysisError(f"the shapes world has no {name}(); is probe.world installed?")
+
+
 def _is_world(generator) -> bool:
     """True when the generator is the shapes world's bundled pipeline."""
     try:
-        from probe import world
-
-        path = Path(world.bundled_generator_path()).resolve()
+        path = Path(_world_api("bundled_generator_path")()).resolve()
     except Exception:
         return False
     src = getattr(generator, "source", None)
@@ -307,9 +319,7 @@ def _resolve_cues(config: AnalysisConfig, generator) -> tuple[list[Cue], str, bo
 def _load_scorer(config: AnalysisConfig, world: bool, cues: list[Cue], notes: list[str]):
     if world:
         try:
-            from probe.world import load_oracles
-
-            return load_oracles(), "shapes world oracles"
+            return _world_api("load_oracles")(), "shapes world oracles"
         except Exception as e:
             notes.append(f"token-shift skipped: the shapes world's oracles could not be loaded ({type(e).__name__}: {e})")
             return None, None
