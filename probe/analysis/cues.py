@@ -372,7 +372,7 @@ def cue_sufficiency(
             for i, (g, p, prompt, s) in enumerate(chunk):
                 if g >= 0 and p in keep:
                     cue = cues[g]
-                    path = Path(evidence_dir) / slugify(cue.name) / f"p{p}_s{s}.png"
+                    path = Path(evidence_dir) / f"{g:02d}-{slugify(cue.name)}" / f"p{p}_s{s}.png"
                     save_png(to_uint8(imgs[i]), path)
                     root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
                     evidence[cue.name].append(path.relative_to(root).as_posix())
