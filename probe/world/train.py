@@ -495,6 +495,7 @@ def train(config: TrainConfig) -> dict:
     unet, text, encoder = train_unet(config, state, vae, oracles, tokenizer, device, log, bf16, deadline, save)
     save()
     if config.reserve_s > 0 and state.get("unet_step", 0) > 0:
+        state["final_fidelity"] = []
         for steps, guidance in ((20, 4.0), (20, 2.5), (20, 6.0), (10, 4.0)):
             if time.time() > t0 + config.budget_s - 12:
                 break

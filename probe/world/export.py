@@ -1,0 +1,74 @@
+"""Turn a training checkpoint into the bundled diffusers StableDiffusionPipeline folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from probe.errors import ProbeError
+from probe.world import models
+
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 4.0
+
+
+def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
+                    oracles_out: str | Path | None = None) -> Path:
+    """Write ``out`` as a StableDiffusionPipeline folder (weights in ``dtype``) from the checkpoint.
+
+    Also writes ``probe_generator.json`` (default steps, guidance, image size) and, when
+    ``oracles_out`` is given, the oracle weights as safetensors there.
+    """
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    from probe.world.train import load_state, make_scheduler
+
+    checkpoint_dir, out = Path(checkpoint_dir), Path(out)
+    state = load_state(checkpoint_dir)
+    if state is None or "unet_ema" not in state:
+        raise ProbeError(f"no trained checkpoint in {str(checkpoint_dir)!r}: run `python -m probe.world.train --out {checkpoint_dir}` first")
+    tokenizer = CLIPTokenizer.from_pretrained(checkpoint_dir / "tokenizer")
+    vae = models.build_vae()
+    vae.load_state_dict(state["vae"])
+    vae.register_to_config(scaling_factor=float(state["scaling_factor"]))
+    unet = models.build_unet()
+    unet.load_state_dict(state["unet_ema"])
+    text = models.build_text_encoder(tokenizer)
+    text.load_state_dict(state["text_ema"])
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=make_scheduler("ddim"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.to(dtype).save_pretrained(out, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):  # the classic CLIP files too, for older transformers
+        if (checkpoint_dir / "tokenizer" / name).exists():
+            shutil.copy(checkpoint_dir / "tokenizer" / name, out / "tokenizer" / name)
+    fid = state.get("final_fidelity") or []
+    note = (
+        "probe's shapes world: a tiny latent diffusion model of 32x32 renders (shapes, colors, backgrounds, "
+        "corner tags), trained from scratch with probe.world.train; "
+        f"{state.get('unet_step', 0)} UNet steps; weights stored as {str(dtype).replace('torch.', '')}, cast to "
+        "float32 on CPU. Held-out fidelity (oracle accuracy): "
+        + "; ".join(f"steps {f['steps']} g {f['guidance']}: shape {f['shape']:.3f} color {f['color']:.3f} "
+                    f"background {f['background']:.3f} tag {f['tag']:.3f}" for f in fid)
+    )
+    (out / "probe_generator.json").write_text(json.dumps({
+        "default_steps": DEFAULT_STEPS,
+        "guidance_scale": DEFAULT_GUIDANCE,
+        "image_size": 32,
+        "negative_prompt": "",
+        "note": note,
+    }, indent=2) + "\n")
+    if oracles_out is not None:
+        from probe.world.oracles import Oracles, save_oracles
+
+        oracles = Oracles()
+        oracles.load_state_dict(state["oracles"])
+        save_oracles(oracles, oracles_out)
+    return out
