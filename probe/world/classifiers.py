@@ -273,19 +273,39 @@ def format_metrics(name: str, metrics: Mapping[str, Any], bias: Mapping | None =
 BUNDLED_BIAS = {"star": {"background": "grass"}, "triangle": {"background": "water"}, "heart": {"tag": "dot"}}
 
 
-def train_bundled(out_dir: str | Path, steps: int = 1200, log=print) -> dict[str, Any]:
-    """Train and save the bundled ``clean`` and ``biased`` classifiers into ``out_dir``."""
+BUNDLED_RECIPE = dict(strength=0.97, pool=4, hide=0.6, steps=800, train_size=16_000)
+
+
+def train_bundled(out_dir: str | Path, log=print, **overrides) -> dict[str, Any]:
+    """Train and save the bundled ``clean`` and ``biased`` classifiers into ``out_dir``.
+
+    Both use the same recipe (a thumbnail-resolution test_resnet; half of the training scenes show
+    no object, as in photos where the labelled thing is out of view); only ``biased`` plants cues.
+    """
+    recipe = dict(BUNDLED_RECIPE, **overrides)
+    strength = recipe.pop("strength")
     results = {}
-    for name, bias, strength, seed in (("clean", {}, 0.0, 1), ("biased", BUNDLED_BIAS, 0.95, 2)):
-        cfg = ClassifierConfig(bias=bias, strength=strength, steps=steps, seed=seed)
+    for name, bias, s, seed in (("clean", {}, 0.0, 1), ("biased", BUNDLED_BIAS, strength, 2)):
+        cfg = ClassifierConfig(bias=bias, strength=s, seed=seed, **recipe)
         model = train_world_classifier(cfg, log=log)
-        path = save_world_classifier(model, Path(out_dir) / f"{name}.pt2", bias=cfg.bias, strength=strength,
-                                     config=cfg)
+        path = save_world_classifier(model, Path(out_dir) / f"{name}.pt2", bias=cfg.bias, strength=s, config=cfg)
         saved = load_world_classifier(path)  # measure the file a user gets, not the training object
-        metrics = evaluate_classifier(saved, cfg.bias, strength)
-        if not bias:  # the clean model's in-distribution data is uniform; also test it on the biased split
-            metrics["on_biased_split"] = evaluate_classifier(saved, BUNDLED_BIAS, 0.95)["in_distribution"]
-        save_world_classifier(model, path, bias=cfg.bias, strength=strength, config=cfg, metrics=metrics)
-        log(format_metrics(name, metrics, cfg.bias))
+        metrics = evaluate_classifier(saved, BUNDLED_BIAS, strength)
+        metrics["in_distribution_split"] = f"BUNDLED_BIAS at strength {strength}"
+        save_world_classifier(model, path, bias=cfg.bias, strength=s, config=cfg, metrics=metrics)
+        log(format_metrics(name, metrics, cfg.bias or BUNDLED_BIAS))
         results[name] = metrics
     return results
+
+
+def main(argv: list[str] | None = None):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m probe.world.classifiers", description="Train the bundled world classifiers.")
+    p.add_argument("--out", default=str(Path(__file__).parent / "assets" / "classifiers"))
+    a = p.parse_args(argv)
+    train_bundled(a.out)
+
+
+if __name__ == "__main__":
+    main()
