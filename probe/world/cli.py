@@ -49,6 +49,8 @@ def classifier(
     steps: int = typer.Option(800),
     pool: int = typer.Option(4, help="The model sees the 32 px image average-pooled by this factor (1, 2, 4, 8)."),
     hide: float = typer.Option(0.6, help="Fraction of training scenes with the object out of view."),
+    train_size: int = typer.Option(16_000, help="Rendered training scenes."),
+    eval_size: int = typer.Option(1200, help="Scenes per evaluation split (in-distribution, decorrelated)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Train a world classifier with planted cues and print in-distribution vs decorrelated accuracy."""
@@ -57,10 +59,11 @@ def classifier(
 
     if out.suffix != ".pt2":
         raise ProbeError(f"--out {str(out)!r} must end in .pt2 (a torch.export program)")
-    cfg = ClassifierConfig(bias=bias, strength=strength, arch=arch, steps=steps, pool=pool, hide=hide, seed=seed)
+    cfg = ClassifierConfig(bias=bias, strength=strength, arch=arch, steps=steps, pool=pool, hide=hide, seed=seed,
+                           train_size=train_size, batch_size=min(128, train_size))
     model = train_world_classifier(cfg, log=typer.echo)
     path = save_world_classifier(model, out, bias=cfg.bias, strength=strength, config=cfg)
-    metrics = evaluate_classifier(load_world_classifier(path), cfg.bias, strength)
+    metrics = evaluate_classifier(load_world_classifier(path), cfg.bias, strength, n=eval_size)
     save_world_classifier(model, out, bias=cfg.bias, strength=strength, config=cfg, metrics=metrics)
     typer.echo(format_metrics(out.stem, metrics, cfg.bias))
     typer.echo(f"saved {path} (+ .labels.txt, .data.json, .bias.json)")
