@@ -92,6 +92,15 @@ def test_batch_renderer_matches_shapes_and_is_seeded():
     assert (ma.flatten(1).sum(1) > 100).all()
 
 
+def test_render_accepts_an_attribute_mapping():
+    s = render(seed=11)
+    again = render(s.attributes, seed=99)  # every attribute given: the seed only drives textures
+    assert again.attributes == s.attributes
+    assert np.array_equal(again.mask, s.mask)
+    with pytest.raises(ProbeError, match="unknown attributes"):
+        render({"shape": "star", "hue": 3})
+
+
 def test_sample_scene_accepts_generator_or_seed():
     assert sample_scene(3).attributes == sample_scene(np.random.default_rng(3)).attributes
 

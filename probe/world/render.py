@@ -302,7 +302,7 @@ def _scene_attributes(rng: np.random.Generator, given: Mapping[str, Any]) -> dic
 
 
 def render(
-    shape: str | int | None = None,
+    shape: str | int | Mapping[str, Any] | None = None,
     color: str | int | None = None,
     background: str | int | None = None,
     tag: str | int | None = None,
@@ -313,7 +313,19 @@ def render(
     rotation: float | None = None,
     seed: int = 0,
 ) -> Scene:
-    """Render one scene; attributes not given are drawn from ``seed`` (same seed, same scene)."""
+    """Render one scene; attributes not given are drawn from ``seed`` (same seed, same scene).
+
+    ``shape`` may also be a mapping of attributes (e.g. a Scene's ``attributes``), which then
+    supplies every attribute it names.
+    """
+    if isinstance(shape, Mapping):
+        given = dict(shape)
+        unknown = set(given) - {"shape", "color", "background", "tag", "size", "x", "y", "rotation"}
+        if unknown:
+            raise WorldError(f"unknown attributes {sorted(unknown)}: use shape, color, background, tag, size, x, y, rotation")
+        return render(given.get("shape"), given.get("color", color), given.get("background", background),
+                      given.get("tag", tag), size=given.get("size", size), x=given.get("x", x),
+                      y=given.get("y", y), rotation=given.get("rotation", rotation), seed=seed)
     unknown_seed = not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
     if unknown_seed:
         raise WorldError(f"seed={seed!r} must be an int")
