@@ -209,6 +209,7 @@ def cues_from_vocabulary(
 
     Backgrounds read "{} on grass", colours "red {}", tags use ``tag_phrases``
     (value -> phrase, e.g. {"dot": "with a dot in the corner", "none": "with no tag"}).
+    Counter-contexts are every other value of the same attribute (and "no tag" for tags).
     """
     none_words = {"none", "no", ""}
     phrases = dict(tag_phrases or {})
@@ -219,7 +220,7 @@ def cues_from_vocabulary(
             Cue(
                 name=b,
                 template="{} on " + b,
-                counters=tuple("{} on " + o for o in _others(bgs, b)),
+                counters=tuple("{} on " + o for o in _others(bgs, b, k=len(bgs))),
                 category="background",
                 description=f"{b} backgrounds",
                 attribute="background",
@@ -232,7 +233,7 @@ def cues_from_vocabulary(
             Cue(
                 name=c if c not in bgs else f"{c} object",
                 template=c + " {}",
-                counters=tuple(o + " {}" for o in _others(cols, c)),
+                counters=tuple(o + " {}" for o in _others(cols, c, k=len(cols))),
                 category="color",
                 description=f"{c} objects",
                 attribute="color",
@@ -243,7 +244,7 @@ def cues_from_vocabulary(
     none_phrase = next((phrases[t] for t in tags if t in none_words and t in phrases), None)
     for t in tg:
         phrase = phrases.get(t, f"with a {t} tag in the corner")
-        counters = [phrases.get(o, f"with a {o} tag in the corner") for o in _others(tg, t, k=1)]
+        counters = [phrases.get(o, f"with a {o} tag in the corner") for o in _others(tg, t, k=len(tg))]
         if none_phrase:
             counters.append(none_phrase)
         cues.append(
@@ -453,11 +454,14 @@ def cue_necessity(
     n_boot: int = 1000,
     boot_seed: int = 0,
 ) -> NecessityResult:
-    """Swap the cue's counter-contexts into the class's token prompts and measure the paired drop.
+    """Swap counter-contexts for the cue in the class's token prompts and measure the paired drop.
 
     ``token_prompts`` are (template, subject) pairs, e.g. ("a photo of a {}",
-    "<probe-3> star"): the original prompt is ``template`` with ``subject``,
-    the counter prompt is ``template`` with ``counter.format(subject)``.
+    "<probe-3> star"). The reference prompt states the cue explicitly
+    ("a photo of a <probe-3> star on grass"), each counter prompt swaps in a
+    counter-context ("... star on sand"), same seed. Stating the cue makes the
+    test independent of whether the token happened to learn it; the drop in
+    P(class), averaged over counters per (prompt, seed), is the effect.
     """
     if not cue.counters:
         raise AnalysisError(f"cue {cue.name!r} has no counters; add 'counters' to test necessity.")
@@ -467,20 +471,23 @@ def cue_necessity(
     keys = [(i, s) for i in range(len(token_prompts)) for s in seeds]
     for q, (i, s) in enumerate(keys):
         tmpl, subj = token_prompts[i]
-        jobs.append((-1, q, tmpl.replace("{}", subj), s))
+        jobs.append((-1, q, tmpl.replace("{}", cue.apply(subj)), s))
         for ci, counter in enumerate(cue.counter_prompts(subj)):
             jobs.append((ci, q, tmpl.replace("{}", counter), s))
-    probs = np.zeros(len(jobs), np.float32)
-    preds = np.zeros(len(jobs), np.int64)
+    many = isinstance(classifier, (list, tuple))
+    classifiers = list(classifier) if many else [classifier]
+    all_probs = np.zeros((len(classifiers), len(jobs)), np.float32)
+    all_preds = np.zeros((len(classifiers), len(jobs)), np.int64)
     evidence: list[str] = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         imgs = generate(generator, [c[2] for c in chunk], [c[3] for c in chunk], gen_kwargs)
-        pr = classify_probs(classifier, imgs, batch_size)
-        if not 0 <= class_index < pr.shape[1]:
-            raise AnalysisError(f"class_index={class_index} is outside the classifier's {pr.shape[1]} classes.")
-        probs[start : start + len(chunk)] = pr[:, class_index]
-        preds[start : start + len(chunk)] = pr.argmax(1)
+        for m, clf in enumerate(classifiers):
+            pr = classify_probs(clf, imgs, batch_size)
+            if not 0 <= class_index < pr.shape[1]:
+                raise AnalysisError(f"class_index={class_index} is outside the classifier's {pr.shape[1]} classes.")
+            all_probs[m, start : start + len(chunk)] = pr[:, class_index]
+            all_preds[m, start : start + len(chunk)] = pr.argmax(1)
         if evidence_dir is not None:
             for i, (ci, q, _, s) in enumerate(chunk):
                 if ci >= 0 and len(evidence) < n_evidence:
@@ -488,6 +495,14 @@ def cue_necessity(
                     save_png(to_uint8(imgs[i]), path)
                     root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
                     evidence.append(path.relative_to(root).as_posix())
+    results = [
+        _necessity_result(class_index, cue, jobs, probs, preds, evidence, n_boot, boot_seed)
+        for probs, preds in zip(all_probs, all_preds)
+    ]
+    return results if many else results[0]
+
+
+def _necessity_result(class_index, cue, jobs, probs, preds, evidence, n_boot, boot_seed) -> NecessityResult:
     orig = {q: probs[n] for n, (ci, q, _, _) in enumerate(jobs) if ci < 0}
     orig_pred = {q: preds[n] for n, (ci, q, _, _) in enumerate(jobs) if ci < 0}
     # one paired value per (prompt, seed): the drop averaged over the counters
@@ -505,6 +520,6 @@ def cue_necessity(
         drops=drops_a,
         acc_token=acc_t,
         acc_counter=float(np.mean(acc_c)),
-        evidence=evidence,
+        evidence=list(evidence),
         effect=paired_bootstrap(drops_a, n_boot=n_boot, seed=boot_seed),
     )

@@ -140,8 +140,9 @@ class AnalysisConfig:
     n_carriers: int = 4
     carrier_template: str = "a photo of a {}"
     necessity: bool = True
-    necessity_top_k: int = 2
+    necessity_top_k: int = 3
     necessity_seeds: int = 4
+    necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
     token_shift: bool = True
     clip_model: str | None = None  # local CLIP folder for concept scoring outside the shapes world
     off_object: bool = True
@@ -169,7 +170,7 @@ class AnalysisConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise AnalysisError(f"AnalysisConfig.{name}={getattr(self, name)} must be at least 1.")
-        for name in ("necessity_top_k", "nearest_k", "top_cues_per_class", "n_evidence"):
+        for name in ("necessity_top_k", "nearest_k", "top_cues_per_class", "n_evidence", "necessity_templates"):
             if getattr(self, name) < 0:
                 raise AnalysisError(f"AnalysisConfig.{name}={getattr(self, name)} must not be negative.")
         if "{}" not in self.carrier_template:
@@ -361,10 +362,11 @@ def _sentence(kind: str, name: str, cue: Cue | None, e: Effect, strength: str, e
     if kind == "sufficiency":
         s = f"'{name}' is predicted from {cue.description}: {e.mean:+.2f} probability ({_fmt_ci(e)}), {e.n} images"
     elif kind == "necessity":
-        counter = _phrase(cue.counters[0]) if cue.counters else "a counter-context"
+        counters = [_phrase(t) for t in extra.get("counter_templates") or cue.counters]
+        shown = ", ".join(f"'{c}'" for c in counters[:2]) + (" …" if len(counters) > 2 else "")
         s = (
-            f"'{name}' depends on {cue.description}: swapping in '{counter}' drops its probability by "
-            f"{e.mean:.2f} ({_fmt_ci(e)}), {e.n} image pairs"
+            f"'{name}' depends on {cue.description}: swapping '{_phrase(cue.template)}' for {shown or 'a counter-context'} "
+            f"drops its probability by {e.mean:.2f} ({_fmt_ci(e)}), {e.n} image pairs"
         )
     elif kind == "token-shift":
         s = (
@@ -545,7 +547,7 @@ def analyze_run(
         t0 = time.perf_counter()
         for c in classes:
             say(f"analysis: cue necessity for class {c.index}")
-            for cue in _necessity_candidates(cfg, c, cues, findings):
+            for cue in _necessity_candidates(cfg, c, cues, findings, suff):
                 cue = _neutral_counters(cfg, cue, c.index, cues, suff, notes)
                 if cue is not None:
                     _necessity(cfg, c, cue, generator, classifier, gen_kwargs, run, findings, notes)
@@ -636,10 +638,14 @@ def _carriers(cfg: AnalysisConfig, labels: list, classes: list[_Class]) -> list[
     return out
 
 
-def _necessity_candidates(cfg: AnalysisConfig, cls: _Class, cues: list[Cue], findings: list[Finding]) -> list[Cue]:
-    """The class's top cues by sufficiency or token-shift effect, at least weak, that have counters."""
+def _necessity_candidates(cfg: AnalysisConfig, cls: _Class, cues: list[Cue], findings: list[Finding], suff=None) -> list[Cue]:
+    """The class's top cues by sufficiency mean (any size: a cue can be necessary without being
+    sufficient) or token-shift effect (at least weak), among cues that have counters."""
     by_name = {c.name: c for c in cues}
     best: dict[str, float] = {}
+    if suff is not None:
+        for j in suff.top_cues(cls.index, cfg.necessity_top_k):
+            best[cues[j].name] = float(suff.means[j, cls.index])
     for f in findings:
         if f.class_index == cls.index and f.kind in ("sufficiency", "token-shift") and f.cue in by_name:
             best[f.cue] = max(best.get(f.cue, -1.0), f.effect)
@@ -679,7 +685,8 @@ def _necessity(cfg, cls: _Class, cue: Cue, generator, classifier, gen_kwargs, ru
     if not pairs:
         notes.append(f"class {cls.index}: necessity skipped (metrics.json has no prompts.templates/prompts.token)")
         return
-    seeds = list(m.get("eval_seeds") or range(1000, 1000 + cfg.necessity_seeds))[: cfg.necessity_seeds]
+    pairs = pairs[: max(1, cfg.necessity_templates)]
+    seeds = list(dict.fromkeys(m.get("eval_seeds") or range(1000, 1000 + cfg.necessity_seeds)))[: cfg.necessity_seeds]
     tok_file = cls.dir / "token.safetensors"
     if tok_file.is_file() and hasattr(generator, "load_token"):
         generator.load_token(str(tok_file))
@@ -688,7 +695,8 @@ def _necessity(cfg, cls: _Class, cue: Cue, generator, classifier, gen_kwargs, ru
         evidence_dir=cls.dir / "analysis" / "necessity", evidence_root=run, n_evidence=cfg.n_evidence, n_boot=cfg.n_boot,
     )
     findings += _make(cfg, "necessity", cls, cue, res.effect, res.evidence,
-                      {"accuracy_token": res.acc_token, "accuracy_counter": res.acc_counter, "counters": [_phrase(t) for t in cue.counters]})
+                      {"accuracy_with_cue": res.acc_token, "accuracy_counter": res.acc_counter,
+                       "counters": [_phrase(t) for t in cue.counters], "counter_templates": list(cue.counters)})
 
 
 def _off_object(cfg, cls: _Class, records, tok_idx, heat, token, generator, gen_kwargs, info, findings, stems) -> None:
