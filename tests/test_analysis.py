@@ -278,3 +278,16 @@ def test_torchscript_and_exported_classifiers_fall_back_to_hook_free_methods(tmp
         res = attribute(clf, images, 1, AttributionConfig(ig_steps=4))
         assert set(res.maps) == {"integrated_gradients", "occlusion"} and "grad_cam" in res.skipped, name
         assert np.abs(res.maps["integrated_gradients"]).sum() > 0
+
+
+def test_necessity_cache_shares_arms_between_cues_of_one_attribute():
+    gen = FakeGenerator()
+    cues = {c.name: c for c in fake_cues()}
+    prompts = [("a photo of a {}", "star")]
+    cache: dict = {}
+    first = cue_necessity(gen, ColourClassifier(40.0), 2, cues["grass"], prompts, [0, 1], cache=cache, n_boot=200)
+    made = gen.images_made
+    assert made == 2 * 4  # grass + its 3 counters, 2 seeds
+    second = cue_necessity(gen, ColourClassifier(40.0), 2, cues["sand"], prompts, [0, 1], cache=cache, n_boot=200)
+    assert gen.images_made == made  # sand's reference and counters were all generated already
+    assert first.effect.mean > 0.1 and second.effect.mean < 0

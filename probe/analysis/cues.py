@@ -453,6 +453,7 @@ def cue_necessity(
     n_evidence: int = 4,
     n_boot: int = 1000,
     boot_seed: int = 0,
+    cache: dict | None = None,
 ) -> NecessityResult:
     """Swap counter-contexts for the cue in the class's token prompts and measure the paired drop.
 
@@ -462,6 +463,12 @@ def cue_necessity(
     counter-context ("... star on sand"), same seed. Stating the cue makes the
     test independent of whether the token happened to learn it; the drop in
     P(class), averaged over counters per (prompt, seed), is the effect.
+
+    ``cache`` (a dict, reused across calls for one class and the same classifiers)
+    keeps every (prompt, seed)'s probabilities: cues of one attribute share their
+    arms ("on sand" is grass's counter and sand's reference), so testing all of
+    them costs one image per value and seed. Evidence images are saved for the
+    first ``n_evidence // 2`` seeds (at least one).
     """
     if not cue.counters:
         raise AnalysisError(f"cue {cue.name!r} has no counters; add 'counters' to test necessity.")
@@ -476,25 +483,33 @@ def cue_necessity(
             jobs.append((ci, q, tmpl.replace("{}", counter), s))
     many = isinstance(classifier, (list, tuple))
     classifiers = list(classifier) if many else [classifier]
+    cache = {} if cache is None else cache
+    evidence_seeds = set(seeds[: max(1, n_evidence // 2)])
+    todo = list(dict.fromkeys((prompt, s) for _, _, prompt, s in jobs if (prompt, s) not in cache))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        imgs = generate(generator, [c[0] for c in chunk], [c[1] for c in chunk], gen_kwargs)
+        per_model = [classify_probs(clf, imgs, batch_size) for clf in classifiers]
+        for i, key in enumerate(chunk):
+            path = None
+            if evidence_dir is not None and key[1] in evidence_seeds:
+                file = Path(evidence_dir) / f"{slugify(key[0], 60)}_s{key[1]}.png"
+                save_png(to_uint8(imgs[i]), file)
+                root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
+                path = file.relative_to(root).as_posix()
+            cache[key] = ([pr[i] for pr in per_model], path)
     all_probs = np.zeros((len(classifiers), len(jobs)), np.float32)
     all_preds = np.zeros((len(classifiers), len(jobs)), np.int64)
-    evidence: list[str] = []
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        imgs = generate(generator, [c[2] for c in chunk], [c[3] for c in chunk], gen_kwargs)
-        for m, clf in enumerate(classifiers):
-            pr = classify_probs(clf, imgs, batch_size)
-            if not 0 <= class_index < pr.shape[1]:
-                raise AnalysisError(f"class_index={class_index} is outside the classifier's {pr.shape[1]} classes.")
-            all_probs[m, start : start + len(chunk)] = pr[:, class_index]
-            all_preds[m, start : start + len(chunk)] = pr.argmax(1)
-        if evidence_dir is not None:
-            for i, (ci, q, _, s) in enumerate(chunk):
-                if ci >= 0 and len(evidence) < n_evidence:
-                    path = Path(evidence_dir) / f"{slugify(cue.name)}_c{ci}_p{keys[q][0]}_s{s}.png"
-                    save_png(to_uint8(imgs[i]), path)
-                    root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
-                    evidence.append(path.relative_to(root).as_posix())
+    for n, (_, _, prompt, s) in enumerate(jobs):
+        vecs, _ = cache[(prompt, s)]
+        for m, v in enumerate(vecs):
+            if not 0 <= class_index < v.shape[0]:
+                raise AnalysisError(f"class_index={class_index} is outside the classifier's {v.shape[0]} classes.")
+            all_probs[m, n] = v[class_index]
+            all_preds[m, n] = int(v.argmax())
+    saved = [(ci, cache[(prompt, s)][1]) for ci, _, prompt, s in jobs if cache[(prompt, s)][1]]
+    evidence = [p for ci, p in saved if ci >= 0][: max(1, n_evidence - 1)]
+    evidence += [p for ci, p in saved if ci < 0][: n_evidence - len(evidence)]
     results = [
         _necessity_result(class_index, cue, jobs, probs, preds, evidence, n_boot, boot_seed)
         for probs, preds in zip(all_probs, all_preds)

@@ -545,12 +545,15 @@ def analyze_run(
     # 6: cue necessity on each class's top cues ---------------------------------------
     if cfg.necessity and cfg.necessity_top_k > 0:
         t0 = time.perf_counter()
+        # in the shapes world every cue is tested: cues of one attribute share their images
+        k = max(cfg.necessity_top_k, len(cues)) if world else cfg.necessity_top_k
         for c in classes:
             say(f"analysis: cue necessity for class {c.index}")
-            for cue in _necessity_candidates(cfg, c, cues, findings, suff):
+            cache: dict = {}
+            for cue in _necessity_candidates(cfg, c, cues, findings, suff, k):
                 cue = _neutral_counters(cfg, cue, c.index, cues, suff, notes)
                 if cue is not None:
-                    _necessity(cfg, c, cue, generator, classifier, gen_kwargs, run, findings, notes)
+                    _necessity(cfg, c, cue, generator, classifier, gen_kwargs, run, findings, notes, cache)
         timings["necessity"] = time.perf_counter() - t0
 
     findings = rank_findings(findings)
@@ -638,19 +641,21 @@ def _carriers(cfg: AnalysisConfig, labels: list, classes: list[_Class]) -> list[
     return out
 
 
-def _necessity_candidates(cfg: AnalysisConfig, cls: _Class, cues: list[Cue], findings: list[Finding], suff=None) -> list[Cue]:
+def _necessity_candidates(cfg: AnalysisConfig, cls: _Class, cues: list[Cue], findings: list[Finding], suff=None,
+                          k: int | None = None) -> list[Cue]:
     """The class's top cues by sufficiency mean (any size: a cue can be necessary without being
     sufficient) or token-shift effect (at least weak), among cues that have counters."""
     by_name = {c.name: c for c in cues}
     best: dict[str, float] = {}
+    k = cfg.necessity_top_k if k is None else k
     if suff is not None:
-        for j in suff.top_cues(cls.index, cfg.necessity_top_k):
+        for j in suff.top_cues(cls.index, k):
             best[cues[j].name] = float(suff.means[j, cls.index])
     for f in findings:
         if f.class_index == cls.index and f.kind in ("sufficiency", "token-shift") and f.cue in by_name:
             best[f.cue] = max(best.get(f.cue, -1.0), f.effect)
     ranked = sorted(best, key=lambda n: -best[n])
-    return [by_name[n] for n in ranked if by_name[n].counters][: cfg.necessity_top_k]
+    return [by_name[n] for n in ranked if by_name[n].counters][:k]
 
 
 def _neutral_counters(cfg, cue: Cue, class_index: int, cues: list[Cue], suff, notes) -> Cue | None:
@@ -673,7 +678,7 @@ def _neutral_counters(cfg, cue: Cue, class_index: int, cues: list[Cue], suff, no
     return replace(cue, counters=tuple(keep))
 
 
-def _necessity(cfg, cls: _Class, cue: Cue, generator, classifier, gen_kwargs, run: Path, findings, notes) -> None:
+def _necessity(cfg, cls: _Class, cue: Cue, generator, classifier, gen_kwargs, run: Path, findings, notes, cache=None) -> None:
     m = cls.metrics
     templates = list((m.get("prompts") or {}).get("templates") or [])
     token_prompts = list((m.get("prompts") or {}).get("token") or [])
@@ -693,6 +698,7 @@ def _necessity(cfg, cls: _Class, cue: Cue, generator, classifier, gen_kwargs, ru
     res = cue_necessity(
         generator, classifier, cls.index, cue, pairs, seeds, batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
         evidence_dir=cls.dir / "analysis" / "necessity", evidence_root=run, n_evidence=cfg.n_evidence, n_boot=cfg.n_boot,
+        cache=cache,
     )
     findings += _make(cfg, "necessity", cls, cue, res.effect, res.evidence,
                       {"accuracy_with_cue": res.acc_token, "accuracy_counter": res.acc_counter,
