@@ -61,7 +61,8 @@ def audit(
     max_steps: int = typer.Option(50, help="Optimisation steps per class at most."),
     batch_size: int = typer.Option(5, help="Images per optimisation step."),
     lr: float = typer.Option(5e-3, help="AdamW learning rate of the token."),
-    threshold: float = typer.Option(0.7, help="Stop when the batch accuracy exceeds this."),
+    threshold: float = typer.Option(0.7, help="Stop when the batch's --stop-metric exceeds this."),
+    stop_metric: str = typer.Option("accuracy", help="accuracy (the paper) or target_prob (mean class probability: pushes tokens further, shows cues more clearly)."),
     patience: int = typer.Option(15, help="Stop after this many steps without a better token."),
     init_word: str = typer.Option("a", help="Word to initialise the token from; '@class' uses the class name."),
     eval_images: int = typer.Option(6, help="Evaluation images per prompt kind, on fresh seeds."),
@@ -89,7 +90,7 @@ def audit(
         analysis={k: v for k, v in {"cues": cues, "attribution_layer": attribution_layer,
                                     "clip_model": clip_model}.items() if v is not None},
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
-                          accuracy_threshold=threshold, patience=patience, steps=steps, guidance_scale=guidance_scale,
+                          accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
                           scheduler=scheduler, seed=seed, eval_images=eval_images),
     )

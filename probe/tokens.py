@@ -35,7 +35,8 @@ class TokenConfig:
     lr: float = 5e-3
     batch_size: int = 5  # images per optimisation step, from fixed seeds
     max_steps: int = 50
-    accuracy_threshold: float = 0.7  # early stop when the batch accuracy exceeds it
+    accuracy_threshold: float = 0.7  # early stop when the batch's stop_metric exceeds it
+    stop_metric: str = "accuracy"  # "accuracy" (the paper) or "target_prob" (mean probability of the class)
     patience: int = 15  # ... or after this many steps without a better token
     grad_clip: float = 1.0
     steps: int | None = None  # sampling steps; None: the generator's default
@@ -61,6 +62,8 @@ class TokenConfig:
         for name, ok in checks.items():
             if not ok:
                 raise TokenError(f"token setting {name}={getattr(self, name)!r} is out of range; see `probe audit --help`")
+        if self.stop_metric not in ("accuracy", "target_prob"):
+            raise TokenError(f"stop_metric={self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
         if self.max_batch is not None and self.max_batch < 1:
             raise TokenError(f"max_batch={self.max_batch} must be >= 1 or None")
 
@@ -232,7 +235,8 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             record = {"step": step, "loss": float(loss.detach()), "accuracy": accuracy, "mean_target_prob": target_prob,
                       "grad_norm": grad_norm, "seconds": time.perf_counter() - start}
             result.history.append(record)
-            key = (accuracy, -record["loss"])
+            score = accuracy if config.stop_metric == "accuracy" else target_prob
+            key = (score, -record["loss"])
             if key > best_key:
                 best_key, since_best = key, 0
                 result.best_step, result.vector = step, current
@@ -240,8 +244,8 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
                 since_best += 1
             if on_step is not None:
                 on_step(record)
-            # 5. Early stop on accuracy above the threshold, or when the token stopped improving.
-            if accuracy > config.accuracy_threshold:
+            # 5. Early stop when the batch score exceeds the threshold, or when the token stopped improving.
+            if score > config.accuracy_threshold:
                 result.stopped = "threshold"
                 break
             if since_best >= config.patience:

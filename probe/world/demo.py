@@ -21,7 +21,7 @@ def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_s
 
     generator = bundled_generator_path()
     settings = json.loads((generator / "probe_generator.json").read_text()) if (generator / "probe_generator.json").is_file() else {}
-    token = TokenConfig(max_steps=max_steps, eval_images=eval_images, lr=float(settings.get("token_lr", 5e-3)),
+    token = TokenConfig(max_steps=max_steps, eval_images=eval_images, lr=float(settings.get("token_lr", 5e-3)), steps=10,
                         patience=min(15, max_steps))
     return AuditConfig(model=str(bundled_classifier_path(classifier)), generator=str(generator), out=str(out),
                        classes=classes, device="cpu", token=token, analyze=analyze, report=report)
