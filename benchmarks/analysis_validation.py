@@ -74,14 +74,92 @@ def fake_trials(trials: int, seed: int, strengths: tuple[float, float] = (25.0, 
     print(f"{trials} trials in {dt:.1f}s")
 
 
+class CachingGenerator:
+    """Wraps a Generator so identical (prompt, seed, settings) are generated once (shared between classifiers)."""
+
+    def __init__(self, gen):
+        self._gen, self._cache, self.generated = gen, {}, 0
+
+    def __getattr__(self, name):
+        return getattr(self._gen, name)
+
+    def generate(self, prompts, seeds, **kw):
+        import torch
+
+        key = tuple(sorted(kw.items()))
+        todo = [(p, s) for p, s in zip(prompts, seeds) if (p, s, key) not in self._cache]
+        todo = list(dict.fromkeys(todo))
+        if todo:
+            imgs = self._gen.generate([p for p, _ in todo], [s for _, s in todo], **kw)
+            self.generated += len(todo)
+            for (p, s), im in zip(todo, imgs):
+                self._cache[(p, s, key)] = im.detach().cpu()
+        return torch.stack([self._cache[(p, s, key)] for p, s in zip(prompts, seeds)])
+
+
+def world_token_free(seeds: int, carriers: int, steps: int) -> None:
+    """The bundled world's biased and clean classifiers through analyze_run on token-free run directories
+    (the interventions alone): recovery of the planted cues, passing findings for the clean model."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_analysis_world import _token_free_run
+
+    from probe.analysis import AnalysisConfig, analyze_run
+    from probe.classifiers import load_classifier
+    from probe.generators import load_generator
+    from probe.world.assets import bundled_bias, bundled_classifier_path, bundled_generator_path
+
+    torch.set_num_threads(2)
+    gen = CachingGenerator(load_generator(bundled_generator_path(), device="cpu"))
+    clfs = {n: load_classifier(str(bundled_classifier_path(n))) for n in ("biased", "clean")}
+    cfg = AnalysisConfig(cues="world", steps=steps, sufficiency_seeds=seeds, n_carriers=carriers, necessity_seeds=seeds,
+                         n_boot=1000, attributions=False, off_object=False, token_shift=False, batch_size=32)
+    tmp = Path(tempfile.mkdtemp(prefix="probe-world-validation-"))
+    t0 = time.perf_counter()
+    found = {}
+    for name, clf in clfs.items():
+        run = _token_free_run(tmp / name, gen, clf, list(range(1000, 1000 + seeds)))
+        found[name] = analyze_run(run, clf, gen, cfg, progress=lambda m: print(m, flush=True))
+        print(f"{name}: {len(found[name])} findings, {len(found[name].passing)} passing, {gen.generated} images so far,"
+              f" {time.perf_counter() - t0:.0f}s", flush=True)
+    labels = list(clfs["biased"].labels)
+    bias = bundled_bias("biased")
+    recovered = 0
+    for cls, planted in bias.items():
+        (attr, value), = planted.items()
+        top = found["biased"].for_class(labels.index(cls))
+        ok = bool(top) and top[0].passes and top[0].details.get("value") == value
+        recovered += ok
+        print(f"planted {cls}: {attr}={value} -> {'RECOVERED' if ok else 'missed'}; top 3:")
+        for f in top[:3]:
+            print("   ", repr(f))
+    others = [i for i, n in enumerate(labels) if n not in bias]
+    false_b = {f.class_index for f in found["biased"].passing if f.class_index in others}
+    false_c = {f.class_index for f in found["clean"].passing}
+    print(f"\nrecovery {recovered}/{len(bias)}; unplanted classes of the biased model with a passing finding "
+          f"{len(false_b)}/{len(others)}; classes of the clean model with a passing finding {len(false_c)}/{len(labels)}")
+    for f in found["clean"].passing:
+        print("  clean:", repr(f))
+    print(f"{gen.generated} images generated, {time.perf_counter() - t0:.0f}s")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strength", type=float, nargs=2, default=(25.0, 60.0), metavar=("LO", "HI"),
                     help="planted cue weight range (the object colour's weight is 60)")
-    ap.add_argument("--world", action="store_true", help="use the bundled shapes world (runs the slow validation test)")
+    ap.add_argument("--world", action="store_true", help="use the bundled shapes world (runs the slow validation tests)")
+    ap.add_argument("--world-token-free", action="store_true",
+                    help="bundled world, interventions only (no token optimisation), CPU-sized settings")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--carriers", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args()
+    if args.world_token_free:
+        return world_token_free(args.seeds, args.carriers, args.steps)
     if args.world:
         import pytest
 
