@@ -660,8 +660,8 @@ def _necessity_candidates(cfg: AnalysisConfig, cls: _Class, cues: list[Cue], fin
 
 def _neutral_counters(cfg, cue: Cue, class_index: int, cues: list[Cue], suff, notes) -> Cue | None:
     """Drop counters that are themselves suspect cues: a counter that raises another class's
-    probability (sufficiency effect >= min_effect) would lower this class's probability through
-    that class and inflate the drop."""
+    probability (sufficiency mean >= min_effect) would lower this class's probability through
+    that class and inflate the drop ("star on water" reads as a triangle)."""
     if suff is None:
         return cue
     by_template = {c.template: j for j, c in enumerate(cues)}
