@@ -113,24 +113,28 @@ def test_interventions_name_every_planted_cue_and_nothing_for_the_clean_model(tm
 
 @pytest.mark.slow
 def test_full_audit_names_the_planted_cue_first(tmp_path):
-    from probe.analysis import AnalysisConfig, analyze_run
-    from probe.runs import AuditConfig, audit
-    from probe.tokens import TokenConfig
+    """The demo's own settings (probe.world.demo.demo_config), for both bundled classifiers."""
+    from probe.runs import audit
+    from probe.world.demo import demo_config
 
     gen, biased, clean = _models()
     bias = _api("bundled_bias")("biased")
-    token = TokenConfig(max_steps=15, eval_images=6)
-    cfg = AnalysisConfig(cues="world", n_boot=500)
     results = {}
     for name, clf in (("biased", biased), ("clean", clean)):
-        run = audit(AuditConfig(model=f"bundled:{name}", out=str(tmp_path / name), token=token, analyze=False,
-                                report=False), classifier=clf, generator=gen, progress=False).run_dir
-        results[name] = analyze_run(run, clf, gen, cfg)
+        config = demo_config(out=tmp_path / name, classifier=name, report=False)
+        audit(config, classifier=clf, generator=gen, progress=False)
+        import json
+
+        results[name] = json.loads((tmp_path / name / "findings.json").read_text())
     labels = list(biased.labels)
+    recovered = 0
     for cls, planted in bias.items():
         (attr, value), = planted.items()
-        top = results["biased"].for_class(labels.index(cls))
-        top = [f for f in top if f.kind != "off-object"]
-        assert top and top[0].passes and top[0].details.get("value") == value, (cls, [repr(f) for f in top[:3]])
-    assert not [f for f in results["clean"] if f.passes], [repr(f) for f in results["clean"].passing]
-    assert np.isfinite(results["biased"][0].effect)
+        top = [f for f in results["biased"] if f["class_index"] == labels.index(cls) and f["kind"] != "off-object"]
+        ok = bool(top) and top[0]["passes"] and value in top[0]["cue"].lower()
+        recovered += ok
+        print(f"planted {cls}: {attr}={value} -> {top[0]['sentence'] if top else None}")
+    false = [f["sentence"] for f in results["clean"] if f["passes"]]
+    print(f"recovery {recovered}/{len(bias)}; clean passing findings: {false}")
+    assert recovered == len(bias)
+    assert not false

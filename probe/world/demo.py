@@ -15,7 +15,8 @@ from probe.tokens import TokenConfig
 
 
 def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_steps: int = 15,
-                eval_images: int = 8, classes: str = "all", analyze: bool = True, report: bool = True) -> AuditConfig:
+                eval_images: int = 8, classes: str = "all", analyze: bool = True, report: bool = True,
+                analysis: dict | None = None) -> AuditConfig:
     """The demo's settings, measured on 2 CPU cores (see README): 10 sampling steps, lr 0.01, and a stop on
     mean target probability > 0.95, so tokens of classes the classifier already gets right still move
     toward what makes it confident (the paper's accuracy stop would end them at step 0)."""
@@ -26,7 +27,8 @@ def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_s
     token = TokenConfig(max_steps=max_steps, eval_images=eval_images, lr=float(settings.get("token_lr", 1e-2)), steps=10,
                         stop_metric="target_prob", accuracy_threshold=0.95, patience=max_steps)
     return AuditConfig(model=str(bundled_classifier_path(classifier)), generator=str(generator), out=str(out),
-                       classes=classes, device="cpu", token=token, analyze=analyze, report=report)
+                       classes=classes, device="cpu", token=token, analyze=analyze, report=report,
+                       analysis=dict(analysis or {}))
 
 
 def run_demo(out: str | Path = "runs/demo", classifier: str = "biased", max_steps: int = 15, progress: bool = True,

@@ -1,0 +1,29 @@
+"""probe demo end to end at reduced size: the bundled world, the real CLI path, and the planted cue found."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from probe.world import bundled_bias
+
+
+def test_demo_finds_the_planted_grass_cue_of_star(tmp_path, monkeypatch, capsys):
+    from probe.cli import main
+
+    out = tmp_path / "demo"
+    monkeypatch.setattr(sys, "argv", ["probe", "demo", "--out", str(out), "--classes", "star", "--quiet"])
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, capsys.readouterr().err
+    stdout, stderr = capsys.readouterr()
+    assert "planted star: background=grass" in stderr
+    metrics = json.loads((out / "classes" / "3-star" / "metrics.json").read_text())
+    assert metrics["status"] == "done"
+    assert metrics["token"]["mean_target_prob"] > metrics["baseline"]["mean_target_prob"]
+    findings = [f for f in json.loads((out / "findings.json").read_text()) if f["class_name"] == "star"]
+    top = [f for f in findings if f["passes"]][0]
+    assert "grass" in top["cue"].lower(), top
+    assert bundled_bias("biased")["star"] == {"background": "grass"}
+    assert (out / "report" / "index.html").is_file()
