@@ -23,7 +23,8 @@ from typing import Sequence
 
 import torch
 
-from probe.errors import DeviceError, GeneratorError
+from probe.devices import resolve_device
+from probe.errors import GeneratorError
 
 # Hub ids are checked at run time only; nothing is downloaded in tests or CI.
 DEFAULT_GENERATOR = "CompVis/stable-diffusion-v1-4"
@@ -47,25 +48,6 @@ _SCHEDULERS = {
     "dpm": "DPMSolverMultistepScheduler",
     "ddpm": "DDPMScheduler",
 }
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an explicit device must exist."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise DeviceError(f"--device {device!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"--device {device!r} was asked for but this machine has no usable CUDA GPU; use --device cpu (slow) or auto")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"--device {device!r} was asked for but MPS is not available; use --device cpu or auto")
-    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -136,17 +118,22 @@ class Generator:
                 f"{self.device}, {str(self.dtype).replace('torch.', '')})")
 
     # ------------------------------------------------------------------ tokens
-    def add_token(self, token: str, init_word: str = "a") -> int:
+    def add_token(self, token: str, init_word: str = "a", *, reinitialise: bool = False) -> int:
         """Add ``token`` to the vocabulary with its row initialised from ``init_word``.
 
-        ``init_word`` may span several tokens (e.g. a class name); their mean is used.
+        ``init_word`` may span several tokens (e.g. a class name); their mean is used. A token that is
+        already there is an error, unless ``reinitialise`` is set: then its row is reset from ``init_word``
+        (a Generator reused for a second audit must not start from the first audit's tokens).
         """
-        if token in self.tokenizer.get_vocab():
-            raise GeneratorError(f"token {token!r} is already in the tokenizer's vocabulary; choose another token string")
         init_ids = self.tokenizer(init_word, add_special_tokens=False).input_ids
         if not init_ids:
             raise GeneratorError(f"init word {init_word!r} produced no tokens; use a plain word such as 'a'")
-        self.tokenizer.add_tokens(token)
+        if token in self.tokenizer.get_vocab():
+            if not reinitialise:
+                raise GeneratorError(f"token {token!r} is already in the tokenizer's vocabulary; choose another token string")
+            self._trainable.pop(self.token_id(token), None)
+        else:
+            self.tokenizer.add_tokens(token)
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         old_rows = self.text_encoder.get_input_embeddings().weight.shape[0]
         if token_id >= old_rows:

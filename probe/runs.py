@@ -16,7 +16,7 @@ import platform
 import shutil
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -274,7 +274,8 @@ def failure_metrics(index: int, name: str | None, slug: str, error: BaseExceptio
 def load_models(config: AuditConfig):
     """The classifier (and optional held-out classifier) and the generator named by ``config``."""
     from probe.classifiers import load_classifier
-    from probe.generators import load_generator, resolve_device
+    from probe.devices import resolve_device
+    from probe.generators import load_generator
 
     device = resolve_device(config.device)  # fail on a missing GPU before loading anything
     classifier = load_classifier(config.model, arch=config.arch, labels=config.labels, trust_pickle=config.trust_pickle,

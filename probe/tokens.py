@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from probe.devices import module_device
 from probe.errors import TokenError
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
@@ -133,13 +134,6 @@ class ClassToken:
                 f"{len(self.history)} steps, stopped by {self.stopped}, {self.seconds:.1f}s)")
 
 
-def module_device(module) -> torch.device:
-    """Where a classifier's weights live (CPU for modules without parameters)."""
-    for tensor in list(module.parameters()) + list(module.buffers()) if hasattr(module, "parameters") else []:
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _init_word(config: TokenConfig, class_name: str | None) -> str:
     if config.init_word == "@class":
         return (class_name or "a").split()[-1]
@@ -193,8 +187,8 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
         class_name = _class_name(classifier, target)
     token = token or token_string(target)
     init_word = _init_word(config, class_name)
-    if token not in generator.tokenizer.get_vocab():
-        generator.add_token(token, init_word)
+    # Always start from init_word, also when the token exists from an earlier audit with this generator.
+    generator.add_token(token, init_word, reinitialise=True)
     vector = generator.trainable_token(token)
     # 1. Optimiser over the token's vector only; no other tensor can be updated or decayed.
     optimizer = torch.optim.AdamW([vector], lr=config.lr, weight_decay=0.0)

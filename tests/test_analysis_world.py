@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 DEVICE = os.environ.get("PROBE_TEST_DEVICE", "cpu")

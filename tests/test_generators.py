@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
 from probe.errors import DeviceError, GeneratorError
-from probe.generators import load_generator, resolve_device
+from probe.devices import resolve_device
+from probe.generators import load_generator
 
 
 def test_loads_tiny_pipeline_with_folder_defaults(tiny_generator):
@@ -114,7 +114,7 @@ def test_bad_settings_file_is_reported(tiny_sd_path, tmp_path):
 
 def test_cuda_without_cuda_is_a_device_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(DeviceError, match="no usable CUDA GPU"):
+    with pytest.raises(DeviceError, match="CUDA is not available here"):
         resolve_device("cuda")
     assert resolve_device("auto").type in {"cpu", "mps"}
 

@@ -100,3 +100,26 @@ def test_prompts_and_token_only_prompts():
 def test_config_validation(bad):
     with pytest.raises(TokenError):
         TokenConfig(**bad)
+
+
+def test_a_second_audit_with_the_same_generator_starts_from_the_init_word(tiny_generator):
+    classifier = calibrated_redness_classifier(tiny_generator)
+    init_row = tiny_generator.text_encoder.get_input_embeddings().weight[
+        tiny_generator.tokenizer("a", add_special_tokens=False).input_ids].mean(0).clone()
+    first = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**{**FAST, "max_steps": 2,
+                                                                             "accuracy_threshold": 1.0}))
+    assert not torch.equal(first.vector, init_row)
+    rows = tiny_generator.text_encoder.get_input_embeddings().weight.shape[0]
+    # One step: the best (and only scored) vector is the one the step started from.
+    second = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(max_steps=1))
+    assert torch.equal(second.vector, init_row)
+    assert tiny_generator.text_encoder.get_input_embeddings().weight.shape[0] == rows  # no duplicate row
+
+
+def test_reused_token_restarts_from_its_init_row(tiny_generator):
+    tiny_generator.add_token("<t>", "star")
+    tiny_generator.commit_token("<t>", torch.full((32,), 3.0))
+    tiny_generator.add_token("<t>", "star", reinitialise=True)
+    star = tiny_generator.tokenizer("star", add_special_tokens=False).input_ids
+    weight = tiny_generator.text_encoder.get_input_embeddings().weight
+    assert torch.equal(weight[tiny_generator.token_id("<t>")], weight[star].mean(0))

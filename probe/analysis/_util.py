@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from probe.analysis.errors import AnalysisError
+from probe.devices import module_device as model_device  # noqa: F401 (re-exported for the analysis modules)
 from probe.errors import ProbeError
-
-
-def slugify(text: str, max_len: int = 40) -> str:
-    """File-name-safe slug of untrusted text: [a-z0-9_-], at most ``max_len`` chars, never empty."""
-    s = re.sub(r"[^a-z0-9_-]+", "-", str(text).lower()).strip("-_")
-    s = re.sub(r"-{2,}", "-", s)[:max_len].strip("-_")
-    return s or "x"
-
-
-def model_device(module) -> torch.device:
-    """Where a module's weights live (CPU for modules without any)."""
-    if hasattr(module, "parameters"):
-        for p in module.parameters():
-            return p.device
-        for b in module.buffers():
-            return b.device
-    return torch.device("cpu")
+from probe.files import atomic_path
 
 
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
@@ -72,17 +54,8 @@ def save_png(arr: np.ndarray, path: Path) -> None:
     """Write an (H,W,3) uint8 array atomically as PNG."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_png(path: Path) -> torch.Tensor:
@@ -94,15 +67,3 @@ def load_png(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.analysis._util import classify_probs, generate, save_png, slugify, to_uint8
+from probe.analysis._util import classify_probs, generate, save_png, to_uint8
+from probe.files import slugify
 from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Effect, bootstrap_columns, paired_bootstrap
 

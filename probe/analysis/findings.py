@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probe.analysis._util import load_png, write_text_atomic
+from probe.analysis._util import load_png
+from probe.files import write_text as write_text_atomic
 from probe.analysis.attributions import METHODS, AttributionConfig, attribute, choose_layer, save_overlays
 from probe.analysis.cues import Carrier, Cue, cue_necessity, cue_sufficiency, default_cues, load_cues, world_cues
 from probe.analysis.errors import AnalysisError

@@ -28,7 +28,7 @@ into indices; ``load_labels`` reads label files and ``"imagenet"``.
 from probe.classifiers.classifier import Classifier
 from probe.classifiers.data_config import DataConfig
 from probe.classifiers.detect import detect_format
-from probe.classifiers.device import resolve_device
+from probe.devices import resolve_device
 from probe.classifiers.labels import load_labels, split_synonyms
 from probe.classifiers.load import load_classifier
 from probe.classifiers.preprocess import Preprocess

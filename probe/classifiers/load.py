@@ -13,7 +13,7 @@ from probe.classifiers import data_config as dc
 from probe.classifiers import loaders
 from probe.classifiers.classifier import Classifier, freeze
 from probe.classifiers.detect import detect_format, looks_like_factory
-from probe.classifiers.device import resolve_device
+from probe.devices import resolve_device
 from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
 from probe.classifiers.outputs import extract_logits
 from probe.errors import ClassifierError, LabelsError

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import time
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from probe.errors import ProbeError
 from probe.world import models
 from probe.world.oracles import ATTRIBUTES, Oracles
-from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, VOCAB, render_batch, sample_attributes
+from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, render_batch, sample_attributes
 from probe.world.text import CaptionEncoder, caption_batch, full_caption
 
 PART_BYTES = 15 * 1024 * 1024

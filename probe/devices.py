@@ -1,4 +1,5 @@
-"""Device names from users: "cpu", "cuda", "cuda:1", "mps", "auto"."""
+"""Devices: turn a user's device name ("auto", "cpu", "cuda", "cuda:1", "mps") into a usable torch.device,
+and find where a module's weights live. Shared by the classifier and generator seams."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from probe.errors import DeviceError
 
 
-def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """A usable ``torch.device`` or :class:`DeviceError` naming the fix; ``"auto"`` picks cuda > mps > cpu."""
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if torch.cuda.is_available():
@@ -39,3 +40,13 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     elif dev.type != "cpu":
         raise DeviceError(f"device {device!r} is not supported; use cpu, cuda, mps or auto")
     return dev
+
+
+def module_device(module) -> torch.device:
+    """Where a module's weights live (CPU for modules without parameters or buffers)."""
+    if hasattr(module, "parameters"):
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+    return torch.device("cpu")
