@@ -125,14 +125,13 @@ def world_token_free(seeds: int, carriers: int, steps: int) -> None:
               f" {time.perf_counter() - t0:.0f}s", flush=True)
     labels = list(clfs["biased"].labels)
     bias = bundled_bias("biased")
-    recovered = 0
-    for cls, planted in bias.items():
-        (attr, value), = planted.items()
-        top = found["biased"].for_class(labels.index(cls))
-        ok = bool(top) and top[0].passes and top[0].details.get("value") == value
-        recovered += ok
-        print(f"planted {cls}: {attr}={value} -> {'RECOVERED' if ok else 'missed'}; top 3:")
-        for f in top[:3]:
+    from probe.world.demo import planted_cue_recovery
+
+    checks = planted_cue_recovery(found["biased"], labels, bias)
+    recovered = sum(c.recovered for c in checks)
+    for c in checks:
+        print(f"planted {c.class_name}: {c.attribute}={c.value} -> {'RECOVERED' if c.recovered else 'missed'}; top 3:")
+        for f in found["biased"].for_class(labels.index(c.class_name))[:3]:
             print("   ", repr(f))
     others = [i for i, n in enumerate(labels) if n not in bias]
     false_b = {f.class_index for f in found["biased"].passing if f.class_index in others}

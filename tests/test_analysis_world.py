@@ -96,14 +96,12 @@ def test_interventions_name_every_planted_cue_and_nothing_for_the_clean_model(tm
     seeds = [1000, 1001, 1002, 1003]
     found = {name: analyze_run(_token_free_run(tmp_path / name, gen, clf, seeds), clf, gen, cfg)
              for name, clf in (("biased", biased), ("clean", clean))}
-    labels = list(biased.labels)
-    recovered = 0
-    for cls, planted in bias.items():
-        (attr, value), = planted.items()
-        top = found["biased"].for_class(labels.index(cls))
-        ok = bool(top) and top[0].passes and top[0].details.get("value") == value
-        recovered += ok
-        print(f"planted {cls}: {attr}={value} -> {top[0]!r}" if top else f"planted {cls}: no finding")
+    from probe.world.demo import planted_cue_recovery
+
+    checks = planted_cue_recovery(found["biased"], list(biased.labels), bias)
+    recovered = sum(c.recovered for c in checks)
+    for c in checks:
+        print(f"planted {c.class_name}: {c.attribute}={c.value} -> {c.top!r}")
     false = [f for f in found["clean"] if f.passes]
     print(f"recovery {recovered}/{len(bias)}; clean passing findings {len(false)}: {[repr(f) for f in false]}")
     assert recovered == len(bias)
@@ -113,6 +111,7 @@ def test_interventions_name_every_planted_cue_and_nothing_for_the_clean_model(tm
 @pytest.mark.slow
 def test_full_audit_names_the_planted_cue_first(tmp_path):
     """The demo's own settings (probe.world.demo.demo_config), for both bundled classifiers."""
+    from probe.analysis import read_findings
     from probe.runs import audit
     from probe.world.demo import demo_config
 
@@ -122,18 +121,14 @@ def test_full_audit_names_the_planted_cue_first(tmp_path):
     for name, clf in (("biased", biased), ("clean", clean)):
         config = demo_config(out=tmp_path / name, classifier=name, report=False)
         audit(config, classifier=clf, generator=gen, progress=False)
-        import json
+        results[name] = read_findings(tmp_path / name)
+    from probe.world.demo import planted_cue_recovery
 
-        results[name] = json.loads((tmp_path / name / "findings.json").read_text())
-    labels = list(biased.labels)
-    recovered = 0
-    for cls, planted in bias.items():
-        (attr, value), = planted.items()
-        top = [f for f in results["biased"] if f["class_index"] == labels.index(cls) and f["kind"] != "off-object"]
-        ok = bool(top) and top[0]["passes"] and value in top[0]["cue"].lower()
-        recovered += ok
-        print(f"planted {cls}: {attr}={value} -> {top[0]['sentence'] if top else None}")
-    false = [f["sentence"] for f in results["clean"] if f["passes"]]
+    checks = planted_cue_recovery(results["biased"], list(biased.labels), bias)
+    recovered = sum(c.recovered for c in checks)
+    for c in checks:
+        print(f"planted {c.class_name}: {c.attribute}={c.value} -> {c.top.sentence if c.top else None}")
+    false = [f.sentence for f in results["clean"] if f.passes]
     print(f"recovery {recovered}/{len(bias)}; clean passing findings: {false}")
     assert recovered == len(bias)
     assert not false

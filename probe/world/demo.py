@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from probe.runs import AuditConfig, AuditResult, audit
@@ -45,8 +46,33 @@ def run_demo(out: str | Path = "runs/demo", classifier: str = "biased", max_step
     return result
 
 
+@dataclass(frozen=True)
+class PlantedCheck:
+    """One planted cue and what the audit ranked first for its class."""
+
+    class_name: str
+    attribute: str
+    value: str
+    top: object | None  # the class's top Finding (off-object findings aside), or None
+    recovered: bool
+
+
+def planted_cue_recovery(findings, labels: list[str], planted: dict) -> list[PlantedCheck]:
+    """For each planted cue ({class: {attribute: value}}), is it the passing top finding of its class?"""
+    checks = []
+    for name, cues in planted.items():
+        (attribute, value), = cues.items()
+        index = list(labels).index(name)
+        ranked = [f for f in findings if f.class_index == index and f.kind != "off-object"]
+        top = ranked[0] if ranked else None
+        ok = top is not None and top.passes and top.details.get("value") == value
+        checks.append(PlantedCheck(name, attribute, value, top, ok))
+    return checks
+
+
 def headline(result: AuditResult, classifier: str, seconds: float) -> str:
     """A few lines: accuracy before/after, and each planted cue with what the audit found for its class."""
+    from probe.analysis import read_findings
     from probe.world import bundled_bias
 
     done = [r for r in result.rows if r["status"] == "done"]
@@ -55,20 +81,19 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
         base = sum(float(r["baseline_accuracy"]) for r in done) / len(done)
         tok = sum(float(r["token_accuracy"]) for r in done) / len(done)
         lines.append(f"mean accuracy of generated images: baseline prompt {base:.2f}, with the class token {tok:.2f}")
-    findings_path = result.run_dir / "findings.json"
-    findings = json.loads(findings_path.read_text()) if findings_path.is_file() else []
-    if isinstance(findings, dict):
-        findings = findings.get("findings", [])
-    top: dict[str, dict] = {}
+    if not (result.run_dir / "findings.json").is_file():
+        return "\n".join(lines)
+    findings = read_findings(result.run_dir)
+    labels = json.loads((result.run_dir / "labels.json").read_text())
+    audited = {r["class_name"] for r in done}
+    planted = {k: v for k, v in (bundled_bias(classifier) or {}).items() if k in audited}
+    for check in planted_cue_recovery(findings, labels, planted):
+        found = check.top.sentence if check.top is not None and check.top.passes else "none"
+        mark = "found" if check.recovered else "MISSED"
+        lines.append(f"  planted {check.class_name}: {check.attribute}={check.value} [{mark}]; top finding: {found}")
+    seen = set(planted)
     for f in findings:
-        if f.get("passes") and f.get("class_name") not in top:
-            top[f["class_name"]] = f
-    planted = bundled_bias(classifier) or {}
-    for name, cues in planted.items():
-        want = ", ".join(f"{k}={v}" for k, v in cues.items())
-        found = top.get(name)
-        lines.append(f"  planted {name}: {want}; top finding: " + (found["sentence"] if found else "none"))
-    for name, f in top.items():
-        if name not in planted:
-            lines.append(f"  finding without a planted cue: {f['sentence']}")
+        if f.passes and f.class_name not in seen:
+            seen.add(f.class_name)
+            lines.append(f"  finding without a planted cue: {f.sentence}")
     return "\n".join(lines)
