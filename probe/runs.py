@@ -387,22 +387,18 @@ def _analyze_and_report(config: AuditConfig, run_dir: Path, classifier, generato
     from probe.progress import warn
 
     if config.analyze:
-        try:
-            from probe.analysis import analyze_run
+        from probe.analysis import analyze_run
 
+        try:
             analyze_run(run_dir, classifier, generator, config)
-        except ImportError:
-            pass
         except Exception as error:  # the report still renders without findings
             warn(console, f"analysis failed ({type(error).__name__}: {error}); tokens and images are kept. "
                           f"Re-run `probe audit` with the same --out to retry")
     if config.report:
-        try:
-            from probe.report import render_report
+        from probe.report import render_report
 
+        try:
             return render_report(run_dir)
-        except ImportError:
-            return None
         except Exception as error:
             warn(console, f"report failed ({type(error).__name__}: {error}); run `probe report {run_dir}` to retry")
     return None
