@@ -106,9 +106,12 @@ def _finish(result) -> None:
     if result.interrupted:
         err_console.print("interrupted: finished classes are kept; run the same command again to resume", style="yellow")
         raise typer.Exit(130)
+    for problem in result.problems:
+        _error_line(problem)
     if result.failed:
         err_console.print(f"{len(result.failed)} class(es) failed; their errors are in metrics.json "
                           "(re-run with --retry-failed to try them again)", style="red")
+    if result.failed or result.problems:
         raise typer.Exit(1)
 
 
@@ -138,7 +141,16 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
 
     if not (run_dir / "config.json").is_file():
         raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
-    path = render_report(run_dir, out=out, single_file=single_file, max_images=max_images, thumb_px=thumb_px)
+    try:
+        path = render_report(run_dir, out=out, single_file=single_file, max_images=max_images, thumb_px=thumb_px)
+    except (ProbeError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # a bug or a damaged file: one line here, the traceback with PROBE_DEBUG=1
+        if os.environ.get("PROBE_DEBUG"):
+            raise
+        raise ProbeError(f"the report for {str(run_dir)!r} failed ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); rerun with PROBE_DEBUG=1 for the "
+                         "traceback and report it") from error
     console.print(f"report: {escape(str(path))}", highlight=False)
 
 
@@ -176,31 +188,61 @@ def _mount_world() -> None:
 _mount_world()
 
 
+def _click_classes() -> tuple[type, type]:
+    """typer's ClickException and Abort: typer >= 0.29 bundles its own click, older typer uses the click package."""
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return click_exception, typer.Abort
+
+
 def main() -> None:
-    """Console-script entry point: one-line errors for known problems, tracebacks with PROBE_DEBUG=1."""
+    """Console-script entry point: one-line errors for known problems, tracebacks with PROBE_DEBUG=1.
+
+    Exit codes: 0 done; 1 some classes, the analysis or the report failed; 2 bad input (a usage error or a
+    ProbeError, one line); 130 interrupted.
+    """
+    click_exception, abort = _click_classes()
+    debug = bool(os.environ.get("PROBE_DEBUG"))
     try:
         code = app(standalone_mode=False)
     except ProbeError as error:
-        if os.environ.get("PROBE_DEBUG"):
+        if debug:
             raise
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        _error_line(str(error))
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, abort):
         err_console.print("interrupted", style="yellow")
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as error:  # click usage errors and the rest
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except click_exception as error:  # usage errors: unknown flag, missing option, a value of the wrong type
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # `probe` alone: the help, and the usage exit code
+            sys.exit(2)
+        if debug:
+            raise
+        _error_line(f"{error.format_message()} (see `{' '.join(['probe', _command(), '--help']).replace('  ', ' ')}`)")
+        sys.exit(error.exit_code if error.exit_code else 2)
+    except OSError as error:  # a file or folder probe was pointed at cannot be used
+        if debug:
+            raise
+        where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+        _error_line(f"cannot use{where}: {error.strerror or error}; check the path and its permissions "
+                    "(PROBE_DEBUG=1 shows the traceback)")
+        sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _command() -> str:
+    names = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None}
+    names |= {g.name for g in app.registered_groups if g.name}
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return words[0] if words and words[0] in names else ""
+
+
+def _error_line(message: str) -> None:
+    line = " ".join(message.replace("\0", "\\0").split())  # one line, whatever the message holds
+    err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

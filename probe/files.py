@@ -1,12 +1,16 @@
-"""Files: atomic writes and safe names, so an interrupt never leaves a half-written artifact.
+"""Files: the one atomic writer, the one image saver, and safe names.
 
 Every artifact probe writes goes to a temporary file in the same folder and is renamed into place
-(rename is atomic on POSIX and Windows), so a file either exists complete or not at all.
+(rename is atomic on POSIX and Windows), so a file either exists complete or not at all. Files get
+the permissions the user's umask asks for (``tempfile.mkstemp`` alone would leave them at 0600, so a
+colleague on a shared machine could not re-render a run). A folder that cannot be written is a
+``RunError`` naming the folder, never a raw ``OSError``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -14,45 +18,107 @@ import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
+from probe.errors import RunError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _unwritable(path: Path, error: OSError) -> RunError:
+    reason = error.strerror or type(error).__name__
+    return RunError(f"cannot write {str(path)!r} ({reason}); choose a writable folder (e.g. --out runs/NAME) "
+                    "or fix its permissions")
+
 
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:  # read-only folder, a file where a folder should be, a full disk
+        raise _unwritable(path.parent, e) from e
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            raise _unwritable(path, e) from e
         raise
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
     return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _finite(value):
+    """NaN and infinities are not JSON: store them as null (strict JSON readers reject ``NaN``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value):
+    for attr in ("tolist", "item"):  # numpy arrays and scalars, torch tensors
+        if hasattr(value, attr):
+            return getattr(value, attr)()
+    return str(value)
+
+
+def dumps_json(data) -> str:
+    """Strict JSON (no NaN), numpy/torch values converted, indented, with a final newline."""
+    plain = json.loads(json.dumps(data, default=_json_default))
+    return json.dumps(_finite(plain), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_json(path: str | Path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    return write_text(path, dumps_json(data))
+
+
+def to_uint8(image):
+    """(3,H,W) float tensor in [0,1] -> (H,W,3) uint8 numpy array; an (H,W,3) uint8 array passes through."""
+    import numpy as np
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise ValueError(f"an image array must be (H,W,3) uint8, got {image.dtype} {image.shape}")
+        return image
+    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
 def save_png(path: str | Path, image) -> Path:
-    """Save an image tensor (3,H,W) in [0,1] as PNG, atomically."""
-    import numpy as np
+    """Save an image atomically as PNG: a (3,H,W) tensor in [0,1] or an (H,W,3) uint8 array."""
     from PIL import Image
 
-    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
     return Path(path)
 
 
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
 def slugify(name: str, max_length: int = 40) -> str:
-    """A file-name-safe form of an untrusted label: [a-z0-9_-] only, never empty, never '.' or '..'."""
+    """A file-name-safe form of an untrusted label: [a-z0-9-] only, never empty, never '.' or '..'."""
     text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii").lower()
     text = re.sub(r"[^a-z0-9]+", "-", text).strip("-_")[:max_length].strip("-_")
+    if text in _WINDOWS_RESERVED:
+        text = f"{text}-class"
     return text or "class"

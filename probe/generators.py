@@ -48,6 +48,7 @@ _SCHEDULERS = {
     "dpm": "DPMSolverMultistepScheduler",
     "ddpm": "DDPMScheduler",
 }
+SCHEDULER_NAMES = tuple(_SCHEDULERS)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

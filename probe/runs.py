@@ -9,10 +9,9 @@ loss, an error in the user's model) is recorded in that class's metrics.json and
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import platform
+import shlex
 import shutil
 import time
 import traceback
@@ -22,14 +21,11 @@ from pathlib import Path
 
 import torch
 
-from probe.errors import ProbeError, RunError
-from probe.files import save_png, slugify, write_json, write_text
+from probe.errors import ProbeError, RunError, TokenError
+from probe.files import dumps_json, save_png
+from probe.rundir import LOCK, TOKEN, RunDir
 from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
 
-SUMMARY_COLUMNS = ["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
-                   "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
-                   "steps", "best_step", "seconds"]
-HISTORY_COLUMNS = ["step", "loss", "accuracy", "mean_target_prob", "grad_norm", "seconds"]
 # Settings that change what a finished class contains: resuming with other values would mix runs.
 _RESUME_KEYS = ("model", "arch", "generator", "token")
 
@@ -94,6 +90,7 @@ class AuditResult:
     rows: list[dict]
     interrupted: bool = False
     report: Path | None = None
+    problems: list[str] = field(default_factory=list)  # analysis or report failures after the tokens
 
     @property
     def failed(self) -> list[dict]:
@@ -119,19 +116,38 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 # ---------------------------------------------------------------------- run directory
-def class_dir(run_dir: Path, index: int, name: str | None) -> Path:
-    return Path(run_dir) / "classes" / f"{index}-{slugify(name or str(index))}"
+def check_run_dir(config: AuditConfig) -> RunDir:
+    """The run directory named by ``config``, checked without writing: a resume must use the same settings."""
+    run = RunDir(config.out)
+    saved = run.read_config()
+    if saved is not None:
+        audit_saved = RunDir.audit_settings(saved)
+        current = json.loads(dumps_json(config.to_dict()))  # tuples -> lists, as saved
+        for key in _RESUME_KEYS:
+            if audit_saved.get(key) != current.get(key):
+                raise RunError(f"{str(run.root)!r} holds a run with a different {_difference(key, audit_saved.get(key), current.get(key))}; "
+                               "use another --out, or the same settings to resume")
+    elif run.root.exists() and any(p.name != LOCK for p in run.root.iterdir()):
+        raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
+    return run
 
 
-def read_metrics(directory: Path) -> dict | None:
-    path = Path(directory) / "metrics.json"
-    if not path.is_file():
-        return None
+def prepare_run_dir(config: AuditConfig) -> Path:
+    """Create the run folder, or check that an existing one was made by the same settings."""
+    run = check_run_dir(config)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # unreadable: treated as unfinished and redone
-    return data if data.get("status") in {"done", "failed"} else None
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create the run directory {config.out!r} ({e.strerror or type(e).__name__}); "
+                       "choose a writable --out") from e
+    return run.root
+
+
+def _difference(key: str, old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return ", ".join(f"{key}.{k} ({old.get(k)!r}, now {new.get(k)!r})" for k in changed)
+    return f"{key} ({old!r}, now {new!r})"
 
 
 def environment_versions() -> dict:
@@ -151,82 +167,11 @@ def environment_versions() -> dict:
     return versions
 
 
-def prepare_run_dir(config: AuditConfig) -> Path:
-    """Create the run folder, or check that an existing one was made by the same settings."""
-    run_dir = Path(config.out)
-    saved_path = run_dir / "config.json"
-    if saved_path.is_file():
-        try:
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))["audit"]
-        except (OSError, json.JSONDecodeError, KeyError) as e:
-            raise RunError(f"{saved_path} is unreadable ({e}); delete it or use another --out") from e
-        current = json.loads(json.dumps(config.to_dict(), default=str))  # tuples -> lists, as saved
-        for key in _RESUME_KEYS:
-            if saved.get(key) != current.get(key):
-                raise RunError(f"{run_dir} holds a run with a different {_difference(key, saved.get(key), current.get(key))}; "
-                               "use another --out, or the same settings to resume")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"--out {str(run_dir)!r} exists and is not a probe run; choose an empty or new folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _difference(key: str, old, new) -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        return ", ".join(f"{key}.{k} ({old.get(k)!r}, now {new.get(k)!r})" for k in changed)
-    return f"{key} ({old!r}, now {new!r})"
-
-
-def write_summary(run_dir: Path) -> list[dict]:
-    """Rebuild summary.csv from every finished class's metrics.json."""
-    rows = []
-    for directory in sorted((Path(run_dir) / "classes").glob("*"), key=lambda p: _index_of(p.name)):
-        metrics = read_metrics(directory)
-        if metrics is not None:
-            rows.append(summary_row(metrics))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(Path(run_dir) / "summary.csv", buffer.getvalue())
-    return rows
-
-
-def _index_of(folder_name: str) -> int:
-    head = folder_name.split("-", 1)[0]
-    return int(head) if head.isdigit() else 1 << 30
-
-
-def summary_row(metrics: dict) -> dict:
-    def score(kind, key, source=metrics):
-        return (source.get(kind) or {}).get(key) if source else None
-
-    eval_model = metrics.get("eval_model") or {}
-    return {
-        "class_index": metrics["class_index"], "class_name": metrics.get("class_name"), "slug": metrics.get("slug"),
-        "status": metrics["status"], "baseline_accuracy": score("baseline", "accuracy"),
-        "token_accuracy": score("token", "accuracy"), "baseline_target_prob": score("baseline", "mean_target_prob"),
-        "token_target_prob": score("token", "mean_target_prob"),
-        "eval_baseline_accuracy": score("baseline", "accuracy", eval_model),
-        "eval_token_accuracy": score("token", "accuracy", eval_model),
-        "steps": metrics.get("steps"), "best_step": metrics.get("best_step"), "seconds": metrics.get("seconds"),
-    }
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(path, buffer.getvalue())
-
-
-def save_class_artifacts(directory: Path, class_token: ClassToken, evaluation: Evaluation, config: TokenConfig,
-                         *, slug: str, eval_name: str | None) -> dict:
+def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, evaluation: Evaluation,
+                         config: TokenConfig, *, slug: str, eval_name: str | None) -> dict:
     """Write token, history, images, then metrics.json last (its presence marks the class finished)."""
-    class_token.save(directory / "token.safetensors")
-    write_history(directory / "history.csv", class_token.history)
+    class_token.save(directory / TOKEN)
+    run.write_history(directory, class_token.history)
     images = []
     scores = {"baseline": evaluation.baseline, "token": evaluation.token}
     eval_scores = {"baseline": evaluation.eval_baseline, "token": evaluation.eval_token}
@@ -257,7 +202,7 @@ def save_class_artifacts(directory: Path, class_token: ClassToken, evaluation: E
             "name": eval_name, "baseline": public(evaluation.eval_baseline), "token": public(evaluation.eval_token)},
         "images": images,
     }
-    write_json(directory / "metrics.json", metrics)
+    run.write_metrics(directory, metrics)
     return metrics
 
 
@@ -302,13 +247,47 @@ def _eval_target(classifier, eval_classifier, index: int) -> int | None:
                    f"({len(eval_labels)} vs {len(labels)}); give it the same labels with --labels")
 
 
+def preflight(config: AuditConfig):
+    """Check every setting that can be checked without a model, before anything is loaded or written.
+
+    Returns the typed analysis settings. Raises a ProbeError naming the option and the fix.
+    """
+    from probe.devices import resolve_device
+
+    resolve_device(config.device)  # a missing GPU fails here, before a model is loaded
+    if config.dtype is not None and config.dtype not in _DTYPES:
+        raise RunError(f"--dtype {config.dtype!r} is unknown; use one of {', '.join(_DTYPES)}")
+    from probe.classifiers.data_config import DataConfig, check_partial
+
+    given = {"input_size": config.input_size, "mean": config.mean, "std": config.std, "crop_pct": config.crop_pct,
+             "interpolation": config.interpolation}
+    DataConfig().replace(**check_partial(given, "flags"))  # sizes, crop and normalisation make sense
+    if not config.analyze:
+        return None
+    from probe.analysis import analysis_config
+    from probe.analysis.cues import load_cues
+
+    settings = analysis_config(config)
+    if settings.cues not in ("auto", "default", "world"):
+        load_cues(settings.cues)  # a missing, empty, invalid or duplicated cue list fails now, not after the tokens
+    if settings.clip_model and not Path(settings.clip_model).is_dir():
+        raise RunError(f"--clip-model {settings.clip_model!r} is not a folder; pass a local CLIP folder "
+                       "(save_pretrained of a CLIPModel and its processor)")
+    return settings
+
+
+_DTYPES = ("fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
+
+
 def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifier=None, console=None,
           progress: bool = True) -> AuditResult:
     """Run (or resume) an audit. Models may be passed in already loaded (notebooks, tests)."""
-    from probe.classifiers import select_classes
-    from probe.classifiers import Classifier, load_classifier
+    from probe.classifiers import Classifier, load_classifier, select_classes
 
-    run_dir = prepare_run_dir(config)
+    # 1. check the options and the run directory; nothing is loaded or written yet
+    run = check_run_dir(config)
+    preflight(config)
+    # 2. load the models (a failure here leaves no run directory behind)
     if classifier is not None and not isinstance(classifier, Classifier):
         classifier = load_classifier(classifier, labels=config.labels)
     if classifier is None or generator is None:
@@ -316,11 +295,31 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
         classifier = classifier or loaded[0]
         eval_classifier = eval_classifier or loaded[1]
         generator = generator or loaded[2]
+    _check_sampling(config.token, generator)
     targets = select_classes(config.classes, classifier)
-    labels = list(getattr(classifier, "labels", None) or [str(i) for i in range(classifier.num_classes)])
-    write_json(run_dir / "labels.json", labels)
-    if not (run_dir / "config.json").is_file():
-        write_json(run_dir / "config.json", {
+    labels = [str(i) if name is None else str(name)
+              for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
+    # 3. hold the run directory for the rest of the audit: a second audit into it is refused
+    prepare_run_dir(config)
+    with run.lock():
+        check_run_dir(config)  # another audit may have started it meanwhile
+        return _audit_locked(run, config, classifier, generator, eval_classifier, targets, labels, console, progress)
+
+
+def _check_sampling(token: TokenConfig, generator) -> None:
+    """Sampling settings that depend on the generator (its default step count)."""
+    defaults = getattr(generator, "defaults", None)
+    steps = token.steps or getattr(defaults, "steps", None)
+    if steps is not None and token.grad_steps > steps:
+        raise TokenError(f"--grad-steps {token.grad_steps} exceeds the {steps} sampling steps of this generator; "
+                         f"lower --grad-steps or pass --steps {token.grad_steps} or more")
+
+
+def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_classifier, targets, labels,
+                  console, progress) -> AuditResult:
+    run.write_labels(labels)
+    if not run.has_config():
+        run.write_config({
             "audit": config.to_dict(),
             "classifier": _describe(classifier), "eval_classifier": _describe(eval_classifier),
             "generator": generator.describe(), "classes": targets, "versions": environment_versions(),
@@ -329,8 +328,7 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
 
     todo = []
     for index in targets:
-        directory = class_dir(run_dir, index, labels[index])
-        metrics = read_metrics(directory)
+        metrics = run.read_metrics(run.class_dir(index, labels[index]))
         if metrics is not None and not (config.retry_failed and metrics["status"] == "failed"):
             continue
         todo.append(index)
@@ -342,9 +340,9 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
                        console=console, enabled=progress) as bar:
         for index in todo:
             name = labels[index]
-            directory = class_dir(run_dir, index, name)
+            directory = run.class_dir(index, name)
             if directory.exists():
-                shutil.rmtree(directory)  # an interrupted attempt: start the class cleanly
+                shutil.rmtree(directory)  # an interrupted attempt (we hold the lock): start the class cleanly
             directory.mkdir(parents=True)
             bar.start_class(index, name)
             start = time.perf_counter()
@@ -353,24 +351,26 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
                 evaluation = evaluate_class_token(generator, classifier, token, config.token,
                                                   eval_classifier=eval_classifier,
                                                   eval_target=_eval_target(classifier, eval_classifier, index))
-                save_class_artifacts(directory, token, evaluation, config.token, slug=directory.name,
+                save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
                                      eval_name=config.eval_model)
                 bar.finish_class(index, name, ok=True, detail=f"{evaluation.baseline['accuracy']:.2f} -> "
                                                               f"{evaluation.token['accuracy']:.2f}")
             except KeyboardInterrupt:
                 interrupted = True
                 break
+            except RunError:
+                raise  # the run directory itself cannot be written: no later class could be either
             except Exception as error:  # recorded per class; the run goes on with the next one
-                write_json(directory / "metrics.json",
-                           failure_metrics(index, name, directory.name, error, time.perf_counter() - start))
+                run.write_metrics(directory, failure_metrics(index, name, directory.name, error,
+                                                             time.perf_counter() - start))
                 bar.finish_class(index, name, ok=False, detail=str(error).splitlines()[0][:120] if str(error) else "")
             finally:
-                write_summary(run_dir)
+                run.write_summary()
 
-    rows = write_summary(run_dir)
-    result = AuditResult(run_dir=run_dir, rows=rows, interrupted=interrupted)
+    rows = run.write_summary()
+    result = AuditResult(run_dir=Path(config.out), rows=rows, interrupted=interrupted)
     if not interrupted:
-        result.report = _analyze_and_report(config, run_dir, classifier, generator, console)
+        _analyze_and_report(config, run, classifier, generator, console, result)
     return result
 
 
@@ -382,23 +382,30 @@ def _describe(classifier) -> dict | None:
     return {"name": type(classifier).__name__}
 
 
-def _analyze_and_report(config: AuditConfig, run_dir: Path, classifier, generator, console) -> Path | None:
-    """Findings and the HTML report; a failure here never costs the tokens already on disk."""
+def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator, console, result: AuditResult) -> None:
+    """Findings and the HTML report; a failure here never costs the tokens already on disk, but it is not silent:
+    it is recorded on the result (the CLI exits non-zero) with the command that retries it."""
     from probe.progress import warn
 
     if config.analyze:
         from probe.analysis import analyze_run
 
         try:
-            analyze_run(run_dir, classifier, generator, config)
+            analyze_run(run.root, classifier, generator, config)
         except Exception as error:  # the report still renders without findings
-            warn(console, f"analysis failed ({type(error).__name__}: {error}); tokens and images are kept. "
-                          f"Re-run `probe audit` with the same --out to retry")
+            result.problems.append(f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and images "
+                                   f"are kept; run the same command again to retry it")
+            warn(console, result.problems[-1])
     if config.report:
         from probe.report import render_report
 
         try:
-            return render_report(run_dir)
+            result.report = render_report(run.root)
         except Exception as error:
-            warn(console, f"report failed ({type(error).__name__}: {error}); run `probe report {run_dir}` to retry")
-    return None
+            result.problems.append(f"report failed ({type(error).__name__}: {_first_line(error)}); "
+                                   f"run `probe report {shlex.quote(config.out)}` to retry it")
+            warn(console, result.problems[-1])
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else ""

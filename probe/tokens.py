@@ -67,6 +67,23 @@ class TokenConfig:
             raise TokenError(f"stop_metric={self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
         if self.max_batch is not None and self.max_batch < 1:
             raise TokenError(f"max_batch={self.max_batch} must be >= 1 or None")
+        if self.steps is not None and self.steps < 1:
+            raise TokenError(f"steps={self.steps} must be at least 1 (sampling steps per image), or left out for the "
+                             "generator's default")
+        if self.steps is not None and self.grad_steps > self.steps:
+            raise TokenError(f"grad_steps={self.grad_steps} exceeds steps={self.steps}: at most every sampling step can "
+                             "carry gradient; lower --grad-steps or raise --steps")
+        if self.guidance_scale is not None and not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise TokenError(f"guidance_scale={self.guidance_scale!r} must be a finite number >= 0 (1 or less turns "
+                             "classifier-free guidance off)")
+        for name in ("lr", "grad_clip", "accuracy_threshold"):
+            if not math.isfinite(getattr(self, name)):
+                raise TokenError(f"token setting {name}={getattr(self, name)!r} must be a finite number")
+        if self.scheduler is not None:
+            from probe.generators import SCHEDULER_NAMES
+
+            if self.scheduler not in SCHEDULER_NAMES:
+                raise TokenError(f"scheduler={self.scheduler!r} is unknown; use one of {', '.join(SCHEDULER_NAMES)}")
 
     @property
     def train_seeds(self) -> list[int]:

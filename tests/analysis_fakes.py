@@ -202,7 +202,7 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
     from safetensors.torch import save_file
 
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"audit": {"token": {"steps": 4, "guidance_scale": 2.0}},
+    (run / "config.json").write_text(json.dumps({"format_version": 1, "audit": {"token": {"steps": 4, "guidance_scale": 2.0}},
                                                  "generator": {"source": "fake"}}))
     (run / "labels.json").write_text(json.dumps(CLASSES))
     rows = ["class_index,class_name,slug,status,baseline_accuracy,token_accuracy"]
@@ -218,10 +218,10 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
                 prompt = t.format(f"{tok} {name}" if kind == "token" else name)
                 for s in seeds:
                     img, mask, _ = generator.scene(prompt, s)
-                    from probe.analysis._util import save_png, to_uint8
+                    from probe.files import save_png
 
                     path = f"images/{kind}_p{pi}_s{s}.png"
-                    save_png(to_uint8(img), d / path)
+                    save_png(d / path, img)
                     if attention and kind == "token":
                         (d / "cross_attention").mkdir(exist_ok=True)
                         np.save(d / "cross_attention" / f"{kind}_p{pi}_s{s}.npy", mask.astype(np.float32))

@@ -68,7 +68,7 @@ def _token_free_run(run, gen, clf, seeds, template="a photo of a {}"):
 
     run.mkdir(parents=True)
     (run / "labels.json").write_text(json.dumps(list(clf.labels)))
-    (run / "config.json").write_text(json.dumps({"audit": {"token": {"steps": 10}}}))
+    (run / "config.json").write_text(json.dumps({"format_version": 1, "audit": {"token": {"steps": 10}}}))
     for ci, name in enumerate(clf.labels):
         d = run / "classes" / f"{ci}-{slugify(name)}"
         prompt = template.format(name)

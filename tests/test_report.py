@@ -283,7 +283,7 @@ def test_damaged_files_become_warnings_not_crashes(tmp_path):
     next(img.glob("token_*.png")).write_bytes(b"not a png")
     text = render_report(run).read_text()
     assert "problems while reading the run" in text
-    assert "config.json is unreadable" in text or "run config config.json is unreadable" in text
+    assert "config.json&#39; is not valid JSON" in text or "config.json' is not valid JSON" in text
     assert "cannot be read" in text
     assert "unreadable" in text
 
@@ -319,12 +319,26 @@ def test_analysis_summary_skipped_methods_and_token_extras(tmp_path):
     assert "grad cam: not run" in page
 
 
-def test_threshold_is_found_where_the_engine_nests_it():
+def test_threshold_is_read_from_the_one_place_the_run_format_keeps_it():
     from probe.report.render import _threshold
 
     assert _threshold({"audit": {"token": {"accuracy_threshold": 0.8}}}) == 0.8
-    assert _threshold({"token": {"threshold": 0.6}}) == 0.6
+    assert _threshold({"token": {"threshold": 0.6}}) is None  # not the run format: no guessing
     assert _threshold({"audit": {"model": "x"}}) is None and _threshold(None) is None
+
+
+@pytest.mark.parametrize("version, words", [(None, "older probe"), (0, "an older format"), (99, "newer or unknown")])
+def test_a_run_of_another_format_version_is_refused_clearly(tmp_path, version, words):
+    from probe.errors import RunError
+
+    run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False, findings=False)
+    config = json.loads((run / "config.json").read_text())
+    config.pop("format_version")
+    if version is not None:
+        config["format_version"] = version
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match=words):
+        render_report(run)
 
 
 def test_curve_blitting_reuses_backgrounds_without_stale_limits():
@@ -370,7 +384,7 @@ def test_templates_load_from_the_installed_package_first(tmp_path, monkeypatch):
 def test_a_run_that_has_only_started_renders(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"audit": {"model": "m.pt", "token": {"max_steps": 5}}}))
+    (run / "config.json").write_text(json.dumps({"format_version": 1, "audit": {"model": "m.pt", "token": {"max_steps": 5}}}))
     text = render_report(run).read_text()
     assert "Analysis was not run" in text and 'id="class-data">[]</script>' in text
     assert "max_steps" in text

@@ -43,6 +43,19 @@ def test_layout_and_size():
     assert _sizes(path) <= 20 * 2**20
 
 
+def test_the_plain_from_pretrained_call_generates_on_a_cpu():
+    """The README calls the bundled model a standard diffusers pipeline: the call without torch_dtype must work."""
+    from diffusers import StableDiffusionPipeline
+
+    plain = StableDiffusionPipeline.from_pretrained(str(bundled_generator_path()))
+    plain.set_progress_bar_config(disable=True)
+    dtypes = {plain.text_encoder.dtype, plain.unet.dtype, plain.vae.dtype}
+    assert dtypes == {torch.float32}, dtypes
+    images = plain("a photo of a star", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                   output_type="pt").images
+    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
+
+
 def test_generates_32px_images_and_new_tokens_work(pipe):
     assert pipe.vae_scale_factor == 2 and pipe.unet.config.sample_size == 16
     pipe.tokenizer.add_tokens("<probe-test>")  # what the audit does

@@ -10,7 +10,7 @@ import torch
 from probe.analysis.errors import AnalysisError
 from probe.devices import module_device as model_device  # noqa: F401 (re-exported for the analysis modules)
 from probe.errors import ProbeError
-from probe.files import atomic_path
+from probe.files import to_uint8  # noqa: F401 (re-exported for the analysis modules)
 
 
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
@@ -43,19 +43,6 @@ def generate(generator, prompts: list[str], seeds: list[int], gen_kwargs: dict |
             "try a smaller max_batch or check the generator folder."
         ) from e
     return imgs.detach().float().clamp(0, 1).cpu()
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(3,H,W) float in [0,1] -> (H,W,3) uint8."""
-    return (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
-def save_png(arr: np.ndarray, path: Path) -> None:
-    """Write an (H,W,3) uint8 array atomically as PNG."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def load_png(path: Path) -> torch.Tensor:

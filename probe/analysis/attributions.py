@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.analysis._util import model_device, save_png, to_uint8
+from probe.analysis._util import model_device, to_uint8
+from probe.files import save_png
 from probe.analysis.errors import AnalysisError
 
 __all__ = [
@@ -328,6 +329,6 @@ def save_overlays(images: torch.Tensor, result: AttributionResult, out_dir: Path
     for method, maps in result.maps.items():
         for img, heat, stem in zip(images, maps, stems):
             path = Path(out_dir) / method / f"{stem}.png"
-            save_png(overlay(img, heat, min_size=min_size), path)
+            save_png(path, overlay(img, heat, min_size=min_size))
             written.setdefault(method, []).append(path)
     return written

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.analysis._util import classify_probs, generate, save_png, to_uint8
-from probe.files import slugify
+from probe.analysis._util import classify_probs, generate, to_uint8
+from probe.files import save_png, slugify
 from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Effect, bootstrap_columns, paired_bootstrap
 
@@ -375,11 +375,11 @@ def cue_sufficiency(
                 if g >= 0 and p in keep:
                     cue = cues[g]
                     path = Path(evidence_dir) / f"{g:02d}-{slugify(cue.name)}" / f"p{p}_s{s}.png"
-                    save_png(to_uint8(imgs[i]), path)
+                    save_png(path, to_uint8(imgs[i]))
                     root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
                     evidence[cue.name].append(path.relative_to(root).as_posix())
                 elif g < 0 and p in keep:
-                    save_png(to_uint8(imgs[i]), Path(evidence_dir) / "_without" / f"p{p}_s{s}.png")
+                    save_png(Path(evidence_dir) / "_without" / f"p{p}_s{s}.png", to_uint8(imgs[i]))
     seconds = time.perf_counter() - t0
     results = [
         _sufficiency_result(p, cues, carriers, seeds, pairs, evidence, seconds) for p in all_probs if p is not None
@@ -495,7 +495,7 @@ def cue_necessity(
             path = None
             if evidence_dir is not None and key[1] in evidence_seeds:
                 file = Path(evidence_dir) / f"{slugify(key[0], 60)}_s{key[1]}.png"
-                save_png(to_uint8(imgs[i]), file)
+                save_png(file, to_uint8(imgs[i]))
                 root = Path(evidence_root) if evidence_root is not None else Path(evidence_dir)
                 path = file.relative_to(root).as_posix()
             cache[key] = ([pr[i] for pr in per_model], path)

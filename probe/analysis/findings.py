@@ -20,7 +20,6 @@ why, timings, the cue list) to ``analysis.json``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,12 +29,12 @@ import numpy as np
 import torch
 
 from probe.analysis._util import load_png
-from probe.files import write_text as write_text_atomic
 from probe.analysis.attributions import METHODS, AttributionConfig, attribute, choose_layer, save_overlays
 from probe.analysis.cues import Carrier, Cue, cue_necessity, cue_sufficiency, default_cues, load_cues, world_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Effect, Thresholds, paired_bootstrap
 from probe.analysis.token_shift import ClipScorer, nearest_words, token_shift
+from probe.rundir import RunDir
 
 __all__ = ["Finding", "Findings", "AnalysisConfig", "analysis_config", "analyze_run", "read_findings", "write_findings", "rank_findings", "FINDING_KINDS"]
 
@@ -233,40 +232,17 @@ class _Class:
         return f"classes/{self.dir.name}"
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as e:
-        raise AnalysisError(f"{path} is not valid JSON ({e}); re-run `probe audit` for that class.") from e
-
-
-def _finished_classes(run: Path, only: tuple[int, ...] | None) -> list[_Class]:
+def _finished_classes(run: RunDir, only: tuple[int, ...] | None) -> list[_Class]:
     out = []
-    for d in sorted((run / "classes").glob("*")):
-        m = _read_json(d / "metrics.json") if d.is_dir() else None
-        if not m or m.get("status") != "done":
+    for d, m in run.finished_classes():
+        if m["status"] != "done" or (only is not None and m["class_index"] not in only):
             continue
-        idx = int(m["class_index"])
-        if only is not None and idx not in only:
-            continue
-        out.append(_Class(idx, str(m.get("class_name") or idx), d, m))
+        out.append(_Class(m["class_index"], str(m.get("class_name") or m["class_index"]), d, m))
     return sorted(out, key=lambda c: c.index)
 
 
-def _token_settings(run_config: dict) -> dict:
-    """The run's TokenConfig as saved in config.json (under "audit" by probe.runs, or at the top level)."""
-    for holder in (run_config.get("audit"), run_config):
-        if isinstance(holder, dict):
-            for key in ("token", "token_config"):
-                if isinstance(holder.get(key), dict):
-                    return holder[key]
-    return {}
-
-
-def _gen_kwargs(config: AnalysisConfig, run_config: dict) -> dict:
-    tok = _token_settings(run_config)
+def _gen_kwargs(config: AnalysisConfig, run_config: dict | None) -> dict:
+    tok = RunDir.token_settings(run_config)
     kw = {}
     steps = config.steps if config.steps is not None else tok.get("steps")
     guidance = config.guidance_scale if config.guidance_scale is not None else tok.get("guidance_scale")
@@ -406,18 +382,19 @@ def analyze_run(
     ``progress`` (optional callable taking one line of text) is told what runs next.
     """
     cfg = analysis_config(config)
-    run = Path(run_dir)
+    rundir = RunDir(run_dir)
+    run = rundir.root
     if not run.is_dir():
         raise AnalysisError(f"run directory {str(run)!r} does not exist; pass the folder `probe audit` wrote.")
-    classes = _finished_classes(run, cfg.classes)
+    classes = _finished_classes(rundir, cfg.classes)
     if not classes:
         raise AnalysisError(
             f"run directory {str(run)!r} has no finished class (no classes/*/metrics.json with status 'done'); "
             "run or resume `probe audit` first."
         )
     t_start = time.perf_counter()
-    run_config = _read_json(run / "config.json") or {}
-    labels = _read_json(run / "labels.json") or list(getattr(classifier, "labels", []) or [])
+    run_config = rundir.read_config()
+    labels = rundir.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
     gen_kwargs = _gen_kwargs(cfg, run_config)
     notes: list[str] = []
     timings: dict[str, float] = {}
@@ -579,22 +556,14 @@ def analyze_run(
         "n_findings": len(findings),
         "n_passing": sum(f.passes for f in findings),
     }
-    write_findings(run, findings)
-    write_text_atomic(run / "analysis.json", json.dumps(analysis, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    write_findings(rundir, findings)
+    rundir.write_analysis(analysis)
     return findings
 
 
 def _mean_iou(per_class: dict) -> dict | None:
     vals = [v for info in per_class.values() for v in (info.get("attention_iou") or {}).get("values", [])]
     return {"mean": float(np.mean(vals)), "n": len(vals)} if vals else None
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def _make(cfg: AnalysisConfig, kind: str, cls: _Class, cue: Cue | None, e: Effect, evidence, extra: dict) -> list[Finding]:
@@ -788,22 +757,12 @@ def rank_findings(findings: list[Finding]) -> Findings:
 
 def write_findings(run_dir, findings: list[Finding]) -> None:
     """Write ``findings.json`` and ``findings.parquet`` (details as a JSON string column)."""
-    import pandas as pd
-
-    run = Path(run_dir)
-    rows = [f.to_dict() for f in findings]
-    write_text_atomic(run / "findings.json", json.dumps(rows, indent=2, ensure_ascii=False, default=_json_default) + "\n")
-    cols = list(Finding.__dataclass_fields__)
-    df = pd.DataFrame([{**r, "details": json.dumps(r["details"], ensure_ascii=False, default=_json_default)} for r in rows], columns=cols)
-    df["evidence"] = df["evidence"].apply(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
-    tmp = run / ".findings.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(run / "findings.parquet")
+    RunDir(run_dir).write_findings([f.to_dict() for f in findings], list(Finding.__dataclass_fields__))
 
 
 def read_findings(run_dir) -> list[Finding]:
-    """Load ``findings.json`` back as Finding objects."""
-    data = _read_json(Path(run_dir) / "findings.json")
+    """Load the findings back as Finding objects."""
+    data = RunDir(run_dir).read_findings()
     if data is None:
         raise AnalysisError(f"{run_dir}/findings.json does not exist; run analyze_run (or `probe audit`) first.")
     return Findings(Finding.from_dict(d) for d in data)

@@ -12,10 +12,11 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from probe.files import write_bytes, write_text
 
 __all__ = ["AssetStore", "atomic_write_bytes", "atomic_write_text"]
 
@@ -23,29 +24,12 @@ _ASSET_NAME = re.compile(r"^[0-9a-f]{20}\.(png|jpg|jpeg|webp|gif)$")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + rename, with ordinary permissions (mkstemp alone gives 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    write_text(path, text)
 
 
 class Thumb(dict):

@@ -7,20 +7,17 @@ classes are listed as incomplete, absent findings mean "analysis not run".
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from probe.errors import RunError
+from probe.rundir import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
 from probe.report.slug import slugify
 
 __all__ = ["RunData", "ClassData", "load_run", "rank_findings"]
 
-_CLASS_DIR = re.compile(r"^(\d+)-")
 _KINDS = ("baseline", "token")
 
 
@@ -89,28 +86,15 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _read_json(path: Path, warnings: list[str], what: str) -> Any:
+def _lenient(read, warnings: list[str], what: str):
+    """``read()``, or None with a warning when the file is damaged (a report of a damaged run still renders)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return read()
+    except RunFormatError:
+        raise
+    except RunError as e:
+        warnings.append(f"{what}: {e}; it is left out of this report")
         return None
-    except (OSError, ValueError) as e:
-        warnings.append(f"{what} {path.name} is unreadable ({type(e).__name__}: {e}); it is left out of this report")
-        return None
-
-
-def _read_history(path: Path, warnings: list[str]) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = []
-            for row in csv.DictReader(f):
-                rows.append({k: _num(v) for k, v in row.items() if k is not None})
-            return rows
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        warnings.append(f"{path} is unreadable ({e}); its curve is left out")
-        return []
 
 
 def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
@@ -144,69 +128,32 @@ def rank_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(findings, key=lambda f: not f.get("passes"))
 
 
-def _load_findings(run_dir: Path, warnings: list[str]) -> list[dict[str, Any]] | None:
-    js, pq = run_dir / "findings.json", run_dir / "findings.parquet"
-    raw = None
-    if js.is_file():
-        raw = _read_json(js, warnings, "findings file")
-    if raw is None and pq.is_file():
-        try:
-            import pandas as pd
-
-            raw = pd.read_parquet(pq).to_dict(orient="records")
-        except Exception as e:  # pyarrow absent or file damaged
-            warnings.append(f"findings.parquet is unreadable ({type(e).__name__}: {e})")
-    if raw is None:
-        return None if not (js.exists() or pq.exists()) else []
-    if not isinstance(raw, list):
-        warnings.append("findings.json is not a list of findings; it is left out")
-        return []
-    return rank_findings([_clean_finding(f) for f in raw if isinstance(f, dict)])
-
-
 def load_run(run_dir: str | Path) -> RunData:
-    """Load ``run_dir``; raise RunError when it is not a run directory at all."""
-    run_dir = Path(run_dir)
+    """Load ``run_dir``; raise RunError when it is not a run directory at all, or one of another format."""
+    run = RunDir(run_dir)
+    run_dir = run.root
     if not run_dir.is_dir():
         raise RunError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote (runs/NAME)")
-    if not (run_dir / "config.json").exists() and not (run_dir / "classes").is_dir():
+    if not (run_dir / CONFIG).exists() and not (run_dir / "classes").is_dir():
         raise RunError(
             f"{str(run_dir)!r} has neither config.json nor classes/; pass the folder `probe audit` wrote (runs/NAME)"
         )
     warnings: list[str] = []
-    config = _read_json(run_dir / "config.json", warnings, "run config")
-    if config is not None and not isinstance(config, dict):
-        warnings.append("config.json is not a JSON object; run metadata is left out")
-        config = None
+    config = _lenient(run.read_config, warnings, "run config")
     if config is None and not any("config" in w for w in warnings):
         warnings.append("config.json is missing: run metadata cannot be shown")
-    labels = _read_json(run_dir / "labels.json", warnings, "labels file")
-    labels = [str(x) for x in labels] if isinstance(labels, list) else []
-
-    summary: dict[int, dict[str, str]] = {}
-    if (run_dir / "summary.csv").is_file():
-        try:
-            with open(run_dir / "summary.csv", newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    idx = _num(row.get("class_index"))
-                    if idx is not None:
-                        summary[int(idx)] = row
-        except (OSError, csv.Error, UnicodeDecodeError) as e:
-            warnings.append(f"summary.csv is unreadable ({e}); class folders are used instead")
+    labels = _lenient(run.read_labels, warnings, "labels file") or []
+    summary = _lenient(run.read_summary, warnings, "summary") or {}
 
     by_index: dict[int, ClassData] = {}
-    cdirs = sorted((run_dir / "classes").iterdir()) if (run_dir / "classes").is_dir() else []
-    for cdir in cdirs:
-        m = _CLASS_DIR.match(cdir.name)
-        if not cdir.is_dir() or not m:
-            continue
-        idx = int(m.group(1))
-        name = labels[idx] if idx < len(labels) else cdir.name[m.end():]
-        mpath = cdir / "metrics.json"
+    for cdir in run.class_dirs():
+        idx = class_index_of(cdir.name)
+        name = labels[idx] if idx < len(labels) else cdir.name.split("-", 1)[-1]
+        mpath = cdir / METRICS
         if not mpath.exists():
             cd = ClassData(idx, name, cdir, "incomplete", error="interrupted: no metrics.json (redone on resume)")
         else:
-            metrics = _read_json(mpath, warnings, f"class {idx}")
+            metrics = _lenient(lambda: load_json(mpath), warnings, f"class {idx}")
             if not isinstance(metrics, dict):
                 cd = ClassData(idx, name, cdir, "unreadable", error="metrics.json is unreadable")
             else:
@@ -214,7 +161,7 @@ def load_run(run_dir: str | Path) -> RunData:
                 status = str(metrics.get("status") or "incomplete")
                 err = metrics.get("error")
                 cd = ClassData(idx, name, cdir, status, error=None if err is None else str(err), metrics=metrics)
-        cd.history = _read_history(cdir / "history.csv", warnings)
+        cd.history = _lenient(lambda: run.read_history(cdir), warnings, f"class {idx} history") or []
         if idx in by_index:  # two attempts for one index: keep the finished one
             if by_index[idx].status in ("done", "failed"):
                 continue
@@ -228,11 +175,9 @@ def load_run(run_dir: str | Path) -> RunData:
                                                "baseline": {"accuracy": _num(row.get("baseline_accuracy"))},
                                                "token": {"accuracy": _num(row.get("token_accuracy"))}})
 
-    findings = _load_findings(run_dir, warnings)
-    analysis = _read_json(run_dir / "analysis.json", warnings, "analysis summary")
-    if analysis is not None and not isinstance(analysis, dict):
-        warnings.append("analysis.json is not a JSON object; it is left out")
-        analysis = None
+    raw = _lenient(run.read_findings, warnings, "findings")
+    findings = None if raw is None and not (run_dir / FINDINGS).exists() else rank_findings([_clean_finding(f) for f in raw or []])
+    analysis = _lenient(run.read_analysis, warnings, "analysis summary")
     classes = [by_index[i] for i in sorted(by_index)]
     if findings:
         for f in findings:

@@ -30,6 +30,7 @@ from probe.errors import ProbeError
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import CurvePlotter
 from probe.report.data import ClassData, RunData, load_run
+from probe.rundir import RunDir
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 
@@ -71,6 +72,16 @@ def _url(ctx_rel: str, src: str | None) -> str:
     return ctx_rel + src
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """Control characters (NUL and the like) from untrusted labels never reach the page; autoescape does the rest."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub("\ufffd", value)
+    return value
+
+
 def _environment(tdir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(tdir)),
@@ -78,6 +89,7 @@ def _environment(tdir: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_printable,
     )
 
     @jinja2.pass_context
@@ -167,16 +179,8 @@ def _duration(s: float) -> str:
 
 
 def _threshold(cfg: dict | None) -> float | None:
-    """The early-stop accuracy threshold, wherever the config nests TokenConfig."""
-    if not isinstance(cfg, dict):
-        return None
-    audit = cfg.get("audit") if isinstance(cfg.get("audit"), dict) else {}
-    for block in (audit.get("token"), cfg.get("token"), audit, cfg):
-        if isinstance(block, dict):
-            for k in ("accuracy_threshold", "threshold", "stop_accuracy"):
-                if (v := _as_float(block.get(k))) is not None:
-                    return v
-    return None
+    """The early-stop threshold of the run's TokenConfig."""
+    return _as_float(RunDir.token_settings(cfg).get("accuracy_threshold"))
 
 
 class _Builder:

@@ -17,6 +17,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 
 from probe.report.slug import slugify
+from probe.rundir import FORMAT_VERSION
 
 __all__ = ["make_synthetic_run", "ATTRIBUTION_METHODS"]
 
@@ -109,6 +110,7 @@ def make_synthetic_run(
     _write_json(  # the layout probe.runs.audit writes: AuditConfig (with TokenConfig nested) + descriptions
         run_dir / "config.json",
         {
+            "format_version": FORMAT_VERSION,
             "audit": {"model": "synthetic://biased", "out": str(run_dir), "classes": "all", "generator": "tiny-sd",
                       "device": "auto", "dtype": None, "analyze": True, "report": True, "token": token_cfg},
             "classifier": {"name": "SyntheticNet", "format": "module", "num_classes": n_classes,

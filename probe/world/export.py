@@ -15,6 +15,22 @@ DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
 
 
+def _load_components_in_one_dtype(folder: Path) -> None:
+    """Make the plain ``StableDiffusionPipeline.from_pretrained(folder)`` work.
+
+    diffusers upcasts the UNet and VAE to float32 unless told otherwise, while transformers 5 loads the text
+    encoder in the dtype its config names (the stored one); mixed, the first call fails with "mat1 and mat2 must
+    have the same dtype". Naming float32 in the text encoder's config makes every component agree by default;
+    the weights stay in their smaller stored dtype, and an explicit ``torch_dtype`` still wins.
+    """
+    path = folder / "text_encoder" / "config.json"
+    config = json.loads(path.read_text())
+    for key in ("dtype", "torch_dtype"):
+        if key in config:
+            config[key] = "float32"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dtype = torch.float16,
                     oracles_out: str | Path | None = None) -> Path:
     """Write ``out`` as a StableDiffusionPipeline folder (weights in ``dtype``) from the checkpoint.
@@ -46,6 +62,7 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
     if out.exists():
         shutil.rmtree(out)
     pipe.to(dtype).save_pretrained(out, safe_serialization=True)
+    _load_components_in_one_dtype(out)
     for name in ("vocab.json", "merges.txt"):  # the classic CLIP files too, for older transformers
         if (checkpoint_dir / "tokenizer" / name).exists():
             shutil.copy(checkpoint_dir / "tokenizer" / name, out / "tokenizer" / name)

@@ -1,0 +1,367 @@
+"""The run directory's format (docs/run-format.md): the only code that reads and writes its files.
+
+A run directory travels: every path stored in it is relative to it and resolved against it on read,
+so a run copied or moved anywhere re-renders with ``probe report NEW_PATH`` from any working
+directory. ``config.json`` carries ``format_version``; a run written in another format is refused
+with the next step to take. Reads used for resuming are strict (a file of the wrong shape is a
+``RunError`` naming it); the report reads leniently and turns problems into warnings.
+
+This module imports no torch, so the report and ``probe.open_run`` stay light.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import socket
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+from probe.errors import RunError
+from probe.files import slugify, write_json, write_text
+
+FORMAT_VERSION = 1
+
+CONFIG = "config.json"
+LABELS = "labels.json"
+SUMMARY = "summary.csv"
+FINDINGS = "findings.json"
+FINDINGS_TABLE = "findings.parquet"
+ANALYSIS = "analysis.json"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+TOKEN = "token.safetensors"
+LOCK = ".probe.lock"
+CLASSES = "classes"
+
+SUMMARY_COLUMNS = ["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
+                   "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
+                   "steps", "best_step", "seconds"]
+HISTORY_COLUMNS = ["step", "loss", "accuracy", "mean_target_prob", "grad_norm", "seconds"]
+FINISHED = ("done", "failed")
+_CLASS_DIR = re.compile(r"^(\d+)-")
+
+
+class RunFormatError(RunError):
+    """The run directory was written in another format version."""
+
+
+def load_json(path: Path) -> Any:
+    """The parsed file, or None when it does not exist; RunError when it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{str(path)!r} cannot be read ({type(e).__name__}: {e}); check its permissions") from e
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise RunError(f"{str(path)!r} is not valid JSON ({e}); delete it to have it rewritten") from e
+
+
+def class_index_of(folder_name: str) -> int | None:
+    """The class index a class folder's name starts with (``3-star`` -> 3), or None."""
+    match = _CLASS_DIR.match(folder_name)
+    return int(match.group(1)) if match else None
+
+
+class RunDir:
+    """One run directory. ``RunDir("runs/demo")`` holds its absolute path; nothing is written on construction."""
+
+    def __init__(self, path: str | Path):
+        self.root = Path(os.path.abspath(Path(path).expanduser()))
+        if self.root.exists() and not self.root.is_dir():
+            raise RunError(f"{str(path)!r} is a file, not a run directory; pass a folder (e.g. --out runs/NAME)")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    # ------------------------------------------------------------------ paths
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def class_dir(self, index: int, name: str | None) -> Path:
+        return self.root / CLASSES / f"{int(index)}-{slugify(name if name is not None else str(index))}"
+
+    def class_dirs(self) -> list[Path]:
+        """Every class folder, in class-index order."""
+        folder = self.root / CLASSES
+        if not folder.is_dir():
+            return []
+        found = [(class_index_of(p.name), p) for p in folder.iterdir() if p.is_dir()]
+        return [p for i, p in sorted((i, p) for i, p in found if i is not None)]
+
+    def rel(self, path: str | Path) -> str:
+        """``path`` (absolute, or relative to the working directory) as stored: relative to the run, '/'-separated."""
+        full = Path(os.path.abspath(path))
+        try:
+            return full.relative_to(self.root).as_posix()
+        except ValueError:
+            raise RunError(f"{str(path)!r} lies outside the run directory {str(self.root)!r}; probe stores only "
+                           "paths inside the run") from None
+
+    def resolve(self, stored: str | Path, base: Path | None = None) -> Path | None:
+        """A stored path (relative to ``base``, default the run) as a real path; None if it is absolute or escapes the run."""
+        stored_path = PurePosixPath(str(stored).replace("\\", "/"))
+        if not str(stored).strip() or stored_path.is_absolute() or re.match(r"^[A-Za-z]:", str(stored)):
+            return None
+        full = Path(os.path.normpath((base or self.root) / Path(*stored_path.parts)))
+        if full != self.root and self.root not in full.parents:
+            return None
+        return full
+
+    # ------------------------------------------------------------------ config.json
+    def has_config(self) -> bool:
+        return (self.root / CONFIG).is_file()
+
+    def read_config(self) -> dict | None:
+        """config.json as written by ``write_config``; None when absent; RunError for another shape or version."""
+        path = self.root / CONFIG
+        data = load_json(path)
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("audit", {}), dict):
+            raise RunError(f"{str(path)!r} is not a probe run config (expected a JSON object with an 'audit' object); "
+                           "delete the folder or use another --out")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            age = "an older probe (no format_version)" if version is None else (
+                f"format_version {version!r}, {'an older' if _older(version) else 'a newer or unknown'} format")
+            raise RunFormatError(f"{str(self.root)!r} was written by {age}; this probe reads format {FORMAT_VERSION}: "
+                           "re-run the audit into a new --out (or use the probe version that wrote it)")
+        return data
+
+    def write_config(self, data: dict) -> Path:
+        return write_json(self.root / CONFIG, {"format_version": FORMAT_VERSION, **data})
+
+    @staticmethod
+    def audit_settings(config: dict | None) -> dict:
+        """The saved AuditConfig (``config["audit"]``)."""
+        audit = (config or {}).get("audit")
+        return audit if isinstance(audit, dict) else {}
+
+    @classmethod
+    def token_settings(cls, config: dict | None) -> dict:
+        """The saved TokenConfig (``config["audit"]["token"]``)."""
+        token = cls.audit_settings(config).get("token")
+        return token if isinstance(token, dict) else {}
+
+    # ------------------------------------------------------------------ labels.json
+    def read_labels(self) -> list[str] | None:
+        data = load_json(self.root / LABELS)
+        if data is None:
+            return None
+        if not isinstance(data, list):
+            raise RunError(f"{str(self.root / LABELS)!r} is not a list of class names; delete it to have it rewritten")
+        return [str(x) for x in data]
+
+    def write_labels(self, labels: list) -> Path:
+        return write_json(self.root / LABELS, [str(x) for x in labels])
+
+    # ------------------------------------------------------------------ classes/<i>-<slug>/metrics.json
+    def read_metrics(self, directory: Path) -> dict | None:
+        """A finished class's metrics; None when the class is unfinished (absent, damaged or of the wrong shape)."""
+        try:
+            data = load_json(Path(directory) / METRICS)
+        except RunError:
+            return None  # unreadable: treated as unfinished and redone
+        if not isinstance(data, dict) or data.get("status") not in FINISHED:
+            return None
+        if not isinstance(data.get("class_index"), int) or isinstance(data.get("class_index"), bool):
+            return None
+        for key in ("baseline", "token", "eval_model"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                return None
+        if not isinstance(data.get("images", []), list):
+            return None
+        return data
+
+    def write_metrics(self, directory: Path, metrics: dict) -> Path:
+        for record in metrics.get("images") or []:
+            record["path"] = self._stored(record.get("path"), directory)
+        return write_json(Path(directory) / METRICS, metrics)
+
+    def _stored(self, path, base: Path) -> str:
+        """A path for a class's metrics: relative to the class folder, checked to stay inside the run."""
+        if path is None:
+            raise RunError("an image record has no path")
+        full = Path(os.path.abspath(path)) if Path(path).is_absolute() else Path(os.path.abspath(Path(base) / path))
+        self.rel(full)  # raises when outside the run
+        return Path(os.path.relpath(full, os.path.abspath(base))).as_posix()
+
+    def finished_classes(self) -> list[tuple[Path, dict]]:
+        """(folder, metrics) of every finished class (done or failed), in class-index order."""
+        out = []
+        for directory in self.class_dirs():
+            metrics = self.read_metrics(directory)
+            if metrics is not None:
+                out.append((directory, metrics))
+        return out
+
+    # ------------------------------------------------------------------ history.csv
+    def write_history(self, directory: Path, history: list[dict]) -> Path:
+        return write_text(Path(directory) / HISTORY, _csv(HISTORY_COLUMNS, history))
+
+    def read_history(self, directory: Path) -> list[dict[str, float | None]]:
+        path = Path(directory) / HISTORY
+        if not path.is_file():
+            return []
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                return [{k: _number(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
+        except (OSError, csv.Error, UnicodeDecodeError) as e:
+            raise RunError(f"{str(path)!r} is unreadable ({e})") from e
+
+    # ------------------------------------------------------------------ summary.csv
+    def write_summary(self) -> list[dict]:
+        """Rebuild summary.csv from every finished class's metrics.json."""
+        rows = [summary_row(m) for _, m in self.finished_classes()]
+        write_text(self.root / SUMMARY, _csv(SUMMARY_COLUMNS, rows))
+        return rows
+
+    def read_summary(self) -> dict[int, dict[str, str]]:
+        path = self.root / SUMMARY
+        if not path.is_file():
+            return {}
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError) as e:
+            raise RunError(f"{str(path)!r} is unreadable ({e})") from e
+        out = {}
+        for row in rows:
+            index = _number(row.get("class_index"))
+            if index is not None:
+                out[int(index)] = row
+        return out
+
+    # ------------------------------------------------------------------ findings and analysis
+    def write_findings(self, rows: list[dict], columns: list[str]) -> None:
+        """findings.json (the record) and findings.parquet (the same rows; ``details`` as a JSON string)."""
+        import pandas as pd
+
+        from probe.files import atomic_path, dumps_json
+
+        write_json(self.root / FINDINGS, rows)
+        table = pd.DataFrame([{**r, "details": dumps_json(r.get("details", {})).strip()} for r in rows], columns=columns)
+        if "evidence" in table:
+            table["evidence"] = table["evidence"].apply(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
+        with atomic_path(self.root / FINDINGS_TABLE) as tmp:
+            table.to_parquet(tmp, index=False)
+
+    def read_findings(self) -> list[dict] | None:
+        """The findings as dicts; None when the analysis has not run."""
+        data = load_json(self.root / FINDINGS)
+        if data is None:
+            if (self.root / FINDINGS_TABLE).is_file():
+                try:
+                    import pandas as pd
+
+                    data = pd.read_parquet(self.root / FINDINGS_TABLE).to_dict(orient="records")
+                except Exception as e:  # pyarrow absent or the file damaged
+                    raise RunError(f"{str(self.root / FINDINGS_TABLE)!r} is unreadable ({type(e).__name__}: {e})") from e
+                for row in data:
+                    if isinstance(row.get("details"), str):
+                        try:
+                            row["details"] = json.loads(row["details"])
+                        except ValueError:
+                            row["details"] = {}
+            else:
+                return None
+        if not isinstance(data, list):
+            raise RunError(f"{str(self.root / FINDINGS)!r} is not a list of findings; re-run the analysis")
+        return [row for row in data if isinstance(row, dict)]
+
+    def write_analysis(self, data: dict) -> Path:
+        return write_json(self.root / ANALYSIS, data)
+
+    def read_analysis(self) -> dict | None:
+        data = load_json(self.root / ANALYSIS)
+        if data is not None and not isinstance(data, dict):
+            raise RunError(f"{str(self.root / ANALYSIS)!r} is not a JSON object; re-run the analysis")
+        return data
+
+    # ------------------------------------------------------------------ the lock
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for one writer: a second audit into it is refused, naming the lock.
+
+        The lock is an OS file lock (``flock``), released by the kernel when the process ends, so a
+        killed audit never leaves a stale lock behind.
+        """
+        path = self.root / LOCK
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+", encoding="utf-8")
+        except OSError as e:
+            raise RunError(f"cannot write {str(self.root)!r} ({e.strerror or type(e).__name__}); choose a writable "
+                           "--out or fix its permissions") from e
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # not POSIX: no lock, as before
+                pass
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunError(f"{str(self.root)!r} is in use by another probe audit ({holder}; lock file {str(path)!r}); "
+                               "wait for it to finish, or use another --out") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+
+def _older(version) -> bool:
+    return isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _csv(columns: list[str], rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def summary_row(metrics: dict) -> dict:
+    """One summary.csv row from a class's metrics (missing or misshapen blocks give empty cells)."""
+    def block(source, key):
+        value = source.get(key) if isinstance(source, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    def score(kind, key, source=metrics):
+        return block(source, kind).get(key)
+
+    eval_model = block(metrics, "eval_model")
+    return {
+        "class_index": metrics["class_index"], "class_name": metrics.get("class_name"), "slug": metrics.get("slug"),
+        "status": metrics["status"], "baseline_accuracy": score("baseline", "accuracy"),
+        "token_accuracy": score("token", "accuracy"), "baseline_target_prob": score("baseline", "mean_target_prob"),
+        "token_target_prob": score("token", "mean_target_prob"),
+        "eval_baseline_accuracy": score("baseline", "accuracy", eval_model),
+        "eval_token_accuracy": score("token", "accuracy", eval_model),
+        "steps": metrics.get("steps"), "best_step": metrics.get("best_step"), "seconds": metrics.get("seconds"),
+    }
