@@ -124,7 +124,7 @@ def print_summary(rows: list[dict]) -> None:
         return "" if value in (None, "") else f"{float(value):.{digits}f}"
 
     for r in rows:
-        table.add_row(escape(f"{r['class_index']} {r['class_name']}"), r["status"], cell(r["baseline_accuracy"]),
+        table.add_row(escape(f"{r['class_index']} {r['class_name'] or ''}".strip()), r["status"], cell(r["baseline_accuracy"]),
                       cell(r["token_accuracy"]), cell(r["eval_token_accuracy"]), str(r["steps"] or ""),
                       cell(r["seconds"], 1))
     console.print(table)

@@ -105,7 +105,7 @@ class AuditResult:
 
         head = "".join(f"<th>{escape(c)}</th>" for c in ("class", "status", "baseline acc", "token acc", "steps", "seconds"))
         body = "".join(
-            f"<tr><td>{escape(str(r['class_index']))} {escape(str(r['class_name']))}</td><td>{escape(r['status'])}</td>"
+            f"<tr><td>{escape(str(r['class_index']))} {escape(str(r['class_name'] or ''))}</td><td>{escape(r['status'])}</td>"
             f"<td>{_fmt(r['baseline_accuracy'])}</td><td>{_fmt(r['token_accuracy'])}</td>"
             f"<td>{escape(str(r['steps']))}</td><td>{_fmt(r['seconds'], 1)}</td></tr>" for r in self.rows)
         return f"<p>Run <code>{escape(str(self.run_dir))}</code></p><table><tr>{head}</tr>{body}</table>"

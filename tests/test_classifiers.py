@@ -357,7 +357,7 @@ def test_ambiguous_outputs_fail(second, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ClassifierError, match="no such file"):
         load_classifier(tmp_path / "nope.pt")
-    with pytest.raises(ClassifierError, match="huggingface-cli download google/vit-base --local-dir"):
+    with pytest.raises(ClassifierError, match="`hf download google/vit-base --local-dir DIR`"):
         load_classifier("google/vit-base")
 
 

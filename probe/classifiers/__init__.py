@@ -18,6 +18,11 @@ format               spec                                        needs        la
 ``module``           an ``nn.Module`` object (Python API)         nothing      yes
 ===================  ==========================================  ===========  =====================
 
+Loading never runs code from a file without ``trust_pickle``: a ``.pt2`` whose archive holds
+entries that ``torch.export.load`` would unpickle (``use_pickle`` payloads, non-tensor sample
+inputs, compiled AOTInductor code; see :mod:`probe.classifiers.export_archive`) is refused,
+as is a whole pickled module.
+
 ``arch`` is ``"timm:NAME"`` or ``"torchvision:NAME"``; the number of classes is read
 from the state dict's head. Sidecars next to a model file ``X.ext``: ``X.labels.txt``
 (or ``.json`` / ``.csv``) and ``X.data.json`` (input_size, mean, std, crop_pct,

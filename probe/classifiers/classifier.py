@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from probe.classifiers.data_config import DataConfig
+from probe.classifiers.failures import is_shape_error, summarize
 from probe.classifiers.labels import is_generic, split_synonyms
 from probe.classifiers.outputs import extract_logits
 from probe.classifiers.preprocess import Preprocess
@@ -45,9 +46,16 @@ class Classifier(nn.Module):
         self.data_config = data_config or DataConfig()
         self.preprocess = Preprocess(self.data_config)
         self.num_classes = int(num_classes)
-        if labels is None:
+        if labels is None or (len(labels) > 0 and all(n is None for n in labels)):
+            # No names: each class is called by its index, never "None".
             labels = [str(i) for i in range(self.num_classes)]
             labels_source = None
+        unnamed = [i for i, n in enumerate(labels) if n is None or not str(n).strip()]
+        if unnamed:
+            raise LabelsError(
+                f"labels: class {unnamed[0]} has no name ({labels[unnamed[0]]!r}); give every class a "
+                "non-empty name, or pass labels=None to call classes by their index"
+            )
         if len(labels) != self.num_classes:
             raise LabelsError(
                 f"labels: {len(labels)} names for {self.num_classes} classes; give one name per class"
@@ -82,10 +90,15 @@ class Classifier(nn.Module):
         except ClassifierError:
             raise
         except Exception as e:
+            summary = summarize(e)
+            fix = (
+                "check --input-size"
+                if is_shape_error(summary)
+                else "the error comes from the model's own forward: fix the model, or check that it runs on this device"
+            )
             raise ClassifierError(
                 f"classifier {self.name!r} failed on a preprocessed batch of shape {tuple(x.shape)} "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); check --input-size "
-                "and that the model runs on this device"
+                f"({summary}); {fix}"
             ) from e
         return extract_logits(out, x.shape[0], f"classifier {self.name!r}")
 

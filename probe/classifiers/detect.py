@@ -28,10 +28,35 @@ from probe.errors import ClassifierError
 FORMATS = ("export", "torchscript", "torch_save", "safetensors", "huggingface")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_FILE_SUFFIXES = (
+    ".pt", ".pt2", ".pth", ".ckpt", ".bin", ".safetensors", ".ts", ".jit", ".onnx", ".pkl", ".pickle",
+    ".h5", ".keras", ".pb", ".tflite", ".json", ".txt", ".zip", ".tar", ".gz", ".npz", ".npy",
+)
 _SUGGEST = (
     "save it with torch.export.save (.pt2), torch.jit.save, torch.save(model.state_dict()) "
     "or safetensors, or point at a Hugging Face model folder"
 )
+
+
+def looks_like_hub_id(raw: str) -> bool:
+    """``owner/name`` as typed: one slash, no model-file extension, not a path to a local folder."""
+    if not _HUB_ID.match(raw) or raw.startswith(("./", "../", "~")) or "\\" in raw:
+        return False
+    owner = raw.split("/", 1)[0]
+    if Path(raw).suffix.lower() in _FILE_SUFFIXES or owner in (".", ".."):
+        return False
+    return not Path(owner).expanduser().is_dir()  # "models/nope" next to a models/ folder is a local path
+
+
+def missing(raw: str) -> ClassifierError:
+    """The error for a model path that does not exist, with a hub hint only for hub-like ids."""
+    if looks_like_hub_id(raw):
+        return ClassifierError(
+            f"model {raw}: no such file or folder; if it is a Hugging Face hub id, probe does not download "
+            f"classifiers: run `hf download {raw} --local-dir DIR` and pass DIR, otherwise check the path"
+        )
+    where = "" if Path(raw).expanduser().is_absolute() else f" (relative to {Path.cwd()})"
+    return ClassifierError(f"model {raw}: no such file or folder (the file does not exist); check the path{where}")
 
 
 def looks_like_factory(spec: str) -> bool:
@@ -94,14 +119,10 @@ def _safetensors_header(path: Path, head: bytes, size: int) -> bool:
 
 def detect_format(path: str | Path) -> str:
     """Return one of :data:`FORMATS` for a file or folder, or raise :class:`ClassifierError`."""
+    raw = path if isinstance(path, str) else str(path)
     path = Path(path).expanduser()
     if not path.exists():
-        if _HUB_ID.match(str(path)):
-            raise ClassifierError(
-                f"model {path}: no such file or folder; check the path, or if it is a Hugging Face hub id "
-                f"(not fetched for classifiers), run `huggingface-cli download {path} --local-dir DIR` and pass DIR"
-            )
-        raise ClassifierError(f"model {path}: no such file or folder; check the path")
+        raise missing(raw)
     if path.is_dir():
         if (path / "config.json").is_file():
             return "huggingface"

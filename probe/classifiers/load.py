@@ -13,6 +13,7 @@ from probe.classifiers import data_config as dc
 from probe.classifiers import loaders
 from probe.classifiers.classifier import Classifier, freeze
 from probe.classifiers.detect import detect_format, looks_like_factory
+from probe.classifiers.failures import is_shape_error, summarize
 from probe.devices import resolve_device
 from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
 from probe.classifiers.outputs import extract_logits
@@ -56,13 +57,13 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
     if isinstance(spec, str) and looks_like_factory(spec):
         return loaders.load_factory(spec), None
     path = Path(spec).expanduser()
-    fmt = detect_format(path)
+    fmt = detect_format(spec)
     if arch and fmt in ("export", "torchscript", "huggingface"):
         raise ClassifierError(
             f"arch {arch!r}: {path} is a {fmt} model that carries its own architecture; drop --arch"
         )
     if fmt == "export":
-        return loaders.load_export(path), path
+        return loaders.load_export(path, trust_pickle=trust_pickle), path
     if fmt == "torchscript":
         return loaders.load_torchscript(path), path
     if fmt == "safetensors":
@@ -93,10 +94,15 @@ def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
                         f"model {loaded.source}: the exported program accepts only batch size 1; export it "
                         "with a dynamic batch dimension: dynamic_shapes=({0: torch.export.Dim('batch')},)"
                     ) from e
+            summary = summarize(e)
+            fix = (
+                "set the input size the model expects with --input-size (or a .data.json sidecar)"
+                if is_shape_error(summary)
+                else f"the error comes from the model's own forward: fix the model, or check it runs on {clf.device}"
+            )
             raise ClassifierError(
                 f"model {loaded.source or loaded.name}: a test forward pass on a {tuple(x.shape)} batch failed "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set the input size "
-                "the model expects with --input-size (or a .data.json sidecar)"
+                f"({summary}); {fix}"
             ) from e
     logits = extract_logits(out, _PROBE_BATCH, f"model {loaded.source or loaded.name}")
     return int(logits.shape[1])
@@ -170,7 +176,7 @@ def load_classifier(
     extra: dict[str, Any] = {}
     if path is not None:
         extra["sha256"] = _sha256(path)
-    if trust_pickle and loaded.format == "pickle":
+    if trust_pickle and (loaded.format == "pickle" or loaded.trusted_pickle):
         extra["trust_pickle"] = True
     result = Classifier(
         model,

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import importlib
 import io
+import logging
 import pickle
 import pickletools
 import re
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from probe.classifiers import data_config as dc
+from probe.classifiers.export_archive import unsafe_entries
 from probe.classifiers.labels import is_generic
 from probe.errors import ClassifierError
 
@@ -45,6 +47,7 @@ class Loaded:
     data: dict[str, Any] = field(default_factory=dict)
     data_source: str | None = None
     supports_hooks: bool = True
+    trusted_pickle: bool = False  # loading ran pickled code, allowed by trust_pickle
 
 
 @contextlib.contextmanager
@@ -68,7 +71,9 @@ def introspect(model: nn.Module) -> tuple[dict[str, Any], list[str] | None, str 
     id2label = getattr(getattr(model, "config", None), "id2label", None)
     if isinstance(id2label, Mapping) and id2label:
         try:
-            names = [str(id2label[i]) for i in range(len(id2label))]
+            raw = [id2label[i] for i in range(len(id2label))]
+            # A missing or empty name (None, "") leaves the classes to be called by their index.
+            names = [str(n) for n in raw] if all(isinstance(n, str) and n.strip() for n in raw) else None
         except KeyError:
             names = None
         if names and not is_generic(names):
@@ -140,18 +145,78 @@ def load_torchscript(path: Path) -> Loaded:
     return Loaded(model=model, format="torchscript", name=path.stem, source=str(path), supports_hooks=False)
 
 
-def load_export(path: Path) -> Loaded:
+_EXPORT_LOGGERS = ("torch.export", "torch._export")
+
+
+class _Collect(logging.Handler):
+    """Keeps torch's log records instead of printing them (some of its format strings are broken)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:  # no formatting: nothing can fail here
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _collect_export_logs() -> Iterator[_Collect]:
+    """torch.export.load logs tracebacks (and, on its pickle fallback, a malformed message) to stderr."""
+    handler = _Collect()
+    saved = []
+    # torch gives some of its loggers their own stderr handler (propagate=False): take over each one.
+    names = set(_EXPORT_LOGGERS) | {
+        n for n in list(logging.root.manager.loggerDict) if n.startswith(tuple(f"{b}." for b in _EXPORT_LOGGERS))
+    }
+    for name in sorted(names):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, list(logger.handlers)))
+        logger.handlers = [handler]
+        logger.propagate = False
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*buffer is not writable.*")
-            program = torch.export.load(str(path))
-            model = program.module()
-    except Exception as e:
+        yield handler
+    finally:
+        for logger, propagate, handlers in saved:
+            logger.handlers = handlers
+            logger.propagate = propagate
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = _ANSI.sub("", str(e)).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
+    # 1. torch.export.load unpickles some entries with code execution: check the archive first.
+    unsafe = unsafe_entries(path)
+    if unsafe and not trust_pickle:
+        shown = "; ".join(unsafe[:3]) + (f"; ... ({len(unsafe)} in all)" if len(unsafe) > 3 else "")
         raise ClassifierError(
-            f"model {path}: torch.export program could not be loaded ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''}); the file may be truncated or saved by a "
-            "newer torch, export it again with torch.export.save"
-        ) from e
+            f"model {path}: the archive contains pickled entries that would run code when loaded ({shown}); "
+            "re-export the model with torch.export.save from a trusted source, or pass --trust-pickle "
+            "(trust_pickle=True) only if you trust this file"
+        )
+    # 2. Load, keeping torch's log output (tracebacks of its fallbacks) off the user's terminal.
+    with _collect_export_logs() as logs:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*buffer is not writable.*")
+                program = torch.export.load(str(path))
+                model = program.module()
+        except Exception as e:
+            cause = next(
+                (r.exc_info[1] for r in logs.records if r.exc_info and r.exc_info[1] is not None), None
+            )
+            detail = f"{type(e).__name__}: {_first_line(e)}"
+            if cause is not None:
+                detail += f"; first error: {type(cause).__name__}: {_first_line(cause, 160)}"
+            raise ClassifierError(
+                f"model {path}: torch.export program could not be loaded ({detail}); the file may be "
+                "truncated or saved by a newer torch, export it again with torch.export.save"
+            ) from e
     data: dict[str, Any] = {}
     try:
         args = program.example_inputs[0] if program.example_inputs else ()
@@ -162,6 +227,7 @@ def load_export(path: Path) -> Loaded:
     return Loaded(
         model=model,
         format="export",
+        trusted_pickle=bool(unsafe),
         name=path.stem,
         source=str(path),
         data=data,
@@ -171,6 +237,69 @@ def load_export(path: Path) -> Loaded:
 
 
 # --------------------------------------------------------------------------- state dicts
+
+
+_MAGIC = getattr(torch.serialization, "MAGIC_NUMBER", 0x1950A86A20F9469CFC6C)
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+_LIBRARY_MODULES = ("torch", "collections", "builtins", "copyreg", "_codecs", "numpy")
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _scan(stream: Any) -> list[tuple[str, Any]]:
+    """Opcodes of one pickle up to its STOP (reads, never executes); :class:`_Truncated` if it ends early."""
+    try:
+        # Large byte payloads (tensor data in a plain pickle) are not kept: only names and small arguments.
+        return [
+            (op.name, None if isinstance(arg, (bytes, bytearray)) and len(arg) > 256 else arg)
+            for op, arg, _pos in pickletools.genops(stream)
+        ]
+    except ValueError as e:
+        if any(w in str(e) for w in ("exhausted", "not enough data", "remain")):
+            raise _Truncated(str(e)) from e
+        raise
+    except EOFError as e:
+        raise _Truncated(str(e)) from e
+
+
+def _raw_pickle_kind(path: Path) -> str:
+    """``"legacy"`` (torch.save with _use_new_zipfile_serialization=False) or ``"plain"`` (pickle.dumps)."""
+    try:
+        with open(path, "rb") as f:
+            ops = _scan(f)
+    except _Truncated as e:
+        raise ClassifierError(
+            f"model {path}: the pickle data ends early, so the file is truncated or corrupt; save or copy it again"
+        ) from e
+    except (ValueError, OSError) as e:
+        raise ClassifierError(
+            f"model {path}: not a valid pickle stream ({e}); the file is corrupt, save or copy it again"
+        ) from e
+    values = [arg for name, arg in ops if name not in ("PROTO", "FRAME", "STOP", "MEMOIZE", "PUT", "BINPUT")]
+    return "legacy" if values == [_MAGIC] else "plain"
+
+
+def _first_global(path: Path) -> str:
+    """The first non-library class or function a plain pickle refers to (for the error message)."""
+    try:
+        with open(path, "rb") as f:
+            ops = _scan(f)
+    except Exception:
+        return ""
+    strings: list[str] = []
+    for name, arg in ops:
+        if name in _STRING_OPS and isinstance(arg, (str, bytes)):
+            strings.append(arg if isinstance(arg, str) else arg.decode("latin-1"))
+        ref = None
+        if name in ("GLOBAL", "INST") and isinstance(arg, str):
+            ref = arg.replace(" ", ".")
+        elif name == "STACK_GLOBAL" and len(strings) >= 2:
+            ref = f"{strings[-2]}.{strings[-1]}"
+        if ref and ref.split(".", 1)[0] not in _LIBRARY_MODULES:
+            return ref
+    return ""
 
 
 def _pickle_streams_complete(path: Path) -> bool:
@@ -187,8 +316,7 @@ def _pickle_streams_complete(path: Path) -> bool:
         for stream in streams:
             try:
                 for _ in range(count):
-                    for _op in pickletools.genops(stream):
-                        pass
+                    _scan(stream)
             finally:
                 stream.close()
         return True
@@ -196,9 +324,16 @@ def _pickle_streams_complete(path: Path) -> bool:
         return False
 
 
+def _torch_load(path: Path, *, weights_only: bool) -> Any:
+    # An open file, not the path: torch.load reads any "*.safetensors" path as safetensors, whatever its bytes.
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*pickle protocol.*")
+        return torch.load(f, map_location="cpu", weights_only=weights_only)
+
+
 def _weights_only_load(path: Path) -> Any:
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        return _torch_load(path, weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         if "weights only load failed" in text.lower() or "weights_only" in text.lower():
@@ -256,24 +391,51 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
     )
 
 
-def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Loaded:
+def _needs_code(path: Path, err: BaseException) -> ClassifierError:
+    return ClassifierError(
+        f"model {path}: unpickling needs the model's code ({type(err).__name__}: {_first_line(err)}); make its "
+        "package importable (PYTHONPATH), or save a TorchScript / torch.export / state dict file instead"
+    )
+
+
+def _untrusted(path: Path, refs: str, what: str = "a pickled Python object") -> ClassifierError:
+    shown = f" (it references {refs})" if refs else ""
+    return ClassifierError(f"model {path}: is {what}, not plain weights{shown}; {_PICKLE_FIX}")
+
+
+def _trusted_pickle_load(path: Path) -> Any:
+    """A bare ``pickle.dumps`` stream (not torch.save): only plain pickle reads it. Runs code: trusted only."""
     try:
-        obj = _weights_only_load(path)
-    except _NeedsPickle as e:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pickle.load(f)
+    except (AttributeError, ModuleNotFoundError, ImportError) as err:
+        raise _needs_code(path, err) from err
+    except Exception as err:
+        raise ClassifierError(
+            f"model {path}: unpickling the file failed ({type(err).__name__}: {_first_line(err, 160)}); "
+            "save the model again, preferably with torch.export.save or as a state dict"
+        ) from err
+
+
+def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Loaded:
+    if not zipfile.is_zipfile(path) and _raw_pickle_kind(path) == "plain":
+        # pickle.dumps(model) rather than torch.save: torch.load cannot read it, and reading it runs code.
         if not trust_pickle:
-            refs = f" (it references {e.args[0]})" if e.args and e.args[0] else ""
-            raise ClassifierError(
-                f"model {path}: is a pickled Python object, not plain weights{refs}; {_PICKLE_FIX}"
-            ) from e
+            raise _untrusted(path, _first_global(path), "a raw Python pickle (pickle.dumps)")
+        obj = _trusted_pickle_load(path)
+    else:
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
-        except (AttributeError, ModuleNotFoundError, ImportError) as err:
-            raise ClassifierError(
-                f"model {path}: unpickling needs the model's code ({type(err).__name__}: {err}); make its package "
-                "importable (PYTHONPATH), or save a TorchScript / torch.export / state dict file instead"
-            ) from err
-        except Exception as err:
-            raise _corrupt(path, err) from err
+            obj = _weights_only_load(path)
+        except _NeedsPickle as e:
+            if not trust_pickle:
+                raise _untrusted(path, e.args[0] if e.args else "") from e
+            try:
+                obj = _torch_load(path, weights_only=False)
+            except (AttributeError, ModuleNotFoundError, ImportError) as err:
+                raise _needs_code(path, err) from err
+            except Exception as err:
+                raise _corrupt(path, err) from err
     obj = _unwrap_checkpoint(obj, path)
     if isinstance(obj, nn.Module):
         loaded = load_module(obj)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from probe.classifiers.labels import split_synonyms
 from probe.errors import LabelsError
 
-_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$", re.ASCII)  # ASCII: "²" or "３" are not indices
 
 
 def _norm(name: str) -> str:
@@ -87,7 +87,7 @@ def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int
 
     out: list[int] = []
     for item in raw_items:
-        if item.isdigit():
+        if item.isascii() and item.isdigit():
             i = int(item)
             if i >= n:
                 raise LabelsError(f"classes: index {i} is out of range; the classifier has classes 0-{n - 1}")

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe.rundir import RunDir
 from probe.runs import AuditConfig, AuditResult, audit
 from probe.tokens import TokenConfig
 
@@ -81,10 +82,11 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
         base = sum(float(r["baseline_accuracy"]) for r in done) / len(done)
         tok = sum(float(r["token_accuracy"]) for r in done) / len(done)
         lines.append(f"mean accuracy of generated images: baseline prompt {base:.2f}, with the class token {tok:.2f}")
-    if not (result.run_dir / "findings.json").is_file():
+    run = RunDir(result.run_dir)
+    if run.read_findings() is None:
         return "\n".join(lines)
-    findings = read_findings(result.run_dir)
-    labels = json.loads((result.run_dir / "labels.json").read_text())
+    findings = read_findings(run.root)
+    labels = run.read_labels() or []
     audited = {r["class_name"] for r in done}
     planted = {k: v for k, v in (bundled_bias(classifier) or {}).items() if k in audited}
     for check in planted_cue_recovery(findings, labels, planted):

@@ -1,0 +1,354 @@
+"""Hostile and careless classifier files: refused or explained in one line, never executed.
+
+Each crafted file is first shown to be a real attack (plain ``torch.export.load`` runs
+its payload, which creates a marker file), so the refusal cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import warnings
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from probe.classifiers import Classifier, load_classifier, select_classes
+from probe.errors import ClassifierError, LabelsError
+
+SIZE = 16
+
+
+class SmallNet(nn.Module):
+    """A small conv net (importable from this module, so whole-module pickles can be loaded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class Payload:
+    """Unpickling this creates ``marker``: stands in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _net() -> SmallNet:
+    torch.manual_seed(0)
+    return SmallNet().eval()
+
+
+@pytest.fixture(scope="module")
+def good_pt2(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("export") / "good.pt2"
+    x = torch.rand(2, 3, SIZE, SIZE)
+    ep = torch.export.export(_net(), (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, str(path))
+    return path
+
+
+def _rewrite(src: Path, dst: Path, edit, extra: dict[str, bytes] | None = None) -> Path:
+    """Copy the zip ``src`` to ``dst``, passing each member's bytes through ``edit(name, data)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, edit(info.filename, zin.read(info.filename)))
+        for name, data in (extra or {}).items():
+            zout.writestr(name, data)
+    return dst
+
+
+def _edit_config(suffix: str, change):
+    def edit(name: str, data: bytes) -> bytes:
+        if name.endswith(suffix):
+            cfg = json.loads(data)
+            change(cfg["config"])
+            return json.dumps(cfg).encode()
+        return data
+
+    return edit
+
+
+def _craft(kind: str, good: Path, tmp_path: Path, marker: Path) -> Path:
+    evil = pickle.dumps(Payload(marker))
+    dst = tmp_path / f"{kind}.pt2"
+    if kind == "sample_inputs":
+        return _rewrite(good, dst, lambda n, d: evil if n.endswith("data/sample_inputs/model.pt") else d)
+    if kind == "use_pickle_weight":
+        def change(config):
+            first = next(iter(config))
+            config[first]["use_pickle"] = True
+            config[first]["path_name"] = "weight_0"
+
+        edit = _edit_config("_weights_config.json", change)
+        return _rewrite(good, dst, lambda n, d: evil if n.endswith("data/weights/weight_0") else edit(n, d))
+    if kind == "opaque_constant":
+        def add(config):
+            config["evil"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+
+        root = zipfile.ZipFile(good).namelist()[0].split("/", 1)[0]
+        return _rewrite(good, dst, _edit_config("_constants_config.json", add),
+                        {f"{root}/data/constants/opaque_obj_0": evil})
+    if kind == "legacy_fallback":
+        # An unknown constant type makes the new-layout loader raise RuntimeError; torch.export.load then
+        # falls back to the pre-2.7 layout, whose serialized_*.pt entries it unpickles.
+        from torch._export.serde.schema import SCHEMA_VERSION
+
+        def bogus(config):
+            config["bogus"] = {"path_name": "bogus_0", "is_param": False, "use_pickle": False, "tensor_meta": None}
+
+        with zipfile.ZipFile(good) as zf:
+            program = zf.read(next(n for n in zf.namelist() if n.endswith("models/model.json")))
+        return _rewrite(good, dst, _edit_config("_constants_config.json", bogus), {
+            "version": ".".join(map(str, SCHEMA_VERSION)).encode(),
+            "serialized_exported_program.json": program,
+            "serialized_state_dict.pt": evil,
+            "serialized_constants.pt": evil,
+            "serialized_example_inputs.pt": evil,
+        })
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["sample_inputs", "use_pickle_weight", "opaque_constant", "legacy_fallback"])
+def test_crafted_pt2_is_refused_without_running_its_pickle(good_pt2, tmp_path, capfd, kind):
+    marker = tmp_path / "payload_ran"
+    evil = _craft(kind, good_pt2, tmp_path, marker)
+    # The file is a real attack: torch's own loader runs the payload.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.export.load(str(evil))
+        except Exception:
+            pass
+    assert marker.exists(), "the crafted file should run its payload under plain torch.export.load"
+    marker.unlink()
+    capfd.readouterr()
+
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(evil)
+    msg = str(info.value)
+    assert not marker.exists(), "load_classifier ran the pickled payload"
+    assert "pickled entries that would run code" in msg and "--trust-pickle" in msg
+    assert "torch.export.save" in msg and "\n" not in msg
+    err = capfd.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+
+
+def test_compiled_code_in_pt2_is_refused(good_pt2, tmp_path):
+    root = zipfile.ZipFile(good_pt2).namelist()[0].split("/", 1)[0]
+    evil = _rewrite(good_pt2, tmp_path / "aoti.pt2", lambda n, d: d,
+                    {f"{root}/data/aotinductor/model/model.so": b"\x7fELF not really"})
+    with pytest.raises(ClassifierError, match="AOTInductor.*--trust-pickle"):
+        load_classifier(evil)
+
+
+def test_duplicate_member_names_are_refused(good_pt2, tmp_path):
+    # zipfile reads the last of two same-named entries; torch's reader may read the first.
+    name = next(n for n in zipfile.ZipFile(good_pt2).namelist() if n.endswith("sample_inputs/model.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        dup = _rewrite(good_pt2, tmp_path / "dup.pt2", lambda n, d: d, {name: b"x"})
+    with pytest.raises(ClassifierError, match="twice"):
+        load_classifier(dup)
+
+
+def test_legitimate_pt2_files_load_without_trust(good_pt2, capfd):
+    clf = load_classifier(good_pt2)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), _net()(clf.preprocess(x)), atol=1e-5)
+    assert clf.data_config.input_size == (3, SIZE, SIZE)
+    assert "trust_pickle" not in clf.describe()
+    bundled = Path(__file__).parents[1] / "probe" / "world" / "assets" / "classifiers"
+    for name in ("biased", "clean"):
+        assert load_classifier(bundled / f"{name}.pt2").num_classes == 6
+    assert "Logging error" not in capfd.readouterr().err
+
+
+def test_trusted_pt2_with_pickled_inputs_loads_quietly(good_pt2, tmp_path, capfd):
+    """A harmless non-tensor sample input needs trust; with it, torch's broken fallback log stays quiet."""
+    x = torch.rand(2, 3, SIZE, SIZE)
+    x.note = Fraction(1, 2)  # a Python attribute: not on torch's weights-only allowlist
+    buf = io.BytesIO()
+    torch.save(((x,), {}), buf)
+    path = _rewrite(good_pt2, tmp_path / "fraction.pt2",
+                    lambda n, d: buf.getvalue() if n.endswith("sample_inputs/model.pt") else d)
+    with pytest.raises(ClassifierError, match="--trust-pickle"):
+        load_classifier(path)
+    capfd.readouterr()
+    clf = load_classifier(path, trust_pickle=True)
+    assert clf.num_classes == 3 and clf.describe()["trust_pickle"] is True
+    err = capfd.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- raw pickles
+
+
+def test_raw_pickle_stream(tmp_path):
+    net = _net()
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(net))
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(path, input_size=SIZE)
+    msg = str(info.value)
+    assert "--trust-pickle" in msg and "truncated" not in msg and "SmallNet" in msg
+    clf = load_classifier(path, trust_pickle=True, input_size=SIZE)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), net(clf.preprocess(x)), atol=1e-6)
+    assert clf.format == "pickle" and clf.describe()["trust_pickle"] is True
+
+
+def test_only_a_truncated_pickle_says_truncated(tmp_path):
+    data = pickle.dumps(_net())
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(data[: len(data) // 2])
+    for trust in (False, True):
+        with pytest.raises(ClassifierError, match="truncated"):
+            load_classifier(cut, trust_pickle=trust)
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ClassifierError, match="--trust-pickle") as info:
+        load_classifier(evil)
+    assert "truncated" not in str(info.value).replace(str(evil), "") and not marker.exists()
+
+
+# ----------------------------------------------------------------------------- misnamed files
+
+
+def test_torch_save_named_safetensors_is_read_by_its_bytes(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()
+    path = tmp_path / "weights.safetensors"
+    torch.save(net.state_dict(), path)
+    clf = load_classifier(path, arch="timm:test_resnet")
+    assert clf.format == "state_dict" and clf.num_classes == 3
+    x = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), net(clf.preprocess(x)), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- errors inside forward
+
+
+class Raises(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:
+            raise ValueError("calibration table missing for this checkpoint")
+        return x
+
+
+class WrongWidth(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def _script(module: nn.Module, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+def test_torchscript_forward_error_keeps_the_users_message(tmp_path):
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(_script(Raises(), tmp_path / "raises.ts"))
+    msg = str(info.value)
+    assert "ValueError: calibration table missing for this checkpoint" in msg
+    assert "--input-size" not in msg and "TorchScript interpreter" not in msg and "\n" not in msg
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(Raises())
+    assert "calibration table missing" in str(info.value) and "--input-size" not in str(info.value)
+
+
+def test_torchscript_shape_error_still_names_the_input_size(tmp_path):
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(_script(WrongWidth(), tmp_path / "wide.ts"))
+    msg = str(info.value)
+    assert "mat1 and mat2 shapes cannot be multiplied" in msg and "--input-size" in msg
+
+
+# ----------------------------------------------------------------------------- --classes
+
+
+@pytest.mark.parametrize("spec", ["²", "1²", "３", "¹-²"])
+def test_non_ascii_digits_are_not_indices(spec):
+    with pytest.raises(LabelsError, match="unknown class name") as info:
+        select_classes(spec, ["cat", "dog", "fox", "owl"])
+    assert repr(spec) in str(info.value)
+
+
+def test_ascii_indices_still_work():
+    assert select_classes("2,0-1", ["cat", "dog", "fox"]) == [2, 0, 1]
+
+
+# ----------------------------------------------------------------------------- missing paths
+
+
+@pytest.mark.parametrize("spec", ["models/nope.pt2", "./nope", "nope.pt", "/no/such/dir/model.pt", "~/nope.pth",
+                                  "org/model.safetensors"])
+def test_missing_local_path_says_so_without_hub_advice(spec):
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(spec)
+    msg = str(info.value)
+    assert "does not exist" in msg and "check the path" in msg
+    assert "download" not in msg and "huggingface" not in msg.lower()
+
+
+def test_missing_path_next_to_a_local_folder_is_local(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ClassifierError) as info:
+        load_classifier("models/nope")
+    assert "does not exist" in str(info.value) and "download" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["google/vit-base-patch16-224", "timm/resnet50.a1_in1k"])
+def test_hub_id_gets_hf_download_advice(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(spec)
+    msg = str(info.value)
+    assert f"`hf download {spec} --local-dir DIR`" in msg and "huggingface-cli" not in msg
+
+
+# ----------------------------------------------------------------------------- unnamed classes
+
+
+def test_classes_without_labels_are_named_by_index():
+    clf = load_classifier(_net(), input_size=SIZE)
+    assert clf.labels == ["0", "1", "2"] and not clf.has_names
+    assert [t["label"] for t in clf.topk(torch.rand(1, 3, SIZE, SIZE), k=3)[0]] != [None] * 3
+    assert all(isinstance(t["label"], str) and t["label"] != "None"
+               for t in clf.topk(torch.rand(1, 3, SIZE, SIZE), k=3)[0])
+    direct = Classifier(_net(), num_classes=3, labels=[None, None, None])
+    assert direct.labels == ["0", "1", "2"] and "None" not in repr(direct)
+    with pytest.raises(LabelsError, match="class 1 has no name"):
+        Classifier(_net(), num_classes=3, labels=["cat", None, "fox"])
+
+
+def test_model_config_with_empty_names_falls_back_to_indices():
+    net = _net()
+    net.config = type("Config", (), {"id2label": {0: None, 1: None, 2: None}})()
+    clf = load_classifier(net, input_size=SIZE)
+    assert clf.labels == ["0", "1", "2"] and clf.labels_source is None
