@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,3 +30,23 @@ def tiny_generator(tiny_sd_path):
     from probe.generators import load_generator
 
     return load_generator(tiny_sd_path, device="cpu")
+
+
+def probe_script() -> str:
+    """The console script the README's commands run (installed beside this Python)."""
+    script = Path(sys.executable).with_name("probe")
+    return str(script) if script.is_file() else "probe"
+
+
+@pytest.fixture(scope="session")
+def readme_demo(tmp_path_factory) -> Path:
+    """`probe demo` exactly as the README types it: from the working directory, default (relative) output.
+
+    Reduced to one class so the suite stays within its budget; the run goes to ./runs/demo.
+    """
+    cwd = tmp_path_factory.mktemp("newcomer")
+    done = subprocess.run([probe_script(), "demo", "--classes", "star", "--quiet"], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
+    return cwd

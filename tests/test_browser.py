@@ -187,3 +187,30 @@ def test_content_security_policy_blocks_an_injected_inline_script(driver, report
         assert logs and all("Content Security Policy" in e["message"] for e in logs)
     finally:
         tampered.unlink()
+
+
+def test_the_readme_demo_report_after_a_move_in_chromium(driver, readme_demo, tmp_path):
+    """The newcomer's path: the README's `probe demo` report, moved elsewhere, opens with every image and overlay."""
+    from selenium.webdriver.common.by import By
+
+    moved = tmp_path / "copied" / "demo"
+    shutil.copytree(readme_demo / "runs" / "demo", moved)
+    shutil.rmtree(readme_demo / "runs" / "demo" / "report")  # nothing may point back at the original
+    try:
+        driver.get((moved / "report" / "index.html").as_uri())
+        assert "probe audit report" in driver.title
+        assert severe_logs(driver) == []
+        assert wait_images(driver) == []
+        assert broken_links(driver) == []
+        driver.get((moved / "report" / "classes" / "3-star.html").as_uri())
+        assert severe_logs(driver) == []
+        assert wait_images(driver) == []
+        buttons = driver.find_elements(By.CSS_SELECTOR, "div.overlay-tools button[data-m^=m]")
+        assert buttons, "the README demo's class page has no attribution overlays"
+        buttons[0].click()
+        shown = [o for o in driver.find_elements(By.CSS_SELECTOR, "img.ov") if o.is_displayed()]
+        assert shown and wait_images(driver) == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "readme-demo-star.png"))
+    finally:
+        shutil.copytree(moved / "report", readme_demo / "runs" / "demo" / "report")
