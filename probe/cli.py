@@ -64,6 +64,8 @@ def audit(
     threshold: float = typer.Option(0.7, help="Stop when the batch's --stop-metric exceeds this."),
     stop_metric: str = typer.Option("accuracy", help="accuracy (the paper) or target_prob (mean class probability: pushes tokens further, shows cues more clearly)."),
     patience: int = typer.Option(15, help="Stop after this many steps without a better token."),
+    min_steps: int = typer.Option(0, help="No early stop before this many updates, and keep an updated token (0: the paper's rule, which keeps the initial word when the classifier already accepts the baseline images)."),
+    objective: str = typer.Option("cross_entropy", help="cross_entropy (the paper) or margin (capped log-probability margin: keeps pushing where the classifier already accepts the images)."),
     init_word: str = typer.Option("a", help="Word to initialise the token from; '@class' uses the class name."),
     eval_images: int = typer.Option(6, help="Evaluation images per prompt kind, on fresh seeds."),
     max_batch: Optional[int] = typer.Option(None, help="Split UNet batches into chunks of this size (memory)."),
@@ -90,7 +92,7 @@ def audit(
         analysis={k: v for k, v in {"cues": cues, "attribution_layer": attribution_layer,
                                     "clip_model": clip_model}.items() if v is not None},
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
-                          accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, steps=steps, guidance_scale=guidance_scale,
+                          accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, min_steps=min_steps, objective=objective, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
                           scheduler=scheduler, seed=seed, eval_images=eval_images),
     )

@@ -41,8 +41,8 @@ CLASSES = "classes"
 
 SUMMARY_COLUMNS = ["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
-                   "steps", "best_step", "seconds"]
-HISTORY_COLUMNS = ["step", "loss", "accuracy", "mean_target_prob", "grad_norm", "seconds"]
+                   "steps", "best_step", "token_moved", "seconds"]
+HISTORY_COLUMNS = ["step", "loss", "accuracy", "mean_target_prob", "grad_norm", "lr", "event", "seconds"]
 FINISHED = ("done", "failed")
 _CLASS_DIR = re.compile(r"^(\d+)-")
 
@@ -363,5 +363,6 @@ def summary_row(metrics: dict) -> dict:
         "token_target_prob": score("token", "mean_target_prob"),
         "eval_baseline_accuracy": score("baseline", "accuracy", eval_model),
         "eval_token_accuracy": score("token", "accuracy", eval_model),
-        "steps": metrics.get("steps"), "best_step": metrics.get("best_step"), "seconds": metrics.get("seconds"),
+        "steps": metrics.get("steps"), "best_step": metrics.get("best_step"),
+        "token_moved": block(metrics, "token_change").get("moved"), "seconds": metrics.get("seconds"),
     }

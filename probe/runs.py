@@ -196,6 +196,7 @@ def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, 
         "prompts": {"templates": list(config.templates), "token": evaluation.prompts["token"],
                     "baseline": evaluation.prompts["baseline"]},
         "steps": len(class_token.history), "best_step": class_token.best_step, "stopped": class_token.stopped,
+        "objective": config.objective, "token_change": token_change(class_token, evaluation),
         "seconds": round(class_token.seconds, 3), "train_seeds": config.train_seeds, "eval_seeds": evaluation.seeds,
         "baseline": public(evaluation.baseline), "token": public(evaluation.token),
         "eval_model": None if evaluation.eval_token is None else {
@@ -204,6 +205,20 @@ def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, 
     }
     run.write_metrics(directory, metrics)
     return metrics
+
+
+def token_change(class_token: ClassToken, evaluation: Evaluation) -> dict:
+    """Did the token move from its initial word, and did that change what the images show?
+
+    ``image_change`` is the mean absolute pixel difference between token and baseline images on the same seeds.
+    A token that did not move is reported as unchanged ("the classifier already accepts the baseline images"),
+    and no token-shift finding is derived from it.
+    """
+    change = dict(class_token.movement)
+    token, baseline = evaluation.images.get("token"), evaluation.images.get("baseline")
+    if token is not None and baseline is not None and token.shape == baseline.shape:
+        change["image_change"] = round(float((token.float() - baseline.float()).abs().mean()), 6)
+    return change
 
 
 def failure_metrics(index: int, name: str | None, slug: str, error: BaseException, seconds: float) -> dict:

@@ -25,6 +25,9 @@ from probe.devices import module_device
 from probe.errors import TokenError
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
+OBJECTIVES = ("cross_entropy", "margin")
+MOVED_RELATIVE = 0.02  # a token whose vector moved less than 2% of its initial norm is reported as unchanged
+DIVERGED_FACTOR = 4.0  # a loss this many times the best one (and above 1 nat) is a blow-up, not a step
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class TokenConfig:
     accuracy_threshold: float = 0.7  # early stop when the batch's stop_metric exceeds it
     stop_metric: str = "accuracy"  # "accuracy" (the paper) or "target_prob" (mean probability of the class)
     patience: int = 15  # ... or after this many steps without a better token
+    min_steps: int = 0  # no stop before this many updates, and the kept token is an updated one (0: the paper)
+    objective: str = "cross_entropy"  # or "margin": capped log-probability margin of the target over the others
+    margin_cap: float = 5.0  # "margin": no push beyond this log-probability margin (nats)
+    lr_backoff: float = 0.5  # a step that blows the loss up restores the best token and scales lr by this
+    max_backoffs: int = 4  # ... at most this many times, then the run stops ("diverged") keeping the best token
     grad_clip: float = 1.0
     steps: int | None = None  # sampling steps; None: the generator's default
     guidance_scale: float | None = None
@@ -65,6 +73,15 @@ class TokenConfig:
                 raise TokenError(f"token setting {name}={getattr(self, name)!r} is out of range; see `probe audit --help`")
         if self.stop_metric not in ("accuracy", "target_prob"):
             raise TokenError(f"stop_metric={self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
+        if self.objective not in OBJECTIVES:
+            raise TokenError(f"objective={self.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+        if self.min_steps < 0 or (self.min_steps > 0 and self.min_steps >= self.max_steps):
+            raise TokenError(f"min_steps={self.min_steps} must be 0, or below max_steps={self.max_steps} (the kept "
+                             "token is scored after its updates)")
+        if not (math.isfinite(self.margin_cap) and self.margin_cap > 0):
+            raise TokenError(f"margin_cap={self.margin_cap!r} must be a positive number of nats, e.g. 5")
+        if not 0 < self.lr_backoff < 1 or self.max_backoffs < 0:
+            raise TokenError(f"lr_backoff={self.lr_backoff} must lie in (0, 1) and max_backoffs={self.max_backoffs} >= 0")
         if self.max_batch is not None and self.max_batch < 1:
             raise TokenError(f"max_batch={self.max_batch} must be >= 1 or None")
         if self.steps is not None and self.steps < 1:
@@ -129,10 +146,24 @@ class ClassToken:
     best_step: int = 0
     stopped: str = "max_steps"
     seconds: float = 0.0
+    initial_vector: torch.Tensor | None = None
+
+    @property
+    def movement(self) -> dict:
+        """How far the kept vector is from the initial word's: distance, relative to its norm, cosine, moved or not."""
+        if self.initial_vector is None:
+            return {"distance": None, "relative": None, "cosine": None, "moved": None}
+        v, v0 = self.vector.detach().float().cpu(), self.initial_vector.detach().float().cpu()
+        distance = float((v - v0).norm())
+        relative = distance / max(float(v0.norm()), 1e-12)
+        cosine = float(F.cosine_similarity(v[None], v0[None])[0])
+        return {"distance": round(distance, 6), "relative": round(relative, 6), "cosine": round(cosine, 6),
+                "moved": relative >= MOVED_RELATIVE}
 
     @property
     def best_accuracy(self) -> float:
-        return self.history[self.best_step]["accuracy"] if self.history else float("nan")
+        scored = [r for r in self.history if r["step"] == self.best_step and not r.get("event")]
+        return scored[0]["accuracy"] if scored else float("nan")
 
     def save(self, path: str | Path) -> Path:
         """diffusers textual-inversion format: ``pipe.load_textual_inversion(path)`` loads it."""
@@ -215,10 +246,11 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     device = module_device(classifier)
     labels = torch.full((len(seeds),), target, dtype=torch.long, device=device)
 
-    result = ClassToken(class_index=target, class_name=class_name, token=token, vector=vector.detach().clone(),
-                        init_word=init_word, prompts=prompts)
+    initial = vector.detach().clone()
+    result = ClassToken(class_index=target, class_name=class_name, token=token, vector=initial.clone(),
+                        init_word=init_word, prompts=prompts, initial_vector=initial)
     best_key = (-1.0, -math.inf)
-    since_best = 0
+    best_loss, backoffs, since_best = math.inf, 0, 0
     start = time.perf_counter()
     try:
         for step in range(config.max_steps):
@@ -227,36 +259,59 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             images = generator.generate(batch_prompts, seeds, steps=config.steps, guidance_scale=config.guidance_scale,
                                         grad_steps=config.grad_steps, max_batch=config.max_batch,
                                         scheduler=config.scheduler, gradient_checkpointing=config.gradient_checkpointing)
-            # 3. The classifier's own differentiable preprocessing, then cross-entropy toward the target.
+            # 3. The classifier's own differentiable preprocessing, then the objective toward the target.
             logits = classifier(images.to(device)).float()
-            loss = F.cross_entropy(logits, labels)
-            if not torch.isfinite(loss):
-                raise TokenError(f"loss became {loss.item()} at step {step} for class {target}; "
-                                 "lower --lr, use --dtype fp32, or check the classifier's outputs")
+            loss = objective_loss(logits, labels, config)
+            loss_value = float(loss.detach())
+            current = vector.detach().clone()  # the vector that produced these images, scored before any update
+            # 4. A blow-up (non-finite, or far above the best loss) is not a step: restore the best token, lower lr.
+            if not math.isfinite(loss_value) or (math.isfinite(best_loss) and
+                                                 loss_value > max(DIVERGED_FACTOR * best_loss, 1.0)):
+                if not math.isfinite(best_loss):
+                    raise TokenError(f"loss became {loss_value} at step {step} for class {target}; "
+                                     "lower --lr, use --dtype fp32, or check the classifier's outputs")
+                backoffs += 1
+                result.history.append({"step": step, "loss": loss_value, "accuracy": float("nan"),
+                                       "mean_target_prob": float("nan"), "grad_norm": float("nan"),
+                                       "lr": optimizer.param_groups[0]["lr"], "event": "backoff",
+                                       "seconds": time.perf_counter() - start})
+                with torch.no_grad():
+                    vector.copy_(result.vector.to(vector.device, vector.dtype))
+                optimizer.state.clear()  # forget the moments that pushed it over
+                for group in optimizer.param_groups:
+                    group["lr"] *= config.lr_backoff
+                if backoffs > config.max_backoffs:
+                    result.stopped = "diverged"
+                    break
+                continue
             with torch.no_grad():
                 probs = logits.softmax(-1)
                 accuracy = float((probs.argmax(-1) == target).float().mean())
                 target_prob = float(probs[:, target].mean())
-            # Score the vector that produced these images before it is updated.
-            current = vector.detach().clone()
+            lr = optimizer.param_groups[0]["lr"]
             loss.backward()
-            # 4. Clip after backward (the reference clipped before it, which did nothing), then step.
+            # 5. Clip after backward (the reference clipped before it, which did nothing), then step.
             grad_norm = float(torch.nn.utils.clip_grad_norm_([vector], config.grad_clip))
             optimizer.step()
-            record = {"step": step, "loss": float(loss.detach()), "accuracy": accuracy, "mean_target_prob": target_prob,
-                      "grad_norm": grad_norm, "seconds": time.perf_counter() - start}
+            record = {"step": step, "loss": loss_value, "accuracy": accuracy, "mean_target_prob": target_prob,
+                      "grad_norm": grad_norm, "lr": lr, "seconds": time.perf_counter() - start}
             result.history.append(record)
+            best_loss = min(best_loss, loss_value)
             score = accuracy if config.stop_metric == "accuracy" else target_prob
-            key = (score, -record["loss"])
-            if key > best_key:
+            key = (score, -loss_value)
+            # with min_steps the kept token must be an updated one (step 0 scores the initial word)
+            eligible = step >= 1 or config.min_steps == 0
+            if eligible and key > best_key:
                 best_key, since_best = key, 0
                 result.best_step, result.vector = step, current
-            else:
+            elif eligible:
                 since_best += 1
             if on_step is not None:
                 on_step(record)
-            # 5. Early stop when the batch score exceeds the threshold, or when the token stopped improving.
-            if score > config.accuracy_threshold:
+            # 6. Early stop when the batch score exceeds the threshold, or when the token stopped improving.
+            if step + 1 < max(config.min_steps, 1):
+                continue
+            if score > config.accuracy_threshold and eligible:
                 result.stopped = "threshold"
                 break
             if since_best >= config.patience:
@@ -267,6 +322,20 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
         generator.commit_token(token, result.vector)
         result.seconds = time.perf_counter() - start
     return result
+
+
+def objective_loss(logits: torch.Tensor, labels: torch.Tensor, config: TokenConfig) -> torch.Tensor:
+    """The optimisation objective: cross-entropy (the paper), or a capped log-probability margin.
+
+    "margin" is softplus(cap - (log p_target - max_other log p)), averaged over images: it keeps pushing when
+    the classifier already accepts the images (where cross-entropy is nearly flat), and fades beyond ``cap``.
+    """
+    if config.objective == "cross_entropy":
+        return F.cross_entropy(logits, labels)
+    logp = logits.log_softmax(-1)
+    target = logp.gather(1, labels[:, None])[:, 0]
+    others = logp.masked_fill(F.one_hot(labels, logp.shape[-1]).bool(), float("-inf")).max(-1).values
+    return F.softplus(config.margin_cap - (target - others)).mean()
 
 
 @dataclass

@@ -123,3 +123,48 @@ def test_reused_token_restarts_from_its_init_row(tiny_generator):
     star = tiny_generator.tokenizer("star", add_special_tokens=False).input_ids
     weight = tiny_generator.text_encoder.get_input_embeddings().weight
     assert torch.equal(weight[tiny_generator.token_id("<t>")], weight[star].mean(0))
+
+
+def test_a_baseline_the_classifier_already_accepts_still_moves_the_token_with_min_steps(tiny_generator):
+    """The paper's stop rule ends at step 0 when the baseline already passes; min_steps and the margin objective
+    keep pushing, and the kept token is an updated one."""
+    classifier = calibrated_redness_classifier(tiny_generator, quantile=0.0)  # nearly every baseline image is 'star'
+    paper = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**{**FAST, "accuracy_threshold": 0.5}))
+    assert paper.stopped == "threshold" and paper.best_step == 0 and not paper.movement["moved"]
+    pushed = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(
+        **{**FAST, "accuracy_threshold": 0.5, "min_steps": 3, "objective": "margin"}))
+    assert pushed.best_step >= 1 and len(pushed.history) >= 3
+    assert pushed.movement["moved"] and pushed.movement["relative"] > paper.movement["relative"]
+
+
+def test_margin_objective_is_capped_and_pushes_where_cross_entropy_is_flat():
+    from probe.tokens import objective_loss
+
+    labels = torch.tensor([1, 1])
+    sure = torch.tensor([[0.0, 12.0], [0.0, 12.0]], requires_grad=True)
+    config = TokenConfig(objective="margin", margin_cap=5.0)
+    assert float(objective_loss(sure, labels, config)) < 0.01  # beyond the cap: no push left
+    accepted = torch.tensor([[0.0, 3.0], [0.0, 3.0]], requires_grad=True)  # p(target) 0.95
+    ce = torch.autograd.grad(objective_loss(accepted, labels, TokenConfig()), accepted)[0].abs().sum()
+    margin = torch.autograd.grad(objective_loss(accepted, labels, config), accepted)[0].abs().sum()
+    assert margin > 5 * ce
+
+
+def test_a_blow_up_restores_the_best_token_and_lowers_the_learning_rate(tiny_generator):
+    """A loss far above the best one is not taken as a step: the best vector comes back and lr is scaled down."""
+    class Flaky(torch.nn.Module):  # fine, then a sudden blow-up at the third call, then fine again
+        labels = ["other", "star"]
+        calls = 0
+
+        def forward(self, images):
+            Flaky.calls += 1
+            scale = 40.0 if Flaky.calls == 3 else 1.0
+            return torch.stack([images.mean((1, 2, 3)) * scale, -images.mean((1, 2, 3)) * scale], 1)
+
+    token = optimize_class_token(tiny_generator, Flaky(), 1, TokenConfig(**{**FAST, "max_steps": 5,
+                                                                             "accuracy_threshold": 1.0}))
+    events = [r for r in token.history if r.get("event") == "backoff"]
+    assert len(events) == 1 and events[0]["step"] == 2
+    after = [r for r in token.history if r["step"] > 2 and not r.get("event")]
+    assert after and after[0]["lr"] == pytest.approx(FAST["lr"] * 0.5)
+    assert token.best_step != 2 and token.stopped == "max_steps"
