@@ -33,6 +33,7 @@ from probe.world.render import (
     sample_scene,
 )
 from probe.world.text import caption, full_caption
+from probe.world.truth import true_effects
 
 __all__ = [
     "SHAPES", "COLORS", "BACKGROUNDS", "TAGS", "VOCAB", "Scene", "WorldError",
@@ -41,4 +42,5 @@ __all__ = [
     "Oracles", "load_oracles",
     "BUNDLED_BIAS", "ClassifierConfig", "train_world_classifier", "evaluate_classifier",
     "save_world_classifier", "load_world_classifier", "parse_bias",
+    "true_effects",
 ]

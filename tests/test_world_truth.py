@@ -1,0 +1,195 @@
+"""probe.world.true_effects: the measured ground truth the audit's findings are judged against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from probe.analysis.cues import Cue
+from probe.world.domain import world_cues
+from probe.classifiers import load_classifier
+from probe.world import SHAPES, VOCAB, WorldError, bundled_bias, bundled_classifier_path, load_oracles, render_batch, true_effects
+from probe.world.truth import COLUMNS, ScenePool, TruthTable, _tag_coverage, cue_attributes
+
+N = 200
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The renders are many small tensors: on two shared cores one thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return ScenePool(N, seed=0)
+
+
+@pytest.fixture(scope="module")
+def classifiers():
+    return {name: load_classifier(bundled_classifier_path(name)) for name in ("biased", "clean")}
+
+
+@pytest.fixture(scope="module")
+def biased(classifiers, pool):
+    return true_effects(classifiers["biased"], pool=pool)
+
+
+@pytest.fixture(scope="module")
+def clean(classifiers, pool):
+    return true_effects(classifiers["clean"], pool=pool)
+
+
+def planted_cells():
+    """(class, cue name) of every cue planted in the bundled biased classifier."""
+    by_value = {(c.attribute, c.value): c.name for c in world_cues()}
+    cells = [(cls, by_value[(attr, value)]) for cls, cues in bundled_bias("biased").items() for attr, value in cues.items()]
+    assert len(cells) == 3
+    return cells
+
+
+def test_planted_cues_have_large_true_effects_and_lead_their_class(biased):
+    for cls, cue in planted_cells():
+        nec, suf = biased.row(cls, cue, "necessity"), biased.row(cls, cue, "sufficiency")
+        assert nec["effect"] >= 0.15 and nec["ci_low"] > 0.1, (cls, cue, nec.to_dict())
+        assert suf["effect"] > 0.1 and suf["ci_low"] > 0.05, (cls, cue, suf.to_dict())
+        for kind in ("necessity", "sufficiency"):
+            assert cue in list(biased.top(cls, 3, kind)["cue"]), (cls, cue, kind, biased.top(cls, 5, kind))
+        assert biased.confirms(cls, cue, "necessity", 0.3)
+        assert not biased.confirms(cls, cue, "necessity", -0.3)  # wrong sign
+        assert biased.confirms(cls, cue, "token-shift", 0.2) == (biased.effect(cls, cue, "sufficiency") >= 0.15)
+    # The strong background cues are each their class's single largest necessity effect.
+    assert biased.top("star", 1)["cue"].tolist() == ["grass"]
+    assert biased.top("triangle", 1)["cue"].tolist() == ["water"]
+
+
+def test_planted_cells_have_tight_intervals(biased):
+    for cls, cue in planted_cells():
+        for kind, n in (("necessity", N), ("sufficiency", (len(SHAPES) - 1) * N)):
+            r = biased.row(cls, cue, kind)
+            assert r["n"] == n
+            assert r["ci_low"] < r["effect"] < r["ci_high"]
+            assert r["ci_high"] - r["ci_low"] < 0.1, (cls, cue, kind, r.to_dict())
+
+
+def test_clean_classifier_has_no_true_necessity_effect(clean, biased):
+    frame = clean.to_frame()
+    nec = frame[frame["kind"] == "necessity"]
+    worst = nec.loc[nec["effect"].abs().idxmax()]
+    assert abs(worst["effect"]) < 0.15, worst.to_dict()
+    assert not any(clean.confirms(cls, cue, "necessity", 0.3) for cls, cue in planted_cells())
+    # Same scenes, different classifier: the table measures the classifier, not the scenes.
+    for cls, cue in planted_cells():
+        assert biased.effect(cls, cue, "necessity") - clean.effect(cls, cue, "necessity") > 0.1
+
+
+def test_table_covers_every_class_and_audit_world_cue(biased):
+    cues = world_cues()
+    assert cue_attributes() == [(c.name, c.attribute, c.value) for c in cues]
+    frame = biased.to_frame()
+    assert tuple(frame.columns) == COLUMNS
+    assert len(frame) == len(SHAPES) * len(cues) * 2
+    assert set(frame["class_name"]) == set(SHAPES) and set(frame["kind"]) == {"sufficiency", "necessity"}
+    assert frame[["effect", "ci_low", "ci_high"]].notna().all().all()
+    assert (frame["class_index"] == frame["class_name"].map(SHAPES.index)).all()
+    frame.loc[0, "effect"] = 99.0  # to_frame is a copy
+    assert biased.to_frame().loc[0, "effect"] != 99.0
+
+
+def test_arms_differ_only_in_the_intervened_attribute():
+    small = ScenePool(6, seed=3)
+    assert len(small.chunks) == 1  # one render_batch call per arm: its mask covers every scene
+    oracles = load_oracles()
+    tag_region = _tag_coverage(small.size).sum(0)[0] > 0
+    for attribute in ("background", "color", "tag"):
+        arms = {}
+        for value in VOCAB[attribute]:
+            attrs = small.attributes_with(attribute, value)
+            images = small.images_with(attribute, value)
+            # 1. The arm is exactly what the world's renderer draws for those attributes and texture seed.
+            for start, stop, tex_seed in small.chunks:
+                ref, mask = render_batch({k: v[start:stop] for k, v in attrs.items()},
+                                         generator=torch.Generator().manual_seed(tex_seed))
+                assert torch.equal(ref, images[start:stop]), (attribute, value)
+            arms[value] = (attrs, images, mask)
+        base_attrs, base_images, mask = arms[VOCAB[attribute][0]]
+        base_pred = oracles.predict(base_images)
+        for value, (attrs, images, _) in arms.items():
+            # 2. The attributes differ in the intervened one only.
+            for key in attrs:
+                assert np.array_equal(attrs[key], base_attrs[key]) == (key != attribute or value == VOCAB[attribute][0]), key
+            assert (attrs[attribute] == VOCAB[attribute].index(value)).all()
+            # 3. The oracles read the value set, and the same everything else.
+            pred = oracles.predict(images)
+            assert pred[attribute] == [value] * len(small), (attribute, value)
+            for key in pred:
+                if key != attribute:
+                    assert pred[key] == base_pred[key], (attribute, value, key)
+            # 4. Pixels change only where the attribute lives.
+            changed = (images - base_images).abs().amax(1) > 0
+            if attribute == "tag":
+                assert not changed[:, ~tag_region].any()
+            elif attribute == "color":
+                near_object = F.max_pool2d(mask.float().unsqueeze(1), 3, 1, 1)[:, 0] > 0
+                assert not (changed & ~near_object).any()
+            elif value != VOCAB[attribute][0]:
+                interior = -F.max_pool2d(-mask.float().unsqueeze(1), 3, 1, 1)[:, 0] > 0
+                assert not (changed & interior).any()
+                assert changed[~mask].float().mean() > 0.9
+
+
+def test_cue_selection_and_errors(classifiers):
+    small = ScenePool(10, seed=1)
+    clf = classifiers["biased"]
+    grass = next(c for c in world_cues() if c.name == "grass")
+    table = true_effects(clf, cues=["dot", grass], pool=small)
+    assert set(table.to_frame()["cue"]) == {"dot", "grass"} and len(table.to_frame()) == len(SHAPES) * 2 * 2
+    assert table.n == 10 and table.row("heart", "dot", "necessity")["n"] == 10
+    with pytest.raises(WorldError, match="not a world cue"):
+        true_effects(clf, cues=["plate"], pool=small)
+    with pytest.raises(WorldError, match="attribute"):
+        true_effects(clf, cues=[Cue(name="plate", template="{} on a plate")], pool=small)
+    with pytest.raises(WorldError, match="repeat"):
+        true_effects(clf, cues=["dot", "dot"], pool=small)
+    with pytest.raises(WorldError, match="n=1"):
+        true_effects(clf, n=1)
+
+    class Renamed(torch.nn.Module):
+        labels = ["cat", "dog", "car", "bus", "cup", "pen"]
+
+        def forward(self, x):
+            return torch.zeros(x.shape[0], 6)
+
+    with pytest.raises(WorldError, match="shapes world's classes"):
+        true_effects(Renamed(), pool=small)
+    with pytest.raises(WorldError, match="square"):
+        table.effect("hexagon", "dot", "necessity")
+    with pytest.raises(WorldError, match="grass"):
+        table.effect("heart", "plate", "necessity")
+    with pytest.raises(WorldError, match="off-object"):
+        table.effect("heart", "dot", "off-object")
+
+
+def test_truth_table_displays_itself_and_escapes_text():
+    hostile = "<script>alert(1)</script>"
+    frame = pd.DataFrame(
+        [(0, hostile, "<b>dot</b>", "tag", "dot", kind, eff, eff - 0.01, eff + 0.01, 5)
+         for kind, eff in (("sufficiency", 0.2), ("necessity", -0.3))],
+        columns=list(COLUMNS),
+    )
+    table = TruthTable(frame, n=5, classifier="x")
+    assert table.effect(0, "<b>dot</b>", "necessity") == pytest.approx(-0.3)
+    assert table.confirms(hostile, "<b>dot</b>", "token-shift", 0.5)
+    assert not table.confirms(hostile, "<b>dot</b>", "necessity", -0.5, threshold=0.35)
+    assert not table.confirms(hostile, "<b>dot</b>", "necessity", 0.0)
+    page = table._repr_html_()
+    assert "<script>" not in page and "<b>" not in page and "&lt;script&gt;" in page
+    assert hostile in repr(table) and "-0.30" in repr(table)
+    with pytest.raises(WorldError, match="columns"):
+        TruthTable(frame.drop(columns=["ci_low"]), n=5)
