@@ -44,7 +44,7 @@ def main() -> None:
     t1 = time.perf_counter()
     cues = tmp / "cues.txt"
     cues.write_text("{} on grass | {} on sand\nred {} | blue {}\n{} at night | {} in daylight\n")
-    findings = analyze_run(run, clf, gen, AnalysisConfig(cues=str(cues), sufficiency_seeds=4, n_boot=500))
+    findings = analyze_run(run, clf, gen, AnalysisConfig(cues=str(cues), screen_seeds=4))
     t2 = time.perf_counter()
     a = json.loads((run / "analysis.json").read_text())
     print(f"device {args.device}: audit {t1 - t0:.1f}s, analysis {t2 - t1:.1f}s")

@@ -76,6 +76,9 @@ def audit(
     cues: Optional[str] = typer.Option(None, help="Cue list for the findings (.json or .txt); default: curated list, or the world's attributes."),
     attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
     clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder used to score what the token added (optional)."),
+    fdr_q: float = typer.Option(0.05, help="False discovery rate controlled across the audit's cue tests (Benjamini-Yekutieli)."),
+    min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
+    max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -89,8 +92,8 @@ def audit(
         mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
         eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, retry_failed=retry_failed,
         analyze=analyze, report=report,
-        analysis={k: v for k, v in {"cues": cues, "attribution_layer": attribution_layer,
-                                    "clip_model": clip_model}.items() if v is not None},
+        analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, clip_model=clip_model, fdr_q=fdr_q,
+                                  min_effect=min_effect, max_pairs=max_pairs),
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, min_steps=min_steps, objective=objective, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
@@ -98,6 +101,14 @@ def audit(
     )
     result = run_audit(config, progress=not quiet, console=err_console)
     _finish(result)
+
+
+def _analysis_config(*, cues, attribution_layer, clip_model, fdr_q, min_effect, max_pairs):
+    from probe.analysis import AnalysisConfig, Thresholds
+
+    thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
+    return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, clip_model=clip_model,
+                          max_pairs=max_pairs, thresholds=thresholds)
 
 
 def _finish(result) -> None:

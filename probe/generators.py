@@ -344,10 +344,10 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     from diffusers import StableDiffusionPipeline
 
     spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
-    if spec == "world":
-        from probe.world import bundled_generator_path
+    from probe.domains import domains
 
-        spec = str(bundled_generator_path())
+    if spec in domains():  # a domain's bundled pipeline ("world"), registered by the domain itself
+        spec = str(domains()[spec].generator_path())
     spec = GENERATOR_ALIASES.get(spec, spec)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from probe.analysis.config import AnalysisConfig
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json, save_png
 from probe.rundir import LOCK, TOKEN, RunDir
@@ -54,7 +55,7 @@ class AuditConfig:
     analyze: bool = True
     report: bool = True
     token: TokenConfig = field(default_factory=TokenConfig)
-    analysis: dict = field(default_factory=dict)  # overrides of probe.analysis.AnalysisConfig fields
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -63,12 +64,15 @@ class AuditConfig:
             raise RunError("--out is empty; pass a folder for the run, e.g. runs/my-audit")
         if not isinstance(self.token, TokenConfig):
             raise RunError("AuditConfig.token must be a TokenConfig")
-        if not isinstance(self.analysis, dict):
-            raise RunError("AuditConfig.analysis must be a dict of AnalysisConfig settings, e.g. {'cues': 'my_cues.txt'}")
+        if isinstance(self.analysis, dict):  # from JSON or a notebook: typed here, checked by AnalysisConfig
+            object.__setattr__(self, "analysis", AnalysisConfig.from_dict(self.analysis))
+        if not isinstance(self.analysis, AnalysisConfig):
+            raise RunError("AuditConfig.analysis must be a probe.analysis.AnalysisConfig")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["token"] = self.token.to_dict()
+        data["analysis"] = self.analysis.to_dict()
         return data
 
     @classmethod
@@ -279,10 +283,9 @@ def preflight(config: AuditConfig):
     DataConfig().replace(**check_partial(given, "flags"))  # sizes, crop and normalisation make sense
     if not config.analyze:
         return None
-    from probe.analysis import analysis_config
     from probe.analysis.cues import load_cues
 
-    settings = analysis_config(config)
+    settings = config.analysis
     if settings.cues not in ("auto", "default", "world"):
         load_cues(settings.cues)  # a missing, empty, invalid or duplicated cue list fails now, not after the tokens
     if settings.clip_model and not Path(settings.clip_model).is_dir():
@@ -406,7 +409,7 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
         from probe.analysis import analyze_run
 
         try:
-            analyze_run(run.root, classifier, generator, config)
+            analyze_run(run.root, classifier, generator, config.analysis)
         except Exception as error:  # the report still renders without findings
             result.problems.append(f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and images "
                                    f"are kept; run the same command again to retry it")

@@ -6,7 +6,10 @@ The fake generator reads prompts like the shapes world's captions: the class
 word picks the object (circle=red, square=magenta, star=yellow), "on grass|sand|
 snow|water" picks the background (else the seed does), "with a dot in the
 corner" adds a corner tag. A token string expands to the words it "learned".
-Same prompt + seed -> same image.
+Same prompt + seed -> same image. ``rewrite(prompt, seed) -> prompt`` lets a
+test make the generator fail an intervention (drop a cue, lose the object).
+``FakeOracles`` reads shape, background and tag back from the pixels, and
+``fake_domain`` hands all of it to the analysis through probe.domains.
 """
 
 from __future__ import annotations
@@ -59,8 +62,11 @@ class FakeGenerator:
 
     image_size = SIZE
 
-    def __init__(self, token_words: dict[str, str] | None = None):
+    def __init__(self, token_words: dict[str, str] | None = None, rewrite=None, source: str | None = None):
         self.token_words = dict(token_words or {})
+        self.rewrite = rewrite  # (prompt, seed) -> the prompt actually drawn
+        self.source = source  # a folder path: lets a registered fake domain match this generator
+        self.prompts: list[tuple[str, int]] = []  # every (prompt, seed) generate() drew, in order
         words = ["a", "photo", "of", "on", "with", "dot", "corner"] + CLASSES + BACKGROUNDS
         self.tokenizer = FakeTokenizer(words)
         self.text_encoder = FakeTextEncoder(len(words))
@@ -73,6 +79,8 @@ class FakeGenerator:
         return "token"
 
     def scene(self, prompt: str, seed: int) -> tuple[torch.Tensor, np.ndarray, dict]:
+        if self.rewrite is not None:
+            prompt = self.rewrite(prompt, seed)
         for tok, words in self.token_words.items():
             prompt = prompt.replace(tok, words)
         rng = np.random.default_rng(seed)
@@ -97,6 +105,7 @@ class FakeGenerator:
         assert len(prompts) == len(seeds)
         self.calls += 1
         self.images_made += len(prompts)
+        self.prompts += [(p, int(s)) for p, s in zip(prompts, seeds)]
         return torch.stack([self.scene(p, s)[0] for p, s in zip(prompts, seeds)])
 
 
@@ -178,16 +187,39 @@ class PlantedClassifier(nn.Module):
 
 
 class FakeOracles:
-    """Concept scorer for the fake world: reads background and tag back from pixels."""
+    """Concept scorer for the fake world: reads shape, background and tag back from the pixels.
+
+    Shape: the object colour covering the most pixels; background: the top-left pixel (never covered by
+    the object); tag: the top-right pixel. ``vocab`` lists what it can read, like the world's oracles.
+    """
+
+    vocab = {"shape": list(CLASSES), "background": list(BACKGROUNDS), "tag": ["none", "dot"]}
+
+    def __init__(self):
+        self.calls = 0
 
     def predict(self, images01):
-        bgs, tags = [], []
+        self.calls += 1
+        shapes, bgs, tags = [], [], []
         cols = torch.tensor([BACKGROUND_RGB[b] for b in BACKGROUNDS])
+        objs = torch.tensor([OBJECT_RGB[c] for c in CLASSES])
         for im in images01:
-            corner = im[:, 0, 0]  # top-left corner is always background
+            corner = im[:, 0, 0]
             bgs.append(BACKGROUNDS[int(((cols - corner) ** 2).sum(1).argmin())])
             tags.append("dot" if im[1, 0, -1] > 0.8 and im[0, 0, -1] < 0.2 else "none")
-        return {"background": bgs, "tag": tags}
+            near = ((im[None] - objs.view(-1, 3, 1, 1)) ** 2).sum(1) < 1e-3  # (shapes, H, W)
+            shapes.append(CLASSES[int(near.flatten(1).sum(1).argmax())])
+        return {"shape": shapes, "background": bgs, "tag": tags}
+
+
+def fake_domain(source, name: str = "fake"):
+    """A probe.domains.Domain for the fake world, matching a FakeGenerator whose ``source`` is ``source``."""
+    from pathlib import Path
+
+    from probe.domains import Domain
+
+    return Domain(name=name, generator_path=lambda: Path(source), cues=fake_cues, scorer=FakeOracles,
+                  object_attribute="shape", description="the tests' fake shapes world")
 
 
 def fake_cues():
@@ -197,7 +229,8 @@ def fake_cues():
 
 
 def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tokens: dict[int, str], n_seeds: int = 6,
-              templates=("a photo of a {}", "a picture of a {}"), attention: bool = True) -> Path:
+              templates=("a photo of a {}", "a picture of a {}"), attention: bool = True,
+              moved: dict[int, bool] | None = None) -> Path:
     """A finished run directory in docs/run-format.md's layout, with gallery images from ``generator``."""
     from safetensors.torch import save_file
 
@@ -241,6 +274,8 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
             "token": {"accuracy": float(np.mean(accs["token"])), "mean_target_prob": 0.0, "n": len(accs["token"])},
             "eval_model": None, "images": images,
         }
+        if moved is not None and ci in moved:
+            metrics["token_change"] = {"moved": bool(moved[ci])}
         (d / "metrics.json").write_text(json.dumps(metrics))
         rows.append(f"{ci},{name},{name},done,{metrics['baseline']['accuracy']},{metrics['token']['accuracy']}")
     (run / "summary.csv").write_text("\n".join(rows) + "\n")

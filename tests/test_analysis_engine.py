@@ -1,67 +1,309 @@
-"""analyze_run on a run directory written by probe.runs.audit with the tiny SD Generator and a
-Classifier from load_classifier: the real seams, end to end (small settings)."""
+"""probe.analysis.engine: analyze_run from a run directory to ranked findings.
+
+Fast tests run a fake world end to end (analysis_fakes: a procedural generator, colour classifiers with a
+planted background cue, oracles that read shape, background and tag back), registered as a domain through
+probe.domains exactly as the shapes world is. One test runs the real seams (tiny Stable Diffusion,
+load_classifier, audit). The bundled shapes-world validation is slow and gated by PROBE_RUN_SLOW.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from color_classifier import calibrated_redness_classifier
-from probe.analysis import AnalysisConfig, Thresholds, analysis_config, analyze_run
-from probe.classifiers import load_classifier
-from probe.runs import AuditConfig, audit
-from probe.tokens import TokenConfig
+from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, fake_domain, write_run
+from probe.analysis import AnalysisConfig, AnalysisError, Cue, analyze_run, read_findings
 
-TOKEN = TokenConfig(lr=0.1, max_steps=1, patience=1, guidance_scale=3.0, eval_images=2, batch_size=2, steps=2)
+STAR = CLASSES.index("star")
+TOKENS = {0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}
+FAST = AnalysisConfig(ig_steps=4, methods=("integrated_gradients", "occlusion"))
+CUE_TESTS_ONLY = FAST.replace(attributions=False, off_object=False)
+NEXT = {"circle": "square", "square": "star", "star": "circle"}
 
 
-@pytest.fixture()
-def engine_run(tmp_path, tiny_sd_path, tiny_generator):
+def _lose_object(prompt: str) -> str:
+    return re.sub(r"\b(circle|square|star)\b", lambda m: NEXT[m.group(1)], prompt)
+
+
+@contextmanager
+def _registered(source: Path):
+    """The fake world registered as a domain for the duration of one analysis."""
+    import probe.domains as registry
+
+    registry.domains()  # entry points first, so the fake domain is only ever added on top
+    registry.register_domain(fake_domain(source))
+    try:
+        yield
+    finally:
+        registry._REGISTRY.pop("fake", None)
+
+
+def _audit(tmp: Path, planted: bool, *, config=FAST, tokens=TOKENS, rewrite=None, moved=None, domain=True, **kw):
+    source = tmp / "fake-pipeline"
+    source.mkdir(parents=True)
+    gen = FakeGenerator({"<probe-2>": "on grass"} if planted else {}, rewrite=rewrite, source=str(source))
+    clf = PlantedClassifier({STAR: "grass"} if planted else {})
+    run = write_run(tmp / "run", gen, clf, tokens=tokens, n_seeds=4, moved=moved)
+    if not domain:
+        return run, gen, analyze_run(run, clf, gen, config, **kw)
+    with _registered(source):
+        return run, gen, analyze_run(run, clf, gen, config, **kw)
+
+
+def _analysis(run: Path) -> dict:
+    return json.loads((run / "analysis.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def biased(tmp_path_factory):
+    said: list[str] = []
+    run, gen, findings = _audit(tmp_path_factory.mktemp("biased"), True, progress=said.append)
+    return run, gen, findings, said
+
+
+def test_the_planted_cue_passes_on_fresh_confirmation_pairs(biased):
+    run, _, findings, _ = biased
+    star = findings.for_class(STAR)
+    assert star[0].cue == "grass" and star[0].passes and star[0].status == "passes"
+    suff = next(f for f in star if f.kind == "sufficiency" and f.cue == "grass")
+    assert suff.passes and suff.n_images >= 16 and suff.q <= 0.05 and suff.p <= suff.q
+    assert suff.effect > 0.5 and suff.ci_low > 0.15
+    # the decision rests on confirmation pairs, not the screening ones
+    assert suff.details["screen"]["n"] == 4 and suff.n_images > suff.details["screen"]["n"]
+    assert suff.sentence.startswith("'star' is predicted from grass backgrounds: +0.") and f"{suff.n_images} pairs" in suff.sentence
+    kinds = {f.kind for f in star if f.cue == "grass" and f.passes}
+    assert {"sufficiency", "necessity", "token-shift"} <= kinds
+    nec = next(f for f in star if f.kind == "necessity" and f.cue == "grass")
+    assert nec.n_images >= 16 and "grass" not in " ".join(nec.details["counters"])
+    # nothing about the classes without a planted cue passes (other than where attribution lies)
+    assert not [f for f in findings if f.passes and f.class_index != STAR and f.kind != "off-object"]
+    # the counter rule: grass raises the star, so it is no neutral counter for anyone's other cues
+    a = _analysis(run)
+    assert all("on grass" in v for v in a["dropped_counters"].values())
+    assert a["tests"]["confirmed"] >= 3 and a["tests"]["passing"] == len(findings.passing)
+
+
+def test_the_interventions_were_checked_and_progress_was_told(biased):
+    run, gen, findings, said = biased
+    a = _analysis(run)
+    assert a["domain"] == "fake" and a["interventions_checked_by"] == "fake oracles"
+    assert a["concept_scorer"] == "FakeOracles" and a["cues"]["source"] == "fake domain"
+    assert a["cues"]["count"] == len(fake_cues()) and a["images_generated"] == gen.images_made
+    assert not any("unchecked" in n for n in a["notes"])
+    assert any("screening sufficiency" in m for m in said) and any("confirming" in m for m in said)
+    assert any("class 2" in m for m in said)
+
+
+def test_findings_and_analysis_files_hold_relative_evidence_paths(biased):
+    run, _, findings, _ = biased
+    rows = json.loads((run / "findings.json").read_text())
+    assert len(rows) == len(findings) and [r["cue"] for r in rows] == [f.cue for f in findings]
+    assert [f.sentence for f in read_findings(run)] == [f.sentence for f in findings]
+    table = pd.read_parquet(run / "findings.parquet")
+    assert list(table["kind"]) == [r["kind"] for r in rows]
+    for r in rows:
+        assert r["evidence"], r
+        for p in r["evidence"]:
+            assert not Path(p).is_absolute() and ".." not in p and (run / p).is_file(), p
+    a = _analysis(run)
+    for key in ("config", "rule", "cues", "tests", "timings_s", "classes", "notes", "generation"):
+        assert key in a, key
+    assert AnalysisConfig.from_dict(a["config"]) == FAST
+    assert a["generation"] == {"steps": 4, "guidance_scale": 2.0}  # the run's token settings
+    assert a["classes"]["2"]["dir"] == "classes/2-star" and a["classes"]["2"]["nearest_words"]
+    assert str(run) not in (run / "analysis.json").read_text()  # nothing absolute about this machine
+    assert a["attributions"]["methods_run"] == ["integrated_gradients", "occlusion"]
+    off = next(f for f in findings.for_class(STAR) if f.kind == "off-object")
+    assert off.unit == "images" and off.effect > 0.5
+    assert all(e.startswith("classes/2-star/attributions/integrated_gradients/") for e in off.evidence)
+
+
+def test_a_clean_classifier_yields_no_passing_finding(tmp_path):
+    run, _, findings = _audit(tmp_path, False)
+    assert not findings.passing, [repr(f) for f in findings.passing]
+    assert all(f.status != "passes" for f in findings)
+    assert _analysis(run)["n_passing"] == 0
+
+
+def test_a_token_that_did_not_move_yields_no_token_shift_finding_and_a_note(tmp_path):
+    cfg = CUE_TESTS_ONLY.replace(sufficiency=False, necessity=False)
+    run, _, findings = _audit(tmp_path / "still", True, config=cfg, tokens={STAR: "<probe-2>"}, moved={STAR: False})
+    assert not [f for f in findings if f.kind == "token-shift"]
+    assert any("class 2: token unchanged" in n for n in _analysis(run)["notes"])
+    # the same run with a token that moved: the shift is found (the check above can fail)
+    _, _, moved = _audit(tmp_path / "moved", True, config=cfg, tokens={STAR: "<probe-2>"}, moved={STAR: True})
+    assert any(f.kind == "token-shift" and f.cue == "grass" and f.passes for f in moved)
+
+
+def test_a_test_whose_confirmation_interventions_mostly_fail_is_inconclusive(tmp_path):
+    # screening is clean; on confirmation seeds three grass images in four come out as another object
+    confirm_from = CUE_TESTS_ONLY.seed + 100_000
+
+    def flaky(prompt, seed):
+        return _lose_object(prompt) if "on grass" in prompt and seed >= confirm_from and seed % 4 else prompt
+
+    cfg = CUE_TESTS_ONLY.replace(necessity=False, token_shift=False)
+    run, _, findings = _audit(tmp_path, True, config=cfg, rewrite=flaky)
+    grass = next(f for f in findings if f.kind == "sufficiency" and f.cue == "grass" and f.class_index == STAR)
+    assert grass.status == "inconclusive" and not grass.passes
+    assert grass.excluded > grass.attempted / 2 and grass.details["excluded_note"].endswith("were excluded")
+    assert grass.sentence.startswith("Inconclusive: ")
+    assert not [f for f in findings if f.cue == "grass" and f.passes]
+
+
+def test_a_test_whose_screening_interventions_mostly_fail_is_inconclusive_and_never_confirmed(tmp_path):
+    def flaky(prompt, seed):
+        return _lose_object(prompt) if "on grass" in prompt and seed % 4 else prompt
+
+    cfg = CUE_TESTS_ONLY.replace(screen_seeds=4, token_shift=False)
+    run, _, findings = _audit(tmp_path, True, config=cfg, rewrite=flaky)
+    grass = [f for f in findings if f.cue == "grass"]
+    assert {f.kind for f in grass} == {"sufficiency", "necessity"} and len(grass) >= 4
+    assert all(f.status == "inconclusive" and not f.passes and math.isnan(f.q) for f in grass)
+    suff = next(f for f in grass if f.kind == "sufficiency" and f.class_index == STAR)
+    assert suff.attempted == 8 and suff.excluded == 6 and suff.n_images == 2  # 2 carriers x 4 seeds, 1 seed in 4 kept
+    assert suff.effect > 0.5  # the valid pairs look like a finding: it is the failed interventions that hold it back
+    assert "6 of 8 image pairs lost the object or the cue" in suff.details["excluded_note"]
+    notes = _analysis(run)["notes"]
+    assert _analysis(run)["tests"]["candidates"] == 0  # never confirmed
+    assert "class 0: necessity of 'dot' skipped (the cue has no counters)" in notes
+
+
+def test_without_a_domain_the_interventions_are_unchecked_and_the_report_says_so(tmp_path):
+    cfg = CUE_TESTS_ONLY.replace(necessity=False, confirm=False)
+    run, _, findings = _audit(tmp_path, True, config=cfg, domain=False, cues=fake_cues())
+    a = _analysis(run)
+    assert a["domain"] is None and a["interventions_checked_by"] is None and a["concept_scorer"] is None
+    assert any("interventions unchecked" in n for n in a["notes"]) and any("token-shift skipped" in n for n in a["notes"])
+    # unconfirmed: a strong screened effect is reported as screening only, never as passing
+    grass = next(f for f in findings if f.kind == "sufficiency" and f.cue == "grass" and f.class_index == STAR)
+    assert grass.status == "screened" and not grass.passes and grass.sentence.startswith("Screening only")
+
+
+def test_untrusted_cue_names_stay_inside_the_run(tmp_path):
+    evil = Cue(name="../../evil <script>", template="{} on grass", counters=("{} on sand",))
+    cfg = CUE_TESTS_ONLY.replace(necessity=False, token_shift=False, confirm=False)
+    run, _, findings = _audit(tmp_path, True, config=cfg, cues=[evil])
+    paths = [p for f in findings for p in f.evidence]
+    assert paths and all(".." not in p and "<" not in p for p in paths)
+    assert all((run / p).resolve().is_relative_to(run.resolve()) for p in paths)
+
+
+def test_classes_filter_and_bad_inputs_are_named(tmp_path):
+    cfg = CUE_TESTS_ONLY.replace(classes=(STAR,), sufficiency=False, necessity=False, token_shift=False)
+    run, _, findings = _audit(tmp_path / "one", True, config=cfg)
+    assert set(_analysis(run)["classes"]) == {"2"}
+    with pytest.raises(AnalysisError, match="does not exist"):
+        analyze_run(tmp_path / "nope", PlantedClassifier(), FakeGenerator())
+    (tmp_path / "empty" / "classes").mkdir(parents=True)
+    with pytest.raises(AnalysisError, match="no finished class"):
+        analyze_run(tmp_path / "empty", PlantedClassifier(), FakeGenerator())
+    with pytest.raises(AnalysisError, match="AnalysisConfig"):
+        analyze_run(run, PlantedClassifier(), FakeGenerator(), {"cues": "world"})
+
+
+def test_a_classifier_without_hooks_skips_grad_cam_and_says_why(tmp_path):
+    source = tmp_path / "fake-pipeline"
+    source.mkdir()
+    gen, clf = FakeGenerator(source=str(source)), PlantedClassifier({STAR: "grass"})
+    clf.supports_hooks = False
+    run = write_run(tmp_path / "run", gen, clf, tokens={STAR: "<probe-2>"}, n_seeds=2)
+    cfg = AnalysisConfig(ig_steps=4, sufficiency=False, necessity=False, token_shift=False, off_object=False)
+    analyze_run(run, clf, gen, cfg, cues=fake_cues())
+    a = _analysis(run)
+    assert "hooks" in a["attributions"]["skipped"]["grad_cam"]
+    assert a["attributions"]["methods_run"] == ["integrated_gradients", "occlusion"]
+    assert not (run / "classes" / "2-star" / "attributions" / "grad_cam").exists()
+    assert (run / "classes" / "2-star" / "attributions" / "occlusion").is_dir()
+
+
+# ----------------------------------------------------------------------------- the real seams (slow)
+# skipped before any fixture is built (the tiny pipeline is session-scoped and would be built first)
+ONLY_IF_ASKED = pytest.mark.skipif(not os.environ.get("PROBE_RUN_SLOW"),
+                                   reason="slow: set PROBE_RUN_SLOW=1 (PROBE_TEST_DEVICE=cuda for a GPU)")
+
+
+@pytest.mark.slow
+@ONLY_IF_ASKED
+def test_analysis_runs_on_a_run_directory_written_by_audit(tmp_path, tiny_sd_path, tiny_generator):
+    """The real seams: tiny Stable Diffusion, load_classifier and audit (about 40 s on 2 busy cores, hence gated;
+    `probe demo` in tests/test_demo.py covers the same path on the shapes world)."""
+    from color_classifier import calibrated_redness_classifier
+    from probe.classifiers import load_classifier
+    from probe.runs import AuditConfig, audit
+    from probe.tokens import TokenConfig
+
+    token = TokenConfig(lr=0.1, max_steps=1, patience=1, guidance_scale=3.0, eval_images=2, batch_size=2, steps=2)
     module = calibrated_redness_classifier(tiny_generator, seeds=range(2), guidance_scale=3.0)
     clf = load_classifier(module, labels=["other", "star <b>"], input_size=32, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)
-    config = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sd_path), token=TOKEN,
+    config = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sd_path), token=token,
                          analyze=False, report=False, classes="1")
     result = audit(config, classifier=clf, generator=tiny_generator, progress=False)
     assert not result.failed
-    return result.run_dir, clf, tiny_generator, config
-
-
-def test_analysis_runs_on_a_real_run_directory(engine_run, tmp_path):
-    run, clf, gen, _ = engine_run
+    run = result.run_dir
     cues = tmp_path / "cues.txt"
     cues.write_text("{} on grass | {} on sand\n")
-    cfg = AnalysisConfig(cues=str(cues), sufficiency_seeds=1, necessity_seeds=1, necessity_top_k=1, ig_steps=4, n_boot=200,
-                         thresholds=Thresholds(weak_effect=0.0))
-    findings = analyze_run(run, clf, gen, cfg)
-    a = json.loads((run / "analysis.json").read_text())
-    assert a["cues"]["count"] == 1 and a["generation"]["steps"] == 2
-    # the redness classifier has no conv layer: Grad-CAM is skipped with a reason, the others ran
-    assert "grad_cam" in a["attributions"]["skipped"]
+    cfg = AnalysisConfig(cues=str(cues), ig_steps=4, confirm=False, n_carriers=2)
+    findings = analyze_run(run, clf, tiny_generator, cfg)
+    a = _analysis(run)
+    assert a["cues"]["count"] == 1 and a["cues"]["source"] == f"file {cues}" and a["generation"]["steps"] == 2
+    assert a["domain"] is None and any("interventions unchecked" in n for n in a["notes"])
+    assert "grad_cam" in a["attributions"]["skipped"]  # the redness classifier has no conv layer
     assert a["attributions"]["methods_run"] == ["integrated_gradients", "occlusion"]
     star = run / "classes" / "1-star-b"
     metrics = json.loads((star / "metrics.json").read_text())
-    stems = {i["path"].split("/")[-1][:-4] for i in metrics["images"]}
+    stems = {Path(i["path"]).stem for i in metrics["images"]}
     assert {p.stem for p in (star / "attributions" / "integrated_gradients").glob("*.png")} == stems
-    # attention maps were captured while regenerating the token images, and saved in the run
-    tok_stems = {i["path"].split("/")[-1][:-4] for i in metrics["images"] if i["kind"] == "token"}
+    tok_stems = {Path(i["path"]).stem for i in metrics["images"] if i["kind"] == "token"}
     assert {p.stem for p in (star / "cross_attention").glob("*.npy")} == tok_stems
     info = a["classes"]["1"]
     assert info["nearest_words"] and 0.0 <= info["off_object"]["share_outside"] <= 1.0
-    assert any("token-shift skipped" in n for n in a["notes"])  # no concept scorer outside the shapes world
-    assert (run / "findings.json").is_file() and (run / "findings.parquet").is_file()
+    assert any("token-shift skipped" in n for n in a["notes"])
+    assert all(not f.passes for f in findings)  # nothing is confirmed with confirm=False
     for f in findings:
         assert all((run / p).is_file() for p in f.evidence)
 
 
-def test_audit_config_maps_to_analysis_defaults(tmp_path):
-    config = AuditConfig(model="m.pt", out=str(tmp_path / "run"))
-    assert analysis_config(config) == AnalysisConfig()
-    assert analysis_config({"cues": "world", "attribution_methods": ["occlusion"]}).methods == ("occlusion",)
-    assert analysis_config({"analysis": {"cues": "x.txt", "classes": [1, 2]}}).classes == (1, 2)
-    with_flags = AuditConfig(model="m.pt", out=str(tmp_path / "run"), analysis={"cues": "c.txt", "attribution_layer": "layer4"})
-    assert analysis_config(with_flags).attribution_layer == "layer4" and analysis_config(with_flags).cues == "c.txt"
-    from probe.analysis import AnalysisError
+# ----------------------------------------------------------------------------- the bundled shapes world (slow)
+def _bundled_models():
+    from probe.classifiers import load_classifier
+    from probe.generators import load_generator
+    from probe.world.assets import bundled_bias, bundled_classifier_path, bundled_generator_path
 
-    with pytest.raises(AnalysisError, match="unknown"):
-        analysis_config({"cuess": "typo.txt"})
+    from probe.errors import ProbeError
+
+    try:
+        paths = [bundled_generator_path(), bundled_classifier_path("biased"), bundled_classifier_path("clean")]
+    except ProbeError as e:
+        pytest.skip(f"bundled shapes-world models are not in this checkout: {e}")
+    device = os.environ.get("PROBE_TEST_DEVICE", "cpu")
+    gen = load_generator(paths[0], device=device)
+    return gen, [load_classifier(str(p), device=device) for p in paths[1:]], bundled_bias("biased")
+
+
+@pytest.mark.slow
+@ONLY_IF_ASKED
+def test_bundled_world_audit_names_every_planted_cue_and_nothing_for_the_clean_model(tmp_path):
+    """The demo's own settings (probe.world.demo.demo_config), for both bundled classifiers."""
+    from probe.runs import audit
+    from probe.world.demo import demo_config, planted_cue_recovery
+
+    gen, (biased, clean), bias = _bundled_models()
+    results = {}
+    for name, clf in (("biased", biased), ("clean", clean)):
+        audit(demo_config(out=tmp_path / name, classifier=name, report=False), classifier=clf, generator=gen,
+              progress=False)
+        results[name] = read_findings(tmp_path / name)
+    checks = planted_cue_recovery(results["biased"], list(biased.labels), bias)
+    for c in checks:
+        print(f"planted {c.class_name}: {c.attribute}={c.value} -> {c.top.sentence if c.top else None}")
+    false = [f.sentence for f in results["clean"] if f.passes]
+    assert sum(c.recovered for c in checks) == len(bias)
+    assert not false, false

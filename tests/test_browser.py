@@ -167,6 +167,73 @@ def test_single_file_report_in_chromium(driver, report):
     driver.save_screenshot(str(ARTIFACTS / "report-single-file.png"))
 
 
+def _table_rows(d) -> list[list[str]]:
+    return [[td.text for td in tr.find_elements("tag name", "td")]
+            for tr in d.find_elements("css selector", ".findings-page .dtable tbody tr")]
+
+
+def test_findings_page_filters_by_kind_and_sorts_by_q_in_chromium(driver, report):
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from probe.report.render import fmt_p
+
+    run, index, _ = report
+    findings = json.loads((run / "findings.json").read_text())
+    driver.get((index.parent / "findings.html").as_uri())
+    assert severe_logs(driver) == []
+    assert len(_table_rows(driver)) == len(findings)
+    heads = [th.text for th in driver.find_elements(By.CSS_SELECTOR, ".findings-page thead th")]
+    col = {h: i for i, h in enumerate(heads)}
+    assert {"kind", "class", "cue", "effect", "p", "q", "status"} <= set(col)
+
+    # the kind filter: only that kind's rows remain, and the count says so
+    kind = Select(driver.find_element(By.CSS_SELECTOR, "select.dt-facet[data-facet=kind]"))
+    offered = [o.get_attribute("value") for o in kind.options][1:]
+    assert len(offered) >= 2
+    for k in offered:
+        kind.select_by_value(k)
+        rows = _table_rows(driver)
+        expected = [f for f in findings if f["kind"] == k]
+        assert rows and len(rows) == len(expected)
+        assert {r[col["kind"]] for r in rows} == {k}
+        assert driver.find_element(By.CSS_SELECTOR, ".findings-page .dt-count").text == \
+            f"{len(expected)} of {len(findings)} rows"
+    # kind and class together
+    k = offered[0]
+    kind.select_by_value(k)
+    cls = Select(driver.find_element(By.CSS_SELECTOR, "select.dt-facet[data-facet=class]"))
+    ci = next(f["class_index"] for f in findings if f["kind"] == k)
+    cls.select_by_value(str(ci))
+    rows = _table_rows(driver)
+    assert len(rows) == sum(f["kind"] == k and f["class_index"] == ci for f in findings)
+    kind.select_by_value("")
+    cls.select_by_value("")
+    assert len(_table_rows(driver)) == len(findings)
+
+    # sorting by q: smallest first, findings without a q (never confirmed) last
+    qh = driver.find_elements(By.CSS_SELECTOR, ".findings-page thead th")[col["q"]]
+    qh.find_element(By.TAG_NAME, "button").click()
+    assert qh.get_attribute("aria-sort") == "ascending"
+    qs = sorted((f["q"] for f in findings), key=lambda q: (q is None, q or 0))
+    assert any(q is None for q in qs) and any(q is not None for q in qs)
+    assert [r[col["q"]] for r in _table_rows(driver)] == [fmt_p(q) for q in qs]
+    qh.find_element(By.TAG_NAME, "button").click()
+    assert qh.get_attribute("aria-sort") == "descending"
+    desc = sorted((f["q"] for f in findings if f["q"] is not None), reverse=True) + [None] * qs.count(None)
+    assert [r[col["q"]] for r in _table_rows(driver)] == [fmt_p(q) for q in desc]
+    # and by effect, numerically (largest first)
+    eh = driver.find_elements(By.CSS_SELECTOR, ".findings-page thead th")[col["effect"]]
+    eh.find_element(By.TAG_NAME, "button").click()
+    effects = sorted((f["effect"] for f in findings), reverse=True)
+    assert [r[col["effect"]] for r in _table_rows(driver)] == [f"{e:+.2f}" for e in effects]
+    assert severe_logs(driver) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "report-findings.png"))
+
+
 def test_content_security_policy_blocks_an_injected_inline_script(driver, report):
     """Defence in depth: were a label ever rendered unescaped, the page's CSP still refuses to run it."""
     run, index, _ = report

@@ -401,8 +401,240 @@ def test_held_out_classifier_accuracy_gets_a_column_and_a_card(tmp_path):
         (cdir / "metrics.json").write_text(json.dumps(m))
     text = render_report(run).read_text()
     rows = json.loads(re.search(r'id="class-data">(.*?)</script>', text, re.S).group(1))
-    assert [r[7][1] for r in rows] == [0.5, 0.75] and len(rows[0]) == 11
+    assert [r[7][1] for r in rows] == [0.5, 0.75] and len(rows[0]) == 12
+    assert [r[8][0] for r in rows] == ["yes", "no"]  # token moved: class 1 of the synthetic run did not move
     assert "held-out token acc." in text and "held-out classifier, with token" in text
     assert "62%" in text  # mean held-out accuracy with the token
     page = next((run / "report" / "classes").glob("0-*.html")).read_text()
     assert "held-out classifier: resnet-b" in page
+
+
+# -- what "passes" means, statuses, units, p/q, filters, stop metric, token movement ---------------------------
+def _section(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def _expected_p(v) -> str:
+    """The report's p/q format, written out independently: 3 significant digits, "<0.001", "–"."""
+    if v is None:
+        return "–"
+    if v < 0.001:
+        return "<0.001"
+    return f"{v:.3g}"
+
+
+def test_the_rule_and_who_checked_the_interventions_are_said_in_words(evil_run, tmp_path):
+    _, run, index, _ = evil_run
+    rule = json.loads((run / "analysis.json").read_text())["rule"]
+    assert rule.startswith("A finding passes when") and "q-value" in rule
+    text = index.read_text()
+    top = _section(text, 'id="top-findings"', 'id="classes"')
+    top_u = html.unescape(top)
+    assert rule in top_u and top_u.index(rule) < top_u.index('<ol class="findings">')  # near the findings, above them
+    assert "Interventions checked by: shapes world oracles" in top
+    assert "Counter rule: a counter-value whose screened sufficiency effect" in html.unescape(top)
+    assert '<span class="chip">sand background</span>' in top  # the dropped counter
+    findings_page = (run / "report" / "findings.html").read_text()
+    head = html.unescape(findings_page.split('<div class="dtable"', 1)[0])
+    assert rule in head and "Interventions checked by: shapes world oracles" in head
+    assert "bootstrap 95% interval" not in findings_page  # the stale wording is gone
+
+    other = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False, checked_by=None)
+    page = render_report(other).read_text()
+    assert "Interventions were not checked (no concept scorer; pass --clip-model)" in page
+    assert "Interventions checked by" not in page
+    a = json.loads((other / "analysis.json").read_text())
+    for k in ("rule", "interventions_checked_by", "counter_rule"):
+        a.pop(k)
+    (other / "analysis.json").write_text(json.dumps(a))
+    page = render_report(other).read_text()  # an older analysis: no invented claims
+    assert "did not record its rule" in page and "Interventions" not in page and "Counter rule" not in page
+
+
+def _header_counts(text: str) -> dict[str, int]:
+    card = _section(text, '<div class="card findings-card">', "</div></div>")
+    got = {"passes": int(re.search(r'<div class="v" data-status="passes">(\d+)</div>', card).group(1))}
+    for status, n in re.findall(r'<span class="count" data-status="(\w+)">(\d+) ', card):
+        got[status] = int(n)
+    return got
+
+
+def test_the_header_counts_each_status_separately(evil_run, tmp_path):
+    _, run, index, _ = evil_run
+    findings = json.loads((run / "findings.json").read_text())
+    expected = {s: sum(f["status"] == s for f in findings) for s in ("passes", "weak", "inconclusive", "screened")}
+    assert all(expected.values()), f"the synthetic run should have every status: {expected}"
+    text = index.read_text()
+    assert _header_counts(text) == expected
+    card = _section(text, '<div class="card findings-card">', "</div></div>")
+    assert f"{expected['screened']} screening only" in card and f"{expected['inconclusive']} inconclusive" in card
+    # the badges say the status, not "below threshold"
+    page = (run / "report" / "findings.html").read_text()
+    rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
+    labels = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only"}
+    by_key = {(f["class_index"], f["cue"], f["kind"]): f for f in findings}
+    assert len(rows) == len(findings)
+    for r in rows:
+        f = by_key[(int(r[1][4]), r[2][4], r[3][4])]
+        assert r[9][0] == labels[f["status"]] and r[9][3] == f"verdict v-{f['status']}"
+    assert "below threshold" not in page
+    pages = "".join(p.read_text() for p in (run / "report" / "classes").glob("*.html"))
+    for status, label in labels.items():
+        assert f'<span class="verdict v-{status}"' in pages and f">{label}</span>" in pages
+
+    # findings of an older analysis (no status): passes -> passes, everything else -> weak
+    old = make_synthetic_run(tmp_path / "old", 5, images_per_kind=1, attributions=False)
+    fs = json.loads((old / "findings.json").read_text())
+    for f in fs:
+        for k in ("status", "p", "q", "unit", "excluded", "attempted", "details"):
+            f.pop(k)
+    (old / "findings.json").write_text(json.dumps(fs))
+    n_pass = sum(f["passes"] for f in fs)
+    assert 0 < n_pass < len(fs)
+    got = _header_counts(render_report(old).read_text())
+    assert got == {"passes": n_pass, "weak": len(fs) - n_pass, "inconclusive": 0, "screened": 0}
+    page = (old / "report" / "findings.html").read_text()
+    rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
+    assert all(r[6][0].endswith(" images") for r in rows)  # no unit recorded: "images"
+    assert all(r[7][0] == "–" and r[8][0] == "–" for r in rows)  # no p, no q
+
+
+def test_cards_say_pairs_or_images_and_show_p_q_and_the_excluded_note(evil_run):
+    _, run, index, _ = evil_run
+    findings = json.loads((run / "findings.json").read_text())
+    units = {f["unit"] for f in findings}
+    assert units == {"pairs", "images"}
+    pages = {int(p.name.split("-")[0]): p.read_text() for p in (run / "report" / "classes").glob("*.html")}
+    notes = 0
+    for f in findings:
+        page = pages[f["class_index"]]
+        items = re.findall(r'<li class="finding .*?</li>', page, re.S)
+        item = next(i for i in items if html.unescape(re.search(r'<p class="sentence">(.*?)</p>', i, re.S).group(1))
+                    == f["sentence"])
+        n_text = f"{f['n_images']} {f['unit']}" + (f" ({f['excluded']} excluded)" if f["excluded"] else "")
+        assert f'<span class="n">{n_text}</span>' in item
+        pq = f"p {_expected_p(f['p'])} · q {_expected_p(f['q'])}"
+        assert f'<span class="pq">{html.escape(pq)}</span>' in item
+        note = f["details"].get("excluded_note")
+        if note:
+            notes += 1
+            assert f'<p class="excluded-note">{html.escape(note)}</p>' in item
+        else:
+            assert "excluded-note" not in item
+    assert notes >= 2  # a passing finding with 2 pairs excluded, an inconclusive one with 10
+    assert any(f["q"] is None for f in findings) and any(f["p"] < 0.001 for f in findings)
+    # the findings table: n with its unit, p and q as text and as numbers to sort on (null: none)
+    page = (run / "report" / "findings.html").read_text()
+    rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
+    by_key = {(f["class_index"], f["cue"], f["kind"]): f for f in findings}
+    for r in rows:
+        f = by_key[(int(r[1][4]), r[2][4], r[3][4])]
+        assert r[6][0].startswith(f"{f['n_images']} {f['unit']}") and r[6][1] == f["n_images"]
+        assert (r[7][0], r[7][1]) == (_expected_p(f["p"]), f["p"])
+        assert (r[8][0], r[8][1]) == (_expected_p(f["q"]), f["q"])
+        assert r[4][1] == f["effect"]
+    heads = re.findall(r'title="sort by ([^"]+)"', page)
+    assert heads == ["rank", "class", "cue", "kind", "effect", "95% CI", "n", "p", "q", "status"]
+    assert "unbounded" in page or "+∞" in page  # a screened finding with an open interval
+
+
+def test_p_and_q_format():
+    from probe.report.render import fmt_ci, fmt_p
+
+    assert [fmt_p(v) for v in (None, 0.0, 0.00099, 0.001, 0.012345, 0.5, 1.0)] == [
+        "–", "<0.001", "<0.001", "0.001", "0.0123", "0.5", "1"]
+    assert fmt_ci(None, None) == "unbounded" and fmt_ci(0.1, None) == "0.10 – +∞" and fmt_ci(None, 0.2) == "−∞ – 0.20"
+
+
+def test_findings_page_filters_by_kind_class_and_cue_with_the_values_in_the_data(evil_run):
+    _, run, _, _ = evil_run
+    findings = json.loads((run / "findings.json").read_text())
+    page = (run / "report" / "findings.html").read_text()
+    selects = dict(re.findall(r'<select class="dt-facet" data-col="(\d)" data-facet="(\w+)"', page))
+    assert sorted(selects.values()) == ["class", "cue", "kind"]
+    options = {}
+    for col, name in selects.items():
+        block = page.split(f'data-facet="{name}"', 1)[1].split("</select>", 1)[0]
+        options[name] = (int(col), [html.unescape(v) for v in re.findall(r'<option value="([^"]*)">', block)])
+    kinds = [k for k in ("sufficiency", "necessity", "token-shift", "off-object") if any(f["kind"] == k for f in findings)]
+    assert options["kind"][1] == ["", *kinds] and len(kinds) >= 2
+    assert options["class"][1] == ["", *map(str, sorted({f["class_index"] for f in findings}))]
+    assert options["cue"][1] == ["", *sorted({f["cue"] for f in findings}, key=lambda c: (c.lower(), c))]
+    # each filter reads a column whose cells carry the same keys
+    rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
+    for name, (col, values) in options.items():
+        assert {r[col][4] for r in rows} == set(values[1:]), name
+    # class names in the class filter are untrusted: escaped
+    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;</option>" in page
+    js = (run / "report" / "assets" / "report.js").read_text()
+    assert "dt-facet" in js and "data-col" in js
+
+
+def test_curve_caption_and_titles_name_the_stop_metric_and_the_objective(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 1, images_per_kind=1, attributions=False, findings=False,
+                             stop_metric="target_prob", objective="margin")
+    render_report(run)
+    page = next((run / "report" / "classes").glob("0-*.html")).read_text()
+    caption = _section(page, "<figcaption>Per optimisation step", "</figcaption>")
+    assert "early-stop threshold on the mean target probability (0.95)" in caption
+    assert "accuracy threshold" not in caption and "margin loss" in caption
+    assert 'alt="optimisation curves: margin loss' in page
+    plain = make_synthetic_run(tmp_path / "plain", 1, images_per_kind=1, attributions=False, findings=False)
+    render_report(plain)
+    page = next((plain / "report" / "classes").glob("0-*.html")).read_text()
+    caption = _section(page, "<figcaption>Per optimisation step", "</figcaption>")
+    assert "early-stop threshold on the batch accuracy (0.7)" in caption and "cross-entropy loss" in caption
+    assert "target probability" not in caption
+
+    from probe.report.curves import CurvePlotter
+
+    hist = [{"step": s, "loss": 1 - s / 5, "accuracy": s / 5, "mean_target_prob": s / 6} for s in range(4)]
+    p = CurvePlotter()
+    margin = p.plot(hist, 2, 0.95, loss_title="margin loss", stop_metric="target_prob")
+    assert p.ax_loss.get_title() == "margin loss" and p.legend.get_texts()[-1].get_text() == "stop P ≥ 0.95"
+    ce = p.plot(hist, 2, 0.95)
+    assert p.ax_loss.get_title() == "cross-entropy loss" and p.legend.get_texts()[-1].get_text() == "stop acc ≥ 0.95"
+    assert ce != margin
+    p.plot(hist, 2, 0.95, loss_title="$\\alpha$ injected")
+    assert p.ax_loss.get_title() == "loss"  # only our own titles reach matplotlib
+
+
+def test_an_unmoved_token_is_said_so_on_its_page_and_in_the_class_table(evil_run):
+    _, run, index, _ = evil_run
+    moved = {}
+    for cdir in (run / "classes").iterdir():
+        m = json.loads((cdir / "metrics.json").read_text())
+        moved[m["class_index"]] = (m.get("token_change") or {}).get("moved")
+    assert moved == {0: True, 1: False, 2: True, 3: True, 4: None}  # 4 failed
+    notice = "token unchanged: the classifier already accepts the baseline images"
+    for i, flag in moved.items():
+        page = next((run / "report" / "classes").glob(f"{i}-*.html")).read_text()
+        assert (notice in page) == (flag is False), i
+        if flag is not None:
+            m = json.loads(next((run / "classes").glob(f"{i}-*")).joinpath("metrics.json").read_text())
+            block = _section(page, '<dl class="facts tc-facts">', "</dl>")
+            assert f"<dd>{'yes' if flag else 'no'}</dd>" in block
+            assert f"{m['token_change']['relative']:.3f}" in block and f"{m['token_change']['cosine']:.3f}" in block
+            assert "cosine to the initial word" in block
+        else:
+            assert "tc-facts" not in page
+    text = index.read_text()
+    assert "token moved" in _section(text, 'id="classes"', "</thead>")
+    rows = json.loads(re.search(r'id="class-data">(.*?)</script>', text, re.S).group(1))
+    assert [r[7][0] for r in rows] == ["yes", "no", "yes", "yes", "–"]
+    assert [r[7][1] for r in rows] == [1, 0, 1, 1, None]
+    # the analysis notes, escaped, in the run section
+    run_section = text.split('id="metadata"', 1)[1]
+    assert "class 1: token unchanged (the classifier already accepts the baseline images)" in run_section
+    assert "analysis notes" in run_section
+
+
+def test_analysis_notes_are_escaped(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    a = json.loads((run / "analysis.json").read_text())
+    a["notes"].append(f"class 0: cue {XSS} skipped")
+    a["rule"] = f"A rule {XSS}"
+    (run / "analysis.json").write_text(json.dumps(a))
+    text = render_report(run).read_text()
+    assert XSS not in text and "cue &lt;script&gt;alert(1)&lt;/script&gt; skipped" in text
+    assert "A rule &lt;script&gt;" in text

@@ -42,7 +42,7 @@ __all__ = [
     "save_overlays",
 ]
 
-METHODS = ("integrated_gradients", "grad_cam", "occlusion")
+from probe.analysis.config import METHODS  # noqa: E402 (one list of methods)
 HOOK_METHODS = ("grad_cam",)
 
 

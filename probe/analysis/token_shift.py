@@ -18,9 +18,9 @@ import torch
 
 from probe.analysis.cues import Cue
 from probe.analysis.errors import AnalysisError
-from probe.analysis.stats import Effect, paired_bootstrap
+from probe.analysis.sample import Sample
 
-__all__ = ["ClipScorer", "TokenShift", "token_shift", "nearest_words", "cue_concept"]
+__all__ = ["ClipScorer", "shift_samples", "read_concepts", "nearest_words", "cue_concept"]
 
 
 def cue_concept(cue: Cue) -> tuple[str, str]:
@@ -88,41 +88,48 @@ class ClipScorer:
         return f"ClipScorer({len(self.cues)} cues)"
 
 
-@dataclass
-class TokenShift:
-    cue: Cue
-    effect: Effect  # mean of 1[token image has cue] - 1[baseline image has cue], paired by prompt and seed
-    freq_token: float
-    freq_baseline: float
-
-    def __repr__(self) -> str:
-        return f"TokenShift({self.cue.name!r}: {self.freq_baseline:.2f} -> {self.freq_token:.2f}, {self.effect!r})"
+def _presence(concepts: list[dict], cue: Cue) -> np.ndarray | None:
+    attribute, value = cue_concept(cue)
+    if not concepts or attribute not in concepts[0]:
+        return None
+    return np.array([c.get(attribute) == value for c in concepts], dtype=bool)
 
 
-def token_shift(
-    scorer, baseline_images: torch.Tensor, token_images: torch.Tensor, cues: list[Cue], *, n_boot: int = 1000, seed: int = 0
-) -> list[TokenShift]:
-    """Paired change in each cue's frequency from baseline to token images (row i of both share prompt and seed)."""
-    if baseline_images.shape[0] != token_images.shape[0]:
-        raise AnalysisError(
-            f"token_shift needs paired images: {baseline_images.shape[0]} baseline vs {token_images.shape[0]} token images."
-        )
-    if baseline_images.shape[0] == 0:
+def shift_samples(class_index: int, cues: list[Cue], baseline: list[dict], token: list[dict], *,
+                  object_attribute: str | None = None, object_value: str | None = None,
+                  evidence: list[str] = ()) -> dict[str, Sample]:
+    """Token-shift samples from what a scorer read on paired baseline/token images (row i shares prompt and seed).
+
+    A pair counts only when both images show the class's object (when the scorer can tell): a token that
+    turned the object into another one says nothing about the cue.
+    """
+    if len(baseline) != len(token):
+        raise AnalysisError(f"token shift needs paired images: {len(baseline)} baseline vs {len(token)} token images.")
+    ok = np.ones(len(baseline), dtype=bool)
+    if object_attribute and object_value and baseline and object_attribute in baseline[0]:
+        ok = np.array([b.get(object_attribute) == object_value and t.get(object_attribute) == object_value
+                       for b, t in zip(baseline, token)], dtype=bool)
+    out = {}
+    for cue in cues:
+        before, after = _presence(baseline, cue), _presence(token, cue)
+        if before is None or after is None:
+            continue
+        out[cue.name] = Sample("token-shift", class_index, cue.name, before=before[ok], after=after[ok],
+                               attempted=len(ok), excluded=int((~ok).sum()), evidence=list(evidence),
+                               extra={"freq_baseline": float(before[ok].mean()) if ok.any() else None,
+                                      "freq_token": float(after[ok].mean()) if ok.any() else None})
+    return out
+
+
+def read_concepts(scorer, images: torch.Tensor) -> list[dict]:
+    """What ``scorer`` reads on each image: ``[{attribute: value}, ...]``."""
+    if images.shape[0] == 0:
         return []
     try:
-        sb = scorer.predict(baseline_images)
-        st = scorer.predict(token_images)
+        predicted = scorer.predict(images)
     except Exception as e:
         raise AnalysisError(f"the concept scorer failed: {type(e).__name__}: {e}") from e
-    out: list[TokenShift] = []
-    for cue in cues:
-        attr, value = cue_concept(cue)
-        if attr not in sb or attr not in st:
-            continue
-        b = np.array([v == value for v in sb[attr]], dtype=np.float64)
-        t = np.array([v == value for v in st[attr]], dtype=np.float64)
-        out.append(TokenShift(cue, paired_bootstrap(t - b, n_boot=n_boot, seed=seed), float(t.mean()), float(b.mean())))
-    return out
+    return [{a: values[i] for a, values in predicted.items()} for i in range(images.shape[0])]
 
 
 def nearest_words(tokenizer, text_encoder, vector: torch.Tensor, k: int = 10) -> list[dict]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 
-__all__ = ["CurvePlotter", "nice_ceiling", "FINE", "COARSE"]
+__all__ = ["CurvePlotter", "nice_ceiling", "FINE", "COARSE", "LOSS_TITLES", "STOP_LABELS"]
 
 
 FINE = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
@@ -32,10 +32,18 @@ def nice_ceiling(x: float, ladder: tuple[float, ...] = FINE) -> float:
     return 10.0 ** (k + 1)
 
 
-class CurvePlotter:
-    """``plot(history, best_step, threshold) -> (png_bytes, width, height)``."""
+LOSS_TITLES = {"cross_entropy": "cross-entropy loss", "margin": "margin loss"}
+STOP_LABELS = {"accuracy": "acc", "target_prob": "P"}  # short: the legend has little room
 
-    STYLE = 3  # bump when the drawing changes: cached curve PNGs are keyed on it
+
+class CurvePlotter:
+    """``plot(history, best_step, threshold, loss_title=..., stop_metric=...) -> (png_bytes, width, height)``.
+
+    ``loss_title`` names the objective the loss curve shows; ``stop_metric`` ("accuracy" or
+    "target_prob") names what the dotted early-stop threshold applies to in the legend.
+    """
+
+    STYLE = 4  # bump when the drawing changes: cached curve PNGs are keyed on it
 
     def __init__(self, width_in: float = 6.4, height_in: float = 2.4, dpi: int = 100):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -52,7 +60,7 @@ class CurvePlotter:
         (self.prob,) = self.ax_acc.plot([], [], color="#3f9b5a", lw=1.4, ls="--", label="mean P(target)")
         self.thr = self.ax_acc.axhline(0.5, color="#888", lw=0.9, ls=":", label="stop threshold")
         self.best = [ax.axvline(0, color="#c9a227", lw=1.2) for ax in (self.ax_loss, self.ax_acc)]
-        self.ax_loss.set_title("cross-entropy loss", fontsize=9)
+        self.ax_loss.set_title(LOSS_TITLES["cross_entropy"], fontsize=9)
         # the legend sits above the axes, where no curve can run through it (lines are blitted on top)
         self.ax_acc.set_ylim(-0.03, 1.03)
         for ax in (self.ax_loss, self.ax_acc):
@@ -62,16 +70,16 @@ class CurvePlotter:
             ax.grid(alpha=0.25, lw=0.6)
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
-        self.legend = self.ax_acc.legend(fontsize=7.5, frameon=False, loc="lower center", ncol=3,
-                                         bbox_to_anchor=(0.5, 0.99), borderaxespad=0.2, handlelength=1.8,
-                                         columnspacing=1.2)
+        self.legend = self.ax_acc.legend(fontsize=7, frameon=False, loc="lower center", ncol=3,
+                                         bbox_to_anchor=(0.5, 0.99), borderaxespad=0.2, handlelength=1.5,
+                                         columnspacing=0.8, handletextpad=0.5)
         self.dynamic = [self.loss, self.acc, self.prob, *self.best]
         for a in self.dynamic:
             a.set_animated(True)  # left out of full draws; blitted per class
         self._backgrounds: dict[tuple, object] = {}
 
     def _background(self, key: tuple):
-        x_hi, loss_lo, loss_hi, threshold = key
+        x_hi, loss_lo, loss_hi, threshold, loss_title, stop_metric = key
         pad = max(0.5, x_hi * 0.02)
         for ax in (self.ax_loss, self.ax_acc):  # limits set every time: the blitted lines use them
             ax.set_xlim(-pad, x_hi + pad)
@@ -81,15 +89,22 @@ class CurvePlotter:
         if bg is None:
             self.thr.set_visible(threshold is not None)
             self.legend.legend_handles[-1].set_visible(threshold is not None)
-            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop {threshold:g}")
+            stop = STOP_LABELS.get(stop_metric, STOP_LABELS["accuracy"])
+            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop {stop} ≥ {threshold:g}")
+            self.ax_loss.set_title(loss_title, fontsize=9)
             if threshold is not None:
                 self.thr.set_ydata([threshold, threshold])
             self.canvas.draw()
             bg = self._backgrounds[key] = self.canvas.copy_from_bbox(self.fig.bbox)
         return bg
 
-    def plot(self, history: list[dict], best_step: float | None = None, threshold: float | None = None):
+    def plot(self, history: list[dict], best_step: float | None = None, threshold: float | None = None, *,
+             loss_title: str = LOSS_TITLES["cross_entropy"], stop_metric: str = "accuracy"):
         from PIL import Image
+
+        # only our own titles reach matplotlib (its mathtext would interpret "$" in arbitrary text)
+        if loss_title not in LOSS_TITLES.values():
+            loss_title = "loss"
 
         steps = [r.get("step") for r in history]
         if any(s is None for s in steps):
@@ -105,7 +120,7 @@ class CurvePlotter:
         x_hi = nice_ceiling(max([*steps, best_step or 0, 1]))
         loss_hi = nice_ceiling(max(losses)) if losses and max(losses) > 0 else 1.0
         loss_lo = 0.0 if not losses or min(losses) >= 0 else -nice_ceiling(-min(losses))
-        key = (x_hi, loss_lo, loss_hi, threshold)
+        key = (x_hi, loss_lo, loss_hi, threshold, loss_title, stop_metric)
         bg = self._background(key)
         self.canvas.restore_region(bg)
         dense = len(steps) >= 30

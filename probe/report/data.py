@@ -7,6 +7,7 @@ classes are listed as incomplete, absent findings mean "analysis not run".
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,12 @@ from probe.errors import RunError
 from probe.rundir import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
 from probe.report.slug import slugify
 
-__all__ = ["RunData", "ClassData", "load_run", "rank_findings"]
+__all__ = ["RunData", "ClassData", "load_run", "rank_findings", "STATUSES", "STATUS_LABELS", "KINDS"]
 
 _KINDS = ("baseline", "token")
+KINDS = ("sufficiency", "necessity", "token-shift", "off-object")  # the analysis's finding kinds, in display order
+STATUSES = ("passes", "weak", "inconclusive", "screened")
+STATUS_LABELS = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only"}
 
 
 @dataclass
@@ -46,6 +50,17 @@ class ClassData:
     def stat(self, kind: str, key: str) -> float | None:
         block = self.metrics.get(kind)
         return _num(block.get(key)) if isinstance(block, dict) else None
+
+    @property
+    def token_change(self) -> dict[str, Any]:
+        """metrics.json's ``token_change`` (distance, relative, cosine, moved, image_change); {} when absent."""
+        tc = self.metrics.get("token_change")
+        return tc if isinstance(tc, dict) else {}
+
+    @property
+    def moved(self) -> bool | None:
+        """Did the token move away from its initial word? None when the run did not record it."""
+        return _flag(self.token_change.get("moved"))
 
     @property
     def top_cue(self) -> str | None:
@@ -86,6 +101,17 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+def _flag(v: Any) -> bool | None:
+    """A yes/no from JSON (bool) or from summary.csv ("True"/"False"); None when unknown."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return v.strip().lower() in ("true", "1", "yes")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v in (0, 1):
+        return bool(v)
+    return None
+
+
 def _lenient(read, warnings: list[str], what: str):
     """``read()``, or None with a warning when the file is damaged (a report of a damaged run still renders)."""
     try:
@@ -98,12 +124,17 @@ def _lenient(read, warnings: list[str], what: str):
 
 
 def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
-    """Normalise one Finding dict (numpy values from parquet, missing keys)."""
+    """Normalise one Finding dict (numpy values from parquet, missing keys, findings of older analyses).
+
+    Findings written before statuses existed get ``passes`` -> "passes", anything else -> "weak";
+    before units existed, the count is called "images".
+    """
     out = dict(f)
-    for k in ("effect", "ci_low", "ci_high"):
+    for k in ("effect", "ci_low", "ci_high", "p", "q"):
         out[k] = _num(out.get(k))
-    n = _num(out.get("n_images"))
-    out["n_images"] = int(n) if n is not None else None
+    for k in ("n_images", "excluded", "attempted"):
+        n = _num(out.get(k))
+        out[k] = int(n) if n is not None else None
     ci = _num(out.get("class_index"))
     out["class_index"] = int(ci) if ci is not None else None
     ev = out.get("evidence")
@@ -115,6 +146,21 @@ def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
     for k in ("cue", "kind", "class_name", "sentence"):
         v = out.get(k)
         out[k] = None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    status = out.get("status")
+    if status not in STATUSES:
+        status = "passes" if out["passes"] else "weak"
+    out["status"] = status
+    out["status_label"] = STATUS_LABELS[status]
+    out["unit"] = "pairs" if out.get("unit") == "pairs" else "images"
+    details = out.get("details")
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            details = None
+    out["details"] = details if isinstance(details, dict) else {}
+    note = out["details"].get("excluded_note")
+    out["excluded_note"] = str(note) if isinstance(note, str) and note.strip() else None
     return out
 
 
@@ -172,6 +218,7 @@ def load_run(run_dir: str | Path) -> RunData:
             by_index[idx] = ClassData(idx, str(name), None, str(row.get("status") or "incomplete"),
                                       error="class folder missing; only summary.csv figures are shown",
                                       metrics={"steps": _num(row.get("steps")), "seconds": _num(row.get("seconds")),
+                                               "token_change": {"moved": _flag(row.get("token_moved"))},
                                                "baseline": {"accuracy": _num(row.get("baseline_accuracy"))},
                                                "token": {"accuracy": _num(row.get("token_accuracy"))}})
 

@@ -28,8 +28,8 @@ from markupsafe import Markup
 
 from probe.errors import ProbeError
 from probe.report.assets import AssetStore, atomic_write_text
-from probe.report.curves import CurvePlotter
-from probe.report.data import ClassData, RunData, load_run
+from probe.report.curves import LOSS_TITLES, CurvePlotter
+from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.rundir import RunDir
 
 __all__ = ["render_report", "ReportError", "template_dir"]
@@ -100,7 +100,43 @@ def _environment(tdir: Path) -> jinja2.Environment:
     env.filters["pct"] = lambda v, d=0: "–" if v is None else f"{100 * v:.{d}f}%"
     env.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
     env.filters["signed"] = lambda v, d=2: "–" if v is None else f"{v:+.{d}f}"
+    env.filters["pq"] = fmt_p
+    env.filters["ci"] = fmt_ci
     return env
+
+
+def fmt_p(v: Any) -> str:
+    """A p- or q-value: 3 significant digits, "<0.001" below that, "–" when there is none."""
+    f = _as_float(v)
+    if f is None:
+        return "–"
+    return "<0.001" if f < 1e-3 else f"{f:.3g}"
+
+
+def fmt_ci(lo: Any, hi: Any) -> str:
+    """A 95% interval whose ends may be unbounded (null)."""
+    lo, hi = _as_float(lo), _as_float(hi)
+    if lo is None and hi is None:
+        return "unbounded"
+    return f"{'−∞' if lo is None else f'{lo:.2f}'} – {'+∞' if hi is None else f'{hi:.2f}'}"
+
+
+def fmt_n(f: dict[str, Any]) -> str:
+    """"16 pairs" or "8 images" (the finding's unit), with the excluded pairs when there were any."""
+    n = f.get("n_images")
+    text = "–" if n is None else f"{n} {f.get('unit') or 'images'}"
+    if f.get("excluded"):
+        text += f" ({f['excluded']} excluded)"
+    return text
+
+
+STATUS_HELP = {
+    "passes": "confirmed on fresh pairs: effect, q-value and pair count all meet the bars",
+    "weak": "a real-looking effect that missed a bar; never promoted",
+    "inconclusive": "most interventions failed their check, so the effect cannot be trusted either way",
+    "screened": "seen in the screening pass only and never confirmed on fresh pairs",
+}
+STOP_METRICS = {"accuracy": "batch accuracy", "target_prob": "mean target probability"}
 
 
 # -- view models -------------------------------------------------------------------------------
@@ -183,6 +219,20 @@ def _threshold(cfg: dict | None) -> float | None:
     return _as_float(RunDir.token_settings(cfg).get("accuracy_threshold"))
 
 
+def _stop_metric(cfg: dict | None) -> str:
+    """What the early-stop threshold applied to: "accuracy" (the paper, and runs that predate the choice) or "target_prob"."""
+    return "target_prob" if RunDir.token_settings(cfg).get("stop_metric") == "target_prob" else "accuracy"
+
+
+def _objective(c: ClassData, cfg: dict | None) -> str | None:
+    """The class's optimisation objective (metrics.json, else the run's TokenConfig); None when unknown.
+
+    Runs written before the objective was recorded could only use cross-entropy (the paper's loss).
+    """
+    obj = c.metrics.get("objective") or RunDir.token_settings(cfg).get("objective") or "cross_entropy"
+    return obj if isinstance(obj, str) and obj in LOSS_TITLES else None
+
+
 class _Builder:
     def __init__(self, run: RunData, out_dir: Path, single: bool, max_images: int, thumb_px: int):
         self.run = run
@@ -191,6 +241,7 @@ class _Builder:
         self.assets = AssetStore(run.run_dir, out_dir, embed=single, thumb_px=thumb_px)
         self._plotter: CurvePlotter | None = None
         self.threshold = _threshold(run.config)
+        self.stop_metric = _stop_metric(run.config)
         self.by_index = {c.index: c for c in run.classes}
         attr = (run.analysis or {}).get("attributions")
         skipped = attr.get("skipped") if isinstance(attr, dict) else None
@@ -216,6 +267,7 @@ class _Builder:
         cls = self.by_index.get(ci) if ci is not None else None
         sentence = f.get("sentence") or _default_sentence(f)
         return {**f, "rank": rank, "thumbs": thumbs, "n_evidence": len(f["evidence"]), "sentence": sentence,
+                "n_text": fmt_n(f), "status_help": STATUS_HELP.get(f.get("status"), ""),
                 "class_href": self.class_href(cls) if cls else None,
                 "class_label": f.get("class_name") or (cls.name if cls else "—")}
 
@@ -235,6 +287,7 @@ class _Builder:
         secs = _as_float(c.metrics.get("seconds"))
         tp = c.stat("token", "mean_target_prob")
         held = self.heldout(c, "token")
+        moved = c.moved
         cue = c.top_cue
         return [
             [str(c.index), c.index],
@@ -245,21 +298,29 @@ class _Builder:
             ["–" if d is None else f"{100 * d:+.0f}", d, None, "pos" if (d or 0) > 0 else ("neg" if (d or 0) < 0 else "")],
             ["–" if tp is None else f"{tp:.2f}", tp],
             *([[pct(held), held]] if with_heldout else []),
+            ["–" if moved is None else ("yes" if moved else "no"), None if moved is None else int(moved), None,
+             "" if moved is None else ("moved" if moved else "unmoved")],
             ["–" if steps is None else f"{steps:.0f}", steps],
             ["–" if secs is None else f"{secs:.1f}", secs],
             [cue or "–", cue or "", None, "" if cue else "muted"],
         ]
 
+    def loss_title(self, c: ClassData) -> str:
+        obj = _objective(c, self.run.config)
+        return LOSS_TITLES[obj] if obj else "loss"
+
     def curve(self, c: ClassData):
         if not c.history or c.dir is None:
             return None
+        title = self.loss_title(c)
 
         def make():
             if self._plotter is None:
                 self._plotter = CurvePlotter()
-            return self._plotter.plot(c.history, _as_float(c.metrics.get("best_step")), self.threshold)
+            return self._plotter.plot(c.history, _as_float(c.metrics.get("best_step")), self.threshold,
+                                      loss_title=title, stop_metric=self.stop_metric)
 
-        key = f"curve:v{CurvePlotter.STYLE}:{c.index}:{c.dir.name}:{self.threshold}"
+        key = f"curve:v{CurvePlotter.STYLE}:{c.index}:{c.dir.name}:{self.threshold}:{self.stop_metric}:{title}"
         sources = [c.dir / "history.csv", c.dir / "metrics.json", self.run.run_dir / "config.json"]
         return self.assets.figure(key, sources, make)
 
@@ -319,6 +380,9 @@ class _Builder:
             "eval_model": m.get("eval_model") if isinstance(m.get("eval_model"), dict) else None,
             "prompts": {k: [str(p) for p in v] for k, v in prompts.items() if isinstance(v, list)},
             "curve": self.curve(c),
+            "curve_info": {"loss_title": self.loss_title(c), "threshold": self.threshold,
+                           "stop_metric": STOP_METRICS[self.stop_metric]},
+            "token_change": self.token_change_view(c),
             "galleries": galleries,
             "methods": method_views,
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
@@ -330,6 +394,16 @@ class _Builder:
             "traceback": "".join(str(t) for t in m["traceback"]) if isinstance(m.get("traceback"), list)
             else (str(m["traceback"]) if m.get("traceback") else None),
         }
+
+    @staticmethod
+    def token_change_view(c: ClassData) -> dict[str, Any] | None:
+        """Did the token move from its initial word (metrics.json ``token_change``)? None when not recorded."""
+        tc = c.token_change
+        if not tc:
+            return None
+        return {"moved": c.moved, "distance": _as_float(tc.get("distance")), "relative": _as_float(tc.get("relative")),
+                "cosine": _as_float(tc.get("cosine")), "image_change": _as_float(tc.get("image_change")),
+                "init_word": str(c.metrics["init_word"]) if c.metrics.get("init_word") is not None else None}
 
     def class_facts(self, c: ClassData) -> list[tuple[str, str]]:
         m = c.metrics
@@ -380,7 +454,7 @@ def _default_sentence(f: dict[str, Any]) -> str:
     if lo is not None and hi is not None:
         s += f" (95% CI {lo:.2f}–{hi:.2f})"
     if f.get("n_images"):
-        s += f", {f['n_images']} images"
+        s += f", {f['n_images']} {f.get('unit') or 'images'}"
     return s
 
 
@@ -452,24 +526,10 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
     findings = run.findings
     passing = [f for f in findings or [] if f["passes"]]
     index_findings = [b.finding_view(f, i + 1, evidence=3) for i, f in enumerate(passing[:FINDINGS_ON_INDEX])]
-    n_weak = len(findings or []) - len(passing)
-    finding_rows = [
-        [
-            [str(i + 1), i + 1],
-            [f.get("class_name") or "—", (f.get("class_name") or "").lower(),
-             b.class_href(cls) if (cls := b.by_index.get(f.get("class_index"))) else None],
-            [f.get("cue") or "—", f.get("cue") or ""],
-            [f.get("kind") or "—", f.get("kind") or ""],
-            ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"]],
-            ["–" if f["ci_low"] is None or f["ci_high"] is None else f"{f['ci_low']:.2f} – {f['ci_high']:.2f}",
-             f["ci_low"]],
-            ["–" if f["n_images"] is None else str(f["n_images"]), f["n_images"]],
-            [("passes" if f["passes"] else "below threshold") + f" · {f['strength']}",
-             (0 if f["passes"] else 2) + (0 if f["strength"] == "strong" else 1), None,
-             f"verdict {'ok' if f['passes'] else 'no'}-{f['strength']}"],
-        ]
-        for i, f in enumerate(findings or [])
-    ]
+    counts = {s: sum(f["status"] == s for f in findings or []) for s in STATUSES}
+    n_not_passing = len(findings or []) - len(passing)
+    finding_rows = [_finding_row(b, i, f) for i, f in enumerate(findings or [])]
+    facets = _facets(findings or [])
     done = [c for c in classes if c.status == "done"]
 
     def mean(vals):
@@ -486,7 +546,9 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         "heldout_acc": mean(b.heldout(c, "token") for c in done) if with_heldout else None,
         "heldout_base": mean(b.heldout(c, "baseline") for c in done) if with_heldout else None,
         "n_findings": None if findings is None else len(findings),
-        "n_passing": len(passing), "n_weak": n_weak,
+        "n_passing": len(passing), "n_not_passing": n_not_passing,
+        "status_counts": [(s, STATUS_LABELS[s], counts[s]) for s in STATUSES],
+        "n_status": counts,
     }
     meta = _metadata(run)
     analysis_view = _analysis_view(run.analysis)
@@ -500,7 +562,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
     index_ctx = {
         **common, "rel": "", "findings_state": "absent" if findings is None else ("empty" if not findings else "ok"),
         "top_findings": index_findings, "class_rows": rows, "with_heldout": with_heldout, "page_size": CLASS_PAGE_SIZE, "meta": meta,
-        "finding_rows": finding_rows, "analysis": analysis_view,
+        "finding_rows": finding_rows, "finding_facets": facets, "analysis": analysis_view,
     }
     class_views = (
         b.class_view(c, classes[i - 1] if i > 0 else None, classes[i + 1] if i + 1 < len(classes) else None)
@@ -533,6 +595,47 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
     return target
 
 
+def _finding_row(b: _Builder, i: int, f: dict[str, Any]) -> list:
+    """One row of the findings table: [text, sort value, href, css class, filter key] per cell."""
+    ci = f.get("class_index")
+    cls = b.by_index.get(ci)
+    status = f["status"]
+    return [
+        [str(i + 1), i + 1],
+        [f.get("class_name") or "—", (f.get("class_name") or "").lower(), b.class_href(cls) if cls else None, None,
+         "" if ci is None else str(ci)],
+        [f.get("cue") or "—", f.get("cue") or "", None, None, f.get("cue") or ""],
+        [f.get("kind") or "—", f.get("kind") or "", None, None, f.get("kind") or ""],
+        ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"], None,
+         "pos" if (f["effect"] or 0) > 0 else ("neg" if (f["effect"] or 0) < 0 else "")],
+        [fmt_ci(f["ci_low"], f["ci_high"]), f["ci_low"]],
+        [fmt_n(f), f["n_images"]],
+        [fmt_p(f.get("p")), f.get("p")],
+        [fmt_p(f.get("q")), f.get("q")],
+        [STATUS_LABELS[status], STATUSES.index(status), None, f"verdict v-{status}"],
+    ]
+
+
+def _facets(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings page's filters: kind, class and cue, with the values the findings actually have.
+
+    ``col`` is the table column the filter reads (the cell's filter key, element 4).
+    """
+    kinds = {f["kind"] for f in findings if f.get("kind")}
+    kind_opts = [k for k in KINDS if k in kinds] + sorted(kinds - set(KINDS))
+    classes: dict[int, str] = {}
+    for f in findings:
+        if f.get("class_index") is not None:
+            classes.setdefault(f["class_index"], f.get("class_name") or "")
+    cues = sorted({f["cue"] for f in findings if f.get("cue")}, key=lambda c: (c.lower(), c))
+    return [
+        {"col": 3, "name": "kind", "all": "all kinds", "options": [(k, k) for k in kind_opts]},
+        {"col": 1, "name": "class", "all": "all classes",
+         "options": [(str(i), f"#{i} {n}".strip()) for i, n in sorted(classes.items())]},
+        {"col": 2, "name": "cue", "all": "all cues", "options": [(c, c) for c in cues]},
+    ]
+
+
 def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the analysis ran and skipped (analysis.json), for the index."""
     if not a:
@@ -549,8 +652,24 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
         ("cue list", f"{_fmt_value(cues.get('source'))} ({_fmt_value(cues.get('count'))} cues)" if cues else "–"),
     ]
     facts += [(f"time: {k}", f"{s:.1f} s") for k, v in timings.items() if (s := _as_float(v)) is not None]
+    tests = a.get("tests") if isinstance(a.get("tests"), dict) else {}
+    if tests:
+        facts.append(("tests", " · ".join(f"{_fmt_value(tests.get(k))} {k}" for k in
+                                          ("screened", "candidates", "confirmed", "passing") if k in tests)))
+    if "interventions_checked_by" in a:  # analyses that predate the checks say nothing either way
+        by = a.get("interventions_checked_by")
+        checked = {"by": str(by)} if by else {"by": None}
+    else:
+        checked = None
+    dropped = a.get("dropped_counters") if isinstance(a.get("dropped_counters"), list) else []
+    rule = a.get("rule")
+    counter_rule = a.get("counter_rule")
     return {"facts": facts, "skipped": [(str(k), str(v)) for k, v in skipped.items()],
-            "notes": [str(n) for n in notes]}
+            "notes": [str(n) for n in notes],
+            "rule": str(rule) if isinstance(rule, str) and rule.strip() else None,
+            "checked": checked,
+            "counter_rule": str(counter_rule) if isinstance(counter_rule, str) and counter_rule.strip() else None,
+            "dropped_counters": [str(d) for d in dropped]}
 
 
 def _warn(run: RunData, b: _Builder) -> list[str]:

@@ -25,6 +25,17 @@ ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 _COLORS = [(220, 60, 60), (60, 140, 220), (60, 180, 90), (230, 190, 40), (150, 80, 200)]
 _BACKGROUNDS = [(235, 235, 225), (90, 160, 80), (210, 190, 140), (120, 170, 220)]
 _CUES = ["grass background", "sand background", "red color", "corner tag", "large size", "water"]
+_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
+# statuses of the k-th finding (cycled): every run with 4+ findings has each status at least once
+_STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "weak")
+RULE = ("A finding passes when its effect is at least 0.1 in the claimed direction (either way for necessity), "
+        "its q-value is at most 0.05 after Benjamini–Yekutieli false-discovery-rate control over all tests of the "
+        "audit (valid for dependent tests), and it rests on at least 12 image pairs; effects of at least 0.05 that "
+        "miss a bar are shown as weak.")
+COUNTER_RULE = ("a counter-value whose screened sufficiency effect on any class reaches the effect threshold in size "
+                "is dropped from necessity tests")
+_PREFIX = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
+           "screened": "Screening only (not confirmed): "}
 
 
 def _png(draw_fn, size: int) -> bytes:
@@ -83,6 +94,10 @@ def make_synthetic_run(
     attributions: bool = True,
     history_steps: int = 12,
     seed: int = 0,
+    unmoved: Sequence[int] | None = None,
+    stop_metric: str = "accuracy",
+    objective: str = "cross_entropy",
+    checked_by: str | None = "shapes world oracles",
 ) -> Path:
     """Write a run directory with ``n_classes`` classes and return its path.
 
@@ -91,7 +106,15 @@ def make_synthetic_run(
     with an error; those in ``incomplete`` get a class folder without
     ``metrics.json`` (an interrupted attempt). ``findings=False`` leaves out
     ``findings.json``/``findings.parquet`` (analysis not run).
+
+    Findings carry every field the analysis writes (status, p, q, unit, excluded pairs with their note);
+    the k-th finding's status cycles through passes, inconclusive, screened, weak, so a run with four or
+    more findings shows each. Classes in ``unmoved`` (default: class 1) record a token that did not move
+    from its initial word. ``stop_metric``, ``objective`` and ``checked_by`` (None: interventions not
+    checked) go into config.json, metrics.json and analysis.json as a real audit writes them.
     """
+    if unmoved is None:
+        unmoved = (1,) if n_classes > 1 else ()
     rng = random.Random(seed)
     run_dir = Path(run_dir)
     (run_dir / "classes").mkdir(parents=True, exist_ok=True)
@@ -105,7 +128,8 @@ def make_synthetic_run(
 
     _write_json(run_dir / "labels.json", names)
     token_cfg = {"templates": templates, "init_word": "a", "lr": 0.005, "batch_size": 4, "max_steps": history_steps,
-                 "accuracy_threshold": 0.7, "patience": 5, "grad_steps": 1, "seed": 0, "eval_images": images_per_kind,
+                 "accuracy_threshold": 0.95 if stop_metric == "target_prob" else 0.7, "stop_metric": stop_metric,
+                 "objective": objective, "patience": 5, "grad_steps": 1, "seed": 0, "eval_images": images_per_kind,
                  "eval_seed": 1000, "topk": 3}
     _write_json(  # the layout probe.runs.audit writes: AuditConfig (with TokenConfig nested) + descriptions
         run_dir / "config.json",
@@ -126,6 +150,7 @@ def make_synthetic_run(
     )
 
     rows, all_findings = [], []
+    notes = []
     for ci in range(n_classes):
         name = names[ci]
         slug = slugify(name)
@@ -181,7 +206,8 @@ def make_synthetic_run(
             "prompts": {"templates": templates,
                         "token": [t.format(f"<probe-{ci}> {name}") for t in templates],
                         "baseline": [t.format(name) for t in templates]},
-            "steps": steps, "best_step": max(0, steps - 1),
+            "steps": steps, "best_step": max(0, steps - 1), "objective": objective,
+            "token_change": _token_change(rng, ci in unmoved),
             "stopped": None if is_failed else rng.choice(["threshold", "patience", "max_steps"]),
             "seconds": round(t + rng.uniform(0.5, 2.0), 3),
             "train_seeds": [0, 1, 2, 3], "eval_seeds": eval_seeds,
@@ -192,48 +218,51 @@ def make_synthetic_run(
             metrics.update({"traceback": ["Traceback (most recent call last):\n", "  File \"tokens.py\", line 1\n",
                                           f"probe.errors.TokenError: loss became NaN ({name})\n"],
                             "baseline": None, "token": None, "steps": None, "best_step": None})
+            for k in ("objective", "token_change"):
+                metrics.pop(k)
+        elif ci in unmoved:
+            notes.append(f"class {ci}: token unchanged (the classifier already accepts the baseline images); "
+                         "no token-shift finding is derived from it")
         _write_json(cdir / "metrics.json", metrics)
         if not is_failed:
             (cdir / "token.safetensors").write_bytes(b"")  # the report never reads it
         b = metrics["baseline"] or {"accuracy": None, "mean_target_prob": None}
         tk = metrics["token"] or {"accuracy": None, "mean_target_prob": None}
+        moved = (metrics.get("token_change") or {}).get("moved")
         rows.append([ci, name, slug, metrics["status"], b["accuracy"], tk["accuracy"], b["mean_target_prob"],
-                     tk["mean_target_prob"], b["accuracy"], tk["accuracy"], steps, metrics["best_step"], metrics["seconds"]])
+                     tk["mean_target_prob"], b["accuracy"], tk["accuracy"], steps, metrics["best_step"],
+                     "" if moved is None else moved, metrics["seconds"]])
 
         if findings and not is_failed:
-            for j in range(rng.randint(0, 2)):
-                cue = rng.choice(_CUES)
-                effect = round(rng.uniform(-0.1, 0.7), 3)
-                half = round(rng.uniform(0.03, 0.2), 3)
-                lo, hi = round(effect - half, 3), round(effect + half, 3)
-                passes = lo > 0.05
-                kind = rng.choice(["sufficiency", "necessity", "token-shift", "off-object"])
-                ev = [f"classes/{ci}-{slug}/{r['path']}" for r in img_records if r["kind"] == "token"][:4]
-                all_findings.append({
-                    "class_index": ci, "class_name": name, "cue": cue, "kind": kind, "effect": effect,
-                    "ci_low": lo, "ci_high": hi, "n_images": 2 * images_per_kind, "evidence": ev,
-                    "passes": passes, "strength": "strong" if passes and effect > 0.3 else "weak",
-                    "sentence": f"'{name}' is predicted from {cue}: {effect:+.2f} probability "
-                                f"(95% CI {lo:.2f}\u2013{hi:.2f}), {2 * images_per_kind} images",
-                })
+            ev = [f"classes/{ci}-{slug}/{r['path']}" for r in img_records if r["kind"] == "token"][:4]
+            for _ in range(rng.randint(1, 2)):
+                all_findings.append(_finding(rng, len(all_findings), ci, name, ev, images_per_kind, ci in unmoved))
 
     with open(run_dir / "summary.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
                     "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
-                    "steps", "best_step", "seconds"])
+                    "steps", "best_step", "token_moved", "seconds"])
         w.writerows(rows)
     if findings:
-        all_findings.sort(key=lambda f: (not f["passes"], -f["effect"]))  # written ranked, like the analysis
+        order = {s: i for i, s in enumerate(_PREFIX)}  # written ranked, like the analysis
+        all_findings.sort(key=lambda f: (not f["passes"], order[f["status"]], -abs(f["effect"])))
+        confirmed = [f for f in all_findings if f["status"] != "screened"]
         _write_json(run_dir / "findings.json", all_findings)
         _write_json(run_dir / "analysis.json", {
+            "rule": RULE,
             "concept_scorer": "shapes-world oracles",
+            "interventions_checked_by": checked_by,
+            "counter_rule": COUNTER_RULE,
+            "dropped_counters": ["sand background"],
+            "tests": {"screened": len(_CUES) * 2 * len(rows), "candidates": len(confirmed) + 2,
+                      "confirmed": len(confirmed), "passing": sum(f["passes"] for f in all_findings)},
             "cues": {"source": "world", "count": len(_CUES), "list": [{"name": c} for c in _CUES]},
             "attributions": {"methods_run": list(ATTRIBUTION_METHODS) if attributions else [], "skipped": {},
                              "layer": "stages.3" if attributions else None},
             "timings_s": {"attributions": 1.5, "sufficiency": 3.25, "total": 6.0},
-            "notes": [f"class {n_classes - 1}: necessity skipped (synthetic note)"],
-            "classes": {str(i): {"class_name": names[i],
+            "notes": [*notes, f"class {n_classes - 1}: necessity skipped (synthetic note)"],
+            "classes": {str(i): {"class_name": names[i], "token_moved": i not in unmoved,
                                  "nearest_words": [{"word": w, "id": 100 + k, "cosine": round(0.6 - 0.1 * k, 3)}
                                                    for k, w in enumerate(["grass", "green", "lawn"])],
                                  "token_shift": {"grass background": [0.2, 0.7], "red color": [0.4, 0.45]},
@@ -245,7 +274,79 @@ def make_synthetic_run(
         try:
             import pandas as pd
 
-            pd.DataFrame(all_findings).to_parquet(run_dir / "findings.parquet")
+            table = pd.DataFrame([{**f, "details": json.dumps(f["details"])} for f in all_findings])
+            table.to_parquet(run_dir / "findings.parquet")  # details as a JSON string, as probe.rundir writes it
         except Exception:  # pyarrow missing: the JSON is the source of truth
             pass
     return run_dir
+
+
+def _token_change(rng: random.Random, unmoved: bool) -> dict:
+    """metrics.json's token_change, as probe.runs.token_change writes it."""
+    if unmoved:
+        return {"distance": 0.0004, "relative": 0.0001, "cosine": 1.0, "moved": False, "image_change": 0.0}
+    rel = round(rng.uniform(0.2, 0.9), 4)
+    return {"distance": round(rel * 0.4, 4), "relative": rel, "cosine": round(1 - rel * rel / 2, 4), "moved": True,
+            "image_change": round(rng.uniform(0.02, 0.12), 4)}
+
+
+def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str], images_per_kind: int,
+             unmoved: bool) -> dict:
+    """The k-th finding of the run, with every field of probe.analysis.finding.Finding.to_dict."""
+    kind = _KINDS[k % len(_KINDS)]
+    if kind == "token-shift" and unmoved:
+        kind = "sufficiency"  # an unchanged token yields no token-shift finding
+    status = _STATUS_CYCLE[k % len(_STATUS_CYCLE)]
+    if kind == "off-object" and status in ("inconclusive", "screened"):
+        status = "weak"  # off-object shares are measured, not intervened on: passes or weak only
+    cue = "off-object" if kind == "off-object" else rng.choice(_CUES)
+    unit = "images" if kind == "off-object" else "pairs"
+    excluded = 0
+    if status == "passes":
+        effect, half, n = rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.15), 16
+        p = rng.choice([0.00004, rng.uniform(0.001, 0.004)])
+        q = min(1.0, p * rng.uniform(2, 8))
+        excluded = 2 if k == 0 else 0
+    elif status == "weak":
+        effect, half, n = rng.uniform(0.05, 0.25), rng.uniform(0.1, 0.2), 16
+        p = rng.uniform(0.02, 0.2)
+        q = min(1.0, p * rng.uniform(2, 6))
+    elif status == "inconclusive":
+        effect, half, n = rng.uniform(-0.1, 0.4), rng.uniform(0.2, 0.4), 6
+        p, q = rng.uniform(0.05, 0.5), None
+        excluded = 10
+    else:  # screened: the screening pass only, never confirmed (no q)
+        effect, half, n = rng.uniform(0.1, 0.4), rng.uniform(0.1, 0.3), 8
+        p, q = rng.uniform(0.001, 0.1), None
+    if kind == "off-object":
+        n = 2 * images_per_kind
+    effect, lo, hi = round(effect, 3), round(effect - half, 3), round(effect + half, 3)
+    if status == "screened":
+        hi = None  # an interval may be unbounded on one side
+    attempted = n + excluded
+    note = None
+    if excluded:
+        what = {"sufficiency": "image pairs lost the object or the cue",
+                "necessity": "image pairs lost the object or did not show the asked value",
+                "token-shift": "image pairs lost the object"}[kind]
+        note = f"{excluded} of {attempted} {what} and were excluded"
+    details = {"category": "background", "description": cue,
+               "screen": {"effect": round(effect * 0.9, 4), "n": 8, "excluded": 0}}
+    if note:
+        details["excluded_note"] = note
+    if kind == "necessity":
+        details["counters"] = ["plain background", "white background"]
+    stats = (f"95% CI {lo:.2f}\u2013{hi:.2f}" if hi is not None else "95% CI unbounded") + f", {n} {unit}"
+    sentence = _PREFIX[status] + {
+        "sufficiency": f"'{name}' is predicted from {cue}: {effect:+.2f} probability when added to other objects ({stats})",
+        "necessity": f"'{name}' depends on {cue}: swapping it for a counter-context changes its probability by "
+                     f"{-effect:+.2f} ({stats})",
+        "token-shift": f"The token for '{name}' adds {cue} ({effect:+.2f}, {stats})",
+        "off-object": f"{effect:.0%} of the attribution for '{name}' lies outside the object; {n} images",
+    }[kind]
+    passes = status == "passes"
+    return {"class_index": ci, "class_name": name, "cue": cue, "kind": kind, "effect": effect,
+            "ci_low": lo, "ci_high": hi, "n_images": n, "evidence": evidence, "passes": passes,
+            "strength": "strong" if passes else "weak", "sentence": sentence, "details": details,
+            "p": round(p, 8), "q": None if q is None else round(q, 8), "status": status, "unit": unit,
+            "excluded": excluded, "attempted": attempted}

@@ -41,7 +41,7 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from probe.world.train import load_state, make_scheduler
+    from probe.world.checkpoint import load_state, make_scheduler
 
     checkpoint_dir, out = Path(checkpoint_dir), Path(out)
     state = load_state(checkpoint_dir)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeError
 from probe.world import models
+from probe.world.checkpoint import load_state, make_scheduler  # noqa: F401 (load_state is re-exported)
 from probe.world.oracles import ATTRIBUTES, Oracles
 from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, render_batch, sample_attributes
 from probe.world.text import CaptionEncoder, caption_batch, full_caption
@@ -178,17 +179,6 @@ def save_state(state: dict, out: Path, parts: Path | None, log: Log):
     log(f"saved checkpoint ({(out / 'state.pt').stat().st_size / 2**20:.1f} MiB)")
 
 
-def load_state(out: Path) -> dict | None:
-    """The checkpoint in ``out`` (state.pt, or state.pt.partNN pieces reassembled), or None."""
-    path = out / "state.pt"
-    pieces = sorted(out.glob("state.pt.part*"))
-    if not path.exists() and pieces:
-        path.write_bytes(b"".join(p.read_bytes() for p in pieces))
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def get_tokenizer(out: Path):
     from transformers import CLIPTokenizer
 
@@ -198,15 +188,6 @@ def get_tokenizer(out: Path):
     if (folder / "tokenizer_config.json").exists():
         return CLIPTokenizer.from_pretrained(folder)
     return write_tokenizer(folder)
-
-
-def make_scheduler(kind: str = "ddpm"):
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    if kind == "ddpm":
-        return DDPMScheduler(**models.SCHEDULE)
-    return DDIMScheduler(**models.SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                         timestep_spacing="trailing")
 
 
 @torch.no_grad()
@@ -541,13 +522,7 @@ def main(argv: list[str] | None = None):
     p.add_argument("--reserve", type=float, default=TrainConfig.reserve_s)
     p.add_argument("--bank-size", type=int, default=TrainConfig.bank_size)
     p.add_argument("--parts", default=None, help="also write the checkpoint as <=15 MB parts and the log here")
-    p.add_argument("--export", default=None, help="only export the checkpoint in --out as a pipeline folder here")
     a = p.parse_args(argv)
-    if a.export:
-        from probe.world.export import export_pipeline
-
-        print(export_pipeline(a.out, a.export))
-        return
     cfg = TrainConfig(out=a.out, seed=a.seed, device=a.device, budget_s=a.budget, vae_steps=a.vae_steps,
                       oracle_steps=a.oracle_steps, unet_steps=a.unet_steps, vae_batch=a.vae_batch,
                       oracle_batch=a.oracle_batch, unet_batch=a.unet_batch, unet_lr=a.unet_lr,

@@ -20,15 +20,33 @@
     var pager = root.querySelector(".dt-pager");
     var count = root.querySelector(".dt-count");
     var filter = root.querySelector(".dt-filter");
+    // <select class="dt-facet" data-col="k">: keep rows whose column k has that filter key
+    // (the cell's 5th element when present, else its text)
+    var facets = Array.prototype.slice.call(root.querySelectorAll("select.dt-facet"));
     var size = parseInt(root.getAttribute("data-page-size"), 10) || 50;
     var hay = rows.map(function (r) { return r.map(function (c) { return String(c[0]); }).join(" \u0001 ").toLowerCase(); });
     var order = rows.map(function (_, i) { return i; });
     var view = order.slice();
     var state = { key: -1, dir: 1, page: 0 };
 
+    function facetKey(cell) {
+      if (!cell) return "";
+      var k = cell.length > 4 && cell[4] !== null && cell[4] !== undefined ? cell[4] : cell[0];
+      return String(k);
+    }
+
     function apply() {
       var q = filter ? filter.value.trim().toLowerCase() : "";
-      view = order.filter(function (i) { return !q || hay[i].indexOf(q) !== -1; });
+      var active = facets.filter(function (s) { return s.value !== ""; }).map(function (s) {
+        return { col: parseInt(s.getAttribute("data-col"), 10), value: s.value };
+      });
+      view = order.filter(function (i) {
+        if (q && hay[i].indexOf(q) === -1) return false;
+        for (var a = 0; a < active.length; a++) {
+          if (facetKey(rows[i][active[a].col]) !== active[a].value) return false;
+        }
+        return true;
+      });
       if (state.key >= 0) {
         var k = state.key, d = state.dir;
         view.sort(function (i, j) {
@@ -87,7 +105,8 @@
     heads.forEach(function (th, k) {
       var btn = th.querySelector("button.sort") || th;
       btn.addEventListener("click", function () {
-        state.dir = state.key === k ? -state.dir : (th.classList.contains("num") ? -1 : 1);
+        var first = th.getAttribute("data-first");  // "asc" for p- and q-values: smallest first
+        state.dir = state.key === k ? -state.dir : (first === "asc" ? 1 : (th.classList.contains("num") ? -1 : 1));
         if (k === 0 && state.key !== 0) state.dir = 1;
         state.key = k; state.page = 0;
         heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
@@ -96,6 +115,7 @@
       });
     });
     if (filter) filter.addEventListener("input", function () { state.page = 0; apply(); });
+    facets.forEach(function (s) { s.addEventListener("change", function () { state.page = 0; apply(); }); });
     apply();
   }
 

@@ -1,0 +1,103 @@
+"""AnalysisConfig: every setting of the analysis, typed, from the CLI (or Python) to the engine.
+
+It travels inside ``AuditConfig`` and is saved in config.json; nothing reads analysis settings back out of
+a dict. The statistics' bars live in :class:`~probe.analysis.stats.Thresholds`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from probe.analysis.errors import AnalysisError
+from probe.analysis.stats import Thresholds
+
+METHODS = ("integrated_gradients", "grad_cam", "occlusion")
+CUE_SOURCES = ("auto", "default", "world")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Settings of ``analyze_run``; every field has a CPU-friendly default.
+
+    The cue tests run in two stages. Screening measures every (class, cue) on a few pairs; the candidates
+    (screened effect at least the effect threshold in the claimed direction) are then measured again on
+    fresh pairs, in rounds of ``confirm_round``, until they have ``thresholds.min_pairs`` valid pairs and
+    an interval no wider than ``2 * target_halfwidth``, or ``max_pairs``. Only the fresh pairs decide.
+    """
+
+    cues: str = "auto"  # "auto" | "default" | "world" | path to a .json/.txt cue list
+    attributions: bool = True
+    methods: tuple[str, ...] = METHODS
+    attribution_layer: str | None = None
+    ig_steps: int = 16
+    sufficiency: bool = True
+    carriers: tuple[str, ...] | None = None  # neutral object phrases; default: a few class names
+    n_carriers: int = 4
+    carrier_template: str = "a photo of a {}"
+    screen_seeds: int = 2  # screening seeds per carrier (sufficiency) and per prompt (necessity)
+    necessity: bool = True
+    necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
+    token_shift: bool = True
+    clip_model: str | None = None  # local CLIP folder: concept scoring and intervention checks outside a domain
+    confirm: bool = True
+    confirm_round: int = 8  # fresh pairs added per confirmation round
+    max_pairs: int = 32  # confirmation budget per finding
+    target_halfwidth: float = 0.12
+    off_object: bool = True
+    attention_res: int = 32
+    iou_images: int = 8  # a domain with true masks: rendered scenes per class for the attention-mask IoU check
+    nearest_k: int = 10
+    classes: tuple[int, ...] | None = None
+    seed: int = 7000  # first seed of analysis images (distinct from training and evaluation seeds)
+    batch_size: int = 16
+    steps: int | None = None  # sampling settings; None: the run's token settings, else the generator's
+    guidance_scale: float | None = None
+    n_evidence: int = 4
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise AnalysisError(f"attribution methods {list(self.methods)} must be a non-empty subset of {list(METHODS)}.")
+        if self.carriers is not None:
+            object.__setattr__(self, "carriers", tuple(self.carriers))
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        for name in ("n_carriers", "screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
+            if getattr(self, name) < 1:
+                raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")
+        for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images"):
+            if getattr(self, name) < 0:
+                raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must not be negative.")
+        if "{}" not in self.carrier_template:
+            raise AnalysisError(f"carrier_template={self.carrier_template!r} must contain '{{}}' where the object goes.")
+        if not isinstance(self.thresholds, Thresholds):
+            raise AnalysisError("AnalysisConfig.thresholds must be a probe.analysis.Thresholds.")
+        if self.max_pairs < self.thresholds.min_pairs:
+            raise AnalysisError(f"max_pairs={self.max_pairs} is below min_pairs={self.thresholds.min_pairs}: no finding "
+                                "could ever pass; raise max_pairs or lower min_pairs")
+        if not 0 < self.target_halfwidth <= 1:
+            raise AnalysisError(f"target_halfwidth={self.target_halfwidth} must lie in (0, 1].")
+
+    def replace(self, **changes) -> "AnalysisConfig":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["thresholds"] = asdict(self.thresholds)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnalysisConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AnalysisError(f"analysis settings {unknown} are unknown; use AnalysisConfig's fields, "
+                                "e.g. cues, attribution_layer, clip_model")
+        data = dict(data)
+        if isinstance(data.get("thresholds"), dict):
+            data["thresholds"] = Thresholds(**data["thresholds"])
+        return cls(**data)

@@ -1,0 +1,619 @@
+"""``analyze_run``: a run directory -> ranked findings that a reviewer can act on.
+
+1. Read the run: finished classes, labels, the sampling settings the tokens were learned with.
+2. Ask the registry what the generator's world knows (probe.domains): cues, a concept scorer, masks.
+   The scorer also checks every intervened image (object kept, cue set as asked); without one the
+   interventions are unchecked and the report says so.
+3. Per class: attributions, nearest words to the token, attention-mask IoU against true masks (a domain
+   with masks), attribution off the object.
+4. Screen every (class, cue): sufficiency (one shared pass), necessity (counters that are themselves cues
+   dropped), token shift (only for tokens that moved).
+5. Confirm the candidates on fresh pairs until each has enough valid pairs and a tight interval (or its
+   budget is spent). Only confirmation pairs decide; screening data is never reused for the decision.
+6. Decide: p-values of the confirmed tests, false-discovery-rate control across the whole audit
+   (Benjamini–Yekutieli by default), then effect, q and pair count against the thresholds; a test whose
+   interventions mostly failed is inconclusive, never a finding.
+7. Rank and write findings.json, findings.parquet and analysis.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probe.analysis._util import load_png
+from probe.analysis.attributions import AttributionConfig, attribute, choose_layer, save_overlays
+from probe.analysis.config import AnalysisConfig
+from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
+from probe.analysis.errors import AnalysisError
+from probe.analysis.finding import OFF_OBJECT_CUE, Finding, Findings, rank_findings, sentence, write_findings
+from probe.analysis.lab import Arm, ConceptCheck, Lab
+from probe.analysis.necessity import measure_necessity, neutral_counters
+from probe.analysis.off_object import attention_maps, off_object_effect
+from probe.analysis.sample import Sample
+from probe.analysis.stats import apply_fdr, describe_rule
+from probe.analysis.sufficiency import measure_sufficiency
+from probe.analysis.token_shift import ClipScorer, nearest_words, read_concepts, shift_samples
+from probe.domains import domain_for
+from probe.rundir import TOKEN, RunDir
+
+EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
+
+
+@dataclass
+class ClassRun:
+    """One finished class of the run."""
+
+    index: int
+    name: str
+    dir: Path
+    metrics: dict
+
+    @property
+    def rel(self) -> str:
+        return f"classes/{self.dir.name}"
+
+    @property
+    def moved(self) -> bool | None:
+        """Did the token move from its initial word (None: the run did not record it)."""
+        change = self.metrics.get("token_change")
+        return change.get("moved") if isinstance(change, dict) else None
+
+    def token_prompts(self, k: int) -> list[tuple[str, str]]:
+        """(template, subject) of the first ``k`` token prompts, e.g. ("a photo of a {}", "<probe-3> star")."""
+        prompts = self.metrics.get("prompts") or {}
+        out = []
+        for template, prompt in zip(prompts.get("templates") or [], prompts.get("token") or []):
+            pre, _, post = template.partition("{}")
+            if prompt.startswith(pre) and prompt.endswith(post) and len(prompt) >= len(pre) + len(post):
+                out.append((template, prompt[len(pre):len(prompt) - len(post)]))
+        return out[: max(1, k)]
+
+    def baseline_prompts(self) -> list[tuple[str, str]]:
+        prompts = self.metrics.get("prompts") or {}
+        return list(zip(prompts.get("baseline") or [], prompts.get("token") or []))
+
+
+@dataclass
+class Test:
+    """One (kind, class, cue) test through screening and confirmation."""
+
+    kind: str
+    cls: ClassRun
+    cue: Cue
+    screen: Sample
+    confirm: Sample | None = None
+    effect: object = None  # the deciding Effect (confirmation), set in step 6
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.cls.index, self.cue.name)
+
+
+def _finished(run: RunDir, only) -> list[ClassRun]:
+    out = []
+    for d, m in run.finished_classes():
+        if m["status"] == "done" and (only is None or m["class_index"] in only):
+            out.append(ClassRun(m["class_index"], str(m.get("class_name") or m["class_index"]), d, m))
+    return sorted(out, key=lambda c: c.index)
+
+
+def _gen_kwargs(cfg: AnalysisConfig, run_config: dict | None) -> dict:
+    token = RunDir.token_settings(run_config)
+    kw = {}
+    steps = cfg.steps if cfg.steps is not None else token.get("steps")
+    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else token.get("guidance_scale")
+    if steps is not None:
+        kw["steps"] = int(steps)
+    if guidance is not None:
+        kw["guidance_scale"] = float(guidance)
+    if token.get("scheduler"):
+        kw["scheduler"] = token["scheduler"]
+    if token.get("max_batch"):
+        kw["max_batch"] = int(token["max_batch"])
+    return kw
+
+
+def _carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str]) -> list[Carrier]:
+    def carrier(text: str, index: int | None) -> Carrier:
+        return Carrier(text, index, text if text in objects else None)
+
+    if cfg.carriers:
+        by_name = {str(n): i for i, n in enumerate(labels)}
+        return [carrier(t, by_name.get(t)) for t in cfg.carriers]
+    names = [(i, str(n).split(",")[0].strip()) for i, n in enumerate(labels) if str(n).strip()]
+    if not names:
+        return [Carrier("object"), Carrier("thing")]
+    k = min(cfg.n_carriers, len(names))
+    picks = [names[int(round(j * (len(names) - 1) / max(k - 1, 1)))] for j in range(k)] if k > 1 else names[:1]
+    seen, out = set(), []
+    for i, n in picks:
+        if i not in seen:
+            seen.add(i)
+            out.append(carrier(n, i))
+    return out
+
+
+def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = None, *,
+                cues: list[Cue] | None = None, scorer=None, progress=None) -> Findings:
+    """Analyse a finished (or partly finished) run directory; returns the findings, best first.
+
+    ``cues`` overrides ``config.cues``; ``scorer`` (``predict(images01) -> {attribute: [value, ...]}``) overrides
+    the domain's concept scorer. ``progress`` (a callable taking one line) is told what runs next.
+    """
+    cfg = config or AnalysisConfig()
+    if not isinstance(cfg, AnalysisConfig):
+        raise AnalysisError(f"config must be a probe.analysis.AnalysisConfig, got {type(cfg).__name__}")
+    say = progress if callable(progress) else (lambda _line: None)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    # 1. the run -----------------------------------------------------------------------------------
+    run = RunDir(run_dir)
+    if not run.root.is_dir():
+        raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
+    classes = _finished(run, cfg.classes)
+    if not classes:
+        raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class (no classes/*/metrics.json with "
+                            "status 'done'); run or resume `probe audit` first.")
+    run_config = run.read_config()
+    labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
+    gen_kwargs = _gen_kwargs(cfg, run_config)
+
+    # 2. what the generator's world knows ---------------------------------------------------------
+    domain = domain_for(generator)
+    if cues is not None:
+        cues, cue_source = list(cues), "given list"
+    elif cfg.cues in ("world", "auto") and domain is not None and domain.cues is not None:
+        cues, cue_source = domain.cues(), f"{domain.name} domain"
+    elif cfg.cues in ("auto", "default", "world"):
+        cues, cue_source = default_cues(), "curated default"
+    else:
+        cues, cue_source = load_cues(cfg.cues), f"file {cfg.cues}"
+    object_attribute = domain.object_attribute if domain is not None else None
+    if scorer is None and (cfg.token_shift or cfg.sufficiency or cfg.necessity):
+        if domain is not None and domain.scorer is not None:  # it checks the interventions too, not only token shift
+            scorer = domain.scorer()
+        elif cfg.clip_model and cfg.token_shift:
+            scorer = ClipScorer(cfg.clip_model, cues)
+    check = ConceptCheck(scorer, name=f"{domain.name} oracles" if domain is not None else type(scorer).__name__) \
+        if scorer is not None and object_attribute is not None else None
+    if check is None:
+        notes.append("interventions unchecked: no concept scorer knows this generator's objects; every generated "
+                     "image counts as showing what its prompt asks for")
+    objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
+    lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root)
+
+    def object_of(cls: ClassRun) -> str | None:
+        return cls.name if cls.name in objects else None
+
+    # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
+    per_class: dict[str, dict] = {}
+    findings: list[Finding] = []
+    attr = _Attributions(cfg, classifier)
+    for n, cls in enumerate(classes):
+        say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
+        info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
+        findings += _per_class(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+
+    # 4. screening ---------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    tests: list[Test] = []
+    screen_seeds = list(range(cfg.seed, cfg.seed + cfg.screen_seeds))
+    carriers = _carriers(cfg, labels, objects)
+    suspects: dict[int, set[str]] = {}
+    if cfg.sufficiency:
+        say(f"analysis: screening sufficiency, {len(cues)} cues x {len(carriers)} carriers x {len(screen_seeds)} seeds")
+        # every class's probability from one pass: the audited classes' tests, and the counter rule below
+        all_classes = list(range(len(labels))) if labels else [c.index for c in classes]
+        samples = measure_sufficiency(lab, cues, all_classes, carriers, screen_seeds,
+                                      template=cfg.carrier_template, object_attribute=object_attribute or "object",
+                                      evidence_dir=run.root / "analysis" / "cues", n_evidence=cfg.n_evidence)
+        for cls in classes:
+            for cue in cues:
+                tests.append(Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]))
+        # counter rule: a value that is itself a cue for the class (either direction), or that raises another
+        # class (its images would read as that class), is no neutral counter for the class's necessity tests
+        for cls in classes:
+            for cue in cues:
+                own = samples[(cue.name, cls.index)].mean
+                others = [samples[(cue.name, c)].mean for c in all_classes if c != cls.index and samples[(cue.name, c)].n]
+                if abs(own) >= cfg.thresholds.min_effect or (others and np.nanmax(others) >= cfg.thresholds.min_effect):
+                    suspects.setdefault(cls.index, set()).add(cue.template)
+    timings["screen_sufficiency"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if cfg.necessity:
+        for cls in classes:
+            prompts = cls.token_prompts(cfg.necessity_templates)
+            if not prompts:
+                notes.append(f"class {cls.index}: necessity skipped (metrics.json has no prompts.templates/prompts.token)")
+                continue
+            _load_token(generator, cls)
+            say(f"analysis: screening necessity for class {cls.index}")
+            for cue in cues:
+                neutral, dropped = neutral_counters(cue, suspects.get(cls.index, set()) - {cue.template})
+                if not neutral.counters:
+                    why = "every counter is itself a cue" if cue.counters else "the cue has no counters"
+                    notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped ({why})")
+                    continue
+                sample = measure_necessity(lab, cls.index, neutral, prompts, screen_seeds, object_value=object_of(cls),
+                                           object_attribute=object_attribute or "object",
+                                           evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
+                tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
+    timings["screen_necessity"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if cfg.token_shift and scorer is not None:
+        for cls in classes:
+            if cls.moved is False:
+                notes.append(f"class {cls.index}: token unchanged (the classifier already accepts the baseline images); "
+                             "no token-shift finding is derived from it")
+                continue
+            samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
+            tests += [Test("token-shift", cls, cue, samples[cue.name]) for cue in cues if cue.name in samples]
+    elif cfg.token_shift:
+        notes.append("token-shift skipped: no concept scorer (pass --clip-model with a local CLIP folder)")
+    timings["screen_token_shift"] = time.perf_counter() - t0
+
+    # 5. confirmation on fresh pairs ----------------------------------------------------------------
+    t0 = time.perf_counter()
+    candidates = [t for t in tests if _candidate(cfg, t)]
+    if cfg.confirm:
+        say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
+        kinds = ("sufficiency", "necessity", "token-shift")
+        for test in candidates:
+            # fresh seeds, shared by the candidates of one kind: their common arms (the carriers without a cue,
+            # one class's token images) are generated once; Benjamini-Yekutieli allows the dependence
+            test.confirm = _confirm(cfg, lab, test, carriers, generator, object_attribute or "object",
+                                    object_of(test.cls), base_seed=cfg.seed + 100_000 * (1 + kinds.index(test.kind)))
+    timings["confirm"] = time.perf_counter() - t0
+
+    # 6. decide: FDR across the audit's confirmed tests, then the thresholds -------------------------
+    confirmed = [t for t in candidates if t.confirm is not None and t.confirm.n > 0]
+    effects = apply_fdr([t.confirm.effect() for t in confirmed], method=cfg.thresholds.fdr_method)
+    for test, effect in zip(confirmed, effects):
+        test.effect = effect
+    for test in tests:
+        finding = _finding(cfg, test)
+        if finding is not None:
+            findings.append(finding)
+
+    # 7. rank and write ------------------------------------------------------------------------------
+    findings = rank_findings(findings)
+    timings["total"] = time.perf_counter() - started
+    analysis = {
+        "config": cfg.to_dict(),
+        "rule": describe_rule(cfg.thresholds),
+        "cues": {"source": cue_source, "count": len(cues), "list": [c.to_dict() for c in cues]},
+        "domain": domain.name if domain is not None else None,
+        "concept_scorer": type(scorer).__name__ if scorer is not None else None,
+        "interventions_checked_by": lab.checks,
+        "counter_rule": "for each class, a counter-value is dropped from its necessity tests when the value is itself "
+                        "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
+                        "size, either direction) or raises another class by at least the threshold",
+        "dropped_counters": {labels[c] if c < len(labels) else str(c): sorted(t.replace("{}", "").strip(" ,") for t in v)
+                             for c, v in suspects.items()},
+        "attributions": attr.summary(),
+        "attention_iou": _mean_iou(per_class),
+        "tests": {"screened": len(tests), "candidates": len(candidates), "confirmed": len(confirmed),
+                  "passing": sum(f.passes for f in findings)},
+        "images_generated": lab.images_generated,
+        "generation": gen_kwargs,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "notes": notes,
+        "classes": per_class,
+        "n_findings": len(findings),
+        "n_passing": sum(f.passes for f in findings),
+    }
+    write_findings(run.root, findings)
+    run.write_analysis(analysis)
+    return findings
+
+
+# ------------------------------------------------------------------------------- step 3 helpers
+class _Attributions:
+    """Attributions for every class's gallery, with the Grad-CAM layer chosen once."""
+
+    def __init__(self, cfg: AnalysisConfig, classifier):
+        self.cfg, self.classifier = cfg, classifier
+        self.layer = None
+        self.skipped: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def run(self, images: torch.Tensor, cls: ClassRun, stems: list[str], save: bool):
+        cfg = self.cfg
+        methods = cfg.methods if cfg.attributions else ("integrated_gradients",)
+        if self.layer is None and "grad_cam" in methods and getattr(self.classifier, "supports_hooks", True) \
+                and "grad_cam" not in self.skipped:
+            try:
+                self.layer = choose_layer(self.classifier, tuple(images.shape[-2:]), cfg.attribution_layer)
+            except AnalysisError as e:
+                if cfg.attribution_layer is not None:
+                    raise
+                self.skipped["grad_cam"] = str(e)
+        methods = tuple(m for m in methods if m not in self.skipped)
+        config = AttributionConfig(methods=methods, layer=cfg.attribution_layer, ig_steps=cfg.ig_steps,
+                                   batch_size=max(2, cfg.batch_size // 2))
+        result = attribute(self.classifier, images, cls.index, config, self.layer)
+        self.skipped.update(result.skipped)
+        for m, s in result.seconds.items():
+            self.seconds[m] = self.seconds.get(m, 0.0) + s
+        if save:
+            save_overlays(images, result, cls.dir / "attributions", stems)
+        return next((result.maps[m] for m in ("integrated_gradients", "grad_cam", "occlusion") if m in result.maps), None)
+
+    def summary(self) -> dict:
+        return {"methods_run": [m for m in self.cfg.methods if m not in self.skipped] if self.cfg.attributions else [],
+                "skipped": self.skipped, "layer": getattr(self.layer, "name", None),
+                "seconds": {m: round(s, 3) for m, s in self.seconds.items()},
+                "overlay_path": "classes/<dir>/attributions/<method>/<image stem>.png"}
+
+
+def _gallery(cls: ClassRun) -> tuple[list[dict], torch.Tensor | None, list[str]]:
+    records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
+    if not records:
+        return [], None, []
+    return records, torch.stack([load_png(cls.dir / r["path"]) for r in records]), [Path(r["path"]).stem for r in records]
+
+
+def _load_token(generator, cls: ClassRun) -> str | None:
+    file = cls.dir / TOKEN
+    if file.is_file() and hasattr(generator, "load_token"):
+        return generator.load_token(str(file))
+    return None
+
+
+def _per_class(cfg, cls: ClassRun, info: dict, attr: _Attributions, generator, domain, gen_kwargs, notes, timings) -> list[Finding]:
+    records, images, stems = _gallery(cls)
+    if images is None:
+        notes.append(f"class {cls.index}: no gallery images found; attributions and off-object skipped")
+        return []
+    t0 = time.perf_counter()
+    heat = attr.run(images, cls, stems, cfg.attributions) if (cfg.attributions or cfg.off_object) else None
+    timings["attributions"] = timings.get("attributions", 0.0) + time.perf_counter() - t0
+    token = cls.metrics.get("token_string")
+    file = cls.dir / TOKEN
+    if file.is_file() and cfg.nearest_k > 0:
+        from safetensors.torch import load_file
+
+        (token_name, vector), = list(load_file(str(file)).items())[:1]
+        token = token or token_name
+        info["nearest_words"] = nearest_words(generator.tokenizer, generator.text_encoder, vector, cfg.nearest_k)
+    if domain is not None and domain.scenes is not None and cfg.off_object and cfg.iou_images > 0:
+        t0 = time.perf_counter()
+        try:
+            iou = _attention_iou(cfg, generator, domain, cls.name)
+            if iou:
+                info["attention_iou"] = {"mean": float(np.mean(iou)), "n": len(iou), "values": [round(v, 4) for v in iou]}
+        except Exception as e:  # the check is advisory; never lose the run's findings over it
+            notes.append(f"class {cls.index}: attention IoU skipped ({type(e).__name__}: {e})")
+        timings["attention_iou"] = timings.get("attention_iou", 0.0) + time.perf_counter() - t0
+    token_idx = [i for i, r in enumerate(records) if r.get("kind") == "token"]
+    if not (cfg.off_object and heat is not None and token_idx and token):
+        return []
+    t0 = time.perf_counter()
+    try:
+        _load_token(generator, cls)
+        maps = attention_maps(generator, records, token_idx, stems, [token] + ([cls.name] if cls.name else []),
+                              cls.dir / "cross_attention", batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
+                              res=cfg.attention_res)
+        measured = off_object_effect(heat, maps, token_idx)
+    except AnalysisError as e:
+        notes.append(f"class {cls.index}: off-object skipped ({e})")
+        measured = None
+    timings["off_object"] = timings.get("off_object", 0.0) + time.perf_counter() - t0
+    if measured is None:
+        return []
+    effect, area = measured
+    info["off_object"] = {"share_outside": effect.mean, "ci_low": effect.ci_low, "ci_high": effect.ci_high,
+                          "area_outside": area, "p": effect.p}
+    passes, strength = cfg.thresholds.judge_q("off-object", effect)
+    if strength is None:
+        return []
+    method = "integrated_gradients" if "integrated_gradients" in cfg.methods else cfg.methods[0]
+    evidence = [f"{cls.rel}/attributions/{method}/{stems[i]}.png" for i in token_idx[:cfg.n_evidence]] if cfg.attributions else []
+    status = "passes" if passes else "weak"
+    return [Finding(class_index=cls.index, class_name=cls.name, cue=OFF_OBJECT_CUE, kind="off-object", effect=effect.mean,
+                    ci_low=effect.ci_low, ci_high=effect.ci_high, n_images=effect.n, evidence=tuple(evidence),
+                    passes=passes, strength=strength, status=status, unit="images", p=effect.p,
+                    sentence=sentence("off-object", cls.name, "", effect.mean, (effect.ci_low, effect.ci_high), effect.n,
+                                      status=status, extra={"area_outside": area}),
+                    details={"area_outside": area, "heat": method})]
+
+
+def _attention_iou(cfg, generator, domain, name: str) -> list[float] | None:
+    from probe.analysis.attention import attention_iou
+
+    scenes = domain.scenes(name, cfg.iou_images, cfg.seed)
+    if scenes is None:
+        return None
+    images, masks, prompts = scenes
+    masks = torch.as_tensor(np.asarray(masks, dtype=np.float32))
+    size = int(getattr(generator, "image_size", images.shape[-1]))
+    if images.shape[-1] != size:
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        masks = torch.nn.functional.interpolate(masks[:, None], size=(size, size), mode="nearest")[:, 0]
+    return attention_iou(generator, images, masks.numpy() > 0.5, prompts, [[name]] * len(prompts), seed=cfg.seed,
+                         res=cfg.attention_res)
+
+
+def _mean_iou(per_class: dict) -> dict | None:
+    values = [v for info in per_class.values() for v in (info.get("attention_iou") or {}).get("values", [])]
+    return {"mean": float(np.mean(values)), "n": len(values)} if values else None
+
+
+# ------------------------------------------------------------------------------- steps 4-6 helpers
+def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute, object_value) -> dict[str, Sample]:
+    """Token-shift screening on the run's own evaluation images (paired by prompt index and seed)."""
+    records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
+    base = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "baseline"}
+    tok = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "token"}
+    keys = sorted(set(base) & set(tok), key=str)
+    if not keys:
+        return {}
+    before = read_concepts(scorer, torch.stack([load_png(cls.dir / base[k]["path"]) for k in keys]))
+    after = read_concepts(scorer, torch.stack([load_png(cls.dir / tok[k]["path"]) for k in keys]))
+    evidence = [f"{cls.rel}/{tok[k]['path']}" for k in keys[:4]]
+    return shift_samples(cls.index, cues, before, after, object_attribute=object_attribute, object_value=object_value,
+                         evidence=evidence)
+
+
+def _candidate(cfg: AnalysisConfig, test: Test) -> bool:
+    """Worth confirming: the screened effect reaches the threshold in the claimed direction."""
+    s = test.screen
+    if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
+        return False
+    size = abs(s.mean) if test.kind in cfg.thresholds.two_sided_kinds else s.mean
+    return size >= cfg.thresholds.min_effect
+
+
+def _confirm(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
+             object_value: str | None, base_seed: int) -> Sample:
+    """Fresh pairs for ``test``, in rounds, until min_pairs valid pairs and a tight interval, or the budget."""
+    total: Sample | None = None
+    round_no = 0
+    while True:
+        seeds_from = base_seed + round_no * 1000
+        if test.kind == "sufficiency":
+            usable = [c for c in carriers if c.class_index != test.cls.index] or carriers
+            n_seeds = max(1, math.ceil(cfg.confirm_round / len(usable)))
+            sample = measure_sufficiency(lab, [test.cue], [test.cls.index], usable,
+                                         list(range(seeds_from, seeds_from + n_seeds)), template=cfg.carrier_template,
+                                         object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
+        elif test.kind == "necessity":
+            _load_token(generator, test.cls)
+            prompts = test.cls.token_prompts(cfg.necessity_templates)
+            n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
+            sample = measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
+                                       object_value=object_value, object_attribute=object_attribute, rotate=True)
+        else:
+            _load_token(generator, test.cls)
+            sample = _token_shift_pairs(cfg, lab, test, list(range(seeds_from, seeds_from + cfg.confirm_round)),
+                                        object_attribute, object_value)
+        total = sample if total is None else total + sample
+        round_no += 1
+        if total.attempted >= cfg.max_pairs:
+            break
+        if total.n >= cfg.thresholds.min_pairs:
+            effect = total.effect()
+            if math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth:
+                break
+        if total.excluded_share > EXCLUDED_LIMIT and total.attempted >= cfg.confirm_round:
+            break  # the interventions keep failing: more pairs will not make it conclusive
+    return total
+
+
+def _token_shift_pairs(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], object_attribute, object_value) -> Sample:
+    pairs = test.cls.baseline_prompts()
+    if not pairs:
+        return Sample("token-shift", test.cls.index, test.cue.name, before=np.zeros(0, bool), after=np.zeros(0, bool))
+    arms = [(Arm.of(pairs[i % len(pairs)][0], s), Arm.of(pairs[i % len(pairs)][1], s)) for i, s in enumerate(seeds)]
+    base = lab.observe([a for a, _ in arms])
+    token = lab.observe([b for _, b in arms])
+    return shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
+                         object_attribute=object_attribute, object_value=object_value)[test.cue.name]
+
+
+def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
+    """The finding a test supports: confirmed (passes or weak), inconclusive, screened only, or nothing."""
+    t = cfg.thresholds
+    screen = test.screen
+    details = {"category": test.cue.category, "description": test.cue.description,
+               "screen": {"effect": _round(screen.mean), "n": screen.n, "excluded": screen.excluded}}
+    if test.cue.attribute is not None:
+        details.update(attribute=test.cue.attribute, value=test.cue.value)
+    details.update(test.extra)
+    if test.kind == "necessity":
+        details["counters"] = screen.extra.get("counters", [])
+        details["counter_templates"] = list(test.cue.counters)
+    if test.confirm is not None and test.effect is not None:
+        sample, effect = test.confirm, test.effect
+        details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
+        if sample.excluded_share > EXCLUDED_LIMIT:
+            status, passes, strength = "inconclusive", False, "weak"
+        else:
+            passes, strength = t.judge_q(test.kind, effect)
+            if strength is None:
+                return None
+            status = "passes" if passes else "weak"
+        details["excluded_note"] = _excluded_note(test.kind, sample)
+        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, effect.q, passes, strength,
+                      status, sample, details)
+    if screen.n and screen.excluded_share > EXCLUDED_LIMIT:
+        effect = screen.effect()
+        details["excluded_note"] = _excluded_note(test.kind, screen)
+        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
+                      "inconclusive", screen, details)
+    size = abs(screen.mean) if test.kind in t.two_sided_kinds else screen.mean
+    if screen.n == 0 or not size >= t.weak_effect:
+        return None
+    effect = screen.effect()
+    details.update({k: v for k, v in screen.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
+    return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
+                  "screened", screen, details)
+
+
+def _excluded_note(kind: str, sample: Sample) -> str | None:
+    if not sample.excluded:
+        return None
+    what = {"sufficiency": "image pairs lost the object or the cue",
+            "necessity": "image pairs lost the object or did not show the asked value",
+            "token-shift": "image pairs lost the object"}[kind]
+    return f"{sample.excluded} of {sample.attempted} {what} and were excluded"
+
+
+def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sample: Sample, details) -> Finding:
+    extra = {**details, **sample.extra}
+    return Finding(class_index=test.cls.index, class_name=test.cls.name, cue=test.cue.name, kind=test.kind,
+                   effect=float(mean), ci_low=float(low), ci_high=float(high), n_images=int(n),
+                   evidence=tuple(e for e in sample.evidence if e) or tuple(e for e in test.screen.evidence if e),
+                   passes=bool(passes), strength=strength, status=status, p=float(p), q=float(q),
+                   excluded=sample.excluded, attempted=sample.attempted,
+                   sentence=sentence(test.kind, test.cls.name, test.cue.description, float(mean), (float(low), float(high)),
+                                     int(n), status=status, extra=extra),
+                   details=details)
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(float(value), 4)
+
+
+def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int = 64, seed: int = 900_000) -> Sample:
+    """Measure a finding's effect again on ``n_pairs`` fresh pairs with the audit's own procedure.
+
+    The audit's estimand, estimated anew: the validity benchmark uses it to check that intervals cover it.
+    """
+    run = RunDir(run_dir)
+    analysis = run.read_analysis() or {}
+    cfg = AnalysisConfig.from_dict(analysis.get("config") or {})
+    cfg = cfg.replace(max_pairs=max(n_pairs, cfg.thresholds.min_pairs), target_halfwidth=1e-9,
+                      confirm_round=max(cfg.confirm_round, n_pairs // 4))
+    classes = {c.index: c for c in _finished(run, None)}
+    if finding.class_index not in classes:
+        raise AnalysisError(f"class {finding.class_index} is not a finished class of {str(run.root)!r}")
+    cls = classes[finding.class_index]
+    cues = {c["name"]: Cue(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
+            for c in (analysis.get("cues") or {}).get("list", [])}
+    if finding.cue not in cues:
+        raise AnalysisError(f"cue {finding.cue!r} is not in the run's cue list; re-run the analysis")
+    cue = cues[finding.cue]
+    if finding.kind == "necessity" and finding.details.get("counter_templates"):
+        kept = set(finding.details["counter_templates"])
+        cue = cue.without_counters({t for t in cue.counters if t not in kept})
+    domain = domain_for(generator)
+    scorer = domain.scorer() if domain is not None and domain.scorer is not None else None
+    object_attribute = domain.object_attribute if domain is not None else None
+    check = ConceptCheck(scorer) if scorer is not None and object_attribute else None
+    objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
+    lab = Lab(generator, [classifier], gen_kwargs=_gen_kwargs(cfg, run.read_config()), batch_size=cfg.batch_size,
+              check=check, run_root=run.root)
+    labels = run.read_labels() or []
+    test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name))
+    return _confirm(cfg, lab, test, _carriers(cfg, labels, objects), generator, object_attribute or "object",
+                    cls.name if cls.name in objects else None, base_seed=seed)

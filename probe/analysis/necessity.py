@@ -1,0 +1,79 @@
+"""Cue necessity: does P(class) drop when the cue is swapped for a counter-context in the class's own prompts?
+
+The reference prompt states the cue explicitly ("a photo of a <probe-3> star on grass"); each counter
+prompt swaps in a counter-context ("... star on sand"), same seed. Stating the cue makes the test
+independent of whether the token happened to learn it. One paired value per (prompt, seed): P(class |
+cue) minus the mean of P(class | counter) over the counters that passed the check. A pair counts only
+when the cue image keeps the object and shows the cue, and at least one counter image keeps the object
+and shows its counter-value: an intervention that turned the heart into a cross says nothing about
+backgrounds.
+
+Counters are chosen by a rule, stated in the report: a counter-value that is itself a cue, for this
+class or another one (its screened sufficiency effect on any class is at least the effect threshold in
+size), is dropped, because a counter the classifier likes or dislikes makes every other value look
+like a dependence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from probe.analysis.cues import Cue
+from probe.analysis.lab import Arm, Lab
+from probe.analysis.sample import Sample
+
+
+def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[tuple[str, str]], seeds: list[int], *,
+                      object_value: str | None = None, object_attribute: str = "shape", rotate: bool = False,
+                      evidence_dir=None, n_evidence: int = 4) -> Sample:
+    """The class's necessity sample for ``cue``. ``token_prompts`` are (template, subject) pairs.
+
+    ``rotate``: one counter per pair, taken in turn (same expected value as all counters, a third of the
+    images); used when confirming, where the arms are not shared with other cues.
+    """
+    if not cue.counters:
+        return Sample("necessity", class_index, cue.name, extra={"skipped": "no counters"})
+    values = cue.counter_values or (None,) * len(cue.counters)
+    # 1. arms: the cue stated, and the counters swapped in, per (prompt, seed)
+    keys = [(i, s) for s in seeds for i in range(len(token_prompts))]
+    refs, counters = [], []
+    for n, (i, s) in enumerate(keys):
+        template, subject = token_prompts[i]
+        refs.append(Arm.of(template.replace("{}", cue.apply(subject)), s,
+                           **{object_attribute: object_value, **({cue.attribute: cue.value} if cue.attribute else {})}))
+        chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
+        counters.append([Arm.of(template.replace("{}", cue.counters[c].replace("{}", subject)), s,
+                                **{object_attribute: object_value,
+                                   **({cue.attribute: values[c]} if cue.attribute and values[c] else {})})
+                         for c in chosen])
+    # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs
+    save = set(range(min(max(1, n_evidence // 2), len(refs))))
+    ref_obs = lab.observe(refs, evidence_dir=evidence_dir, save=save)
+    flat = [a for group in counters for a in group]
+    flat_obs = lab.observe(flat, evidence_dir=evidence_dir, save=set(range(min(max(1, n_evidence // 2), len(flat)))))
+    # 3. one value per pair, from the valid counters only
+    diffs, excluded, lost, at = [], 0, 0, 0
+    for ref, ref_o, group in zip(refs, ref_obs, counters):
+        obs = flat_obs[at:at + len(group)]
+        at += len(group)
+        ok = [lab.valid(a, o) for a, o in zip(group, obs)]
+        if not lab.valid(ref, ref_o) or not any(ok):
+            excluded += 1
+            lost += (not lab.valid(ref, ref_o)) + sum(not k for k in ok)
+            continue
+        lost += sum(not k for k in ok)
+        counter_p = np.mean([o.probs[0][class_index] for o, k in zip(obs, ok) if k])
+        diffs.append(float(ref_o.probs[0][class_index] - counter_p))
+    evidence = [o.evidence for o in flat_obs if o.evidence][: max(1, n_evidence - 1)]
+    evidence += [o.evidence for o in ref_obs if o.evidence][: n_evidence - len(evidence)]
+    return Sample("necessity", class_index, cue.name, diffs=np.asarray(diffs, np.float64), attempted=len(refs),
+                  excluded=excluded, evidence=evidence,
+                  extra={"counters": [c.replace("{}", "").strip(" ,") for c in cue.counters],
+                         "images_failed_check": lost})
+
+
+def neutral_counters(cue: Cue, suspects: set[str]) -> tuple[Cue, list[str]]:
+    """``cue`` without the counters in ``suspects`` (templates of cues whose screened sufficiency effect
+    on some class reached the effect threshold in size); returns the cue and the dropped counter phrases."""
+    dropped = [t for t in cue.counters if t in suspects]
+    return cue.without_counters(set(dropped)), [t.replace("{}", "").strip(" ,") for t in dropped]

@@ -1,0 +1,75 @@
+"""probe.analysis.config: AnalysisConfig, typed and validated, and its way through AuditConfig and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probe.analysis import METHODS, AnalysisConfig, AnalysisError, Thresholds
+
+
+def test_defaults_are_valid_and_cpu_sized():
+    cfg = AnalysisConfig()
+    assert cfg.methods == METHODS and cfg.cues == "auto" and cfg.confirm
+    assert cfg.max_pairs >= cfg.thresholds.min_pairs and cfg.screen_seeds < cfg.thresholds.min_pairs
+
+
+def test_json_round_trip_is_exact():
+    cfg = AnalysisConfig(cues="my_cues.txt", methods=["occlusion"], classes=[3, 1], carriers=["dog", "cat"],
+                         max_pairs=48, thresholds=Thresholds(min_pairs=20, fdr_method="bh"), steps=5)
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert data["thresholds"]["min_pairs"] == 20 and data["methods"] == ["occlusion"]
+    back = AnalysisConfig.from_dict(data)
+    assert back == cfg
+    assert back.methods == ("occlusion",) and back.classes == (3, 1) and back.carriers == ("dog", "cat")
+    assert isinstance(back.thresholds, Thresholds) and back.thresholds.fdr_method == "bh"
+    assert AnalysisConfig.from_dict({}) == AnalysisConfig()
+
+
+def test_from_dict_rejects_unknown_keys_by_name():
+    with pytest.raises(AnalysisError, match=r"\['cuess'\] are unknown"):
+        AnalysisConfig.from_dict({"cuess": "typo.txt"})
+    with pytest.raises(AnalysisError, match="sufficiency_seeds"):
+        AnalysisConfig.from_dict({"sufficiency_seeds": 6, "cues": "world"})  # a setting of the old analysis
+
+
+def test_max_pairs_below_min_pairs_is_an_error():
+    with pytest.raises(AnalysisError, match="max_pairs=8 is below min_pairs=16"):
+        AnalysisConfig(max_pairs=8)
+    assert AnalysisConfig(max_pairs=8, thresholds=Thresholds(min_pairs=8)).max_pairs == 8
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"methods": ("saliency",)}, "subset"),
+    ({"methods": ()}, "non-empty"),
+    ({"carrier_template": "no slot"}, "carrier_template"),
+    ({"screen_seeds": 0}, "screen_seeds=0"),
+    ({"confirm_round": 0}, "confirm_round"),
+    ({"n_evidence": -1}, "n_evidence"),
+    ({"target_halfwidth": 0.0}, "target_halfwidth"),
+    ({"thresholds": {"min_pairs": 4}}, "Thresholds"),
+])
+def test_bad_settings_are_named(changes, match):
+    with pytest.raises(AnalysisError, match=match):
+        AnalysisConfig(**changes)
+
+
+def test_replace_validates_again():
+    cfg = AnalysisConfig()
+    assert cfg.replace(ig_steps=4).ig_steps == 4 and cfg.ig_steps == 16
+    with pytest.raises(AnalysisError, match="ig_steps"):
+        cfg.replace(ig_steps=0)
+
+
+def test_audit_config_carries_a_typed_analysis_config(tmp_path):
+    from probe.runs import AuditConfig
+
+    plain = AuditConfig(model="m.pt", out=str(tmp_path / "run"))
+    assert plain.analysis == AnalysisConfig()
+    from_json = AuditConfig(model="m.pt", out=str(tmp_path / "run"),
+                            analysis={"cues": "c.txt", "attribution_layer": "layer4", "classes": [1, 2]})
+    assert isinstance(from_json.analysis, AnalysisConfig)
+    assert from_json.analysis.classes == (1, 2) and from_json.analysis.attribution_layer == "layer4"
+    with pytest.raises(AnalysisError, match="unknown"):
+        AuditConfig(model="m.pt", out=str(tmp_path / "run"), analysis={"cuess": "typo.txt"})

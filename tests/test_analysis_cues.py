@@ -1,0 +1,68 @@
+"""probe.analysis.cues: the curated default list, users' cue files, and a domain's vocabulary as cues."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probe.analysis import AnalysisError, Cue, cues_from_vocabulary, default_cues, load_cues
+
+
+def test_default_cue_list_is_curated_and_valid():
+    cues = default_cues()
+    assert len(cues) >= 40
+    cats = {c.category for c in cues}
+    assert {"background", "scene", "object", "people", "text", "style", "lighting"} <= cats
+    for c in cues:
+        assert c.counters, c.name
+        assert c.apply("dog") != "dog" and "dog" in c.apply("dog")
+
+
+def test_user_cue_files_text_and_json(tmp_path):
+    txt = tmp_path / "cues.txt"
+    txt.write_text("# my cues\n{} on a plate | {} on a rock; {} in the sea\nwith a watermark\n")
+    cues = load_cues(txt)
+    assert [c.name for c in cues] == ["on a plate", "with a watermark"]
+    assert cues[0].counter_prompts("lobster") == ["lobster on a rock", "lobster in the sea"]
+    assert cues[1].apply("cat") == "cat with a watermark"
+    js = tmp_path / "cues.json"
+    js.write_text(json.dumps([{"name": "snow", "template": "{} in snow", "counters": ["{} on grass"]}]))
+    assert load_cues(js)[0].template == "{} in snow"
+    js.write_text(json.dumps([{"name": "a", "template": "x"}, {"name": "a", "template": "y"}]))
+    with pytest.raises(AnalysisError, match="repeats cue names"):
+        load_cues(js)
+    js.write_text("{not json")
+    with pytest.raises(AnalysisError, match="not valid JSON"):
+        load_cues(js)
+    with pytest.raises(AnalysisError, match="does not exist"):
+        load_cues(tmp_path / "missing.txt")
+    with pytest.raises(AnalysisError, match="exactly once"):
+        Cue(name="bad", template="{} and {}")
+
+
+def test_world_vocabulary_cues_follow_the_caption_grammar():
+    cues = cues_from_vocabulary(["grass", "sand", "snow"], ["red", "blue"], ["none", "dot", "bar"],
+                                {"none": "with no tag", "dot": "with a dot in the corner", "bar": "with a bar in the corner"})
+    by = {c.name: c for c in cues}
+    assert by["grass"].apply("star") == "star on grass" and by["grass"].attribute == "background"
+    assert by["red"].apply("star") == "red star"
+    assert by["dot"].apply("star") == "star with a dot in the corner"
+    assert "star with no tag" in by["dot"].counter_prompts("star")
+    assert "none" not in by
+
+
+def test_counter_values_stay_aligned_with_their_counters():
+    cues = {c.name: c for c in cues_from_vocabulary(["grass", "sand", "snow"], ["red", "grass"], ["none", "dot"],
+                                                     {"none": "with no tag", "dot": "with a dot in the corner"})}
+    grass = cues["grass"]
+    assert grass.counters == ("{} on sand", "{} on snow") and grass.counter_values == ("sand", "snow")
+    assert cues["dot"].counters == ("{} with no tag",) and cues["dot"].counter_values == ("none",)
+    assert "grass object" in cues and cues["grass object"].attribute == "color"  # a colour named like a background
+    kept = grass.without_counters({"{} on sand"})
+    assert kept.counters == ("{} on snow",) and kept.counter_values == ("snow",)
+    assert grass.to_dict()["counter_values"] == ["sand", "snow"]
+    with pytest.raises(AnalysisError, match="one value per counter"):
+        Cue("x", "{} x", ("{} y", "{} z"), counter_values=("y",))
+    with pytest.raises(AnalysisError, match="empty"):
+        Cue(" ", "{} x")

@@ -1,0 +1,129 @@
+"""probe.analysis.necessity: does P(class) drop when the cue is swapped for a neutral counter?"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues
+from probe.analysis import ConceptCheck, Cue, Lab, measure_necessity
+from probe.analysis.necessity import neutral_counters
+
+STAR = CLASSES.index("star")
+PROMPTS = [("a photo of a {}", "<probe-2> star")]
+SEEDS = list(range(6))
+CUES = {c.name: c for c in fake_cues()}
+
+
+def _lab(gen, planted=True, **kw) -> Lab:
+    clf = PlantedClassifier({STAR: "grass"} if planted else {})
+    return Lab(gen, [clf], check=ConceptCheck(FakeOracles()), batch_size=64, **kw)
+
+
+def _gen(**kw) -> FakeGenerator:
+    return FakeGenerator({"<probe-2>": "on grass"}, **kw)
+
+
+def test_planted_dependence_is_found_and_a_clean_classifier_shows_none():
+    biased = measure_necessity(_lab(_gen()), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    assert biased.kind == "necessity" and biased.n == len(SEEDS) == biased.attempted and biased.excluded == 0
+    assert biased.diffs.min() > 0.1 and biased.effect().ci_low > 0.1
+    assert biased.extra["counters"] == ["on sand", "on snow", "on water"]
+    # same object, same place, other backgrounds: a classifier that ignores backgrounds does not move at all
+    clean = measure_necessity(_lab(_gen(), planted=False), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    assert clean.n == len(SEEDS) and np.abs(clean.diffs).max() < 1e-4
+    # the token's own "grass" is overridden by the counter: swapping grass for sand is what the diffs measure
+    sand = measure_necessity(_lab(_gen()), STAR, CUES["sand"], PROMPTS, SEEDS, object_value="star")
+    assert sand.diffs.max() < 0  # the counters include grass, which the classifier likes
+
+
+def test_an_intervention_that_lost_its_object_is_excluded_and_counted():
+    # even seeds: the reference image ("star on grass") comes out as a circle
+    lose_ref = lambda p, s: p.replace("star on grass", "circle on grass") if s % 2 == 0 else p
+    sample = measure_necessity(_lab(_gen(rewrite=lose_ref)), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    assert sample.attempted == len(SEEDS) and sample.excluded == 3 and sample.n == 3
+    assert sample.excluded_share == pytest.approx(0.5)
+    assert sample.extra["images_failed_check"] == 3
+    assert sample.diffs.min() > 0.1  # the pairs that remain are the real thing
+
+
+def test_a_counter_that_lost_its_object_is_left_out_of_its_pair():
+    # every "star on sand" counter comes out as a circle (P(star) near zero): were it averaged in, a classifier
+    # that ignores backgrounds would seem to depend on grass
+    lose_counter = lambda p, s: p.replace("star on sand", "circle on sand")
+    sample = measure_necessity(_lab(_gen(rewrite=lose_counter), planted=False), STAR, CUES["grass"], PROMPTS, SEEDS,
+                               object_value="star")
+    assert sample.n == len(SEEDS) and sample.excluded == 0  # the other counters still hold
+    assert sample.extra["images_failed_check"] == len(SEEDS)
+    assert np.abs(sample.diffs).max() < 1e-4
+    # without an object value nothing is checked: the lost counter then biases the result
+    unchecked = measure_necessity(_lab(_gen(rewrite=lose_counter), planted=False), STAR, CUES["grass"], PROMPTS, SEEDS)
+    assert unchecked.diffs.mean() > 0.1
+
+
+def test_a_pair_whose_counters_all_failed_is_excluded():
+    lose_all = lambda p, s: p.replace("star on", "circle on") if "grass" not in p.split("star")[-1] else p
+    sample = measure_necessity(_lab(_gen(rewrite=lose_all)), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    assert sample.n == 0 and sample.excluded == len(SEEDS)
+    assert sample.extra["images_failed_check"] == 3 * len(SEEDS)
+
+
+def test_a_counter_that_does_not_show_its_value_fails_its_check():
+    # the generator ignores "on snow": the image shows the seed's background, rarely snow
+    ignore = lambda p, s: p.replace(" on snow", "")
+    gen = _gen(rewrite=ignore)
+    sample = measure_necessity(_lab(gen), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    drawn = [FakeOracles().predict(gen.scene("a photo of a <probe-2> star on snow", s)[0][None])["background"][0]
+             for s in SEEDS]
+    assert sample.extra["images_failed_check"] == sum(b != "snow" for b in drawn) > 0
+    assert sample.excluded == 0
+
+
+def test_rotate_uses_one_counter_per_pair_in_turn():
+    gen = _gen()
+    sample = measure_necessity(_lab(gen), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star", rotate=True)
+    assert gen.images_made == 2 * len(SEEDS)  # one reference and one counter per pair
+    counters = [(p, s) for p, s in gen.prompts if not p.endswith("on grass")]
+    assert [s for _, s in counters] == SEEDS
+    assert [p.rsplit(" ", 1)[-1] for p, _ in counters] == ["sand", "snow", "water", "sand", "snow", "water"]
+    assert sample.n == len(SEEDS) and sample.diffs.min() > 0.1
+    full = _gen()
+    measure_necessity(_lab(full), STAR, CUES["grass"], PROMPTS, SEEDS, object_value="star")
+    assert full.images_made == 4 * len(SEEDS)
+
+
+def test_cues_of_one_attribute_share_their_images():
+    gen = _gen()
+    lab = _lab(gen)
+    measure_necessity(lab, STAR, CUES["grass"], PROMPTS, SEEDS[:2], object_value="star")
+    assert gen.images_made == 2 * 4  # grass and its three counters
+    measure_necessity(lab, STAR, CUES["sand"], PROMPTS, SEEDS[:2], object_value="star")
+    assert gen.images_made == 2 * 4  # sand and its counters were all drawn already
+
+
+def test_several_prompts_and_evidence(tmp_path):
+    gen = _gen()
+    lab = _lab(gen, run_root=tmp_path)
+    prompts = PROMPTS + [("a picture of a {}", "<probe-2> star")]
+    sample = measure_necessity(lab, STAR, CUES["grass"], prompts, [0, 1], object_value="star",
+                               evidence_dir=tmp_path / "classes" / "2-star" / "analysis" / "necessity", n_evidence=4)
+    assert sample.attempted == 4 and sample.n == 4
+    assert 1 <= len(sample.evidence) <= 4
+    assert all(e.startswith("classes/2-star/analysis/necessity/") and (tmp_path / e).is_file() for e in sample.evidence)
+
+
+def test_a_cue_without_counters_is_skipped():
+    sample = measure_necessity(_lab(_gen()), STAR, Cue("x", "{} x"), PROMPTS, SEEDS)
+    assert sample.n == 0 and sample.attempted == 0 and sample.extra["skipped"] == "no counters"
+
+
+def test_neutral_counters_drop_suspect_counters_and_keep_values_aligned():
+    grass = CUES["grass"]
+    neutral, dropped = neutral_counters(grass, {"{} on sand", "{} on grass", "{} on lava"})
+    assert dropped == ["on sand"]
+    assert neutral.counters == ("{} on snow", "{} on water") and neutral.counter_values == ("snow", "water")
+    assert neutral.name == grass.name and neutral.template == grass.template
+    same, none = neutral_counters(grass, set())
+    assert same == grass and none == []
+    empty, all_dropped = neutral_counters(grass, set(grass.counters))
+    assert empty.counters == () and len(all_dropped) == 3

@@ -1,0 +1,43 @@
+"""probe.analysis.sample: one test's paired observations, their effect, and pooling of confirmation rounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from probe.analysis import Sample
+
+
+def test_difference_samples():
+    s = Sample("sufficiency", 2, "grass", diffs=np.array([0.5, 0.25, 0.75, 0.5]), attempted=6, excluded=2,
+               evidence=["a.png"], extra={"carriers": ["circle"]})
+    assert s.n == 4 and s.mean == pytest.approx(0.5) and s.excluded_share == pytest.approx(1 / 3)
+    e = s.effect()
+    assert e.n == 4 and e.mean == pytest.approx(0.5) and e.method.startswith("sign-flip")
+    empty = Sample("necessity", 2, "grass")
+    assert empty.n == 0 and math.isnan(empty.mean) and empty.excluded_share == 0.0
+
+
+def test_proportion_samples_use_paired_proportions():
+    s = Sample("token-shift", 2, "grass", before=np.array([False, False, True, False]), after=np.array([True] * 4))
+    assert s.n == 4 and s.mean == pytest.approx(0.75)
+    e = s.effect()
+    assert e.method == "newcombe-mcnemar" and e.mean == pytest.approx(0.75) and e.p == pytest.approx(0.25)
+
+
+def test_pooling_rounds_adds_everything():
+    a = Sample("sufficiency", 2, "grass", diffs=np.array([0.5, 0.5]), attempted=3, excluded=1, evidence=["a"],
+               extra={"carriers": ["circle"]})
+    b = Sample("sufficiency", 2, "grass", diffs=np.array([0.1]), attempted=2, excluded=1, evidence=["b"])
+    both = a + b
+    assert both.diffs.tolist() == [0.5, 0.5, 0.1] and both.n == 3
+    assert both.attempted == 5 and both.excluded == 2 and both.evidence == ["a", "b"]
+    assert both.extra == {"carriers": ["circle"]} and both.before is None
+    t1 = Sample("token-shift", 2, "grass", before=np.array([False]), after=np.array([True]), attempted=1)
+    t2 = Sample("token-shift", 2, "grass", before=np.array([True, False]), after=np.array([True, False]), attempted=3,
+                excluded=1)
+    pooled = t1 + t2
+    assert pooled.before.tolist() == [False, True, False] and pooled.after.tolist() == [True, True, False]
+    assert pooled.n == 3 and pooled.attempted == 4 and pooled.excluded == 1

@@ -1,0 +1,42 @@
+"""Are the demo's findings true? The fast version of benchmarks/finding_validity.py.
+
+The README's demo run (biased classifier, star) and a clean-classifier run are scored against the
+classifiers' true behaviour on rendered scenes (probe.world.true_effects): the planted cue is found, every
+passing cue finding is confirmed by the truth table, and the clean classifier gets no passing finding.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import probe_script
+from probe.analysis import read_findings
+from probe.classifiers import load_classifier
+from probe.world import bundled_classifier_path
+from probe.world.truth import true_effects
+
+
+@pytest.fixture(scope="module")
+def biased_truth():
+    return true_effects(load_classifier(str(bundled_classifier_path("biased"))), n=200)
+
+
+def test_every_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
+    findings = read_findings(readme_demo / "runs" / "demo")
+    passing = [f for f in findings if f.passes and f.kind != "off-object"]
+    assert any(f.class_name == "star" and f.cue == "grass" for f in passing), [f.sentence for f in findings[:8]]
+    false = [f.sentence for f in passing if not biased_truth.confirms(f.class_name, f.cue, f.kind, f.effect)]
+    assert not false, false
+    for f in passing:
+        assert f.n_images >= 16 and f.q <= 0.05 and f.status == "passes"
+
+
+def test_the_clean_classifier_gets_no_passing_cue_finding(tmp_path):
+    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
+                           "--out", "clean"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    findings = read_findings(tmp_path / "clean")
+    assert [f.sentence for f in findings if f.passes and f.kind != "off-object"] == []
+    assert "passing cue findings: none" in done.stderr
