@@ -125,7 +125,8 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15) -> dic
         findings = [f for f in (run.read_findings() or []) if f.get("kind") != "off-object"]
         truth = true_effects(load_classifier(str(ROOT / "classifiers" / f"{item['name']}.pt2")), n=truth_n)
         passing = [f for f in findings if f.get("passes")]
-        true_ones = [f for f in passing if truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold)]
+        true_ones = [f for f in passing if truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
+                                                          counters=f["details"].get("counter_values") if f["kind"] == "necessity" else None)]
         planted = [(cls, value) for cls, cues in item["bias"].items() for value in cues.values()]
         found = [p for p in planted if any(f["class_name"] == p[0] and f["cue"] == p[1] for f in passing)]
         top = []

@@ -170,7 +170,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
          classifier: str = typer.Option("biased", help="Bundled shapes-world classifier: biased or clean."),
-         max_steps: int = typer.Option(15, help="Optimisation steps per class at most."),
+         max_steps: int = typer.Option(8, help="Optimisation steps per class at most."),
          classes: str = typer.Option("all", "--classes", "-c", help="Which shapes to audit (default: all six)."),
          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Audit the bundled biased shapes-world classifier with the bundled generator, on the CPU, in minutes."""

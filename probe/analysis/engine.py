@@ -213,40 +213,22 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         say(f"analysis: screening sufficiency, {len(cues)} cues x {len(carriers)} carriers x {len(screen_seeds)} seeds")
         # every class's probability from one pass: the audited classes' tests, and the counter rule below
         all_classes = list(range(len(labels))) if labels else [c.index for c in classes]
-        samples = measure_sufficiency(lab, cues, all_classes, carriers, screen_seeds,
-                                      template=cfg.carrier_template, object_attribute=object_attribute or "object",
-                                      evidence_dir=run.root / "analysis" / "cues", n_evidence=cfg.n_evidence)
+        samples = lab.batched(lambda: measure_sufficiency(
+            lab, cues, all_classes, carriers, screen_seeds, template=cfg.carrier_template,
+            object_attribute=object_attribute or "object", evidence_dir=run.root / "analysis" / "cues",
+            n_evidence=cfg.n_evidence))
         for cls in classes:
             for cue in cues:
                 tests.append(Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]))
-        # counter rule: a value that is itself a cue for the class (either direction), or that raises another
-        # class (its images would read as that class), is no neutral counter for the class's necessity tests
-        for cls in classes:
-            for cue in cues:
-                own = samples[(cue.name, cls.index)].mean
-                others = [samples[(cue.name, c)].mean for c in all_classes if c != cls.index and samples[(cue.name, c)].n]
-                if abs(own) >= cfg.thresholds.min_effect or (others and np.nanmax(others) >= cfg.thresholds.min_effect):
-                    suspects.setdefault(cls.index, set()).add(cue.template)
+        suspects = _suspect_counters(cfg, cues, samples, classes, all_classes)
     timings["screen_sufficiency"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cfg.necessity:
-        for cls in classes:
-            prompts = cls.token_prompts(cfg.necessity_templates)
-            if not prompts:
-                notes.append(f"class {cls.index}: necessity skipped (metrics.json has no prompts.templates/prompts.token)")
-                continue
-            _load_token(generator, cls)
-            say(f"analysis: screening necessity for class {cls.index}")
-            for cue in cues:
-                neutral, dropped = neutral_counters(cue, suspects.get(cls.index, set()) - {cue.template})
-                if not neutral.counters:
-                    why = "every counter is itself a cue" if cue.counters else "the cue has no counters"
-                    notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped ({why})")
-                    continue
-                sample = measure_necessity(lab, cls.index, neutral, prompts, screen_seeds, object_value=object_of(cls),
-                                           object_attribute=object_attribute or "object",
-                                           evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
-                tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
+        say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(screen_seeds)} seeds")
+        found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, screen_seeds, generator,
+                                                               object_attribute, object_of))
+        tests += found
+        notes += skipped
     timings["screen_necessity"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cfg.token_shift and scorer is not None:
@@ -264,14 +246,9 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     # 5. confirmation on fresh pairs ----------------------------------------------------------------
     t0 = time.perf_counter()
     candidates = [t for t in tests if _candidate(cfg, t)]
-    if cfg.confirm:
+    if cfg.confirm and candidates:
         say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
-        kinds = ("sufficiency", "necessity", "token-shift")
-        for test in candidates:
-            # fresh seeds, shared by the candidates of one kind: their common arms (the carriers without a cue,
-            # one class's token images) are generated once; Benjamini-Yekutieli allows the dependence
-            test.confirm = _confirm(cfg, lab, test, carriers, generator, object_attribute or "object",
-                                    object_of(test.cls), base_seed=cfg.seed + 100_000 * (1 + kinds.index(test.kind)))
+        _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of)
     timings["confirm"] = time.perf_counter() - t0
 
     # 6. decide: FDR across the audit's confirmed tests, then the thresholds -------------------------
@@ -279,8 +256,11 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     effects = apply_fdr([t.confirm.effect() for t in confirmed], method=cfg.thresholds.fdr_method)
     for test, effect in zip(confirmed, effects):
         test.effect = effect
+    sufficiency = {(t.cls.index, t.cue.name): t for t in tests if t.kind == "sufficiency"}
     for test in tests:
         finding = _finding(cfg, test)
+        if finding is not None and finding.kind == "token-shift" and finding.passes:
+            finding = _corroborate(cfg, finding, sufficiency.get((test.cls.index, test.cue.name)))
         if finding is not None:
             findings.append(finding)
 
@@ -464,6 +444,95 @@ def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute
                          evidence=evidence)
 
 
+def _suspect_counters(cfg: AnalysisConfig, cues: list[Cue], samples: dict, classes: list[ClassRun],
+                      all_classes: list[int]) -> dict[int, set[str]]:
+    """The counter rule, per class: a value is no neutral counter when it is itself a cue for the class
+    (either direction), or raises another class, each by at least the effect threshold.
+
+    Effects are centred on the median of the cue's attribute (or category): a carrier without a stated
+    background shows any background, the planted one included, so adding any *other* background lowers
+    the class a little; what singles a value out is its distance from its typical sibling, not from that
+    mixture (the median, so that one strong cue does not make all its siblings look disliked).
+    """
+    groups: dict[str, list[Cue]] = {}
+    for cue in cues:
+        groups.setdefault(cue.attribute or cue.category, []).append(cue)
+    centred: dict[tuple[str, int], float] = {}
+    for members in groups.values():
+        for c in all_classes:
+            means = {cue.name: samples[(cue.name, c)].mean for cue in members if samples[(cue.name, c)].n}
+            if len(means) < 2:
+                continue
+            centre = float(np.median(list(means.values())))
+            for name, m in means.items():
+                centred[(name, c)] = m - centre
+    suspects: dict[int, set[str]] = {}
+    limit = cfg.thresholds.min_effect
+    for cls in classes:
+        for cue in cues:
+            own = centred.get((cue.name, cls.index), 0.0)
+            others = [centred.get((cue.name, c), 0.0) for c in all_classes if c != cls.index]
+            if abs(own) >= limit or (others and max(others) >= limit):
+                suspects.setdefault(cls.index, set()).add(cue.template)
+    return suspects
+
+
+def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, object_attribute,
+                      object_of) -> tuple[list[Test], list[str]]:
+    tests, notes = [], []
+    for cls in classes:
+        prompts = cls.token_prompts(cfg.necessity_templates)
+        if not cls.metrics.get("prompts") or not prompts:
+            notes.append(f"class {cls.index}: necessity skipped (metrics.json has no prompts.templates/prompts.token)")
+            continue
+        _load_token(generator, cls)
+        for cue in cues:
+            neutral, dropped = neutral_counters(cue, suspects.get(cls.index, set()) - {cue.template})
+            if not neutral.counters:
+                why = "the cue has no counters" if not cue.counters else "every counter is itself a cue"
+                notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped ({why})")
+                continue
+            sample = measure_necessity(lab, cls.index, neutral, prompts, seeds, object_value=object_of(cls),
+                                       object_attribute=object_attribute or "object",
+                                       evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
+            tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
+    return tests, notes
+
+
+def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers, generator, object_attribute: str,
+                 object_of) -> None:
+    """Confirmation rounds over all candidates at once (one batched generation per round)."""
+    kinds = ("sufficiency", "necessity", "token-shift")
+    active, round_no = list(candidates), 0
+    while active:
+        # fresh seeds, shared by the candidates of one kind: their common arms (carriers without a cue, one
+        # class's token images) are generated once; Benjamini-Yekutieli allows the dependence
+        samples = lab.batched(lambda: [
+            _confirm_round(cfg, lab, t, carriers, generator, object_attribute, object_of(t.cls),
+                           seeds_from=cfg.seed + 100_000 * (1 + kinds.index(t.kind)) + 1000 * round_no)
+            for t in active])
+        still = []
+        for test, sample in zip(active, samples):
+            test.confirm = sample if test.confirm is None else test.confirm + sample
+            if not _confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
+                still.append(test)
+        active, round_no = still, round_no + 1
+
+
+def _confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
+    if sample.attempted >= cfg.max_pairs:
+        return True
+    size = abs(sample.mean) if two_sided else sample.mean
+    if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
+        return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
+    if sample.excluded_share > EXCLUDED_LIMIT and sample.attempted >= cfg.confirm_round:
+        return True  # the interventions keep failing: more pairs will not make it conclusive
+    if sample.n >= cfg.thresholds.min_pairs:
+        effect = sample.effect()
+        return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
+    return False
+
+
 def _candidate(cfg: AnalysisConfig, test: Test) -> bool:
     """Worth confirming: the screened effect reaches the threshold in the claimed direction."""
     s = test.screen
@@ -473,40 +542,23 @@ def _candidate(cfg: AnalysisConfig, test: Test) -> bool:
     return size >= cfg.thresholds.min_effect
 
 
-def _confirm(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
-             object_value: str | None, base_seed: int) -> Sample:
-    """Fresh pairs for ``test``, in rounds, until min_pairs valid pairs and a tight interval, or the budget."""
-    total: Sample | None = None
-    round_no = 0
-    while True:
-        seeds_from = base_seed + round_no * 1000
-        if test.kind == "sufficiency":
-            usable = [c for c in carriers if c.class_index != test.cls.index] or carriers
-            n_seeds = max(1, math.ceil(cfg.confirm_round / len(usable)))
-            sample = measure_sufficiency(lab, [test.cue], [test.cls.index], usable,
-                                         list(range(seeds_from, seeds_from + n_seeds)), template=cfg.carrier_template,
-                                         object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
-        elif test.kind == "necessity":
-            _load_token(generator, test.cls)
-            prompts = test.cls.token_prompts(cfg.necessity_templates)
-            n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
-            sample = measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
-                                       object_value=object_value, object_attribute=object_attribute, rotate=True)
-        else:
-            _load_token(generator, test.cls)
-            sample = _token_shift_pairs(cfg, lab, test, list(range(seeds_from, seeds_from + cfg.confirm_round)),
-                                        object_attribute, object_value)
-        total = sample if total is None else total + sample
-        round_no += 1
-        if total.attempted >= cfg.max_pairs:
-            break
-        if total.n >= cfg.thresholds.min_pairs:
-            effect = total.effect()
-            if math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth:
-                break
-        if total.excluded_share > EXCLUDED_LIMIT and total.attempted >= cfg.confirm_round:
-            break  # the interventions keep failing: more pairs will not make it conclusive
-    return total
+def _confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
+                   object_value: str | None, seeds_from: int) -> Sample:
+    """One round of fresh pairs (about ``confirm_round``) for ``test``."""
+    if test.kind == "sufficiency":
+        usable = [c for c in carriers if c.class_index != test.cls.index] or carriers
+        n_seeds = max(1, math.ceil(cfg.confirm_round / len(usable)))
+        return measure_sufficiency(lab, [test.cue], [test.cls.index], usable, list(range(seeds_from, seeds_from + n_seeds)),
+                                   template=cfg.carrier_template,
+                                   object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
+    _load_token(generator, test.cls)
+    if test.kind == "necessity":
+        prompts = test.cls.token_prompts(cfg.necessity_templates)
+        n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
+        return measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
+                                 object_value=object_value, object_attribute=object_attribute, rotate=True)
+    return _token_shift_pairs(cfg, lab, test, list(range(seeds_from, seeds_from + cfg.confirm_round)),
+                              object_attribute, object_value)
 
 
 def _token_shift_pairs(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], object_attribute, object_value) -> Sample:
@@ -516,8 +568,11 @@ def _token_shift_pairs(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[in
     arms = [(Arm.of(pairs[i % len(pairs)][0], s), Arm.of(pairs[i % len(pairs)][1], s)) for i, s in enumerate(seeds)]
     base = lab.observe([a for a, _ in arms])
     token = lab.observe([b for _, b in arms])
-    return shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
-                         object_attribute=object_attribute, object_value=object_value)[test.cue.name]
+    samples = shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
+                            object_attribute=object_attribute, object_value=object_value)
+    # the planning pass has read nothing yet: an empty sample stands in
+    return samples.get(test.cue.name) or Sample("token-shift", test.cls.index, test.cue.name,
+                                                before=np.zeros(0, bool), after=np.zeros(0, bool))
 
 
 def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
@@ -532,6 +587,7 @@ def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
     if test.kind == "necessity":
         details["counters"] = screen.extra.get("counters", [])
         details["counter_templates"] = list(test.cue.counters)
+        details["counter_values"] = list(test.cue.counter_values)
     if test.confirm is not None and test.effect is not None:
         sample, effect = test.confirm, test.effect
         details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
@@ -557,6 +613,24 @@ def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
     details.update({k: v for k, v in screen.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
     return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
                   "screened", screen, details)
+
+
+def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None) -> Finding:
+    """A token shift says what the token added; that the *classifier* relies on it needs the classifier to
+    respond to the cue the same way. Without that (the cue's sufficiency effect on the class has the other
+    sign or is below the weak bar), the finding is kept as weak evidence with the reason."""
+    if sufficiency is None:
+        return finding
+    sample = sufficiency.confirm if sufficiency.confirm is not None and sufficiency.confirm.n else sufficiency.screen
+    response = sample.mean
+    if math.isfinite(response) and np.sign(response) == np.sign(finding.effect) and abs(response) >= cfg.thresholds.weak_effect:
+        return finding
+    reason = (f"the token changed it, but the classifier's probability moves by {response:+.2f} when the cue is "
+              "added to other objects" if math.isfinite(response) else "no sufficiency data to corroborate it")
+    status = "weak"
+    return replace(finding, passes=False, strength="weak", status=status,
+                   sentence="Weak evidence: " + finding.sentence + f" — {reason}",
+                   details={**finding.details, "not_corroborated": reason})
 
 
 def _excluded_note(kind: str, sample: Sample) -> str | None:
@@ -592,8 +666,6 @@ def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int 
     run = RunDir(run_dir)
     analysis = run.read_analysis() or {}
     cfg = AnalysisConfig.from_dict(analysis.get("config") or {})
-    cfg = cfg.replace(max_pairs=max(n_pairs, cfg.thresholds.min_pairs), target_halfwidth=1e-9,
-                      confirm_round=max(cfg.confirm_round, n_pairs // 4))
     classes = {c.index: c for c in _finished(run, None)}
     if finding.class_index not in classes:
         raise AnalysisError(f"class {finding.class_index} is not a finished class of {str(run.root)!r}")
@@ -615,5 +687,7 @@ def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int 
               check=check, run_root=run.root)
     labels = run.read_labels() or []
     test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name))
-    return _confirm(cfg, lab, test, _carriers(cfg, labels, objects), generator, object_attribute or "object",
-                    cls.name if cls.name in objects else None, base_seed=seed)
+    carriers = _carriers(cfg, labels, objects)
+    object_value = cls.name if cls.name in objects else None
+    return lab.batched(lambda: _confirm_round(cfg.replace(confirm_round=n_pairs), lab, test, carriers, generator,
+                                              object_attribute or "object", object_value, seeds_from=seed))

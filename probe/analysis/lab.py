@@ -77,11 +77,43 @@ class Lab:
     images_generated: int = 0
     _seen: dict = field(default_factory=dict)
 
+    _plan: list | None = None
+
     def observe(self, arms: list[Arm], *, evidence_dir: Path | None = None, save: set[int] = frozenset()) -> list[Observation]:
-        """Observations for ``arms`` (in order); the arms at positions in ``save`` are kept as evidence PNGs."""
+        """Observations for ``arms`` (in order); the arms at positions in ``save`` are kept as evidence PNGs.
+
+        Inside :meth:`batched`'s planning pass the request is only recorded and blank observations come back.
+        """
         keys = [(a.prompt, a.seed) for a in arms]
-        wanted_files = {keys[i] for i in save} if evidence_dir is not None else set()
-        todo = [k for k in dict.fromkeys(keys) if k not in self._seen or (k in wanted_files and self._seen[k].evidence is None)]
+        wanted = {keys[i]: evidence_dir for i in save} if evidence_dir is not None else {}
+        if self._plan is not None:
+            self._plan.append((keys, wanted))
+            return [self._seen.get(k) or self._blank() for k in keys]
+        self._generate(keys, wanted)
+        return [self._seen[k] for k in keys]
+
+    def batched(self, measure):
+        """``measure()`` run twice: a planning pass that only collects the images it asks for, then one
+        generation of all of them in full batches, then the real pass from the cache. Many small requests
+        (one cue, one candidate at a time) cost what one large batch costs."""
+        self._plan = []
+        try:
+            measure()
+        finally:
+            plan, self._plan = self._plan, None
+        keys, wanted = [], {}
+        for k, w in plan:
+            keys += k
+            wanted.update(w)
+        self._generate(keys, wanted)
+        return measure()
+
+    def _blank(self) -> Observation:
+        n = len(getattr(self.classifiers[0], "labels", None) or []) or int(getattr(self.classifiers[0], "num_classes", 1))
+        return Observation([np.zeros(n, np.float32) for _ in self.classifiers], None)
+
+    def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
+        todo = [k for k in dict.fromkeys(keys) if k not in self._seen or (k in wanted and self._seen[k].evidence is None)]
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], self.gen_kwargs)
@@ -90,13 +122,12 @@ class Lab:
             concepts = self.check.read(images) if self.check is not None else [None] * len(chunk)
             for i, key in enumerate(chunk):
                 path = None
-                if key in wanted_files:
-                    file = Path(evidence_dir) / f"{slugify(key[0], 60)}_s{key[1]}.png"
+                if key in wanted:
+                    file = Path(wanted[key]) / f"{slugify(key[0], 60)}_s{key[1]}.png"
                     save_png(file, images[i])
                     path = file.relative_to(self.run_root).as_posix() if self.run_root else file.as_posix()
                 old = self._seen.get(key)
                 self._seen[key] = Observation([p[i] for p in probs], concepts[i], path or (old.evidence if old else None))
-        return [self._seen[k] for k in keys]
 
     def valid(self, arm: Arm, observation: Observation) -> bool:
         """Did the image show what the arm asked for? True when nothing can be checked."""

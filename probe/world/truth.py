@@ -36,7 +36,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -300,10 +300,14 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
             for value in VOCAB[attribute]:
                 probs[(attribute, value)] = _probabilities(classifier, pool.images_with(attribute, value), batch_size)
 
-    # 2. Paired differences per (class, cue, kind).
+    # 2. Paired differences per (class, cue, kind), and each value's mean P(class) for claims against chosen counters.
     rows = []
+    value_means: dict[tuple[str, int, str, str], float] = {}
     for c, name in enumerate(labels):
         scenes = {"sufficiency": pool.carriers(c), "necessity": pool.indices(c)}
+        for kind, idx in scenes.items():
+            for (attribute, value), p in probs.items():
+                value_means[(kind, c, attribute, value)] = float(p[idx, c].mean())
         for cue, attribute, value in cue_list:
             counters = [u for u in VOCAB[attribute] if u != value]
             for kind in KINDS:
@@ -314,7 +318,7 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
                 rows.append((c, name, cue, attribute, value, kind, effect, lo, hi, len(idx)))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return TruthTable(frame, n=n, seed=int(seed), classifier=str(getattr(classifier, "name", type(classifier).__name__)),
-                      seconds=time.perf_counter() - t0)
+                      seconds=time.perf_counter() - t0, value_means=value_means)
 
 
 @dataclass(frozen=True, eq=False)
@@ -326,6 +330,7 @@ class TruthTable:
     seed: int = 0
     classifier: str = ""
     seconds: float = 0.0
+    value_means: dict = field(default_factory=dict)  # (kind, class index, attribute, value) -> mean P(class)
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
@@ -363,17 +368,29 @@ class TruthTable:
             raise WorldError(f"cue {cue!r} is not in the table: use one of {sorted(set(f['cue']))}")
         return hit.iloc[0]
 
-    def effect(self, class_name: str | int, cue: str, kind: str) -> float:
-        """The true mean change in P(class) for the cue ("token-shift" reads the sufficiency effect)."""
-        return float(self.row(class_name, cue, kind)["effect"])
+    def effect(self, class_name: str | int, cue: str, kind: str, counters: Sequence[str] | None = None) -> float:
+        """The true mean change in P(class) for the cue ("token-shift" reads the sufficiency effect).
+
+        ``counters``: the values the claim was measured against (an audit drops counters that are cues
+        themselves); default every other value of the attribute.
+        """
+        row = self.row(class_name, cue, kind)
+        if not counters:
+            return float(row["effect"])
+        kd, c = self._kind(kind), int(row["class_index"])
+        key = (kd, c, row["attribute"])
+        missing = [u for u in counters if (*key, u) not in self.value_means]
+        if missing:
+            raise WorldError(f"counters {missing} are not values of {row['attribute']!r}")
+        return float(self.value_means[(*key, row["value"])] - np.mean([self.value_means[(*key, u)] for u in counters]))
 
     def confirms(self, class_name: str | int, cue: str, kind: str, claimed_effect: float,
-                 threshold: float = 0.15) -> bool:
+                 threshold: float = 0.15, counters: Sequence[str] | None = None) -> bool:
         """Whether a claimed effect holds: the true effect has its sign and at least ``threshold`` in size."""
         claimed = float(claimed_effect)
         if not math.isfinite(claimed):
             raise WorldError(f"claimed_effect={claimed_effect!r} must be a finite number")
-        true = self.effect(class_name, cue, kind)
+        true = self.effect(class_name, cue, kind, counters)
         return bool(claimed != 0 and np.sign(true) == np.sign(claimed) and abs(true) >= threshold)
 
     def top(self, class_name: str | int, k: int = 5, kind: str = "necessity") -> pd.DataFrame:
