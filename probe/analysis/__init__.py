@@ -6,6 +6,7 @@ One algorithm per module, each with one verb:
 module               what it does
 ===================  ==========================================================================
 ``engine``           ``analyze_run``: the numbered sequence of the steps below
+``class_evidence``   per class: attributions, nearest words, attention IoU, off-object
 ``config``           ``AnalysisConfig``: every setting, typed, from the CLI to the engine
 ``cues``             cue lists (curated default, a file, or a domain's vocabulary)
 ``lab``              generate once per (prompt, seed), check the intervention, classify, keep evidence

@@ -10,7 +10,6 @@ import torch
 from probe.analysis.errors import AnalysisError
 from probe.devices import module_device as model_device  # noqa: F401 (re-exported for the analysis modules)
 from probe.errors import ProbeError
-from probe.files import to_uint8  # noqa: F401 (re-exported for the analysis modules)
 
 
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.analysis._util import model_device, to_uint8
-from probe.files import save_png
+from probe.analysis._util import model_device
+from probe.files import save_png, to_uint8
 from probe.analysis.errors import AnalysisError
 
 __all__ = [

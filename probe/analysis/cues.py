@@ -10,7 +10,7 @@ replace it in necessity tests. Cues come from the curated default list, a user's
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 

@@ -21,62 +21,26 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from probe.analysis._util import load_png
-from probe.analysis.attributions import AttributionConfig, attribute, choose_layer, save_overlays
+from probe.analysis.class_evidence import Attributions, ClassRun, class_evidence, load_token, mean_iou
 from probe.analysis.config import AnalysisConfig
 from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
 from probe.analysis.errors import AnalysisError
-from probe.analysis.finding import OFF_OBJECT_CUE, Finding, Findings, rank_findings, sentence, write_findings
+from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
 from probe.analysis.lab import Arm, ConceptCheck, Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
-from probe.analysis.off_object import attention_maps, off_object_effect
 from probe.analysis.sample import Sample
 from probe.analysis.stats import apply_fdr, describe_rule
 from probe.analysis.sufficiency import measure_sufficiency
-from probe.analysis.token_shift import ClipScorer, nearest_words, read_concepts, shift_samples
+from probe.analysis.token_shift import ClipScorer, read_concepts, shift_samples
 from probe.domains import domain_for
-from probe.rundir import TOKEN, RunDir
+from probe.rundir import RunDir
 
 EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
-
-
-@dataclass
-class ClassRun:
-    """One finished class of the run."""
-
-    index: int
-    name: str
-    dir: Path
-    metrics: dict
-
-    @property
-    def rel(self) -> str:
-        return f"classes/{self.dir.name}"
-
-    @property
-    def moved(self) -> bool | None:
-        """Did the token move from its initial word (None: the run did not record it)."""
-        change = self.metrics.get("token_change")
-        return change.get("moved") if isinstance(change, dict) else None
-
-    def token_prompts(self, k: int) -> list[tuple[str, str]]:
-        """(template, subject) of the first ``k`` token prompts, e.g. ("a photo of a {}", "<probe-3> star")."""
-        prompts = self.metrics.get("prompts") or {}
-        out = []
-        for template, prompt in zip(prompts.get("templates") or [], prompts.get("token") or []):
-            pre, _, post = template.partition("{}")
-            if prompt.startswith(pre) and prompt.endswith(post) and len(prompt) >= len(pre) + len(post):
-                out.append((template, prompt[len(pre):len(prompt) - len(post)]))
-        return out[: max(1, k)]
-
-    def baseline_prompts(self) -> list[tuple[str, str]]:
-        prompts = self.metrics.get("prompts") or {}
-        return list(zip(prompts.get("baseline") or [], prompts.get("token") or []))
 
 
 @dataclass
@@ -197,11 +161,11 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
     per_class: dict[str, dict] = {}
     findings: list[Finding] = []
-    attr = _Attributions(cfg, classifier)
+    attr = Attributions(cfg, classifier)
     for n, cls in enumerate(classes):
         say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
         info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
-        findings += _per_class(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+        findings += class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
 
     # 4. screening ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -280,7 +244,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "dropped_counters": {labels[c] if c < len(labels) else str(c): sorted(t.replace("{}", "").strip(" ,") for t in v)
                              for c, v in suspects.items()},
         "attributions": attr.summary(),
-        "attention_iou": _mean_iou(per_class),
+        "attention_iou": mean_iou(per_class),
         "tests": {"screened": len(tests), "candidates": len(candidates), "confirmed": len(confirmed),
                   "passing": sum(f.passes for f in findings)},
         "images_generated": lab.images_generated,
@@ -294,138 +258,6 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     write_findings(run.root, findings)
     run.write_analysis(analysis)
     return findings
-
-
-# ------------------------------------------------------------------------------- step 3 helpers
-class _Attributions:
-    """Attributions for every class's gallery, with the Grad-CAM layer chosen once."""
-
-    def __init__(self, cfg: AnalysisConfig, classifier):
-        self.cfg, self.classifier = cfg, classifier
-        self.layer = None
-        self.skipped: dict[str, str] = {}
-        self.seconds: dict[str, float] = {}
-
-    def run(self, images: torch.Tensor, cls: ClassRun, stems: list[str], save: bool):
-        cfg = self.cfg
-        methods = cfg.methods if cfg.attributions else ("integrated_gradients",)
-        if self.layer is None and "grad_cam" in methods and getattr(self.classifier, "supports_hooks", True) \
-                and "grad_cam" not in self.skipped:
-            try:
-                self.layer = choose_layer(self.classifier, tuple(images.shape[-2:]), cfg.attribution_layer)
-            except AnalysisError as e:
-                if cfg.attribution_layer is not None:
-                    raise
-                self.skipped["grad_cam"] = str(e)
-        methods = tuple(m for m in methods if m not in self.skipped)
-        config = AttributionConfig(methods=methods, layer=cfg.attribution_layer, ig_steps=cfg.ig_steps,
-                                   batch_size=max(2, cfg.batch_size // 2))
-        result = attribute(self.classifier, images, cls.index, config, self.layer)
-        self.skipped.update(result.skipped)
-        for m, s in result.seconds.items():
-            self.seconds[m] = self.seconds.get(m, 0.0) + s
-        if save:
-            save_overlays(images, result, cls.dir / "attributions", stems)
-        return next((result.maps[m] for m in ("integrated_gradients", "grad_cam", "occlusion") if m in result.maps), None)
-
-    def summary(self) -> dict:
-        return {"methods_run": [m for m in self.cfg.methods if m not in self.skipped] if self.cfg.attributions else [],
-                "skipped": self.skipped, "layer": getattr(self.layer, "name", None),
-                "seconds": {m: round(s, 3) for m, s in self.seconds.items()},
-                "overlay_path": "classes/<dir>/attributions/<method>/<image stem>.png"}
-
-
-def _gallery(cls: ClassRun) -> tuple[list[dict], torch.Tensor | None, list[str]]:
-    records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
-    if not records:
-        return [], None, []
-    return records, torch.stack([load_png(cls.dir / r["path"]) for r in records]), [Path(r["path"]).stem for r in records]
-
-
-def _load_token(generator, cls: ClassRun) -> str | None:
-    file = cls.dir / TOKEN
-    if file.is_file() and hasattr(generator, "load_token"):
-        return generator.load_token(str(file))
-    return None
-
-
-def _per_class(cfg, cls: ClassRun, info: dict, attr: _Attributions, generator, domain, gen_kwargs, notes, timings) -> list[Finding]:
-    records, images, stems = _gallery(cls)
-    if images is None:
-        notes.append(f"class {cls.index}: no gallery images found; attributions and off-object skipped")
-        return []
-    t0 = time.perf_counter()
-    heat = attr.run(images, cls, stems, cfg.attributions) if (cfg.attributions or cfg.off_object) else None
-    timings["attributions"] = timings.get("attributions", 0.0) + time.perf_counter() - t0
-    token = cls.metrics.get("token_string")
-    file = cls.dir / TOKEN
-    if file.is_file() and cfg.nearest_k > 0:
-        from safetensors.torch import load_file
-
-        (token_name, vector), = list(load_file(str(file)).items())[:1]
-        token = token or token_name
-        info["nearest_words"] = nearest_words(generator.tokenizer, generator.text_encoder, vector, cfg.nearest_k)
-    if domain is not None and domain.scenes is not None and cfg.off_object and cfg.iou_images > 0:
-        t0 = time.perf_counter()
-        try:
-            iou = _attention_iou(cfg, generator, domain, cls.name)
-            if iou:
-                info["attention_iou"] = {"mean": float(np.mean(iou)), "n": len(iou), "values": [round(v, 4) for v in iou]}
-        except Exception as e:  # the check is advisory; never lose the run's findings over it
-            notes.append(f"class {cls.index}: attention IoU skipped ({type(e).__name__}: {e})")
-        timings["attention_iou"] = timings.get("attention_iou", 0.0) + time.perf_counter() - t0
-    token_idx = [i for i, r in enumerate(records) if r.get("kind") == "token"]
-    if not (cfg.off_object and heat is not None and token_idx and token):
-        return []
-    t0 = time.perf_counter()
-    try:
-        _load_token(generator, cls)
-        maps = attention_maps(generator, records, token_idx, stems, [token] + ([cls.name] if cls.name else []),
-                              cls.dir / "cross_attention", batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
-                              res=cfg.attention_res)
-        measured = off_object_effect(heat, maps, token_idx)
-    except AnalysisError as e:
-        notes.append(f"class {cls.index}: off-object skipped ({e})")
-        measured = None
-    timings["off_object"] = timings.get("off_object", 0.0) + time.perf_counter() - t0
-    if measured is None:
-        return []
-    effect, area = measured
-    info["off_object"] = {"share_outside": effect.mean, "ci_low": effect.ci_low, "ci_high": effect.ci_high,
-                          "area_outside": area, "p": effect.p}
-    passes, strength = cfg.thresholds.judge_q("off-object", effect)
-    if strength is None:
-        return []
-    method = "integrated_gradients" if "integrated_gradients" in cfg.methods else cfg.methods[0]
-    evidence = [f"{cls.rel}/attributions/{method}/{stems[i]}.png" for i in token_idx[:cfg.n_evidence]] if cfg.attributions else []
-    status = "passes" if passes else "weak"
-    return [Finding(class_index=cls.index, class_name=cls.name, cue=OFF_OBJECT_CUE, kind="off-object", effect=effect.mean,
-                    ci_low=effect.ci_low, ci_high=effect.ci_high, n_images=effect.n, evidence=tuple(evidence),
-                    passes=passes, strength=strength, status=status, unit="images", p=effect.p,
-                    sentence=sentence("off-object", cls.name, "", effect.mean, (effect.ci_low, effect.ci_high), effect.n,
-                                      status=status, extra={"area_outside": area}),
-                    details={"area_outside": area, "heat": method})]
-
-
-def _attention_iou(cfg, generator, domain, name: str) -> list[float] | None:
-    from probe.analysis.attention import attention_iou
-
-    scenes = domain.scenes(name, cfg.iou_images, cfg.seed)
-    if scenes is None:
-        return None
-    images, masks, prompts = scenes
-    masks = torch.as_tensor(np.asarray(masks, dtype=np.float32))
-    size = int(getattr(generator, "image_size", images.shape[-1]))
-    if images.shape[-1] != size:
-        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-        masks = torch.nn.functional.interpolate(masks[:, None], size=(size, size), mode="nearest")[:, 0]
-    return attention_iou(generator, images, masks.numpy() > 0.5, prompts, [[name]] * len(prompts), seed=cfg.seed,
-                         res=cfg.attention_res)
-
-
-def _mean_iou(per_class: dict) -> dict | None:
-    values = [v for info in per_class.values() for v in (info.get("attention_iou") or {}).get("values", [])]
-    return {"mean": float(np.mean(values)), "n": len(values)} if values else None
 
 
 # ------------------------------------------------------------------------------- steps 4-6 helpers
@@ -485,7 +317,7 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
         if not cls.metrics.get("prompts") or not prompts:
             notes.append(f"class {cls.index}: necessity skipped (metrics.json has no prompts.templates/prompts.token)")
             continue
-        _load_token(generator, cls)
+        load_token(generator, cls)
         for cue in cues:
             neutral, dropped = neutral_counters(cue, suspects.get(cls.index, set()) - {cue.template})
             if not neutral.counters:
@@ -551,7 +383,7 @@ def _confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Car
         return measure_sufficiency(lab, [test.cue], [test.cls.index], usable, list(range(seeds_from, seeds_from + n_seeds)),
                                    template=cfg.carrier_template,
                                    object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
-    _load_token(generator, test.cls)
+    load_token(generator, test.cls)
     if test.kind == "necessity":
         prompts = test.cls.token_prompts(cfg.necessity_templates)
         n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))

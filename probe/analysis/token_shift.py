@@ -10,7 +10,6 @@ the token-shift test is skipped with a note; nearest words are always computed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -18,7 +18,7 @@ from probe.tokens import TokenConfig
 
 
 # the analysis within the demo's time: every candidate confirmed on 16 fresh pairs (the least that may decide)
-DEMO_ANALYSIS = AnalysisConfig(max_pairs=16)
+DEMO_ANALYSIS = AnalysisConfig(max_pairs=16, n_carriers=3)
 DEMO_STEPS = 6  # sampling steps: the bundled generator keeps full oracle fidelity at 6 (benchmarks/world_fidelity.py)
 
 
