@@ -84,7 +84,7 @@ def test_sentences_say_pairs_and_name_their_status():
     n = sentence("necessity", "star", "grass backgrounds", 0.3, (0.2, 0.4), 16, status="weak",
                  extra={"counters": ["on sand", "on snow", "on water"]})
     assert n.startswith("Weak evidence: 'star' depends on grass backgrounds: swapping it for 'on sand', 'on snow' …")
-    assert "-0.30" in n and "16 pairs" in n
+    assert "lowers its probability by 0.30" in n and "16 pairs" in n
     t = sentence("token-shift", "star", "grass backgrounds", -0.5, (-0.7, -0.3), 20, status="screened",
                  extra={"freq_baseline": 0.75, "freq_token": 0.25})
     assert t.startswith("Screening only (not confirmed): The token for 'star' removes grass backgrounds: 75% → 25%")

@@ -159,8 +159,9 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
     elif kind == "necessity":
         counters = extra.get("counters") or []
         shown = ", ".join(f"'{c}'" for c in counters[:2]) + (" …" if len(counters) > 2 else "")
+        verb = "lowers" if effect >= 0 else "raises"
         s = (f"'{name}' depends on {description}: swapping it for {shown or 'a counter-context'} "
-             f"changes its probability by {-effect:+.2f} ({stats})")
+             f"{verb} its probability by {abs(effect):.2f} (effect {effect:+.2f}, {stats})")
     elif kind == "token-shift":
         verb = "adds" if effect >= 0 else "removes"
         s = (f"The token for '{name}' {verb} {description}: {extra.get('freq_baseline', 0):.0%} → "

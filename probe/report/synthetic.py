@@ -339,8 +339,8 @@ def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str]
     stats = (f"95% CI {lo:.2f}\u2013{hi:.2f}" if hi is not None else "95% CI unbounded") + f", {n} {unit}"
     sentence = _PREFIX[status] + {
         "sufficiency": f"'{name}' is predicted from {cue}: {effect:+.2f} probability when added to other objects ({stats})",
-        "necessity": f"'{name}' depends on {cue}: swapping it for a counter-context changes its probability by "
-                     f"{-effect:+.2f} ({stats})",
+        "necessity": f"'{name}' depends on {cue}: swapping it for a counter-context lowers its probability by "
+                     f"{effect:.2f} ({stats})",
         "token-shift": f"The token for '{name}' adds {cue} ({effect:+.2f}, {stats})",
         "off-object": f"{effect:.0%} of the attribution for '{name}' lies outside the object; {n} images",
     }[kind]
