@@ -209,7 +209,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
     # 5. confirmation on fresh pairs ----------------------------------------------------------------
     t0 = time.perf_counter()
-    candidates = [t for t in tests if _candidate(cfg, t)]
+    sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
+    candidates = [t for t in tests if _candidate(cfg, t, sufficiency_screens)]
     if cfg.confirm and candidates:
         say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
         _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of)
@@ -365,13 +366,27 @@ def _confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> b
     return False
 
 
-def _candidate(cfg: AnalysisConfig, test: Test) -> bool:
-    """Worth confirming: the screened effect reaches the threshold in the claimed direction."""
+def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None = None) -> bool:
+    """Worth confirming: the screened effect reaches the threshold in the claimed direction.
+
+    A token shift also needs at least two more pairs changed one way than the other (one flipped image of
+    six is no signal), and a classifier that responds to the cue the same way in the sufficiency screen:
+    without that it could not pass (see ``_corroborate``), so confirming it would only spend images.
+    """
     s = test.screen
     if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
         return False
     size = abs(s.mean) if test.kind in cfg.thresholds.two_sided_kinds else s.mean
-    return size >= cfg.thresholds.min_effect
+    if not size >= cfg.thresholds.min_effect:
+        return False
+    if test.kind == "token-shift":
+        if abs(int(s.after.sum()) - int(s.before.sum())) < 2:
+            return False
+        response = (sufficiency_screens or {}).get((test.cls.index, test.cue.name))
+        if response is not None and response.n and not (np.sign(response.mean) == np.sign(s.mean)
+                                                        and abs(response.mean) >= cfg.thresholds.weak_effect):
+            return False
+    return True
 
 
 def _confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
