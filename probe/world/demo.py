@@ -102,7 +102,9 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
     planted = {k: v for k, v in (bundled_bias(classifier) or {}).items() if k in audited}
     for check in planted_cue_recovery(findings, labels, planted):
         found = check.top.sentence if check.top is not None and check.top.passes else "none"
-        mark = "found" if check.recovered else "MISSED"
+        passing = any(f.passes and f.class_name == check.class_name and f.details.get("value") == check.value
+                      for f in findings)
+        mark = "found, top" if check.recovered else ("found, not top" if passing else "MISSED")
         lines.append(f"  planted {check.class_name}: {check.attribute}={check.value} [{mark}]; top finding: {found}")
     moved = [r for r in done if str(r.get("token_moved")).lower() == "true"]
     lines.append(f"tokens that moved from their initial word: {len(moved)}/{len(done)}")
