@@ -638,3 +638,12 @@ def test_analysis_notes_are_escaped(tmp_path):
     text = render_report(run).read_text()
     assert XSS not in text and "cue &lt;script&gt;alert(1)&lt;/script&gt; skipped" in text
     assert "A rule &lt;script&gt;" in text
+
+
+def test_counters_dropped_per_class_are_listed(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    analysis = json.loads((run / "analysis.json").read_text())
+    analysis["dropped_counters"] = {"star": ["on grass", "on water"], "circle": []}
+    (run / "analysis.json").write_text(json.dumps(analysis))
+    text = render_report(run).read_text()
+    assert "star: on grass, on water" in text and "none was dropped" not in text

@@ -661,7 +661,11 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
         checked = {"by": str(by)} if by else {"by": None}
     else:
         checked = None
-    dropped = a.get("dropped_counters") if isinstance(a.get("dropped_counters"), list) else []
+    raw = a.get("dropped_counters")
+    if isinstance(raw, dict):  # per class: "star: on grass, on water"
+        dropped = [f"{cls}: {', '.join(str(v) for v in values)}" for cls, values in raw.items() if values]
+    else:
+        dropped = raw if isinstance(raw, list) else []
     rule = a.get("rule")
     counter_rule = a.get("counter_rule")
     return {"facts": facts, "skipped": [(str(k), str(v)) for k, v in skipped.items()],
