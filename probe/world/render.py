@@ -224,6 +224,36 @@ def sample_attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
 
 
 @torch.no_grad()
+def object_coverage(attributes: Mapping[str, Any], size: int = IMAGE_SIZE,
+                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The objects' coverage and outline-grown coverage, (B, 1, ss, ss) at supersampled resolution (ss = size x
+    SUPERSAMPLE), from the shape/size/x/y/rotation arrays of ``attributes``; step 1 of :func:`render_batch`."""
+    device = torch.device(device)
+
+    def t(name, dtype):
+        return torch.as_tensor(np.asarray(attributes[name]), dtype=dtype, device=device).reshape(-1)
+
+    shape = t("shape", torch.long)
+    radius, cx, cy, rot = (t(k, torch.float32) for k in ("size", "x", "y", "rotation"))
+    b = shape.shape[0]
+    ss = size * SUPERSAMPLE
+    coords = (torch.arange(ss, device=device, dtype=torch.float32) + 0.5) / ss * 2 - 1
+    gy, gx = torch.meshgrid(coords, coords, indexing="ij")
+    dx = gx.unsqueeze(0) - cx.view(b, 1, 1)
+    dy = gy.unsqueeze(0) - cy.view(b, 1, 1)
+    c, s = torch.cos(rot).view(b, 1, 1), torch.sin(rot).view(b, 1, 1)
+    u = (dx * c + dy * s) / radius.view(b, 1, 1)
+    v = (-dx * s + dy * c) / radius.view(b, 1, 1)
+    inside = torch.zeros(b, ss, ss, dtype=torch.bool, device=device)
+    for k in range(len(SHAPES)):
+        sel = shape == k
+        if sel.any():
+            inside[sel] = _shape_inside(k, u[sel], v[sel])
+    obj = inside.float().unsqueeze(1)
+    pad = SUPERSAMPLE - 1  # outline about 0.75 output pixels wide
+    return obj, F.max_pool2d(obj, kernel_size=2 * pad + 1, stride=1, padding=pad)
+
+
 def render_batch(
     attributes: Mapping[str, Any],
     generator: torch.Generator | None = None,
@@ -241,26 +271,13 @@ def render_batch(
         return torch.as_tensor(np.asarray(attributes[name]), dtype=dtype, device=device).reshape(-1)
 
     shape, color, bg, tag = (t(k, torch.long) for k in ("shape", "color", "background", "tag"))
-    radius, cx, cy, rot = (t(k, torch.float32) for k in ("size", "x", "y", "rotation"))
     b = shape.shape[0]
     ss = size * SUPERSAMPLE
 
     # 1. Object coverage and outline at supersampled resolution.
+    obj, grown = object_coverage(attributes, size, device)
     coords = (torch.arange(ss, device=device, dtype=torch.float32) + 0.5) / ss * 2 - 1
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")
-    dx = gx.unsqueeze(0) - cx.view(b, 1, 1)
-    dy = gy.unsqueeze(0) - cy.view(b, 1, 1)
-    c, s = torch.cos(rot).view(b, 1, 1), torch.sin(rot).view(b, 1, 1)
-    u = (dx * c + dy * s) / radius.view(b, 1, 1)
-    v = (-dx * s + dy * c) / radius.view(b, 1, 1)
-    inside = torch.zeros(b, ss, ss, dtype=torch.bool, device=device)
-    for k in range(len(SHAPES)):
-        sel = shape == k
-        if sel.any():
-            inside[sel] = _shape_inside(k, u[sel], v[sel])
-    obj = inside.float().unsqueeze(1)
-    pad = SUPERSAMPLE - 1  # outline about 0.75 output pixels wide
-    grown = F.max_pool2d(obj, kernel_size=2 * pad + 1, stride=1, padding=pad)
 
     # 2. Corner tag ("watermark") at supersampled resolution.
     tag_cov = torch.zeros(b, 1, ss, ss, device=device)

@@ -56,7 +56,7 @@ from probe.world.render import (
     VOCAB,
     WorldError,
     _backgrounds,
-    _shape_inside,
+    object_coverage,
     attribute_index,
     sample_attributes,
 )
@@ -79,30 +79,8 @@ CHUNK = 256
 # ---------------------------------------------------------------------------
 
 def _coverage(attrs: dict[str, np.ndarray], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Object coverage and outline-grown coverage (B, 1, size, size), as step 1 of ``render_batch``."""
-
-    def t(name, dtype):
-        return torch.as_tensor(np.asarray(attrs[name]), dtype=dtype).reshape(-1)
-
-    shape = t("shape", torch.long)
-    radius, cx, cy, rot = (t(k, torch.float32) for k in ("size", "x", "y", "rotation"))
-    b = shape.shape[0]
-    ss = size * SUPERSAMPLE
-    coords = (torch.arange(ss, dtype=torch.float32) + 0.5) / ss * 2 - 1
-    gy, gx = torch.meshgrid(coords, coords, indexing="ij")
-    dx = gx.unsqueeze(0) - cx.view(b, 1, 1)
-    dy = gy.unsqueeze(0) - cy.view(b, 1, 1)
-    c, s = torch.cos(rot).view(b, 1, 1), torch.sin(rot).view(b, 1, 1)
-    u = (dx * c + dy * s) / radius.view(b, 1, 1)
-    v = (-dx * s + dy * c) / radius.view(b, 1, 1)
-    inside = torch.zeros(b, ss, ss, dtype=torch.bool)
-    for k in range(len(SHAPES)):
-        sel = shape == k
-        if sel.any():
-            inside[sel] = _shape_inside(k, u[sel], v[sel])
-    obj = inside.float().unsqueeze(1)
-    pad = SUPERSAMPLE - 1
-    grown = F.max_pool2d(obj, kernel_size=2 * pad + 1, stride=1, padding=pad)
+    """Object coverage and outline-grown coverage (B, 1, size, size): the renderer's own step 1, pooled."""
+    obj, grown = object_coverage(attrs, size)
     return F.avg_pool2d(obj, SUPERSAMPLE), F.avg_pool2d(grown, SUPERSAMPLE)
 
 
