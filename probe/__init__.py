@@ -38,6 +38,15 @@ _LAZY = {
     "AuditResult": "probe.runs",
     "analyze_run": "probe.analysis",
     "render_report": "probe.report",
+    "check_run": "probe.gate",
+    "CheckResult": "probe.gate",
+    "GateConfig": "probe.gate",
+    "generate_dataset": "probe.generate",
+    "GenerateConfig": "probe.generate",
+    "open_run": "probe.explore",
+    "Run": "probe.explore",
+    "Audit": "probe.explore",
+    "AuditedRun": "probe.explore",
 }
 
 __all__ = [

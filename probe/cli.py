@@ -1,7 +1,8 @@
 """The ``probe`` command: thin typer commands that validate flags, build a config and call the API.
 
 Known errors (``ProbeError``) print as one line with the next step to try; set ``PROBE_DEBUG=1`` to
-see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad input, 130 interrupted.
+see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad input, 3 the gate failed
+(`probe check`, `probe audit --max-effect`: a passing finding above the limit), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -81,8 +82,15 @@ def audit(
     max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this (as `probe check`)."),
+    kinds: Optional[str] = typer.Option(None, help="Gate: finding kinds checked by --max-effect (default sufficiency,necessity,token-shift)."),
+    junit: Optional[Path] = typer.Option(None, help="Gate: write the verdict as JUnit XML here (one test case per class)."),
 ) -> None:
-    """Learn a class token per class and write the run directory (tokens, images, metrics, report)."""
+    """Learn a class token per class and write the run directory (tokens, images, metrics, report).
+
+    With --max-effect the findings are checked at the end, as `probe check` does: exit 3 when a passing
+    finding is larger than the limit (the run and the report are kept).
+    """
     from probe.runs import AuditConfig, audit as run_audit
     from probe.tokens import TokenConfig
 
@@ -98,6 +106,7 @@ def audit(
                           accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, min_steps=min_steps, objective=objective, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
                           scheduler=scheduler, seed=seed, eval_images=eval_images),
+        gate=_gate_config(max_effect, kinds, junit),
     )
     result = run_audit(config, progress=not quiet, console=err_console)
     _finish(result)
@@ -116,6 +125,8 @@ def _finish(result) -> None:
     console.print(f"run directory: {escape(str(result.run_dir))}", highlight=False)
     if result.report is not None:
         console.print(f"report: {escape(str(result.report))}", highlight=False)
+    if getattr(result, "gate", None) is not None:
+        _print_gate(result.gate)
     if result.interrupted:
         err_console.print("interrupted: finished classes are kept; run the same command again to resume", style="yellow")
         raise typer.Exit(130)
@@ -126,6 +137,8 @@ def _finish(result) -> None:
                           "(re-run with --retry-failed to try them again)", style="red")
     if result.failed or result.problems:
         raise typer.Exit(1)
+    if getattr(result, "gate", None) is not None and not result.gate.passed:
+        raise typer.Exit(result.gate.exit_code)  # 3: the run is complete and the gate failed
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -165,6 +178,75 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
                          f"{str(error).splitlines()[0] if str(error) else ''}); rerun with PROBE_DEBUG=1 for the "
                          "traceback and report it") from error
     console.print(f"report: {escape(str(path))}", highlight=False)
+
+
+def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optional[Path]):
+    """`probe audit`'s gate flags as a GateConfig, or None when --max-effect is not given."""
+    from probe.gate import GateConfig
+
+    if max_effect is None:
+        if kinds is not None or junit is not None:
+            raise ProbeError("--kinds and --junit belong to the gate; add --max-effect (e.g. --max-effect 0.3)")
+        return None
+    return GateConfig(max_effect=max_effect, kinds=kinds, junit=None if junit is None else str(junit))
+
+
+def _print_gate(result) -> None:
+    """One line per offending finding on stdout, then the verdict (stderr when it failed)."""
+    for line in result.lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    (console if result.passed else err_console).print(escape(result.verdict()), highlight=False, soft_wrap=True,
+                                                      style=None if result.passed else "red")
+
+
+@app.command()
+def check(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit` (with its findings)."),
+          max_effect: float = typer.Option(..., help="Largest |effect| a passing finding may have (a change in probability, e.g. 0.3)."),
+          kinds: Optional[str] = typer.Option(None, help="Finding kinds to check, comma-separated (default sufficiency,necessity,token-shift; off-object: every passing one fails)."),
+          classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Check only these audited classes (names, indices, ranges)."),
+          junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file.")) -> None:
+    """Gate a CI job on a run's findings: exit 0 when no passing finding exceeds --max-effect, 3 when one does.
+
+    Each offending finding is printed on one line. Exit codes: 0 passed; 3 a passing finding's |effect| is
+    above the limit; 2 bad input, including a run without findings (analysis off or failed). No models are
+    loaded.
+    """
+    from probe.gate import check_junit_path, check_run
+
+    check_junit_path(junit)  # a wrong --junit fails before the findings are read
+    result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes)
+    if junit is not None:
+        result.write_junit(junit)
+    _print_gate(result)
+    if not result.passed:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def generate(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit` (its class tokens)."),
+             out: Path = typer.Option(..., "--out", "-o", help="Dataset folder: OUT/<class>/<seed>.png and OUT/manifest.csv/.parquet. Re-running resumes it."),
+             classes: str = typer.Option("all", "--classes", "-c", help="Classes of the run: 'all', names, indices or ranges."),
+             per_class: int = typer.Option(..., help="Images to keep per class."),
+             prompt: Optional[str] = typer.Option(None, help="Prompt template with {token} and optionally {name} (default: the run's first template, e.g. 'a photo of a {token} {name}')."),
+             min_prob: Optional[float] = typer.Option(None, help="Keep only images the run's classifier gives their class with at least this probability (and as its top class); tries up to --max-attempts per class."),
+             max_attempts: Optional[int] = typer.Option(None, help="Images tried per class at most with --min-prob (default 4 x --per-class)."),
+             batch_size: int = typer.Option(8, help="Images per generator batch."),
+             model: Optional[str] = typer.Option(None, "--model", "-m", help="The run's classifier at a new path (a moved run)."),
+             generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The run's generator at a new path (a moved run)."),
+             trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module classifier (runs code from the file); never taken from the run's config."),
+             device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+             dtype: Optional[str] = typer.Option(None, help="fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)."),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+    """Write an ImageFolder training set from a run's class tokens, with a manifest (resumable)."""
+    from probe.generate import GenerateConfig, generate_dataset
+
+    config = GenerateConfig(classes=classes, per_class=per_class, prompt=prompt, min_prob=min_prob,
+                            max_attempts=max_attempts, batch_size=batch_size, model=model, generator=generator,
+                            trust_pickle=trust_pickle, device=device, dtype=dtype)
+    result = generate_dataset(run_dir, out, config=config, progress=not quiet, console=err_console)
+    for line in result.lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(f"dataset: {escape(str(result.out))} (manifest: {escape(str(result.manifest))})", highlight=False)
 
 
 @app.command()
@@ -211,7 +293,8 @@ def main() -> None:
     """Console-script entry point: one-line errors for known problems, tracebacks with PROBE_DEBUG=1.
 
     Exit codes: 0 done; 1 some classes, the analysis or the report failed; 2 bad input (a usage error or a
-    ProbeError, one line); 130 interrupted.
+    ProbeError, one line); 3 the gate failed (`probe check`, or `probe audit --max-effect` once the run is
+    complete: a passing finding above the limit; 1 wins over 3); 130 interrupted.
     """
     click_exception, abort = _click_classes()
     debug = bool(os.environ.get("PROBE_DEBUG"))

@@ -24,6 +24,7 @@ import torch
 from probe.analysis.config import AnalysisConfig
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json, save_png
+from probe.gate import GateConfig
 from probe.rundir import LOCK, TOKEN, RunDir
 from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
 
@@ -56,6 +57,7 @@ class AuditConfig:
     report: bool = True
     token: TokenConfig = field(default_factory=TokenConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    gate: GateConfig | None = None  # `--max-effect`: check the findings at the end (probe.gate)
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -68,6 +70,10 @@ class AuditConfig:
             object.__setattr__(self, "analysis", AnalysisConfig.from_dict(self.analysis))
         if not isinstance(self.analysis, AnalysisConfig):
             raise RunError("AuditConfig.analysis must be a probe.analysis.AnalysisConfig")
+        if isinstance(self.gate, dict):
+            object.__setattr__(self, "gate", GateConfig.from_dict(self.gate))
+        if self.gate is not None and not isinstance(self.gate, GateConfig):
+            raise RunError("AuditConfig.gate must be a probe.gate.GateConfig or None")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -95,6 +101,7 @@ class AuditResult:
     interrupted: bool = False
     report: Path | None = None
     problems: list[str] = field(default_factory=list)  # analysis or report failures after the tokens
+    gate: object | None = None  # probe.gate.CheckResult when the audit ran with a gate (--max-effect)
 
     @property
     def failed(self) -> list[dict]:
@@ -281,6 +288,12 @@ def preflight(config: AuditConfig):
     given = {"input_size": config.input_size, "mean": config.mean, "std": config.std, "crop_pct": config.crop_pct,
              "interpolation": config.interpolation}
     DataConfig().replace(**check_partial(given, "flags"))  # sizes, crop and normalisation make sense
+    if config.gate is not None:
+        from probe.gate import check_junit_path
+
+        check_junit_path(config.gate.junit)  # its folder must exist before hours of work, not after
+    if config.gate is not None and not config.analyze:
+        raise RunError("--max-effect checks the findings, but --no-analyze switches the analysis off; drop one of them")
     if not config.analyze:
         return None
     from probe.analysis.cues import load_cues
@@ -422,6 +435,15 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
         except Exception as error:
             result.problems.append(f"report failed ({type(error).__name__}: {_first_line(error)}); "
                                    f"run `probe report {shlex.quote(config.out)}` to retry it")
+            warn(console, result.problems[-1])
+    if config.gate is not None and config.analyze and not any(p.startswith("analysis failed") for p in result.problems):
+        from probe.gate import run_gate
+
+        try:  # last: the run and the report are kept whatever the verdict; the CLI exits with the gate's code
+            result.gate = run_gate(run.root, config.gate)
+        except ProbeError as error:
+            result.problems.append(f"the gate could not check the findings ({_first_line(error)}); "
+                                   f"run `probe check {shlex.quote(config.out)} --max-effect {config.gate.max_effect:g}` to retry it")
             warn(console, result.problems[-1])
 
 

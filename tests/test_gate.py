@@ -1,0 +1,176 @@
+"""probe check: the gate over a run's findings (exit codes, one line per offender, JUnit XML), and audit --max-effect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import probe_script
+from probe.analysis import Finding, write_findings
+from probe.gate import GATE_FAILED, check_run
+from probe.rundir import RunDir
+
+HOSTILE = 'evil "<b>&amp;</b>\x00\x1b[31m'
+
+
+def _finding(index, name, cue, kind, effect, passes=True):
+    return Finding(class_index=index, class_name=name, cue=cue, kind=kind, effect=effect, ci_low=effect - 0.1,
+                   ci_high=effect + 0.1, n_images=16, evidence=(), passes=passes, strength="strong" if passes else "weak",
+                   sentence=f"'{name}' and {cue} (sentence)", p=0.001, q=0.004, status="passes" if passes else "weak",
+                   unit="images" if kind == "off-object" else "pairs")
+
+
+@pytest.fixture()
+def run_dir(tmp_path) -> Path:
+    """A finished run in the real format (written by RunDir and write_findings): star offends, circle does not,
+    square has no findings at all, the hostile class offends through a negative effect."""
+    labels = ["star", "circle", "square", HOSTILE]
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.write_config({"audit": {"model": "m.pt2", "out": "run"}, "classes": [0, 1, 2, 3]})
+    run.write_labels(labels)
+    for index, name in enumerate(labels):
+        folder = run.class_dir(index, name)
+        folder.mkdir(parents=True)
+        run.write_metrics(folder, {"status": "done", "class_index": index, "class_name": name, "images": []})
+    write_findings(run.root, [
+        _finding(0, "star", "grass", "necessity", 0.45),
+        _finding(0, "star", "snow", "sufficiency", 0.20),
+        _finding(0, "star", "off-object", "off-object", 0.80),
+        _finding(1, "circle", "water", "necessity", 0.25),
+        _finding(1, "circle", "sand", "necessity", 0.90, passes=False),  # weak: never fails a build
+        _finding(3, HOSTILE, "dot", "token-shift", -0.40),
+    ])
+    return run.root
+
+
+def _cli(monkeypatch, capsys, *args) -> tuple[int, list[str], list[str]]:
+    from probe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["probe", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, [x for x in out.splitlines() if x.strip()], [x for x in err.splitlines() if x.strip()]
+
+
+def test_a_passing_finding_above_the_limit_fails_with_one_line_per_offender(run_dir, monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == GATE_FAILED == 3
+    assert len(out) == 2, out  # grass (+0.45) and the hostile class's -0.40: |effect| counts, weak and small do not
+    assert "grass" in out[0] and "+0.45" in out[0] and "class 0 'star'" in out[0]
+    assert "dot" in out[1] and "-0.40" in out[1] and "\x1b" not in out[1] and "\x00" not in out[1]
+    assert not any("water" in line or "sand" in line or "off-object" in line for line in out)
+    assert len(err) == 1 and err[0].startswith("gate failed: 2 passing finding(s)") and "2 of 4 class(es)" in err[0]
+
+
+def test_under_the_limit_passes_with_exit_0(run_dir, monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.45")
+    assert code == 0, err
+    assert out == ["gate passed: no passing finding above |effect| 0.45 (sufficiency, necessity, token-shift) "
+                   "(4 class(es), 4 passing finding(s) checked)"]
+
+
+def test_kinds_narrow_the_gate_and_off_object_fails_on_any_passing_share(run_dir, monkeypatch, capsys):
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--kinds", "necessity")
+    assert code == 3 and len(out) == 1 and "grass" in out[0]
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--kinds", "sufficiency")
+    assert code == 0 and out[0].startswith("gate passed")
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.95", "--kinds", "off-object")
+    assert code == 3 and len(out) == 1 and "off-object" in out[0]  # a share of attribution: max-effect does not apply
+    code, _, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--kinds", "necesity")
+    assert code == 2 and len(err) == 1 and "'necesity' is not a finding kind" in err[0]
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--classes", "circle,square")
+    assert code == 0 and "(2 class(es)" in out[0]
+
+
+def test_junit_has_a_case_per_class_a_failure_per_offending_class_and_escapes_names(run_dir, tmp_path, monkeypatch,
+                                                                                      capsys):
+    target = tmp_path / "ci" / "results.xml"
+    target.parent.mkdir()
+    code, _, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--junit", str(target))
+    assert code == 3
+    root = ET.fromstring(target.read_bytes())  # parses: no raw NUL or escape codes from the hostile name
+    suites = root.findall("testsuite")
+    assert len(suites) == 1 and suites[0].get("tests") == "4" and suites[0].get("failures") == "2"
+    cases = {c.get("name"): c for c in suites[0].findall("testcase")}
+    hostile = HOSTILE.replace("\x00", "\\x00").replace("\x1b", "\\x1b")
+    assert set(cases) == {"0 star", "1 circle", "2 square", f"3 {hostile}"}
+    assert cases["2 square"].find("failure") is None and cases["1 circle"].find("failure") is None  # no findings: passes
+    failure = cases["0 star"].find("failure")
+    assert failure is not None and "grass" in failure.text and "+0.45" in failure.text and "q 0.004" in failure.text
+    assert "95% CI +0.35..+0.55" in failure.text
+    assert "dot" in cases[f"3 {hostile}"].find("failure").text
+    assert b"<b>" not in target.read_bytes()  # the name is escaped, not markup
+    assert not list(target.parent.glob("*.tmp"))
+
+
+def test_junit_in_a_missing_folder_is_one_line_before_anything_is_read(run_dir, tmp_path, monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--junit",
+                          str(tmp_path / "nowhere" / "r.xml"))
+    assert code == 2 and not out and len(err) == 1 and "does not exist" in err[0]
+
+
+def test_a_run_without_findings_is_an_error_not_a_pass(run_dir, monkeypatch, capsys):
+    (run_dir / "findings.json").unlink()
+    (run_dir / "findings.parquet").unlink()
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 2 and not out
+    assert len(err) == 1 and err[0].startswith("error:") and "no findings.json" in err[0]
+
+
+def test_check_result_displays_itself_escaped(run_dir):
+    result = check_run(run_dir, max_effect=0.3)
+    assert not result.passed and result.exit_code == 3 and len(result.offenders) == 2
+    assert [c.status for c in result.cases] == ["failed", "passed", "passed", "failed"]
+    assert "gate failed" in repr(result) and "grass" in repr(result)
+    html = result._repr_html_()
+    assert "&lt;b&gt;" in html and "<b>" not in html
+
+
+def test_audit_without_the_analysis_refuses_a_gate_before_loading_models(tmp_path, monkeypatch, capsys):
+    code, _, err = _cli(monkeypatch, capsys, "audit", "--model", "missing.pt2", "--out", str(tmp_path / "r"),
+                        "--max-effect", "0.3", "--no-analyze", "--quiet")
+    assert code == 2 and len(err) == 1 and "--no-analyze" in err[0]
+    code, _, err = _cli(monkeypatch, capsys, "audit", "--model", "missing.pt2", "--out", str(tmp_path / "r"),
+                        "--junit", str(tmp_path / "r.xml"), "--quiet")
+    assert code == 2 and len(err) == 1 and "add --max-effect" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme_demo, tmp_path):
+    """`probe audit --max-effect` on the README demo's run (copied): the tokens resume, the analysis and the report
+    run again, then the gate fails on the planted grass cue (exit 3) and writes its JUnit file."""
+    from probe.world.demo import demo_config
+
+    run = tmp_path / "demo"
+    shutil.copytree(readme_demo / "runs" / "demo", run)
+    shutil.rmtree(run / "report")
+    config = demo_config(run, classes="star")
+    token = config.token
+    args = ["audit", "--model", config.model, "--generator", config.generator, "--classes", "star", "--out", str(run),
+            "--device", "cpu", "--max-steps", str(token.max_steps), "--eval-images", str(token.eval_images),
+            "--lr", str(token.lr), "--steps", str(token.steps), "--stop-metric", token.stop_metric,
+            "--threshold", str(token.accuracy_threshold), "--patience", str(token.patience),
+            "--min-steps", str(token.min_steps), "--max-pairs", str(config.analysis.max_pairs), "--quiet",
+            "--max-effect", "0.1", "--kinds", "necessity", "--junit", str(tmp_path / "gate.xml")]
+    done = subprocess.run([probe_script(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert (run / "report" / "index.html").is_file() and (run / "findings.json").is_file()  # kept whatever the verdict
+    offenders = [line for line in done.stdout.splitlines() if line.startswith("class 3 'star': necessity")]
+    assert any("'grass'" in line for line in offenders), done.stdout
+    assert done.stderr.strip().splitlines()[-1].startswith("gate failed")
+    suite = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite")
+    assert [c.get("name") for c in suite.findall("testcase")] == ["3 star"]
+    assert suite.find("testcase").find("failure") is not None
+    saved = json.loads((run / "config.json").read_text())
+    assert "gate" not in saved["audit"] or saved["audit"]["gate"] is None  # the run's config is the first audit's
