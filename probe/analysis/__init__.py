@@ -18,6 +18,7 @@ module               what it does
 ``attention``        cross-attention maps and object masks
 ``stats``            sign-flip tests and intervals, paired proportions, FDR, the thresholds
 ``finding``          the Finding record, ranking, sentences, I/O
+``retest``           after the audit: re-measure a finding, test a user's hypothesis (``measure_cue``)
 ===================  ==========================================================================
 
 The analysis knows nothing of the shapes world: a domain hands its cues, scorer and masks in through
@@ -37,11 +38,12 @@ from probe.analysis.attention import (
 from probe.analysis.attributions import AttributionConfig, AttributionResult, attribute, choose_layer, overlay, save_overlays
 from probe.analysis.config import METHODS, AnalysisConfig
 from probe.analysis.cues import Carrier, Cue, cues_from_vocabulary, default_cues, load_cues
-from probe.analysis.engine import analyze_run, remeasure
+from probe.analysis.engine import analyze_run
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import FINDING_KINDS, Finding, Findings, rank_findings, read_findings, write_findings
 from probe.analysis.lab import Arm, ConceptCheck, Lab
 from probe.analysis.necessity import measure_necessity
+from probe.analysis.retest import CueTest, RunContext, measure_cue, remeasure
 from probe.analysis.sample import Sample
 from probe.analysis.stats import Effect, Thresholds, describe_rule, fdr, paired_effect, paired_proportions, sign_flip_test
 from probe.analysis.sufficiency import measure_sufficiency
@@ -50,7 +52,7 @@ from probe.analysis.token_shift import ClipScorer, nearest_words, read_concepts,
 __all__ = [
     "AnalysisConfig", "AnalysisError", "Arm", "AttributionConfig", "AttributionResult", "Carrier", "ClipScorer",
     "ConceptCheck", "CrossAttentionCapture", "Cue", "Effect", "FINDING_KINDS", "Finding", "Findings", "Lab", "METHODS",
-    "Sample", "Thresholds", "analyze_run", "remeasure", "attention_iou", "attribute", "capture_cross_attention", "choose_layer",
+    "CueTest", "RunContext", "Sample", "Thresholds", "analyze_run", "measure_cue", "remeasure", "attention_iou", "attribute", "capture_cross_attention", "choose_layer",
     "cues_from_vocabulary", "default_cues", "denoising_attention_maps", "describe_rule", "fdr", "load_cues",
     "mask_iou", "measure_necessity", "measure_sufficiency", "nearest_words", "object_mask", "off_object_share",
     "overlay", "paired_effect", "paired_proportions", "rank_findings", "read_concepts", "read_findings",

@@ -503,38 +503,3 @@ def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sampl
 
 def _round(value: float) -> float | None:
     return None if not math.isfinite(value) else round(float(value), 4)
-
-
-def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int = 64, seed: int = 900_000) -> Sample:
-    """Measure a finding's effect again on ``n_pairs`` fresh pairs with the audit's own procedure.
-
-    The audit's estimand, estimated anew: the validity benchmark uses it to check that intervals cover it.
-    """
-    run = RunDir(run_dir)
-    analysis = run.read_analysis() or {}
-    cfg = AnalysisConfig.from_dict(analysis.get("config") or {})
-    classes = {c.index: c for c in _finished(run, None)}
-    if finding.class_index not in classes:
-        raise AnalysisError(f"class {finding.class_index} is not a finished class of {str(run.root)!r}")
-    cls = classes[finding.class_index]
-    cues = {c["name"]: Cue(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
-            for c in (analysis.get("cues") or {}).get("list", [])}
-    if finding.cue not in cues:
-        raise AnalysisError(f"cue {finding.cue!r} is not in the run's cue list; re-run the analysis")
-    cue = cues[finding.cue]
-    if finding.kind == "necessity" and finding.details.get("counter_templates"):
-        kept = set(finding.details["counter_templates"])
-        cue = cue.without_counters({t for t in cue.counters if t not in kept})
-    domain = domain_for(generator)
-    scorer = domain.scorer() if domain is not None and domain.scorer is not None else None
-    object_attribute = domain.object_attribute if domain is not None else None
-    check = ConceptCheck(scorer) if scorer is not None and object_attribute else None
-    objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-    lab = Lab(generator, [classifier], gen_kwargs=_gen_kwargs(cfg, run.read_config()), batch_size=cfg.batch_size,
-              check=check, run_root=run.root)
-    labels = run.read_labels() or []
-    test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name))
-    carriers = _carriers(cfg, labels, objects)
-    object_value = cls.name if cls.name in objects else None
-    return lab.batched(lambda: _confirm_round(cfg.replace(confirm_round=n_pairs), lab, test, carriers, generator,
-                                              object_attribute or "object", object_value, seeds_from=seed))

@@ -1,0 +1,119 @@
+"""An audit as an object: the models in the constructor, one verb (``run``), a result you can question.
+
+    audit = probe.Audit(classifier, generator)            # loaded objects, or a path / alias for each
+    result = audit.run(classes=["star", "heart"], out="runs/nb")
+    result.test_cue("star", "on grass")                    # CueTest: effect, interval, p, q, verdict, images
+    result.hypotheses                                      # every test of this session, q adjusted over all
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from probe.errors import RunError
+from probe.explore.run import Run
+
+
+class Audit:
+    """Learn class tokens and find cues for a classifier with a generator (the API of ``probe audit``).
+
+    ``classifier``: a ``probe.Classifier`` or anything ``probe.load_classifier`` accepts; ``generator``: a
+    ``probe.Generator`` or anything ``probe.load_generator`` accepts. ``config``: an ``AuditConfig`` whose
+    settings are reused (its ``model``/``generator``/``out``/``classes`` are replaced); ``token`` and
+    ``analysis`` override its token and analysis settings.
+    """
+
+    def __init__(self, classifier, generator, *, config=None, token=None, analysis=None, device: str = "auto",
+                 dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None):
+        from probe.classifiers import Classifier, load_classifier
+        from probe.generators import Generator, load_generator
+        from probe.runs import AuditConfig
+
+        if not isinstance(classifier, Classifier):
+            classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels)
+        if not isinstance(generator, Generator):
+            generator = load_generator(generator, device=device, dtype=dtype)
+        self.classifier, self.generator = classifier, generator
+        base = config if config is not None else AuditConfig(model="in-memory", out="runs/notebook")
+        if not isinstance(base, AuditConfig):
+            raise RunError(f"config must be a probe.AuditConfig, got {type(base).__name__}")
+        changes = {"model": str(classifier.source or classifier.name),
+                   "generator": str(generator.source) if generator.source is not None else base.generator,
+                   "device": device if config is None else base.device}
+        if token is not None:
+            changes["token"] = token
+        if analysis is not None:
+            changes["analysis"] = analysis
+        self.config = replace(base, **changes)
+
+    def run(self, classes="all", out: str | Path = "runs/notebook", *, progress: bool = True, analyze: bool | None = None,
+            report: bool | None = None) -> "AuditedRun":
+        """Audit ``classes`` ("all", a list of names or indices, or the CLI's syntax) into ``out``; resumes a
+        run of the same settings there. Returns the run with the models attached (``test_cue`` needs them)."""
+        from probe.runs import audit
+
+        if not isinstance(classes, str):
+            classes = ",".join(str(c) for c in classes)
+        config = replace(self.config, out=str(out), classes=classes,
+                         analyze=self.config.analyze if analyze is None else analyze,
+                         report=self.config.report if report is None else report)
+        result = audit(config, classifier=self.classifier, generator=self.generator, progress=progress)
+        return AuditedRun(result.run_dir, self.classifier, self.generator, result=result)
+
+    def __repr__(self) -> str:
+        return f"Audit(classifier={self.classifier.name!r}, generator={self.generator.source!r})"
+
+
+class AuditedRun(Run):
+    """A run with its classifier and generator attached: everything ``Run`` shows, plus ``test_cue``."""
+
+    def __init__(self, path, classifier, generator, *, result=None):
+        super().__init__(path)
+        self.classifier, self.generator, self.result = classifier, generator, result
+        self._context = None
+        self._tests: list = []
+
+    @classmethod
+    def attach(cls, run: Run | str | Path, classifier, generator) -> "AuditedRun":
+        return cls(run.path if isinstance(run, Run) else run, classifier, generator)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(getattr(self.result, "problems", []) or [])
+
+    def test_cue(self, class_, cue: str, *, kind: str = "necessity", counters: list[str] | None = None,
+                 n_pairs: int = 32, seed: int | None = None):
+        """Test a hypothesis the way the audit tests its cues, on fresh seeds.
+
+        ``kind="necessity"``: does P(class) drop when ``cue`` is swapped for its counters in the class's token
+        prompts (for a cue of the run's list: its counters, minus those the audit's counter rule dropped; for a
+        free phrase: the prompt without it, or ``counters``)? ``kind="sufficiency"``: does adding ``cue`` to
+        other objects raise P(class)? Returns a ``CueTest``: effect, interval, pairs, p, q (over this session's
+        tests, see ``hypotheses``), and a verdict by the audit's thresholds. Evidence images are saved under
+        RUN_DIR/analysis/hypotheses/.
+        """
+        from probe.analysis.retest import ADHOC_SEED, RunContext, adjust, measure_cue
+
+        if self._context is None:
+            self._context = RunContext.open(self.path, self.classifier, self.generator)
+        # every test of the session gets its own seeds: repeating a test is a replication, not the same images
+        first = seed if seed is not None else ADHOC_SEED + 1000 * len(self._tests)
+        test = measure_cue(self._context, class_, cue, kind=kind, counters=counters, n_pairs=n_pairs, seed=first)
+        self._tests.append(test)
+        return adjust(self._context.cfg, self._tests)[-1]
+
+    @property
+    def hypotheses(self):
+        """Every ``test_cue`` of this session (DataFrame), q adjusted over all of them together."""
+        import pandas as pd
+
+        from probe.analysis.retest import adjust
+
+        if not self._tests:
+            return pd.DataFrame(columns=["hypothesis", "class_name", "kind", "verdict", "effect", "ci_low", "ci_high",
+                                         "n_images", "p", "q"])
+        rows = [t.to_dict() for t in adjust(self._context.cfg, self._tests)]
+        return pd.DataFrame(rows)[["hypothesis", "class_name", "kind", "verdict", "effect", "ci_low", "ci_high",
+                                   "n_images", "p", "q", "sentence"]]
+

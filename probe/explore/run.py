@@ -1,0 +1,343 @@
+"""A run directory as an object: tables as DataFrames, classes with galleries, findings with their images.
+
+Reads only the run's files (through the report's reader), so a run copied from a GPU machine opens on a
+laptop without any model. Every object displays itself in Jupyter and escapes what it shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from probe.errors import RunError
+from probe.explore.display import escape, figure_html, table, thumbnails
+from probe.report.data import ClassData, RunData, load_run
+
+FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
+                   "n_images", "unit", "p", "q", "excluded", "attempted", "sentence", "evidence")
+SUMMARY_COLUMNS = ("class_index", "class_name", "status", "baseline_accuracy", "token_accuracy",
+                   "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
+                   "token_moved", "steps", "best_step", "stopped", "seconds", "passing_findings", "top_cue")
+GALLERY_KINDS = ("baseline", "token")
+
+
+def open_run(path: str | Path) -> "Run":
+    """Open a run directory written by ``probe audit`` (no models are loaded)."""
+    return Run(path)
+
+
+class Run:
+    """A finished or partial run: ``summary`` and ``findings`` DataFrames, ``classes[name]``, ``report()``."""
+
+    def __init__(self, path: str | Path):
+        self._data: RunData = load_run(path)
+        self.path = self._data.run_dir
+
+    # -- tables -----------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        return dict(self._data.config or {})
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._data.labels)
+
+    @property
+    def classes(self) -> "Classes":
+        return Classes([ClassView(self, c) for c in self._data.classes])
+
+    @property
+    def summary(self):
+        """One row per attempted class (pandas DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame([c.row() for c in self.classes], columns=list(SUMMARY_COLUMNS))
+
+    @property
+    def findings(self):
+        """Every finding, best first (pandas DataFrame; ``passes`` marks those that pass the audit's rule).
+
+        Columns: class_index, class_name, cue, kind, status, passes, effect, ci_low, ci_high, n_images (pairs,
+        or images for off-object shares: see ``unit``), p, q, excluded, attempted, sentence, evidence (paths
+        relative to the run directory). Empty when the analysis did not run.
+        """
+        import pandas as pd
+
+        rows = [{k: (list(f.get(k) or []) if k == "evidence" else f.get(k)) for k in FINDING_COLUMNS}
+                for f in (self._data.findings or [])]
+        return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+
+    @property
+    def passing(self):
+        frame = self.findings
+        return frame[frame["passes"].astype(bool)].reset_index(drop=True)
+
+    @property
+    def analysed(self) -> bool:
+        return self._data.findings is not None
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._data.warnings)
+
+    @property
+    def rule(self) -> str | None:
+        """What "passes" means in this run, in words (from analysis.json)."""
+        return (self._data.analysis or {}).get("rule")
+
+    # -- the report ---------------------------------------------------------------------------------
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report" / "index.html"
+
+    def report(self, out: str | Path | None = None, **options) -> Path:
+        """Render (or re-render) the HTML report; returns the path of its index.html."""
+        from probe.report import render_report
+
+        return Path(render_report(self.path, out=out, **options))
+
+    def reload(self) -> "Run":
+        self._data = load_run(self.path)
+        return self
+
+    # -- display ------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        done = sum(c.status == "done" for c in self._data.classes)
+        passing = len(self.passing) if self.analysed else "not analysed"
+        return f"Run({str(self.path)!r}: {done} of {len(self._data.classes)} classes done, passing findings: {passing})"
+
+    def _repr_html_(self) -> str:
+        cfg = self.config
+        head = (f"<h3>probe run <code>{escape(self.path)}</code></h3>"
+                f"<p>classifier <code>{escape(cfg.get('model', '?'))}</code> · generator "
+                f"<code>{escape(cfg.get('generator') or 'default')}</code> · {len(self._data.classes)} classes</p>")
+        summary = table(self.summary[["class_index", "class_name", "status", "baseline_accuracy", "token_accuracy",
+                                      "token_moved", "passing_findings", "top_cue"]])
+        if not self.analysed:
+            found = "<p>No findings: the analysis has not run for this run.</p>"
+        else:
+            passing = [f for f in self._data.findings if f.get("passes")][:8]
+            items = "".join(_finding_item(self.path, f) for f in passing) or "<li>none passes the audit's rule</li>"
+            found = (f"<h4>Top findings ({len(passing)} shown of {len(self.passing)} passing)</h4>"
+                     f"<p style='font-size:smaller'>{escape(self.rule or '')}</p><ol>{items}</ol>")
+        link = (f"<p>Report: <a href='{escape(self.report_path.as_posix())}' target='_blank'>"
+                f"{escape(self.report_path)}</a></p>" if self.report_path.is_file() else
+                "<p>No report yet: call <code>run.report()</code> or <code>probe report RUN_DIR</code>.</p>")
+        warn = "".join(f"<p style='color:#a50'>warning: {escape(w)}</p>" for w in self.warnings)
+        return head + warn + summary + found + link
+
+
+def _finding_item(root: Path, f: dict) -> str:
+    return (f"<li><b>{escape(f.get('class_name'))}</b> · {escape(f.get('kind'))} · {escape(f.get('sentence'))} "
+            f"<span style='color:#666'>(q={_num(f.get('q'))})</span>"
+            f"{thumbnails([root / e for e in (f.get('evidence') or [])[:3]], size=64)}</li>")
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{float(value):.2g}"
+
+
+class Classes:
+    """The run's classes, by name or index: ``run.classes["star"]``, ``run.classes[3]``; iterates in index order."""
+
+    def __init__(self, views: list["ClassView"]):
+        self._views = views
+
+    def __getitem__(self, key: int | str) -> "ClassView":
+        for view in self._views:
+            if (isinstance(key, int) and view.index == key) or (isinstance(key, str) and view.name == key):
+                return view
+        names = ", ".join(f"{v.index} {v.name!r}" for v in self._views)
+        raise KeyError(f"no class {key!r} in this run; it has: {names}")
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __contains__(self, key) -> bool:
+        return any(v.index == key or v.name == key for v in self._views)
+
+    def __repr__(self) -> str:
+        return "Classes(" + ", ".join(f"{v.index}: {v.name!r}" for v in self._views) + ")"
+
+
+class ClassView:
+    """One class of a run: metrics, learning curve, galleries (with attribution overlays) and findings."""
+
+    def __init__(self, run: Run, data: ClassData):
+        self._run, self._data = run, data
+        self.index, self.name, self.status = data.index, data.name, data.status
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self._data.metrics)
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        return pd.DataFrame(self._data.history)
+
+    @property
+    def findings(self):
+        frame = self._run.findings
+        return frame[frame["class_index"] == self.index].reset_index(drop=True)
+
+    @property
+    def topk(self):
+        """The classifier's top predictions on every evaluation image (one row per image and rank)."""
+        import pandas as pd
+
+        rows = [{"kind": r.get("kind"), "seed": r.get("seed"), "rank": k + 1, "label": t.get("label"), "prob": t.get("prob")}
+                for r in self._data.metrics.get("images", []) for k, t in enumerate(r.get("topk") or [])]
+        return pd.DataFrame(rows, columns=["kind", "seed", "rank", "label", "prob"])
+
+    def row(self) -> dict:
+        d = self._data
+        change = d.token_change
+        passing = [f for f in d.findings if f.get("passes")]
+        return {"class_index": d.index, "class_name": d.name, "status": d.status,
+                "baseline_accuracy": d.stat("baseline", "accuracy"), "token_accuracy": d.stat("token", "accuracy"),
+                "baseline_target_prob": d.stat("baseline", "mean_target_prob"),
+                "token_target_prob": d.stat("token", "mean_target_prob"),
+                "eval_baseline_accuracy": _eval(d, "baseline"), "eval_token_accuracy": _eval(d, "token"),
+                "token_moved": change.get("moved"), "steps": d.metrics.get("steps"),
+                "best_step": d.metrics.get("best_step"), "stopped": d.metrics.get("stopped"),
+                "seconds": d.metrics.get("seconds"), "passing_findings": len(passing), "top_cue": d.top_cue}
+
+    def images(self, kind: str = "token") -> list[Path]:
+        """Paths of the evaluation images of ``kind`` ("baseline" or "token") that exist."""
+        if kind not in GALLERY_KINDS:
+            raise RunError(f"image kind {kind!r} is unknown; use one of {list(GALLERY_KINDS)}")
+        if self._data.dir is None:
+            return []
+        out = []
+        for record in self._data.metrics.get("images", []):
+            path = _inside(self._data.dir, record.get("path"))
+            if record.get("kind") == kind and path is not None and path.is_file():
+                out.append(path)
+        return out
+
+    def overlays(self) -> list[str]:
+        """The attribution methods whose overlays the analysis saved for this class."""
+        folder = None if self._data.dir is None else self._data.dir / "attributions"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder is not None and folder.is_dir() else []
+
+    def gallery(self, kind: str = "both", overlay: str | None = None, n: int = 8) -> "Gallery":
+        """Baseline and token images side by side (``kind`` "both"), or one kind; with ``overlay`` (an
+        attribution method such as "integrated_gradients") the overlays saved by the analysis instead."""
+        kinds = GALLERY_KINDS if kind == "both" else (kind,)
+        rows = []
+        for k in kinds:
+            paths = self.images(k)[:n]
+            if overlay is not None:
+                available = self.overlays()
+                if overlay not in available:
+                    raise RunError(f"class {self.name!r} has no {overlay!r} overlays (saved: {available or 'none'}); "
+                                   "the analysis saves them for the methods it ran (see analysis.json)")
+                folder = self._data.dir / "attributions" / overlay
+                paths = [folder / p.name for p in paths if (folder / p.name).is_file()]
+            rows.append((k if overlay is None else f"{k} · {overlay}", paths))
+        return Gallery(f"{self.name}", rows)
+
+    def curves(self):
+        """The learning curve (loss, and the stop metric) as a matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        frame = self.history
+        fig, left = plt.subplots(figsize=(4.5, 2.6))
+        if not frame.empty:
+            left.plot(frame["step"], frame["loss"], color="#c33", label="loss")
+            right = left.twinx()
+            for column, colour in (("accuracy", "#36c"), ("mean_target_prob", "#393")):
+                if column in frame:
+                    right.plot(frame["step"], frame[column], color=colour, label=column.replace("_", " "))
+            right.set_ylim(0, 1.02)
+            right.legend(loc="lower right", fontsize=7)
+        left.set_xlabel("step")
+        left.set_ylabel("loss")
+        left.set_title(f"{self.name}: token optimisation", fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def __repr__(self) -> str:
+        row = self.row()
+        return (f"ClassView({self.index} {self.name!r}: {self.status}, token accuracy {row['token_accuracy']}, "
+                f"{row['passing_findings']} passing findings)")
+
+    def _repr_html_(self) -> str:
+        row = self.row()
+        facts = (f"<p>status {escape(self.status)} · baseline accuracy {_num(row['baseline_accuracy'])} → token "
+                 f"{_num(row['token_accuracy'])} · token moved: {escape(row['token_moved'])} · steps {escape(row['steps'])}"
+                 f"</p>")
+        curve = figure_html(self.curves()) if self._data.history else ""
+        top = self.topk
+        top_html = ""
+        if not top.empty:
+            first = top[top["rank"] == 1].groupby(["kind", "label"]).size().reset_index(name="images")
+            top_html = "<h4>Top-1 predictions on the evaluation images</h4>" + table(first)
+        findings = self.findings
+        found = table(findings[["cue", "kind", "status", "effect", "ci_low", "ci_high", "n_images", "q", "sentence"]]) \
+            if not findings.empty else "<p>No findings for this class.</p>"
+        return (f"<h3>{escape(self.index)} · {escape(self.name)}</h3>{facts}{self.gallery()._repr_html_()}"
+                f"{curve}{top_html}<h4>Findings</h4>{found}")
+
+
+def _eval(data: ClassData, kind: str):
+    block = (data.metrics.get("eval_model") or {}).get(kind) if isinstance(data.metrics.get("eval_model"), dict) else None
+    return block.get("accuracy") if isinstance(block, dict) else None
+
+
+def _inside(folder: Path, stored) -> Path | None:
+    """``stored`` (a relative path from metrics.json) under ``folder``, or None when it leaves it."""
+    if not isinstance(stored, str) or not stored or Path(stored).is_absolute():
+        return None
+    path = (folder / stored).resolve()
+    try:
+        path.relative_to(folder.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+class Gallery:
+    """Rows of images (e.g. baseline and token); displays inline, ``figure()`` gives a matplotlib figure."""
+
+    def __init__(self, title: str, rows: list[tuple[str, list[Path]]]):
+        self.title, self.rows = title, rows
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p for _, paths in self.rows for p in paths]
+
+    def figure(self):
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from PIL import Image
+
+        cols = max((len(p) for _, p in self.rows), default=1) or 1
+        fig, axes = plt.subplots(len(self.rows), cols, figsize=(1.4 * cols, 1.6 * len(self.rows)), squeeze=False)
+        for r, (label, paths) in enumerate(self.rows):
+            for c in range(cols):
+                ax = axes[r][c]
+                ax.set_axis_off()
+                if c < len(paths):
+                    with Image.open(paths[c]) as image:
+                        ax.imshow(image.convert("RGB"), interpolation="nearest")
+            axes[r][0].set_title(label, loc="left", fontsize=8)
+        fig.suptitle(self.title, fontsize=9)
+        return fig
+
+    def __repr__(self) -> str:
+        return f"Gallery({self.title!r}: " + ", ".join(f"{label} {len(p)} images" for label, p in self.rows) + ")"
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<div><b>{escape(label)}</b>{thumbnails(paths, size=96) or ' (no images)'}</div>"
+                       for label, paths in self.rows)
+        return f"<div><h4>{escape(self.title)}</h4>{body}</div>"
