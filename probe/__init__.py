@@ -38,6 +38,7 @@ _LAZY = {
     "AuditResult": "probe.runs",
     "analyze_run": "probe.analysis",
     "render_report": "probe.report",
+    "compare": "probe.compare",
     "check_run": "probe.gate",
     "CheckResult": "probe.gate",
     "GateConfig": "probe.gate",

@@ -54,6 +54,9 @@ class AnalysisConfig:
     guidance_scale: float | None = None
     n_evidence: int = 4
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # another run directory analysed with the same seeds: the tests it confirmed are confirmed here too, on as
+    # many pairs, so that `probe compare OTHER THIS` has shared pairs to test the change on
+    confirm_like: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))

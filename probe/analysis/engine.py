@@ -10,10 +10,12 @@
    dropped), token shift (only for tokens that moved).
 5. Confirm the candidates on fresh pairs until each has enough valid pairs and a tight interval (or its
    budget is spent). Only confirmation pairs decide; screening data is never reused for the decision.
+   With ``confirm_like`` (another run on the same seeds), the tests that run confirmed are confirmed too,
+   on as many pairs, so that ``probe compare`` can pair them.
 6. Decide: p-values of the confirmed tests, false-discovery-rate control across the whole audit
    (Benjamini–Yekutieli by default), then effect, q and pair count against the thresholds; a test whose
    interventions mostly failed is inconclusive, never a finding.
-7. Rank and write findings.json, findings.parquet and analysis.json.
+7. Rank and write findings.json, findings.parquet and analysis.json (with every test's pairs, named by seed).
 """
 
 from __future__ import annotations
@@ -210,10 +212,14 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     # 5. confirmation on fresh pairs ----------------------------------------------------------------
     t0 = time.perf_counter()
     sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
+    like = _confirmed_in(cfg, labels) if cfg.confirm_like else {}  # {test key: pairs the other run attempted}
     candidates = [t for t in tests if _candidate(cfg, t, sufficiency_screens)]
+    chosen = {id(t) for t in candidates}
+    added = [t for t in tests if t.key in like and id(t) not in chosen]  # pre-stated by the other run, not selected here
+    candidates += added
     if cfg.confirm and candidates:
         say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
-        _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of)
+        _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
     timings["confirm"] = time.perf_counter() - t0
 
     # 6. decide: FDR across the audit's confirmed tests, then the thresholds -------------------------
@@ -255,6 +261,10 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "classes": per_class,
         "n_findings": len(findings),
         "n_passing": sum(f.passes for f in findings),
+        "confirm_like": {"run": cfg.confirm_like, "tests_confirmed_there": len(like),
+                         "confirmed_here_only_for_it": len(added)} if cfg.confirm_like else None,
+        # every screened test's pairs, named by seed (docs/analysis.md, "Pairs"): what probe.compare pairs
+        "pairs": [_pairs(t) for t in tests],
     }
     write_findings(run.root, findings)
     run.write_analysis(analysis)
@@ -274,7 +284,7 @@ def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute
     after = read_concepts(scorer, torch.stack([load_png(cls.dir / tok[k]["path"]) for k in keys]))
     evidence = [f"{cls.rel}/{tok[k]['path']}" for k in keys[:4]]
     return shift_samples(cls.index, cues, before, after, object_attribute=object_attribute, object_value=object_value,
-                         evidence=evidence)
+                         evidence=evidence, keys=[f"s{seed}:p{prompt}" for prompt, seed in keys])
 
 
 def _suspect_counters(cfg: AnalysisConfig, cues: list[Cue], samples: dict, classes: list[ClassRun],
@@ -333,8 +343,13 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
 
 
 def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers, generator, object_attribute: str,
-                 object_of) -> None:
-    """Confirmation rounds over all candidates at once (one batched generation per round)."""
+                 object_of, like: dict | None = None) -> None:
+    """Confirmation rounds over all candidates at once (one batched generation per round).
+
+    ``like`` ({test key: pairs attempted}, from ``confirm_like``): such a test goes on, futility aside, until it
+    has attempted as many pairs as the other run did (its rounds use the same seeds), so the two can be paired.
+    """
+    like = like or {}
     kinds = ("sufficiency", "necessity", "token-shift")
     active, round_no = list(candidates), 0
     while active:
@@ -347,9 +362,41 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
         still = []
         for test, sample in zip(active, samples):
             test.confirm = sample if test.confirm is None else test.confirm + sample
-            if not _confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
+            behind = sample.attempted > 0 and test.confirm.attempted < min(like.get(test.key, 0),
+                                                                           cfg.max_pairs + cfg.confirm_round)
+            if behind or not _confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
                 still.append(test)
         active, round_no = still, round_no + 1
+
+
+def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
+    """``confirm_like``: the tests another run confirmed, {(kind, class index, cue): pairs it attempted}.
+
+    Its seeds must be this analysis's seeds, or the extra pairs could never be paired with it."""
+    other = RunDir(cfg.confirm_like)
+    analysis = other.read_analysis() if other.root.is_dir() else None
+    if not analysis or not isinstance(analysis.get("pairs"), list):
+        raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has no per-pair data in analysis.json (not a run, or "
+                            "analysed before probe kept pairs); re-run `probe audit` on it first")
+    theirs = analysis.get("config") or {}
+    for name in ("seed", "screen_seeds", "confirm_round", "n_carriers", "carriers", "carrier_template"):
+        mine = cfg.to_dict()[name]
+        if (list(mine) if isinstance(mine, tuple) else mine) != theirs.get(name, mine):
+            raise AnalysisError(f"confirm_like={cfg.confirm_like!r} was analysed with {name}={theirs.get(name)!r}, "
+                                f"this analysis uses {mine!r}; use the same analysis settings or drop confirm_like")
+    if (other.read_labels() or labels) != labels:
+        raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
+    return {(e["kind"], e["class_index"], e["cue"]): int((e.get("confirm") or {}).get("attempted") or 0)
+            for e in analysis["pairs"] if isinstance(e, dict) and e.get("confirm")}
+
+
+def _pairs(test: Test) -> dict:
+    """One test's pairs for analysis.json: screening and confirmation apart (only like is paired with like)."""
+    entry = {"kind": test.kind, "class_index": test.cls.index, "class_name": test.cls.name, "cue": test.cue.name,
+             "screen": test.screen.pairs()}
+    if test.confirm is not None:
+        entry["confirm"] = test.confirm.pairs()
+    return entry
 
 
 def _confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
@@ -416,7 +463,8 @@ def _token_shift_pairs(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[in
     base = lab.observe([a for a, _ in arms])
     token = lab.observe([b for _, b in arms])
     samples = shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
-                            object_attribute=object_attribute, object_value=object_value)
+                            object_attribute=object_attribute, object_value=object_value,
+                            keys=[f"s{s}:p{i % len(pairs)}" for i, s in enumerate(seeds)])
     # the planning pass has read nothing yet: an empty sample stands in
     return samples.get(test.cue.name) or Sample("token-shift", test.cls.index, test.cue.name,
                                                 before=np.zeros(0, bool), after=np.zeros(0, bool))

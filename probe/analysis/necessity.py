@@ -29,7 +29,8 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     """The class's necessity sample for ``cue``. ``token_prompts`` are (template, subject) pairs.
 
     ``rotate``: one counter per pair, taken in turn (same expected value as all counters, a third of the
-    images); used when confirming, where the arms are not shared with other cues.
+    images); used when confirming, where the arms are not shared with other cues. Each pair is keyed
+    ``"s{seed}:p{prompt index}"``.
     """
     if not cue.counters:
         return Sample("necessity", class_index, cue.name, extra={"skipped": "no counters"})
@@ -52,8 +53,8 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     flat = [a for group in counters for a in group]
     flat_obs = lab.observe(flat, evidence_dir=evidence_dir, save=set(range(min(max(1, n_evidence // 2), len(flat)))))
     # 3. one value per pair, from the valid counters only
-    diffs, excluded, lost, at = [], 0, 0, 0
-    for ref, ref_o, group in zip(refs, ref_obs, counters):
+    diffs, excluded, lost, at, kept = [], 0, 0, 0, []
+    for (i, s), ref, ref_o, group in zip(keys, refs, ref_obs, counters):
         obs = flat_obs[at:at + len(group)]
         at += len(group)
         ok = [lab.valid(a, o) for a, o in zip(group, obs)]
@@ -64,12 +65,13 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
         lost += sum(not k for k in ok)
         counter_p = np.mean([o.probs[0][class_index] for o, k in zip(obs, ok) if k])
         diffs.append(float(ref_o.probs[0][class_index] - counter_p))
+        kept.append(f"s{s}:p{i}")
     evidence = [o.evidence for o in flat_obs if o.evidence][: max(1, n_evidence - 1)]
     evidence += [o.evidence for o in ref_obs if o.evidence][: n_evidence - len(evidence)]
     return Sample("necessity", class_index, cue.name, diffs=np.asarray(diffs, np.float64), attempted=len(refs),
                   excluded=excluded, evidence=evidence,
                   extra={"counters": [c.replace("{}", "").strip(" ,") for c in cue.counters],
-                         "images_failed_check": lost})
+                         "images_failed_check": lost}, keys=kept)
 
 
 def neutral_counters(cue: Cue, suspects: set[str]) -> tuple[Cue, list[str]]:

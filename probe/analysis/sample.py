@@ -17,7 +17,10 @@ class Sample:
 
     ``diffs`` holds one value per valid pair (sufficiency, necessity: a change in P(class)); token-shift
     holds ``before``/``after`` booleans per valid pair (cue shown by the baseline / token image).
-    ``attempted`` pairs were generated, ``excluded`` of them failed the intervention check.
+    ``attempted`` pairs were generated, ``excluded`` of them failed the intervention check. ``keys`` names
+    each valid pair by what made it (``"s7003:circle"``: seed and carrier; ``"s7003:p0"``: seed and prompt
+    index), in the order of the values, so that two runs measured on the same seeds can be paired
+    (``probe.compare``).
     """
 
     kind: str
@@ -30,6 +33,7 @@ class Sample:
     excluded: int = 0
     evidence: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -52,6 +56,19 @@ class Sample:
             return float(self.after.mean() - self.before.mean())
         return float(self.diffs.mean())
 
+    def values(self) -> np.ndarray:
+        """One value per valid pair: the difference (sufficiency, necessity), or after − before (token shift)."""
+        if self.before is not None:
+            return self.after.astype(np.float64) - self.before.astype(np.float64)
+        return np.asarray(self.diffs, np.float64)
+
+    def pairs(self, digits: int = 5) -> dict:
+        """The per-pair record kept in analysis.json: keys, rounded values, pairs attempted and excluded."""
+        values = [round(float(v), digits) for v in self.values()]
+        keys = list(self.keys) if len(self.keys) == len(values) else []
+        return {"keys": keys, "values": values if keys else [], "attempted": int(self.attempted),
+                "excluded": int(self.excluded)}
+
     def __add__(self, other: "Sample") -> "Sample":
         """Pool two samples of the same test (screening data is never pooled with confirmation data)."""
         both = self.before is not None
@@ -60,4 +77,5 @@ class Sample:
                       before=np.concatenate([self.before, other.before]) if both else None,
                       after=np.concatenate([self.after, other.after]) if both else None,
                       attempted=self.attempted + other.attempted, excluded=self.excluded + other.excluded,
-                      evidence=(self.evidence + other.evidence), extra={**self.extra, **other.extra})
+                      evidence=(self.evidence + other.evidence), extra={**self.extra, **other.extra},
+                      keys=list(self.keys) + list(other.keys))

@@ -19,7 +19,10 @@ from probe.files import slugify
 def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers: list[Carrier], seeds: list[int], *,
                         template: str = "a photo of a {}", object_attribute: str = "shape",
                         evidence_dir=None, n_evidence: int = 4) -> dict[tuple[str, int], Sample]:
-    """Samples for every (cue name, class index): P(class | carrier + cue) - P(class | carrier), paired by seed."""
+    """Samples for every (cue name, class index): P(class | carrier + cue) - P(class | carrier), paired by seed.
+
+    Each pair is keyed ``"s{seed}:{carrier}"``: its images do not depend on the classifier, so two runs with
+    the same generator and seeds see the very same images under the same key."""
     # 1. the arms: each (carrier, seed) without any cue, then with each cue
     pairs = [(k, s) for s in seeds for k in range(len(carriers))]
     base = [Arm.of(template.replace("{}", carriers[k].text), s, **{object_attribute: carriers[k].object})
@@ -29,6 +32,7 @@ def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers:
                  for k, s in pairs] for cue in cues]
     # 2. observe them all at once (shared, cached); evidence: the first pairs of each cue
     base_obs = lab.observe(base)
+    keys = [f"s{s}:{carriers[k].text}" for k, s in pairs]  # a pair's name: the same in every run with these seeds
     samples: dict[tuple[str, int], Sample] = {}
     for j, (cue, arms) in enumerate(zip(cues, with_cue)):
         folder = None if evidence_dir is None else evidence_dir / f"{j:02d}-{slugify(cue.name)}"
@@ -44,5 +48,6 @@ def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers:
             samples[(cue.name, c)] = Sample(
                 "sufficiency", c, cue.name, diffs=(with_probs[keep, c] - without[keep, c]).astype(np.float64),
                 attempted=int(usable.sum()), excluded=int((usable & ~ok).sum()), evidence=list(evidence),
-                extra={"carriers": sorted({carriers[k].text for k, _ in pairs if carriers[k].class_index != c})})
+                extra={"carriers": sorted({carriers[k].text for k, _ in pairs if carriers[k].class_index != c})},
+                keys=[key for key, kept in zip(keys, keep) if kept])
     return samples

@@ -96,11 +96,12 @@ def _presence(concepts: list[dict], cue: Cue) -> np.ndarray | None:
 
 def shift_samples(class_index: int, cues: list[Cue], baseline: list[dict], token: list[dict], *,
                   object_attribute: str | None = None, object_value: str | None = None,
-                  evidence: list[str] = ()) -> dict[str, Sample]:
+                  evidence: list[str] = (), keys: list[str] | None = None) -> dict[str, Sample]:
     """Token-shift samples from what a scorer read on paired baseline/token images (row i shares prompt and seed).
 
     A pair counts only when both images show the class's object (when the scorer can tell): a token that
-    turned the object into another one says nothing about the cue.
+    turned the object into another one says nothing about the cue. ``keys`` names row i's pair
+    (``"s{seed}:p{prompt index}"``); the samples keep the names of their valid pairs.
     """
     if len(baseline) != len(token):
         raise AnalysisError(f"token shift needs paired images: {len(baseline)} baseline vs {len(token)} token images.")
@@ -116,7 +117,8 @@ def shift_samples(class_index: int, cues: list[Cue], baseline: list[dict], token
         out[cue.name] = Sample("token-shift", class_index, cue.name, before=before[ok], after=after[ok],
                                attempted=len(ok), excluded=int((~ok).sum()), evidence=list(evidence),
                                extra={"freq_baseline": float(before[ok].mean()) if ok.any() else None,
-                                      "freq_token": float(after[ok].mean()) if ok.any() else None})
+                                      "freq_token": float(after[ok].mean()) if ok.any() else None},
+                               keys=[k for k, kept in zip(keys, ok) if kept] if keys is not None else [])
     return out
 
 

@@ -1,0 +1,130 @@
+"""``render_comparison(comparison, out_dir)``: a ``probe.compare`` result as one HTML page in the report's style.
+
+1. Choose the folder: the one the caller names, else ``RUN_B/compare-<name of A>``; never the run's own
+   folders (its root, classes/, analysis/).
+2. Build the view: the verdict counts, the changed rows with both runs' evidence thumbnails (relative
+   links to the images inside each run, nothing copied), the per-class table, every cue row.
+3. Write ``index.html`` and the report's CSS and JavaScript (``assets/``) with jinja autoescape: class
+   names, cue names and statuses are untrusted text.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from probe.files import slugify, write_text
+
+__all__ = ["render_comparison", "default_out"]
+
+PAGE_SIZE = 100
+THUMBS = 3  # evidence images per run and row
+
+
+def default_out(comparison) -> Path:
+    return Path(comparison.run_b) / f"compare-{slugify(Path(comparison.run_a).name)}"
+
+
+def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
+    from probe.compare import VERDICTS, CompareError, generated_at
+    from probe.report.render import _environment, _probe_version, template_dir
+
+    # 1. the folder
+    out = Path(out_dir) if out_dir is not None else default_out(comparison)
+    resolved = out.resolve()
+    for run in (Path(comparison.run_a).resolve(), Path(comparison.run_b).resolve()):
+        if resolved == run or any(resolved.is_relative_to(run / part) for part in ("classes", "analysis")):
+            raise CompareError(f"out={str(out)!r} would mix the comparison into a run's own files; pass a separate "
+                               f"folder (default {str(default_out(comparison))!r})")
+    if out.exists() and not out.is_dir():
+        raise CompareError(f"out={str(out)!r} exists and is not a folder; pass a new or existing folder")
+    # 2. the view
+    page = resolved
+    rows = [_row_view(r, page) for r in comparison.cues.to_dict(orient="records")]
+    view = {
+        "a": Path(comparison.run_a).name, "b": Path(comparison.run_b).name,
+        "a_path": str(comparison.run_a), "b_path": str(comparison.run_b),
+        "a_report": _report_link(comparison.run_a, page), "b_report": _report_link(comparison.run_b, page),
+        "counts": comparison.counts, "verdicts": VERDICTS, "n_tested": sum(r["p"] is not None for r in rows),
+        "changed": [r for r in rows if r["verdict"] in VERDICTS[:4]],
+        "class_rows": [_class_view(c) for c in comparison.classes.to_dict(orient="records")],
+        "cue_rows": [_cue_cells(r) for r in rows],
+        "facets": _facets(rows, VERDICTS),
+        "skipped": comparison.skipped, "notes": comparison.notes,
+        "fdr_q": comparison.fdr_q, "min_effect": comparison.min_effect,
+        "fdr_name": {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[comparison.fdr_method],
+    }
+    # 3. write
+    tdir = template_dir()
+    env = _environment(tdir)
+    html = env.get_template("compare.html").render(
+        rel="", single=False, version=_probe_version(), generated=generated_at(), run_name=f"{view['a']} → {view['b']}",
+        index_href="index.html", findings_href="index.html#cues", page_size=PAGE_SIZE, v=view)
+    write_text(out / "assets" / "report.css", (tdir / "static" / "report.css").read_text(encoding="utf-8"))
+    write_text(out / "assets" / "report.js", (tdir / "static" / "report.js").read_text(encoding="utf-8"))
+    return write_text(out / "index.html", html)
+
+
+def _num(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _thumbs(paths, page: Path) -> list[dict]:
+    from probe.compare import relative_link
+
+    return [{"src": relative_link(p, page), "w": 56, "h": 56} for p in list(paths or [])[:THUMBS] if Path(p).is_file()]
+
+
+def _report_link(run, page: Path) -> str | None:
+    from probe.compare import relative_link
+
+    index = Path(run).resolve() / "report" / "index.html"
+    return relative_link(index, page) if index.is_file() else None
+
+
+def _row_view(r: dict, page: Path) -> dict:
+    view = {k: (_num(v) if isinstance(v, float) else v) for k, v in r.items() if k not in ("evidence_a", "evidence_b")}
+    view["thumbs_a"], view["thumbs_b"] = _thumbs(r.get("evidence_a"), page), _thumbs(r.get("evidence_b"), page)
+    view["css"] = "v-" + str(r["verdict"]).replace(" ", "-")
+    return view
+
+
+def _class_view(c: dict) -> dict:
+    return {k: (_num(v) if isinstance(v, float) else v) for k, v in c.items()}
+
+
+def _fmt(value, signed: bool = True) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _cue_cells(r: dict) -> list:
+    """One row of the cue table: [text, sort value, href, css class, filter key] per cell."""
+    from probe.report.render import fmt_ci, fmt_p
+
+    change = r["change"]
+    return [
+        [r["verdict"], r["verdict"], None, f"cmp-verdict {r['css']}", r["verdict"]],
+        [f"{r['class_index']} {r['class_name']}", r["class_index"], None, None, str(r["class_index"])],
+        [r["cue"], r["cue"], None, None, r["cue"]],
+        [r["kind"], r["kind"], None, None, r["kind"]],
+        [f"{_fmt(r['effect_a'])} · {r['status_a']}", r["effect_a"]],
+        [f"{_fmt(r['effect_b'])} · {r['status_b']}", r["effect_b"]],
+        [_fmt(change), change, None, "pos" if (change or 0) > 0 else ("neg" if (change or 0) < 0 else "")],
+        [fmt_ci(r["ci_low"], r["ci_high"]) if r["p"] is not None else "–", r["ci_low"]],
+        [f"{r['n_shared']} · {r['basis']}", r["n_shared"]],
+        [fmt_p(r["p"]), r["p"]],
+        [fmt_p(r["q"]), r["q"]],
+    ]
+
+
+def _facets(rows: list[dict], verdicts) -> list[dict]:
+    present = {r["verdict"] for r in rows}
+    kinds = sorted({r["kind"] for r in rows})
+    classes = sorted({(r["class_index"], r["class_name"]) for r in rows})
+    return [
+        {"col": 0, "name": "verdict", "all": "all verdicts", "options": [(v, v) for v in verdicts if v in present]},
+        {"col": 1, "name": "class", "all": "all classes", "options": [(str(i), f"#{i} {n}") for i, n in classes]},
+        {"col": 3, "name": "kind", "all": "all kinds", "options": [(k, k) for k in kinds]},
+    ]
