@@ -1,0 +1,286 @@
+"""probe.compare: two audits on the same generator and seeds, compared cue by cue on their shared pairs.
+
+Most tests audit the fake world (analysis_fakes: a procedural generator, a classifier with a planted
+grass cue for the star and a clean one) in a few seconds; one test audits the shapes world's bundled
+biased and clean classifiers, as the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from contextlib import contextmanager
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues, fake_domain, write_run
+from conftest import probe_script
+from probe.analysis import AnalysisConfig, Carrier, ConceptCheck, Lab, analyze_run, measure_necessity, measure_sufficiency
+from probe.compare import VERDICTS, Comparison, NoPairDataError, NotComparableError, compare
+
+STAR = CLASSES.index("star")
+TOKENS = {0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}
+CUE_TESTS = AnalysisConfig(attributions=False, off_object=False)
+
+
+@contextmanager
+def _registered(source: Path):
+    import probe.domains as registry
+
+    registry.domains()
+    registry.register_domain(fake_domain(source))
+    try:
+        yield
+    finally:
+        registry._REGISTRY.pop("fake", None)
+
+
+def _audit(root: Path, name: str, planted: bool, config: AnalysisConfig = CUE_TESTS) -> tuple[Path, FakeGenerator]:
+    source = root / "fake-pipeline"
+    source.mkdir(parents=True, exist_ok=True)
+    gen = FakeGenerator({"<probe-2>": "on grass"} if planted else {}, source=str(source))
+    clf = PlantedClassifier({STAR: "grass"} if planted else {})
+    run = write_run(root / name, gen, clf, tokens=TOKENS, n_seeds=4)
+    with _registered(source):
+        analyze_run(run, clf, gen, config)
+    return run, gen
+
+
+@pytest.fixture(scope="module")
+def fake_runs(tmp_path_factory):
+    """A: the classifier with the planted star-grass cue; B: a clean one, confirming A's tests on A's seeds."""
+    root = tmp_path_factory.mktemp("compare")
+    a, gen_a = _audit(root, "biased", True)
+    b, gen_b = _audit(root, "clean", False, CUE_TESTS.replace(confirm_like=str(a)))
+    return a, b, gen_a, gen_b
+
+
+def _pairs(run: Path) -> dict:
+    analysis = json.loads((run / "analysis.json").read_text())
+    return {(e["kind"], e["class_index"], e["cue"]): e for e in analysis["pairs"]}
+
+
+def _copy(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+# ------------------------------------------------------------------------------------ pair keys
+def test_pair_keys_name_the_seed_and_carrier_or_prompt_the_generator_drew():
+    gen = FakeGenerator({"<probe-2>": "on grass"})
+    lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=ConceptCheck(FakeOracles()))
+    carriers = [Carrier(n, i, n) for i, n in enumerate(CLASSES)]
+    cues = fake_cues()
+    samples = measure_sufficiency(lab, cues, [STAR], carriers, [11, 12])
+    grass = samples[("grass", STAR)]
+    # one key per valid pair, in the order of the values: the star carrier is never used for the star
+    assert grass.keys == ["s11:circle", "s11:square", "s12:circle", "s12:square"] and len(grass.diffs) == 4
+    drawn = set(gen.prompts)
+    for key in grass.keys:
+        seed, carrier = key[1:].split(":")
+        assert (f"a photo of a {carrier}", int(seed)) in drawn and (f"a photo of a {carrier} on grass", int(seed)) in drawn
+    cue = next(c for c in cues if c.name == "grass")
+    prompts = [("a photo of a {}", "<probe-2> star"), ("a picture of a {}", "<probe-2> star")]
+    necessity = measure_necessity(lab, STAR, cue, prompts, [21, 22], object_value="star")
+    assert necessity.keys == ["s21:p0", "s21:p1", "s22:p0", "s22:p1"]
+    drawn = set(gen.prompts)
+    for key in necessity.keys:
+        seed, prompt = key[1:].split(":p")
+        assert (prompts[int(prompt)][0].replace("{}", cue.apply(prompts[int(prompt)][1])), int(seed)) in drawn
+    assert (grass + grass).keys == grass.keys * 2 and grass.pairs()["keys"] == grass.keys
+
+
+def test_analysis_json_keeps_every_tests_pairs_by_stage_on_the_seeds_drawn(fake_runs):
+    a, _, gen_a, _ = fake_runs
+    pairs = _pairs(a)
+    drawn = {s for _, s in gen_a.prompts}
+    assert {k[0] for k in pairs} == {"sufficiency", "necessity", "token-shift"}
+    suff = pairs[("sufficiency", STAR, "grass")]
+    seeds = lambda stage: {int(k[1:].split(":")[0]) for k in suff[stage]["keys"]}
+    assert seeds("screen") == {7000, 7001} and min(seeds("confirm")) >= 107000  # screening and confirmation apart
+    assert seeds("screen") | seeds("confirm") <= drawn
+    assert len(suff["confirm"]["values"]) == len(suff["confirm"]["keys"]) >= 16
+    # token shift screens the run's own evaluation images (seeds 1000+), paired by prompt and seed
+    shift = pairs[("token-shift", STAR, "grass")]
+    assert {k.split(":")[0] for k in shift["screen"]["keys"]} == {f"s{s}" for s in range(1000, 1004)}
+    assert set(shift["screen"]["values"]) <= {-1.0, 0.0, 1.0}
+
+
+def test_confirm_like_confirms_the_other_runs_tests_on_the_same_pairs(fake_runs):
+    a, b, _, _ = fake_runs
+    pa, pb = _pairs(a), _pairs(b)
+    confirmed_a = {k for k, e in pa.items() if e.get("confirm")}
+    assert confirmed_a and {k for k, e in pb.items() if e.get("confirm")} == confirmed_a
+    for key in confirmed_a:  # the clean run found nothing itself, but measured A's tests on A's seeds
+        assert set(pb[key]["confirm"]["keys"]) & set(pa[key]["confirm"]["keys"]), key
+        assert pb[key]["confirm"]["attempted"] >= pa[key]["confirm"]["attempted"]
+    assert json.loads((b / "analysis.json").read_text())["confirm_like"]["confirmed_here_only_for_it"] == len(confirmed_a)
+
+
+# ------------------------------------------------------------------------------------ the comparison
+def test_the_planted_cue_is_gone_in_b_and_nothing_is_new(fake_runs):
+    a, b, _, _ = fake_runs
+    result = compare(a, b)
+    assert isinstance(result, Comparison)
+    gone = result.cues[result.cues["verdict"] == "gone in B"]
+    assert set(zip(gone["class_name"], gone["cue"])) == {("star", "grass")}
+    assert set(gone["kind"]) == {"sufficiency", "necessity", "token-shift"}
+    assert (gone["status_a"] == "passes").all() and (gone["status_b"] != "passes").all()
+    assert (gone["change"] < -0.15).all() and (gone["q"] <= 0.05).all() and (gone["n_shared"] >= 16).all()
+    assert (gone["ci_high"] < 0).all() and (gone["basis"] == "confirmation").all()
+    assert result.counts["new in B"] == 0 and result.counts["grew"] == 0
+    # rows without shared confirmation pairs get no p-value, never a verdict of change
+    untested = result.cues[result.cues["verdict"] == "untested"]
+    assert len(untested) and untested["p"].isna().all() and untested["q"].isna().all()
+    # per class: both runs' accuracies and their difference
+    star = result.classes.set_index("class_name").loc["star"]
+    assert star["passing_a"] >= 3 and star["passing_b"] == 0
+    assert star["token_accuracy_delta"] == pytest.approx(star["token_accuracy_b"] - star["token_accuracy_a"])
+    assert "gone in B: star · grass" in repr(result)
+
+
+def test_a_run_against_itself_changes_nothing(fake_runs):
+    a, _, _, _ = fake_runs
+    result = compare(a, a)
+    assert result.counts["gone in B"] == result.counts["new in B"] == result.counts["grew"] == result.counts["shrank"] == 0
+    tested = result.cues[result.cues["p"].notna()]
+    assert len(tested) >= 3 and (tested["change"] == 0).all() and (tested["verdict"] == "unchanged").all()
+    assert (result.cues["change"].fillna(0) == 0).all()
+    assert (result.classes.filter(like="_delta") == 0).all().all()
+
+
+@pytest.mark.parametrize("where, change, field", [
+    ("config.json", lambda d: d["generator"].update(source="other-generator"), "generator.source"),
+    ("config.json", lambda d: d["audit"]["token"].update(eval_seed=5000), "token.eval_seed"),
+    ("analysis.json", lambda d: d["config"].update(seed=1), "analysis.seed"),
+    ("labels.json", lambda d: d.__setitem__(0, "disc"), "labels"),
+])
+def test_runs_that_are_not_comparable_are_refused_naming_the_field(fake_runs, tmp_path, where, change, field):
+    a, b, _, _ = fake_runs
+    other = _copy(b, tmp_path / "other")
+    if where == "labels.json":
+        other.joinpath(where).write_text(json.dumps(["disc"] + CLASSES[1:]))
+    else:
+        _edit_json(other / where, change)
+    with pytest.raises(NotComparableError) as info:
+        compare(a, other)
+    message = str(info.value)
+    assert field in message and "\n" not in message and "not comparable" in message
+
+
+def test_a_run_analysed_before_pair_data_is_refused_with_the_command_that_adds_it(fake_runs, tmp_path):
+    a, b, _, _ = fake_runs
+    old = _copy(b, tmp_path / "old")
+    _edit_json(old / "analysis.json", lambda d: d.pop("pairs"))
+    with pytest.raises(NoPairDataError, match=r"before probe kept per-pair data.*probe audit"):
+        compare(a, old)
+
+
+def test_classes_finished_in_one_run_only_are_skipped_and_named(fake_runs, tmp_path):
+    a, b, _, _ = fake_runs
+    partial = _copy(b, tmp_path / "partial")
+    shutil.rmtree(partial / "classes" / "0-circle")
+    result = compare(a, partial)
+    assert list(result.classes["class_name"]) == ["square", "star"]
+    assert result.skipped == ["class 0 (circle): A done, B not run"]
+    assert 0 not in set(result.cues["class_index"])
+
+
+# ------------------------------------------------------------------------------------ the page and the CLI
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.scripts, self.text, self.images = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts.append(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_page_escapes_a_hostile_class_name_and_links_both_runs_evidence(fake_runs, tmp_path):
+    a, b, _, _ = fake_runs
+    hostile = '<script>alert("x")</script>&'
+    runs = []
+    for run in (a, b):
+        copy = _copy(run, tmp_path / run.name)
+        names = list(CLASSES)
+        names[STAR] = hostile
+        (copy / "labels.json").write_text(json.dumps(names))
+        _edit_json(copy / "classes" / "2-star" / "metrics.json", lambda d: d.update(class_name=hostile))
+        runs.append(copy)
+    result = compare(*runs)
+    assert result.counts["gone in B"] == 3
+    assert "<script>" not in result._repr_html_() and "&lt;script&gt;" in result._repr_html_()
+    path = result.render()
+    assert path == runs[1] / f"compare-{runs[0].name}" / "index.html"
+    html = path.read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+    page = _Page()
+    page.feed(html)
+    # the only scripts: the table's JSON data and the report's own script file
+    assert all(s.get("type") == "application/json" or s.get("src") == "assets/report.js" for s in page.scripts)
+    assert hostile in "".join(page.text)  # shown as text
+    assert (path.parent / "assets" / "report.css").is_file() and (path.parent / "assets" / "report.js").is_file()
+    # evidence thumbnails: relative links into run A's own files, which exist
+    assert page.images and all(not Path(src).is_absolute() and (path.parent / src).resolve().is_file()
+                               for src in page.images)
+    assert any((path.parent / src).resolve().is_relative_to(runs[0].resolve()) for src in page.images)
+    with pytest.raises(Exception, match="mix the comparison into a run"):
+        result.render(runs[1] / "classes" / "x")
+
+
+def test_cli_prints_the_verdicts_and_the_page_and_refuses_in_one_line(fake_runs, tmp_path):
+    a, b, _, _ = fake_runs
+    done = subprocess.run([probe_script(), "compare", str(a), str(b), "--out", str(tmp_path / "page")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gone in B" in done.stdout and str(tmp_path / "page" / "index.html") in done.stdout.replace("\n", "")
+    assert (tmp_path / "page" / "index.html").is_file()
+    other = _copy(b, tmp_path / "other")
+    _edit_json(other / "analysis.json", lambda d: d["config"].update(screen_seeds=3))
+    refused = subprocess.run([probe_script(), "compare", str(a), str(other)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "analysis.screen_seeds" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (other / f"compare-{a.name}").exists()
+
+
+# ------------------------------------------------------------------------------------ the shapes world
+@pytest.fixture(scope="session")
+def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path]:
+    """The README's biased star demo, and the clean classifier's star demo confirming its tests on its seeds."""
+    biased = readme_demo / "runs" / "demo"
+    clean = tmp_path_factory.mktemp("clean") / "clean"
+    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
+                           "--confirm-like", str(biased), "--out", str(clean)], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return biased, clean
+
+
+def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(clean_star_demo):
+    from probe.world import bundled_bias
+
+    biased, clean = clean_star_demo
+    (attribute, value), = bundled_bias("biased")["star"].items()
+    result = compare(biased, clean)
+    planted = result.cues[(result.cues["class_name"] == "star") & (result.cues["cue"] == value)]
+    passed = planted[planted["status_a"] == "passes"]
+    assert len(passed), f"the planted {attribute}={value} cue did not pass in the biased run:\n{result.cues.head()}"
+    assert (passed["verdict"] == "gone in B").all(), passed.T
+    assert result.counts["new in B"] == 0
+    assert set(result.cues["verdict"]) <= set(VERDICTS)
+    assert result.render().is_file()
