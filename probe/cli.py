@@ -41,7 +41,7 @@ def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, flo
 def audit(
     model: str = typer.Option(..., "--model", "-m", help="Classifier: .pt2, TorchScript, state dict (+--arch), HF folder, package.module:function, or a pickle with --trust-pickle."),
     classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9) or @file."),
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo) or 'world'. Default: CompVis/stable-diffusion-v1-4."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm) or 'world'. Default: CompVis/stable-diffusion-v1-4."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model name>). Re-running resumes it."),
     arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),
     labels: Optional[str] = typer.Option(None, help="Labels: .txt, .json, .csv file, or 'imagenet'."),
@@ -69,8 +69,9 @@ def audit(
     objective: str = typer.Option("cross_entropy", help="cross_entropy (the paper) or margin (capped log-probability margin: keeps pushing where the classifier already accepts the images)."),
     init_word: str = typer.Option("a", help="Word to initialise the token from; '@class' uses the class name."),
     eval_images: int = typer.Option(6, help="Evaluation images per prompt kind, on fresh seeds."),
-    max_batch: Optional[int] = typer.Option(None, help="Split UNet batches into chunks of this size (memory)."),
-    gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory in the UNet."),
+    max_batch: Optional[int] = typer.Option(None, help="Images per gradient chunk: the grad-carrying UNet calls, decode and classifier run on this many images at a time, each chunk's backward before the next (peak memory follows it). Default: chosen from free memory on CUDA (printed), one chunk elsewhere."),
+    gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory in the UNet and the VAE decoder."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the UNet and VAE decode (once per run). Pays on a GPU when the run is long: the issue-9 measurement on an H200 was ~180 s to compile for 1.6x faster steps, i.e. it repays itself after roughly 700 optimisation steps (about 14 classes of 50 steps); not worth it on a CPU."),
     seed: int = typer.Option(0, help="First training seed."),
     retry_failed: bool = typer.Option(False, help="On resume, redo classes that failed before."),
     analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
@@ -80,6 +81,7 @@ def audit(
     fdr_q: float = typer.Option(0.05, help="False discovery rate controlled across the audit's cue tests (Benjamini-Yekutieli)."),
     min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
     max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
+    confirm_like: Optional[Path] = typer.Option(None, help="Another run on the same generator and seeds: confirm its confirmed tests here too, so `probe compare OTHER THIS` can pair them."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this (as `probe check`)."),
@@ -98,10 +100,10 @@ def audit(
         model=model, out=str(out or Path("runs") / Path(model.rstrip("/")).stem.replace(":", "-")), classes=classes,
         generator=generator, arch=arch, labels=labels, trust_pickle=trust_pickle, input_size=input_size,
         mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
-        eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, retry_failed=retry_failed,
+        eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, compile=compile, retry_failed=retry_failed,
         analyze=analyze, report=report,
         analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, clip_model=clip_model, fdr_q=fdr_q,
-                                  min_effect=min_effect, max_pairs=max_pairs),
+                                  min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like),
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           accuracy_threshold=threshold, stop_metric=stop_metric, patience=patience, min_steps=min_steps, objective=objective, steps=steps, guidance_scale=guidance_scale,
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
@@ -112,12 +114,13 @@ def audit(
     _finish(result)
 
 
-def _analysis_config(*, cues, attribution_layer, clip_model, fdr_q, min_effect, max_pairs):
+def _analysis_config(*, cues, attribution_layer, clip_model, fdr_q, min_effect, max_pairs, confirm_like=None):
     from probe.analysis import AnalysisConfig, Thresholds
 
     thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
     return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, clip_model=clip_model,
-                          max_pairs=max_pairs, thresholds=thresholds)
+                          max_pairs=max_pairs, thresholds=thresholds,
+                          confirm_like=str(confirm_like) if confirm_like is not None else None)
 
 
 def _finish(result) -> None:
@@ -250,16 +253,35 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
 
 
 @app.command()
+def compare(run_a: Path = typer.Argument(..., help="Run A (before), a run directory of `probe audit`."),
+            run_b: Path = typer.Argument(..., help="Run B (after): same generator, seeds and classes."),
+            out: Optional[Path] = typer.Option(None, help="Folder for the comparison page (default RUN_B/compare-<A>)."),
+            fdr_q: float = typer.Option(0.05, help="False discovery rate over the tested changes (Benjamini-Yekutieli).")) -> None:
+    """Compare two audits cue by cue on their shared image pairs: what is gone, new, grew or shrank in B."""
+    from probe.compare import compare as compare_runs
+
+    result = compare_runs(run_a, run_b, fdr_q=fdr_q)
+    path = result.render(out)
+    console.print(result.table())
+    console.print(escape(result.summary()), highlight=False)
+    for line in result.skipped:
+        console.print(f"skipped: {escape(line)}", highlight=False)
+    console.print(f"comparison: {escape(str(path))}", highlight=False)
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
          classifier: str = typer.Option("biased", help="Bundled shapes-world classifier: biased or clean."),
          max_steps: int = typer.Option(8, help="Optimisation steps per class at most."),
          classes: str = typer.Option("all", "--classes", "-c", help="Which shapes to audit (default: all six)."),
+         confirm_like: Optional[Path] = typer.Option(None, help="An earlier demo run: confirm its confirmed tests here too (for `probe compare`)."),
          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Audit the bundled biased shapes-world classifier with the bundled generator, on the CPU, in minutes."""
-    from probe.world.demo import run_demo
+    from probe.world.demo import DEMO_ANALYSIS, run_demo
 
+    analysis = DEMO_ANALYSIS.replace(confirm_like=str(confirm_like)) if confirm_like is not None else None
     result = run_demo(out=out, classifier=classifier, max_steps=max_steps, classes=classes, progress=not quiet,
-                      console=err_console)
+                      console=err_console, analysis=analysis)
     _finish(result)
 
 

@@ -15,7 +15,7 @@ import shlex
 import shutil
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,6 +52,7 @@ class AuditConfig:
     eval_arch: str | None = None
     device: str = "auto"
     dtype: str | None = None
+    compile: bool = False  # torch.compile the UNet and VAE decode of the gradient step (Generator.compile)
     retry_failed: bool = False
     analyze: bool = True
     report: bool = True
@@ -304,6 +305,9 @@ def preflight(config: AuditConfig):
     if settings.clip_model and not Path(settings.clip_model).is_dir():
         raise RunError(f"--clip-model {settings.clip_model!r} is not a folder; pass a local CLIP folder "
                        "(save_pretrained of a CLIPModel and its processor)")
+    if settings.confirm_like and not (Path(settings.confirm_like) / "analysis.json").is_file():
+        raise RunError(f"--confirm-like {settings.confirm_like!r} is not an analysed run (no analysis.json); pass the "
+                       "folder of an earlier `probe audit` on the same generator")
     return settings
 
 
@@ -326,6 +330,8 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
         classifier = classifier or loaded[0]
         eval_classifier = eval_classifier or loaded[1]
         generator = generator or loaded[2]
+    if config.compile:
+        generator.compile()  # once per run: every class reuses the compiled shapes
     _check_sampling(config.token, generator)
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
@@ -348,13 +354,23 @@ def _check_sampling(token: TokenConfig, generator) -> None:
 
 def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_classifier, targets, labels,
                   console, progress) -> AuditResult:
+    from probe.memory import resolve_max_batch
+
     run.write_labels(labels)
+    # Images per gradient chunk, once per run (static shapes, comparable classes): the user's, or chosen from free GPU memory.
+    chunks = resolve_max_batch(generator, config.token)
+    token_config = replace(config.token, max_batch=chunks.max_batch) if chunks.source == "auto" else config.token
+    if chunks.source == "auto":
+        from rich.console import Console
+        from rich.markup import escape as markup_escape
+
+        (console or Console(stderr=True)).print(markup_escape(chunks.line()), highlight=False)
     if not run.has_config():
         run.write_config({
             "audit": config.to_dict(),
             "classifier": _describe(classifier), "eval_classifier": _describe(eval_classifier),
-            "generator": generator.describe(), "classes": targets, "versions": environment_versions(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generator": generator.describe(), "gradient_chunks": chunks.to_dict(), "classes": targets,
+            "versions": environment_versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
 
     todo = []
@@ -378,8 +394,8 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
             bar.start_class(index, name)
             start = time.perf_counter()
             try:
-                token = optimize_class_token(generator, classifier, index, config.token, on_step=bar.step)
-                evaluation = evaluate_class_token(generator, classifier, token, config.token,
+                token = optimize_class_token(generator, classifier, index, token_config, on_step=bar.step)
+                evaluation = evaluate_class_token(generator, classifier, token, token_config,
                                                   eval_classifier=eval_classifier,
                                                   eval_target=_eval_target(classifier, eval_classifier, index))
                 save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
