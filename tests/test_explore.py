@@ -1,0 +1,127 @@
+"""The notebook API: a run as an object (no models), and a user's hypothesis tested with the audit's procedure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import probe
+from probe.analysis.cues import Cue
+from probe.analysis.retest import resolve_cue
+from probe.errors import RunError
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def demo_run(readme_demo, tmp_path_factory) -> Path:
+    """A private copy of the README demo's run (star only), so tests may add files to it."""
+    copy = tmp_path_factory.mktemp("explore") / "demo"
+    shutil.copytree(readme_demo / "runs" / "demo", copy)
+    return copy
+
+
+def test_open_run_gives_dataframes_and_classes(demo_run):
+    run = probe.open_run(demo_run)
+    assert list(run.summary["class_name"]) == ["star"] and run.summary.loc[0, "status"] == "done"
+    findings = run.findings
+    assert {"class_name", "cue", "kind", "effect", "ci_low", "ci_high", "n_images", "p", "q", "passes",
+            "evidence"} <= set(findings.columns)
+    stored = json.loads((demo_run / "findings.json").read_text())
+    assert len(findings) == len(stored) and int(findings["passes"].sum()) == sum(f["passes"] for f in stored)
+    assert (run.passing["passes"]).all() and len(run.passing) == int(findings["passes"].sum())
+    star = run.classes["star"]
+    assert star is not None and run.classes[3].name == "star"
+    assert len(star.images("baseline")) == len(star.images("token")) > 0
+    assert set(star.history.columns) >= {"step", "loss"}
+    assert not star.topk.empty and set(star.topk["kind"]) == {"baseline", "token"}
+    with pytest.raises(KeyError, match="it has: 3 'star'"):
+        run.classes["unicorn"]
+
+
+def test_gallery_shows_saved_overlays_or_says_which_exist(demo_run):
+    star = probe.open_run(demo_run).classes["star"]
+    methods = star.overlays()
+    assert methods, "the demo's analysis saves attribution overlays"
+    gallery = star.gallery(overlay=methods[0])
+    assert gallery.paths and all(f"attributions/{methods[0]}/" in p.as_posix() for p in gallery.paths)
+    assert "data:image/png;base64," in gallery._repr_html_()
+    with pytest.raises(RunError, match="no 'saliency_of_dreams' overlays"):
+        star.gallery(overlay="saliency_of_dreams")
+    figure = gallery.figure()
+    assert len(figure.axes) >= 2
+
+
+def test_displays_escape_hostile_labels(demo_run, tmp_path):
+    hostile = tmp_path / "hostile"
+    shutil.copytree(demo_run, hostile)
+    labels = json.loads((hostile / "labels.json").read_text())
+    labels[3] = HOSTILE
+    (hostile / "labels.json").write_text(json.dumps(labels))
+    metrics_file = next((hostile / "classes").glob("3-*/metrics.json"))
+    metrics = json.loads(metrics_file.read_text())
+    metrics["class_name"] = HOSTILE
+    metrics_file.write_text(json.dumps(metrics))
+    findings = json.loads((hostile / "findings.json").read_text())
+    for f in findings:
+        f["class_name"], f["sentence"] = HOSTILE, HOSTILE + f["sentence"]
+    (hostile / "findings.json").write_text(json.dumps(findings))
+    (hostile / "findings.parquet").unlink(missing_ok=True)
+    run = probe.open_run(hostile)
+    pages = [run._repr_html_(), run.classes[HOSTILE]._repr_html_(), run.classes[3].gallery()._repr_html_()]
+    for page in pages:
+        assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_open_run_refuses_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(RunError, match="pass the folder `probe audit` wrote"):
+        probe.open_run(tmp_path)
+
+
+def test_resolve_cue_finds_run_cues_by_name_or_phrase_and_builds_free_ones():
+    grass = Cue("grass", "{} on grass", counters=("{} on sand", "{} on snow"), attribute="background", value="grass",
+                counter_values=("sand", "snow"))
+    sand = Cue("sand", "{} on sand", attribute="background", value="sand")
+    cues = {"grass": grass, "sand": sand}
+    assert resolve_cue(cues, "grass") is grass and resolve_cue(cues, "on  grass") is grass
+    swapped = resolve_cue(cues, "on grass", counters=["on sand"])
+    assert swapped.counters == ("{} on sand",) and swapped.counter_values == ("sand",)  # checked like the audit's
+    free = resolve_cue(cues, "at night")
+    assert free.template == "{} at night" and free.counters == ("{}",) and free.attribute is None
+
+
+@pytest.fixture(scope="module")
+def attached(demo_run):
+    from probe.explore import AuditedRun
+    from probe.world import bundled_classifier_path, bundled_generator_path
+
+    classifier = probe.load_classifier(bundled_classifier_path("biased"))
+    generator = probe.load_generator(bundled_generator_path(), device="cpu")
+    return AuditedRun.attach(demo_run, classifier, generator)
+
+
+def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignores(attached, demo_run):
+    planted = attached.test_cue("star", "on grass", n_pairs=16)  # the bundled classifier's planted star cue
+    assert planted.passes and planted.verdict == "supported", planted
+    assert planted.finding.n_images >= 16 and planted.effect >= 0.15 and planted.p <= 0.05
+    assert planted.finding.ci_low <= planted.effect <= planted.finding.ci_high
+    assert all((demo_run / e).is_file() and "analysis/hypotheses/" in e for e in planted.finding.evidence)
+    null = attached.test_cue("star", "with a dot in the corner", n_pairs=16)  # a tag cue planted for heart, not star
+    assert not null.passes and null.verdict == "not supported", null
+    table = attached.hypotheses
+    assert list(table["hypothesis"]) == ["on grass", "with a dot in the corner"]
+    assert (table["q"] >= table["p"] - 1e-12).all()  # adjusted over the session's family
+    html = planted._repr_html_()
+    assert "supported" in html and "data:image/png;base64," in html
+
+
+def test_test_cue_errors_name_the_fix(attached):
+    with pytest.raises(probe.ProbeError, match="not a finished class of this run; use one of: 3 star"):
+        attached.test_cue("unicorn", "on grass")
+    with pytest.raises(probe.ProbeError, match="use one of \\['necessity', 'sufficiency'\\]"):
+        attached.test_cue("star", "on grass", kind="vibes")
+    with pytest.raises(probe.ProbeError, match="n_pairs=1 must be an integer >= 2"):
+        attached.test_cue("star", "on grass", n_pairs=1)
