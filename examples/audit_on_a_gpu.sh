@@ -5,7 +5,7 @@ set -euo pipefail
 
 # 1. Fetch the generator once, where the hub is reachable (any diffusers StableDiffusionPipeline layout works).
 #    hf download CompVis/stable-diffusion-v1-4 --local-dir /models/sd14
-# 2. Save your classifier as a state dict (or export it: examples/export_your_classifier.py).
+# 2. Save your classifier as a state dict (or export it: examples/export_program.py).
 
 probe audit \
   --model resnet50_weights.pth --arch timm:resnet50 --labels imagenet \
