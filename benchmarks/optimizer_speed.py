@@ -54,7 +54,7 @@ def reference_step(gen, classifier, embedding_optimizer, token_id, prompt, seeds
                 noise = noise_uncond + guidance * (noise_cond - noise_uncond)
                 latents = scheduler.step(noise, t, latents).prev_sample
         image = gen.decode(latents)
-        loss = F.cross_entropy(classifier(image).float(), torch.tensor([target])) / len(seeds)
+        loss = F.cross_entropy(classifier(image).float(), torch.tensor([target], device=image.device)) / len(seeds)
         torch.nn.utils.clip_grad_norm_([embedding], 1.0)  # before backward: a no-op, as in the reference
         loss.backward()
         # Zero every row's gradient but the token's, as the reference does.
