@@ -421,7 +421,7 @@ def out_dir_lock(out_dir: Path):
 def _describe(cls: _Class, kept: int, attempted: int) -> str:
     from rich.markup import escape
 
-    return escape(f"{cls.name[:30]}: {kept} kept of {attempted}")
+    return escape(f"{' '.join(cls.name.split())[:30]}: {kept} kept of {attempted}")  # untrusted: one line, no markup
 
 
 def _bar(enabled: bool, console):
