@@ -27,7 +27,7 @@ def main() -> None:
     torch.manual_seed(0)
     folder = out / "tiny-vit"
     config = ViTConfig(
-        image_size=32, patch_size=8, num_channels=3,  # 32 px scenes, 4x4 patches
+        image_size=32, patch_size=8, num_channels=3,  # 32 px scenes: a 4x4 grid of 8 px patches
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,  # tiny
         id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
     )
