@@ -59,13 +59,13 @@ class Row:
 
 ROWS = (  # in the order they run: rows that change the models (bf16, compile) come last
     Row("floor", "sampling + decode without gradient (the cost of the images alone)", kind="floor"),
-    Row("reference", "reference loop: batch 1 x 5, PNDM, grad through the last 2 UNet calls", kind="reference",
+    Row("reference", "reference loop: batch 1 x N accumulated, grad through the last 2 UNet calls", kind="reference",
         scheduler="pndm", steps=-1),
-    Row("pndm", "probe, same sampler as the reference (PNDM)", scheduler="pndm", steps=-1),
-    Row("default", "probe, defaults (DDIM 15, --max-batch automatic)"),
-    Row("unchunked", "probe, DDIM 15, one chunk of the whole batch (the peak before chunking)", max_batch=None),
-    Row("max-batch-1", "probe, DDIM 15, --max-batch 1", max_batch=1),
-    Row("max-batch-2", "probe, DDIM 15, --max-batch 2", max_batch=2),
+    Row("pndm", "probe, the reference's sampler", scheduler="pndm", steps=-1),
+    Row("default", "probe, defaults (--max-batch automatic)"),
+    Row("unchunked", "probe, one chunk of the whole batch (the peak before chunking)", max_batch=None),
+    Row("max-batch-1", "probe, --max-batch 1", max_batch=1),
+    Row("max-batch-2", "probe, --max-batch 2", max_batch=2),
     Row("checkpointing", "probe, defaults + --gradient-checkpointing (UNet and VAE decoder)", checkpointing=True),
     Row("distilled", "probe, 2 sampling steps, no guidance (the cost of a distilled generator)", steps=2, guidance=0.0),
     Row("bf16", "probe, defaults in bf16", dtype="bf16"),
@@ -315,7 +315,9 @@ def _line(r: dict, device: torch.device) -> str:
     mb = "one chunk" if r["max_batch"] in (None, "") else f"{r['max_batch']}"
     memory = (f"{r['peak_gib']:.2f} GiB peak" if device.type == "cuda" else
               f"{r['step_rss_mib']:.0f} MiB RSS added by the step ({r['peak_rss_mib']:.0f} MiB peak)")
-    text = f"| {r['name']} | {r['what']} | {mb} | {r['s_per_step']:.3f} s/step | {memory} |"
+    sampling = f"{(r['scheduler'] or 'ddim').upper()} {r['steps']}, " + (
+        f"guidance {r['guidance']:g}" if r["guidance"] > 1 else "no guidance")
+    text = f"| {r['name']} | {r['what']} | {sampling} | {mb} | {r['s_per_step']:.3f} s/step | {memory} |"
     if r.get("compile"):
         text += f" first step {r['first_step_s']:.1f} s (compiling) |"
     return text
@@ -362,7 +364,7 @@ def main(argv=None) -> int:
     isolate = args.isolate if args.isolate is not None else args.device == "cpu"
     if not args.quiet:
         print(header(args), flush=True)
-        print("| row | what | --max-batch | s/step | memory |\n|---|---|---|---|---|", flush=True)
+        print("| row | what | sampling | --max-batch | s/step | memory |\n|---|---|---|---|---|---|", flush=True)
     results = measure_isolated(args, rows) if isolate else measure(args, rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header(args), "rows": results}, indent=1, default=str))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -62,3 +64,12 @@ def test_resolve_off_cuda_is_one_chunk_and_a_given_value_is_kept(tiny_generator)
     given = resolve_max_batch(tiny_generator, TokenConfig(max_batch=2))
     assert (given.max_batch, given.source, given.chunks) == (2, "given", [2, 2, 1])
     assert isinstance(given, MaxBatchChoice) and given.to_dict()["chunks"] == [2, 2, 1]
+
+
+def test_a_run_records_its_gradient_chunks_and_generator(readme_demo):
+    config = json.loads((readme_demo / "runs" / "demo" / "config.json").read_text())
+    chunks = config["gradient_chunks"]
+    assert chunks["source"] == "off" and chunks["max_batch"] is None  # the demo runs on the CPU: one chunk
+    assert chunks["chunks"] == [config["audit"]["token"]["batch_size"]]
+    assert config["audit"]["compile"] is False and config["generator"]["compiled"] is False
+    assert {"alias", "licence", "lora"} <= set(config["generator"])
