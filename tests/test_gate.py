@@ -148,29 +148,31 @@ def test_audit_without_the_analysis_refuses_a_gate_before_loading_models(tmp_pat
 
 
 def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme_demo, tmp_path):
-    """`probe audit --max-effect` on the README demo's run (copied): the tokens resume, the analysis and the report
-    run again, then the gate fails on the planted grass cue (exit 3) and writes its JUnit file."""
+    """`probe audit --max-effect` on the README demo's run (copied): the tokens resume, the analysis (kept cheap with
+    one cue, the world's own planted grass background) and the report run again, then the gate fails on the passing
+    necessity finding (exit 3) and writes its JUnit file."""
+    from probe.domains import domains
     from probe.world.demo import demo_config
 
     run = tmp_path / "demo"
     shutil.copytree(readme_demo / "runs" / "demo", run)
     shutil.rmtree(run / "report", ignore_errors=True)
     config = demo_config(run, classes="star")
+    cues = tmp_path / "cues.json"
+    cues.write_text(json.dumps([c.to_dict() for c in domains()["world"].cues() if c.name == "grass"]))
     token = config.token
     args = ["audit", "--model", config.model, "--generator", config.generator, "--classes", "star", "--out", str(run),
             "--device", "cpu", "--max-steps", str(token.max_steps), "--eval-images", str(token.eval_images),
             "--lr", str(token.lr), "--steps", str(token.steps), "--stop-metric", token.stop_metric,
             "--threshold", str(token.accuracy_threshold), "--patience", str(token.patience),
-            "--min-steps", str(token.min_steps), "--max-pairs", str(config.analysis.max_pairs), "--quiet",
-            "--max-effect", "0.1", "--kinds", "necessity", "--junit", str(tmp_path / "gate.xml")]
+            "--min-steps", str(token.min_steps), "--max-pairs", str(config.analysis.max_pairs), "--cues", str(cues),
+            "--quiet", "--max-effect", "0.1", "--kinds", "necessity", "--junit", str(tmp_path / "gate.xml")]
     done = subprocess.run([probe_script(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 3, done.stderr[-3000:]
     assert (run / "report" / "index.html").is_file() and (run / "findings.json").is_file()  # kept whatever the verdict
     offenders = [line for line in done.stdout.splitlines() if line.startswith("class 3 'star': necessity")]
-    assert any("'grass'" in line for line in offenders), done.stdout
+    assert len(offenders) == 1 and "'grass'" in offenders[0], done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("gate failed")
     suite = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite")
     assert [c.get("name") for c in suite.findall("testcase")] == ["3 star"]
     assert suite.find("testcase").find("failure") is not None
-    saved = json.loads((run / "config.json").read_text())
-    assert "gate" not in saved["audit"] or saved["audit"]["gate"] is None  # the run's config is the first audit's
