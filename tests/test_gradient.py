@@ -37,7 +37,7 @@ def _unchunked(generator, classifier, vector, **kw):
     logits = classifier(images).float()
     loss = F.cross_entropy(logits, torch.full((len(SEEDS),), TARGET, dtype=torch.long))
     loss.backward()
-    return float(loss), logits.detach(), vector.grad.clone()
+    return float(loss.detach()), logits.detach(), vector.grad.clone()
 
 
 @pytest.mark.parametrize("scheduler,grad_steps", [("ddim", 1), ("pndm", 2), ("dpm", 1)])
@@ -123,3 +123,18 @@ def test_bf16_model_keeps_a_float32_token_and_steps(tiny_sd_path):
     assert token.vector.dtype == torch.float32 and len(token.history) == 2
     assert all(r["grad_norm"] > 0 and r["loss"] == r["loss"] for r in token.history)
     assert token.movement["distance"] > 0  # the bf16 model's gradient moved the fp32 vector
+
+
+def test_checkpointing_covers_the_vae_decoder_and_keeps_the_gradient(tiny_generator):
+    classifier = _classifier()
+    tiny_generator.add_token("<t>", "a")
+    vector = tiny_generator.trainable_token("<t>")
+    kw = dict(guidance_scale=3.0, grad_steps=1)
+    _, _, ref_grad = _unchunked(tiny_generator, classifier, vector, **kw)
+    vector.grad = None
+    token_gradient_step(tiny_generator, PROMPTS, SEEDS, _loss_fn(classifier), max_batch=2, gradient_checkpointing=True,
+                        **kw)
+    assert tiny_generator.unet.is_gradient_checkpointing and tiny_generator.vae.decoder.gradient_checkpointing
+    torch.testing.assert_close(vector.grad, ref_grad, rtol=1e-3, atol=1e-3 * float(ref_grad.abs().max()))
+    tiny_generator.generate(PROMPTS[:1], SEEDS[:1])  # an ordinary call turns it off again
+    assert not tiny_generator.unet.is_gradient_checkpointing and not tiny_generator.vae.is_gradient_checkpointing
