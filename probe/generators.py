@@ -182,7 +182,8 @@ class Generator:
         """``torch.compile`` the UNet and the VAE decode for the token gradient step (idempotent).
 
         Shapes are static (``dynamic=False``): each distinct batch shape compiles once per Generator, i.e. once
-        per run (the sampling batch, the gradient chunk and a shorter last chunk), never per class. Evaluation
+        per run (the sampling batch and the gradient chunk; a short last chunk is padded to the chunk size by
+        probe/gradient.py), never per class. Evaluation
         and analysis images keep the eager modules, whose batch sizes vary. Pays on a GPU for long runs: the
         issue's measurement on one H200 was ~180 s of compiling for 1.6x per step (SD 1.x, 512 px, fp16).
         """

@@ -50,10 +50,13 @@ def chunk_slices(n: int, max_batch: int | None) -> list[slice]:
 def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int], loss_fn: LossFn, *,
                         steps: int | None = None, guidance_scale: float | None = None, grad_steps: int = 1,
                         max_batch: int | None = None, scheduler: str | None = None,
-                        gradient_checkpointing: bool = False) -> GradientStep:
+                        gradient_checkpointing: bool = False, pad_last_chunk: bool | None = None) -> GradientStep:
     """Accumulate d(mean loss)/d(token) into the trainable token's ``.grad``; return the loss and logits.
 
     The caller zeroes the gradient before and steps the optimiser after; nothing here updates a weight.
+    ``pad_last_chunk`` (default: when the generator is compiled) runs a short last chunk at the full chunk size,
+    repeating its last image, whose copies are left out of the loss: every chunk then has one shape, so the
+    compiled graphs are built once per run.
     """
     n = len(prompts)
     if n != len(seeds):
@@ -61,6 +64,7 @@ def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int],
     if grad_steps < 1:
         raise GeneratorError(f"grad_steps={grad_steps} must be at least 1 for a gradient step")
     compiled = generator.is_compiled
+    pad = compiled if pad_last_chunk is None else pad_last_chunk
     # 1. The plan: fresh scheduler, timesteps (one per UNet call), which calls carry gradient.
     sampling = generator.start_sampling(seeds, steps=steps, guidance_scale=guidance_scale, grad_steps=grad_steps,
                                         scheduler=scheduler)
@@ -77,16 +81,19 @@ def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int],
     snapshot = sampling.scheduler
     # 4. Per chunk: the grad-carrying UNet calls on a copy of the scheduler holding only the chunk's state,
     #    decode, loss scaled to its share of the batch, backward; the chunk's graph is freed before the next.
+    #    (Compiled: a short last chunk is padded to the chunk size with copies that stay out of the loss.)
     total_loss, logits_parts, chunks = 0.0, [], []
     for rows in chunk_slices(n, max_batch):
         size = rows.stop - rows.start
-        chunk_sched = _scheduler_rows(snapshot, rows, latents)
+        padding = (max_batch - size) if (pad and max_batch and size < max_batch) else 0
+        index = torch.tensor(list(range(rows.start, rows.stop)) + [rows.stop - 1] * padding, device=latents.device)
+        chunk_sched = _scheduler_rows(snapshot, index, latents)
         with torch.enable_grad():
-            chunk = latents[rows]
+            chunk = latents[index]
             for i in range(sampling.first_grad, sampling.calls):
-                chunk = generator.denoise(sampling, i, chunk, uncond[rows], cond_leaf[rows], scheduler=chunk_sched,
+                chunk = generator.denoise(sampling, i, chunk, uncond[index], cond_leaf[index], scheduler=chunk_sched,
                                           compiled=compiled)
-            images = generator.decode(chunk, compiled=compiled)
+            images = generator.decode(chunk, compiled=compiled)[:size]  # padded copies carry no loss, no gradient
             loss, logits = loss_fn(images, rows)
             scaled = loss * (size / n)
             if scaled.requires_grad:
@@ -102,8 +109,9 @@ def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int],
     return GradientStep(loss=total_loss, logits=logits, chunks=tuple(chunks))
 
 
-def _scheduler_rows(scheduler, rows: slice, latents: torch.Tensor):
-    """A copy of ``scheduler`` whose per-image state (PNDM's history, DPM's model outputs, ...) holds only ``rows``.
+def _scheduler_rows(scheduler, rows: torch.Tensor, latents: torch.Tensor):
+    """A copy of ``scheduler`` whose per-image state (PNDM's history, DPM's model outputs, ...) holds only ``rows``
+    (indices into the batch).
 
     Per-image state is recognised by shape: a tensor shaped like the batch's latents. Everything else
     (timesteps, sigmas, counters) is copied as is, so the copy continues exactly where the batch stood.
@@ -114,7 +122,7 @@ def _scheduler_rows(scheduler, rows: slice, latents: torch.Tensor):
     return sched
 
 
-def _rows_of(value, rows: slice, shape: torch.Size):
+def _rows_of(value, rows: torch.Tensor, shape: torch.Size):
     if isinstance(value, torch.Tensor):
         return value[rows].clone() if value.shape == shape else value.clone()
     if isinstance(value, list):

@@ -138,3 +138,21 @@ def test_checkpointing_covers_the_vae_decoder_and_keeps_the_gradient(tiny_genera
     torch.testing.assert_close(vector.grad, ref_grad, rtol=1e-3, atol=1e-3 * float(ref_grad.abs().max()))
     tiny_generator.generate(PROMPTS[:1], SEEDS[:1])  # an ordinary call turns it off again
     assert not tiny_generator.unet.is_gradient_checkpointing and not tiny_generator.vae.is_gradient_checkpointing
+
+
+def test_a_padded_last_chunk_keeps_one_shape_and_the_same_gradient(tiny_generator):
+    # Under --compile every chunk must have one shape (compiled once per run): the short last chunk is padded.
+    classifier = _classifier()
+    tiny_generator.add_token("<t>", "a")
+    vector = tiny_generator.trainable_token("<t>")
+    kw = dict(guidance_scale=3.0, grad_steps=2, scheduler="pndm")
+    ref_loss, ref_logits, ref_grad = _unchunked(tiny_generator, classifier, vector, **kw)
+    calls = []
+    handle = tiny_generator.unet.register_forward_hook(lambda m, i, o: calls.append((torch.is_grad_enabled(), i[0].shape[0])))
+    vector.grad = None
+    step = token_gradient_step(tiny_generator, PROMPTS, SEEDS, _loss_fn(classifier), max_batch=2, pad_last_chunk=True,
+                               **kw)
+    handle.remove()
+    assert sorted({rows for grad, rows in calls if grad}) == [4] and step.chunks == (2, 2, 1)
+    assert step.loss == pytest.approx(ref_loss, rel=1e-5) and step.logits.shape == ref_logits.shape
+    torch.testing.assert_close(vector.grad, ref_grad, rtol=1e-3, atol=1e-3 * float(ref_grad.abs().max()))
