@@ -83,9 +83,10 @@ def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int],
     #    decode, loss scaled to its share of the batch, backward; the chunk's graph is freed before the next.
     #    (Compiled: a short last chunk is padded to the chunk size with copies that stay out of the loss.)
     total_loss, logits_parts, chunks = 0.0, [], []
-    for rows in chunk_slices(n, max_batch):
+    slices = chunk_slices(n, max_batch)
+    for rows in slices:
         size = rows.stop - rows.start
-        padding = (max_batch - size) if (pad and max_batch and size < max_batch) else 0
+        padding = slices[0].stop - size if pad else 0  # the first chunk is the full one
         index = torch.tensor(list(range(rows.start, rows.stop)) + [rows.stop - 1] * padding, device=latents.device)
         chunk_sched = _scheduler_rows(snapshot, index, latents)
         with torch.enable_grad():
