@@ -48,14 +48,21 @@ class Audit:
         self.config = replace(base, **changes)
 
     def run(self, classes="all", out: str | Path = "runs/notebook", *, progress: bool = True, analyze: bool | None = None,
-            report: bool | None = None) -> "AuditedRun":
+            report: bool | None = None, confirm_like: "Run | str | Path | None" = None) -> "AuditedRun":
         """Audit ``classes`` ("all", a list of names or indices, or the CLI's syntax) into ``out``; resumes a
-        run of the same settings there. Returns the run with the models attached (``test_cue`` needs them)."""
+        run of the same settings there. Returns the run with the models attached (``test_cue`` needs them).
+
+        ``confirm_like``: an earlier run (e.g. of the model before retraining) whose confirmed tests this run
+        confirms too, on the same seeds, so that ``probe.compare(earlier, this)`` can test every change."""
         from probe.runs import audit
 
         if not isinstance(classes, str):
             classes = ",".join(str(c) for c in classes)
-        config = replace(self.config, out=str(out), classes=classes,
+        analysis = self.config.analysis
+        if confirm_like is not None:
+            like = confirm_like.path if isinstance(confirm_like, Run) else confirm_like
+            analysis = replace(analysis, confirm_like=str(like))
+        config = replace(self.config, out=str(out), classes=classes, analysis=analysis,
                          analyze=self.config.analyze if analyze is None else analyze,
                          report=self.config.report if report is None else report)
         result = audit(config, classifier=self.classifier, generator=self.generator, progress=progress)
