@@ -11,6 +11,7 @@ from pathlib import Path
 from probe.errors import RunError
 from probe.explore.display import escape, figure_html, table, thumbnails
 from probe.report.data import ClassData, RunData, load_run
+from probe.rundir import RunDir
 
 FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
                    "n_images", "unit", "p", "q", "excluded", "attempted", "sentence", "evidence")
@@ -106,10 +107,13 @@ class Run:
         return f"Run({str(self.path)!r}: {done} of {len(self._data.classes)} classes done, passing findings: {passing})"
 
     def _repr_html_(self) -> str:
-        cfg = self.config
+        settings = RunDir.audit_settings(self._data.config)
+        generator = (self._data.config or {}).get("generator")
+        described = generator.get("alias") or generator.get("source") if isinstance(generator, dict) else None
         head = (f"<h3>probe run <code>{escape(self.path)}</code></h3>"
-                f"<p>classifier <code>{escape(cfg.get('model', '?'))}</code> · generator "
-                f"<code>{escape(cfg.get('generator') or 'default')}</code> · {len(self._data.classes)} classes</p>")
+                f"<p>classifier <code>{escape(settings.get('model') or '?')}</code> · generator "
+                f"<code>{escape(described or settings.get('generator') or 'default')}</code> · "
+                f"{len(self._data.classes)} classes</p>")
         summary = table(self.summary[["class_index", "class_name", "status", "baseline_accuracy", "token_accuracy",
                                       "token_moved", "passing_findings", "top_cue"]])
         if not self.analysed:
@@ -239,7 +243,7 @@ class ClassView:
                 folder = self._data.dir / "attributions" / overlay
                 paths = [folder / p.name for p in paths if (folder / p.name).is_file()]
             rows.append((k if overlay is None else f"{k} · {overlay}", paths))
-        return Gallery(f"{self.name}", rows)
+        return Gallery(f"{self.name}: " + (overlay or "evaluation images"), rows)
 
     def curves(self):
         """The learning curve (loss, and the stop metric) as a matplotlib figure."""
