@@ -32,6 +32,23 @@ def tiny_generator(tiny_sd_path):
     return load_generator(tiny_sd_path, device="cpu")
 
 
+def run_main(monkeypatch, capsys, *args, lines: bool = False):
+    """``probe ARGS`` through the console entry point in this process: (exit code, stdout, stderr); with
+    ``lines`` the outputs come as lists of their non-empty lines."""
+    from probe.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["probe", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    if lines:
+        return code, [x for x in out.splitlines() if x.strip()], [x for x in err.splitlines() if x.strip()]
+    return code, out, err
+
+
 def probe_script() -> str:
     """The console script the README's commands run (installed beside this Python)."""
     script = Path(sys.executable).with_name("probe")

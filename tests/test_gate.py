@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import probe_script
+from conftest import probe_script, run_main
 from probe.analysis import Finding, write_findings
 from probe.gate import GATE_FAILED, check_run
 from probe.rundir import RunDir
@@ -51,16 +50,7 @@ def run_dir(tmp_path) -> Path:
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, list[str], list[str]]:
-    from probe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["probe", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, [x for x in out.splitlines() if x.strip()], [x for x in err.splitlines() if x.strip()]
+    return run_main(monkeypatch, capsys, *args, lines=True)
 
 
 def test_a_passing_finding_above_the_limit_fails_with_one_line_per_offender(run_dir, monkeypatch, capsys):

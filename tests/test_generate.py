@@ -6,12 +6,13 @@ import csv
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import run_main
 import torch
 from PIL import Image
 
@@ -21,16 +22,7 @@ STAR = 3
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, list[str], list[str]]:
-    from probe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["probe", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, [x for x in out.splitlines() if x.strip()], [x for x in err.splitlines() if x.strip()]
+    return run_main(monkeypatch, capsys, *args, lines=True)
 
 
 def _manifest(out: Path) -> list[dict]:

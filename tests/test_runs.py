@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import pytest
+
+from conftest import run_main
 import torch
 
 import probe.runs as runs
@@ -138,16 +139,7 @@ def exported_redness(tmp_path, tiny_generator):
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from probe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["probe", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def test_cli_audit_end_to_end_on_an_exported_program(tmp_path, tiny_sd_path, exported_redness, monkeypatch, capsys):
