@@ -35,9 +35,7 @@ audit.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
@@ -424,12 +422,3 @@ def _pq(value) -> str:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def relative_link(target: str | Path, page_dir: Path) -> str:
-    """``target`` as a link from a page in ``page_dir`` ('/'-separated, relative)."""
-    return Path(os.path.relpath(target, page_dir)).as_posix()
-
-
-def generated_at() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

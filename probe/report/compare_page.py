@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import math
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from probe.files import slugify, write_text
@@ -21,23 +23,33 @@ PAGE_SIZE = 100
 THUMBS = 3  # evidence images per run and row
 
 
+def relative_link(target: str | Path, page_dir: Path) -> str:
+    """``target`` as a link from a page in ``page_dir`` ('/'-separated, relative)."""
+    return Path(os.path.relpath(target, page_dir)).as_posix()
+
+
+def generated_at() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def default_out(comparison) -> Path:
     return Path(comparison.run_b) / f"compare-{slugify(Path(comparison.run_a).name)}"
 
 
 def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
-    from probe.compare import VERDICTS, CompareError, generated_at
-    from probe.report.render import _environment, _probe_version, template_dir
+    from probe.report.render import ReportError, _environment, _probe_version, template_dir
+
+    verdicts = tuple(comparison.counts)  # the verdicts in their order (the comparison owns them)
 
     # 1. the folder
     out = Path(out_dir) if out_dir is not None else default_out(comparison)
     resolved = out.resolve()
     for run in (Path(comparison.run_a).resolve(), Path(comparison.run_b).resolve()):
         if resolved == run or any(resolved.is_relative_to(run / part) for part in ("classes", "analysis")):
-            raise CompareError(f"out={str(out)!r} would mix the comparison into a run's own files; pass a separate "
+            raise ReportError(f"out={str(out)!r} would mix the comparison into a run's own files; pass a separate "
                                f"folder (default {str(default_out(comparison))!r})")
     if out.exists() and not out.is_dir():
-        raise CompareError(f"out={str(out)!r} exists and is not a folder; pass a new or existing folder")
+        raise ReportError(f"out={str(out)!r} exists and is not a folder; pass a new or existing folder")
     # 2. the view
     page = resolved
     rows = [_row_view(r, page) for r in comparison.cues.to_dict(orient="records")]
@@ -45,11 +57,11 @@ def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
         "a": Path(comparison.run_a).name, "b": Path(comparison.run_b).name,
         "a_path": str(comparison.run_a), "b_path": str(comparison.run_b),
         "a_report": _report_link(comparison.run_a, page), "b_report": _report_link(comparison.run_b, page),
-        "counts": comparison.counts, "verdicts": VERDICTS, "n_tested": sum(r["p"] is not None for r in rows),
-        "changed": [r for r in rows if r["verdict"] in VERDICTS[:4]],
+        "counts": comparison.counts, "verdicts": verdicts, "n_tested": sum(r["p"] is not None for r in rows),
+        "changed": [r for r in rows if r["verdict"] in verdicts[:4]],
         "class_rows": [_class_view(c) for c in comparison.classes.to_dict(orient="records")],
         "cue_rows": [_cue_cells(r) for r in rows],
-        "facets": _facets(rows, VERDICTS),
+        "facets": _facets(rows, verdicts),
         "skipped": comparison.skipped, "notes": comparison.notes,
         "fdr_q": comparison.fdr_q, "min_effect": comparison.min_effect,
         "fdr_name": {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[comparison.fdr_method],
@@ -70,13 +82,11 @@ def _num(value) -> float | None:
 
 
 def _thumbs(paths, page: Path) -> list[dict]:
-    from probe.compare import relative_link
 
     return [{"src": relative_link(p, page), "w": 56, "h": 56} for p in list(paths or [])[:THUMBS] if Path(p).is_file()]
 
 
 def _report_link(run, page: Path) -> str | None:
-    from probe.compare import relative_link
 
     index = Path(run).resolve() / "report" / "index.html"
     return relative_link(index, page) if index.is_file() else None
