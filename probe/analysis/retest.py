@@ -167,7 +167,7 @@ class CueTest:
                 f"[{f.ci_low:+.3f}, {f.ci_high:+.3f}], n={f.n_images} pairs, p={f.p:.3g}, q={f.q:.3g})")
 
     def _repr_html_(self) -> str:
-        from probe.explore.display import thumbnails
+        from probe.display import thumbnails
 
         f = self.finding
         e = html.escape

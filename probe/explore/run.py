@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from probe.errors import RunError
-from probe.explore.display import escape, figure_html, table, thumbnails
+from probe.display import escape, figure_html, table, thumbnails
 from probe.report.data import ClassData, RunData, load_run
 from probe.rundir import RunDir
 
