@@ -38,6 +38,7 @@ class GeneratorSpec:
     base: str
     licence: str
     lora: str | None = None
+    pipeline: str = "StableDiffusionPipeline"  # the family (see PIPELINE_FAMILIES), known without downloading
     scheduler: str | None = None
     default_steps: int | None = None
     guidance_scale: float | None = None
@@ -58,6 +59,13 @@ GENERATORS: dict[str, GeneratorSpec] = {
                               f"{_OPENRAIL_M} (SD 1.5) + OpenRAIL++ (LCM-LoRA adapter)",
                               lora="latent-consistency/lcm-lora-sdv1-5", scheduler="lcm", default_steps=4,
                               guidance_scale=1.0),
+    # SDXL (1024 px, two text encoders); diffusers' default guidance for it is 5.0.
+    "sdxl": GeneratorSpec("stabilityai/stable-diffusion-xl-base-1.0", "CreativeML OpenRAIL++-M",
+                          pipeline="StableDiffusionXLPipeline", default_steps=15, guidance_scale=5.0),
+    # SDXL-Turbo (512 px) is distilled for 1-4 steps without classifier-free guidance.
+    "sdxl-turbo": GeneratorSpec("stabilityai/sdxl-turbo", "Stability AI Non-Commercial Research Community License: "
+                                "not for commercial use", pipeline="StableDiffusionXLPipeline", default_steps=2,
+                                guidance_scale=0.0),
 }
 GENERATOR_ALIASES = {name: spec.base for name, spec in GENERATORS.items()}
 
@@ -71,8 +79,31 @@ def alias_spec(name: str) -> GeneratorSpec | None:
     key = "PROBE_" + name.upper().replace("-", "_")
     base = os.environ.get(f"{key}_BASE") or spec.base
     lora = os.environ.get(f"{key}_LORA") or spec.lora
-    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, scheduler=spec.scheduler,
+    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, pipeline=spec.pipeline, scheduler=spec.scheduler,
                          default_steps=spec.default_steps, guidance_scale=spec.guidance_scale)
+
+
+@dataclass(frozen=True)
+class PipelineFamily:
+    """How one diffusers pipeline class is loaded: extra from_pretrained arguments and the Generator class for it
+    (``generator``: "module:Class", imported when used)."""
+
+    load_kwargs: tuple[tuple[str, object], ...] = ()
+    generator: str = "probe.generators:Generator"
+
+    def generator_class(self) -> type:
+        import importlib
+
+        module, name = self.generator.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+#: model_index.json's ``_class_name`` -> family; a folder or hub model of another class is a GeneratorError.
+PIPELINE_FAMILIES: dict[str, PipelineFamily] = {
+    "StableDiffusionPipeline": PipelineFamily(load_kwargs=(("safety_checker", None), ("feature_extractor", None),
+                                                           ("requires_safety_checker", False))),
+    "StableDiffusionXLPipeline": PipelineFamily(generator="probe.generators_sdxl:SDXLGenerator"),
+}
 
 
 # Sampling defaults per known family; a folder may override them with probe_generator.json, an alias overrides both.
@@ -202,27 +233,16 @@ class Generator:
         already there is an error, unless ``reinitialise`` is set: then its row is reset from ``init_word``
         (a Generator reused for a second audit must not start from the first audit's tokens).
         """
-        init_ids = self.tokenizer(init_word, add_special_tokens=False).input_ids
-        if not init_ids:
-            raise GeneratorError(f"init word {init_word!r} produced no tokens; use a plain word such as 'a'")
         if token in self.tokenizer.get_vocab():
             if not reinitialise:
                 raise GeneratorError(f"token {token!r} is already in the tokenizer's vocabulary; choose another token string")
             self._trainable.pop(self.token_id(token), None)
-        else:
-            self.tokenizer.add_tokens(token)
-        token_id = self.tokenizer.convert_tokens_to_ids(token)
-        old_rows = self.text_encoder.get_input_embeddings().weight.shape[0]
-        if token_id >= old_rows:
-            self.text_encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
-            # resize replaces the module: hook the new one and keep it frozen.
+        token_id, resized = add_token_row(self.tokenizer, self.text_encoder, token, init_word)
+        if resized:  # resize replaces the module: hook the new one and keep it frozen.
             self._hook.remove()
             emb = self.text_encoder.get_input_embeddings()
             emb.weight.requires_grad_(False)
             self._hook = emb.register_forward_hook(self._substitute_tokens)
-        weight = self.text_encoder.get_input_embeddings().weight
-        with torch.no_grad():
-            weight[token_id] = weight[init_ids].float().mean(0).to(weight.dtype)
         return token_id
 
     def token_id(self, token: str) -> int:
@@ -348,13 +368,18 @@ class Generator:
                 context = torch.cat([uncond[rows], cond[rows]])
             else:
                 model_in, context = latents[rows], cond[rows]
-            noise = unet(sched.scale_model_input(model_in, t), t, encoder_hidden_states=context).sample
+            noise = self.unet_call(unet, sched.scale_model_input(model_in, t), t, context)
             if sampling.use_cfg:
                 noise_uncond, noise_cond = noise.chunk(2)
                 noise = noise_uncond + sampling.guidance * (noise_cond - noise_uncond)
             parts.append(noise)
         noise = parts[0] if len(parts) == 1 else torch.cat(parts)
         return sched.step(noise, t, latents).prev_sample
+
+    def unet_call(self, unet, model_in: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
+        """The UNet's noise prediction for ``model_in`` at ``t`` under the text ``context`` (a family may unpack more
+        conditioning from it, see probe/generators_sdxl.py)."""
+        return unet(model_in, t, encoder_hidden_states=context).sample
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute activations in backward instead of keeping them, in the UNet and the VAE decoder."""
@@ -402,12 +427,30 @@ class Generator:
         """Latents to images (N,3,H,W) float32 in [0,1], ``max_batch`` images per VAE call."""
         scale = self.vae.config.scaling_factor
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        latents = latents / scale + shift
+        latents = (latents / scale + shift).to(self.vae.dtype)  # the VAE may run in float32 (SDXL's upcast)
         step = max_batch or latents.shape[0]
         decode = self._compiled[1] if (compiled and self._compiled) else (lambda z: self.vae.decode(z).sample)
         parts = [decode(latents[i:i + step]) for i in range(0, latents.shape[0], step)]
         images = (parts[0] if len(parts) == 1 else torch.cat(parts)).float()
         return (images / 2 + 0.5).clamp(0, 1)
+
+
+def add_token_row(tokenizer, text_encoder, token: str, init_word: str) -> tuple[int, bool]:
+    """Add ``token`` to ``tokenizer`` if missing and set its row of ``text_encoder``'s embedding to the mean of
+    ``init_word``'s tokens; returns (token id, whether the embedding was resized, i.e. replaced)."""
+    init_ids = tokenizer(init_word, add_special_tokens=False).input_ids
+    if not init_ids:
+        raise GeneratorError(f"init word {init_word!r} produced no tokens; use a plain word such as 'a'")
+    if token not in tokenizer.get_vocab():
+        tokenizer.add_tokens(token)
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    resized = token_id >= text_encoder.get_input_embeddings().weight.shape[0]
+    if resized:
+        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weight = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[token_id] = weight[init_ids].float().mean(0).to(weight.dtype)
+    return token_id, resized
 
 
 @dataclass
@@ -463,16 +506,19 @@ def _alternatives() -> str:
 
 def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.device | None = "auto",
                    dtype: str | torch.dtype | None = None, scheduler: str | None = None, lora: str | Path | None = None,
-                   compile: bool = False) -> Generator:
-    """Load a StableDiffusionPipeline-layout model from a local folder or a hub id.
+                   compile: bool = False, vae: str | Path | None = None) -> Generator:
+    """Load a StableDiffusionPipeline- or StableDiffusionXLPipeline-layout model from a local folder or a hub id.
 
     ``id_or_path`` may be a folder, a hub id (``owner/name``), an alias (``sd14``, ``sd15``, ``sd21``,
-    ``sd-turbo``, ``sd15-lcm``) or ``world`` for the bundled shapes-world model. ``None`` means DEFAULT_GENERATOR.
+    ``sd-turbo``, ``sd15-lcm``, ``sdxl``, ``sdxl-turbo``) or ``world`` for the bundled shapes-world model.
+    ``None`` means DEFAULT_GENERATOR. The family (PIPELINE_FAMILIES) comes from model_index.json's
+    ``_class_name``. ``vae`` (folder or hub id of an AutoencoderKL) replaces the pipeline's VAE, e.g. a fixed
+    fp16 SDXL VAE, which then decodes in the model's dtype.
     ``lora`` (a folder or hub id of a diffusers LoRA adapter) is loaded and fused into the weights; an alias may
     bring its own (``sd15-lcm``: the LCM-LoRA), see :func:`alias_spec` for pointing it at local folders.
     ``compile`` calls :meth:`Generator.compile`.
     """
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
     from probe.domains import domains
 
@@ -493,12 +539,15 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     folder = _pipeline_folder(spec)
     _quiet_libraries()
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    # 2. the pipeline itself
+    # 2. the family (model_index.json's pipeline class), then the pipeline itself
+    class_name = _pipeline_class(spec, folder, alias, offline)
+    family = PIPELINE_FAMILIES[class_name]
+    kwargs = dict(family.load_kwargs)
+    if vae is not None:
+        kwargs["vae"] = _load_vae(str(vae), torch_dtype, offline)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            str(folder or spec), dtype=torch_dtype, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, local_files_only=offline or folder is not None,
-        )
+        pipe = getattr(diffusers, class_name).from_pretrained(
+            str(folder or spec), dtype=torch_dtype, local_files_only=offline or folder is not None, **kwargs)
     except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError, hub errors...
         if folder is not None:
             raise GeneratorError(f"could not load the diffusers pipeline in {spec!r}: {str(e).splitlines()[0]}; "
@@ -522,10 +571,42 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     if alias is not None:
         settings.update(alias.settings())
     defaults = SamplingDefaults(steps=int(settings["default_steps"]), guidance_scale=float(settings["guidance_scale"]))
-    generator = Generator(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
+    generator = family.generator_class()(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
                           alias=alias_name, licence=alias.licence if alias is not None else None,
                           lora=str(lora) if lora is not None else None)
     return generator.compile() if compile else generator
+
+
+def _pipeline_class(spec: str, folder: Path | None, alias: GeneratorSpec | None, offline: bool) -> str:
+    """The diffusers pipeline class of ``spec``: model_index.json of the folder (or, for a hub id, of the hub
+    model when reachable), else the alias's; a class probe has no family for is a GeneratorError."""
+    name = None
+    try:
+        if folder is not None:
+            name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+        elif alias is None:
+            from diffusers import DiffusionPipeline
+
+            name = DiffusionPipeline.load_config(spec, local_files_only=offline).get("_class_name")
+    except Exception:  # unreachable hub or unreadable file: from_pretrained reports it with the fix
+        name = None
+    name = name or (alias.pipeline if alias is not None else "StableDiffusionPipeline")
+    if name not in PIPELINE_FAMILIES:
+        raise GeneratorError(f"generator {spec!r} is a {name}; probe loads {' and '.join(PIPELINE_FAMILIES)} "
+                             "layouts (SD 1.x/2.x, SD-Turbo, SDXL, SDXL-Turbo); see docs/generators.md for others")
+    return name
+
+
+def _load_vae(vae: str, dtype: torch.dtype, offline: bool):
+    from diffusers import AutoencoderKL
+
+    path = Path(vae).expanduser()
+    try:
+        return AutoencoderKL.from_pretrained(str(path) if path.exists() else vae, dtype=dtype,
+                                             local_files_only=offline or path.exists())
+    except Exception as e:
+        raise GeneratorError(f"could not load the VAE {vae!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                             "pass a folder holding an AutoencoderKL (config.json and weights) or its hub id") from e
 
 
 def _pipeline_folder(spec: str) -> Path | None:

@@ -1,0 +1,157 @@
+"""SDXL generators on a tiny random SDXL pipeline: loading, the same images as diffusers' pipeline, the class
+token in both encoders (gradient, optimisation, chunking), token files that diffusers loads, the fp16 VAE rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from probe.errors import GeneratorError
+from probe.generators import GENERATORS, PIPELINE_FAMILIES, load_generator
+from probe.gradient import token_gradient_step
+from probe.tokens import TokenConfig, optimize_class_token
+
+PROMPTS = ["a photo of a <t> star", "a picture of a <t> star", "a close-up photo of a <t> star"]
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl_path(tmp_path_factory):
+    from tiny_sdxl import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "pipe")
+
+
+@pytest.fixture()
+def sdxl(tiny_sdxl_path):
+    return load_generator(tiny_sdxl_path, device="cpu")
+
+
+def _classifier():
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(6, 3))
+    return net.requires_grad_(False).eval()
+
+
+def test_sdxl_folder_loads_as_the_sdxl_family_and_samples_what_diffusers_samples(sdxl, tiny_sdxl_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from probe.generators_sdxl import SDXLGenerator
+
+    assert isinstance(sdxl, SDXLGenerator)
+    assert sdxl.describe()["family"] == "sdxl" and sdxl.describe()["pipeline"] == "StableDiffusionXLPipeline"
+    assert sdxl.image_size == 32 and sdxl.defaults.steps == 3  # probe_generator.json
+    ours = sdxl.generate(["a photo of a star", "a red circle"], [4, 5], guidance_scale=3.0)
+    assert ours.shape == (2, 3, 32, 32) and torch.isfinite(ours).all()
+    # diffusers' own pipeline from the same folder and the same initial latents: both encoders' penultimate
+    # states, the pooled embedding, the size/crop time ids, zeroed unconditional context, the same images.
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_path)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(["a photo of a star", "a red circle"], latents=sdxl.initial_latents([4, 5]), height=32, width=32,
+                  num_inference_steps=3, guidance_scale=3.0, output_type="pt").images
+    assert torch.allclose(ours, theirs.float(), atol=1e-4), float((ours - theirs).abs().max())
+
+
+def test_gradient_reaches_both_encoders_rows_of_the_token_and_nothing_else(sdxl):
+    sdxl.add_token("<t>", "a")
+    vector = sdxl.trainable_token("<t>")
+    d1, d2 = sdxl.widths
+    assert vector.dtype == torch.float32 and vector.shape == (d1 + d2,) and (d1, d2) == (32, 48)
+    images = sdxl.generate(PROMPTS[:2], SEEDS[:2], grad_steps=1, guidance_scale=3.0)
+    images.mean().backward()
+    assert vector.grad[:d1].abs().sum() > 0 and vector.grad[d1:].abs().sum() > 0  # clip_l and clip_g halves
+    for module in (sdxl.text_encoder, sdxl.text_encoder_2, sdxl.unet, sdxl.vae):
+        assert all(p.grad is None and not p.requires_grad for p in module.parameters())
+
+
+def test_chunked_gradient_equals_the_unchunked_one_on_sdxl(sdxl):
+    classifier = _classifier()
+    labels = torch.full((3,), 1, dtype=torch.long)
+    sdxl.add_token("<t>", "a")
+    vector = sdxl.trainable_token("<t>")
+    images = sdxl.generate(PROMPTS, SEEDS, grad_steps=2, guidance_scale=3.0)
+    F.cross_entropy(classifier(images), labels).backward()
+    reference, vector.grad = vector.grad.clone(), None
+
+    def loss_fn(imgs, rows):
+        logits = classifier(imgs)
+        return F.cross_entropy(logits, labels[rows]), logits
+
+    step = token_gradient_step(sdxl, PROMPTS, SEEDS, loss_fn, grad_steps=2, guidance_scale=3.0, max_batch=2)
+    assert step.chunks == (2, 1)
+    assert torch.allclose(vector.grad, reference, rtol=1e-3, atol=1e-7)
+
+
+def test_one_optimisation_step_changes_only_the_token_rows_of_both_encoders(sdxl):
+    rows_before = [e.get_input_embeddings().weight.detach().clone() for e in (sdxl.text_encoder, sdxl.text_encoder_2)]
+    unet_before = {k: v.clone() for k, v in sdxl.unet.state_dict().items()}
+    config = TokenConfig(max_steps=2, patience=2, min_steps=1, batch_size=2, eval_images=1, grad_steps=1, lr=0.05)
+    token = optimize_class_token(sdxl, _classifier(), 1, config, class_name="star")
+    d1 = sdxl.widths[0]
+    assert token.vector.shape == (sum(sdxl.widths),) and token.movement["moved"]
+    for encoder, tokenizer, before, part in ((sdxl.text_encoder, sdxl.tokenizer, rows_before[0], token.vector[:d1]),
+                                             (sdxl.text_encoder_2, sdxl.tokenizer_2, rows_before[1], token.vector[d1:])):
+        after = encoder.get_input_embeddings().weight
+        assert torch.equal(after[: before.shape[0]], before)  # every pre-existing row bit-identical
+        assert torch.equal(after[tokenizer.convert_tokens_to_ids(token.token)], part)
+    assert all(torch.equal(v, unet_before[k]) for k, v in sdxl.unet.state_dict().items())
+
+
+def test_token_file_loads_into_a_plain_diffusers_sdxl_pipeline_per_encoder(sdxl, tiny_sdxl_path, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors.torch import load_file
+
+    sdxl.add_token("<t>", "star")
+    vector = sdxl.trainable_token("<t>")
+    with torch.no_grad():
+        vector.add_(torch.linspace(-1, 1, vector.shape[0]))  # a "learned" vector unlike any initial row
+    learned = vector.detach().clone()
+    sdxl.commit_token("<t>")
+    path = sdxl.save_token("<t>", tmp_path / "t.safetensors")
+    state = load_file(str(path))
+    assert set(state) == {"clip_l", "clip_g"}
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_path)
+    pipe.load_textual_inversion(state["clip_l"], token="<t>", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(state["clip_g"], token="<t>", text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    d1 = sdxl.widths[0]
+    row_l = pipe.text_encoder.get_input_embeddings().weight[pipe.tokenizer.convert_tokens_to_ids("<t>")]
+    row_g = pipe.text_encoder_2.get_input_embeddings().weight[pipe.tokenizer_2.convert_tokens_to_ids("<t>")]
+    assert torch.equal(row_l, learned[:d1]) and torch.equal(row_g, learned[d1:])
+    # ... and back into a fresh generator, by the file's layout or probe's one-tensor layout
+    fresh = load_generator(tiny_sdxl_path, device="cpu")
+    assert fresh.load_token(path, "<t>") == "<t>" and torch.equal(fresh.token_vector("<t>"), learned)
+    with pytest.raises(GeneratorError, match="clip_l, clip_g"):
+        fresh.commit_token("<t>", learned[:d1])
+
+
+def test_fp16_sdxl_decodes_with_a_float32_vae_unless_a_fixed_vae_is_given(tiny_sdxl_path, tmp_path):
+    from diffusers import AutoencoderKL
+
+    upcast = load_generator(tiny_sdxl_path, device="cpu", dtype="fp16")
+    assert upcast.unet.dtype == torch.float16 and upcast.vae.dtype == torch.float32
+    latents = upcast.initial_latents([0])
+    assert latents.dtype == torch.float16 and upcast.decode(latents).dtype == torch.float32
+    fixed = AutoencoderKL.from_pretrained(tiny_sdxl_path / "vae")
+    fixed.register_to_config(force_upcast=False)  # what a fixed fp16 VAE declares
+    fixed.save_pretrained(tmp_path / "fixed_vae")
+    kept = load_generator(tiny_sdxl_path, device="cpu", dtype="fp16", vae=tmp_path / "fixed_vae")
+    assert kept.vae.dtype == torch.float16 and not kept.vae.config.force_upcast
+
+
+def test_sdxl_aliases_and_unknown_pipeline_classes(tmp_path):
+    assert GENERATORS["sdxl"].base == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert "OpenRAIL++-M" in GENERATORS["sdxl"].licence
+    turbo = GENERATORS["sdxl-turbo"]
+    assert turbo.base == "stabilityai/sdxl-turbo" and "Non-Commercial" in turbo.licence
+    assert turbo.settings() == {"default_steps": 2, "guidance_scale": 0.0}
+    assert {GENERATORS[a].pipeline for a in ("sdxl", "sdxl-turbo")} <= set(PIPELINE_FAMILIES)
+    folder = tmp_path / "sd3"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    with pytest.raises(GeneratorError, match="StableDiffusion3Pipeline.*docs/generators.md"):
+        load_generator(folder, device="cpu")
