@@ -146,18 +146,21 @@ class SDXLGenerator(Generator):
         from probe.files import atomic_path
 
         path = Path(path)
-        with atomic_path(path) as tmp:
-            save_file(self.token_state(token, vector), str(tmp))
+        with atomic_path(path) as tmp:  # the token string rides in the metadata, which diffusers ignores
+            save_file(self.token_state(token, vector), str(tmp), metadata={"token": token})
         return path
 
     def load_token(self, path: str | Path, token: str | None = None) -> str:
-        """Load a token file: diffusers' SDXL layout {clip_l, clip_g} (then ``token`` names it, default
-        the file's stem), or probe's {token: both rows end to end}."""
+        """Load a token file: diffusers' SDXL layout {clip_l, clip_g} (named by ``token``, else by the file's
+        ``token`` metadata that :meth:`save_token` writes, else by the file's stem), or {token: both rows end to end}."""
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         state = load_file(str(path))
         if set(state) == set(TOKEN_KEYS):
-            token = token or Path(path).stem
+            with safe_open(str(path), framework="pt") as f:
+                named = (f.metadata() or {}).get("token")
+            token = token or named or Path(path).stem
             vector = torch.cat([state["clip_l"].float().flatten(), state["clip_g"].float().flatten()])
         elif len(state) == 1:
             (name, vector), = state.items()

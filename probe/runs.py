@@ -180,9 +180,10 @@ def environment_versions() -> dict:
 
 
 def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, evaluation: Evaluation,
-                         config: TokenConfig, *, slug: str, eval_name: str | None) -> dict:
-    """Write token, history, images, then metrics.json last (its presence marks the class finished)."""
-    class_token.save(directory / TOKEN)
+                         config: TokenConfig, *, slug: str, eval_name: str | None, generator=None) -> dict:
+    """Write token, history, images, then metrics.json last (its presence marks the class finished). The token file
+    is in the generator's layout when it has one (SDXL: clip_l / clip_g)."""
+    class_token.save(directory / TOKEN, generator)
     run.write_history(directory, class_token.history)
     images = []
     scores = {"baseline": evaluation.baseline, "token": evaluation.token}
@@ -399,7 +400,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
                                                   eval_classifier=eval_classifier,
                                                   eval_target=_eval_target(classifier, eval_classifier, index))
                 save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
-                                     eval_name=config.eval_model)
+                                     eval_name=config.eval_model, generator=generator)
                 bar.finish_class(index, name, ok=True, detail=f"{evaluation.baseline['accuracy']:.2f} -> "
                                                               f"{evaluation.token['accuracy']:.2f}")
             except KeyboardInterrupt:

@@ -169,12 +169,15 @@ class ClassToken:
         scored = [r for r in self.history if r["step"] == self.best_step and not r.get("event")]
         return scored[0]["accuracy"] if scored else float("nan")
 
-    def save(self, path: str | Path) -> Path:
-        """diffusers textual-inversion format: ``pipe.load_textual_inversion(path)`` loads it."""
+    def save(self, path: str | Path, generator=None) -> Path:
+        """diffusers textual-inversion format: ``pipe.load_textual_inversion(path)`` loads it. A ``generator`` with
+        its own layout (``save_token``: SDXL's one row per encoder, clip_l / clip_g) writes that instead."""
         from safetensors.torch import save_file
 
         from probe.files import atomic_path
 
+        if generator is not None and hasattr(generator, "save_token"):
+            return generator.save_token(self.token, path, self.vector)
         path = Path(path)
         with atomic_path(path) as tmp:
             save_file({self.token: self.vector.detach().float().cpu().contiguous()}, str(tmp))

@@ -155,3 +155,31 @@ def test_sdxl_aliases_and_unknown_pipeline_classes(tmp_path):
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
     with pytest.raises(GeneratorError, match="StableDiffusion3Pipeline.*docs/generators.md"):
         load_generator(folder, device="cpu")
+
+
+def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, tmp_path):
+    from safetensors import safe_open
+
+    from color_classifier import calibrated_redness_classifier
+    from probe.classifiers import load_classifier
+    from probe.generate import generate_dataset
+    from probe.runs import AuditConfig, audit
+
+    redness = load_classifier(calibrated_redness_classifier(sdxl, seeds=range(3)), labels=["other", "star"],
+                              input_size=32, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)
+    token = TokenConfig(lr=0.1, max_steps=2, patience=2, eval_images=1, batch_size=2)
+    config = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sdxl_path), token=token,
+                         classes="star", analyze=False, report=False)
+    first = audit(config, classifier=redness, generator=sdxl, progress=False)
+    assert not first.failed
+    file = next(first.run_dir.glob("classes/1-*/token.safetensors"))
+    with safe_open(str(file), framework="pt") as f:  # diffusers' SDXL layout, the token string in the metadata
+        assert set(f.keys()) == {"clip_l", "clip_g"} and f.metadata()["token"] == "<probe-1>"
+    learned = sdxl.token_vector("<probe-1>")
+    again = audit(config, classifier=redness, generator=sdxl, progress=False)  # resume: the class is finished
+    assert not again.failed and torch.equal(sdxl.token_vector("<probe-1>"), learned)
+    fresh = load_generator(tiny_sdxl_path, device="cpu")
+    result = generate_dataset(first.run_dir, tmp_path / "data", classifier=redness, generator=fresh, per_class=2,
+                              batch_size=2, progress=False)
+    assert torch.equal(fresh.token_vector("<probe-1>"), learned)
+    assert len(list((tmp_path / "data").rglob("*.png"))) == 2, result

@@ -119,7 +119,11 @@ def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator
     if file.is_file() and cfg.nearest_k > 0:
         from safetensors.torch import load_file
 
-        (token_name, vector), = list(load_file(str(file)).items())[:1]
+        state = load_file(str(file))
+        if "clip_l" in state:  # SDXL layout: the first encoder's row, the one generator.text_encoder embeds
+            token_name, vector = token, state["clip_l"]
+        else:
+            (token_name, vector), = list(state.items())[:1]
         token = token or token_name
         info["nearest_words"] = nearest_words(generator.tokenizer, generator.text_encoder, vector, cfg.nearest_k)
     if domain is not None and domain.scenes is not None and cfg.off_object and cfg.iou_images > 0:
