@@ -183,3 +183,14 @@ def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, t
                               batch_size=2, progress=False)
     assert torch.equal(fresh.token_vector("<probe-1>"), learned)
     assert len(list((tmp_path / "data").rglob("*.png"))) == 2, result
+
+
+def test_cross_attention_maps_come_from_sdxl_attention_layers(sdxl):
+    from probe.analysis.attention import capture_cross_attention, denoising_attention_maps
+
+    images, maps = capture_cross_attention(sdxl, ["a photo of a red star"], [0], [["star"]])
+    assert images.shape == (1, 3, 32, 32) and maps.shape == (1, 32, 32) and torch.isfinite(maps).all()
+    again = denoising_attention_maps(sdxl, images, ["a photo of a red star"], [["star"]])
+    other = denoising_attention_maps(sdxl, images, ["a photo of a red star"], [["red"]])
+    assert again.shape == (1, 32, 32) and torch.isfinite(again).all()
+    assert not torch.allclose(again, other)  # the map follows the word's position in the context

@@ -255,8 +255,8 @@ def denoising_attention_maps(
     idx = [token_positions(generator.tokenizer, p, w) for p, w in zip(prompts, words)]
     cap = CrossAttentionCapture(unet, idx, res=res)
     with torch.no_grad():
-        x = images01.to(dev, dtype) * 2 - 1
-        z = vae.encode(x).latent_dist.mean
+        x = images01.to(dev, vae.dtype) * 2 - 1  # the VAE may run in float32 (SDXL's fp16 upcast)
+        z = vae.encode(x).latent_dist.mean.to(dtype)
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         z = (z - shift) * vae.config.scaling_factor
         if hasattr(generator, "encode"):
@@ -270,7 +270,10 @@ def denoising_attention_maps(
             for level in noise_levels:
                 t = torch.tensor(min(n_train - 1, max(0, int(level * n_train))), device=dev)
                 noise = torch.randn(z.shape, generator=g).to(dev, dtype)
-                unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=cond)
+                if hasattr(generator, "unet_call"):  # the family unpacks its conditioning (SDXL: pooled, sizes)
+                    generator.unet_call(unet, sched.add_noise(z, noise, t), t, cond)
+                else:
+                    unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=cond)
     m = cap.maps()
     m = F.interpolate(m[:, None], size=images01.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     lo, hi = m.amin(dim=(1, 2), keepdim=True), m.amax(dim=(1, 2), keepdim=True)
