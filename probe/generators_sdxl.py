@@ -50,6 +50,7 @@ class SDXLGenerator(Generator):
         self.text_encoder_2 = pipe.text_encoder_2
         self.text_encoder_2.requires_grad_(False)
         self.text_encoder_2.eval()
+        self._ids_2: dict[int, int] = {}  # encoder 1's token id -> encoder 2's, for the substitution hook
         self._hook_2 = self.text_encoder_2.get_input_embeddings().register_forward_hook(self._substitute_tokens_2)
         self.zero_uncond = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
         # 1. VAE upcast: fp16 overflows in SDXL's VAE unless it is a fixed one (force_upcast False).
@@ -73,7 +74,7 @@ class SDXLGenerator(Generator):
     def add_token(self, token: str, init_word: str = "a", *, reinitialise: bool = False) -> int:
         """Add ``token`` to both tokenizers, each row initialised from ``init_word`` in its own encoder."""
         token_id = super().add_token(token, init_word, reinitialise=reinitialise)
-        add_token_row(self.tokenizer_2, self.text_encoder_2, token, init_word)
+        self._ids_2[token_id], _ = add_token_row(self.tokenizer_2, self.text_encoder_2, token, init_word)
         emb = self.text_encoder_2.get_input_embeddings()
         if self._hook_2 is not None and emb is not getattr(self, "_hooked_2", None):
             self._hook_2.remove()
@@ -178,11 +179,13 @@ class SDXLGenerator(Generator):
         return self._substitute(inputs[0], output, lambda tid: tid, 0)
 
     def _substitute_tokens_2(self, module, inputs, output):
-        ids_2 = {}
-        for tid in self._trainable:
-            name = self.tokenizer.convert_ids_to_tokens(tid)
-            ids_2[tid] = self.tokenizer_2.get_vocab().get(name, -1)
-        return self._substitute(inputs[0], output, ids_2.get, 1)
+        # encoder 1's token id -> encoder 2's, looked up once per token (get_vocab() copies the whole vocabulary)
+        missing = [tid for tid in self._trainable if tid not in self._ids_2]
+        if missing:
+            vocab = self.tokenizer_2.get_vocab()
+            for tid in missing:
+                self._ids_2[tid] = vocab.get(self.tokenizer.convert_ids_to_tokens(tid), -1)
+        return self._substitute(inputs[0], output, self._ids_2.get, 1)
 
     def _substitute(self, ids, output, id_in_encoder, half: int):
         if not self._trainable:
