@@ -1,7 +1,8 @@
 """Generators: a diffusers text-to-image pipeline that turns prompts (with a learned token) into images.
 
 ``load_generator(id_or_path)`` accepts any ``StableDiffusionPipeline``-layout model: SD 1.x, 2.x,
-SD-Turbo, or the bundled shapes world. ``Generator.generate`` samples a batch of (prompt, seed)
+SD-Turbo, or the bundled shapes world, and ``StableDiffusionXLPipeline`` layouts (SDXL, SDXL-Turbo: see
+probe/generators_sdxl.py); ``PIPELINE_FAMILIES`` maps model_index.json's pipeline class to the Generator class. ``Generator.generate`` samples a batch of (prompt, seed)
 pairs with classifier-free guidance and keeps the autograd graph only through the last
 ``grad_steps`` UNet calls and the VAE decode, so a class token can be optimised through it.
 
@@ -39,6 +40,7 @@ class GeneratorSpec:
     licence: str
     lora: str | None = None
     pipeline: str = "StableDiffusionPipeline"  # the family (see PIPELINE_FAMILIES), known without downloading
+    vae: str | None = None  # a replacement VAE (e.g. a fixed fp16 SDXL VAE); PROBE_<ALIAS>_VAE sets it
     scheduler: str | None = None
     default_steps: int | None = None
     guidance_scale: float | None = None
@@ -71,15 +73,18 @@ GENERATOR_ALIASES = {name: spec.base for name, spec in GENERATORS.items()}
 
 
 def alias_spec(name: str) -> GeneratorSpec | None:
-    """The alias's spec with local overrides: ``PROBE_<ALIAS>_BASE`` and ``PROBE_<ALIAS>_LORA`` (alias upper-cased,
-    '-' as '_', e.g. PROBE_SD15_LCM_BASE=/models/sd15 PROBE_SD15_LCM_LORA=/models/lcm-lora) point it at folders."""
+    """The alias's spec with local overrides: ``PROBE_<ALIAS>_BASE``, ``PROBE_<ALIAS>_LORA`` and ``PROBE_<ALIAS>_VAE``
+    (alias upper-cased, '-' as '_', e.g. PROBE_SD15_LCM_BASE=/models/sd15 PROBE_SD15_LCM_LORA=/models/lcm-lora,
+    PROBE_SDXL_VAE=/models/sdxl-vae-fp16-fix) point it at folders."""
     spec = GENERATORS.get(name)
     if spec is None:
         return None
     key = "PROBE_" + name.upper().replace("-", "_")
     base = os.environ.get(f"{key}_BASE") or spec.base
     lora = os.environ.get(f"{key}_LORA") or spec.lora
-    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, pipeline=spec.pipeline, scheduler=spec.scheduler,
+    vae = os.environ.get(f"{key}_VAE") or spec.vae
+    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, pipeline=spec.pipeline, vae=vae,
+                         scheduler=spec.scheduler,
                          default_steps=spec.default_steps, guidance_scale=spec.guidance_scale)
 
 
@@ -531,6 +536,7 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     if alias is not None:
         spec = alias.base
         lora = lora if lora is not None else alias.lora
+        vae = vae if vae is not None else alias.vae
         scheduler = scheduler if scheduler is not None else alias.scheduler
     if scheduler is not None and scheduler not in _SCHEDULERS:
         raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(_SCHEDULERS)}")

@@ -129,7 +129,7 @@ def test_token_file_loads_into_a_plain_diffusers_sdxl_pipeline_per_encoder(sdxl,
         fresh.commit_token("<t>", learned[:d1])
 
 
-def test_fp16_sdxl_decodes_with_a_float32_vae_unless_a_fixed_vae_is_given(tiny_sdxl_path, tmp_path):
+def test_fp16_sdxl_decodes_with_a_float32_vae_unless_a_fixed_vae_is_given(tiny_sdxl_path, tmp_path, monkeypatch):
     from diffusers import AutoencoderKL
 
     upcast = load_generator(tiny_sdxl_path, device="cpu", dtype="fp16")
@@ -141,6 +141,14 @@ def test_fp16_sdxl_decodes_with_a_float32_vae_unless_a_fixed_vae_is_given(tiny_s
     fixed.save_pretrained(tmp_path / "fixed_vae")
     kept = load_generator(tiny_sdxl_path, device="cpu", dtype="fp16", vae=tmp_path / "fixed_vae")
     assert kept.vae.dtype == torch.float16 and not kept.vae.config.force_upcast
+    # the alias, pointed at local folders (PROBE_SDXL_BASE / PROBE_SDXL_VAE), as `--generator sdxl` would load it
+    monkeypatch.setenv("PROBE_SDXL_BASE", str(tiny_sdxl_path))
+    monkeypatch.setenv("PROBE_SDXL_VAE", str(tmp_path / "fixed_vae"))
+    alias = load_generator("sdxl", device="cpu", dtype="fp16")
+    assert alias.alias == "sdxl" and "OpenRAIL++-M" in alias.licence and alias.vae.dtype == torch.float16
+    assert (alias.defaults.steps, alias.defaults.guidance_scale) == (15, 5.0)
+    with pytest.raises(GeneratorError, match="could not load the VAE"):
+        load_generator(tiny_sdxl_path, device="cpu", vae=tmp_path)
 
 
 def test_sdxl_aliases_and_unknown_pipeline_classes(tmp_path):
