@@ -20,6 +20,7 @@ models were built: the memory one step adds. benchmarks/gpu_run.sh is the one sc
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -75,7 +76,47 @@ ROW_NAMES = tuple(r.name for r in ROWS)
 
 
 # ---------------------------------------------------------------------- components
+def _sdxl_configs(size: str) -> dict:
+    """SDXL base 1.0's architecture (UNet 2.6 B parameters, CLIP-L + OpenCLIP-bigG, 1024 px), or a tiny one."""
+    if size == "full":
+        return {
+            "unet": dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+                         block_out_channels=(320, 640, 1280),
+                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                         transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                         cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
+                         addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816),
+            "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+                        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024, scaling_factor=0.13025,
+                        force_upcast=True),
+            "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         hidden_act="quick_gelu", projection_dim=768),
+            "text_2": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                           hidden_act="gelu", projection_dim=1280),
+            "max_length": 77, "defaults": (15, 5.0), "pndm_steps": 30, "classifier_size": 224,
+        }
+    return {
+        "unet": dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=80,
+                     attention_head_dim=4, norm_num_groups=8, use_linear_projection=True,
+                     addition_embed_type="text_time", addition_time_embed_dim=8,
+                     projection_class_embeddings_input_dim=6 * 8 + 16),
+        "vae": dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+                    block_out_channels=(16, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                    up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, sample_size=128, force_upcast=True),
+        "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+        "text_2": dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                       projection_dim=16),
+        "max_length": 16, "defaults": (4, 5.0), "pndm_steps": 6, "classifier_size": 64,
+    }
+
+
 def _configs(size: str, family: str) -> dict:
+    if family == "sdxl":
+        return _sdxl_configs(size)
     if size == "full":
         sd2 = family == "sd2"
         return {
@@ -130,15 +171,33 @@ def build_generator(size: str, family: str, device: torch.device, dtype: torch.d
         vae = AutoencoderKL(**cfg["vae"])
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    for module in (text_encoder, unet, vae):
+    generator_class = Generator
+    if family == "sdxl":  # a second tokenizer and encoder (with projection) and SDXL's pipeline and Generator
+        from diffusers import StableDiffusionXLPipeline
+        from transformers import CLIPTextModelWithProjection
+
+        from probe.generators_sdxl import SDXLGenerator
+
+        with torch.device(device):
+            text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+                vocab_size=len(tokenizer), max_position_embeddings=cfg["max_length"],
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id, **cfg["text_2"]))
+        pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                         tokenizer=tokenizer, tokenizer_2=copy.deepcopy(tokenizer), unet=unet,
+                                         scheduler=scheduler)
+        encoders, generator_class = (text_encoder, text_encoder_2), SDXLGenerator
+    else:
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        encoders = (text_encoder,)
+    for module in (*encoders, unet, vae):
         module.to(dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     steps, guidance = cfg["defaults"]
-    return Generator(pipe, source=f"random {family} ({size})", device=device, dtype=dtype,
-                     defaults=SamplingDefaults(steps=steps, guidance_scale=guidance))
+    return generator_class(pipe, source=f"random {family} ({size})", device=device, dtype=dtype,
+                           defaults=SamplingDefaults(steps=steps, guidance_scale=guidance))
 
 
 class Classifier(torch.nn.Module):
@@ -338,7 +397,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny components on the CPU (same code path, seconds)")
     parser.add_argument("--size", choices=("full", "tiny"), default=None)
-    parser.add_argument("--family", choices=("sd1", "sd2"), default="sd1")
+    parser.add_argument("--family", choices=("sd1", "sd2", "sdxl"), default="sd1",
+                        help="sdxl: SDXL base's architecture at 1024 px (no `reference` row: the paper's loop is SD 1.x)")
     parser.add_argument("--classifier", default="resnet50", help="torchvision model name (resnet50, vit_b_16)")
     parser.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     parser.add_argument("--dtype", default=None, help="fp16 (default on CUDA), fp32 (default on CPU) or bf16")
@@ -356,7 +416,8 @@ def main(argv=None) -> int:
     args.size = args.size or "full"
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     names = args.rows.split(",") if args.rows else [n for n in ROW_NAMES
-                                                    if not (n == "compile" and args.device == "cpu")]
+                                                    if not (n == "compile" and args.device == "cpu")
+                                                    and not (n == "reference" and args.family == "sdxl")]
     unknown = [n for n in names if n not in ROW_NAMES]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROW_NAMES)}")

@@ -202,3 +202,22 @@ def test_cross_attention_maps_come_from_sdxl_attention_layers(sdxl):
     other = denoising_attention_maps(sdxl, images, ["a photo of a red star"], [["red"]])
     assert again.shape == (1, 32, 32) and torch.isfinite(again).all()
     assert not torch.allclose(again, other)  # the map follows the word's position in the context
+
+
+def test_gpu_benchmark_has_an_sdxl_family_with_sdxl_base_architecture(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from diffusers import UNet2DConditionModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_step
+
+    with torch.device("meta"):  # the full-size config, without allocating it: SDXL base's 2,567,463,684 UNet weights
+        unet = UNet2DConditionModel(**gpu_step._configs("full", "sdxl")["unet"])
+    assert sum(p.numel() for p in unet.parameters()) == 2_567_463_684
+    out = tmp_path / "rows.json"
+    gpu_step.main(["--tiny", "--family", "sdxl", "--rows", "max-batch-1", "--repeats", "1", "--warmup", "0",
+                   "--no-isolate", "--quiet", "--json", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["name"] == "max-batch-1" and row["max_batch"] == 1 and row["s_per_step"] > 0
