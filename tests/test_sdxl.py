@@ -191,6 +191,13 @@ def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, t
                               batch_size=2, progress=False)
     assert torch.equal(fresh.token_vector("<probe-1>"), learned)
     assert len(list((tmp_path / "data").rglob("*.png"))) == 2, result
+    # the analysis reads the SDXL token file too (nearest words from the clip_l row, in encoder 1's vocabulary)
+    from probe.analysis.config import AnalysisConfig
+    from probe.analysis.engine import analyze_run
+
+    analyze_run(first.run_dir, redness, sdxl, AnalysisConfig(screen_seeds=1, confirm=False, ig_steps=2, iou_images=1))
+    info = json.loads((first.run_dir / "analysis.json").read_text())["classes"]["1"]
+    assert len(info["nearest_words"]) == 10 and info["nearest_words"][0]["cosine"] > 0
 
 
 def test_cross_attention_maps_come_from_sdxl_attention_layers(sdxl):
