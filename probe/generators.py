@@ -251,10 +251,8 @@ class Generator:
         return token_id
 
     def token_id(self, token: str) -> int:
-        vocab = self.tokenizer.get_vocab()
-        if token not in vocab:
-            raise GeneratorError(f"token {token!r} is not in the tokenizer; add it with add_token() or load_token()")
-        return vocab[token]
+        return vocab_id(self.tokenizer, token, f"token {token!r} is not in the tokenizer; add it with add_token() or "
+                                               "load_token()")
 
     def token_vector(self, token: str) -> torch.Tensor:
         """The token's current embedding (the trainable vector while training, else its row)."""
@@ -479,6 +477,14 @@ class Sampling:
 
 
 # ---------------------------------------------------------------------- loading
+def vocab_id(tokenizer, token: str, missing: str) -> int:
+    """``token``'s id in ``tokenizer``'s vocabulary; a GeneratorError with the message ``missing`` when absent."""
+    vocab = tokenizer.get_vocab()
+    if token not in vocab:
+        raise GeneratorError(missing)
+    return vocab[token]
+
+
 def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
 

@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 
 from probe.errors import GeneratorError
-from probe.generators import Generator, add_token_row
+from probe.generators import Generator, add_token_row, vocab_id
 
 TOKEN_KEYS = ("clip_l", "clip_g")  # diffusers' SDXL textual-inversion keys: encoder 1, encoder 2
 
@@ -84,10 +84,8 @@ class SDXLGenerator(Generator):
         return token_id
 
     def _id_2(self, token: str) -> int:
-        vocab = self.tokenizer_2.get_vocab()
-        if token not in vocab:
-            raise GeneratorError(f"token {token!r} is in the first tokenizer but not in tokenizer_2; add it with add_token()")
-        return vocab[token]
+        return vocab_id(self.tokenizer_2, token, f"token {token!r} is in the first tokenizer but not in tokenizer_2; "
+                                                 "add it with add_token()")
 
     def _rows(self, token: str) -> torch.Tensor:
         w1 = self.text_encoder.get_input_embeddings().weight[self.token_id(token)]
