@@ -198,6 +198,11 @@ def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, t
     analyze_run(first.run_dir, redness, sdxl, AnalysisConfig(screen_seeds=1, confirm=False, ig_steps=2, iou_images=1))
     info = json.loads((first.run_dir / "analysis.json").read_text())["classes"]["1"]
     assert len(info["nearest_words"]) == 10 and info["nearest_words"][0]["cosine"] > 0
+    from probe.report import render_report  # the report renders an SDXL run like any other
+
+    index = render_report(first.run_dir)
+    page = next((first.run_dir / "report" / "classes").glob("1-*.html")).read_text(encoding="utf-8")
+    assert index.is_file() and "star" in page and "token" in page
 
 
 def test_cross_attention_maps_come_from_sdxl_attention_layers(sdxl):
