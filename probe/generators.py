@@ -277,9 +277,13 @@ class Generator:
             if param is None:
                 return
             vector = param.detach()
+        self._write_token_rows(token, vector.detach())
+
+    def _write_token_rows(self, token: str, vector: torch.Tensor) -> None:
+        """Write ``vector`` into the token's embedding row (a family with more text encoders writes each)."""
         weight = self.text_encoder.get_input_embeddings().weight
         with torch.no_grad():
-            weight[tid] = vector.to(device=weight.device, dtype=weight.dtype)
+            weight[self.token_id(token)] = vector.to(device=weight.device, dtype=weight.dtype)
 
     def load_token(self, path: str | Path, token: str | None = None) -> str:
         """Load a textual-inversion file (diffusers format: {token: vector}); returns the token string."""

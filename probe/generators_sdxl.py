@@ -116,16 +116,11 @@ class SDXLGenerator(Generator):
                                  f"{tuple(vector.shape)}; load a token learned with this generator family")
         return vector[:d1], vector[d1:]
 
-    def commit_token(self, token: str, vector: torch.Tensor | None = None) -> None:
-        """Write both halves of ``vector`` (default: the trainable one) into the rows and stop substituting."""
-        tid = self.token_id(token)
-        param = self._trainable.pop(tid, None)
-        if vector is None:
-            if param is None:
-                return
-            vector = param.detach()
-        v1, v2 = self.split(vector.detach())
-        for encoder, row, part in ((self.text_encoder, tid, v1), (self.text_encoder_2, self._id_2(token), v2)):
+    def _write_token_rows(self, token: str, vector: torch.Tensor) -> None:
+        """Write both halves of ``vector`` into the token's rows of encoder 1 and encoder 2."""
+        v1, v2 = self.split(vector)
+        for encoder, row, part in ((self.text_encoder, self.token_id(token), v1),
+                                   (self.text_encoder_2, self._id_2(token), v2)):
             weight = encoder.get_input_embeddings().weight
             with torch.no_grad():
                 weight[row] = part.to(device=weight.device, dtype=weight.dtype)
