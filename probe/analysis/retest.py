@@ -176,7 +176,7 @@ class CueTest:
                 ("p", f"{f.p:.3g}"), ("q", f"{f.q:.3g}"), ("counters", ", ".join(c.replace('{}', '…') for c in self.counters))]
         table = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
         images = thumbnails([self.run_root / p for p in f.evidence], size=96)
-        return (f"<div><p><b>{e(f.kind)} test of {e(self.hypothesis)!s} for {e(f.class_name)}</b>: {e(f.sentence)}</p>"
+        return (f"<div><p><b>{e(f.kind)} test of {e(self.hypothesis)} for {e(f.class_name)}</b>: {e(f.sentence)}</p>"
                 f"<table>{table}</table>{images}</div>")
 
 
@@ -219,14 +219,14 @@ def measure_cue(context: RunContext, which: int | str, cue: str, *, kind: str = 
             lab, [test_cue], [cls.index], usable, seeds, template=cfg.carrier_template,
             object_attribute=object_attribute, evidence_dir=evidence, n_evidence=cfg.n_evidence))[(test_cue.name, cls.index)]
     # 4. the audit's statistics and rule; one pre-stated test, so q = p
-    return CueTest(_decide(cfg, kind, cls, test_cue, sample, context.run.root), hypothesis=cue,
+    return CueTest(_decide(cfg, kind, cls, test_cue, sample), hypothesis=cue,
                    counters=test_cue.counters, run_root=context.run.root)
 
 
-def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample, root: Path) -> Finding:
+def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample) -> Finding:
     effect = sample.effect()
     inconclusive = bool(sample.n) and sample.excluded_share > EXCLUDED_LIMIT
-    evidence = tuple(str(Path(e)) if not Path(e).is_absolute() else RunDir(root).rel(e) for e in sample.evidence if e)
+    evidence = tuple(e for e in sample.evidence if e)  # the Lab stores them relative to the run
     details = {"category": cue.category, "description": cue.description, "hypothesis": True,
                "counter_templates": list(cue.counters), **sample.extra}
     finding = Finding(class_index=cls.index, class_name=cls.name, cue=cue.name, kind=kind,

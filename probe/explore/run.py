@@ -218,7 +218,8 @@ class ClassView:
             return []
         out = []
         for record in self._data.metrics.get("images", []):
-            path = _inside(self._data.dir, record.get("path"))
+            stored = record.get("path")
+            path = RunDir(self._run.path).resolve(stored, base=self._data.dir) if isinstance(stored, str) else None
             if record.get("kind") == kind and path is not None and path.is_file():
                 out.append(path)
         return out
@@ -294,18 +295,6 @@ class ClassView:
 def _eval(data: ClassData, kind: str):
     block = (data.metrics.get("eval_model") or {}).get(kind) if isinstance(data.metrics.get("eval_model"), dict) else None
     return block.get("accuracy") if isinstance(block, dict) else None
-
-
-def _inside(folder: Path, stored) -> Path | None:
-    """``stored`` (a relative path from metrics.json) under ``folder``, or None when it leaves it."""
-    if not isinstance(stored, str) or not stored or Path(stored).is_absolute():
-        return None
-    path = (folder / stored).resolve()
-    try:
-        path.relative_to(folder.resolve())
-    except ValueError:
-        return None
-    return path
 
 
 class Gallery:
