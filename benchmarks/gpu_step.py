@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import resource
 import statistics
@@ -56,6 +57,7 @@ class Row:
     checkpointing: bool = False
     dtype: str | None = None  # None: the run's dtype
     compile: bool = False
+    batch_factor: int = 1  # images per step = --batch x this (2: two classes' batches in one, as multi-class would)
 
 
 ROWS = (  # in the order they run: rows that change the models (bf16, compile) come last
@@ -68,6 +70,9 @@ ROWS = (  # in the order they run: rows that change the models (bf16, compile) c
     Row("max-batch-1", "probe, --max-batch 1", max_batch=1),
     Row("max-batch-2", "probe, --max-batch 2", max_batch=2),
     Row("checkpointing", "probe, defaults + --gradient-checkpointing (UNet and VAE decoder)", checkpointing=True),
+    Row("floor-x2", "floor at twice the images (two classes in one batch)", kind="floor", batch_factor=2),
+    Row("default-x2", "probe defaults at twice the images: what optimising two classes in one UNet batch costs",
+        batch_factor=2),
     Row("distilled", "probe, 2 sampling steps, no guidance (the cost of a distilled generator)", steps=2, guidance=0.0),
     Row("bf16", "probe, defaults in bf16", dtype="bf16"),
     Row("compile", "probe, defaults + --compile (UNet and VAE decode)", compile=True),
@@ -256,6 +261,7 @@ def run_row(gen, classifier, row: Row, *, batch: int, warmup: int, repeats: int,
 
     device = gen.device
     steps = pndm_steps if row.steps == -1 else row.steps
+    batch *= row.batch_factor
     seeds = list(range(batch))
     guidance = gen.defaults.guidance_scale if row.guidance is None else row.guidance
     max_batch, chosen = row.max_batch, ""
@@ -299,7 +305,7 @@ def run_row(gen, classifier, row: Row, *, batch: int, warmup: int, repeats: int,
         step()
         _sync(device)
         times.append(time.perf_counter() - start)
-    result = {**asdict(row), "steps": steps or gen.defaults.steps, "guidance": guidance, "max_batch": max_batch,
+    result = {**asdict(row), "images": batch, "steps": steps or gen.defaults.steps, "guidance": guidance, "max_batch": max_batch,
               "chosen": chosen, "seconds": times, "s_per_step": statistics.median(times), "first_step_s": first}
     if device.type == "cuda":
         result["peak_gib"] = torch.cuda.max_memory_allocated(device) / GIB
@@ -328,14 +334,18 @@ def measure(args, rows: list[Row]) -> list[dict]:
         dtype = resolve_dtype(row.dtype, device) if row.dtype else run_dtype
         if gen is None or gen.dtype != dtype or gen.is_compiled or row.compile:
             gen = None
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            _free(device)  # the previous model must be gone before this row's peak is read
             gen = build_generator(args.size, args.family, device, dtype)
             if row.compile:
                 gen.compile()
         rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result = run_row(gen, classifier, row, batch=args.batch, warmup=args.warmup + (1 if row.compile else 0),
-                         repeats=args.repeats, pndm_steps=cfg["pndm_steps"])
+        try:
+            result = run_row(gen, classifier, row, batch=args.batch, warmup=args.warmup + (1 if row.compile else 0),
+                             repeats=args.repeats, pndm_steps=cfg["pndm_steps"])
+        except torch.OutOfMemoryError as error:  # a row that does not fit is a result; the next rows still run
+            result = {**asdict(row), "images": args.batch * row.batch_factor, "steps": row.steps, "guidance": row.guidance,
+                      "max_batch": row.max_batch, "oom": str(error).split(".")[0]}
+            _free(device)
         result["dtype"] = str(dtype).replace("torch.", "")
         if device.type != "cuda":
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -370,11 +380,19 @@ def measure_isolated(args, rows: list[Row]) -> list[dict]:
     return results
 
 
+def _free(device: torch.device) -> None:
+    gc.collect()  # a dropped pipeline holds reference cycles: collect them, or its weights count in the next peak
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _line(r: dict, device: torch.device) -> str:
+    if r.get("oom"):
+        return f"| {r['name']} | {r['what']} | {r['images']} images | {r['max_batch']} | - | out of memory: {r['oom']} |"
     mb = "one chunk" if r["max_batch"] in (None, "") else f"{r['max_batch']}"
     memory = (f"{r['peak_gib']:.2f} GiB peak" if device.type == "cuda" else
               f"{r['step_rss_mib']:.0f} MiB RSS added by the step ({r['peak_rss_mib']:.0f} MiB peak)")
-    sampling = f"{(r['scheduler'] or 'ddim').upper()} {r['steps']}, " + (
+    sampling = f"{r.get('images', '?')} images, {(r['scheduler'] or 'ddim').upper()} {r['steps']}, " + (
         f"guidance {r['guidance']:g}" if r["guidance"] > 1 else "no guidance")
     text = f"| {r['name']} | {r['what']} | {sampling} | {mb} | {r['s_per_step']:.3f} s/step | {memory} |"
     if r.get("compile"):
