@@ -41,7 +41,7 @@ class AnalysisConfig:
     clip_model: str | None = None  # local CLIP folder: concept scoring and intervention checks outside a domain
     confirm: bool = True
     confirm_round: int = 8  # fresh pairs added per confirmation round
-    max_pairs: int = 32  # confirmation budget per finding
+    max_pairs: int = 32  # confirmation budget per finding, in valid pairs: one more round replaces pairs lost to failed checks
     target_halfwidth: float = 0.12
     off_object: bool = True
     attention_res: int = 32

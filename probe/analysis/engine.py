@@ -401,7 +401,12 @@ def _pairs(test: Test) -> dict:
 
 def _confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
     if sample.attempted >= cfg.max_pairs:
-        return True
+        # The budget is spent. A test that lost a few pairs to failed interventions and so has fewer valid pairs
+        # than may decide gets one more round to replace them (the budget counts valid pairs, not attempts):
+        # otherwise, with max_pairs == min_pairs as in the demo, one lost pair would sink a real finding.
+        short = sample.n < min(cfg.thresholds.min_pairs, cfg.max_pairs)
+        return not (short and sample.attempted < cfg.max_pairs + cfg.confirm_round
+                    and sample.excluded_share <= EXCLUDED_LIMIT)
     size = abs(sample.mean) if two_sided else sample.mean
     if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
         return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
