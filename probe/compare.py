@@ -52,8 +52,6 @@ CUE_KINDS = ("sufficiency", "necessity", "token-shift")
 # what must agree for the pairs to be the same pairs (config.json / analysis.json field names)
 GENERATOR_FIELDS = ("source", "pipeline", "scheduler", "image_size", "dtype", "default_steps", "guidance_scale")
 TOKEN_FIELDS = ("seed", "eval_seed", "eval_images", "templates", "steps", "guidance_scale", "scheduler")
-ANALYSIS_FIELDS = ("seed", "screen_seeds", "confirm_round", "n_carriers", "carriers", "carrier_template",
-                   "necessity_templates", "steps", "guidance_scale")
 CLASS_METRICS = (("baseline", "accuracy"), ("token", "accuracy"), ("baseline", "mean_target_prob"),
                  ("token", "mean_target_prob"))
 CHANGE_BOUNDS = (-2.0, 2.0)  # a difference of two differences of probabilities (or of paired 0/1 outcomes)
@@ -253,8 +251,10 @@ def _check_comparable(a: _Run, b: _Run) -> None:
     for key in TOKEN_FIELDS:
         if tok_a.get(key) != tok_b.get(key):
             differ(f"token.{key}", tok_a.get(key), tok_b.get(key))
+    from probe.analysis.config import PAIRING_FIELDS
+
     an_a, an_b = a.analysis.get("config") or {}, b.analysis.get("config") or {}
-    for key in ANALYSIS_FIELDS:
+    for key in PAIRING_FIELDS:
         if an_a.get(key) != an_b.get(key):
             differ(f"analysis.{key}", an_a.get(key), an_b.get(key))
     if a.labels != b.labels:

@@ -12,6 +12,10 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import Thresholds
 
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
+#: The settings that decide which images a test's pairs are made of: two analyses can be paired pair by pair
+#: (``confirm_like``, ``probe compare``) only when these agree.
+PAIRING_FIELDS = ("seed", "screen_seeds", "confirm_round", "n_carriers", "carriers", "carrier_template",
+                  "necessity_templates", "steps", "guidance_scale", "stated_contexts")
 CUE_SOURCES = ("auto", "default", "world")
 
 
@@ -37,6 +41,9 @@ class AnalysisConfig:
     screen_seeds: int = 2  # screening seeds per carrier (sufficiency) and per prompt (necessity)
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
+    # necessity pairs state random values of the other attributes, the same in both arms, where a concept scorer
+    # checks them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
+    stated_contexts: bool = True
     token_shift: bool = True
     clip_model: str | None = None  # local CLIP folder: concept scoring and intervention checks outside a domain
     confirm: bool = True

@@ -29,7 +29,8 @@ import torch
 
 from probe.analysis._util import load_png
 from probe.analysis.class_evidence import Attributions, ClassRun, class_evidence, load_token, mean_iou
-from probe.analysis.config import AnalysisConfig
+from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
+from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
@@ -155,7 +156,9 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         notes.append("interventions unchecked: no concept scorer knows this generator's objects; every generated "
                      "image counts as showing what its prompt asks for")
     objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-    lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root)
+    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts else None
+    lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root,
+              contexts=contexts)
 
     def object_of(cls: ClassRun) -> str | None:
         return cls.name if cls.name in objects else None
@@ -245,6 +248,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "domain": domain.name if domain is not None else None,
         "concept_scorer": type(scorer).__name__ if scorer is not None else None,
         "interventions_checked_by": lab.checks,
+        "stated_contexts": contexts.describe() if contexts is not None else None,
         "counter_rule": "for each class, a counter-value is dropped from its necessity tests when the value is itself "
                         "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
                         "size, either direction) or raises another class by at least the threshold",
@@ -379,7 +383,7 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has no per-pair data in analysis.json (not a run, or "
                             "analysed before probe kept pairs); re-run `probe audit` on it first")
     theirs = analysis.get("config") or {}
-    for name in ("seed", "screen_seeds", "confirm_round", "n_carriers", "carriers", "carrier_template"):
+    for name in PAIRING_FIELDS:
         mine = cfg.to_dict()[name]
         if (list(mine) if isinstance(mine, tuple) else mine) != theirs.get(name, mine):
             raise AnalysisError(f"confirm_like={cfg.confirm_like!r} was analysed with {name}={theirs.get(name)!r}, "

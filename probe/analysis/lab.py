@@ -74,6 +74,7 @@ class Lab:
     batch_size: int = 16
     check: ConceptCheck | None = None
     run_root: Path | None = None
+    contexts: object | None = None  # probe.analysis.context.StatedContexts: what necessity pairs state besides the cue
     images_generated: int = 0
     _seen: dict = field(default_factory=dict)
 

@@ -6,7 +6,10 @@ independent of whether the token happened to learn it. One paired value per (pro
 cue) minus the mean of P(class | counter) over the counters that passed the check. A pair counts only
 when the cue image keeps the object and shows the cue, and at least one counter image keeps the object
 and shows its counter-value: an intervention that turned the heart into a cross says nothing about
-backgrounds.
+backgrounds. Where the lab has stated contexts (a concept scorer checks the other attributes), both arms
+of a pair also state the same random values of the other attributes, and the scorer checks those too:
+the effect is then the class's dependence on the cue averaged over contexts, not in the token's habitual
+one (probe/analysis/context.py).
 
 Counters are chosen by a rule, stated in the report: a counter-value that is itself a cue, for this
 class or another one (its screened sufficiency effect on any class is at least the effect threshold in
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from probe.analysis.context import Stated
 from probe.analysis.cues import Cue
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.sample import Sample
@@ -35,17 +39,25 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     if not cue.counters:
         return Sample("necessity", class_index, cue.name, extra={"skipped": "no counters"})
     values = cue.counter_values or (None,) * len(cue.counters)
-    # 1. arms: the cue stated, and the counters swapped in, per (prompt, seed)
+    contexts = lab.contexts
+    # 1. arms: the cue stated, and the counters swapped in, per (prompt, seed); with stated contexts
+    #    (probe/analysis/context.py) both arms also state the pair's random values of the other attributes
     keys = [(i, s) for s in seeds for i in range(len(token_prompts))]
     refs, counters = [], []
     for n, (i, s) in enumerate(keys):
         template, subject = token_prompts[i]
-        refs.append(Arm.of(template.replace("{}", cue.apply(subject)), s,
-                           **{object_attribute: object_value, **({cue.attribute: cue.value} if cue.attribute else {})}))
+        stated = contexts.draw(s, i, cue.attribute) if contexts is not None else ()
+        shown = {object_attribute: object_value, **{c.attribute: c.value for c in stated}}
+
+        def phrase(cue_template: str) -> str:
+            if contexts is None:
+                return template.replace("{}", cue_template.replace("{}", subject))
+            return template.replace("{}", contexts.compose(subject, [*stated, Stated(cue.attribute or "", "", cue_template)]))
+
+        refs.append(Arm.of(phrase(cue.template), s, **shown, **({cue.attribute: cue.value} if cue.attribute else {})))
         chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
-        counters.append([Arm.of(template.replace("{}", cue.counters[c].replace("{}", subject)), s,
-                                **{object_attribute: object_value,
-                                   **({cue.attribute: values[c]} if cue.attribute and values[c] else {})})
+        counters.append([Arm.of(phrase(cue.counters[c]), s,
+                                **shown, **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
                          for c in chosen])
     # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs
     save = set(range(min(max(1, n_evidence // 2), len(refs))))

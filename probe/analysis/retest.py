@@ -24,6 +24,7 @@ from pathlib import Path
 
 from probe.analysis.class_evidence import ClassRun, load_token
 from probe.analysis.config import AnalysisConfig
+from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Cue
 from probe.analysis.engine import EXCLUDED_LIMIT, _carriers, _confirm_round, _finished, _gen_kwargs, Test
 from probe.analysis.errors import AnalysisError
@@ -76,7 +77,8 @@ class RunContext:
         check = ConceptCheck(scorer) if scorer is not None and object_attribute else None
         objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
         lab = Lab(generator, [classifier], gen_kwargs=_gen_kwargs(cfg, run.read_config()), batch_size=cfg.batch_size,
-                  check=check, run_root=run.root)
+                  check=check, run_root=run.root,
+                  contexts=StatedContexts.from_cues(cue_list, check) if cfg.stated_contexts else None)
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
         dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.get("dropped_counters") or {}).items()}
         return cls(run, cfg, classes, labels, {c.name: c for c in cue_list}, dropped, lab, generator,

@@ -1,0 +1,86 @@
+"""Stated contexts: the other attributes of a necessity pair, drawn at random and stated in both arms.
+
+A class token draws its own habitual context. On a validity-benchmark classifier (biased-1) the heart
+token drew a bar tag in 11 of 12 images, and with a bar tag that classifier calls a yellow heart a
+circle; "a blue heart" against "a yellow heart" then measured +0.41 although, over all scenes, the
+difference is +0.11. "The class depends on blue" is a claim about the class in general, so its estimand
+is the average over the other attributes. When a concept scorer can check them, each pair therefore
+states one value of every *other* attribute, drawn at random, the same in both arms; the scorer checks
+them as it checks the object and the cue, so a pair differs in the cue alone, and the pairs sample the
+contexts uniformly, as the shapes world's truth table does (probe.world.true_effects).
+
+1. ``StatedContexts.from_cues``: per attribute, every (value, template) that the cue list states, the
+   counters included (a tag's "with no tag"); attributes the scorer cannot check are left unstated.
+2. ``draw(seed, index, skip)``: one option per attribute but ``skip`` (the tested cue's), from a
+   generator seeded by the pair and the attribute, so two runs with the same seeds state the same contexts
+   and cues of one attribute share their arms.
+3. ``compose(subject, parts)``: the phrase with every part in the cue list's attribute order, e.g.
+   "blue <probe-5> heart on sand with a dot in the corner".
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from probe.analysis.cues import Cue
+
+__all__ = ["Stated", "StatedContexts"]
+
+
+@dataclass(frozen=True)
+class Stated:
+    """One attribute value as a prompt template (``"{} on sand"``, ``"blue {}"``)."""
+
+    attribute: str
+    value: str
+    template: str
+
+
+@dataclass(frozen=True)
+class StatedContexts:
+    options: dict  # attribute -> tuple[Stated, ...], in the cue list's attribute order
+
+    @classmethod
+    def from_cues(cls, cues: list[Cue], check) -> "StatedContexts | None":
+        """The contexts a cue list can state and ``check`` (a ConceptCheck) can verify; None when there are none."""
+        if check is None:
+            return None
+        options: dict[str, dict[str, Stated]] = {}
+        for cue in cues:
+            if not cue.attribute:
+                continue
+            pairs = [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]
+            for value, template in pairs:
+                if value and check.checkable(cue.attribute, str(value)):
+                    options.setdefault(cue.attribute, {}).setdefault(str(value), Stated(cue.attribute, str(value), template))
+        kept = {a: tuple(o.values()) for a, o in options.items() if len(o) >= 2}
+        return cls(kept) if kept else None
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.options)
+
+    def draw(self, seed: int, index: int, skip: str | None) -> tuple[Stated, ...]:
+        """The context of pair (``seed``, ``index``) for a test on attribute ``skip``."""
+        out = []
+        for attribute, options in self.options.items():
+            if attribute == skip:
+                continue
+            rng = np.random.default_rng([int(seed), int(index), zlib.crc32(attribute.encode())])
+            out.append(options[int(rng.integers(len(options)))])
+        return tuple(out)
+
+    def compose(self, subject: str, parts) -> str:
+        """``subject`` with every part's template applied, in attribute order (unknown attributes last)."""
+        rank = {a: i for i, a in enumerate(self.options)}
+        phrase = subject
+        for part in sorted(parts, key=lambda p: rank.get(p.attribute, len(rank))):
+            phrase = part.template.replace("{}", phrase)
+        return phrase
+
+    def describe(self) -> str:
+        return ("each pair states a random value of every other attribute (" + ", ".join(self.attributes) +
+                "), the same in both arms, checked by the concept scorer")
