@@ -87,6 +87,12 @@ def audit(
     max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this (as `probe check`)."),
     kinds: Optional[str] = typer.Option(None, help="Gate: finding kinds checked by --max-effect (default sufficiency,necessity,token-shift)."),
     junit: Optional[Path] = typer.Option(None, help="Gate: write the verdict as JUnit XML here (one test case per class)."),
+    backend: str = typer.Option("local", help="local (this process) or ray (one Ray worker per GPU or CPU slot, each loading the models once; pip install 'probe[ray]')."),
+    address: Optional[str] = typer.Option(None, help="Ray: cluster to join ('auto', or ray://HOST:PORT); default: start a local one."),
+    workers: Optional[int] = typer.Option(None, help="Ray: workers to start (default: one per GPU with --gpus-per-worker, else one per CPU)."),
+    gpus_per_worker: float = typer.Option(0.0, help="Ray: GPUs each worker holds (1 on GPU machines)."),
+    max_retries: int = typer.Option(2, help="Ray: times a class is retried on another worker when its worker dies."),
+    shard: Optional[str] = typer.Option(None, help="I/N: run only every N-th class from the I-th (0-based; SLURM arrays, indexed jobs); `probe report RUN_DIR` analyses once all shards are done."),
 ) -> None:
     """Learn a class token per class and write the run directory (tokens, images, metrics, report).
 
@@ -94,6 +100,7 @@ def audit(
     finding is larger than the limit (the run and the report are kept).
     """
     from probe.runs import AuditConfig, audit as run_audit
+    from probe.scale import ScaleConfig
     from probe.tokens import TokenConfig
 
     config = AuditConfig(
@@ -109,6 +116,8 @@ def audit(
                           grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
                           scheduler=scheduler, seed=seed, eval_images=eval_images),
         gate=_gate_config(max_effect, kinds, junit),
+        scale=ScaleConfig(backend=backend, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                          max_retries=max_retries, shard=shard),
     )
     result = run_audit(config, progress=not quiet, console=err_console)
     _finish(result)
@@ -164,12 +173,22 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
            out: Optional[Path] = typer.Option(None, help="Where to write the report (default RUN_DIR/report)."),
            single_file: bool = typer.Option(False, help="Embed every asset into one HTML file."),
            max_images: int = typer.Option(24, help="Gallery images shown per class."),
-           thumb_px: int = typer.Option(256, help="Thumbnail size in pixels.")) -> None:
-    """Re-render the HTML report from a run directory's saved files (no models, no GPU needed)."""
+           thumb_px: int = typer.Option(256, help="Thumbnail size in pixels."),
+           analyze: bool = typer.Option(True, help="A run made with --shard: analyse first when every shard is done and the analysis is missing or older; loads the models named in config.json.")) -> None:
+    """Re-render the HTML report from a run directory's saved files (no models, no GPU needed once analysed)."""
     from probe.report import render_report
 
     if not (run_dir / "config.json").is_file():
         raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
+    if analyze:
+        from probe.runs import complete_run
+
+        merged = complete_run(run_dir, console=err_console)
+        if merged is not None:
+            for problem in merged.problems:
+                _error_line(problem)
+            if merged.problems:
+                raise typer.Exit(1)
     try:
         path = render_report(run_dir, out=out, single_file=single_file, max_images=max_images, thumb_px=thumb_px)
     except (ProbeError, KeyboardInterrupt):

@@ -14,8 +14,11 @@ def warn(console: Console | None, message: str) -> None:
 class AuditProgress:
     """Two bars: classes done / total with ETA, and the current class's optimisation steps."""
 
-    def __init__(self, total: int, done: int, max_steps: int, console: Console | None = None, enabled: bool = True):
+    def __init__(self, total: int, done: int, max_steps: int, console: Console | None = None, enabled: bool = True,
+                 workers: str = ""):
         self.enabled = enabled
+        self.workers = workers  # "2 Ray workers": the classes bar says who works on them
+        self.failed = 0
         self.console = console or Console(stderr=True)
         self.max_steps = max_steps
         self.progress = Progress(
@@ -26,7 +29,7 @@ class AuditProgress:
 
     def __enter__(self):
         self.progress.__enter__()
-        self.classes = self.progress.add_task("classes", total=self._total, completed=self._done)
+        self.classes = self.progress.add_task(self._classes_label(), total=self._total, completed=self._done)
         self.steps = self.progress.add_task("", total=self.max_steps, visible=False)
         return self
 
@@ -41,9 +44,25 @@ class AuditProgress:
         self.progress.update(self.steps, advance=1, description=(
             f"{self._label} loss {record['loss']:.3f} acc {record['accuracy']:.2f}"))
 
+    def _classes_label(self) -> str:
+        parts = ["classes"] + ([escape(self.workers)] if self.workers else []) + \
+            ([f"[red]{self.failed} failed[/red]"] if self.failed else [])
+        return " · ".join(parts)
+
+    def finish_metrics(self, metrics: dict) -> None:
+        """``finish_class`` from a class's metrics.json content (done or failed)."""
+        name = str(metrics.get("class_name") or "")
+        if metrics.get("status") == "done":
+            detail = f"{metrics['baseline']['accuracy']:.2f} -> {metrics['token']['accuracy']:.2f}"
+            self.finish_class(metrics["class_index"], name, ok=True, detail=detail)
+        else:
+            self.finish_class(metrics["class_index"], name, ok=False, detail=str(metrics.get("error") or "")[:120])
+
     def finish_class(self, index: int, name: str, ok: bool, detail: str = "") -> None:
         self.progress.update(self.steps, visible=False)
-        self.progress.advance(self.classes)
+        if not ok:
+            self.failed += 1
+        self.progress.update(self.classes, advance=1, description=self._classes_label())
         if self.enabled:
             mark = "[green]done[/green]" if ok else "[red]failed[/red]"
             self.progress.console.print(f"{mark} " + escape(f"class {index} {name!r}: {detail}"), markup=True, highlight=False)

@@ -37,6 +37,11 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 TOKEN = "token.safetensors"
 LOCK = ".probe.lock"
+
+
+def is_lock_file(name: str) -> bool:
+    """The run's lock or a shard's (``.probe-shard-I-of-N.lock``): not content of the run."""
+    return name == LOCK or (name.startswith(".probe-shard-") and name.endswith(".lock"))
 CLASSES = "classes"
 
 SUMMARY_COLUMNS = ["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
@@ -292,13 +297,13 @@ class RunDir:
 
     # ------------------------------------------------------------------ the lock
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, name: str | None = None) -> Iterator[None]:
         """Hold the run directory for one writer: a second audit into it is refused, naming the lock.
 
         The lock is an OS file lock (``flock``), released by the kernel when the process ends, so a
         killed audit never leaves a stale lock behind.
         """
-        path = self.root / LOCK
+        path = self.root / (name or LOCK)  # shards of one run hold one lock each (probe.scale.ScaleConfig.lock_name)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+", encoding="utf-8")

@@ -25,7 +25,8 @@ from probe.analysis.config import AnalysisConfig
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json, save_png
 from probe.gate import GateConfig
-from probe.rundir import LOCK, TOKEN, RunDir
+from probe.rundir import TOKEN, RunDir, is_lock_file
+from probe.scale import ScaleConfig
 from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
@@ -59,6 +60,7 @@ class AuditConfig:
     token: TokenConfig = field(default_factory=TokenConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     gate: GateConfig | None = None  # `--max-effect`: check the findings at the end (probe.gate)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # where the classes run (local, Ray, a shard)
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -75,6 +77,10 @@ class AuditConfig:
             object.__setattr__(self, "gate", GateConfig.from_dict(self.gate))
         if self.gate is not None and not isinstance(self.gate, GateConfig):
             raise RunError("AuditConfig.gate must be a probe.gate.GateConfig or None")
+        if isinstance(self.scale, dict):
+            object.__setattr__(self, "scale", ScaleConfig.from_dict(self.scale))
+        if not isinstance(self.scale, ScaleConfig):
+            raise RunError("AuditConfig.scale must be a probe.scale.ScaleConfig")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -139,7 +145,7 @@ def check_run_dir(config: AuditConfig) -> RunDir:
             if audit_saved.get(key) != current.get(key):
                 raise RunError(f"{str(run.root)!r} holds a run with a different {_difference(key, audit_saved.get(key), current.get(key))}; "
                                "use another --out, or the same settings to resume")
-    elif run.root.exists() and any(p.name != LOCK for p in run.root.iterdir()):
+    elif run.root.exists() and any(not is_lock_file(p.name) for p in run.root.iterdir()):
         raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
     return run
 
@@ -180,7 +186,8 @@ def environment_versions() -> dict:
 
 
 def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, evaluation: Evaluation,
-                         config: TokenConfig, *, slug: str, eval_name: str | None, generator=None) -> dict:
+                         config: TokenConfig, *, slug: str, eval_name: str | None, generator=None,
+                         worker: dict | None = None) -> dict:
     """Write token, history, images, then metrics.json last (its presence marks the class finished). The token file
     is in the generator's layout when it has one (SDXL: clip_l / clip_g)."""
     class_token.save(directory / TOKEN, generator)
@@ -216,6 +223,8 @@ def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, 
             "name": eval_name, "baseline": public(evaluation.eval_baseline), "token": public(evaluation.eval_token)},
         "images": images,
     }
+    if worker is not None:  # which worker ran it (a distributed run): provenance, not part of the result
+        metrics["worker"] = worker
     run.write_metrics(directory, metrics)
     return metrics
 
@@ -337,9 +346,10 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
-    # 3. hold the run directory for the rest of the audit: a second audit into it is refused
+    # 3. hold the run directory for the rest of the audit: a second audit into it is refused (a shard holds its
+    #    own lock: shards of one run write disjoint classes)
     prepare_run_dir(config)
-    with run.lock():
+    with run.lock(config.scale.lock_name()):
         check_run_dir(config)  # another audit may have started it meanwhile
         return _audit_locked(run, config, classifier, generator, eval_classifier, targets, labels, console, progress)
 
@@ -374,8 +384,9 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
             "versions": environment_versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         })
 
+    mine = config.scale.select(targets)  # a shard's slice; every class otherwise
     todo = []
-    for index in targets:
+    for index in mine:
         metrics = run.read_metrics(run.class_dir(index, labels[index]))
         if metrics is not None and not (config.retry_failed and metrics["status"] == "failed"):
             continue
@@ -384,40 +395,98 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     from probe.progress import AuditProgress
 
     interrupted = False
-    with AuditProgress(total=len(targets), done=len(targets) - len(todo), max_steps=config.token.max_steps,
-                       console=console, enabled=progress) as bar:
-        for index in todo:
-            name = labels[index]
-            directory = run.class_dir(index, name)
-            if directory.exists():
-                shutil.rmtree(directory)  # an interrupted attempt (we hold the lock): start the class cleanly
-            directory.mkdir(parents=True)
-            bar.start_class(index, name)
-            start = time.perf_counter()
-            try:
-                token = optimize_class_token(generator, classifier, index, token_config, on_step=bar.step)
-                evaluation = evaluate_class_token(generator, classifier, token, token_config,
-                                                  eval_classifier=eval_classifier,
-                                                  eval_target=_eval_target(classifier, eval_classifier, index))
-                save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
-                                     eval_name=config.eval_model, generator=generator)
-                bar.finish_class(index, name, ok=True, detail=f"{evaluation.baseline['accuracy']:.2f} -> "
-                                                              f"{evaluation.token['accuracy']:.2f}")
-            except KeyboardInterrupt:
-                interrupted = True
-                break
-            except RunError:
-                raise  # the run directory itself cannot be written: no later class could be either
-            except Exception as error:  # recorded per class; the run goes on with the next one
-                run.write_metrics(directory, failure_metrics(index, name, directory.name, error,
-                                                             time.perf_counter() - start))
-                bar.finish_class(index, name, ok=False, detail=str(error).splitlines()[0][:120] if str(error) else "")
-            finally:
-                run.write_summary()
+    with AuditProgress(total=len(mine), done=len(mine) - len(todo), max_steps=config.token.max_steps,
+                       console=console, enabled=progress, workers=config.scale.workers_label()) as bar:
+        if config.scale.backend == "ray":
+            from probe.scale.ray_backend import RayBackend
+
+            interrupted = RayBackend(config, token_config, run, labels).run(todo, bar)
+        else:
+            for index in todo:
+                bar.start_class(index, labels[index])
+                try:
+                    metrics = run_class(run, config, token_config, classifier, generator, eval_classifier, index,
+                                        labels[index], on_step=bar.step)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    break
+                finally:
+                    run.write_summary()
+                bar.finish_metrics(metrics)
 
     rows = run.write_summary()
     result = AuditResult(run_dir=Path(config.out), rows=rows, interrupted=interrupted)
-    if not interrupted:
+    if interrupted:
+        return result
+    if config.scale.slice is not None:  # one slice of the classes: the analysis needs them all
+        from rich.console import Console
+
+        missing = [i for i in targets if run.read_metrics(run.class_dir(i, labels[i])) is None]
+        (console or Console(stderr=True)).print(
+            f"shard {config.scale.shard}: {len(mine)} classes done here; " +
+            (f"{len(missing)} classes of other shards still to run; when every shard is done, " if missing else
+             "every shard is done: ") + f"run `probe report {shlex.quote(config.out)}` to analyse and render the run",
+            highlight=False, markup=False)
+        return result
+    _analyze_and_report(config, run, classifier, generator, console, result)
+    return result
+
+
+def run_class(run: RunDir, config: AuditConfig, token_config: TokenConfig, classifier, generator, eval_classifier,
+              index: int, name: str, *, on_step=None, worker: dict | None = None) -> dict:
+    """Learn, evaluate and save one class; returns its metrics.json content, a recorded failure's too.
+
+    Any backend runs a class through here (the local loop, a Ray worker), so a class is the same whoever ran it.
+    An interrupted attempt's folder is removed first (the caller holds the run), so a retried class starts clean
+    and nothing of a dead worker's attempt is kept. ``RunError`` (the run directory cannot be written) and
+    ``KeyboardInterrupt`` propagate; any other error is recorded in the class's metrics.json.
+    """
+    directory = run.class_dir(index, name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    start = time.perf_counter()
+    try:
+        token = optimize_class_token(generator, classifier, index, token_config, on_step=on_step)
+        evaluation = evaluate_class_token(generator, classifier, token, token_config, eval_classifier=eval_classifier,
+                                          eval_target=_eval_target(classifier, eval_classifier, index))
+        return save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
+                                    eval_name=config.eval_model, generator=generator, worker=worker)
+    except (KeyboardInterrupt, RunError):
+        raise
+    except Exception as error:  # recorded per class; the run goes on with the next one
+        metrics = failure_metrics(index, name, directory.name, error, time.perf_counter() - start)
+        if worker is not None:
+            metrics["worker"] = worker
+        run.write_metrics(directory, metrics)
+        return metrics
+
+
+def complete_run(run_dir, *, console=None) -> AuditResult | None:
+    """``probe report``'s first step: analyse a run whose classes are all finished but not (all) analysed, as
+    after the shards of ``--shard I/N``. Returns None when nothing was pending; raises a one-line RunError when
+    classes have not run yet. The models are loaded from config.json, as ``probe audit`` would."""
+    run = RunDir(run_dir)
+    saved = run.read_config() or {}
+    settings = dict(RunDir.audit_settings(saved))
+    if not settings.get("analyze", True) or not (settings.get("scale") or {}).get("shard"):
+        return None  # only a sharded run leaves its analysis to `probe report`
+    labels = run.read_labels() or []
+    targets = [int(i) for i in saved.get("classes") or [] if isinstance(i, int) and 0 <= i < len(labels)]
+    missing = [i for i in targets if run.read_metrics(run.class_dir(i, labels[i])) is None]
+    if missing:
+        shown = ", ".join(f"{i} {labels[i]}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise RunError(f"{len(missing)} of {len(targets)} classes of {str(run.root)!r} have not run yet ({shown}); "
+                       "finish every --shard first (the same command resumes), or pass --no-analyze to render what exists")
+    analysed = {str(k) for k in ((run.read_analysis() or {}).get("classes") or {})}
+    done = {str(m["class_index"]) for _, m in run.finished_classes() if m.get("status") == "done"}
+    if run.read_analysis() is not None and done <= analysed:
+        return None
+    settings.update(out=str(run.root), report=False, gate=None, scale={})
+    config = AuditConfig.from_dict(settings)
+    with run.lock():
+        classifier, _, generator = load_models(config)
+        result = AuditResult(run_dir=run.root, rows=run.write_summary())
         _analyze_and_report(config, run, classifier, generator, console, result)
     return result
 

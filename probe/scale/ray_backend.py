@@ -1,0 +1,168 @@
+"""The Ray backend: long-lived workers take the classes of one audit from a shared queue.
+
+``RayBackend(config, token_config, run, labels).run(todo, bar)``:
+
+1. Connect: ``ray.init`` starts a local cluster (``address=None``), or joins one (``"auto"``,
+   ``"ray://HOST:PORT"``). Without Ray installed: one line naming ``pip install 'probe[ray]'``.
+2. Start the workers: one actor per GPU (``gpus_per_worker``) or CPU slot. Each loads the classifier and
+   the generator once (``probe.runs.load_models``), in its own process, and keeps them for every class.
+3. Hand out classes: each idle worker gets the next class of the queue; the worker runs it exactly as the
+   local loop does (``probe.runs.run_class``) and writes the class's files into the run directory, which
+   every worker must see (one machine, or shared storage on a cluster). A class whose own code fails is
+   recorded as failed by the worker, as locally.
+4. Survive lost workers: when a worker process dies mid-class, its class goes back to the queue (at most
+   ``max_retries`` times, then it is recorded as failed with the reason) and a fresh worker replaces the dead
+   one. ``run_class`` starts a class from a clean folder, so nothing of the dead attempt is kept or doubled.
+5. The driver (this process) holds the run's lock, writes summary.csv as classes finish, and analyses and
+   renders the report once all are done (probe/runs.py), as the local backend does; re-running the same
+   command resumes from the finished classes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from pathlib import Path
+
+from probe.errors import RunError
+
+__all__ = ["RayBackend", "ClassWorker", "import_ray"]
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RunError("--backend ray needs Ray, which is not installed; run `pip install 'probe[ray]'` "
+                       "(or drop --backend ray to audit in this process)") from None
+    return ray
+
+
+class ClassWorker:
+    """One worker: the models, loaded once; ``run(index)`` learns, evaluates and saves one class."""
+
+    def __init__(self, audit: dict, token: dict, run_dir: str, labels: list[str]):
+        from probe.runs import AuditConfig, load_models
+        from probe.tokens import TokenConfig
+
+        start = time.perf_counter()
+        self.config = AuditConfig.from_dict(audit)
+        self.token_config = TokenConfig.from_dict(token)
+        self.classifier, self.eval_classifier, self.generator = load_models(self.config)
+        if self.config.compile:
+            self.generator.compile()
+        self.run_dir, self.labels = run_dir, labels
+        self.info = {"backend": "ray", "host": socket.gethostname(), "pid": os.getpid(),
+                     "load_seconds": round(time.perf_counter() - start, 3)}
+
+    def describe(self) -> dict:
+        return dict(self.info)
+
+    def run(self, index: int, attempt: int = 1) -> dict:
+        from probe.rundir import RunDir
+        from probe.runs import run_class
+
+        return run_class(RunDir(self.run_dir), self.config, self.token_config, self.classifier, self.generator,
+                         self.eval_classifier, index, self.labels[index], worker={**self.info, "attempt": attempt})
+
+
+class RayBackend:
+    def __init__(self, config, token_config, run, labels: list[str]):
+        self.config, self.token_config, self.run_dir, self.labels = config, token_config, run, labels
+        self.scale = config.scale
+        self.workers_started = 0
+        self.actors: list = []
+        self.lost: list[str] = []  # one line per worker lost mid-class
+
+    # 1. connect ---------------------------------------------------------------------------------------
+    def _connect(self):
+        ray = import_ray()
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+            if self.scale.address is None:  # a local cluster sized for the workers asked for
+                if self.scale.workers is not None:
+                    kwargs["num_cpus"] = max(int(self.scale.workers * self.scale.cpus_per_worker), 1)
+            else:
+                kwargs["address"] = self.scale.address
+            try:
+                ray.init(**kwargs)
+            except ConnectionError as error:
+                raise RunError(f"cannot reach the Ray cluster at --address {self.scale.address!r} ({error}); start it "
+                               "with `ray start --head`, or drop --address for a local cluster") from None
+        return ray
+
+    # 2. workers ---------------------------------------------------------------------------------------
+    def _n_workers(self, ray, n_classes: int) -> int:
+        if self.scale.workers is not None:
+            return max(1, min(self.scale.workers, n_classes))
+        resources = ray.cluster_resources()
+        if self.scale.gpus_per_worker > 0:
+            slots = int(resources.get("GPU", 0) // self.scale.gpus_per_worker)
+            if slots < 1:
+                raise RunError(f"--gpus-per-worker {self.scale.gpus_per_worker:g}: the Ray cluster has "
+                               f"{resources.get('GPU', 0):g} GPUs; lower it, or use --gpus-per-worker 0 on CPUs")
+        else:
+            slots = int(resources.get("CPU", 1) // self.scale.cpus_per_worker)
+        return max(1, min(slots, n_classes))
+
+    def _start_worker(self, actor_class):
+        self.workers_started += 1
+        self.actors.append(worker := self._spawn(actor_class))
+        return worker
+
+    def _spawn(self, actor_class):
+        audit = self.config.to_dict()
+        audit["out"] = str(Path(self.config.out).resolve())  # workers need not share the driver's working directory
+        return actor_class.remote(audit, self.token_config.to_dict(), str(self.run_dir.root.resolve()), self.labels)
+
+    # 3-4. the queue ---------------------------------------------------------------------------------
+    def run(self, todo: list[int], bar) -> bool:
+        """Run ``todo`` on the workers; returns True when interrupted (Ctrl-C)."""
+        if not todo:
+            return False
+        ray = self._connect()
+        from probe.runs import failure_metrics
+
+        actor_class = ray.remote(num_cpus=self.scale.cpus_per_worker, num_gpus=self.scale.gpus_per_worker,
+                                 max_restarts=0, max_task_retries=0)(ClassWorker)
+        idle = [self._start_worker(actor_class) for _ in range(self._n_workers(ray, len(todo)))]
+        queue, running, attempts = deque(todo), {}, {}
+        try:
+            while queue or running:
+                while idle and queue:
+                    worker, index = idle.pop(), queue.popleft()
+                    attempts[index] = attempts.get(index, 0) + 1
+                    running[worker.run.remote(index, attempts[index])] = (index, worker)
+                    bar.start_class(index, self.labels[index])
+                (done,), _ = ray.wait(list(running), num_returns=1)
+                index, worker = running.pop(done)
+                try:
+                    metrics = ray.get(done)
+                except ray.exceptions.RayActorError as error:  # the worker process died (killed, OOM, node lost)
+                    reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+                    self.lost.append(f"class {index}: {reason}")
+                    self.actors.remove(worker)
+                    idle.append(self._start_worker(actor_class))
+                    if attempts[index] <= self.scale.max_retries:
+                        queue.appendleft(index)  # next free worker takes it again, from a clean folder
+                        continue
+                    directory = self.run_dir.class_dir(index, self.labels[index])
+                    directory.mkdir(parents=True, exist_ok=True)
+                    metrics = failure_metrics(index, self.labels[index], directory.name, RunError(
+                        f"its Ray worker died {attempts[index]} times (last: {reason}); the class was not finished"), 0.0)
+                    self.run_dir.write_metrics(directory, metrics)
+                except ray.exceptions.RayTaskError as error:  # RunError in a worker: the run directory is unusable
+                    raise error.as_instanceof_cause() from None
+                else:
+                    idle.append(worker)
+                self.run_dir.write_summary()
+                bar.finish_metrics(metrics)
+        except KeyboardInterrupt:
+            return True
+        finally:  # the workers' models are freed before the driver analyses; an unfinished class is redone on resume
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors.clear()
+        return False

@@ -1,0 +1,177 @@
+"""Scale-out (issue 12): --shard slices merged by `probe report`, and the Ray backend on a local cluster.
+
+Every audit here is the shapes world at a reduced size (2 optimisation steps, 2 evaluation images), so the
+comparisons are about *where* classes ran, not about the method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from probe.errors import RunError
+from probe.scale import ScaleConfig, parse_shard
+
+
+# ---------------------------------------------------------------------- settings
+def test_shard_settings_are_checked_and_slices_cover_every_class_once():
+    assert parse_shard("0/3") == (0, 3) and parse_shard(" 2 / 3 ") == (2, 3) and parse_shard(None) is None
+    for bad in ("3/3", "1", "a/b", "-1/2", "0/0"):
+        with pytest.raises(RunError, match="--shard"):
+            parse_shard(bad)
+    targets = list(range(10))
+    slices = [ScaleConfig(shard=f"{i}/3").select(targets) for i in range(3)]
+    assert sorted(sum(slices, [])) == targets and slices[0] == [0, 3, 6, 9]
+    assert ScaleConfig(shard="1/3").lock_name() == ".probe-shard-1-of-3.lock" and ScaleConfig().lock_name() is None
+    with pytest.raises(RunError, match="belong to --backend ray"):
+        ScaleConfig(workers=2)
+    with pytest.raises(RunError, match="unknown"):
+        ScaleConfig(backend="slurm")
+
+
+def _config(out: Path, classes: str, *, analyze: bool = False, **scale):
+    from probe.analysis import AnalysisConfig
+    from probe.world.demo import demo_config
+
+    config = demo_config(out=out, classes=classes, max_steps=4, eval_images=2, analyze=analyze, report=analyze,
+                         analysis=AnalysisConfig(attributions=False, off_object=False, n_carriers=2, confirm=False,
+                                                 iou_images=0, nearest_k=3))
+    return replace(config, scale=ScaleConfig(**scale))
+
+
+def _tokens(run_dir: Path) -> dict[int, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    from probe.rundir import TOKEN, RunDir
+
+    out = {}
+    for directory, metrics in RunDir(run_dir).finished_classes():
+        data = load_file(str(directory / TOKEN))
+        out[metrics["class_index"]] = torch.cat([v.flatten().float() for _, v in sorted(data.items())])
+    return out
+
+
+def _metrics(run_dir: Path) -> dict[int, dict]:
+    from probe.rundir import RunDir
+
+    return {m["class_index"]: m for _, m in RunDir(run_dir).finished_classes()}
+
+
+def _findings(run_dir: Path) -> list[tuple]:
+    from probe.rundir import RunDir
+
+    return sorted((f["class_index"], f["cue"], f["kind"], round(f["effect"], 4), f["passes"])
+                  for f in RunDir(run_dir).read_findings() or [])
+
+
+# ---------------------------------------------------------------------- shards
+def test_two_shards_and_probe_report_equal_one_full_run(tmp_path, monkeypatch, capsys):
+    """SLURM-style: each shard runs its slice into the one run directory; `probe report` analyses once all are done."""
+    from conftest import run_main
+
+    from probe.runs import audit
+
+    full = tmp_path / "full"
+    audit(_config(full, "star,heart", analyze=True), progress=False)
+    sharded = tmp_path / "sharded"
+    audit(_config(sharded, "star,heart", analyze=True, shard="0/2"), progress=False)
+    assert not (sharded / "analysis.json").exists()  # one slice cannot be analysed alone
+    code, out, err = run_main(monkeypatch, capsys, "report", str(sharded))
+    assert code == 2 and "1 of 2 classes" in err and "finish every --shard" in err  # shard 1 has not run
+    audit(_config(sharded, "star,heart", analyze=True, shard="1/2"), progress=False)
+    code, out, err = run_main(monkeypatch, capsys, "report", str(sharded))
+    assert code == 0, err
+    assert (sharded / "report" / "index.html").is_file() and (sharded / "analysis.json").is_file()
+    a, b = _tokens(full), _tokens(sharded)
+    assert sorted(a) == sorted(b) == [3, 5]
+    for i in a:
+        assert torch.equal(a[i], b[i]), i  # same process settings, same seeds: the very same tokens
+    ma, mb = _metrics(full), _metrics(sharded)
+    for i in ma:
+        assert ma[i]["token"] == mb[i]["token"] and ma[i]["baseline"] == mb[i]["baseline"]
+    assert _findings(full) == _findings(sharded)
+    # `probe report` again: nothing pending, no model is loaded, the report renders
+    code, out, err = run_main(monkeypatch, capsys, "report", str(sharded))
+    assert code == 0 and "report:" in out
+
+
+# ---------------------------------------------------------------------- Ray
+ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install 'probe[ray]'`")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster with 2 CPU slots (one worker each), shut down after the module."""
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_backend_matches_the_local_backend(tmp_path, ray_cluster):
+    from probe.runs import audit
+
+    classes = "circle,star"
+    local = tmp_path / "local"
+    torch.set_num_threads(1)  # Ray's workers use one thread per CPU slot: the same arithmetic here
+    try:
+        audit(_config(local, classes), progress=False)
+    finally:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    distributed = tmp_path / "ray"
+    result = audit(_config(distributed, classes, backend="ray", workers=2), progress=False)
+    assert not result.failed and len(result.rows) == 2
+    a, b = _tokens(local), _tokens(distributed)
+    assert sorted(a) == sorted(b) == [0, 3]
+    for i in a:
+        torch.testing.assert_close(a[i], b[i], rtol=0, atol=1e-5)
+    ma, mb = _metrics(local), _metrics(distributed)
+    for i in ma:
+        assert mb[i]["worker"]["backend"] == "ray" and mb[i]["worker"]["attempt"] == 1
+        assert ma[i]["token"]["accuracy"] == mb[i]["token"]["accuracy"]
+        assert ma[i]["token"]["mean_target_prob"] == pytest.approx(mb[i]["token"]["mean_target_prob"], abs=1e-4)
+    pids = {m["worker"]["pid"] for m in mb.values()}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers worked, neither is this process
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path, ray_cluster):
+    """Kill the first worker that finishes a class while it runs its next one: that class is retried elsewhere."""
+    from probe.rundir import RunDir
+    from probe.runs import audit
+
+    out = tmp_path / "ray-kill"
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            for path in out.glob("classes/*/metrics.json"):
+                try:
+                    pid = json.loads(path.read_text())["worker"]["pid"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                time.sleep(1.0)  # it has taken its next class by now
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    result = audit(_config(out, "0-3", backend="ray", workers=2, max_retries=2), progress=False)
+    thread.join(timeout=5)
+    assert killed, "the test never saw a finished class to kill its worker"
+    metrics = _metrics(out)
+    assert sorted(metrics) == list(range(4)) and all(m["status"] == "done" for m in metrics.values())
+    assert len(list(out.glob("classes/*/"))) == 4  # one folder per class: nothing duplicated
+    retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
+    assert retried and all(m["worker"]["pid"] != killed[0] for m in retried)
+    rows = RunDir(out).write_summary()
+    assert sorted(r["class_index"] for r in rows) == list(range(4)) and not result.failed
