@@ -127,3 +127,37 @@ def test_neutral_counters_drop_suspect_counters_and_keep_values_aligned():
     assert same == grass and none == []
     empty, all_dropped = neutral_counters(grass, set(grass.counters))
     assert empty.counters == () and len(all_dropped) == 3
+
+
+def test_stated_contexts_are_drawn_per_pair_the_same_in_both_arms_and_checked():
+    """Both arms of a pair state one random value of every other attribute; an arm whose image does not show
+    the stated context is evidence of nothing and leaves its pair."""
+    from probe.analysis.context import Stated, StatedContexts
+
+    from analysis_fakes import BACKGROUNDS
+    from probe.analysis.cues import cues_from_vocabulary
+
+    cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
+    contexts = StatedContexts.from_cues(cues, ConceptCheck(FakeOracles()))
+    assert contexts.attributes == ["background", "tag"]
+    drawn = [contexts.draw(s, 0, "background") for s in range(40)]
+    assert {d[0].attribute for d in drawn} == {"tag"} and {d[0].value for d in drawn} == {"none", "dot"}
+    assert drawn == [contexts.draw(s, 0, "background") for s in range(40)]  # seeded by the pair: stable
+    dot, grass = Stated("tag", "dot", "{} with a dot in the corner"), Stated("background", "grass", "{} on grass")
+    assert contexts.compose("<probe-2> star", [dot, grass]) == "<probe-2> star on grass with a dot in the corner"
+    gen = _gen()
+    lab = _lab(gen, contexts=contexts)
+    seeds = list(range(12))
+    sample = measure_necessity(lab, STAR, CUES["grass"], PROMPTS, seeds, object_value="star")
+    by_seed: dict[int, set[bool]] = {}
+    for prompt, seed in gen.prompts:
+        by_seed.setdefault(seed, set()).add("with a dot in the corner" in prompt)
+    assert all(len(v) == 1 for v in by_seed.values())  # ref and counters of a pair state the same tag
+    assert {next(iter(v)) for v in by_seed.values()} == {True, False}  # and the pairs sample both values
+    assert sample.n == len(seeds) and sample.diffs.min() > 0.1  # the planted grass dependence, in every context
+    # the generator drops the stated dot from every counter arm: those pairs have no valid counter
+    drop = lambda p, s: p.replace(" with a dot in the corner", "") if " on grass" not in p else p
+    lost = measure_necessity(_lab(_gen(rewrite=drop), contexts=contexts), STAR, CUES["grass"], PROMPTS, seeds,
+                             object_value="star")
+    dotted = sum(next(iter(v)) for v in by_seed.values())
+    assert lost.excluded == dotted and lost.n == len(seeds) - dotted

@@ -17,7 +17,8 @@ NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 REDUCED = {
     "quickstart.ipynb": 'CLASSES = ["star"]\nTOKEN_STEPS = 4\nPAIRS = 16',
-    "bias_investigation.ipynb": 'CLASSES = ["star"]\nTRAIN_STEPS = 120\nTRAIN_SIZE = 2000\nPAIRS = 16',
+    "bias_investigation.ipynb": 'CLASSES = ["star"]\nTRAIN_STEPS = 120\nTRAIN_SIZE = 2000\nPAIRS = 16\nTOKEN_STEPS = 4\n'
+                                'ATTRIBUTIONS = False',
     "real_model_on_a_gpu.ipynb": "",
 }
 TIMES: dict[str, float] = {}

@@ -42,7 +42,7 @@ def _config(out: Path, classes: str, *, analyze: bool = False, **scale):
     from probe.world.demo import demo_config
 
     config = demo_config(out=out, classes=classes, max_steps=4, eval_images=2, analyze=analyze, report=analyze,
-                         analysis=AnalysisConfig(attributions=False, off_object=False, n_carriers=2, confirm=False,
+                         analysis=AnalysisConfig(attributions=False, off_object=False, sufficiency=False, confirm=False,
                                                  iou_images=0, nearest_k=3))
     return replace(config, scale=ScaleConfig(**scale))
 
@@ -165,13 +165,13 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path, 
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    result = audit(_config(out, "0-3", backend="ray", workers=2, max_retries=2), progress=False)
+    result = audit(_config(out, "0-2", backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
     assert killed, "the test never saw a finished class to kill its worker"
     metrics = _metrics(out)
-    assert sorted(metrics) == list(range(4)) and all(m["status"] == "done" for m in metrics.values())
-    assert len(list(out.glob("classes/*/"))) == 4  # one folder per class: nothing duplicated
+    assert sorted(metrics) == list(range(3)) and all(m["status"] == "done" for m in metrics.values())
+    assert len(list(out.glob("classes/*/"))) == 3  # one folder per class: nothing duplicated
     retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
     assert retried and all(m["worker"]["pid"] != killed[0] for m in retried)
     rows = RunDir(out).write_summary()
-    assert sorted(r["class_index"] for r in rows) == list(range(4)) and not result.failed
+    assert sorted(r["class_index"] for r in rows) == list(range(3)) and not result.failed
