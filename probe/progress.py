@@ -40,6 +40,16 @@ class AuditProgress:
         self._label = escape(f"class {index} {name[:30]}")  # labels are untrusted: no rich markup
         self.progress.reset(self.steps, total=self.max_steps, visible=True, description=self._label)
 
+    def in_flight(self, running: list[tuple[int, str]]) -> None:
+        """Several workers at once (Ray): the second bar names the classes in flight instead of one class's steps."""
+        names = ", ".join(escape(f"{i} {n[:20]}") for i, n in running[:6]) + (" ..." if len(running) > 6 else "")
+        self.progress.update(self.steps, total=None, completed=0, visible=bool(running), description=f"running: {names}")
+
+    def note(self, message: str) -> None:
+        """One line above the bars (a lost worker, a retry)."""
+        if self.enabled:
+            self.progress.console.print("[yellow]" + escape(message) + "[/yellow]", markup=True, highlight=False)
+
     def step(self, record: dict) -> None:
         self.progress.update(self.steps, advance=1, description=(
             f"{self._label} loss {record['loss']:.3f} acc {record['accuracy']:.2f}"))

@@ -135,7 +135,7 @@ class RayBackend:
                     worker, index = idle.pop(), queue.popleft()
                     attempts[index] = attempts.get(index, 0) + 1
                     running[worker.run.remote(index, attempts[index])] = (index, worker)
-                    bar.start_class(index, self.labels[index])
+                bar.in_flight(sorted((i, self.labels[i]) for i, _ in running.values()))
                 (done,), _ = ray.wait(list(running), num_returns=1)
                 index, worker = running.pop(done)
                 try:
@@ -146,7 +146,10 @@ class RayBackend:
                     self.actors.remove(worker)
                     idle.append(self._start_worker(actor_class))
                     if attempts[index] <= self.scale.max_retries:
+                        bar.note(f"class {index} {self.labels[index]!r}: its worker died ({reason}); retrying on a "
+                                 f"fresh worker (attempt {attempts[index] + 1} of {self.scale.max_retries + 1})")
                         queue.appendleft(index)  # next free worker takes it again, from a clean folder
+                        bar.in_flight(sorted((i, self.labels[i]) for i, _ in running.values()))
                         continue
                     directory = self.run_dir.class_dir(index, self.labels[index])
                     directory.mkdir(parents=True, exist_ok=True)
@@ -159,6 +162,7 @@ class RayBackend:
                     idle.append(worker)
                 self.run_dir.write_summary()
                 bar.finish_metrics(metrics)
+                bar.in_flight(sorted((i, self.labels[i]) for i, _ in running.values()))
         except KeyboardInterrupt:
             return True
         finally:  # the workers' models are freed before the driver analyses; an unfinished class is redone on resume
