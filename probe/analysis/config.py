@@ -14,8 +14,8 @@ from probe.analysis.stats import Thresholds
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 #: The settings that decide which images a test's pairs are made of: two analyses can be paired pair by pair
 #: (``confirm_like``, ``probe compare``) only when these agree.
-PAIRING_FIELDS = ("seed", "screen_seeds", "confirm_round", "n_carriers", "carriers", "carrier_template",
-                  "necessity_templates", "steps", "guidance_scale", "stated_contexts")
+PAIRING_FIELDS = ("seed", "screen_seeds", "necessity_screen_seeds", "confirm_round", "n_carriers", "carriers",
+                  "carrier_template", "necessity_templates", "steps", "guidance_scale", "stated_contexts")
 CUE_SOURCES = ("auto", "default", "world")
 
 
@@ -38,7 +38,10 @@ class AnalysisConfig:
     carriers: tuple[str, ...] | None = None  # neutral object phrases; default: a few class names
     n_carriers: int = 4
     carrier_template: str = "a photo of a {}"
-    screen_seeds: int = 2  # screening seeds per carrier (sufficiency) and per prompt (necessity)
+    screen_seeds: int = 2  # screening seeds per carrier (sufficiency)
+    # screening seeds per prompt (necessity): a necessity screen has one pair per seed and prompt, so 2 seeds
+    # were 2 pairs, and a planted cue worth +0.32 on 24 fresh pairs screened at +0.03 (benchmark biased-5, star/bar)
+    necessity_screen_seeds: int = 4
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
     # necessity pairs state random values of the other attributes, the same in both arms, where a concept scorer
@@ -74,7 +77,7 @@ class AnalysisConfig:
             object.__setattr__(self, "carriers", tuple(self.carriers))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        for name in ("n_carriers", "screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
+        for name in ("n_carriers", "screen_seeds", "necessity_screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
             if getattr(self, name) < 1:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")
         for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images"):

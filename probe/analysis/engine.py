@@ -193,8 +193,9 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     timings["screen_sufficiency"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cfg.necessity:
-        say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(screen_seeds)} seeds")
-        found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, screen_seeds, generator,
+        necessity_seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
+        say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
+        found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
                                                                object_attribute, object_of))
         tests += found
         notes += skipped
