@@ -1,4 +1,7 @@
-"""Runs: the run directory, resume, and the per-class audit loop (format: docs/run-format.md).
+"""Runs: the run directory, resume, and the audit loop over the classes (format: docs/run-format.md).
+
+The settings are ``AuditConfig`` (probe/audit_config.py); one class's work is ``run_class``
+(probe/class_run.py), run by a backend from the registry in probe/backends/ (in this process, or by Ray workers).
 
 ``audit(config)`` loads the classifier and the generator, then for each selected class learns a
 token, evaluates it on fresh seeds and writes the class's artifacts. A class is finished exactly
@@ -12,91 +15,22 @@ from __future__ import annotations
 import json
 import platform
 import shlex
-import shutil
-import time
-import traceback
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from probe.analysis.config import AnalysisConfig
+from probe.audit_config import AuditConfig
+from probe.backends import Models, get_backend
+from probe.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
-from probe.files import dumps_json, save_png
-from probe.gate import GateConfig
-from probe.rundir import TOKEN, RunDir, is_lock_file
-from probe.scale import ScaleConfig
-from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
+from probe.files import dumps_json
+from probe.rundir import RunDir, is_lock_file
+from probe.tokens import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
 _RESUME_KEYS = ("model", "arch", "generator", "token")
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """Everything ``probe audit`` needs; saved as config.json in the run directory."""
-
-    model: str
-    out: str
-    classes: str = "all"
-    generator: str | None = None
-    arch: str | None = None
-    labels: str | None = None
-    trust_pickle: bool = False
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    crop_pct: float | None = None
-    interpolation: str | None = None
-    eval_model: str | None = None
-    eval_arch: str | None = None
-    device: str = "auto"
-    dtype: str | None = None
-    compile: bool = False  # torch.compile the UNet and VAE decode of the gradient step (Generator.compile)
-    retry_failed: bool = False
-    analyze: bool = True
-    report: bool = True
-    token: TokenConfig = field(default_factory=TokenConfig)
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-    gate: GateConfig | None = None  # `--max-effect`: check the findings at the end (probe.gate)
-    scale: ScaleConfig = field(default_factory=ScaleConfig)  # where the classes run (local, Ray, a shard)
-
-    def __post_init__(self):
-        if not str(self.model).strip():
-            raise RunError("--model is empty; pass a classifier file, folder or package.module:function")
-        if not str(self.out).strip():
-            raise RunError("--out is empty; pass a folder for the run, e.g. runs/my-audit")
-        if not isinstance(self.token, TokenConfig):
-            raise RunError("AuditConfig.token must be a TokenConfig")
-        if isinstance(self.analysis, dict):  # from JSON or a notebook: typed here, checked by AnalysisConfig
-            object.__setattr__(self, "analysis", AnalysisConfig.from_dict(self.analysis))
-        if not isinstance(self.analysis, AnalysisConfig):
-            raise RunError("AuditConfig.analysis must be a probe.analysis.AnalysisConfig")
-        if isinstance(self.gate, dict):
-            object.__setattr__(self, "gate", GateConfig.from_dict(self.gate))
-        if self.gate is not None and not isinstance(self.gate, GateConfig):
-            raise RunError("AuditConfig.gate must be a probe.gate.GateConfig or None")
-        if isinstance(self.scale, dict):
-            object.__setattr__(self, "scale", ScaleConfig.from_dict(self.scale))
-        if not isinstance(self.scale, ScaleConfig):
-            raise RunError("AuditConfig.scale must be a probe.scale.ScaleConfig")
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["token"] = self.token.to_dict()
-        data["analysis"] = self.analysis.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AuditConfig":
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
-        data["token"] = TokenConfig.from_dict(data.get("token", {}))
-        for key in ("mean", "std"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 @dataclass
@@ -185,105 +119,7 @@ def environment_versions() -> dict:
     return versions
 
 
-def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, evaluation: Evaluation,
-                         config: TokenConfig, *, slug: str, eval_name: str | None, generator=None,
-                         worker: dict | None = None) -> dict:
-    """Write token, history, images, then metrics.json last (its presence marks the class finished). The token file
-    is in the generator's layout when it has one (SDXL: clip_l / clip_g)."""
-    class_token.save(directory / TOKEN, generator)
-    run.write_history(directory, class_token.history)
-    images = []
-    scores = {"baseline": evaluation.baseline, "token": evaluation.token}
-    eval_scores = {"baseline": evaluation.eval_baseline, "token": evaluation.eval_token}
-    n_templates = len(config.templates)
-    for kind, tensor in evaluation.images.items():
-        for i, (image, seed, prompt) in enumerate(zip(tensor, evaluation.seeds, evaluation.prompts[kind])):
-            rel = f"images/{kind}_p{i % n_templates}_s{seed}.png"
-            save_png(directory / rel, image)
-            entry = {"path": rel, "kind": kind, "prompt": prompt, "prompt_index": i % n_templates, "seed": seed,
-                     "target_prob": round(scores[kind]["target_probs"][i], 5),
-                     "correct": scores[kind]["per_image"][i]["correct"], "topk": scores[kind]["per_image"][i]["topk"]}
-            if eval_scores[kind] is not None:
-                entry["eval_target_prob"] = round(eval_scores[kind]["target_probs"][i], 5)
-            images.append(entry)
-
-    def public(score):
-        return None if score is None else {k: score[k] for k in ("accuracy", "mean_target_prob", "n")}
-
-    metrics = {
-        "status": "done", "error": None, "class_index": class_token.class_index, "class_name": class_token.class_name,
-        "slug": slug, "token_string": class_token.token, "init_word": class_token.init_word,
-        "prompts": {"templates": list(config.templates), "token": evaluation.prompts["token"],
-                    "baseline": evaluation.prompts["baseline"]},
-        "steps": len(class_token.history), "best_step": class_token.best_step, "stopped": class_token.stopped,
-        "objective": config.objective, "token_change": token_change(class_token, evaluation),
-        "seconds": round(class_token.seconds, 3), "train_seeds": config.train_seeds, "eval_seeds": evaluation.seeds,
-        "baseline": public(evaluation.baseline), "token": public(evaluation.token),
-        "eval_model": None if evaluation.eval_token is None else {
-            "name": eval_name, "baseline": public(evaluation.eval_baseline), "token": public(evaluation.eval_token)},
-        "images": images,
-    }
-    if worker is not None:  # which worker ran it (a distributed run): provenance, not part of the result
-        metrics["worker"] = worker
-    run.write_metrics(directory, metrics)
-    return metrics
-
-
-def token_change(class_token: ClassToken, evaluation: Evaluation) -> dict:
-    """Did the token move from its initial word, and did that change what the images show?
-
-    ``image_change`` is the mean absolute pixel difference between token and baseline images on the same seeds.
-    A token that did not move is reported as unchanged ("the classifier already accepts the baseline images"),
-    and no token-shift finding is derived from it.
-    """
-    change = dict(class_token.movement)
-    token, baseline = evaluation.images.get("token"), evaluation.images.get("baseline")
-    if token is not None and baseline is not None and token.shape == baseline.shape:
-        change["image_change"] = round(float((token.float() - baseline.float()).abs().mean()), 6)
-    return change
-
-
-def failure_metrics(index: int, name: str | None, slug: str, error: BaseException, seconds: float) -> dict:
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if not isinstance(error, ProbeError):
-        message = f"{type(error).__name__}: {message}"
-    return {"status": "failed", "error": message, "traceback": traceback.format_exception(error),
-            "class_index": index, "class_name": name, "slug": slug, "steps": None, "best_step": None,
-            "seconds": round(seconds, 3), "baseline": None, "token": None, "eval_model": None, "images": []}
-
-
 # ---------------------------------------------------------------------- the audit loop
-def load_models(config: AuditConfig):
-    """The classifier (and optional held-out classifier) and the generator named by ``config``."""
-    from probe.classifiers import load_classifier
-    from probe.devices import resolve_device
-    from probe.generators import load_generator
-
-    device = resolve_device(config.device)  # fail on a missing GPU before loading anything
-    classifier = load_classifier(config.model, arch=config.arch, labels=config.labels, trust_pickle=config.trust_pickle,
-                                 input_size=config.input_size, mean=config.mean, std=config.std,
-                                 crop_pct=config.crop_pct, interpolation=config.interpolation, device=str(device))
-    eval_classifier = None
-    if config.eval_model:
-        eval_classifier = load_classifier(config.eval_model, arch=config.eval_arch, labels=config.labels,
-                                          trust_pickle=config.trust_pickle, device=str(device))
-    generator = load_generator(config.generator, device=device, dtype=config.dtype)
-    return classifier, eval_classifier, generator
-
-
-def _eval_target(classifier, eval_classifier, index: int) -> int | None:
-    """The held-out classifier's index for the same class, matched by name when both have labels."""
-    if eval_classifier is None:
-        return None
-    labels, eval_labels = list(classifier.labels), list(eval_classifier.labels)
-    if labels[index] in eval_labels:
-        return eval_labels.index(labels[index])
-    if len(labels) == len(eval_labels):
-        return index
-    raise RunError(f"held-out classifier has no class named {labels[index]!r} and a different class count "
-                   f"({len(eval_labels)} vs {len(labels)}); give it the same labels with --labels")
-
-
 def preflight(config: AuditConfig):
     """Check every setting that can be checked without a model, before anything is loaded or written.
 
@@ -397,22 +233,9 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     interrupted = False
     with AuditProgress(total=len(mine), done=len(mine) - len(todo), max_steps=config.token.max_steps,
                        console=console, enabled=progress, workers=config.scale.workers_label()) as bar:
-        if config.scale.backend == "ray":
-            from probe.scale.ray_backend import RayBackend
-
-            interrupted = RayBackend(config, token_config, run, labels).run(todo, bar)
-        else:
-            for index in todo:
-                bar.start_class(index, labels[index])
-                try:
-                    metrics = run_class(run, config, token_config, classifier, generator, eval_classifier, index,
-                                        labels[index], on_step=bar.step)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    break
-                finally:
-                    run.write_summary()
-                bar.finish_metrics(metrics)
+        backend = get_backend(config.scale.backend)(config, token_config, run, labels,
+                                                    Models(classifier, generator, eval_classifier))
+        interrupted = backend.run(todo, bar)
 
     rows = run.write_summary()
     result = AuditResult(run_dir=Path(config.out), rows=rows, interrupted=interrupted)
@@ -430,36 +253,6 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         return result
     _analyze_and_report(config, run, classifier, generator, console, result)
     return result
-
-
-def run_class(run: RunDir, config: AuditConfig, token_config: TokenConfig, classifier, generator, eval_classifier,
-              index: int, name: str, *, on_step=None, worker: dict | None = None) -> dict:
-    """Learn, evaluate and save one class; returns its metrics.json content, a recorded failure's too.
-
-    Any backend runs a class through here (the local loop, a Ray worker), so a class is the same whoever ran it.
-    An interrupted attempt's folder is removed first (the caller holds the run), so a retried class starts clean
-    and nothing of a dead worker's attempt is kept. ``RunError`` (the run directory cannot be written) and
-    ``KeyboardInterrupt`` propagate; any other error is recorded in the class's metrics.json.
-    """
-    directory = run.class_dir(index, name)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    start = time.perf_counter()
-    try:
-        token = optimize_class_token(generator, classifier, index, token_config, on_step=on_step)
-        evaluation = evaluate_class_token(generator, classifier, token, token_config, eval_classifier=eval_classifier,
-                                          eval_target=_eval_target(classifier, eval_classifier, index))
-        return save_class_artifacts(run, directory, token, evaluation, config.token, slug=directory.name,
-                                    eval_name=config.eval_model, generator=generator, worker=worker)
-    except (KeyboardInterrupt, RunError):
-        raise
-    except Exception as error:  # recorded per class; the run goes on with the next one
-        metrics = failure_metrics(index, name, directory.name, error, time.perf_counter() - start)
-        if worker is not None:
-            metrics["worker"] = worker
-        run.write_metrics(directory, metrics)
-        return metrics
 
 
 def complete_run(run_dir, *, console=None) -> AuditResult | None:

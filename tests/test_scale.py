@@ -103,6 +103,16 @@ def test_two_shards_and_probe_report_equal_one_full_run(tmp_path, monkeypatch, c
     assert code == 0 and "report:" in out
 
 
+def test_the_backend_names_checked_up_front_are_the_registered_ones():
+    import probe.backends
+    import probe.scale
+
+    assert set(probe.scale.BACKENDS) == set(probe.backends.BACKENDS)
+    assert probe.backends.get_backend("local") is probe.backends.LocalBackend
+    with pytest.raises(RunError, match="unknown"):
+        probe.backends.get_backend("slurm")
+
+
 # ---------------------------------------------------------------------- Ray
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install 'probe[ray]'`")
 
@@ -175,3 +185,4 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path, 
     assert retried and all(m["worker"]["pid"] != killed[0] for m in retried)
     rows = RunDir(out).write_summary()
     assert sorted(r["class_index"] for r in rows) == list(range(3)) and not result.failed
+

@@ -214,7 +214,7 @@ def make_synthetic_run(
             "baseline": summary("baseline"), "token": summary("token"),
             "eval_model": None, "images": img_records,
         }
-        if is_failed:  # as probe.runs.failure_metrics writes it
+        if is_failed:  # as probe.class_run.failure_metrics writes it
             metrics.update({"traceback": ["Traceback (most recent call last):\n", "  File \"tokens.py\", line 1\n",
                                           f"probe.errors.TokenError: loss became NaN ({name})\n"],
                             "baseline": None, "token": None, "steps": None, "best_step": None})
@@ -282,7 +282,7 @@ def make_synthetic_run(
 
 
 def _token_change(rng: random.Random, unmoved: bool) -> dict:
-    """metrics.json's token_change, as probe.runs.token_change writes it."""
+    """metrics.json's token_change, as probe.class_run.token_change writes it."""
     if unmoved:
         return {"distance": 0.0004, "relative": 0.0001, "cosine": 1.0, "moved": False, "image_change": 0.0}
     rel = round(rng.uniform(0.2, 0.9), 4)

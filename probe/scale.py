@@ -4,7 +4,7 @@
 
 - ``backend="local"``: one process takes the classes in turn (the default);
 - ``backend="ray"``: long-lived Ray actors, one per GPU (or CPU slot), each loading the models once and taking
-  classes from a shared queue (probe/scale/ray_backend.py);
+  classes from a shared queue (probe/backends/ray.py);
 - ``shard="I/N"`` (either backend): this process runs only every N-th class from the I-th (0-based), for SLURM
   job arrays or Kubernetes indexed jobs writing into one run directory; ``probe report RUN_DIR`` analyses and
   renders once every shard is done.
@@ -19,7 +19,7 @@ from probe.errors import RunError
 
 __all__ = ["ScaleConfig", "BACKENDS", "parse_shard"]
 
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray")  # the names probe/backends/ registers (kept here: checking them loads no backend)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

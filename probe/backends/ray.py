@@ -1,13 +1,13 @@
 """The Ray backend: long-lived workers take the classes of one audit from a shared queue.
 
-``RayBackend(config, token_config, run, labels).run(todo, bar)``:
+``RayBackend(config, token_config, run, labels, models).run(todo, bar)``:
 
 1. Connect: ``ray.init`` starts a local cluster (``address=None``), or joins one (``"auto"``,
    ``"ray://HOST:PORT"``). Without Ray installed: one line naming ``pip install 'probe[ray]'``.
 2. Start the workers: one actor per GPU (``gpus_per_worker``) or CPU slot. Each loads the classifier and
-   the generator once (``probe.runs.load_models``), in its own process, and keeps them for every class.
+   the generator once (``probe.class_run.load_models``), in its own process, and keeps them for every class.
 3. Hand out classes: each idle worker gets the next class of the queue; the worker runs it exactly as the
-   local loop does (``probe.runs.run_class``) and writes the class's files into the run directory, which
+   local loop does (``probe.class_run.run_class``) and writes the class's files into the run directory, which
    every worker must see (one machine, or shared storage on a cluster). A class whose own code fails is
    recorded as failed by the worker, as locally.
 4. Survive lost workers: when a worker process dies mid-class, its class goes back to the queue (at most
@@ -44,7 +44,8 @@ class ClassWorker:
     """One worker: the models, loaded once; ``run(index)`` learns, evaluates and saves one class."""
 
     def __init__(self, audit: dict, token: dict, run_dir: str, labels: list[str]):
-        from probe.runs import AuditConfig, load_models
+        from probe.audit_config import AuditConfig
+        from probe.class_run import load_models
         from probe.tokens import TokenConfig
 
         start = time.perf_counter()
@@ -61,15 +62,16 @@ class ClassWorker:
         return dict(self.info)
 
     def run(self, index: int, attempt: int = 1) -> dict:
+        from probe.class_run import run_class
         from probe.rundir import RunDir
-        from probe.runs import run_class
 
         return run_class(RunDir(self.run_dir), self.config, self.token_config, self.classifier, self.generator,
                          self.eval_classifier, index, self.labels[index], worker={**self.info, "attempt": attempt})
 
 
 class RayBackend:
-    def __init__(self, config, token_config, run, labels: list[str]):
+    def __init__(self, config, token_config, run, labels: list[str], models=None):
+        # ``models`` (the driver's) are not used: each worker loads its own, once
         self.config, self.token_config, self.run_dir, self.labels = config, token_config, run, labels
         self.scale = config.scale
         self.workers_started = 0
@@ -123,7 +125,7 @@ class RayBackend:
         if not todo:
             return False
         ray = self._connect()
-        from probe.runs import failure_metrics
+        from probe.class_run import failure_metrics
 
         actor_class = ray.remote(num_cpus=self.scale.cpus_per_worker, num_gpus=self.scale.gpus_per_worker,
                                  max_restarts=0, max_task_retries=0)(ClassWorker)

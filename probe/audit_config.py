@@ -1,0 +1,83 @@
+"""AuditConfig: every setting of one audit, typed, from the CLI (or a notebook) to the loop; saved as config.json.
+
+It nests the typed settings of each part: ``TokenConfig`` (the token optimisation), ``AnalysisConfig`` (the
+findings), ``GateConfig`` (``--max-effect``) and ``ScaleConfig`` (where the classes run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from probe.analysis.config import AnalysisConfig
+from probe.errors import RunError
+from probe.gate import GateConfig
+from probe.scale import ScaleConfig
+from probe.tokens import TokenConfig
+
+__all__ = ["AuditConfig"]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything ``probe audit`` needs; saved as config.json in the run directory."""
+
+    model: str
+    out: str
+    classes: str = "all"
+    generator: str | None = None
+    arch: str | None = None
+    labels: str | None = None
+    trust_pickle: bool = False
+    input_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    eval_model: str | None = None
+    eval_arch: str | None = None
+    device: str = "auto"
+    dtype: str | None = None
+    compile: bool = False  # torch.compile the UNet and VAE decode of the gradient step (Generator.compile)
+    retry_failed: bool = False
+    analyze: bool = True
+    report: bool = True
+    token: TokenConfig = field(default_factory=TokenConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    gate: GateConfig | None = None  # `--max-effect`: check the findings at the end (probe.gate)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # where the classes run (local, Ray, a shard)
+
+    def __post_init__(self):
+        if not str(self.model).strip():
+            raise RunError("--model is empty; pass a classifier file, folder or package.module:function")
+        if not str(self.out).strip():
+            raise RunError("--out is empty; pass a folder for the run, e.g. runs/my-audit")
+        if not isinstance(self.token, TokenConfig):
+            raise RunError("AuditConfig.token must be a TokenConfig")
+        if isinstance(self.analysis, dict):  # from JSON or a notebook: typed here, checked by AnalysisConfig
+            object.__setattr__(self, "analysis", AnalysisConfig.from_dict(self.analysis))
+        if not isinstance(self.analysis, AnalysisConfig):
+            raise RunError("AuditConfig.analysis must be a probe.analysis.AnalysisConfig")
+        if isinstance(self.gate, dict):
+            object.__setattr__(self, "gate", GateConfig.from_dict(self.gate))
+        if self.gate is not None and not isinstance(self.gate, GateConfig):
+            raise RunError("AuditConfig.gate must be a probe.gate.GateConfig or None")
+        if isinstance(self.scale, dict):
+            object.__setattr__(self, "scale", ScaleConfig.from_dict(self.scale))
+        if not isinstance(self.scale, ScaleConfig):
+            raise RunError("AuditConfig.scale must be a probe.scale.ScaleConfig")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["token"] = self.token.to_dict()
+        data["analysis"] = self.analysis.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AuditConfig":
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["token"] = TokenConfig.from_dict(data.get("token", {}))
+        for key in ("mean", "std"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
