@@ -130,11 +130,12 @@ def test_ray_backend_matches_the_local_backend(tmp_path, ray_cluster):
 
     classes = "circle,star"
     local = tmp_path / "local"
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray's workers use one thread per CPU slot: the same arithmetic here
     try:
         audit(_config(local, classes), progress=False)
     finally:
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(threads)
     distributed = tmp_path / "ray"
     result = audit(_config(distributed, classes, backend="ray", workers=2), progress=False)
     assert not result.failed and len(result.rows) == 2
