@@ -128,6 +128,10 @@ def preflight(config: AuditConfig):
     from probe.devices import resolve_device
 
     resolve_device(config.device)  # a missing GPU fails here, before a model is loaded
+    if config.scale.backend == "ray":
+        from probe.backends.ray import import_ray
+
+        import_ray()  # not installed: one line naming the extra, before anything is loaded or written
     if config.dtype is not None and config.dtype not in _DTYPES:
         raise RunError(f"--dtype {config.dtype!r} is unknown; use one of {', '.join(_DTYPES)}")
     from probe.classifiers.data_config import DataConfig, check_partial

@@ -13,8 +13,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 set +e
-# Two workers (pytest-xdist), one file per worker at a time: each computes on one thread (tests/conftest.py).
-.venv/bin/python -m pytest -q -rs -n 2 --dist loadfile "$@"
+.venv/bin/python -m pytest -q -rs "$@"
 code=$?
 set -e
 if [ "$code" = 5 ]; then

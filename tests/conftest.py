@@ -13,9 +13,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
-# Under pytest-xdist (scripts/test.sh runs two workers) each worker computes on one thread: two workers on the
-# 2-core machines this suite targets, without oversubscription. A single process uses up to two.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +67,17 @@ def readme_demo(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
     return cwd
+
+
+@pytest.fixture(scope="session")
+def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path, str]:
+    """The README's biased star demo, and the clean classifier's star demo confirming its tests on its seeds
+    (``probe compare`` pairs them; the clean run must also yield no passing cue finding): (biased run, clean
+    run, the clean demo's stderr)."""
+    biased = readme_demo / "runs" / "demo"
+    clean = tmp_path_factory.mktemp("clean") / "clean"
+    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
+                           "--confirm-like", str(biased), "--out", str(clean)], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return biased, clean, done.stderr

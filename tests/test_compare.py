@@ -259,22 +259,10 @@ def test_cli_prints_the_verdicts_and_the_page_and_refuses_in_one_line(fake_runs,
 
 
 # ------------------------------------------------------------------------------------ the shapes world
-@pytest.fixture(scope="session")
-def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path]:
-    """The README's biased star demo, and the clean classifier's star demo confirming its tests on its seeds."""
-    biased = readme_demo / "runs" / "demo"
-    clean = tmp_path_factory.mktemp("clean") / "clean"
-    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
-                           "--confirm-like", str(biased), "--out", str(clean)], capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return biased, clean
-
-
 def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(clean_star_demo):
     from probe.world import bundled_bias
 
-    biased, clean = clean_star_demo
+    biased, clean, _ = clean_star_demo
     (attribute, value), = bundled_bias("biased")["star"].items()
     result = compare(biased, clean)
     planted = result.cues[(result.cues["class_name"] == "star") & (result.cues["cue"] == value)]

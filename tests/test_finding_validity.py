@@ -7,11 +7,8 @@ passing cue finding is confirmed by the truth table, and the clean classifier ge
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from conftest import probe_script
 from probe.analysis import read_findings
 from probe.classifiers import load_classifier
 from probe.world import bundled_classifier_path
@@ -34,10 +31,9 @@ def test_every_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
         assert f.n_images >= 16 and f.q <= 0.05 and f.status == "passes"
 
 
-def test_the_clean_classifier_gets_no_passing_cue_finding(tmp_path):
-    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
-                           "--out", "clean"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    findings = read_findings(tmp_path / "clean")
+def test_the_clean_classifier_gets_no_passing_cue_finding(clean_star_demo):
+    """The clean demo classifier, audited on star and made to confirm every test the biased demo confirmed."""
+    _, clean, stderr = clean_star_demo
+    findings = read_findings(clean)
     assert [f.sentence for f in findings if f.passes and f.kind != "off-object"] == []
-    assert "passing cue findings: none" in done.stderr
+    assert "passing cue findings: none" in stderr

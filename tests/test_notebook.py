@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import time
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_quickstart_runs(tmp_path):
     assert list((run / "analysis" / "hypotheses").iterdir()), "test_cue saved no evidence images"
 
 
+@pytest.mark.skipif(not os.environ.get("PROBE_RUN_SLOW"), reason="slow: about 95 s on 2 cores (two classifiers trained, "
+                    "two audits, a comparison); set PROBE_RUN_SLOW=1 to run it. Its parts are tested one by one: "
+                    "test_world_train, test_explore, test_compare")
 def test_bias_investigation_runs(tmp_path):
     book = _execute("bias_investigation.ipynb", tmp_path)
     out = tmp_path / "runs" / "bias-notebook"

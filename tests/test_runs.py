@@ -10,6 +10,7 @@ import pytest
 from conftest import run_main
 import torch
 
+import probe.class_run as class_run
 import probe.runs as runs
 from color_classifier import calibrated_redness_classifier
 from probe.classifiers import load_classifier
@@ -67,8 +68,8 @@ def test_resume_skips_finished_classes_and_redoes_an_interrupted_one(tmp_path, t
     (interrupted / "metrics.json").unlink()  # as if Ctrl-C hit before the class finished
     (interrupted / "half-written.png").write_bytes(b"\x89PNG")
     calls = []
-    real = runs.optimize_class_token
-    monkeypatch.setattr(runs, "optimize_class_token", lambda g, c, target, *a, **k: calls.append(target) or real(g, c, target, *a, **k))
+    real = class_run.optimize_class_token
+    monkeypatch.setattr(class_run, "optimize_class_token", lambda g, c, target, *a, **k: calls.append(target) or real(g, c, target, *a, **k))
     second = audit(config, classifier=redness, generator=tiny_generator, progress=False)
     assert calls == [1]
     assert finished.stat().st_mtime_ns == stamp
@@ -77,20 +78,20 @@ def test_resume_skips_finished_classes_and_redoes_an_interrupted_one(tmp_path, t
 
 
 def test_a_failing_class_is_recorded_and_the_run_goes_on(tmp_path, tiny_sd_path, tiny_generator, redness, monkeypatch):
-    real = runs.optimize_class_token
+    real = class_run.optimize_class_token
 
     def flaky(g, c, target, *a, **k):
         if target == 0:
             raise RuntimeError("boom inside the user's model")
         return real(g, c, target, *a, **k)
 
-    monkeypatch.setattr(runs, "optimize_class_token", flaky)
+    monkeypatch.setattr(class_run, "optimize_class_token", flaky)
     result = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
     assert [r["status"] for r in result.rows] == ["failed", "done"]
     failed = json.loads((result.run_dir / "classes" / "0-other" / "metrics.json").read_text())
     assert failed["error"] == "RuntimeError: boom inside the user's model"
     # Resume leaves a failed class alone unless asked to retry it.
-    monkeypatch.setattr(runs, "optimize_class_token", real)
+    monkeypatch.setattr(class_run, "optimize_class_token", real)
     again = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
     assert [r["status"] for r in again.rows] == ["failed", "done"]
     retried = audit(_config(tmp_path, tiny_sd_path, retry_failed=True), classifier=redness, generator=tiny_generator,
@@ -99,14 +100,14 @@ def test_a_failing_class_is_recorded_and_the_run_goes_on(tmp_path, tiny_sd_path,
 
 
 def test_ctrl_c_keeps_finished_classes(tmp_path, tiny_sd_path, tiny_generator, redness, monkeypatch):
-    real = runs.optimize_class_token
+    real = class_run.optimize_class_token
 
     def interrupt_second(g, c, target, *a, **k):
         if target == 1:
             raise KeyboardInterrupt
         return real(g, c, target, *a, **k)
 
-    monkeypatch.setattr(runs, "optimize_class_token", interrupt_second)
+    monkeypatch.setattr(class_run, "optimize_class_token", interrupt_second)
     result = audit(_config(tmp_path, tiny_sd_path), classifier=redness, generator=tiny_generator, progress=False)
     assert result.interrupted and [r["class_index"] for r in result.rows] == [0]
     assert (result.run_dir / "classes" / "0-other" / "metrics.json").is_file()

@@ -113,6 +113,24 @@ def test_the_backend_names_checked_up_front_are_the_registered_ones():
         probe.backends.get_backend("slurm")
 
 
+def test_without_ray_the_ray_backend_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from probe.backends import get_backend
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    backend = get_backend("ray")(replace(_config(Path("unused"), "star"), scale=ScaleConfig(backend="ray")), None,
+                                 None, ["star"])
+    with pytest.raises(RunError, match=r"pip install 'probe\[ray\]'"):
+        backend.run([0], bar=None)
+    from probe.runs import audit
+
+    out = tmp_path / "never"
+    with pytest.raises(RunError, match=r"pip install 'probe\[ray\]'"):  # checked before any model loads
+        audit(replace(_config(out, "star"), scale=ScaleConfig(backend="ray")), progress=False)
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------- Ray
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install 'probe[ray]'`")
 
@@ -125,10 +143,14 @@ def ray_cluster():
     ray.shutdown()
 
 
-def test_ray_backend_matches_the_local_backend(tmp_path, ray_cluster):
+def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster):
+    """2 workers on a local cluster; the first worker to finish a class is killed (SIGKILL) while it runs its next
+    one. Every class ends done exactly once, the lost one retried on a fresh worker, and every token equals the
+    local backend's for the same seeds."""
+    from probe.rundir import RunDir
     from probe.runs import audit
 
-    classes = "circle,star"
+    classes = "circle,square,star"
     local = tmp_path / "local"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray's workers use one thread per CPU slot: the same arithmetic here
@@ -136,28 +158,8 @@ def test_ray_backend_matches_the_local_backend(tmp_path, ray_cluster):
         audit(_config(local, classes), progress=False)
     finally:
         torch.set_num_threads(threads)
-    distributed = tmp_path / "ray"
-    result = audit(_config(distributed, classes, backend="ray", workers=2), progress=False)
-    assert not result.failed and len(result.rows) == 2
-    a, b = _tokens(local), _tokens(distributed)
-    assert sorted(a) == sorted(b) == [0, 3]
-    for i in a:
-        torch.testing.assert_close(a[i], b[i], rtol=0, atol=1e-5)
-    ma, mb = _metrics(local), _metrics(distributed)
-    for i in ma:
-        assert mb[i]["worker"]["backend"] == "ray" and mb[i]["worker"]["attempt"] == 1
-        assert ma[i]["token"]["accuracy"] == mb[i]["token"]["accuracy"]
-        assert ma[i]["token"]["mean_target_prob"] == pytest.approx(mb[i]["token"]["mean_target_prob"], abs=1e-4)
-    pids = {m["worker"]["pid"] for m in mb.values()}
-    assert len(pids) == 2 and os.getpid() not in pids  # both workers worked, neither is this process
 
-
-def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path, ray_cluster):
-    """Kill the first worker that finishes a class while it runs its next one: that class is retried elsewhere."""
-    from probe.rundir import RunDir
-    from probe.runs import audit
-
-    out = tmp_path / "ray-kill"
+    out = tmp_path / "ray"
     killed: list[int] = []
 
     def killer():
@@ -176,14 +178,23 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path, 
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    result = audit(_config(out, "0-2", backend="ray", workers=2, max_retries=2), progress=False)
+    result = audit(_config(out, classes, backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
     assert killed, "the test never saw a finished class to kill its worker"
+    assert not result.failed and len(result.rows) == 3
     metrics = _metrics(out)
-    assert sorted(metrics) == list(range(3)) and all(m["status"] == "done" for m in metrics.values())
+    assert sorted(metrics) == [0, 1, 3] and all(m["status"] == "done" for m in metrics.values())
     assert len(list(out.glob("classes/*/"))) == 3  # one folder per class: nothing duplicated
+    rows = RunDir(out).write_summary()
+    assert sorted(r["class_index"] for r in rows) == [0, 1, 3]
     retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
     assert retried and all(m["worker"]["pid"] != killed[0] for m in retried)
-    rows = RunDir(out).write_summary()
-    assert sorted(r["class_index"] for r in rows) == list(range(3)) and not result.failed
-
+    assert os.getpid() not in {m["worker"]["pid"] for m in metrics.values()}  # the workers ran them, not this process
+    a, b = _tokens(local), _tokens(out)
+    assert sorted(a) == sorted(b) == [0, 1, 3]
+    for i in a:
+        torch.testing.assert_close(a[i], b[i], rtol=0, atol=1e-5)  # the retried class too
+    ma = _metrics(local)
+    for i in ma:
+        assert ma[i]["token"]["accuracy"] == metrics[i]["token"]["accuracy"]
+        assert ma[i]["token"]["mean_target_prob"] == pytest.approx(metrics[i]["token"]["mean_target_prob"], abs=1e-4)
