@@ -81,6 +81,10 @@ ROW_NAMES = tuple(r.name for r in ROWS)
 
 
 # ---------------------------------------------------------------------- components
+# CLIP ViT-L/14's text encoder: SD 1.x's only one, SDXL's first
+CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+              hidden_act="quick_gelu", projection_dim=768)
+
 def _sdxl_configs(size: str) -> dict:
     """SDXL base 1.0's architecture (UNet 2.6 B parameters, CLIP-L + OpenCLIP-bigG, 1024 px), or a tiny one."""
     if size == "full":
@@ -96,8 +100,7 @@ def _sdxl_configs(size: str) -> dict:
                         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024, scaling_factor=0.13025,
                         force_upcast=True),
-            "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                         hidden_act="quick_gelu", projection_dim=768),
+            "text": CLIP_L,
             "text_2": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
                            hidden_act="gelu", projection_dim=1280),
             "max_length": 77, "defaults": (15, 5.0), "pndm_steps": 30, "classifier_size": 224,
@@ -136,8 +139,7 @@ def _configs(size: str, family: str) -> dict:
                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512, scaling_factor=0.18215),
             "text": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
                          hidden_act="gelu", projection_dim=512) if sd2 else
-                    dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                         hidden_act="quick_gelu", projection_dim=768),
+                    CLIP_L,
             "max_length": 77, "defaults": (15, 7.5), "pndm_steps": 30, "classifier_size": 224,
         }
     # tiny: a small UNet and text encoder; a narrow VAE decoder at 128 px, whose activations dominate a step's
