@@ -31,7 +31,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         raise RunError(f"--shard {text!r} is not I/N; pass e.g. --shard 0/4 (slice 0 of 4, counted from 0)")
     i, n = int(match.group(1)), int(match.group(2))
     if n < 1 or not 0 <= i < n:
-        raise RunError(f"--shard {text!r}: I must lie in 0..N-1 and N be at least 1; e.g. --shard {min(i, max(n, 1) - 1)}/{max(n, 1)}")
+        example = f"{min(i, max(n, 1) - 1)}/{max(n, 1)}"
+        raise RunError(f"--shard {text!r}: I must lie in 0..N-1 and N be at least 1; e.g. --shard {example}")
     return i, n
 
 

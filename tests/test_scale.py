@@ -143,6 +143,30 @@ def ray_cluster():
     ray.shutdown()
 
 
+def _kill_first_finisher(out: Path) -> tuple[list[int], threading.Thread]:
+    """A thread that SIGKILLs the worker of the first class to finish in ``out``, one second later (it has taken
+    its next class by then); the pid goes into the returned list."""
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            for path in out.glob("classes/*/metrics.json"):
+                try:
+                    pid = json.loads(path.read_text())["worker"]["pid"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                time.sleep(1.0)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    return killed, thread
+
+
 def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster):
     """2 workers on a local cluster; the first worker to finish a class is killed (SIGKILL) while it runs its next
     one. Every class ends done exactly once, the lost one retried on a fresh worker, and every token equals the
@@ -160,24 +184,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
         torch.set_num_threads(threads)
 
     out = tmp_path / "ray"
-    killed: list[int] = []
-
-    def killer():
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            for path in out.glob("classes/*/metrics.json"):
-                try:
-                    pid = json.loads(path.read_text())["worker"]["pid"]
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
-                time.sleep(1.0)  # it has taken its next class by now
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    killed, thread = _kill_first_finisher(out)
     result = audit(_config(out, classes, backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
     assert killed, "the test never saw a finished class to kill its worker"
@@ -198,3 +205,21 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
     for i in ma:
         assert ma[i]["token"]["accuracy"] == metrics[i]["token"]["accuracy"]
         assert ma[i]["token"]["mean_target_prob"] == pytest.approx(metrics[i]["token"]["mean_target_prob"], abs=1e-4)
+
+
+def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_completes(tmp_path, ray_cluster):
+    """With --max-retries 0 the class in flight on the killed worker is not retried: it is recorded as failed with
+    the reason, and every other class still finishes."""
+    from probe.runs import audit
+
+    out = tmp_path / "ray-no-retry"
+    killed, thread = _kill_first_finisher(out)
+    result = audit(_config(out, "circle,square,star", backend="ray", workers=2, max_retries=0), progress=False)
+    thread.join(timeout=5)
+    assert killed
+    metrics = _metrics(out)
+    assert sorted(metrics) == [0, 1, 3]
+    failed = [m for m in metrics.values() if m["status"] == "failed"]
+    errors = [m.get("error") for m in metrics.values()]
+    assert len(failed) == 1 and "worker died in each of its 1 attempt(s)" in failed[0]["error"], errors
+    assert len(result.failed) == 1 and sum(m["status"] == "done" for m in metrics.values()) == 2

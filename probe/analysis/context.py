@@ -55,7 +55,8 @@ class StatedContexts:
             pairs = [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]
             for value, template in pairs:
                 if value and check.checkable(cue.attribute, str(value)):
-                    options.setdefault(cue.attribute, {}).setdefault(str(value), Stated(cue.attribute, str(value), template))
+                    stated = Stated(cue.attribute, str(value), template)
+                    options.setdefault(cue.attribute, {}).setdefault(str(value), stated)
         kept = {a: tuple(o.values()) for a, o in options.items() if len(o) >= 2}
         return cls(kept) if kept else None
 

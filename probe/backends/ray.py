@@ -155,8 +155,10 @@ class RayBackend:
                         continue
                     directory = self.run_dir.class_dir(index, self.labels[index])
                     directory.mkdir(parents=True, exist_ok=True)
-                    metrics = failure_metrics(index, self.labels[index], directory.name, RunError(
-                        f"its Ray worker died {attempts[index]} times (last: {reason}); the class was not finished"), 0.0)
+                    error = RunError(f"its Ray worker died in each of its {attempts[index]} attempt(s) (last: "
+                                     f"{reason}); the class was not finished (raise --max-retries, or look for what "
+                                     "kills the worker: memory, the node)")
+                    metrics = failure_metrics(index, self.labels[index], directory.name, error, 0.0)
                     self.run_dir.write_metrics(directory, metrics)
                 except ray.exceptions.RayTaskError as error:  # RunError in a worker: the run directory is unusable
                     raise error.as_instanceof_cause() from None
