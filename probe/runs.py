@@ -275,9 +275,10 @@ def complete_run(run_dir, *, console=None) -> AuditResult | None:
         shown = ", ".join(f"{i} {labels[i]}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise RunError(f"{len(missing)} of {len(targets)} classes of {str(run.root)!r} have not run yet ({shown}); "
                        "finish every --shard first (the same command resumes), or pass --no-analyze to render what exists")
-    analysed = {str(k) for k in ((run.read_analysis() or {}).get("classes") or {})}
+    analysis = run.read_analysis()
+    analysed = {str(k) for k in ((analysis or {}).get("classes") or {})}
     done = {str(m["class_index"]) for _, m in run.finished_classes() if m.get("status") == "done"}
-    if run.read_analysis() is not None and done <= analysed:
+    if analysis is not None and done <= analysed:
         return None
     settings.update(out=str(run.root), report=False, gate=None, scale={})
     config = AuditConfig.from_dict(settings)
