@@ -8,6 +8,7 @@ see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -174,17 +175,37 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
            single_file: bool = typer.Option(False, help="Embed every asset into one HTML file."),
            max_images: int = typer.Option(24, help="Gallery images shown per class."),
            thumb_px: int = typer.Option(256, help="Thumbnail size in pixels."),
-           analyze: bool = typer.Option(True, help="A run made with --shard: analyse first when every shard is done and the analysis is missing or older; loads the models named in config.json.")) -> None:
-    """Re-render the HTML report from a run directory's saved files (no models, no GPU needed once analysed)."""
+           model: Optional[str] = typer.Option(None, "--model", "-m", help="A run made with --shard whose analysis is pending: the classifier to analyse it with (never taken from the run)."),
+           generator: Optional[str] = typer.Option(None, "--generator", "-g", help="With --model: the generator the run was made with (never taken from the run)."),
+           arch: Optional[str] = typer.Option(None, help="With --model: the architecture of a state-dict classifier (timm:NAME or torchvision:NAME)."),
+           trust_pickle: bool = typer.Option(False, "--trust-pickle", help="With --model: allow unpickling a whole nn.Module (runs code from the file); never taken from the run."),
+           device: str = typer.Option("auto", help="With --model: auto, cpu, cuda, cuda:N or mps."),
+           dtype: Optional[str] = typer.Option(None, help="With --model: fp32, fp16 or bf16."),
+           analyze: bool = typer.Option(True, help="With --model and --generator: analyse a sharded run first when every shard is done and the analysis is missing or older.")) -> None:
+    """Re-render the HTML report from a run directory's saved files. Loads no model unless you pass --model and
+    --generator: a run directory is data, so nothing in it (config.json included) decides what is loaded or run.
+    """
+    from probe.progress import warn
     from probe.report import render_report
+    from probe.rundir import RunDir
 
     if not (run_dir / "config.json").is_file():
         raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
+    if (model is None) != (generator is None):
+        raise ProbeError("--model and --generator go together (the run's analysis needs both); pass both, or neither "
+                         "to re-render without analysing")
     if analyze:
-        from probe.runs import complete_run
+        pending = RunDir(run_dir).pending_analysis()
+        if pending is not None and model is None:
+            warn(err_console, f"{pending}: the report shows no findings yet; analyse it with `probe report "
+                              f"{shlex.quote(str(run_dir))} --model MODEL --generator GENERATOR` (the classifier and "
+                              "generator the run was audited with)")
+        elif pending is not None:
+            from probe.runs import ModelSources, complete_run
 
-        merged = complete_run(run_dir, console=err_console)
-        if merged is not None:
+            merged = complete_run(run_dir, ModelSources(model=model, generator=generator, arch=arch,
+                                                        trust_pickle=trust_pickle, device=device, dtype=dtype),
+                                  console=err_console)
             for problem in merged.problems:
                 _error_line(problem)
             if merged.problems:

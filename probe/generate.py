@@ -32,12 +32,14 @@ import csv
 import io
 import os
 import string
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from probe.errors import ProbeError
-from probe.files import atomic_path, save_png, slugify, write_json, write_text
+from probe.files import atomic_path, check_writable, save_png, slugify, write_json, write_text
 
 GENERATE_SEED = 10_000_000
 SETTINGS = "generate.json"
@@ -45,6 +47,12 @@ MANIFEST_CSV = "manifest.csv"
 MANIFEST_PARQUET = "manifest.parquet"
 COLUMNS = ["class_index", "class_name", "prompt", "seed", "path", "target_prob", "predicted", "kept"]
 ATTEMPTS_FACTOR = 4  # with min_prob: images tried per class at most, as a multiple of per_class
+# Upper bounds on the counts that size memory and disk, checked before anything loads: beyond them a typo
+# (--per-class 1000000000000) would build a seed list of that length after the models load.
+MAX_PER_CLASS = 1_000_000
+MAX_ATTEMPTS = ATTEMPTS_FACTOR * MAX_PER_CLASS
+MAX_BATCH_SIZE = 1024
+_SEED_BYTES = 36  # a Python int in a list: 8-byte pointer + 28-byte object
 # Settings that decide what an image in OUT is; a resume must match them (flag named in the error).
 _RESUME_FIELDS = {"run": "RUN_DIR (another run)", "prompt": "--prompt", "min_prob": "--min-prob", "model": "--model",
                   "generator": "--generator", "sampling": "the run's sampling settings", "seed_base": "seed base"}
@@ -73,13 +81,27 @@ class GenerateConfig:
     def __post_init__(self):
         if isinstance(self.per_class, bool) or not isinstance(self.per_class, int) or self.per_class < 1:
             raise GenerateError(f"--per-class {self.per_class!r} must be a whole number >= 1")
+        if self.per_class > MAX_PER_CLASS:
+            raise GenerateError(f"--per-class {self.per_class} asks for {_count(self.per_class)} images per class "
+                                f"(its seed list alone would need {_size(self.per_class * _SEED_BYTES)} of memory, "
+                                f"the PNGs far more disk); use at most {MAX_PER_CLASS:,} per call")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise GenerateError(f"--batch-size {self.batch_size!r} must be a whole number >= 1")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise GenerateError(f"--batch-size {self.batch_size} would generate {_count(self.batch_size)} images in one "
+                                f"batch on one device; use at most {MAX_BATCH_SIZE} (8 is the default; memory grows "
+                                "with it)")
         if self.min_prob is not None and not (isinstance(self.min_prob, (int, float)) and 0 < self.min_prob <= 1):
             raise GenerateError(f"--min-prob {self.min_prob!r} must lie in (0, 1], e.g. 0.9")
         if self.max_attempts is not None:
             if self.min_prob is None:
                 raise GenerateError("--max-attempts applies only with --min-prob (without it every image is kept)")
+            if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+                raise GenerateError(f"--max-attempts {self.max_attempts!r} must be a whole number")
+            if self.max_attempts > MAX_ATTEMPTS:
+                raise GenerateError(f"--max-attempts {self.max_attempts} would try {_count(self.max_attempts)} images "
+                                    f"per class (a seed list of {_size(self.max_attempts * _SEED_BYTES)} in memory); "
+                                    f"use at most {MAX_ATTEMPTS:,}")
             if self.max_attempts < self.per_class:
                 raise GenerateError(f"--max-attempts {self.max_attempts} is below --per-class {self.per_class}; "
                                     "allow at least as many attempts as images to keep")
@@ -92,6 +114,22 @@ class GenerateConfig:
         if self.min_prob is None:
             return self.per_class
         return self.max_attempts or ATTEMPTS_FACTOR * self.per_class
+
+
+def _count(n: int) -> str:
+    """A count for a message: 1,000,000 as is, 10^12 as a power of ten when it is one."""
+    text = str(n)
+    if n >= 10**7 and text.strip("0") == "1":
+        return f"10^{len(text) - 1}"
+    return f"{n:,}" if n < 10**15 else f"{n:.1e}"
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n_bytes < 1000 or unit == "PB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
 
 
 def check_template(template: str) -> str:
@@ -207,7 +245,10 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     targets = _select(run, config.classes)
     # 3. the output folder: new or empty, or a dataset made with the same settings (then it resumes)
     out_dir = Path(os.path.abspath(Path(out).expanduser()))
-    model_spec = config.model or (getattr(classifier, "source", None) if classifier is not None else None) or audit.get("model")
+    _check_out_outside_runs(out_dir, run.root)
+    check_writable(out_dir, "--out")
+    model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
+                  or _inert_model_spec(audit.get("model")))
     generator_spec = config.generator or (generator.source if generator is not None else None) or audit.get("generator")
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
     identity = {"run": saved.get("started"), "prompt": template, "min_prob": config.min_prob, "model": model_spec,
@@ -322,6 +363,20 @@ def _select(run, classes) -> list[_Class]:
     return out
 
 
+def _check_out_outside_runs(out_dir: Path, run_root: Path) -> None:
+    """A dataset never goes into a probe run directory: OUT/7-evil inside RUN/classes would read as a class of the run."""
+    from probe.files import enclosing_run
+
+    resolved = Path(os.path.realpath(out_dir))
+    inside = enclosing_run(resolved)
+    source = Path(os.path.realpath(run_root))
+    if inside is not None or resolved == source or source in resolved.parents:
+        where = inside or source
+        raise GenerateError(f"--out {str(out_dir)!r} lies inside the probe run {str(where)!r}, where its folders would "
+                            "read as the run's own files; pass a folder outside every run directory, e.g. "
+                            f"{str(source.parent / (source.name + '-dataset'))!r}")
+
+
 def _open_output(out_dir: Path, identity: dict) -> dict[tuple[int, int], dict]:
     """The manifest rows already in ``out_dir`` (empty for a new folder); refuse another dataset or other settings."""
     from probe.rundir import LOCK, load_json
@@ -384,6 +439,18 @@ def _inside(out_dir: Path, rel: str, strict: bool = True) -> Path | None:
     return full
 
 
+def _inert_model_spec(spec):
+    """The run's classifier as config.json names it, when loading it cannot run code: a run directory is data, so a
+    ``package.module:function`` factory (an import and a call) is taken only from the command line. Files load
+    without pickle trust unless ``--trust-pickle`` is typed (GenerateConfig.trust_pickle)."""
+    from probe.classifiers.detect import looks_like_factory
+
+    if isinstance(spec, str) and looks_like_factory(spec):
+        raise GenerateError(f"the run's classifier is a Python factory ({spec!r}), which would import and run code named "
+                            "by the run's config.json; pass it yourself with --model")
+    return spec
+
+
 def _load_token(generator, cls: _Class, generator_spec) -> str:
     from probe.errors import GeneratorError
 
@@ -412,11 +479,32 @@ def _write_manifest(out_dir: Path, rows: dict) -> None:
     write_text(out_dir / MANIFEST_CSV, buffer.getvalue())  # last: the CSV is what a resume reads
 
 
+@contextmanager
 def out_dir_lock(out_dir: Path):
-    """One writer per dataset folder (the run directory's OS file lock, released when the process ends)."""
-    from probe.rundir import RunDir
+    """One writer per dataset folder (the run directory's OS file lock, released when the process ends); a second
+    ``probe generate`` into the folder is refused naming this command."""
+    from probe.errors import RunError
+    from probe.rundir import LOCK, RunDir
 
-    return RunDir(out_dir).lock()
+    lock = RunDir(out_dir).lock()
+    try:
+        lock.__enter__()
+    except RunError as error:
+        if "in use by" not in str(error):
+            raise
+        try:
+            holder = (out_dir / LOCK).read_text(encoding="utf-8", errors="replace").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise GenerateError(f"--out {str(out_dir)!r} is in use by another `probe generate` ({holder!r}; lock file "
+                            f"{str(out_dir / LOCK)!r}); wait for it to finish, or use another --out") from None
+    try:
+        yield
+    except BaseException:
+        if not lock.__exit__(*sys.exc_info()):
+            raise
+    else:
+        lock.__exit__(None, None, None)
 
 
 def _describe(cls: _Class, kept: int, attempted: int) -> str:

@@ -8,7 +8,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def warn(console: Console | None, message: str) -> None:
-    (console or Console(stderr=True)).print("[yellow]warning:[/yellow] " + escape(message), highlight=False, markup=True)
+    (console or Console(stderr=True)).print("[yellow]warning:[/yellow] " + escape(message), highlight=False, markup=True,
+                                           soft_wrap=True)
 
 
 class AuditProgress:

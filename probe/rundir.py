@@ -331,6 +331,32 @@ class RunDir:
             handle.close()
 
 
+    # ------------------------------------------------------------------ what `probe report` may still have to do
+    def pending_analysis(self) -> str | None:
+        """Why a sharded run still needs its analysis, or None when nothing is pending (or the run is not sharded).
+        Raises a one-line RunError when classes of other shards have not run yet. Reads files only."""
+        saved = self.read_config() or {}
+        settings = self.audit_settings(saved)
+        scale = settings.get("scale")
+        if settings.get("analyze", True) is False or not (isinstance(scale, dict) and scale.get("shard")):
+            return None  # only a sharded run leaves its analysis to `probe report`
+        labels = self.read_labels() or []
+        classes = saved.get("classes")
+        targets = [i for i in (classes if isinstance(classes, list) else []) if type(i) is int and 0 <= i < len(labels)]
+        missing = [i for i in targets if self.read_metrics(self.class_dir(i, labels[i])) is None]
+        if missing:
+            shown = ", ".join(f"{i} {labels[i]}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise RunError(f"{len(missing)} of {len(targets)} classes of {str(self.root)!r} have not run yet ({shown}); "
+                           "finish every --shard first (the same command resumes), or pass --no-analyze to render "
+                           "what exists")
+        analysis = self.read_analysis()
+        analysed = {str(k) for k in ((analysis or {}).get("classes") or {})}
+        done = {str(m["class_index"]) for _, m in self.finished_classes() if m.get("status") == "done"}
+        if analysis is not None and done <= analysed:
+            return None
+        return ("every shard is done but the run is not analysed" if analysis is None else
+                "classes finished after the last analysis are not analysed")
+
 def _older(version) -> bool:
     return isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION
 

@@ -128,10 +128,13 @@ def preflight(config: AuditConfig):
     from probe.devices import resolve_device
 
     resolve_device(config.device)  # a missing GPU fails here, before a model is loaded
-    if config.scale.backend == "ray":
-        from probe.backends.ray import import_ray
+    from probe.files import check_writable
 
-        import_ray()  # not installed: one line naming the extra, before anything is loaded or written
+    check_writable(config.out, "--out")  # a read-only --out fails now, not after the models load
+    if config.scale.backend == "ray":
+        from probe.backends.ray import check_ray
+
+        check_ray(config.scale)  # Ray installed, the address's form and reachability, GPUs: before anything loads
     if config.dtype is not None and config.dtype not in _DTYPES:
         raise RunError(f"--dtype {config.dtype!r} is unknown; use one of {', '.join(_DTYPES)}")
     from probe.classifiers.data_config import DataConfig, check_partial
@@ -259,31 +262,47 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     return result
 
 
-def complete_run(run_dir, *, console=None) -> AuditResult | None:
-    """``probe report``'s first step: analyse a run whose classes are all finished but not (all) analysed, as
-    after the shards of ``--shard I/N``. Returns None when nothing was pending; raises a one-line RunError when
-    classes have not run yet. The models are loaded from config.json, as ``probe audit`` would."""
+@dataclass(frozen=True)
+class ModelSources:
+    """The models a command line names for work on an existing run (``probe report --model ... --generator ...``).
+
+    A run directory is data: the model and generator it was made with, and any setting that lets a file run code
+    (``trust_pickle``, a ``package.module:function`` factory), are never taken from its config.json. What may load
+    and execute comes from here, i.e. from the person at the keyboard.
+    """
+
+    model: str
+    generator: str
+    arch: str | None = None
+    trust_pickle: bool = False
+    device: str = "auto"
+    dtype: str | None = None
+
+
+def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult | None:
+    """``probe report --model M --generator G``: analyse a run whose classes are all finished but not (all)
+    analysed, as after the shards of ``--shard I/N``. Returns None when nothing was pending; raises a one-line
+    RunError when classes have not run yet.
+
+    The models come from ``sources`` (the command line), never from the run's config.json: a crafted run cannot
+    make probe load or unpickle anything. The run supplies only inert settings (sampling, analysis, class names).
+    """
     run = RunDir(run_dir)
+    if run.pending_analysis() is None:
+        return None
     saved = run.read_config() or {}
     settings = dict(RunDir.audit_settings(saved))
-    if not settings.get("analyze", True) or not (settings.get("scale") or {}).get("shard"):
-        return None  # only a sharded run leaves its analysis to `probe report`
-    labels = run.read_labels() or []
-    targets = [int(i) for i in saved.get("classes") or [] if isinstance(i, int) and 0 <= i < len(labels)]
-    missing = [i for i in targets if run.read_metrics(run.class_dir(i, labels[i])) is None]
-    if missing:
-        shown = ", ".join(f"{i} {labels[i]}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise RunError(f"{len(missing)} of {len(targets)} classes of {str(run.root)!r} have not run yet ({shown}); "
-                       "finish every --shard first (the same command resumes), or pass --no-analyze to render what exists")
-    analysis = run.read_analysis()
-    analysed = {str(k) for k in ((analysis or {}).get("classes") or {})}
-    done = {str(m["class_index"]) for _, m in run.finished_classes() if m.get("status") == "done"}
-    if analysis is not None and done <= analysed:
-        return None
-    settings.update(out=str(run.root), report=False, gate=None, scale={})
+    settings.update(out=str(run.root), report=False, gate=None, scale={}, model=sources.model,
+                    generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
+                    device=sources.device, dtype=sources.dtype, eval_model=None, eval_arch=None,
+                    labels=None, compile=False)
     config = AuditConfig.from_dict(settings)
+    labels = run.read_labels() or []
     with run.lock():
-        classifier, _, generator = load_models(config)
+        classifier, _, generator = load_models(replace(config, labels=labels or None))
+        if labels and classifier.num_classes != len(labels):
+            raise RunError(f"--model {sources.model!r} has {classifier.num_classes} classes but the run "
+                           f"{len(labels)}; pass the classifier the run was audited with")
         result = AuditResult(run_dir=run.root, rows=run.write_summary())
         _analyze_and_report(config, run, classifier, generator, console, result)
     return result

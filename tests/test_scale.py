@@ -86,8 +86,15 @@ def test_two_shards_and_probe_report_equal_one_full_run(tmp_path, monkeypatch, c
     assert not (sharded / "analysis.json").exists()  # one slice cannot be analysed alone
     code, out, err = run_main(monkeypatch, capsys, "report", str(sharded))
     assert code == 2 and "1 of 2 classes" in err and "finish every --shard" in err  # shard 1 has not run
-    audit(_config(sharded, "star,heart", analyze=True, shard="1/2"), progress=False)
+    config = _config(sharded, "star,heart", analyze=True, shard="1/2")
+    audit(config, progress=False)
+    # every shard is done: `probe report` alone renders without loading a model and says how to analyse
     code, out, err = run_main(monkeypatch, capsys, "report", str(sharded))
+    assert code == 0 and "not analysed" in err and "--model MODEL --generator GENERATOR" in err, err
+    assert not (sharded / "analysis.json").exists()
+    # with the models named on the command line (never taken from the run's config.json) it analyses
+    code, out, err = run_main(monkeypatch, capsys, "report", str(sharded), "--model", config.model,
+                              "--generator", config.generator, "--device", "cpu")
     assert code == 0, err
     assert (sharded / "report" / "index.html").is_file() and (sharded / "analysis.json").is_file()
     a, b = _tokens(full), _tokens(sharded)
