@@ -33,6 +33,31 @@ def _unwritable(path: Path, error: OSError) -> RunError:
                     "or fix its permissions")
 
 
+def check_writable(path: str | Path, flag: str = "--out") -> None:
+    """Refuse, before any work, a folder that could not be created or written: its nearest existing ancestor must
+    be a writable folder. Checked with ``os.access`` (nothing is created or left behind)."""
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    shown = "it" if existing == target else repr(str(existing))
+    if not existing.is_dir():
+        raise RunError(f"cannot create {flag} {str(path)!r}: {shown} is a file, not a folder; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise RunError(f"cannot write {flag} {str(path)!r}: {shown} is read-only for this user; choose a writable "
+                       f"{flag} (e.g. under your home folder) or fix its permissions")
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The probe run directory ``path`` is, or lies inside (a folder with config.json beside labels.json or classes/),
+    or None. ``path`` is resolved first, so a link into a run counts as inside it."""
+    resolved = Path(os.path.realpath(Path(path).expanduser()))
+    for folder in (resolved, *resolved.parents):
+        if (folder / "config.json").is_file() and ((folder / "labels.json").is_file() or (folder / "classes").is_dir()):
+            return folder
+    return None
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""

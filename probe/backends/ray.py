@@ -3,7 +3,10 @@
 ``RayBackend(config, token_config, run, labels, models).run(todo, bar)``:
 
 1. Connect: ``ray.init`` starts a local cluster (``address=None``), or joins one (``"auto"``,
-   ``"ray://HOST:PORT"``). Without Ray installed: one line naming ``pip install 'probe[ray]'``.
+   ``"HOST:PORT"``, ``"ray://HOST:PORT"``). Without Ray installed: one line naming ``pip install 'probe-audit[ray]'``.
+   ``check_ray(scale)`` runs first, in ``probe.runs.preflight``, before any model loads or file is written: the
+   address's form, Ray's client extra for ``ray://``, a GPU for ``--gpus-per-worker`` on a local cluster, and
+   whether the cluster answers a TCP connect within a few seconds.
 2. Start the workers: one actor per GPU (``gpus_per_worker``) or CPU slot. Each loads the classifier and
    the generator once (``probe.class_run.load_models``), in its own process, and keeps them for every class.
 3. Hand out classes: each idle worker gets the next class of the queue; the worker runs it exactly as the
@@ -20,7 +23,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -28,16 +33,112 @@ from pathlib import Path
 
 from probe.errors import RunError
 
-__all__ = ["RayBackend", "ClassWorker", "import_ray"]
+__all__ = ["RayBackend", "ClassWorker", "import_ray", "check_ray", "parse_address"]
+
+INSTALL_RAY = "pip install 'probe-audit[ray]'"  # the distribution's name (PyPI's `probe` is another project)
+CONNECT_TIMEOUT = 3.0  # seconds a cluster has to accept a TCP connect in the preflight
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?):(?P<port>[0-9]{1,5})")
 
 
 def import_ray():
     try:
         import ray
     except ImportError:
-        raise RunError("--backend ray needs Ray, which is not installed; run `pip install 'probe[ray]'` "
-                       "(or drop --backend ray to audit in this process)") from None
+        raise RunError(f"--backend ray needs Ray, which is not installed; run `{INSTALL_RAY}` "
+                       "(or `pip install -e '.[ray]'` in a checkout; or drop --backend ray to audit in this process)") from None
     return ray
+
+
+def parse_address(address: str | None, flag: str = "--address") -> tuple[str, str, int] | None:
+    """``--address`` as (kind, host, port): kind "gcs" for HOST:PORT, "client" for ray://HOST:PORT; None for a local
+    cluster (None) or "auto". Anything else is a one-line RunError naming the forms."""
+    if address is None or address.strip().lower() == "auto":
+        return None
+    text, kind = address.strip(), "gcs"
+    if text.lower().startswith("ray://"):
+        text, kind = text[len("ray://"):], "client"
+    match = _HOST_PORT.fullmatch(text)
+    port = int(match.group("port")) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise RunError(f"{flag} {address!r} is not a Ray address; use 'auto' (a cluster started on this machine with "
+                       "`ray start --head`), HOST:PORT (a head node's GCS, e.g. 10.0.0.1:6379), ray://HOST:PORT (Ray "
+                       "Client, e.g. ray://head:10001), or drop --address for a local cluster")
+    return kind, match.group("host").strip("[]"), port
+
+
+def _client_installed() -> bool:
+    """Ray Client (ray://) needs the ``ray[client]`` extra: grpcio."""
+    try:
+        return importlib.util.find_spec("grpc") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _reachable(host: str, port: int, timeout: float) -> str | None:
+    """None when HOST:PORT accepts a TCP connection within ``timeout`` seconds, else the reason."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.timeout:
+        return f"no answer within {timeout:g} s"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+
+
+def _gpus_visible() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken CUDA install: as no GPU
+        return 0
+
+
+def check_ray(scale, *, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Everything about ``--backend ray`` that can fail before a model loads, each as one RunError with the fix.
+
+    The address's form (``parse_address``; ``RAY_ADDRESS`` wins over it, as in ``ray.init``), Ray itself, the
+    client extra for ``ray://``, a GPU for ``--gpus-per-worker`` on a local cluster, and a TCP connect to the
+    cluster within ``timeout`` seconds (a wrong host otherwise hangs for minutes in Ray's retries).
+    """
+    env = os.environ.get("RAY_ADDRESS") or None
+    address, flag = (env, "RAY_ADDRESS") if env else (scale.address, "--address")
+    parsed = parse_address(address, flag)
+    ray = import_ray()
+    if parsed is not None and parsed[0] == "client" and not _client_installed():
+        raise RunError(f"{flag} {address!r} uses Ray Client, which needs Ray's client extra (grpcio), not installed; "
+                       f"run `pip install 'ray[client]'` (or `{INSTALL_RAY}`), or pass the head node's HOST:PORT "
+                       "from a machine of the cluster")
+    if ray.is_initialized():  # already connected in this process (a notebook): Ray uses that connection
+        return
+    if address is None and scale.gpus_per_worker > 0:
+        visible = _gpus_visible()
+        if visible < scale.gpus_per_worker:
+            raise RunError(f"--gpus-per-worker {scale.gpus_per_worker:g}: the local Ray cluster would have {visible} "
+                           "GPU(s) (none visible to this process); use --gpus-per-worker 0 on CPUs, or --address to "
+                           "join a cluster with GPUs")
+    if address is None:
+        return  # ray.init starts a local cluster
+    if parsed is None:  # auto: the cluster `ray start --head` left on this machine
+        try:
+            from ray._private.services import get_ray_address_from_environment
+
+            found = get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            raise RunError(f"{flag} {address!r}: no running Ray cluster on this machine; start one with "
+                           "`ray start --head`, pass its HOST:PORT, or drop --address for a local cluster") from None
+        except (ImportError, AttributeError, TypeError):  # Ray moved its helper: ray.init reports it
+            return
+        match = _HOST_PORT.fullmatch(str(found or ""))
+        if match is None:
+            return
+        parsed = ("gcs", match.group("host").strip("[]"), int(match.group("port")))
+    kind, host, port = parsed
+    reason = _reachable(host, port, timeout)
+    if reason is not None:
+        raise RunError(f"cannot reach the Ray cluster at {flag} {address!r} ({host}:{port}: {reason}); check the "
+                       f"host and port ({'the Ray Client port, 10001 by default' if kind == 'client' else 'the GCS port, 6379 by default'}"
+                       "), start it with `ray start --head`, or drop --address for a local cluster")
 
 
 class ClassWorker:
