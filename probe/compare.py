@@ -220,6 +220,8 @@ def _open(path, label: str) -> _Run:
     if config is None:
         raise CompareError(f"run {label} {str(path)!r} is not a probe run directory (no config.json); pass the --out "
                            "folder of `probe audit`")
+    """Run ``label``'s files, each checked where RunDir reads it (a damaged one is a RunError naming the file and
+    the field, so nothing below meets a value of the wrong type)."""
     analysis = run.read_analysis()
     if analysis is None:
         raise CompareError(f"run {label} {str(path)!r} has no analysis.json; run `probe audit` on it again with the "
@@ -232,7 +234,7 @@ def _open(path, label: str) -> _Run:
              if isinstance(e, dict) and e.get("kind") in CUE_KINDS and isinstance(e.get("class_index"), int)}
     findings = {(f["kind"], int(f["class_index"]), str(f["cue"])): f for f in (run.read_findings() or [])
                 if f.get("kind") in CUE_KINDS and isinstance(f.get("class_index"), int)}
-    classes = {m["class_index"]: m for _, m in run.finished_classes()}
+    classes = {m["class_index"]: m for _, m in run.finished_classes(strict=True)}  # damaged metrics: one line, exit 2
     return _Run(run, label, config, run.read_labels() or [], analysis, classes, pairs, findings)
 
 

@@ -20,10 +20,12 @@ import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from probe.errors import RunError
 from probe.files import slugify, write_json, write_text
+from probe.runrecords import (check_analysis, check_config, check_findings, check_labels, check_metrics,
+                              plain_row)
 
 FORMAT_VERSION = 1
 
@@ -66,8 +68,9 @@ def load_json(path: Path) -> Any:
         raise RunError(f"{str(path)!r} cannot be read ({type(e).__name__}: {e}); check its permissions") from e
     try:
         return json.loads(text)
-    except ValueError as e:
-        raise RunError(f"{str(path)!r} is not valid JSON ({e}); delete it to have it rewritten") from e
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply to be a probe file
+        raise RunError(f"{str(path)!r} is not valid JSON ({type(e).__name__}: {str(e)[:200]}); delete it to have it "
+                       "rewritten") from e
 
 
 def class_index_of(folder_name: str) -> int | None:
@@ -143,7 +146,7 @@ class RunDir:
                 f"format_version {version!r}, {'an older' if _older(version) else 'a newer or unknown'} format")
             raise RunFormatError(f"{str(self.root)!r} was written by {age}; this probe reads format {FORMAT_VERSION}: "
                            "re-run the audit into a new --out (or use the probe version that wrote it)")
-        return data
+        return check_config(data, path)
 
     def write_config(self, data: dict) -> Path:
         return write_json(self.root / CONFIG, {"format_version": FORMAT_VERSION, **data})
@@ -165,30 +168,24 @@ class RunDir:
         data = load_json(self.root / LABELS)
         if data is None:
             return None
-        if not isinstance(data, list):
-            raise RunError(f"{str(self.root / LABELS)!r} is not a list of class names; delete it to have it rewritten")
-        return [str(x) for x in data]
+        return check_labels(data, self.root / LABELS)
 
     def write_labels(self, labels: list) -> Path:
         return write_json(self.root / LABELS, [str(x) for x in labels])
 
     # ------------------------------------------------------------------ classes/<i>-<slug>/metrics.json
-    def read_metrics(self, directory: Path) -> dict | None:
-        """A finished class's metrics; None when the class is unfinished (absent, damaged or of the wrong shape)."""
+    def read_metrics(self, directory: Path, *, strict: bool = False) -> dict | None:
+        """A finished class's metrics (checked by ``probe.runrecords.check_metrics``); None when the class is
+        unfinished: no metrics.json, or (for resume, where damage means "redo it") a damaged one. With ``strict``
+        (the gate, compare), a metrics.json that exists but is damaged is a RunError naming the file and field."""
+        path = Path(directory) / METRICS
         try:
-            data = load_json(Path(directory) / METRICS)
+            data = load_json(path)
+            return None if data is None else check_metrics(data, path, class_index_of(Path(directory).name))
         except RunError:
-            return None  # unreadable: treated as unfinished and redone
-        if not isinstance(data, dict) or data.get("status") not in FINISHED:
-            return None
-        if not isinstance(data.get("class_index"), int) or isinstance(data.get("class_index"), bool):
-            return None
-        for key in ("baseline", "token", "eval_model"):
-            if data.get(key) is not None and not isinstance(data[key], dict):
-                return None
-        if not isinstance(data.get("images", []), list):
-            return None
-        return data
+            if strict:
+                raise
+            return None  # unreadable or misshapen: treated as unfinished and redone
 
     def write_metrics(self, directory: Path, metrics: dict) -> Path:
         for record in metrics.get("images") or []:
@@ -203,11 +200,12 @@ class RunDir:
         self.rel(full)  # raises when outside the run
         return Path(os.path.relpath(full, os.path.abspath(base))).as_posix()
 
-    def finished_classes(self) -> list[tuple[Path, dict]]:
-        """(folder, metrics) of every finished class (done or failed), in class-index order."""
+    def finished_classes(self, *, strict: bool = False) -> list[tuple[Path, dict]]:
+        """(folder, metrics) of every finished class (done or failed), in class-index order; ``strict`` as in
+        :meth:`read_metrics`."""
         out = []
         for directory in self.class_dirs():
-            metrics = self.read_metrics(directory)
+            metrics = self.read_metrics(directory, strict=strict)
             if metrics is not None:
                 out.append((directory, metrics))
         return out
@@ -245,7 +243,7 @@ class RunDir:
         out = {}
         for row in rows:
             index = _number(row.get("class_index"))
-            if index is not None:
+            if index is not None and index >= 0 and index == int(index):  # other rows are no class: left out
                 out[int(index)] = row
         return out
 
@@ -263,37 +261,35 @@ class RunDir:
         with atomic_path(self.root / FINDINGS_TABLE) as tmp:
             table.to_parquet(tmp, index=False)
 
-    def read_findings(self) -> list[dict] | None:
-        """The findings as dicts; None when the analysis has not run."""
-        data = load_json(self.root / FINDINGS)
+    def read_findings(self, on_error: Callable[[str], None] | None = None) -> list[dict] | None:
+        """The findings as checked plain dicts (``probe.runrecords.check_finding``: the fields of ``Finding``);
+        None when the analysis has not run. findings.json is the record; when only findings.parquet is left it is
+        read to the very same values (lists as lists, ``details`` parsed, a missing number as None, numpy scalars
+        as Python). A damaged record is a RunError naming the file, the record and the field; with ``on_error``
+        (the report, which renders what it can) the record is left out and its message passed to ``on_error``."""
+        path = self.root / FINDINGS
+        data = load_json(path)
         if data is None:
-            if (self.root / FINDINGS_TABLE).is_file():
-                try:
-                    import pandas as pd
-
-                    data = pd.read_parquet(self.root / FINDINGS_TABLE).to_dict(orient="records")
-                except Exception as e:  # pyarrow absent or the file damaged
-                    raise RunError(f"{str(self.root / FINDINGS_TABLE)!r} is unreadable ({type(e).__name__}: {e})") from e
-                for row in data:
-                    if isinstance(row.get("details"), str):
-                        try:
-                            row["details"] = json.loads(row["details"])
-                        except ValueError:
-                            row["details"] = {}
-            else:
+            path = self.root / FINDINGS_TABLE
+            if not path.is_file():
                 return None
-        if not isinstance(data, list):
-            raise RunError(f"{str(self.root / FINDINGS)!r} is not a list of findings; re-run the analysis")
-        return [row for row in data if isinstance(row, dict)]
+            try:
+                import pandas as pd
+
+                table = pd.read_parquet(path)
+                data = [plain_row(row) for row in table.to_dict(orient="records")]
+            except Exception as e:  # pyarrow absent or the file damaged
+                raise RunError(f"{str(path)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}); re-run the analysis "
+                               "or restore findings.json") from e
+        return check_findings(data, path, on_error)
 
     def write_analysis(self, data: dict) -> Path:
         return write_json(self.root / ANALYSIS, data)
 
     def read_analysis(self) -> dict | None:
+        """analysis.json checked (``probe.runrecords.check_analysis``); None when absent; RunError naming the field."""
         data = load_json(self.root / ANALYSIS)
-        if data is not None and not isinstance(data, dict):
-            raise RunError(f"{str(self.root / ANALYSIS)!r} is not a JSON object; re-run the analysis")
-        return data
+        return None if data is None else check_analysis(data, self.root / ANALYSIS)
 
     # ------------------------------------------------------------------ the lock
     @contextmanager
@@ -366,7 +362,7 @@ def _number(value) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(number) else number
+    return number if math.isfinite(number) else None  # NaN and infinities are no measurement (as in JSON: null)
 
 
 def _csv(columns: list[str], rows: list[dict]) -> str:

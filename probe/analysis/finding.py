@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from probe.analysis.errors import AnalysisError
 from probe.rundir import RunDir
+from probe.runrecords import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
 
-FINDING_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
-STATUSES = ("passes", "weak", "inconclusive", "screened")
 OFF_OBJECT_CUE = "off-object"
 
 
@@ -136,7 +135,8 @@ def write_findings(run_dir, findings: list[Finding]) -> None:
 
 
 def read_findings(run_dir) -> Findings:
-    """Load the findings back as Finding objects."""
+    """Load the findings back as Finding objects (each record checked by ``RunDir.read_findings``: a damaged one
+    is a RunError naming the file, the record and the field)."""
     data = RunDir(run_dir).read_findings()
     if data is None:
         raise AnalysisError(f"{run_dir}/findings.json does not exist; run analyze_run (or `probe audit`) first.")

@@ -124,11 +124,9 @@ def _lenient(read, warnings: list[str], what: str):
 
 
 def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
-    """Normalise one Finding dict (numpy values from parquet, missing keys, findings of older analyses).
-
-    Findings written before statuses existed get ``passes`` -> "passes", anything else -> "weak";
-    before units existed, the count is called "images".
-    """
+    """One finding, as ``RunDir.read_findings`` checked it (plain Python values, the defaults of older analyses
+    filled in: no status -> "passes" or "weak", no unit -> "images"), with the report's display fields added.
+    The coercions below are a second line of defence for dicts handed in directly."""
     out = dict(f)
     for k in ("effect", "ci_low", "ci_high", "p", "q"):
         out[k] = _num(out.get(k))
@@ -222,7 +220,10 @@ def load_run(run_dir: str | Path) -> RunData:
                                                "baseline": {"accuracy": _num(row.get("baseline_accuracy"))},
                                                "token": {"accuracy": _num(row.get("token_accuracy"))}})
 
-    raw = _lenient(run.read_findings, warnings, "findings")
+    def damaged_finding(message: str) -> None:  # one record is left out, the others are shown
+        warnings.append(f"findings: {message}; that finding is left out of this report")
+
+    raw = _lenient(lambda: run.read_findings(on_error=damaged_finding), warnings, "findings")
     findings = None if raw is None and not (run_dir / FINDINGS).exists() else rank_findings([_clean_finding(f) for f in raw or []])
     analysis = _lenient(run.read_analysis, warnings, "analysis summary")
     classes = [by_index[i] for i in sorted(by_index)]
