@@ -2,7 +2,8 @@
 
 Known errors (``ProbeError``) print as one line with the next step to try; set ``PROBE_DEBUG=1`` to
 see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad input, 3 the gate failed
-(`probe check`, `probe audit --max-effect`: a passing finding above the limit), 130 interrupted.
+(`probe check`, `probe audit --max-effect`: a passing finding above the limit), 4 the gate is undecided (nothing
+in the run could pass or fail), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def audit(
     confirm_like: Optional[Path] = typer.Option(None, help="Another run on the same generator and seeds: confirm its confirmed tests here too, so `probe compare OTHER THIS` can pair them."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this (as `probe check`)."),
+    max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this, 4 when nothing could pass or fail (as `probe check`)."),
     kinds: Optional[str] = typer.Option(None, help="Gate: finding kinds checked by --max-effect (default sufficiency,necessity,token-shift)."),
     junit: Optional[Path] = typer.Option(None, help="Gate: write the verdict as JUnit XML here (one test case per class)."),
     backend: str = typer.Option("local", help="local (this process) or ray (one Ray worker per GPU or CPU slot, each loading the models once; pip install 'probe[ray]')."),
@@ -247,17 +248,20 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
           max_effect: float = typer.Option(..., help="Largest |effect| a passing finding may have (a change in probability, e.g. 0.3)."),
           kinds: Optional[str] = typer.Option(None, help="Finding kinds to check, comma-separated (default sufficiency,necessity,token-shift; off-object: every passing one fails)."),
           classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Check only these audited classes (names, indices, ranges)."),
-          junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file.")) -> None:
+          junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file."),
+          by: str = typer.Option("estimate", help="What is compared with --max-effect: estimate (the point estimate) or upper (the end of the 95% interval farthest from zero).")) -> None:
     """Gate a CI job on a run's findings: exit 0 when no passing finding exceeds --max-effect, 3 when one does.
 
-    Each offending finding is printed on one line. Exit codes: 0 passed; 3 a passing finding's |effect| is
-    above the limit; 2 bad input, including a run without findings (analysis off or failed). No models are
-    loaded.
+    Each offending finding is printed on one line. Exit codes: 0 passed (some class had a confirmed test that
+    could have failed it); 3 a passing finding's |effect| is above the limit; 4 undecided: nothing in the run
+    could pass or fail (every class failed or is unfinished, or no confirmed test: only screening-only or
+    inconclusive ones); 2 bad input, including a run without findings (analysis off or failed) and a damaged
+    run file (one line naming the file and the field). No models are loaded.
     """
-    from probe.gate import check_junit_path, check_run
+    from probe.gate import check_by, check_junit_path, check_run
 
     check_junit_path(junit)  # a wrong --junit fails before the findings are read
-    result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes)
+    result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes, by=check_by(by))
     if junit is not None:
         result.write_junit(junit)
     _print_gate(result)
@@ -356,7 +360,8 @@ def main() -> None:
 
     Exit codes: 0 done; 1 some classes, the analysis or the report failed; 2 bad input (a usage error or a
     ProbeError, one line); 3 the gate failed (`probe check`, or `probe audit --max-effect` once the run is
-    complete: a passing finding above the limit; 1 wins over 3); 130 interrupted.
+    complete: a passing finding above the limit; 1 wins over 3); 4 the gate is undecided (nothing in the run
+    could pass or fail: no class finished, or no confirmed test); 130 interrupted.
     """
     click_exception, abort = _click_classes()
     debug = bool(os.environ.get("PROBE_DEBUG"))

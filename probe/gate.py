@@ -11,14 +11,22 @@ What offends, and why:
   controlled across the audit. Weak, screened and inconclusive findings never fail a build.
 * The comparison is on **|effect|**: a passing necessity finding of -0.4 (swapping the cue *raises* the
   class's probability by 0.4) or a token that removes a concept is as large a dependence on the cue as
-  +0.4; the gate bounds how much the classifier leans on a cue, whichever way. The point estimate is
-  compared (the pass rule has already required its interval and q to exclude no effect).
+  +0.4; the gate bounds how much the classifier leans on a cue, whichever way. By default the point estimate
+  is compared (the pass rule has already required its interval and q to exclude no effect); ``by="upper"``
+  (``--by upper``) compares the end of its 95% interval farthest from zero instead, so a finding whose
+  interval reaches beyond the limit offends (an unbounded interval always does).
 * **Off-object** findings measure a share of the attribution (0..1 of the classifier's evidence outside
   the object), not a change in probability, so ``max_effect`` does not apply to them. They are left out
   unless ``kinds`` names ``off-object``; then every passing one offends (passing already means the lower
   end of its interval reaches the analysis's ``off_object_min_share``).
 
-A run without findings (analysis switched off or failed) is a ``GateError``, never a pass.
+The gate fails closed. A run without findings (analysis switched off or failed) is a ``GateError``, never a
+pass; a damaged run file (a NaN or Infinity effect, ``"class_index": "2"``, ``"passes": "false"``, a finding of
+a class the run never audited) is a ``RunError`` naming the file and the field (exit 2, from
+``probe.rundir.RunDir``'s checked readers). A class that finished but holds no confirmed test of the selected
+kinds (only screening-only or inconclusive ones, or none) is *undecided*, as is a class that failed or did not
+finish; a run in which no class could be decided (every class failed, or nothing was confirmed) exits
+``GATE_UNDECIDED`` (4), never 0: there was nothing that could have failed the gate.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from typing import Sequence
 from probe.errors import ProbeError
 
 GATE_FAILED = 3  # exit code of `probe check` (and `probe audit --max-effect`) when a finding exceeds the limit
+GATE_UNDECIDED = 4  # ... when nothing in the run could pass or fail: no class finished, or no confirmed test
+BY = ("estimate", "upper")  # what is compared with the limit: the point estimate, or the interval's far end
 KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 DEFAULT_KINDS = ("sufficiency", "necessity", "token-shift")  # kinds whose effect is a change in probability
 SHARE_KINDS = ("off-object",)  # effect is a share, not a change: every passing one offends when selected
@@ -65,6 +75,14 @@ def check_max_effect(max_effect: float) -> float:
     return value
 
 
+def check_by(by: str | None) -> str:
+    value = "estimate" if by is None else str(by).strip().lower()
+    if value not in BY:
+        raise GateError(f"--by {by!r} is unknown; use estimate (the point estimate) or upper (the 95% interval's end "
+                        "farthest from zero)")
+    return value
+
+
 def check_junit_path(path: str | Path | None) -> Path | None:
     """The --junit target, checked before any work: its folder must exist and it must not be a folder."""
     if path is None:
@@ -85,25 +103,28 @@ class GateConfig:
     max_effect: float
     kinds: tuple[str, ...] | None = None
     junit: str | None = None
+    by: str = "estimate"  # "upper": compare the 95% interval's end farthest from zero (--by upper)
 
     def __post_init__(self):
         object.__setattr__(self, "max_effect", check_max_effect(self.max_effect))
         object.__setattr__(self, "kinds", parse_kinds(self.kinds))
+        object.__setattr__(self, "by", check_by(self.by))
         if self.junit is not None and not str(self.junit).strip():
             raise GateError("--junit is empty; name a file, e.g. --junit results.xml")
 
     @classmethod
     def from_dict(cls, data: dict) -> "GateConfig":
-        return cls(**{k: v for k, v in data.items() if k in ("max_effect", "kinds", "junit")})
+        return cls(**{k: v for k, v in data.items() if k in ("max_effect", "kinds", "junit", "by")})
 
 
 @dataclass(frozen=True)
 class ClassCase:
-    """One audited class as a test case: passed, failed (with its offenders) or skipped (no token)."""
+    """One audited class as a test case: passed, failed (with its offenders), undecided (finished, but no confirmed
+    test of the selected kinds) or skipped (failed or unfinished: no token)."""
 
     class_index: int
     class_name: str
-    status: str  # "passed", "failed" or "skipped"
+    status: str  # "passed", "failed", "undecided" or "skipped"
     offenders: tuple = ()
     checked: int = 0  # passing findings of the selected kinds looked at
     reason: str = ""  # why a case was skipped
@@ -121,18 +142,24 @@ class CheckResult:
     max_effect: float
     kinds: tuple[str, ...]
     cases: list[ClassCase] = field(default_factory=list)
+    by: str = "estimate"
 
     @property
     def offenders(self) -> list:
         return [f for case in self.cases for f in case.offenders]
 
     @property
+    def decided(self) -> bool:
+        """Could anything in the run have failed the gate? (a class with a confirmed test of the selected kinds)"""
+        return any(c.status in ("passed", "failed") for c in self.cases)
+
+    @property
     def passed(self) -> bool:
-        return not self.offenders
+        return not self.offenders and self.decided
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else GATE_FAILED
+        return GATE_FAILED if self.offenders else 0 if self.decided else GATE_UNDECIDED
 
     def lines(self) -> list[str]:
         """One line per offending finding (whitespace of untrusted names collapsed, so a line stays one line)."""
@@ -146,10 +173,21 @@ class CheckResult:
             return (f"gate failed: {len(self.offenders)} passing finding(s) above {limit} in {len(failed)} of "
                     f"{len(self.cases)} class(es)")
         checked = sum(c.checked for c in self.cases)
-        return f"gate passed: no passing finding above {limit} ({len(self.cases)} class(es), {checked} passing finding(s) checked)"
+        undecided = [c for c in self.cases if c.status in ("undecided", "skipped")]
+        if not self.decided:
+            why = ("no audited class" if not self.cases else "no class finished" if all(c.status == "skipped" for c in
+                   self.cases) else "no confirmed test of the selected kinds (only screening-only or inconclusive "
+                   "ones, or none)")
+            return (f"gate undecided: nothing in the run could pass or fail {limit}: {why} ({len(self.cases)} "
+                    f"class(es)); re-run the audit (more classes, --max-pairs, other --kinds) before gating on it")
+        shown = ", ".join(_one_line(c.name) for c in undecided[:3]) + (" ..." if len(undecided) > 3 else "")
+        rest = f"; {len(undecided)} class(es) undecided or skipped: {shown}" if undecided else ""
+        return (f"gate passed: no passing finding above {limit} ({len(self.cases)} class(es), {checked} passing "
+                f"finding(s) checked{rest})")
 
     def limit_text(self) -> str:
-        return f"|effect| {self.max_effect:.2f} ({', '.join(self.kinds)})"
+        where = " (the 95% interval's far end)" if self.by == "upper" else ""
+        return f"|effect|{where} {self.max_effect:.2f} ({', '.join(self.kinds)})"
 
     def __repr__(self) -> str:
         return "\n".join([f"CheckResult({str(self.run_dir)!r}: {self.verdict()})", *(f"  {line}" for line in self.lines())])
@@ -172,20 +210,21 @@ class CheckResult:
     def junit_xml(self) -> bytes:
         """JUnit XML: one testsuite, one testcase per audited class, a failure per class with offenders."""
         failures = sum(c.status == "failed" for c in self.cases)
-        skipped = sum(c.status == "skipped" for c in self.cases)
+        skipped = sum(c.status in ("skipped", "undecided") for c in self.cases)
         suites = ET.Element("testsuites", tests=str(len(self.cases)), failures=str(failures))
         suite = ET.SubElement(suites, "testsuite", name=_xml(f"probe check {self.run_dir.name}"),
                               tests=str(len(self.cases)), failures=str(failures), errors="0", skipped=str(skipped))
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="max_effect", value=f"{self.max_effect:g}")
         ET.SubElement(props, "property", name="kinds", value=",".join(self.kinds))
+        ET.SubElement(props, "property", name="by", value=self.by)
         for case in self.cases:
             element = ET.SubElement(suite, "testcase", classname="probe.check", name=_xml(case.name))
             if case.status == "failed":
                 failure = ET.SubElement(element, "failure", type="probe.gate", message=_xml(
                     f"{len(case.offenders)} passing finding(s) above {self.limit_text()}"))
                 failure.text = _xml("\n".join(f"{f.kind} {f.cue!r}: {_stats(f)}: {f.sentence}" for f in case.offenders))
-            elif case.status == "skipped":
+            elif case.status in ("skipped", "undecided"):
                 ET.SubElement(element, "skipped", message=_xml(case.reason))
             else:
                 ET.SubElement(element, "system-out").text = _xml(f"{case.checked} passing finding(s) checked, none above "
@@ -202,30 +241,47 @@ class CheckResult:
 
 
 def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[str] | None = None,
-              classes: str | Sequence[int | str] | None = None) -> CheckResult:
+              classes: str | Sequence[int | str] | None = None, by: str = "estimate") -> CheckResult:
     """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring)."""
-    from probe.analysis import read_findings
-    from probe.rundir import RunDir
+    from probe.analysis.finding import Finding
+    from probe.rundir import FINDINGS, FINDINGS_TABLE, RunDir
+    from probe.runrecords import CONFIRMED
 
-    # 1. the settings: a limit, the kinds it applies to
+    # 1. the settings: a limit, the kinds it applies to, what is compared
     limit = check_max_effect(max_effect)
     selected_kinds = parse_kinds(kinds) or DEFAULT_KINDS
-    # 2. the run: a probe run whose analysis ran (no findings is an error, never a pass)
+    by = check_by(by)
+    # 2. the run: a probe run whose analysis ran (no findings is an error, never a pass); every file read is
+    #    checked by RunDir, so a damaged one is a one-line RunError naming the file and the field
     run = RunDir(run_dir)
     config = run.read_config()
     if config is None:
         raise GateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
-    if run.read_findings() is None:
+    rows = run.read_findings()
+    if rows is None:
         raise GateError(f"{str(run_dir)!r} has no findings.json (the analysis was switched off or failed); run "
                         "`probe audit` with the analysis on into it first, then check it")
-    findings = read_findings(run.root)
+    findings = [Finding.from_dict(r) for r in rows]
+    analysis = run.read_analysis() or {}
     # 3. the audited classes: those the run selected or finished, optionally narrowed by ``classes``
     labels = run.read_labels() or []
-    finished = {m["class_index"]: m for _, m in run.finished_classes()}
-    audited = sorted({int(i) for i in config.get("classes") or [] if isinstance(i, int)} | set(finished))
+    finished = {m["class_index"]: m for _, m in run.finished_classes(strict=True)}
+    audited = sorted(set(config.get("classes") or []) | set(finished))
+    source = run.path(FINDINGS) if run.path(FINDINGS).is_file() else run.path(FINDINGS_TABLE)
+    for i, f in enumerate(findings):
+        if f.class_index not in audited:
+            raise GateError(f"{str(source)!r}: finding {i}: field class_index is {f.class_index}, not a class this run "
+                            f"audited ({_few(audited)}); re-run the analysis or restore the file")
     if classes is not None:
         audited = _narrow(classes, audited, labels)
-    # 4. one case per class: its passing findings of the selected kinds over the limit offend
+    # 4. what was decided: a class's confirmed tests of the selected kinds (findings that passed or were weak on
+    #    confirmation pairs, and analysis.json's confirmed pair data, which also holds tests too small for a finding)
+    confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED}
+    inconclusive = {(f.kind, f.class_index, f.cue) for f in findings if f.status == "inconclusive"}
+    confirmed |= {e["class_index"] for e in analysis.get("pairs") or []
+                  if e["kind"] in selected_kinds and (e.get("confirm") or {}).get("values")
+                  and (e["kind"], e["class_index"], e["cue"]) not in inconclusive}
+    # 5. one case per class: its passing findings of the selected kinds over the limit offend
     cases = []
     for index in audited:
         metrics = finished.get(index)
@@ -235,23 +291,36 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
             cases.append(ClassCase(index, name, "skipped", reason=_one_line(reason)))
             continue
         own = [f for f in findings if f.class_index == index and f.passes and f.kind in selected_kinds]
-        offenders = tuple(f for f in own if _offends(f, limit))
+        offenders = tuple(f for f in own if _offends(f, limit, by))
+        if not own and index not in confirmed:
+            cases.append(ClassCase(index, name, "undecided", reason="no confirmed test of the selected kinds (only "
+                                   "screening-only or inconclusive ones, or none): nothing could pass or fail"))
+            continue
         cases.append(ClassCase(index, name, "failed" if offenders else "passed", offenders, checked=len(own)))
-    return CheckResult(run_dir=run.root, max_effect=limit, kinds=selected_kinds, cases=cases)
+    return CheckResult(run_dir=run.root, max_effect=limit, kinds=selected_kinds, cases=cases, by=by)
 
 
 def run_gate(run_dir: str | Path, gate: GateConfig) -> CheckResult:
     """:func:`check_run` with a :class:`GateConfig`, writing its JUnit file when one is named."""
-    result = check_run(run_dir, max_effect=gate.max_effect, kinds=gate.kinds)
+    result = check_run(run_dir, max_effect=gate.max_effect, kinds=gate.kinds, by=gate.by)
     if gate.junit:
         result.write_junit(gate.junit)
     return result
 
 
-def _offends(finding, limit: float) -> bool:
+def _offends(finding, limit: float, by: str = "estimate") -> bool:
     if finding.kind in SHARE_KINDS:
         return True  # a share of attribution, not a change: passing is the verdict (module docstring)
-    return math.isfinite(finding.effect) and abs(finding.effect) > limit
+    if not math.isfinite(finding.effect):
+        return True  # never reached (the reader refuses a passing finding without a finite effect): fail closed
+    if by == "upper":  # the interval's end farthest from zero; an unbounded end always offends
+        ends = [finding.ci_low, finding.ci_high]
+        return any(not math.isfinite(e) or abs(e) > limit for e in ends) or abs(finding.effect) > limit
+    return abs(finding.effect) > limit
+
+
+def _few(indices: list[int]) -> str:
+    return ", ".join(map(str, indices[:8])) + (" ..." if len(indices) > 8 else "") if indices else "none"
 
 
 def _narrow(classes, audited: list[int], labels: list[str]) -> list[int]:

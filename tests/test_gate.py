@@ -67,7 +67,7 @@ def test_under_the_limit_passes_with_exit_0(run_dir, monkeypatch, capsys):
     code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.45")
     assert code == 0, err
     assert out == ["gate passed: no passing finding above |effect| 0.45 (sufficiency, necessity, token-shift) "
-                   "(4 class(es), 4 passing finding(s) checked)"]
+                   "(4 class(es), 4 passing finding(s) checked; 1 class(es) undecided or skipped: 2 square)"]
 
 
 def test_kinds_narrow_the_gate_and_off_object_fails_on_any_passing_share(run_dir, monkeypatch, capsys):
@@ -95,7 +95,9 @@ def test_junit_has_a_case_per_class_a_failure_per_offending_class_and_escapes_na
     cases = {c.get("name"): c for c in suites[0].findall("testcase")}
     hostile = HOSTILE.replace("\x00", "\\x00").replace("\x1b", "\\x1b")
     assert set(cases) == {"0 star", "1 circle", "2 square", f"3 {hostile}"}
-    assert cases["2 square"].find("failure") is None and cases["1 circle"].find("failure") is None  # no findings: passes
+    assert cases["1 circle"].find("failure") is None and cases["1 circle"].find("skipped") is None
+    assert cases["2 square"].find("failure") is None  # no findings, nothing confirmed: undecided, shown as skipped
+    assert "no confirmed test" in cases["2 square"].find("skipped").get("message")
     failure = cases["0 star"].find("failure")
     assert failure is not None and "grass" in failure.text and "+0.45" in failure.text and "q 0.004" in failure.text
     assert "95% CI +0.35..+0.55" in failure.text
@@ -121,7 +123,7 @@ def test_a_run_without_findings_is_an_error_not_a_pass(run_dir, monkeypatch, cap
 def test_check_result_displays_itself_escaped(run_dir):
     result = check_run(run_dir, max_effect=0.3)
     assert not result.passed and result.exit_code == 3 and len(result.offenders) == 2
-    assert [c.status for c in result.cases] == ["failed", "passed", "passed", "failed"]
+    assert [c.status for c in result.cases] == ["failed", "passed", "undecided", "failed"]  # square: nothing confirmed
     assert "gate failed" in repr(result) and "grass" in repr(result)
     html = result._repr_html_()
     assert "&lt;b&gt;" in html and "<b>" not in html
@@ -166,3 +168,76 @@ def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme
     suite = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite")
     assert [c.get("name") for c in suite.findall("testcase")] == ["3 star"]
     assert suite.find("testcase").find("failure") is not None
+
+
+# ------------------------------------------------------------------------- fail closed (issue 23 item 6, issue 17 item 4)
+def _damage_first_passing(run_dir: Path, **change) -> None:
+    rows = json.loads((run_dir / "findings.json").read_text())
+    next(r for r in rows if r["passes"]).update(change)
+    (run_dir / "findings.json").write_text(json.dumps(rows))  # NaN and Infinity as the JSON tokens
+
+
+@pytest.mark.parametrize("change", [{"effect": float("nan")}, {"effect": float("inf")}, {"effect": None},
+                                    {"class_index": "0"}, {"passes": "false"}, {"kind": "vibes"}],
+                         ids=["nan", "infinity", "null", "class-index-text", "passes-text", "unknown-kind"])
+def test_a_passing_finding_the_gate_cannot_read_is_an_error_never_a_pass(change, run_dir, monkeypatch, capsys):
+    _damage_first_passing(run_dir, **change)
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.99")
+    assert code == 2 and not out, (out, err)
+    assert len(err) == 1 and err[0].startswith("error:") and "findings.json" in err[0] and list(change)[0] in err[0]
+
+
+def test_every_class_failed_is_undecided_exit_4(run_dir, monkeypatch, capsys):
+    run = RunDir(run_dir)
+    for folder, metrics in run.finished_classes():
+        run.write_metrics(folder, {**metrics, "status": "failed", "error": "TokenError: loss became NaN"})
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 4, (out, err)
+    assert not out and len(err) == 1 and err[0].startswith("gate undecided") and "no class finished" in err[0]
+
+
+def test_a_run_with_only_screened_or_inconclusive_findings_is_undecided(run_dir, tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    screened = [replace(_finding(0, "star", "grass", "necessity", 0.6, passes=False), status="screened"),
+                replace(_finding(1, "circle", "water", "sufficiency", 0.5, passes=False), status="inconclusive")]
+    write_findings(run_dir, screened)
+    junit = tmp_path / "gate.xml"
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--junit", str(junit))
+    assert code == 4 and "no confirmed test" in err[-1], (out, err)
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("skipped") == "4"
+    # one confirmed (weak) test anywhere decides: the gate passes
+    write_findings(run_dir, [*screened, _finding(2, "square", "sand", "necessity", 0.1, passes=False)])
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 0 and out[0].startswith("gate passed") and "3 class(es) undecided or skipped" in out[0]
+
+
+def test_by_upper_compares_the_intervals_far_end(run_dir, monkeypatch, capsys):
+    # circle's water: effect +0.25, 95% CI 0.15..0.35; star's snow: +0.20 (0.10..0.30)
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--kinds", "sufficiency")
+    assert code == 0
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--classes", "circle",
+                          "--by", "upper")
+    assert code == 3 and len(out) == 1 and "water" in out[0] and "interval's far end" in err[0], (out, err)
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.36", "--classes", "circle",
+                        "--by", "upper")
+    assert code == 0, out
+    code, _, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--by", "lower")
+    assert code == 2 and len(err) == 1 and "--by 'lower' is unknown" in err[0]
+
+
+def test_the_audits_gate_config_carries_by_and_the_undecided_code(run_dir):
+    from probe.gate import GATE_UNDECIDED, GateConfig, GateError, run_gate
+
+    gate = GateConfig.from_dict({"max_effect": 0.3, "kinds": "necessity", "by": "upper"})
+    assert gate.by == "upper"
+    result = run_gate(run_dir, GateConfig(max_effect=0.36, kinds="necessity", by="upper"))
+    assert result.exit_code == 3 and [f.cue for f in result.offenders] == ["grass"]  # circle's water ends at 0.35
+    with pytest.raises(GateError, match="--by"):
+        GateConfig(max_effect=0.3, by="mean")
+    run = RunDir(run_dir)
+    for folder, metrics in run.finished_classes():
+        run.write_metrics(folder, {**metrics, "status": "failed"})
+    result = run_gate(run_dir, GateConfig(max_effect=0.3))
+    assert not result.passed and result.exit_code == GATE_UNDECIDED == 4
