@@ -121,14 +121,27 @@ def eval_target(classifier, eval_classifier, index: int) -> int | None:
 
 def run_class(run: RunDir, config: AuditConfig, token_config: TokenConfig, classifier, generator, eval_classifier,
               index: int, name: str, *, on_step=None, worker: dict | None = None) -> dict:
-    """Learn, evaluate and save one class; returns its metrics.json content, a recorded failure's too.
+    """Learn, evaluate and save one class; returns its metrics.json content, a recorded failure's too, or None when
+    another process holds the class's claim (it is left to that writer).
 
     Any backend runs a class through here (the local loop, a Ray worker), so a class is the same whoever ran it.
     An interrupted attempt's folder is removed first (the caller holds the run), so a retried class starts clean
     and nothing of a dead worker's attempt is kept. ``RunError`` (the run directory cannot be written) and
     ``KeyboardInterrupt`` propagate; any other error is recorded in the class's metrics.json.
     """
-    directory = run.class_dir(index, name)
+    with run.claim(index) as held:
+        if not held:  # another writer (a shard, a worker of another audit) has this class: never rewrite it
+            return None
+        directory = run.class_dir(index, name)
+        finished = run.read_metrics(directory)
+        if finished is not None and not (config.retry_failed and finished["status"] == "failed"):
+            return finished  # finished by another writer since the caller looked
+        return _run_claimed(run, directory, config, token_config, classifier, generator, eval_classifier, index, name,
+                            on_step=on_step, worker=worker)
+
+
+def _run_claimed(run, directory, config, token_config, classifier, generator, eval_classifier, index, name, *,
+                 on_step, worker) -> dict:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)

@@ -39,12 +39,15 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 TOKEN = "token.safetensors"
 LOCK = ".probe.lock"
-
-
-def is_lock_file(name: str) -> bool:
-    """The run's lock or a shard's (``.probe-shard-I-of-N.lock``): not content of the run."""
-    return name == LOCK or (name.startswith(".probe-shard-") and name.endswith(".lock"))
+INIT_LOCK = ".probe-init.lock"  # held while a writer creates config.json and labels.json
+CLAIMS = ".probe-claims"  # one lock file per class, held by the one writer of that class
 CLASSES = "classes"
+
+
+def is_internal(name: str) -> bool:
+    """Probe's own bookkeeping at a run's top level (locks, claims, a file being written atomically), and
+    labels.json, which a writer creates just before config.json: none of it makes a folder "not a probe run"."""
+    return name.startswith(".probe") or name == LABELS or (name.startswith(".") and name.endswith(".tmp"))
 
 SUMMARY_COLUMNS = ["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
@@ -291,17 +294,34 @@ class RunDir:
         data = load_json(self.root / ANALYSIS)
         return None if data is None else check_analysis(data, self.root / ANALYSIS)
 
-    # ------------------------------------------------------------------ the lock
+    # ------------------------------------------------------------------ locks: one protocol for every writer
+    # Every writer (a full audit, each --shard, each Ray worker, probe report's analysis) follows it:
+    # 1. the run's lock (LOCK) or its shard's own: a second identical writer is refused;
+    # 2. initialisation under INIT_LOCK: labels.json, then config.json last, so to every other process a run
+    #    either has a complete config.json or holds nothing of its own yet;
+    # 3. each class under its claim (CLAIMS/<index>.lock): exactly one writer learns and writes a class; another
+    #    that meets the claim leaves the class to it (and a full audit waits for it before the analysis).
+    # All are OS file locks (flock), released by the kernel when a process dies: no stale lock survives a kill.
     @contextmanager
-    def lock(self, name: str | None = None) -> Iterator[None]:
-        """Hold the run directory for one writer: a second audit into it is refused, naming the lock.
+    def lock(self, name: str | None = None, *, wait: bool = False, command: str = "probe audit") -> Iterator[None]:
+        """Hold the run directory for one writer: a second one is refused, naming the lock (``wait``: block instead)."""
+        with self._flock(self.root / (name or LOCK), wait=wait) as held:
+            if not held:
+                raise RunError(f"{str(self.root)!r} is in use by another {command} ({held.holder}; lock file "
+                               f"{str(self.root / (name or LOCK))!r}); wait for it to finish, or use another --out")
+            yield
 
-        The lock is an OS file lock (``flock``), released by the kernel when the process ends, so a
-        killed audit never leaves a stale lock behind.
-        """
-        path = self.root / (name or LOCK)  # shards of one run hold one lock each (probe.scale.ScaleConfig.lock_name)
+    @contextmanager
+    def claim(self, index: int, *, wait: bool = False) -> Iterator["Held"]:
+        """Claim class ``index`` for this process: the yielded value is true when held, false (naming the holder)
+        when another process holds it and ``wait`` is False."""
+        with self._flock(self.root / CLAIMS / f"{int(index)}.lock", wait=wait) as held:
+            yield held
+
+    @contextmanager
+    def _flock(self, path: Path, *, wait: bool) -> Iterator["Held"]:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+", encoding="utf-8")
         except OSError as e:
             raise RunError(f"cannot write {str(self.root)!r} ({e.strerror or type(e).__name__}); choose a writable "
@@ -310,22 +330,30 @@ class RunDir:
             try:
                 import fcntl
 
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except ImportError:  # not POSIX: no lock, as before
                 pass
             except OSError:
                 handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise RunError(f"{str(self.root)!r} is in use by another probe audit ({holder}; lock file {str(path)!r}); "
-                               "wait for it to finish, or use another --out") from None
+                yield Held(False, handle.read().strip() or "another process")
+                return
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
             handle.flush()
-            yield
+            yield Held(True, "this process")
         finally:
             handle.close()
 
+    def initialise(self, labels: list, config: dict, check=None) -> None:
+        """Write labels.json and config.json once, atomically as a pair (step 2 of the protocol): under INIT_LOCK,
+        ``check()`` (is this run still ours to join?) runs first; config.json, written last, marks the run complete."""
+        with self.lock(INIT_LOCK, wait=True):
+            if check is not None:
+                check()
+            if not self.has_config():
+                self.write_labels(labels)
+                self.write_config(config)
 
     # ------------------------------------------------------------------ what `probe report` may still have to do
     def pending_analysis(self) -> str | None:
@@ -352,6 +380,19 @@ class RunDir:
             return None
         return ("every shard is done but the run is not analysed" if analysis is None else
                 "classes finished after the last analysis are not analysed")
+
+class Held:
+    """Whether a lock or a class claim is held by this process; ``holder`` names who has it otherwise."""
+
+    def __init__(self, held: bool, holder: str):
+        self.held, self.holder = held, holder
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def __repr__(self) -> str:
+        return f"Held({self.held}, {self.holder!r})"
+
 
 def _older(version) -> bool:
     return isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION

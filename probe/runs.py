@@ -26,7 +26,7 @@ from probe.backends import Models, get_backend
 from probe.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
-from probe.rundir import RunDir, is_lock_file
+from probe.rundir import RunDir, is_internal
 from probe.tokens import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
@@ -72,6 +72,10 @@ def check_run_dir(config: AuditConfig) -> RunDir:
     """The run directory named by ``config``, checked without writing: a resume must use the same settings."""
     run = RunDir(config.out)
     saved = run.read_config()
+    if saved is None and run.root.exists() and any(not is_internal(p.name) for p in run.root.iterdir()):
+        saved = run.read_config()  # another writer may have initialised the run between the two looks
+        if saved is None:
+            raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
     if saved is not None:
         audit_saved = RunDir.audit_settings(saved)
         current = json.loads(dumps_json(config.to_dict()))  # tuples -> lists, as saved
@@ -79,8 +83,6 @@ def check_run_dir(config: AuditConfig) -> RunDir:
             if audit_saved.get(key) != current.get(key):
                 raise RunError(f"{str(run.root)!r} holds a run with a different {_difference(key, audit_saved.get(key), current.get(key))}; "
                                "use another --out, or the same settings to resume")
-    elif run.root.exists() and any(not is_lock_file(p.name) for p in run.root.iterdir()):
-        raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
     return run
 
 
@@ -189,11 +191,10 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
-    # 3. hold the run directory for the rest of the audit: a second audit into it is refused (a shard holds its
-    #    own lock: shards of one run write disjoint classes)
+    # 3. hold the run directory for the rest of the audit: a second identical audit is refused (a shard holds its
+    #    own lock); classes are claimed one by one (RunDir's lock protocol), so overlapping writers never collide
     prepare_run_dir(config)
     with run.lock(config.scale.lock_name()):
-        check_run_dir(config)  # another audit may have started it meanwhile
         return _audit_locked(run, config, classifier, generator, eval_classifier, targets, labels, console, progress)
 
 
@@ -210,7 +211,6 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
                   console, progress) -> AuditResult:
     from probe.memory import resolve_max_batch
 
-    run.write_labels(labels)
     # Images per gradient chunk, once per run (static shapes, comparable classes): the user's, or chosen from free GPU memory.
     chunks = resolve_max_batch(generator, config.token)
     token_config = replace(config.token, max_batch=chunks.max_batch) if chunks.source == "auto" else config.token
@@ -219,13 +219,12 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         from rich.markup import escape as markup_escape
 
         (console or Console(stderr=True)).print(markup_escape(chunks.line()), highlight=False)
-    if not run.has_config():
-        run.write_config({
-            "audit": config.to_dict(),
-            "classifier": _describe(classifier), "eval_classifier": _describe(eval_classifier),
-            "generator": generator.describe(), "gradient_chunks": chunks.to_dict(), "classes": targets,
-            "versions": environment_versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+    run.initialise(labels, {  # once, atomically; another writer may have started the run meanwhile: checked again
+        "audit": config.to_dict(),
+        "classifier": _describe(classifier), "eval_classifier": _describe(eval_classifier),
+        "generator": generator.describe(), "gradient_chunks": chunks.to_dict(), "classes": targets,
+        "versions": environment_versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, check=lambda: check_run_dir(config))
 
     mine = config.scale.select(targets)  # a shard's slice; every class otherwise
     todo = []
@@ -243,6 +242,17 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         backend = get_backend(config.scale.backend)(config, token_config, run, labels,
                                                     Models(classifier, generator, eval_classifier))
         interrupted = backend.run(todo, bar)
+        if not interrupted and config.scale.slice is None:
+            # a full audit needs every class: wait for those another process (a shard) was writing, then do any
+            # it left unfinished (a writer that died releases its claim)
+            held = [i for i in todo if run.read_metrics(run.class_dir(i, labels[i])) is None]
+            if held:
+                bar.note(f"waiting for {len(held)} class(es) another probe process is writing")
+                for index in held:
+                    with run.claim(index, wait=True):
+                        pass
+                left = [i for i in held if run.read_metrics(run.class_dir(i, labels[i])) is None]
+                interrupted = backend.run(left, bar) if left else False
 
     rows = run.write_summary()
     result = AuditResult(run_dir=Path(config.out), rows=rows, interrupted=interrupted)
@@ -255,7 +265,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         (console or Console(stderr=True)).print(
             f"shard {config.scale.shard}: {len(mine)} classes done here; " +
             (f"{len(missing)} classes of other shards still to run; when every shard is done, " if missing else
-             "every shard is done: ") + f"run `probe report {shlex.quote(config.out)}` to analyse and render the run",
+             "every shard is done: ") + f"run `{analyse_command(config)}` to analyse and render the run",
             highlight=False, markup=False)
         return result
     _analyze_and_report(config, run, classifier, generator, console, result)
@@ -306,6 +316,18 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
         result = AuditResult(run_dir=run.root, rows=run.write_summary())
         _analyze_and_report(config, run, classifier, generator, console, result)
     return result
+
+
+def analyse_command(config: AuditConfig) -> str:
+    """The `probe report` line that analyses a sharded run: the models are named on it, never read from the run."""
+    from probe.generators import DEFAULT_GENERATOR
+
+    words = ["probe", "report", config.out, "--model", config.model, "--generator", config.generator or DEFAULT_GENERATOR]
+    if config.arch:
+        words += ["--arch", config.arch]
+    if config.trust_pickle:
+        words.append("--trust-pickle")
+    return shlex.join(words)
 
 
 def _describe(classifier) -> dict | None:

@@ -15,7 +15,7 @@ from importlib import import_module
 from probe.class_run import run_class
 from probe.errors import RunError
 
-__all__ = ["Models", "LocalBackend", "BACKENDS", "get_backend"]
+__all__ = ["Models", "LocalBackend", "BACKENDS", "get_backend", "finish"]
 
 
 @dataclass
@@ -44,8 +44,16 @@ class LocalBackend:
                 return True
             finally:
                 self.run_dir.write_summary()
-            bar.finish_metrics(metrics)
+            finish(bar, index, self.labels[index], metrics)
         return False
+
+
+def finish(bar, index: int, label: str, metrics: dict | None) -> None:
+    """Report a class to the progress bars: its result, or (None) that another process holds its claim."""
+    if metrics is None:
+        bar.note(f"class {index} {label!r} is being written by another probe process; left to it")
+    else:
+        bar.finish_metrics(metrics)
 
 
 #: name -> the backend class, or "module:Class" imported on first use

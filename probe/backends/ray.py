@@ -226,6 +226,7 @@ class RayBackend:
         if not todo:
             return False
         ray = self._connect()
+        from probe.backends import finish
         from probe.class_run import failure_metrics
 
         actor_class = ray.remote(num_cpus=self.scale.cpus_per_worker, num_gpus=self.scale.gpus_per_worker,
@@ -266,7 +267,7 @@ class RayBackend:
                 else:
                     idle.append(worker)
                 self.run_dir.write_summary()
-                bar.finish_metrics(metrics)
+                finish(bar, index, self.labels[index], metrics)
                 bar.in_flight(sorted((i, self.labels[i]) for i, _ in running.values()))
         except KeyboardInterrupt:
             return True
