@@ -159,9 +159,9 @@ def compare(run_a, run_b, *, fdr_q: float = 0.05, min_effect: float | None = Non
     """Compare two audits made with the same generator and seeds (see the module docstring for the steps
     and the verdicts). ``min_effect``: the smallest change that counts (default: run A's effect threshold)."""
     if not 0.0 < fdr_q < 1.0:
-        raise CompareError(f"fdr_q={fdr_q} must lie in (0, 1); 0.05 keeps the expected share of false changes at 5%")
+        raise CompareError(f"--fdr-q {fdr_q} must lie in (0, 1); 0.05 keeps the expected share of false changes at 5%")
     if min_effect is not None and not 0.0 <= min_effect <= 2.0:
-        raise CompareError(f"min_effect={min_effect} must lie in [0, 2] (a change of probabilities); e.g. 0.15")
+        raise CompareError(f"--min-effect {min_effect} must lie in [0, 2] (a change of probabilities); e.g. 0.15")
     if fdr_method not in ("bh", "by"):
         raise CompareError(f"fdr_method={fdr_method!r} must be 'by' (Benjamini–Yekutieli) or 'bh' (Benjamini–Hochberg)")
     # 1. comparable? -------------------------------------------------------------------------------

@@ -34,6 +34,16 @@ MOVED_RELATIVE = 0.02  # a token whose vector moved less than 2% of its initial 
 DIVERGED_FACTOR = 4.0  # a loss this many times the best one (and above 1 nat) is a blow-up, not a step
 
 
+# the CLI flag of each setting, for messages (the Python keyword is the flag without dashes, except the threshold)
+_FLAGS = {"accuracy_threshold": "--threshold"}
+MAX_BATCH_SIZE = 1024  # images per optimisation step at most: memory grows with it (5 is the default)
+MAX_EVAL_IMAGES = 10_000  # evaluation images per prompt kind at most
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 @dataclass(frozen=True)
 class TokenConfig:
     """Settings of one class-token optimisation; defaults are close to the paper's."""
@@ -74,37 +84,44 @@ class TokenConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise TokenError(f"token setting {name}={getattr(self, name)!r} is out of range; see `probe audit --help`")
+                raise TokenError(f"{_flag(name)} {getattr(self, name)!r} is out of range; see `probe audit --help`")
+        for name, most, what in (("batch_size", MAX_BATCH_SIZE, "images in each optimisation step"),
+                                 ("max_batch", MAX_BATCH_SIZE, "images in each gradient chunk"),
+                                 ("eval_images", MAX_EVAL_IMAGES, "evaluation images per prompt kind and class")):
+            value = getattr(self, name)
+            if isinstance(value, int) and value > most:  # checked before any model loads: memory grows with it
+                raise TokenError(f"{_flag(name)} {value} asks for {value:,} {what}, far beyond what a device's memory "
+                                 f"or the run's time allows; use at most {most:,}")
         if self.stop_metric not in ("accuracy", "target_prob"):
-            raise TokenError(f"stop_metric={self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
+            raise TokenError(f"--stop-metric {self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
         if self.objective not in OBJECTIVES:
-            raise TokenError(f"objective={self.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+            raise TokenError(f"--objective {self.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
         if self.min_steps < 0 or (self.min_steps > 0 and self.min_steps >= self.max_steps):
-            raise TokenError(f"min_steps={self.min_steps} must be 0, or below max_steps={self.max_steps} (the kept "
+            raise TokenError(f"--min-steps {self.min_steps} must be 0, or below --max-steps {self.max_steps} (the kept "
                              "token is scored after its updates)")
         if not (math.isfinite(self.margin_cap) and self.margin_cap > 0):
             raise TokenError(f"margin_cap={self.margin_cap!r} must be a positive number of nats, e.g. 5")
         if not 0 < self.lr_backoff < 1 or self.max_backoffs < 0:
             raise TokenError(f"lr_backoff={self.lr_backoff} must lie in (0, 1) and max_backoffs={self.max_backoffs} >= 0")
         if self.max_batch is not None and self.max_batch < 1:
-            raise TokenError(f"max_batch={self.max_batch} must be >= 1 or None")
+            raise TokenError(f"--max-batch {self.max_batch} must be >= 1, or left out")
         if self.steps is not None and self.steps < 1:
-            raise TokenError(f"steps={self.steps} must be at least 1 (sampling steps per image), or left out for the "
+            raise TokenError(f"--steps {self.steps} must be at least 1 (sampling steps per image), or left out for the "
                              "generator's default")
         if self.steps is not None and self.grad_steps > self.steps:
-            raise TokenError(f"grad_steps={self.grad_steps} exceeds steps={self.steps}: at most every sampling step can "
+            raise TokenError(f"--grad-steps {self.grad_steps} exceeds --steps {self.steps}: at most every sampling step can "
                              "carry gradient; lower --grad-steps or raise --steps")
         if self.guidance_scale is not None and not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
-            raise TokenError(f"guidance_scale={self.guidance_scale!r} must be a finite number >= 0 (1 or less turns "
+            raise TokenError(f"--guidance-scale {self.guidance_scale!r} must be a finite number >= 0 (1 or less turns "
                              "classifier-free guidance off)")
         for name in ("lr", "grad_clip", "accuracy_threshold"):
             if not math.isfinite(getattr(self, name)):
-                raise TokenError(f"token setting {name}={getattr(self, name)!r} must be a finite number")
+                raise TokenError(f"{_flag(name)} {getattr(self, name)!r} must be a finite number")
         if self.scheduler is not None:
             from probe.generators import SCHEDULER_NAMES
 
             if self.scheduler not in SCHEDULER_NAMES:
-                raise TokenError(f"scheduler={self.scheduler!r} is unknown; use one of {', '.join(SCHEDULER_NAMES)}")
+                raise TokenError(f"--scheduler {self.scheduler!r} is unknown; use one of {', '.join(SCHEDULER_NAMES)}")
 
     @property
     def train_seeds(self) -> list[int]:

@@ -35,7 +35,7 @@ def test_from_dict_rejects_unknown_keys_by_name():
 
 
 def test_max_pairs_below_min_pairs_is_an_error():
-    with pytest.raises(AnalysisError, match="max_pairs=8 is below min_pairs=16"):
+    with pytest.raises(AnalysisError, match="--max-pairs 8 is below the 16 pairs"):
         AnalysisConfig(max_pairs=8)
     assert AnalysisConfig(max_pairs=8, thresholds=Thresholds(min_pairs=8)).max_pairs == 8
 

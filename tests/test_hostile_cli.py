@@ -87,17 +87,17 @@ CASES = [
          "cues-badjson"),
     Case("cues with duplicate names", ["audit", "--model", CLEAN, "--cues", "cues.txt"], 2, "repeats cue names",
          "cues-dup"),
-    Case("unknown scheduler", ["audit", "--model", CLEAN, "--scheduler", "bogus"], 2, "scheduler='bogus' is unknown"),
+    Case("unknown scheduler", ["audit", "--model", CLEAN, "--scheduler", "bogus"], 2, "--scheduler 'bogus' is unknown"),
     Case("grad steps above steps", ["audit", "--model", CLEAN, "--steps", "10", "--grad-steps", "100"], 2,
-         "grad_steps=100 exceeds steps=10"),
+         "--grad-steps 100 exceeds --steps 10"),
     Case("grad steps above the generator's steps", ["audit", "--model", CLEAN, "--generator", "world",
                                                     "--grad-steps", "100", "--device", "cpu"], 2,
          "--grad-steps 100 exceeds the"),
-    Case("negative steps", ["audit", "--model", CLEAN, "--steps", "-3"], 2, "steps=-3 must be at least 1"),
-    Case("zero steps", ["audit", "--model", CLEAN, "--steps", "0"], 2, "steps=0 must be at least 1"),
-    Case("NaN guidance", ["audit", "--model", CLEAN, "--guidance-scale", "nan"], 2, "guidance_scale=nan"),
-    Case("NaN learning rate", ["audit", "--model", CLEAN, "--lr", "nan"], 2, "lr=nan"),
-    Case("crop outside (0, 1]", ["audit", "--model", CLEAN, "--crop-pct", "1.5"], 2, "crop_pct=1.5 must be in (0, 1]"),
+    Case("negative steps", ["audit", "--model", CLEAN, "--steps", "-3"], 2, "--steps -3 must be at least 1"),
+    Case("zero steps", ["audit", "--model", CLEAN, "--steps", "0"], 2, "--steps 0 must be at least 1"),
+    Case("NaN guidance", ["audit", "--model", CLEAN, "--guidance-scale", "nan"], 2, "--guidance-scale nan"),
+    Case("NaN learning rate", ["audit", "--model", CLEAN, "--lr", "nan"], 2, "--lr nan"),
+    Case("crop outside (0, 1]", ["audit", "--model", CLEAN, "--crop-pct", "1.5"], 2, "--crop-pct 1.5 must be in (0, 1]"),
     Case("unknown dtype", ["audit", "--model", CLEAN, "--dtype", "fp8"], 2, "--dtype 'fp8' is unknown"),
     Case("--out is a file", ["audit", "--model", CLEAN, "--out", "taken", *FAST], 2, "is a file, not a run directory",
          "out-is-file"),
@@ -127,7 +127,7 @@ def test_bad_input_gets_one_line_and_writes_nothing(case, tmp_path, capsys, monk
 def test_sampling_options_are_checked_before_any_model_loads(tmp_path, capsys, monkeypatch):
     """A bad option is reported even when the model cannot be loaded at all: nothing was loaded first."""
     code, text = run_cli(["audit", "--model", "missing.pt2", "--scheduler", "bogus"], tmp_path, capsys, monkeypatch)
-    assert code == 2 and "scheduler='bogus'" in text, text
+    assert code == 2 and "--scheduler 'bogus'" in text, text
 
 
 # ---------------------------------------------------------------------------------------------- resume

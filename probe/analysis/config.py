@@ -88,8 +88,9 @@ class AnalysisConfig:
         if not isinstance(self.thresholds, Thresholds):
             raise AnalysisError("AnalysisConfig.thresholds must be a probe.analysis.Thresholds.")
         if self.max_pairs < self.thresholds.min_pairs:
-            raise AnalysisError(f"max_pairs={self.max_pairs} is below min_pairs={self.thresholds.min_pairs}: no finding "
-                                "could ever pass; raise max_pairs or lower min_pairs")
+            raise AnalysisError(f"--max-pairs {self.max_pairs} is below the {self.thresholds.min_pairs} pairs that may "
+                                "decide (Thresholds.min_pairs): no finding could ever pass; raise --max-pairs or lower "
+                                "min_pairs")
         if not 0 < self.target_halfwidth <= 1:
             raise AnalysisError(f"target_halfwidth={self.target_halfwidth} must lie in (0, 1].")
 

@@ -703,7 +703,8 @@ class Thresholds:
         for name in ("min_effect", "weak_effect", "off_object_min_share", "off_object_weak_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise AnalysisError(f"Thresholds.{name}={v} must lie in [0, 1]; effects are probabilities or shares.")
+                shown = "--min-effect" if name == "min_effect" else f"Thresholds.{name}"  # the one with a CLI flag
+                raise AnalysisError(f"{shown} {v} must lie in [0, 1]; effects are probabilities or shares.")
         if self.weak_effect > self.min_effect:
             raise AnalysisError(
                 f"Thresholds.weak_effect={self.weak_effect} exceeds min_effect={self.min_effect}; "
@@ -717,7 +718,7 @@ class Thresholds:
         if self.min_images < 1:
             raise AnalysisError(f"Thresholds.min_images={self.min_images} must be at least 1.")
         if not 0.0 < self.fdr_q < 1.0:
-            raise AnalysisError(f"Thresholds.fdr_q={self.fdr_q} must lie in (0, 1); 0.05 is the usual level.")
+            raise AnalysisError(f"--fdr-q {self.fdr_q} must lie in (0, 1); 0.05 is the usual level.")
         if self.fdr_method not in _FDR_METHODS:
             raise AnalysisError(
                 f"Thresholds.fdr_method={self.fdr_method!r} is not one of {_FDR_METHODS}; "

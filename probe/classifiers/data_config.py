@@ -32,6 +32,14 @@ _PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "ar
 _INTERP_ALIASES = {"lanczos": "bicubic", "hamming": "bilinear", "box": "area", "random": "bilinear"}
 
 
+def _what(name: str, value: Any, source: str) -> str:
+    """How a message names a setting: the CLI flag (``--crop-pct 1.5``) when it came from the command line
+    (``source == "flags"``), else the source and the field (``model.data.json: crop_pct=1.5``)."""
+    if source == "flags":
+        return f"--{name.replace('_', '-')} {value!r}"
+    return f"{source}: {name}={value!r}"
+
+
 def _as_input_size(value: Any, source: str) -> tuple[int, int, int]:
     """Normalise 224 / (224, 224) / (3, 224, 224) / "224" / "3,224,224" to (C, H, W)."""
     if isinstance(value, str):
@@ -40,17 +48,17 @@ def _as_input_size(value: Any, source: str) -> tuple[int, int, int]:
             value = [int(p) for p in parts]
         except ValueError:
             raise ClassifierError(
-                f"{source}: input_size={value!r} is not a size; give 224, 224,224 (H,W) or 3,224,224 (C,H,W)"
+                f"{_what('input_size', value, source)} is not a size; give 224, 224,224 (H,W) or 3,224,224 (C,H,W)"
             ) from None
     if isinstance(value, bool):
-        raise ClassifierError(f"{source}: input_size={value!r} is not a size; give e.g. 224")
+        raise ClassifierError(f"{_what('input_size', value, source)} is not a size; give e.g. 224")
     if isinstance(value, int):
         value = (3, value, value)
     try:
         size = tuple(int(v) for v in value)
     except (TypeError, ValueError):
         raise ClassifierError(
-            f"{source}: input_size={value!r} is not a size; give 224, (224, 224) or (3, 224, 224)"
+            f"{_what('input_size', value, source)} is not a size; give 224, (224, 224) or (3, 224, 224)"
         ) from None
     if len(size) == 1:
         size = (3, size[0], size[0])
@@ -58,7 +66,7 @@ def _as_input_size(value: Any, source: str) -> tuple[int, int, int]:
         size = (3, *size)
     if len(size) != 3 or size[0] not in (1, 3) or min(size[1:]) < 1:
         raise ClassifierError(
-            f"{source}: input_size={value!r} must be (C, H, W) with C 1 or 3 and H, W >= 1; e.g. (3, 224, 224)"
+            f"{_what('input_size', value, source)} must be (C, H, W) with C 1 or 3 and H, W >= 1; e.g. (3, 224, 224)"
         )
     return size  # type: ignore[return-value]
 
@@ -71,9 +79,9 @@ def _as_triple(value: Any, name: str, source: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ClassifierError(f"{source}: {name}={value!r} is not a list of numbers; give e.g. 0.5,0.5,0.5") from None
+        raise ClassifierError(f"{_what(name, value, source)} is not a list of numbers; give e.g. 0.5,0.5,0.5") from None
     if len(vals) not in (1, 3) or any(not math.isfinite(v) for v in vals):
-        raise ClassifierError(f"{source}: {name}={value!r} needs 1 or 3 finite numbers, one per channel")
+        raise ClassifierError(f"{_what(name, value, source)} needs 1 or 3 finite numbers, one per channel")
     return vals
 
 
@@ -90,7 +98,7 @@ def normalize_interpolation(value: Any, source: str = "data config") -> str:
     elif hasattr(value, "value"):  # enums: PIL.Image.Resampling, torchvision InterpolationMode
         return normalize_interpolation(value.value, source)
     raise ClassifierError(
-        f"{source}: interpolation={value!r} is not supported; use one of {', '.join(INTERPOLATIONS)}"
+        f"{_what('interpolation', value, source)} is not supported; use one of {', '.join(INTERPOLATIONS)}"
     )
 
 
@@ -174,11 +182,15 @@ def check_partial(values: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = _as_input_size(value, source)
         elif key in ("mean", "std"):
             out[key] = _as_triple(value, key, source)
+            if key == "std" and any(v <= 0 for v in out[key]):
+                raise ClassifierError(f"{_what('std', value, source)} must be positive; e.g. 0.229,0.224,0.225")
         elif key == "crop_pct":
             try:
                 out[key] = float(value)
             except (TypeError, ValueError):
-                raise ClassifierError(f"{source}: crop_pct={value!r} is not a number; give e.g. 0.875") from None
+                raise ClassifierError(f"{_what('crop_pct', value, source)} is not a number; give e.g. 0.875") from None
+            if not 0.0 < out[key] <= 1.0:
+                raise ClassifierError(f"{_what('crop_pct', value, source)} must be in (0, 1]; 1.0 means no crop")
         else:
             out[key] = normalize_interpolation(value, source)
     return out

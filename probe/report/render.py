@@ -478,9 +478,9 @@ def render_report(
     """
     t0 = time.perf_counter()
     if max_images < 1:
-        raise ReportError(f"max_images={max_images!r} must be >= 1; pass a positive number of images per gallery")
+        raise ReportError(f"--max-images {max_images!r} must be >= 1; pass a positive number of images per gallery")
     if thumb_px < 16:
-        raise ReportError(f"thumb_px={thumb_px!r} is too small; pass at least 16 (default 256)")
+        raise ReportError(f"--thumb-px {thumb_px!r} is too small; pass at least 16 (default 256)")
     run = load_run(run_dir)
     out_path = Path(out) if out is not None else run.run_dir / "report"
     if single_file:
@@ -494,6 +494,9 @@ def render_report(
         out_dir, target = out_path, out_path / "index.html"
     rd = run.run_dir.resolve()
     od = out_dir.resolve()
+    if out is None and not od.is_relative_to(rd):
+        raise ReportError(f"{str(run.run_dir / 'report')!r} is a link to {str(od)!r}, outside the run; remove the link "
+                          "(the report is written only inside the run), or pass --out for another folder")
     if od == rd or od.is_relative_to(rd / "classes") or od.is_relative_to(rd / "analysis"):
         raise ReportError(
             f"out={str(out_path)!r} would mix report pages into the run's own files; "
