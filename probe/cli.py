@@ -89,7 +89,7 @@ def audit(
     max_effect: Optional[float] = typer.Option(None, help="Gate: after the report, exit 3 when a passing finding's |effect| exceeds this, 4 when nothing could pass or fail (as `probe check`)."),
     kinds: Optional[str] = typer.Option(None, help="Gate: finding kinds checked by --max-effect (default sufficiency,necessity,token-shift)."),
     junit: Optional[Path] = typer.Option(None, help="Gate: write the verdict as JUnit XML here (one test case per class)."),
-    backend: str = typer.Option("local", help="local (this process) or ray (one Ray worker per GPU or CPU slot, each loading the models once; pip install 'probe[ray]')."),
+    backend: str = typer.Option("local", help="local (this process) or ray (one Ray worker per GPU or CPU slot, each loading the models once; pip install 'probe-audit[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray: cluster to join ('auto', or ray://HOST:PORT); default: start a local one."),
     workers: Optional[int] = typer.Option(None, help="Ray: workers to start (default: one per GPU with --gpus-per-worker, else one per CPU)."),
     gpus_per_worker: float = typer.Option(0.0, help="Ray: GPUs each worker holds (1 on GPU machines)."),

@@ -128,18 +128,18 @@ def test_without_ray_the_ray_backend_is_one_line_naming_the_extra(monkeypatch, t
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     backend = get_backend("ray")(replace(_config(Path("unused"), "star"), scale=ScaleConfig(backend="ray")), None,
                                  None, ["star"])
-    with pytest.raises(RunError, match=r"pip install 'probe\[ray\]'"):
+    with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):
         backend.run([0], bar=None)
     from probe.runs import audit
 
     out = tmp_path / "never"
-    with pytest.raises(RunError, match=r"pip install 'probe\[ray\]'"):  # checked before any model loads
+    with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):  # checked before any model loads
         audit(replace(_config(out, "star"), scale=ScaleConfig(backend="ray")), progress=False)
     assert not out.exists()
 
 
 # ---------------------------------------------------------------------- Ray
-ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install 'probe[ray]'`")
+ray = pytest.importorskip("ray", reason="the Ray backend's tests need `pip install 'probe-audit[ray]'`")
 
 
 @pytest.fixture(scope="module")
