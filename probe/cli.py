@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from probe.display import terminal_safe
 from probe.errors import ProbeError
 
 app = typer.Typer(help="Audit what an image classifier has learned, with discriminative class tokens.",
@@ -134,15 +135,25 @@ def _analysis_config(*, cues, attribution_layer, clip_model, fdr_q, min_effect, 
                           confirm_like=str(confirm_like) if confirm_like is not None else None)
 
 
+def _safe(text) -> str:
+    """Untrusted text (a run path, a class name) for rich: control characters visible, markup escaped."""
+    return escape(terminal_safe(text))
+
+
+_interrupt_reported = False  # _finish printed its own "interrupted" line; main() prints the generic one otherwise
+
+
 def _finish(result) -> None:
+    global _interrupt_reported
     print_summary(result.rows)
-    console.print(f"run directory: {escape(str(result.run_dir))}", highlight=False)
+    console.print(f"run directory: {_safe(result.run_dir)}", highlight=False)
     if result.report is not None:
-        console.print(f"report: {escape(str(result.report))}", highlight=False)
+        console.print(f"report: {_safe(result.report)}", highlight=False)
     if getattr(result, "gate", None) is not None:
         _print_gate(result.gate)
     if result.interrupted:
         err_console.print("interrupted: finished classes are kept; run the same command again to resume", style="yellow")
+        _interrupt_reported = True
         raise typer.Exit(130)
     for problem in result.problems:
         _error_line(problem)
@@ -164,7 +175,7 @@ def print_summary(rows: list[dict]) -> None:
         return "" if value in (None, "") else f"{float(value):.{digits}f}"
 
     for r in rows:
-        table.add_row(escape(f"{r['class_index']} {r['class_name'] or ''}".strip()), r["status"], cell(r["baseline_accuracy"]),
+        table.add_row(_safe(f"{r['class_index']} {r['class_name'] or ''}".strip()), r["status"], cell(r["baseline_accuracy"]),
                       cell(r["token_accuracy"]), cell(r["eval_token_accuracy"]), str(r["steps"] or ""),
                       cell(r["seconds"], 1))
     console.print(table)
@@ -238,8 +249,8 @@ def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optio
 def _print_gate(result) -> None:
     """One line per offending finding on stdout, then the verdict (stderr when it failed)."""
     for line in result.lines():
-        console.print(escape(line), highlight=False, soft_wrap=True)
-    (console if result.passed else err_console).print(escape(result.verdict()), highlight=False, soft_wrap=True,
+        console.print(_safe(line), highlight=False, soft_wrap=True)
+    (console if result.passed else err_console).print(_safe(result.verdict()), highlight=False, soft_wrap=True,
                                                       style=None if result.passed else "red")
 
 
@@ -292,8 +303,8 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
                             trust_pickle=trust_pickle, device=device, dtype=dtype)
     result = generate_dataset(run_dir, out, config=config, progress=not quiet, console=err_console)
     for line in result.lines():
-        console.print(escape(line), highlight=False, soft_wrap=True)
-    console.print(f"dataset: {escape(str(result.out))} (manifest: {escape(str(result.manifest))})", highlight=False)
+        console.print(_safe(line), highlight=False, soft_wrap=True)
+    console.print(f"dataset: {_safe(result.out)} (manifest: {_safe(result.manifest)})", highlight=False)
 
 
 @app.command()
@@ -303,14 +314,17 @@ def compare(run_a: Path = typer.Argument(..., help="Run A (before), a run direct
             fdr_q: float = typer.Option(0.05, help="False discovery rate over the tested changes (Benjamini-Yekutieli).")) -> None:
     """Compare two audits cue by cue on their shared image pairs: what is gone, new, grew or shrank in B."""
     from probe.compare import compare as compare_runs
+    from probe.report.compare_page import check_out
 
+    if out is not None:
+        check_out(run_a, run_b, out)  # never into a run's own files (--out B/report would replace B's report)
     result = compare_runs(run_a, run_b, fdr_q=fdr_q)
     path = result.render(out)
     console.print(result.table())
-    console.print(escape(result.summary()), highlight=False)
+    console.print(_safe(result.summary()), highlight=False)
     for line in result.skipped:
-        console.print(f"skipped: {escape(line)}", highlight=False)
-    console.print(f"comparison: {escape(str(path))}", highlight=False)
+        console.print(f"skipped: {_safe(line)}", highlight=False)
+    console.print(f"comparison: {_safe(path)}", highlight=False)
 
 
 @app.command()
@@ -363,8 +377,10 @@ def main() -> None:
     complete: a passing finding above the limit; 1 wins over 3); 4 the gate is undecided (nothing in the run
     could pass or fail: no class finished, or no confirmed test); 130 interrupted.
     """
+    global _interrupt_reported
     click_exception, abort = _click_classes()
     debug = bool(os.environ.get("PROBE_DEBUG"))
+    _interrupt_reported = False
     try:
         code = app(standalone_mode=False)
     except ProbeError as error:
@@ -372,8 +388,8 @@ def main() -> None:
             raise
         _error_line(str(error))
         sys.exit(2)
-    except (KeyboardInterrupt, abort):
-        err_console.print("interrupted", style="yellow")
+    except (KeyboardInterrupt, abort):  # older click turns Ctrl-C into Abort
+        _interrupted()
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -392,8 +408,15 @@ def main() -> None:
         _error_line(f"cannot use{where}: {error.strerror or error}; check the path and its permissions "
                     "(PROBE_DEBUG=1 shows the traceback)")
         sys.exit(2)
+    if code == 130 and not _interrupt_reported:  # typer >= 0.29 turns Ctrl-C into a returned 130, silently
+        _interrupted()
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted (Ctrl-C): finished work is kept; run the same command again to resume where it "
+                      "can (audit, demo, generate)", style="yellow", highlight=False, soft_wrap=True)
 
 
 def _command() -> str:
@@ -404,7 +427,7 @@ def _command() -> str:
 
 
 def _error_line(message: str) -> None:
-    line = " ".join(message.replace("\0", "\\0").split())  # one line, whatever the message holds
+    line = terminal_safe(" ".join(message.replace("\0", "\\0").split()))  # one line, no control characters
     err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
 

@@ -129,8 +129,13 @@ class Comparison:
         """The verdicts as a rich table for the terminal: the rows tested on shared pairs (the significant changes
         first), else the first rows; names escaped (class and cue names are untrusted text). ✓ marks a passing
         finding."""
-        from rich.markup import escape as rich_escape
+        from rich.markup import escape
         from rich.table import Table
+
+        from probe.display import terminal_safe
+
+        def rich_escape(text) -> str:  # untrusted: no markup, no control characters reach the terminal
+            return escape(terminal_safe(text))
 
         tested = self.cues[self.cues["p"].notna()] if len(self.cues) else self.cues
         shown = (tested if len(tested) else self.cues).head(limit)

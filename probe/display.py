@@ -1,4 +1,5 @@
-"""HTML pieces for objects that display themselves in Jupyter: inline thumbnails, tables, figures.
+"""HTML pieces for objects that display themselves in Jupyter: inline thumbnails, tables, figures; and
+``terminal_safe``, the one guard for untrusted text (run paths, class names) printed to a terminal.
 
 Everything shown is escaped: class names, cue names and sentences come from untrusted labels.
 """
@@ -8,7 +9,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+import unicodedata
 from pathlib import Path
+
+
+def terminal_safe(text) -> str:
+    """``text`` with every control or format character written as a visible escape (``\\x1b``, ``\\u202e``), so a
+    run folder or label holding ESC sequences cannot retitle the terminal, clear the screen or reorder the line.
+    Printable text (spaces and non-ASCII letters included) is kept as it is."""
+    out = []
+    for ch in str(text):
+        if ch == " " or unicodedata.category(ch)[0] not in "CZ" or unicodedata.category(ch) == "Zs":
+            out.append(ch)
+        else:  # Cc (ESC, BEL, newline, DEL, C1), Cf (bidi overrides), Cs, Co, Cn, Zl, Zp
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
 
 MAX_INLINE = 48  # thumbnails inlined in one display at most (a notebook cell stays small)
 

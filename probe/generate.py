@@ -510,7 +510,10 @@ def out_dir_lock(out_dir: Path):
 def _describe(cls: _Class, kept: int, attempted: int) -> str:
     from rich.markup import escape
 
-    return escape(f"{' '.join(cls.name.split())[:30]}: {kept} kept of {attempted}")  # untrusted: one line, no markup
+    from probe.display import terminal_safe
+
+    # untrusted: one line, no markup, no control characters
+    return escape(terminal_safe(f"{' '.join(cls.name.split())[:30]}: {kept} kept of {attempted}"))
 
 
 def _bar(enabled: bool, console):

@@ -36,6 +36,25 @@ def default_out(comparison) -> Path:
     return Path(comparison.run_b) / f"compare-{slugify(Path(comparison.run_a).name)}"
 
 
+def check_out(run_a, run_b, out: str | Path) -> None:
+    """The comparison page's folder, refused when it is a run (A, B or any other) or lies in a run's classes/,
+    analysis/ or report/ (``--out B/report`` would replace B's own report page). Called by ``probe compare`` before
+    the runs are read, and again when the page is written."""
+    from probe.files import enclosing_run
+    from probe.report.render import ReportError
+
+    out = Path(out)
+    resolved = out.resolve()
+    third = enclosing_run(resolved)  # a run other than A and B (--out RUN_C/report) is no place for it either
+    for run in {Path(run_a).resolve(), Path(run_b).resolve(), *([third] if third else [])}:
+        if resolved == run or any(resolved.is_relative_to(run / part) for part in ("classes", "analysis", "report")):
+            raise ReportError(f"--out {str(out)!r} would mix the comparison into a run's own files (its folder, "
+                              "classes/, analysis/ or report/, whose index.html it would replace); pass a separate "
+                              f"folder (default {str(Path(run_b) / ('compare-' + slugify(Path(run_a).name)))!r})")
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {str(out)!r} exists and is not a folder; pass a new or existing folder")
+
+
 def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
     from probe.report.render import ReportError, _environment, _probe_version, template_dir
 
@@ -44,12 +63,7 @@ def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
     # 1. the folder
     out = Path(out_dir) if out_dir is not None else default_out(comparison)
     resolved = out.resolve()
-    for run in (Path(comparison.run_a).resolve(), Path(comparison.run_b).resolve()):
-        if resolved == run or any(resolved.is_relative_to(run / part) for part in ("classes", "analysis")):
-            raise ReportError(f"out={str(out)!r} would mix the comparison into a run's own files; pass a separate "
-                               f"folder (default {str(default_out(comparison))!r})")
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"out={str(out)!r} exists and is not a folder; pass a new or existing folder")
+    check_out(comparison.run_a, comparison.run_b, out)
     # 2. the view
     page = resolved
     rows = [_row_view(r, page) for r in comparison.cues.to_dict(orient="records")]

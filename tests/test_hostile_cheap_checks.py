@@ -1,0 +1,350 @@
+"""Cheap checks before expensive work, and the low items of issue 23 (items 8 and 9), as a table of cases.
+
+Each case runs the real CLI entry point (``probe.cli.main``) in this process with model loading replaced by a
+tripwire (``no_models``): the promise is exit 2, one ``error:`` line naming the problem and the fix, no traceback,
+nothing written, within seconds, and no model loaded. The runs the cases point at are two small analysed runs of
+the fake world (tests/analysis_fakes.py, a few seconds), shared by the module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import probe_script
+from test_hostile_cli import CLEAN, FAST, _as_nobody, files_under, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    """A local port nothing listens on (bound, then released): a connect there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = _free_port()
+HAS_GPU = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+HAS_RAY = importlib.util.find_spec("ray") is not None
+HAS_RAY_CLIENT = importlib.util.find_spec("grpc") is not None
+AUDIT = ["audit", "--model", CLEAN, "--out", "runs/x", *FAST]
+RAY = [*AUDIT, "--backend", "ray"]
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install -e '.[ray]')")
+
+
+@pytest.fixture()
+def no_models(monkeypatch):
+    """A tripwire: loading a model fails the test (the checks under test must come first)."""
+    import probe.class_run
+    import probe.runs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the cheap checks")
+
+    monkeypatch.setattr(probe.class_run, "load_models", refuse)
+    monkeypatch.setattr(probe.runs, "load_models", refuse)
+
+
+@pytest.fixture(scope="module")
+def silent_port():
+    """A port whose connects hang, as a firewalled or wrong host's do: a listening socket whose accept queue is
+    full (further SYNs are dropped). A routable address cannot stand in: some sandboxes answer any TCP connect."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port, held = server.getsockname()[1], []
+    for _ in range(4):
+        client = socket.socket()
+        client.settimeout(0.5)
+        try:
+            client.connect(("127.0.0.1", port))
+            held.append(client)
+        except OSError:
+            client.close()
+            break
+    yield port
+    for client in held:
+        client.close()
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fake_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two analysed runs of the fake world on the same seeds (A: planted cue, B: clean), as tests/test_compare.py
+    makes them."""
+    from test_compare import CUE_TESTS, _audit
+
+    root = tmp_path_factory.mktemp("cheap")
+    a, _ = _audit(root, "biased", True)
+    b, _ = _audit(root, "clean", False, CUE_TESTS.replace(confirm_like=str(a)))
+    return a, b
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    args: list[str]  # {A} and {B}: the two runs' paths
+    message: str  # a fragment the one error line must contain
+    env: dict = field(default_factory=dict)
+    seconds: float = 20.0  # the check must answer within this (Ray's own retries take minutes)
+
+
+GENERATE = ["generate", "{A}", "--out", "data"]
+CASES = [
+    # counts that size memory: bounded, the implied size in the message, before any model loads
+    Case("generate --per-class 10^12", [*GENERATE, "--per-class", "1000000000000"], "10^12 images per class"),
+    Case("generate --per-class names its bound", [*GENERATE, "--per-class", "1000001"], "use at most 1,000,000"),
+    Case("generate --max-attempts 10^12", [*GENERATE, "--per-class", "5", "--min-prob", "0.5", "--max-attempts",
+                                          "1000000000000"], "use at most 4,000,000"),
+    Case("generate --batch-size 10^9", [*GENERATE, "--per-class", "5", "--batch-size", "1000000000"],
+         "use at most 1024"),
+    Case("audit --batch-size 10^9", [*AUDIT, "--batch-size", "1000000000"], "--batch-size 1000000000 asks for"),
+    Case("audit --eval-images 10^9", [*AUDIT, "--eval-images", "1000000000"], "use at most 10,000"),
+    Case("audit --max-batch 10^9", [*AUDIT, "--max-batch", "1000000000"], "--max-batch 1000000000"),
+    # Ray: the address's form, the client extra, reachability and GPUs, before any model loads or config.json
+    Case("ray address not HOST:PORT", [*RAY, "--address", "bogus"], "--address 'bogus' is not a Ray address"),
+    Case("ray address port out of range", [*RAY, "--address", "head:99999"], "is not a Ray address"),
+    Case("ray address with a path", [*RAY, "--address", "ray://head:10001/x"], "is not a Ray address"),
+    Case("RAY_ADDRESS not an address", RAY, "RAY_ADDRESS 'not an address' is not a Ray address",
+         env={"RAY_ADDRESS": "not an address"}),
+    Case("ray address refused", [*RAY, "--address", f"127.0.0.1:{PORT}"], "cannot reach the Ray cluster"),
+    Case("ray address unreachable", [*RAY, "--address", "127.0.0.1:{SILENT}"], "no answer within 3 s"),
+    Case("ray client form", [*RAY, "--address", f"ray://127.0.0.1:{PORT}"],
+         "cannot reach the Ray cluster" if HAS_RAY_CLIENT else "pip install 'ray[client]'"),
+    # --out inside a run: a dataset or a comparison page never lands in a run's own files
+    Case("generate --out in a run's classes", [*GENERATE[:3], "{A}/classes/7-evil", "--per-class", "1"],
+         "lies inside the probe run"),
+    Case("generate --out is the run", [*GENERATE[:3], "{A}", "--per-class", "1"], "lies inside the probe run"),
+    Case("generate --out inside another run", [*GENERATE[:3], "{B}/dataset", "--per-class", "1"],
+         "lies inside the probe run"),
+    Case("compare --out B/report", ["compare", "{A}", "{B}", "--out", "{B}/report"], "would mix the comparison"),
+    Case("compare --out A/report/sub", ["compare", "{A}", "{B}", "--out", "{A}/report/sub"], "would mix the comparison"),
+    Case("compare --out is run A", ["compare", "{A}", "{B}", "--out", "{A}"], "would mix the comparison"),
+    # messages name the flag the user typed, not the Python keyword
+    Case("compare --fdr-q out of range", ["compare", "{A}", "{B}", "--fdr-q", "2"], "--fdr-q 2.0 must lie in (0, 1)"),
+    Case("audit --fdr-q out of range", [*AUDIT, "--fdr-q", "0"], "--fdr-q 0.0 must lie in (0, 1)"),
+    Case("audit --min-effect out of range", [*AUDIT, "--min-effect", "3"], "--min-effect 3.0 must lie in [0, 1]"),
+    Case("audit --max-pairs below the deciding pairs", [*AUDIT, "--max-pairs", "8"], "--max-pairs 8 is below"),
+    Case("audit --min-steps not below --max-steps", [*AUDIT, "--min-steps", "5"], "--min-steps 5 must be 0, or below --max-steps 1"),
+    Case("audit --threshold out of range", [*AUDIT, "--threshold", "2"], "--threshold 2.0 is out of range"),
+    Case("audit --stop-metric unknown", [*AUDIT, "--stop-metric", "loss"], "--stop-metric 'loss' is unknown"),
+    Case("audit --std not positive", [*AUDIT, "--std", "0,1,1"], "--std"),
+    Case("audit --input-size not a size", [*AUDIT, "--input-size", "0"], "--input-size (3, 0, 0) must be (C, H, W)"),
+]
+_RAY_CASES = {c.name for c in CASES if c.args[:len(RAY)] == RAY}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=needs_ray) if c.name in _RAY_CASES else c for c in CASES],
+                         ids=[c.name for c in CASES])
+def test_cheap_checks_answer_in_one_line_before_any_model_loads(case, fake_runs, silent_port, tmp_path, capsys,
+                                                                monkeypatch, no_models):
+    a, b = fake_runs
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    args = [x.replace("{A}", str(a)).replace("{B}", str(b)).replace("{SILENT}", str(silent_port)) for x in case.args]
+    before = (files_under(tmp_path), files_under(a.parent))
+    start = time.perf_counter()
+    code, text = run_cli(args, cwd, capsys, monkeypatch)
+    seconds = time.perf_counter() - start
+    assert code == 2, text
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), text  # one line: the problem and the fix
+    assert case.message in lines[0], text
+    assert seconds < case.seconds, f"{seconds:.1f} s: {text}"
+    assert (files_under(tmp_path), files_under(a.parent)) == before, "a refused command wrote files"
+
+
+@needs_ray
+def test_ray_gpus_per_worker_without_a_gpu_is_refused_before_any_model_loads(tmp_path, capsys, monkeypatch, no_models):
+    if HAS_GPU:
+        pytest.skip("a GPU is visible: --gpus-per-worker 1 is valid here")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code, text = run_cli([*RAY, "--gpus-per-worker", "1"], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "--gpus-per-worker 1" in text and "GPU" in text and "Traceback" not in text, text
+    assert not (tmp_path / "runs").exists()
+
+
+@needs_ray
+def test_ray_auto_without_a_cluster_fails_fast(tmp_path, capsys, monkeypatch, no_models):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        get_ray_address_from_environment("auto", None)
+        pytest.skip("a Ray cluster runs on this machine")
+    except ConnectionError:
+        pass
+    start = time.perf_counter()
+    code, text = run_cli([*RAY, "--address", "auto"], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "no running Ray cluster" in text and "ray start --head" in text, text
+    assert time.perf_counter() - start < 20 and not (tmp_path / "runs").exists()
+
+
+def test_a_read_only_out_is_refused_before_any_model_loads(tmp_path):
+    """`probe audit` and `probe demo` into a folder the user cannot write: one line, before the models load (the
+    command runs as an unprivileged user: root ignores permissions)."""
+    prefix = _as_nobody()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    for p in tmp_path.parents[:3]:
+        p.chmod(0o755)
+    tmp_path.chmod(0o755)
+    try:
+        for args in (["audit", "--model", CLEAN, "--out", str(locked / "run"), *FAST],
+                     ["demo", "--out", str(locked / "run"), "--classes", "star", "-q"]):
+            start = time.perf_counter()
+            done = subprocess.run([*prefix, probe_script(), *args], capture_output=True, text=True, timeout=120,
+                                  cwd="/", env={**os.environ, "HOME": "/tmp"})
+            text = done.stderr + done.stdout
+            assert done.returncode == 2, (args, text)
+            assert "Traceback" not in text and "cannot write --out" in text and "read-only" in text, (args, text)
+            assert [line for line in text.splitlines() if line.strip()] == [text.strip()], text  # one line
+            assert time.perf_counter() - start < 60, text  # no model loaded (the demo's take longer)
+            assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+
+
+def test_check_writable_names_the_blocking_file(tmp_path):
+    from probe.errors import RunError
+    from probe.files import check_writable
+
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(RunError, match="'.*taken' is a file, not a folder"):
+        check_writable(tmp_path / "taken" / "run", "--out")
+    check_writable(tmp_path / "new" / "deeper", "--out")  # a new folder under a writable one: fine
+    assert not (tmp_path / "new").exists()  # nothing created by the check
+
+
+# ---------------------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_prints_one_interrupted_line_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the models load (typer turns KeyboardInterrupt into a silent 130)."""
+    import probe.runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(probe.runs, "load_models", interrupted)
+    code, text = run_cli(AUDIT, tmp_path, capsys, monkeypatch)
+    assert code == 130, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), text
+    assert "Traceback" not in text
+
+
+# ------------------------------------------------------------------------------------------ demo
+def test_demo_max_steps_below_its_min_steps_runs_with_min_steps_lowered(tmp_path, capsys, monkeypatch):
+    """`probe demo --max-steps 2` passes its settings' checks (it failed on the demo's own min_steps=3)."""
+    import probe.runs
+    from probe.errors import ProbeError
+    from probe.world.demo import demo_config
+
+    assert demo_config(max_steps=2).token.min_steps == 1
+    assert demo_config(max_steps=1).token.min_steps == 0
+    assert demo_config(max_steps=8).token.min_steps == 3
+
+    def reached(*args, **kwargs):
+        raise ProbeError("every setting passed; the models would load now")
+
+    monkeypatch.setattr(probe.runs, "load_models", reached)
+    code, text = run_cli(["demo", "--max-steps", "2", "--out", "runs/d", "-q"], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "the models would load now" in text, text
+
+
+# --------------------------------------------------------------------------- the terminal is not the run's
+ESC_NAME = "r\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+def test_terminal_safe_makes_control_characters_visible():
+    from probe.display import terminal_safe
+
+    assert terminal_safe("a b\x1b[2J\x07\u202e\n\x9bé") == "a b\\x1b[2J\\x07\\u202e\\x0a\\x9bé"
+    assert terminal_safe("runs/демо 7") == "runs/демо 7"
+
+
+@pytest.mark.parametrize("command", ["compare", "check"])
+def test_a_run_folder_name_with_escape_sequences_never_reaches_the_terminal_raw(command, fake_runs, tmp_path, capsys,
+                                                                               monkeypatch):
+    a, b = fake_runs
+    evil_a, evil_b = tmp_path / f"a{ESC_NAME}", tmp_path / f"b{ESC_NAME}"
+    shutil.copytree(a, evil_a)
+    shutil.copytree(b, evil_b)
+    args = (["compare", str(evil_a), str(evil_b), "--out", str(tmp_path / "page")] if command == "compare"
+            else ["check", str(evil_a), "--max-effect", "0.01"])
+    code, text = run_cli(args, tmp_path, capsys, monkeypatch)
+    assert code in ((0,) if command == "compare" else (0, 3)), text
+    for raw in ("\x1b]", "\x07", "\x1b[2J", "\u202e"):
+        assert raw not in text, repr(text)  # control characters only as visible escapes
+    if command == "compare":  # the run names and the page's path are printed, escaped
+        assert "pwned" in text and "\\x1b" in text and (tmp_path / "page" / "index.html").is_file()
+
+
+def test_an_error_line_never_carries_escape_sequences(tmp_path, capsys, monkeypatch):
+    from probe.cli import _error_line
+
+    _error_line(f"{ESC_NAME} is not a run")
+    err = capsys.readouterr().err
+    assert "\x1b]" not in err and "\x07" not in err and "\\x1b" in err
+
+
+# ------------------------------------------------------------------------------------------ the lock
+def test_a_second_generate_into_a_busy_dataset_folder_names_probe_generate(tmp_path):
+    from probe.generate import GenerateError, out_dir_lock
+
+    with out_dir_lock(tmp_path / "data"):
+        with pytest.raises(GenerateError, match="in use by another `probe generate`") as caught:
+            with out_dir_lock(tmp_path / "data"):
+                pass
+    assert "probe audit" not in str(caught.value)
+    with out_dir_lock(tmp_path / "data"):  # released
+        pass
+
+
+# ---------------------------------------------------------------------------------------- install name
+WRONG = re.compile(r"(?:pip|uv pip|pipx)\s+install[^\n]*?(?<![\w.-])" + "probe" + r"\[")
+SCANNED = ("probe", "README.md", "docs", "notebooks", "examples", "scripts", "benchmarks", "tests")
+
+
+def test_no_install_command_names_the_wrong_distribution():
+    """The distribution is probe-audit; PyPI's `probe` is an unrelated project (issue 17 item 5)."""
+    found = []
+    for top in SCANNED:
+        path = ROOT / top
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+        for file in files:
+            if file.suffix not in (".py", ".md", ".ipynb", ".txt", ".sh", ".toml", ".cfg", ".rst", ".html", ""):
+                continue
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            found += [f"{file.relative_to(ROOT)}: {m.group(0)}" for m in WRONG.finditer(text)]
+    assert not found, found
+    assert WRONG.search("run `pip install 'probe" + "[ray]'`") and not WRONG.search("pip install 'probe-audit[ray]'")
+
+
+def test_the_ray_messages_name_probe_audit(monkeypatch):
+    from probe.backends.ray import import_ray
+    from probe.errors import RunError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):
+        import_ray()
