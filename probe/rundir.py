@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 from probe.errors import RunError
 from probe.files import slugify, write_json, write_text
 from probe.runrecords import (check_analysis, check_config, check_findings, check_labels, check_metrics,
-                              plain_row)
+                              nonfinite_field, plain_row)
 
 FORMAT_VERSION = 1
 
@@ -61,19 +61,28 @@ class RunFormatError(RunError):
     """The run directory was written in another format version."""
 
 
-def load_json(path: Path) -> Any:
-    """The parsed file, or None when it does not exist; RunError when it cannot be read or parsed."""
+def load_json(path: Path, *, finite: bool = True) -> Any:
+    """The parsed file, or None when it does not exist; RunError when it cannot be read or parsed, or (``finite``)
+    when it holds NaN or Infinity, which strict JSON (every file probe writes) never does: the error names the
+    field. ``finite=False`` leaves them to the caller's record check (findings: one damaged record, not the file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise RunError(f"{str(path)!r} is not UTF-8 text ({e}); delete it to have it rewritten") from e
+    except OSError as e:
         raise RunError(f"{str(path)!r} cannot be read ({type(e).__name__}: {e}); check its permissions") from e
+    constants: list[str] = []
     try:
-        return json.loads(text)
+        data = json.loads(text, parse_constant=lambda name: constants.append(name) or float(name))
     except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply to be a probe file
         raise RunError(f"{str(path)!r} is not valid JSON ({type(e).__name__}: {str(e)[:200]}); delete it to have it "
                        "rewritten") from e
+    if constants and finite:
+        raise RunError(f"{str(path)!r}: field {nonfinite_field(data) or '?'} is {constants[0]}, not a finite number "
+                       "(strict JSON stores a missing number as null); restore the file or delete it to have it rewritten")
+    return data
 
 
 def class_index_of(folder_name: str) -> int | None:
@@ -86,7 +95,9 @@ class RunDir:
     """One run directory. ``RunDir("runs/demo")`` holds its absolute path; nothing is written on construction."""
 
     def __init__(self, path: str | Path):
-        self.root = Path(os.path.abspath(Path(path).expanduser()))
+        # symlinks resolved once, here: a run reached through a link (a macOS temp folder, a shared data mount) is
+        # the same run, and every path checked against ``root`` is compared as a real path
+        self.root = Path(os.path.realpath(Path(path).expanduser()))
         if self.root.exists() and not self.root.is_dir():
             raise RunError(f"{str(path)!r} is a file, not a run directory; pass a folder (e.g. --out runs/NAME)")
 
@@ -113,7 +124,7 @@ class RunDir:
 
     def rel(self, path: str | Path) -> str:
         """``path`` (absolute, or relative to the working directory) as stored: relative to the run, '/'-separated."""
-        full = Path(os.path.abspath(path))
+        full = Path(os.path.realpath(path))
         try:
             return full.relative_to(self.root).as_posix()
         except ValueError:
@@ -121,14 +132,17 @@ class RunDir:
                            "paths inside the run") from None
 
     def resolve(self, stored: str | Path, base: Path | None = None) -> Path | None:
-        """A stored path (relative to ``base``, default the run) as a real path; None if it is absolute or escapes the run."""
+        """A stored path (relative to ``base``, default the run) as a real path; None if it is absolute or escapes the
+        run, by its name or through a symlink."""
         stored_path = PurePosixPath(str(stored).replace("\\", "/"))
         if not str(stored).strip() or stored_path.is_absolute() or re.match(r"^[A-Za-z]:", str(stored)):
             return None
-        full = Path(os.path.normpath((base or self.root) / Path(*stored_path.parts)))
-        if full != self.root and self.root not in full.parents:
-            return None
-        return full
+        return self.inside(os.path.normpath((base or self.root) / Path(*stored_path.parts)))
+
+    def inside(self, path: str | Path) -> Path | None:
+        """``path`` as a real path (symlinks followed) when it lies inside the run; None otherwise."""
+        real = Path(os.path.realpath(path))
+        return real if real == self.root or self.root in real.parents else None
 
     # ------------------------------------------------------------------ config.json
     def has_config(self) -> bool:
@@ -199,9 +213,9 @@ class RunDir:
         """A path for a class's metrics: relative to the class folder, checked to stay inside the run."""
         if path is None:
             raise RunError("an image record has no path")
-        full = Path(os.path.abspath(path)) if Path(path).is_absolute() else Path(os.path.abspath(Path(base) / path))
+        full = Path(os.path.realpath(path if Path(path).is_absolute() else Path(base) / path))
         self.rel(full)  # raises when outside the run
-        return Path(os.path.relpath(full, os.path.abspath(base))).as_posix()
+        return Path(os.path.relpath(full, os.path.realpath(base))).as_posix()
 
     def finished_classes(self, *, strict: bool = False) -> list[tuple[Path, dict]]:
         """(folder, metrics) of every finished class (done or failed), in class-index order; ``strict`` as in
@@ -271,7 +285,7 @@ class RunDir:
         as Python). A damaged record is a RunError naming the file, the record and the field; with ``on_error``
         (the report, which renders what it can) the record is left out and its message passed to ``on_error``."""
         path = self.root / FINDINGS
-        data = load_json(path)
+        data = load_json(path, finite=False)  # a NaN is one damaged record, named by check_findings
         if data is None:
             path = self.root / FINDINGS_TABLE
             if not path.is_file():

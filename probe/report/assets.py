@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from probe.files import write_bytes, write_text
+from probe.rundir import RunDir
 
 __all__ = ["AssetStore", "atomic_write_bytes", "atomic_write_text"]
 
@@ -44,7 +45,8 @@ class AssetStore:
     """
 
     def __init__(self, run_dir: Path, out_dir: Path, *, embed: bool, thumb_px: int = 256, workers: int | None = None):
-        self.run_dir = run_dir.resolve()
+        self._run = RunDir(run_dir)
+        self.run_dir = self._run.root
         self.out_dir = out_dir
         self.embed = embed
         self.thumb_px = int(thumb_px)
@@ -75,15 +77,7 @@ class AssetStore:
     # -- paths ------------------------------------------------------------------------------
     def inside_run(self, path: str | Path, base: Path | None = None) -> Path | None:
         """Resolve ``path`` (relative to ``base`` or the run dir); None if it escapes the run dir."""
-        p = Path(path)
-        if p.is_absolute():
-            return None
-        full = ((base or self.run_dir) / p).resolve()
-        try:
-            full.relative_to(self.run_dir)
-        except ValueError:
-            return None
-        return full
+        return self._run.resolve(path, base)
 
     def _dest(self, key: str, ext: str) -> tuple[Path, str]:
         h = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
@@ -92,8 +86,14 @@ class AssetStore:
 
     # -- images -----------------------------------------------------------------------------
     def image(self, src: Path, max_px: int | None = None) -> Thumb | None:
-        """A thumbnail of ``src`` (already resolved inside the run dir), at most ``max_px`` wide."""
+        """A thumbnail of ``src``, at most ``max_px`` wide; None, with a warning, when ``src`` resolves outside the run
+        directory (a symlink out of it): nothing from outside the run is read, copied or embedded."""
         max_px = int(max_px or self.thumb_px)
+        real = self._run.inside(src)
+        if real is None:
+            self.warnings.append(f"image {os.path.basename(src)!r} resolves outside the run directory (a symlink?); skipped")
+            return None
+        src = real
         key = (str(src), max_px)
         if key not in self._cache:
             self._cache[key] = self._make_image(src, max_px)
