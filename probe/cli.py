@@ -232,7 +232,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise ProbeError(f"the report for {str(run_dir)!r} failed ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}); rerun with PROBE_DEBUG=1 for the "
                          "traceback and report it") from error
-    console.print(f"report: {escape(str(path))}", highlight=False)
+    console.print(f"report: {_safe(path)}", highlight=False)
 
 
 def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optional[Path]):

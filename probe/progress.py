@@ -8,8 +8,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def warn(console: Console | None, message: str) -> None:
-    (console or Console(stderr=True)).print("[yellow]warning:[/yellow] " + escape(message), highlight=False, markup=True,
-                                           soft_wrap=True)
+    """One warning line; the message may carry run paths and labels, so control characters are made visible."""
+    from probe.display import terminal_safe
+
+    (console or Console(stderr=True)).print("[yellow]warning:[/yellow] " + escape(terminal_safe(message)), highlight=False,
+                                           markup=True, soft_wrap=True)
 
 
 class AuditProgress:
