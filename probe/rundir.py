@@ -79,6 +79,9 @@ def load_json(path: Path, *, finite: bool = True) -> Any:
     except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply to be a probe file
         raise RunError(f"{str(path)!r} is not valid JSON ({type(e).__name__}: {str(e)[:200]}); delete it to have it "
                        "rewritten") from e
+    if data is None:  # None means "no such file" to every caller; no probe file is a bare null
+        raise RunError(f"{str(path)!r} holds only null, not a probe record; restore the file or delete it to have it "
+                       "rewritten")
     if constants and finite:
         raise RunError(f"{str(path)!r}: field {nonfinite_field(data) or '?'} is {constants[0]}, not a finite number "
                        "(strict JSON stores a missing number as null); restore the file or delete it to have it rewritten")

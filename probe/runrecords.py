@@ -116,6 +116,15 @@ def _finite_tree(field: str, value: Any, depth: int = 0) -> None:
             _finite_tree(f"{field}[{i}]", v, depth + 1)
 
 
+def nonfinite_field(data: Any) -> str | None:
+    """Where the first NaN or Infinity in parsed JSON is (``pairs[0].screen.values[2]``), or None."""
+    try:
+        _finite_tree("", data)
+    except _Bad as bad:
+        return str(bad).split(" ", 1)[0].lstrip(".") or "(top level)"
+    return None
+
+
 def _unknown(value: dict, known, field: str = "") -> None:
     for key in value:
         if key not in known:
