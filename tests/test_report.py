@@ -271,7 +271,7 @@ def test_errors_name_the_problem(tmp_path):
         render_report(run, out=run)
     with pytest.raises(ReportError, match="mix report pages"):
         render_report(run, out=run / "classes" / "r")
-    with pytest.raises(ProbeError, match="max_images"):
+    with pytest.raises(ProbeError, match="--max-images"):
         render_report(run, max_images=0)
 
 
