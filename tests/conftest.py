@@ -42,7 +42,7 @@ def run_main(monkeypatch, capsys, *args, lines: bool = False):
     try:
         main()
     except SystemExit as e:
-        code = e.code or 0
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out, err = capsys.readouterr()
     if lines:
         return code, [x for x in out.splitlines() if x.strip()], [x for x in err.splitlines() if x.strip()]

@@ -147,8 +147,8 @@ def test_shards_and_a_full_audit_started_together_all_finish(tmp_path, capsys, m
     assert code == 0, err
 
 
-@pytest.mark.skipif(not os.environ.get("PROBE_RUN_SLOW"), reason="slow: 30 races of 2-3 audit processes, about "
-                    "10 minutes on 2 cores; set PROBE_RUN_SLOW=1 to run it")
+@pytest.mark.skipif(not os.environ.get("PROBE_RUN_SLOW"), reason="slow: 30 races of 2-3 audit processes, 880 s "
+                    "on 2 cores; set PROBE_RUN_SLOW=1 to run it")
 @pytest.mark.parametrize("n, trials", [(2, 20), (3, 10)])
 def test_many_shards_started_together(n, trials, tmp_path):
     for trial in range(trials):

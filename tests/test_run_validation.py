@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_main
 from run_files import make_valid_run
 from probe.errors import RunError
 from probe.rundir import RunDir
@@ -29,17 +29,8 @@ def run(valid_run, tmp_path) -> Path:
 
 
 def cli(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    from probe.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["probe", *args])
     capsys.readouterr()
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def _edit(path: Path, change) -> None:
