@@ -248,7 +248,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     _check_out_outside_runs(out_dir, run.root)
     check_writable(out_dir, "--out")
     model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
-                  or _inert_model_spec(audit.get("model")))
+                  or (_inert_model_spec(audit.get("model")) if classifier is None else audit.get("model")))
     generator_spec = config.generator or (generator.source if generator is not None else None) or audit.get("generator")
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
     identity = {"run": saved.get("started"), "prompt": template, "min_prob": config.min_prob, "model": model_spec,

@@ -78,7 +78,8 @@ def test_a_crafted_run_never_executes_its_pickle(inside, tmp_path, capsys, monke
 
     code, out, err = run_main(monkeypatch, capsys, "generate", target, "--per-class", "1", "--device", "cpu",
                               "--out", str(tmp_path / "data"))
-    assert code == 2 and "--trust-pickle" in err and "Traceback" not in out + err  # refused as a pickle: no trust
+    # inside, the run's relative "model.pt" is found and refused as a pickle (no trust); outside, it is not found
+    assert code == 2 and ("--trust-pickle" if inside else "does not exist") in err and "Traceback" not in out + err
     assert not marker.exists(), "probe generate ran the run's pickle"
 
     import probe

@@ -424,7 +424,7 @@ def test_thresholds_validate_and_round_trip_through_json():
     assert Thresholds(**{k: v for k, v in asdict(Thresholds()).items() if k in ("min_effect", "min_images")}) == Thresholds()
     with pytest.raises(AnalysisError, match="fdr_method"):
         Thresholds(fdr_method="bonferroni")
-    with pytest.raises(AnalysisError, match="fdr_q"):
+    with pytest.raises(AnalysisError, match="--fdr-q"):
         Thresholds(fdr_q=0.0)
     with pytest.raises(AnalysisError, match="min_pairs"):
         Thresholds(min_pairs=0)
