@@ -115,7 +115,7 @@ def remeasured(item: dict, passing: list[dict], n_pairs: int = 64) -> dict:
 def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15) -> dict:
     """Recall, precision, false findings and calibration over every audited classifier."""
     from probe.classifiers import load_classifier
-    from probe.rundir import RunDir
+    from probe.run import RunDir
     from probe.world import true_effects
 
     rows, totals = [], {"planted": 0, "found": 0, "top": 0, "passing": 0, "true": 0, "clean_false": 0,

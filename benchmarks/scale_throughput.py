@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     import ray
     import torch
 
-    from probe.rundir import RunDir
+    from probe.run import RunDir
     from probe.runs import audit
     from probe.scale import ScaleConfig
     from probe.world.demo import demo_config

@@ -15,7 +15,7 @@ from pathlib import Path
 from probe.audit_config import AuditConfig
 from probe.errors import ProbeError, RunError
 from probe.files import save_png
-from probe.rundir import TOKEN, RunDir
+from probe.run import TOKEN, RunDir
 from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
 
 __all__ = ["run_class", "load_models", "save_class_artifacts", "token_change", "failure_metrics", "eval_target"]

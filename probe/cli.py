@@ -199,7 +199,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     """
     from probe.progress import warn
     from probe.report import render_report
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     if not (run_dir / "config.json").is_file():
         raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from probe.errors import ProbeError
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 __all__ = ["compare", "Comparison", "CompareError", "NotComparableError", "NoPairDataError", "VERDICTS"]
 

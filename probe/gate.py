@@ -23,7 +23,7 @@ What offends, and why:
 The gate fails closed. A run without findings (analysis switched off or failed) is a ``GateError``, never a
 pass; a damaged run file (a NaN or Infinity effect, ``"class_index": "2"``, ``"passes": "false"``, a finding of
 a class the run never audited) is a ``RunError`` naming the file and the field (exit 2, from
-``probe.rundir.RunDir``'s checked readers). A class that finished but holds no confirmed test of the selected
+``probe.run.RunDir``'s checked readers). A class that finished but holds no confirmed test of the selected
 kinds (only screening-only or inconclusive ones, or none) is *undecided*, as is a class that failed or did not
 finish; a run in which no class could be decided (every class failed, or nothing was confirmed) exits
 ``GATE_UNDECIDED`` (4), never 0: there was nothing that could have failed the gate.
@@ -244,8 +244,8 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
               classes: str | Sequence[int | str] | None = None, by: str = "estimate") -> CheckResult:
     """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring)."""
     from probe.analysis.finding import Finding
-    from probe.rundir import FINDINGS, FINDINGS_TABLE, RunDir
-    from probe.runrecords import CONFIRMED
+    from probe.run import FINDINGS, FINDINGS_TABLE, RunDir
+    from probe.run.records import CONFIRMED
 
     # 1. the settings: a limit, the kinds it applies to, what is compared
     limit = check_max_effect(max_effect)

@@ -219,7 +219,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     """
     import torch
 
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     # 1. the settings, typed and checked
     if isinstance(generator, (str, Path)):
@@ -337,7 +337,7 @@ def _default_template(token_settings: dict) -> str:
 def _select(run, classes) -> list[_Class]:
     """The selected classes of the run, each finished with a token (by index: names only label folders)."""
     from probe.classifiers.select import select_classes
-    from probe.rundir import TOKEN, class_index_of
+    from probe.run import TOKEN, class_index_of
 
     labels = run.read_labels()
     if not labels:
@@ -379,7 +379,7 @@ def _check_out_outside_runs(out_dir: Path, run_root: Path) -> None:
 
 def _open_output(out_dir: Path, identity: dict) -> dict[tuple[int, int], dict]:
     """The manifest rows already in ``out_dir`` (empty for a new folder); refuse another dataset or other settings."""
-    from probe.rundir import LOCK, load_json
+    from probe.run import LOCK, load_json
 
     if out_dir.exists() and not out_dir.is_dir():
         raise GenerateError(f"--out {str(out_dir)!r} is a file; pass a folder for the dataset")
@@ -484,7 +484,7 @@ def out_dir_lock(out_dir: Path):
     """One writer per dataset folder (the run directory's OS file lock, released when the process ends); a second
     ``probe generate`` into the folder is refused naming this command."""
     from probe.errors import RunError
-    from probe.rundir import LOCK, RunDir
+    from probe.run import LOCK, RunDir
 
     lock = RunDir(out_dir).lock()
     try:

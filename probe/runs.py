@@ -26,7 +26,7 @@ from probe.backends import Models, get_backend
 from probe.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
-from probe.rundir import RunDir, is_internal
+from probe.run import RunDir, is_internal
 from probe.tokens import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.

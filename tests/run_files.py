@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from probe.report.synthetic import make_synthetic_run
-from probe.rundir import RunDir
-from probe.runrecords import FINDING_FIELDS, PAIR_KINDS
+from probe.run import RunDir
+from probe.run.records import FINDING_FIELDS, PAIR_KINDS
 
 
 def make_valid_run(path: Path, n_classes: int = 3, seed: int = 0) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from conftest import probe_script, run_main
 from probe.analysis import Finding, write_findings
 from probe.gate import GATE_FAILED, check_run
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 HOSTILE = 'evil "<b>&amp;</b>\x00\x1b[31m'
 

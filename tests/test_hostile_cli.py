@@ -163,7 +163,7 @@ def test_resume_refuses_a_config_of_the_wrong_shape(finished_run, capsys, monkey
 
 
 def test_a_second_audit_into_a_locked_run_is_refused(finished_run, capsys, monkeypatch):
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     before = _star(finished_run).read_bytes()
     with RunDir(finished_run).lock():
@@ -174,9 +174,9 @@ def test_a_second_audit_into_a_locked_run_is_refused(finished_run, capsys, monke
 
 def test_the_lock_is_released_when_the_holder_dies(finished_run):
     """An OS file lock: a killed audit leaves no stale lock behind."""
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from probe.rundir import RunDir\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from probe.run import RunDir\n"
                                f"with RunDir({str(finished_run)!r}).lock():\n print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

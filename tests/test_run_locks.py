@@ -1,4 +1,4 @@
-"""One lock protocol for every writer of a run (probe/rundir.py): atomic initialisation and one claim per class.
+"""One lock protocol for every writer of a run (probe/run/directory.py): atomic initialisation and one claim per class.
 
 The protocol is checked twice: many times with threads racing through the real functions (flock locks belong to
 open files, so two threads conflict exactly as two processes do), and once with real `probe audit` processes
@@ -35,7 +35,7 @@ def _writer(out: Path, shard: str | None, classes: list[int], labels: list[str],
     """What `probe audit` does around the model work: check, join or initialise the run, claim each class."""
     import probe.class_run as class_run
     from probe.runs import check_run_dir, prepare_run_dir
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     config = _config(out, shard)
     try:
@@ -82,7 +82,7 @@ def test_racing_writers_initialise_once_and_write_each_class_once(shards, tmp_pa
         for t in threads:
             t.join(30)
         assert errors == [], errors
-        from probe.rundir import RunDir
+        from probe.run import RunDir
 
         assert RunDir(out).read_config() is not None and RunDir(out).read_labels() == labels
         assert written.most_common(1)[0][1] == 1, f"trial {trial}: a class was written twice: {written}"
@@ -93,7 +93,7 @@ def test_racing_writers_initialise_once_and_write_each_class_once(shards, tmp_pa
 
 def test_a_held_claim_is_left_to_its_holder_and_a_finished_class_is_not_redone(tmp_path, monkeypatch):
     import probe.class_run as class_run
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     calls = []
     monkeypatch.setattr(class_run, "_run_claimed", lambda *a, **k: calls.append(a[7]) or {"status": "done"})
@@ -131,7 +131,7 @@ def _race(cwd: Path, out: str, classes: str, shards) -> None:
 
 
 def _done(run: Path) -> list[int]:
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     return sorted(m["class_index"] for _, m in RunDir(run).finished_classes() if m["status"] == "done")
 

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from run_files import make_valid_run
-from probe.runrecords import FINDING_FIELDS
+from probe.run.records import FINDING_FIELDS
 
 HOSTILE = [float("nan"), float("inf"), float("-inf"), "abc", "2", "", [1, "a"], {"a": 1}, None, 10 ** 30, -1,
            -1e300, True, "false"]

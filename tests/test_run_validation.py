@@ -1,4 +1,4 @@
-"""Every run file is checked where it is read (probe.rundir + probe.runrecords): damage is one line naming the
+"""Every run file is checked where it is read (probe.run + probe.run.records): damage is one line naming the
 file and the field (`probe check`, `probe compare`: exit 2), or a warning on the page (`probe report`), never a
 traceback or a wrong answer. The cases of issue 23 item 7, and findings.parquet read as faithfully as
 findings.json."""
@@ -14,8 +14,8 @@ import pytest
 from conftest import run_main
 from run_files import make_valid_run
 from probe.errors import RunError
-from probe.rundir import RunDir
-from probe.runrecords import check_finding
+from probe.run import RunDir
+from probe.run.records import check_finding
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def _config(out: Path, classes: str, *, analyze: bool = False, **scale):
 def _tokens(run_dir: Path) -> dict[int, torch.Tensor]:
     from safetensors.torch import load_file
 
-    from probe.rundir import TOKEN, RunDir
+    from probe.run import TOKEN, RunDir
 
     out = {}
     for directory, metrics in RunDir(run_dir).finished_classes():
@@ -60,13 +60,13 @@ def _tokens(run_dir: Path) -> dict[int, torch.Tensor]:
 
 
 def _metrics(run_dir: Path) -> dict[int, dict]:
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     return {m["class_index"]: m for _, m in RunDir(run_dir).finished_classes()}
 
 
 def _findings(run_dir: Path) -> list[tuple]:
-    from probe.rundir import RunDir
+    from probe.run import RunDir
 
     return sorted((f["class_index"], f["cue"], f["kind"], round(f["effect"], 4), f["passes"])
                   for f in RunDir(run_dir).read_findings() or [])
@@ -178,7 +178,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
     """2 workers on a local cluster; the first worker to finish a class is killed (SIGKILL) while it runs its next
     one. Every class ends done exactly once, the lost one retried on a fresh worker, and every token equals the
     local backend's for the same seeds."""
-    from probe.rundir import RunDir
+    from probe.run import RunDir
     from probe.runs import audit
 
     classes = "circle,square,star"

@@ -17,7 +17,7 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import OFF_OBJECT_CUE, Finding, sentence
 from probe.analysis.off_object import attention_maps, off_object_effect
 from probe.analysis.token_shift import nearest_words
-from probe.rundir import TOKEN
+from probe.run import TOKEN
 
 
 @dataclass

@@ -41,7 +41,7 @@ from probe.analysis.stats import apply_fdr, describe_rule
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import ClipScorer, read_concepts, shift_samples
 from probe.domains import domain_for
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
 

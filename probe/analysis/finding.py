@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from probe.analysis.errors import AnalysisError
-from probe.rundir import RunDir
-from probe.runrecords import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
+from probe.run import RunDir
+from probe.run.records import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
 
 OFF_OBJECT_CUE = "off-object"
 

@@ -36,7 +36,7 @@ from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.domains import domain_for
 from probe.files import slugify
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 HYPOTHESIS_KINDS = ("necessity", "sufficiency")
 ADHOC_SEED = 800_000  # first seed of ad-hoc tests: apart from screening (7000+), confirmation (107000+), remeasure (900000)

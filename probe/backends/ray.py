@@ -164,7 +164,7 @@ class ClassWorker:
 
     def run(self, index: int, attempt: int = 1) -> dict:
         from probe.class_run import run_class
-        from probe.rundir import RunDir
+        from probe.run import RunDir
 
         return run_class(RunDir(self.run_dir), self.config, self.token_config, self.classifier, self.generator,
                          self.eval_classifier, index, self.labels[index], worker={**self.info, "attempt": attempt})

@@ -11,7 +11,7 @@ from pathlib import Path
 from probe.errors import RunError
 from probe.display import escape, figure_html, table, thumbnails
 from probe.report.data import ClassData, RunData, load_run
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
                    "n_images", "unit", "p", "q", "excluded", "attempted", "sentence", "evidence")

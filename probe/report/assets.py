@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from probe.files import write_bytes, write_text
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 __all__ = ["AssetStore", "atomic_write_bytes", "atomic_write_text"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import RunError
-from probe.rundir import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
+from probe.run import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
 from probe.report.slug import slugify
 
 __all__ = ["RunData", "ClassData", "load_run", "rank_findings", "STATUSES", "STATUS_LABELS", "KINDS"]

@@ -30,7 +30,7 @@ from probe.errors import ProbeError
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
-from probe.rundir import RunDir
+from probe.run import RunDir
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 

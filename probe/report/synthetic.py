@@ -17,7 +17,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 
 from probe.report.slug import slugify
-from probe.rundir import FORMAT_VERSION
+from probe.run import FORMAT_VERSION
 
 __all__ = ["make_synthetic_run", "ATTRIBUTION_METHODS"]
 
@@ -275,7 +275,7 @@ def make_synthetic_run(
             import pandas as pd
 
             table = pd.DataFrame([{**f, "details": json.dumps(f["details"])} for f in all_findings])
-            table.to_parquet(run_dir / "findings.parquet")  # details as a JSON string, as probe.rundir writes it
+            table.to_parquet(run_dir / "findings.parquet")  # details as a JSON string, as probe.run writes it
         except Exception:  # pyarrow missing: the JSON is the source of truth
             pass
     return run_dir

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probe.analysis.config import AnalysisConfig
-from probe.rundir import RunDir
+from probe.run import RunDir
 from probe.runs import AuditConfig, AuditResult, audit
 from probe.tokens import TokenConfig
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 from probe.errors import RunError
 from probe.files import slugify, write_json, write_text
-from probe.runrecords import (check_analysis, check_config, check_findings, check_labels, check_metrics,
+from probe.run.records import (check_analysis, check_config, check_findings, check_labels, check_metrics,
                               nonfinite_field, plain_row)
 
 FORMAT_VERSION = 1
@@ -195,7 +195,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ classes/<i>-<slug>/metrics.json
     def read_metrics(self, directory: Path, *, strict: bool = False) -> dict | None:
-        """A finished class's metrics (checked by ``probe.runrecords.check_metrics``); None when the class is
+        """A finished class's metrics (checked by ``probe.run.records.check_metrics``); None when the class is
         unfinished: no metrics.json, or (for resume, where damage means "redo it") a damaged one. With ``strict``
         (the gate, compare), a metrics.json that exists but is damaged is a RunError naming the file and field."""
         path = Path(directory) / METRICS
@@ -282,7 +282,7 @@ class RunDir:
             table.to_parquet(tmp, index=False)
 
     def read_findings(self, on_error: Callable[[str], None] | None = None) -> list[dict] | None:
-        """The findings as checked plain dicts (``probe.runrecords.check_finding``: the fields of ``Finding``);
+        """The findings as checked plain dicts (``probe.run.records.check_finding``: the fields of ``Finding``);
         None when the analysis has not run. findings.json is the record; when only findings.parquet is left it is
         read to the very same values (lists as lists, ``details`` parsed, a missing number as None, numpy scalars
         as Python). A damaged record is a RunError naming the file, the record and the field; with ``on_error``
@@ -307,7 +307,7 @@ class RunDir:
         return write_json(self.root / ANALYSIS, data)
 
     def read_analysis(self) -> dict | None:
-        """analysis.json checked (``probe.runrecords.check_analysis``); None when absent; RunError naming the field."""
+        """analysis.json checked (``probe.run.records.check_analysis``); None when absent; RunError naming the field."""
         data = load_json(self.root / ANALYSIS)
         return None if data is None else check_analysis(data, self.root / ANALYSIS)
 

@@ -1,6 +1,6 @@
 """The records of a run directory, validated where they are read (docs/run-format.md, "Validation").
 
-A run directory is data that travels: it may be crafted, damaged or half-written. ``probe.rundir.RunDir``
+A run directory is data that travels: it may be crafted, damaged or half-written. ``probe.run.RunDir``
 reads every file through one check here, so every reader (the gate, compare, the report, the notebook API)
 sees the same plain Python records: the right types, finite numbers, known kinds and statuses. Damage is a
 ``RunError`` of one line naming the file, the record, the field and the fix; lenient readers (the report)
