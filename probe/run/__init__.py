@@ -1,0 +1,17 @@
+"""The run directory's one owner: its file names and format version, the typed checks of every record, the one
+reader and writer (``RunDir``), the vocabulary of findings and the one formatter of their numbers.
+
+Everything else reads and writes runs only through this package. It imports no torch, so ``probe check``,
+``probe compare``, ``probe report`` and ``probe.open_run`` stay light. Format: docs/run-format.md.
+
+- ``directory``: ``RunDir`` (paths, reads and writes of every file, locks and class claims), the file names
+- ``records``: one check per record kind (finding, metrics, analysis, config, labels), the vocabulary
+- ``format``: effects, intervals, p and q as every surface prints them
+"""
+
+from probe.run.directory import (ANALYSIS, CLASSES, CONFIG, FINDINGS, FINDINGS_TABLE, FORMAT_VERSION, HISTORY, LABELS,
+                                 LOCK, METRICS, SUMMARY, TOKEN, RunDir, RunFormatError, class_index_of, is_internal,
+                                 load_json)
+
+__all__ = ["RunDir", "RunFormatError", "FORMAT_VERSION", "CONFIG", "LABELS", "SUMMARY", "FINDINGS", "FINDINGS_TABLE",
+           "ANALYSIS", "METRICS", "HISTORY", "TOKEN", "LOCK", "CLASSES", "class_index_of", "is_internal", "load_json"]
