@@ -44,6 +44,7 @@ import pandas as pd
 
 from probe.errors import ProbeError
 from probe.run import RunDir
+from probe.run import format as fmt
 
 __all__ = ["compare", "Comparison", "CompareError", "NotComparableError", "NoPairDataError", "VERDICTS"]
 
@@ -103,10 +104,10 @@ class Comparison:
     def __repr__(self) -> str:
         lines = [f"Comparison(A={self.run_a.name!r}, B={self.run_b.name!r}): {self.summary()}"]
         for _, r in self.changed.head(20).iterrows():
-            lines.append(f"  {r['verdict']}: {r['class_name']} · {r['cue']} · {r['kind']}: A {_num(r['effect_a'])} "
-                         f"({r['status_a']}) -> B {_num(r['effect_b'])} ({r['status_b']}), change "
-                         f"{_num(r['change'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] on {r['n_shared']} pairs, "
-                         f"q {_pq(r['q'])}")
+            lines.append(f"  {r['verdict']}: {r['class_name']} · {r['cue']} · {r['kind']}: A {fmt.effect(r['effect_a'])} "
+                         f"({r['status_a']}) -> B {fmt.effect(r['effect_b'])} ({r['status_b']}), change "
+                         f"{fmt.effect(r['change'])} [{fmt.effect(r['ci_low'])}, {fmt.effect(r['ci_high'])}] on {r['n_shared']} pairs, "
+                         f"q {fmt.pq(r['q'])}")
         lines += [f"  skipped: {s}" for s in self.skipped]
         return "\n".join(lines)
 
@@ -115,9 +116,9 @@ class Comparison:
         rows = []
         for _, r in self.cues.head(200).iterrows():
             cells = (r["verdict"], f"{r['class_index']} {r['class_name']}", r["cue"], r["kind"],
-                     f"{_num(r['effect_a'])} {r['status_a']}", f"{_num(r['effect_b'])} {r['status_b']}",
-                     _num(r["change"]), f"{_num(r['ci_low'])} – {_num(r['ci_high'])}", f"{r['n_shared']} ({r['basis']})",
-                     _pq(r["q"]))
+                     f"{fmt.effect(r['effect_a'])} {r['status_a']}", f"{fmt.effect(r['effect_b'])} {r['status_b']}",
+                     fmt.effect(r["change"]), f"{fmt.effect(r['ci_low'])} – {fmt.effect(r['ci_high'])}", f"{r['n_shared']} ({r['basis']})",
+                     fmt.pq(r["q"]))
             rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         head = "".join(f"<th>{c}</th>" for c in cols)
         skipped = "".join(f"<li>{escape(s)}</li>" for s in self.skipped)
@@ -144,9 +145,9 @@ class Comparison:
             table.add_column(column, justify="right" if column in ("A", "B", "change", "pairs", "q") else "left")
         for _, r in shown.iterrows():
             table.add_row(r["verdict"], rich_escape(str(r["class_name"])), rich_escape(str(r["cue"])), r["kind"],
-                          _num(r["effect_a"]) + (" ✓" if r["status_a"] == "passes" else ""),
-                          _num(r["effect_b"]) + (" ✓" if r["status_b"] == "passes" else ""),
-                          _num(r["change"]), str(r["n_shared"]), _pq(r["q"]))
+                          fmt.effect(r["effect_a"]) + (" ✓" if r["status_a"] == "passes" else ""),
+                          fmt.effect(r["effect_b"]) + (" ✓" if r["status_b"] == "passes" else ""),
+                          fmt.effect(r["change"]), str(r["n_shared"]), fmt.pq(r["q"]))
         if len(self.cues) > len(shown):
             table.caption = f"{len(self.cues) - len(shown)} more rows (untested or beyond {limit}) on the page"
         return table
@@ -414,16 +415,6 @@ def _verdict(r: dict, fdr_q: float, min_effect: float, two_sided: tuple[str, ...
 # --------------------------------------------------------------------------------------------- helpers
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _num(value, digits: int = 2) -> str:
-    return f"{value:+.{digits}f}" if _finite(value) else "–"
-
-
-def _pq(value) -> str:
-    if not _finite(value):
-        return "–"
-    return "<0.001" if value < 1e-3 else f"{value:.3g}"
 
 
 def _short(value) -> str:

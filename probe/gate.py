@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from probe.errors import ProbeError
+from probe.run import format as fmt
 
 GATE_FAILED = 3  # exit code of `probe check` (and `probe audit --max-effect`) when a finding exceeds the limit
 GATE_UNDECIDED = 4  # ... when nothing in the run could pass or fail: no class finished, or no confirmed test
@@ -203,7 +204,7 @@ class CheckResult:
                             f"<td colspan='6'>{escape(case.reason)}</td></tr>")
             for f in case.offenders:
                 cells = (case.name, case.status, f.kind, f.cue, f"{f.effect:+.2f}", f"{f.ci_low:.2f}–{f.ci_high:.2f}",
-                         _q(f.q), f.sentence)
+                         fmt.pq(f.q), f.sentence)
                 rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         return f"<p>{escape(self.verdict())}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -335,13 +336,8 @@ def _narrow(classes, audited: list[int], labels: list[str]) -> list[int]:
 
 
 def _stats(f) -> str:
-    ci = (f"95% CI {f.ci_low:+.2f}..{f.ci_high:+.2f}" if math.isfinite(f.ci_low) and math.isfinite(f.ci_high)
-          else "95% CI unbounded")
-    return f"effect {f.effect:+.2f} ({ci}, q {_q(f.q)}, {f.n_images} {f.unit})"
-
-
-def _q(value: float) -> str:
-    return "–" if not math.isfinite(value) else (f"{value:.2g}" if value >= 1e-3 else "<0.001")
+    return (f"effect {fmt.effect(f.effect)} (95% CI {fmt.interval(f.ci_low, f.ci_high)}, q {fmt.pq(f.q)}, "
+            f"{f.n_images} {f.unit})")
 
 
 def _one_line(text: str) -> str:

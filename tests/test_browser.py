@@ -178,7 +178,7 @@ def test_findings_page_filters_by_kind_and_sorts_by_q_in_chromium(driver, report
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from probe.report.render import fmt_p
+    from probe.run.format import pq as fmt_p
 
     run, index, _ = report
     findings = json.loads((run / "findings.json").read_text())

@@ -100,7 +100,7 @@ def test_junit_has_a_case_per_class_a_failure_per_offending_class_and_escapes_na
     assert "no confirmed test" in cases["2 square"].find("skipped").get("message")
     failure = cases["0 star"].find("failure")
     assert failure is not None and "grass" in failure.text and "+0.45" in failure.text and "q 0.004" in failure.text
-    assert "95% CI +0.35..+0.55" in failure.text
+    assert "95% CI 0.35 – 0.55" in failure.text  # probe.run.format, as in the report
     assert "dot" in cases[f"3 {hostile}"].find("failure").text
     assert b"<b>" not in target.read_bytes()  # the name is escaped, not markup
     assert not list(target.parent.glob("*.tmp"))

@@ -539,11 +539,22 @@ def test_cards_say_pairs_or_images_and_show_p_q_and_the_excluded_note(evil_run):
 
 
 def test_p_and_q_format():
-    from probe.report.render import fmt_ci, fmt_p
+    """One formatter (probe.run.format) for every surface: the same q reads the same in the report, the gate, the
+    notebook objects and compare."""
+    from probe.run.format import effect, interval, number, pq
 
-    assert [fmt_p(v) for v in (None, 0.0, 0.00099, 0.001, 0.012345, 0.5, 1.0)] == [
-        "–", "<0.001", "<0.001", "0.001", "0.0123", "0.5", "1"]
-    assert fmt_ci(None, None) == "unbounded" and fmt_ci(0.1, None) == "0.10 – +∞" and fmt_ci(None, 0.2) == "−∞ – 0.20"
+    assert [pq(v) for v in (None, 0.0, 0.00099, 0.001, 0.012345, 0.5, 1.0, float("nan"), "abc", True)] == [
+        "–", "<0.001", "<0.001", "0.001", "0.0123", "0.5", "1", "–", "–", "–"]
+    assert interval(None, None) == "unbounded" and interval(0.1, None) == "0.10 – +∞" and interval(None, 0.2) == "−∞ – 0.20"
+    assert interval(float("-inf"), float("inf")) == "unbounded" and effect(0.4) == "+0.40" and number(0.834) == "0.83"
+    import probe.analysis.finding as finding
+    import probe.compare as compare
+    import probe.explore.run as explore
+    import probe.gate as gate
+    import probe.report.render as render
+
+    for module in (render, gate, compare, explore, finding):  # no surface keeps its own copy
+        assert not any(hasattr(module, name) for name in ("fmt_p", "fmt_ci", "_q", "_p", "_pq", "_num")), module
 
 
 def test_findings_page_filters_by_kind_class_and_cue_with_the_values_in_the_data(evil_run):

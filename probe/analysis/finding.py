@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from probe.analysis.errors import AnalysisError
 from probe.run import RunDir
 from probe.run.records import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
+from probe.run import format as fmt
 
 OFF_OBJECT_CUE = "off-object"
 
@@ -102,15 +103,11 @@ class Findings(list):
         for f in self[:200]:
             cells = (
                 f"{f.class_index} {f.class_name}", f.kind, f.cue, f"{f.effect:+.2f}", f"{f.ci_low:.2f}–{f.ci_high:.2f}",
-                f"{f.n_images} {f.unit}", _p(f.p), _p(f.q), f.status, f.sentence,
+                f"{f.n_images} {f.unit}", fmt.pq(f.p), fmt.pq(f.q), f.status, f.sentence,
             )
             rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         more = f"<p>{len(self) - 200} more not shown</p>" if len(self) > 200 else ""
         return f"<p>{len(self)} findings, {len(self.passing)} passing</p><table><tr>{head}</tr>{''.join(rows)}</table>{more}"
-
-
-def _p(value: float) -> str:
-    return "–" if not math.isfinite(value) else (f"{value:.2g}" if value >= 1e-3 else "<0.001")
 
 
 def rank_findings(findings: list[Finding]) -> Findings:

@@ -12,6 +12,7 @@ from probe.errors import RunError
 from probe.display import escape, figure_html, table, thumbnails
 from probe.report.data import ClassData, RunData, load_run
 from probe.run import RunDir
+from probe.run import format as fmt
 
 FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
                    "n_images", "unit", "p", "q", "excluded", "attempted", "sentence", "evidence")
@@ -132,12 +133,10 @@ class Run:
 
 def _finding_item(root: Path, f: dict) -> str:
     return (f"<li><b>{escape(f.get('class_name'))}</b> · {escape(f.get('kind'))} · {escape(f.get('sentence'))} "
-            f"<span style='color:#666'>(q={_num(f.get('q'))})</span>"
+            f"<span style='color:#666'>(q={fmt.pq(f.get('q'))})</span>"
             f"{thumbnails([root / e for e in (f.get('evidence') or [])[:3]], size=64)}</li>")
 
 
-def _num(value) -> str:
-    return "–" if value is None else f"{float(value):.2g}"
 
 
 class Classes:
@@ -276,8 +275,8 @@ class ClassView:
 
     def _repr_html_(self) -> str:
         row = self.row()
-        facts = (f"<p>status {escape(self.status)} · baseline accuracy {_num(row['baseline_accuracy'])} → token "
-                 f"{_num(row['token_accuracy'])} · token moved: {escape(row['token_moved'])} · steps {escape(row['steps'])}"
+        facts = (f"<p>status {escape(self.status)} · baseline accuracy {fmt.number(row['baseline_accuracy'])} → token "
+                 f"{fmt.number(row['token_accuracy'])} · token moved: {escape(row['token_moved'])} · steps {escape(row['steps'])}"
                  f"</p>")
         curve = figure_html(self.curves()) if self._data.history else ""
         top = self.topk

@@ -56,7 +56,7 @@ def check_out(run_a, run_b, out: str | Path) -> None:
 
 
 def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
-    from probe.report.render import ReportError, _environment, _probe_version, template_dir
+    from probe.report.render import environment, probe_version, template_dir
 
     verdicts = tuple(comparison.counts)  # the verdicts in their order (the comparison owns them)
 
@@ -82,9 +82,9 @@ def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
     }
     # 3. write
     tdir = template_dir()
-    env = _environment(tdir)
+    env = environment(tdir)
     html = env.get_template("compare.html").render(
-        rel="", single=False, version=_probe_version(), generated=generated_at(), run_name=f"{view['a']} → {view['b']}",
+        rel="", single=False, version=probe_version(), generated=generated_at(), run_name=f"{view['a']} → {view['b']}",
         index_href="index.html", findings_href="index.html#cues", page_size=PAGE_SIZE, v=view)
     write_text(out / "assets" / "report.css", (tdir / "static" / "report.css").read_text(encoding="utf-8"))
     write_text(out / "assets" / "report.js", (tdir / "static" / "report.js").read_text(encoding="utf-8"))
@@ -117,15 +117,9 @@ def _class_view(c: dict) -> dict:
     return {k: (_num(v) if isinstance(v, float) else v) for k, v in c.items()}
 
 
-def _fmt(value, signed: bool = True) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
 def _cue_cells(r: dict) -> list:
     """One row of the cue table: [text, sort value, href, css class, filter key] per cell."""
-    from probe.report.render import fmt_ci, fmt_p
+    from probe.run import format as fmt
 
     change = r["change"]
     return [
@@ -133,13 +127,13 @@ def _cue_cells(r: dict) -> list:
         [f"{r['class_index']} {r['class_name']}", r["class_index"], None, None, str(r["class_index"])],
         [r["cue"], r["cue"], None, None, r["cue"]],
         [r["kind"], r["kind"], None, None, r["kind"]],
-        [f"{_fmt(r['effect_a'])} · {r['status_a']}", r["effect_a"]],
-        [f"{_fmt(r['effect_b'])} · {r['status_b']}", r["effect_b"]],
-        [_fmt(change), change, None, "pos" if (change or 0) > 0 else ("neg" if (change or 0) < 0 else "")],
-        [fmt_ci(r["ci_low"], r["ci_high"]) if r["p"] is not None else "–", r["ci_low"]],
+        [f"{fmt.effect(r['effect_a'])} · {r['status_a']}", r["effect_a"]],
+        [f"{fmt.effect(r['effect_b'])} · {r['status_b']}", r["effect_b"]],
+        [fmt.effect(change), change, None, "pos" if (change or 0) > 0 else ("neg" if (change or 0) < 0 else "")],
+        [fmt.interval(r["ci_low"], r["ci_high"]) if r["p"] is not None else "–", r["ci_low"]],
         [f"{r['n_shared']} · {r['basis']}", r["n_shared"]],
-        [fmt_p(r["p"]), r["p"]],
-        [fmt_p(r["q"]), r["q"]],
+        [fmt.pq(r["p"]), r["p"]],
+        [fmt.pq(r["q"]), r["q"]],
     ]
 
 

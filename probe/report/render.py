@@ -31,6 +31,7 @@ from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import RunDir
+from probe.run import format as fmt
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 
@@ -82,7 +83,7 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def _environment(tdir: Path) -> jinja2.Environment:
+def environment(tdir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(tdir)),
         autoescape=True,  # every class name, label, prompt and cue is untrusted text
@@ -98,27 +99,11 @@ def _environment(tdir: Path) -> jinja2.Environment:
 
     env.filters["url"] = url
     env.filters["pct"] = lambda v, d=0: "–" if v is None else f"{100 * v:.{d}f}%"
-    env.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
-    env.filters["signed"] = lambda v, d=2: "–" if v is None else f"{v:+.{d}f}"
-    env.filters["pq"] = fmt_p
-    env.filters["ci"] = fmt_ci
+    env.filters["num"] = fmt.number
+    env.filters["signed"] = fmt.effect
+    env.filters["pq"] = fmt.pq
+    env.filters["ci"] = fmt.interval
     return env
-
-
-def fmt_p(v: Any) -> str:
-    """A p- or q-value: 3 significant digits, "<0.001" below that, "–" when there is none."""
-    f = _as_float(v)
-    if f is None:
-        return "–"
-    return "<0.001" if f < 1e-3 else f"{f:.3g}"
-
-
-def fmt_ci(lo: Any, hi: Any) -> str:
-    """A 95% interval whose ends may be unbounded (null)."""
-    lo, hi = _as_float(lo), _as_float(hi)
-    if lo is None and hi is None:
-        return "unbounded"
-    return f"{'−∞' if lo is None else f'{lo:.2f}'} – {'+∞' if hi is None else f'{hi:.2f}'}"
 
 
 def fmt_n(f: dict[str, Any]) -> str:
@@ -510,7 +495,7 @@ def render_report(
         raise ReportError(f"cannot create report folder {str(out_dir)!r} ({e}); pass a writable --out") from e
 
     tdir = template_dir()
-    env = _environment(tdir)
+    env = environment(tdir)
     css = (tdir / "static" / "report.css").read_text(encoding="utf-8")
     js = (tdir / "static" / "report.js").read_text(encoding="utf-8")
     b = _Builder(run, out_dir, single_file, max_images, thumb_px)
@@ -558,7 +543,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
     common = {
         "run_name": run.run_dir.resolve().name, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "single": single_file, "stats": stats, "index_href": "#top" if single_file else "index.html",
-        "findings_href": b.page_href("findings"), "version": _probe_version(),
+        "findings_href": b.page_href("findings"), "version": probe_version(),
         "css": Markup(css), "js": Markup(js),
     }
 
@@ -611,10 +596,10 @@ def _finding_row(b: _Builder, i: int, f: dict[str, Any]) -> list:
         [f.get("kind") or "—", f.get("kind") or "", None, None, f.get("kind") or ""],
         ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"], None,
          "pos" if (f["effect"] or 0) > 0 else ("neg" if (f["effect"] or 0) < 0 else "")],
-        [fmt_ci(f["ci_low"], f["ci_high"]), f["ci_low"]],
+        [fmt.interval(f["ci_low"], f["ci_high"]), f["ci_low"]],
         [fmt_n(f), f["n_images"]],
-        [fmt_p(f.get("p")), f.get("p")],
-        [fmt_p(f.get("q")), f.get("q")],
+        [fmt.pq(f.get("p")), f.get("p")],
+        [fmt.pq(f.get("q")), f.get("q")],
         [STATUS_LABELS[status], STATUSES.index(status), None, f"verdict v-{status}"],
     ]
 
@@ -690,7 +675,7 @@ def _warn(run: RunData, b: _Builder) -> list[str]:
     return out
 
 
-def _probe_version() -> str:
+def probe_version() -> str:
     try:
         from probe import __version__
 

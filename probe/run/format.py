@@ -1,0 +1,49 @@
+"""The one formatter of a finding's numbers: every surface (the HTML report, the notebook objects, `probe check`,
+`probe compare` and its page, ``Findings``' own display) prints effects, intervals, p and q through these, so the
+same q reads the same everywhere. Missing and non-finite values print as "–"."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["as_float", "pq", "effect", "number", "interval"]
+
+MISSING = "–"
+
+
+def as_float(value: Any) -> float | None:
+    """A finite float, or None (None, NaN, infinities, text and booleans are not numbers here)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def pq(value: Any) -> str:
+    """A p- or q-value: 3 significant digits, "<0.001" below that."""
+    v = as_float(value)
+    return MISSING if v is None else ("<0.001" if v < 1e-3 else f"{v:.3g}")
+
+
+def effect(value: Any, digits: int = 2) -> str:
+    """An effect or a change in probability, signed: "+0.40"."""
+    v = as_float(value)
+    return MISSING if v is None else f"{v:+.{digits}f}"
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """An accuracy, a probability, a share: "0.83"."""
+    v = as_float(value)
+    return MISSING if v is None else f"{v:.{digits}f}"
+
+
+def interval(low: Any, high: Any, digits: int = 2) -> str:
+    """A 95% interval whose ends may be unbounded (null or infinite): "0.17 – 0.57", "−∞ – 0.20", "unbounded"."""
+    lo, hi = as_float(low), as_float(high)
+    if lo is None and hi is None:
+        return "unbounded"
+    return f"{'−∞' if lo is None else f'{lo:.{digits}f}'} – {'+∞' if hi is None else f'{hi:.{digits}f}'}"
