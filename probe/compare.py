@@ -45,11 +45,12 @@ import pandas as pd
 from probe.errors import ProbeError
 from probe.run import RunDir
 from probe.run import format as fmt
+from probe.run.records import PAIR_KINDS
 
 __all__ = ["compare", "Comparison", "CompareError", "NotComparableError", "NoPairDataError", "VERDICTS"]
 
 VERDICTS = ("gone in B", "new in B", "grew", "shrank", "unchanged", "untested")
-CUE_KINDS = ("sufficiency", "necessity", "token-shift")
+CUE_KINDS = PAIR_KINDS  # the run's vocabulary (probe.run.records): kinds with per-pair data
 # what must agree for the pairs to be the same pairs (config.json / analysis.json field names)
 GENERATOR_FIELDS = ("source", "pipeline", "scheduler", "image_size", "dtype", "default_steps", "guidance_scale")
 TOKEN_FIELDS = ("seed", "eval_seed", "eval_images", "templates", "steps", "guidance_scale", "scheduler")

@@ -40,13 +40,14 @@ from typing import Sequence
 
 from probe.errors import ProbeError
 from probe.run import format as fmt
+from probe.run.records import FINDING_KINDS, PAIR_KINDS, SHARE_KINDS
 
 GATE_FAILED = 3  # exit code of `probe check` (and `probe audit --max-effect`) when a finding exceeds the limit
 GATE_UNDECIDED = 4  # ... when nothing in the run could pass or fail: no class finished, or no confirmed test
 BY = ("estimate", "upper")  # what is compared with the limit: the point estimate, or the interval's far end
-KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
-DEFAULT_KINDS = ("sufficiency", "necessity", "token-shift")  # kinds whose effect is a change in probability
-SHARE_KINDS = ("off-object",)  # effect is a share, not a change: every passing one offends when selected
+KINDS = FINDING_KINDS
+DEFAULT_KINDS = PAIR_KINDS  # kinds whose effect is a change in probability
+# SHARE_KINDS: effect is a share, not a change: every passing one offends when selected
 
 
 class GateError(ProbeError):

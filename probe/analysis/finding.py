@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from probe.analysis.errors import AnalysisError
 from probe.run import RunDir
 from probe.run.records import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
+from probe.run.records import rank_findings as rank
 from probe.run import format as fmt
 
 OFF_OBJECT_CUE = "off-object"
@@ -111,19 +112,8 @@ class Findings(list):
 
 
 def rank_findings(findings: list[Finding]) -> Findings:
-    """Best first: passing before the rest; cue findings before off-object; more kinds agreeing first;
-    larger effects first."""
-    agree: dict[tuple[int, str], int] = {}
-    for f in findings:
-        if f.passes and f.kind != "off-object":
-            agree[(f.class_index, f.cue)] = agree.get((f.class_index, f.cue), 0) + 1
-    order = {s: i for i, s in enumerate(STATUSES)}
-
-    def key(f: Finding):
-        eff = abs(f.effect) if math.isfinite(f.effect) else -1e9
-        return (not f.passes, order[f.status], f.kind == "off-object", -agree.get((f.class_index, f.cue), 0), -eff)
-
-    return Findings(sorted(findings, key=key))
+    """Best first, by the run's one ranking (``probe.run.records.rank_findings``)."""
+    return Findings(rank(findings, get=getattr))
 
 
 def write_findings(run_dir, findings: list[Finding]) -> None:

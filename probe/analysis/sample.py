@@ -8,7 +8,6 @@ import numpy as np
 
 from probe.analysis.stats import Effect, paired_effect, paired_proportions
 
-KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 
 
 @dataclass

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import RunError
+from probe.run.records import FINDING_KINDS, STATUSES, rank_findings
 from probe.run import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
 from probe.report.slug import slugify
 
 __all__ = ["RunData", "ClassData", "load_run", "rank_findings", "STATUSES", "STATUS_LABELS", "KINDS"]
 
 _KINDS = ("baseline", "token")
-KINDS = ("sufficiency", "necessity", "token-shift", "off-object")  # the analysis's finding kinds, in display order
-STATUSES = ("passes", "weak", "inconclusive", "screened")
+KINDS = FINDING_KINDS  # the run's one vocabulary (probe.run.records), in display order
 STATUS_LABELS = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only"}
 
 
@@ -160,16 +160,6 @@ def _clean_finding(f: dict[str, Any]) -> dict[str, Any]:
     note = out["details"].get("excluded_note")
     out["excluded_note"] = str(note) if isinstance(note, str) and note.strip() else None
     return out
-
-
-def rank_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Passing findings first; otherwise the analysis's own order (findings.json is written ranked).
-
-    The sort is stable, so the ranking the analysis chose (agreement across
-    kinds, effect size) is kept; the report only guarantees that nothing below
-    the threshold is listed above something that passed.
-    """
-    return sorted(findings, key=lambda f: not f.get("passes"))
 
 
 def load_run(run_dir: str | Path) -> RunData:

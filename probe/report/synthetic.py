@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from probe.report.slug import slugify
 from probe.run import FORMAT_VERSION
+from probe.run.records import FINDING_KINDS
 
 __all__ = ["make_synthetic_run", "ATTRIBUTION_METHODS"]
 
@@ -25,7 +26,6 @@ ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 _COLORS = [(220, 60, 60), (60, 140, 220), (60, 180, 90), (230, 190, 40), (150, 80, 200)]
 _BACKGROUNDS = [(235, 235, 225), (90, 160, 80), (210, 190, 140), (120, 170, 220)]
 _CUES = ["grass background", "sand background", "red color", "corner tag", "large size", "water"]
-_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 # statuses of the k-th finding (cycled): every run with 4+ findings has each status at least once
 _STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "weak")
 RULE = ("A finding passes when its effect is at least 0.1 in the claimed direction (either way for necessity), "
@@ -131,7 +131,7 @@ def make_synthetic_run(
                  "accuracy_threshold": 0.95 if stop_metric == "target_prob" else 0.7, "stop_metric": stop_metric,
                  "objective": objective, "patience": 5, "grad_steps": 1, "seed": 0, "eval_images": images_per_kind,
                  "eval_seed": 1000, "topk": 3}
-    _write_json(  # the layout probe.runs.audit writes: AuditConfig (with TokenConfig nested) + descriptions
+    _write_json(  # the layout probe.auditing.loop.audit writes: AuditConfig (with TokenConfig nested) + descriptions
         run_dir / "config.json",
         {
             "format_version": FORMAT_VERSION,
@@ -214,7 +214,7 @@ def make_synthetic_run(
             "baseline": summary("baseline"), "token": summary("token"),
             "eval_model": None, "images": img_records,
         }
-        if is_failed:  # as probe.class_run.failure_metrics writes it
+        if is_failed:  # as probe.auditing.class_run.failure_metrics writes it
             metrics.update({"traceback": ["Traceback (most recent call last):\n", "  File \"tokens.py\", line 1\n",
                                           f"probe.errors.TokenError: loss became NaN ({name})\n"],
                             "baseline": None, "token": None, "steps": None, "best_step": None})
@@ -282,7 +282,7 @@ def make_synthetic_run(
 
 
 def _token_change(rng: random.Random, unmoved: bool) -> dict:
-    """metrics.json's token_change, as probe.class_run.token_change writes it."""
+    """metrics.json's token_change, as probe.auditing.class_run.token_change writes it."""
     if unmoved:
         return {"distance": 0.0004, "relative": 0.0001, "cosine": 1.0, "moved": False, "image_change": 0.0}
     rel = round(rng.uniform(0.2, 0.9), 4)
@@ -293,7 +293,7 @@ def _token_change(rng: random.Random, unmoved: bool) -> dict:
 def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str], images_per_kind: int,
              unmoved: bool) -> dict:
     """The k-th finding of the run, with every field of probe.analysis.finding.Finding.to_dict."""
-    kind = _KINDS[k % len(_KINDS)]
+    kind = FINDING_KINDS[k % len(FINDING_KINDS)]
     if kind == "token-shift" and unmoved:
         kind = "sufficiency"  # an unchanged token yields no token-shift finding
     status = _STATUS_CYCLE[k % len(_STATUS_CYCLE)]

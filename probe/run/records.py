@@ -22,7 +22,8 @@ from typing import Any, Callable
 from probe.errors import RunError
 
 FINDING_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
-PAIR_KINDS = ("sufficiency", "necessity", "token-shift")  # kinds with per-pair data in analysis.json
+PAIR_KINDS = ("sufficiency", "necessity", "token-shift")  # cue tests: per-pair data in analysis.json, effects in probability
+SHARE_KINDS = ("off-object",)  # measured shares of the attribution, not changes in probability
 STATUSES = ("passes", "weak", "inconclusive", "screened")
 CONFIRMED = ("passes", "weak")  # statuses of a test decided on confirmation pairs (or measured: off-object)
 STRENGTHS = ("strong", "weak")
@@ -390,3 +391,22 @@ def check_labels(data: Any, path: Path | str) -> list[str]:
             raise _error(path, "", _Bad(f"[{i}]", f"is {_shown(name)}, not text (a class name)"),
                          "delete it to have it rewritten")
     return data
+
+
+def rank_findings(findings: list, get: Callable[[Any, str], Any] = dict.get) -> list:
+    """The one ranking of findings, best first: passing before the rest, then by status (passes, weak, inconclusive,
+    screened); cue findings before off-object; cues that more kinds agree on first; larger |effect| first.
+    ``findings`` are records (dicts) or, with ``get=getattr``, ``Finding`` objects. The sort is stable."""
+    agree: dict[tuple, int] = {}
+    for f in findings:
+        if get(f, "passes") is True and get(f, "kind") not in SHARE_KINDS:
+            agree[(get(f, "class_index"), get(f, "cue"))] = agree.get((get(f, "class_index"), get(f, "cue")), 0) + 1
+    order = {s: i for i, s in enumerate(STATUSES)}
+
+    def key(f):
+        effect = get(f, "effect")
+        size = abs(effect) if isinstance(effect, (int, float)) and math.isfinite(effect) else -1e9
+        return (get(f, "passes") is not True, order.get(get(f, "status"), len(order)), get(f, "kind") in SHARE_KINDS,
+                -agree.get((get(f, "class_index"), get(f, "cue")), 0), -size)
+
+    return sorted(findings, key=key)
