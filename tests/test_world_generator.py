@@ -11,7 +11,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from probe.world import bundled_generator_path, load_oracles  # noqa: E402
-from probe.world.train import fidelity_cases, heldout_triples  # noqa: E402
+from probe.world.training.train import fidelity_cases, heldout_triples  # noqa: E402
 
 STEPS = 10
 
@@ -107,7 +107,7 @@ def test_fidelity_smoke_fails_on_a_random_weight_pipeline(pipe):
 
 
 def test_oracles_are_right_on_renders():
-    from probe.world.render import render_batch, sample_attributes
+    from probe.world.scenes import render_batch, sample_attributes
     import numpy as np
 
     attrs = sample_attributes(120, np.random.default_rng(7))

@@ -8,7 +8,7 @@ import torch
 
 from probe.errors import ProbeError
 from probe.world import BACKGROUNDS, COLORS, SHAPES, TAGS, caption, render, sample_scene
-from probe.world.render import COLOR_RGB, render_batch, sample_attributes
+from probe.world.scenes import COLOR_RGB, render_batch, sample_attributes
 from probe.world.text import PREFIXES, caption_batch, caption_words, full_caption, write_tokenizer
 
 

@@ -1,39 +1,55 @@
-"""The shapes world: probe's embedded default generator, classifiers and ground truth.
+"""The shapes world: probe's embedded default generator, classifiers and ground truth (the renderer is
+probe.world.scenes; its names load lazily here).
 
 - ``render(...)`` / ``sample_scene(rng)`` -> :class:`Scene` (image, mask, attributes); ``caption(scene, rng)``
 - vocabularies ``SHAPES``, ``COLORS``, ``BACKGROUNDS``, ``TAGS``
 - bundled files: ``bundled_generator_path()`` (a diffusers StableDiffusionPipeline folder),
   ``bundled_classifier_path("biased" | "clean")`` (torch.export ``.pt2``), ``bundled_bias(name)``
 - ``load_oracles()`` -> attribute oracles with ``predict(images01)`` and ``probabilities(images01)``
-- training: ``probe.world.train`` (generator), ``train_world_classifier`` (classifiers)
+- training: ``probe.world.training.train`` (generator), ``train_world_classifier`` (classifiers)
 """
 
-from probe.world.assets import bundled_bias, bundled_classifier_path, bundled_generator_path
-from probe.world.classifiers import (
-    BUNDLED_BIAS,
-    ClassifierConfig,
-    evaluate_classifier,
-    load_world_classifier,
-    parse_bias,
-    save_world_classifier,
-    train_world_classifier,
-)
-from probe.world.oracles import Oracles, load_oracles
-from probe.world.render import (
-    BACKGROUNDS,
-    COLORS,
-    SHAPES,
-    TAGS,
-    VOCAB,
-    Scene,
-    WorldError,
-    render,
-    render_batch,
-    sample_attributes,
-    sample_scene,
-)
-from probe.world.text import caption, full_caption
-from probe.world.truth import true_effects
+import importlib
+
+# Names load on first use (like probe/__init__.py): `import probe.world.cli` or the renderer must not pull in torch
+# and the classifiers, so that `probe check` and `probe compare` stay light.
+_LAZY = {
+    'bundled_bias': 'probe.world.assets',
+    'bundled_classifier_path': 'probe.world.assets',
+    'bundled_generator_path': 'probe.world.assets',
+    'BUNDLED_BIAS': 'probe.world.classifiers',
+    'ClassifierConfig': 'probe.world.classifiers',
+    'evaluate_classifier': 'probe.world.classifiers',
+    'load_world_classifier': 'probe.world.classifiers',
+    'parse_bias': 'probe.world.classifiers',
+    'save_world_classifier': 'probe.world.classifiers',
+    'train_world_classifier': 'probe.world.classifiers',
+    'Oracles': 'probe.world.oracles',
+    'load_oracles': 'probe.world.oracles',
+    'BACKGROUNDS': 'probe.world.scenes',
+    'COLORS': 'probe.world.scenes',
+    'SHAPES': 'probe.world.scenes',
+    'TAGS': 'probe.world.scenes',
+    'VOCAB': 'probe.world.scenes',
+    'Scene': 'probe.world.scenes',
+    'WorldError': 'probe.world.scenes',
+    'render': 'probe.world.scenes',
+    'render_batch': 'probe.world.scenes',
+    'sample_attributes': 'probe.world.scenes',
+    'sample_scene': 'probe.world.scenes',
+    'caption': 'probe.world.text',
+    'full_caption': 'probe.world.text',
+    'true_effects': 'probe.world.truth',
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'probe.world' has no attribute {name!r}")
+
 
 __all__ = [
     "SHAPES", "COLORS", "BACKGROUNDS", "TAGS", "VOCAB", "Scene", "WorldError",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ProbeError
-from probe.world.render import SHAPES, VOCAB, WorldError, render_batch, sample_attributes
+from probe.world.scenes import SHAPES, VOCAB, WorldError, render_batch, sample_attributes
 
 CUE_ATTRIBUTES = ("color", "background", "tag")
 DEFAULT_ARCH = "test_resnet"

@@ -9,7 +9,7 @@ from probe.domains import Domain
 def world_cues():
     """The world's attribute vocabulary as cues: backgrounds, colours and corner tags, each with its counters."""
     from probe.analysis.cues import cues_from_vocabulary
-    from probe.world.render import BACKGROUNDS, COLORS, TAGS
+    from probe.world.scenes import BACKGROUNDS, COLORS, TAGS
     from probe.world.text import TAG_PHRASES
 
     return cues_from_vocabulary(backgrounds=list(BACKGROUNDS), colors=list(COLORS), tags=list(TAGS),
@@ -21,7 +21,7 @@ def scenes(shape: str, n: int, seed: int):
     import numpy as np
     import torch
 
-    from probe.world.render import SHAPES, render
+    from probe.world.scenes import SHAPES, render
     from probe.world.text import full_caption
 
     if shape not in SHAPES:

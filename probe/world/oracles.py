@@ -13,7 +13,7 @@ from torch import nn
 
 from probe.errors import ProbeError
 from probe.world.models import OracleNet
-from probe.world.render import VOCAB
+from probe.world.scenes import VOCAB
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "color", "background", "tag")
 
@@ -80,7 +80,7 @@ def load_oracles(path: str | Path | None = None, device: str | torch.device = "c
 
     path = Path(path) if path is not None else oracles_path()
     if not path.is_file():
-        raise OracleError(f"oracle weights {str(path)!r} not found: train them with `python -m probe.world.train` or reinstall probe")
+        raise OracleError(f"oracle weights {str(path)!r} not found: train them with `python -m probe.world.training.train` or reinstall probe")
     state = load_file(str(path))
     oracles = Oracles()
     try:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, VOCAB, Scene, attribute_index
+from probe.world.scenes import BACKGROUNDS, COLORS, SHAPES, TAGS, VOCAB, Scene, attribute_index
 
 #: Caption prefixes and their probabilities (the first three are the audit's templates).
 PREFIXES: tuple[tuple[str, float], ...] = (

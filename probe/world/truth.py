@@ -27,7 +27,7 @@ Each cell reports the mean over its scenes (``n``) with a normal-approximation 9
 How the renders stay cheap: a render costs a few milliseconds, nearly all of it the supersampled
 object geometry, which no cue attribute touches. A :class:`ScenePool` computes each scene's
 geometry and background textures once and composites every arm from them exactly as
-:func:`~probe.world.render.render_batch` does (the tests check the arms against ``render_batch``
+:func:`~probe.world.scenes.render_batch` does (the tests check the arms against ``render_batch``
 pixel for pixel), so a full table at ``n=200`` renders 1,200 scenes, not 15,600.
 """
 
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from probe.devices import module_device
 from probe.errors import ProbeError
-from probe.world.render import (
+from probe.world.scenes import (
     COLOR_RGB,
     IMAGE_SIZE,
     OUTLINE_RGB,

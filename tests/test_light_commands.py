@@ -1,0 +1,47 @@
+"""`probe check`, `probe compare` and `probe report` read files only: they import no torch (nor diffusers,
+transformers, captum), so they start fast in CI and on a laptop. Each runs in a fresh interpreter whose modules
+are inspected after the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from run_files import make_valid_run
+
+HEAVY = ("torch", "diffusers", "transformers", "captum", "timm")
+PROGRAM = """
+import json, sys
+from probe.cli import main
+sys.argv = ["probe", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit as e:
+    code = e.code
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("HEAVY=" + json.dumps(heavy))
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("light")
+    return make_valid_run(root / "a"), make_valid_run(root / "b", seed=1)
+
+
+@pytest.mark.parametrize("command", ["check", "compare", "report"])
+def test_the_file_commands_load_no_torch(command, runs, tmp_path):
+    a, b = runs
+    args = {"check": ["check", str(a), "--max-effect", "0.3"],
+            "compare": ["compare", str(a), str(b), "--out", str(tmp_path / "cmp")],
+            "report": ["report", str(a), "--out", str(tmp_path / "report")]}[command]
+    done = subprocess.run([sys.executable, "-c", PROGRAM.format(heavy=HEAVY), json.dumps(args)], capture_output=True,
+                          text=True, timeout=120)
+    line = [x for x in done.stdout.splitlines() if x.startswith("HEAVY=")]
+    assert line, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads(line[0][len("HEAVY="):]) == [], f"probe {command} imported heavy libraries"
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
