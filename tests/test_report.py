@@ -288,14 +288,29 @@ def test_damaged_files_become_warnings_not_crashes(tmp_path):
     assert "unreadable" in text
 
 
-def test_rank_findings_puts_passing_first_and_keeps_the_analysis_order():
+def test_rank_findings_is_the_analysis_ranking_and_stable_on_a_ranked_list():
+    """One ranking (probe.run.records.rank_findings) for the report and the analysis: passing first, then by
+    status, cue findings before off-object, agreement across kinds, |effect|; findings.json is written in that
+    order, so ranking it again changes nothing."""
+    from probe.analysis.finding import Finding
+    from probe.analysis.finding import rank_findings as rank_objects
+
     fs = [
-        {"cue": "a", "passes": False, "strength": "weak", "effect": 0.9, "ci_low": 0.0, "ci_high": 1.0},
-        {"cue": "b", "passes": True, "strength": "weak", "effect": 0.8, "ci_low": 0.5, "ci_high": 0.9},
-        {"cue": "c", "passes": True, "strength": "strong", "effect": -0.3, "ci_low": -0.4, "ci_high": -0.2},
-        {"cue": "d", "passes": True, "strength": "strong", "effect": 0.6, "ci_low": 0.5, "ci_high": 0.7},
+        {"cue": "a", "kind": "necessity", "status": "weak", "passes": False, "effect": 0.9, "class_index": 0},
+        {"cue": "b", "kind": "off-object", "status": "passes", "passes": True, "effect": 0.8, "class_index": 0},
+        {"cue": "c", "kind": "necessity", "status": "passes", "passes": True, "effect": -0.3, "class_index": 0},
+        {"cue": "d", "kind": "sufficiency", "status": "passes", "passes": True, "effect": 0.6, "class_index": 0},
+        {"cue": "c", "kind": "sufficiency", "status": "passes", "passes": True, "effect": 0.2, "class_index": 0},
     ]
-    assert [f["cue"] for f in rank_findings(fs)] == ["b", "c", "d", "a"]
+    ranked = rank_findings(fs)
+    assert [(f["cue"], f["kind"]) for f in ranked] == [("c", "necessity"), ("c", "sufficiency"), ("d", "sufficiency"),
+                                                       ("b", "off-object"), ("a", "necessity")]
+    assert rank_findings(ranked) == ranked
+    objects = [Finding(class_index=0, class_name="x", kind=f["kind"], cue=f["cue"], effect=f["effect"], ci_low=0.0,
+                       ci_high=1.0, n_images=16, evidence=(), strength="strong", passes=f["passes"], sentence="",
+                       status=f["status"])
+               for f in fs]
+    assert [(f.cue, f.kind) for f in rank_objects(objects)] == [(f["cue"], f["kind"]) for f in ranked]
 
 
 @pytest.mark.parametrize("name", [XSS, "../../x", "..", "/etc/passwd", "a\\b", "\x00", "é" * 100, ""])

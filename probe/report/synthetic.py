@@ -7,18 +7,15 @@ written in the exact layout ``probe audit`` produces.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import random
 from pathlib import Path
 from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from probe.report.slug import slugify
-from probe.run import FORMAT_VERSION
-from probe.run.records import FINDING_KINDS
+from probe.run import CLASSES, TOKEN, RunDir
+from probe.run.records import FINDING_FIELDS, FINDING_KINDS
 
 __all__ = ["make_synthetic_run", "ATTRIBUTION_METHODS"]
 
@@ -77,10 +74,6 @@ def _heat_pool(size: int, n: int, rng: random.Random) -> list[bytes]:
     return pool
 
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
-
-
 def make_synthetic_run(
     run_dir: str | Path,
     n_classes: int = 4,
@@ -116,8 +109,9 @@ def make_synthetic_run(
     if unmoved is None:
         unmoved = (1,) if n_classes > 1 else ()
     rng = random.Random(seed)
-    run_dir = Path(run_dir)
-    (run_dir / "classes").mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)  # every file goes through the run's one writer, as an audit's do
+    run_dir = run.root
+    (run_dir / CLASSES).mkdir(parents=True, exist_ok=True)
     names = list(labels) if labels is not None else [f"class {i}" for i in range(n_classes)]
     if len(names) < n_classes:
         raise ValueError(f"labels has {len(names)} names but n_classes={n_classes}; pass enough labels")
@@ -126,15 +120,13 @@ def make_synthetic_run(
     templates = ["a photo of a {}", "a close-up photo of a {}"]
     eval_seeds = [1000 + s for s in range(images_per_kind)]
 
-    _write_json(run_dir / "labels.json", names)
+    run.write_labels(names)
     token_cfg = {"templates": templates, "init_word": "a", "lr": 0.005, "batch_size": 4, "max_steps": history_steps,
                  "accuracy_threshold": 0.95 if stop_metric == "target_prob" else 0.7, "stop_metric": stop_metric,
                  "objective": objective, "patience": 5, "grad_steps": 1, "seed": 0, "eval_images": images_per_kind,
                  "eval_seed": 1000, "topk": 3}
-    _write_json(  # the layout probe.auditing.loop.audit writes: AuditConfig (with TokenConfig nested) + descriptions
-        run_dir / "config.json",
+    run.write_config(  # the layout the audit writes: AuditConfig (with TokenConfig nested) + descriptions
         {
-            "format_version": FORMAT_VERSION,
             "audit": {"model": "synthetic://biased", "out": str(run_dir), "classes": "all", "generator": "tiny-sd",
                       "device": "auto", "dtype": None, "analyze": True, "report": True, "token": token_cfg},
             "classifier": {"name": "SyntheticNet", "format": "module", "num_classes": n_classes,
@@ -149,27 +141,26 @@ def make_synthetic_run(
         },
     )
 
-    rows, all_findings = [], []
+    done, all_findings = 0, []
     notes = []
     for ci in range(n_classes):
         name = names[ci]
-        slug = slugify(name)
-        cdir = run_dir / "classes" / f"{ci}-{slug}"
+        cdir = run.class_dir(ci, name)
+        slug = cdir.name
         (cdir / "images").mkdir(parents=True, exist_ok=True)
         if ci in incomplete:
-            (cdir / "history.csv").write_text("step,loss,accuracy,mean_target_prob,seconds\n", encoding="utf-8")
+            run.write_history(cdir, [])
             continue
         is_failed = ci in failed
         steps = 0 if is_failed else rng.randint(3, history_steps)
-        hist = io.StringIO()
-        w = csv.writer(hist)
-        w.writerow(["step", "loss", "accuracy", "mean_target_prob", "seconds"])
+        history = []
         acc, t = rng.uniform(0.0, 0.4), 0.0
-        for s in range(steps):
+        for step in range(steps):
             acc = min(1.0, acc + rng.uniform(0.0, 0.15))
             t += rng.uniform(0.2, 0.5)
-            w.writerow([s, round(2.5 * (1 - acc) + rng.uniform(0, 0.2), 4), round(acc, 4), round(acc * 0.8, 4), round(t, 3)])
-        (cdir / "history.csv").write_text(hist.getvalue(), encoding="utf-8")
+            history.append({"step": step, "loss": round(2.5 * (1 - acc) + rng.uniform(0, 0.2), 4),
+                            "accuracy": round(acc, 4), "mean_target_prob": round(acc * 0.8, 4), "seconds": round(t, 3)})
+        run.write_history(cdir, history)
 
         img_records = []
         if not is_failed:
@@ -223,39 +214,28 @@ def make_synthetic_run(
         elif ci in unmoved:
             notes.append(f"class {ci}: token unchanged (the classifier already accepts the baseline images); "
                          "no token-shift finding is derived from it")
-        _write_json(cdir / "metrics.json", metrics)
+        run.write_metrics(cdir, metrics)
         if not is_failed:
-            (cdir / "token.safetensors").write_bytes(b"")  # the report never reads it
-        b = metrics["baseline"] or {"accuracy": None, "mean_target_prob": None}
-        tk = metrics["token"] or {"accuracy": None, "mean_target_prob": None}
-        moved = (metrics.get("token_change") or {}).get("moved")
-        rows.append([ci, name, slug, metrics["status"], b["accuracy"], tk["accuracy"], b["mean_target_prob"],
-                     tk["mean_target_prob"], b["accuracy"], tk["accuracy"], steps, metrics["best_step"],
-                     "" if moved is None else moved, metrics["seconds"]])
+            (cdir / TOKEN).write_bytes(b"")  # the report never reads it
+        done += 1
 
         if findings and not is_failed:
             ev = [f"classes/{ci}-{slug}/{r['path']}" for r in img_records if r["kind"] == "token"][:4]
             for _ in range(rng.randint(1, 2)):
                 all_findings.append(_finding(rng, len(all_findings), ci, name, ev, images_per_kind, ci in unmoved))
 
-    with open(run_dir / "summary.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["class_index", "class_name", "slug", "status", "baseline_accuracy", "token_accuracy",
-                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
-                    "steps", "best_step", "token_moved", "seconds"])
-        w.writerows(rows)
+    run.write_summary()
     if findings:
         order = {s: i for i, s in enumerate(_PREFIX)}  # written ranked, like the analysis
         all_findings.sort(key=lambda f: (not f["passes"], order[f["status"]], -abs(f["effect"])))
         confirmed = [f for f in all_findings if f["status"] != "screened"]
-        _write_json(run_dir / "findings.json", all_findings)
-        _write_json(run_dir / "analysis.json", {
+        run.write_analysis({
             "rule": RULE,
             "concept_scorer": "shapes-world oracles",
             "interventions_checked_by": checked_by,
             "counter_rule": COUNTER_RULE,
             "dropped_counters": ["sand background"],
-            "tests": {"screened": len(_CUES) * 2 * len(rows), "candidates": len(confirmed) + 2,
+            "tests": {"screened": len(_CUES) * 2 * done, "candidates": len(confirmed) + 2,
                       "confirmed": len(confirmed), "passing": sum(f["passes"] for f in all_findings)},
             "cues": {"source": "world", "count": len(_CUES), "list": [{"name": c} for c in _CUES]},
             "attributions": {"methods_run": list(ATTRIBUTION_METHODS) if attributions else [], "skipped": {},
@@ -271,13 +251,7 @@ def make_synthetic_run(
                         for i in range(n_classes) if i not in failed and i not in incomplete},
             "n_findings": len(all_findings), "n_passing": sum(f["passes"] for f in all_findings),
         })
-        try:
-            import pandas as pd
-
-            table = pd.DataFrame([{**f, "details": json.dumps(f["details"])} for f in all_findings])
-            table.to_parquet(run_dir / "findings.parquet")  # details as a JSON string, as probe.run writes it
-        except Exception:  # pyarrow missing: the JSON is the source of truth
-            pass
+        run.write_findings(all_findings, list(FINDING_FIELDS))
     return run_dir
 
 
