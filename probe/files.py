@@ -48,16 +48,6 @@ def check_writable(path: str | Path, flag: str = "--out") -> None:
                        f"{flag} (e.g. under your home folder) or fix its permissions")
 
 
-def enclosing_run(path: str | Path) -> Path | None:
-    """The probe run directory ``path`` is, or lies inside (a folder with config.json beside labels.json or classes/),
-    or None. ``path`` is resolved first, so a link into a run counts as inside it."""
-    resolved = Path(os.path.realpath(Path(path).expanduser()))
-    for folder in (resolved, *resolved.parents):
-        if (folder / "config.json").is_file() and ((folder / "labels.json").is_file() or (folder / "classes").is_dir()):
-            return folder
-    return None
-
-
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""

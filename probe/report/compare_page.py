@@ -40,7 +40,7 @@ def check_out(run_a, run_b, out: str | Path) -> None:
     """The comparison page's folder, refused when it is a run (A, B or any other) or lies in a run's classes/,
     analysis/ or report/ (``--out B/report`` would replace B's own report page). Called by ``probe compare`` before
     the runs are read, and again when the page is written."""
-    from probe.files import enclosing_run
+    from probe.run import enclosing_run
     from probe.report.render import ReportError
 
     out = Path(out)

@@ -30,7 +30,7 @@ from probe.errors import ProbeError
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
-from probe.run import RunDir
+from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
 
 __all__ = ["render_report", "ReportError", "template_dir"]
@@ -306,7 +306,7 @@ class _Builder:
                                       loss_title=title, stop_metric=self.stop_metric)
 
         key = f"curve:v{CurvePlotter.STYLE}:{c.index}:{c.dir.name}:{self.threshold}:{self.stop_metric}:{title}"
-        sources = [c.dir / "history.csv", c.dir / "metrics.json", self.run.run_dir / "config.json"]
+        sources = [c.dir / HISTORY, c.dir / METRICS, self.run.run_dir / CONFIG]
         return self.assets.figure(key, sources, make)
 
     def class_view(self, c: ClassData, prev: ClassData | None, nxt: ClassData | None) -> dict[str, Any]:

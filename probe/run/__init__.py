@@ -10,8 +10,8 @@ Everything else reads and writes runs only through this package. It imports no t
 """
 
 from probe.run.directory import (ANALYSIS, CLASSES, CONFIG, FINDINGS, FINDINGS_TABLE, FORMAT_VERSION, HISTORY, LABELS,
-                                 LOCK, METRICS, SUMMARY, TOKEN, RunDir, RunFormatError, class_index_of, is_internal,
-                                 load_json)
+                                 LOCK, METRICS, SUMMARY, TOKEN, RunDir, RunFormatError, class_index_of, enclosing_run,
+                                 is_internal, load_json)
 
 __all__ = ["RunDir", "RunFormatError", "FORMAT_VERSION", "CONFIG", "LABELS", "SUMMARY", "FINDINGS", "FINDINGS_TABLE",
-           "ANALYSIS", "METRICS", "HISTORY", "TOKEN", "LOCK", "CLASSES", "class_index_of", "is_internal", "load_json"]
+           "ANALYSIS", "METRICS", "HISTORY", "TOKEN", "LOCK", "CLASSES", "class_index_of", "enclosing_run", "is_internal", "load_json"]

@@ -57,6 +57,16 @@ FINISHED = ("done", "failed")
 _CLASS_DIR = re.compile(r"^(\d+)-")
 
 
+def enclosing_run(path: str | Path) -> Path | None:
+    """The probe run directory ``path`` is, or lies inside (a folder with config.json beside labels.json or classes/),
+    or None. ``path`` is resolved first, so a link into a run counts as inside it."""
+    resolved = Path(os.path.realpath(Path(path).expanduser()))
+    for folder in (resolved, *resolved.parents):
+        if (folder / CONFIG).is_file() and ((folder / LABELS).is_file() or (folder / CLASSES).is_dir()):
+            return folder
+    return None
+
+
 class RunFormatError(RunError):
     """The run directory was written in another format version."""
 
