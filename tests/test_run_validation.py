@@ -185,3 +185,18 @@ def test_check_finding_fills_the_defaults_of_older_analyses_and_keeps_real_recor
         check_finding({**old, "effect": None}, "f", 0)
     with pytest.raises(RunError, match="ci_low"):
         check_finding({**old, "ci_low": 0.9}, "f", 0)
+
+
+def test_later_commands_read_the_chunk_size_the_audit_chose():
+    """config.json's gradient_chunks (the automatic --max-batch) is part of the effective token settings that the
+    analysis, probe generate and test_cue read back; a chunk size the user gave, or none, stays as it was."""
+    auto = {"audit": {"token": {"max_batch": None, "steps": 6}}, "gradient_chunks": {"max_batch": 2, "source": "auto"}}
+    assert RunDir.token_settings(auto) == {"max_batch": 2, "steps": 6}
+    given = {"audit": {"token": {"max_batch": 3}}, "gradient_chunks": {"max_batch": 3, "source": "given"}}
+    assert RunDir.token_settings(given)["max_batch"] == 3
+    off = {"audit": {"token": {"max_batch": None}}, "gradient_chunks": {"max_batch": None, "source": "off"}}
+    assert RunDir.token_settings(off)["max_batch"] is None
+    from probe.analysis.config import AnalysisConfig
+    from probe.analysis.plan import generation_settings
+
+    assert generation_settings(AnalysisConfig(), auto)["max_batch"] == 2

@@ -189,9 +189,16 @@ class RunDir:
 
     @classmethod
     def token_settings(cls, config: dict | None) -> dict:
-        """The saved TokenConfig (``config["audit"]["token"]``)."""
+        """The saved TokenConfig (``config["audit"]["token"]``) with what the audit decided itself where the user left
+        it unset: the images per chunk it chose from free GPU memory (``gradient_chunks``, source "auto"). The
+        analysis, ``probe generate`` and ``test_cue`` read these effective settings, so they decode as the audit did."""
         token = cls.audit_settings(config).get("token")
-        return token if isinstance(token, dict) else {}
+        token = dict(token) if isinstance(token, dict) else {}
+        chunks = (config or {}).get("gradient_chunks")
+        chosen = chunks.get("max_batch") if isinstance(chunks, dict) and chunks.get("source") == "auto" else None
+        if token.get("max_batch") is None and type(chosen) is int and chosen >= 1:
+            token["max_batch"] = chosen
+        return token
 
     # ------------------------------------------------------------------ labels.json
     def read_labels(self) -> list[str] | None:
