@@ -27,7 +27,7 @@ def main() -> None:
     from probe.analysis import AnalysisConfig, analyze_run
     from probe.classifiers import load_classifier
     from probe.generators import load_generator
-    from probe.runs import AuditConfig, audit
+    from probe.auditing.loop import AuditConfig, audit
     from probe.tokens import TokenConfig
     from tiny_sd import build_tiny_sd
 

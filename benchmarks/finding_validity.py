@@ -67,7 +67,7 @@ def train(items: list[dict]) -> None:
 
 
 def audit(items: list[dict]) -> None:
-    from probe.runs import audit as run_audit
+    from probe.auditing.loop import audit as run_audit
     from probe.world.demo import demo_config
 
     for item in items:

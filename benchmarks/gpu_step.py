@@ -3,7 +3,7 @@
 Nothing is downloaded: the UNet, VAE and text encoder are built from their Stable Diffusion 1.x (or 2.x base)
 configs with random weights, the classifier is a torchvision ResNet-50 (or ViT-B/16) with random weights.
 Random weights cost what trained ones cost per step, so the figures are the real architecture's. Each row is
-one optimisation step as probe takes it (probe/gradient.py + clip + AdamW), except `reference` (the paper
+one optimisation step as probe takes it (probe/generators/gradient.py + clip + AdamW), except `reference` (the paper
 code's loop, from benchmarks/optimizer_speed.py) and `floor` (sampling and decode without gradient).
 
 Usage:
@@ -162,7 +162,8 @@ def build_generator(size: str, family: str, device: torch.device, dtype: torch.d
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from probe.generators import Generator, SamplingDefaults, _quiet_libraries
+    from probe.generators import Generator, SamplingDefaults
+    from probe.generators.load import _quiet_libraries
     from probe.world.text import write_tokenizer
 
     _quiet_libraries()
@@ -183,7 +184,7 @@ def build_generator(size: str, family: str, device: torch.device, dtype: torch.d
         from diffusers import StableDiffusionXLPipeline
         from transformers import CLIPTextModelWithProjection
 
-        from probe.generators_sdxl import SDXLGenerator
+        from probe.generators.sdxl import SDXLGenerator
 
         with torch.device(device):
             text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
@@ -240,7 +241,7 @@ def build_classifier(size: str, name: str, device: torch.device) -> Classifier:
 
 # ---------------------------------------------------------------------- one step per row kind
 def _probe_step(gen, classifier, vector, optimizer, prompts, seeds, row: Row, steps, max_batch):
-    from probe.gradient import token_gradient_step
+    from probe.generators.gradient import token_gradient_step
 
     labels = torch.zeros(len(seeds), dtype=torch.long, device=gen.device)
 
@@ -262,7 +263,7 @@ def _sync(device: torch.device) -> None:
 
 def run_row(gen, classifier, row: Row, *, batch: int, warmup: int, repeats: int, pndm_steps: int) -> dict:
     """Time ``repeats`` steps after ``warmup`` (median) and read the peak memory of the timed steps."""
-    from probe.memory import resolve_max_batch
+    from probe.generators.memory import resolve_max_batch
     from probe.tokens import TokenConfig
 
     device = gen.device

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     import torch
 
     from probe.run import RunDir
-    from probe.runs import audit
-    from probe.scale import ScaleConfig
+    from probe.auditing.loop import audit
+    from probe.auditing.scale import ScaleConfig
     from probe.world.demo import demo_config
 
     counts = [int(w) for w in args.workers.split(",")]

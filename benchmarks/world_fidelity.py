@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> int:
-    from probe.world.fidelity import measure_fidelity
+    from probe.world.training.fidelity import measure_fidelity
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--path", default=None, help="pipeline folder (default: the bundled one)")

@@ -102,8 +102,8 @@ def audit(
     With --max-effect the findings are checked at the end, as `probe check` does: exit 3 when a passing
     finding is larger than the limit (the run and the report are kept).
     """
-    from probe.runs import AuditConfig, audit as run_audit
-    from probe.scale import ScaleConfig
+    from probe.auditing.loop import AuditConfig, audit as run_audit
+    from probe.auditing.scale import ScaleConfig
     from probe.tokens import TokenConfig
 
     config = AuditConfig(
@@ -213,7 +213,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
                               f"{shlex.quote(str(run_dir))} --model MODEL --generator GENERATOR` (the classifier and "
                               "generator the run was audited with)")
         elif pending is not None:
-            from probe.runs import ModelSources, complete_run
+            from probe.auditing.loop import ModelSources, complete_run
 
             merged = complete_run(run_dir, ModelSources(model=model, generator=generator, arch=arch,
                                                         trust_pickle=trust_pickle, device=device, dtype=dtype),
@@ -346,7 +346,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
 @app.command()
 def version() -> None:
     """Print probe's version and the libraries it runs on."""
-    from probe.runs import environment_versions
+    from probe.auditing.loop import environment_versions
 
     for name, value in environment_versions().items():
         console.print(f"{name} {value}", highlight=False)

@@ -22,7 +22,7 @@ target_prob, predicted, kept).
   an image is (run, prompt, min_prob, model, generator, sampling) are saved in ``OUT/generate.json``; a
   resume with another value is refused naming the field. ``per_class`` and the classes may change.
 * **Safety.** Class names are untrusted: folder names come from ``probe.files.slugify`` and every path is
-  checked to stay inside ``OUT``. The classifier is loaded as the audit loads it (``probe.class_run.load_models``);
+  checked to stay inside ``OUT``. The classifier is loaded as the audit loads it (``probe.auditing.class_run.load_models``);
   ``trust_pickle`` comes from the caller, never from the run's config.json.
 """
 
@@ -254,10 +254,10 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     identity = {"run": saved.get("started"), "prompt": template, "min_prob": config.min_prob, "model": model_spec,
                 "generator": generator_spec, "sampling": sampling, "seed_base": GENERATE_SEED}
     rows = _open_output(out_dir, identity)
-    # 4. the models, loaded as the audit loads them (probe.class_run.load_models), unless passed in
+    # 4. the models, loaded as the audit loads them (probe.auditing.class_run.load_models), unless passed in
     if classifier is None or generator is None:
-        from probe.audit_config import AuditConfig
-        from probe.class_run import load_models
+        from probe.auditing.config import AuditConfig
+        from probe.auditing.class_run import load_models
 
         audit_config = replace(AuditConfig.from_dict(audit), model=model_spec, generator=generator_spec,
                                trust_pickle=config.trust_pickle, device=config.device, dtype=config.dtype,

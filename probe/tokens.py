@@ -5,7 +5,7 @@ reference code's defects fixed:
 
 * every image of a step is sampled in one UNet batch (not one image + gradient accumulation); the part
   that carries gradient runs in chunks of ``max_batch`` images, each chunk's backward before the next
-  chunk's forward, so memory is bounded by a chunk (probe/gradient.py);
+  chunk's forward, so memory is bounded by a chunk (probe/generators/gradient.py);
 * exactly ``grad_steps`` UNet calls carry gradient, counted as calls (PNDM's repeated step included);
 * the optimiser sees one float32 vector, so no weight decay or update can reach other rows;
 * the gradient is clipped after ``backward`` (clipping before it, as the reference did, does nothing);
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from probe.devices import module_device
 from probe.errors import TokenError
-from probe.gradient import token_gradient_step
-from probe.memory import resolve_max_batch
+from probe.generators.gradient import token_gradient_step
+from probe.generators.memory import resolve_max_batch
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
 OBJECTIVES = ("cross_entropy", "margin")
@@ -285,7 +285,7 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     try:
         for step in range(config.max_steps):
             # 2-3. One batch through the sampler, the gradient through the last grad_steps UNet calls, the decode
-            #      and the classifier's objective, taken chunk by chunk (probe/gradient.py) into vector.grad.
+            #      and the classifier's objective, taken chunk by chunk (probe/generators/gradient.py) into vector.grad.
             optimizer.zero_grad(set_to_none=True)
             step_result = token_gradient_step(generator, batch_prompts, seeds, loss_fn, steps=config.steps,
                                               guidance_scale=config.guidance_scale, grad_steps=config.grad_steps,

@@ -237,7 +237,7 @@ def test_analysis_runs_on_a_run_directory_written_by_audit(tmp_path, tiny_sd_pat
     `probe demo` in tests/test_demo.py covers the same path on the shapes world)."""
     from color_classifier import calibrated_redness_classifier
     from probe.classifiers import load_classifier
-    from probe.runs import AuditConfig, audit
+    from probe.auditing.loop import AuditConfig, audit
     from probe.tokens import TokenConfig
 
     token = TokenConfig(lr=0.1, max_steps=1, patience=1, guidance_scale=3.0, eval_images=2, batch_size=2, steps=2)
@@ -292,7 +292,7 @@ def _bundled_models():
 @ONLY_IF_ASKED
 def test_bundled_world_audit_names_every_planted_cue_and_nothing_for_the_clean_model(tmp_path):
     """The demo's own settings (probe.world.demo.demo_config), for both bundled classifiers."""
-    from probe.runs import audit
+    from probe.auditing.loop import audit
     from probe.world.demo import demo_config, planted_cue_recovery
 
     gen, (biased, clean), bias = _bundled_models()

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from probe.gradient import chunk_slices, token_gradient_step
+from probe.generators.gradient import chunk_slices, token_gradient_step
 from probe.tokens import TokenConfig, optimize_class_token
 
 PROMPTS = ["a photo of a <t> star", "a close-up photo of a <t> star", "a picture of a <t> star"] * 2

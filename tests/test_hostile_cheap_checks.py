@@ -46,14 +46,14 @@ needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip in
 @pytest.fixture()
 def no_models(monkeypatch):
     """A tripwire: loading a model fails the test (the checks under test must come first)."""
-    import probe.class_run
-    import probe.runs
+    import probe.auditing.class_run
+    import probe.auditing.loop
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the cheap checks")
 
-    monkeypatch.setattr(probe.class_run, "load_models", refuse)
-    monkeypatch.setattr(probe.runs, "load_models", refuse)
+    monkeypatch.setattr(probe.auditing.class_run, "load_models", refuse)
+    monkeypatch.setattr(probe.auditing.loop, "load_models", refuse)
 
 
 @pytest.fixture(scope="module")
@@ -237,12 +237,12 @@ def test_check_writable_names_the_blocking_file(tmp_path):
 # ---------------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_prints_one_interrupted_line_and_exits_130(tmp_path, capsys, monkeypatch):
     """Ctrl-C while the models load (typer turns KeyboardInterrupt into a silent 130)."""
-    import probe.runs
+    import probe.auditing.loop
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(probe.runs, "load_models", interrupted)
+    monkeypatch.setattr(probe.auditing.loop, "load_models", interrupted)
     code, text = run_cli(AUDIT, tmp_path, capsys, monkeypatch)
     assert code == 130, text
     lines = [line for line in text.splitlines() if line.strip()]
@@ -253,7 +253,7 @@ def test_ctrl_c_prints_one_interrupted_line_and_exits_130(tmp_path, capsys, monk
 # ------------------------------------------------------------------------------------------ demo
 def test_demo_max_steps_below_its_min_steps_runs_with_min_steps_lowered(tmp_path, capsys, monkeypatch):
     """`probe demo --max-steps 2` passes its settings' checks (it failed on the demo's own min_steps=3)."""
-    import probe.runs
+    import probe.auditing.loop
     from probe.errors import ProbeError
     from probe.world.demo import demo_config
 
@@ -264,7 +264,7 @@ def test_demo_max_steps_below_its_min_steps_runs_with_min_steps_lowered(tmp_path
     def reached(*args, **kwargs):
         raise ProbeError("every setting passed; the models would load now")
 
-    monkeypatch.setattr(probe.runs, "load_models", reached)
+    monkeypatch.setattr(probe.auditing.loop, "load_models", reached)
     code, text = run_cli(["demo", "--max-steps", "2", "--out", "runs/d", "-q"], tmp_path, capsys, monkeypatch)
     assert code == 2 and "the models would load now" in text, text
 
@@ -342,7 +342,7 @@ def test_no_install_command_names_the_wrong_distribution():
 
 
 def test_the_ray_messages_name_probe_audit(monkeypatch):
-    from probe.backends.ray import import_ray
+    from probe.auditing.backends.ray import import_ray
     from probe.errors import RunError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from probe.memory import GIB, MaxBatchChoice, choose_max_batch, per_image_bytes, resolve_max_batch
+from probe.generators.memory import GIB, MaxBatchChoice, choose_max_batch, per_image_bytes, resolve_max_batch
 from probe.tokens import TokenConfig
 
 SD = dict(image_size=512, dtype=torch.float16, batch_size=5)

@@ -25,16 +25,16 @@ FAST = ["--generator", "world", "--steps", "2", "--max-steps", "1", "--batch-siz
 
 
 def _config(out: Path, shard: str | None):
-    from probe.audit_config import AuditConfig
-    from probe.scale import ScaleConfig
+    from probe.auditing.config import AuditConfig
+    from probe.auditing.scale import ScaleConfig
 
     return AuditConfig(model=CLEAN, out=str(out), generator="world", scale=ScaleConfig(shard=shard))
 
 
 def _writer(out: Path, shard: str | None, classes: list[int], labels: list[str], barrier, written: Counter, errors):
     """What `probe audit` does around the model work: check, join or initialise the run, claim each class."""
-    import probe.class_run as class_run
-    from probe.runs import check_run_dir, prepare_run_dir
+    import probe.auditing.class_run as class_run
+    from probe.auditing.loop import check_run_dir, prepare_run_dir
     from probe.run import RunDir
 
     config = _config(out, shard)
@@ -53,7 +53,7 @@ def _writer(out: Path, shard: str | None, classes: list[int], labels: list[str],
 @pytest.mark.parametrize("shards", [("0/2", "1/2"), ("0/2", "1/2", None), ("0/2", "0/3", "1/3", "2/3"),
                                     ("0/3", "1/3", "2/3", "0/2")])
 def test_racing_writers_initialise_once_and_write_each_class_once(shards, tmp_path, monkeypatch):
-    import probe.class_run as class_run
+    import probe.auditing.class_run as class_run
 
     written: Counter = Counter()
     lock = threading.Lock()
@@ -92,7 +92,7 @@ def test_racing_writers_initialise_once_and_write_each_class_once(shards, tmp_pa
 
 
 def test_a_held_claim_is_left_to_its_holder_and_a_finished_class_is_not_redone(tmp_path, monkeypatch):
-    import probe.class_run as class_run
+    import probe.auditing.class_run as class_run
     from probe.run import RunDir
 
     calls = []

@@ -10,12 +10,12 @@ import pytest
 from conftest import run_main
 import torch
 
-import probe.class_run as class_run
-import probe.runs as runs
+import probe.auditing.class_run as class_run
+import probe.auditing.loop as runs
 from color_classifier import calibrated_redness_classifier
 from probe.classifiers import load_classifier
 from probe.errors import RunError
-from probe.runs import AuditConfig, audit
+from probe.auditing.loop import AuditConfig, audit
 from probe.tokens import TokenConfig
 
 TOKEN = TokenConfig(lr=0.1, max_steps=2, patience=2, guidance_scale=7.5, eval_images=2, batch_size=2)

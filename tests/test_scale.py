@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from probe.errors import RunError
-from probe.scale import ScaleConfig, parse_shard
+from probe.auditing.scale import ScaleConfig, parse_shard
 
 
 # ---------------------------------------------------------------------- settings
@@ -77,7 +77,7 @@ def test_two_shards_and_probe_report_equal_one_full_run(tmp_path, monkeypatch, c
     """SLURM-style: each shard runs its slice into the one run directory; `probe report` analyses once all are done."""
     from conftest import run_main
 
-    from probe.runs import audit
+    from probe.auditing.loop import audit
 
     full = tmp_path / "full"
     audit(_config(full, "star,heart", analyze=True), progress=False)
@@ -111,26 +111,26 @@ def test_two_shards_and_probe_report_equal_one_full_run(tmp_path, monkeypatch, c
 
 
 def test_the_backend_names_checked_up_front_are_the_registered_ones():
-    import probe.backends
-    import probe.scale
+    import probe.auditing.backends
+    import probe.auditing.scale
 
-    assert set(probe.scale.BACKENDS) == set(probe.backends.BACKENDS)
-    assert probe.backends.get_backend("local") is probe.backends.LocalBackend
+    assert set(probe.auditing.scale.BACKENDS) == set(probe.auditing.backends.BACKENDS)
+    assert probe.auditing.backends.get_backend("local") is probe.auditing.backends.LocalBackend
     with pytest.raises(RunError, match="unknown"):
-        probe.backends.get_backend("slurm")
+        probe.auditing.backends.get_backend("slurm")
 
 
 def test_without_ray_the_ray_backend_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     import sys
 
-    from probe.backends import get_backend
+    from probe.auditing.backends import get_backend
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     backend = get_backend("ray")(replace(_config(Path("unused"), "star"), scale=ScaleConfig(backend="ray")), None,
                                  None, ["star"])
     with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):
         backend.run([0], bar=None)
-    from probe.runs import audit
+    from probe.auditing.loop import audit
 
     out = tmp_path / "never"
     with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):  # checked before any model loads
@@ -179,7 +179,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
     one. Every class ends done exactly once, the lost one retried on a fresh worker, and every token equals the
     local backend's for the same seeds."""
     from probe.run import RunDir
-    from probe.runs import audit
+    from probe.auditing.loop import audit
 
     classes = "circle,square,star"
     local = tmp_path / "local"
@@ -217,7 +217,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
 def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_completes(tmp_path, ray_cluster):
     """With --max-retries 0 the class in flight on the killed worker is not retried: it is recorded as failed with
     the reason, and every other class still finishes."""
-    from probe.runs import audit
+    from probe.auditing.loop import audit
 
     out = tmp_path / "ray-no-retry"
     killed, thread = _kill_first_finisher(out)

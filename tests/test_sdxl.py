@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from probe.errors import GeneratorError
 from probe.generators import GENERATORS, PIPELINE_FAMILIES, load_generator
-from probe.gradient import token_gradient_step
+from probe.generators.gradient import token_gradient_step
 from probe.tokens import TokenConfig, optimize_class_token
 
 PROMPTS = ["a photo of a <t> star", "a picture of a <t> star", "a close-up photo of a <t> star"]
@@ -40,7 +40,7 @@ def _classifier():
 def test_sdxl_folder_loads_as_the_sdxl_family_and_samples_what_diffusers_samples(sdxl, tiny_sdxl_path):
     from diffusers import StableDiffusionXLPipeline
 
-    from probe.generators_sdxl import SDXLGenerator
+    from probe.generators.sdxl import SDXLGenerator
 
     assert isinstance(sdxl, SDXLGenerator)
     assert sdxl.describe()["family"] == "sdxl" and sdxl.describe()["pipeline"] == "StableDiffusionXLPipeline"
@@ -171,7 +171,7 @@ def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, t
     from color_classifier import calibrated_redness_classifier
     from probe.classifiers import load_classifier
     from probe.generate import generate_dataset
-    from probe.runs import AuditConfig, audit
+    from probe.auditing.loop import AuditConfig, audit
 
     redness = load_classifier(calibrated_redness_classifier(sdxl, seeds=range(3)), labels=["other", "star"],
                               input_size=32, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from probe.errors import ProbeError  # noqa: E402
 from probe.world import models  # noqa: E402
-from probe.world.train import TrainConfig, load_state, sample_training_attributes, train, _heldout_mask  # noqa: E402
+from probe.world.training.train import TrainConfig, load_state, sample_training_attributes, train, _heldout_mask  # noqa: E402
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_config_is_validated():
 def test_tiny_training_checkpoints_resumes_and_exports(tmp_path, tiny_models):
     from diffusers import StableDiffusionPipeline
 
-    from probe.world.export import export_pipeline
+    from probe.world.training.export import export_pipeline
 
     cfg = dict(out=str(tmp_path / "ck"), device="cpu", vae_steps=2, oracle_steps=2, vae_batch=4, oracle_batch=4,
                unet_batch=4, unet_steps=3, bank_size=16, bank_chunk=16, reserve_s=0.0, budget_s=120.0,

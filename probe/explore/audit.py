@@ -28,7 +28,7 @@ class Audit:
                  dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None):
         from probe.classifiers import Classifier, load_classifier
         from probe.generators import Generator, load_generator
-        from probe.runs import AuditConfig
+        from probe.auditing.loop import AuditConfig
 
         if not isinstance(classifier, Classifier):
             classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels)
@@ -54,7 +54,7 @@ class Audit:
 
         ``confirm_like``: an earlier run (e.g. of the model before retraining) whose confirmed tests this run
         confirms too, on the same seeds, so that ``probe.compare(earlier, this)`` can test every change."""
-        from probe.runs import audit
+        from probe.auditing.loop import audit
 
         if not isinstance(classes, str):
             classes = ",".join(str(c) for c in classes)

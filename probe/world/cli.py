@@ -28,11 +28,11 @@ def train(
     export: Optional[Path] = typer.Option(None, help="Export the checkpoint in --out as a diffusers folder here, and stop."),
 ) -> None:
     """Train (or resume) the generator: VAE, attribute oracles, then UNet + text encoder."""
-    from probe.world.train import TrainConfig
-    from probe.world.train import train as run_train
+    from probe.world.training.train import TrainConfig
+    from probe.world.training.train import train as run_train
 
     if export is not None:
-        from probe.world.export import export_pipeline
+        from probe.world.training.export import export_pipeline
 
         typer.echo(f"pipeline: {export_pipeline(out, export)}")
         return
@@ -79,7 +79,7 @@ def fidelity(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Print the generator's fidelity table: oracle accuracy on held-out caption combinations."""
-    from probe.world.fidelity import measure_fidelity
+    from probe.world.training.fidelity import measure_fidelity
 
     result = measure_fidelity(path, seeds_per_case=seeds, steps=steps, guidance=guidance,
                               partial_per_shape=partial, device=device)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from probe.analysis.config import AnalysisConfig
 from probe.run import RunDir
-from probe.runs import AuditConfig, AuditResult, audit
+from probe.auditing.loop import AuditConfig, AuditResult, audit
 from probe.tokens import TokenConfig
 
 

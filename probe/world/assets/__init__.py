@@ -15,7 +15,7 @@ def bundled_generator_path() -> Path:
     """The bundled diffusers StableDiffusionPipeline folder of the shapes world."""
     path = ASSETS / "generator"
     if not (path / "model_index.json").is_file():
-        raise ProbeError(f"the bundled shapes-world generator is missing at {path}: reinstall probe or train it with `python -m probe.world.train`")
+        raise ProbeError(f"the bundled shapes-world generator is missing at {path}: reinstall probe or train it with `python -m probe.world.training.train`")
     return path
 
 

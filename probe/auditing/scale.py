@@ -1,10 +1,10 @@
 """Scale-out: where the classes of one audit run.
 
-``ScaleConfig`` travels inside ``AuditConfig`` from the CLI to the loop in probe/runs.py:
+``ScaleConfig`` travels inside ``AuditConfig`` from the CLI to the loop in probe/auditing/loop.py:
 
 - ``backend="local"``: one process takes the classes in turn (the default);
 - ``backend="ray"``: long-lived Ray actors, one per GPU (or CPU slot), each loading the models once and taking
-  classes from a shared queue (probe/backends/ray.py);
+  classes from a shared queue (probe/auditing/backends/ray.py);
 - ``shard="I/N"`` (either backend): this process runs only every N-th class from the I-th (0-based), for SLURM
   job arrays or Kubernetes indexed jobs writing into one run directory; ``probe report RUN_DIR`` analyses and
   renders once every shard is done.
@@ -19,7 +19,7 @@ from probe.errors import RunError
 
 __all__ = ["ScaleConfig", "BACKENDS", "parse_shard"]
 
-BACKENDS = ("local", "ray")  # the names probe/backends/ registers (kept here: checking them loads no backend)
+BACKENDS = ("local", "ray")  # the names probe/auditing/backends/ registers (kept here: checking them loads no backend)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

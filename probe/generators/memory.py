@@ -1,6 +1,6 @@
 """How many images per gradient chunk (``--max-batch``) a GPU takes, when the user does not say.
 
-The token's gradient is taken chunk by chunk (probe/gradient.py), so the peak memory of a step is about
+The token's gradient is taken chunk by chunk (probe/generators/gradient.py), so the peak memory of a step is about
 the model weights plus one chunk's graph. ``choose_max_batch`` is a pure function of the free memory and
 the run's shapes; ``resolve_max_batch`` reads the free memory of the generator's device and calls it once
 per run (a run keeps one chunk size, so compiled shapes stay static and classes are comparable).

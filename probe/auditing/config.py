@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from probe.analysis.config import AnalysisConfig
 from probe.errors import RunError
 from probe.gate import GateConfig
-from probe.scale import ScaleConfig
+from probe.auditing.scale import ScaleConfig
 from probe.tokens import TokenConfig
 
 __all__ = ["AuditConfig"]
@@ -64,7 +64,7 @@ class AuditConfig:
         if isinstance(self.scale, dict):
             object.__setattr__(self, "scale", ScaleConfig.from_dict(self.scale))
         if not isinstance(self.scale, ScaleConfig):
-            raise RunError("AuditConfig.scale must be a probe.scale.ScaleConfig")
+            raise RunError("AuditConfig.scale must be a probe.auditing.scale.ScaleConfig")
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -11,7 +11,7 @@ model_index.json) or the ``sdxl`` / ``sdxl-turbo`` aliases. What differs from :c
    image_size: uncropped images at the model's native size), with the pooled embedding as ``text_embeds``.
 3. Packing: the context handed to the sampler is one tensor, the encoders' token states followed by one extra
    row holding the pooled embedding (zero-padded to the context width). The chunked gradient
-   (probe/gradient.py) therefore runs unchanged: it detaches, indexes and backpropagates one tensor per prompt,
+   (probe/generators/gradient.py) therefore runs unchanged: it detaches, indexes and backpropagates one tensor per prompt,
    and the gradient reaches the token through both the token states and the pooled embedding.
 4. VAE: SDXL's VAE overflows in fp16 (NaN images). When the model runs in fp16 and the VAE's config asks for it
    (``force_upcast``: True for SDXL's own VAE, False for a fixed fp16 VAE such as madebyollin/sdxl-vae-fp16-fix,
@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 
 from probe.errors import GeneratorError
-from probe.generators import Generator, add_token_row, vocab_id
+from probe.generators.generator import Generator, add_token_row, vocab_id
 
 TOKEN_KEYS = ("clip_l", "clip_g")  # diffusers' SDXL textual-inversion keys: encoder 1, encoder 2
 

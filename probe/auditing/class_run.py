@@ -1,7 +1,7 @@
 """One class of an audit, whoever runs it: load the models, learn the token, evaluate it, write the class folder.
 
-``run_class`` is what the local loop (probe/runs.py) and every Ray worker (probe/backends/ray.py) call for a
-class, so a class is the same wherever it ran. A class is finished exactly when its metrics.json exists (written
+``run_class`` is what the local loop (probe/auditing/loop.py) and every Ray worker (probe/auditing/backends/ray.py)
+call for a class, so a class is the same wherever it ran. A class is finished exactly when its metrics.json exists (written
 last, atomically); a failure inside the class is recorded there and the caller goes on.
 """
 
@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from probe.audit_config import AuditConfig
+from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError, RunError
 from probe.files import save_png
 from probe.run import TOKEN, RunDir

@@ -1,7 +1,7 @@
-"""Runs: the run directory, resume, and the audit loop over the classes (format: docs/run-format.md).
+"""The audit loop over the classes: the run directory, resume, then analysis and report (format: docs/run-format.md).
 
-The settings are ``AuditConfig`` (probe/audit_config.py); one class's work is ``run_class``
-(probe/class_run.py), run by a backend from the registry in probe/backends/ (in this process, or by Ray workers).
+The settings are ``AuditConfig`` (config.py); one class's work is ``run_class`` (class_run.py), run by a backend
+from the registry in backends/ (in this process, or by Ray workers).
 
 ``audit(config)`` loads the classifier and the generator, then for each selected class learns a
 token, evaluates it on fresh seeds and writes the class's artifacts. A class is finished exactly
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from probe.audit_config import AuditConfig
-from probe.backends import Models, get_backend
-from probe.class_run import load_models
+from probe.auditing.config import AuditConfig
+from probe.auditing.backends import Models, get_backend
+from probe.auditing.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
 from probe.run import RunDir, is_internal
@@ -134,7 +134,7 @@ def preflight(config: AuditConfig):
 
     check_writable(config.out, "--out")  # a read-only --out fails now, not after the models load
     if config.scale.backend == "ray":
-        from probe.backends.ray import check_ray
+        from probe.auditing.backends.ray import check_ray
 
         check_ray(config.scale)  # Ray installed, the address's form and reachability, GPUs: before anything loads
     if config.dtype is not None and config.dtype not in _DTYPES:
@@ -209,7 +209,7 @@ def _check_sampling(token: TokenConfig, generator) -> None:
 
 def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_classifier, targets, labels,
                   console, progress) -> AuditResult:
-    from probe.memory import resolve_max_batch
+    from probe.generators.memory import resolve_max_batch
 
     # Images per gradient chunk, once per run (static shapes, comparable classes): the user's, or chosen from free GPU memory.
     chunks = resolve_max_batch(generator, config.token)

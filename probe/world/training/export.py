@@ -41,12 +41,12 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from probe.world.checkpoint import load_state, make_scheduler
+    from probe.world.training.checkpoint import load_state, make_scheduler
 
     checkpoint_dir, out = Path(checkpoint_dir), Path(out)
     state = load_state(checkpoint_dir)
     if state is None or "unet_ema" not in state:
-        raise ProbeError(f"no trained checkpoint in {str(checkpoint_dir)!r}: run `python -m probe.world.train --out {checkpoint_dir}` first")
+        raise ProbeError(f"no trained checkpoint in {str(checkpoint_dir)!r}: run `python -m probe.world.training.train --out {checkpoint_dir}` first")
     tokenizer = CLIPTokenizer.from_pretrained(checkpoint_dir / "tokenizer")
     vae = models.build_vae()
     vae.load_state_dict(state["vae"])
@@ -69,7 +69,7 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
     fid = state.get("final_fidelity") or []
     note = (
         "probe's shapes world: a tiny latent diffusion model of 32x32 renders (shapes, colors, backgrounds, "
-        "corner tags), trained from scratch with probe.world.train; "
+        "corner tags), trained from scratch with probe.world.training.train; "
         f"{state.get('unet_step', 0)} UNet steps; weights stored as {str(dtype).replace('torch.', '')}, cast to "
         "float32 on CPU. Held-out fidelity (oracle accuracy): "
         + "; ".join(f"steps {f['steps']} g {f['guidance']}: shape {f['shape']:.3f} color {f['color']:.3f} "

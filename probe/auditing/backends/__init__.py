@@ -2,7 +2,7 @@
 
 Every backend is constructed with the run's settings and what it may reuse, and has one verb:
 ``backend.run(todo, bar) -> interrupted`` runs the class indices in ``todo`` through
-``probe.class_run.run_class``, writes summary.csv as classes finish and reports to ``bar``
+``probe.auditing.class_run.run_class``, writes summary.csv as classes finish and reports to ``bar``
 (probe.progress.AuditProgress). The local backend is defined here; others are imported only when asked for,
 so that a missing optional dependency (Ray) costs nothing until it is used.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
-from probe.class_run import run_class
+from probe.auditing.class_run import run_class
 from probe.errors import RunError
 
 __all__ = ["Models", "LocalBackend", "BACKENDS", "get_backend", "finish"]
@@ -57,7 +57,7 @@ def finish(bar, index: int, label: str, metrics: dict | None) -> None:
 
 
 #: name -> the backend class, or "module:Class" imported on first use
-BACKENDS: dict[str, object] = {"local": LocalBackend, "ray": "probe.backends.ray:RayBackend"}
+BACKENDS: dict[str, object] = {"local": LocalBackend, "ray": "probe.auditing.backends.ray:RayBackend"}
 
 
 def get_backend(name: str):

@@ -4,20 +4,20 @@
 
 1. Connect: ``ray.init`` starts a local cluster (``address=None``), or joins one (``"auto"``,
    ``"HOST:PORT"``, ``"ray://HOST:PORT"``). Without Ray installed: one line naming ``pip install 'probe-audit[ray]'``.
-   ``check_ray(scale)`` runs first, in ``probe.runs.preflight``, before any model loads or file is written: the
+   ``check_ray(scale)`` runs first, in ``probe.auditing.loop.preflight``, before any model loads or file is written: the
    address's form, Ray's client extra for ``ray://``, a GPU for ``--gpus-per-worker`` on a local cluster, and
    whether the cluster answers a TCP connect within a few seconds.
 2. Start the workers: one actor per GPU (``gpus_per_worker``) or CPU slot. Each loads the classifier and
-   the generator once (``probe.class_run.load_models``), in its own process, and keeps them for every class.
+   the generator once (``probe.auditing.class_run.load_models``), in its own process, and keeps them for every class.
 3. Hand out classes: each idle worker gets the next class of the queue; the worker runs it exactly as the
-   local loop does (``probe.class_run.run_class``) and writes the class's files into the run directory, which
+   local loop does (``probe.auditing.class_run.run_class``) and writes the class's files into the run directory, which
    every worker must see (one machine, or shared storage on a cluster). A class whose own code fails is
    recorded as failed by the worker, as locally.
 4. Survive lost workers: when a worker process dies mid-class, its class goes back to the queue (at most
    ``max_retries`` times, then it is recorded as failed with the reason) and a fresh worker replaces the dead
    one. ``run_class`` starts a class from a clean folder, so nothing of the dead attempt is kept or doubled.
 5. The driver (this process) holds the run's lock, writes summary.csv as classes finish, and analyses and
-   renders the report once all are done (probe/runs.py), as the local backend does; re-running the same
+   renders the report once all are done (probe/auditing/loop.py), as the local backend does; re-running the same
    command resumes from the finished classes.
 """
 
@@ -145,8 +145,8 @@ class ClassWorker:
     """One worker: the models, loaded once; ``run(index)`` learns, evaluates and saves one class."""
 
     def __init__(self, audit: dict, token: dict, run_dir: str, labels: list[str]):
-        from probe.audit_config import AuditConfig
-        from probe.class_run import load_models
+        from probe.auditing.config import AuditConfig
+        from probe.auditing.class_run import load_models
         from probe.tokens import TokenConfig
 
         start = time.perf_counter()
@@ -163,7 +163,7 @@ class ClassWorker:
         return dict(self.info)
 
     def run(self, index: int, attempt: int = 1) -> dict:
-        from probe.class_run import run_class
+        from probe.auditing.class_run import run_class
         from probe.run import RunDir
 
         return run_class(RunDir(self.run_dir), self.config, self.token_config, self.classifier, self.generator,
@@ -226,8 +226,8 @@ class RayBackend:
         if not todo:
             return False
         ray = self._connect()
-        from probe.backends import finish
-        from probe.class_run import failure_metrics
+        from probe.auditing.backends import finish
+        from probe.auditing.class_run import failure_metrics
 
         actor_class = ray.remote(num_cpus=self.scale.cpus_per_worker, num_gpus=self.scale.gpus_per_worker,
                                  max_restarts=0, max_task_retries=0)(ClassWorker)
