@@ -63,7 +63,7 @@ def test_replace_validates_again():
 
 
 def test_audit_config_carries_a_typed_analysis_config(tmp_path):
-    from probe.auditing.loop import AuditConfig
+    from probe.runs import AuditConfig
 
     plain = AuditConfig(model="m.pt", out=str(tmp_path / "run"))
     assert plain.analysis == AnalysisConfig()
@@ -80,7 +80,7 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
     could not pass; the budget counts valid pairs, so one more round replaces the lost ones."""
     import numpy as np
 
-    from probe.analysis.engine import _confirmed_enough
+    from probe.analysis.plan import confirmed_enough
     from probe.analysis.sample import Sample
 
     cfg = AnalysisConfig(max_pairs=16)
@@ -89,7 +89,7 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
         return Sample("necessity", 0, "wood", diffs=np.full(n_valid, 0.3) + np.linspace(0, 0.01, n_valid),
                       attempted=attempted, excluded=attempted - n_valid)
 
-    assert _confirmed_enough(cfg, sample(16, 16), False)  # enough valid pairs: done
-    assert not _confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
-    assert _confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
-    assert _confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up
+    assert confirmed_enough(cfg, sample(16, 16), False)  # enough valid pairs: done
+    assert not confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
+    assert confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
+    assert confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up

@@ -22,9 +22,7 @@ Figures measured by these simulations (seeds as in the code, numpy 2.4):
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -32,15 +30,10 @@ import pytest
 from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import (
     Effect,
-    Thresholds,
     apply_fdr,
-    bootstrap_columns,
-    describe_rule,
     fdr,
     mean_interval,
-    paired_bootstrap,
     paired_effect,
-    paired_effect_columns,
     paired_proportions,
     sign_flip_test,
 )
@@ -173,17 +166,13 @@ def test_interval_monte_carlo_regime_agrees_with_its_p_value():
     assert e.ci_low <= e.mean <= e.ci_high
 
 
-def test_paired_effect_fields_and_columns():
+def test_paired_effect_fields():
     e = paired_effect([0.1, 0.2, 0.3, 0.1, 0.25, 0.4, 0.15, 0.2])
     assert e.p == pytest.approx(2 / 256)
     assert math.isnan(e.q) and e.method == "sign-flip" and e.confidence == 0.95
     assert "p=0.00781" in repr(e) and "sign-flip" in repr(e)
     empty = paired_effect([])
     assert empty.n == 0 and math.isnan(empty.mean)
-    cols = np.array([[0.1, -0.2], [0.2, np.nan], [0.3, 0.1]])
-    out = paired_effect_columns(cols, mask=np.array([[1, 1], [1, 1], [0, 1]], dtype=bool))
-    assert [c.n for c in out] == [2, 2]
-    assert out[0].mean == pytest.approx(0.15) and out[1].mean == pytest.approx(-0.05)
 
 
 # ----------------------------------------------------------------------------- paired proportions
@@ -364,78 +353,8 @@ def test_power_and_fdr_with_planted_effects(mu, sd, n, audits, floor):
 # ----------------------------------------------------------------------------- thresholds
 
 
-def _effect(mean: float, n: int, q: float) -> Effect:
-    return Effect(mean, mean - 0.1, mean + 0.1, n, p=q / 10, q=q, method="sign-flip")
-
-
-def test_judge_q_rules():
-    t = Thresholds()
-    assert t.judge_q("sufficiency", _effect(0.4, 16, 0.001)) == (True, "strong")
-    # Too few pairs: never passes, however strong.
-    for n in (4, 8, 15):
-        assert t.judge_q("sufficiency", _effect(0.9, n, 1e-6)) == (False, "weak")
-    # q above the level never passes.
-    assert t.judge_q("necessity", _effect(0.5, 64, 0.051)) == (False, "weak")
-    assert t.judge_q("necessity", _effect(0.5, 64, float("nan"))) == (False, "weak")
-    # Negative sufficiency/necessity effects are not evidence for the claim.
-    assert t.judge_q("sufficiency", _effect(-0.5, 64, 1e-6)) == (False, None)
-    assert t.judge_q("necessity", _effect(-0.5, 64, 1e-6)) == (False, None)
-    # Token-shift is a claim in either direction ("the token removes snow").
-    assert t.judge_q("token-shift", _effect(-0.5, 64, 1e-6)) == (True, "strong")
-    assert t.judge_q("token-shift", _effect(-0.08, 64, 0.5)) == (False, "weak")
-    # Small effects: below the bar even with a tiny q.
-    assert t.judge_q("sufficiency", _effect(0.1, 64, 1e-6)) == (False, "weak")
-    assert t.judge_q("sufficiency", _effect(0.01, 64, 1e-6)) == (False, None)
-    assert t.judge_q("sufficiency", Effect(float("nan"), 0, 0, 0)) == (False, None)
-    # Off-object keeps the old rule.
-    off = Effect(0.7, 0.55, 0.8, 6)
-    assert t.judge_q("off-object", off) == t.judge("off-object", off) == (True, "strong")
-
-
-def test_judge_q_end_to_end_with_real_tests():
-    rng = np.random.default_rng(8)
-    strong = paired_effect(np.clip(rng.normal(0.5, 0.2, size=16), -1, 1))
-    few = paired_effect(np.clip(rng.normal(0.5, 0.2, size=8), -1, 1))
-    nulls = [paired_effect(np.clip(rng.normal(0, 0.3, size=16), -1, 1)) for _ in range(20)]
-    judged = apply_fdr([strong, few, *nulls])
-    t = Thresholds()
-    assert t.judge_q("sufficiency", judged[0]) == (True, "strong")
-    assert t.judge_q("sufficiency", judged[1])[0] is False  # 8 pairs: p >= 2/256 and below min_pairs
-
-
-def test_old_judge_and_effect_are_backward_compatible():
+def test_effect_keeps_its_positional_fields_and_displays_itself():
     e = Effect(0.3, 0.1, 0.5, 4)
     assert (e.mean, e.ci_low, e.ci_high, e.n) == (0.3, 0.1, 0.5, 4)
     assert math.isnan(e.p) and math.isnan(e.q) and e.method == ""
     assert repr(e) == "Effect(+0.300, 95% CI [+0.100, +0.500], n=4)"
-    t = Thresholds()
-    assert t.judge("sufficiency", e) == (True, "strong")  # the old rule is unchanged
-    assert t.judge("sufficiency", Effect(0.3, -0.1, 0.5, 4)) == (False, "weak")
-    assert t.judge("token-shift", Effect(-0.5, -0.7, -0.3, 40)) == (False, None)
-    b = paired_bootstrap([0.1, 0.2, 0.3, 0.4])
-    assert b.n == 4 and b.method == "percentile-bootstrap"
-    assert len(bootstrap_columns(np.zeros((3, 2)))) == 2
-
-
-def test_thresholds_validate_and_round_trip_through_json():
-    t = Thresholds(fdr_q=0.1, fdr_method="bh", min_pairs=24)
-    back = Thresholds(**json.loads(json.dumps(asdict(t))))
-    assert back == t and back.two_sided_kinds == ("token-shift",)
-    assert Thresholds(**{k: v for k, v in asdict(Thresholds()).items() if k in ("min_effect", "min_images")}) == Thresholds()
-    with pytest.raises(AnalysisError, match="fdr_method"):
-        Thresholds(fdr_method="bonferroni")
-    with pytest.raises(AnalysisError, match="--fdr-q"):
-        Thresholds(fdr_q=0.0)
-    with pytest.raises(AnalysisError, match="min_pairs"):
-        Thresholds(min_pairs=0)
-    with pytest.raises(AnalysisError, match="two_sided_kinds"):
-        Thresholds(two_sided_kinds="token-shift")
-
-
-def test_describe_rule_states_the_bars():
-    s = describe_rule(Thresholds())
-    for part in ("0.15", "0.05", "Benjamini–Yekutieli", "16 image pairs", "token-shift"):
-        assert part in s, part
-    assert s.count(".") <= 4 and s.endswith(".")  # one sentence (decimals aside)
-    assert "Benjamini–Hochberg" in describe_rule(Thresholds(fdr_method="bh", min_pairs=32))
-    assert "32 image pairs" in describe_rule(Thresholds(min_pairs=32))

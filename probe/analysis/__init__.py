@@ -16,45 +16,55 @@ module               what it does
 ``off_object``       how much attribution lies outside the object?
 ``attributions``     captum attributions and overlays
 ``attention``        cross-attention maps and object masks
-``stats``            sign-flip tests and intervals, paired proportions, FDR, the thresholds
+``stats``            sign-flip tests and intervals, paired proportions, FDR (statistics only)
+``policy``           what the statistics decide: ``Thresholds``, passes / weak / inconclusive
+``plan``             what the audit and ``retest`` share: classes, lab setup, carriers, confirmation rounds
 ``finding``          the Finding record, ranking, sentences, I/O
 ``retest``           after the audit: re-measure a finding, test a user's hypothesis (``measure_cue``)
 ===================  ==========================================================================
 
 The analysis knows nothing of the shapes world: a domain hands its cues, scorer and masks in through
 ``probe.domains``.
+
+The public names below are imported lazily (on first use), so that reading findings or settings
+(``probe.analysis.finding``, ``probe.analysis.config``) does not load the attribution code (captum).
 """
 
-from probe.analysis.attention import (
-    CrossAttentionCapture,
-    attention_iou,
-    capture_cross_attention,
-    denoising_attention_maps,
-    mask_iou,
-    object_mask,
-    off_object_share,
-    token_positions,
-)
-from probe.analysis.attributions import AttributionConfig, AttributionResult, attribute, choose_layer, overlay, save_overlays
-from probe.analysis.config import METHODS, AnalysisConfig
-from probe.analysis.cues import Carrier, Cue, cues_from_vocabulary, default_cues, load_cues
-from probe.analysis.engine import analyze_run
-from probe.analysis.errors import AnalysisError
-from probe.analysis.finding import FINDING_KINDS, Finding, Findings, rank_findings, read_findings, write_findings
-from probe.analysis.lab import Arm, ConceptCheck, Lab
-from probe.analysis.necessity import measure_necessity
-from probe.analysis.retest import CueTest, RunContext, measure_cue, remeasure
-from probe.analysis.sample import Sample
-from probe.analysis.stats import Effect, Thresholds, describe_rule, fdr, paired_effect, paired_proportions, sign_flip_test
-from probe.analysis.sufficiency import measure_sufficiency
-from probe.analysis.token_shift import ClipScorer, nearest_words, read_concepts, shift_samples
+from __future__ import annotations
 
-__all__ = [
-    "AnalysisConfig", "AnalysisError", "Arm", "AttributionConfig", "AttributionResult", "Carrier", "ClipScorer",
-    "ConceptCheck", "CrossAttentionCapture", "Cue", "Effect", "FINDING_KINDS", "Finding", "Findings", "Lab", "METHODS",
-    "CueTest", "RunContext", "Sample", "Thresholds", "analyze_run", "measure_cue", "remeasure", "attention_iou", "attribute", "capture_cross_attention", "choose_layer",
-    "cues_from_vocabulary", "default_cues", "denoising_attention_maps", "describe_rule", "fdr", "load_cues",
-    "mask_iou", "measure_necessity", "measure_sufficiency", "nearest_words", "object_mask", "off_object_share",
-    "overlay", "paired_effect", "paired_proportions", "rank_findings", "read_concepts", "read_findings",
-    "save_overlays", "shift_samples", "sign_flip_test", "token_positions", "write_findings",
-]
+import importlib
+
+_LAZY = {
+    **dict.fromkeys(("CrossAttentionCapture", "attention_iou", "capture_cross_attention", "denoising_attention_maps",
+                     "mask_iou", "object_mask", "off_object_share", "token_positions"), "probe.analysis.attention"),
+    **dict.fromkeys(("AttributionConfig", "AttributionResult", "attribute", "choose_layer", "overlay", "save_overlays"),
+                    "probe.analysis.attributions"),
+    **dict.fromkeys(("METHODS", "AnalysisConfig"), "probe.analysis.config"),
+    **dict.fromkeys(("Carrier", "Cue", "cues_from_vocabulary", "default_cues", "load_cues"), "probe.analysis.cues"),
+    "analyze_run": "probe.analysis.engine",
+    "AnalysisError": "probe.analysis.errors",
+    **dict.fromkeys(("FINDING_KINDS", "Finding", "Findings", "rank_findings", "read_findings", "write_findings"),
+                    "probe.analysis.finding"),
+    **dict.fromkeys(("Arm", "ConceptCheck", "Lab"), "probe.analysis.lab"),
+    "measure_necessity": "probe.analysis.necessity",
+    **dict.fromkeys(("Thresholds", "describe_rule"), "probe.analysis.policy"),
+    **dict.fromkeys(("CueTest", "RunContext", "measure_cue", "remeasure"), "probe.analysis.retest"),
+    "Sample": "probe.analysis.sample",
+    **dict.fromkeys(("Effect", "fdr", "paired_effect", "paired_proportions", "sign_flip_test"), "probe.analysis.stats"),
+    "measure_sufficiency": "probe.analysis.sufficiency",
+    **dict.fromkeys(("ClipScorer", "nearest_words", "read_concepts", "shift_samples"), "probe.analysis.token_shift"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'probe.analysis' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

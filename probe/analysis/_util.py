@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from probe.analysis.errors import AnalysisError
-from probe.devices import module_device as model_device  # noqa: F401 (re-exported for the analysis modules)
+from probe.devices import module_device
 from probe.errors import ProbeError
 
 
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """Softmax probabilities (N, C) as float32 numpy, classified in batches without gradient."""
     out = []
-    dev = model_device(classifier)
+    dev = module_device(classifier)
     try:
         with torch.no_grad():
             for i in range(0, images.shape[0], batch_size):

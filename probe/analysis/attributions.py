@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe.analysis._util import model_device
+from probe.devices import module_device
 from probe.files import save_png, to_uint8
 from probe.analysis.errors import AnalysisError
 
@@ -197,7 +197,7 @@ def choose_layer(classifier, image_size: tuple[int, int], layer: str | None = No
 
 
 def _device(classifier) -> torch.device:
-    return model_device(classifier)
+    return module_device(classifier)
 
 
 def _token_grad_cam(classifier, choice: LayerChoice, x: torch.Tensor, target: int) -> torch.Tensor:

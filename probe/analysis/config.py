@@ -1,7 +1,7 @@
 """AnalysisConfig: every setting of the analysis, typed, from the CLI (or Python) to the engine.
 
 It travels inside ``AuditConfig`` and is saved in config.json; nothing reads analysis settings back out of
-a dict. The statistics' bars live in :class:`~probe.analysis.stats.Thresholds`.
+a dict. The decision's bars live in :class:`~probe.analysis.policy.Thresholds`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from probe.analysis.errors import AnalysisError
-from probe.analysis.stats import Thresholds
+from probe.analysis.policy import Thresholds
 
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 #: The settings that decide which images a test's pairs are made of: two analyses can be paired pair by pair
 #: (``confirm_like``, ``probe compare``) only when these agree.
 PAIRING_FIELDS = ("seed", "screen_seeds", "necessity_screen_seeds", "confirm_round", "n_carriers", "carriers",
                   "carrier_template", "necessity_templates", "steps", "guidance_scale", "stated_contexts")
-CUE_SOURCES = ("auto", "default", "world")
 
 
 @dataclass(frozen=True)

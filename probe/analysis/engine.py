@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,82 +30,19 @@ import torch
 from probe.analysis._util import load_png
 from probe.analysis.class_evidence import Attributions, ClassRun, class_evidence, load_token, mean_iou
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
-from probe.analysis.context import StatedContexts
-from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
+from probe.analysis.cues import Cue, default_cues, load_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
-from probe.analysis.lab import Arm, ConceptCheck, Lab
+from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
+from probe.analysis.plan import Test, choose_carriers, confirm_round, confirmed_enough, finished_classes, set_up
+from probe.analysis.policy import EXCLUDED_LIMIT, describe_rule, verdict
 from probe.analysis.sample import Sample
-from probe.analysis.stats import apply_fdr, describe_rule
+from probe.analysis.stats import apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
-from probe.analysis.token_shift import ClipScorer, read_concepts, shift_samples
+from probe.analysis.token_shift import read_concepts, shift_samples
 from probe.domains import domain_for
 from probe.run import RunDir
-
-EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
-
-
-@dataclass
-class Test:
-    """One (kind, class, cue) test through screening and confirmation."""
-
-    kind: str
-    cls: ClassRun
-    cue: Cue
-    screen: Sample
-    confirm: Sample | None = None
-    effect: object = None  # the deciding Effect (confirmation), set in step 6
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple:
-        return (self.kind, self.cls.index, self.cue.name)
-
-
-def _finished(run: RunDir, only) -> list[ClassRun]:
-    out = []
-    for d, m in run.finished_classes():
-        if m["status"] == "done" and (only is None or m["class_index"] in only):
-            out.append(ClassRun(m["class_index"], str(m.get("class_name") or m["class_index"]), d, m))
-    return sorted(out, key=lambda c: c.index)
-
-
-def _gen_kwargs(cfg: AnalysisConfig, run_config: dict | None) -> dict:
-    token = RunDir.token_settings(run_config)
-    kw = {}
-    steps = cfg.steps if cfg.steps is not None else token.get("steps")
-    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else token.get("guidance_scale")
-    if steps is not None:
-        kw["steps"] = int(steps)
-    if guidance is not None:
-        kw["guidance_scale"] = float(guidance)
-    if token.get("scheduler"):
-        kw["scheduler"] = token["scheduler"]
-    if token.get("max_batch"):
-        kw["max_batch"] = int(token["max_batch"])
-    return kw
-
-
-def _carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str]) -> list[Carrier]:
-    def carrier(text: str, index: int | None) -> Carrier:
-        return Carrier(text, index, text if text in objects else None)
-
-    if cfg.carriers:
-        by_name = {str(n): i for i, n in enumerate(labels)}
-        return [carrier(t, by_name.get(t)) for t in cfg.carriers]
-    names = [(i, str(n).split(",")[0].strip()) for i, n in enumerate(labels) if str(n).strip()]
-    if not names:
-        return [Carrier("object"), Carrier("thing")]
-    k = min(cfg.n_carriers, len(names))
-    picks = [names[int(round(j * (len(names) - 1) / max(k - 1, 1)))] for j in range(k)] if k > 1 else names[:1]
-    seen, out = set(), []
-    for i, n in picks:
-        if i not in seen:
-            seen.add(i)
-            out.append(carrier(n, i))
-    return out
-
 
 def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = None, *,
                 cues: list[Cue] | None = None, scorer=None, progress=None) -> Findings:
@@ -126,13 +63,11 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     run = RunDir(run_dir)
     if not run.root.is_dir():
         raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
-    classes = _finished(run, cfg.classes)
+    classes = finished_classes(run, cfg.classes)
     if not classes:
         raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class (no classes/*/metrics.json with "
                             "status 'done'); run or resume `probe audit` first.")
-    run_config = run.read_config()
     labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
-    gen_kwargs = _gen_kwargs(cfg, run_config)
 
     # 2. what the generator's world knows ---------------------------------------------------------
     domain = domain_for(generator)
@@ -144,24 +79,13 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         cues, cue_source = default_cues(), "curated default"
     else:
         cues, cue_source = load_cues(cfg.cues), f"file {cfg.cues}"
-    object_attribute = domain.object_attribute if domain is not None else None
-    if scorer is None and (cfg.token_shift or cfg.sufficiency or cfg.necessity):
-        if domain is not None and domain.scorer is not None:  # it checks the interventions too, not only token shift
-            scorer = domain.scorer()
-        elif cfg.clip_model and cfg.token_shift:
-            scorer = ClipScorer(cfg.clip_model, cues)
-    check = ConceptCheck(scorer, name=f"{domain.name} oracles" if domain is not None else type(scorer).__name__) \
-        if scorer is not None and object_attribute is not None else None
-    if check is None:
+    setup = set_up(run, classifier, generator, cfg, cues, domain, scorer=scorer,
+                   scored=cfg.token_shift or cfg.sufficiency or cfg.necessity)
+    lab, scorer, contexts, gen_kwargs = setup.lab, setup.scorer, setup.contexts, setup.gen_kwargs
+    object_attribute, objects, object_of = setup.object_attribute, setup.objects, setup.object_of
+    if setup.check is None:
         notes.append("interventions unchecked: no concept scorer knows this generator's objects; every generated "
                      "image counts as showing what its prompt asks for")
-    objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts else None
-    lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root,
-              contexts=contexts)
-
-    def object_of(cls: ClassRun) -> str | None:
-        return cls.name if cls.name in objects else None
 
     # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
     per_class: dict[str, dict] = {}
@@ -176,7 +100,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     t0 = time.perf_counter()
     tests: list[Test] = []
     screen_seeds = list(range(cfg.seed, cfg.seed + cfg.screen_seeds))
-    carriers = _carriers(cfg, labels, objects)
+    carriers = choose_carriers(cfg, labels, objects)
     suspects: dict[int, set[str]] = {}
     if cfg.sufficiency:
         say(f"analysis: screening sufficiency, {len(cues)} cues x {len(carriers)} carriers x {len(screen_seeds)} seeds")
@@ -361,7 +285,7 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
         # fresh seeds, shared by the candidates of one kind: their common arms (carriers without a cue, one
         # class's token images) are generated once; Benjamini-Yekutieli allows the dependence
         samples = lab.batched(lambda: [
-            _confirm_round(cfg, lab, t, carriers, generator, object_attribute, object_of(t.cls),
+            confirm_round(cfg, lab, t, carriers, generator, object_attribute, object_of(t.cls),
                            seeds_from=cfg.seed + 100_000 * (1 + kinds.index(t.kind)) + 1000 * round_no)
             for t in active])
         still = []
@@ -369,7 +293,7 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
             test.confirm = sample if test.confirm is None else test.confirm + sample
             behind = sample.attempted > 0 and test.confirm.attempted < min(like.get(test.key, 0),
                                                                            cfg.max_pairs + cfg.confirm_round)
-            if behind or not _confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
+            if behind or not confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
                 still.append(test)
         active, round_no = still, round_no + 1
 
@@ -404,25 +328,6 @@ def _pairs(test: Test) -> dict:
     return entry
 
 
-def _confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
-    if sample.attempted >= cfg.max_pairs:
-        # The budget is spent. A test that lost a few pairs to failed interventions and so has fewer valid pairs
-        # than may decide gets one more round to replace them (the budget counts valid pairs, not attempts):
-        # otherwise, with max_pairs == min_pairs as in the demo, one lost pair would sink a real finding.
-        short = sample.n < min(cfg.thresholds.min_pairs, cfg.max_pairs)
-        return not (short and sample.attempted < cfg.max_pairs + cfg.confirm_round
-                    and sample.excluded_share <= EXCLUDED_LIMIT)
-    size = abs(sample.mean) if two_sided else sample.mean
-    if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
-        return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
-    if sample.excluded_share > EXCLUDED_LIMIT and sample.attempted >= cfg.confirm_round:
-        return True  # the interventions keep failing: more pairs will not make it conclusive
-    if sample.n >= cfg.thresholds.min_pairs:
-        effect = sample.effect()
-        return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
-    return False
-
-
 def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None = None) -> bool:
     """Worth confirming: the screened effect reaches the threshold in the claimed direction.
 
@@ -446,40 +351,6 @@ def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None
     return True
 
 
-def _confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
-                   object_value: str | None, seeds_from: int) -> Sample:
-    """One round of fresh pairs (about ``confirm_round``) for ``test``."""
-    if test.kind == "sufficiency":
-        usable = [c for c in carriers if c.class_index != test.cls.index] or carriers
-        n_seeds = max(1, math.ceil(cfg.confirm_round / len(usable)))
-        return measure_sufficiency(lab, [test.cue], [test.cls.index], usable, list(range(seeds_from, seeds_from + n_seeds)),
-                                   template=cfg.carrier_template,
-                                   object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
-    load_token(generator, test.cls)
-    if test.kind == "necessity":
-        prompts = test.cls.token_prompts(cfg.necessity_templates)
-        n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
-        return measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
-                                 object_value=object_value, object_attribute=object_attribute, rotate=True)
-    return _token_shift_pairs(cfg, lab, test, list(range(seeds_from, seeds_from + cfg.confirm_round)),
-                              object_attribute, object_value)
-
-
-def _token_shift_pairs(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], object_attribute, object_value) -> Sample:
-    pairs = test.cls.baseline_prompts()
-    if not pairs:
-        return Sample("token-shift", test.cls.index, test.cue.name, before=np.zeros(0, bool), after=np.zeros(0, bool))
-    arms = [(Arm.of(pairs[i % len(pairs)][0], s), Arm.of(pairs[i % len(pairs)][1], s)) for i, s in enumerate(seeds)]
-    base = lab.observe([a for a, _ in arms])
-    token = lab.observe([b for _, b in arms])
-    samples = shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
-                            object_attribute=object_attribute, object_value=object_value,
-                            keys=[f"s{s}:p{i % len(pairs)}" for i, s in enumerate(seeds)])
-    # the planning pass has read nothing yet: an empty sample stands in
-    return samples.get(test.cue.name) or Sample("token-shift", test.cls.index, test.cue.name,
-                                                before=np.zeros(0, bool), after=np.zeros(0, bool))
-
-
 def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
     """The finding a test supports: confirmed (passes or weak), inconclusive, screened only, or nothing."""
     t = cfg.thresholds
@@ -496,13 +367,9 @@ def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
     if test.confirm is not None and test.effect is not None:
         sample, effect = test.confirm, test.effect
         details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
-        if sample.excluded_share > EXCLUDED_LIMIT:
-            status, passes, strength = "inconclusive", False, "weak"
-        else:
-            passes, strength = t.judge_q(test.kind, effect)
-            if strength is None:
-                return None
-            status = "passes" if passes else "weak"
+        status, passes, strength = verdict(t, test.kind, effect, sample.excluded_share > EXCLUDED_LIMIT)
+        if strength is None:
+            return None
         details["excluded_note"] = _excluded_note(test.kind, sample)
         return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, effect.q, passes, strength,
                       status, sample, details)

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from probe.analysis.class_evidence import ClassRun, load_token
 from probe.analysis.config import AnalysisConfig
-from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Cue
-from probe.analysis.engine import EXCLUDED_LIMIT, _carriers, _confirm_round, _finished, _gen_kwargs, Test
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
-from probe.analysis.lab import ConceptCheck, Lab
+from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity
+from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
+from probe.analysis.policy import EXCLUDED_LIMIT, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
@@ -64,7 +64,7 @@ class RunContext:
             raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
         analysis = run.read_analysis() or {}
         cfg = AnalysisConfig.from_dict(analysis.get("config") or {})
-        classes = {c.index: c for c in _finished(run, None)}
+        classes = {c.index: c for c in finished_classes(run)}
         if not classes:
             raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class; run or resume `probe audit` first.")
         cue_list = [Cue(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
@@ -72,17 +72,11 @@ class RunContext:
         domain = domain_for(generator)
         if not cue_list and domain is not None and domain.cues is not None:
             cue_list = domain.cues()
-        scorer = domain.scorer() if domain is not None and domain.scorer is not None else None
-        object_attribute = domain.object_attribute if domain is not None else None
-        check = ConceptCheck(scorer) if scorer is not None and object_attribute else None
-        objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-        lab = Lab(generator, [classifier], gen_kwargs=_gen_kwargs(cfg, run.read_config()), batch_size=cfg.batch_size,
-                  check=check, run_root=run.root,
-                  contexts=StatedContexts.from_cues(cue_list, check) if cfg.stated_contexts else None)
+        setup = set_up(run, classifier, generator, cfg, cue_list, domain)  # the audit's own checks and settings
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
         dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.get("dropped_counters") or {}).items()}
-        return cls(run, cfg, classes, labels, {c.name: c for c in cue_list}, dropped, lab, generator,
-                   object_attribute, objects)
+        return cls(run, cfg, classes, labels, {c.name: c for c in cue_list}, dropped, setup.lab, generator,
+                   setup.object_attribute, setup.objects)
 
     def resolve_class(self, which: int | str) -> ClassRun:
         if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
@@ -99,7 +93,7 @@ class RunContext:
         return cls.name if cls.name in self.objects else None
 
     def carriers(self):
-        return _carriers(self.cfg, self.labels, self.objects)
+        return choose_carriers(self.cfg, self.labels, self.objects)
 
 
 def resolve_cue(cues: dict[str, Cue], text: str, counters: list[str] | tuple[str, ...] | None = None) -> Cue:
@@ -243,11 +237,8 @@ def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sam
 def judge(cfg: AnalysisConfig, finding: Finding, q: float) -> Finding:
     """``finding`` with q set and judged by the audit's rule (an inconclusive test stays inconclusive)."""
     effect = Effect(finding.effect, finding.ci_low, finding.ci_high, finding.n_images, p=finding.p, q=q)
-    if finding.status == "inconclusive":
-        passes, strength, status = False, "weak", "inconclusive"
-    else:
-        passes, strength = cfg.thresholds.judge_q(finding.kind, effect)
-        status, strength = ("passes" if passes else "weak"), (strength or "weak")
+    status, passes, strength = verdict(cfg.thresholds, finding.kind, effect, finding.status == "inconclusive")
+    strength = strength or "weak"
     if finding.n_images:
         words = sentence(finding.kind, finding.class_name, finding.details.get("description", finding.cue),
                          finding.effect, (finding.ci_low, finding.ci_high), finding.n_images, status=status,
@@ -284,6 +275,6 @@ def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int 
         cue = cue.without_counters({t for t in cue.counters if t not in kept})
     test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name))
     lab = context.lab
-    return lab.batched(lambda: _confirm_round(context.cfg.replace(confirm_round=n_pairs), lab, test, context.carriers(),
-                                              context.generator, context.object_attribute or "object",
-                                              context.object_value(cls), seeds_from=seed))
+    return lab.batched(lambda: confirm_round(context.cfg.replace(confirm_round=n_pairs), lab, test, context.carriers(),
+                                             context.generator, context.object_attribute or "object",
+                                             context.object_value(cls), seeds_from=seed))

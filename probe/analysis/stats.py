@@ -24,18 +24,19 @@ parts:
 2. **Control of the false discovery rate over the whole audit.** :func:`fdr`
    turns the audit's p-values into q-values (Benjamini–Hochberg, or
    Benjamini–Yekutieli under arbitrary dependence, the default because tests
-   in one audit share images); a finding passes only when its q-value is at
-   most :attr:`Thresholds.fdr_q`, it rests on at least
-   :attr:`Thresholds.min_pairs` pairs and the effect is large enough to matter
-   (:meth:`Thresholds.judge_q`, :func:`describe_rule`).
+   in one audit share images).
 
-The percentile bootstrap (:func:`paired_bootstrap`, :func:`bootstrap_columns`)
-is kept for callers that still use it; it is not a valid decision rule for a
-few pairs (a bootstrap of 4 values has at most 35 distinct resamples and its
-interval is too narrow).
+This module holds statistics only. What they decide (a finding passes only
+when its q-value is at most ``Thresholds.fdr_q``, it rests on at least
+``Thresholds.min_pairs`` pairs and the effect is large enough to matter) is
+the decision policy in :mod:`probe.analysis.policy`.
+
+A percentile bootstrap is deliberately absent: it is not a valid decision
+rule for a few pairs (a bootstrap of 4 values has at most 35 distinct
+resamples and its interval is too narrow).
 
 Non-finite differences (NaN) mark missing pairs and are dropped everywhere in
-this module, as the bootstrap always did.
+this module.
 """
 
 from __future__ import annotations
@@ -49,14 +50,11 @@ import numpy as np
 from probe.analysis.errors import AnalysisError
 
 __all__ = [
+    "FDR_METHODS",
     "Effect",
-    "Thresholds",
     "apply_fdr",
-    "bootstrap_columns",
-    "describe_rule",
     "fdr",
     "mean_interval",
-    "paired_bootstrap",
     "paired_effect",
     "paired_effect_columns",
     "paired_proportions",
@@ -65,7 +63,7 @@ __all__ = [
 
 _NAN = float("nan")
 _ALTERNATIVES = ("two-sided", "greater", "less")
-_FDR_METHODS = ("bh", "by")
+FDR_METHODS = ("bh", "by")  # Benjamini–Hochberg, Benjamini–Yekutieli
 # Sums of sign-flipped differences that agree to this relative precision count
 # as ties (a tie counts as "at least as extreme", the conservative side).
 _REL_TOL = 1e-9
@@ -402,7 +400,7 @@ def paired_effect_columns(
 ) -> list[Effect]:
     """:func:`paired_effect` of every column of ``diffs`` (pairs × columns).
 
-    The sign-flip counterpart of :func:`bootstrap_columns`: ``mask`` (same
+    ``mask`` (same
     shape, bool) excludes pairs per column, and NaN entries are missing pairs.
     """
     d = np.asarray(diffs, dtype=np.float64)
@@ -551,8 +549,8 @@ def fdr(pvalues, q: float = 0.05, method: str = "by") -> tuple[np.ndarray, np.nd
     """
     if not 0.0 < q < 1.0:
         raise AnalysisError(f"q={q} must lie in (0, 1); 0.05 keeps the expected share of false findings at 5%.")
-    if method not in _FDR_METHODS:
-        raise AnalysisError(f"method={method!r} is not one of {_FDR_METHODS} (Benjamini–Hochberg, Benjamini–Yekutieli).")
+    if method not in FDR_METHODS:
+        raise AnalysisError(f"method={method!r} is not one of {FDR_METHODS} (Benjamini–Hochberg, Benjamini–Yekutieli).")
     p = np.asarray(pvalues, dtype=np.float64)
     flat = p.reshape(-1)
     ok = ~np.isnan(flat)
@@ -585,212 +583,3 @@ def apply_fdr(effects, *, method: str = "by") -> list[Effect]:
     effects = list(effects)
     qv, _ = fdr([e.p for e in effects], method=method)
     return [replace(e, q=float(qi)) for e, qi in zip(effects, qv)]
-
-
-# ----------------------------------------------------------------------------- bootstrap (legacy)
-
-
-def _check_boot(n_boot: int, confidence: float) -> None:
-    if n_boot < 100:
-        raise AnalysisError(f"n_boot={n_boot} is too small for a stable interval; use at least 100 (default 1000).")
-    _check_confidence(confidence)
-
-
-def paired_bootstrap(diffs, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Effect:
-    """Mean of the paired differences ``diffs`` (1-D) with a percentile bootstrap CI.
-
-    Kept for existing callers; prefer :func:`paired_effect`, whose interval and
-    p-value are valid for a few pairs.
-    """
-    d = np.asarray(diffs, dtype=np.float64).reshape(-1)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return Effect(_NAN, _NAN, _NAN, 0, method="percentile-bootstrap", confidence=confidence)
-    return bootstrap_columns(d[:, None], n_boot=n_boot, confidence=confidence, seed=seed)[0]
-
-
-def bootstrap_columns(
-    diffs, mask=None, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, chunk: int = 256
-) -> list[Effect]:
-    """Bootstrap every column of ``diffs`` (pairs × columns) with one shared resampling.
-
-    ``mask`` (same shape, bool) excludes pairs per column, e.g. the pairs whose
-    carrier prompt names the class itself. Columns are processed in chunks so
-    1000-class models stay within memory. Kept for existing callers; prefer
-    :func:`paired_effect_columns`.
-    """
-    _check_boot(n_boot, confidence)
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim != 2:
-        raise AnalysisError(f"diffs has shape {d.shape}; pass a 2-D array of pairs × columns.")
-    m = np.ones_like(d, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    m = m & np.isfinite(d)
-    d = np.where(m, d, 0.0)
-    n_pairs, n_cols = d.shape
-    method = "percentile-bootstrap"
-    if n_pairs == 0:
-        return [Effect(_NAN, _NAN, _NAN, 0, method=method, confidence=confidence) for _ in range(n_cols)]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_pairs, size=(n_boot, n_pairs))
-    alpha = (1.0 - confidence) / 2.0
-    # hist[b, i] = how often pair i was drawn in resample b; resampled sums are then
-    # one matrix product, without materialising a (n_boot, n_pairs, n_cols) array.
-    hist = np.zeros((n_boot, n_pairs))
-    np.add.at(hist, (np.repeat(np.arange(n_boot), n_pairs), idx.reshape(-1)), 1.0)
-    out: list[Effect] = []
-    for start in range(0, n_cols, chunk):
-        dc, mc = d[:, start : start + chunk], m[:, start : start + chunk].astype(np.float64)
-        counts = mc.sum(0)
-        means = np.divide(dc.sum(0), counts, out=np.full(dc.shape[1], np.nan), where=counts > 0)
-        bsum, bcnt = hist @ dc, hist @ mc
-        bmeans = np.divide(bsum, bcnt, out=np.full(bsum.shape, np.nan), where=bcnt > 0)
-        lo = np.nanquantile(bmeans, alpha, axis=0) if n_pairs > 1 else means
-        hi = np.nanquantile(bmeans, 1 - alpha, axis=0) if n_pairs > 1 else means
-        for j in range(dc.shape[1]):
-            out.append(
-                Effect(float(means[j]), float(lo[j]), float(hi[j]), int(counts[j]), method=method, confidence=confidence)
-            )
-    return out
-
-
-# ----------------------------------------------------------------------------- thresholds
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """What makes a finding *pass* (strong) or be shown as *weak*.
-
-    Cue findings (sufficiency, necessity, token-shift; effects are changes in
-    probability or frequency), judged by :meth:`judge_q`, pass when all of:
-
-    - the effect is at least ``min_effect`` in the claimed direction: positive
-      for sufficiency and necessity (a cue that *lowers* the class probability
-      does not support "the class relies on the cue"), either direction for
-      the kinds in ``two_sided_kinds`` ("the token adds snow" and "the token
-      removes snow" are both claims);
-    - its q-value, over all tests of the audit, is at most ``fdr_q`` under
-      ``fdr_method``: "by" (Benjamini–Yekutieli) by default because the tests
-      of one audit share images and their dependence cannot be assumed
-      positive; BY controls the false discovery rate under any dependence, at
-      the price of a factor c(m) = 1 + 1/2 + ... + 1/m on the p-values;
-    - it rests on at least ``min_pairs`` pairs: with n pairs the smallest
-      attainable p-value is 2 / 2**n, so a handful of pairs cannot survive a
-      correction over ~70 tests, and a finding on fewer pairs should not look
-      as if it could.
-
-    Findings that miss a bar but reach ``weak_effect`` (in the claimed
-    direction) are kept as weak evidence; below that they are not reported.
-    Off-object findings (effect = share of attribution mass outside the object)
-    pass when the interval's lower end reaches ``off_object_min_share``, i.e.
-    most of the evidence lies off the object; weak from ``off_object_weak_share``.
-
-    The older rule, :meth:`judge` (interval above ``min_ci_low`` on at least
-    ``min_images`` pairs, no multiplicity control), is kept for existing callers.
-    """
-
-    min_effect: float = 0.15
-    min_ci_low: float = 0.0
-    weak_effect: float = 0.05
-    off_object_min_share: float = 0.5
-    off_object_weak_share: float = 0.35
-    min_images: int = 4
-    fdr_q: float = 0.05
-    fdr_method: str = "by"
-    min_pairs: int = 16
-    two_sided_kinds: tuple[str, ...] = ("token-shift",)
-
-    def __post_init__(self) -> None:
-        for name in ("min_effect", "weak_effect", "off_object_min_share", "off_object_weak_share"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                shown = "--min-effect" if name == "min_effect" else f"Thresholds.{name}"  # the one with a CLI flag
-                raise AnalysisError(f"{shown} {v} must lie in [0, 1]; effects are probabilities or shares.")
-        if self.weak_effect > self.min_effect:
-            raise AnalysisError(
-                f"Thresholds.weak_effect={self.weak_effect} exceeds min_effect={self.min_effect}; "
-                "the weak bar must be the lower one."
-            )
-        if self.off_object_weak_share > self.off_object_min_share:
-            raise AnalysisError(
-                f"Thresholds.off_object_weak_share={self.off_object_weak_share} exceeds "
-                f"off_object_min_share={self.off_object_min_share}; the weak bar must be the lower one."
-            )
-        if self.min_images < 1:
-            raise AnalysisError(f"Thresholds.min_images={self.min_images} must be at least 1.")
-        if not 0.0 < self.fdr_q < 1.0:
-            raise AnalysisError(f"--fdr-q {self.fdr_q} must lie in (0, 1); 0.05 is the usual level.")
-        if self.fdr_method not in _FDR_METHODS:
-            raise AnalysisError(
-                f"Thresholds.fdr_method={self.fdr_method!r} is not one of {_FDR_METHODS}; "
-                "'by' (Benjamini–Yekutieli) is valid for the dependent tests of one audit."
-            )
-        if self.min_pairs < 1:
-            raise AnalysisError(f"Thresholds.min_pairs={self.min_pairs} must be at least 1.")
-        kinds = self.two_sided_kinds
-        if isinstance(kinds, str) or not isinstance(kinds, (tuple, list)) or not all(isinstance(k, str) for k in kinds):
-            raise AnalysisError(
-                f"Thresholds.two_sided_kinds={kinds!r} must be a sequence of finding kinds, e.g. ('token-shift',)."
-            )
-        # A JSON round trip turns the tuple into a list; keep the field hashable.
-        object.__setattr__(self, "two_sided_kinds", tuple(kinds))
-
-    def _off_object(self, effect: Effect) -> tuple[bool, str | None]:
-        if effect.n >= self.min_images and effect.ci_low >= self.off_object_min_share:
-            return True, "strong"
-        return (False, "weak") if effect.mean >= self.off_object_weak_share else (False, None)
-
-    def judge(self, kind: str, effect: Effect) -> tuple[bool, str | None]:
-        """Return (passes, strength) where strength is "strong", "weak" or None (not reported).
-
-        The rule before q-values (interval above ``min_ci_low``, ``min_images``
-        pairs); kept for existing callers, see :meth:`judge_q`.
-        """
-        if effect.n < 1 or not np.isfinite(effect.mean):
-            return False, None
-        if kind == "off-object":
-            return self._off_object(effect)
-        if effect.n >= self.min_images and effect.mean >= self.min_effect and effect.ci_low > self.min_ci_low:
-            return True, "strong"
-        if effect.mean >= self.weak_effect:
-            return False, "weak"
-        return False, None
-
-    def judge_q(self, kind: str, effect: Effect) -> tuple[bool, str | None]:
-        """Return (passes, strength) under the false-discovery-rate rule (see the class docstring).
-
-        ``effect.q`` must have been set by :func:`apply_fdr` over the audit's
-        tests; an effect without a q-value never passes. Off-object findings
-        keep the rule of :meth:`judge`.
-        """
-        if effect.n < 1 or not np.isfinite(effect.mean):
-            return False, None
-        if kind == "off-object":
-            return self._off_object(effect)
-        size = abs(effect.mean) if kind in self.two_sided_kinds else effect.mean
-        if (
-            effect.n >= self.min_pairs
-            and np.isfinite(effect.q)
-            and effect.q <= self.fdr_q
-            and size >= self.min_effect
-        ):
-            return True, "strong"
-        if size >= self.weak_effect:
-            return False, "weak"
-        return False, None
-
-
-def describe_rule(thresholds: Thresholds) -> str:
-    """One sentence, in plain words, of what "passes" means under ``thresholds`` (for the report)."""
-    t = thresholds
-    method = {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[t.fdr_method]
-    dependence = "valid for dependent tests" if t.fdr_method == "by" else "assuming independent or positively related tests"
-    if t.two_sided_kinds:
-        direction = f"in the claimed direction (either way for {', '.join(t.two_sided_kinds)})"
-    else:
-        direction = "in the claimed direction"
-    return (
-        f"A finding passes when its effect is at least {t.min_effect:g} {direction}, "
-        f"its q-value is at most {t.fdr_q:g} after {method} false-discovery-rate control over all tests "
-        f"of the audit ({dependence}), and it rests on at least {t.min_pairs} image pairs; "
-        f"effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
-    )

@@ -1,0 +1,202 @@
+"""The analysis's shared plan: what the audit (``engine``) and the tests after it (``retest``) both do.
+
+Both open a finished run and measure cues on it with the same procedure, so that a re-measured or
+hypothesised effect means what the audit's effects mean:
+
+1. :func:`finished_classes`: the classes whose tokens are done, in class order.
+2. :func:`generation_settings`: the sampling settings the tokens were learned with (steps, guidance,
+   scheduler, batch), overridable by the analysis settings.
+3. :func:`set_up`: the domain's concept scorer (a local CLIP folder outside a domain), the intervention
+   check built on it, the stated contexts and the :class:`~probe.analysis.lab.Lab` that generates,
+   checks and classifies: a :class:`Setup`.
+4. :func:`choose_carriers`: the neutral objects a sufficiency cue is added to.
+5. :func:`confirm_round`: one round of fresh pairs for one :class:`Test`;
+   :func:`confirmed_enough`: whether a test's confirmation may stop (enough pairs and a tight interval,
+   the budget spent, or futility).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from probe.analysis.class_evidence import ClassRun, load_token
+from probe.analysis.config import AnalysisConfig
+from probe.analysis.context import StatedContexts
+from probe.analysis.cues import Carrier, Cue
+from probe.analysis.lab import Arm, ConceptCheck, Lab
+from probe.analysis.necessity import measure_necessity
+from probe.analysis.policy import EXCLUDED_LIMIT
+from probe.analysis.sample import Sample
+from probe.analysis.sufficiency import measure_sufficiency
+from probe.analysis.token_shift import ClipScorer, shift_samples
+from probe.run import RunDir
+
+__all__ = ["Setup", "Test", "choose_carriers", "confirm_round", "confirmed_enough", "finished_classes",
+           "generation_settings", "set_up"]
+
+
+@dataclass
+class Test:
+    """One (kind, class, cue) test through screening and confirmation."""
+
+    kind: str
+    cls: ClassRun
+    cue: Cue
+    screen: Sample
+    confirm: Sample | None = None
+    effect: object = None  # the deciding Effect (confirmation), set when the audit decides
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.cls.index, self.cue.name)
+
+
+def finished_classes(run: RunDir, only=None) -> list[ClassRun]:
+    """The run's classes with status "done" (those in ``only``, when given), sorted by class index."""
+    out = []
+    for d, m in run.finished_classes():
+        if m["status"] == "done" and (only is None or m["class_index"] in only):
+            out.append(ClassRun(m["class_index"], str(m.get("class_name") or m["class_index"]), d, m))
+    return sorted(out, key=lambda c: c.index)
+
+
+def generation_settings(cfg: AnalysisConfig, run_config: dict | None) -> dict:
+    """Keyword arguments of ``generator.generate``: the run's token settings, ``cfg.steps`` and
+    ``cfg.guidance_scale`` where set."""
+    token = RunDir.token_settings(run_config)
+    kw = {}
+    steps = cfg.steps if cfg.steps is not None else token.get("steps")
+    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else token.get("guidance_scale")
+    if steps is not None:
+        kw["steps"] = int(steps)
+    if guidance is not None:
+        kw["guidance_scale"] = float(guidance)
+    if token.get("scheduler"):
+        kw["scheduler"] = token["scheduler"]
+    if token.get("max_batch"):
+        kw["max_batch"] = int(token["max_batch"])
+    return kw
+
+
+def choose_carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str]) -> list[Carrier]:
+    """The carriers of sufficiency tests: ``cfg.carriers``, else ``cfg.n_carriers`` class names spread over
+    the labels. A carrier that is an object the check knows is checked as that object."""
+    def carrier(text: str, index: int | None) -> Carrier:
+        return Carrier(text, index, text if text in objects else None)
+
+    if cfg.carriers:
+        by_name = {str(n): i for i, n in enumerate(labels)}
+        return [carrier(t, by_name.get(t)) for t in cfg.carriers]
+    names = [(i, str(n).split(",")[0].strip()) for i, n in enumerate(labels) if str(n).strip()]
+    if not names:
+        return [Carrier("object"), Carrier("thing")]
+    k = min(cfg.n_carriers, len(names))
+    picks = [names[int(round(j * (len(names) - 1) / max(k - 1, 1)))] for j in range(k)] if k > 1 else names[:1]
+    seen, out = set(), []
+    for i, n in picks:
+        if i not in seen:
+            seen.add(i)
+            out.append(carrier(n, i))
+    return out
+
+
+@dataclass
+class Setup:
+    """What measuring on a run needs, built once by :func:`set_up`."""
+
+    lab: Lab
+    gen_kwargs: dict
+    domain: object  # probe.domains.Domain or None
+    scorer: object  # concept scorer, or None
+    check: ConceptCheck | None  # the intervention check, or None (interventions unchecked)
+    object_attribute: str | None
+    objects: set[str]  # the object values the check knows
+    contexts: StatedContexts | None
+
+    def object_of(self, cls: ClassRun) -> str | None:
+        """The class's object as the check names it, or None when the check does not know it."""
+        return cls.name if cls.name in self.objects else None
+
+
+def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[Cue], domain, *, scorer=None,
+           scored: bool = True) -> Setup:
+    """Scorer, intervention check, stated contexts and Lab for measuring on ``run``.
+
+    ``domain`` is ``probe.domains.domain_for(generator)`` (or None). ``scorer`` overrides the concept scorer;
+    otherwise, when ``scored`` (some test will use one), it is the domain's, else a local CLIP folder's
+    (``cfg.clip_model``, for token shift). The intervention check needs a scorer and a domain that names
+    the object attribute; without it every generated image counts as showing what its prompt asks for.
+    """
+    gen_kwargs = generation_settings(cfg, run.read_config())
+    object_attribute = domain.object_attribute if domain is not None else None
+    if scorer is None and scored:
+        if domain is not None and domain.scorer is not None:  # it checks the interventions too, not only token shift
+            scorer = domain.scorer()
+        elif cfg.clip_model and cfg.token_shift:
+            scorer = ClipScorer(cfg.clip_model, cues)
+    check = ConceptCheck(scorer, name=f"{domain.name} oracles" if domain is not None else type(scorer).__name__) \
+        if scorer is not None and object_attribute is not None else None
+    objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
+    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts else None
+    lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root,
+              contexts=contexts)
+    return Setup(lab, gen_kwargs, domain, scorer, check, object_attribute, objects, contexts)
+
+
+def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
+    """Whether a test's confirmation may stop: the budget is spent, futility, failing interventions, or
+    enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``."""
+    if sample.attempted >= cfg.max_pairs:
+        # The budget is spent. A test that lost a few pairs to failed interventions and so has fewer valid pairs
+        # than may decide gets one more round to replace them (the budget counts valid pairs, not attempts):
+        # otherwise, with max_pairs == min_pairs as in the demo, one lost pair would sink a real finding.
+        short = sample.n < min(cfg.thresholds.min_pairs, cfg.max_pairs)
+        return not (short and sample.attempted < cfg.max_pairs + cfg.confirm_round
+                    and sample.excluded_share <= EXCLUDED_LIMIT)
+    size = abs(sample.mean) if two_sided else sample.mean
+    if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
+        return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
+    if sample.excluded_share > EXCLUDED_LIMIT and sample.attempted >= cfg.confirm_round:
+        return True  # the interventions keep failing: more pairs will not make it conclusive
+    if sample.n >= cfg.thresholds.min_pairs:
+        effect = sample.effect()
+        return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
+    return False
+
+
+def confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
+                  object_value: str | None, seeds_from: int) -> Sample:
+    """One round of fresh pairs (about ``cfg.confirm_round``) for ``test``, on seeds from ``seeds_from``."""
+    if test.kind == "sufficiency":
+        usable = [c for c in carriers if c.class_index != test.cls.index] or carriers
+        n_seeds = max(1, math.ceil(cfg.confirm_round / len(usable)))
+        return measure_sufficiency(lab, [test.cue], [test.cls.index], usable, list(range(seeds_from, seeds_from + n_seeds)),
+                                   template=cfg.carrier_template,
+                                   object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
+    load_token(generator, test.cls)
+    if test.kind == "necessity":
+        prompts = test.cls.token_prompts(cfg.necessity_templates)
+        n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
+        return measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
+                                 object_value=object_value, object_attribute=object_attribute, rotate=True)
+    return _token_shift_pairs(lab, test, list(range(seeds_from, seeds_from + cfg.confirm_round)),
+                              object_attribute, object_value)
+
+
+def _token_shift_pairs(lab: Lab, test: Test, seeds: list[int], object_attribute, object_value) -> Sample:
+    pairs = test.cls.baseline_prompts()
+    if not pairs:
+        return Sample("token-shift", test.cls.index, test.cue.name, before=np.zeros(0, bool), after=np.zeros(0, bool))
+    arms = [(Arm.of(pairs[i % len(pairs)][0], s), Arm.of(pairs[i % len(pairs)][1], s)) for i, s in enumerate(seeds)]
+    base = lab.observe([a for a, _ in arms])
+    token = lab.observe([b for _, b in arms])
+    samples = shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
+                            object_attribute=object_attribute, object_value=object_value,
+                            keys=[f"s{s}:p{i % len(pairs)}" for i, s in enumerate(seeds)])
+    # the planning pass has read nothing yet: an empty sample stands in
+    return samples.get(test.cue.name) or Sample("token-shift", test.cls.index, test.cue.name,
+                                                before=np.zeros(0, bool), after=np.zeros(0, bool))

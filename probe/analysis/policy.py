@@ -1,0 +1,166 @@
+"""The decision policy: what the statistics of :mod:`probe.analysis.stats` decide.
+
+The statistics say how large an effect is, how sure we can be of it, and how
+that holds up over the whole audit's tests (p, interval, q). The policy says
+what a reviewer is shown:
+
+- :class:`Thresholds`: the bars (effect, q, pairs) and :meth:`Thresholds.judge_q`,
+  which turns one effect into (passes, strength);
+- :func:`verdict`: the status of a confirmed test (passes, weak, inconclusive),
+  used by the audit (``engine``) and by the tests after it (``retest``) alike;
+- :data:`EXCLUDED_LIMIT`: a test whose interventions failed for more than that
+  share of its pairs is inconclusive, never a finding;
+- :func:`describe_rule`: the rule in one plain sentence, for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from probe.analysis.errors import AnalysisError
+from probe.analysis.stats import FDR_METHODS, Effect
+
+__all__ = ["EXCLUDED_LIMIT", "Thresholds", "describe_rule", "verdict"]
+
+EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What makes a finding *pass* (strong) or be shown as *weak*.
+
+    Cue findings (sufficiency, necessity, token-shift; effects are changes in
+    probability or frequency), judged by :meth:`judge_q`, pass when all of:
+
+    - the effect is at least ``min_effect`` in the claimed direction: positive
+      for sufficiency and necessity (a cue that *lowers* the class probability
+      does not support "the class relies on the cue"), either direction for
+      the kinds in ``two_sided_kinds`` ("the token adds snow" and "the token
+      removes snow" are both claims);
+    - its q-value, over all tests of the audit, is at most ``fdr_q`` under
+      ``fdr_method``: "by" (Benjamini–Yekutieli) by default because the tests
+      of one audit share images and their dependence cannot be assumed
+      positive; BY controls the false discovery rate under any dependence, at
+      the price of a factor c(m) = 1 + 1/2 + ... + 1/m on the p-values;
+    - it rests on at least ``min_pairs`` pairs: with n pairs the smallest
+      attainable p-value is 2 / 2**n, so a handful of pairs cannot survive a
+      correction over ~70 tests, and a finding on fewer pairs should not look
+      as if it could.
+
+    Findings that miss a bar but reach ``weak_effect`` (in the claimed
+    direction) are kept as weak evidence; below that they are not reported.
+    Off-object findings (effect = share of attribution mass outside the object)
+    pass when the interval's lower end reaches ``off_object_min_share`` on at
+    least ``min_images`` images, i.e. most of the evidence lies off the object;
+    weak from ``off_object_weak_share``.
+
+    ``min_ci_low`` is read by no rule since the q-value rule replaced the
+    interval rule; it stays a field because every saved run's config.json
+    carries it and reads it back into this class.
+    """
+
+    min_effect: float = 0.15
+    min_ci_low: float = 0.0
+    weak_effect: float = 0.05
+    off_object_min_share: float = 0.5
+    off_object_weak_share: float = 0.35
+    min_images: int = 4
+    fdr_q: float = 0.05
+    fdr_method: str = "by"
+    min_pairs: int = 16
+    two_sided_kinds: tuple[str, ...] = ("token-shift",)
+
+    def __post_init__(self) -> None:
+        for name in ("min_effect", "weak_effect", "off_object_min_share", "off_object_weak_share"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                shown = "--min-effect" if name == "min_effect" else f"Thresholds.{name}"  # the one with a CLI flag
+                raise AnalysisError(f"{shown} {v} must lie in [0, 1]; effects are probabilities or shares.")
+        if self.weak_effect > self.min_effect:
+            raise AnalysisError(
+                f"Thresholds.weak_effect={self.weak_effect} exceeds min_effect={self.min_effect}; "
+                "the weak bar must be the lower one."
+            )
+        if self.off_object_weak_share > self.off_object_min_share:
+            raise AnalysisError(
+                f"Thresholds.off_object_weak_share={self.off_object_weak_share} exceeds "
+                f"off_object_min_share={self.off_object_min_share}; the weak bar must be the lower one."
+            )
+        if self.min_images < 1:
+            raise AnalysisError(f"Thresholds.min_images={self.min_images} must be at least 1.")
+        if not 0.0 < self.fdr_q < 1.0:
+            raise AnalysisError(f"--fdr-q {self.fdr_q} must lie in (0, 1); 0.05 is the usual level.")
+        if self.fdr_method not in FDR_METHODS:
+            raise AnalysisError(
+                f"Thresholds.fdr_method={self.fdr_method!r} is not one of {FDR_METHODS}; "
+                "'by' (Benjamini–Yekutieli) is valid for the dependent tests of one audit."
+            )
+        if self.min_pairs < 1:
+            raise AnalysisError(f"Thresholds.min_pairs={self.min_pairs} must be at least 1.")
+        kinds = self.two_sided_kinds
+        if isinstance(kinds, str) or not isinstance(kinds, (tuple, list)) or not all(isinstance(k, str) for k in kinds):
+            raise AnalysisError(
+                f"Thresholds.two_sided_kinds={kinds!r} must be a sequence of finding kinds, e.g. ('token-shift',)."
+            )
+        # A JSON round trip turns the tuple into a list; keep the field hashable.
+        object.__setattr__(self, "two_sided_kinds", tuple(kinds))
+
+    def _off_object(self, effect: Effect) -> tuple[bool, str | None]:
+        if effect.n >= self.min_images and effect.ci_low >= self.off_object_min_share:
+            return True, "strong"
+        return (False, "weak") if effect.mean >= self.off_object_weak_share else (False, None)
+
+    def judge_q(self, kind: str, effect: Effect) -> tuple[bool, str | None]:
+        """Return (passes, strength) under the false-discovery-rate rule (see the class docstring).
+
+        ``effect.q`` must have been set by :func:`apply_fdr` over the audit's
+        tests; an effect without a q-value never passes. Off-object findings
+        pass on their interval (see the class docstring); they are not tested, so they have no q-value.
+        """
+        if effect.n < 1 or not np.isfinite(effect.mean):
+            return False, None
+        if kind == "off-object":
+            return self._off_object(effect)
+        size = abs(effect.mean) if kind in self.two_sided_kinds else effect.mean
+        if (
+            effect.n >= self.min_pairs
+            and np.isfinite(effect.q)
+            and effect.q <= self.fdr_q
+            and size >= self.min_effect
+        ):
+            return True, "strong"
+        if size >= self.weak_effect:
+            return False, "weak"
+        return False, None
+
+
+def describe_rule(thresholds: Thresholds) -> str:
+    """One sentence, in plain words, of what "passes" means under ``thresholds`` (for the report)."""
+    t = thresholds
+    method = {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[t.fdr_method]
+    dependence = "valid for dependent tests" if t.fdr_method == "by" else "assuming independent or positively related tests"
+    if t.two_sided_kinds:
+        direction = f"in the claimed direction (either way for {', '.join(t.two_sided_kinds)})"
+    else:
+        direction = "in the claimed direction"
+    return (
+        f"A finding passes when its effect is at least {t.min_effect:g} {direction}, "
+        f"its q-value is at most {t.fdr_q:g} after {method} false-discovery-rate control over all tests "
+        f"of the audit ({dependence}), and it rests on at least {t.min_pairs} image pairs; "
+        f"effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
+    )
+
+
+def verdict(thresholds: Thresholds, kind: str, effect: Effect, inconclusive: bool) -> tuple[str, bool, str | None]:
+    """(status, passes, strength) of a confirmed test with its q-value set.
+
+    ``inconclusive`` (its interventions mostly failed their check): "inconclusive", never a pass, whatever
+    the effect. Otherwise :meth:`Thresholds.judge_q`: "passes" or "weak"; ``strength`` is None when the
+    effect is below the weak bar (the audit then reports nothing).
+    """
+    if inconclusive:
+        return "inconclusive", False, "weak"
+    passes, strength = thresholds.judge_q(kind, effect)
+    return ("passes" if passes else "weak"), passes, strength
