@@ -365,7 +365,7 @@ def _select(run, classes) -> list[_Class]:
 
 def _check_out_outside_runs(out_dir: Path, run_root: Path) -> None:
     """A dataset never goes into a probe run directory: OUT/7-evil inside RUN/classes would read as a class of the run."""
-    from probe.files import enclosing_run
+    from probe.run import enclosing_run
 
     resolved = Path(os.path.realpath(out_dir))
     inside = enclosing_run(resolved)

@@ -63,7 +63,7 @@ def test_replace_validates_again():
 
 
 def test_audit_config_carries_a_typed_analysis_config(tmp_path):
-    from probe.runs import AuditConfig
+    from probe.auditing.loop import AuditConfig
 
     plain = AuditConfig(model="m.pt", out=str(tmp_path / "run"))
     assert plain.analysis == AnalysisConfig()
