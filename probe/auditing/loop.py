@@ -26,7 +26,7 @@ from probe.auditing.backends import Models, get_backend
 from probe.auditing.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
-from probe.run import RunDir, is_internal
+from probe.run import ANALYSIS, RunDir, is_internal
 from probe.tokens import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
@@ -160,7 +160,7 @@ def preflight(config: AuditConfig):
     if settings.clip_model and not Path(settings.clip_model).is_dir():
         raise RunError(f"--clip-model {settings.clip_model!r} is not a folder; pass a local CLIP folder "
                        "(save_pretrained of a CLIPModel and its processor)")
-    if settings.confirm_like and not (Path(settings.confirm_like) / "analysis.json").is_file():
+    if settings.confirm_like and not (Path(settings.confirm_like) / ANALYSIS).is_file():
         raise RunError(f"--confirm-like {settings.confirm_like!r} is not an analysed run (no analysis.json); pass the "
                        "folder of an earlier `probe audit` on the same generator")
     return settings
