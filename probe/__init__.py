@@ -6,7 +6,6 @@ heavy libraries (torch, diffusers, transformers) load on first use.
 
 from __future__ import annotations
 
-import importlib
 
 from probe.errors import (
     ClassifierError,
@@ -19,6 +18,8 @@ from probe.errors import (
 )
 
 __version__ = "0.1.0"
+
+from probe.lazy import lazy_attributes
 
 _LAZY = {
     "load_classifier": "probe.classifiers",
@@ -56,12 +57,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'probe' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__():

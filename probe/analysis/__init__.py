@@ -32,7 +32,8 @@ The public names below are imported lazily (on first use), so that reading findi
 
 from __future__ import annotations
 
-import importlib
+
+from probe.lazy import lazy_attributes
 
 _LAZY = {
     **dict.fromkeys(("CrossAttentionCapture", "attention_iou", "capture_cross_attention", "denoising_attention_maps",
@@ -58,12 +59,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'probe.analysis' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__():

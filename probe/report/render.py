@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from datetime import datetime, timezone
@@ -169,8 +168,8 @@ def _metadata(run: RunData) -> dict[str, Any]:
         sections.append((k, _flatten(cfg[k])))
     seeds = [(k, v) for _, items in sections for k, v in items if "seed" in k.lower()]
     done = [c for c in run.classes if c.status == "done"]
-    secs = [s for c in run.classes if (s := _as_float(c.metrics.get("seconds"))) is not None]
-    steps = [s for c in done if (s := _as_float(c.metrics.get("steps"))) is not None]
+    secs = [s for c in run.classes if (s := fmt.as_float(c.metrics.get("seconds"))) is not None]
+    steps = [s for c in done if (s := fmt.as_float(c.metrics.get("steps"))) is not None]
     timings = [
         ("classes attempted", str(len(run.classes))),
         ("total optimisation time", _duration(sum(secs)) if secs else "–"),
@@ -183,14 +182,6 @@ def _metadata(run: RunData) -> dict[str, Any]:
     return {"sections": sections, "seeds": seeds, "timings": timings}
 
 
-def _as_float(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def _duration(s: float) -> str:
     if s < 120:
         return f"{s:.1f} s"
@@ -201,7 +192,7 @@ def _duration(s: float) -> str:
 
 def _threshold(cfg: dict | None) -> float | None:
     """The early-stop threshold of the run's TokenConfig."""
-    return _as_float(RunDir.token_settings(cfg).get("accuracy_threshold"))
+    return fmt.as_float(RunDir.token_settings(cfg).get("accuracy_threshold"))
 
 
 def _stop_metric(cfg: dict | None) -> str:
@@ -261,15 +252,15 @@ class _Builder:
     def heldout(c: ClassData, kind: str) -> float | None:
         em = c.metrics.get("eval_model")
         block = em.get(kind) if isinstance(em, dict) else None
-        return _as_float(block.get("accuracy")) if isinstance(block, dict) else None
+        return fmt.as_float(block.get("accuracy")) if isinstance(block, dict) else None
 
     def class_row(self, c: ClassData, with_heldout: bool = False) -> list:
         """One row of the class table as JSON-able cells: [text, sort value, href, css class]."""
         b, t = c.stat("baseline", "accuracy"), c.stat("token", "accuracy")
         d = (t - b) if (b is not None and t is not None) else None
         pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-        steps = _as_float(c.metrics.get("steps"))
-        secs = _as_float(c.metrics.get("seconds"))
+        steps = fmt.as_float(c.metrics.get("steps"))
+        secs = fmt.as_float(c.metrics.get("seconds"))
         tp = c.stat("token", "mean_target_prob")
         held = self.heldout(c, "token")
         moved = c.moved
@@ -302,7 +293,7 @@ class _Builder:
         def make():
             if self._plotter is None:
                 self._plotter = CurvePlotter()
-            return self._plotter.plot(c.history, _as_float(c.metrics.get("best_step")), self.threshold,
+            return self._plotter.plot(c.history, fmt.as_float(c.metrics.get("best_step")), self.threshold,
                                       loss_title=title, stop_metric=self.stop_metric)
 
         key = f"curve:v{CurvePlotter.STYLE}:{c.index}:{c.dir.name}:{self.threshold}:{self.stop_metric}:{title}"
@@ -349,7 +340,7 @@ class _Builder:
         shift_rows = []
         for cue, pair in shift.items():
             if isinstance(pair, (list, tuple)) and len(pair) == 2:
-                b0, t0 = _as_float(pair[0]), _as_float(pair[1])
+                b0, t0 = fmt.as_float(pair[0]), fmt.as_float(pair[1])
                 d = (t0 - b0) if b0 is not None and t0 is not None else None
                 shift_rows.append({"cue": str(cue), "base": b0, "token": t0, "delta": d})
         shift_rows.sort(key=lambda r: -(r["delta"] if r["delta"] is not None else -9))
@@ -371,9 +362,9 @@ class _Builder:
             "galleries": galleries,
             "methods": method_views,
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
-            "nearest": [{"word": str(w.get("word", "?")), "cosine": _as_float(w.get("cosine"))} for w in nearest[:12]],
+            "nearest": [{"word": str(w.get("word", "?")), "cosine": fmt.as_float(w.get("cosine"))} for w in nearest[:12]],
             "shift": shift_rows[:15],
-            "off_object": {k: _as_float(off.get(k)) for k in ("share_outside", "ci_low", "ci_high", "area_outside")}
+            "off_object": {k: fmt.as_float(off.get(k)) for k in ("share_outside", "ci_low", "ci_high", "area_outside")}
             if off else None,
             "skipped_methods": self.skipped_methods,
             "traceback": "".join(str(t) for t in m["traceback"]) if isinstance(m.get("traceback"), list)
@@ -386,8 +377,8 @@ class _Builder:
         tc = c.token_change
         if not tc:
             return None
-        return {"moved": c.moved, "distance": _as_float(tc.get("distance")), "relative": _as_float(tc.get("relative")),
-                "cosine": _as_float(tc.get("cosine")), "image_change": _as_float(tc.get("image_change")),
+        return {"moved": c.moved, "distance": fmt.as_float(tc.get("distance")), "relative": fmt.as_float(tc.get("relative")),
+                "cosine": fmt.as_float(tc.get("cosine")), "image_change": fmt.as_float(tc.get("image_change")),
                 "init_word": str(c.metrics["init_word"]) if c.metrics.get("init_word") is not None else None}
 
     def class_facts(self, c: ClassData) -> list[tuple[str, str]]:
@@ -420,14 +411,14 @@ class _Builder:
         topk = []
         for e in r.get("topk") or []:
             if isinstance(e, dict):
-                p = _as_float(e.get("prob"))
+                p = fmt.as_float(e.get("prob"))
                 topk.append({"label": str(e.get("label", e.get("index", "?"))), "prob": p,
                              "target": e.get("index") == c.index})
         return {
             "thumb": thumb, "overlays": overlays, "path": rel, "prompt": str(r.get("prompt") or ""),
             "prompt_index": r.get("prompt_index"), "seed": r.get("seed"),
-            "target_prob": _as_float(r.get("target_prob")), "correct": r.get("correct"), "topk": topk[:5],
-            "eval_target_prob": _as_float(r.get("eval_target_prob")),
+            "target_prob": fmt.as_float(r.get("target_prob")), "correct": r.get("correct"), "topk": topk[:5],
+            "eval_target_prob": fmt.as_float(r.get("eval_target_prob")),
         }
 
 
@@ -641,7 +632,7 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
     ]
     if isinstance(a.get("stated_contexts"), str):
         facts.append(("necessity contexts", a["stated_contexts"]))
-    facts += [(f"time: {k}", f"{s:.1f} s") for k, v in timings.items() if (s := _as_float(v)) is not None]
+    facts += [(f"time: {k}", f"{s:.1f} s") for k, v in timings.items() if (s := fmt.as_float(v)) is not None]
     tests = a.get("tests") if isinstance(a.get("tests"), dict) else {}
     if tests:
         facts.append(("tests", " · ".join(f"{_fmt_value(tests.get(k))} {k}" for k in

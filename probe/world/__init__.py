@@ -9,10 +9,11 @@ probe.world.scenes; its names load lazily here).
 - training: ``probe.world.training.train`` (generator), ``train_world_classifier`` (classifiers)
 """
 
-import importlib
 
 # Names load on first use (like probe/__init__.py): `import probe.world.cli` or the renderer must not pull in torch
 # and the classifiers, so that `probe check` and `probe compare` stay light.
+from probe.lazy import lazy_attributes
+
 _LAZY = {
     'bundled_bias': 'probe.world.assets',
     'bundled_classifier_path': 'probe.world.assets',
@@ -43,12 +44,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'probe.world' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
