@@ -34,3 +34,20 @@ class TokenError(ProbeError):
 
 class RunError(ProbeError):
     """The run directory is unusable (wrong config for resume, unreadable artifacts)."""
+
+
+def settings_from_dict(cls, data, what: str, error: type[ProbeError] = ProbeError):
+    """The one policy every typed settings class (AuditConfig, TokenConfig, AnalysisConfig, GateConfig, ScaleConfig)
+    reads a dict with, from config.json, a Ray worker's wire or a notebook: a JSON object whose keys are all fields
+    of ``cls``; anything else is one ``error`` naming the unknown keys. Returns the checked dict (a copy)."""
+    import dataclasses
+
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object of settings, not {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        raise error(f"{what}: unknown setting(s) {', '.join(unknown)}; the known ones are {', '.join(sorted(known))}")
+    return dict(data)

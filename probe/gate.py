@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from probe.errors import ProbeError
+from probe.errors import ProbeError, settings_from_dict
 from probe.run import format as fmt
 from probe.run.records import FINDING_KINDS, PAIR_KINDS, SHARE_KINDS
 
@@ -116,7 +116,7 @@ class GateConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GateConfig":
-        return cls(**{k: v for k, v in data.items() if k in ("max_effect", "kinds", "junit", "by")})
+        return cls(**settings_from_dict(cls, data, "gate settings", GateError))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from probe.devices import module_device
-from probe.errors import TokenError
+from probe.errors import TokenError, settings_from_dict
 from probe.generators.gradient import token_gradient_step
 from probe.generators.memory import resolve_max_batch
 
@@ -136,7 +136,7 @@ class TokenConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TokenConfig":
-        data = dict(data)
+        data = settings_from_dict(cls, data, "token settings", TokenError)
         data["templates"] = tuple(data.get("templates", DEFAULT_TEMPLATES))
         return cls(**data)
 

@@ -28,7 +28,7 @@ def test_json_round_trip_is_exact():
 
 
 def test_from_dict_rejects_unknown_keys_by_name():
-    with pytest.raises(AnalysisError, match=r"\['cuess'\] are unknown"):
+    with pytest.raises(AnalysisError, match=r"unknown setting\(s\) cuess;"):
         AnalysisConfig.from_dict({"cuess": "typo.txt"})
     with pytest.raises(AnalysisError, match="sufficiency_seeds"):
         AnalysisConfig.from_dict({"sufficiency_seeds": 6, "cues": "world"})  # a setting of the old analysis
@@ -93,3 +93,24 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
     assert not confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
     assert confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
     assert confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up
+
+
+def test_every_settings_class_reads_a_dict_with_the_one_policy():
+    """AuditConfig, TokenConfig, AnalysisConfig, GateConfig and ScaleConfig read config.json, a Ray worker's wire
+    or a notebook dict alike (probe.errors.settings_from_dict): an unknown key is one error naming it, a round trip
+    through to_dict gives the same settings."""
+    from dataclasses import asdict
+
+    from probe.auditing.config import AuditConfig
+    from probe.auditing.scale import ScaleConfig
+    from probe.errors import ProbeError
+    from probe.gate import GateConfig
+    from probe.tokens import TokenConfig
+
+    audit = AuditConfig(model="m.pt2", out="runs/x", gate=GateConfig(max_effect=0.3), scale=ScaleConfig(shard="0/2"))
+    assert AuditConfig.from_dict(audit.to_dict()) == audit
+    for cls, data in ((AuditConfig, audit.to_dict()), (TokenConfig, audit.token.to_dict()),
+                      (AnalysisConfig, audit.analysis.to_dict()), (GateConfig, asdict(audit.gate)),
+                      (ScaleConfig, audit.scale.to_dict())):
+        with pytest.raises(ProbeError, match=r"unknown setting\(s\) bogus_key;"):
+            cls.from_dict({**data, "bogus_key": 1})

@@ -6,9 +6,10 @@ a dict. The decision's bars live in :class:`~probe.analysis.policy.Thresholds`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from probe.analysis.errors import AnalysisError
+from probe.errors import settings_from_dict
 from probe.analysis.policy import Thresholds
 
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
@@ -105,12 +106,7 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "AnalysisConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise AnalysisError(f"analysis settings {unknown} are unknown; use AnalysisConfig's fields, "
-                                "e.g. cues, attribution_layer, clip_model")
-        data = dict(data)
+        data = settings_from_dict(cls, data, "analysis settings", AnalysisError)
         if isinstance(data.get("thresholds"), dict):
             data["thresholds"] = Thresholds(**data["thresholds"])
         return cls(**data)

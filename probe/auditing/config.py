@@ -6,10 +6,10 @@ findings), ``GateConfig`` (``--max-effect``) and ``ScaleConfig`` (where the clas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from probe.analysis.config import AnalysisConfig
-from probe.errors import RunError
+from probe.errors import RunError, settings_from_dict
 from probe.gate import GateConfig
 from probe.auditing.scale import ScaleConfig
 from probe.tokens import TokenConfig
@@ -74,8 +74,7 @@ class AuditConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "AuditConfig":
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
+        data = settings_from_dict(cls, data, "audit settings", RunError)
         data["token"] = TokenConfig.from_dict(data.get("token", {}))
         for key in ("mean", "std"):
             if data.get(key) is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from probe.errors import RunError
+from probe.errors import RunError, settings_from_dict
 
 __all__ = ["ScaleConfig", "BACKENDS", "parse_shard"]
 
@@ -85,4 +85,4 @@ class ScaleConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ScaleConfig":
-        return cls(**(data or {}))
+        return cls(**settings_from_dict(cls, data, "scale settings", RunError))
