@@ -39,7 +39,7 @@ _LAZY = {
     "AuditResult": "probe.auditing.loop",
     "analyze_run": "probe.analysis",
     "render_report": "probe.report",
-    "compare": "probe.compare",
+    "compare": "probe.comparison",
     "check_run": "probe.gate",
     "CheckResult": "probe.gate",
     "GateConfig": "probe.gate",

@@ -313,7 +313,7 @@ def compare(run_a: Path = typer.Argument(..., help="Run A (before), a run direct
             out: Optional[Path] = typer.Option(None, help="Folder for the comparison page (default RUN_B/compare-<A>)."),
             fdr_q: float = typer.Option(0.05, help="False discovery rate over the tested changes (Benjamini-Yekutieli).")) -> None:
     """Compare two audits cue by cue on their shared image pairs: what is gone, new, grew or shrank in B."""
-    from probe.compare import compare as compare_runs
+    from probe.comparison import compare as compare_runs
     from probe.report.compare_page import check_out
 
     if out is not None:

@@ -19,7 +19,7 @@ import pytest
 from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues, fake_domain, write_run
 from conftest import probe_script
 from probe.analysis import AnalysisConfig, Carrier, ConceptCheck, Lab, analyze_run, measure_necessity, measure_sufficiency
-from probe.compare import VERDICTS, Comparison, NoPairDataError, NotComparableError, compare
+from probe.comparison import VERDICTS, Comparison, NoPairDataError, NotComparableError, compare
 
 STAR = CLASSES.index("star")
 TOKENS = {0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}

@@ -45,3 +45,29 @@ def test_the_file_commands_load_no_torch(command, runs, tmp_path):
     assert line, done.stdout[-2000:] + done.stderr[-2000:]
     assert json.loads(line[0][len("HEAVY="):]) == [], f"probe {command} imported heavy libraries"
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+NAMES = """
+import importlib, inspect, json, sys
+import probe
+import probe.comparison  # the module behind probe.compare: importing it must not replace the function
+out = {"compare": [callable(probe.compare), inspect.ismodule(probe.compare)]}
+for package in ("probe", "probe.analysis", "probe.world"):  # every lazy public name, after importing its module
+    module = importlib.import_module(package)
+    for name, source in module._LAZY.items():
+        importlib.import_module(source)
+        out[package + "." + name] = [True, inspect.ismodule(getattr(module, name))]
+print("NAMES=" + json.dumps(out))
+"""
+
+
+def test_public_functions_stay_functions_after_their_modules_are_imported():
+    """`probe.compare(a, b)` as the README shows it, even after `import probe.comparison` (a module named like the
+    function would replace it: "'module' object is not callable"); and no lazy public name of probe, probe.analysis
+    or probe.world is shadowed by a module of the same name."""
+    done = subprocess.run([sys.executable, "-c", NAMES], capture_output=True, text=True, timeout=300)
+    line = [x for x in done.stdout.splitlines() if x.startswith("NAMES=")]
+    assert line, done.stdout[-2000:] + done.stderr[-2000:]
+    names = json.loads(line[0][len("NAMES="):])
+    assert names.pop("compare") == [True, False]
+    assert not [name for name, (_, is_module) in names.items() if is_module]

@@ -563,7 +563,7 @@ def test_p_and_q_format():
     assert interval(None, None) == "unbounded" and interval(0.1, None) == "0.10 – +∞" and interval(None, 0.2) == "−∞ – 0.20"
     assert interval(float("-inf"), float("inf")) == "unbounded" and effect(0.4) == "+0.40" and number(0.834) == "0.83"
     import probe.analysis.finding as finding
-    import probe.compare as compare
+    import probe.comparison as compare
     import probe.explore.run as explore
     import probe.gate as gate
     import probe.report.render as render
