@@ -15,10 +15,11 @@ import torch
 from probe.devices import resolve_device
 from probe.errors import GeneratorError
 from probe.generators.generator import Generator, SamplingDefaults
-from probe.generators.registry import (DEFAULT_GENERATOR, GENERATORS, PIPELINE_FAMILIES, SCHEDULERS, GeneratorSpec,
-                                       alias_spec, resolve_dtype)
+from probe.generators.registry import (DEFAULT_GENERATOR, GENERATORS, OWN_SCHEDULER, PIPELINE_FAMILIES, SCHEDULERS,
+                                       GeneratorSpec, alias_spec, resolve_dtype)
 
-# Sampling defaults per known family; a folder may override them with probe_generator.json, an alias overrides both.
+# Sampling defaults for a folder or hub id that is NOT an alias (an alias states its own, see GeneratorSpec): a
+# fallback guessed from the name (docs/generators.md), which the folder's probe_generator.json overrides.
 _FAMILY_DEFAULTS = {
     "turbo": {"default_steps": 2, "guidance_scale": 0.0},
     "default": {"default_steps": 15, "guidance_scale": 7.5},
@@ -30,7 +31,25 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
 
 
-def _settings_for(source: str, folder: Path | None) -> dict:
+def sampling_for(alias: GeneratorSpec | None, source: str, folder: Path | None,
+                 scheduler: str | None = None) -> tuple[str | None, dict]:
+    """What :func:`load_generator` samples with, known without loading: ``(scheduler, settings)``.
+
+    ``scheduler`` is a ``--scheduler`` name, or None for the pipeline's own; ``settings`` holds ``default_steps``
+    and ``guidance_scale``. An explicit ``scheduler`` wins; an alias applies its own stated sampling (its
+    GeneratorSpec), whatever its base folder's probe_generator.json or path say. A folder or hub id that is not
+    an alias keeps its own scheduler and gets 15 steps with guidance 7.5, or 2 steps without guidance when its
+    path or id contains "turbo" (a fallback guess, documented in docs/generators.md), then its folder's
+    probe_generator.json over either.
+    """
+    if alias is not None:
+        if scheduler is None and alias.scheduler != OWN_SCHEDULER:
+            scheduler = alias.scheduler
+        return scheduler, alias.settings()
+    return scheduler, _folder_settings(source, folder)
+
+
+def _folder_settings(source: str, folder: Path | None) -> dict:
     family = "turbo" if "turbo" in source.lower() else "default"
     settings = dict(_FAMILY_DEFAULTS[family])
     if folder is not None and (folder / SETTINGS_FILE).is_file():
@@ -63,8 +82,9 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
 
     ``id_or_path`` may be a folder, a hub id (``owner/name``), an alias (``sd14``, ``sd15``, ``sd21``,
     ``sd-turbo``, ``sd15-lcm``, ``sdxl``, ``sdxl-turbo``) or ``world`` for the bundled shapes-world model.
-    ``None`` means DEFAULT_GENERATOR. The family (PIPELINE_FAMILIES) comes from model_index.json's
-    ``_class_name``. ``vae`` (folder or hub id of an AutoencoderKL) replaces the pipeline's VAE, e.g. a fixed
+    ``None`` means DEFAULT_GENERATOR (the ``sd14`` alias). An alias samples as its GeneratorSpec states
+    (scheduler, steps, guidance; an explicit ``scheduler`` wins), see :func:`sampling_for`. The family
+    (PIPELINE_FAMILIES) comes from model_index.json's ``_class_name``. ``vae`` (folder or hub id of an AutoencoderKL) replaces the pipeline's VAE, e.g. a fixed
     fp16 SDXL VAE, which then decodes in the model's dtype.
     ``lora`` (a folder or hub id of a diffusers LoRA adapter) is loaded and fused into the weights; an alias may
     bring its own (``sd15-lcm``: the LCM-LoRA), see :func:`alias_spec` for pointing it at local folders.
@@ -84,12 +104,12 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
         spec = alias.base
         lora = lora if lora is not None else alias.lora
         vae = vae if vae is not None else alias.vae
-        scheduler = scheduler if scheduler is not None else alias.scheduler
+    folder = _pipeline_folder(spec)
+    scheduler, settings = sampling_for(alias, spec, folder, scheduler)
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    folder = _pipeline_folder(spec)
     _quiet_libraries()
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     # 2. the family (model_index.json's pipeline class), then the pipeline itself
@@ -119,10 +139,7 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     # 3. a LoRA adapter, fused into the weights so sampling and gradients run through plain modules
     if lora is not None:
         _fuse_lora(pipe, str(lora), offline=offline, alias=alias_name)
-    # 4. sampling defaults: the family's, then the folder's probe_generator.json, then the alias's
-    settings = _settings_for(spec, folder)
-    if alias is not None:
-        settings.update(alias.settings())
+    # 4. sampling defaults (sampling_for): the alias's, else the folder's guess and its probe_generator.json
     defaults = SamplingDefaults(steps=int(settings["default_steps"]), guidance_scale=float(settings["guidance_scale"]))
     generator = family.generator_class()(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
                           alias=alias_name, licence=alias.licence if alias is not None else None,
