@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, fake_domain, write_run
 from probe.analysis import AnalysisConfig, AnalysisError, Cue, analyze_run, read_findings
@@ -121,7 +122,8 @@ def test_findings_and_analysis_files_hold_relative_evidence_paths(biased):
     assert str(run) not in (run / "analysis.json").read_text()  # nothing absolute about this machine
     assert a["attributions"]["methods_run"] == ["integrated_gradients", "occlusion"]
     off = next(f for f in findings.for_class(STAR) if f.kind == "off-object")
-    assert off.unit == "images" and off.effect > 0.5
+    assert off.unit == "images" and off.details["share_outside"] > 0.5  # the planted classifier looks at the grass
+    assert off.effect == pytest.approx(off.details["share_outside"] - off.details["area_outside"], abs=1e-6)
     assert all(e.startswith("classes/2-star/attributions/integrated_gradients/") for e in off.evidence)
 
 
@@ -307,3 +309,28 @@ def test_bundled_world_audit_names_every_planted_cue_and_nothing_for_the_clean_m
     false = [f.sentence for f in results["clean"] if f.passes]
     assert sum(c.recovered for c in checks) == len(bias)
     assert not false, false
+
+
+def test_off_object_is_confirmed_on_fresh_images_and_tested_in_the_fdr_family(tmp_path, monkeypatch):
+    """An off-object candidate (screened on the token gallery) is measured again on min_pairs fresh token images;
+    its q comes from the same false-discovery-rate family as the cue tests; the clean classifier's does not pass.
+    The fake generator has no UNet: its cross-attention (one seam) is the scene's true object mask."""
+    import probe.analysis.attention as attention
+
+    def capture(generator, prompts, seeds, words, **_):
+        scenes = [generator.scene(p, s) for p, s in zip(prompts, seeds)]
+        return torch.stack([im for im, _, _ in scenes]), torch.stack([torch.from_numpy(m.astype("float32"))
+                                                                       for _, m, _ in scenes])
+
+    monkeypatch.setattr(attention, "capture_cross_attention", capture)
+    config = FAST.replace(sufficiency=False, necessity=False, token_shift=False,
+                          thresholds=FAST.thresholds.__class__(min_effect=0.1, weak_effect=0.05))
+    run, _, findings = _audit(tmp_path / "planted", True, config=config)
+    off = next(f for f in findings.for_class(STAR) if f.kind == "off-object")
+    assert off.status == "passes" and off.passes, off
+    assert off.n_images == 16 and off.details["screen"]["n"] == 8  # decided on fresh images, not the gallery's
+    assert 0 < off.p <= off.q <= 0.05
+    info = _analysis(run)["classes"][str(STAR)]["off_object"]
+    assert info["stage"] == "confirm" and info["n"] == 16 and info["q"] == pytest.approx(off.q)
+    _, _, clean = _audit(tmp_path / "clean", False, config=config)
+    assert not [f for f in clean if f.kind == "off-object" and f.passes]

@@ -91,8 +91,10 @@ def test_sentences_say_pairs_and_name_their_status():
     assert "20 pairs" in t
     i = sentence("sufficiency", "star", "grass", 0.5, (float("nan"), float("inf")), 2, status="inconclusive", extra={})
     assert i.startswith("Inconclusive: ") and "95% CI unbounded, 2 pairs" in i
-    o = sentence("off-object", "star", "", 0.8, (0.7, 0.9), 12, status="passes", extra={"area_outside": 0.6})
-    assert o == "80% of the attribution for 'star' lies outside the object (95% CI 0.70–0.90), an area of 60% of the image; 12 images"
+    o = sentence("off-object", "star", "", 0.2, (0.1, 0.3), 16, status="passes",
+                 extra={"area_outside": 0.6, "share_outside": 0.8})
+    assert o == ("80% of the attribution for 'star' lies outside the object, +0.20 more than the 60% of the image "
+                 "outside it (excess +0.20, 95% CI 0.10–0.30, 16 images)")
     assert "pairs" not in o
     with pytest.raises(KeyError):
         sentence("sufficiency", "star", "grass", 0.5, (0.4, 0.6), 16, status="maybe", extra={})

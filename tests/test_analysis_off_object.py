@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from probe.analysis import AnalysisError
-from probe.analysis.off_object import attention_maps, off_object_effect
+from probe.analysis.off_object import attention_maps, excess_effect
+from probe.analysis.policy import Thresholds
+from probe.analysis.stats import apply_fdr
 
 N, H = 6, 16
 
@@ -26,21 +28,36 @@ def _maps_and_masks(n=N, size=H):
     return maps, np.stack(masks)
 
 
-def test_heat_inside_the_object_gives_share_near_zero_and_outside_near_one():
+def test_heat_inside_the_object_gives_a_negative_excess_and_outside_a_positive_one():
     maps, masks = _maps_and_masks()
     rng = np.random.default_rng(1)
     inside = np.where(masks, rng.random(masks.shape) + 0.1, 0.0)
     outside = np.where(masks, 0.0, rng.random(masks.shape) + 0.1)
-    on, area = off_object_effect(inside, maps, list(range(N)))
-    off, area2 = off_object_effect(outside, maps, list(range(N)))
-    assert on.mean == pytest.approx(0.0, abs=1e-9) and on.n == N and on.ci_high < 0.5
-    assert off.mean == pytest.approx(1.0) and off.ci_low > 0.5
-    assert area == area2 == pytest.approx(float((~masks).mean()))
-    # p tests "share at most one half": small when the attribution lies off the object, large when on it
-    assert off.p < 0.05 < on.p
-    assert off.method == "sign-flip vs 1/2"
+    on, off = excess_effect(inside, maps, list(range(N))), excess_effect(outside, maps, list(range(N)))
+    area = float((~masks).mean())
+    assert on.share_outside == pytest.approx(0.0, abs=1e-9) and off.share_outside == pytest.approx(1.0)
+    assert on.area_outside == off.area_outside == pytest.approx(area)
+    # the effect is the excess of the share outside over the area outside
+    assert on.effect.mean == pytest.approx(-area) and off.effect.mean == pytest.approx(1.0 - area)
+    assert off.effect.ci_low > 0 > on.effect.ci_high and on.effect.n == N
+    # p tests "no excess" one-sided: small when the attribution lies off the object, large when on it
+    assert off.effect.p < 0.05 < on.effect.p
+    assert off.effect.method == "sign-flip, excess over area"
     # negative attributions count by their size
-    assert off_object_effect(-outside, maps, list(range(N)))[0].mean == pytest.approx(1.0)
+    assert excess_effect(-outside, maps, list(range(N))).effect.mean == pytest.approx(1.0 - area)
+
+
+def test_uniform_attribution_on_a_small_object_has_no_excess_and_cannot_pass():
+    """Before: a share outside >= 0.5 passed whatever the mask's area, so attribution spread evenly over an
+    image whose object covers a seventh of it 'lay off the object'. The excess over the area is 0."""
+    maps, masks = _maps_and_masks()
+    assert float((~masks).mean()) > 0.8  # the object is small: most of the area is outside it
+    uniform = np.ones(masks.shape)
+    measured = excess_effect(uniform, maps, list(range(N)))
+    assert measured.share_outside > 0.8
+    assert measured.effect.mean == pytest.approx(0.0, abs=1e-9) and measured.effect.p == 1.0
+    effect = apply_fdr([measured.effect])[0]
+    assert Thresholds().judge_q("off-object", effect) == (False, None)
 
 
 def test_half_and_half_and_a_subset_of_images():
@@ -49,25 +66,25 @@ def test_half_and_half_and_a_subset_of_images():
     for i, m in enumerate(masks):
         heat[i][m] = 1.0 / m.sum()
         heat[i][~m] = 1.0 / (~m).sum()
-    effect, _ = off_object_effect(torch.from_numpy(heat), maps, [1, 3, 5])
-    assert effect.n == 3 and effect.mean == pytest.approx(0.5)
+    measured = excess_effect(torch.from_numpy(heat), maps, [1, 3, 5])
+    assert measured.effect.n == 3 and measured.share_outside == pytest.approx(0.5)
 
 
 def test_maps_of_another_resolution_are_resized_to_the_heat():
     maps, masks = _maps_and_masks(size=8)
     big_masks = np.repeat(np.repeat(masks, 4, axis=1), 4, axis=2)  # 32 px heat, 8 px attention maps
     outside = np.where(big_masks, 0.0, 1.0)
-    effect, area = off_object_effect(outside, maps, list(range(N)))
-    assert effect.mean > 0.95 and area == pytest.approx(float((~big_masks).mean()), abs=0.05)
+    measured = excess_effect(outside, maps, list(range(N)))
+    assert measured.share_outside > 0.95
+    assert measured.area_outside == pytest.approx(float((~big_masks).mean()), abs=0.05)
 
 
 def test_images_without_attribution_are_skipped_and_none_left_means_no_effect():
     maps, masks = _maps_and_masks()
     heat = np.where(masks, 0.0, 1.0)
     heat[0] = 0.0  # no attribution at all: no share to measure
-    effect, _ = off_object_effect(heat, maps, list(range(N)))
-    assert effect.n == N - 1
-    assert off_object_effect(np.zeros(masks.shape), maps, list(range(N))) is None
+    assert excess_effect(heat, maps, list(range(N))).effect.n == N - 1
+    assert excess_effect(np.zeros(masks.shape), maps, list(range(N))) is None
 
 
 def test_attention_maps_are_read_from_the_cache_and_missing_prompts_are_named(tmp_path):

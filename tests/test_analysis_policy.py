@@ -36,9 +36,12 @@ def test_judge_q_rules():
     assert t.judge_q("sufficiency", _effect(0.1, 64, 1e-6)) == (False, "weak")
     assert t.judge_q("sufficiency", _effect(0.01, 64, 1e-6)) == (False, None)
     assert t.judge_q("sufficiency", Effect(float("nan"), 0, 0, 0)) == (False, None)
-    # Off-object passes on its interval: most attribution off the object.
-    off = Effect(0.7, 0.55, 0.8, 6)
-    assert t.judge_q("off-object", off) == (True, "strong")
+    # Off-object is judged like the cue kinds: an excess over the area, with its q, on min_pairs images.
+    assert t.judge_q("off-object", _effect(0.3, 16, 1e-4)) == (True, "strong")
+    assert t.judge_q("off-object", _effect(0.3, 16, 0.2)) == (False, "weak")
+    assert t.judge_q("off-object", _effect(0.3, 6, 1e-4)) == (False, "weak")  # the 6 gallery images never decide
+    # before: an interval of shares above one half passed with no q-value at all
+    assert t.judge_q("off-object", Effect(0.7, 0.55, 0.8, 6)) == (False, "weak")
 
 
 def test_judge_q_end_to_end_with_real_tests():

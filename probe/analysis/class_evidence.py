@@ -15,7 +15,7 @@ from probe.analysis.attributions import AttributionConfig, attribute, choose_lay
 from probe.analysis.config import AnalysisConfig
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import OFF_OBJECT_CUE, Finding, sentence
-from probe.analysis.off_object import attention_maps, off_object_effect
+from probe.analysis.off_object import OffObjectMeasure, attention_maps, confirm_off_object, excess_effect
 from probe.analysis.token_shift import nearest_words
 from probe.run import TOKEN
 
@@ -54,6 +54,9 @@ class ClassRun:
         return list(zip(prompts.get("baseline") or [], prompts.get("token") or []))
 
 
+HEAT_ORDER = ("integrated_gradients", "grad_cam", "occlusion")  # the off-object measure's preference
+
+
 class Attributions:
     """Attributions for every class's gallery, with the Grad-CAM layer chosen once."""
 
@@ -83,7 +86,20 @@ class Attributions:
             self.seconds[m] = self.seconds.get(m, 0.0) + s
         if save:
             save_overlays(images, result, cls.dir / "attributions", stems)
-        return next((result.maps[m] for m in ("integrated_gradients", "grad_cam", "occlusion") if m in result.maps), None)
+        return next((result.maps[m] for m in HEAT_ORDER if m in result.maps), None)
+
+    def heat_method(self) -> str:
+        """The method whose maps the off-object measure uses: the first of :data:`HEAT_ORDER` that ran."""
+        methods = self.cfg.methods if self.cfg.attributions else ("integrated_gradients",)
+        return next((m for m in HEAT_ORDER if m in methods and m not in self.skipped), methods[0])
+
+    def heat(self, images: torch.Tensor, cls: ClassRun) -> torch.Tensor | None:
+        """One heatmap per image from :meth:`heat_method` (what the gallery's screen used), nothing saved."""
+        method = self.heat_method()
+        config = AttributionConfig(methods=(method,), layer=self.cfg.attribution_layer, ig_steps=self.cfg.ig_steps,
+                                   batch_size=max(2, self.cfg.batch_size // 2))
+        result = attribute(self.classifier, images, cls.index, config, self.layer)
+        return result.maps.get(method)
 
     def summary(self) -> dict:
         return {"methods_run": [m for m in self.cfg.methods if m not in self.skipped] if self.cfg.attributions else [],
@@ -106,11 +122,63 @@ def load_token(generator, cls: ClassRun) -> str | None:
     return None
 
 
-def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator, domain, gen_kwargs, notes, timings) -> list[Finding]:
+@dataclass
+class OffObjectTest:
+    """A class's off-object test: screened on its token gallery, confirmed on fresh token images (or not)."""
+
+    cls: ClassRun
+    screen: OffObjectMeasure
+    records: list[dict]
+    token_indices: list[int]
+    words: list[str]
+    evidence: tuple[str, ...]
+    method: str
+    confirm: OffObjectMeasure | None = None
+    effect: object = None  # the confirmed Effect with its q-value, set by the engine's false-discovery-rate step
+
+    def candidate(self, cfg: AnalysisConfig) -> bool:
+        return self.screen.effect.mean >= cfg.thresholds.min_effect
+
+    def confirm_now(self, cfg: AnalysisConfig, attr: "Attributions", generator, gen_kwargs: dict, notes: list[str]) -> None:
+        """Measure the excess again on ``thresholds.min_pairs`` fresh token images (seeds the gallery did not use)."""
+        try:
+            load_token(generator, self.cls)
+            self.confirm = confirm_off_object(
+                generator, lambda images: attr.heat(images, self.cls), self.records, self.token_indices,
+                self.words, cfg.thresholds.min_pairs, cfg.seed + 900_000 + 1000 * self.cls.index,
+                batch_size=cfg.batch_size, gen_kwargs=gen_kwargs, res=cfg.attention_res)
+        except AnalysisError as e:
+            notes.append(f"class {self.cls.index}: off-object confirmation skipped ({e})")
+
+    def finding(self, cfg: AnalysisConfig) -> Finding | None:
+        """The finding: confirmed (passes or weak by the policy's rule), screened only (weak), or nothing."""
+        from probe.analysis.policy import verdict
+
+        if self.confirm is not None and self.effect is not None:
+            measure, effect = self.confirm, self.effect
+            status, passes, strength = verdict(cfg.thresholds, "off-object", effect, False)
+        else:
+            measure, effect = self.screen, self.screen.effect
+            status, passes, strength = "screened", False, ("weak" if effect.mean >= cfg.thresholds.weak_effect else None)
+        if strength is None:
+            return None
+        extra = {"area_outside": measure.area_outside, "share_outside": measure.share_outside}
+        return Finding(class_index=self.cls.index, class_name=self.cls.name, cue=OFF_OBJECT_CUE, kind="off-object",
+                       effect=effect.mean, ci_low=effect.ci_low, ci_high=effect.ci_high, n_images=effect.n,
+                       evidence=self.evidence, passes=passes, strength=strength, status=status, unit="images",
+                       p=effect.p, q=effect.q,
+                       sentence=sentence("off-object", self.cls.name, "", effect.mean, (effect.ci_low, effect.ci_high),
+                                         effect.n, status=status, extra=extra),
+                       details={**extra, "heat": self.method,
+                                "screen": {"effect": round(self.screen.effect.mean, 4), "n": self.screen.effect.n}})
+
+
+def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator, domain, gen_kwargs, notes,
+                   timings) -> OffObjectTest | None:
     records, images, stems = gallery(cls)
     if images is None:
         notes.append(f"class {cls.index}: no gallery images found; attributions and off-object skipped")
-        return []
+        return None
     t0 = time.perf_counter()
     heat = attr.run(images, cls, stems, cfg.attributions) if (cfg.attributions or cfg.off_object) else None
     timings["attributions"] = timings.get("attributions", 0.0) + time.perf_counter() - t0
@@ -137,35 +205,28 @@ def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator
         timings["attention_iou"] = timings.get("attention_iou", 0.0) + time.perf_counter() - t0
     token_idx = [i for i, r in enumerate(records) if r.get("kind") == "token"]
     if not (cfg.off_object and heat is not None and token_idx and token):
-        return []
+        return None
     t0 = time.perf_counter()
     try:
         load_token(generator, cls)
         maps = attention_maps(generator, records, token_idx, stems, [token] + ([cls.name] if cls.name else []),
                               cls.dir / "cross_attention", batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
                               res=cfg.attention_res)
-        measured = off_object_effect(heat, maps, token_idx)
+        measured = excess_effect(heat, maps, token_idx)
     except AnalysisError as e:
         notes.append(f"class {cls.index}: off-object skipped ({e})")
         measured = None
     timings["off_object"] = timings.get("off_object", 0.0) + time.perf_counter() - t0
     if measured is None:
-        return []
-    effect, area = measured
-    info["off_object"] = {"share_outside": effect.mean, "ci_low": effect.ci_low, "ci_high": effect.ci_high,
-                          "area_outside": area, "p": effect.p}
-    passes, strength = cfg.thresholds.judge_q("off-object", effect)
-    if strength is None:
-        return []
-    method = "integrated_gradients" if "integrated_gradients" in cfg.methods else cfg.methods[0]
+        return None
+    effect = measured.effect
+    info["off_object"] = {"share_outside": measured.share_outside, "area_outside": measured.area_outside,
+                          "excess": effect.mean, "ci_low": effect.ci_low, "ci_high": effect.ci_high, "p": effect.p,
+                          "n": effect.n, "stage": "screen"}
+    method = attr.heat_method()
     evidence = [f"{cls.rel}/attributions/{method}/{stems[i]}.png" for i in token_idx[:cfg.n_evidence]] if cfg.attributions else []
-    status = "passes" if passes else "weak"
-    return [Finding(class_index=cls.index, class_name=cls.name, cue=OFF_OBJECT_CUE, kind="off-object", effect=effect.mean,
-                    ci_low=effect.ci_low, ci_high=effect.ci_high, n_images=effect.n, evidence=tuple(evidence),
-                    passes=passes, strength=strength, status=status, unit="images", p=effect.p,
-                    sentence=sentence("off-object", cls.name, "", effect.mean, (effect.ci_low, effect.ci_high), effect.n,
-                                      status=status, extra={"area_outside": area}),
-                    details={"area_outside": area, "heat": method})]
+    words = [token] + ([cls.name] if cls.name else [])
+    return OffObjectTest(cls, measured, records, token_idx, words, tuple(evidence), method)
 
 
 def _attention_iou(cfg, generator, domain, name: str) -> list[float] | None:

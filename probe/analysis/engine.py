@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from probe.analysis._util import load_png
-from probe.analysis.class_evidence import Attributions, ClassRun, class_evidence, load_token, mean_iou
+from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token, mean_iou
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
 from probe.analysis.cues import Cue, default_cues, load_cues
 from probe.analysis.errors import AnalysisError
@@ -90,11 +90,14 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
     per_class: dict[str, dict] = {}
     findings: list[Finding] = []
+    off_object: list[OffObjectTest] = []  # screened on each class's token gallery
     attr = Attributions(cfg, classifier)
     for n, cls in enumerate(classes):
         say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
         info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
-        findings += class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+        screened = class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+        if screened is not None:
+            off_object.append(screened)
 
     # 4. screening ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -148,13 +151,35 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     if cfg.confirm and candidates:
         say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
         _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
+    off_candidates = [t for t in off_object if t.candidate(cfg)] if cfg.confirm else []
+    if off_candidates:
+        say(f"analysis: confirming off-object attribution for {len(off_candidates)} classes on fresh token images")
+        t1 = time.perf_counter()
+        for test in off_candidates:
+            test.confirm_now(cfg, attr, generator, gen_kwargs, notes)
+            info = per_class[str(test.cls.index)]
+            if test.confirm is not None:
+                e = test.confirm.effect
+                info["off_object"] = {"share_outside": test.confirm.share_outside,
+                                      "area_outside": test.confirm.area_outside, "excess": e.mean,
+                                      "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, "stage": "confirm",
+                                      "screen": info.get("off_object")}
+        timings["off_object_confirm"] = time.perf_counter() - t1
     timings["confirm"] = time.perf_counter() - t0
 
-    # 6. decide: FDR across the audit's confirmed tests, then the thresholds -------------------------
+    # 6. decide: FDR across the audit's confirmed tests (cue tests and off-object alike), then the rule ----
     confirmed = [t for t in candidates if t.confirm is not None and t.confirm.n > 0]
-    effects = apply_fdr([t.confirm.effect() for t in confirmed], method=cfg.thresholds.fdr_method)
-    for test, effect in zip(confirmed, effects):
+    off_confirmed = [t for t in off_object if t.confirm is not None and t.confirm.effect.n > 0]
+    effects = apply_fdr([t.confirm.effect() for t in confirmed] + [t.confirm.effect for t in off_confirmed],
+                        method=cfg.thresholds.fdr_method)
+    for test, effect in zip(confirmed + off_confirmed, effects):
         test.effect = effect
+    for test in off_object:
+        if test.effect is not None:
+            per_class[str(test.cls.index)]["off_object"]["q"] = test.effect.q
+        finding = test.finding(cfg)
+        if finding is not None:
+            findings.append(finding)
     sufficiency = {(t.cls.index, t.cue.name): t for t in tests if t.kind == "sufficiency"}
     for test in tests:
         finding = _finding(cfg, test)
@@ -181,7 +206,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                              for c, v in suspects.items()},
         "attributions": attr.summary(),
         "attention_iou": mean_iou(per_class),
-        "tests": {"screened": len(tests), "candidates": len(candidates), "confirmed": len(confirmed),
+        "tests": {"screened": len(tests) + len(off_object), "candidates": len(candidates) + len(off_candidates),
+                  "confirmed": len(confirmed) + len(off_confirmed),
                   "passing": sum(f.passes for f in findings)},
         "images_generated": lab.images_generated,
         "generation": gen_kwargs,

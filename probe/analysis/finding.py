@@ -1,77 +1,18 @@
-"""The Finding record: one quantified claim about a class, its statistics, its evidence, and its words."""
+"""Findings: the ``Finding`` record (kept with the run's other records, ``probe.run.types``, and named here too),
+the list that displays itself, the ranking, the sentences, and reading and writing them through the run."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 from probe.analysis.errors import AnalysisError
 from probe.run import RunDir
-from probe.run.records import FINDING_KINDS, STATUSES  # one vocabulary: the run's records are checked against it
+from probe.run.records import FINDING_KINDS, STATUSES  # noqa: F401  one vocabulary, named here for old imports
 from probe.run.records import rank_findings as rank
 from probe.run import format as fmt
+from probe.run.types import Finding
 
 OFF_OBJECT_CUE = "off-object"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One quantified statement about a class, with its evidence.
-
-    ``effect`` with its interval ``ci_low``..``ci_high`` is measured on ``n_images`` pairs (``unit``: "pairs",
-    or "images" for off-object shares). ``p`` is the test's p-value and ``q`` its false-discovery-rate
-    adjusted value across the audit. ``status``: "passes" (confirmed on fresh pairs: effect, q and pair
-    count all meet the bars), "weak" (a real-looking effect that missed a bar), "inconclusive" (most
-    interventions failed their check), "screened" (seen in the screening pass only, never confirmed).
-    """
-
-    class_index: int
-    class_name: str
-    cue: str
-    kind: str
-    effect: float
-    ci_low: float
-    ci_high: float
-    n_images: int
-    evidence: tuple[str, ...]
-    passes: bool
-    strength: str
-    sentence: str
-    details: dict = field(default_factory=dict, compare=False)
-    p: float = float("nan")
-    q: float = float("nan")
-    status: str = "weak"
-    unit: str = "pairs"
-    excluded: int = 0  # pairs excluded because an intervention failed its check
-    attempted: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in FINDING_KINDS:
-            raise AnalysisError(f"finding kind {self.kind!r} is unknown; use one of {list(FINDING_KINDS)}.")
-        if self.strength not in ("strong", "weak"):
-            raise AnalysisError(f"finding strength {self.strength!r} must be 'strong' or 'weak'.")
-        if self.status not in STATUSES:
-            raise AnalysisError(f"finding status {self.status!r} must be one of {list(STATUSES)}.")
-        object.__setattr__(self, "evidence", tuple(self.evidence))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["evidence"] = list(self.evidence)
-        for k in ("effect", "ci_low", "ci_high", "p", "q"):
-            d[k] = None if not math.isfinite(d[k]) else round(float(d[k]), 6 if k in ("effect", "ci_low", "ci_high") else 8)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Finding":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for k in ("effect", "ci_low", "ci_high", "p", "q"):
-            d[k] = float("nan") if d.get(k) is None else float(d[k])
-        d["evidence"] = tuple(d.get("evidence") or ())
-        d["details"] = d.get("details") or {}
-        return cls(**d)
-
-    def __repr__(self) -> str:
-        return f"Finding[{self.status}] {self.kind} class {self.class_index} cue {self.cue!r}: {self.sentence}"
 
 
 class Findings(list):
@@ -117,17 +58,17 @@ def rank_findings(findings: list[Finding]) -> Findings:
 
 
 def write_findings(run_dir, findings: list[Finding]) -> None:
-    """Write ``findings.json`` and ``findings.parquet`` (details as a JSON string column)."""
-    RunDir(run_dir).write_findings([f.to_dict() for f in findings], list(Finding.__dataclass_fields__))
+    """Write ``findings.json`` and ``findings.parquet`` (details as a JSON string column) through the run's writer."""
+    RunDir(run_dir).write_findings(list(findings))
 
 
 def read_findings(run_dir) -> Findings:
-    """Load the findings back as Finding objects (each record checked by ``RunDir.read_findings``: a damaged one
-    is a RunError naming the file, the record and the field)."""
-    data = RunDir(run_dir).read_findings()
+    """Load the findings back as Finding objects (each record checked by ``RunDir.read_finding_records``: a damaged
+    one is a RunError naming the file, the record and the field)."""
+    data = RunDir(run_dir).read_finding_records()
     if data is None:
         raise AnalysisError(f"{run_dir}/findings.json does not exist; run analyze_run (or `probe audit`) first.")
-    return Findings(Finding.from_dict(d) for d in data)
+    return Findings(data)
 
 
 # ----------------------------------------------------------------------------------------- sentences
@@ -154,8 +95,11 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
         s = (f"The token for '{name}' {verb} {description}: {extra.get('freq_baseline', 0):.0%} → "
              f"{extra.get('freq_token', 0):.0%} of images ({effect:+.2f}, {stats})")
     else:
-        s = (f"{effect:.0%} of the attribution for '{name}' lies outside the object ({_interval(*ci)}), "
-             f"an area of {extra.get('area_outside', 0):.0%} of the image; {n} images")
+        share, area = extra.get("share_outside"), extra.get("area_outside", 0)
+        held = f"{share:.0%} of the attribution for '{name}' lies outside the object, " if share is not None else \
+            f"The attribution for '{name}' lies outside the object "
+        s = (held + f"{effect:+.2f} more than the {area:.0%} of the image outside it "
+             f"(excess {effect:+.2f}, {stats})")
     prefix = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
               "screened": "Screening only (not confirmed): "}[status]
     return prefix + s

@@ -51,14 +51,16 @@ class Thresholds:
 
     Findings that miss a bar but reach ``weak_effect`` (in the claimed
     direction) are kept as weak evidence; below that they are not reported.
-    Off-object findings (effect = share of attribution mass outside the object)
-    pass when the interval's lower end reaches ``off_object_min_share`` on at
-    least ``min_images`` images, i.e. most of the evidence lies off the object;
-    weak from ``off_object_weak_share``.
+    Off-object findings are judged by the same rule: their effect is the
+    excess of attribution mass outside the object over the share of the area
+    outside it (0 for attribution spread evenly), measured on at least
+    ``min_pairs`` fresh images, and their one-sided p-value for "no excess"
+    is in the same false-discovery-rate family.
 
-    ``min_ci_low`` is read by no rule since the q-value rule replaced the
-    interval rule; it stays a field because every saved run's config.json
-    carries it and reads it back into this class.
+    ``min_ci_low``, ``off_object_min_share``, ``off_object_weak_share`` and
+    ``min_images`` are read by no rule since the q-value rule replaced the
+    interval rules; they stay fields because saved runs' config.json carry
+    them and read them back into this class.
     """
 
     min_effect: float = 0.15
@@ -107,22 +109,14 @@ class Thresholds:
         # A JSON round trip turns the tuple into a list; keep the field hashable.
         object.__setattr__(self, "two_sided_kinds", tuple(kinds))
 
-    def _off_object(self, effect: Effect) -> tuple[bool, str | None]:
-        if effect.n >= self.min_images and effect.ci_low >= self.off_object_min_share:
-            return True, "strong"
-        return (False, "weak") if effect.mean >= self.off_object_weak_share else (False, None)
-
     def judge_q(self, kind: str, effect: Effect) -> tuple[bool, str | None]:
         """Return (passes, strength) under the false-discovery-rate rule (see the class docstring).
 
         ``effect.q`` must have been set by :func:`apply_fdr` over the audit's
-        tests; an effect without a q-value never passes. Off-object findings
-        pass on their interval (see the class docstring); they are not tested, so they have no q-value.
+        confirmed tests; an effect without a q-value never passes.
         """
         if effect.n < 1 or not np.isfinite(effect.mean):
             return False, None
-        if kind == "off-object":
-            return self._off_object(effect)
         size = abs(effect.mean) if kind in self.two_sided_kinds else effect.mean
         if (
             effect.n >= self.min_pairs
