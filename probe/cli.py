@@ -44,7 +44,7 @@ def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, flo
 def audit(
     model: str = typer.Option(..., "--model", "-m", help="Classifier: .pt2, TorchScript, state dict (+--arch), HF folder, package.module:function, or a pickle with --trust-pickle."),
     classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9) or @file."),
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm) or 'world'. Default: CompVis/stable-diffusion-v1-4."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm, sdxl, sdxl-turbo) or 'world'. Default: sd14 (CompVis/stable-diffusion-v1-4, DDIM 15 steps)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model name>). Re-running resumes it."),
     arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),
     labels: Optional[str] = typer.Option(None, help="Labels: .txt, .json, .csv file, or 'imagenet'."),
