@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent / ".cache" / "validity"
@@ -31,8 +33,32 @@ ATTRIBUTES = {"background": ["grass", "water", "sand", "snow", "wood"],
 SHAPES = ["circle", "square", "triangle", "star", "cross", "heart"]
 
 
-def plan(n_biased: int = 6, n_clean: int = 2, seed: int = 2026) -> list[dict]:
-    """The classifiers: ``n_biased`` with 1-3 planted cues on random classes (every attribute kind used), and clean ones."""
+# The held-out set: other recipes (planted strength, thumbnail size, hidden-object rate, training length) and other
+# seeds. No method change is tuned on it; its figures are the claim, the tuning set's are development figures.
+HELDOUT_RECIPES = [
+    {"strength": 0.9, "pool": 2, "hide": 0.4, "steps": 800},
+    {"strength": 0.99, "pool": 8, "hide": 0.75, "steps": 800},
+    {"strength": 0.95, "pool": 4, "hide": 0.5, "steps": 1200},
+    {"strength": 0.93, "pool": 2, "hide": 0.7, "steps": 600},
+    {"strength": 0.97, "pool": 8, "hide": 0.5, "steps": 1000},
+    {"strength": 0.9, "pool": 4, "hide": 0.6, "steps": 800},
+]
+
+
+def plan(n_biased: int = 6, n_clean: int = 2, seed: int = 2026, heldout: bool = False) -> list[dict]:
+    """The classifiers: ``n_biased`` with 1-3 planted cues on random classes (every attribute kind used), and clean ones.
+
+    ``heldout``: the second set, drawn with another seed and trained with :data:`HELDOUT_RECIPES` (names
+    ``heldout-biased-i`` / ``heldout-clean-i``); the tuning set uses the world classifier command's defaults
+    at strength 0.97.
+    """
+    if heldout:
+        items = plan(4, n_clean, seed=seed + 1)  # 4 biased + 2 clean: what 2 cores train and audit in one session
+        for i, item in enumerate(items):
+            item["name"] = "heldout-" + item["name"]
+            item["seed"] += 1000
+            item["recipe"] = HELDOUT_RECIPES[i % len(HELDOUT_RECIPES)]
+        return items
     rng = random.Random(seed)
     kinds = list(ATTRIBUTES)
     out = []
@@ -60,8 +86,10 @@ def train(items: list[dict]) -> None:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        cmd = [probe, "world", "classifier", "--out", str(path), "--bias", _bias_arg(item["bias"]),
-               "--strength", "0.97", "--seed", str(item["seed"])]
+        recipe = item.get("recipe", {"strength": 0.97})
+        cmd = [probe, "world", "classifier", "--out", str(path), "--bias", _bias_arg(item["bias"]), "--seed", str(item["seed"])]
+        for flag, value in recipe.items():
+            cmd += [f"--{flag}", str(value)]
         subprocess.run(cmd, check=True)
         print(f"trained {item['name']} ({item['bias'] or 'clean'}) in {time.perf_counter() - start:.0f} s", flush=True)
 
@@ -112,57 +140,132 @@ def remeasured(item: dict, passing: list[dict], n_pairs: int = 64) -> dict:
     return done
 
 
-def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15) -> dict:
-    """Recall, precision, false findings and calibration over every audited classifier."""
+RULES = {
+    "estimate": "point estimate >= 0.15 and q <= 0.05 for 'effect = 0' (BY over the confirmed tests), >= 16 pairs",
+    "lower": "as 'estimate', and the 95% interval's lower end >= 0.15",
+    "shifted": "q <= 0.05 for the one-sided 'effect <= 0.15' (sign-flip on value - 0.15, BY over the confirmed "
+               "tests), >= 16 pairs",
+}
+
+
+def _family(run, threshold: float) -> dict[tuple, float]:
+    """Every confirmed test of one audit (cue tests and off-object) -> its q for the shifted null 'effect <= threshold'.
+
+    The same family the engine's false-discovery-rate step pools; p from the per-pair values analysis.json keeps.
+    """
+    from probe.analysis.stats import fdr, sign_flip_test
+
+    analysis = run.read_analysis() or {}
+    keys, pvalues = [], []
+    for entry in analysis.get("pairs", []):
+        values = (entry.get("confirm") or {}).get("values") or []
+        if not values:
+            continue
+        v = np.asarray(values, float)
+        if entry["kind"] == "token-shift" and v.mean() < 0:
+            v = -v  # two-sided kind: the claim is in the direction measured
+        keys.append((entry["class_index"], entry["cue"], entry["kind"]))
+        pvalues.append(sign_flip_test(v - threshold, alternative="greater"))
+    for index, info in (analysis.get("classes") or {}).items():
+        off = info.get("off_object") or {}
+        if off.get("stage") == "confirm" and off.get("values"):
+            keys.append((int(index), "off-object", "off-object"))
+            pvalues.append(sign_flip_test(np.asarray(off["values"], float) - threshold, alternative="greater"))
+    if not keys:
+        return {}
+    q, _ = fdr(pvalues, method="by")
+    return dict(zip(keys, (float(x) for x in q)))
+
+
+def _passes(rule: str, f: dict, shifted: dict, threshold: float) -> bool:
+    if f.get("status") not in ("passes", "weak") or f.get("q") is None:
+        return False  # screened only, or inconclusive: never a pass under any rule
+    if rule == "estimate":
+        return bool(f["passes"])
+    if rule == "lower":
+        return bool(f["passes"]) and _lo(f) >= threshold
+    return f["n_images"] >= 16 and shifted.get(_key(f), 1.0) <= 0.05
+
+
+def _rate(k: int, n: int) -> dict:
+    from probe.analysis.stats import binomial_interval
+
+    if n == 0:
+        return {"k": 0, "n": 0, "rate": None, "ci": None}
+    lo, hi = binomial_interval(k, n)
+    return {"k": k, "n": n, "rate": round(k / n, 3), "ci": [round(lo, 3), round(hi, 3)]}
+
+
+def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeasure_fresh: bool = True) -> dict:
+    """Recall, precision (two yardsticks), false findings on clean classifiers, and calibration (against the
+    truth and against a fresh re-measure), per classifier set and per candidate pass rule, with exact
+    (Clopper–Pearson) 95% intervals. Off-object findings count in every figure."""
     from probe.classifiers import load_classifier
     from probe.run import RunDir
     from probe.world import true_effects
 
-    rows, totals = [], {"planted": 0, "found": 0, "top": 0, "passing": 0, "true": 0, "clean_false": 0,
-                        "ci_total": 0, "ci_covered": 0}
+    rows, tallies = [], {}
     for item in items:
+        group = "heldout" if item["name"].startswith("heldout-") else "tuning"
         run = RunDir(ROOT / "runs" / item["name"])
-        findings = [f for f in (run.read_findings() or []) if f.get("kind") != "off-object"]
+        findings = run.read_findings() or []
         truth = true_effects(load_classifier(str(ROOT / "classifiers" / f"{item['name']}.pt2")), n=truth_n)
-        passing = [f for f in findings if f.get("passes")]
-        true_ones = [f for f in passing if truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
-                                                          counters=f["details"].get("counter_values") if f["kind"] == "necessity" else None)]
+        shifted = _family(run, threshold)
         planted = [(cls, value) for cls, cues in item["bias"].items() for value in cues.values()]
-        found = [p for p in planted if any(f["class_name"] == p[0] and f["cue"] == p[1] for f in passing)]
-        top = []
-        for cls, value in planted:
-            ranked = [f for f in passing if f["class_name"] == cls]
-            if ranked and ranked[0]["cue"] == value:
-                top.append((cls, value))
-        fresh = remeasured(item, passing)
-        with_fresh = [f for f in passing if _key(f) in fresh]
-        covered = [f for f in with_fresh if _lo(f) <= fresh[_key(f)] <= _hi(f)]
-        row = {"classifier": item["name"], "planted": planted, "found": len(found), "top": len(top),
-               "passing": len(passing), "true": len(true_ones),
-               "false": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f}" for f in passing
-                         if f not in true_ones]}
+        strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
+        row = {"classifier": item["name"], "set": group, "planted": planted,
+               "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted}}
+        for rule in RULES:
+            passing = [f for f in findings if _passes(rule, f, shifted, threshold)]
+
+            def holds(f, own_counters: bool) -> bool:
+                counters = f["details"].get("counter_values") if own_counters and f["kind"] == "necessity" else None
+                return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=counters)
+
+            t = tallies.setdefault((group, rule), {k: 0 for k in (
+                "planted", "found", "passing", "true_claim", "true_every", "clean_passing", "off_object_passing",
+                "off_object_true", "truth_total", "truth_covered", "fresh_total", "fresh_covered")})
+            found = [p for p in strong if any(f["class_name"] == p[0] and f["cue"] == p[1] for f in passing)]
+            cue_passing = [f for f in passing if f["kind"] != "off-object"]
+            covered = [f for f in cue_passing if _lo(f) <= truth.effect(
+                f["class_name"], f["cue"], f["kind"],
+                f["details"].get("counter_values") if f["kind"] == "necessity" else None) <= _hi(f)]
+            t["planted"] += len(strong)
+            t["found"] += len(found)
+            t["passing"] += len(passing)
+            t["true_claim"] += sum(holds(f, True) for f in passing)
+            t["true_every"] += sum(holds(f, False) for f in passing)
+            t["off_object_passing"] += sum(f["kind"] == "off-object" for f in passing)
+            t["off_object_true"] += sum(f["kind"] == "off-object" and holds(f, True) for f in passing)
+            t["clean_passing"] += len(passing) if not item["bias"] else 0
+            t["truth_total"] += len(cue_passing)
+            t["truth_covered"] += len(covered)
+            if rule == "estimate" and remeasure_fresh:
+                fresh = remeasured(item, cue_passing)
+                with_fresh = [f for f in cue_passing if _key(f) in fresh]
+                t["fresh_total"] += len(with_fresh)
+                t["fresh_covered"] += sum(_lo(f) <= fresh[_key(f)] <= _hi(f) for f in with_fresh)
+            row[rule] = {"found": [f"{c}/{v}" for c, v in found], "passing": len(passing),
+                         "false": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f}"
+                                   for f in passing if not holds(f, True)]}
         rows.append(row)
-        totals["planted"] += len(planted)
-        totals["found"] += len(found)
-        totals["top"] += len(top)
-        totals["passing"] += len(passing)
-        totals["true"] += len(true_ones)
-        totals["ci_total"] += len(with_fresh)
-        totals["ci_covered"] += len(covered)
-        if not item["bias"]:
-            totals["clean_false"] += len(passing)
-    summary = {
-        "recall": totals["found"] / max(totals["planted"], 1),
-        "recall_top": totals["top"] / max(totals["planted"], 1),
-        "precision": totals["true"] / max(totals["passing"], 1) if totals["passing"] else 1.0,
-        "false_findings_clean": totals["clean_false"],
-        "calibration": totals["ci_covered"] / totals["ci_total"] if totals["ci_total"] else None,
-        **totals,
-    }
-    for row in rows:
-        print(f"{row['classifier']:10s} planted {row['planted'] or '-'}: found {row['found']}, top {row['top']}; "
-              f"passing {row['passing']}, true {row['true']}; false: {row['false'] or '-'}")
-    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=1))
+        print(f"{row['classifier']:18s} planted {row['planted_true'] or '-'}: "
+              + "; ".join(f"{r}: found {len(row[r]['found'])}, passing {row[r]['passing']}, false {row[r]['false'] or '-'}"
+                          for r in RULES), flush=True)
+    summary = {}
+    for (group, rule), t in sorted(tallies.items()):
+        summary.setdefault(group, {})[rule] = {
+            "rule": RULES[rule],
+            "recall (planted cues with a true effect >= 0.15, found passing)": _rate(t["found"], t["planted"]),
+            "precision (true effect >= 0.15 against the claim's own counters)": _rate(t["true_claim"], t["passing"]),
+            "precision (true effect >= 0.15 against every other value)": _rate(t["true_every"], t["passing"]),
+            "passing findings on clean classifiers": t["clean_passing"],
+            "off-object findings passing (true)": f"{t['off_object_passing']} ({t['off_object_true']})",
+            "coverage of the true effect by the 95% interval": _rate(t["truth_covered"], t["truth_total"]),
+            "coverage of a 64-pair re-measure by the 95% interval": _rate(t["fresh_covered"], t["fresh_total"])
+            if rule == "estimate" and remeasure_fresh else None,
+        }
+    print(json.dumps(summary, indent=1))
     (ROOT / "score.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
     return summary
 
@@ -171,8 +274,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("phase", choices=["train", "audit", "score", "all"])
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
+    p.add_argument("--set", choices=["tuning", "heldout", "both"], default="tuning",
+                   help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned on")
     a = p.parse_args()
-    items = plan()
+    items = {"tuning": plan(), "heldout": plan(heldout=True), "both": plan() + plan(heldout=True)}[a.set]
     if a.quick:
         items = items[:2] + [i for i in items if not i["bias"]][:1]
     print(f"classifiers: {[(i['name'], i['bias'] or 'clean') for i in items]}", flush=True)

@@ -30,6 +30,7 @@ from probe.generators.memory import resolve_max_batch
 
 DEFAULT_TEMPLATES = ("a photo of a {}", "a close-up photo of a {}", "a picture of a {}")
 OBJECTIVES = ("cross_entropy", "margin")
+DEFAULT_MIN_STEPS = 3  # updates before the default stop rule may stop (see TokenConfig)
 MOVED_RELATIVE = 0.02  # a token whose vector moved less than 2% of its initial norm is reported as unchanged
 DIVERGED_FACTOR = 4.0  # a loss this many times the best one (and above 1 nat) is a blow-up, not a step
 
@@ -46,17 +47,26 @@ def _flag(name: str) -> str:
 
 @dataclass(frozen=True)
 class TokenConfig:
-    """Settings of one class-token optimisation; defaults are close to the paper's."""
+    """Settings of one class-token optimisation.
+
+    The defaults follow the paper (init word "a", lr 5e-3, 5 images a step, cross-entropy, 50 steps) except
+    for the stop rule: the paper stops once the batch's accuracy exceeds 0.7, which the baseline images of a
+    well-trained classifier already meet, so the token keeps its initial word and shows nothing. probe stops
+    when the mean probability of the class exceeds 0.95, after at least :data:`DEFAULT_MIN_STEPS` updates
+    (fewer when ``max_steps`` is smaller), so every token moves. :meth:`paper` is the paper's rule
+    (``probe audit --paper-stop``).
+    """
 
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     init_word: str = "a"  # "a" as in the paper; "@class" uses the class name's last token
     lr: float = 5e-3
     batch_size: int = 5  # images per optimisation step, from fixed seeds
     max_steps: int = 50
-    accuracy_threshold: float = 0.7  # early stop when the batch's stop_metric exceeds it
-    stop_metric: str = "accuracy"  # "accuracy" (the paper) or "target_prob" (mean probability of the class)
+    accuracy_threshold: float = 0.95  # early stop when the batch's stop_metric exceeds it (the paper: accuracy > 0.7)
+    stop_metric: str = "target_prob"  # mean probability of the class, or "accuracy" (the paper)
     patience: int = 15  # ... or after this many steps without a better token
-    min_steps: int = 0  # no stop before this many updates, and the kept token is an updated one (0: the paper)
+    min_steps: int | None = None  # no stop before this many updates, and the kept token is an updated one (0: the
+    # paper; None: DEFAULT_MIN_STEPS, or max_steps - 1 when that is smaller)
     objective: str = "cross_entropy"  # or "margin": capped log-probability margin of the target over the others
     margin_cap: float = 5.0  # "margin": no push beyond this log-probability margin (nats)
     lr_backoff: float = 0.5  # a step that blows the loss up restores the best token and scales lr by this
@@ -73,7 +83,16 @@ class TokenConfig:
     eval_seed: int = 1000
     topk: int = 5
 
+    @classmethod
+    def paper(cls, **changes) -> "TokenConfig":
+        """The paper's stop rule: stop once the batch's accuracy exceeds 0.7, no minimum number of updates (a
+        token may keep its initial word where the classifier already accepts the baseline images)."""
+        return cls(**{"stop_metric": "accuracy", "accuracy_threshold": 0.7, "min_steps": 0, **changes})
+
     def __post_init__(self):
+        if self.min_steps is None:  # resolved once, so config.json records the number used
+            object.__setattr__(self, "min_steps", max(0, min(DEFAULT_MIN_STEPS, self.max_steps - 1))
+                               if isinstance(self.max_steps, int) else DEFAULT_MIN_STEPS)
         if not self.templates or any("{}" not in t for t in self.templates):
             raise TokenError(f"templates {self.templates!r} must be non-empty and each contain '{{}}' where the class goes")
         checks = {

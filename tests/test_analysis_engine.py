@@ -334,3 +334,33 @@ def test_off_object_is_confirmed_on_fresh_images_and_tested_in_the_fdr_family(tm
     assert info["stage"] == "confirm" and info["n"] == 16 and info["q"] == pytest.approx(off.q)
     _, _, clean = _audit(tmp_path / "clean", False, config=config)
     assert not [f for f in clean if f.kind == "off-object" and f.passes]
+
+
+def test_adaptive_screening_adds_pairs_only_to_ambiguous_necessity_screens(tmp_path):
+    """Round 1 extends every necessity screen whose first 4 pairs average in [0, min_effect) by 4 seeds, round 2
+    those still in [weak_effect, min_effect) by 8; clear screens (below 0, or a candidate already) keep their 4.
+    (The fake classifier's effects are large or nil, so the band is widened to make both kinds appear.)"""
+    from probe.analysis import Thresholds
+
+    low, high = 0.05, 0.9
+    base = CUE_TESTS_ONLY.replace(sufficiency=False, token_shift=False, confirm=False,
+                                  thresholds=Thresholds(min_effect=high, weak_effect=low))
+    run, _, _ = _audit(tmp_path, True, config=base)
+    entries = [e for e in _analysis(run)["pairs"] if e["kind"] == "necessity"]
+    seen = {"clear": 0, "extended": 0, "twice": 0}
+    for e in entries:
+        values = e["screen"]["values"]
+        first = sum(values[:4]) / 4
+        if first < 0 or first >= high:
+            assert len(values) == 4, e
+            seen["clear"] += 1
+        else:
+            assert len(values) in (8, 16), e
+            after8 = sum(values[:8]) / 8
+            assert (len(values) == 16) == (low <= after8 < high), e
+            seen["extended"] += 1
+            seen["twice"] += len(values) == 16
+        assert len(set(e["screen"]["keys"])) == len(values)  # every added pair has its own seed
+    assert seen["clear"] and seen["extended"] and seen["twice"], seen
+    run2, _, _ = _audit(tmp_path / "fixed", True, config=base.replace(screen_extend=()))
+    assert all(len(e["screen"]["values"]) == 4 for e in _analysis(run2)["pairs"] if e["kind"] == "necessity")

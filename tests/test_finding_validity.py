@@ -22,7 +22,7 @@ def biased_truth():
 
 def test_every_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
     findings = read_findings(readme_demo / "runs" / "demo")
-    passing = [f for f in findings if f.passes and f.kind != "off-object"]
+    passing = [f for f in findings if f.passes]  # off-object findings included
     assert any(f.class_name == "star" and f.cue == "grass" for f in passing), [f.sentence for f in findings[:8]]
     false = [f.sentence for f in passing if not biased_truth.confirms(
         f.class_name, f.cue, f.kind, f.effect, counters=f.details.get("counter_values") if f.kind == "necessity" else None)]
@@ -35,5 +35,5 @@ def test_the_clean_classifier_gets_no_passing_cue_finding(clean_star_demo):
     """The clean demo classifier, audited on star and made to confirm every test the biased demo confirmed."""
     _, clean, stderr = clean_star_demo
     findings = read_findings(clean)
-    assert [f.sentence for f in findings if f.passes and f.kind != "off-object"] == []
-    assert "passing cue findings: none" in stderr
+    assert [f.sentence for f in findings if f.passes] == []  # off-object findings included
+    assert "passing findings: none" in stderr

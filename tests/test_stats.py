@@ -358,3 +358,19 @@ def test_effect_keeps_its_positional_fields_and_displays_itself():
     assert (e.mean, e.ci_low, e.ci_high, e.n) == (0.3, 0.1, 0.5, 4)
     assert math.isnan(e.p) and math.isnan(e.q) and e.method == ""
     assert repr(e) == "Effect(+0.300, 95% CI [+0.100, +0.500], n=4)"
+def test_binomial_interval_is_the_exact_clopper_pearson_interval():
+    from probe.analysis.stats import binomial_interval
+
+    # published Clopper–Pearson ends (R: binom.test(k, n)$conf.int)
+    assert binomial_interval(16, 17) == pytest.approx((0.7131106, 0.9985118), abs=1e-6)
+    assert binomial_interval(0, 10) == pytest.approx((0.0, 0.3084971), abs=1e-6)
+    assert binomial_interval(5, 5) == pytest.approx((0.4781762, 1.0), abs=1e-6)
+    # coverage is at least the stated level for every true proportion (checked exactly at a few)
+    import math
+    n = 12
+    for p in (0.05, 0.3, 0.5, 0.9):
+        covered = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n + 1)
+                      if binomial_interval(k, n)[0] <= p <= binomial_interval(k, n)[1])
+        assert covered >= 0.95
+    with pytest.raises(AnalysisError):
+        binomial_interval(3, 2)

@@ -39,7 +39,7 @@ def test_only_the_token_row_changes(tiny_generator):
 
 def test_token_raises_the_target_probability_over_baseline(tiny_generator):
     classifier = calibrated_redness_classifier(tiny_generator)  # ~half the baseline images are 'star'
-    config = TokenConfig(**{**FAST, "max_steps": 8, "patience": 8, "accuracy_threshold": 1.0})
+    config = TokenConfig.paper(**{**FAST, "max_steps": 8, "patience": 8, "accuracy_threshold": 1.0})
     token = optimize_class_token(tiny_generator, classifier, 1, config)
     first, best = token.history[0], token.history[token.best_step]
     assert token.stopped == "max_steps" and len(token.history) == 8
@@ -57,7 +57,7 @@ def test_threshold_stops_as_soon_as_the_batch_accuracy_exceeds_it(tiny_generator
         def forward(self, images):
             return torch.tensor([[0.0, 3.0]]).expand(images.shape[0], 2) + 0.0 * images.sum()
 
-    token = optimize_class_token(tiny_generator, AlwaysStar(), 1, TokenConfig(max_steps=10, accuracy_threshold=0.7))
+    token = optimize_class_token(tiny_generator, AlwaysStar(), 1, TokenConfig.paper(max_steps=10))
     assert token.stopped == "threshold" and len(token.history) == 1 and token.best_accuracy == 1.0
     # A threshold of 1.0 can never be exceeded: the loop runs on.
     token = optimize_class_token(tiny_generator, AlwaysStar(), 1, TokenConfig(max_steps=3, accuracy_threshold=1.0),
@@ -72,7 +72,7 @@ def test_patience_stops_a_token_that_cannot_improve(tiny_generator):
         def forward(self, images):
             return torch.tensor([[5.0, 0.0]]).expand(images.shape[0], 2) + 0.0 * images.sum()
 
-    token = optimize_class_token(tiny_generator, Constant(), 1, TokenConfig(max_steps=20, patience=3))
+    token = optimize_class_token(tiny_generator, Constant(), 1, TokenConfig.paper(max_steps=20, patience=3))
     assert token.stopped == "patience" and len(token.history) == 4 and token.best_step == 0
 
 
@@ -129,8 +129,12 @@ def test_a_baseline_the_classifier_already_accepts_still_moves_the_token_with_mi
     """The paper's stop rule ends at step 0 when the baseline already passes; min_steps and the margin objective
     keep pushing, and the kept token is an updated one."""
     classifier = calibrated_redness_classifier(tiny_generator, quantile=0.0)  # nearly every baseline image is 'star'
-    paper = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**{**FAST, "accuracy_threshold": 0.5}))
+    paper = optimize_class_token(tiny_generator, classifier, 1, TokenConfig.paper(**{**FAST, "accuracy_threshold": 0.5}))
     assert paper.stopped == "threshold" and paper.best_step == 0 and not paper.movement["moved"]
+    # the defaults (stop on mean probability > 0.95, at least 3 updates) move it without any setting
+    default = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**FAST))
+    assert TokenConfig().min_steps == 3 and TokenConfig(max_steps=2).min_steps == 1
+    assert default.best_step >= 1 and len(default.history) >= 3 and default.movement["moved"]
     pushed = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(
         **{**FAST, "accuracy_threshold": 0.5, "min_steps": 3, "objective": "margin"}))
     assert pushed.best_step >= 1 and len(pushed.history) >= 3

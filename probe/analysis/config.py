@@ -15,7 +15,7 @@ from probe.analysis.policy import Thresholds
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 #: The settings that decide which images a test's pairs are made of: two analyses can be paired pair by pair
 #: (``confirm_like``, ``probe compare``) only when these agree.
-PAIRING_FIELDS = ("seed", "screen_seeds", "necessity_screen_seeds", "confirm_round", "n_carriers", "carriers",
+PAIRING_FIELDS = ("seed", "screen_seeds", "necessity_screen_seeds", "screen_extend", "confirm_round", "n_carriers", "carriers",
                   "carrier_template", "necessity_templates", "steps", "guidance_scale", "stated_contexts")
 
 
@@ -42,6 +42,11 @@ class AnalysisConfig:
     # screening seeds per prompt (necessity): a necessity screen has one pair per seed and prompt, so 2 seeds
     # were 2 pairs, and a planted cue worth +0.32 on 24 fresh pairs screened at +0.03 (benchmark biased-5, star/bar)
     necessity_screen_seeds: int = 4
+    # adaptive screening (necessity): screens that are neither clearly nothing nor clearly a candidate get more
+    # seeds per round: round 1 adds screen_extend[0] to every screen with 0 <= mean < min_effect, round 2 adds
+    # screen_extend[1] to those still at weak_effect <= mean < min_effect; clear screens stop at
+    # necessity_screen_seeds (a planted cue worth +0.20 screened at +0.08 on 4 pairs and was never confirmed)
+    screen_extend: tuple[int, ...] = (4, 8)
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
     # necessity pairs state random values of the other attributes, the same in both arms, where a concept scorer
@@ -77,6 +82,12 @@ class AnalysisConfig:
             object.__setattr__(self, "carriers", tuple(self.carriers))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        extend = self.screen_extend
+        if isinstance(extend, str) or not isinstance(extend, (tuple, list)) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 64 for k in extend):
+            raise AnalysisError(f"screen_extend={extend!r} must be a sequence of seeds to add per round (1..64 each), "
+                                "e.g. (4, 8), or () for no adaptive screening.")
+        object.__setattr__(self, "screen_extend", tuple(extend))
         for name in ("n_carriers", "screen_seeds", "necessity_screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
             if getattr(self, name) < 1:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")

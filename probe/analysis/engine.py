@@ -124,6 +124,9 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
         found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
                                                                object_attribute, object_of))
+        extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
+        if extended:
+            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous and got more pairs")
         tests += found
         notes += skipped
     timings["screen_necessity"] = time.perf_counter() - t0
@@ -163,7 +166,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                 info["off_object"] = {"share_outside": test.confirm.share_outside,
                                       "area_outside": test.confirm.area_outside, "excess": e.mean,
                                       "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, "stage": "confirm",
-                                      "screen": info.get("off_object")}
+                                      "values": list(test.confirm.values), "screen": info.get("off_object")}
         timings["off_object_confirm"] = time.perf_counter() - t1
     timings["confirm"] = time.perf_counter() - t0
 
@@ -295,6 +298,46 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
                                        evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
             tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
     return tests, notes
+
+
+def _ambiguous(cfg: AnalysisConfig, test: Test, round_no: int) -> bool:
+    """Neither clearly nothing nor clearly a candidate: round 0 takes every screen in [0, threshold), later rounds
+    the ones still in [weak bar, threshold)."""
+    s = test.screen
+    if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
+        return False
+    low = 0.0 if round_no == 0 else cfg.thresholds.weak_effect
+    return low <= s.mean < cfg.thresholds.min_effect
+
+
+def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute,
+                      object_of, say) -> int:
+    """Adaptive screening: more seeds, round by round (``cfg.screen_extend``), for the ambiguous necessity screens
+    only; the new pairs are pooled into the screen (they never decide: confirmation uses fresh seeds)."""
+    first = cfg.seed + cfg.necessity_screen_seeds
+    extended: set[int] = set()
+    for round_no, more in enumerate(cfg.screen_extend):
+        ambiguous = [t for t in tests if _ambiguous(cfg, t, round_no)]
+        if not ambiguous:
+            break
+        say(f"analysis: adaptive screening round {round_no + 1}: {len(ambiguous)} ambiguous necessity screens "
+            f"x {more} more seeds")
+        seeds = list(range(first, first + more))
+        first += more
+
+        def measure():
+            out = []
+            for t in ambiguous:
+                load_token(generator, t.cls)
+                out.append(measure_necessity(lab, t.cls.index, t.cue, t.cls.token_prompts(cfg.necessity_templates), seeds,
+                                             object_value=object_of(t.cls), object_attribute=object_attribute or "object",
+                                             evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=0))
+            return out
+
+        for test, sample in zip(ambiguous, lab.batched(measure)):
+            test.screen = test.screen + sample
+            extended.add(id(test))
+    return len(extended)
 
 
 def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers, generator, object_attribute: str,

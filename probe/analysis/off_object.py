@@ -58,6 +58,7 @@ class OffObjectMeasure:
     effect: Effect  # mean excess (share_outside - area_outside), its interval, p for "no excess" (one-sided)
     share_outside: float  # mean share of attribution mass outside the object
     area_outside: float  # mean share of the image outside the object
+    values: tuple[float, ...] = ()  # the per-image excesses (analysis.json keeps them, like the cue tests' pairs)
 
 
 def excess_effect(heat: np.ndarray | torch.Tensor, maps: dict[int, np.ndarray], indices: list[int]) -> OffObjectMeasure | None:
@@ -80,7 +81,8 @@ def excess_effect(heat: np.ndarray | torch.Tensor, maps: dict[int, np.ndarray], 
     low, high = mean_interval(excess, bounds=(-1.0, 1.0))
     p = sign_flip_test(excess, alternative="greater")
     effect = Effect(float(excess.mean()), low, high, len(excess), p=p, method="sign-flip, excess over area")
-    return OffObjectMeasure(effect, float(np.mean(shares)), float(np.mean(areas)))
+    return OffObjectMeasure(effect, float(np.mean(shares)), float(np.mean(areas)),
+                            tuple(round(float(v), 5) for v in excess))
 
 
 def confirm_off_object(generator, attribute, records: list[dict], token_indices: list[int], words: list[str],

@@ -51,6 +51,7 @@ from probe.analysis.errors import AnalysisError
 
 __all__ = [
     "FDR_METHODS",
+    "binomial_interval",
     "Effect",
     "apply_fdr",
     "fdr",
@@ -439,6 +440,38 @@ def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
     centre = (x + 0.5 * z * z) / denom
     half = z * math.sqrt(x * (n - x) / n + 0.25 * z * z) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _binomial_tail(k: int, n: int, p: float, upper: bool) -> float:
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p), summed exactly."""
+    ks = range(k, n + 1) if upper else range(0, k + 1)
+    return float(sum(math.comb(n, i) * p ** i * (1.0 - p) ** (n - i) for i in ks))
+
+
+def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval for a proportion of ``k`` successes in ``n`` trials.
+
+    Each end is the proportion at which the observed count sits on the ``(1 - confidence) / 2`` tail
+    (found by bisection on the exact binomial sums): the interval covers the true proportion with at least
+    the stated probability whatever it is, at the price of being wider than the Wilson interval. Used for
+    the validity figures (precision, recall, coverage), where "at least 95%" is the claim.
+    """
+    if isinstance(k, bool) or isinstance(n, bool) or not isinstance(k, (int, np.integer)) \
+            or not isinstance(n, (int, np.integer)) or not 0 <= k <= n or n < 1:
+        raise AnalysisError(f"binomial_interval needs whole numbers 0 <= k <= n, n >= 1 (got k={k!r}, n={n!r})")
+    _check_confidence(confidence)
+    alpha = (1.0 - confidence) / 2.0
+
+    def solve(tail) -> float:  # tail is monotone in p: bisect for tail(p) = alpha
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if tail(mid) else (lo, mid)
+        return (lo + hi) / 2.0
+
+    low = 0.0 if k == 0 else solve(lambda p: _binomial_tail(k, n, p, True) < alpha)
+    high = 1.0 if k == n else solve(lambda p: _binomial_tail(k, n, p, False) > alpha)
+    return low, high
 
 
 def _mcnemar_exact(b: int, c: int) -> float:

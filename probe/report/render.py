@@ -364,8 +364,9 @@ class _Builder:
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
             "nearest": [{"word": str(w.get("word", "?")), "cosine": fmt.as_float(w.get("cosine"))} for w in nearest[:12]],
             "shift": shift_rows[:15],
-            "off_object": {k: fmt.as_float(off.get(k)) for k in ("share_outside", "ci_low", "ci_high", "area_outside")}
-            if off else None,
+            "off_object": {**{k: fmt.as_float(off.get(k)) for k in ("share_outside", "excess", "ci_low", "ci_high",
+                                                                     "area_outside", "q")},
+                           "n": off.get("n"), "confirmed": off.get("stage") == "confirm"} if off else None,
             "skipped_methods": self.skipped_methods,
             "traceback": "".join(str(t) for t in m["traceback"]) if isinstance(m.get("traceback"), list)
             else (str(m["traceback"]) if m.get("traceback") else None),

@@ -123,14 +123,15 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
 
 
 def truth_check(findings, classifier: str, n: int = 200) -> list[str]:
-    """Every passing cue finding held against the classifier's true behaviour on rendered scenes."""
+    """Every passing finding (cue findings and off-object alike) held against the classifier's true behaviour on
+    rendered scenes."""
     from probe.classifiers import load_classifier
     from probe.world import bundled_classifier_path
     from probe.world.truth import true_effects
 
-    passing = [f for f in findings if f.passes and f.kind != "off-object"]
+    passing = [f for f in findings if f.passes]
     if not passing:
-        return ["passing cue findings: none"]
+        return ["passing findings: none"]
     truth = true_effects(load_classifier(str(bundled_classifier_path(classifier))), n=n)
     lines = []
     confirmed = 0
@@ -138,8 +139,11 @@ def truth_check(findings, classifier: str, n: int = 200) -> list[str]:
         counters = f.details.get("counter_values") if f.kind == "necessity" else None
         ok = truth.confirms(f.class_name, f.cue, f.kind, f.effect, counters=counters)
         confirmed += ok
-        true_kind = "sufficiency" if f.kind == "token-shift" else f.kind
-        lines.append(f"  [{'true' if ok else 'NOT CONFIRMED'}: true {true_kind} effect "
-                     f"{truth.effect(f.class_name, f.cue, true_kind, counters):+.2f}] {f.sentence}")
-    return [f"passing cue findings confirmed by the truth table (probe.world.true_effects): {confirmed}/{len(passing)}",
+        if f.kind == "off-object":
+            true = f"largest true effect of an off-object attribute {truth.off_object(f.class_name):+.2f}"
+        else:
+            true_kind = "sufficiency" if f.kind == "token-shift" else f.kind
+            true = f"true {true_kind} effect {truth.effect(f.class_name, f.cue, true_kind, counters):+.2f}"
+        lines.append(f"  [{'true' if ok else 'NOT CONFIRMED'}: {true}] {f.sentence}")
+    return [f"passing findings confirmed by the truth table (probe.world.true_effects): {confirmed}/{len(passing)}",
             *lines]

@@ -65,6 +65,8 @@ __all__ = ["true_effects", "TruthTable", "ScenePool", "cue_attributes", "KINDS",
 
 #: The attributes a cue can intervene on (the shape is the class, never a cue).
 CUE_ATTRIBUTES: tuple[str, ...] = ("background", "color", "tag")
+#: The attributes drawn outside the shape (the colour is the shape's own).
+OFF_OBJECT_ATTRIBUTES: tuple[str, ...] = ("background", "tag")
 KINDS: tuple[str, ...] = ("sufficiency", "necessity")
 #: Audit finding kinds compared against a true effect kind ("token-shift" claims a cue makes the class).
 KIND_ALIASES = {"sufficiency": "sufficiency", "necessity": "necessity", "token-shift": "sufficiency"}
@@ -362,12 +364,26 @@ class TruthTable:
             raise WorldError(f"counters {missing} are not values of {row['attribute']!r}")
         return float(self.value_means[(*key, row["value"])] - np.mean([self.value_means[(*key, u)] for u in counters]))
 
+    def off_object(self, class_name: str | int) -> float:
+        """The class's largest true necessity effect of an attribute that lies off the object (background, tag):
+        how much the class truly depends on something outside the shape, the yardstick of an off-object finding."""
+        cls = self._class(class_name)
+        f = self.frame
+        sub = f[(f["class_name"] == cls) & (f["kind"] == "necessity") & f["attribute"].isin(OFF_OBJECT_ATTRIBUTES)]
+        return float(sub["effect"].max()) if not sub.empty else 0.0
+
     def confirms(self, class_name: str | int, cue: str, kind: str, claimed_effect: float,
                  threshold: float = 0.15, counters: Sequence[str] | None = None) -> bool:
-        """Whether a claimed effect holds: the true effect has its sign and at least ``threshold`` in size."""
+        """Whether a claimed effect holds: the true effect has its sign and at least ``threshold`` in size.
+
+        An ``off-object`` claim (the classifier's evidence lies off the object) holds when the class truly
+        depends on an off-object attribute by at least ``threshold`` (:meth:`off_object`).
+        """
         claimed = float(claimed_effect)
         if not math.isfinite(claimed):
             raise WorldError(f"claimed_effect={claimed_effect!r} must be a finite number")
+        if kind == "off-object":
+            return bool(claimed > 0 and self.off_object(class_name) >= threshold)
         true = self.effect(class_name, cue, kind, counters)
         return bool(claimed != 0 and np.sign(true) == np.sign(claimed) and abs(true) >= threshold)
 
