@@ -240,6 +240,9 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             t["clean_passing"] += len(passing) if not item["bias"] else 0
             t["truth_total"] += len(cue_passing)
             t["truth_covered"] += len(covered)
+            t.setdefault("bias", []).extend(f["effect"] - truth.effect(
+                f["class_name"], f["cue"], f["kind"],
+                f["details"].get("counter_values") if f["kind"] == "necessity" else None) for f in cue_passing)
             if rule == "estimate" and remeasure_fresh:
                 fresh = remeasured(item, cue_passing)
                 with_fresh = [f for f in cue_passing if _key(f) in fresh]
@@ -262,6 +265,8 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             "passing findings on clean classifiers": t["clean_passing"],
             "off-object findings passing (true)": f"{t['off_object_passing']} ({t['off_object_true']})",
             "coverage of the true effect by the 95% interval": _rate(t["truth_covered"], t["truth_total"]),
+            "mean (estimate - true effect) of passing cue findings (winner's curse)":
+                round(float(np.mean(t["bias"])), 3) if t.get("bias") else None,
             "coverage of a 64-pair re-measure by the 95% interval": _rate(t["fresh_covered"], t["fresh_total"])
             if rule == "estimate" and remeasure_fresh else None,
         }

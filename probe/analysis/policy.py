@@ -39,8 +39,10 @@ class Thresholds:
       does not support "the class relies on the cue"), either direction for
       the kinds in ``two_sided_kinds`` ("the token adds snow" and "the token
       removes snow" are both claims);
-    - its q-value, over all tests of the audit, is at most ``fdr_q`` under
-      ``fdr_method``: "by" (Benjamini–Yekutieli) by default because the tests
+    - its q-value, over the audit's confirmed tests (screening selects them on
+      other pairs, so the confirmed family is a valid two-stage design), is at
+      most ``fdr_q`` under ``fdr_method``; the p-value tests "effect = 0", so
+      the effect bar above applies to the point estimate, not to a test: "by" (Benjamini–Yekutieli) by default because the tests
       of one audit share images and their dependence cannot be assumed
       positive; BY controls the false discovery rate under any dependence, at
       the price of a factor c(m) = 1 + 1/2 + ... + 1/m on the p-values;
@@ -131,19 +133,23 @@ class Thresholds:
 
 
 def describe_rule(thresholds: Thresholds) -> str:
-    """One sentence, in plain words, of what "passes" means under ``thresholds`` (for the report)."""
+    """What "passes" means under ``thresholds``, in the words the report, the README and the docs use.
+
+    Exactly what the code tests (:meth:`Thresholds.judge_q`), including what it does not test: the null
+    hypothesis is "effect = 0", not "effect below the bar", so the bar applies to the point estimate.
+    """
     t = thresholds
     method = {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[t.fdr_method]
     dependence = "valid for dependent tests" if t.fdr_method == "by" else "assuming independent or positively related tests"
-    if t.two_sided_kinds:
-        direction = f"in the claimed direction (either way for {', '.join(t.two_sided_kinds)})"
-    else:
-        direction = "in the claimed direction"
+    either = f" (either way for {', '.join(t.two_sided_kinds)})" if t.two_sided_kinds else ""
     return (
-        f"A finding passes when its effect is at least {t.min_effect:g} {direction}, "
-        f"its q-value is at most {t.fdr_q:g} after {method} false-discovery-rate control over all tests "
-        f"of the audit ({dependence}), and it rests on at least {t.min_pairs} image pairs; "
-        f"effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
+        f"A finding passes when, on at least {t.min_pairs} fresh image pairs (images, for off-object) that played no "
+        f"part in choosing it, its effect differs from 0 with a q-value of at most {t.fdr_q:g} ({method} "
+        f"false-discovery-rate control over the audit's confirmed tests, {dependence}; screening chose which tests to "
+        f"confirm and is not part of that family) and its point estimate is at least {t.min_effect:g} in the claimed "
+        f"direction{either}. The test is of 'no effect', not of 'effect below {t.min_effect:g}': a passing effect near "
+        f"the bar may truly be smaller (its interval says how much smaller), and passing estimates lean upward because "
+        f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
     )
 
 

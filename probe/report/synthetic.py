@@ -14,6 +14,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from probe.analysis.policy import Thresholds, describe_rule
 from probe.run import CLASSES, TOKEN, RunDir
 from probe.run.records import FINDING_FIELDS, FINDING_KINDS
 
@@ -25,10 +26,7 @@ _BACKGROUNDS = [(235, 235, 225), (90, 160, 80), (210, 190, 140), (120, 170, 220)
 _CUES = ["grass background", "sand background", "red color", "corner tag", "large size", "water"]
 # statuses of the k-th finding (cycled): every run with 4+ findings has each status at least once
 _STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "weak")
-RULE = ("A finding passes when its effect is at least 0.1 in the claimed direction (either way for necessity), "
-        "its q-value is at most 0.05 after Benjamini–Yekutieli false-discovery-rate control over all tests of the "
-        "audit (valid for dependent tests), and it rests on at least 12 image pairs; effects of at least 0.05 that "
-        "miss a bar are shown as weak.")
+RULE = describe_rule(Thresholds(min_effect=0.1, min_pairs=12, two_sided_kinds=("necessity",)))
 COUNTER_RULE = ("a counter-value whose screened sufficiency effect on any class reaches the effect threshold in size "
                 "is dropped from necessity tests")
 _PREFIX = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
