@@ -62,7 +62,7 @@ def test_choose_layer_cnn_vit_and_override():
         choose_layer(cnn, (32, 32), "layer9")
 
 
-def test_torchscript_and_exported_classifiers_fall_back_to_hook_free_methods(tmp_path):
+def test_torchscript_and_exported_classifiers_run_every_method(tmp_path):
     from probe.classifiers import load_classifier
 
     torch.manual_seed(0)
@@ -71,8 +71,12 @@ def test_torchscript_and_exported_classifiers_fall_back_to_hook_free_methods(tmp
     ep = torch.export.export(net, (torch.rand(2, 3, 16, 16),), dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
     torch.export.save(ep, str(tmp_path / "m.pt2"))
     images = torch.rand(2, 3, 16, 16)
+    kwargs = dict(input_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, crop_pct=1.0)
+    eager = attribute(load_classifier(net, **kwargs), images, 1, AttributionConfig(ig_steps=4))
     for name in ("m.pt", "m.pt2"):
-        clf = load_classifier(str(tmp_path / name), input_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, crop_pct=1.0)
+        clf = load_classifier(str(tmp_path / name), **kwargs)
         res = attribute(clf, images, 1, AttributionConfig(ig_steps=4))
-        assert set(res.maps) == {"integrated_gradients", "occlusion"} and "grad_cam" in res.skipped, name
+        assert set(res.maps) == {"integrated_gradients", "grad_cam", "occlusion"} and not res.skipped, name
+        assert res.layer == eager.layer == "1", name  # the ReLU: the last (B,C,h,w) output
+        assert np.allclose(res.maps["grad_cam"], eager.maps["grad_cam"], atol=1e-5), name
         assert np.abs(res.maps["integrated_gradients"]).sum() > 0

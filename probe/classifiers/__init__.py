@@ -8,8 +8,8 @@ file's bytes, not its extension:
 ===================  ==========================================  ===========  =====================
 format               spec                                        needs        layer hooks
 ===================  ==========================================  ===========  =====================
-``export``           ``.pt2`` from ``torch.export.save``          nothing      no (flat graph)
-``torchscript``      ``torch.jit.save`` archive                   nothing      no
+``export``           ``.pt2`` from ``torch.export.save``          nothing      yes (unflattened)
+``torchscript``      ``torch.jit.save`` archive                   nothing      no (graph taps)
 ``state_dict``       ``torch.save(model.state_dict())``           ``arch``     yes
 ``safetensors``      ``.safetensors`` state dict                  ``arch``     yes
 ``huggingface``      folder with ``config.json`` + weights        nothing      yes
@@ -17,6 +17,13 @@ format               spec                                        needs        la
 ``pickle``           ``torch.save(model)`` (whole module)         trust_pickle yes
 ``module``           an ``nn.Module`` object (Python API)         nothing      yes
 ===================  ==========================================  ===========  =====================
+
+Layer hooks: an exported program loads as ``torch.export.unflatten``'s module tree, whose
+submodules (``net.layer4``) fire forward hooks like the original model's. TorchScript runs its own
+graph, where Python hooks never fire; Grad-CAM still runs on it (traced, scripted or frozen) by
+tapping the layer's output in a copy of the inlined graph (:mod:`probe.analysis.attributions`).
+So every format gets every attribution method; a graph that cannot be tapped (MKL-DNN layouts from
+``torch.jit.optimize_for_inference``) has Grad-CAM listed as skipped, with the reason.
 
 Loading never runs code from a file without ``trust_pickle``: a ``.pt2`` whose archive holds
 entries that ``torch.export.load`` would unpickle (``use_pickle`` payloads, non-tensor sample

@@ -23,6 +23,11 @@ class Classifier(nn.Module):
     The wrapped network (``.model``) is frozen: eval mode (``.train()`` does not
     change that) and ``requires_grad=False`` on every parameter, so it stays
     bit-identical while gradients flow to the input images.
+
+    ``supports_hooks``: forward hooks on ``.model``'s named submodules fire during
+    ``forward`` (eager modules, and exported programs, which load unflattened into
+    their module tree). False for TorchScript, whose graph never calls Python hooks;
+    Grad-CAM reads its layers from the graph instead.
     """
 
     def __init__(
@@ -169,7 +174,8 @@ class Classifier(nn.Module):
             ("input", f"{c.input_size}, resize {c.resize_size}, crop_pct {c.crop_pct}, {c.interpolation}"),
             ("mean / std", f"{c.mean} / {c.std}"),
             ("labels", ", ".join(self.labels[:8]) + (" ..." if self.num_classes > 8 else "")),
-            ("layer hooks", "yes" if self.supports_hooks else "no"),
+            ("layer hooks", "yes" if self.supports_hooks else
+             "no (Grad-CAM taps the TorchScript graph)" if isinstance(self.model, torch.jit.ScriptModule) else "no"),
         ]
         body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
         return f"<table><caption>probe Classifier</caption>{body}</table>"

@@ -189,6 +189,25 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0][:limit] if text else ""
 
 
+def _hookable_program(program: Any) -> tuple[nn.Module, bool]:
+    """The program as a module tree with the original submodule names, on which forward hooks fire.
+
+    ``program.module()`` is one flat graph: its submodules only hold parameters and are never
+    called, so hooks on them stay silent. ``torch.export.unflatten`` rebuilds the call hierarchy
+    (``net.layer4`` runs as a module of its own), which is what Grad-CAM's layer hooks need; the
+    same ops run in the same order, so the logits are unchanged. A program that cannot be
+    unflattened is used flat (no layer hooks). The unflattened modules run their generated code
+    rather than an fx interpreter where torch allows it (as fast as the flat program).
+    """
+    try:
+        unflatten_module = importlib.import_module("torch.export.unflatten")
+        codegen = getattr(unflatten_module, "_disable_interpreter", contextlib.nullcontext)
+        with codegen():
+            return torch.export.unflatten(program), True
+    except Exception:
+        return program.module(), False
+
+
 def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
     # 1. torch.export.load unpickles some entries with code execution: check the archive first.
     unsafe = unsafe_entries(path)
@@ -205,7 +224,7 @@ def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r".*buffer is not writable.*")
                 program = torch.export.load(str(path))
-                model = program.module()
+                model, hooks = _hookable_program(program)
         except Exception as e:
             cause = next(
                 (r.exc_info[1] for r in logs.records if r.exc_info and r.exc_info[1] is not None), None
@@ -232,7 +251,7 @@ def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
         source=str(path),
         data=data,
         data_source="export example input" if data else None,
-        supports_hooks=False,
+        supports_hooks=hooks,
     )
 
 
