@@ -1,8 +1,8 @@
 """Hand probe your classifier as a TorchScript archive (torch.jit.save).
 
 Like a .pt2, a TorchScript file carries its own code, so probe needs no --arch. torch deprecated
-TorchScript in 2.14 (prefer examples/export_program.py) but probe still loads it. Layer hooks are
-unavailable on scripted models, so Grad-CAM attributions are skipped; everything else works.
+TorchScript in 2.14 (prefer examples/export_program.py) but probe still loads it. Python layer hooks do
+not fire on scripted models, so Grad-CAM reads its layer from the graph instead; every method runs.
 Here the model is the bundled shapes-world classifier, so the audit runs offline:
 
     python examples/torchscript_archive.py --out runs/examples/torchscript_archive

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -74,7 +75,11 @@ def test_quickstart_runs(tmp_path):
     run = tmp_path / "runs" / "notebook-demo"  # the notebook's own relative path
     assert (run / "report" / "index.html").is_file()
     shown = _outputs(book)
-    assert "CueTest(" in shown and "supported" in shown  # the hypotheses were tested and displayed
+    # the hypotheses were tested and displayed with their verdicts: the planted grass cue is supported (a bare
+    # `"supported" in shown` was also satisfied by "not supported")
+    verdicts = dict(re.findall(r"CueTest\('([^'\n]*)': ([a-z ]+?)(?::[^;\n]*)?;", shown))
+    grass = [v for h, v in verdicts.items() if "grass" in h]
+    assert grass and set(grass) == {"supported"}, verdicts
     opened = probe.open_run(run)
     assert list(opened.summary["class_name"]) == ["star"]
     assert list((run / "analysis" / "hypotheses").iterdir()), "test_cue saved no evidence images"

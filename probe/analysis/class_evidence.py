@@ -69,8 +69,7 @@ class Attributions:
     def run(self, images: torch.Tensor, cls: ClassRun, stems: list[str], save: bool):
         cfg = self.cfg
         methods = cfg.methods if cfg.attributions else ("integrated_gradients",)
-        if self.layer is None and "grad_cam" in methods and getattr(self.classifier, "supports_hooks", True) \
-                and "grad_cam" not in self.skipped:
+        if self.layer is None and "grad_cam" in methods and "grad_cam" not in self.skipped:
             try:
                 self.layer = choose_layer(self.classifier, tuple(images.shape[-2:]), cfg.attribution_layer)
             except AnalysisError as e:
