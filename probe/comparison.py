@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from probe.errors import ProbeError
-from probe.run import RunDir
+from probe.run import AnalysisSummary, ClassRecord, PairRecord, RunConfig, RunDir
 from probe.run import format as fmt
 from probe.run.records import PAIR_KINDS
 
@@ -174,7 +174,7 @@ def compare(run_a, run_b, *, fdr_q: float = 0.05, min_effect: float | None = Non
     # 1. comparable? -------------------------------------------------------------------------------
     a, b = _open(run_a, "A"), _open(run_b, "B")
     _check_comparable(a, b)
-    thresholds = (a.analysis.get("config") or {}).get("thresholds") or {}
+    thresholds = (a.analysis.config or {}).get("thresholds") or {}
     min_effect = float(thresholds.get("min_effect", 0.15)) if min_effect is None else float(min_effect)
     two_sided = tuple(thresholds.get("two_sided_kinds") or ("token-shift",))
     shared, skipped = _shared_classes(a, b)
@@ -205,11 +205,11 @@ def compare(run_a, run_b, *, fdr_q: float = 0.05, min_effect: float | None = Non
 class _Run:
     run: RunDir
     label: str  # "A" or "B"
-    config: dict
+    config: RunConfig
     labels: list[str]
-    analysis: dict
-    classes: dict[int, dict]  # finished classes (done or failed): index -> metrics
-    pairs: dict[tuple, dict]  # (kind, class index, cue) -> the analysis.json pairs entry
+    analysis: AnalysisSummary
+    classes: dict[int, ClassRecord]  # finished classes (done or failed)
+    pairs: dict[tuple, PairRecord]  # (kind, class index, cue) -> the test's pairs in analysis.json
     findings: dict[tuple, dict]  # (kind, class index, cue) -> the finding
 
     @property
@@ -218,30 +218,29 @@ class _Run:
 
     @property
     def device(self) -> str | None:
-        return (self.config.get("generator") or {}).get("device")
+        return (self.config.generator or {}).get("device")
 
 
 def _open(path, label: str) -> _Run:
     """Run ``label``'s files, each checked where RunDir reads it (a damaged one is a RunError naming the file and
     the field, so nothing below meets a value of the wrong type)."""
     run = RunDir(path)
-    config = run.read_config() if run.root.is_dir() else None
+    config = run.read_run_config() if run.root.is_dir() else None
     if config is None:
         raise CompareError(f"run {label} {str(path)!r} is not a probe run directory (no config.json); pass the --out "
                            "folder of `probe audit`")
-    analysis = run.read_analysis()
+    analysis = run.read_analysis_summary()
     if analysis is None:
         raise CompareError(f"run {label} {str(path)!r} has no analysis.json; run `probe audit` on it again with the "
                            "same settings (it resumes and analyses)")
-    if not isinstance(analysis.get("pairs"), list):
+    if analysis.pairs is None:
         raise NoPairDataError(f"run {label} {str(path)!r} was analysed before probe kept per-pair data, so nothing can "
                               "be paired; run the same `probe audit` command on it again (finished classes are kept, "
                               "the analysis is redone)")
-    pairs = {(e["kind"], int(e["class_index"]), str(e["cue"])): e for e in analysis["pairs"]
-             if isinstance(e, dict) and e.get("kind") in CUE_KINDS and isinstance(e.get("class_index"), int)}
+    pairs = {e.key: e for e in analysis.pairs if e.kind in CUE_KINDS}
     findings = {(f["kind"], int(f["class_index"]), str(f["cue"])): f for f in (run.read_findings() or [])
                 if f.get("kind") in CUE_KINDS and isinstance(f.get("class_index"), int)}
-    classes = {m["class_index"]: m for _, m in run.finished_classes(strict=True)}  # damaged metrics: one line, exit 2
+    classes = {m.class_index: m for _, m in run.finished_records(strict=True)}  # damaged metrics: one line, exit 2
     return _Run(run, label, config, run.read_labels() or [], analysis, classes, pairs, findings)
 
 
@@ -252,17 +251,17 @@ def _check_comparable(a: _Run, b: _Run) -> None:
                                  f"differs (A {_short(va)}, B {_short(vb)}); audit both with the same generator, seeds "
                                  "and classifier labels")
 
-    gen_a, gen_b = a.config.get("generator") or {}, b.config.get("generator") or {}
+    gen_a, gen_b = a.config.generator or {}, b.config.generator or {}
     for key in GENERATOR_FIELDS:
         if gen_a.get(key) != gen_b.get(key):
             differ(f"generator.{key}", gen_a.get(key), gen_b.get(key))
-    tok_a, tok_b = RunDir.token_settings(a.config), RunDir.token_settings(b.config)
+    tok_a, tok_b = a.config.token_settings(), b.config.token_settings()
     for key in TOKEN_FIELDS:
         if tok_a.get(key) != tok_b.get(key):
             differ(f"token.{key}", tok_a.get(key), tok_b.get(key))
     from probe.analysis.config import PAIRING_FIELDS
 
-    an_a, an_b = a.analysis.get("config") or {}, b.analysis.get("config") or {}
+    an_a, an_b = a.analysis.config or {}, b.analysis.config or {}
     for key in PAIRING_FIELDS:
         if an_a.get(key) != an_b.get(key):
             differ(f"analysis.{key}", an_a.get(key), an_b.get(key))
@@ -274,15 +273,16 @@ def _check_comparable(a: _Run, b: _Run) -> None:
 
 def _shared_classes(a: _Run, b: _Run) -> tuple[list[int], list[str]]:
     def done(r: _Run, i: int) -> bool:
-        return i in r.classes and r.classes[i].get("status") == "done"
+        return i in r.classes and r.classes[i].done
 
     shared, skipped = [], []
     for i in sorted(set(a.classes) | set(b.classes)):
-        name = (a.classes.get(i) or b.classes.get(i) or {}).get("class_name") or str(i)
+        name = (a.classes.get(i) or b.classes.get(i)).class_name or str(i)
         if done(a, i) and done(b, i):
             shared.append(i)
             continue
-        state = {r.label: ("done" if done(r, i) else r.classes.get(i, {}).get("status", "not run")) for r in (a, b)}
+        state = {r.label: ("done" if done(r, i) else r.classes[i].status if i in r.classes else "not run")
+                 for r in (a, b)}
         skipped.append(f"class {i} ({name}): A {state['A']}, B {state['B']}")
     return shared, skipped
 
@@ -292,7 +292,7 @@ def _class_table(a: _Run, b: _Run, shared: list[int]) -> pd.DataFrame:
     rows = []
     for i in shared:
         ma, mb = a.classes[i], b.classes[i]
-        row = {"class_index": i, "class_name": str(ma.get("class_name") or i)}
+        row = {"class_index": i, "class_name": str(ma.class_name or i)}
         for kind, key in CLASS_METRICS:
             name = f"{kind}_{'accuracy' if key == 'accuracy' else 'target_prob'}"
             va, vb = _metric(ma, kind, key), _metric(mb, kind, key)
@@ -306,10 +306,9 @@ def _class_table(a: _Run, b: _Run, shared: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns + ["passing_a", "passing_b"])
 
 
-def _metric(metrics: dict, kind: str, key: str) -> float | None:
-    block = metrics.get(kind)
-    value = block.get(key) if isinstance(block, dict) else None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+def _metric(record: ClassRecord, kind: str, key: str) -> float | None:
+    value = getattr(getattr(record, kind), key, None)  # baseline / token Scores, or None
+    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------------------------- step 3
@@ -322,13 +321,10 @@ def _test_keys(a: _Run, b: _Run, shared: list[int]) -> list[tuple]:
     return sorted((k for k in keys if k[1] in shared), key=lambda k: (k[1], k[2], CUE_KINDS.index(k[0])))
 
 
-def _stage(entry: dict | None, stage: str) -> dict[str, float]:
-    """{pair key: value} of one stage of a pairs entry (empty when absent or malformed)."""
-    block = (entry or {}).get(stage) or {}
-    keys, values = block.get("keys") or [], block.get("values") or []
-    if len(keys) != len(values):
-        return {}
-    return {str(k): float(v) for k, v in zip(keys, values) if v is not None}
+def _stage(entry: PairRecord | None, stage: str) -> dict[str, float]:
+    """{pair key: value} of one stage ("screen", "confirm") of a test's pairs (empty when absent)."""
+    block = getattr(entry, stage) if entry is not None else None
+    return {} if block is None else {k: v for k, v in zip(block.keys, block.values) if v is not None}
 
 
 def _side(r: _Run, key: tuple) -> tuple[str, float, int]:
@@ -376,8 +372,8 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
 
 
 def _class_name(a: _Run, b: _Run, index: int) -> str:
-    metrics = a.classes.get(index) or b.classes.get(index) or {}
-    return str(metrics.get("class_name") or (a.labels[index] if index < len(a.labels) else index))
+    record = a.classes.get(index) or b.classes.get(index)
+    return str((record.class_name if record is not None else None) or (a.labels[index] if index < len(a.labels) else index))
 
 
 def _evidence(r: _Run, key: tuple) -> list[str]:

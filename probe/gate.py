@@ -245,7 +245,6 @@ class CheckResult:
 def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[str] | None = None,
               classes: str | Sequence[int | str] | None = None, by: str = "estimate") -> CheckResult:
     """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring)."""
-    from probe.analysis.finding import Finding
     from probe.run import FINDINGS, FINDINGS_TABLE, RunDir
     from probe.run.records import CONFIRMED
 
@@ -256,19 +255,18 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     # 2. the run: a probe run whose analysis ran (no findings is an error, never a pass); every file read is
     #    checked by RunDir, so a damaged one is a one-line RunError naming the file and the field
     run = RunDir(run_dir)
-    config = run.read_config()
+    config = run.read_run_config()
     if config is None:
         raise GateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
-    rows = run.read_findings()
-    if rows is None:
+    findings = run.read_finding_records()
+    if findings is None:
         raise GateError(f"{str(run_dir)!r} has no findings.json (the analysis was switched off or failed); run "
                         "`probe audit` with the analysis on into it first, then check it")
-    findings = [Finding.from_dict(r) for r in rows]
-    analysis = run.read_analysis() or {}
+    analysis = run.read_analysis_summary()
     # 3. the audited classes: those the run selected or finished, optionally narrowed by ``classes``
     labels = run.read_labels() or []
-    finished = {m["class_index"]: m for _, m in run.finished_classes(strict=True)}
-    audited = sorted(set(config.get("classes") or []) | set(finished))
+    finished = {m.class_index: m for _, m in run.finished_records(strict=True)}
+    audited = sorted(set(config.classes or ()) | set(finished))
     source = run.path(FINDINGS) if run.path(FINDINGS).is_file() else run.path(FINDINGS_TABLE)
     for i, f in enumerate(findings):
         if f.class_index not in audited:
@@ -280,16 +278,15 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     #    confirmation pairs, and analysis.json's confirmed pair data, which also holds tests too small for a finding)
     confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED}
     inconclusive = {(f.kind, f.class_index, f.cue) for f in findings if f.status == "inconclusive"}
-    confirmed |= {e["class_index"] for e in analysis.get("pairs") or []
-                  if e["kind"] in selected_kinds and (e.get("confirm") or {}).get("values")
-                  and (e["kind"], e["class_index"], e["cue"]) not in inconclusive}
+    confirmed |= {e.class_index for e in (analysis.pairs if analysis is not None else None) or ()
+                  if e.kind in selected_kinds and e.confirm is not None and e.confirm.values and e.key not in inconclusive}
     # 5. one case per class: its passing findings of the selected kinds over the limit offend
     cases = []
     for index in audited:
         metrics = finished.get(index)
-        name = str((metrics or {}).get("class_name") or (labels[index] if index < len(labels) else index))
-        if metrics is None or metrics.get("status") != "done":
-            reason = "class not finished" if metrics is None else f"class failed: {metrics.get('error') or 'see metrics.json'}"
+        name = str((metrics.class_name if metrics is not None else None) or (labels[index] if index < len(labels) else index))
+        if metrics is None or not metrics.done:
+            reason = "class not finished" if metrics is None else f"class failed: {metrics.error or 'see metrics.json'}"
             cases.append(ClassCase(index, name, "skipped", reason=_one_line(reason)))
             continue
         own = [f for f in findings if f.class_index == index and f.passes and f.kind in selected_kinds]

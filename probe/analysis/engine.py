@@ -372,11 +372,11 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
 
     Its seeds must be this analysis's seeds, or the extra pairs could never be paired with it."""
     other = RunDir(cfg.confirm_like)
-    analysis = other.read_analysis() if other.root.is_dir() else None
-    if not analysis or not isinstance(analysis.get("pairs"), list):
+    analysis = other.read_analysis_summary() if other.root.is_dir() else None
+    if analysis is None or analysis.pairs is None:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has no per-pair data in analysis.json (not a run, or "
                             "analysed before probe kept pairs); re-run `probe audit` on it first")
-    theirs = analysis.get("config") or {}
+    theirs = analysis.config or {}
     for name in PAIRING_FIELDS:
         mine = cfg.to_dict()[name]
         if (list(mine) if isinstance(mine, tuple) else mine) != theirs.get(name, mine):
@@ -384,8 +384,7 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
                                 f"this analysis uses {mine!r}; use the same analysis settings or drop confirm_like")
     if (other.read_labels() or labels) != labels:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
-    return {(e["kind"], e["class_index"], e["cue"]): int((e.get("confirm") or {}).get("attempted") or 0)
-            for e in analysis["pairs"] if isinstance(e, dict) and e.get("confirm")}
+    return {e.key: int(e.confirm.attempted or 0) for e in analysis.pairs if e.confirm is not None}
 
 
 def _pairs(test: Test) -> dict:

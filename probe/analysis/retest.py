@@ -36,7 +36,7 @@ from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.domains import domain_for
 from probe.files import slugify
-from probe.run import RunDir
+from probe.run import AnalysisSummary, RunDir
 
 HYPOTHESIS_KINDS = ("necessity", "sufficiency")
 ADHOC_SEED = 800_000  # first seed of ad-hoc tests: apart from screening (7000+), confirmation (107000+), remeasure (900000)
@@ -62,19 +62,19 @@ class RunContext:
         run = RunDir(run_dir)
         if not run.root.is_dir():
             raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
-        analysis = run.read_analysis() or {}
-        cfg = AnalysisConfig.from_dict(analysis.get("config") or {})
+        analysis = run.read_analysis_summary() or AnalysisSummary()
+        cfg = AnalysisConfig.from_dict(analysis.config or {})
         classes = {c.index: c for c in finished_classes(run)}
         if not classes:
             raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class; run or resume `probe audit` first.")
         cue_list = [Cue(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
-                    for c in (analysis.get("cues") or {}).get("list", [])]
+                    for c in (analysis.cues or {}).get("list", [])]
         domain = domain_for(generator)
         if not cue_list and domain is not None and domain.cues is not None:
             cue_list = domain.cues()
         setup = set_up(run, classifier, generator, cfg, cue_list, domain)  # the audit's own checks and settings
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
-        dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.get("dropped_counters") or {}).items()}
+        dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.dropped_counters or {}).items()}
         return cls(run, cfg, classes, labels, {c.name: c for c in cue_list}, dropped, setup.lab, generator,
                    setup.object_attribute, setup.objects)
 

@@ -3,8 +3,14 @@
 A run directory travels: every path stored in it is relative to it and resolved against it on read,
 so a run copied or moved anywhere re-renders with ``probe report NEW_PATH`` from any working
 directory. ``config.json`` carries ``format_version``; a run written in another format is refused
-with the next step to take. Reads used for resuming are strict (a file of the wrong shape is a
-``RunError`` naming it); the report reads leniently and turns problems into warnings.
+with the next step to take.
+
+Records are typed (``probe.run.types``): ``RunConfig``, ``ClassRecord``, ``AnalysisSummary``, ``Finding``. One
+writer per file takes the record (or its dict, made into the record first) and checks it as the reader will;
+one reader per file returns the record, and the dict readers (``read_config``, ``read_metrics``,
+``read_analysis``, ``read_findings``) are that record's ``to_dict``. One error policy: damage is a ``RunError``
+of one line naming the file, the record and the field; a reader given ``on_error`` (the report) passes that
+line to it and leaves the record out instead, and a resume treats a damaged metrics.json as unfinished.
 
 This module imports no torch, so the report and ``probe.open_run`` stay light.
 """
@@ -24,8 +30,8 @@ from typing import Any, Callable, Iterator
 
 from probe.errors import RunError
 from probe.files import slugify, write_json, write_text
-from probe.run.records import (check_analysis, check_config, check_findings, check_labels, check_metrics,
-                              nonfinite_field, plain_row)
+from probe.run.records import FINDING_FIELDS, check_findings, check_labels, nonfinite_field, plain_row
+from probe.run.types import AnalysisSummary, ClassRecord, Finding, RunConfig
 
 FORMAT_VERSION = 1
 
@@ -161,8 +167,12 @@ class RunDir:
     def has_config(self) -> bool:
         return (self.root / CONFIG).is_file()
 
-    def read_config(self) -> dict | None:
-        """config.json as written by ``write_config``; None when absent; RunError for another shape or version."""
+    def read_run_config(self, on_error: Callable[[str], None] | None = None) -> RunConfig | None:
+        """config.json as the typed record ``write_config`` wrote (its effective settings derived when the run predates
+        them); None when absent; RunError for another shape or version (with ``on_error``: passed to it, None)."""
+        return _policy(self._read_run_config, on_error)
+
+    def _read_run_config(self) -> RunConfig | None:
         path = self.root / CONFIG
         data = load_json(path)
         if data is None:
@@ -176,29 +186,40 @@ class RunDir:
                 f"format_version {version!r}, {'an older' if _older(version) else 'a newer or unknown'} format")
             raise RunFormatError(f"{str(self.root)!r} was written by {age}; this probe reads format {FORMAT_VERSION}: "
                            "re-run the audit into a new --out (or use the probe version that wrote it)")
-        return check_config(data, path)
+        return RunConfig.from_dict(data, path)
 
-    def write_config(self, data: dict) -> Path:
-        return write_json(self.root / CONFIG, {"format_version": FORMAT_VERSION, **data})
+    def read_config(self) -> dict | None:
+        """config.json as a checked dict (``read_run_config().to_dict()`` with its format_version); None when absent."""
+        record = self.read_run_config()
+        return None if record is None else {"format_version": FORMAT_VERSION, **record.to_dict()}
+
+    def write_config(self, config: RunConfig | dict) -> Path:
+        """config.json: the record (a dict is made into one and checked first), with this probe's format_version."""
+        if not isinstance(config, RunConfig):
+            data = _normalised(config)
+            data.pop("format_version", None)
+            config = RunConfig.from_dict(data, self.root / CONFIG)
+        return write_json(self.root / CONFIG, {"format_version": FORMAT_VERSION, **config.to_dict()})
 
     @staticmethod
-    def audit_settings(config: dict | None) -> dict:
-        """The saved AuditConfig (``config["audit"]``)."""
-        audit = (config or {}).get("audit")
-        return audit if isinstance(audit, dict) else {}
+    def run_config(config: RunConfig | dict | None) -> RunConfig:
+        """``config`` as the typed record: a RunConfig as it is, a dict (config.json as read) checked, None empty."""
+        if isinstance(config, RunConfig):
+            return config
+        return RunConfig.from_dict({k: v for k, v in (config or {}).items() if k != "format_version"})
 
     @classmethod
-    def token_settings(cls, config: dict | None) -> dict:
-        """The saved TokenConfig (``config["audit"]["token"]``) with what the audit decided itself where the user left
-        it unset: the images per chunk it chose from free GPU memory (``gradient_chunks``, source "auto"). The
-        analysis, ``probe generate`` and ``test_cue`` read these effective settings, so they decode as the audit did."""
-        token = cls.audit_settings(config).get("token")
-        token = dict(token) if isinstance(token, dict) else {}
-        chunks = (config or {}).get("gradient_chunks")
-        chosen = chunks.get("max_batch") if isinstance(chunks, dict) and chunks.get("source") == "auto" else None
-        if token.get("max_batch") is None and type(chosen) is int and chosen >= 1:
-            token["max_batch"] = chosen
-        return token
+    def audit_settings(cls, config: RunConfig | dict | None) -> dict:
+        """The saved AuditConfig as its dict (``config.json``'s ``audit``)."""
+        return cls.run_config(config).audit
+
+    @classmethod
+    def token_settings(cls, config: RunConfig | dict | None) -> dict:
+        """The saved TokenConfig with what the audit decided itself where the user left it unset
+        (``RunConfig.token_settings``: the chunk size it chose from free GPU memory, the generator's steps and
+        guidance). The analysis, ``probe generate`` and ``test_cue`` read these effective settings, so they sample
+        and decode as the audit did."""
+        return cls.run_config(config).token_settings()
 
     # ------------------------------------------------------------------ labels.json
     def read_labels(self) -> list[str] | None:
@@ -211,23 +232,41 @@ class RunDir:
         return write_json(self.root / LABELS, [str(x) for x in labels])
 
     # ------------------------------------------------------------------ classes/<i>-<slug>/metrics.json
-    def read_metrics(self, directory: Path, *, strict: bool = False) -> dict | None:
-        """A finished class's metrics (checked by ``probe.run.records.check_metrics``); None when the class is
+    def read_class(self, directory: Path, *, strict: bool = False,
+                   on_error: Callable[[str], None] | None = None) -> ClassRecord | None:
+        """A finished class's record (checked by ``probe.run.records.check_metrics``); None when the class is
         unfinished: no metrics.json, or (for resume, where damage means "redo it") a damaged one. With ``strict``
-        (the gate, compare), a metrics.json that exists but is damaged is a RunError naming the file and field."""
+        (the gate, compare), a metrics.json that exists but is damaged is a RunError naming the file and field;
+        with ``on_error``, that line is passed to it."""
         path = Path(directory) / METRICS
         try:
             data = load_json(path)
-            return None if data is None else check_metrics(data, path, class_index_of(Path(directory).name))
-        except RunError:
-            if strict:
+            return None if data is None else ClassRecord.from_dict(data, path, class_index_of(Path(directory).name))
+        except RunError as error:
+            if strict and on_error is None:
                 raise
+            if on_error is not None:
+                on_error(str(error))
             return None  # unreadable or misshapen: treated as unfinished and redone
 
-    def write_metrics(self, directory: Path, metrics: dict) -> Path:
-        for record in metrics.get("images") or []:
-            record["path"] = self._stored(record.get("path"), directory)
-        return write_json(Path(directory) / METRICS, metrics)
+    def read_metrics(self, directory: Path, *, strict: bool = False) -> dict | None:
+        """:meth:`read_class` as the dict metrics.json holds."""
+        record = self.read_class(directory, strict=strict)
+        return None if record is None else record.to_dict()
+
+    def write_metrics(self, directory: Path, metrics: ClassRecord | dict) -> Path:
+        """A class's metrics.json: the record (a dict is made into one, its image paths stored relative to the class
+        folder in place, and checked as the reader checks it: a RunError naming the field otherwise)."""
+        path = Path(directory) / METRICS
+        if isinstance(metrics, ClassRecord):
+            images = tuple({**r, "path": self._stored(r.get("path"), directory)} for r in metrics.images)
+            record = ClassRecord.from_dict(_normalised({**metrics.to_dict(), "images": list(images)}), path,
+                                           class_index_of(Path(directory).name))
+        else:
+            for image in metrics.get("images") or []:
+                image["path"] = self._stored(image.get("path"), directory)
+            record = ClassRecord.from_dict(_normalised(metrics), path, class_index_of(Path(directory).name))
+        return write_json(path, record.to_dict())
 
     def _stored(self, path, base: Path) -> str:
         """A path for a class's metrics: relative to the class folder, checked to stay inside the run."""
@@ -237,15 +276,19 @@ class RunDir:
         self.rel(full)  # raises when outside the run
         return Path(os.path.relpath(full, os.path.realpath(base))).as_posix()
 
-    def finished_classes(self, *, strict: bool = False) -> list[tuple[Path, dict]]:
-        """(folder, metrics) of every finished class (done or failed), in class-index order; ``strict`` as in
-        :meth:`read_metrics`."""
+    def finished_records(self, *, strict: bool = False) -> list[tuple[Path, ClassRecord]]:
+        """(folder, record) of every finished class (done or failed), in class-index order; ``strict`` as in
+        :meth:`read_class`."""
         out = []
         for directory in self.class_dirs():
-            metrics = self.read_metrics(directory, strict=strict)
-            if metrics is not None:
-                out.append((directory, metrics))
+            record = self.read_class(directory, strict=strict)
+            if record is not None:
+                out.append((directory, record))
         return out
+
+    def finished_classes(self, *, strict: bool = False) -> list[tuple[Path, dict]]:
+        """:meth:`finished_records` with each record as the dict metrics.json holds."""
+        return [(directory, record.to_dict()) for directory, record in self.finished_records(strict=strict)]
 
     # ------------------------------------------------------------------ history.csv
     def write_history(self, directory: Path, history: list[dict]) -> Path:
@@ -264,7 +307,7 @@ class RunDir:
     # ------------------------------------------------------------------ summary.csv
     def write_summary(self) -> list[dict]:
         """Rebuild summary.csv from every finished class's metrics.json."""
-        rows = [summary_row(m) for _, m in self.finished_classes()]
+        rows = [summary_row(m.to_dict()) for _, m in self.finished_records()]
         write_text(self.root / SUMMARY, _csv(SUMMARY_COLUMNS, rows))
         return rows
 
@@ -285,14 +328,19 @@ class RunDir:
         return out
 
     # ------------------------------------------------------------------ findings and analysis
-    def write_findings(self, rows: list[dict], columns: list[str]) -> None:
-        """findings.json (the record) and findings.parquet (the same rows; ``details`` as a JSON string)."""
+    def write_findings(self, findings: list[Finding | dict], columns: list[str] | tuple[str, ...] = FINDING_FIELDS) -> None:
+        """findings.json (the records) and findings.parquet (the same rows; ``details`` as a JSON string). Each
+        finding (a ``Finding`` or its dict) is checked as the reader checks it: a RunError naming the record and
+        field otherwise."""
         import pandas as pd
 
         from probe.files import atomic_path, dumps_json
 
+        rows = _normalised([f.to_dict() if isinstance(f, Finding) else f for f in findings])
+        rows = check_findings(rows, self.root / FINDINGS)
         write_json(self.root / FINDINGS, rows)
-        table = pd.DataFrame([{**r, "details": dumps_json(r.get("details", {})).strip()} for r in rows], columns=columns)
+        table = pd.DataFrame([{**r, "details": dumps_json(r.get("details", {})).strip()} for r in rows],
+                             columns=list(columns))
         if "evidence" in table:
             table["evidence"] = table["evidence"].apply(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
         with atomic_path(self.root / FINDINGS_TABLE) as tmp:
@@ -320,13 +368,30 @@ class RunDir:
                                "or restore findings.json") from e
         return check_findings(data, path, on_error)
 
-    def write_analysis(self, data: dict) -> Path:
-        return write_json(self.root / ANALYSIS, data)
+    def read_finding_records(self, on_error: Callable[[str], None] | None = None) -> list[Finding] | None:
+        """:meth:`read_findings` as ``Finding`` records, in file order; None when the analysis has not run."""
+        rows = self.read_findings(on_error)
+        return None if rows is None else [Finding.from_dict(r) for r in rows]
+
+    def write_analysis(self, summary: AnalysisSummary | dict) -> Path:
+        """analysis.json: the record (a dict is made into one and checked first: a RunError naming the field)."""
+        if not isinstance(summary, AnalysisSummary):
+            summary = AnalysisSummary.from_dict(_normalised(summary), self.root / ANALYSIS)
+        return write_json(self.root / ANALYSIS, summary.to_dict())
+
+    def read_analysis_summary(self, on_error: Callable[[str], None] | None = None) -> AnalysisSummary | None:
+        """analysis.json as its record (checked by ``probe.run.records.check_analysis``); None when absent; RunError
+        naming the field (with ``on_error``: passed to it, None)."""
+        def read():
+            data = load_json(self.root / ANALYSIS)
+            return None if data is None else AnalysisSummary.from_dict(data, self.root / ANALYSIS)
+
+        return _policy(read, on_error)
 
     def read_analysis(self) -> dict | None:
-        """analysis.json checked (``probe.run.records.check_analysis``); None when absent; RunError naming the field."""
-        data = load_json(self.root / ANALYSIS)
-        return None if data is None else check_analysis(data, self.root / ANALYSIS)
+        """:meth:`read_analysis_summary` as the dict analysis.json holds."""
+        record = self.read_analysis_summary()
+        return None if record is None else record.to_dict()
 
     # ------------------------------------------------------------------ locks: one protocol for every writer
     # Every writer (a full audit, each --shard, each Ray worker, probe report's analysis) follows it:
@@ -379,7 +444,7 @@ class RunDir:
         finally:
             handle.close()
 
-    def initialise(self, labels: list, config: dict, check=None) -> None:
+    def initialise(self, labels: list, config: RunConfig | dict, check=None) -> None:
         """Write labels.json and config.json once, atomically as a pair (step 2 of the protocol): under INIT_LOCK,
         ``check()`` (is this run still ours to join?) runs first; config.json, written last, marks the run complete."""
         with self.lock(INIT_LOCK, wait=True):
@@ -393,23 +458,22 @@ class RunDir:
     def pending_analysis(self) -> str | None:
         """Why a sharded run still needs its analysis, or None when nothing is pending (or the run is not sharded).
         Raises a one-line RunError when classes of other shards have not run yet. Reads files only."""
-        saved = self.read_config() or {}
-        settings = self.audit_settings(saved)
+        saved = self.read_run_config() or RunConfig()
+        settings = saved.audit
         scale = settings.get("scale")
         if settings.get("analyze", True) is False or not (isinstance(scale, dict) and scale.get("shard")):
             return None  # only a sharded run leaves its analysis to `probe report`
         labels = self.read_labels() or []
-        classes = saved.get("classes")
-        targets = [i for i in (classes if isinstance(classes, list) else []) if type(i) is int and 0 <= i < len(labels)]
-        missing = [i for i in targets if self.read_metrics(self.class_dir(i, labels[i])) is None]
+        targets = [i for i in (saved.classes or ()) if 0 <= i < len(labels)]
+        missing = [i for i in targets if self.read_class(self.class_dir(i, labels[i])) is None]
         if missing:
             shown = ", ".join(f"{i} {labels[i]}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise RunError(f"{len(missing)} of {len(targets)} classes of {str(self.root)!r} have not run yet ({shown}); "
                            "finish every --shard first (the same command resumes), or pass --no-analyze to render "
                            "what exists")
-        analysis = self.read_analysis()
-        analysed = {str(k) for k in ((analysis or {}).get("classes") or {})}
-        done = {str(m["class_index"]) for _, m in self.finished_classes() if m.get("status") == "done"}
+        analysis = self.read_analysis_summary()
+        analysed = {str(k) for k in ((analysis.classes if analysis is not None else None) or {})}
+        done = {str(m.class_index) for _, m in self.finished_records() if m.done}
         if analysis is not None and done <= analysed:
             return None
         return ("every shard is done but the run is not analysed" if analysis is None else
@@ -426,6 +490,26 @@ class Held:
 
     def __repr__(self) -> str:
         return f"Held({self.held}, {self.holder!r})"
+
+
+def _policy(read: Callable[[], Any], on_error: Callable[[str], None] | None) -> Any:
+    """The one error policy of the readers: a RunError propagates, or with ``on_error`` its line goes there (None).
+    A run of another format is refused whatever the reader (no record of it can be read)."""
+    try:
+        return read()
+    except RunError as error:
+        if on_error is None or isinstance(error, RunFormatError):
+            raise
+        on_error(str(error))
+        return None
+
+
+def _normalised(data: Any) -> Any:
+    """``data`` as the file will hold it (strict JSON: tuples as lists, numpy values plain, NaN as null), so a writer
+    checks exactly what its reader will read."""
+    from probe.files import dumps_json
+
+    return json.loads(dumps_json(data))
 
 
 def _older(version) -> bool:

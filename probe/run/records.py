@@ -7,9 +7,10 @@ sees the same plain Python records: the right types, finite numbers, known kinds
 turn it into a warning and leave the record out.
 
 One check per record kind: :func:`check_finding` (a row of findings.json or findings.parquet, the same
-fields as ``probe.analysis.finding.Finding``), :func:`check_metrics` (a class's metrics.json),
+fields as ``probe.run.types.Finding``), :func:`check_metrics` (a class's metrics.json),
 :func:`check_analysis` (analysis.json: the parts that readers use, the per-pair data in full),
-:func:`check_config` and :func:`check_labels`. Torch-free: the report and the gate stay light.
+:func:`check_config` and :func:`check_labels`. The typed records built from the checked data (``ClassRecord``, ``AnalysisSummary``, ``RunConfig``, ``Finding``)
+are in ``probe.run.types``. Torch-free: the report and the gate stay light.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _error(path: Path | str, where: str, bad: _Bad, fix: str) -> RunError:
 
 
 # ------------------------------------------------------------------------------------------ findings
-# the fields of probe.analysis.finding.Finding, as Finding.to_dict writes them (null: not a finite number)
+# the fields of probe.run.types.Finding, as Finding.to_dict writes them (null: not a finite number)
 FINDING_FIELDS = ("class_index", "class_name", "cue", "kind", "effect", "ci_low", "ci_high", "n_images", "evidence",
                   "passes", "strength", "sentence", "details", "p", "q", "status", "unit", "excluded", "attempted")
 _FINDING_REQUIRED = FINDING_FIELDS[:12]  # written by every probe that wrote findings; the rest have defaults
@@ -252,6 +253,9 @@ def check_metrics(data: Any, path: Path | str, folder_index: int | None = None) 
         raise _error(path, "", bad, _METRICS_FIX) from None
 
 
+METRICS_TEXT = ("slug", "token_string", "init_word", "stopped", "objective")  # text or null where present
+
+
 def _scores(field: str, value: Any) -> None:
     block = _dict(field, value, null=True)
     if block is None:
@@ -289,6 +293,15 @@ def _metrics(data: Any, folder_index: int | None) -> dict:
         _str(f"images[{i}].path", _dict(f"images[{i}]", record).get("path"))
     for key in ("token_change", "prompts", "worker"):
         _dict(key, data.get(key), null=True)
+    for key in METRICS_TEXT:
+        _str(key, data.get(key), null=True)
+    for key in ("train_seeds", "eval_seeds"):
+        if data.get(key) is not None:
+            for i, seed in enumerate(_list(key, data[key])):
+                _int(f"{key}[{i}]", seed, maximum=2 ** 63)
+    if data.get("traceback") is not None:
+        for i, line in enumerate(_list("traceback", data["traceback"])):
+            _str(f"traceback[{i}]", line)
     return data
 
 
@@ -348,6 +361,15 @@ def _analysis(data: Any) -> dict:
             _int(key, data[key], maximum=10 ** 9)
     for key in ("attributions", "timings_s", "confirm_like", "generation"):
         _dict(key, data.get(key), null=True)
+    _str("rule", data.get("rule"), null=True)
+    if data.get("notes") is not None:
+        for i, note in enumerate(_list("notes", data["notes"])):
+            _str(f"notes[{i}]", note)
+    methods = (data.get("attributions") or {}).get("methods_run")
+    if methods is not None:
+        for i, method in enumerate(_list("attributions.methods_run", methods)):
+            _str(f"attributions.methods_run[{i}]", method)
+    _dict("attributions.skipped", (data.get("attributions") or {}).get("skipped"), null=True)
     if "pairs" in data:
         for i, entry in enumerate(_list("pairs", data["pairs"])):
             field = f"pairs[{i}]"
@@ -366,17 +388,34 @@ def _analysis(data: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ config, labels
-def check_config(data: dict, path: Path | str) -> dict:
-    """config.json's fields that readers use: ``classes`` (the audited class indices), the ``generator``,
-    ``classifier`` and ``audit.token`` descriptions (objects). Other fields are descriptive and kept."""
+# what the audit decided itself and ran with (config.json's "effective"; probe.run.types.EffectiveSettings)
+EFFECTIVE_FIELDS = ("max_batch", "steps", "guidance_scale", "scheduler", "scheduler_class", "dtype", "device")
+
+
+def check_config(data: Any, path: Path | str) -> dict:
+    """config.json's fields that readers use: ``audit`` (the saved AuditConfig, an object), ``classes`` (the audited
+    class indices), the ``generator``, ``classifier`` and ``audit.token`` descriptions (objects) and ``effective``
+    (what the audit ran with: :data:`EFFECTIVE_FIELDS`, typed). Other fields are descriptive and kept."""
     try:
+        if not isinstance(data, dict):
+            raise _Bad("record", f"is {_shown(data)}, not a JSON object")
         classes = data.get("classes")
         if classes is not None:
             for i, index in enumerate(_list("classes", classes)):
                 _int(f"classes[{i}]", index, maximum=10 ** 7)
-        for key in ("generator", "classifier", "eval_classifier", "gradient_chunks", "versions"):
+        for key in ("audit", "generator", "classifier", "eval_classifier", "gradient_chunks", "versions"):
             _dict(key, data.get(key), null=True)
         _dict("audit.token", (data.get("audit") or {}).get("token"), null=True)
+        _str("started", data.get("started"), null=True)
+        effective = _dict("effective", data.get("effective"), null=True)
+        if effective is not None:
+            _unknown(effective, EFFECTIVE_FIELDS, "effective")
+            for key in ("max_batch", "steps"):
+                if effective.get(key) is not None:
+                    _int(f"effective.{key}", effective[key], minimum=1, maximum=10 ** 6)
+            _num("effective.guidance_scale", effective.get("guidance_scale"), low=0.0)
+            for key in ("scheduler", "scheduler_class", "dtype", "device"):
+                _str(f"effective.{key}", effective.get(key), null=True)
     except _Bad as bad:
         raise _error(path, "", bad, "restore it from the run's copy, or re-run the audit into a new --out") from None
     return data

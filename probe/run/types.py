@@ -1,0 +1,490 @@
+"""The typed records of a run directory (docs/run-format.md): what ``RunDir`` writes and reads back.
+
+Each record is a frozen dataclass, torch-free, with ``from_dict`` (through the one check of its kind in
+``probe.run.records``: damage is a ``RunError`` naming the file and the field) and ``to_dict`` (the JSON the
+run holds). ``RunDir`` writes only these (a dict given to a writer is made into its record first, so the
+writer checks what it writes as the reader will) and reads them back equal.
+
+======================  ===================================================================================
+record                  file
+======================  ===================================================================================
+:class:`RunConfig`      config.json: the saved ``AuditConfig`` (as its dict: the type itself loads torch),
+                        the models' descriptions, and :class:`EffectiveSettings`, what the audit ran with
+:class:`ClassRecord`    classes/<i>-<slug>/metrics.json: one finished class (:class:`Scores` per prompt kind)
+:class:`AnalysisSummary` analysis.json: what the analysis ran and skipped, its notes, and every cue test's
+                        pairs (:class:`PairRecord`, one :class:`Stage` each for screening and confirmation)
+:class:`Finding`        one row of findings.json / findings.parquet
+======================  ===================================================================================
+
+A record's optional field is None when the file does not hold it or holds null; ``nulls`` names those it held as
+null, so a record is written back as it was read (a reader may tell "null" from "absent": an analysis that
+predates a field says nothing either way). Fields a newer probe adds are kept in ``extra``, also written back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from probe.analysis.errors import AnalysisError  # torch-free; the error a Finding built in memory has always raised
+from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, STATUSES, STRENGTHS, check_analysis, check_config,
+                               check_finding, check_metrics)
+
+__all__ = ["AnalysisSummary", "ClassRecord", "EffectiveSettings", "EvalScores", "Finding", "PairRecord", "RunConfig",
+           "Scores", "Stage"]
+
+
+def _names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name not in ("extra", "nulls"))
+
+
+def _present(record, names) -> dict:
+    """The fields in ``names`` that hold a value or were given as null (``record.nulls``), in order."""
+    return {k: getattr(record, k) for k in names if getattr(record, k) is not None or k in record.nulls}
+
+
+def _nulls(data: dict, names) -> frozenset:
+    """The known fields ``data`` holds as null."""
+    return frozenset(k for k in names if k in data and data[k] is None)
+
+
+def _tuple(value) -> tuple | None:
+    return None if value is None else tuple(value)
+
+
+def _list(value) -> list | None:
+    return None if value is None else list(value)
+
+
+# ------------------------------------------------------------------------------------------ config.json
+_LOADABLE_DTYPES = ("float32", "float16", "bfloat16")  # a generator's dtype as described, and a --dtype value
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """What the audit ran with where it decided itself: later commands (the analysis, ``probe generate``,
+    ``test_cue``) sample and decode with these, so that their images are drawn as the audit's were.
+
+    ``max_batch``: images per gradient chunk (the user's ``--max-batch`` or the one chosen from free GPU
+    memory; None: the whole batch in one chunk). ``steps`` and ``guidance_scale``: the user's, or the
+    generator's defaults. ``scheduler``: the ``--scheduler`` name, None for the generator's own, which is
+    ``scheduler_class``. ``dtype`` and ``device``: where the generator ran ("float16", "cuda:0").
+    """
+
+    max_batch: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    scheduler: str | None = None
+    scheduler_class: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+
+    @classmethod
+    def derive(cls, token: dict | None, generator: dict | None = None,
+               gradient_chunks: dict | None = None) -> "EffectiveSettings":
+        """The effective settings from the saved token settings, the generator's description and the chunk choice
+        (config.json's ``audit.token``, ``generator`` and ``gradient_chunks``): the audit's own derivation, and
+        how a run written before config.json held them (format 1 without ``effective``) is read."""
+        token, generator, chunks = token or {}, generator or {}, gradient_chunks or {}
+
+        def whole(value) -> int | None:
+            return value if type(value) is int and value >= 1 else None
+
+        def number(value) -> float | None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+            return float(value) if ok else None
+
+        def text(value) -> str | None:
+            return value if isinstance(value, str) and value else None
+
+        max_batch = whole(token.get("max_batch"))
+        if max_batch is None and chunks.get("source") == "auto":
+            max_batch = whole(chunks.get("max_batch"))  # chosen from free GPU memory
+        steps = whole(token.get("steps")) or whole(generator.get("default_steps"))
+        guidance = number(token.get("guidance_scale"))
+        scheduler = text(token.get("scheduler"))
+        return cls(max_batch=max_batch, steps=steps,
+                   guidance_scale=guidance if guidance is not None else number(generator.get("guidance_scale")),
+                   scheduler=scheduler, scheduler_class=None if scheduler else text(generator.get("scheduler")),
+                   dtype=text(generator.get("dtype")), device=text(generator.get("device")))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EffectiveSettings":
+        """From config.json's checked ``effective`` object (:func:`probe.run.records.check_config`)."""
+        values = {k: data.get(k) for k in EFFECTIVE_FIELDS}
+        if values["guidance_scale"] is not None:
+            values["guidance_scale"] = float(values["guidance_scale"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def device_type(self) -> str | None:
+        """"cuda" for "cuda:0": what decides whether the audit's dtype fits a later command's device."""
+        return self.device.split(":", 1)[0] if self.device else None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """config.json: the run's settings as the audit saved them and what it decided itself.
+
+    ``audit`` is ``AuditConfig.to_dict()`` (the typed ``AuditConfig`` imports torch; :meth:`audit_config` builds it
+    back); ``effective`` is what the audit ran with (:class:`EffectiveSettings`), read back by every later command.
+    ``format_version`` is ``RunDir``'s: it writes the current one and refuses another on read.
+    """
+
+    audit: dict = field(default_factory=dict)
+    effective: EffectiveSettings = field(default_factory=EffectiveSettings)
+    classifier: dict | None = None
+    eval_classifier: dict | None = None
+    generator: dict | None = None
+    gradient_chunks: dict | None = None
+    classes: tuple[int, ...] | None = None
+    versions: dict | None = None
+    started: str | None = None
+    extra: dict = field(default_factory=dict)
+    nulls: frozenset = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def of_audit(cls, audit: dict, *, generator: dict | None = None, gradient_chunks: dict | None = None,
+                 **descriptions) -> "RunConfig":
+        """What an audit saves: its settings, the models' descriptions, and the effective settings derived from them
+        (:meth:`EffectiveSettings.derive`, the same derivation that reads a run saved before they were)."""
+        effective = EffectiveSettings.derive(audit.get("token"), generator, gradient_chunks)
+        given = {"generator": generator, "gradient_chunks": gradient_chunks, **descriptions}
+        return cls(audit=audit, effective=effective, nulls=_nulls(given, _names(cls)),
+                   **{k: (tuple(v) if k == "classes" and v is not None else v) for k, v in given.items()})
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str = "config.json") -> "RunConfig":
+        """config.json's object checked (``check_config``); ``effective`` derived when the run predates it."""
+        data = check_config(data, path)
+        known = set(_names(cls)) | {"format_version"}
+        audit = data.get("audit") if isinstance(data.get("audit"), dict) else {}
+        effective = data.get("effective")
+        return cls(
+            audit=audit,
+            effective=(EffectiveSettings.from_dict(effective) if effective is not None else
+                       EffectiveSettings.derive(audit.get("token"), data.get("generator"), data.get("gradient_chunks"))),
+            classifier=data.get("classifier"), eval_classifier=data.get("eval_classifier"),
+            generator=data.get("generator"), gradient_chunks=data.get("gradient_chunks"),
+            classes=_tuple(data.get("classes")), versions=data.get("versions"), started=data.get("started"),
+            extra={k: v for k, v in data.items() if k not in known}, nulls=_nulls(data, _names(cls)))
+
+    def to_dict(self) -> dict:
+        out = {"audit": self.audit, **_present(self, ("classifier", "eval_classifier", "generator", "gradient_chunks")),
+               "effective": self.effective.to_dict(), **_present(self, ("classes", "versions", "started"))}
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
+        return {**out, **self.extra}
+
+    @property
+    def token(self) -> dict:
+        """The saved TokenConfig as its dict (``audit.token``), as the user set it."""
+        token = self.audit.get("token")
+        return dict(token) if isinstance(token, dict) else {}
+
+    def token_settings(self) -> dict:
+        """The saved TokenConfig with what the audit decided where the user left a setting unset (the chunk size,
+        the generator's steps and guidance): the settings later commands sample with."""
+        token = self.token
+        for key in ("max_batch", "steps", "guidance_scale"):
+            value = getattr(self.effective, key)
+            if token.get(key) is None and value is not None:
+                token[key] = value
+        return token
+
+    def audit_config(self, **changes):
+        """The typed ``AuditConfig`` read back (``changes`` replace saved fields first). Imports torch."""
+        from probe.auditing.config import AuditConfig
+
+        return AuditConfig.from_dict({**self.audit, **changes})
+
+    def dtype_for(self, device: str | None) -> str | None:
+        """The dtype the audit's generator ran in when ``device`` is of the same type (a later command on that device
+        loads it alike), else None (the device's default: half precision does not fit a CPU)."""
+        kind = str(device).split(":", 1)[0] if device else None
+        same = kind and kind == self.effective.device_type() and self.effective.dtype in _LOADABLE_DTYPES
+        return self.effective.dtype if same else None
+
+
+# ------------------------------------------------------------------------------------------ metrics.json
+@dataclass(frozen=True)
+class Scores:
+    """One prompt kind's scores on the evaluation images: accuracy, mean probability of the class, images."""
+
+    accuracy: float | None = None
+    mean_target_prob: float | None = None
+    n: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Scores | None":
+        if data is None:
+            return None
+        number = lambda v: None if v is None else float(v)  # noqa: E731
+        return cls(number(data.get("accuracy")), number(data.get("mean_target_prob")), data.get("n"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    """The held-out classifier's scores (``eval_model``)."""
+
+    name: str | None = None
+    baseline: Scores | None = None
+    token: Scores | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "EvalScores | None":
+        if data is None:
+            return None
+        return cls(data.get("name"), Scores.from_dict(data.get("baseline")), Scores.from_dict(data.get("token")))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "baseline": _dict_or_none(self.baseline), "token": _dict_or_none(self.token)}
+
+
+def _dict_or_none(record) -> dict | None:
+    return None if record is None else record.to_dict()
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    """One finished class (metrics.json): ``status`` "done" or "failed" (then ``error``, ``traceback``), its token,
+    prompts and training, the :class:`Scores` of baseline and token prompts, and one record per evaluation image
+    (``images``: plain records whose ``path`` is relative to the class folder)."""
+
+    status: str
+    class_index: int
+    class_name: str | None = None
+    error: str | None = None
+    slug: str | None = None
+    token_string: str | None = None
+    init_word: str | None = None
+    prompts: dict | None = None
+    steps: int | None = None
+    best_step: int | None = None
+    stopped: str | None = None
+    objective: str | None = None
+    token_change: dict | None = None
+    seconds: float | None = None
+    train_seeds: tuple[int, ...] | None = None
+    eval_seeds: tuple[int, ...] | None = None
+    baseline: Scores | None = None
+    token: Scores | None = None
+    eval_model: EvalScores | None = None
+    images: tuple[dict, ...] = ()
+    worker: dict | None = None
+    traceback: tuple[str, ...] | None = None
+    extra: dict = field(default_factory=dict)
+    nulls: frozenset = field(default=frozenset(), repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str = "metrics.json", folder_index: int | None = None) -> "ClassRecord":
+        """A metrics.json object checked (``check_metrics``; ``folder_index``: the class its folder names)."""
+        data = check_metrics(data, path, folder_index)
+        names = _names(cls)
+        plain = {k: data.get(k) for k in names if k in data}
+        plain.update(
+            seconds=None if data.get("seconds") is None else float(data["seconds"]),
+            train_seeds=_tuple(data.get("train_seeds")), eval_seeds=_tuple(data.get("eval_seeds")),
+            traceback=_tuple(data.get("traceback")), images=tuple(data.get("images") or ()),
+            baseline=Scores.from_dict(data.get("baseline")), token=Scores.from_dict(data.get("token")),
+            eval_model=EvalScores.from_dict(data.get("eval_model")))
+        return cls(**plain, extra={k: v for k, v in data.items() if k not in names}, nulls=_nulls(data, names))
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name, value in _present(self, _names(type(self))).items():
+            if name in ("baseline", "token", "eval_model"):
+                value = _dict_or_none(value)
+            elif name in ("train_seeds", "eval_seeds", "traceback", "images"):
+                value = _list(value)
+            out[name] = value
+        return {**out, **self.extra}
+
+
+# ------------------------------------------------------------------------------------------ analysis.json
+@dataclass(frozen=True)
+class Stage:
+    """One stage (screening or confirmation) of a cue test's pairs: one value per key (a pair named by its seed and
+    carrier or prompt), and the pairs attempted and excluded (an intervention that failed its check)."""
+
+    keys: tuple[str, ...] = ()
+    values: tuple[float, ...] = ()
+    attempted: int | None = None
+    excluded: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Stage | None":
+        if data is None:
+            return None
+        return cls(tuple(data.get("keys", ())), tuple(float(v) for v in data.get("values", ())), data.get("attempted"),
+                   data.get("excluded"))
+
+    def to_dict(self) -> dict:
+        counts = {k: getattr(self, k) for k in ("attempted", "excluded") if getattr(self, k) is not None}
+        return {"keys": list(self.keys), "values": list(self.values), **counts}
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One cue test's per-pair data in analysis.json (``pairs``): what ``probe.compare`` pairs across runs."""
+
+    kind: str
+    class_index: int
+    cue: str
+    screen: Stage
+    class_name: str | None = None
+    confirm: Stage | None = None
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.kind, self.class_index, self.cue)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PairRecord":  # checked as part of analysis.json (check_analysis)
+        return cls(data["kind"], data["class_index"], data["cue"], Stage.from_dict(data["screen"]),
+                   data.get("class_name"), Stage.from_dict(data.get("confirm")))
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "class_index": self.class_index, "class_name": self.class_name, "cue": self.cue,
+               "screen": self.screen.to_dict()}
+        if self.confirm is not None:
+            out["confirm"] = self.confirm.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class AnalysisSummary:
+    """analysis.json: the analysis settings (``config``), the rule in words, the cues, what ran and what was
+    skipped (``attributions``: ``methods_run``, ``skipped``), the test counts, timings, notes, per-class extras
+    and every cue test's pairs (None: analysed before probe kept them)."""
+
+    config: dict | None = None
+    rule: str | None = None
+    cues: dict | None = None
+    domain: Any = None
+    concept_scorer: Any = None
+    interventions_checked_by: Any = None
+    stated_contexts: Any = None
+    counter_rule: Any = None
+    dropped_counters: Any = None
+    attributions: dict | None = None
+    attention_iou: Any = None
+    tests: dict | None = None
+    images_generated: Any = None
+    generation: dict | None = None
+    timings_s: dict | None = None
+    notes: tuple[str, ...] | None = None
+    classes: dict | None = None
+    n_findings: int | None = None
+    n_passing: int | None = None
+    confirm_like: dict | None = None
+    pairs: tuple[PairRecord, ...] | None = None
+    extra: dict = field(default_factory=dict)
+    nulls: frozenset = field(default=frozenset(), repr=False)
+
+    @property
+    def methods_run(self) -> tuple[str, ...]:
+        return tuple((self.attributions or {}).get("methods_run") or ())
+
+    @property
+    def methods_skipped(self) -> dict:
+        """{attribution method: why it was skipped}."""
+        return dict((self.attributions or {}).get("skipped") or {})
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str = "analysis.json") -> "AnalysisSummary":
+        """analysis.json's object checked (``check_analysis``)."""
+        data = check_analysis(data, path)
+        names = _names(cls)
+        plain = {k: data.get(k) for k in names if k in data}
+        plain.update(notes=_tuple(data.get("notes")),
+                     pairs=None if data.get("pairs") is None else tuple(PairRecord.from_dict(e) for e in data["pairs"]))
+        return cls(**plain, extra={k: v for k, v in data.items() if k not in names}, nulls=_nulls(data, names))
+
+    def to_dict(self) -> dict:
+        out = _present(self, _names(type(self)))
+        if self.notes is not None:
+            out["notes"] = list(self.notes)
+        if self.pairs is not None:
+            out["pairs"] = [p.to_dict() for p in self.pairs]
+        return {**out, **self.extra}
+
+
+# ------------------------------------------------------------------------------------------ findings.json
+@dataclass(frozen=True)
+class Finding:
+    """One quantified statement about a class, with its evidence.
+
+    ``effect`` with its interval ``ci_low``..``ci_high`` is measured on ``n_images`` pairs (``unit``: "pairs",
+    or "images" for off-object shares). ``p`` is the test's p-value and ``q`` its false-discovery-rate
+    adjusted value across the audit. ``status``: "passes" (confirmed on fresh pairs: effect, q and pair
+    count all meet the bars), "weak" (a real-looking effect that missed a bar), "inconclusive" (most
+    interventions failed their check), "screened" (seen in the screening pass only, never confirmed).
+    """
+
+    class_index: int
+    class_name: str
+    cue: str
+    kind: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    n_images: int
+    evidence: tuple[str, ...]
+    passes: bool
+    strength: str
+    sentence: str
+    details: dict = field(default_factory=dict, compare=False)
+    p: float = float("nan")
+    q: float = float("nan")
+    status: str = "weak"
+    unit: str = "pairs"
+    excluded: int = 0  # pairs excluded because an intervention failed its check
+    attempted: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FINDING_KINDS:
+            raise AnalysisError(f"finding kind {self.kind!r} is unknown; use one of {list(FINDING_KINDS)}.")
+        if self.strength not in STRENGTHS:
+            raise AnalysisError(f"finding strength {self.strength!r} must be 'strong' or 'weak'.")
+        if self.status not in STATUSES:
+            raise AnalysisError(f"finding status {self.status!r} must be one of {list(STATUSES)}.")
+        object.__setattr__(self, "evidence", tuple(self.evidence))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["evidence"] = list(self.evidence)
+        for k in ("effect", "ci_low", "ci_high", "p", "q"):
+            d[k] = None if not math.isfinite(d[k]) else round(float(d[k]), 6 if k in ("effect", "ci_low", "ci_high") else 8)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Finding":
+        """A finding from a plain dict (a notebook, a checked record): unknown keys are ignored, missing optional ones
+        take their defaults, a missing number (null) is NaN. Records from a run's files are checked first
+        (:meth:`from_record`)."""
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k in ("effect", "ci_low", "ci_high", "p", "q"):
+            d[k] = float("nan") if d.get(k) is None else float(d[k])
+        d["evidence"] = tuple(d.get("evidence") or ())
+        d["details"] = d.get("details") or {}
+        return cls(**d)
+
+    @classmethod
+    def from_record(cls, row: Any, path: Path | str = "findings.json", index: int = 0) -> "Finding":
+        """A row of findings.json/.parquet checked (``check_finding``: RunError naming the file, record and field)."""
+        return cls.from_dict(check_finding(row, path, index))
+
+    def __repr__(self) -> str:
+        return f"Finding[{self.status}] {self.kind} class {self.class_index} cue {self.cue!r}: {self.sentence}"
