@@ -233,12 +233,12 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     config = config or GenerateConfig(**settings)
     # 2. the run: its audit settings, labels and the selected classes' tokens (nothing loaded yet)
     run = RunDir(run_dir)
-    saved = run.read_config()
+    saved = run.read_run_config()
     if saved is None:
         raise GenerateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder "
                             "of `probe audit`")
-    audit = RunDir.audit_settings(saved)
-    token_settings = RunDir.token_settings(saved)
+    audit = saved.audit
+    token_settings = saved.token_settings()  # as given, with what the audit decided (config.json's "effective")
     _check_seeds(token_settings, config.attempts)
     template = config.prompt or _default_template(token_settings)
     check_template(template)
@@ -250,17 +250,22 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
                   or (_inert_model_spec(audit.get("model")) if classifier is None else audit.get("model")))
     generator_spec = config.generator or (generator.source if generator is not None else None) or audit.get("generator")
+    # the images are drawn with the audit's effective sampling; the identity keeps the settings as given (the run,
+    # named by its start, fixes the rest), so that a dataset begun before config.json held them still resumes
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
-    identity = {"run": saved.get("started"), "prompt": template, "min_prob": config.min_prob, "model": model_spec,
-                "generator": generator_spec, "sampling": sampling, "seed_base": GENERATE_SEED}
+    identity = {"run": saved.started, "prompt": template, "min_prob": config.min_prob, "model": model_spec,
+                "generator": generator_spec, "sampling": {k: saved.token.get(k) for k in sampling},
+                "seed_base": GENERATE_SEED}
     rows = _open_output(out_dir, identity)
     # 4. the models, loaded as the audit loads them (probe.auditing.class_run.load_models), unless passed in
     if classifier is None or generator is None:
-        from probe.auditing.config import AuditConfig
         from probe.auditing.class_run import load_models
+        from probe.devices import resolve_device
 
-        audit_config = replace(AuditConfig.from_dict(audit), model=model_spec, generator=generator_spec,
-                               trust_pickle=config.trust_pickle, device=config.device, dtype=config.dtype,
+        # the dtype the audit's generator ran in, on a device of the same kind, unless --dtype names one
+        dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
+        audit_config = replace(saved.audit_config(), model=model_spec, generator=generator_spec,
+                               trust_pickle=config.trust_pickle, device=config.device, dtype=dtype,
                                eval_model=None, labels=None, gate=None)
         loaded = load_models(audit_config) if (classifier is None and generator is None) else None
         if loaded is None:

@@ -136,3 +136,60 @@ def test_the_run_records_load_no_torch():
            "'diffusers', 'transformers') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------------------------ a real tiny audit
+def test_the_effective_settings_a_real_audit_saves_are_what_generate_and_the_analysis_use(tmp_path, tiny_sd_path,
+                                                                                          tiny_generator, monkeypatch):
+    """No --steps, --guidance-scale or --max-batch: the audit decides them (the chunk size as on a GPU, from free
+    memory), saves them in config.json's "effective", and the analysis and `probe generate` sample with exactly those
+    (and generate loads the generator in the audit's dtype)."""
+    import probe.auditing.class_run as class_run
+    import probe.generators.memory as memory
+    from color_classifier import calibrated_redness_classifier
+    from probe.analysis import AnalysisConfig, analyze_run
+    from probe.auditing.loop import AuditConfig, audit
+    from probe.classifiers import load_classifier
+    from probe.generate import generate_dataset
+    from probe.tokens import TokenConfig
+
+    module = calibrated_redness_classifier(tiny_generator, seeds=range(2))
+    clf = load_classifier(module, labels=["other", "star"], input_size=32, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)
+    auto = memory.MaxBatchChoice(max_batch=1, batch_size=2, source="auto", limited_by="memory", free_bytes=2 ** 30,
+                                 per_image_bytes=2 ** 28)
+    monkeypatch.setattr(memory, "resolve_max_batch", lambda generator, token: auto)
+    token = TokenConfig(lr=0.1, max_steps=1, patience=1, eval_images=1, batch_size=2)
+    config = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sd_path), token=token,
+                         analyze=False, report=False, classes="1")
+    result = audit(config, classifier=clf, generator=tiny_generator, progress=False)
+    assert not result.failed
+    described = tiny_generator.describe()
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["effective"] == {"max_batch": 1, "steps": described["default_steps"],
+                                  "guidance_scale": described["guidance_scale"], "scheduler": None,
+                                  "scheduler_class": described["scheduler"], "dtype": "float32", "device": "cpu"}
+    assert RunDir(result.run_dir).read_run_config().audit_config() == config  # the same type read back
+    expected = {"steps": described["default_steps"], "guidance_scale": described["guidance_scale"], "max_batch": 1}
+
+    calls = []
+    real = tiny_generator.generate
+
+    def spy(prompts, seeds, **kw):
+        calls.append({k: kw.get(k) for k in expected})
+        return real(prompts, seeds, **kw)
+
+    monkeypatch.setattr(tiny_generator, "generate", spy)
+    cues = tmp_path / "cues.txt"
+    cues.write_text("{} on grass | {} on sand\n")
+    cheap = AnalysisConfig(cues=str(cues), attributions=False, necessity=False, token_shift=False, off_object=False,
+                           confirm=False, n_carriers=2, screen_seeds=1)
+    analyze_run(result.run_dir, clf, tiny_generator, cheap)
+    assert calls and all(c == expected for c in calls), calls[:3]  # every image sampled as the audit's were
+    assert json.loads((result.run_dir / "analysis.json").read_text())["generation"] == expected
+
+    calls.clear()
+    loaded = []
+    monkeypatch.setattr(class_run, "load_models", lambda cfg: loaded.append(cfg) or (clf, None, tiny_generator))
+    generate_dataset(result.run_dir, tmp_path / "data", classes="1", per_class=1, progress=False,
+                     model="tests:redness", generator=str(tiny_sd_path))
+    assert calls == [expected] and loaded[0].dtype == "float32"  # the audit's dtype, the device being of its kind

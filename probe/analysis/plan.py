@@ -32,7 +32,7 @@ from probe.analysis.policy import EXCLUDED_LIMIT
 from probe.analysis.sample import Sample
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import ClipScorer, shift_samples
-from probe.run import RunDir
+from probe.run import RunConfig, RunDir
 
 __all__ = ["Setup", "Test", "choose_carriers", "confirm_round", "confirmed_enough", "finished_classes",
            "generation_settings", "set_up"]
@@ -64,21 +64,22 @@ def finished_classes(run: RunDir, only=None) -> list[ClassRun]:
     return sorted(out, key=lambda c: c.index)
 
 
-def generation_settings(cfg: AnalysisConfig, run_config: dict | None) -> dict:
-    """Keyword arguments of ``generator.generate``: the run's token settings, ``cfg.steps`` and
+def generation_settings(cfg: AnalysisConfig, run_config: RunConfig | dict | None) -> dict:
+    """Keyword arguments of ``generator.generate``: what the audit sampled with (the run's effective settings,
+    ``RunConfig.effective``: steps, guidance, scheduler, images per chunk), ``cfg.steps`` and
     ``cfg.guidance_scale`` where set."""
-    token = RunDir.token_settings(run_config)
+    effective = RunDir.run_config(run_config).effective
     kw = {}
-    steps = cfg.steps if cfg.steps is not None else token.get("steps")
-    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else token.get("guidance_scale")
+    steps = cfg.steps if cfg.steps is not None else effective.steps
+    guidance = cfg.guidance_scale if cfg.guidance_scale is not None else effective.guidance_scale
     if steps is not None:
         kw["steps"] = int(steps)
     if guidance is not None:
         kw["guidance_scale"] = float(guidance)
-    if token.get("scheduler"):
-        kw["scheduler"] = token["scheduler"]
-    if token.get("max_batch"):
-        kw["max_batch"] = int(token["max_batch"])
+    if effective.scheduler:
+        kw["scheduler"] = effective.scheduler
+    if effective.max_batch:
+        kw["max_batch"] = int(effective.max_batch)
     return kw
 
 
@@ -131,7 +132,7 @@ def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[C
     (``cfg.clip_model``, for token shift). The intervention check needs a scorer and a domain that names
     the object attribute; without it every generated image counts as showing what its prompt asks for.
     """
-    gen_kwargs = generation_settings(cfg, run.read_config())
+    gen_kwargs = generation_settings(cfg, run.read_run_config())
     object_attribute = domain.object_attribute if domain is not None else None
     if scorer is None and scored:
         if domain is not None and domain.scorer is not None:  # it checks the interventions too, not only token shift

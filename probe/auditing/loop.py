@@ -26,7 +26,7 @@ from probe.auditing.backends import Models, get_backend
 from probe.auditing.class_run import load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
-from probe.run import ANALYSIS, RunDir, is_internal
+from probe.run import ANALYSIS, RunConfig, RunDir, is_internal
 from probe.tokens import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
@@ -71,13 +71,13 @@ def _fmt(value, digits: int = 2) -> str:
 def check_run_dir(config: AuditConfig) -> RunDir:
     """The run directory named by ``config``, checked without writing: a resume must use the same settings."""
     run = RunDir(config.out)
-    saved = run.read_config()
+    saved = run.read_run_config()
     if saved is None and run.root.exists() and any(not is_internal(p.name) for p in run.root.iterdir()):
-        saved = run.read_config()  # another writer may have initialised the run between the two looks
+        saved = run.read_run_config()  # another writer may have initialised the run between the two looks
         if saved is None:
             raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
     if saved is not None:
-        audit_saved = RunDir.audit_settings(saved)
+        audit_saved = saved.audit
         current = json.loads(dumps_json(config.to_dict()))  # tuples -> lists, as saved
         for key in _RESUME_KEYS:
             if audit_saved.get(key) != current.get(key):
@@ -219,18 +219,20 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         from rich.markup import escape as markup_escape
 
         (console or Console(stderr=True)).print(markup_escape(chunks.line()), highlight=False)
-    run.initialise(labels, {  # once, atomically; another writer may have started the run meanwhile: checked again
-        "audit": config.to_dict(),
-        "classifier": _describe(classifier), "eval_classifier": _describe(eval_classifier),
-        "generator": generator.describe(), "gradient_chunks": chunks.to_dict(), "classes": targets,
-        "versions": environment_versions(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, check=lambda: check_run_dir(config))
+    # config.json: the settings as given, the models, and what the audit decided itself (RunConfig.effective: chunk
+    # size, steps, guidance, scheduler, dtype), which every later command reads back
+    saved = RunConfig.of_audit(
+        config.to_dict(), generator=generator.describe(), gradient_chunks=chunks.to_dict(),
+        classifier=_describe(classifier), eval_classifier=_describe(eval_classifier), classes=targets,
+        versions=environment_versions(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    # once, atomically; another writer may have started the run meanwhile: checked again
+    run.initialise(labels, saved, check=lambda: check_run_dir(config))
 
     mine = config.scale.select(targets)  # a shard's slice; every class otherwise
     todo = []
     for index in mine:
-        metrics = run.read_metrics(run.class_dir(index, labels[index]))
-        if metrics is not None and not (config.retry_failed and metrics["status"] == "failed"):
+        record = run.read_class(run.class_dir(index, labels[index]))
+        if record is not None and not (config.retry_failed and record.status == "failed"):
             continue
         todo.append(index)
 
@@ -245,13 +247,13 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         if not interrupted and config.scale.slice is None:
             # a full audit needs every class: wait for those another process (a shard) was writing, then do any
             # it left unfinished (a writer that died releases its claim)
-            held = [i for i in todo if run.read_metrics(run.class_dir(i, labels[i])) is None]
+            held = [i for i in todo if run.read_class(run.class_dir(i, labels[i])) is None]
             if held:
                 bar.note(f"waiting for {len(held)} class(es) another probe process is writing")
                 for index in held:
                     with run.claim(index, wait=True):
                         pass
-                left = [i for i in held if run.read_metrics(run.class_dir(i, labels[i])) is None]
+                left = [i for i in held if run.read_class(run.class_dir(i, labels[i])) is None]
                 interrupted = backend.run(left, bar) if left else False
 
     rows = run.write_summary()
@@ -261,7 +263,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     if config.scale.slice is not None:  # one slice of the classes: the analysis needs them all
         from rich.console import Console
 
-        missing = [i for i in targets if run.read_metrics(run.class_dir(i, labels[i])) is None]
+        missing = [i for i in targets if run.read_class(run.class_dir(i, labels[i])) is None]
         (console or Console(stderr=True)).print(
             f"shard {config.scale.shard}: {len(mine)} classes done here; " +
             (f"{len(missing)} classes of other shards still to run; when every shard is done, " if missing else
@@ -300,13 +302,15 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
     run = RunDir(run_dir)
     if run.pending_analysis() is None:
         return None
-    saved = run.read_config() or {}
-    settings = dict(RunDir.audit_settings(saved))
-    settings.update(out=str(run.root), report=False, gate=None, scale={}, model=sources.model,
-                    generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
-                    device=sources.device, dtype=sources.dtype, eval_model=None, eval_arch=None,
-                    labels=None, compile=False)
-    config = AuditConfig.from_dict(settings)
+    saved = run.read_run_config() or RunConfig()
+    from probe.devices import resolve_device
+
+    # the dtype the audit's generator ran in, on a device of the same kind, unless the command line names one
+    dtype = sources.dtype or saved.dtype_for(str(resolve_device(sources.device)))
+    config = saved.audit_config(out=str(run.root), report=False, gate=None, scale={}, model=sources.model,
+                                generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
+                                device=sources.device, dtype=dtype, eval_model=None, eval_arch=None,
+                                labels=None, compile=False)
     labels = run.read_labels() or []
     with run.lock():
         # the run's class names (labels.json): a classifier with another class count is refused by load_classifier
