@@ -3,7 +3,8 @@
 Fast tests run a fake world end to end (analysis_fakes: a procedural generator, colour classifiers with a
 planted background cue, oracles that read shape, background and tag back), registered as a domain through
 probe.domains exactly as the shapes world is. One test runs the real seams (tiny Stable Diffusion,
-load_classifier, audit). The bundled shapes-world validation is slow and gated by PROBE_RUN_SLOW.
+load_classifier, audit). The bundled shapes world's audit is checked on the README's own demo runs
+(tests/test_demo.py, tests/test_finding_validity.py).
 """
 
 from __future__ import annotations
@@ -273,44 +274,6 @@ def test_analysis_runs_on_a_run_directory_written_by_audit(tmp_path, tiny_sd_pat
         assert all((run / p).is_file() for p in f.evidence)
 
 
-# ----------------------------------------------------------------------------- the bundled shapes world (slow)
-def _bundled_models():
-    from probe.classifiers import load_classifier
-    from probe.generators import load_generator
-    from probe.world.assets import bundled_bias, bundled_classifier_path, bundled_generator_path
-
-    from probe.errors import ProbeError
-
-    try:
-        paths = [bundled_generator_path(), bundled_classifier_path("biased"), bundled_classifier_path("clean")]
-    except ProbeError as e:
-        pytest.skip(f"bundled shapes-world models are not in this checkout: {e}")
-    device = os.environ.get("PROBE_TEST_DEVICE", "cpu")
-    gen = load_generator(paths[0], device=device)
-    return gen, [load_classifier(str(p), device=device) for p in paths[1:]], bundled_bias("biased")
-
-
-@pytest.mark.slow
-@ONLY_IF_ASKED
-def test_bundled_world_audit_names_every_planted_cue_and_nothing_for_the_clean_model(tmp_path):
-    """The demo's own settings (probe.world.demo.demo_config), for both bundled classifiers."""
-    from probe.auditing.loop import audit
-    from probe.world.demo import demo_config, planted_cue_recovery
-
-    gen, (biased, clean), bias = _bundled_models()
-    results = {}
-    for name, clf in (("biased", biased), ("clean", clean)):
-        audit(demo_config(out=tmp_path / name, classifier=name, report=False), classifier=clf, generator=gen,
-              progress=False)
-        results[name] = read_findings(tmp_path / name)
-    checks = planted_cue_recovery(results["biased"], list(biased.labels), bias)
-    for c in checks:
-        print(f"planted {c.class_name}: {c.attribute}={c.value} -> {c.top.sentence if c.top else None}")
-    false = [f.sentence for f in results["clean"] if f.passes]
-    assert sum(c.recovered for c in checks) == len(bias)
-    assert not false, false
-
-
 def test_off_object_is_confirmed_on_fresh_images_and_tested_in_the_fdr_family(tmp_path, monkeypatch):
     """An off-object candidate (screened on the token gallery) is measured again on min_pairs fresh token images;
     its q comes from the same false-discovery-rate family as the cue tests; the clean classifier's does not pass.
@@ -362,5 +325,9 @@ def test_adaptive_screening_adds_pairs_only_to_ambiguous_necessity_screens(tmp_p
             seen["twice"] += len(values) == 16
         assert len(set(e["screen"]["keys"])) == len(values)  # every added pair has its own seed
     assert seen["clear"] and seen["extended"] and seen["twice"], seen
+    # candidates: a screen at the bar, or one that spent every round and still reaches the weak bar
+    expected = sum(1 for e in entries if (v := e["screen"]["values"]) and (
+        sum(v) / len(v) >= high or (len(v) == 16 and sum(v) / len(v) >= low)))
+    assert _analysis(run)["tests"]["candidates"] == expected > 0
     run2, _, _ = _audit(tmp_path / "fixed", True, config=base.replace(screen_extend=()))
     assert all(len(e["screen"]["values"]) == 4 for e in _analysis(run2)["pairs"] if e["kind"] == "necessity")

@@ -336,6 +336,7 @@ def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generato
 
         for test, sample in zip(ambiguous, lab.batched(measure)):
             test.screen = test.screen + sample
+            test.extra["screen_rounds"] = round_no + 1
             extended.add(id(test))
     return len(extended)
 
@@ -397,7 +398,8 @@ def _pairs(test: Test) -> dict:
 
 
 def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None = None) -> bool:
-    """Worth confirming: the screened effect reaches the threshold in the claimed direction.
+    """Worth confirming: the screened effect reaches the threshold in the claimed direction, or, after every round
+    of adaptive screening, still reaches the weak bar.
 
     A token shift also needs at least two more pairs changed one way than the other (one flipped image of
     six is no signal), and a classifier that responds to the cue the same way in the sufficiency screen:
@@ -407,6 +409,9 @@ def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None
     if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
         return False
     size = abs(s.mean) if test.kind in cfg.thresholds.two_sided_kinds else s.mean
+    exhausted = cfg.screen_extend and test.extra.get("screen_rounds") == len(cfg.screen_extend)
+    if exhausted and size >= cfg.thresholds.weak_effect:
+        return True  # adaptive screening spent every round and the screen is still above the weak bar: let fresh pairs decide
     if not size >= cfg.thresholds.min_effect:
         return False
     if test.kind == "token-shift":
