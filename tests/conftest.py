@@ -55,29 +55,62 @@ def probe_script() -> str:
     return str(script) if script.is_file() else "probe"
 
 
+def _shared(tmp_path_factory, name: str, build) -> Path:
+    """A session result built once for the whole test run, also when pytest-xdist runs it in several
+    workers: the first worker builds it under a file lock in the run's common temporary folder, the others
+    wait and reuse it (a failed build is re-raised in every worker that asks). Tests must not change it:
+    copy it first."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    folder, failed = root / f"shared-{name}", root / f"shared-{name}.failed"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if failed.is_file():
+            pytest.fail(failed.read_text())
+        if not (folder / ".done").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                build(folder)
+            except BaseException as e:
+                failed.write_text(f"{name}: {e}"[-4000:])
+                raise
+            (folder / ".done").write_text("")
+    return folder
+
+
+def _probe(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([probe_script(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def readme_demo(tmp_path_factory) -> Path:
-    """`probe demo` exactly as the README types it: from the working directory, default (relative) output.
+    """`probe demo` as the README types it: from the working directory, default (relative) output. Reduced to one
+    class, the planted star, so the suite stays within its budget (the full demo and the clean one cost 8-15
+    minutes of a 2-core suite); the run is in ./runs/demo of the returned folder."""
 
-    Reduced to one class so the suite stays within its budget; the run goes to ./runs/demo.
-    """
-    cwd = tmp_path_factory.mktemp("newcomer")
-    done = subprocess.run([probe_script(), "demo", "--classes", "star", "--quiet"], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
-    return cwd
+    def build(cwd: Path) -> None:
+        done = _probe(["demo", "--classes", "star", "--quiet"], cwd)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
+        (cwd / "demo.stderr").write_text(done.stderr)
+
+    return _shared(tmp_path_factory, "readme-demo", build)
 
 
 @pytest.fixture(scope="session")
 def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path, str]:
-    """The README's biased star demo, and the clean classifier's star demo confirming its tests on its seeds
-    (``probe compare`` pairs them; the clean run must also yield no passing cue finding): (biased run, clean
+    """The README's biased star demo, and the clean classifier's star demo confirming the biased run's tests on
+    its seeds (``probe compare`` pairs them; the clean run must also yield no passing finding): (biased run, clean
     run, the clean demo's stderr)."""
     biased = readme_demo / "runs" / "demo"
-    clean = tmp_path_factory.mktemp("clean") / "clean"
-    done = subprocess.run([probe_script(), "demo", "--classifier", "clean", "--classes", "star", "--quiet",
-                           "--confirm-like", str(biased), "--out", str(clean)], capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return biased, clean, done.stderr
+
+    def build(folder: Path) -> None:
+        done = _probe(["demo", "--classifier", "clean", "--classes", "star", "--quiet", "--confirm-like", str(biased), "--out",
+                       str(folder / "clean")], folder)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (folder / "clean.stderr").write_text(done.stderr)
+
+    folder = _shared(tmp_path_factory, "clean-demo", build)
+    return biased, folder / "clean", (folder / "clean.stderr").read_text()

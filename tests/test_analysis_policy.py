@@ -70,13 +70,14 @@ def test_thresholds_validate_and_round_trip_through_json():
         Thresholds(two_sided_kinds="token-shift")
 
 
-def test_describe_rule_states_the_bars():
+def test_describe_rule_states_the_bars_and_what_the_test_is_of():
     s = describe_rule(Thresholds())
-    for part in ("0.15", "0.05", "Benjamini–Yekutieli", "16 image pairs", "token-shift"):
+    for part in ("0.15", "0.05", "Benjamini–Yekutieli", "16 fresh image pairs", "token-shift", "confirmed tests",
+                 "point estimate", "not of 'effect below 0.15'", "lean upward"):
         assert part in s, part
-    assert s.count(".") <= 4 and s.endswith(".")  # one sentence (decimals aside)
+    assert "all tests of the audit" not in s  # the family is the confirmed tests (screening chose them)
     assert "Benjamini–Hochberg" in describe_rule(Thresholds(fdr_method="bh", min_pairs=32))
-    assert "32 image pairs" in describe_rule(Thresholds(min_pairs=32))
+    assert "32 fresh image pairs" in describe_rule(Thresholds(min_pairs=32))
 
 
 def test_verdict_is_the_status_the_audit_and_retest_share():

@@ -260,24 +260,22 @@ def test_the_readme_demo_report_after_a_move_in_chromium(driver, readme_demo, tm
     """The newcomer's path: the README's `probe demo` report, moved elsewhere, opens with every image and overlay."""
     from selenium.webdriver.common.by import By
 
-    moved = tmp_path / "copied" / "demo"
-    shutil.copytree(readme_demo / "runs" / "demo", moved)
-    shutil.rmtree(readme_demo / "runs" / "demo" / "report")  # nothing may point back at the original
-    try:
-        driver.get((moved / "report" / "index.html").as_uri())
-        assert "probe audit report" in driver.title
-        assert severe_logs(driver) == []
-        assert wait_images(driver) == []
-        assert broken_links(driver) == []
-        driver.get((moved / "report" / "classes" / "3-star.html").as_uri())
-        assert severe_logs(driver) == []
-        assert wait_images(driver) == []
-        buttons = driver.find_elements(By.CSS_SELECTOR, "div.overlay-tools button[data-m^=m]")
-        assert buttons, "the README demo's class page has no attribution overlays"
-        buttons[0].click()
-        shown = [o for o in driver.find_elements(By.CSS_SELECTOR, "img.ov") if o.is_displayed()]
-        assert shown and wait_images(driver) == []
-        ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / "readme-demo-star.png"))
-    finally:
-        shutil.copytree(moved / "report", readme_demo / "runs" / "demo" / "report")
+    original, moved = tmp_path / "original" / "demo", tmp_path / "copied" / "demo"
+    shutil.copytree(readme_demo / "runs" / "demo", original)  # the shared run itself is never changed
+    shutil.copytree(original, moved)
+    shutil.rmtree(original / "report")  # nothing may point back at the original
+    driver.get((moved / "report" / "index.html").as_uri())
+    assert "probe audit report" in driver.title
+    assert severe_logs(driver) == []
+    assert wait_images(driver) == []
+    assert broken_links(driver) == []
+    driver.get((moved / "report" / "classes" / "3-star.html").as_uri())
+    assert severe_logs(driver) == []
+    assert wait_images(driver) == []
+    buttons = driver.find_elements(By.CSS_SELECTOR, "div.overlay-tools button[data-m^=m]")
+    assert buttons, "the README demo's class page has no attribution overlays"
+    buttons[0].click()
+    shown = [o for o in driver.find_elements(By.CSS_SELECTOR, "img.ov") if o.is_displayed()]
+    assert shown and wait_images(driver) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "readme-demo-star.png"))

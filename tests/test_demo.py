@@ -6,10 +6,8 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import probe_script
 from probe.world import bundled_bias
@@ -40,16 +38,28 @@ def test_the_readme_demo_leaves_a_report_with_every_image(readme_demo):
             assert not Path(path).is_absolute() and (run / path).is_file(), path
 
 
-def test_the_demo_finds_the_planted_grass_cue_of_star(readme_demo):
+def _marks(text: str) -> dict[str, str]:
+    """{planted class: its mark} from the demo's headline ("  planted star: background=grass [found, top]; ...")."""
+    return dict(re.findall(r"planted (\w+): \w+=\w+ \[([^\]]+)\]", text))
+
+
+def test_the_demo_headline_is_the_readme_s_for_the_star_and_every_finding_is_true(readme_demo):
+    """The README's demo output is what `probe demo` prints for the class the suite audits (the planted star's
+    mark: found, top / found, not top / MISSED), its token moved, and every passing finding is true by the truth
+    table. The README prints every planted class; the suite audits the star only (its time budget)."""
+    stderr = (readme_demo / "demo.stderr").read_text()
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = _marks(readme.split("## Using it")[0])
+    assert set(shown) == set(bundled_bias("biased")), shown  # the README prints every planted class
+    printed = _marks(stderr)
+    assert set(printed) == {"star"} and printed["star"] == shown["star"], stderr[-2000:]
+    assert "tokens that moved from their initial word: 1/1" in stderr, stderr[-2000:]
+    counted = re.search(r"passing findings confirmed by the truth table \(probe.world.true_effects\): (\d+)/(\d+)", stderr)
+    assert counted and counted.group(1) == counted.group(2) != "0", stderr[-2000:]
     run = readme_demo / "runs" / "demo"
     metrics = json.loads((run / "classes" / "3-star" / "metrics.json").read_text())
     assert metrics["status"] == "done"
     assert metrics["token"]["mean_target_prob"] > metrics["baseline"]["mean_target_prob"]
-    findings = [f for f in json.loads((run / "findings.json").read_text()) if f["class_name"] == "star"]
-    passing = [f for f in findings if f["passes"]]
-    # grass passes; snow may rank above it: the classifier truly prefers snow for stars too (true_effects +0.26)
-    assert any(f["cue"] == "grass" and f["n_images"] >= 16 for f in passing), [f["sentence"] for f in findings[:6]]
-    assert bundled_bias("biased")["star"] == {"background": "grass"}
 
 
 def test_a_moved_run_rerenders_from_another_directory(readme_demo, tmp_path):

@@ -37,3 +37,25 @@ def test_the_clean_classifier_gets_no_passing_cue_finding(clean_star_demo):
     findings = read_findings(clean)
     assert [f.sentence for f in findings if f.passes] == []  # off-object findings included
     assert "passing findings: none" in stderr
+
+
+def test_a_classifier_with_random_weights_gets_no_false_passing_finding(tmp_path):
+    """The sanity check of attribution research (randomise the model, the explanation must change): a shapes-world
+    network with random weights, audited at the demo's settings; whatever passes must be true of *it* by its own
+    truth table (it depends on little, so little may pass)."""
+    import torch
+
+    from probe.auditing.loop import audit
+    from probe.world.classifiers import Thumbnail, build_classifier, save_world_classifier
+    from probe.world.demo import demo_config
+
+    torch.manual_seed(0)
+    path = save_world_classifier(Thumbnail(build_classifier(), 4).eval(), tmp_path / "random.pt2")
+    audit(demo_config(out=tmp_path / "run", model=path, classes="star", max_steps=3, report=False),
+          progress=False)
+    findings = read_findings(tmp_path / "run")
+    truth = true_effects(load_classifier(str(path)), n=200)
+    false = [f.sentence for f in findings if f.passes and not truth.confirms(
+        f.class_name, f.cue, f.kind, f.effect,
+        counters=f.details.get("counter_values") if f.kind == "necessity" else None)]
+    assert not false, false

@@ -39,7 +39,8 @@ def test_kept_images_form_an_imagefolder_of_their_class_and_a_resume_finishes_on
     from probe.classifiers import load_classifier
     from probe.world import bundled_classifier_path
 
-    run, out = readme_demo / "runs" / "demo", tmp_path / "data"
+    run, out = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(readme_demo / "runs" / "demo", run)  # the shared demo run is never changed
     command = ["generate", str(run), "--classes", "star", "--per-class", "3", "--min-prob", "0.5", "--batch-size", "4",
                "--out", str(out), "--quiet"]
     code, stdout, err = _cli(monkeypatch, capsys, *command)
