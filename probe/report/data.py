@@ -15,7 +15,7 @@ from typing import Any
 
 from probe.errors import RunError
 from probe.run.records import FINDING_KINDS, STATUSES, rank_findings
-from probe.run import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, load_json, class_index_of
+from probe.run import CONFIG, FINDINGS, METRICS, RunDir, RunFormatError, class_index_of
 from probe.report.slug import slugify
 
 __all__ = ["RunData", "ClassData", "load_run", "rank_findings", "STATUSES", "STATUS_LABELS", "KINDS"]
@@ -187,7 +187,7 @@ def load_run(run_dir: str | Path) -> RunData:
         if not mpath.exists():
             cd = ClassData(idx, name, cdir, "incomplete", error="interrupted: no metrics.json (redone on resume)")
         else:
-            metrics = _lenient(lambda: load_json(mpath), warnings, f"class {idx}")
+            metrics = _lenient(lambda: run.read_metrics(cdir, strict=True), warnings, f"class {idx}")
             if not isinstance(metrics, dict):
                 cd = ClassData(idx, name, cdir, "unreadable", error="metrics.json is unreadable")
             else:
