@@ -208,6 +208,9 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
     for item in items:
         group = "heldout" if item["name"].startswith("heldout-") else "tuning"
         run = RunDir(ROOT / "runs" / item["name"])
+        if not (run.root / "findings.json").is_file():
+            print(f"{item['name']}: not audited; left out of the figures", flush=True)
+            continue
         findings = run.read_findings() or []
         truth = true_effects(load_classifier(str(ROOT / "classifiers" / f"{item['name']}.pt2")), n=truth_n)
         shifted = _family(run, threshold)
