@@ -148,7 +148,7 @@ def describe_rule(thresholds: Thresholds) -> str:
         f"false-discovery-rate control over the audit's confirmed tests, {dependence}; screening chose which tests to "
         f"confirm and is not part of that family) and its point estimate is at least {t.min_effect:g} in the claimed "
         f"direction{either}. The test is of 'no effect', not of 'effect below {t.min_effect:g}': a passing effect near "
-        f"the bar may truly be smaller (its interval says how much smaller), and passing estimates lean upward because "
+        f"the bar may truly be smaller (its interval says how much smaller), and passing estimates can lean upward because "
         f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
     )
 
