@@ -1,0 +1,267 @@
+"""The zero-shot concept model: a CLIP or SigLIP image–text model that scores how well phrases describe images.
+
+``load_concepts(spec)`` loads one from a local folder (saved with ``save_pretrained``) or a hub id;
+``ConceptModel.score(images, phrases)`` returns the model's own image–text logits, ``choose`` the winning phrase
+per image. Text embeddings are cached per phrase: an audit asks about the same few phrases for every batch.
+
+torch and transformers load on first use, so importing this module (for ``KNOWN_CONCEPT_MODELS`` or
+``default_concepts`` in the CLI's help) stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probe.errors import ProbeError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ConceptError", "ConceptModel", "load_concepts", "default_concepts", "KNOWN_CONCEPT_MODELS"]
+
+#: Public concept models that work with :func:`load_concepts`, with what each is good for.
+KNOWN_CONCEPT_MODELS: dict[str, str] = {
+    "openai/clip-vit-large-patch14": "CLIP ViT-L/14: its text tower is the text encoder of SD 1.x (and SDXL's first)",
+    "openai/clip-vit-base-patch32": "CLIP ViT-B/32: small and fast, for quick checks on CPU",
+    "google/siglip-so400m-patch14-384": "SigLIP So400m/14 at 384 px: sharper zero-shot recognition, sigmoid logits",
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": "OpenCLIP ViT-H/14: the text tower family of SD 2.x",
+}
+
+#: model_type of config.json -> the kind shown to users; SigLIP 2 only where transformers has it.
+_KINDS = {"clip": "CLIP", "siglip": "SigLIP", "siglip2": "SigLIP 2"}
+
+_CLIP_L = "openai/clip-vit-large-patch14"
+_FAMILY_DEFAULTS = {"sd1": _CLIP_L, "sdxl": _CLIP_L, "sd2": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}
+
+
+class ConceptError(ProbeError):
+    """The concept model cannot be found, loaded or run, or its inputs are unusable."""
+
+
+def default_concepts(family: str | None) -> str:
+    """The default concept model for a generator family: the CLIP whose text tower the generator itself uses.
+
+    A concept model that shares the generator's text tower reads a phrase the way the generator was conditioned
+    on it, so "the token added stripes" is judged in the generator's own vocabulary. SD 1.x (``"sd1"``) and SDXL
+    (``"sdxl"``, whose first text encoder is CLIP ViT-L/14) get ``openai/clip-vit-large-patch14``; SD 2.x
+    (``"sd2"``, OpenCLIP ViT-H/14) gets ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``. ``None`` and any other family
+    (e.g. the shapes world) fall back to the SD 1.x choice.
+    """
+    return _FAMILY_DEFAULTS.get(family or "sd1", _CLIP_L)
+
+
+def _supported_kinds() -> dict[str, str]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return {t: k for t, k in _KINDS.items() if t in CONFIG_MAPPING_NAMES}
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+class ConceptModel:
+    """A CLIP or SigLIP model and its processor, scoring images (N, 3, H, W) in [0, 1] against phrases.
+
+    ``score`` gives the logits the model was trained with (CLIP: ``exp(logit_scale) * cosine``; SigLIP: the same
+    plus ``logit_bias``, so ``sigmoid(score)`` is SigLIP's probability that the phrase fits the image). The model
+    is moved to ``device`` and put in eval mode; images and texts run in batches of ``batch_size``.
+    """
+
+    def __init__(self, model, processor, *, name: str, device: str = "cpu", batch_size: int = 16):
+        model_type = getattr(model.config, "model_type", None)
+        kinds = _supported_kinds()
+        if model_type not in kinds:
+            raise ConceptError(f"concept model {name!r} is a {model_type!r} model; concept scoring needs one of "
+                               f"{', '.join(kinds.values())} (model_type {', '.join(kinds)})")
+        if batch_size < 1:
+            raise ConceptError(f"batch_size must be at least 1, not {batch_size}")
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.name = name
+        self.kind = kinds[model_type]
+        self.device = device
+        self.batch_size = batch_size
+        self._siglip = model_type != "clip"
+        self._text: dict[str, torch.Tensor] = {}
+
+    @property
+    def dim(self) -> int:
+        """The dimension of the shared image–text embedding space."""
+        config = self.model.config
+        return int(config.text_config.projection_size if self._siglip else config.projection_dim)
+
+    def embed_images(self, images01: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings (N, D), float32 on the CPU; the model's own image processor resizes and
+        normalises the images (``do_rescale=False``: they are already in [0, 1])."""
+        import torch
+
+        images = _checked_images(images01)
+        feats = []
+        with torch.no_grad():
+            for i in range(0, images.shape[0], self.batch_size):
+                inputs = self.processor.image_processor(images=list(images[i : i + self.batch_size]),
+                                                        return_tensors="pt", do_rescale=False,
+                                                        input_data_format="channels_first")
+                out = self.model.get_image_features(**{k: v.to(self.device) for k, v in inputs.items()})
+                feats.append(_pooled(out))
+        if not feats:
+            return torch.zeros(0, self.dim)
+        return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
+
+    def embed_texts(self, phrases: list[str]) -> torch.Tensor:
+        """L2-normalised text embeddings (P, D), float32 on the CPU; each distinct phrase is encoded once and cached.
+
+        SigLIP pads every phrase to the full length (``padding="max_length"``), as it was trained; CLIP pads to the
+        longest phrase of the batch. Phrases longer than the text tower's positions are truncated.
+        """
+        import torch
+
+        phrases = list(phrases)
+        missing = [p for p in dict.fromkeys(phrases) if p not in self._text]
+        tokenizer = self.processor.tokenizer
+        length = int(self.model.config.text_config.max_position_embeddings)
+        with torch.no_grad():
+            for i in range(0, len(missing), self.batch_size):
+                batch = missing[i : i + self.batch_size]
+                tokens = tokenizer(batch, padding="max_length" if self._siglip else True, max_length=length,
+                                   truncation=True, return_tensors="pt")
+                out = self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
+                self._text.update(zip(batch, torch.nn.functional.normalize(_pooled(out), dim=-1)))
+        if not phrases:
+            return torch.zeros(0, self.dim)
+        return torch.stack([self._text[p] for p in phrases])
+
+    def score(self, images01: torch.Tensor, phrases: list[str]) -> np.ndarray:
+        """The model's image–text logits (N images, P phrases) as float32; higher means the phrase fits better."""
+        images = self.embed_images(images01)
+        texts = self.embed_texts(phrases)
+        logits = (images @ texts.T) * float(self.model.logit_scale.detach().float().exp())
+        if self._siglip:
+            logits = logits + float(self.model.logit_bias.detach().float())
+        return logits.numpy().astype(np.float32)
+
+    def choose(self, images01: torch.Tensor, candidates: list[str], template: str = "a photo of {}") -> list[int]:
+        """Per image, the index into ``candidates`` of the one whose templated phrase scores highest."""
+        if not candidates:
+            raise ConceptError("choose needs at least one candidate phrase")
+        if "{}" not in template:
+            raise ConceptError(f"the template {template!r} has no '{{}}' for the candidate; e.g. 'a photo of {{}}'")
+        scores = self.score(images01, [template.format(c) for c in candidates])
+        return [int(i) for i in scores.argmax(axis=1)]
+
+    def __repr__(self) -> str:
+        return f"ConceptModel({self.kind} {self.name!r} on {self.device})"
+
+
+def _pooled(out: Any) -> torch.Tensor:
+    """The feature tensor of ``get_*_features``: a tensor (older transformers) or a ModelOutput's pooler_output."""
+    import torch
+
+    return (out if isinstance(out, torch.Tensor) else out.pooler_output).detach().float().cpu()
+
+
+def _checked_images(images01: Any) -> torch.Tensor:
+    import torch
+
+    if not isinstance(images01, torch.Tensor) or images01.ndim != 4 or images01.shape[1] != 3:
+        shape = tuple(images01.shape) if hasattr(images01, "shape") else type(images01).__name__
+        raise ConceptError(f"concept scoring takes a float tensor of images (N, 3, H, W), not {shape}")
+    images = images01.detach().float().cpu()
+    if images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
+        raise ConceptError(f"concept scoring takes images in [0, 1], got values in [{float(images.min()):.3g}, "
+                           f"{float(images.max()):.3g}]; divide 0-255 images by 255, map [-1, 1] ones with (x + 1) / 2")
+    return images
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_error(spec: str, e: Exception, offline: bool) -> ConceptError:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if offline:
+        where = "the hub is switched off (HF_HUB_OFFLINE=1)"
+    elif isinstance(e, RepositoryNotFoundError):
+        where = "the hub has no such model (or it is private or gated)"
+    else:
+        where = f"the hub is unreachable ({_first_line(e)})"
+    return ConceptError(f"could not load concept model {spec!r}: {where}; download it where the hub is reachable "
+                        f"(hf download {spec} --local-dir DIR) and pass --concepts DIR")
+
+
+def _quiet_transformers() -> None:
+    """probe draws its own progress; transformers' loading bars and notices would drown it."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16) -> ConceptModel:
+    """Load a CLIP or SigLIP concept model from a local folder or a hub id (see ``KNOWN_CONCEPT_MODELS``).
+
+    A folder must hold what ``model.save_pretrained`` and ``processor.save_pretrained`` write (config.json, the
+    weights, the tokenizer and image processor files); it is read with ``local_files_only``. A hub id is fetched
+    from the Hugging Face cache or hub; with ``HF_HUB_OFFLINE=1`` only the cache is used. Any other model type, a
+    folder without config.json or an unreachable hub is a one-line ConceptError saying what to do. Weights load
+    as float32.
+    """
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    text = str(spec)
+    path = Path(text).expanduser()
+    folder = path if path.exists() else None
+    if folder is None and not _looks_like_hub_id(text):
+        raise ConceptError(f"concept model {text!r} is neither a folder nor a hub id (owner/name); check the path, "
+                           f"or use one of: {', '.join(KNOWN_CONCEPT_MODELS)}")
+    if folder is not None and not (folder / "config.json").is_file():
+        raise ConceptError(f"concept model folder {text!r} has no config.json; pass a folder written by "
+                           "model.save_pretrained() and processor.save_pretrained() for a CLIP or SigLIP model "
+                           "(config.json, weights, tokenizer and preprocessor files)")
+    local = folder is not None or _hub_offline()
+    _quiet_transformers()
+    try:
+        if folder is not None:
+            config_file = folder / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config_file = Path(hf_hub_download(text, "config.json", local_files_only=local))
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except Exception as e:
+        if folder is not None:
+            raise ConceptError(f"concept model folder {text!r} has an unreadable config.json: {_first_line(e)}") from e
+        raise _hub_error(text, e, local) from e
+    kinds = _supported_kinds()
+    if model_type not in kinds:
+        raise ConceptError(f"concept model {text!r} is a {model_type!r} model; concept scoring works with "
+                           f"{', '.join(kinds.values())} models (model_type {', '.join(kinds)}), e.g. "
+                           f"{', '.join(KNOWN_CONCEPT_MODELS)}")
+    source = str(folder) if folder is not None else text
+    try:
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local)
+    except Exception as e:
+        if folder is not None:
+            raise ConceptError(f"could not load the concept model in {text!r}: {_first_line(e)}; check that the "
+                               "folder holds the weights and the processor files (tokenizer, "
+                               "preprocessor_config.json or processor_config.json)") from e
+        raise _hub_error(text, e, local) from e
+    name = text if folder is None else folder.resolve().name
+    return ConceptModel(model, processor, name=name, device=device, batch_size=batch_size)
