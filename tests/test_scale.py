@@ -41,10 +41,12 @@ def _config(out: Path, classes: str, *, analyze: bool = False, **scale):
     from probe.analysis import AnalysisConfig
     from probe.world.demo import demo_config
 
+    # plumbing, not findings: 3 sampling steps, and a necessity screen on 2 seeds without extension
     config = demo_config(out=out, classes=classes, max_steps=4, eval_images=2, analyze=analyze, report=analyze,
                          analysis=AnalysisConfig(attributions=False, off_object=False, sufficiency=False, confirm=False,
-                                                 iou_images=0, nearest_k=3))
-    return replace(config, scale=ScaleConfig(**scale))
+                                                 iou_images=0, nearest_k=3, necessity_screen_seeds=2,
+                                                 screen_extend=()))
+    return replace(config, token=replace(config.token, steps=3), scale=ScaleConfig(**scale))
 
 
 def _tokens(run_dir: Path) -> dict[int, torch.Tensor]:

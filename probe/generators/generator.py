@@ -56,6 +56,7 @@ class Generator:
         # 1.34x for a batch of 10 through the shapes-world UNet on 2 CPU cores.
         self.unet.to(memory_format=torch.channels_last)
         self.vae.to(memory_format=torch.channels_last)
+        self.sampling_autocast = _sampling_autocast(self.settings, device, dtype)
         self._trainable: dict[int, torch.nn.Parameter] = {}
         self._hook = self.text_encoder.get_input_embeddings().register_forward_hook(self._substitute_tokens)
         self._uncond_cache: torch.Tensor | None = None
@@ -81,6 +82,7 @@ class Generator:
             "image_size": self.image_size,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "sampling_autocast": str(self.sampling_autocast).replace("torch.", "") if self.sampling_autocast else None,
             "default_steps": self.defaults.steps,
             "guidance_scale": self.defaults.guidance_scale,
         }
@@ -265,7 +267,11 @@ class Generator:
 
     def unet_call(self, unet, model_in: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction for ``model_in`` at ``t`` under the text ``context`` (a family may unpack more
-        conditioning from it, see probe/generators/sdxl.py)."""
+        conditioning from it, see probe/generators/sdxl.py). Calls without gradient run under the generator's
+        ``sampling_autocast`` when it has one (see :func:`_sampling_autocast`)."""
+        if self.sampling_autocast is not None and not torch.is_grad_enabled():
+            with torch.autocast(self.device.type, dtype=self.sampling_autocast):
+                return unet(model_in, t, encoder_hidden_states=context).sample.to(model_in.dtype)
         return unet(model_in, t, encoder_hidden_states=context).sample
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
@@ -367,3 +373,20 @@ def vocab_id(tokenizer, token: str, missing: str) -> int:
     if token not in vocab:
         raise GeneratorError(missing)
     return vocab[token]
+
+
+def _sampling_autocast(settings: dict, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """The autocast dtype of no-gradient UNet calls: ``cpu_sampling_autocast`` of the folder's probe_generator.json
+    ("bfloat16"), used only on a CPU with native bfloat16 (AVX512-BF16 or AMX) and a float32 model; else None.
+
+    A pipeline opts in only where its fidelity was measured under it (the shapes world's: benchmarks/world_fidelity.py
+    --autocast); gradient steps stay in float32 whatever the setting.
+    """
+    wanted = settings.get("cpu_sampling_autocast")
+    if not wanted or torch.device(device).type != "cpu" or dtype != torch.float32:
+        return None
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native and str(wanted) in ("bfloat16", "bf16") else None
