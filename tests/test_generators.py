@@ -138,3 +138,36 @@ def test_saved_token_loads_with_diffusers_load_textual_inversion(tiny_generator,
     gen = load_generator(tiny_sd_path, device="cpu")
     assert gen.load_token(path) == "<probe-7>"
     assert torch.equal(gen.token_vector("<probe-7>"), vector)
+
+
+def test_sampling_autocast_is_opt_in_cpu_float32_only_and_never_touches_gradient_calls(monkeypatch):
+    """probe_generator.json's cpu_sampling_autocast turns on bf16 autocast for no-gradient UNet calls, only on a
+    CPU with native bf16 and a float32 model; a call that carries gradient runs in float32 whatever the setting."""
+    import torch
+
+    from probe.generators import generator as gen_module
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    on = {"cpu_sampling_autocast": "bfloat16"}
+    assert gen_module._sampling_autocast(on, torch.device("cpu"), torch.float32) is torch.bfloat16
+    assert gen_module._sampling_autocast({}, torch.device("cpu"), torch.float32) is None
+    assert gen_module._sampling_autocast(on, torch.device("cpu"), torch.float16) is None
+    assert gen_module._sampling_autocast(on, torch.device("cuda"), torch.float32) is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert gen_module._sampling_autocast(on, torch.device("cpu"), torch.float32) is None
+
+    seen = []
+
+    class Unet(torch.nn.Module):
+        def forward(self, x, t, encoder_hidden_states):
+            seen.append((torch.is_autocast_enabled("cpu"), torch.is_grad_enabled()))
+            return type("Out", (), {"sample": x * 2})()
+
+    fake = gen_module.Generator.__new__(gen_module.Generator)
+    fake.sampling_autocast, fake.device = torch.bfloat16, torch.device("cpu")
+    x = torch.ones(1, 4, 2, 2)
+    with torch.no_grad():
+        out = fake.unet_call(Unet(), x, 1, None)
+    assert out.dtype == torch.float32 and seen[-1] == (True, False)
+    fake.unet_call(Unet(), x.requires_grad_(), 1, None)
+    assert seen[-1] == (False, True)
