@@ -81,7 +81,8 @@ def audit(
     analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
     cues: Optional[str] = typer.Option(None, help="Cue list for the findings (.json or .txt); default: curated list, or the world's attributes."),
     attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
-    clip_model: Optional[str] = typer.Option(None, help="Local CLIP folder used to score what the token added (optional)."),
+    concepts: str = typer.Option("auto", help="Concept model that checks every generated test image (object kept, cue shown) and reads what the token added: a CLIP or SigLIP hub id or local folder; 'auto' = the world's oracles, else openai/clip-vit-large-patch14 (the laion ViT-H/14 for SD 2.x); 'none' = unchecked (cue findings are then unverified, never passing)."),
+    clip_model: Optional[str] = typer.Option(None, hidden=True, help="Old name of --concepts."),
     fdr_q: float = typer.Option(0.05, help="False discovery rate controlled across the audit's cue tests (Benjamini-Yekutieli)."),
     min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
     max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
@@ -113,7 +114,7 @@ def audit(
         mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
         eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, compile=compile, retry_failed=retry_failed,
         analyze=analyze, report=report,
-        analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, clip_model=clip_model, fdr_q=fdr_q,
+        analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, concepts=clip_model or concepts, fdr_q=fdr_q,
                                   min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like),
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           **(dict(accuracy_threshold=0.7, stop_metric="accuracy", min_steps=0) if paper_stop else
@@ -129,11 +130,11 @@ def audit(
     _finish(result)
 
 
-def _analysis_config(*, cues, attribution_layer, clip_model, fdr_q, min_effect, max_pairs, confirm_like=None):
+def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None):
     from probe.analysis import AnalysisConfig, Thresholds
 
     thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
-    return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, clip_model=clip_model,
+    return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, concepts=concepts,
                           max_pairs=max_pairs, thresholds=thresholds,
                           confirm_like=str(confirm_like) if confirm_like is not None else None)
 
@@ -196,6 +197,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="With --model: allow unpickling a whole nn.Module (runs code from the file); never taken from the run."),
            device: str = typer.Option("auto", help="With --model: auto, cpu, cuda, cuda:N or mps."),
            dtype: Optional[str] = typer.Option(None, help="With --model: fp32, fp16 or bf16."),
+           concepts: str = typer.Option("auto", help="With --model: the concept model that checks the analysis's images (as `probe audit --concepts`; never taken from the run)."),
            analyze: bool = typer.Option(True, help="With --model and --generator: analyse a sharded run first when every shard is done and the analysis is missing or older.")) -> None:
     """Re-render the HTML report from a run directory's saved files. Loads no model unless you pass --model and
     --generator: a run directory is data, so nothing in it (config.json included) decides what is loaded or run.
@@ -219,7 +221,8 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
             from probe.auditing.loop import ModelSources, complete_run
 
             merged = complete_run(run_dir, ModelSources(model=model, generator=generator, arch=arch,
-                                                        trust_pickle=trust_pickle, device=device, dtype=dtype),
+                                                        trust_pickle=trust_pickle, device=device, dtype=dtype,
+                                                        concepts=concepts),
                                   console=err_console)
             for problem in merged.problems:
                 _error_line(problem)
@@ -263,19 +266,22 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
           kinds: Optional[str] = typer.Option(None, help="Finding kinds to check, comma-separated (default sufficiency,necessity,token-shift; off-object: every passing one fails)."),
           classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Check only these audited classes (names, indices, ranges)."),
           junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file."),
-          by: str = typer.Option("estimate", help="What is compared with --max-effect: estimate (the point estimate) or upper (the end of the 95% interval farthest from zero).")) -> None:
+          by: str = typer.Option("estimate", help="What is compared with --max-effect: estimate (the point estimate) or upper (the end of the 95% interval farthest from zero)."),
+          include_unverified: bool = typer.Option(False, "--include-unverified", help="Count unverified findings (they met the bars, but no concept model or oracle checked their images) as passing.")) -> None:
     """Gate a CI job on a run's findings: exit 0 when no passing finding exceeds --max-effect, 3 when one does.
 
     Each offending finding is printed on one line. Exit codes: 0 passed (some class had a confirmed test that
     could have failed it); 3 a passing finding's |effect| is above the limit; 4 undecided: nothing in the run
     could pass or fail (every class failed or is unfinished, or no confirmed test: only screening-only or
-    inconclusive ones); 2 bad input, including a run without findings (analysis off or failed) and a damaged
-    run file (one line naming the file and the field). No models are loaded.
+    inconclusive ones, or only unverified ones without --include-unverified); 2 bad input, including a run without
+    findings (analysis off or failed) and a damaged run file (one line naming the file and the field). No models
+    are loaded.
     """
     from probe.gate import check_by, check_junit_path, check_run
 
     check_junit_path(junit)  # a wrong --junit fails before the findings are read
-    result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes, by=check_by(by))
+    result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes, by=check_by(by),
+                       include_unverified=include_unverified)
     if junit is not None:
         result.write_junit(junit)
     _print_gate(result)

@@ -9,6 +9,10 @@ What offends, and why:
 
 * Only **passing** findings count: they are confirmed on fresh pairs with the false discovery rate
   controlled across the audit. Weak, screened and inconclusive findings never fail a build.
+* **Unverified** findings (they met the bars, but nothing checked that the generated images showed the
+  object and the cue: no world oracles, no concept model) are left out unless ``include_unverified``
+  (``--include-unverified``); then they count as passing. A class whose confirmed tests are all unchecked is
+  undecided without that flag: an unchecked run alone never passes the gate.
 * The comparison is on **|effect|**: a passing necessity finding of -0.4 (swapping the cue *raises* the
   class's probability by 0.4) or a token that removes a concept is as large a dependence on the cue as
   +0.4; the gate bounds how much the classifier leans on a cue, whichever way. By default the point estimate
@@ -106,6 +110,7 @@ class GateConfig:
     kinds: tuple[str, ...] | None = None
     junit: str | None = None
     by: str = "estimate"  # "upper": compare the 95% interval's end farthest from zero (--by upper)
+    include_unverified: bool = False  # --include-unverified: unverified findings count as passing
 
     def __post_init__(self):
         object.__setattr__(self, "max_effect", check_max_effect(self.max_effect))
@@ -145,6 +150,8 @@ class CheckResult:
     kinds: tuple[str, ...]
     cases: list[ClassCase] = field(default_factory=list)
     by: str = "estimate"
+    include_unverified: bool = False
+    unverified: int = 0  # unverified findings of the selected kinds in the audited classes
 
     @property
     def offenders(self) -> list:
@@ -180,12 +187,19 @@ class CheckResult:
             why = ("no audited class" if not self.cases else "no class finished" if all(c.status == "skipped" for c in
                    self.cases) else "no confirmed test of the selected kinds (only screening-only or inconclusive "
                    "ones, or none)")
+            if self.unverified and not self.include_unverified:
+                why = (f"{self.unverified} unverified finding(s) and no checked confirmed test: nothing checked the "
+                       "generated images; re-analyse with a concept model (`probe report RUN --model M --generator G "
+                       "--concepts MODEL`) or gate on them anyway with --include-unverified")
+                return f"gate undecided: nothing in the run could pass or fail {limit}: {why}"
             return (f"gate undecided: nothing in the run could pass or fail {limit}: {why} ({len(self.cases)} "
                     f"class(es)); re-run the audit (more classes, --max-pairs, other --kinds) before gating on it")
         shown = ", ".join(_one_line(c.name) for c in undecided[:3]) + (" ..." if len(undecided) > 3 else "")
         rest = f"; {len(undecided)} class(es) undecided or skipped: {shown}" if undecided else ""
+        left = (f"; {self.unverified} unverified finding(s) left out (--include-unverified counts them)"
+                if self.unverified and not self.include_unverified else "")
         return (f"gate passed: no passing finding above {limit} ({len(self.cases)} class(es), {checked} passing "
-                f"finding(s) checked{rest})")
+                f"finding(s) checked{rest}{left})")
 
     def limit_text(self) -> str:
         where = " (the 95% interval's far end)" if self.by == "upper" else ""
@@ -243,10 +257,11 @@ class CheckResult:
 
 
 def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[str] | None = None,
-              classes: str | Sequence[int | str] | None = None, by: str = "estimate") -> CheckResult:
+              classes: str | Sequence[int | str] | None = None, by: str = "estimate",
+              include_unverified: bool = False) -> CheckResult:
     """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring)."""
     from probe.run import FINDINGS, FINDINGS_TABLE, RunDir
-    from probe.run.records import CONFIRMED
+    from probe.run.records import CONFIRMED, UNCHECKED
 
     # 1. the settings: a limit, the kinds it applies to, what is compared
     limit = check_max_effect(max_effect)
@@ -276,10 +291,19 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
         audited = _narrow(classes, audited, labels)
     # 4. what was decided: a class's confirmed tests of the selected kinds (findings that passed or were weak on
     #    confirmation pairs, and analysis.json's confirmed pair data, which also holds tests too small for a finding)
-    confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED}
+    #    An unchecked test decides nothing unless unverified findings are included.
+    def counts(f) -> bool:
+        return f.checked_by != UNCHECKED or include_unverified
+
+    def passing(f) -> bool:
+        return f.passes or (include_unverified and f.status == "unverified")
+
+    confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED and counts(f)}
     inconclusive = {(f.kind, f.class_index, f.cue) for f in findings if f.status == "inconclusive"}
+    checked_run = analysis is not None and analysis.checked_by != UNCHECKED
     confirmed |= {e.class_index for e in (analysis.pairs if analysis is not None else None) or ()
-                  if e.kind in selected_kinds and e.confirm is not None and e.confirm.values and e.key not in inconclusive}
+                  if e.kind in selected_kinds and e.confirm is not None and e.confirm.values and e.key not in inconclusive
+                  and (checked_run or include_unverified)}
     # 5. one case per class: its passing findings of the selected kinds over the limit offend
     cases = []
     for index in audited:
@@ -289,19 +313,22 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
             reason = "class not finished" if metrics is None else f"class failed: {metrics.error or 'see metrics.json'}"
             cases.append(ClassCase(index, name, "skipped", reason=_one_line(reason)))
             continue
-        own = [f for f in findings if f.class_index == index and f.passes and f.kind in selected_kinds]
+        own = [f for f in findings if f.class_index == index and passing(f) and f.kind in selected_kinds]
         offenders = tuple(f for f in own if _offends(f, limit, by))
         if not own and index not in confirmed:
             cases.append(ClassCase(index, name, "undecided", reason="no confirmed test of the selected kinds (only "
                                    "screening-only or inconclusive ones, or none): nothing could pass or fail"))
             continue
         cases.append(ClassCase(index, name, "failed" if offenders else "passed", offenders, checked=len(own)))
-    return CheckResult(run_dir=run.root, max_effect=limit, kinds=selected_kinds, cases=cases, by=by)
+    unverified = sum(f.status == "unverified" and f.kind in selected_kinds and f.class_index in audited for f in findings)
+    return CheckResult(run_dir=run.root, max_effect=limit, kinds=selected_kinds, cases=cases, by=by,
+                       include_unverified=include_unverified, unverified=unverified)
 
 
 def run_gate(run_dir: str | Path, gate: GateConfig) -> CheckResult:
     """:func:`check_run` with a :class:`GateConfig`, writing its JUnit file when one is named."""
-    result = check_run(run_dir, max_effect=gate.max_effect, kinds=gate.kinds, by=gate.by)
+    result = check_run(run_dir, max_effect=gate.max_effect, kinds=gate.kinds, by=gate.by,
+                       include_unverified=gate.include_unverified)
     if gate.junit:
         result.write_junit(gate.junit)
     return result

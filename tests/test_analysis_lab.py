@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from analysis_fakes import CLASSES, ColourClassifier, FakeGenerator, FakeOracles, PlantedClassifier
-from probe.analysis import AnalysisError, Arm, ConceptCheck, Lab
+from probe.analysis import AnalysisError, Arm, OracleCheck, Lab
 
 STAR = CLASSES.index("star")
 
 
 def _lab(gen=None, **kw) -> Lab:
-    return Lab(gen or FakeGenerator(), [PlantedClassifier({STAR: "grass"})], check=ConceptCheck(FakeOracles()), **kw)
+    return Lab(gen or FakeGenerator(), [PlantedClassifier({STAR: "grass"})], check=OracleCheck(FakeOracles()), **kw)
 
 
 def test_arm_of_drops_unset_expectations_and_sorts_them():
@@ -77,7 +77,7 @@ def test_expectations_the_scorer_does_not_know_are_not_checked():
     assert lab.valid(Arm.of("a photo of a star on grass", 0, shape="star", background="lava"), obs)
     assert lab.valid(Arm.of("a photo of a star on grass", 0, shape="star", color="red"), obs)
     assert not lab.valid(Arm.of("a photo of a star on grass", 0, shape="circle", color="red"), obs)
-    check = ConceptCheck(FakeOracles(), vocab={"shape": ["star"]})
+    check = OracleCheck(FakeOracles(), vocab={"shape": ["star"]})
     assert check.checkable("shape", "star") and not check.checkable("shape", "circle")
     assert not check.checkable("background", "grass")
 
@@ -87,7 +87,7 @@ def test_a_scorer_without_a_vocabulary_checks_only_what_it_reads():
         def predict(self, images01):
             return {"background": FakeOracles().predict(images01)["background"]}
 
-    check = ConceptCheck(BackgroundOnly())
+    check = OracleCheck(BackgroundOnly())
     assert check.vocab is None and check.checkable("shape", "anything")
     lab = Lab(FakeGenerator(), [ColourClassifier()], check=check)
     (obs,) = lab.observe([Arm.of("a photo of a star on grass", 0)])
@@ -100,7 +100,7 @@ def test_a_scorer_without_a_vocabulary_checks_only_what_it_reads():
 def test_concept_check_reads_one_dict_per_image():
     gen = FakeGenerator()
     images = gen.generate(["a photo of a square on sand", "a photo of a star with a dot in the corner"], [0, 1])
-    read = ConceptCheck(FakeOracles()).read(images)
+    read = OracleCheck(FakeOracles()).read(images)
     assert read[0] == {"shape": "square", "background": "sand", "tag": "none"}
     assert read[1]["shape"] == "star" and read[1]["tag"] == "dot"
 

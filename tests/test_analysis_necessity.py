@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues
-from probe.analysis import ConceptCheck, Cue, Lab, measure_necessity
+from probe.analysis import OracleCheck, Cue, Lab, measure_necessity
 from probe.analysis.necessity import neutral_counters
 
 STAR = CLASSES.index("star")
@@ -17,7 +17,7 @@ CUES = {c.name: c for c in fake_cues()}
 
 def _lab(gen, planted=True, **kw) -> Lab:
     clf = PlantedClassifier({STAR: "grass"} if planted else {})
-    return Lab(gen, [clf], check=ConceptCheck(FakeOracles()), batch_size=64, **kw)
+    return Lab(gen, [clf], check=OracleCheck(FakeOracles()), batch_size=64, **kw)
 
 
 def _gen(**kw) -> FakeGenerator:
@@ -138,7 +138,7 @@ def test_stated_contexts_are_drawn_per_pair_the_same_in_both_arms_and_checked():
     from probe.analysis.cues import cues_from_vocabulary
 
     cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
-    contexts = StatedContexts.from_cues(cues, ConceptCheck(FakeOracles()))
+    contexts = StatedContexts.from_cues(cues, OracleCheck(FakeOracles()))
     assert contexts.attributes == ["background", "tag"]
     drawn = [contexts.draw(s, 0, "background") for s in range(40)]
     assert {d[0].attribute for d in drawn} == {"tag"} and {d[0].value for d in drawn} == {"none", "dot"}

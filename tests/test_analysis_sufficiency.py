@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues
-from probe.analysis import Carrier, ConceptCheck, Lab, measure_sufficiency
+from probe.analysis import Carrier, OracleCheck, Lab, measure_sufficiency
 
 STAR, CIRCLE = CLASSES.index("star"), CLASSES.index("circle")
 SEEDS = list(range(6))
@@ -17,7 +17,7 @@ def _carriers():
 
 def _run(gen=None, clf=None, seeds=SEEDS, **kw):
     gen = gen or FakeGenerator()
-    lab = Lab(gen, [clf or PlantedClassifier({STAR: "grass"})], check=ConceptCheck(FakeOracles()), batch_size=64)
+    lab = Lab(gen, [clf or PlantedClassifier({STAR: "grass"})], check=OracleCheck(FakeOracles()), batch_size=64)
     cues = fake_cues()
     return gen, cues, measure_sufficiency(lab, cues, list(range(3)), _carriers(), seeds, **kw)
 
@@ -84,7 +84,7 @@ def test_pairs_where_an_intervention_lost_its_object_are_excluded():
 
 def test_the_tag_cue_and_evidence_files(tmp_path):
     gen = FakeGenerator()
-    lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=ConceptCheck(FakeOracles()), run_root=tmp_path)
+    lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=OracleCheck(FakeOracles()), run_root=tmp_path)
     cues = fake_cues()
     samples = measure_sufficiency(lab, cues, [STAR], _carriers(), [0, 1], evidence_dir=tmp_path / "analysis" / "cues",
                                   n_evidence=2)

@@ -105,41 +105,22 @@ def test_nearest_words_rank_by_cosine_and_skip_added_tokens():
         nearest_words(gen.tokenizer, gen.text_encoder, torch.zeros(5))
 
 
-def _tiny_clip(folder):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+def test_a_concept_model_check_reads_the_cue_whose_phrase_is_closest_to_the_image(tmp_path):
+    """Token shift through a real (tiny) CLIP loaded as a user's folder would be: the check reads, per cue
+    attribute, the value whose phrase the model puts closest to the image."""
+    from tiny_concepts import save_tiny_clip
 
-    from probe.world.text import write_tokenizer
+    from probe.analysis.checks import ConceptModelCheck, concept_cues
+    from probe.concepts import load_concepts
 
-    tok = write_tokenizer(folder / "tok", ["a", "photo", "of", "object", "on", "grass", "sand", "snow"])
-    torch.manual_seed(0)
-    text = dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=16, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=8)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(folder / "clip")
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder / "clip")
-    return folder / "clip"
-
-
-def test_clip_scorer_picks_the_caption_closest_to_the_image(tmp_path):
-    from probe.analysis import ClipScorer
-
-    cues = [Cue("grass", "{} on grass", ("{} on sand", "{} on snow")), Cue("no counters", "{} x")]
-    scorer = ClipScorer(_tiny_clip(tmp_path), cues)
-    assert [c.name for c in scorer.cues] == ["grass"] and repr(scorer) == "ClipScorer(1 cues)"
+    cues = concept_cues([Cue("grass", "{} on grass", ("{} on sand", "{} in the snow"), category="background")])
+    model = load_concepts(save_tiny_clip(tmp_path / "clip"))
+    check = ConceptModelCheck(model, ["star"], cues)
     images = torch.rand(2, 3, 32, 32)
-    with torch.no_grad():
-        px = scorer.processor.image_processor(images=[i.permute(1, 2, 0).numpy() for i in images], return_tensors="pt",
-                                              do_rescale=False)["pixel_values"]
-        f = scorer.model.get_image_features(pixel_values=px)
-        f = torch.nn.functional.normalize((f if isinstance(f, torch.Tensor) else f.pooler_output).float(), dim=-1)
-    # caption 0 ("on grass") points at image 0, a counter at image 1
-    scorer._text = torch.stack([f[0], f[1], -f[0]])
-    assert scorer.predict(images) == {"grass": ["grass", ""]}
-    reads = read_concepts(scorer, images)
+    f = model.embed_images(images)
+    # the phrase of "grass" points at image 0, the phrase of "on sand" at image 1
+    grass, sand, snow = (check.phrases[check._index[("background", v)]] for v in ("grass", "on sand", "in the snow"))
+    model._text.update({grass: f[0], sand: f[1], snow: -f[0]})
+    assert check.predict(images)["background"] == ["grass", "on sand"]
+    reads = read_concepts(check, images)
     assert shift_samples(0, cues, reads[1:], reads[:1])["grass"].mean == 1.0
-    with pytest.raises(AnalysisError, match="not a local CLIP folder"):
-        ClipScorer(tmp_path / "missing", cues)
-    assert np.isfinite(scorer._text.numpy()).all()

@@ -18,7 +18,7 @@ import pytest
 
 from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues, fake_domain, write_run
 from conftest import probe_script
-from probe.analysis import AnalysisConfig, Carrier, ConceptCheck, Lab, analyze_run, measure_necessity, measure_sufficiency
+from probe.analysis import AnalysisConfig, Carrier, OracleCheck, Lab, analyze_run, measure_necessity, measure_sufficiency
 from probe.comparison import VERDICTS, Comparison, NoPairDataError, NotComparableError, compare
 
 STAR = CLASSES.index("star")
@@ -77,7 +77,7 @@ def _edit_json(path: Path, change) -> None:
 # ------------------------------------------------------------------------------------ pair keys
 def test_pair_keys_name_the_seed_and_carrier_or_prompt_the_generator_drew():
     gen = FakeGenerator({"<probe-2>": "on grass"})
-    lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=ConceptCheck(FakeOracles()))
+    lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=OracleCheck(FakeOracles()))
     carriers = [Carrier(n, i, n) for i, n in enumerate(CLASSES)]
     cues = fake_cues()
     samples = measure_sufficiency(lab, cues, [STAR], carriers, [11, 12])

@@ -456,8 +456,14 @@ def test_the_rule_and_who_checked_the_interventions_are_said_in_words(evil_run, 
 
     other = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False, checked_by=None)
     page = render_report(other).read_text()
-    assert "Interventions were not checked (no concept scorer; pass --clip-model)" in page
+    assert "Interventions were not checked (no world oracles, no concept model; pass --concepts" in page
     assert "Interventions checked by" not in page
+    # an unchecked run says so in its first lines, with how to verify, instead of claiming what the images rely on
+    lede = html.unescape(_section(page, 'class="lede"', "</p>"))
+    assert "the cue findings below are unverified" in lede and "--concepts openai/clip-vit-large-patch14" in lede
+    assert "name the cues those images rely on" not in lede
+    checked_lede = html.unescape(_section(text, 'class="lede"', "</p>"))
+    assert "name the cues those images rely on" in checked_lede and "unverified" not in checked_lede
     a = json.loads((other / "analysis.json").read_text())
     for k in ("rule", "interventions_checked_by", "counter_rule"):
         a.pop(k)
@@ -477,7 +483,8 @@ def _header_counts(text: str) -> dict[str, int]:
 def test_the_header_counts_each_status_separately(evil_run, tmp_path):
     _, run, index, _ = evil_run
     findings = json.loads((run / "findings.json").read_text())
-    expected = {s: sum(f["status"] == s for f in findings) for s in ("passes", "weak", "inconclusive", "screened")}
+    expected = {s: sum(f["status"] == s for f in findings) for s in ("passes", "weak", "inconclusive", "screened",
+                                                                   "unverified")}
     assert all(expected.values()), f"the synthetic run should have every status: {expected}"
     text = index.read_text()
     assert _header_counts(text) == expected
@@ -486,7 +493,8 @@ def test_the_header_counts_each_status_separately(evil_run, tmp_path):
     # the badges say the status, not "below threshold"
     page = (run / "report" / "findings.html").read_text()
     rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
-    labels = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only"}
+    labels = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only",
+              "unverified": "unverified"}
     by_key = {(f["class_index"], f["cue"], f["kind"]): f for f in findings}
     assert len(rows) == len(findings)
     for r in rows:
@@ -501,13 +509,13 @@ def test_the_header_counts_each_status_separately(evil_run, tmp_path):
     old = make_synthetic_run(tmp_path / "old", 5, images_per_kind=1, attributions=False)
     fs = json.loads((old / "findings.json").read_text())
     for f in fs:
-        for k in ("status", "p", "q", "unit", "excluded", "attempted", "details"):
+        for k in ("status", "p", "q", "unit", "excluded", "attempted", "details", "checked_by"):
             f.pop(k)
     (old / "findings.json").write_text(json.dumps(fs))
     n_pass = sum(f["passes"] for f in fs)
     assert 0 < n_pass < len(fs)
     got = _header_counts(render_report(old).read_text())
-    assert got == {"passes": n_pass, "weak": len(fs) - n_pass, "inconclusive": 0, "screened": 0}
+    assert got == {"passes": n_pass, "weak": len(fs) - n_pass, "inconclusive": 0, "screened": 0, "unverified": 0}
     page = (old / "report" / "findings.html").read_text()
     rows = json.loads(re.search(r'id="finding-data">(.*?)</script>', page, re.S).group(1))
     assert all(r[6][0].endswith(" images") for r in rows)  # no unit recorded: "images"

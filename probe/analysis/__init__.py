@@ -10,9 +10,10 @@ module               what it does
 ``config``           ``AnalysisConfig``: every setting, typed, from the CLI to the engine
 ``cues``             cue lists (curated default, a file, or a domain's vocabulary)
 ``lab``              generate once per (prompt, seed), check the intervention, classify, keep evidence
+``checks``           intervention checks: a domain's oracles or a concept model (CLIP/SigLIP)
 ``sufficiency``      does adding a cue to other objects raise P(class)?
 ``necessity``        does swapping the cue for a neutral counter lower P(class)?
-``token_shift``      what did the token add? (concept scorer on token vs baseline images)
+``token_shift``      what did the token add? (the check's readings on token vs baseline images)
 ``off_object``       how much attribution lies outside the object?
 ``attributions``     captum attributions and overlays
 ``attention``        cross-attention maps and object masks
@@ -46,14 +47,15 @@ _LAZY = {
     "AnalysisError": "probe.analysis.errors",
     **dict.fromkeys(("FINDING_KINDS", "Finding", "Findings", "rank_findings", "read_findings", "write_findings"),
                     "probe.analysis.finding"),
-    **dict.fromkeys(("Arm", "ConceptCheck", "Lab"), "probe.analysis.lab"),
+    **dict.fromkeys(("Arm", "Lab"), "probe.analysis.lab"),
+    **dict.fromkeys(("OracleCheck", "ConceptModelCheck", "concept_cues"), "probe.analysis.checks"),
     "measure_necessity": "probe.analysis.necessity",
     **dict.fromkeys(("Thresholds", "describe_rule"), "probe.analysis.policy"),
     **dict.fromkeys(("CueTest", "RunContext", "measure_cue", "remeasure"), "probe.analysis.retest"),
     "Sample": "probe.analysis.sample",
     **dict.fromkeys(("Effect", "fdr", "paired_effect", "paired_proportions", "sign_flip_test"), "probe.analysis.stats"),
     "measure_sufficiency": "probe.analysis.sufficiency",
-    **dict.fromkeys(("ClipScorer", "nearest_words", "read_concepts", "shift_samples"), "probe.analysis.token_shift"),
+    **dict.fromkeys(("nearest_words", "read_concepts", "shift_samples"), "probe.analysis.token_shift"),
 }
 
 __all__ = sorted(_LAZY)

@@ -53,7 +53,10 @@ class AnalysisConfig:
     # checks them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
     stated_contexts: bool = True
     token_shift: bool = True
-    clip_model: str | None = None  # local CLIP folder: concept scoring and intervention checks outside a domain
+    # the intervention check (probe/analysis/checks.py): "auto" = a domain's oracles, else the default concept
+    # model of the generator's family (probe.concepts.default_concepts); a hub id or folder of a CLIP/SigLIP model
+    # (also inside a domain); "none" = no check (every cue finding is then unverified)
+    concepts: str = "auto"
     confirm: bool = True
     confirm_round: int = 8  # fresh pairs added per confirmation round
     max_pairs: int = 32  # confirmation budget per finding, in valid pairs: one more round replaces pairs lost to failed checks
@@ -102,6 +105,9 @@ class AnalysisConfig:
             raise AnalysisError(f"--max-pairs {self.max_pairs} is below the {self.thresholds.min_pairs} pairs that may "
                                 "decide (Thresholds.min_pairs): no finding could ever pass; raise --max-pairs or lower "
                                 "min_pairs")
+        if not isinstance(self.concepts, str) or not self.concepts.strip():
+            raise AnalysisError(f"--concepts {self.concepts!r} must name a CLIP or SigLIP model (hub id or folder), "
+                                "'auto' or 'none'")
         if not 0 < self.target_halfwidth <= 1:
             raise AnalysisError(f"target_halfwidth={self.target_halfwidth} must lie in (0, 1].")
 
@@ -117,6 +123,8 @@ class AnalysisConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "AnalysisConfig":
+        if isinstance(data, dict) and "clip_model" in data:  # runs before --concepts named the model clip_model
+            data = {**{k: v for k, v in data.items() if k != "clip_model"}, "concepts": data["clip_model"] or "auto"}
         data = settings_from_dict(cls, data, "analysis settings", AnalysisError)
         if isinstance(data.get("thresholds"), dict):
             data["thresholds"] = Thresholds(**data["thresholds"])

@@ -45,7 +45,7 @@ class StatedContexts:
 
     @classmethod
     def from_cues(cls, cues: list[Cue], check) -> "StatedContexts | None":
-        """The contexts a cue list can state and ``check`` (a ConceptCheck) can verify; None when there are none."""
+        """The contexts a cue list can state and ``check`` (a OracleCheck) can verify; None when there are none."""
         if check is None:
             return None
         options: dict[str, dict[str, Stated]] = {}

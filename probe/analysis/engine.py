@@ -1,9 +1,10 @@
 """``analyze_run``: a run directory -> ranked findings that a reviewer can act on.
 
 1. Read the run: finished classes, labels, the sampling settings the tokens were learned with.
-2. Ask the registry what the generator's world knows (probe.domains): cues, a concept scorer, masks.
-   The scorer also checks every intervened image (object kept, cue set as asked); without one the
-   interventions are unchecked and the report says so.
+2. Ask the registry what the generator's world knows (probe.domains): cues, a concept scorer, masks; and
+   set up the intervention check (the domain's oracles, or a concept model: CLIP or SigLIP, ``--concepts``),
+   which checks every intervened image (object kept, cue shown as asked); without one the interventions are
+   unchecked, no cue finding passes, and the report says how to check them.
 3. Per class: attributions, nearest words to the token, attention-mask IoU against true masks (a domain
    with masks), attribution off the object.
 4. Screen every (class, cue): sufficiency (one shared pass), necessity (counters that are themselves cues
@@ -15,7 +16,9 @@
 6. Decide: p-values of the confirmed tests, false-discovery-rate control across the whole audit
    (Benjamini–Yekutieli by default), then effect, q and pair count against the thresholds; a test whose
    interventions mostly failed is inconclusive, never a finding.
-7. Rank and write findings.json, findings.parquet and analysis.json (with every test's pairs, named by seed).
+7. Record who checked the generated images (world oracles, a concept model, or nobody: then a finding that
+   would pass is *unverified*), rank, and write findings.json, findings.parquet and analysis.json (with every
+   test's pairs, named by seed).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from probe.analysis.finding import Finding, Findings, rank_findings, sentence, w
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import Test, choose_carriers, confirm_round, confirmed_enough, finished_classes, set_up
-from probe.analysis.policy import EXCLUDED_LIMIT, describe_rule, verdict
+from probe.analysis.policy import EXCLUDED_LIMIT, checked, describe_rule, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
@@ -80,12 +83,13 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     else:
         cues, cue_source = load_cues(cfg.cues), f"file {cfg.cues}"
     setup = set_up(run, classifier, generator, cfg, cues, domain, scorer=scorer,
-                   scored=cfg.token_shift or cfg.sufficiency or cfg.necessity)
-    lab, scorer, contexts, gen_kwargs = setup.lab, setup.scorer, setup.contexts, setup.gen_kwargs
+                   scored=cfg.token_shift or cfg.sufficiency or cfg.necessity, labels=labels)
+    lab, scorer, contexts, gen_kwargs, cues = setup.lab, setup.scorer, setup.contexts, setup.gen_kwargs, setup.cues
     object_attribute, objects, object_of = setup.object_attribute, setup.objects, setup.object_of
+    notes += setup.notes
     if setup.check is None:
-        notes.append("interventions unchecked: no concept scorer knows this generator's objects; every generated "
-                     "image counts as showing what its prompt asks for")
+        notes.append("interventions unchecked: every generated image counts as showing what its prompt asks for, so "
+                     "no cue finding can pass (they are shown as unverified)")
 
     # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
     per_class: dict[str, dict] = {}
@@ -140,7 +144,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
             samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
             tests += [Test("token-shift", cls, cue, samples[cue.name]) for cue in cues if cue.name in samples]
     elif cfg.token_shift:
-        notes.append("token-shift skipped: no concept scorer (pass --clip-model with a local CLIP folder)")
+        notes.append("token-shift skipped: no concept model (pass --concepts with a CLIP or SigLIP model)")
     timings["screen_token_shift"] = time.perf_counter() - t0
 
     # 5. confirmation on fresh pairs ----------------------------------------------------------------
@@ -191,8 +195,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         if finding is not None:
             findings.append(finding)
 
-    # 7. rank and write ------------------------------------------------------------------------------
-    findings = rank_findings(findings)
+    # 7. who checked the images; rank and write --------------------------------------------------------
+    findings = rank_findings([checked(f, setup.checked_by) for f in findings])
     timings["total"] = time.perf_counter() - started
     analysis = {
         "config": cfg.to_dict(),
@@ -211,7 +215,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "attention_iou": mean_iou(per_class),
         "tests": {"screened": len(tests) + len(off_object), "candidates": len(candidates) + len(off_candidates),
                   "confirmed": len(confirmed) + len(off_confirmed),
-                  "passing": sum(f.passes for f in findings)},
+                  "passing": sum(f.passes for f in findings),
+                  "unverified": sum(f.status == "unverified" for f in findings)},
         "images_generated": lab.images_generated,
         "generation": gen_kwargs,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

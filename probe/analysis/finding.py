@@ -100,6 +100,11 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
             f"The attribution for '{name}' lies outside the object "
         s = (held + f"{effect:+.2f} more than the {area:.0%} of the image outside it "
              f"(excess {effect:+.2f}, {stats})")
-    prefix = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
-              "screened": "Screening only (not confirmed): "}[status]
-    return prefix + s
+    return sentence_prefix(status) + s
+
+
+def sentence_prefix(status: str) -> str:
+    """What a finding's sentence says first, by status ("" for a passing one)."""
+    return {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
+            "screened": "Screening only (not confirmed): ",
+            "unverified": "Unverified (nothing checked the generated images): "}[status]

@@ -4,8 +4,8 @@ Every intervention test (sufficiency, necessity, token shift) asks for *arms*: a
 the image must show for the arm to count (the object kept, the cue attribute set as asked). The lab
 
 1. generates the arms it has not seen yet, in batches, and drops the pixels after use;
-2. asks the domain's concept scorer what each image shows (when there is one) and marks the arm valid
-   only if the image shows what was asked: an intervention that lost its object, or did not set the
+2. asks the intervention check (a domain's oracles or a concept model, probe/analysis/checks.py) what each
+   image shows, when there is one, and marks the arm valid only if the image shows what was asked: an intervention that lost its object, or did not set the
    cue, is evidence of nothing and is excluded by the tests;
 3. classifies each image with every classifier it holds (the audited one first);
 4. saves an image as evidence when asked, with its path relative to the run directory.
@@ -22,20 +22,25 @@ from pathlib import Path
 import numpy as np
 
 from probe.analysis._util import classify_probs, generate
+from probe.analysis.checks import ConceptModelCheck, OracleCheck
 from probe.files import save_png, slugify
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One image to observe: ``expect`` maps attributes to the value the image must show."""
+    """One image to observe: ``expect`` maps attributes to the value the image must show; ``against`` maps an
+    attribute to the values it must show it *more than* (a concept model's check, probe/analysis/checks.py: a
+    cue against its counters, a counter against its cue; the oracles read one value and ignore it)."""
 
     prompt: str
     seed: int
     expect: tuple[tuple[str, str], ...] = ()
+    against: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @staticmethod
-    def of(prompt: str, seed: int, **expect: str | None) -> "Arm":
-        return Arm(prompt, int(seed), tuple(sorted((k, v) for k, v in expect.items() if v is not None)))
+    def of(prompt: str, seed: int, against: dict[str, tuple] | None = None, **expect: str | None) -> "Arm":
+        rivals = tuple(sorted((k, tuple(str(x) for x in v if x)) for k, v in (against or {}).items() if k in expect))
+        return Arm(prompt, int(seed), tuple(sorted((k, v) for k, v in expect.items() if v is not None)), rivals)
 
 
 @dataclass
@@ -45,34 +50,13 @@ class Observation:
     evidence: str | None = None
 
 
-class ConceptCheck:
-    """Validates arms with a concept scorer (``predict(images01) -> {attribute: [value, ...]}``).
-
-    Expectations on attributes or values the scorer does not know are not checked (they cannot be).
-    """
-
-    def __init__(self, scorer, vocab: dict[str, list[str]] | None = None, name: str = "concept scorer"):
-        self.scorer = scorer
-        self.vocab = vocab if vocab is not None else getattr(scorer, "vocab", None)
-        self.name = name
-
-    def checkable(self, attribute: str, value: str) -> bool:
-        if self.vocab is None:
-            return True
-        return attribute in self.vocab and value in self.vocab[attribute]
-
-    def read(self, images01) -> list[dict[str, str]]:
-        predicted = self.scorer.predict(images01)
-        return [{a: values[i] for a, values in predicted.items()} for i in range(images01.shape[0])]
-
-
 @dataclass
 class Lab:
     generator: object
     classifiers: list
     gen_kwargs: dict = field(default_factory=dict)
     batch_size: int = 16
-    check: ConceptCheck | None = None
+    check: OracleCheck | ConceptModelCheck | None = None  # probe/analysis/checks.py
     run_root: Path | None = None
     contexts: object | None = None  # probe.analysis.context.StatedContexts: what necessity pairs state besides the cue
     images_generated: int = 0
@@ -134,8 +118,7 @@ class Lab:
         """Did the image show what the arm asked for? True when nothing can be checked."""
         if self.check is None or observation.concepts is None:
             return True
-        read = observation.concepts  # an attribute the scorer does not read cannot be checked (a scorer without vocab)
-        return all(read[a] == v for a, v in arm.expect if a in read and self.check.checkable(a, v))
+        return self.check.valid(arm, observation.concepts)
 
     @property
     def checks(self) -> str | None:

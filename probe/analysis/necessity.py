@@ -54,9 +54,13 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
                 return template.replace("{}", cue_template.replace("{}", subject))
             return template.replace("{}", contexts.compose(subject, [*stated, Stated(cue.attribute or "", "", cue_template)]))
 
-        refs.append(Arm.of(phrase(cue.template), s, **shown, **({cue.attribute: cue.value} if cue.attribute else {})))
+        # a concept model checks each arm against its own alternatives: the cue against the counters, a counter
+        # against the cue (probe/analysis/checks.py); the oracles read one value and ignore ``against``
+        rivals = {cue.attribute: tuple(v for v in values if v)} if cue.attribute else None
+        refs.append(Arm.of(phrase(cue.template), s, against=rivals, **shown,
+                           **({cue.attribute: cue.value} if cue.attribute else {})))
         chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
-        counters.append([Arm.of(phrase(cue.counters[c]), s,
+        counters.append([Arm.of(phrase(cue.counters[c]), s, against={cue.attribute: (cue.value,)} if cue.attribute else None,
                                 **shown, **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
                          for c in chosen])
     # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs

@@ -6,9 +6,9 @@ hypothesised effect means what the audit's effects mean:
 1. :func:`finished_classes`: the classes whose tokens are done, in class order.
 2. :func:`generation_settings`: the sampling settings the tokens were learned with (steps, guidance,
    scheduler, batch), overridable by the analysis settings.
-3. :func:`set_up`: the domain's concept scorer (a local CLIP folder outside a domain), the intervention
-   check built on it, the stated contexts and the :class:`~probe.analysis.lab.Lab` that generates,
-   checks and classifies: a :class:`Setup`.
+3. :func:`set_up`: the intervention check (a domain's oracles, or a concept model: CLIP or SigLIP), the
+   stated contexts and the :class:`~probe.analysis.lab.Lab` that generates, checks and classifies: a
+   :class:`Setup`.
 4. :func:`choose_carriers`: the neutral objects a sufficiency cue is added to.
 5. :func:`confirm_round`: one round of fresh pairs for one :class:`Test`;
    :func:`confirmed_enough`: whether a test's confirmation may stop (enough pairs and a tight interval,
@@ -26,13 +26,15 @@ from probe.analysis.class_evidence import ClassRun, load_token
 from probe.analysis.config import AnalysisConfig
 from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Carrier, Cue
-from probe.analysis.lab import Arm, ConceptCheck, Lab
+from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
+from probe.analysis.lab import Arm, Lab
 from probe.analysis.necessity import measure_necessity
 from probe.analysis.policy import EXCLUDED_LIMIT
 from probe.analysis.sample import Sample
 from probe.analysis.sufficiency import measure_sufficiency
-from probe.analysis.token_shift import ClipScorer, shift_samples
+from probe.analysis.token_shift import shift_samples
 from probe.run import RunConfig, RunDir
+from probe.run.records import UNCHECKED
 
 __all__ = ["Setup", "Test", "choose_carriers", "confirm_round", "confirmed_enough", "finished_classes",
            "generation_settings", "set_up"]
@@ -112,40 +114,90 @@ class Setup:
     lab: Lab
     gen_kwargs: dict
     domain: object  # probe.domains.Domain or None
-    scorer: object  # concept scorer, or None
-    check: ConceptCheck | None  # the intervention check, or None (interventions unchecked)
+    scorer: object  # concept scorer (what token shift reads), or None
+    check: OracleCheck | ConceptModelCheck | None  # the intervention check, or None (interventions unchecked)
     object_attribute: str | None
     objects: set[str]  # the object values the check knows
     contexts: StatedContexts | None
+    cues: list[Cue] = field(default_factory=list)  # the cues as the check reads them (probe.analysis.checks.concept_cues)
+    notes: list[str] = field(default_factory=list)  # why the interventions are unchecked, when they are
 
     def object_of(self, cls: ClassRun) -> str | None:
         """The class's object as the check names it, or None when the check does not know it."""
-        return cls.name if cls.name in self.objects else None
+        name = object_name(cls.name)
+        return name if name in self.objects else None
+
+    @property
+    def checked_by(self) -> str:
+        """Who checked the interventions: "world oracles", "concepts: MODEL", or "unchecked"."""
+        return self.check.name if self.check is not None else UNCHECKED
+
+
+def object_name(label: str) -> str:
+    """A class label as an object phrase: its first synonym ("tabby, tabby cat" -> "tabby")."""
+    return str(label).split(",")[0].strip()
 
 
 def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[Cue], domain, *, scorer=None,
-           scored: bool = True) -> Setup:
-    """Scorer, intervention check, stated contexts and Lab for measuring on ``run``.
+           scored: bool = True, labels: list[str] | None = None) -> Setup:
+    """Intervention check, concept scorer, stated contexts and Lab for measuring on ``run``.
 
-    ``domain`` is ``probe.domains.domain_for(generator)`` (or None). ``scorer`` overrides the concept scorer;
-    otherwise, when ``scored`` (some test will use one), it is the domain's, else a local CLIP folder's
-    (``cfg.clip_model``, for token shift). The intervention check needs a scorer and a domain that names
-    the object attribute; without it every generated image counts as showing what its prompt asks for.
+    The check (probe/analysis/checks.py) is, in order: ``scorer`` when given (an object with ``predict``, checked
+    as a domain's oracles); the concept model ``cfg.concepts`` names (a hub id or folder; also inside a domain);
+    with ``cfg.concepts == "auto"`` the domain's oracles, else the default concept model of the generator's family
+    (:func:`probe.concepts.default_concepts`). ``"none"``, or a concept model that cannot be loaded (offline, no
+    weights), leaves the interventions unchecked: the analysis goes on, its cue findings are unverified, and
+    ``Setup.notes`` says in one line how to check them. ``scored`` False (no test will use a check) loads nothing.
     """
     gen_kwargs = generation_settings(cfg, run.read_run_config())
-    object_attribute = domain.object_attribute if domain is not None else None
-    if scorer is None and scored:
-        if domain is not None and domain.scorer is not None:  # it checks the interventions too, not only token shift
-            scorer = domain.scorer()
-        elif cfg.clip_model and cfg.token_shift:
-            scorer = ClipScorer(cfg.clip_model, cues)
-    check = ConceptCheck(scorer, name=f"{domain.name} oracles" if domain is not None else type(scorer).__name__) \
-        if scorer is not None and object_attribute is not None else None
+    notes: list[str] = []
+    check, object_attribute = None, None
+    if scorer is not None or (scored and cfg.concepts == "auto" and domain is not None and domain.scorer is not None):
+        scorer = scorer if scorer is not None else domain.scorer()
+        object_attribute = domain.object_attribute if domain is not None else "shape"
+        check = OracleCheck(scorer, name=f"{domain.name} oracles" if domain is not None else type(scorer).__name__)
+    elif scored and cfg.concepts != "none":
+        model, why = _concept_model(cfg.concepts, generator)
+        if model is None:
+            notes.append(why)
+        else:
+            cues = concept_cues(cues)
+            object_attribute = "object"
+            names = [object_name(n) for n in (labels or [])] + [object_name(c) for c in (cfg.carriers or ())]
+            check = ConceptModelCheck(model, names, cues, object_attribute=object_attribute)
+            scorer = check
+    elif scored:
+        notes.append("interventions unchecked (--concepts none): the cue findings are unverified; pass --concepts "
+                     "with a CLIP or SigLIP model to check them")
     objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts else None
+    # stated contexts need one attribute per kind of context (a domain's vocabulary); a concept model's
+    # categories are not exclusive enough to state one of each, so it checks the prompts as they are
+    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts and isinstance(check, OracleCheck) else None
     lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root,
               contexts=contexts)
-    return Setup(lab, gen_kwargs, domain, scorer, check, object_attribute, objects, contexts)
+    return Setup(lab, gen_kwargs, domain, scorer, check, object_attribute, objects, contexts, list(cues), notes)
+
+
+def _concept_model(spec: str, generator):
+    """(the concept model ``spec`` names, or the default of the generator's family for "auto"; None and the
+    one-line reason when it cannot be loaded)."""
+    from probe.concepts import ConceptError, default_concepts, load_concepts
+
+    if spec == "auto":
+        spec = default_concepts(generator_family(generator))
+    device = str(getattr(generator, "device", "cpu"))
+    try:
+        return load_concepts(spec, device=device), ""
+    except ConceptError as e:
+        return None, f"interventions unchecked, the cue findings are unverified: {e}"
+
+
+def generator_family(generator) -> str:
+    """"sdxl", "sd2" (a 1024-wide text tower: OpenCLIP ViT-H) or "sd1", for the default concept model."""
+    if "XL" in type(getattr(generator, "pipe", None)).__name__:
+        return "sdxl"
+    width = getattr(getattr(getattr(generator, "text_encoder", None), "config", None), "hidden_size", None)
+    return "sd2" if width == 1024 else "sd1"
 
 
 def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:

@@ -10,6 +10,7 @@ what a reviewer is shown:
   used by the audit (``engine``) and by the tests after it (``retest``) alike;
 - :data:`EXCLUDED_LIMIT`: a test whose interventions failed for more than that
   share of its pairs is inconclusive, never a finding;
+- :func:`checked`: a finding nobody checked never passes: it is *unverified*;
 - :func:`describe_rule`: the rule in one plain sentence, for the report.
 """
 
@@ -21,8 +22,10 @@ import numpy as np
 
 from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import FDR_METHODS, Effect
+from probe.run.records import SHARE_KINDS, UNCHECKED
 
-__all__ = ["EXCLUDED_LIMIT", "Thresholds", "describe_rule", "verdict"]
+__all__ = ["EXCLUDED_LIMIT", "UNCHECKED", "Thresholds", "checked", "describe_rule", "verdict"]
+
 
 EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
 
@@ -149,7 +152,9 @@ def describe_rule(thresholds: Thresholds) -> str:
         f"confirm and is not part of that family) and its point estimate is at least {t.min_effect:g} in the claimed "
         f"direction{either}. The test is of 'no effect', not of 'effect below {t.min_effect:g}': a passing effect near "
         f"the bar may truly be smaller (its interval says how much smaller), and passing estimates can lean upward because "
-        f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak."
+        f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak. A "
+        f"finding whose generated images nothing checked (no world oracles, no concept model) meets the bars at most as "
+        f"unverified: it never passes."
     )
 
 
@@ -164,3 +169,19 @@ def verdict(thresholds: Thresholds, kind: str, effect: Effect, inconclusive: boo
         return "inconclusive", False, "weak"
     passes, strength = thresholds.judge_q(kind, effect)
     return ("passes" if passes else "weak"), passes, strength
+
+
+def checked(finding, checked_by: str):
+    """``finding`` with who checked its images (``checked_by``: "world oracles", "concepts: MODEL" or
+    :data:`UNCHECKED`). When nobody did, a cue finding that would pass is "unverified": its statistics stand, but
+    nothing showed that the generated images held the object and the cue, so it does not pass; the gate counts
+    it only when asked (``--include-unverified``)."""
+    from dataclasses import replace
+
+    from probe.analysis.finding import sentence_prefix
+
+    if checked_by != UNCHECKED or finding.status != "passes" or finding.kind in SHARE_KINDS:
+        # off-object findings measure the token's own images, no intervention: there is nothing to check
+        return replace(finding, checked_by=checked_by)
+    return replace(finding, checked_by=checked_by, status="unverified", passes=False,
+                   sentence=sentence_prefix("unverified") + finding.sentence)

@@ -29,8 +29,8 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity
-from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
-from probe.analysis.policy import EXCLUDED_LIMIT, verdict
+from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, object_name, set_up
+from probe.analysis.policy import EXCLUDED_LIMIT, UNCHECKED, checked, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
@@ -56,14 +56,17 @@ class RunContext:
     generator: object
     object_attribute: str | None
     objects: set[str]
+    checked_by: str = UNCHECKED  # who checks this context's images (probe.analysis.plan.Setup.checked_by)
 
     @classmethod
-    def open(cls, run_dir, classifier, generator) -> "RunContext":
+    def open(cls, run_dir, classifier, generator, *, concepts: str = "auto") -> "RunContext":
+        """The run's settings and cues, with the audit's models; ``concepts`` (the caller's, never the run's: loading
+        a model is not something a run directory may decide) names the concept model that checks the images."""
         run = RunDir(run_dir)
         if not run.root.is_dir():
             raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
         analysis = run.read_analysis_summary() or AnalysisSummary()
-        cfg = AnalysisConfig.from_dict(analysis.config or {})
+        cfg = AnalysisConfig.from_dict(analysis.config or {}).replace(concepts=concepts)
         classes = {c.index: c for c in finished_classes(run)}
         if not classes:
             raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class; run or resume `probe audit` first.")
@@ -72,11 +75,11 @@ class RunContext:
         domain = domain_for(generator)
         if not cue_list and domain is not None and domain.cues is not None:
             cue_list = domain.cues()
-        setup = set_up(run, classifier, generator, cfg, cue_list, domain)  # the audit's own checks and settings
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
+        setup = set_up(run, classifier, generator, cfg, cue_list, domain, labels=labels)  # the audit's checks and settings
         dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.dropped_counters or {}).items()}
-        return cls(run, cfg, classes, labels, {c.name: c for c in cue_list}, dropped, setup.lab, generator,
-                   setup.object_attribute, setup.objects)
+        return cls(run, cfg, classes, labels, {c.name: c for c in setup.cues}, dropped, setup.lab, generator,
+                   setup.object_attribute, setup.objects, setup.checked_by)
 
     def resolve_class(self, which: int | str) -> ClassRun:
         if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
@@ -90,7 +93,8 @@ class RunContext:
         return found
 
     def object_value(self, cls: ClassRun) -> str | None:
-        return cls.name if cls.name in self.objects else None
+        name = object_name(cls.name)
+        return name if name in self.objects else None
 
     def carriers(self):
         return choose_carriers(self.cfg, self.labels, self.objects)
@@ -215,11 +219,11 @@ def measure_cue(context: RunContext, which: int | str, cue: str, *, kind: str = 
             lab, [test_cue], [cls.index], usable, seeds, template=cfg.carrier_template,
             object_attribute=object_attribute, evidence_dir=evidence, n_evidence=cfg.n_evidence))[(test_cue.name, cls.index)]
     # 4. the audit's statistics and rule; one pre-stated test, so q = p
-    return CueTest(_decide(cfg, kind, cls, test_cue, sample), hypothesis=cue,
+    return CueTest(_decide(cfg, kind, cls, test_cue, sample, context.checked_by), hypothesis=cue,
                    counters=test_cue.counters, run_root=context.run.root)
 
 
-def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample) -> Finding:
+def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample, checked_by: str) -> Finding:
     effect = sample.effect()
     inconclusive = bool(sample.n) and sample.excluded_share > EXCLUDED_LIMIT
     evidence = tuple(e for e in sample.evidence if e)  # the Lab stores them relative to the run
@@ -230,7 +234,7 @@ def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sam
                       ci_high=float(effect.ci_high), n_images=int(sample.n), evidence=evidence, passes=False,
                       strength="weak", sentence="", details=details, p=float(effect.p), q=float("nan"),
                       status="inconclusive" if inconclusive else "weak", excluded=sample.excluded,
-                      attempted=sample.attempted)
+                      attempted=sample.attempted, checked_by=checked_by)
     return judge(cfg, finding, q=float(effect.p))
 
 
@@ -245,7 +249,8 @@ def judge(cfg: AnalysisConfig, finding: Finding, q: float) -> Finding:
                          extra=finding.details)
     else:
         words = f"no valid pairs: every intervention for {finding.cue!r} failed its check"
-    return replace(finding, q=float(q), passes=bool(passes), strength=strength, status=status, sentence=words)
+    return checked(replace(finding, q=float(q), passes=bool(passes), strength=strength, status=status, sentence=words),
+                   finding.checked_by)
 
 
 def adjust(cfg: AnalysisConfig, tests: list[CueTest]) -> list[CueTest]:

@@ -28,6 +28,7 @@ def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers:
     base = [Arm.of(template.replace("{}", carriers[k].text), s, **{object_attribute: carriers[k].object})
             for k, s in pairs]
     with_cue = [[Arm.of(template.replace("{}", cue.apply(carriers[k].text)), s,
+                        against={cue.attribute: cue.counter_values} if cue.attribute else None,  # a concept model's check
                         **{object_attribute: carriers[k].object, **({cue.attribute: cue.value} if cue.attribute else {})})
                  for k, s in pairs] for cue in cues]
     # 2. observe them all at once (shared, cached); evidence: the first pairs of each cue

@@ -2,15 +2,14 @@
 vocabulary words nearest to the learned token embedding.
 
 A *concept scorer* is any object with ``predict(images01) -> {attribute: [value per image]}``:
-the shapes world's attribute oracles are one; :class:`ClipScorer` (optional,
-from a local CLIP folder the user supplies) makes one from a cue list by
-zero-shot choice between each cue and its counter-contexts. Without a scorer
-the token-shift test is skipped with a note; nearest words are always computed.
+the shapes world's attribute oracles are one; a concept model's check
+(probe/analysis/checks.py ``ConceptModelCheck``: CLIP or SigLIP, ``--concepts``) is the other, reading
+for each cue attribute the value whose phrase scores highest. Without a scorer the token-shift test is
+skipped with a note; nearest words are always computed.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,72 +18,14 @@ from probe.analysis.cues import Cue
 from probe.analysis.errors import AnalysisError
 from probe.analysis.sample import Sample
 
-__all__ = ["ClipScorer", "shift_samples", "read_concepts", "nearest_words", "cue_concept"]
+__all__ = ["shift_samples", "read_concepts", "nearest_words", "cue_concept"]
 
 
 def cue_concept(cue: Cue) -> tuple[str, str]:
-    """The (attribute, value) a scorer reports for this cue (CLIP scorers use the cue name for both)."""
+    """The (attribute, value) a scorer reports for this cue (a cue without an attribute: its name for both)."""
     if cue.attribute is not None and cue.value is not None:
         return cue.attribute, cue.value
     return cue.name, cue.name
-
-
-class ClipScorer:
-    """Zero-shot concept scorer from a local CLIP model folder (transformers ``CLIPModel`` layout).
-
-    For each cue, an image "has" the cue when the cue's caption wins over all
-    its counter captions. ``predict`` returns ``{cue.name: [cue.name or ""]}``.
-    """
-
-    def __init__(self, path: str | Path, cues: list[Cue], *, subject: str = "object", device: str = "cpu", batch_size: int = 16):
-        from transformers import CLIPModel, CLIPProcessor
-
-        p = Path(path)
-        if not (p / "config.json").is_file():
-            raise AnalysisError(
-                f"clip model path {str(p)!r} is not a local CLIP folder with config.json; pass a folder saved with "
-                "CLIPModel.save_pretrained (and its processor), or leave it out to skip CLIP concept scoring."
-            )
-        try:
-            self.model = CLIPModel.from_pretrained(str(p), local_files_only=True).to(device).eval()
-            self.processor = CLIPProcessor.from_pretrained(str(p), local_files_only=True)
-        except Exception as e:
-            raise AnalysisError(f"could not load the CLIP model at {str(p)!r}: {type(e).__name__}: {e}") from e
-        self.cues = [c for c in cues if c.counters]
-        self.device = device
-        self.batch_size = batch_size
-        texts, self._spans = [], []
-        for c in self.cues:
-            start = len(texts)
-            texts.append("a photo of " + c.apply(subject))
-            texts.extend("a photo of " + t for t in c.counter_prompts(subject))
-            self._spans.append((start, len(texts)))
-        with torch.no_grad():
-            tok = self.processor.tokenizer(texts, padding=True, return_tensors="pt").to(device)
-            t = self.model.get_text_features(**tok)
-            t = t if isinstance(t, torch.Tensor) else t.pooler_output
-            self._text = torch.nn.functional.normalize(t.float(), dim=-1)
-
-    def predict(self, images01: torch.Tensor) -> dict[str, list[str]]:
-        feats = []
-        with torch.no_grad():
-            for i in range(0, images01.shape[0], self.batch_size):
-                batch = images01[i : i + self.batch_size]
-                px = self.processor.image_processor(
-                    images=[b.permute(1, 2, 0).numpy() for b in batch], return_tensors="pt", do_rescale=False
-                )["pixel_values"].to(self.device)
-                f = self.model.get_image_features(pixel_values=px)
-                f = f if isinstance(f, torch.Tensor) else f.pooler_output
-                feats.append(torch.nn.functional.normalize(f.float(), dim=-1))
-        sims = torch.cat(feats) @ self._text.T  # (N, n_texts)
-        out: dict[str, list[str]] = {}
-        for c, (a, b) in zip(self.cues, self._spans):
-            wins = sims[:, a:b].argmax(1) == 0
-            out[c.name] = [c.name if w else "" for w in wins.tolist()]
-        return out
-
-    def __repr__(self) -> str:
-        return f"ClipScorer({len(self.cues)} cues)"
 
 
 def _presence(concepts: list[dict], cue: Cue) -> np.ndarray | None:

@@ -157,9 +157,10 @@ def preflight(config: AuditConfig):
     settings = config.analysis
     if settings.cues not in ("auto", "default", "world"):
         load_cues(settings.cues)  # a missing, empty, invalid or duplicated cue list fails now, not after the tokens
-    if settings.clip_model and not Path(settings.clip_model).is_dir():
-        raise RunError(f"--clip-model {settings.clip_model!r} is not a folder; pass a local CLIP folder "
-                       "(save_pretrained of a CLIPModel and its processor)")
+    concepts = Path(settings.concepts)
+    if settings.concepts not in ("auto", "none") and concepts.exists() and not (concepts / "config.json").is_file():
+        raise RunError(f"--concepts {settings.concepts!r} is a path without config.json; pass a folder saved with "
+                       "save_pretrained (a CLIP or SigLIP model and its processor), a hub id, 'auto' or 'none'")
     if settings.confirm_like and not (Path(settings.confirm_like) / ANALYSIS).is_file():
         raise RunError(f"--confirm-like {settings.confirm_like!r} is not an analysed run (no analysis.json); pass the "
                        "folder of an earlier `probe audit` on the same generator")
@@ -289,6 +290,7 @@ class ModelSources:
     trust_pickle: bool = False
     device: str = "auto"
     dtype: str | None = None
+    concepts: str = "auto"  # the intervention check's concept model (hub id or folder; `probe report --concepts`)
 
 
 def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult | None:
@@ -311,6 +313,8 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
                                 generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
                                 device=sources.device, dtype=dtype, eval_model=None, eval_arch=None,
                                 labels=None, compile=False)
+    # the concept model loads weights: it comes from the command line too, never from the run
+    config = replace(config, analysis=config.analysis.replace(concepts=sources.concepts))
     labels = run.read_labels() or []
     with run.lock():
         # the run's class names (labels.json): a classifier with another class count is refused by load_classifier

@@ -66,7 +66,7 @@ class Audit:
                          analyze=self.config.analyze if analyze is None else analyze,
                          report=self.config.report if report is None else report)
         result = audit(config, classifier=self.classifier, generator=self.generator, progress=progress)
-        return AuditedRun(result.run_dir, self.classifier, self.generator, result=result)
+        return AuditedRun(result.run_dir, self.classifier, self.generator, result=result, concepts=analysis.concepts)
 
     def __repr__(self) -> str:
         return f"Audit(classifier={self.classifier.name!r}, generator={self.generator.source!r})"
@@ -75,15 +75,16 @@ class Audit:
 class AuditedRun(Run):
     """A run with its classifier and generator attached: everything ``Run`` shows, plus ``test_cue``."""
 
-    def __init__(self, path, classifier, generator, *, result=None):
+    def __init__(self, path, classifier, generator, *, result=None, concepts: str = "auto"):
         super().__init__(path)
         self.classifier, self.generator, self.result = classifier, generator, result
+        self.concepts = concepts  # the concept model test_cue checks its images with (never read from the run)
         self._context = None
         self._tests: list = []
 
     @classmethod
-    def attach(cls, run: Run | str | Path, classifier, generator) -> "AuditedRun":
-        return cls(run.path if isinstance(run, Run) else run, classifier, generator)
+    def attach(cls, run: Run | str | Path, classifier, generator, *, concepts: str = "auto") -> "AuditedRun":
+        return cls(run.path if isinstance(run, Run) else run, classifier, generator, concepts=concepts)
 
     @property
     def problems(self) -> list[str]:
@@ -103,7 +104,7 @@ class AuditedRun(Run):
         from probe.analysis.retest import ADHOC_SEED, RunContext, adjust, measure_cue
 
         if self._context is None:
-            self._context = RunContext.open(self.path, self.classifier, self.generator)
+            self._context = RunContext.open(self.path, self.classifier, self.generator, concepts=self.concepts)
         # every test of the session gets its own seeds: repeating a test is a replication, not the same images
         first = seed if seed is not None else ADHOC_SEED + 1000 * len(self._tests)
         test = measure_cue(self._context, class_, cue, kind=kind, counters=counters, n_pairs=n_pairs, seed=first)

@@ -22,7 +22,8 @@ __all__ = ["RunData", "ClassData", "load_run", "rank_findings", "STATUSES", "STA
 
 _KINDS = ("baseline", "token")
 KINDS = FINDING_KINDS  # the run's one vocabulary (probe.run.records), in display order
-STATUS_LABELS = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only"}
+STATUS_LABELS = {"passes": "passes", "weak": "weak", "inconclusive": "inconclusive", "screened": "screening only",
+                 "unverified": "unverified"}
 
 
 @dataclass

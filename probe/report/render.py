@@ -119,6 +119,7 @@ STATUS_HELP = {
     "weak": "a real-looking effect that missed a bar; never promoted",
     "inconclusive": "most interventions failed their check, so the effect cannot be trusted either way",
     "screened": "seen in the screening pass only and never confirmed on fresh pairs",
+    "unverified": "met the bars, but nothing checked that the generated images showed the object and the cue",
 }
 STOP_METRICS = {"accuracy": "batch accuracy", "target_prob": "mean target probability"}
 

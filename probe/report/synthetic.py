@@ -24,13 +24,13 @@ ATTRIBUTION_METHODS = ("integrated_gradients", "grad_cam", "occlusion")
 _COLORS = [(220, 60, 60), (60, 140, 220), (60, 180, 90), (230, 190, 40), (150, 80, 200)]
 _BACKGROUNDS = [(235, 235, 225), (90, 160, 80), (210, 190, 140), (120, 170, 220)]
 _CUES = ["grass background", "sand background", "red color", "corner tag", "large size", "water"]
-# statuses of the k-th finding (cycled): every run with 4+ findings has each status at least once
-_STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "weak")
+# statuses of the k-th finding (cycled): every run with 6+ findings has each status at least once
+_STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "unverified", "weak")
 RULE = describe_rule(Thresholds(min_effect=0.1, min_pairs=12, two_sided_kinds=("necessity",)))
 COUNTER_RULE = ("a counter-value whose screened sufficiency effect on any class reaches the effect threshold in size "
                 "is dropped from necessity tests")
 _PREFIX = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
-           "screened": "Screening only (not confirmed): "}
+           "screened": "Screening only (not confirmed): ", "unverified": "Unverified (nothing checked the generated images): "}
 
 
 def _png(draw_fn, size: int) -> bytes:
@@ -269,12 +269,12 @@ def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str]
     if kind == "token-shift" and unmoved:
         kind = "sufficiency"  # an unchanged token yields no token-shift finding
     status = _STATUS_CYCLE[k % len(_STATUS_CYCLE)]
-    if kind == "off-object" and status in ("inconclusive", "screened"):
+    if kind == "off-object" and status in ("inconclusive", "screened", "unverified"):
         status = "weak"  # off-object shares are measured, not intervened on: passes or weak only
     cue = "off-object" if kind == "off-object" else rng.choice(_CUES)
     unit = "images" if kind == "off-object" else "pairs"
     excluded = 0
-    if status == "passes":
+    if status in ("passes", "unverified"):  # unverified: met the bars, but nothing checked its images
         effect, half, n = rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.15), 16
         p = rng.choice([0.00004, rng.uniform(0.001, 0.004)])
         q = min(1.0, p * rng.uniform(2, 8))
@@ -319,6 +319,7 @@ def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str]
     passes = status == "passes"
     return {"class_index": ci, "class_name": name, "cue": cue, "kind": kind, "effect": effect,
             "ci_low": lo, "ci_high": hi, "n_images": n, "evidence": evidence, "passes": passes,
-            "strength": "strong" if passes else "weak", "sentence": sentence, "details": details,
+            "strength": "strong" if status in ("passes", "unverified") else "weak", "sentence": sentence, "details": details,
             "p": round(p, 8), "q": None if q is None else round(q, 8), "status": status, "unit": unit,
-            "excluded": excluded, "attempted": attempted}
+            "excluded": excluded, "attempted": attempted,
+            "checked_by": "unchecked" if status == "unverified" else "shapes world oracles"}

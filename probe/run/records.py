@@ -25,8 +25,10 @@ from probe.errors import RunError
 FINDING_KINDS = ("sufficiency", "necessity", "token-shift", "off-object")
 PAIR_KINDS = ("sufficiency", "necessity", "token-shift")  # cue tests: per-pair data in analysis.json, effects in probability
 SHARE_KINDS = ("off-object",)  # measured shares of the attribution, not changes in probability
-STATUSES = ("passes", "weak", "inconclusive", "screened")
-CONFIRMED = ("passes", "weak")  # statuses of a test decided on confirmation pairs (or measured: off-object)
+STATUSES = ("passes", "weak", "inconclusive", "screened", "unverified")
+CONFIRMED = ("passes", "weak", "unverified")  # statuses of a test decided on confirmation pairs (or measured: off-object)
+UNCHECKED = "unchecked"  # checked_by when nothing checked the generated images (such a finding never passes)
+NOT_RECORDED = "not recorded"  # checked_by of a finding written before probe recorded who checked its images
 STRENGTHS = ("strong", "weak")
 UNITS = ("pairs", "images")
 FINISHED = ("done", "failed")
@@ -140,7 +142,8 @@ def _error(path: Path | str, where: str, bad: _Bad, fix: str) -> RunError:
 # ------------------------------------------------------------------------------------------ findings
 # the fields of probe.run.types.Finding, as Finding.to_dict writes them (null: not a finite number)
 FINDING_FIELDS = ("class_index", "class_name", "cue", "kind", "effect", "ci_low", "ci_high", "n_images", "evidence",
-                  "passes", "strength", "sentence", "details", "p", "q", "status", "unit", "excluded", "attempted")
+                  "passes", "strength", "sentence", "details", "p", "q", "status", "unit", "excluded", "attempted",
+                  "checked_by")
 _FINDING_REQUIRED = FINDING_FIELDS[:12]  # written by every probe that wrote findings; the rest have defaults
 
 
@@ -185,6 +188,7 @@ def _finding(row: Any) -> dict:
         "unit": _choice("unit", row.get("unit", "images"), UNITS),  # before units existed, counts were images
         "excluded": _int("excluded", row.get("excluded", 0), maximum=10 ** 9),
         "attempted": _int("attempted", row.get("attempted", 0), maximum=10 ** 9),
+        "checked_by": _str("checked_by", row.get("checked_by", NOT_RECORDED)),  # before probe recorded who checked
     }
     _finite_tree("details", out["details"])
     if out["ci_low"] is not None and out["ci_high"] is not None and out["ci_low"] > out["ci_high"]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.analysis.errors import AnalysisError  # torch-free; the error a Finding built in memory has always raised
-from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, STATUSES, STRENGTHS, check_analysis, check_config,
+from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
 
 __all__ = ["AnalysisSummary", "ClassRecord", "EffectiveSettings", "EvalScores", "Finding", "PairRecord", "RunConfig",
@@ -398,6 +398,11 @@ class AnalysisSummary:
         return tuple((self.attributions or {}).get("methods_run") or ())
 
     @property
+    def checked_by(self) -> str:
+        """Who checked the analysis's generated images ("world oracles", "concepts: MODEL"), or "unchecked"."""
+        return str(self.interventions_checked_by) if self.interventions_checked_by else UNCHECKED
+
+    @property
     def methods_skipped(self) -> dict:
         """{attribution method: why it was skipped}."""
         return dict((self.attributions or {}).get("skipped") or {})
@@ -430,7 +435,9 @@ class Finding:
     or "images" for off-object shares). ``p`` is the test's p-value and ``q`` its false-discovery-rate
     adjusted value across the audit. ``status``: "passes" (confirmed on fresh pairs: effect, q and pair
     count all meet the bars), "weak" (a real-looking effect that missed a bar), "inconclusive" (most
-    interventions failed their check), "screened" (seen in the screening pass only, never confirmed).
+    interventions failed their check), "screened" (seen in the screening pass only, never confirmed),
+    "unverified" (it would pass, but nothing checked that the generated images showed the object and the cue:
+    ``checked_by`` is "unchecked"; it never passes).
     """
 
     class_index: int
@@ -452,6 +459,7 @@ class Finding:
     unit: str = "pairs"
     excluded: int = 0  # pairs excluded because an intervention failed its check
     attempted: int = 0
+    checked_by: str = NOT_RECORDED  # who checked the generated images: "world oracles", "concepts: MODEL", "unchecked"
 
     def __post_init__(self) -> None:
         if self.kind not in FINDING_KINDS:

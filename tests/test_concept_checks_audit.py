@@ -1,0 +1,117 @@
+"""Outside the shapes world: `probe audit --concepts` checks every generated test image with a CLIP/SigLIP model
+and every finding says who checked it; without one (`--concepts none`, or a default that cannot be loaded
+offline) the run goes on, its cue findings are unverified, none passes, and the gate does not count them.
+
+The audits run the shapes world's biased classifier (star: planted grass) with the world generator, the concept
+model a tiny random CLIP saved as a user's folder (its verdicts are recorded, not obeyed: a random CLIP rejects
+most images); the default concept model's offline failure is checked on the tiny SD pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from conftest import run_main
+from probe.run import RunDir
+
+CUES = "{} on grass | {} on sand; {} in the snow\n{} in the water | {} on sand; {} on grass\n"
+
+
+def _audit(monkeypatch, capsys, tmp_path, out: str, *extra: str) -> RunDir:
+    """The biased world classifier's star (planted: grass) with a two-cue file, a short token and one confirmation."""
+    from probe.world import bundled_classifier_path
+
+    cues = tmp_path / "cues.txt"
+    cues.write_text(CUES)
+    args = ["audit", "--model", str(bundled_classifier_path("biased")), "--generator", "world", "--classes", "star",
+            "--max-steps", "2", "--eval-images", "2", "--steps", "5", "--out", str(tmp_path / out), "--cues", str(cues),
+            "--max-pairs", "16", "--no-report", "--quiet", "--device", "cpu", *extra]
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    return RunDir(tmp_path / out)
+
+
+def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_path, monkeypatch, capsys):
+    """--concepts replaces the world's oracles with a CLIP folder (the code path of a user's real generator)."""
+    from tiny_concepts import save_tiny_clip
+
+    from probe.analysis.checks import ConceptModelCheck
+
+    clip = save_tiny_clip(tmp_path / "my-clip")
+    judged = []
+    judge = ConceptModelCheck.valid
+
+    def valid(self, arm, reading):  # a random CLIP rejects nearly every image: record its verdicts, accept the images
+        judged.append(judge(self, arm, reading))
+        return True
+
+    monkeypatch.setattr(ConceptModelCheck, "valid", valid)
+    run = _audit(monkeypatch, capsys, tmp_path, "checked", "--concepts", str(clip))
+    analysis = run.read_analysis_summary()
+    assert analysis.checked_by == "concepts: my-clip"
+    assert not any("unchecked" in n for n in analysis.notes)
+    assert all(c.get("attribute") for c in analysis.cues["list"])  # the file's cues became checkable
+    findings = run.read_finding_records()
+    assert findings and {f.checked_by for f in findings} == {"concepts: my-clip"}
+    assert all(f.status != "unverified" for f in findings)
+    # every generated test image was read and judged by the concept model (the random one rejects some)
+    assert len(judged) >= 16 and any(v is False for v in judged)
+
+
+def test_without_a_check_the_planted_cue_is_unverified_never_passing_and_the_gate_does_not_count_it(tmp_path,
+                                                                                                  monkeypatch, capsys):
+    """The same audit with --concepts none: the planted star/grass dependence meets the bars, but nothing checked
+    its images, so it is unverified; the gate is undecided (exit 4) unless told to count unverified findings."""
+    run = _audit(monkeypatch, capsys, tmp_path, "none", "--concepts", "none")
+    analysis = run.read_analysis_summary()
+    assert analysis.checked_by == "unchecked"
+    assert any(n.startswith("interventions unchecked (--concepts none)") for n in analysis.notes)
+    findings = run.read_finding_records()
+    assert {f.checked_by for f in findings} == {"unchecked"}
+    assert not any(f.passes for f in findings if f.kind != "off-object")
+    grass = [f for f in findings if f.cue == "on grass" and f.kind == "necessity"]
+    assert grass and grass[0].status == "unverified" and grass[0].sentence.startswith("Unverified"), grass
+    code, out, err = run_main(monkeypatch, capsys, "check", str(run.root), "--max-effect", "0.05")
+    assert code == 4 and "unverified" in err, (out, err)
+    code, out, err = run_main(monkeypatch, capsys, "check", str(run.root), "--max-effect", "0.05", "--include-unverified")
+    assert code == 3, (out, err)
+
+
+def test_a_default_concept_model_that_cannot_load_is_one_line_and_leaves_the_run_unchecked(tiny_generator, monkeypatch):
+    from probe.analysis.plan import _concept_model, generator_family
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert generator_family(tiny_generator) == "sd1"
+    model, why = _concept_model("auto", tiny_generator)
+    assert model is None and why.startswith("interventions unchecked, the cue findings are unverified")
+    assert "openai/clip-vit-large-patch14" in why and "--concepts DIR" in why and "\n" not in why
+
+
+def test_an_unchecked_passing_cue_finding_is_unverified_and_counted_by_the_gate_only_when_asked(tmp_path, monkeypatch,
+                                                                                                capsys):
+    from probe.analysis.policy import checked
+    from probe.gate import check_run
+    from probe.report.synthetic import make_synthetic_run
+    from probe.run.types import Finding
+
+    passing = Finding(class_index=0, class_name="star", cue="grass", kind="necessity", effect=0.4, ci_low=0.2,
+                      ci_high=0.6, n_images=16, evidence=(), passes=True, strength="strong", sentence="s",
+                      status="passes", p=0.001, q=0.01)
+    assert checked(passing, "world oracles") == replace(passing, checked_by="world oracles")
+    unverified = checked(passing, "unchecked")
+    assert (unverified.status, unverified.passes, unverified.checked_by) == ("unverified", False, "unchecked")
+    assert unverified.sentence.startswith("Unverified")
+    off = replace(passing, kind="off-object", cue="off-object", unit="images")
+    assert checked(off, "unchecked").passes  # the token's own images: no intervention to check
+
+    run = make_synthetic_run(tmp_path / "run", 6, images_per_kind=1, attributions=False, checked_by=None)
+    records = RunDir(run).read_finding_records()
+    flagged = [f for f in records if f.status == "unverified"]
+    assert flagged and all(not f.passes for f in flagged)
+    limit = min(abs(f.effect) for f in flagged) - 0.01
+    left_out = check_run(run, max_effect=limit)
+    assert not any(f.status == "unverified" for f in left_out.offenders)
+    assert f"{left_out.unverified} unverified finding(s)" in left_out.verdict() or not left_out.passed
+    counted = check_run(run, max_effect=limit, include_unverified=True)
+    assert {(f.class_index, f.cue, f.kind) for f in flagged} <= {(f.class_index, f.cue, f.kind) for f in counted.offenders}
+    code, out, err = run_main(monkeypatch, capsys, "check", str(run), "--max-effect", str(limit), "--include-unverified")
+    assert code == 3
