@@ -220,6 +220,11 @@ class _Run:
     def device(self) -> str | None:
         return (self.config.generator or {}).get("device")
 
+    @property
+    def checked_by(self) -> str:
+        """Who checked this run's generated images (world oracles, a concept model), or "unchecked"."""
+        return self.analysis.checked_by
+
 
 def _open(path, label: str) -> _Run:
     """Run ``label``'s files, each checked where RunDir reads it (a damaged one is a RunError naming the file and
@@ -312,8 +317,8 @@ def _metric(record: ClassRecord, kind: str, key: str) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------- step 3
-_CUE_COLUMNS = ["class_index", "class_name", "cue", "kind", "verdict", "status_a", "status_b", "effect_a", "effect_b",
-                "n_a", "n_b", "change", "ci_low", "ci_high", "n_shared", "basis", "p", "q", "evidence_a", "evidence_b"]
+_CUE_COLUMNS = ["class_index", "class_name", "cue", "kind", "verdict", "status_a", "status_b", "checked_a", "checked_b",
+                "effect_a", "effect_b", "n_a", "n_b", "change", "ci_low", "ci_high", "n_shared", "basis", "p", "q", "evidence_a", "evidence_b"]
 
 
 def _test_keys(a: _Run, b: _Run, shared: list[int]) -> list[tuple]:
@@ -343,6 +348,14 @@ def _side(r: _Run, key: tuple) -> tuple[str, float, int]:
     return "not reported", float(np.mean(list(values.values()))) if values else float("nan"), len(values)
 
 
+def _checked_by(r: _Run, key: tuple) -> str:
+    """Who checked the images of one run's test: its finding's ``checked_by``, else the run's analysis."""
+    finding = r.findings.get(key)
+    if finding is not None and finding.get("checked_by"):
+        return str(finding["checked_by"])
+    return r.checked_by
+
+
 def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
     from probe.analysis.stats import paired_effect
 
@@ -350,7 +363,8 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
     status_a, effect_a, n_a = _side(a, key)
     status_b, effect_b, n_b = _side(b, key)
     row = {"class_index": index, "class_name": _class_name(a, b, index), "cue": cue, "kind": kind,
-           "status_a": status_a, "status_b": status_b, "effect_a": effect_a, "effect_b": effect_b, "n_a": n_a,
+           "status_a": status_a, "status_b": status_b,
+           "checked_a": _checked_by(a, key), "checked_b": _checked_by(b, key), "effect_a": effect_a, "effect_b": effect_b, "n_a": n_a,
            "n_b": n_b, "change": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_shared": 0,
            "p": float("nan"), "q": float("nan"),
            "evidence_a": _evidence(a, key), "evidence_b": _evidence(b, key)}

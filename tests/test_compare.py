@@ -271,6 +271,7 @@ def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(cle
         assert (passed["verdict"] == "gone in B").all(), passed.T
     star = result.cues[(result.cues["class_name"] == "star") & (result.cues["cue"] == "grass")]
     assert len(star[star["status_a"] == "passes"]), f"the planted star cue did not pass:\n{result.cues.head()}"
+    assert set(result.cues["checked_a"]) == set(result.cues["checked_b"]) == {"world oracles"}  # who checked each side
     assert result.counts["new in B"] == 0
     assert set(result.cues["verdict"]) <= set(VERDICTS)
     assert result.render().is_file()
