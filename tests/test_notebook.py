@@ -80,6 +80,7 @@ def test_quickstart_runs(tmp_path):
     verdicts = dict(re.findall(r"CueTest\('([^'\n]*)': ([a-z ]+?)(?::[^;\n]*)?;", shown))
     grass = [v for h, v in verdicts.items() if "grass" in h]
     assert grass and set(grass) == {"supported"}, verdicts
+    assert "CheckResult(" in shown and "gate " in shown  # the CI gate on the same run
     opened = probe.open_run(run)
     assert list(opened.summary["class_name"]) == ["star"]
     assert list((run / "analysis" / "hypotheses").iterdir()), "test_cue saved no evidence images"
@@ -99,6 +100,9 @@ def test_bias_investigation_runs(tmp_path):
     assert "Comparison(A=" in shown  # the two audits were compared on shared pairs
 
 
+@pytest.mark.skipif(not os.environ.get("PROBE_RUN_SLOW"), reason="slow: about 60 s on 2 cores; its CPU path is the "
+                    "quickstart's (the demo's Audit of the bundled star, then check_run), which test_quickstart_runs "
+                    "executes; test_notebook_uses_existing_api checks its calls; set PROBE_RUN_SLOW=1 to run it")
 def test_gpu_notebook_runs_its_cpu_path(tmp_path):
     book = _execute("real_model_on_a_gpu.ipynb", tmp_path)
     assert "CPU (shapes world)" in _outputs(book)
