@@ -32,6 +32,10 @@ class TokenError(ProbeError):
     """Optimising or loading a class token failed (e.g. the loss became NaN)."""
 
 
+class AnalysisError(ProbeError):
+    """An analysis input (run directory, cue list, setting, model output) is unusable."""
+
+
 class RunError(ProbeError):
     """The run directory is unusable (wrong config for resume, unreadable artifacts)."""
 

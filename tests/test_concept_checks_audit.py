@@ -53,6 +53,12 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
     findings = run.read_finding_records()
     assert findings and {f.checked_by for f in findings} == {"concepts: my-clip"}
     assert all(f.status != "unverified" for f in findings)
+    # the generator-bias control: how many of the class's plain-prompt (baseline) images show each cue
+    baseline = [r for r in run.read_class(run.class_dir(3, "star")).images if r.get("kind") == "baseline"]
+    rates = analysis.classes["3"]["base_rates"]
+    assert set(rates) == {c["name"] for c in analysis.cues["list"]}
+    assert all(r["of"] == len(baseline) and 0 <= r["shown"] <= r["of"] for r in rates.values())
+    assert all(f.details["base_rate"] == rates[f.cue] for f in findings if f.kind != "off-object")
     # every generated test image was read and judged by the concept model (the random one rejects some)
     assert len(judged) >= 16 and any(v is False for v in judged)
 

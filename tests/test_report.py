@@ -681,3 +681,19 @@ def test_counters_dropped_per_class_are_listed(tmp_path):
     (run / "analysis.json").write_text(json.dumps(analysis))
     text = render_report(run).read_text()
     assert "star: on grass, on water" in text and "none was dropped" not in text
+
+
+def test_a_findings_generator_base_rate_is_shown_and_a_damaged_one_is_not(tmp_path):
+    """The generator-bias control beside a finding: how often the generator draws the cue for the class's plain
+    prompt; a base rate that does not add up (more shown than images) is left out, never printed."""
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    findings = json.loads((run / "findings.json").read_text())
+    cue_findings = [f for f in findings if f["kind"] != "off-object"]
+    cue_findings[0]["details"]["base_rate"] = {"shown": 3, "of": 12}
+    cue_findings[1]["details"]["base_rate"] = {"shown": 9, "of": 2}
+    (run / "findings.json").write_text(json.dumps(findings))
+    (run / "findings.parquet").unlink(missing_ok=True)
+    page = (render_report(run).parent / "findings.html").read_text() + render_report(run).read_text()
+    pages = page + "".join(p.read_text() for p in (run / "report" / "classes").glob("*.html"))
+    assert "generator draws it for the plain prompt in 3 of 12 images" in pages
+    assert "in 9 of 2 images" not in pages

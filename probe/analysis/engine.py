@@ -43,7 +43,7 @@ from probe.analysis.policy import EXCLUDED_LIMIT, checked, describe_rule, verdic
 from probe.analysis.sample import Sample
 from probe.analysis.stats import apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
-from probe.analysis.token_shift import read_concepts, shift_samples
+from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.domains import domain_for
 from probe.run import RunDir
 
@@ -195,8 +195,11 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         if finding is not None:
             findings.append(finding)
 
-    # 7. who checked the images; rank and write --------------------------------------------------------
-    findings = rank_findings([checked(f, setup.checked_by) for f in findings])
+    # 7. who checked the images, the generator's own habit; rank and write ------------------------------
+    rates = {cls.index: _base_rates(cls, cues, scorer) for cls in classes} if scorer is not None else {}
+    for info_key, class_rates in rates.items():
+        per_class[str(info_key)]["base_rates"] = class_rates
+    findings = rank_findings([_with_base_rate(checked(f, setup.checked_by), rates) for f in findings])
     timings["total"] = time.perf_counter() - started
     analysis = {
         "config": cfg.to_dict(),
@@ -248,6 +251,29 @@ def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute
     evidence = [f"{cls.rel}/{tok[k]['path']}" for k in keys[:4]]
     return shift_samples(cls.index, cues, before, after, object_attribute=object_attribute, object_value=object_value,
                          evidence=evidence, keys=[f"s{seed}:p{prompt}" for prompt, seed in keys])
+
+
+def _base_rates(cls: ClassRun, cues: list[Cue], scorer) -> dict[str, dict]:
+    """The generator-bias control (as OpenBias measures it): for each cue, how many of the class's *baseline*
+    images (its plain prompt, no token) show it, as the run's check reads them: {cue name: {"shown": k, "of": n}}.
+    A cue the generator draws for the class anyway is a habit of the generator, not something the token added."""
+    records = [r for r in cls.metrics.get("images", []) if r.get("kind") == "baseline" and (cls.dir / r["path"]).is_file()]
+    if not records:
+        return {}
+    reads = read_concepts(scorer, torch.stack([load_png(cls.dir / r["path"]) for r in records]))
+    out = {}
+    for cue in cues:
+        attribute, value = cue_concept(cue)
+        if reads and attribute in reads[0]:
+            out[cue.name] = {"shown": sum(r.get(attribute) == value for r in reads), "of": len(reads)}
+    return out
+
+
+def _with_base_rate(finding: Finding, rates: dict[int, dict]) -> Finding:
+    rate = rates.get(finding.class_index, {}).get(finding.cue)
+    if rate is None or finding.kind == "off-object":
+        return finding
+    return replace(finding, details={**finding.details, "base_rate": rate})
 
 
 def _suspect_counters(cfg: AnalysisConfig, cues: list[Cue], samples: dict, classes: list[ClassRun],

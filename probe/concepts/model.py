@@ -258,6 +258,9 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
         model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local)
     except Exception as e:
+        if "sentencepiece" in str(e).lower():
+            raise ConceptError(f"could not load concept model {text!r}: its tokenizer needs sentencepiece; install it "
+                               "with pip install 'probe-audit[siglip]' (in a checkout: pip install -e '.[siglip]')") from e
         if folder is not None:
             raise ConceptError(f"could not load the concept model in {text!r}: {_first_line(e)}; check that the "
                                "folder holds the weights and the processor files (tokenizer, "

@@ -124,6 +124,17 @@ STATUS_HELP = {
 STOP_METRICS = {"accuracy": "batch accuracy", "target_prob": "mean target probability"}
 
 
+def _base_rate(f: dict[str, Any]) -> dict[str, int] | None:
+    """The finding's generator-bias control ({"shown": k, "of": n} baseline images), when it is well formed."""
+    rate = (f.get("details") or {}).get("base_rate") if isinstance(f.get("details"), dict) else None
+    if not isinstance(rate, dict):
+        return None
+    shown, of = rate.get("shown"), rate.get("of")
+    if not (isinstance(shown, int) and isinstance(of, int) and 0 <= shown <= of and of > 0):
+        return None
+    return {"shown": shown, "of": of}
+
+
 # -- view models -------------------------------------------------------------------------------
 def _fmt_value(v: Any, limit: int = 12) -> str:
     if isinstance(v, float):
@@ -244,7 +255,7 @@ class _Builder:
         cls = self.by_index.get(ci) if ci is not None else None
         sentence = f.get("sentence") or _default_sentence(f)
         return {**f, "rank": rank, "thumbs": thumbs, "n_evidence": len(f["evidence"]), "sentence": sentence,
-                "n_text": fmt_n(f), "status_help": STATUS_HELP.get(f.get("status"), ""),
+                "n_text": fmt_n(f), "status_help": STATUS_HELP.get(f.get("status"), ""), "base_rate": _base_rate(f),
                 "class_href": self.class_href(cls) if cls else None,
                 "class_label": f.get("class_name") or (cls.name if cls else "—")}
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from probe.analysis.errors import AnalysisError  # torch-free; the error a Finding built in memory has always raised
+from probe.errors import AnalysisError  # the error a Finding built in memory has always raised
 from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
 
