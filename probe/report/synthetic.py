@@ -14,9 +14,10 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from probe.analysis.finding import sentence_prefix
 from probe.analysis.policy import Thresholds, describe_rule
 from probe.run import CLASSES, TOKEN, RunDir
-from probe.run.records import FINDING_FIELDS, FINDING_KINDS
+from probe.run.records import FINDING_FIELDS, FINDING_KINDS, STATUSES
 
 __all__ = ["make_synthetic_run", "ATTRIBUTION_METHODS"]
 
@@ -29,8 +30,6 @@ _STATUS_CYCLE = ("passes", "inconclusive", "screened", "weak", "passes", "unveri
 RULE = describe_rule(Thresholds(min_effect=0.1, min_pairs=12, two_sided_kinds=("necessity",)))
 COUNTER_RULE = ("a counter-value whose screened sufficiency effect on any class reaches the effect threshold in size "
                 "is dropped from necessity tests")
-_PREFIX = {"passes": "", "weak": "Weak evidence: ", "inconclusive": "Inconclusive: ",
-           "screened": "Screening only (not confirmed): ", "unverified": "Unverified (nothing checked the generated images): "}
 
 
 def _png(draw_fn, size: int) -> bytes:
@@ -224,7 +223,7 @@ def make_synthetic_run(
 
     run.write_summary()
     if findings:
-        order = {s: i for i, s in enumerate(_PREFIX)}  # written ranked, like the analysis
+        order = {s: i for i, s in enumerate(STATUSES)}  # written ranked, like the analysis
         all_findings.sort(key=lambda f: (not f["passes"], order[f["status"]], -abs(f["effect"])))
         confirmed = [f for f in all_findings if f["status"] != "screened"]
         run.write_analysis({
@@ -309,7 +308,7 @@ def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str]
     if kind == "necessity":
         details["counters"] = ["plain background", "white background"]
     stats = (f"95% CI {lo:.2f}\u2013{hi:.2f}" if hi is not None else "95% CI unbounded") + f", {n} {unit}"
-    sentence = _PREFIX[status] + {
+    sentence = sentence_prefix(status) + {
         "sufficiency": f"'{name}' is predicted from {cue}: {effect:+.2f} probability when added to other objects ({stats})",
         "necessity": f"'{name}' depends on {cue}: swapping it for a counter-context lowers its probability by "
                      f"{effect:.2f} ({stats})",
