@@ -32,6 +32,7 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
             "evidence"} <= set(findings.columns)
     stored = json.loads((demo_run / "findings.json").read_text())
     assert len(findings) == len(stored) and int(findings["passes"].sum()) == sum(f["passes"] for f in stored)
+    assert set(findings["checked_by"]) == {"world oracles"}  # who checked every finding's images
     assert (run.passing["passes"]).all() and len(run.passing) == int(findings["passes"].sum())
     star = run.classes["star"]
     assert star is not None and run.classes[3].name == "star"

@@ -15,7 +15,7 @@ from probe.run import RunDir
 from probe.run import format as fmt
 
 FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
-                   "n_images", "unit", "p", "q", "excluded", "attempted", "sentence", "evidence")
+                   "n_images", "unit", "p", "q", "excluded", "attempted", "checked_by", "sentence", "evidence")
 SUMMARY_COLUMNS = ("class_index", "class_name", "status", "baseline_accuracy", "token_accuracy",
                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
                    "token_moved", "steps", "best_step", "stopped", "seconds", "passing_findings", "top_cue")
@@ -59,8 +59,10 @@ class Run:
         """Every finding, best first (pandas DataFrame; ``passes`` marks those that pass the audit's rule).
 
         Columns: class_index, class_name, cue, kind, status, passes, effect, ci_low, ci_high, n_images (pairs,
-        or images for off-object shares: see ``unit``), p, q, excluded, attempted, sentence, evidence (paths
-        relative to the run directory). Empty when the analysis did not run.
+        or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
+        generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
+        bars has status "unverified" and does not pass), sentence, evidence (paths relative to the run directory).
+        Empty when the analysis did not run.
         """
         import pandas as pd
 
