@@ -14,7 +14,6 @@ test make the generator fail an intervention (drop a cue, lose the object).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -234,11 +233,12 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
     """A finished run directory in docs/run-format.md's layout, with gallery images from ``generator``."""
     from safetensors.torch import save_file
 
+    from probe.run import RunDir
+
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"format_version": 1, "audit": {"token": {"steps": 4, "guidance_scale": 2.0}},
-                                                 "generator": {"source": "fake"}}))
-    (run / "labels.json").write_text(json.dumps(CLASSES))
-    rows = ["class_index,class_name,slug,status,baseline_accuracy,token_accuracy"]
+    owner = RunDir(run)  # the fixture writes through the run's owner, as an audit does
+    owner.write_config({"audit": {"token": {"steps": 4, "guidance_scale": 2.0}}, "generator": {"source": "fake"}})
+    owner.write_labels(CLASSES)
     seeds = list(range(1000, 1000 + n_seeds))
     for ci, tok in tokens.items():
         name = CLASSES[ci]
@@ -276,7 +276,6 @@ def write_run(run: Path, generator: FakeGenerator, classifier: nn.Module, *, tok
         }
         if moved is not None and ci in moved:
             metrics["token_change"] = {"moved": bool(moved[ci])}
-        (d / "metrics.json").write_text(json.dumps(metrics))
-        rows.append(f"{ci},{name},{name},done,{metrics['baseline']['accuracy']},{metrics['token']['accuracy']}")
-    (run / "summary.csv").write_text("\n".join(rows) + "\n")
+        owner.write_metrics(d, metrics)
+    owner.write_summary()
     return run

@@ -40,7 +40,7 @@ def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_s
                 analysis: AnalysisConfig | None = None, model: str | Path | None = None) -> AuditConfig:
     """The demo's settings, measured on 2 CPU cores (see README).
 
-    6 sampling steps, lr 0.01, cross-entropy with at least 3 updates (fewer when ``max_steps`` is at most 3),
+    DEMO_STEPS sampling steps (5), lr 0.01, cross-entropy with at least 3 updates (fewer when ``max_steps`` is at most 3),
     and a stop on mean target probability
     > 0.95: every class's token moves (Adam's steps do not shrink with the gradient), also where the
     classifier already accepts the baseline images (the paper's accuracy stop would keep the initial word). ``model`` audits another world
