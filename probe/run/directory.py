@@ -41,6 +41,8 @@ SUMMARY = "summary.csv"
 FINDINGS = "findings.json"
 FINDINGS_TABLE = "findings.parquet"
 ANALYSIS = "analysis.json"
+CONFIRMATION = "confirmation.json"  # the findings checked on the user's own images (probe confirm)
+CONFIRMATION_DIR = "confirmation"  # its example thumbnails
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 TOKEN = "token.safetensors"
@@ -392,6 +394,27 @@ class RunDir:
         """:meth:`read_analysis_summary` as the dict analysis.json holds."""
         record = self.read_analysis_summary()
         return None if record is None else record.to_dict()
+
+    def write_confirmation(self, confirmation) -> Path:
+        """confirmation.json: a ``probe.run.confirmation.Confirmation`` (a dict is made into one and checked first)."""
+        from probe.run.confirmation import Confirmation
+
+        if not isinstance(confirmation, Confirmation):
+            confirmation = Confirmation.from_dict(_normalised(confirmation), self.root / CONFIRMATION)
+        data = _normalised(confirmation.to_dict())
+        Confirmation.from_dict(data, self.root / CONFIRMATION)  # written only as the reader will accept it
+        return write_json(self.root / CONFIRMATION, data)
+
+    def read_confirmation(self, on_error: Callable[[str], None] | None = None):
+        """confirmation.json as its record (``probe.run.confirmation.Confirmation``, checked); None when absent
+        (`probe confirm` has not run); RunError naming the field (with ``on_error``: passed to it, None)."""
+        from probe.run.confirmation import Confirmation
+
+        def read():
+            data = load_json(self.root / CONFIRMATION)
+            return None if data is None else Confirmation.from_dict(data, self.root / CONFIRMATION)
+
+        return _policy(read, on_error)
 
     # ------------------------------------------------------------------ locks: one protocol for every writer
     # Every writer (a full audit, each --shard, each Ray worker, probe report's analysis) follows it:

@@ -1,0 +1,96 @@
+"""The statistics of a real-data confirmation: two independent proportions (a slice with the cue against one without).
+
+- :func:`wilson`: the Wilson score interval of one proportion.
+- :func:`newcombe`: Newcombe's hybrid score interval (his method 10) for the difference of two independent
+  proportions, built from the two Wilson intervals; it stays inside [-1, 1] and behaves at 0 and n.
+- :func:`fisher_exact`: the two-sided Fisher exact test of a 2x2 table (the sum of the hypergeometric
+  probabilities no larger than the observed one's), exact at any slice size.
+- :func:`mean_difference`: a difference of two means (mean P(class)) with a Welch normal interval.
+- :func:`images_to_decide`: how many images per slice a two-proportion test needs to see a gap of a given size
+  (normal approximation, two-sided level ``alpha``, power ``power``): what "not seen in your data" asks for.
+
+Pure Python (no scipy): the project's environment does not carry it.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+__all__ = ["wilson", "newcombe", "fisher_exact", "mean_difference", "images_to_decide"]
+
+_Z = NormalDist()
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence {confidence!r} must be between 0 and 1, e.g. 0.95")
+    return _Z.inv_cdf(0.5 + confidence / 2)
+
+
+def wilson(x: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``x`` successes in ``n``; (0, 1) when ``n`` is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = _z(confidence)
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(p1 - p2, low, high): Newcombe's hybrid score interval for the difference of two independent proportions."""
+    if n1 <= 0 or n2 <= 0:
+        return float("nan"), -1.0, 1.0
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson(x1, n1, confidence)
+    l2, u2 = wilson(x2, n2, confidence)
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return d, max(-1.0, low), min(1.0, high)
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fisher_exact(x1: int, n1: int, x2: int, n2: int) -> float:
+    """Two-sided p-value of Fisher's exact test for x1/n1 against x2/n2 (1.0 when a slice is empty)."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    total, successes = n1 + n2, x1 + x2
+    low, high = max(0, successes - n2), min(successes, n1)
+
+    def log_p(k: int) -> float:
+        return _log_choose(n1, k) + _log_choose(n2, successes - k) - _log_choose(total, successes)
+
+    observed = log_p(x1)
+    p = sum(math.exp(lp) for k in range(low, high + 1) if (lp := log_p(k)) <= observed + 1e-7)
+    return min(1.0, p)
+
+
+def mean_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), low, high) with a Welch normal interval; NaNs when a side has fewer than 2 values."""
+    if len(a) < 2 or len(b) < 2:
+        d = (sum(a) / len(a) - sum(b) / len(b)) if a and b else float("nan")
+        return d, float("nan"), float("nan")
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((v - ma) ** 2 for v in a) / (len(a) - 1)
+    vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1)
+    half = _z(confidence) * math.sqrt(va / len(a) + vb / len(b))
+    return ma - mb, ma - mb - half, ma - mb + half
+
+
+def images_to_decide(p1: float, gap: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Images per slice a two-sided two-proportion test at ``alpha`` needs to see ``p1`` against ``p1 - gap`` with
+    probability ``power`` (the usual normal-approximation formula, rounded up)."""
+    p1 = min(0.99, max(0.01, p1))
+    p2 = min(0.99, max(0.01, p1 - gap))
+    if abs(p1 - p2) < 1e-9:
+        p2 = max(0.01, p1 - 0.05) if p1 > 0.5 else min(0.99, p1 + 0.05)
+    za, zb = _Z.inv_cdf(1 - alpha / 2), _Z.inv_cdf(power)
+    mean = (p1 + p2) / 2
+    n = (za * math.sqrt(2 * mean * (1 - mean)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
+    return int(math.ceil(n))
