@@ -11,11 +11,16 @@ from dataclasses import asdict, dataclass, field
 from probe.analysis.errors import AnalysisError
 from probe.errors import settings_from_dict
 from probe.analysis.policy import Thresholds
+from probe.analysis.stats import FDR_FAMILIES
 
 METHODS = ("integrated_gradients", "grad_cam", "occlusion")
+CARRIER_SOURCES = ("auto", "spread", "confusers")
+#: Above this many classes, "auto" takes each class's confusers as carriers and one FDR family per class.
+MANY_CLASSES = 20
 #: The settings that decide which images a test's pairs are made of: two analyses can be paired pair by pair
 #: (``confirm_like``, ``probe compare``) only when these agree.
 PAIRING_FIELDS = ("seed", "screen_seeds", "necessity_screen_seeds", "screen_extend", "confirm_round", "n_carriers", "carriers",
+                  "carrier_source",
                   "carrier_template", "necessity_templates", "steps", "guidance_scale", "stated_contexts")
 
 
@@ -35,8 +40,14 @@ class AnalysisConfig:
     attribution_layer: str | None = None
     ig_steps: int = 16
     sufficiency: bool = True
-    carriers: tuple[str, ...] | None = None  # neutral object phrases; default: a few class names
+    carriers: tuple[str, ...] | None = None  # neutral object phrases; default: a few class names (carrier_source)
     n_carriers: int = 4
+    # where the sufficiency carriers come from when ``carriers`` is unset: "spread", n_carriers class names spread
+    # over the label list, shared by every class; "confusers", each class's n_carriers nearest confusers by the
+    # classifier's own confusion on the class's baseline images (probe/analysis/confusers.py), and the counter rule
+    # then looks at those confusers only; "auto", confusers for a classifier with more than MANY_CLASSES classes,
+    # spread otherwise, so the 6-class world and the demo keep their behaviour (see carrier_source_for)
+    carrier_source: str = "auto"
     carrier_template: str = "a photo of a {}"
     screen_seeds: int = 2  # screening seeds per carrier (sufficiency)
     # screening seeds per prompt (necessity): a necessity screen has one pair per seed and prompt, so 2 seeds
@@ -72,6 +83,11 @@ class AnalysisConfig:
     guidance_scale: float | None = None
     n_evidence: int = 4
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # the false-discovery-rate family (probe.analysis.stats.FDR_FAMILIES): "audit", one family over the audit's
+    # confirmed tests (thresholds.fdr_method); "per-class", one family per class, classes selected by
+    # Benjamini-Hochberg over their Simes p-values, then thresholds.fdr_method within each selected class at
+    # q x selected / all (Benjamini-Bogomolov); "auto", per-class above MANY_CLASSES classes (see fdr_family)
+    fdr: str = "auto"
     # another run directory analysed with the same seeds: the tests it confirmed are confirmed here too, on as
     # many pairs, so that `probe compare OTHER THIS` has shared pairs to test the change on
     confirm_like: str | None = None
@@ -108,8 +124,33 @@ class AnalysisConfig:
         if not isinstance(self.concepts, str) or not self.concepts.strip():
             raise AnalysisError(f"--concepts {self.concepts!r} must name a CLIP or SigLIP model (hub id or folder), "
                                 "'auto' or 'none'")
+        if self.carrier_source not in CARRIER_SOURCES:
+            raise AnalysisError(f"carrier_source={self.carrier_source!r} is not one of {CARRIER_SOURCES}; 'auto' takes "
+                                f"each class's confusers above {MANY_CLASSES} classes, a spread of class names otherwise.")
+        if self.fdr not in ("auto",) + FDR_FAMILIES:
+            raise AnalysisError(f"fdr={self.fdr!r} is not one of {('auto',) + FDR_FAMILIES}; 'auto' uses one family per "
+                                f"class above {MANY_CLASSES} classes, one over the audit otherwise.")
         if not 0 < self.target_halfwidth <= 1:
             raise AnalysisError(f"target_halfwidth={self.target_halfwidth} must lie in (0, 1].")
+
+    def carrier_source_for(self, n_classes: int) -> str:
+        """The carriers a classifier with ``n_classes`` classes gets: "given" (``carriers`` set), else
+        ``carrier_source`` with "auto" resolved: "confusers" above :data:`MANY_CLASSES` classes, where a class name
+        spread over the list is one the class is never confused with (P(tabby | a tench on a sofa) stays near 0
+        whatever the cue), "spread" up to it (the 6-class world and ``probe demo`` keep their exact behaviour)."""
+        if self.carriers:
+            return "given"
+        if self.carrier_source != "auto":
+            return self.carrier_source
+        return "confusers" if n_classes > MANY_CLASSES else "spread"
+
+    def fdr_family(self, n_classes: int) -> str:
+        """The false-discovery-rate family for a classifier with ``n_classes`` classes: ``fdr`` with "auto"
+        resolved, "per-class" above :data:`MANY_CLASSES` classes (Benjamini–Yekutieli over tens of thousands of
+        tests leaves little power), "audit" up to it (unchanged for the world and the demo)."""
+        if self.fdr != "auto":
+            return self.fdr
+        return "per-class" if n_classes > MANY_CLASSES else "audit"
 
     def replace(self, **changes) -> "AnalysisConfig":
         from dataclasses import replace

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,15 +34,15 @@ import torch
 from probe.analysis._util import load_png
 from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token, mean_iou
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
-from probe.analysis.cues import Cue, default_cues, load_cues
+from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
-from probe.analysis.plan import Test, choose_carriers, confirm_round, confirmed_enough, finished_classes, set_up
+from probe.analysis.plan import Test, class_carriers, confirm_round, confirmed_enough, finished_classes, set_up
 from probe.analysis.policy import EXCLUDED_LIMIT, checked, describe_rule, verdict
 from probe.analysis.sample import Sample
-from probe.analysis.stats import apply_fdr
+from probe.analysis.stats import fdr_family_q
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.domains import domain_for
@@ -103,61 +104,14 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         if screened is not None:
             off_object.append(screened)
 
-    # 4. screening ---------------------------------------------------------------------------------
+    # 4-5. the cue tests: screening, then confirmation of the candidates on fresh pairs ------------------
+    carriers = class_carriers(cfg, labels, objects, classes)
+    cue_tests = run_cue_tests(cfg, lab, classes, cues, labels, carriers, generator=generator,
+                              object_attribute=object_attribute, object_of=object_of, evidence_root=run.root,
+                              scorer=scorer, say=say, notes=notes, timings=timings)
+    tests, candidates, added, suspects, like = (cue_tests.tests, cue_tests.candidates, cue_tests.added,
+                                                cue_tests.suspects, cue_tests.like)
     t0 = time.perf_counter()
-    tests: list[Test] = []
-    screen_seeds = list(range(cfg.seed, cfg.seed + cfg.screen_seeds))
-    carriers = choose_carriers(cfg, labels, objects)
-    suspects: dict[int, set[str]] = {}
-    if cfg.sufficiency:
-        say(f"analysis: screening sufficiency, {len(cues)} cues x {len(carriers)} carriers x {len(screen_seeds)} seeds")
-        # every class's probability from one pass: the audited classes' tests, and the counter rule below
-        all_classes = list(range(len(labels))) if labels else [c.index for c in classes]
-        samples = lab.batched(lambda: measure_sufficiency(
-            lab, cues, all_classes, carriers, screen_seeds, template=cfg.carrier_template,
-            object_attribute=object_attribute or "object", evidence_dir=run.root / "analysis" / "cues",
-            n_evidence=cfg.n_evidence))
-        for cls in classes:
-            for cue in cues:
-                tests.append(Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]))
-        suspects = _suspect_counters(cfg, cues, samples, classes, all_classes)
-    timings["screen_sufficiency"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if cfg.necessity:
-        necessity_seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
-        say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
-        found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
-                                                               object_attribute, object_of))
-        extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
-        if extended:
-            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous and got more pairs")
-        tests += found
-        notes += skipped
-    timings["screen_necessity"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if cfg.token_shift and scorer is not None:
-        for cls in classes:
-            if cls.moved is False:
-                notes.append(f"class {cls.index}: token unchanged (the classifier already accepts the baseline images); "
-                             "no token-shift finding is derived from it")
-                continue
-            samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
-            tests += [Test("token-shift", cls, cue, samples[cue.name]) for cue in cues if cue.name in samples]
-    elif cfg.token_shift:
-        notes.append("token-shift skipped: no concept model (pass --concepts with a CLIP or SigLIP model)")
-    timings["screen_token_shift"] = time.perf_counter() - t0
-
-    # 5. confirmation on fresh pairs ----------------------------------------------------------------
-    t0 = time.perf_counter()
-    sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
-    like = _confirmed_in(cfg, labels) if cfg.confirm_like else {}  # {test key: pairs the other run attempted}
-    candidates = [t for t in tests if _candidate(cfg, t, sufficiency_screens)]
-    chosen = {id(t) for t in candidates}
-    added = [t for t in tests if t.key in like and id(t) not in chosen]  # pre-stated by the other run, not selected here
-    candidates += added
-    if cfg.confirm and candidates:
-        say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
-        _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
     off_candidates = [t for t in off_object if t.candidate(cfg)] if cfg.confirm else []
     if off_candidates:
         say(f"analysis: confirming off-object attribution for {len(off_candidates)} classes on fresh token images")
@@ -172,15 +126,13 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                                       "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, "stage": "confirm",
                                       "values": list(test.confirm.values), "screen": info.get("off_object")}
         timings["off_object_confirm"] = time.perf_counter() - t1
-    timings["confirm"] = time.perf_counter() - t0
+    timings["confirm"] = timings.get("confirm", 0.0) + time.perf_counter() - t0
 
     # 6. decide: FDR across the audit's confirmed tests (cue tests and off-object alike), then the rule ----
     confirmed = [t for t in candidates if t.confirm is not None and t.confirm.n > 0]
     off_confirmed = [t for t in off_object if t.confirm is not None and t.confirm.effect.n > 0]
-    effects = apply_fdr([t.confirm.effect() for t in confirmed] + [t.confirm.effect for t in off_confirmed],
-                        method=cfg.thresholds.fdr_method)
-    for test, effect in zip(confirmed + off_confirmed, effects):
-        test.effect = effect
+    family = cfg.fdr_family(len(labels) or len(classes))
+    decide_q(cfg, family, confirmed, off_confirmed)
     for test in off_object:
         if test.effect is not None:
             per_class[str(test.cls.index)]["off_object"]["q"] = test.effect.q
@@ -203,7 +155,10 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     timings["total"] = time.perf_counter() - started
     analysis = {
         "config": cfg.to_dict(),
-        "rule": describe_rule(cfg.thresholds),
+        "rule": describe_rule(cfg.thresholds, family=family),
+        "fdr_family": family,
+        "carriers": {"source": cfg.carrier_source_for(len(labels) or len(classes)),
+                     "per_class": {str(c): [k.text for k in v] for c, v in carriers.items()}},
         "cues": {"source": cue_source, "count": len(cues), "list": [c.to_dict() for c in cues]},
         "domain": domain.name if domain is not None else None,
         "concept_scorer": type(scorer).__name__ if scorer is not None else None,
@@ -238,6 +193,126 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
 
 # ------------------------------------------------------------------------------- steps 4-6 helpers
+@dataclass
+class CueTests:
+    """Steps 4-5 for the cue tests: every screened test, the candidates (``added``: those only ``confirm_like``
+    asked for), the counters dropped per class ({class index: templates}) and the other run's confirmed tests."""
+
+    tests: list[Test]
+    candidates: list[Test]
+    added: list[Test]
+    suspects: dict[int, set[str]]
+    like: dict
+
+
+def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: list[Cue], labels: list[str],
+                  carriers: dict[int, list[Carrier]], *, generator, object_attribute, object_of, evidence_root: Path,
+                  scorer=None, say=None, notes: list[str] | None = None, timings: dict | None = None) -> CueTests:
+    """Steps 4 and 5 for the cue tests: screen every (class, cue), then confirm the candidates on fresh pairs.
+
+    Every image it needs comes from ``lab.observe``: the seam the whole-engine simulation
+    (benchmarks/engine_null.py) drives with synthetic observations, so that it runs this very code.
+    ``carriers``: each class's sufficiency carriers (:func:`probe.analysis.plan.class_carriers`); when every class
+    has the same list (``carrier_source`` "spread") one shared pass serves every class, as before confusers.
+
+    4a. sufficiency: one shared pass (spread carriers) or one pass per class on its confusers; then the counter
+        rule, against every class (spread) or the class's confusers only;
+    4b. necessity, with adaptive screening of the ambiguous screens;
+    4c. token shift on the run's own evaluation images (needs ``scorer``);
+    5.  the candidates, confirmed round by round on fresh seeds.
+    """
+    say = say if callable(say) else (lambda _line: None)
+    notes = [] if notes is None else notes
+    timings = {} if timings is None else timings
+    # 4a. sufficiency
+    t0 = time.perf_counter()
+    tests: list[Test] = []
+    screen_seeds = list(range(cfg.seed, cfg.seed + cfg.screen_seeds))
+    suspects: dict[int, set[str]] = {}
+    shared = len({id(v) for v in carriers.values()}) <= 1
+    if cfg.sufficiency and shared:
+        one = next(iter(carriers.values()), [])
+        say(f"analysis: screening sufficiency, {len(cues)} cues x {len(one)} carriers x {len(screen_seeds)} seeds")
+        # every class's probability from one pass: the audited classes' tests, and the counter rule below
+        all_classes = list(range(len(labels))) if labels else [c.index for c in classes]
+        samples = lab.batched(lambda: measure_sufficiency(
+            lab, cues, all_classes, one, screen_seeds, template=cfg.carrier_template,
+            object_attribute=object_attribute or "object", evidence_dir=evidence_root / "analysis" / "cues",
+            n_evidence=cfg.n_evidence))
+        for cls in classes:
+            for cue in cues:
+                tests.append(Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]))
+        suspects = _suspect_counters(cfg, cues, samples, classes, all_classes)
+    elif cfg.sufficiency:
+        say(f"analysis: screening sufficiency on each class's confusers, {len(cues)} cues x {len(classes)} classes "
+            f"x {cfg.n_carriers} carriers x {len(screen_seeds)} seeds")
+
+        def per_class():  # the class and its confusers, read from the class's own carrier images
+            return [measure_sufficiency(
+                lab, cues, [cls.index] + [k.class_index for k in carriers[cls.index] if k.class_index is not None],
+                carriers[cls.index], screen_seeds, template=cfg.carrier_template,
+                object_attribute=object_attribute or "object", evidence_dir=cls.dir / "analysis" / "cues",
+                n_evidence=cfg.n_evidence) for cls in classes]
+
+        for cls, samples in zip(classes, lab.batched(per_class)):
+            tests += [Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]) for cue in cues]
+            confusers = [k.class_index for k in carriers[cls.index] if k.class_index is not None]
+            suspects.update(_suspect_counters(cfg, cues, samples, [cls], [cls.index] + confusers))
+    timings["screen_sufficiency"] = time.perf_counter() - t0
+    # 4b. necessity
+    t0 = time.perf_counter()
+    if cfg.necessity:
+        necessity_seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
+        say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
+        found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
+                                                               object_attribute, object_of))
+        extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
+        if extended:
+            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous and got more pairs")
+        tests += found
+        notes += skipped
+    timings["screen_necessity"] = time.perf_counter() - t0
+    # 4c. token shift
+    t0 = time.perf_counter()
+    if cfg.token_shift and scorer is not None:
+        for cls in classes:
+            if cls.moved is False:
+                notes.append(f"class {cls.index}: token unchanged (the classifier already accepts the baseline images); "
+                             "no token-shift finding is derived from it")
+                continue
+            samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
+            tests += [Test("token-shift", cls, cue, samples[cue.name]) for cue in cues if cue.name in samples]
+    elif cfg.token_shift:
+        notes.append("token-shift skipped: no concept model (pass --concepts with a CLIP or SigLIP model)")
+    timings["screen_token_shift"] = time.perf_counter() - t0
+    # 5. confirmation on fresh pairs
+    t0 = time.perf_counter()
+    sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
+    like = _confirmed_in(cfg, labels) if cfg.confirm_like else {}  # {test key: pairs the other run attempted}
+    candidates = [t for t in tests if _candidate(cfg, t, sufficiency_screens)]
+    chosen = {id(t) for t in candidates}
+    added = [t for t in tests if t.key in like and id(t) not in chosen]  # pre-stated by the other run, not selected here
+    candidates += added
+    if cfg.confirm and candidates:
+        say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
+        _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
+    timings["confirm"] = time.perf_counter() - t0
+    return CueTests(tests, candidates, added, suspects, like)
+
+
+def decide_q(cfg: AnalysisConfig, family: str, confirmed: list[Test], off_confirmed: list = ()) -> None:
+    """Step 6's multiplicity: q-values over the confirmed tests (cue tests and off-object alike), set on each
+    test's ``effect``, under ``family`` (:data:`probe.analysis.stats.FDR_FAMILIES`: one family over the audit, or
+    one per class with Benjamini–Bogomolov selection). The pass rule (``_finding``) reads them."""
+    off_confirmed = list(off_confirmed)
+    tested = list(confirmed) + off_confirmed
+    effects = [t.confirm.effect() for t in confirmed] + [t.confirm.effect for t in off_confirmed]
+    qs = fdr_family_q(effects, [t.cls.index for t in tested], family=family, q=cfg.thresholds.fdr_q,
+                      method=cfg.thresholds.fdr_method)
+    for test, effect in zip(tested, qs):
+        test.effect = effect
+
+
 def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute, object_value) -> dict[str, Sample]:
     """Token-shift screening on the run's own evaluation images (paired by prompt index and seed)."""
     records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
@@ -372,9 +447,10 @@ def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generato
     return len(extended)
 
 
-def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers, generator, object_attribute: str,
-                 object_of, like: dict | None = None) -> None:
-    """Confirmation rounds over all candidates at once (one batched generation per round).
+def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers: dict[int, list[Carrier]], generator,
+                 object_attribute: str, object_of, like: dict | None = None) -> None:
+    """Confirmation rounds over all candidates at once (one batched generation per round); ``carriers``: each
+    class's sufficiency carriers.
 
     ``like`` ({test key: pairs attempted}, from ``confirm_like``): such a test goes on, futility aside, until it
     has attempted as many pairs as the other run did (its rounds use the same seeds), so the two can be paired.
@@ -386,7 +462,7 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
         # fresh seeds, shared by the candidates of one kind: their common arms (carriers without a cue, one
         # class's token images) are generated once; Benjamini-Yekutieli allows the dependence
         samples = lab.batched(lambda: [
-            confirm_round(cfg, lab, t, carriers, generator, object_attribute, object_of(t.cls),
+            confirm_round(cfg, lab, t, carriers[t.cls.index], generator, object_attribute, object_of(t.cls),
                            seeds_from=cfg.seed + 100_000 * (1 + kinds.index(t.kind)) + 1000 * round_no)
             for t in active])
         still = []

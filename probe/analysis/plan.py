@@ -9,7 +9,8 @@ hypothesised effect means what the audit's effects mean:
 3. :func:`set_up`: the intervention check (a domain's oracles, or a concept model: CLIP or SigLIP), the
    stated contexts and the :class:`~probe.analysis.lab.Lab` that generates, checks and classifies: a
    :class:`Setup`.
-4. :func:`choose_carriers`: the neutral objects a sufficiency cue is added to.
+4. :func:`choose_carriers`: the neutral objects a sufficiency cue is added to; :func:`class_carriers`: each
+   class's (a spread of class names shared by all, or the class's own nearest confusers).
 5. :func:`confirm_round`: one round of fresh pairs for one :class:`Test`;
    :func:`confirmed_enough`: whether a test's confirmation may stop (enough pairs and a tight interval,
    the budget spent, or futility).
@@ -24,6 +25,7 @@ import numpy as np
 
 from probe.analysis.class_evidence import ClassRun, load_token
 from probe.analysis.config import AnalysisConfig
+from probe.analysis.confusers import confusers
 from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Carrier, Cue
 from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
@@ -36,7 +38,7 @@ from probe.analysis.token_shift import shift_samples
 from probe.run import RunConfig, RunDir
 from probe.run.records import UNCHECKED
 
-__all__ = ["Setup", "Test", "choose_carriers", "confirm_round", "confirmed_enough", "finished_classes",
+__all__ = ["Setup", "Test", "choose_carriers", "class_carriers", "confirm_round", "confirmed_enough", "finished_classes",
            "generation_settings", "set_up"]
 
 
@@ -105,6 +107,36 @@ def choose_carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str]) -
             seen.add(i)
             out.append(carrier(n, i))
     return out
+
+
+def class_carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str],
+                   classes: list[ClassRun]) -> dict[int, list[Carrier]]:
+    """Each class's sufficiency carriers, {class index: carriers}, by ``cfg.carrier_source_for(len(labels))``:
+
+    - "given" or "spread": :func:`choose_carriers`, one list shared by every class (the same object: the engine
+      then measures every class in one pass, as before confusers existed);
+    - "confusers": the class's ``cfg.n_carriers`` nearest confusers (:func:`probe.analysis.confusers.confusers`,
+      from the run's saved top-k on the class's baseline images), topped up from the spread list when the saved
+      top-k names fewer (the class itself never carries its own test).
+    """
+    spread = choose_carriers(cfg, labels, objects)
+    if cfg.carrier_source_for(len(labels)) != "confusers":
+        return {cls.index: spread for cls in classes}
+    out: dict[int, list[Carrier]] = {}
+    for cls in classes:
+        near = confusers(cls.metrics, cls.index, len(labels), cfg.n_carriers)
+        chosen = [_carrier(object_name(labels[i]), i, objects) for i in near]
+        for extra in spread:
+            if len(chosen) >= cfg.n_carriers:
+                break
+            if extra.class_index != cls.index and extra.class_index not in near:
+                chosen.append(extra)
+        out[cls.index] = chosen
+    return out
+
+
+def _carrier(text: str, index: int | None, objects: set[str]) -> Carrier:
+    return Carrier(text, index, text if text in objects else None)
 
 
 @dataclass

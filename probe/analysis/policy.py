@@ -135,21 +135,34 @@ class Thresholds:
         return False, None
 
 
-def describe_rule(thresholds: Thresholds) -> str:
+def describe_rule(thresholds: Thresholds, family: str = "audit") -> str:
     """What "passes" means under ``thresholds``, in the words the report, the README and the docs use.
 
     Exactly what the code tests (:meth:`Thresholds.judge_q`), including what it does not test: the null
     hypothesis is "effect = 0", not "effect below the bar", so the bar applies to the point estimate.
+    ``family`` (``AnalysisConfig.fdr_family``): "audit", one false-discovery-rate family over the audit's
+    confirmed tests; "per-class", one per class with the classes selected first (Benjamini–Bogomolov), whose
+    guarantee is a different one and is said so.
     """
     t = thresholds
     method = {"by": "Benjamini–Yekutieli", "bh": "Benjamini–Hochberg"}[t.fdr_method]
     dependence = "valid for dependent tests" if t.fdr_method == "by" else "assuming independent or positively related tests"
     either = f" (either way for {', '.join(t.two_sided_kinds)})" if t.two_sided_kinds else ""
+    if family == "per-class":
+        control = (f"per-class selective inference (Benjamini–Bogomolov): a class is selected when Benjamini–Hochberg "
+                   f"over the classes' Simes p-values keeps it at {t.fdr_q:g}, then {method} within each selected "
+                   f"class at {t.fdr_q:g} × selected classes / classes tested; it keeps the expected share of selected "
+                   f"classes with no real effect, and the average over selected classes of the share of false findings "
+                   f"within a class, at most {t.fdr_q:g} when the classes' tests are independent of each other — not "
+                   f"the share of false findings over the whole audit; screening chose which tests to confirm and is "
+                   f"not part of the families")
+    else:
+        control = (f"{method} false-discovery-rate control over the audit's confirmed tests, {dependence}; screening "
+                   f"chose which tests to confirm and is not part of that family")
     return (
         f"A finding passes when, on at least {t.min_pairs} fresh image pairs (images, for off-object) that played no "
-        f"part in choosing it, its effect differs from 0 with a q-value of at most {t.fdr_q:g} ({method} "
-        f"false-discovery-rate control over the audit's confirmed tests, {dependence}; screening chose which tests to "
-        f"confirm and is not part of that family) and its point estimate is at least {t.min_effect:g} in the claimed "
+        f"part in choosing it, its effect differs from 0 with a q-value of at most {t.fdr_q:g} ({control}) "
+        f"and its point estimate is at least {t.min_effect:g} in the claimed "
         f"direction{either}. The test is of 'no effect', not of 'effect below {t.min_effect:g}': a passing effect near "
         f"the bar may truly be smaller (its interval says how much smaller), and passing estimates can lean upward because "
         f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak. A "

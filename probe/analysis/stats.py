@@ -50,8 +50,12 @@ import numpy as np
 from probe.analysis.errors import AnalysisError
 
 __all__ = [
+    "FDR_FAMILIES",
     "FDR_METHODS",
+    "benjamini_bogomolov",
     "binomial_interval",
+    "fdr_family_q",
+    "simes",
     "Effect",
     "apply_fdr",
     "fdr",
@@ -616,3 +620,77 @@ def apply_fdr(effects, *, method: str = "by") -> list[Effect]:
     effects = list(effects)
     qv, _ = fdr([e.p for e in effects], method=method)
     return [replace(e, q=float(qi)) for e, qi in zip(effects, qv)]
+
+
+# ----------------------------------------------------------------------------- families of tests
+
+#: How the confirmed tests are grouped for false-discovery-rate control (``AnalysisConfig.fdr``):
+#: "audit", one family over the whole audit (:func:`apply_fdr`); "per-class", one family per class with the
+#: classes selected first (:func:`benjamini_bogomolov`), which keeps power when there are thousands of tests.
+FDR_FAMILIES = ("audit", "per-class")
+
+
+def simes(pvalues) -> float:
+    """Simes' p-value of "no test in the family has an effect": min over j of m p_(j) / j (NaN ignored)."""
+    p = np.sort(np.asarray([x for x in pvalues if not math.isnan(x)], dtype=np.float64))
+    if p.size == 0:
+        return _NAN
+    return float(min(1.0, np.min(p * p.size / np.arange(1, p.size + 1))))
+
+
+def benjamini_bogomolov(pvalues, families, q: float = 0.05, method: str = "by") -> tuple[np.ndarray, np.ndarray]:
+    """Selective inference over families (Benjamini & Bogomolov 2014): (adjusted values, rejections) at level ``q``.
+
+    1. Each family's p-value is Simes' (:func:`simes`) over its tests (NaN p-values are left out, as in :func:`fdr`).
+    2. The families are selected by Benjamini–Hochberg over those M family p-values at level ``q``: R of M.
+    3. Within each selected family the tests are rejected by ``method`` ("bh" or "by") at level ``q * R / M``.
+
+    Guarantee: the expected share of selected families with no effect at all is at most ``q`` (step 2), and the
+    expected *average over the selected families* of the share of false rejections within a family is at most
+    ``q`` when the families are independent of each other (with "by", whatever the dependence within a family).
+
+    The adjusted value of a test is ``max(q_family, q_within * M / R)`` capped at 1 (1 when no family is selected),
+    so that it is at most ``q`` exactly when the test is rejected. Unlike a q-value it is tied to the level ``q``
+    the families were selected at (R depends on it): compare it with that level only.
+    """
+    if not 0.0 < q < 1.0:
+        raise AnalysisError(f"q={q} must lie in (0, 1); 0.05 keeps the expected share of false findings at 5%.")
+    if method not in FDR_METHODS:
+        raise AnalysisError(f"method={method!r} is not one of {FDR_METHODS} (Benjamini–Hochberg, Benjamini–Yekutieli).")
+    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
+    fam = list(families)
+    if len(fam) != p.size:
+        raise AnalysisError(f"families has {len(fam)} entries for {p.size} p-values; give one family per test.")
+    names = list(dict.fromkeys(f for f, x in zip(fam, p) if not math.isnan(x)))
+    out = np.full(p.shape, _NAN)
+    rejected = np.zeros(p.shape, dtype=bool)
+    if not names:
+        return out, rejected
+    members = {f: [i for i, g in enumerate(fam) if g == f and not math.isnan(p[i])] for f in names}
+    # 1-2. the families' Simes p-values, selected by Benjamini-Hochberg
+    family_q, selected = fdr([simes(p[members[f]]) for f in names], q=q, method="bh")
+    m_families, r_families = len(names), int(selected.sum())
+    # 3. within each family, at level q R / M
+    for f, qf in zip(names, family_q):
+        idx = members[f]
+        within, _ = fdr(p[idx], q=q, method=method)
+        scaled = within * m_families / r_families if r_families else np.ones(len(idx))
+        out[idx] = np.minimum(1.0, np.maximum(qf, scaled))
+    rejected[~np.isnan(out)] = out[~np.isnan(out)] <= q
+    return out, rejected
+
+
+def fdr_family_q(effects, families, *, family: str = "audit", q: float = 0.05, method: str = "by") -> list[Effect]:
+    """Copies of ``effects`` with ``q`` set under ``family`` (:data:`FDR_FAMILIES`): "audit" is :func:`apply_fdr`
+    over them all; "per-class" is :func:`benjamini_bogomolov` with ``families`` (one label per effect: its class)."""
+    effects = list(effects)
+    if family not in _FAMILY_Q:
+        raise AnalysisError(f"fdr family {family!r} is not one of {FDR_FAMILIES}; 'audit' is one family over the audit.")
+    qv = _FAMILY_Q[family]([e.p for e in effects], list(families), q, method)
+    return [replace(e, q=float(qi)) for e, qi in zip(effects, qv)]
+
+
+_FAMILY_Q = {
+    "audit": lambda p, _families, q, method: fdr(p, q=q, method=method)[0],
+    "per-class": lambda p, families, q, method: benjamini_bogomolov(p, families, q=q, method=method)[0],
+}
