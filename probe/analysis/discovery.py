@@ -1,0 +1,171 @@
+"""Cue discovery: propose, for each class, the cues nobody listed, from what its token adds.
+
+``Discovery(check, vocabulary).propose(cls, nearest_words)`` reads the class's paired evaluation images (baseline
+prompt vs token prompt, same template and seed: what the audit already generated) and proposes cues in the
+way B2T and SpLiCE read a concept shift, except that every proposal is then *tested* like a listed cue:
+
+1. score every image against every vocabulary phrase around the class's object ("a photo of a star on grass").
+   A concept model (CLIP, SigLIP) gives logits, standardised per image over the vocabulary, so that what rises
+   is a phrase relative to the rest, not the whole image looking more like the class; the world's oracles give
+   1/0 for the phrases they can read (those that are one of the domain's cues) and nothing for the others;
+2. per phrase, the paired shift token - baseline: its mean and a paired z (mean / standard error);
+3. propose the phrases whose shift is clearly positive (z at least ``min_z``), the best of each group first,
+   at most ``per_group`` per group and ``k`` in all, leaving out cues already tested;
+4. add a phrase that holds one of the token's nearest words (a word of at least three letters), when its shift
+   is positive, as "nearest word" (at most one);
+5. give each proposal counters from its own group: the phrases of that group whose shift is lowest (the
+   domain's own counters where the proposal is one of the domain's cues).
+
+The proposals are ``Cue`` objects (category "discovered: <group>") that enter screening and confirmation with
+the listed cues, in the same false-discovery-rate family; the report tells them apart and shows why each was
+proposed (``Proposal.reason``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from probe.analysis._util import load_png
+from probe.analysis.cues import Cue
+from probe.concepts.vocabulary import Vocabulary
+
+__all__ = ["Discovery", "Proposal", "DISCOVERED", "paired_shift", "is_discovered"]
+
+DISCOVERED = "discovered"  # the category prefix of a proposed cue
+_STOP = {"the", "and", "with", "from", "for", "into", "onto", "its", "his", "her", "their", "some", "next", "made"}
+
+
+def is_discovered(cue: Cue) -> bool:
+    return str(cue.category).startswith(DISCOVERED)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed cue and why: the paired shift of its phrase (``shift``: mean, ``z``: mean / standard error)."""
+
+    cue: Cue
+    group: str
+    phrase: str
+    shift: float
+    z: float
+    n_pairs: int
+    reason: str  # "score shift" or "nearest word '...'"
+
+    def to_dict(self) -> dict:
+        return {"cue": self.cue.name, "group": self.group, "phrase": self.phrase, "shift": round(self.shift, 4),
+                "z": None if not math.isfinite(self.z) else round(self.z, 2), "n_pairs": self.n_pairs,
+                "reason": self.reason, "template": self.cue.template, "counters": list(self.cue.counters)}
+
+    def __repr__(self) -> str:
+        return f"Proposal({self.cue.name!r}, {self.group}, shift {self.shift:+.2f}, z {self.z:.1f}, {self.reason})"
+
+
+def paired_shift(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the mean of ``after - before`` over rows and its paired z (mean / standard error; +inf for a
+    constant positive shift, 0 for none). NaN columns (unreadable phrases) stay NaN."""
+    d = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    n = d.shape[0]
+    mean = d.mean(axis=0) if n else np.full(d.shape[1], np.nan)
+    sd = d.std(axis=0, ddof=1) if n > 1 else np.zeros(d.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, mean / (sd / math.sqrt(max(n, 1))), np.where(mean > 0, np.inf, np.where(mean < 0, -np.inf, 0.0)))
+    z = np.where(np.isnan(mean), np.nan, z)
+    return mean, z
+
+
+class Discovery:
+    """Proposes cues for a class from a check that can score phrases.
+
+    ``check``: the run's intervention check — a :class:`probe.analysis.checks.ConceptModelCheck` (its ``model``
+    scores phrases) or an :class:`probe.analysis.checks.OracleCheck` (reads the domain's attributes; ``known``
+    names the domain's cues, the only phrases it can read). ``listed``: the cues already tested (never proposed
+    again).
+    """
+
+    def __init__(self, check, vocabulary: Vocabulary, *, listed: list[Cue] = (), known: list[Cue] = (),
+                 k: int = 3, per_group: int = 1, min_z: float = 3.0, subject_template: str = "a photo of a {}"):
+        self.check, self.vocabulary = check, vocabulary
+        self.listed = {c.template for c in listed}
+        self.known = {c.template: c for c in known}
+        self.k, self.per_group, self.min_z = int(k), int(per_group), float(min_z)
+        self.subject_template = subject_template
+
+    # 1. scores -------------------------------------------------------------------------------------------
+    def scores(self, images01: torch.Tensor, subject: str) -> np.ndarray:
+        """(images, phrases): standardised logits of a concept model, or the oracles' 1/0 (NaN: unreadable)."""
+        model = getattr(self.check, "model", None)
+        if model is not None and hasattr(model, "score"):
+            texts = [self.subject_template.format(p.text(subject)) for p in self.vocabulary.phrases]
+            raw = np.asarray(model.score(images01, texts), dtype=np.float64)
+            sd = raw.std(axis=1, keepdims=True)
+            return (raw - raw.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+        readings = self.check.read(images01)
+        out = np.full((len(readings), len(self.vocabulary)), np.nan)
+        for j, phrase in enumerate(self.vocabulary.phrases):
+            cue = self.known.get(phrase.template)
+            if cue is None or cue.attribute is None:
+                continue
+            out[:, j] = [float(r.get(cue.attribute) == cue.value) if cue.attribute in r else np.nan for r in readings]
+        return out
+
+    # 2-5. the proposal ----------------------------------------------------------------------------------
+    def propose_from(self, before: np.ndarray, after: np.ndarray, nearest_words: list[str] = ()) -> list[Proposal]:
+        """Proposals from paired score matrices (row i of each: the same template and seed)."""
+        phrases = self.vocabulary.phrases
+        mean, z = paired_shift(before, after)
+        n = int(before.shape[0])
+        order = sorted((j for j in range(len(phrases)) if np.isfinite(mean[j]) and mean[j] > 0
+                        and phrases[j].template not in self.listed), key=lambda j: (-z[j], -mean[j], j))
+        chosen: list[tuple[int, str]] = []
+        per_group: dict[str, int] = {}
+        for j in order:  # 3. clear shifts, the best of each group first
+            if len(chosen) >= self.k or not z[j] >= self.min_z:
+                break
+            group = phrases[j].group
+            if per_group.get(group, 0) < self.per_group:
+                per_group[group] = per_group.get(group, 0) + 1
+                chosen.append((j, "score shift"))
+        words = [w.lower() for w in nearest_words if len(w) >= 3 and w.isalpha() and w.lower() not in _STOP]
+        taken = {j for j, _ in chosen}
+        for word in words:  # 4. one phrase that holds a nearest word
+            hit = next((j for j in order if j not in taken and word in phrases[j].phrase.lower().split()), None)
+            if hit is not None:
+                chosen.append((hit, f"nearest word '{word}'"))
+                break
+        return [self._proposal(j, reason, mean, z, n) for j, reason in chosen]
+
+    def _proposal(self, j: int, reason: str, mean: np.ndarray, z: np.ndarray, n: int) -> Proposal:
+        phrase = self.vocabulary.phrases[j]
+        known = self.known.get(phrase.template)
+        if known is not None:  # 5. a domain's cue keeps its attribute and counters
+            cue = replace(known, category=f"{DISCOVERED}: {phrase.group}")
+        else:
+            same = [i for i in self.vocabulary.groups[phrase.group] if i != j and np.isfinite(mean[i])]
+            counters = sorted(same, key=lambda i: (mean[i], i))[:2]
+            cue = Cue(name=f"{phrase.phrase} ({phrase.group})" if self._clashes(phrase) else phrase.phrase,
+                      template=phrase.template,
+                      counters=tuple(self.vocabulary.phrases[i].template for i in counters),
+                      category=f"{DISCOVERED}: {phrase.group}", description=f"{phrase.phrase} (discovered)",
+                      attribute=phrase.group, value=phrase.phrase,
+                      counter_values=tuple(self.vocabulary.phrases[i].phrase for i in counters))
+        return Proposal(cue, phrase.group, phrase.phrase, float(mean[j]), float(z[j]), n, reason)
+
+    def _clashes(self, phrase) -> bool:
+        return sum(p.phrase == phrase.phrase for p in self.vocabulary.phrases) > 1
+
+    def propose(self, cls, subject: str, nearest_words: list[str] = ()) -> list[Proposal]:
+        """Proposals for one finished class (probe.analysis.class_evidence.ClassRun) from its own paired
+        evaluation images; ``subject`` is the class's object phrase ("star"). None when it has no pairs."""
+        records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
+        base = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "baseline"}
+        tok = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "token"}
+        keys = sorted(set(base) & set(tok), key=str)
+        if len(keys) < 2:
+            return []
+        before = self.scores(torch.stack([load_png(cls.dir / base[k]["path"]) for k in keys]), subject)
+        after = self.scores(torch.stack([load_png(cls.dir / tok[k]["path"]) for k in keys]), subject)
+        return self.propose_from(before, after, nearest_words)

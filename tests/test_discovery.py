@@ -1,0 +1,134 @@
+"""Cue discovery (issue 19 §3): the vocabulary, the paired shift and the proposals it makes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from probe.analysis.cues import Cue
+from probe.analysis.discovery import DISCOVERED, Discovery, is_discovered, paired_shift
+from probe.concepts.vocabulary import MIN_BUNDLED_PHRASES, VocabularyError, load_vocabulary
+
+GROUPS = {"scenes", "backgrounds", "materials", "textures", "colours", "objects", "people", "text and watermarks",
+          "styles", "lighting", "viewpoints"}
+
+
+def test_the_bundled_vocabulary_holds_a_thousand_phrases_in_the_issue_groups():
+    vocab = load_vocabulary()
+    assert len(vocab) >= MIN_BUNDLED_PHRASES
+    assert set(vocab.groups) == GROUPS
+    assert all(len(ix) >= 30 for ix in vocab.groups.values()), {g: len(ix) for g, ix in vocab.groups.items()}
+    templates = [p.template for p in vocab.phrases]
+    assert len(templates) == len(set(templates))
+    # the world's cue templates are in it, so discovery can find a planted world cue nobody listed
+    from probe.world.domain import world_cues
+
+    assert {c.template for c in world_cues()} <= set(templates)
+    assert repr(vocab).startswith(f"Vocabulary({len(vocab)} phrases from bundled: scenes ")
+
+
+def test_a_users_vocabulary_file_extends_or_replaces_and_a_bad_one_gets_one_line(tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"groups": {"fabrics": {"template": "{} on {phrase}", "phrases": ["tweed", "grass"]}}}))
+    both = load_vocabulary(mine)
+    assert len(both) == len(load_vocabulary()) + 1  # "{} on grass" is already bundled: kept once
+    alone = load_vocabulary(mine, replace=True)
+    assert [p.template for p in alone.phrases] == ["{} on tweed", "{} on grass"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"groups": {"x": {"template": "{} on grass", "phrases": ["a"]}}}))
+    with pytest.raises(VocabularyError, match="needs a 'template' holding"):
+        load_vocabulary(bad)
+    with pytest.raises(VocabularyError, match="does not exist"):
+        load_vocabulary(tmp_path / "missing.json")
+
+
+def test_paired_shift_is_the_mean_difference_and_its_z():
+    before = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    after = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    mean, z = paired_shift(before, after)
+    assert mean.tolist() == pytest.approx([1.0, -1 / 3, 0.0])
+    assert z[0] == np.inf and z[1] < 0 and z[2] == pytest.approx(0.0)
+
+
+class _Scores:
+    """A check whose concept model returns a fixed matrix (one seam: the model's scores)."""
+
+    def __init__(self, matrix):
+        self.model = self
+        self.matrix = matrix
+
+    def score(self, images, texts):
+        return self.matrix
+
+
+def _vocab(tmp_path):
+    f = tmp_path / "v.json"
+    f.write_text(json.dumps({"groups": {
+        "backgrounds": {"template": "{} on {phrase}", "phrases": ["grass", "sand", "snow", "a sofa"]},
+        "colours": {"template": "{phrase} {}", "phrases": ["red", "blue", "green"]}}}))
+    return load_vocabulary(f, replace=True)
+
+
+def test_a_phrase_that_rises_is_proposed_with_counters_from_its_own_group_and_a_clean_shift_proposes_nothing(tmp_path):
+    vocab = _vocab(tmp_path)
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=(18, len(vocab)))
+    after = before + rng.normal(scale=0.1, size=before.shape)
+    found = Discovery(_Scores(None), vocab, k=3).propose_from(before, after)
+    assert found == []  # no phrase rose: nothing to test
+    after[:, 0] += 1.5  # "on grass" rises in every pair
+    found = Discovery(_Scores(None), vocab, k=3).propose_from(before, after)
+    assert [p.phrase for p in found] == ["grass"]
+    cue = found[0].cue
+    assert is_discovered(cue) and cue.category == f"{DISCOVERED}: backgrounds"
+    assert cue.template == "{} on grass" and cue.attribute == "backgrounds" and cue.value == "grass"
+    assert set(cue.counter_values) <= {"sand", "snow", "a sofa"} and len(cue.counters) == 2
+    assert found[0].z > 3 and found[0].reason == "score shift"
+    # a cue already tested is never proposed again
+    listed = [Cue("grass", "{} on grass")]
+    assert Discovery(_Scores(None), vocab, listed=listed).propose_from(before, after) == []
+
+
+def test_one_per_group_at_most_k_and_a_nearest_word_adds_its_phrase(tmp_path):
+    vocab = _vocab(tmp_path)
+    rng = np.random.default_rng(1)
+    before = rng.normal(size=(12, len(vocab)))
+    after = before + rng.normal(scale=0.05, size=before.shape)
+    after[:, 0] += 2.0   # grass
+    after[:, 1] += 1.5   # sand: same group, second
+    after[:, 4] += 1.0   # red
+    after[:, 3] += 0.2   # "a sofa": small but positive
+    found = Discovery(_Scores(None), vocab, k=3, per_group=1).propose_from(before, after, nearest_words=["sofa", "a"])
+    assert [(p.phrase, p.reason) for p in found] == [("grass", "score shift"), ("red", "score shift"),
+                                                     ("a sofa", "nearest word 'sofa'")]
+    assert len(Discovery(_Scores(None), vocab, k=1).propose_from(before, after)) == 1
+
+
+def test_the_world_oracles_read_only_their_own_cues_and_keep_the_domains_counters(tmp_path):
+    from probe.analysis.checks import OracleCheck
+    from probe.world.domain import world_cues
+
+    class Oracles:
+        vocab = {"background": ["grass", "sand"], "shape": ["star"]}
+
+        def __init__(self, backgrounds):
+            self.backgrounds = backgrounds
+
+        def predict(self, images):
+            return {"background": self.backgrounds[: images.shape[0]], "shape": ["star"] * images.shape[0]}
+
+    import torch
+
+    vocab = _vocab(tmp_path)
+    known = world_cues()
+    listed = [c for c in known if c.attribute != "background"]  # the background family left out of the list
+    images = torch.zeros(6, 3, 8, 8)
+    before = Discovery(OracleCheck(Oracles(["sand"] * 3 + ["grass"] + ["sand"] * 2)), vocab, known=known).scores(images, "star")
+    after = Discovery(OracleCheck(Oracles(["grass"] * 6)), vocab, known=known).scores(images, "star")
+    assert np.isnan(before[:, 3]).all()  # "on a sofa" is not a world cue: the oracles cannot read it
+    found = Discovery(OracleCheck(Oracles([])), vocab, listed=listed, known=known, min_z=2.0).propose_from(before, after)
+    assert [p.phrase for p in found] == ["grass"]
+    grass = next(c for c in known if c.value == "grass")
+    assert found[0].cue.attribute == "background" and found[0].cue.counters == grass.counters
