@@ -447,9 +447,20 @@ def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
 
 
 def _binomial_tail(k: int, n: int, p: float, upper: bool) -> float:
-    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p), summed exactly."""
-    ks = range(k, n + 1) if upper else range(0, k + 1)
-    return float(sum(math.comb(n, i) * p ** i * (1.0 - p) ** (n - i) for i in ks))
+    """P(X >= k) (``upper``) or P(X <= k) for X ~ Binomial(n, p), summed term by term in log space (no overflow
+    at thousands of trials), over the shorter side (the other as 1 minus it)."""
+    if p <= 0.0 or p >= 1.0:
+        at = 0 if p <= 0.0 else n
+        return float((at >= k) if upper else (at <= k))
+    lp, lq = math.log(p), math.log1p(-p)
+
+    def total(ks) -> float:
+        return math.fsum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp
+                                  + (n - i) * lq) for i in ks)
+
+    if upper:
+        return total(range(k, n + 1)) if n - k <= k else max(0.0, 1.0 - total(range(0, k)))
+    return total(range(0, k + 1)) if k <= n - k else max(0.0, 1.0 - total(range(k + 1, n + 1)))
 
 
 def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
