@@ -32,6 +32,9 @@ class Domain:
     object_attribute: str = "shape"  # the scorer's attribute that names the object (class)
     scenes: Callable[[str, int, int], tuple] | None = None  # (class name, n, seed) -> (images01, masks, prompts)
     description: str = ""
+    # (loaded generator, options) -> the generator as ``--generator NAME:OPTIONS`` asks (e.g. "world:infidelity=0.15")
+    variant: Callable[[Any, str], Any] | None = None
+    concepts_path: Callable[[], Path] | None = None  # the domain's own concept model folder (``--concepts NAME``)
 
     def matches(self, generator) -> bool:
         """True when ``generator`` was loaded from this domain's pipeline folder."""

@@ -212,8 +212,23 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _domain_concepts(spec: str) -> Path | None:
+    """The concept model folder of the domain named ``spec`` (probe.domains), or None when no domain has that name
+    or the domain brings no concept model."""
+    from probe.domains import domains
+
+    domain = domains().get(spec)
+    if domain is None or domain.concepts_path is None:
+        return None
+    try:
+        return Path(domain.concepts_path())
+    except ProbeError as e:
+        raise ConceptError(str(e)) from e
+
+
 def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16) -> ConceptModel:
-    """Load a CLIP or SigLIP concept model from a local folder or a hub id (see ``KNOWN_CONCEPT_MODELS``).
+    """Load a CLIP or SigLIP concept model from a local folder, a hub id (see ``KNOWN_CONCEPT_MODELS``) or the name
+    of a domain that brings its own (``"world"``: the shapes world's tiny CLIP, probe/world/assets/concepts).
 
     A folder must hold what ``model.save_pretrained`` and ``processor.save_pretrained`` write (config.json, the
     weights, the tokenizer and image processor files); it is read with ``local_files_only``. A hub id is fetched
@@ -225,6 +240,9 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
     from transformers import AutoModel, AutoProcessor
 
     text = str(spec)
+    domain = _domain_concepts(text)
+    if domain is not None:  # a domain's own concept model ("world": the shapes world's tiny CLIP)
+        text = str(domain)
     path = Path(text).expanduser()
     folder = path if path.exists() else None
     if folder is None and not _looks_like_hub_id(text):
@@ -266,5 +284,5 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
                                "folder holds the weights and the processor files (tokenizer, "
                                "preprocessor_config.json or processor_config.json)") from e
         raise _hub_error(text, e, local) from e
-    name = text if folder is None else folder.resolve().name
+    name = str(spec) if domain is not None else text if folder is None else folder.resolve().name
     return ConceptModel(model, processor, name=name, device=device, batch_size=batch_size)

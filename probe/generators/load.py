@@ -96,6 +96,13 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
 
     # 1. what to load: a domain's bundled pipeline, an alias (base, adapter, scheduler, sampling), or a path/hub id
     spec = str(id_or_path) if id_or_path is not None else DEFAULT_GENERATOR
+    variant = None
+    name, colon, options = spec.partition(":")
+    if colon and name in domains():  # "world:infidelity=0.15": the domain's generator as its options ask
+        variant = domains()[name].variant
+        if variant is None:
+            raise GeneratorError(f"generator {spec!r}: the {name!r} domain takes no options; pass --generator {name}")
+        spec = name
     alias_name = spec if spec in GENERATORS else None
     alias = alias_spec(spec)
     if spec in domains():  # a domain's bundled pipeline ("world"), registered by the domain itself
@@ -144,6 +151,8 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     generator = family.generator_class()(pipe, source=spec, device=dev, dtype=torch_dtype, defaults=defaults, settings=settings,
                           alias=alias_name, licence=alias.licence if alias is not None else None,
                           lora=str(lora) if lora is not None else None)
+    if variant is not None:
+        generator = variant(generator, options)
     return generator.compile() if compile else generator
 
 

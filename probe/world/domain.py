@@ -36,6 +36,10 @@ def domain() -> Domain:
     from probe.world.assets import bundled_generator_path
     from probe.world.oracles import load_oracles
 
+    from probe.world.assets import bundled_concepts_path
+    from probe.world.unfaithful import unfaithful_variant
+
     return Domain(name="world", generator_path=bundled_generator_path, cues=world_cues, scorer=load_oracles,
-                  object_attribute="shape", scenes=scenes,
+                  object_attribute="shape", scenes=scenes, variant=unfaithful_variant,
+                  concepts_path=bundled_concepts_path,
                   description="probe's shapes world: renderer oracles judge every generated image")

@@ -38,3 +38,12 @@ def bundled_bias(name: str = "biased") -> dict:
 
 def oracles_path() -> Path:
     return ASSETS / "oracles.safetensors"
+
+
+def bundled_concepts_path() -> Path:
+    """The world's own concept model: a tiny CLIP folder (transformers layout), ``--concepts world``."""
+    path = ASSETS / "concepts"
+    if not (path / "config.json").is_file():
+        raise ProbeError(f"the world's concept model is missing at {path}: reinstall probe or train it with "
+                         "`python -m probe.world.training.concepts --export probe/world/assets/concepts`")
+    return path
