@@ -91,6 +91,10 @@ class AnalysisConfig:
     # another run directory analysed with the same seeds: the tests it confirmed are confirmed here too, on as
     # many pairs, so that `probe compare OTHER THIS` has shared pairs to test the change on
     confirm_like: str | None = None
+    # the analysis's image budget (``probe audit --budget``; probe.auditing.cost): screening always runs, then
+    # confirmation spends what is left on the candidates whose screen was most decisive (largest |effect|/se first)
+    # and stops when the next round would exceed it; candidates it never reached stay screening-only. None: no cap
+    max_images: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -124,6 +128,10 @@ class AnalysisConfig:
         if not isinstance(self.concepts, str) or not self.concepts.strip():
             raise AnalysisError(f"--concepts {self.concepts!r} must name a CLIP or SigLIP model (hub id or folder), "
                                 "'auto' or 'none'")
+        if self.max_images is not None and (isinstance(self.max_images, bool) or not isinstance(self.max_images, int)
+                                            or self.max_images < 1):
+            raise AnalysisError(f"max_images={self.max_images!r} must be a whole number of images (at least 1), or None "
+                                "for no budget; e.g. --budget 5000img")
         if self.carrier_source not in CARRIER_SOURCES:
             raise AnalysisError(f"carrier_source={self.carrier_source!r} is not one of {CARRIER_SOURCES}; 'auto' takes "
                                 f"each class's confusers above {MANY_CLASSES} classes, a spread of class names otherwise.")

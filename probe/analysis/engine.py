@@ -100,7 +100,10 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     for n, cls in enumerate(classes):
         say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
         info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
+        cached = _attention_maps_saved(cls)
         screened = class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+        # the token gallery regenerated with its cross-attention captured (one map saved per image), counted by the lab
+        lab.count(_attention_maps_saved(cls) - cached, "off_object_screen")
         if screened is not None:
             off_object.append(screened)
 
@@ -113,11 +116,17 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                                                 cue_tests.suspects, cue_tests.like)
     t0 = time.perf_counter()
     off_candidates = [t for t in off_object if t.candidate(cfg)] if cfg.confirm else []
+    off_unconfirmed = []  # left screening-only by the image budget (cfg.max_images)
     if off_candidates:
         say(f"analysis: confirming off-object attribution for {len(off_candidates)} classes on fresh token images")
         t1 = time.perf_counter()
-        for test in off_candidates:
+        for test in sorted(off_candidates, key=lambda t: -t.screen.effect.mean) if cfg.max_images else off_candidates:
+            if cfg.max_images is not None and lab.images_generated + cfg.thresholds.min_pairs > cfg.max_images:
+                off_unconfirmed.append(test)
+                continue
             test.confirm_now(cfg, attr, generator, gen_kwargs, notes)
+            if test.confirm is not None:
+                lab.count(cfg.thresholds.min_pairs, "off_object_confirm")
             info = per_class[str(test.cls.index)]
             if test.confirm is not None:
                 e = test.confirm.effect
@@ -176,6 +185,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                   "passing": sum(f.passes for f in findings),
                   "unverified": sum(f.status == "unverified" for f in findings)},
         "images_generated": lab.images_generated,
+        "images_by_stage": dict(lab.by_stage),
+        "budget": _budget_record(cfg, lab, candidates, off_unconfirmed, notes),
         "generation": gen_kwargs,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "notes": notes,
@@ -226,6 +237,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     timings = {} if timings is None else timings
     # 4a. sufficiency
     t0 = time.perf_counter()
+    lab.stage = "screen_sufficiency"
     tests: list[Test] = []
     screen_seeds = list(range(cfg.seed, cfg.seed + cfg.screen_seeds))
     suspects: dict[int, set[str]] = {}
@@ -261,6 +273,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     timings["screen_sufficiency"] = time.perf_counter() - t0
     # 4b. necessity
     t0 = time.perf_counter()
+    lab.stage = "screen_necessity"
     if cfg.necessity:
         necessity_seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
         say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
@@ -422,6 +435,7 @@ def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generato
     only; the new pairs are pooled into the screen (they never decide: confirmation uses fresh seeds)."""
     first = cfg.seed + cfg.necessity_screen_seeds
     extended: set[int] = set()
+    lab.stage = "screen_extend"
     for round_no, more in enumerate(cfg.screen_extend):
         ambiguous = [t for t in tests if _ambiguous(cfg, t, round_no)]
         if not ambiguous:
@@ -458,13 +472,21 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
     like = like or {}
     kinds = ("sufficiency", "necessity", "token-shift")
     active, round_no = list(candidates), 0
+    if cfg.max_images is not None:  # an image budget: the most decisive screens are confirmed first
+        active.sort(key=_decisiveness, reverse=True)
+    lab.stage = "confirm"
     while active:
         # fresh seeds, shared by the candidates of one kind: their common arms (carriers without a cue, one
         # class's token images) are generated once; Benjamini-Yekutieli allows the dependence
-        samples = lab.batched(lambda: [
-            confirm_round(cfg, lab, t, carriers[t.cls.index], generator, object_attribute, object_of(t.cls),
-                           seeds_from=cfg.seed + 100_000 * (1 + kinds.index(t.kind)) + 1000 * round_no)
-            for t in active])
+        def one(t: Test, r: int = round_no) -> Sample:
+            return confirm_round(cfg, lab, t, carriers[t.cls.index], generator, object_attribute, object_of(t.cls),
+                                 seeds_from=cfg.seed + 100_000 * (1 + kinds.index(t.kind)) + 1000 * r)
+
+        if cfg.max_images is not None:
+            active = _within_budget(cfg, lab, active, one)
+            if not active:
+                break
+        samples = lab.batched(lambda: [one(t) for t in active])
         still = []
         for test, sample in zip(active, samples):
             test.confirm = sample if test.confirm is None else test.confirm + sample
@@ -473,6 +495,60 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
             if behind or not confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
                 still.append(test)
         active, round_no = still, round_no + 1
+
+
+def _decisiveness(test: Test) -> float:
+    """How decisive a test's screen was: |mean| / standard error of its paired values (the budget's order)."""
+    values = test.screen.values()
+    if values.size == 0:
+        return 0.0
+    mean = abs(float(values.mean()))
+    se = float(values.std(ddof=1)) / math.sqrt(values.size) if values.size > 1 else math.inf
+    return mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
+
+
+def _within_budget(cfg: AnalysisConfig, lab: Lab, active: list[Test], one) -> list[Test]:
+    """The longest prefix of ``active`` (most decisive first) whose next round fits in what is left of
+    ``cfg.max_images``; each test after it is marked in ``extra["budget"]``: never confirmed, or stopped after
+    the pairs it has. Shared arms are counted once, as the lab generates them."""
+    left = cfg.max_images - lab.images_generated
+    new: set = set()
+    for i, test in enumerate(active):
+        more = set(lab.pending(lambda: one(test))) - new
+        if len(new) + len(more) > left:
+            for cut in active[i:]:
+                cut.extra["budget"] = ("not confirmed: the image budget ended confirmation" if cut.confirm is None else
+                                       f"confirmation stopped by the image budget after {cut.confirm.attempted} pairs")
+            return active[:i]
+        new |= more
+    return active
+
+
+def _budget_record(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], off_unconfirmed: list,
+                   notes: list[str]) -> dict | None:
+    """analysis.json's ``budget`` (None without one), and a note when it ended confirmation: how many candidate
+    tests it left screening-only (never passing) or stopped before their target precision."""
+    if cfg.max_images is None:
+        return None
+    unconfirmed = [t for t in candidates if t.confirm is None and "budget" in t.extra]
+    cut = [t for t in candidates if t.confirm is not None and "budget" in t.extra]
+    ended = bool(unconfirmed or cut or off_unconfirmed)
+    confirming = sum(v for k, v in lab.by_stage.items() if k in ("confirm", "off_object_confirm"))
+    if ended:
+        notes.append(f"the image budget ({cfg.max_images:,} images) ended confirmation: {len(unconfirmed)} candidate "
+                     f"cue tests and {len(off_unconfirmed)} off-object tests were left screening-only (never passing), "
+                     f"{len(cut)} stopped before their target precision; the most decisive screens were confirmed first")
+    return {"max_images": cfg.max_images, "images_generated": lab.images_generated,
+            "screening_images": lab.images_generated - confirming, "confirmation_images": confirming,
+            "ended_confirmation": ended, "order": "largest |screened effect| / standard error first",
+            "unconfirmed": [list(t.key) for t in unconfirmed] + [["off-object", t.cls.index, "off-object"]
+                                                                for t in off_unconfirmed],
+            "stopped": [list(t.key) for t in cut]}
+
+
+def _attention_maps_saved(cls: ClassRun) -> int:
+    folder = cls.dir / "cross_attention"
+    return sum(1 for _ in folder.glob("*.npy")) if folder.is_dir() else 0
 
 
 def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:

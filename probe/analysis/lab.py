@@ -59,7 +59,9 @@ class Lab:
     check: OracleCheck | ConceptModelCheck | None = None  # probe/analysis/checks.py
     run_root: Path | None = None
     contexts: object | None = None  # probe.analysis.context.StatedContexts: what necessity pairs state besides the cue
-    images_generated: int = 0
+    images_generated: int = 0  # every image the analysis generated: here, and those counted in with :meth:`count`
+    stage: str = "analysis"  # what the images generated now are for (the engine's steps; probe.auditing.cost's stages)
+    by_stage: dict = field(default_factory=dict)  # {stage: images generated}
     _seen: dict = field(default_factory=dict)
 
     _plan: list | None = None
@@ -93,16 +95,41 @@ class Lab:
         self._generate(keys, wanted)
         return measure()
 
+    def pending(self, measure) -> list[tuple[str, int]]:
+        """The (prompt, seed) images ``measure()`` would generate now, in order, without generating them (a planning
+        pass, as in :meth:`batched`): what a round costs before it is spent (``AnalysisConfig.max_images``)."""
+        self._plan = []
+        try:
+            measure()
+        finally:
+            plan, self._plan = self._plan, None
+        keys, wanted = [], {}
+        for k, w in plan:
+            keys += k
+            wanted.update(w)
+        return self._todo(keys, wanted)
+
+    def count(self, n: int, stage: str | None = None) -> None:
+        """Count ``n`` generated images against ``stage`` (default: the current one). The lab counts its own;
+        images generated elsewhere for the analysis (off-object's cross-attention images) are counted in here, so
+        that analysis.json's ``images_generated`` and ``--budget`` see every image in one place."""
+        self.images_generated += int(n)
+        key = stage or self.stage
+        self.by_stage[key] = self.by_stage.get(key, 0) + int(n)
+
+    def _todo(self, keys: list[tuple[str, int]], wanted: dict) -> list[tuple[str, int]]:
+        return [k for k in dict.fromkeys(keys) if k not in self._seen or (k in wanted and self._seen[k].evidence is None)]
+
     def _blank(self) -> Observation:
         n = len(getattr(self.classifiers[0], "labels", None) or []) or int(getattr(self.classifiers[0], "num_classes", 1))
         return Observation([np.zeros(n, np.float32) for _ in self.classifiers], None)
 
     def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
-        todo = [k for k in dict.fromkeys(keys) if k not in self._seen or (k in wanted and self._seen[k].evidence is None)]
+        todo = self._todo(keys, wanted)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], self.gen_kwargs)
-            self.images_generated += len(chunk)
+            self.count(len(chunk))
             probs = [classify_probs(c, images, self.batch_size) for c in self.classifiers]
             concepts = self.check.read(images) if self.check is not None else [None] * len(chunk)
             for i, key in enumerate(chunk):
