@@ -231,10 +231,11 @@ def analysis_config(**changes) -> AnalysisConfig:
     return AnalysisConfig(token_shift=False, off_object=False, attributions=False, n_evidence=0, **changes)
 
 
-def replicate(n: int, rep: int, *, planted: float, noise: float, cfg: AnalysisConfig, families=FDR_FAMILIES) -> dict:
+def replicate(n: int, rep: int, *, planted: float, noise: float, cfg: AnalysisConfig, families=FDR_FAMILIES,
+              cues: list[Cue] | None = None) -> dict:
     """One replication at ``n`` classes: the engine's cue tests on a fresh synthetic world, decided under each
-    FDR family. Returns counts per family and the images the engine asked for."""
-    cues = default_cues()
+    FDR family. Returns counts per family and the images the engine asked for. ``cues``: default, the curated list."""
+    cues = list(cues) if cues is not None else default_cues()
     rng = np.random.default_rng([2026, n, rep])
     world = World(n, cues, plant(n, cues, planted, rng), noise=noise, seed=1_000_003 * rep + n)
     classes = make_classes(n)
@@ -292,11 +293,12 @@ def summarise(reps: list[dict]) -> dict:
 
 
 def simulate(n: int, reps: int, *, planted: float, noise: float = 0.2, cfg: AnalysisConfig | None = None,
-             families=FDR_FAMILIES, say=print) -> dict:
+             families=FDR_FAMILIES, cues: list[Cue] | None = None, say=print) -> dict:
+    """``reps`` replications at ``n`` classes, summarised (:func:`summarise`)."""
     cfg = cfg or analysis_config()
     rows = []
     for rep in range(reps):
-        row = replicate(n, rep, planted=planted, noise=noise, cfg=cfg, families=families)
+        row = replicate(n, rep, planted=planted, noise=noise, cfg=cfg, families=families, cues=cues)
         row["n"] = n
         rows.append(row)
         say(f"  {n} classes, planted {planted}, rep {rep + 1}/{reps}: {row['tests']} tests, {row['confirmed']} confirmed, "

@@ -1,0 +1,65 @@
+"""The whole engine under the null, at 10 classes (benchmarks/engine_null.py): the engine's real screening,
+counter rule, adaptive screening, confirmation rounds, futility stop, top-up, FDR step and pass rule, on a synthetic
+Lab whose cue effects are planted. Small: 12 cues (backgrounds and lighting), a few replications."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import engine_null  # noqa: E402
+import probe.analysis.engine as engine  # noqa: E402
+from probe.analysis.cues import default_cues  # noqa: E402
+from probe.analysis.policy import Thresholds  # noqa: E402
+
+CUES = [c for c in default_cues() if c.category in ("background", "lighting")]
+# the effect bar lowered to the weak bar: what stands between a null test and a pass is then the FDR step alone
+LOW_BAR = engine_null.analysis_config(thresholds=Thresholds(min_effect=0.05, weak_effect=0.05))
+
+
+def _null(cfg):
+    return engine_null.simulate(10, 2, planted=0.0, noise=0.3, cfg=cfg, cues=CUES, say=lambda _line: None)
+
+
+def test_under_the_null_the_fdr_step_keeps_false_passes_away_and_without_it_they_come():
+    with_fdr = _null(LOW_BAR)
+    for family in ("audit", "per-class"):
+        assert with_fdr["families"][family]["false"] <= 1, with_fdr
+    assert with_fdr["confirmed_per_rep"] >= 20  # the null tests did reach the decision
+    # the same replications with the FDR step skipped (q = p): the assertion above is one that can fail
+    real = engine.fdr_family_q
+    try:
+        engine.fdr_family_q = lambda effects, families, **kw: [replace(e, q=e.p) for e in effects]
+        without = _null(LOW_BAR)
+    finally:
+        engine.fdr_family_q = real
+    assert without["families"]["audit"]["false"] >= 3, without
+
+
+def test_planted_effects_of_0_4_are_found_and_nothing_false_passes():
+    s = engine_null.simulate(10, 1, planted=0.2, noise=0.2, cues=CUES, say=lambda _line: None)
+    for family in ("audit", "per-class"):
+        f = s["families"][family]
+        assert f["power"]["0.4"]["of"] >= 8
+        assert f["power"]["0.4"]["power"] >= 0.8, f
+        assert f["false"] <= 1, f
+
+
+def test_the_simulation_s_truth_follows_the_counters_the_engine_kept():
+    """A necessity test's true effect is the cue's minus its kept counters' mean: a planted counter makes it negative."""
+    cues = CUES[:3]
+    world = engine_null.World(4, cues, {(1, cues[0].name): 0.4})
+
+    class T:  # the two fields true_effect reads, as a Test carries them
+        def __init__(self, kind, cls, cue):
+            self.kind, self.cls, self.cue = kind, type("C", (), {"index": cls})(), cue
+
+    assert engine_null.true_effect(world, T("sufficiency", 1, cues[0])) == pytest.approx(0.4)
+    assert engine_null.true_effect(world, T("sufficiency", 2, cues[0])) == 0.0
+    rival = next(c for c in cues if cues[0].template in c.counters)
+    assert engine_null.true_effect(world, T("necessity", 1, rival)) < 0
