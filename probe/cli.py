@@ -44,7 +44,7 @@ def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, flo
 def audit(
     model: str = typer.Option(..., "--model", "-m", help="Classifier: .pt2, TorchScript, state dict (+--arch), HF folder, package.module:function, or a pickle with --trust-pickle."),
     classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9) or @file."),
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm, sdxl, sdxl-turbo) or 'world'. Default: sd14 (CompVis/stable-diffusion-v1-4, DDIM 15 steps)."),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm, sdxl, sdxl-turbo), 'world', or 'world:infidelity=0.15' (the world failing like a real generator at that rate). Default: sd14 (CompVis/stable-diffusion-v1-4, DDIM 15 steps)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model name>). Re-running resumes it."),
     arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),
     labels: Optional[str] = typer.Option(None, help="Labels: .txt, .json, .csv file, or 'imagenet'."),
@@ -81,7 +81,7 @@ def audit(
     analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
     cues: Optional[str] = typer.Option(None, help="Cue list for the findings (.json or .txt); default: curated list, or the world's attributes."),
     attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
-    concepts: str = typer.Option("auto", help="Concept model that checks every generated test image (object kept, cue shown) and reads what the token added: a CLIP or SigLIP hub id or local folder; 'auto' = the world's oracles, else openai/clip-vit-large-patch14 (the laion ViT-H/14 for SD 2.x); 'none' = unchecked (cue findings are then unverified, never passing)."),
+    concepts: str = typer.Option("auto", help="Concept model that checks every generated test image (object kept, cue shown) and reads what the token added: a CLIP or SigLIP hub id or local folder; 'auto' = the world's oracles, else openai/clip-vit-large-patch14 (the laion ViT-H/14 for SD 2.x); 'world' = the shapes world's own tiny CLIP; 'none' = unchecked (cue findings are then unverified, never passing)."),
     clip_model: Optional[str] = typer.Option(None, hidden=True, help="Old name of --concepts."),
     fdr_q: float = typer.Option(0.05, help="False discovery rate controlled across the audit's cue tests (Benjamini-Yekutieli)."),
     min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
@@ -98,6 +98,9 @@ def audit(
     gpus_per_worker: float = typer.Option(0.0, help="Ray: GPUs each worker holds (1 on GPU machines)."),
     max_retries: int = typer.Option(2, help="Ray: times a class is retried on another worker when its worker dies."),
     shard: Optional[str] = typer.Option(None, help="I/N: run only every N-th class from the I-th (0-based; SLURM arrays, indexed jobs); `probe report RUN_DIR` analyses once all shards are done."),
+    budget: Optional[str] = typer.Option(None, help="Cap the analysis: device time (2h, 90m, 600s; from the measured throughput of the generator on this device) or images (5000img). Screening always runs; confirmation goes to the most decisive screens first and stops when the budget is spent (the tests it did not reach stay screening-only)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (images per stage, device time from the measured throughput table) and exit, without loading the generator or writing anything."),
+    val_data: Optional[Path] = typer.Option(None, "--val-data", help="Your labelled images (ImageFolder folder or path,label CSV): after the analysis, confirm each finding on them (as `probe confirm`; --concepts reads the cues)."),
 ) -> None:
     """Learn a class token per class and write the run directory (tokens, images, metrics, report).
 
@@ -125,9 +128,36 @@ def audit(
         gate=_gate_config(max_effect, kinds, junit),
         scale=ScaleConfig(backend=backend, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
                           max_retries=max_retries, shard=shard),
+        budget=budget,
     )
+    if dry_run:  # the plan only (probe/auditing/cost.py): no generator, nothing written
+        from probe.auditing.loop import dry_run as plan_only
+
+        console.print(repr(plan_only(config, console=err_console)), highlight=False, markup=False, soft_wrap=True)
+        return
+    if val_data is not None:
+        from probe.confirm.data import check_val_source
+
+        check_val_source(val_data)  # a missing folder fails before any model loads
     result = run_audit(config, progress=not quiet, console=err_console)
+    if val_data is not None:
+        _confirm_after_audit(result, val_data, model=model, arch=arch, trust_pickle=trust_pickle, device=device,
+                             concepts=clip_model or concepts)
     _finish(result)
+
+
+def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> None:
+    """`probe audit --val-data`: confirm the analysed run on the user's images, then re-render its report."""
+    from probe.confirm import ClassifierSource, confirm_run
+    from probe.report import render_report
+
+    if result.interrupted or result.failed or result.problems or not (Path(result.run_dir) / "findings.json").is_file():
+        return  # nothing analysed to confirm; _finish says why
+    confirmation = confirm_run(result.run_dir, val_data, source=ClassifierSource(**source), concepts=concepts,
+                               progress=lambda line: err_console.print(_safe(line), highlight=False))
+    err_console.print(_safe(confirmation.headline()), highlight=False)
+    if result.report is not None:
+        result.report = render_report(result.run_dir)
 
 
 def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None):
@@ -267,7 +297,8 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
           classes: Optional[str] = typer.Option(None, "--classes", "-c", help="Check only these audited classes (names, indices, ranges)."),
           junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file."),
           by: str = typer.Option("estimate", help="What is compared with --max-effect: estimate (the point estimate) or upper (the end of the 95% interval farthest from zero)."),
-          include_unverified: bool = typer.Option(False, "--include-unverified", help="Count unverified findings (they met the bars, but no concept model or oracle checked their images) as passing.")) -> None:
+          include_unverified: bool = typer.Option(False, "--include-unverified", help="Count unverified findings (they met the bars, but no concept model or oracle checked their images) as passing."),
+          confirmed_only: bool = typer.Option(False, "--confirmed-only", help="Gate only on passing findings `probe confirm` found confirmed on your data (needs its confirmation.json).")) -> None:
     """Gate a CI job on a run's findings: exit 0 when no passing finding exceeds --max-effect, 3 when one does.
 
     Each offending finding is printed on one line. Exit codes: 0 passed (some class had a confirmed test that
@@ -281,12 +312,37 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
 
     check_junit_path(junit)  # a wrong --junit fails before the findings are read
     result = check_run(run_dir, max_effect=max_effect, kinds=kinds, classes=classes, by=check_by(by),
-                       include_unverified=include_unverified)
+                       include_unverified=include_unverified, confirmed_only=confirmed_only)
     if junit is not None:
         result.write_junit(junit)
     _print_gate(result)
     if not result.passed:
         raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit` (with its findings)."),
+            val_data: Path = typer.Option(..., "--val-data", help="Your labelled images: a folder of class subfolders (ImageFolder) or a CSV of path,label rows (paths relative to the CSV)."),
+            concepts: str = typer.Option("auto", help="What reads cue presence on your images: 'auto' = the world's oracles for a world run; else a CLIP or SigLIP hub id or folder (never taken from the run)."),
+            model: Optional[str] = typer.Option(None, "--model", "-m", help="The run's classifier (default: the one config.json names, when loading it runs no code)."),
+            arch: Optional[str] = typer.Option(None, help="Architecture of a state-dict classifier (timm:NAME or torchvision:NAME)."),
+            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module classifier (runs code from the file); never taken from the run."),
+            device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+            min_slice: int = typer.Option(5, help="Fewer images than this in a slice decide nothing."),
+            report: bool = typer.Option(True, help="Re-render the run's HTML report with the real-data numbers.")) -> None:
+    """Check every finding of a run on your own labelled images: confirmed on your data, not seen, or contradicted."""
+    from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run
+
+    result = confirm_run(run_dir, val_data, source=ClassifierSource(model=model, arch=arch, trust_pickle=trust_pickle,
+                                                                     device=device),
+                         concepts=concepts, config=ConfirmConfig(min_slice=min_slice),
+                         progress=lambda line: err_console.print(_safe(line), highlight=False))
+    for line in result.table().splitlines():
+        console.print(_safe(line), highlight=False, soft_wrap=True)
+    if report:
+        from probe.report import render_report
+
+        console.print(f"report: {_safe(render_report(run_dir))}", highlight=False)
 
 
 @app.command()

@@ -258,8 +258,11 @@ class CheckResult:
 
 def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[str] | None = None,
               classes: str | Sequence[int | str] | None = None, by: str = "estimate",
-              include_unverified: bool = False) -> CheckResult:
-    """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring)."""
+              include_unverified: bool = False, confirmed_only: bool = False) -> CheckResult:
+    """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring).
+
+    ``confirmed_only`` (``--confirmed-only``): only passing findings that ``probe confirm`` found *confirmed on your
+    data* (confirmation.json) can offend; a run without confirmation.json is a GateError."""
     from probe.run import FINDINGS, FINDINGS_TABLE, RunDir
     from probe.run.records import CONFIRMED, UNCHECKED
 
@@ -295,7 +298,11 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     def counts(f) -> bool:
         return f.checked_by != UNCHECKED or include_unverified
 
+    confirmed_on_data = _confirmed_on_data(run, run_dir) if confirmed_only else None
+
     def passing(f) -> bool:
+        if confirmed_on_data is not None and (f.class_index, f.kind, f.cue) not in confirmed_on_data:
+            return False
         return f.passes or (include_unverified and f.status == "unverified")
 
     confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED and counts(f)}
@@ -323,6 +330,15 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     unverified = sum(f.status == "unverified" and f.kind in selected_kinds and f.class_index in audited for f in findings)
     return CheckResult(run_dir=run.root, max_effect=limit, kinds=selected_kinds, cases=cases, by=by,
                        include_unverified=include_unverified, unverified=unverified)
+
+
+def _confirmed_on_data(run, run_dir) -> set:
+    """(class_index, kind, cue) of every finding confirmation.json calls confirmed on the user's data."""
+    confirmation = run.read_confirmation()
+    if confirmation is None:
+        raise GateError(f"{str(run_dir)!r} has no confirmation.json, so --confirmed-only has nothing to gate on; run "
+                        "`probe confirm RUN --val-data DIR` first (or drop --confirmed-only)")
+    return {f.key for f in confirmation.findings if f.confirmed}
 
 
 def run_gate(run_dir: str | Path, gate: GateConfig) -> CheckResult:

@@ -61,14 +61,24 @@ class Run:
         Columns: class_index, class_name, cue, kind, status, passes, effect, ci_low, ci_high, n_images (pairs,
         or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
         generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
-        bars has status "unverified" and does not pass), sentence, evidence (paths relative to the run directory).
+        bars has status "unverified" and does not pass), sentence, evidence (paths relative to the run directory);
+        after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "not seen"
+        or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).
         Empty when the analysis did not run.
         """
         import pandas as pd
 
         rows = [{k: (list(f.get(k) or []) if k == "evidence" else f.get(k)) for k in FINDING_COLUMNS}
                 for f in (self._data.findings or [])]
-        return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+        frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+        return _with_confirmation(frame, self.confirmation)
+
+    @property
+    def confirmation(self):
+        """What `probe confirm` found on your own images (``probe.run.confirmation.Confirmation``: the agreement
+        table, per-class verdicts), or None when it has not run. A damaged confirmation.json is a warning."""
+        warnings = self._data.warnings
+        return RunDir(self.path).read_confirmation(on_error=lambda line: line in warnings or warnings.append(line))
 
     @property
     def passing(self):
@@ -131,6 +141,26 @@ class Run:
                 "<p>No report yet: call <code>run.report()</code> or <code>probe report RUN_DIR</code>.</p>")
         warn = "".join(f"<p style='color:#a50'>warning: {escape(w)}</p>" for w in self.warnings)
         return head + warn + summary + found + link
+
+
+CONFIRMATION_COLUMNS = ("real_verdict", "real_measure", "real_gap", "real_low", "real_high", "real_p", "real_q",
+                        "real_n_cue", "real_n_counter")
+
+
+def _with_confirmation(frame, confirmation):
+    """The findings with `probe confirm`'s columns (verdict on your data, the deciding gap, its interval, p, q and
+    slice sizes); None in findings it did not test, and in every row when it has not run."""
+    by_key = {f.key: f for f in confirmation.findings} if confirmation is not None else {}
+    values = {c: [] for c in CONFIRMATION_COLUMNS}
+    for _, row in frame.iterrows():
+        f = by_key.get((row["class_index"], row["kind"], row["cue"]))
+        d = f.decisive if f is not None else None
+        for column, value in zip(CONFIRMATION_COLUMNS, (f.verdict, d.measure, d.gap, d.low, d.high, d.p, f.q, d.cue.n,
+                                                        d.counter.n) if f is not None else (None,) * 9):
+            values[column].append(value)
+    for column in CONFIRMATION_COLUMNS:
+        frame[column] = values[column]
+    return frame
 
 
 def _finding_item(root: Path, f: dict) -> str:

@@ -26,6 +26,7 @@ import jinja2
 from markupsafe import Markup
 
 from probe.errors import ProbeError
+from probe.report.confirmation import class_confirmation
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
@@ -374,6 +375,8 @@ class _Builder:
             "galleries": galleries,
             "methods": method_views,
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
+            "confirmation": class_confirmation(self.run.run_dir, self.assets, c.index, self.assets.warnings,
+                                               self.__dict__.setdefault("_confirmation", {})),
             "nearest": [{"word": str(w.get("word", "?")), "cosine": fmt.as_float(w.get("cosine"))} for w in nearest[:12]],
             "shift": shift_rows[:15],
             "off_object": {**{k: fmt.as_float(off.get(k)) for k in ("share_outside", "excess", "ci_low", "ci_high",

@@ -155,7 +155,9 @@ class FindingConfirmation:
     generated effect (+1: the cue helps the class). ``verdict``: "confirmed" (the real gap has the finding's sign,
     its interval excludes 0 and Fisher's p < alpha), "contradicted" (the interval rules out a gap of the settings'
     ``negligible`` size in the finding's direction), "not seen" (too few images, or undecided: ``images_to_decide``
-    per slice would decide, by a power calculation on the generated effect). ``reason``: the verdict in one line."""
+    per slice would decide, by a power calculation on the generated effect). ``q``: the deciding p adjusted for the
+    findings tested alongside (Benjamini-Hochberg within the passing findings, and within the rest), which a
+    confirmation must also bring below alpha. ``reason``: the verdict in one line."""
 
     class_index: int
     class_name: str
@@ -176,6 +178,7 @@ class FindingConfirmation:
     verdict: str
     reason: str
     images_to_decide: int | None = None
+    q: float | None = None  # the deciding test's p adjusted (Benjamini-Hochberg) within its family (passing or not)
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -228,7 +231,8 @@ class FindingConfirmation:
             own=Comparison.from_dict(d.get("own"), f"{where}.own"),
             others=Comparison.from_dict(d.get("others"), f"{where}.others"), decides=decides,
             direction=direction, verdict=verdict, reason=_str(f"{where}.reason", d.get("reason")),
-            images_to_decide=None if needed is None else _int(f"{where}.images_to_decide", needed))
+            images_to_decide=None if needed is None else _int(f"{where}.images_to_decide", needed),
+            q=_num(f"{where}.q", d.get("q"), low=0, high=1))
 
     def to_dict(self) -> dict:
         r = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
@@ -237,7 +241,7 @@ class FindingConfirmation:
                 "status": self.status, "passes": self.passes, "effect": r(self.effect), "ci_low": r(self.ci_low),
                 "ci_high": r(self.ci_high), "own": self.own.to_dict(), "others": self.others.to_dict(),
                 "decides": self.decides, "direction": self.direction, "verdict": self.verdict, "reason": self.reason,
-                "images_to_decide": self.images_to_decide}
+                "images_to_decide": self.images_to_decide, "q": None if self.q is None else float(f"{self.q:.6g}")}
 
     def __repr__(self) -> str:
         return (f"FindingConfirmation[{self.verdict}] {self.kind} class {self.class_index} {self.class_name!r} cue "
@@ -348,18 +352,18 @@ class Confirmation:
 
     def agreement(self):
         """The agreement table (pandas DataFrame): per finding, the generated effect and its interval against the
-        real-data gap that decides and its interval, the slice sizes, p and the verdict."""
+        real-data gap that decides and its interval, the slice sizes, p, q and the verdict."""
         import pandas as pd
 
         rows = [{"class_index": f.class_index, "class_name": f.class_name, "cue": f.cue, "kind": f.kind,
                  "status": f.status, "generated_effect": f.effect, "generated_low": f.ci_low,
                  "generated_high": f.ci_high, "real_measure": f.decisive.measure, "real_gap": f.decisive.gap,
-                 "real_low": f.decisive.low, "real_high": f.decisive.high, "real_p": f.decisive.p,
+                 "real_low": f.decisive.low, "real_high": f.decisive.high, "real_p": f.decisive.p, "real_q": f.q,
                  "n_cue": f.decisive.cue.n, "n_counter": f.decisive.counter.n, "verdict": f.verdict,
                  "images_to_decide": f.images_to_decide} for f in self.findings]
         return pd.DataFrame(rows, columns=["class_index", "class_name", "cue", "kind", "status", "generated_effect",
                                            "generated_low", "generated_high", "real_measure", "real_gap", "real_low",
-                                           "real_high", "real_p", "n_cue", "n_counter", "verdict", "images_to_decide"])
+                                           "real_high", "real_p", "real_q", "n_cue", "n_counter", "verdict", "images_to_decide"])
 
     def headline(self) -> str:
         c = self.counts

@@ -86,3 +86,18 @@ def fidelity(
     typer.echo(result.table())
     if not result.passed:
         raise typer.Exit(1)
+
+
+@world_app.command()
+def valset(
+    out: Path = typer.Option(..., "--out", "-o", help="A new folder: OUT/<shape>/<k>.png (ImageFolder) and OUT/attributes.csv."),
+    classifier: str = typer.Option("biased", help="Whose training distribution: 'biased', 'clean' or a .pt2 with its .bias.json."),
+    n: int = typer.Option(3000, help="Images to render."),
+    seed: int = typer.Option(54321, help="Seed of the scenes (the audit and training use others)."),
+) -> None:
+    """Render a labelled validation set from a world classifier's training distribution (planted cues at their
+    training rates), for `probe confirm RUN --val-data OUT`."""
+    from probe.world.valset import render_validation_set
+
+    for line in render_validation_set(classifier, out, n=n, seed=seed).lines():
+        typer.echo(line)

@@ -1,0 +1,444 @@
+"""``confirm_run(run_dir, val_data, ...)``: does each finding of a run hold on the user's own labelled images?
+
+A finding says, from generated images, that the classifier leans on a cue for a class ("P(star) drops by 0.31 when
+the grass is replaced"). Its real-data analogue is a slice comparison: the class's own images that show the cue
+against those that show its counters (the values the intervention swapped in), and the other classes' images with
+the cue against those with its counters. Cue presence on a real image is read by the run's kind of check: the
+shapes world's oracles (``probe.domains``) for a world run, else the concept model the caller names (``--concepts``;
+a concept model is never taken from the run directory). Every image is read once and classified once, in batches,
+through the classifier's own preprocessing (its data config: resize, crop, normalisation).
+
+Verdicts (``probe.run.confirmation``): *confirmed on your data*, *not seen in your data* (slices too small or the
+gap undecided: a power calculation says about how many images per slice would decide), *contradicted* (the data
+rule out a gap of ``negligible`` or more in the finding's direction). The result is written to the run as
+confirmation.json (and the example thumbnails under confirmation/), never outside it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from probe.confirm import stats
+from probe.confirm.data import Unreadable, ValData, read_val_data
+from probe.errors import ProbeError
+from probe.run import CONFIRMATION_DIR, RunDir
+from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice)
+from probe.run.records import PAIR_KINDS
+
+__all__ = ["ConfirmConfig", "ConfirmError", "confirm_run", "ClassifierSource"]
+
+OWN_KINDS = ("necessity", "token-shift")  # decided on the class's own images; sufficiency on the other classes'
+
+
+class ConfirmError(ProbeError):
+    """A run cannot be confirmed: no findings, no way to read cue presence, or a classifier that does not fit."""
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    """How findings are decided on real data.
+
+    ``alpha``: the test's level (two-sided Fisher exact) and 1 - the intervals' coverage; ``negligible``: a gap the
+    data must rule out, in the finding's direction, to contradict it; ``min_slice``: fewer images than this in a
+    slice decide nothing; ``examples``: real images kept per slice for the report; ``batch_size``: images per
+    classifier and check call; ``power``: of the "how many images would decide" calculation.
+    """
+
+    alpha: float = 0.05
+    negligible: float = 0.05
+    min_slice: int = 5
+    examples: int = 4
+    batch_size: int = 64
+    power: float = 0.8
+
+    def __post_init__(self):
+        if not 0 < self.alpha < 0.5:
+            raise ConfirmError(f"alpha={self.alpha} must be in (0, 0.5), e.g. 0.05")
+        if not 0 < self.negligible < 1:
+            raise ConfirmError(f"negligible={self.negligible} must be in (0, 1), e.g. 0.05")
+        if self.min_slice < 1 or self.examples < 0 or self.batch_size < 1:
+            raise ConfirmError(f"min_slice={self.min_slice}, examples={self.examples}, batch_size={self.batch_size}: "
+                               "need min_slice >= 1, examples >= 0, batch_size >= 1")
+        if not 0.5 <= self.power < 1:
+            raise ConfirmError(f"power={self.power} must be in [0.5, 1), e.g. 0.8")
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "negligible": self.negligible, "min_slice": self.min_slice, "power": self.power}
+
+
+@dataclass(frozen=True)
+class ClassifierSource:
+    """The classifier named on the command line (``--model``, ``--arch``, ``--trust-pickle``, ``--device``); a model
+    None means the run's own (config.json's, loaded only when that cannot run code: never a factory, never a
+    pickle without ``trust_pickle``, which comes from here only)."""
+
+    model: str | None = None
+    arch: str | None = None
+    trust_pickle: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class _Image:
+    item: Any
+    label: int
+    predicted: int
+    prob_label: float
+    probs: Any  # the classifier's probabilities over the classes (numpy)
+    reading: dict  # {attribute: value read}
+
+
+# ------------------------------------------------------------------------------------------ the verb
+def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: ClassifierSource | None = None,
+                concepts: str | None = "auto", check=None, config: ConfirmConfig | None = None,
+                progress: Callable[[str], None] | None = None) -> Confirmation:
+    """Check every cue finding of ``run_dir`` on ``val_data`` (see :func:`probe.confirm.data.read_val_data`) and write
+    confirmation.json into the run. ``classifier``: a loaded one (the notebook, ``probe audit``), else loaded from
+    ``source``. ``concepts``: "auto" (the oracles of the run's domain, when the run was checked by them) or a CLIP /
+    SigLIP hub id or folder; ``check``: a ready check object (``read(images01) -> [{attribute: value}]``)."""
+    config = config or ConfirmConfig()
+    say = progress or (lambda _line: None)
+    started = time.perf_counter()
+
+    # 1. the run: its labels, its cue findings, what its analysis knew of the cues (read only, checked by RunDir)
+    run = RunDir(run_dir)
+    if not run.has_config():
+        raise ConfirmError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of "
+                           "`probe audit`")
+    labels = run.read_labels() or []
+    findings = run.read_finding_records()
+    if findings is None:
+        raise ConfirmError(f"{str(run_dir)!r} has no findings.json (the analysis was switched off or failed); "
+                           "finish the audit's analysis first, then confirm it")
+    if not labels:
+        raise ConfirmError(f"{str(run_dir)!r} has no labels.json; re-run `probe audit` into it")
+    analysis = run.read_analysis_summary()
+    testable, not_tested = _testable(findings)
+
+    # 2. the data, checked against the run's labels before any model loads
+    data = val_data if isinstance(val_data, ValData) else read_val_data(val_data, labels)
+
+    # 3. who reads cue presence: the caller's check, the run's domain oracles, or the named concept model
+    check, checked_by = (check, getattr(check, "name", type(check).__name__)) if check is not None else \
+        _load_check(analysis, concepts, labels, testable)
+
+    # 4. the classifier, through its own preprocessing; it must have the run's classes
+    if classifier is None:
+        classifier = _load_classifier(run, source or ClassifierSource(), labels)
+    if int(getattr(classifier, "num_classes", len(labels))) != len(labels):
+        raise ConfirmError(f"the classifier has {classifier.num_classes} classes but the run {len(labels)}; pass the "
+                           "run's classifier with --model")
+
+    # 5. every image once: decode (skip and count what does not decode), classify, read the cues
+    say(f"confirm: reading {len(data)} images")
+    images, skipped = _read_all(data, classifier, check, config.batch_size)
+    if not images:
+        raise ConfirmError(f"none of the {len(data)} images of {data.root!r} decoded ({len(skipped)} skipped, e.g. "
+                           f"{skipped[0][0]!r}: {skipped[0][1]}); check the files")
+
+    # 6. per finding: the slices, the comparisons, the verdict, a few example images
+    run_examples = run.path(CONFIRMATION_DIR)
+    if run.inside(run_examples) is not None and run_examples.is_dir():
+        shutil.rmtree(run_examples)  # last confirmation's thumbnails: the new record names its own
+    results = []
+    for k, finding in enumerate(testable):
+        results.append(_confirm_finding(k, finding, images, labels, data, config, run, not_tested))
+    results = _decide([r for r in results if r is not None], config, labels)
+
+    # 7. per class, and the record
+    classes = _per_class(images, labels, results)
+    record = Confirmation(
+        data={**data.describe(), "used": len(images), "skipped": len(skipped),
+              "skipped_names": [f"{name}: {why}" for name, why in skipped[:10]],
+              "seconds": round(time.perf_counter() - started, 2)},
+        checked_by=checked_by, classifier=str(getattr(classifier, "name", type(classifier).__name__)),
+        settings=config.to_dict(), findings=tuple(results), classes=tuple(classes), not_tested=tuple(not_tested),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    run.write_confirmation(record)
+    record = run.read_confirmation()  # what the run holds (numbers as stored)
+    say(f"confirm: {record.headline()}")
+    return record
+
+
+# ------------------------------------------------------------------------------------------ steps
+def _testable(findings) -> tuple[list, list[str]]:
+    """Cue findings with an attribute and value (what a check can read on a real image), and why the rest are not."""
+    out, not_tested = [], []
+    for f in findings:
+        details = f.details if isinstance(f.details, dict) else {}
+        if f.kind not in PAIR_KINDS:
+            not_tested.append(f"{f.class_name} {f.kind}: not a cue test (an attribution share has no real-data slice)")
+        elif not details.get("attribute") or not details.get("value"):
+            not_tested.append(f"{f.class_name} {f.kind} {f.cue!r}: the finding names no attribute and value to read")
+        else:
+            out.append(f)
+    return out, not_tested
+
+
+def _cues_of(analysis) -> list:
+    from probe.analysis.cues import Cue
+
+    listed = ((analysis.cues or {}).get("list") if analysis is not None and isinstance(analysis.cues, dict) else None) or []
+    cues = []
+    for c in listed:
+        if isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("template"), str):
+            try:
+                cues.append(Cue(**{k: c[k] for k in ("name", "template", "counters", "category", "description",
+                                                      "attribute", "value", "counter_values") if k in c}))
+            except (ProbeError, TypeError):
+                continue  # a damaged cue of the run's analysis is one cue fewer to read, not a crash
+    return cues
+
+
+def _load_check(analysis, concepts: str | None, labels: list[str], findings) -> tuple[Any, str]:
+    from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
+
+    spec = concepts or "auto"
+    if spec == "none":
+        raise ConfirmError("--concepts none reads no cue on your images; pass a CLIP or SigLIP hub id or folder "
+                           "(world runs: leave --concepts at auto for the world's oracles)")
+    if spec == "auto":
+        from probe.domains import domains
+
+        name = analysis.domain if analysis is not None and isinstance(analysis.domain, str) else None
+        domain = domains().get(name) if name else None
+        if domain is None or domain.scorer is None or "oracles" not in (analysis.checked_by or ""):
+            raise ConfirmError("this run was not checked by an installed domain's oracles, so nothing reads its cues on "
+                               "your images; pass --concepts with a CLIP or SigLIP hub id or folder (e.g. "
+                               "openai/clip-vit-large-patch14)")
+        return OracleCheck(domain.scorer(), name=f"{domain.name} oracles"), f"{domain.name} oracles"
+    from probe.concepts import load_concepts
+
+    model = load_concepts(spec)
+    cues = concept_cues(_cues_of(analysis))
+    known = {(c.attribute, c.value) for c in cues}
+    # a finding's cue the analysis list lacks (a damaged list) is still read: its own attribute, value and counters
+    from probe.analysis.cues import Cue
+
+    for f in findings:
+        d = f.details
+        if (d.get("attribute"), d.get("value")) not in known:
+            counters = [str(v) for v in d.get("counter_values") or []]
+            cues.append(Cue(name=str(f.cue), template="{} " + f"with {d['value']}", attribute=str(d["attribute"]),
+                            value=str(d["value"]), counters=tuple("{} " + f"with {v}" for v in counters),
+                            counter_values=tuple(counters)))
+            known.add((d.get("attribute"), d.get("value")))
+    return ConceptModelCheck(model, [_object(n) for n in labels], cues), f"concepts: {model.name}"
+
+
+def _object(label: str) -> str:
+    from probe.classifiers.labels import split_synonyms
+
+    return split_synonyms(label)[0]
+
+
+def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
+    """The classifier as the audit loaded it: the command line's --model, else the run's own when that runs no code;
+    the run's inert data-config settings (input size, mean, std, crop, interpolation) and labels."""
+    from probe.classifiers import load_classifier
+    from probe.generate import _inert_model_spec
+
+    saved = run.read_run_config()
+    audit = saved.audit if saved is not None else {}
+    model = source.model or _inert_model_spec(audit.get("model"))
+    if not model:
+        raise ConfirmError("the run's config.json names no classifier; pass it with --model")
+    pick = lambda key: audit.get(key) if source.model is None or source.model == audit.get("model") else None  # noqa: E731
+    try:
+        return load_classifier(model, arch=source.arch or pick("arch"), labels=labels, trust_pickle=source.trust_pickle,
+                               input_size=pick("input_size"), mean=pick("mean"), std=pick("std"),
+                               crop_pct=pick("crop_pct"), interpolation=pick("interpolation"), device=source.device)
+    except ProbeError as error:
+        if source.model is None:
+            raise ConfirmError(f"the run's classifier {model!r} could not be loaded ({error}); pass it with --model") from error
+        raise
+
+
+def _read_all(data: ValData, classifier, check, batch_size: int) -> tuple[list[_Image], list[tuple[str, str]]]:
+    """Decode, classify (one forward per batch and image size) and read every image once."""
+    import torch
+
+    images: list[_Image] = []
+    skipped: list[tuple[str, str]] = []
+    device = getattr(classifier, "device", torch.device("cpu"))
+    for start in range(0, len(data.items), batch_size):
+        groups: dict[tuple, list] = {}
+        for item in data.items[start:start + batch_size]:
+            try:
+                tensor = data.load(item)
+            except Unreadable as why:
+                skipped.append((item.name, str(why)))
+                continue
+            groups.setdefault(tuple(tensor.shape), []).append((item, tensor))
+        for members in groups.values():
+            batch = torch.stack([t for _, t in members])
+            with torch.no_grad():
+                probs = classifier(batch.to(device)).float().softmax(dim=1).cpu().numpy()
+            readings = check.read(batch)
+            for (item, _), p, reading in zip(members, probs, readings):
+                images.append(_Image(item, item.class_index, int(p.argmax()), float(p[item.class_index]), p,
+                                     {a: str(v) for a, v in dict(reading).items()}))
+    return images, skipped
+
+
+def _slice(members: list[_Image], target: int, own: bool, kept: int, run: RunDir, data: ValData, folder: str,
+           tag: str, labels: list[str]) -> Slice:
+    """One slice: its hits (own: classified as their class; others: called ``target``), mean P(target), examples."""
+    if not members:
+        return Slice(0, 0)
+    hits = [im.predicted == target for im in members]
+    probs = [float(im.probs[target]) for im in members]
+    # the informative ones first: own images the classifier missed, other classes' images it called the class
+    order = sorted(range(len(members)), key=lambda i: (hits[i] if own else not hits[i], i))
+    examples = []
+    for i in order[:kept]:
+        im = members[i]
+        path = _thumbnail(run, data, im, folder, f"{tag}-{len(examples)}.png")
+        if path is not None:
+            examples.append(Example(path, im.item.name, labels[im.label], labels[im.predicted], probs[i]))
+    return Slice(len(members), sum(hits), sum(probs) / len(probs), tuple(examples))
+
+
+def _thumbnail(run: RunDir, data: ValData, image: _Image, folder: str, name: str) -> str | None:
+    """A downscaled copy of the user's image inside the run (confirmation/<folder>/<name>), as a run-relative path."""
+    from probe.files import save_png
+
+    try:
+        tensor = data.load(image.item)
+    except Unreadable:
+        return None
+    import torch.nn.functional as F
+
+    h, w = tensor.shape[-2:]
+    scale = 128 / max(h, w)
+    if scale < 1:
+        tensor = F.interpolate(tensor[None], size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
+                               antialias=True, align_corners=False)[0].clamp(0, 1)
+    target = run.path(CONFIRMATION_DIR, folder, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_png(target, tensor)
+    return run.rel(target)
+
+
+def _compare(measure: str, cue: Slice, counter: Slice, cue_members, counter_members, target: int) -> Comparison:
+    if not cue.n or not counter.n:
+        return Comparison(measure, cue, counter)
+    gap, low, high = stats.newcombe(cue.hits, cue.n, counter.hits, counter.n)
+    p = stats.fisher_exact(cue.hits, cue.n, counter.hits, counter.n)
+    pg, pl, ph = stats.mean_difference([float(m.probs[target]) for m in cue_members],
+                                       [float(m.probs[target]) for m in counter_members])
+    finite = lambda v: None if v is None or not math.isfinite(v) else max(-1.0, min(1.0, v))  # noqa: E731
+    return Comparison(measure, cue, counter, gap, low, high, p, finite(pg), finite(pl), finite(ph))
+
+
+def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: ValData, config: ConfirmConfig,
+                     run: RunDir, not_tested: list[str]) -> FindingConfirmation | None:
+    from probe.files import slugify
+
+    d = f.details
+    attribute, value = str(d["attribute"]), str(d["value"])
+    counters = tuple(str(v) for v in d.get("counter_values") or ())
+    read = [im for im in images if attribute in im.reading]
+    if not read:
+        not_tested.append(f"{f.class_name} {f.kind} {f.cue!r}: the check reads no {attribute!r} on your images")
+        return None
+    target = f.class_index
+
+    def shows_counter(im) -> bool:
+        return im.reading[attribute] in counters if counters else im.reading[attribute] != value
+
+    folder = f"{k}-{slugify(f.class_name)}-{slugify(f.kind)}-{slugify(f.cue)}"
+    groups = {
+        "own-cue": [im for im in read if im.label == target and im.reading[attribute] == value],
+        "own-counter": [im for im in read if im.label == target and shows_counter(im)],
+        "others-cue": [im for im in read if im.label != target and im.reading[attribute] == value],
+        "others-counter": [im for im in read if im.label != target and shows_counter(im)],
+    }
+    kept = {"own-cue": config.examples, "own-counter": config.examples, "others-cue": config.examples,
+            "others-counter": 0}
+    slices = {tag: _slice(members, target, tag.startswith("own"), kept[tag], run, data, folder, tag, labels)
+              for tag, members in groups.items()}
+    own = _compare("accuracy", slices["own-cue"], slices["own-counter"], groups["own-cue"], groups["own-counter"], target)
+    others = _compare("called the class", slices["others-cue"], slices["others-counter"], groups["others-cue"],
+                      groups["others-counter"], target)
+    decides = "others" if f.kind == "sufficiency" else "own"
+    effect = f.effect if math.isfinite(f.effect) else None
+    direction = -1 if effect is not None and effect < 0 else 1
+    finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
+    return FindingConfirmation(
+        class_index=target, class_name=f.class_name, kind=f.kind, cue=f.cue, attribute=attribute, value=value,
+        counter_values=counters, status=f.status, passes=bool(f.passes), effect=finite(f.effect),
+        ci_low=finite(f.ci_low), ci_high=finite(f.ci_high), own=own, others=others, decides=decides,
+        direction=direction, verdict="not seen", reason="")  # decided with the others' tests (_decide)
+
+
+def _decide(results: list[FindingConfirmation], config: ConfirmConfig, labels: list[str]) -> list[FindingConfirmation]:
+    """The verdicts: each deciding p adjusted (Benjamini-Hochberg) within its family (the passing findings, the rest),
+    among the tests whose slices are large enough to decide."""
+    from probe.analysis.stats import fdr
+
+    qs: dict[int, float] = {}
+    for family in (True, False):
+        members = [i for i, r in enumerate(results) if r.passes is family and r.decisive.p is not None
+                   and min(r.decisive.cue.n, r.decisive.counter.n) >= config.min_slice]
+        if members:
+            q, _ = fdr([results[i].decisive.p for i in members], q=config.alpha, method="bh")
+            qs.update({i: float(v) for i, v in zip(members, q)})
+    out = []
+    for i, r in enumerate(results):
+        verdict, reason, needed = _verdict(r, qs.get(i), config, labels[r.class_index])
+        out.append(replace(r, verdict=verdict, reason=reason, images_to_decide=needed, q=qs.get(i)))
+    return out
+
+
+def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, name: str) -> tuple[str, str, int | None]:
+    """(verdict, the reason in one line, images per slice that would decide or None)."""
+    from probe.run import format as fmt
+
+    c, direction, attribute, value, counters = f.decisive, f.direction, f.attribute, f.value, f.counter_values
+
+    whose = f"{name!r} images" if c.measure == "accuracy" else f"other classes' images called {name!r}"
+    without = "/".join(counters) if counters else f"another {attribute}"
+    numbers = (f"{whose}: {fmt.number(c.cue.rate)} with {value} (n={c.cue.n}) vs {fmt.number(c.counter.rate)} with "
+               f"{without} (n={c.counter.n})")
+    size = max(abs(f.effect) if f.effect is not None else 0.0, 2 * config.negligible)
+    # the hypothesis: the cue slice's rate differs from the counter slice's by the generated effect, in its direction;
+    # the larger slice's rate anchors it
+    if c.counter.n and c.counter.n >= c.cue.n:
+        p_cue = min(0.99, max(0.01, c.counter.rate + direction * size))
+    else:
+        p_cue = c.cue.rate if c.cue.n else 0.5
+    needed = stats.images_to_decide(p_cue, direction * size, alpha=config.alpha, power=config.power)
+    if min(c.cue.n, c.counter.n) < config.min_slice:
+        return ("not seen", f"{numbers}: too few images to decide (at least {config.min_slice} per slice); about "
+                f"{needed} per slice would decide a gap of {size:.2f}", needed)
+    gap_text = f"gap {fmt.effect(c.gap)} [{fmt.interval(c.low, c.high)}], Fisher p={fmt.pq(c.p)}, q={fmt.pq(q)}"
+    toward_low = c.low if direction > 0 else -c.high  # the interval's end nearest no effect, in the finding's direction
+    toward_high = c.high if direction > 0 else -c.low
+    if toward_low > 0 and q is not None and q < config.alpha:
+        return "confirmed", f"{numbers}: {gap_text}", None
+    if toward_high < config.negligible:
+        return ("contradicted", f"{numbers}: {gap_text} rules out a gap of {config.negligible:.2f} or more in the "
+                f"finding's direction", None)
+    return ("not seen", f"{numbers}: {gap_text} is undecided; about {needed} images per slice would decide a gap of "
+            f"{size:.2f}", needed)
+
+
+def _per_class(images: list[_Image], labels: list[str], results: list[FindingConfirmation]) -> list[ClassConfirmation]:
+    out = []
+    for index in sorted({im.label for im in images} | {r.class_index for r in results}):
+        own = [im for im in images if im.label == index]
+        mine = [r for r in results if r.class_index == index]
+
+        def named(verdict: str) -> tuple[str, ...]:
+            return tuple(f"{r.cue} ({r.kind})" for r in mine if r.verdict == verdict)
+
+        out.append(ClassConfirmation(index, labels[index], len(own),
+                                     sum(im.predicted == index for im in own) / len(own) if own else None,
+                                     named("confirmed"), named("not seen"), named("contradicted")))
+    return out

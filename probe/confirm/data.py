@@ -1,0 +1,270 @@
+"""The user's labelled validation images: ``read_val_data(spec, labels) -> ValData``.
+
+``spec`` is one of:
+
+- a folder in ImageFolder layout (``DIR/<label>/<image>``; images by extension: png, jpg, jpeg, bmp, gif, webp,
+  tif, tiff; other files are ignored);
+- a CSV file of ``path,label`` rows (a header row ``path,label`` is optional; paths relative to the CSV's folder);
+- from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
+  or a (3,H,W) float tensor in [0,1] or uint8; a label as a name or a class index).
+
+Everything here is checked before any model loads, each problem one line naming it and the fix: a missing folder
+or file, no images at all, labels that are not the classifier's (the first few unknown ones named). An image that
+does not decode is not fatal: :meth:`ValData.load` raises :class:`Unreadable`, and the caller skips and counts it.
+Labels match a classifier's label exactly, its first synonym (``"tabby, tabby cat"`` -> ``tabby``), the file-safe
+slug of either (folders are often slugs), or its class index written as a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from probe.errors import ProbeError
+from probe.files import slugify
+
+__all__ = ["ValDataError", "Unreadable", "ValItem", "ValData", "read_val_data", "check_val_source", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ValDataError(ProbeError):
+    """The validation data cannot be used: missing, empty, or labelled with classes the classifier does not have."""
+
+
+class Unreadable(Exception):
+    """One image did not decode (skipped and counted by the caller, never fatal)."""
+
+
+@dataclass(frozen=True)
+class ValItem:
+    """One labelled image: ``name`` (its path relative to the data, or ``#i`` in a Dataset: shown, never opened from a
+    run), ``class_index`` (the classifier's), ``path`` (a file) or ``index`` (a Dataset item)."""
+
+    name: str
+    class_index: int
+    path: Path | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class ValData:
+    """The labelled images, checked against the classifier's labels; ``load(item)`` decodes one as (3,H,W) in [0,1]."""
+
+    items: tuple[ValItem, ...]
+    source: str  # "folder", "csv", "list" or "dataset"
+    root: str
+    labels: tuple[str, ...]
+    dataset: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not self.items:
+            raise ValDataError(f"the validation data {self.root!r} holds no images; give a folder with one subfolder "
+                               "of images per class (ImageFolder), or a CSV of path,label rows")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def per_class(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for item in self.items:
+            counts[item.class_index] = counts.get(item.class_index, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def describe(self) -> dict:
+        """What confirmation.json records of the data (before decoding: ``listed``)."""
+        return {"source": self.source, "root": self.root, "listed": len(self.items),
+                "per_class": {self.labels[i]: n for i, n in self.per_class().items()}}
+
+    def load(self, item: ValItem):
+        """The image as a float tensor (3,H,W) in [0,1]; :class:`Unreadable` when it does not decode."""
+        import torch
+
+        if item.path is not None:
+            return _decode(item.path)
+        try:
+            image = self.dataset[item.index][0]
+        except Exception as e:  # the user's Dataset failed on this item: skipped and counted like a bad file
+            raise Unreadable(f"{type(e).__name__}: {e}") from e
+        return _as_tensor(image, torch)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{self.labels[i]} {n}" for i, n in list(self.per_class().items())[:8])
+        return f"ValData({self.source} {self.root!r}: {len(self.items)} images; {counts})"
+
+
+def _decode(path: Path):
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:  # PIL raises these for damaged files
+        raise Unreadable(f"{type(e).__name__}: {str(e)[:120]}") from e
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise Unreadable(f"decoded to an empty image {arr.shape}")
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _as_tensor(image, torch):
+    import numpy as np
+
+    if hasattr(image, "convert"):  # a PIL image
+        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] in (1, 3):
+        x = image.detach().float() / (255.0 if not image.is_floating_point() else 1.0)
+        if float(x.min()) < -1e-3 or float(x.max()) > 1 + 1e-3:
+            raise Unreadable(f"a tensor image with values in [{float(x.min()):.3g}, {float(x.max()):.3g}], not [0, 1]")
+        return x.expand(3, -1, -1).contiguous().cpu()
+    raise Unreadable(f"a {type(image).__name__} image, not a PIL image or a (3,H,W) tensor")
+
+
+class _Labels:
+    """The classifier's labels, matched by name, first synonym, slug or index."""
+
+    def __init__(self, labels: Sequence[str]):
+        from probe.classifiers.labels import split_synonyms
+
+        self.labels = tuple(str(x) for x in labels)
+        self.lookup: dict[str, int] = {}
+        for i, raw in enumerate(self.labels):
+            names = [raw, *(split_synonyms(raw) or [])]
+            for name in names:
+                for key in (name, name.strip().lower(), slugify(name)):
+                    self.lookup.setdefault(key, i)
+        for i in range(len(self.labels)):
+            self.lookup.setdefault(str(i), i)
+
+    def index(self, label: Any) -> int | None:
+        if isinstance(label, bool):
+            return None
+        if isinstance(label, int) or (hasattr(label, "item") and not isinstance(label, str)):
+            try:
+                value = int(label)
+            except (TypeError, ValueError):
+                return None
+            return value if 0 <= value < len(self.labels) else None
+        text = str(label)
+        for key in (text, text.strip().lower(), slugify(text)):
+            if key in self.lookup:
+                return self.lookup[key]
+        return None
+
+    def check(self, found: Sequence[Any], where: str) -> list[int]:
+        out, unknown = [], []
+        for label in found:
+            index = self.index(label)
+            if index is None:
+                if str(label) not in unknown:
+                    unknown.append(str(label))
+            out.append(index)
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:4]) + (f" and {len(unknown) - 4} more" if len(unknown) > 4 else "")
+            known = ", ".join(self.labels[:6]) + (" ..." if len(self.labels) > 6 else "")
+            raise ValDataError(f"{where}: label(s) {shown} are not the classifier's ({len(self.labels)} classes: {known}); "
+                               "rename them to the classifier's labels (or their class indices)")
+        return out
+
+
+def check_val_source(spec: Any) -> None:
+    """The checks that need no labels (a missing folder or CSV), for ``probe audit --val-data`` before it starts."""
+    if isinstance(spec, (str, os.PathLike)):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise ValDataError(f"--val-data {str(spec)!r} does not exist; pass a folder of class subfolders (ImageFolder) "
+                               "or a CSV of path,label rows")
+
+
+def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
+    """The labelled images of ``spec`` (see the module docstring), checked against ``labels``; no image is decoded."""
+    import torch
+
+    known = _Labels(labels)
+    if isinstance(spec, (str, os.PathLike)):
+        check_val_source(spec)
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return _folder(path, known)
+        if path.suffix.lower() in (".csv", ".txt"):
+            return _csv(path, known)
+        raise ValDataError(f"--val-data {str(spec)!r} is a file but not a CSV; pass a folder of class subfolders "
+                           "(ImageFolder) or a .csv of path,label rows")
+    if isinstance(spec, torch.utils.data.Dataset):
+        return _dataset(spec, known)
+    if isinstance(spec, (list, tuple)):
+        pairs = list(spec)
+        bad = next((p for p in pairs if not (isinstance(p, (list, tuple)) and len(p) == 2)), None)
+        if bad is not None:
+            raise ValDataError(f"validation data as a list must hold (path, label) pairs, not {bad!r}")
+        indices = known.check([label for _, label in pairs], "validation data list")
+        items = tuple(ValItem(str(p), i, path=Path(p).expanduser()) for (p, _), i in zip(pairs, indices))
+        return ValData(items, "list", f"{len(pairs)} paths", known.labels)
+    raise ValDataError(f"validation data of type {type(spec).__name__} is not supported; pass a folder, a CSV file, a "
+                       "list of (path, label) pairs or a torch Dataset of (image, label)")
+
+
+def _folder(root: Path, known: _Labels) -> ValData:
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = [(p, sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+             for p in subfolders]
+    found = [(p, files) for p, files in found if files]
+    if not found:
+        loose = any(f.suffix.lower() in IMAGE_EXTENSIONS for f in root.iterdir() if f.is_file())
+        raise ValDataError(f"--val-data {str(root)!r} has no class subfolders with images"
+                           f"{' (its images lie directly in it)' if loose else ''}; lay it out as DIR/<label>/<image> "
+                           "with the classifier's labels as folder names")
+    indices = known.check([p.name for p, _ in found], f"--val-data {str(root)!r}")
+    items = tuple(ValItem(f.relative_to(root).as_posix(), i, path=f) for (_, files), i in zip(found, indices)
+                  for f in files)
+    return ValData(items, "folder", str(root), known.labels)
+
+
+def _csv(path: Path, known: _Labels) -> ValData:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValDataError(f"--val-data {str(path)!r} cannot be read as CSV ({type(e).__name__}: {e}); save it as "
+                           "UTF-8 text with path,label rows") from e
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    short = next((n for n, r in enumerate(rows) if len(r) < 2), None)
+    if short is not None:
+        raise ValDataError(f"--val-data {str(path)!r}: row {short + 1} ({','.join(rows[short])!r}) is not path,label; "
+                           "write one image per row as path,label")
+    if not rows:
+        raise ValDataError(f"--val-data {str(path)!r} lists no images; write one image per row as path,label")
+    indices = known.check([r[1].strip() for r in rows], f"--val-data {str(path)!r}")
+    base = path.parent
+    items = tuple(ValItem(r[0].strip(), i, path=(base / Path(r[0].strip()).expanduser())) for r, i in zip(rows, indices))
+    return ValData(items, "csv", str(path), known.labels)
+
+
+def _dataset(dataset, known: _Labels) -> ValData:
+    try:
+        n = len(dataset)
+    except TypeError as e:
+        raise ValDataError("a torch Dataset given as validation data must have a length (a map-style Dataset)") from e
+    names = getattr(dataset, "classes", None)
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) == n:
+        labels = [names[int(t)] if names is not None else t for t in targets]
+    else:
+        labels = []
+        for i in range(n):
+            try:
+                labels.append(dataset[i][1])
+            except Exception as e:
+                raise ValDataError(f"the validation Dataset failed on item {i} ({type(e).__name__}: {e}); each item must "
+                                   "be (image, label)") from e
+        if names is not None:
+            labels = [names[int(t)] if not isinstance(t, str) else t for t in labels]
+    indices = known.check(labels, "the validation Dataset")
+    items = tuple(ValItem(f"#{i}", c, index=i) for i, c in enumerate(indices))
+    return ValData(items, "dataset", type(dataset).__name__, known.labels, dataset)

@@ -1,0 +1,287 @@
+"""`probe confirm`: a run's findings checked on labelled real images (issue 20, item 1).
+
+Fast tests build a small world run by hand (its labels, one planted-cue finding, an analysis checked by the world
+oracles) and a rendered validation set from a bundled classifier's training distribution; the demo fixtures check
+the same on real audits. Plumbing outside the world: a tiny random CLIP reads the cues for a classifier saved as a
+torch.export program.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_main
+from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run, read_val_data
+from probe.confirm.data import ValDataError
+from probe.confirm.stats import fisher_exact, images_to_decide, newcombe
+from probe.errors import RunError
+from probe.run import RunDir
+from probe.run.confirmation import Confirmation
+from probe.run.types import Finding, RunConfig
+from probe.world.scenes import SHAPES
+
+GRASS = {"category": "background", "attribute": "background", "value": "grass",
+         "counter_values": ["sand", "snow", "wood"]}
+
+
+def _finding(cls: str, cue: str, details: dict, *, effect=0.3, passes=True, kind="necessity") -> Finding:
+    return Finding(class_index=SHAPES.index(cls) if cls in SHAPES else 0, class_name=cls, cue=cue, kind=kind,
+                   effect=effect, ci_low=effect - 0.15, ci_high=effect + 0.15, n_images=16, evidence=(), passes=passes,
+                   strength="strong", sentence=f"{cls} leans on {cue}", details=details, p=0.001, q=0.01,
+                   status="passes" if passes else "weak", checked_by="world oracles")
+
+
+def _world_run(path: Path, model: str = "biased", findings=None) -> Path:
+    """A world run as the audit leaves it, without the audit: labels, config, findings, an oracle-checked analysis."""
+    from probe.world.assets import bundled_classifier_path
+
+    run = RunDir(path)
+    run.root.mkdir(parents=True)
+    run.write_labels(list(SHAPES))
+    findings = findings or [_finding("star", "grass", GRASS)]
+    audited = sorted({f.class_index for f in findings})
+    run.write_config(RunConfig(audit={"model": str(bundled_classifier_path(model))}, classes=tuple(audited)))
+    for index in audited:
+        run.write_metrics(run.class_dir(index, SHAPES[index]), {"status": "done", "class_index": index,
+                                                               "class_name": SHAPES[index]})
+    run.write_findings(findings)
+    run.write_analysis({"domain": "world", "interventions_checked_by": "world oracles"})
+    return run.root
+
+
+@pytest.fixture(scope="module")
+def world_val() -> dict:
+    """Validation sets (in memory: a torch Dataset) from the biased and the clean classifier's training distributions:
+    3000 biased scenes hold about 11 stars on sand, snow or wood (the star is on grass 97% of the time); 600 uniform
+    scenes are plenty for the clean one."""
+    from probe.world.valset import validation_images
+
+    return {"biased": validation_images("biased", 3000, seed=5), "clean": validation_images("clean", 600, seed=6)}
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def test_statistics_match_published_values():
+    # Newcombe (1998) table II, example (a): 56/70 vs 48/80 -> 0.2000 (0.0524, 0.3339)
+    d, low, high = newcombe(56, 70, 48, 80)
+    assert (round(d, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
+    assert fisher_exact(8, 10, 1, 10) == pytest.approx(0.005477, abs=1e-5)  # scipy.stats.fisher_exact's value
+    assert fisher_exact(3, 6, 3, 6) == pytest.approx(1.0)
+    assert images_to_decide(0.9, 0.3) < images_to_decide(0.9, 0.1)  # smaller gaps need more images
+
+
+# ------------------------------------------------------------------------------------------ the data reader
+def test_bad_val_data_fails_in_one_line_before_any_model_loads(tmp_path, monkeypatch):
+    run = _world_run(tmp_path / "run")
+
+    def no_models(*a, **k):
+        raise AssertionError("a model was loaded before the data was checked")
+
+    monkeypatch.setattr("probe.classifiers.load_classifier", no_models)
+    monkeypatch.setattr("probe.world.oracles.load_oracles", no_models)
+    with pytest.raises(ValDataError, match="does not exist"):
+        confirm_run(run, tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValDataError, match="no class subfolders with images"):
+        confirm_run(run, tmp_path / "empty")
+    for name in ("star", "lobster", "Tabby Cat"):
+        (tmp_path / "wrong" / name).mkdir(parents=True)
+        (tmp_path / "wrong" / name / "a.png").write_bytes(b"not decoded before the labels are checked")
+    with pytest.raises(ValDataError, match=r"'Tabby Cat', 'lobster' are not the classifier's \(6 classes") as error:
+        confirm_run(run, tmp_path / "wrong")
+    assert "\n" not in str(error.value)
+    (tmp_path / "list.csv").write_text("path,label\nimgs/a.png,star\nimgs/b.png,hexagon\n")
+    with pytest.raises(ValDataError, match="'hexagon'"):
+        confirm_run(run, tmp_path / "list.csv")
+
+
+def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_csv(tmp_path):
+    labels = ["tabby, tabby cat", "golden retriever", "star"]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "v.csv").write_text("path,label\nx/1.png,tabby\nx/2.png,golden-retriever\nx/3.png,2\n")
+    data = read_val_data(tmp_path / "data" / "v.csv", labels)
+    assert [i.class_index for i in data.items] == [0, 1, 2]
+    assert data.items[0].path == tmp_path / "data" / "x" / "1.png"
+    listed = read_val_data([(tmp_path / "p.png", "Golden Retriever")], labels)
+    assert listed.items[0].class_index == 1
+
+
+# ------------------------------------------------------------------------------------------ the world
+SNOW = {**GRASS, "value": "snow", "counter_values": ["wood", "sand"]}
+
+
+@pytest.fixture(scope="module")
+def biased_confirmed(tmp_path_factory, world_val) -> tuple[Path, Confirmation]:
+    """A biased-star world run with the planted grass finding and a false snow one (as the demo's audit found),
+    confirmed once on the biased classifier's validation set (the tests below read it; none changes it)."""
+    run = _world_run(tmp_path_factory.mktemp("confirmed") / "run",
+                     findings=[_finding("star", "grass", GRASS), _finding("star", "snow", SNOW, effect=0.32)])
+    return run, confirm_run(run, world_val["biased"], source=ClassifierSource(device="cpu"))
+
+
+def test_planted_cue_is_confirmed_on_its_training_distribution_and_not_for_the_clean_classifier(tmp_path, world_val,
+                                                                                                 biased_confirmed):
+    run, biased = biased_confirmed
+    star = biased.finding(SHAPES.index("star"), "necessity", "grass")
+    assert star.verdict == "confirmed", star.reason
+    assert star.own.cue.n > 100 and star.own.counter.n >= 5  # grass stars vs stars on sand, snow or wood
+    assert star.own.gap > 0 and star.own.low > 0 and star.q < 0.05
+    assert biased.checked_by == "world oracles" and biased.data["used"] == 3000
+    # the false finding (the demo's star/snow) is not confirmed: too few snow stars to decide, and it says so
+    snow = biased.finding(SHAPES.index("star"), "necessity", "snow")
+    assert snow.verdict != "confirmed" and (snow.verdict == "contradicted" or snow.images_to_decide), snow.reason
+    # the record is what the run holds, read back through its one owner; its thumbnails lie inside the run
+    assert RunDir(run).read_confirmation() == biased
+    assert star.own.counter.examples and all((run / e.path).is_file() for e in star.own.counter.examples)
+    assert biased.by_class(SHAPES.index("star")).confirmed == ("grass (necessity)",)
+    clean = confirm_run(_world_run(tmp_path / "clean", "clean"), world_val["clean"], source=ClassifierSource(device="cpu"))
+    assert clean.findings[0].verdict != "confirmed", clean.findings[0].reason
+    assert clean.findings[0].own.counter.n >= 20  # the uniform distribution has the stars to decide it
+
+
+def test_small_slices_say_how_many_images_would_decide_and_a_bad_image_is_skipped_and_counted(tmp_path, world_val):
+    from probe.files import save_png
+
+    data = tmp_path / "few"
+    (data / "star").mkdir(parents=True)
+    stars = [i for i, t in enumerate(world_val["biased"].targets) if t == SHAPES.index("star")][:40]
+    for i in stars:  # 40 stars: about one on sand, snow or wood
+        save_png(data / "star" / f"{i:05d}.png", world_val["biased"][i][0])
+    (data / "star" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    record = confirm_run(_world_run(tmp_path / "run"), data, source=ClassifierSource(device="cpu"))
+    assert record.data["skipped"] == 1 and record.data["used"] == 40
+    assert record.data["skipped_names"][0].startswith("star/broken.png")
+    [star] = record.findings
+    assert star.verdict == "not seen"
+    assert star.images_to_decide is not None and star.images_to_decide > star.own.counter.n
+    assert f"about {star.images_to_decide} per slice would decide" in star.reason
+
+
+def test_gate_on_confirmed_findings_only(tmp_path, biased_confirmed):
+    from probe import open_run
+    from probe.gate import GateError, check_run
+
+    run, record = biased_confirmed
+    bare = _world_run(tmp_path / "bare", findings=[_finding("star", "grass", GRASS)])
+    with pytest.raises(GateError, match="probe confirm"):
+        check_run(bare, max_effect=0.1, confirmed_only=True)
+    assert sorted(f.cue for f in check_run(run, max_effect=0.1).offenders) == ["grass", "snow"]
+    assert [f.cue for f in check_run(run, max_effect=0.1, confirmed_only=True).offenders] == ["grass"]
+    # the notebook's findings table carries the verdicts
+    table = open_run(run).findings.set_index("cue")
+    assert table.loc["grass", "real_verdict"] == "confirmed" and table.loc["grass", "real_n_cue"] > 100
+    assert table.loc["snow", "real_verdict"] == record.finding(SHAPES.index("star"), "necessity", "snow").verdict
+
+
+def test_report_shows_the_real_images_with_escaped_names(tmp_path):
+    from probe.files import save_png
+    from probe.report import render_report
+    from probe.world.scenes import render
+
+    data = tmp_path / "data"
+    for k in range(12):
+        shape = ("star", "circle")[k % 2]
+        (data / shape).mkdir(parents=True, exist_ok=True)
+        scene = render(shape=shape, background="grass" if k < 8 else "sand", seed=k)
+        save_png(data / shape / f"<b>x{k}.png", scene.image01())
+    run = _world_run(tmp_path / "run")
+    confirm_run(run, data, source=ClassifierSource(device="cpu"), config=ConfirmConfig(min_slice=2))
+    page = (render_report(run).parent / "classes" / "3-star.html").read_text()
+    assert "On your data" in page and "&lt;b&gt;x" in page and "<b>x" not in page
+
+
+def test_damaged_confirmation_is_one_line_naming_the_field(tmp_path, biased_confirmed):
+    _, record = biased_confirmed
+    data = record.to_dict()
+    data["findings"][0]["verdict"] = "proven"
+    with pytest.raises(RunError, match=r"findings\[0\]\.verdict is 'proven'"):
+        Confirmation.from_dict(data)
+    data = record.to_dict()
+    data["findings"][0]["own"]["cue"]["hits"] = 10 ** 6
+    run = _world_run(tmp_path / "run")
+    (run / "confirmation.json").write_text(json.dumps(data))
+    with pytest.raises(RunError, match=r"own\.cue\.hits") as error:
+        RunDir(run).read_confirmation()
+    assert "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+def test_cli_confirm_and_world_valset(tmp_path, monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, "world", "valset", "--out", str(tmp_path / "val"), "--n", "60")
+    assert code == 0, err
+    assert "planted star: background=grass" in out and (tmp_path / "val" / "attributes.csv").is_file()
+    run = _world_run(tmp_path / "run")
+    code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "nowhere"))
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "val"),
+                              "--device", "cpu", "--no-report")
+    assert code == 0, err
+    assert "cues read by world oracles" in out and (run / "confirmation.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------ plumbing outside the world
+def test_tiny_clip_reads_the_cues_for_an_exported_classifier(tmp_path):
+    from tiny_concepts import save_tiny_clip
+
+    from probe.files import save_png
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    model_path = tmp_path / "cls.pt2"
+    program = torch.export.export(Net().eval(), (torch.rand(2, 3, 24, 24),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    torch.export.save(program, str(model_path))
+    (tmp_path / "cls.labels.txt").write_text("cat\ndog\n")
+    (tmp_path / "cls.data.json").write_text(json.dumps({"input_size": [3, 24, 24], "mean": [0.5] * 3, "std": [0.5] * 3}))
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.write_labels(["cat", "dog"])
+    run.write_config(RunConfig(audit={"model": str(model_path)}))
+    cue = {"name": "grass", "template": "{} on grass", "counters": ["{} on sand"], "category": "background",
+           "attribute": "background", "value": "grass", "counter_values": ["sand"]}
+    run.write_findings([Finding(0, "cat", "grass", "necessity", 0.3, 0.1, 0.5, 16, (), True, "strong", "s",
+                                details={**cue}, p=0.01, q=0.02, status="passes", checked_by="concepts: tiny")])
+    run.write_analysis({"cues": {"source": "curated default", "list": [cue]}, "interventions_checked_by": "concepts: tiny"})
+    generator = torch.Generator().manual_seed(1)
+    for k in range(16):  # images of two sizes: each size is one batch through the classifier's preprocessing
+        size = 40 if k % 2 else 28
+        folder = run.root.parent / "data" / ("cat" if k < 10 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        save_png(folder / f"{k}.png", torch.rand(3, size, size, generator=generator))
+    clip = save_tiny_clip(tmp_path / "clip")
+    with pytest.raises(Exception, match="--concepts"):  # a real run has no oracles: the concept model is named
+        confirm_run(run.root, run.root.parent / "data", source=ClassifierSource(device="cpu"))
+    record = confirm_run(run.root, run.root.parent / "data", source=ClassifierSource(device="cpu"), concepts=str(clip),
+                         config=ConfirmConfig(min_slice=1))
+    assert record.checked_by.startswith("concepts: ") and record.data["used"] == 16
+    [f] = record.findings
+    assert f.own.cue.n + f.own.counter.n == 10  # every cat image read as on grass or on sand
+    assert f.others.cue.n + f.others.counter.n == 6
+    assert RunDir(run.root).read_confirmation() == record
+
+
+# ------------------------------------------------------------------------------------------ the demo audits
+def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_star_demo, world_val, tmp_path):
+    biased, clean, _ = clean_star_demo
+    results = {}
+    for name, run in (("biased", biased), ("clean", clean)):
+        copy = tmp_path / name
+        shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".probe*", "report"))
+        record = confirm_run(copy, world_val[name], source=ClassifierSource(device="cpu"))
+        results[name] = {(f.kind, f.cue): f for f in record.findings if f.class_name == "star"}
+    grass = results["biased"].get(("necessity", "grass"))
+    assert grass is not None and grass.passes and grass.verdict == "confirmed", grass
+    assert not any(f.verdict == "confirmed" and f.cue == "grass" for f in results["clean"].values())
+    assert not any(f.passes and f.verdict == "confirmed" for f in results["clean"].values())
