@@ -88,11 +88,18 @@ def failure_metrics(index: int, name: str | None, slug: str, error: BaseExceptio
             "seconds": round(seconds, 3), "baseline": None, "token": None, "eval_model": None, "images": []}
 
 
-def load_models(config: AuditConfig):
-    """The classifier (and optional held-out classifier) and the generator named by ``config``."""
+def load_models(config: AuditConfig, *, classifiers: tuple | None = None):
+    """The classifier (and optional held-out classifier) and the generator named by ``config``; ``classifiers``
+    (classifier, held-out classifier) already loaded by :func:`load_classifiers` are kept."""
+    classifier, eval_classifier = classifiers if classifiers is not None else load_classifiers(config)
+    return classifier, eval_classifier, load_generator_of(config)
+
+
+def load_classifiers(config: AuditConfig):
+    """The classifier and the optional held-out classifier named by ``config`` (no generator: the audit's plan
+    counts the classes with them before the generator loads)."""
     from probe.classifiers import load_classifier
     from probe.devices import resolve_device
-    from probe.generators import load_generator
 
     device = resolve_device(config.device)  # fail on a missing GPU before loading anything
     classifier = load_classifier(config.model, arch=config.arch, labels=config.labels, trust_pickle=config.trust_pickle,
@@ -102,8 +109,15 @@ def load_models(config: AuditConfig):
     if config.eval_model:
         eval_classifier = load_classifier(config.eval_model, arch=config.eval_arch, labels=config.labels,
                                           trust_pickle=config.trust_pickle, device=str(device))
-    generator = load_generator(config.generator, device=device, dtype=config.dtype)
-    return classifier, eval_classifier, generator
+    return classifier, eval_classifier
+
+
+def load_generator_of(config: AuditConfig):
+    """The generator named by ``config``, on its device and dtype."""
+    from probe.devices import resolve_device
+    from probe.generators import load_generator
+
+    return load_generator(config.generator, device=resolve_device(config.device), dtype=config.dtype)
 
 
 def eval_target(classifier, eval_classifier, index: int) -> int | None:

@@ -45,6 +45,9 @@ class AuditConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     gate: GateConfig | None = None  # `--max-effect`: check the findings at the end (probe.gate)
     scale: ScaleConfig = field(default_factory=ScaleConfig)  # where the classes run (local, Ray, a shard)
+    # `--budget`: the analysis's device time ("2h", "90m") or images ("5000img"), turned into analysis.max_images by
+    # the audit from the cost model (probe/auditing/cost.py) before any model loads
+    budget: str | None = None
 
     def __post_init__(self):
         if not str(self.model).strip():
@@ -65,6 +68,10 @@ class AuditConfig:
             object.__setattr__(self, "scale", ScaleConfig.from_dict(self.scale))
         if not isinstance(self.scale, ScaleConfig):
             raise RunError("AuditConfig.scale must be a probe.auditing.scale.ScaleConfig")
+        if self.budget is not None:
+            from probe.auditing.cost import Budget
+
+            Budget.parse(self.budget)  # a bad --budget is one line now, not after the tokens
 
     def to_dict(self) -> dict:
         data = asdict(self)

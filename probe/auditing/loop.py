@@ -23,7 +23,7 @@ import torch
 
 from probe.auditing.config import AuditConfig
 from probe.auditing.backends import Models, get_backend
-from probe.auditing.class_run import load_models
+from probe.auditing.class_run import load_classifiers, load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
 from probe.run import ANALYSIS, RunConfig, RunDir, is_internal
@@ -178,11 +178,30 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     # 1. check the options and the run directory; nothing is loaded or written yet
     run = check_run_dir(config)
     preflight(config)
-    # 2. load the models (a failure here leaves no run directory behind)
+    # 2. the plan (probe/auditing/cost.py): the images and device time the audit will spend, one line before the
+    #    generator loads (the classifier first only when no labels file tells the class count); --budget becomes the
+    #    analysis's image cap
     if classifier is not None and not isinstance(classifier, Classifier):
         classifier = load_classifier(classifier, labels=config.labels)
+    counted_with = None  # the classifiers loaded to count the classes, kept for the audit
+    if classifier is None and count_classes(config, None) is None:
+        counted_with = load_classifiers(config)
+    try:
+        plan = plan_of(config, classifier or (counted_with or (None,))[0])
+    except ProbeError:
+        raise
+    except Exception as error:  # the plan informs; a generator it cannot read must not stop the audit (no --budget)
+        if config.budget is not None:
+            raise RunError(f"--budget {config.budget}: the audit's plan failed ({type(error).__name__}: {error}); "
+                           "drop --budget or report this") from error
+        plan = None
+    if plan is not None and progress:
+        _say(console, plan.summary())
+    if plan is not None and plan.max_images is not None:
+        config = replace(config, analysis=config.analysis.replace(max_images=plan.max_images))
+    # 3. load the models (a failure here leaves no run directory behind)
     if classifier is None or generator is None:
-        loaded = load_models(config)
+        loaded = load_models(config, classifiers=counted_with)
         classifier = classifier or loaded[0]
         eval_classifier = eval_classifier or loaded[1]
         generator = generator or loaded[2]
@@ -192,11 +211,58 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
-    # 3. hold the run directory for the rest of the audit: a second identical audit is refused (a shard holds its
+    # 4. hold the run directory for the rest of the audit: a second identical audit is refused (a shard holds its
     #    own lock); classes are claimed one by one (RunDir's lock protocol), so overlapping writers never collide
     prepare_run_dir(config)
     with run.lock(config.scale.lock_name()):
         return _audit_locked(run, config, classifier, generator, eval_classifier, targets, labels, console, progress)
+
+
+def count_classes(config: AuditConfig, classifier) -> tuple[list[str], list[int]] | None:
+    """(labels, selected class indices) from the classifier when it is loaded, else read cheaply (``--labels``, the
+    labels file beside the model: probe.auditing.cost.class_count); None when only the classifier can tell."""
+    if classifier is not None:
+        from probe.classifiers import select_classes
+
+        labels = [str(i) if n is None else str(n)
+                  for i, n in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
+        return labels, select_classes(config.classes, classifier)
+    from probe.auditing.cost import class_count
+
+    labels, selected = class_count(config)
+    return None if selected is None else (labels, selected)
+
+
+def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None):
+    """The audit's :class:`probe.auditing.cost.AuditPlan` (with ``--budget`` turned into images); the class count
+    from ``classifier`` when given, else from the labels (a RunError when neither tells it)."""
+    from probe.auditing.cost import Budget, plan_for_config
+
+    counted = count_classes(config, classifier)
+    if counted is None:
+        raise RunError(f"the class count of {config.model!r} is known only once the classifier loads; pass --labels "
+                       "(a file with one name per class) or let the audit load the classifier")
+    labels, selected = counted
+    return plan_for_config(config, len(selected), len(labels), device=device, budget=Budget.parse(config.budget))
+
+
+def dry_run(config: AuditConfig, *, console=None):
+    """``probe audit --dry-run``: the plan, without loading the generator or writing anything. The class count comes
+    from the labels when a file tells it, else from the classifier alone, loaded on the CPU."""
+    check_run_dir(config)  # reads only: a resume with other settings is refused now too
+    classifier = None
+    if count_classes(config, None) is None:
+        _say(console, f"loading the classifier to count its classes (pass --labels to skip this): {config.model}")
+        classifier, _ = load_classifiers(replace(config, device="cpu", eval_model=None))
+    from probe.auditing.cost import device_kind
+
+    return plan_of(config, classifier, device=device_kind(config.device))
+
+
+def _say(console, line: str) -> None:
+    from rich.console import Console
+
+    (console or Console(stderr=True)).print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _check_sampling(token: TokenConfig, generator) -> None:

@@ -363,8 +363,10 @@ def _analysis(data: Any) -> dict:
     for key in ("n_findings", "n_passing"):
         if data.get(key) is not None:
             _int(key, data[key], maximum=10 ** 9)
-    for key in ("attributions", "timings_s", "confirm_like", "generation"):
+    for key in ("attributions", "timings_s", "confirm_like", "generation", "budget"):
         _dict(key, data.get(key), null=True)
+    for key, value in (_dict("images_by_stage", data.get("images_by_stage"), null=True) or {}).items():
+        _int(f"images_by_stage.{key}", value, maximum=10 ** 12)
     _str("rule", data.get("rule"), null=True)
     if data.get("notes") is not None:
         for i, note in enumerate(_list("notes", data["notes"])):

@@ -382,6 +382,8 @@ class AnalysisSummary:
     attention_iou: Any = None
     tests: dict | None = None
     images_generated: Any = None
+    images_by_stage: dict | None = None  # {stage: images}, the stages of probe.auditing.cost's plan
+    budget: dict | None = None  # the image budget (AnalysisConfig.max_images) and what it ended, when there was one
     generation: dict | None = None
     timings_s: dict | None = None
     notes: tuple[str, ...] | None = None

@@ -1,0 +1,110 @@
+"""The throughput table of the cost model (probe/auditing/cost.py): measured seconds per image, per generator family
+and device kind, each row with where it was measured. No row is guessed: a (family, device) pair without a row is
+*unmeasured*, and the plan says so instead of printing a time.
+
+A row holds what a benchmark measured at one sampling (steps, guidance), and, where a second sampling was measured
+too, the split of a cost into a fixed part (decode, classifier, backward) and a part per UNet evaluation, so that a
+plan at another step count is computed from two measurements instead of scaled from one:
+
+- ``image_s``: seconds per image sampled and decoded *without* gradient (the analysis, the evaluation), at
+  ``image_batch`` images per call;
+- ``step_s``: seconds per optimisation step of ``step_images`` images (the token), sampling included.
+
+Torch-free: read before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probe.errors import RunError
+
+__all__ = ["Throughput", "THROUGHPUT", "throughput_for", "REFERENCE_DEVICE"]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One measured row: seconds per image (no gradient) and per optimisation step, at the sampling measured.
+
+    ``*_per_call`` (optional): the part of the cost that grows with each UNet evaluation (a step with guidance is
+    two evaluations), from a second measured sampling; without it a plan at another sampling is not scaled."""
+
+    family: str  # "sd1", "sd2", "sdxl", "world"
+    device: str  # "cpu", "h200": the device kind (cost.device_kind)
+    steps: int  # the sampling measured
+    guidance: float
+    image_s: float | None  # seconds per image without gradient; None: not measured
+    image_batch: int | None
+    step_s: float | None  # seconds per optimisation step of step_images images; None: not measured
+    step_images: int = 5
+    image_per_call: float | None = None  # seconds per image per UNet evaluation (no gradient)
+    step_per_call: float | None = None  # seconds per step per UNet evaluation (the step's step_images images)
+    source: str = ""
+
+    def __post_init__(self):
+        if not self.family or not self.device:
+            raise RunError("a throughput row needs a generator family and a device kind")
+        for name in ("image_s", "step_s", "image_per_call", "step_per_call"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise RunError(f"throughput row {self.family}/{self.device}: {name}={value!r} must be a positive "
+                               "number of seconds, or None when not measured")
+        if self.steps < 1 or self.step_images < 1:
+            raise RunError(f"throughput row {self.family}/{self.device}: steps and step_images must be at least 1")
+
+    @property
+    def calls(self) -> int:
+        return evaluations(self.steps, self.guidance)
+
+    def seconds_per_image(self, steps: int, guidance: float) -> tuple[float | None, str]:
+        """(seconds per image without gradient at this sampling, how it was obtained)."""
+        return self._at(self.image_s, self.image_per_call, steps, guidance)
+
+    def seconds_per_step(self, steps: int, guidance: float, images: int) -> tuple[float | None, str]:
+        """(seconds per optimisation step of ``images`` images at this sampling, how it was obtained); the cost is
+        taken as proportional to the images of a step (what the measured rows at 5 and 10 images roughly show)."""
+        value, how = self._at(self.step_s, self.step_per_call, steps, guidance)
+        return (None if value is None else value * images / self.step_images), how
+
+    def _at(self, measured, per_call, steps, guidance):
+        if measured is None:
+            return None, "unmeasured"
+        calls = evaluations(steps, guidance)
+        if calls == self.calls:
+            return measured, "measured"
+        if per_call is not None:
+            return max(measured + per_call * (calls - self.calls), per_call), "from two measured samplings"
+        if calls < self.calls:
+            return measured, f"measured at {self.steps} steps (an upper bound for {steps})"
+        return None, f"measured only at {self.steps} steps"
+
+
+def evaluations(steps: int, guidance: float | None) -> int:
+    """UNet evaluations per image: one per step, two with classifier-free guidance (guidance above 1)."""
+    return int(steps) * (2 if guidance is not None and guidance > 1 else 1)
+
+
+# Device kind a plan falls back to as a *reference* (clearly labelled) when its own device has no row.
+REFERENCE_DEVICE = "h200"
+
+_H200 = "benchmarks/results/h200-2026-11-26"
+THROUGHPUT: tuple[Throughput, ...] = (
+    # SD 1.x full size (random weights), fp16, 512 px, resnet50 classifier, one H200. Images: the `floor` row (sampling +
+    # decode of 5 images, no gradient) 0.721 s. Steps: `default` (DDIM 15, guidance 7.5, 5 images) 0.989 s and
+    # `distilled` (2 steps, no guidance) 0.474 s: 0.0184 s per UNet evaluation of a 5-image step, the rest fixed; the
+    # no-gradient images take the same per-evaluation cost (the same UNet calls), the rest of the floor is the decode.
+    Throughput("sd1", "h200", steps=15, guidance=7.5, image_s=0.7208 / 5, image_batch=5, step_s=0.9893, step_images=5,
+               image_per_call=(0.9893 - 0.4739) / 28 / 5, step_per_call=(0.9893 - 0.4739) / 28,
+               source=f"{_H200}/sd1.json rows floor, default, distilled (median of 3 steps)"),
+    # SD 2.x base full size with a ViT-B/16 classifier: only the optimisation step was measured.
+    Throughput("sd2", "h200", steps=15, guidance=7.5, image_s=None, image_batch=None, step_s=1.1180, step_images=5,
+               source=f"{_H200}/sd2-vit.json row default (median of 2 steps); images without gradient unmeasured"),
+    # SDXL full size (1024 px): floor 3.686 s and default 5.502 s per 5-image step (DDIM 15, guidance 5).
+    Throughput("sdxl", "h200", steps=15, guidance=5.0, image_s=3.686 / 5, image_batch=5, step_s=5.502, step_images=5,
+               source=f"{_H200}/sdxl.md rows floor, default (median of 3 steps)"),
+)
+
+
+def throughput_for(family: str, device: str, table: tuple[Throughput, ...] = THROUGHPUT) -> Throughput | None:
+    """The row of ``family`` on ``device`` (a device kind), or None: unmeasured."""
+    return next((row for row in table if row.family == family and row.device == device), None)

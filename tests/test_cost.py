@@ -1,0 +1,215 @@
+"""probe.auditing.cost: the plan before any model loads, `probe audit --dry-run`, `--budget`, and the engine honouring it.
+
+The plan's counts are checked against what the engine's Lab actually generated (analysis.json ``images_by_stage``):
+on the fake world (analysis_fakes, seconds) and on the README's one-class demo (the shared session fixture, a real
+world audit). The budget is checked end to end on the fake world: screening runs in full, confirmation goes to the
+most decisive screens first and stops, the tests it did not reach stay screening-only and the run still renders.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, write_run
+from conftest import probe_script, run_main
+from probe.analysis import AnalysisConfig, analyze_run, read_findings
+from probe.auditing.cost import AuditPlan, Budget, Stage, plan_audit
+from probe.errors import RunError
+from probe.tokens import TokenConfig
+
+STAR = CLASSES.index("star")
+TEMPLATES = ("a photo of a {}", "a picture of a {}")  # the fake run's token templates
+CUES_ONLY = AnalysisConfig(attributions=False, off_object=False, ig_steps=4)
+
+
+def _fake_analysis(tmp: Path, config: AnalysisConfig):
+    import probe.domains as registry
+    from analysis_fakes import fake_domain
+
+    source = tmp / "fake-pipeline"
+    source.mkdir(parents=True)
+    gen = FakeGenerator({"<probe-2>": "on grass"}, source=str(source))
+    clf = PlantedClassifier({STAR: "grass"})
+    run = write_run(tmp / "run", gen, clf, tokens={0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}, n_seeds=4)
+    registry.domains()
+    registry.register_domain(fake_domain(source))
+    try:
+        findings = analyze_run(run, clf, gen, config)
+    finally:
+        registry._REGISTRY.pop("fake", None)
+    return run, gen, findings, json.loads((run / "analysis.json").read_text())
+
+
+def _fake_plan(config: AnalysisConfig) -> AuditPlan:
+    return plan_audit(TokenConfig(templates=TEMPLATES, eval_images=4), config, classes=3, labels=3, cues=fake_cues(),
+                      family="fake", device="cpu", steps=4, guidance=2.0, stated_contexts=True, discovery=False)
+
+
+@pytest.fixture(scope="module")
+def unbudgeted(tmp_path_factory):
+    return _fake_analysis(tmp_path_factory.mktemp("cost-free"), CUES_ONLY)
+
+
+def test_the_plan_counts_what_the_lab_generated_on_the_fake_world(unbudgeted):
+    _, gen, _, a = unbudgeted
+    plan, spent = _fake_plan(CUES_ONLY), a["images_by_stage"]
+    # every image the analysis made is counted, once, by stage
+    assert sum(spent.values()) == a["images_generated"] == gen.images_made
+    # screening is exact: one shared sufficiency pass; necessity with the arms cues of one attribute share
+    assert spent["screen_sufficiency"] == plan.stage("screen_sufficiency").images == (1 + len(fake_cues())) * 3 * 2
+    assert spent["screen_necessity"] == plan.stage("screen_necessity").images
+    assert plan.stage("screen_sufficiency").exact and plan.stage("screen_necessity").exact
+    # the rest are upper bounds that hold
+    for stage in ("screen_extend", "confirm"):
+        assert 0 < spent.get(stage, 0) <= plan.stage(stage).images, stage
+    assert a["images_generated"] <= plan.analysis_images
+
+
+def test_a_budget_ends_confirmation_on_the_most_decisive_screens_first(unbudgeted, tmp_path):
+    from probe.analysis.engine import _decisiveness  # the order the budget spends in
+    from probe.report import render_report
+
+    screening = sum(v for k, v in unbudgeted[3]["images_by_stage"].items() if k.startswith("screen_"))
+    config = CUES_ONLY.replace(max_images=screening + 40)
+    run, gen, findings, a = _fake_analysis(tmp_path, config)
+    budget = a["budget"]
+    assert budget["max_images"] == screening + 40 and budget["ended_confirmation"]
+    assert a["images_generated"] <= screening + 40 and gen.images_made == a["images_generated"]
+    assert budget["unconfirmed"] and any("image budget" in n and "screening-only" in n for n in a["notes"])
+    # a test the budget never reached is screening-only and never passes; the free run confirmed it
+    left = {tuple(k) for k in budget["unconfirmed"]}
+    for f in findings:
+        if (f.kind, f.class_index, f.cue) in left:
+            assert f.status == "screened" and not f.passes and f.details.get("budget")
+    confirmed_here = {(p["kind"], p["class_index"], p["cue"]) for p in a["pairs"] if p.get("confirm")}
+    assert confirmed_here and not confirmed_here & left
+    # what was confirmed was at least as decisive as anything left out: compare the screens' |mean| / se
+    from probe.analysis.sample import Sample
+    from probe.analysis.plan import Test
+
+    def decisiveness(entry):
+        return _decisiveness(Test(entry["kind"], None, None, Sample(entry["kind"], 0, entry["cue"],
+                                                                     diffs=__import__("numpy").array(entry["screen"]["values"]))))
+
+    screens = {(p["kind"], p["class_index"], p["cue"]): p for p in a["pairs"]}
+    assert min(decisiveness(screens[k]) for k in confirmed_here) >= max(decisiveness(screens[k]) for k in left)
+    free = {(p["kind"], p["class_index"], p["cue"]) for p in unbudgeted[3]["pairs"] if p.get("confirm")}
+    assert left <= free  # without the budget these were confirmed
+    assert [f.sentence for f in read_findings(run)] == [f.sentence for f in findings]
+    page = render_report(run)  # the run still renders, and says the budget ended confirmation
+    html = (page / "index.html" if page.is_dir() else page).read_text()
+    assert "image budget" in html and "screening-only" in html
+
+
+def test_the_plan_counts_what_the_readme_demo_generated(readme_demo):
+    from probe.auditing.loop import plan_of
+    from probe.world.demo import demo_config
+
+    run = readme_demo / "runs" / "demo"
+    a = json.loads((run / "analysis.json").read_text())
+    plan = plan_of(demo_config(out=str(run), classes="star"), device="cpu")  # labels from the model's sidecar file
+    spent = a["images_by_stage"]
+    assert plan.classes == 1 and plan.family == "world"
+    assert a["cues"].get("discovered", {}) in ({}, {"3": []}) or not any(a["cues"]["discovered"].values())
+    assert spent["screen_sufficiency"] == plan.stage("screen_sufficiency").images
+    assert spent["screen_necessity"] == plan.stage("screen_necessity").images
+    for stage, images in spent.items():
+        assert images <= plan.stage(stage).images, stage
+    metrics = json.loads(next((run / "classes").glob("*/metrics.json")).read_text())
+    assert len(metrics["images"]) == plan.stage("evaluation").images
+    assert metrics["steps"] * 5 <= plan.stage("token").images
+
+
+def test_an_audit_prints_the_plan_line_before_its_models_load(tmp_path, capsys, monkeypatch):
+    import probe.auditing.loop
+    from probe.errors import ProbeError
+    from test_hostile_cli import CLEAN, run_cli
+
+    def reached(*args, **kwargs):
+        raise ProbeError("the models would load now")
+
+    monkeypatch.setattr(probe.auditing.loop, "load_models", reached)
+    args = ["audit", "--model", CLEAN, "--generator", "world", "--classes", "star,heart", "--out", "runs/x",
+            "--max-steps", "3", "--budget", "400img", "--device", "cpu"]
+    code, text = run_cli(args, tmp_path, capsys, monkeypatch)
+    assert code == 2 and "the models would load now" in text, text
+    line = next(x for x in text.splitlines() if x.startswith("plan: "))
+    assert line.startswith("plan: 2 classes, world generator on cpu") and "tokens <= 6 steps" in line
+    assert "(budget 400)" in line and text.index("plan: ") < text.index("the models would load now")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_prints_the_plan_without_loading_the_generator_or_writing(tmp_path):
+    from probe.world import bundled_classifier_path
+
+    # a generator folder that cannot load (no weights): a dry run must not try
+    broken = tmp_path / "no-weights"
+    (broken / "unet").mkdir(parents=True)
+    (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (broken / "unet" / "config.json").write_text(json.dumps({"block_out_channels": [320, 640, 1280, 1280]}))
+    out = tmp_path / "run"
+    done = subprocess.run([probe_script(), "audit", "--model", str(bundled_classifier_path("biased")), "--generator",
+                           str(broken), "--classes", "star,heart", "--out", str(out), "--dry-run", "--budget", "3000img"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "AuditPlan: 2 classes, sd1 on" in done.stdout and "sufficiency screen" in done.stdout
+    assert "the budget caps the analysis at" in done.stdout
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["no-weights"]
+
+
+@pytest.mark.parametrize("text", ["2", "2 parsecs", "-1h", "0img", "1.5img", "h"])
+def test_a_bad_budget_is_one_line_naming_the_accepted_forms(monkeypatch, capsys, text):
+    code, out, err = run_main(monkeypatch, capsys, "audit", "--model", "missing.pt", "--budget", text, lines=True)
+    assert code == 2 and len(err) == 1 and "--budget" in err[0] and "5000img" in err[0] and "2h" in err[0], err
+
+
+def test_budget_forms_and_their_images():
+    assert Budget.parse("2h").seconds == 7200 and Budget.parse("90 min").seconds == 5400
+    assert Budget.parse("600s").seconds == 600 and Budget.parse("5000img").images == 5000
+    assert Budget.parse("5000 images").max_images(None) == 5000
+    assert Budget.parse("1h").max_images(0.5) == 7200
+    with pytest.raises(RunError, match="give an image count instead"):
+        Budget.parse("1h").max_images(None, "sd1 on cpu")
+
+
+def test_times_come_from_the_measured_table_or_say_they_are_unmeasured():
+    token, cfg = TokenConfig(), AnalysisConfig()
+    cues = fake_cues()
+    h200 = plan_audit(token, cfg, classes=10, labels=1000, cues=cues, family="sd1", device="h200", steps=15,
+                      guidance=7.5)
+    # the H200 row: 0.7208 s per 5 images without gradient, 0.9893 s per 5-image step at DDIM 15 with guidance
+    assert h200.stage("evaluation").seconds == pytest.approx(10 * 12 * 0.7208 / 5)
+    assert h200.stage("token").seconds == pytest.approx(10 * 50 * 0.9893)
+    cpu = plan_audit(token, cfg, classes=10, labels=1000, cues=cues, family="sd1", device="cpu", steps=15, guidance=7.5)
+    assert cpu.seconds is None and cpu.reference_seconds == pytest.approx(h200.seconds)
+    assert "time unknown" in cpu.summary() and "on an H200" in cpu.summary()
+    # two measured samplings split the step's cost: 2 steps without guidance is the measured `distilled` row
+    turbo = plan_audit(token, None, classes=1, labels=1000, cues=[], family="sd1", device="h200", steps=2, guidance=0.0)
+    assert turbo.stage("token").seconds == pytest.approx(50 * 0.4739, rel=1e-3)
+    # the budget caps the analysis, never the screening
+    capped = plan_audit(token, cfg, classes=10, labels=1000, cues=cues, family="sd1", device="h200", steps=15,
+                        guidance=7.5, max_images=1)
+    assert capped.analysis_cap == capped.screening_images < h200.analysis_images and capped.seconds < h200.seconds
+
+
+def test_the_plan_displays_itself_and_escapes_what_it_shows():
+    plan = AuditPlan(classes=2, family="<b>x</b>", device="cpu", steps=5, guidance=4.0,
+                     stages=(Stage("token", 10, False, gradient=True, optimisation_steps=2), Stage("evaluation", 4, True)),
+                     notes=("a <note>",))
+    text = repr(plan)
+    assert "token optimisation" in text and "<= 10" in text and "total <= 14 images" in text
+    html = plan._repr_html_()
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html and "a &lt;note&gt;" in html
+    with pytest.raises(RunError):
+        Stage("nonsense", 1, True)
+
+
+def test_the_cost_model_imports_no_torch():
+    code = "import sys, probe.auditing.cost, probe.auditing.throughput; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
