@@ -250,6 +250,9 @@ def train_concepts(config: ConceptTrainConfig, *, log=print) -> tuple[object, ob
         state = saved["state"]
         log(f"resumed at step {state['step']} ({state['seconds']:.0f} s trained)")
     before = float(state["seconds"])
+    state["config"] = asdict(config)  # a resume may shorten the schedule (--steps) to end within a budget
+    if state["step"]:
+        state.setdefault("resumed_at", []).append(state["step"])
     # 2. the pool of renders (the same pool on every resume: it comes from the seed)
     t = time.time()
     pool, pool_attrs = _render_pool(config.pool, config.seed)
@@ -288,11 +291,11 @@ def train_concepts(config: ConceptTrainConfig, *, log=print) -> tuple[object, ob
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         state["step"] = step + 1
-        state["losses"].append(float(loss))
+        state["losses"].append(float(loss.detach()))
         if (step + 1) % 25 == 0:
             recent = state["losses"][-25:]
             log(f"step {step + 1}/{config.steps} loss {sum(recent) / len(recent):.3f} lr {lr:.2e} "
-                f"scale {float(model.logit_scale.exp()):.1f} ({time.time() - started:.0f} s)")
+                f"scale {float(model.logit_scale.detach().exp()):.1f} ({time.time() - started:.0f} s)")
         if (step + 1) % config.checkpoint_every == 0:
             save()
     save()
@@ -395,7 +398,10 @@ def main(argv: list[str] | None = None):
             return
         note = (f"# The shapes world's concept model\n\nA tiny CLIP (transformers CLIPModel) trained by "
                 f"`python -m probe.world.training.concepts` ({config.steps} steps of {config.batch}, seed "
-                f"{config.seed}, {state['seconds']:.0f} s on {config.threads} CPU thread(s)) on rendered scenes with "
+                f"{config.seed}, {state['seconds']:.0f} s on {config.threads} CPU thread(s) of a shared machine"
+                + (f"; resumed at step(s) {', '.join(map(str, state['resumed_at']))} with the cosine schedule "
+                   f"shortened to end at step {config.steps}" if state.get("resumed_at") else "")
+                + ") on rendered scenes with "
                 "the world's captions and other phrasings. Load it with `CLIPModel.from_pretrained(folder)` or "
                 "`probe.concepts.load_concepts('world')`.\n")
         folder = export_concepts(model, processor, args.export, note=note)
