@@ -132,3 +132,33 @@ def test_the_world_oracles_read_only_their_own_cues_and_keep_the_domains_counter
     assert [p.phrase for p in found] == ["grass"]
     grass = next(c for c in known if c.value == "grass")
     assert found[0].cue.attribute == "background" and found[0].cue.counters == grass.counters
+
+
+def test_a_planted_cue_left_off_the_list_is_discovered_tested_and_passes_and_a_clean_model_gets_none(tmp_path):
+    """The engine end to end on the fake world (tests/analysis_fakes.py): the background family removed from the
+    tested list, discovery proposes the star's planted grass from what its token added, and the proposal is
+    screened, confirmed on fresh pairs and passes in the same FDR family; the clean classifier's grass does not."""
+    from analysis_fakes import fake_cues
+    from test_analysis_engine import CUE_TESTS_ONLY, STAR, _analysis, _audit
+
+    listed = [c for c in fake_cues() if c.attribute != "background"]
+    run, _, findings = _audit(tmp_path / "biased", True, config=CUE_TESTS_ONLY, cues=listed)
+    proposed = _analysis(run)["cues"]["discovered"]
+    assert "grass" in [p["phrase"] for p in proposed[str(STAR)]], proposed
+    grass = [f for f in findings.for_class(STAR) if f.cue == "grass" and f.passes]
+    assert grass, [(f.kind, f.cue, f.status) for f in findings.for_class(STAR)]
+    assert all(f.details["category"] == "discovered: backgrounds" for f in grass)
+    assert all(f.details["proposed"]["reason"] == "score shift" and f.details["proposed"]["z"] >= 3 for f in grass)
+    assert _analysis(run)["classes"][str(STAR)]["discovered"][0]["phrase"] == "grass"
+    _, _, clean = _audit(tmp_path / "clean", False, config=CUE_TESTS_ONLY, cues=listed)
+    assert not [f for f in clean if f.passes and str(f.details.get("category", "")).startswith("discovered")]
+
+
+def test_discovery_off_proposes_nothing(tmp_path):
+    from analysis_fakes import fake_cues
+    from test_analysis_engine import CUE_TESTS_ONLY, _analysis, _audit
+
+    listed = [c for c in fake_cues() if c.attribute != "background"]
+    run, _, findings = _audit(tmp_path, True, config=CUE_TESTS_ONLY.replace(discover=0), cues=listed)
+    assert _analysis(run)["cues"]["discovered"] == {}
+    assert not [f for f in findings if f.cue == "grass"]

@@ -98,17 +98,22 @@ class ConceptModelCheck:
         phrases = [f"a photo of a {o}" for o in self.objects]
         self._index: dict[tuple[str, str], int] = {(object_attribute, o): i for i, o in enumerate(self.objects)}
         self.vocab: dict[str, list[str]] = {object_attribute: list(self.objects)}
+        self.phrases, self.subject = phrases, subject
+        self.extend(cues)
+        self.confusers = self._nearest_objects(confusers)
+
+    def extend(self, cues: list[Cue]) -> None:
+        """Make more cues checkable (discovered ones): their values and counters get phrases. Images read before
+        carry no score for them, and are judged only on what they were read for (``_beats``)."""
         for cue in cues:
             if cue.attribute is None:
                 continue
             for value, template in [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]:
                 key = (cue.attribute, str(value))
                 if value and key not in self._index:
-                    self._index[key] = len(phrases)
-                    phrases.append("a photo of " + template.replace("{}", subject))
+                    self._index[key] = len(self.phrases)
+                    self.phrases.append("a photo of " + template.replace("{}", self.subject))
                     self.vocab.setdefault(cue.attribute, []).append(str(value))
-        self.phrases = phrases
-        self.confusers = self._nearest_objects(confusers)
 
     def _nearest_objects(self, k: int) -> dict[str, list[str]]:
         """For each object, the ``k`` others whose phrases the model embeds closest (its likeliest mix-ups)."""
@@ -139,8 +144,11 @@ class ConceptModelCheck:
         return {a: [r[a] for r in readings] for a in self.vocab}
 
     def _beats(self, row: np.ndarray, attribute: str, value: str, others) -> bool:
+        if self._index[(attribute, value)] >= len(row):
+            return True  # read before the phrase existed (an image shared with an earlier test): not judged on it
         own = row[self._index[(attribute, value)]]
-        rivals = [row[self._index[(attribute, o)]] for o in others if o != value and (attribute, o) in self._index]
+        rivals = [row[self._index[(attribute, o)]] for o in others
+                  if o != value and (attribute, o) in self._index and self._index[(attribute, o)] < len(row)]
         return not rivals or own > max(rivals)
 
     def valid(self, arm, reading: Reading | None) -> bool:

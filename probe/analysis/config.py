@@ -64,6 +64,11 @@ class AnalysisConfig:
     # checks them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
     stated_contexts: bool = True
     token_shift: bool = True
+    # cue discovery (probe/analysis/discovery.py): per class, at most this many cues nobody listed, proposed from
+    # the concept shift baseline -> token over ``vocabulary`` (None: the bundled ~1,000 phrases; a JSON file of
+    # the same shape adds groups) and tested like the listed cues; 0: off. Needs a check that reads phrases.
+    discover: int = 3
+    vocabulary: str | None = None
     # the intervention check (probe/analysis/checks.py): "auto" = a domain's oracles, else the default concept
     # model of the generator's family (probe.concepts.default_concepts); a hub id or folder of a CLIP/SigLIP model
     # (also inside a domain); "none" = no check (every cue finding is then unverified)

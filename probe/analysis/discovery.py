@@ -169,3 +169,32 @@ class Discovery:
         before = self.scores(torch.stack([load_png(cls.dir / base[k]["path"]) for k in keys]), subject)
         after = self.scores(torch.stack([load_png(cls.dir / tok[k]["path"]) for k in keys]), subject)
         return self.propose_from(before, after, nearest_words)
+
+
+def propose_cues(cfg, check, classes, listed: list[Cue], *, known: list[Cue] = (), per_class_info: dict | None = None,
+                 subject_of=None, notes: list[str] | None = None) -> dict[int, list[Proposal]]:
+    """Step 3b of the analysis: {class index: proposals} for every class, from ``cfg.discover`` proposals per class
+    over ``cfg.vocabulary`` (the bundled one when unset). Nothing without a check (an unchecked run cannot read a
+    phrase) or with ``cfg.discover`` 0. ``per_class_info`` (analysis.json's per-class dicts) gives each class's
+    nearest words and receives its proposals; ``subject_of(cls)`` names the class's object."""
+    from probe.concepts.vocabulary import load_vocabulary
+
+    if not cfg.discover or check is None:
+        return {}
+    vocabulary = load_vocabulary(cfg.vocabulary)
+    finder = Discovery(check, vocabulary, listed=listed, known=known, k=cfg.discover)
+    out: dict[int, list[Proposal]] = {}
+    for cls in classes:
+        info = (per_class_info or {}).get(str(cls.index), {})
+        words = [w.get("word", "") for w in info.get("nearest_words", []) if isinstance(w, dict)][:5]
+        subject = subject_of(cls) if subject_of is not None else cls.name
+        proposals = finder.propose(cls, subject or cls.name or "object", words)
+        if proposals:
+            out[cls.index] = proposals
+        if per_class_info is not None and str(cls.index) in per_class_info:
+            per_class_info[str(cls.index)]["discovered"] = [p.to_dict() for p in proposals]
+    if notes is not None:
+        n = sum(len(v) for v in out.values())
+        notes.append(f"discovery: {n} cues proposed from {len(vocabulary)} vocabulary phrases "
+                     f"({vocabulary.source}) for {len(out)} of {len(classes)} classes, tested with the listed ones")
+    return out

@@ -7,6 +7,8 @@
    unchecked, no cue finding passes, and the report says how to check them.
 3. Per class: attributions, nearest words to the token, attention-mask IoU against true masks (a domain
    with masks), attribution off the object.
+3b. Discover, per class, cues nobody listed (probe/analysis/discovery.py): phrases of a ~1,000-phrase vocabulary
+   whose concept score rose from the class's baseline to its token images; they are tested like listed cues.
 4. Screen every (class, cue): sufficiency (one shared pass), necessity (counters that are themselves cues
    dropped), token shift (only for tokens that moved).
 5. Confirm the candidates on fresh pairs until each has enough valid pairs and a tight interval (or its
@@ -35,11 +37,13 @@ from probe.analysis._util import load_png
 from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token, mean_iou
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
 from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
+from probe.analysis.discovery import propose_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
-from probe.analysis.plan import Test, class_carriers, confirm_round, confirmed_enough, finished_classes, set_up
+from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes, object_name,
+                                 set_up)
 from probe.analysis.policy import EXCLUDED_LIMIT, checked, describe_rule, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import fdr_family_q
@@ -107,6 +111,12 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         if screened is not None:
             off_object.append(screened)
 
+    # 3b. discovery: each class's cues nobody listed, proposed from what its token added --------------
+    discovered = propose_cues(cfg, setup.check, classes, cues, known=domain.cues() if domain is not None and domain.cues else (),
+                              per_class_info=per_class, subject_of=lambda c: object_name(c.name), notes=notes)
+    if discovered and hasattr(setup.check, "extend"):
+        setup.check.extend([p.cue for found in discovered.values() for p in found])
+
     # 4-5. the cue tests: screening, then confirmation of the candidates on fresh pairs ------------------
     carriers = class_carriers(cfg, labels, objects, classes)
     cue_tests = run_cue_tests(cfg, lab, classes, cues, labels, carriers, generator=generator,
@@ -114,6 +124,15 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                               scorer=scorer, say=say, notes=notes, timings=timings)
     tests, candidates, added, suspects, like = (cue_tests.tests, cue_tests.candidates, cue_tests.added,
                                                 cue_tests.suspects, cue_tests.like)
+    for cls in [c for c in classes if c.index in discovered]:  # the proposals: tested like listed cues, one class each
+        say(f"analysis: testing {len(discovered[cls.index])} discovered cues for class {cls.index}")
+        more = run_cue_tests(cfg, lab, [cls], [p.cue for p in discovered[cls.index]], labels,
+                             {cls.index: carriers[cls.index]}, generator=generator, object_attribute=object_attribute,
+                             object_of=object_of, evidence_root=run.root / "analysis" / "discovered" / str(cls.index),
+                             scorer=scorer, say=say, notes=notes, timings=timings)
+        tests, candidates, added = tests + more.tests, candidates + more.candidates, added + more.added
+        for index, dropped in more.suspects.items():
+            suspects.setdefault(index, set()).update(dropped)
     t0 = time.perf_counter()
     off_candidates = [t for t in off_object if t.candidate(cfg)] if cfg.confirm else []
     off_unconfirmed = []  # left screening-only by the image budget (cfg.max_images)
@@ -157,10 +176,12 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
             findings.append(finding)
 
     # 7. who checked the images, the generator's own habit; rank and write ------------------------------
-    rates = {cls.index: _base_rates(cls, cues, scorer) for cls in classes} if scorer is not None else {}
+    rates = {cls.index: _base_rates(cls, cues + [p.cue for p in discovered.get(cls.index, [])], scorer)
+             for cls in classes} if scorer is not None else {}
     for info_key, class_rates in rates.items():
         per_class[str(info_key)]["base_rates"] = class_rates
-    findings = rank_findings([_with_base_rate(checked(f, setup.checked_by), rates) for f in findings])
+    findings = rank_findings([_with_proposal(_with_base_rate(checked(f, setup.checked_by), rates), discovered)
+                              for f in findings])
     timings["total"] = time.perf_counter() - started
     analysis = {
         "config": cfg.to_dict(),
@@ -168,7 +189,8 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "fdr_family": family,
         "carriers": {"source": cfg.carrier_source_for(len(labels) or len(classes)),
                      "per_class": {str(c): [k.text for k in v] for c, v in carriers.items()}},
-        "cues": {"source": cue_source, "count": len(cues), "list": [c.to_dict() for c in cues]},
+        "cues": {"source": cue_source, "count": len(cues), "list": [c.to_dict() for c in cues],
+                 "discovered": {str(c): [p.to_dict() for p in found] for c, found in discovered.items()}},
         "domain": domain.name if domain is not None else None,
         "concept_scorer": type(scorer).__name__ if scorer is not None else None,
         "interventions_checked_by": lab.checks,
@@ -355,6 +377,12 @@ def _base_rates(cls: ClassRun, cues: list[Cue], scorer) -> dict[str, dict]:
         if reads and attribute in reads[0]:
             out[cue.name] = {"shown": sum(r.get(attribute) == value for r in reads), "of": len(reads)}
     return out
+
+
+def _with_proposal(finding: Finding, discovered: dict) -> Finding:
+    """A finding on a discovered cue carries why it was proposed (``details.proposed``: the shift, the reason)."""
+    found = next((p for p in discovered.get(finding.class_index, []) if p.cue.name == finding.cue), None)
+    return finding if found is None else replace(finding, details={**finding.details, "proposed": found.to_dict()})
 
 
 def _with_base_rate(finding: Finding, rates: dict[int, dict]) -> Finding:
