@@ -83,9 +83,11 @@ def audit(
     attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
     concepts: str = typer.Option("auto", help="Concept model that checks every generated test image (object kept, cue shown) and reads what the token added: a CLIP or SigLIP hub id or local folder; 'auto' = the world's oracles, else openai/clip-vit-large-patch14 (the laion ViT-H/14 for SD 2.x); 'world' = the shapes world's own tiny CLIP; 'none' = unchecked (cue findings are then unverified, never passing)."),
     clip_model: Optional[str] = typer.Option(None, hidden=True, help="Old name of --concepts."),
-    fdr_q: float = typer.Option(0.05, help="False discovery rate controlled across the audit's cue tests (Benjamini-Yekutieli)."),
+    fdr_q: float = typer.Option(0.05, help="False discovery rate controlled over the audit's confirmed tests (Benjamini-Yekutieli; above 20 classes per class, Benjamini-Bogomolov)."),
     min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
     max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
+    discover: int = typer.Option(3, help="Cues nobody listed to propose per class, from what its token added (phrases of a ~1,000-phrase vocabulary whose concept score rose), tested like the listed cues in the same FDR family; 0: off. Needs a check (oracles or --concepts)."),
+    vocabulary: Optional[Path] = typer.Option(None, help="A JSON file of phrase groups added to the discovery vocabulary (shaped like probe/concepts/vocabulary.json)."),
     confirm_like: Optional[Path] = typer.Option(None, help="Another run on the same generator and seeds: confirm its confirmed tests here too, so `probe compare OTHER THIS` can pair them."),
     report: bool = typer.Option(True, help="Render the HTML report at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -118,7 +120,8 @@ def audit(
         eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, compile=compile, retry_failed=retry_failed,
         analyze=analyze, report=report,
         analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, concepts=clip_model or concepts, fdr_q=fdr_q,
-                                  min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like),
+                                  min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like,
+                                  discover=discover, vocabulary=vocabulary),
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           **(dict(accuracy_threshold=0.7, stop_metric="accuracy", min_steps=0) if paper_stop else
                              dict(accuracy_threshold=threshold, stop_metric=stop_metric, min_steps=min_steps)),
@@ -160,12 +163,14 @@ def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> 
         result.report = render_report(result.run_dir)
 
 
-def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None):
+def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None, discover=3,
+                     vocabulary=None):
     from probe.analysis import AnalysisConfig, Thresholds
 
     thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
     return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, concepts=concepts,
-                          max_pairs=max_pairs, thresholds=thresholds,
+                          max_pairs=max_pairs, thresholds=thresholds, discover=discover,
+                          vocabulary=str(vocabulary) if vocabulary is not None else None,
                           confirm_like=str(confirm_like) if confirm_like is not None else None)
 
 

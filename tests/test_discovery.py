@@ -162,3 +162,17 @@ def test_discovery_off_proposes_nothing(tmp_path):
     run, _, findings = _audit(tmp_path, True, config=CUE_TESTS_ONLY.replace(discover=0), cues=listed)
     assert _analysis(run)["cues"]["discovered"] == {}
     assert not [f for f in findings if f.cue == "grass"]
+
+
+def test_a_missing_vocabulary_file_is_one_line_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    from conftest import run_main
+    from probe.world import bundled_classifier_path
+
+    code, out, err = run_main(monkeypatch, capsys, "audit", "--model", str(bundled_classifier_path("biased")),
+                              "--generator", "world", "--out", str(tmp_path / "run"), "--vocabulary",
+                              str(tmp_path / "nope.json"), "--quiet")
+    assert code == 2 and "vocabulary file" in err and "does not exist" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(bundled_classifier_path("biased")),
+                            "--generator", "world", "--out", str(tmp_path / "run"), "--discover", "-1", "--quiet")
+    assert code == 2 and "discover=-1" in err, err

@@ -119,7 +119,7 @@ class AnalysisConfig:
         for name in ("n_carriers", "screen_seeds", "necessity_screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
             if getattr(self, name) < 1:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")
-        for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images"):
+        for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images", "discover"):
             if getattr(self, name) < 0:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must not be negative.")
         if "{}" not in self.carrier_template:

@@ -157,6 +157,10 @@ def preflight(config: AuditConfig):
     settings = config.analysis
     if settings.cues not in ("auto", "default", "world"):
         load_cues(settings.cues)  # a missing, empty, invalid or duplicated cue list fails now, not after the tokens
+    if settings.vocabulary is not None and settings.discover:
+        from probe.concepts.vocabulary import load_vocabulary
+
+        load_vocabulary(settings.vocabulary)  # the same for a discovery vocabulary file
     concepts = Path(settings.concepts)
     if settings.concepts not in ("auto", "none") and concepts.exists() and not (concepts / "config.json").is_file():
         raise RunError(f"--concepts {settings.concepts!r} is a path without config.json; pass a folder saved with "
