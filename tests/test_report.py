@@ -697,3 +697,24 @@ def test_a_findings_generator_base_rate_is_shown_and_a_damaged_one_is_not(tmp_pa
     pages = page + "".join(p.read_text() for p in (run / "report" / "classes").glob("*.html"))
     assert "generator draws it for the plain prompt in 3 of 12 images" in pages
     assert "in 9 of 2 images" not in pages
+
+
+def test_a_discovered_cue_is_told_apart_with_why_it_was_proposed_and_its_text_is_escaped(tmp_path):
+    """A finding on a cue nobody listed carries details.proposed (probe/analysis/discovery.py): the report marks it
+    discovered, with the group, the reason and the shift; a listed cue gets no mark; a damaged record is left out."""
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    findings = json.loads((run / "findings.json").read_text())
+    cue_findings = [f for f in findings if f["kind"] != "off-object"]
+    cue_findings[0]["details"]["proposed"] = {"group": "backgrounds", "reason": "nearest word '<b>grass</b>'",
+                                              "shift": 0.42, "z": 4.1}
+    cue_findings[1]["details"]["proposed"] = {"group": 7, "reason": None, "shift": "x"}
+    (run / "findings.json").write_text(json.dumps(findings))
+    (run / "findings.parquet").unlink(missing_ok=True)
+    index = render_report(run)
+    page = index.read_text() + "".join(p.read_text() for p in (run / "report" / "classes").glob("*.html"))
+    assert 'class="discovered"' in page
+    assert "discovered (backgrounds): nearest word &#39;&lt;b&gt;grass&lt;/b&gt;&#39;, shift +0.42, z 4.1" in page
+    assert "<b>grass</b>" not in page
+    table = (run / "report" / "findings.html").read_text()
+    # the findings table tells discovered cues from listed ones (its first page and its data hold the row once each)
+    assert table.count(f'{cue_findings[0]["cue"]} (discovered)') == 2 and table.count(" (discovered)") == 2

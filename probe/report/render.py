@@ -136,6 +136,19 @@ def _base_rate(f: dict[str, Any]) -> dict[str, int] | None:
     return {"shown": shown, "of": of}
 
 
+def _proposed(f: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a discovered cue was proposed ({"group", "reason", "shift", "z"}), when the record is well formed; None for
+    a listed cue (probe/analysis/discovery.py)."""
+    why = (f.get("details") or {}).get("proposed") if isinstance(f.get("details"), dict) else None
+    if not isinstance(why, dict):
+        return None
+    shift, z = fmt.as_float(why.get("shift")), fmt.as_float(why.get("z"))
+    group, reason = why.get("group"), why.get("reason")
+    if not isinstance(group, str) or not isinstance(reason, str) or shift is None:
+        return None
+    return {"group": group, "reason": reason, "shift": shift, "z": z}
+
+
 # -- view models -------------------------------------------------------------------------------
 def _fmt_value(v: Any, limit: int = 12) -> str:
     if isinstance(v, float):
@@ -257,7 +270,7 @@ class _Builder:
         sentence = f.get("sentence") or _default_sentence(f)
         return {**f, "rank": rank, "thumbs": thumbs, "n_evidence": len(f["evidence"]), "sentence": sentence,
                 "n_text": fmt_n(f), "status_help": STATUS_HELP.get(f.get("status"), ""), "base_rate": _base_rate(f),
-                "class_href": self.class_href(cls) if cls else None,
+                "proposed": _proposed(f), "class_href": self.class_href(cls) if cls else None,
                 "class_label": f.get("class_name") or (cls.name if cls else "—")}
 
     # classes ----------------------------------------------------------------------------------
@@ -599,7 +612,8 @@ def _finding_row(b: _Builder, i: int, f: dict[str, Any]) -> list:
         [str(i + 1), i + 1],
         [f.get("class_name") or "—", (f.get("class_name") or "").lower(), b.class_href(cls) if cls else None, None,
          "" if ci is None else str(ci)],
-        [f.get("cue") or "—", f.get("cue") or "", None, None, f.get("cue") or ""],
+        [(f.get("cue") or "—") + (" (discovered)" if _proposed(f) else ""), f.get("cue") or "", None,
+         "discovered" if _proposed(f) else None, f.get("cue") or ""],
         [f.get("kind") or "—", f.get("kind") or "", None, None, f.get("kind") or ""],
         ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"], None,
          "pos" if (f["effect"] or 0) > 0 else ("neg" if (f["effect"] or 0) < 0 else "")],
