@@ -15,8 +15,9 @@
    budget is spent). Only confirmation pairs decide; screening data is never reused for the decision.
    With ``confirm_like`` (another run on the same seeds), the tests that run confirmed are confirmed too,
    on as many pairs, so that ``probe compare`` can pair them.
-6. Decide: p-values of the confirmed tests, false-discovery-rate control across the whole audit
-   (Benjamini–Yekutieli by default), then effect, q and pair count against the thresholds; a test whose
+6. Decide: p-values of the confirmed tests, false-discovery-rate control over the confirmed tests
+   (``AnalysisConfig.fdr``: one Benjamini–Yekutieli family for the audit up to 20 classes, per-class families
+   with Benjamini–Bogomolov selection above), then effect, q and pair count against the thresholds; a test whose
    interventions mostly failed is inconclusive, never a finding.
 7. Record who checked the generated images (world oracles, a concept model, or nobody: then a finding that
    would pass is *unverified*), rank, and write findings.json, findings.parquet and analysis.json (with every

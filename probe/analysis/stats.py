@@ -21,10 +21,12 @@ parts:
    (a concept shown or not, on the same seed with and without the token) have
    their own exact tools: :func:`paired_proportions` (Newcombe's interval and
    the exact McNemar test).
-2. **Control of the false discovery rate over the whole audit.** :func:`fdr`
-   turns the audit's p-values into q-values (Benjamini–Hochberg, or
-   Benjamini–Yekutieli under arbitrary dependence, the default because tests
-   in one audit share images).
+2. **Control of the false discovery rate over the confirmed tests.** :func:`fdr`
+   turns p-values into q-values (Benjamini–Hochberg, or Benjamini–Yekutieli
+   under arbitrary dependence, the default because tests in one audit share
+   images); :func:`fdr_family_q` applies it to one family for the audit, or per
+   class with Benjamini–Bogomolov selection (:func:`benjamini_bogomolov`). The
+   family is the *confirmed* tests: screening chose them on other pairs.
 
 This module holds statistics only. What they decide (a finding passes only
 when its q-value is at most ``Thresholds.fdr_q``, it rests on at least
