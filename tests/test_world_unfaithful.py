@@ -67,6 +67,9 @@ def test_spec_options_round_trip_and_bad_ones_name_the_fix():
     lies = Infidelity.parse("infidelity=0.15,kinds=swap+omit,seed=3,triggers=water")
     assert lies == Infidelity(0.15, kinds=("swap", "omit"), seed=3, triggers=("water",))
     assert Infidelity.parse(lies.spec()) == lies and Infidelity.parse("lying=0.2").rate == 0.2
+    from probe.auditing.cost import generator_family
+
+    assert generator_family("world:infidelity=0.3") == "world"  # costed as the world it wraps
     for bad in ("infidelity=1.5", "kinds=swap", "infidelity=0.1,kinds=fly", "infidelity=x", "rate",
                 "infidelity=0.1,triggers=lava"):
         with pytest.raises(GeneratorError, match="infidelity|kinds|rate|triggers|option"):

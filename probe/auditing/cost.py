@@ -467,6 +467,8 @@ def _generator_source(spec):
 
     spec = str(spec or DEFAULT_GENERATOR)
     known = domains()
+    if ":" in spec and spec.partition(":")[0] in known:  # a domain's variant ("world:infidelity=0.15")
+        spec = spec.partition(":")[0]
     if spec in known:
         return Path(known[spec].generator_path()), None
     alias = alias_spec(spec)
