@@ -148,7 +148,9 @@ def test_a_planted_cue_left_off_the_list_is_discovered_tested_and_passes_and_a_c
     grass = [f for f in findings.for_class(STAR) if f.cue == "grass" and f.passes]
     assert grass, [(f.kind, f.cue, f.status) for f in findings.for_class(STAR)]
     assert all(f.details["category"] == "discovered: backgrounds" for f in grass)
-    assert all(f.details["proposed"]["reason"] == "score shift" and f.details["proposed"]["z"] >= 3 for f in grass)
+    why = [f.details["proposed"] for f in grass]
+    assert all((w["reason"] == "score shift" and w["z"] >= 3) or (w["reason"] == "goes with P(class)" and w["t"] >= 2.5)
+               for w in why), why
     assert _analysis(run)["classes"][str(STAR)]["discovered"][0]["phrase"] == "grass"
     _, _, clean = _audit(tmp_path / "clean", False, config=CUE_TESTS_ONLY, cues=listed)
     assert not [f for f in clean if f.passes and str(f.details.get("category", "")).startswith("discovered")]
@@ -176,3 +178,22 @@ def test_a_missing_vocabulary_file_is_one_line_before_any_model_loads(tmp_path, 
     code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(bundled_classifier_path("biased")),
                             "--generator", "world", "--out", str(tmp_path / "run"), "--discover", "-1", "--quiet")
     assert code == 2 and "discover=-1" in err, err
+
+
+def test_a_phrase_that_goes_with_the_classifiers_probability_is_proposed_even_when_the_token_did_not_draw_it(tmp_path):
+    """The class needs wood, but its token did not learn to draw wood (no shift): the images that happen to show
+    wood get the higher P(class), and that association proposes it; with P(class) unrelated to wood, nothing."""
+    vocab = _vocab(tmp_path)
+    rng = np.random.default_rng(3)
+    n = 24
+    scores = rng.normal(size=(n, len(vocab)))
+    shown = rng.random(n) < 0.4
+    scores[:, 1] = np.where(shown, 2.0, -0.5) + rng.normal(scale=0.1, size=n)  # "on sand", shown on some images
+    probs = np.where(shown, 0.95, 0.3) + rng.normal(scale=0.05, size=n)
+    before, after = scores[: n // 2], scores[n // 2:]
+    found = Discovery(_Scores(None), vocab).propose_from(before, before.copy(), scores=scores, probs=probs)
+    assert [(p.phrase, p.reason) for p in found] == [("sand", "goes with P(class)")]
+    assert found[0].r > 0.9 and found[0].t > 2.5 and found[0].to_dict()["t"] == round(found[0].t, 2)
+    unrelated = rng.permutation(probs)
+    quiet = Discovery(_Scores(None), vocab).propose_from(before, after, scores=scores, probs=unrelated)
+    assert "sand" not in [p.phrase for p in quiet]

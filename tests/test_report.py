@@ -706,14 +706,15 @@ def test_a_discovered_cue_is_told_apart_with_why_it_was_proposed_and_its_text_is
     findings = json.loads((run / "findings.json").read_text())
     cue_findings = [f for f in findings if f["kind"] != "off-object"]
     cue_findings[0]["details"]["proposed"] = {"group": "backgrounds", "reason": "nearest word '<b>grass</b>'",
-                                              "shift": 0.42, "z": 4.1}
+                                              "shift": 0.42, "z": 4.1, "r": 0.61, "t": 2.8}
     cue_findings[1]["details"]["proposed"] = {"group": 7, "reason": None, "shift": "x"}
     (run / "findings.json").write_text(json.dumps(findings))
     (run / "findings.parquet").unlink(missing_ok=True)
     index = render_report(run)
     page = index.read_text() + "".join(p.read_text() for p in (run / "report" / "classes").glob("*.html"))
     assert 'class="discovered"' in page
-    assert "discovered (backgrounds): nearest word &#39;&lt;b&gt;grass&lt;/b&gt;&#39;, shift +0.42, z 4.1" in page
+    assert ("discovered (backgrounds): nearest word &#39;&lt;b&gt;grass&lt;/b&gt;&#39;; shift +0.42 (z 4.1), "
+            "r with P(class) +0.61 (t 2.8)") in page
     assert "<b>grass</b>" not in page
     table = (run / "report" / "findings.html").read_text()
     # the findings table tells discovered cues from listed ones (its first page and its data hold the row once each)

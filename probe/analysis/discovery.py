@@ -8,9 +8,13 @@ way B2T and SpLiCE read a concept shift, except that every proposal is then *tes
    A concept model (CLIP, SigLIP) gives logits, standardised per image over the vocabulary, so that what rises
    is a phrase relative to the rest, not the whole image looking more like the class; the world's oracles give
    1/0 for the phrases they can read (those that are one of the domain's cues) and nothing for the others;
-2. per phrase, the paired shift token - baseline: its mean and a paired z (mean / standard error);
-3. propose the phrases whose shift is clearly positive (z at least ``min_z``), the best of each group first,
-   at most ``per_group`` per group and ``k`` in all, leaving out cues already tested;
+2. per phrase, two signals: the paired shift token - baseline (its mean and a paired z: mean / standard error),
+   and how the phrase goes with the classifier's own P(class) over all the class's evaluation images (Pearson's
+   r and its t; the probabilities the audit saved, no model runs): a class that needs wood scores higher on the
+   images that happen to show wood, even where its token did not learn to draw wood;
+3. propose the phrases with clear evidence (shift z at least ``min_z`` or association t at least ``min_t``),
+   the strongest of each group first, at most ``per_group`` per group and ``k`` in all, leaving out cues already
+   tested;
 4. add a phrase that holds one of the token's nearest words (a word of at least three letters), when its shift
    is positive, as "nearest word" (at most one);
 5. give each proposal counters from its own group: the phrases of that group whose shift is lowest (the
@@ -53,15 +57,21 @@ class Proposal:
     shift: float
     z: float
     n_pairs: int
-    reason: str  # "score shift" or "nearest word '...'"
+    reason: str  # "score shift", "goes with P(class)" or "nearest word '...'"
+    r: float = float("nan")  # association with P(class) over the class's evaluation images
+    t: float = float("nan")
 
     def to_dict(self) -> dict:
-        return {"cue": self.cue.name, "group": self.group, "phrase": self.phrase, "shift": round(self.shift, 4),
-                "z": None if not math.isfinite(self.z) else round(self.z, 2), "n_pairs": self.n_pairs,
+        def num(x, digits):
+            return None if not math.isfinite(x) else round(x, digits)
+
+        return {"cue": self.cue.name, "group": self.group, "phrase": self.phrase, "shift": num(self.shift, 4),
+                "z": num(self.z, 2), "n_pairs": self.n_pairs, "r": num(self.r, 3), "t": num(self.t, 2),
                 "reason": self.reason, "template": self.cue.template, "counters": list(self.cue.counters)}
 
     def __repr__(self) -> str:
-        return f"Proposal({self.cue.name!r}, {self.group}, shift {self.shift:+.2f}, z {self.z:.1f}, {self.reason})"
+        return (f"Proposal({self.cue.name!r}, {self.group}, shift {self.shift:+.2f} (z {self.z:.1f}), "
+                f"r {self.r:+.2f} (t {self.t:.1f}), {self.reason})")
 
 
 def paired_shift(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +87,24 @@ def paired_shift(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.
     return mean, z
 
 
+def association(scores: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``scores`` (images, phrases), Pearson's r with ``probs`` (P(class) per image) and its t
+    (r·sqrt((n-2)/(1-r²))); NaN where a column is unreadable or constant."""
+    s = np.asarray(scores, dtype=np.float64)
+    p = np.asarray(probs, dtype=np.float64)
+    n = s.shape[0]
+    r = np.full(s.shape[1], np.nan)
+    if n < 4 or p.std() == 0:
+        return r, r.copy()
+    ok = np.isfinite(s).all(axis=0) & (s.std(axis=0) > 0)
+    sc = s[:, ok] - s[:, ok].mean(axis=0)
+    pc = p - p.mean()
+    r[ok] = (sc * pc[:, None]).sum(axis=0) / np.sqrt((sc ** 2).sum(axis=0) * (pc ** 2).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = r * np.sqrt((n - 2) / np.maximum(1e-12, 1 - r ** 2))
+    return r, t
+
+
 class Discovery:
     """Proposes cues for a class from a check that can score phrases.
 
@@ -87,11 +115,12 @@ class Discovery:
     """
 
     def __init__(self, check, vocabulary: Vocabulary, *, listed: list[Cue] = (), known: list[Cue] = (),
-                 k: int = 3, per_group: int = 1, min_z: float = 3.0, subject_template: str = "a photo of a {}"):
+                 k: int = 3, per_group: int = 1, min_z: float = 3.0, min_t: float = 2.5,
+                 subject_template: str = "a photo of a {}"):
         self.check, self.vocabulary = check, vocabulary
         self.listed = {c.template for c in listed}
         self.known = {c.template: c for c in known}
-        self.k, self.per_group, self.min_z = int(k), int(per_group), float(min_z)
+        self.k, self.per_group, self.min_z, self.min_t = int(k), int(per_group), float(min_z), float(min_t)
         self.subject_template = subject_template
 
     # 1. scores -------------------------------------------------------------------------------------------
@@ -113,22 +142,29 @@ class Discovery:
         return out
 
     # 2-5. the proposal ----------------------------------------------------------------------------------
-    def propose_from(self, before: np.ndarray, after: np.ndarray, nearest_words: list[str] = ()) -> list[Proposal]:
-        """Proposals from paired score matrices (row i of each: the same template and seed)."""
+    def propose_from(self, before: np.ndarray, after: np.ndarray, nearest_words: list[str] = (), *,
+                     scores: np.ndarray | None = None, probs: np.ndarray | None = None) -> list[Proposal]:
+        """Proposals from paired score matrices (row i of each: the same template and seed) and, when given, the
+        scores of all the class's evaluation images with the classifier's P(class) on each."""
         phrases = self.vocabulary.phrases
         mean, z = paired_shift(before, after)
+        r, t = (association(scores, probs) if scores is not None and probs is not None
+                else (np.full(len(phrases), np.nan), np.full(len(phrases), np.nan)))
         n = int(before.shape[0])
-        order = sorted((j for j in range(len(phrases)) if np.isfinite(mean[j]) and mean[j] > 0
-                        and phrases[j].template not in self.listed), key=lambda j: (-z[j], -mean[j], j))
+        z_ok = np.where(np.isfinite(mean) & (mean > 0), np.nan_to_num(z, nan=0.0, neginf=0.0), 0.0)
+        t_ok = np.where(np.isfinite(t) & (np.nan_to_num(r) > 0), np.nan_to_num(t, nan=0.0), 0.0)
+        evidence = np.maximum(z_ok / self.min_z, t_ok / self.min_t)  # >= 1: clear on either signal
+        order = sorted((j for j in range(len(phrases)) if evidence[j] > 0 and phrases[j].template not in self.listed),
+                       key=lambda j: (-evidence[j], j))
         chosen: list[tuple[int, str]] = []
         per_group: dict[str, int] = {}
-        for j in order:  # 3. clear shifts, the best of each group first
-            if len(chosen) >= self.k or not z[j] >= self.min_z:
+        for j in order:  # 3. clear evidence, the strongest of each group first
+            if len(chosen) >= self.k or not evidence[j] >= 1.0:
                 break
             group = phrases[j].group
             if per_group.get(group, 0) < self.per_group:
                 per_group[group] = per_group.get(group, 0) + 1
-                chosen.append((j, "score shift"))
+                chosen.append((j, "score shift" if z_ok[j] / self.min_z >= t_ok[j] / self.min_t else "goes with P(class)"))
         words = [w.lower() for w in nearest_words if len(w) >= 3 and w.isalpha() and w.lower() not in _STOP]
         taken = {j for j, _ in chosen}
         for word in words:  # 4. one phrase that holds a nearest word
@@ -136,9 +172,10 @@ class Discovery:
             if hit is not None:
                 chosen.append((hit, f"nearest word '{word}'"))
                 break
-        return [self._proposal(j, reason, mean, z, n) for j, reason in chosen]
+        return [self._proposal(j, reason, mean, z, n, r, t) for j, reason in chosen]
 
-    def _proposal(self, j: int, reason: str, mean: np.ndarray, z: np.ndarray, n: int) -> Proposal:
+    def _proposal(self, j: int, reason: str, mean: np.ndarray, z: np.ndarray, n: int, r: np.ndarray,
+                  t: np.ndarray) -> Proposal:
         phrase = self.vocabulary.phrases[j]
         known = self.known.get(phrase.template)
         if known is not None:  # 5. a domain's cue keeps its attribute and counters
@@ -152,7 +189,8 @@ class Discovery:
                       category=f"{DISCOVERED}: {phrase.group}", description=f"{phrase.phrase} (discovered)",
                       attribute=phrase.group, value=phrase.phrase,
                       counter_values=tuple(self.vocabulary.phrases[i].phrase for i in counters))
-        return Proposal(cue, phrase.group, phrase.phrase, float(mean[j]), float(z[j]), n, reason)
+        return Proposal(cue, phrase.group, phrase.phrase, float(mean[j]), float(z[j]), n, reason, float(r[j]),
+                        float(t[j]))
 
     def _clashes(self, phrase) -> bool:
         return sum(p.phrase == phrase.phrase for p in self.vocabulary.phrases) > 1
@@ -160,15 +198,20 @@ class Discovery:
     def propose(self, cls, subject: str, nearest_words: list[str] = ()) -> list[Proposal]:
         """Proposals for one finished class (probe.analysis.class_evidence.ClassRun) from its own paired
         evaluation images; ``subject`` is the class's object phrase ("star"). None when it has no pairs."""
-        records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
-        base = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "baseline"}
-        tok = {(r.get("prompt_index"), r.get("seed")): r for r in records if r.get("kind") == "token"}
-        keys = sorted(set(base) & set(tok), key=str)
-        if len(keys) < 2:
+        records = [r for r in cls.metrics.get("images", []) if r.get("kind") in ("baseline", "token")
+                   and (cls.dir / r["path"]).is_file()]
+        if len(records) < 4:
             return []
-        before = self.scores(torch.stack([load_png(cls.dir / base[k]["path"]) for k in keys]), subject)
-        after = self.scores(torch.stack([load_png(cls.dir / tok[k]["path"]) for k in keys]), subject)
-        return self.propose_from(before, after, nearest_words)
+        scores = self.scores(torch.stack([load_png(cls.dir / r["path"]) for r in records]), subject)  # read once
+        row = {(r.get("kind"), r.get("prompt_index"), r.get("seed")): i for i, r in enumerate(records)}
+        keys = sorted({(p, s) for k, p, s in row if k == "baseline"} & {(p, s) for k, p, s in row if k == "token"},
+                      key=str)
+        before = scores[[row[("baseline", p, s)] for p, s in keys]]
+        after = scores[[row[("token", p, s)] for p, s in keys]]
+        probs = [r.get("target_prob") for r in records]
+        usable = all(isinstance(x, (int, float)) and math.isfinite(x) for x in probs)
+        return self.propose_from(before, after, nearest_words, scores=scores if usable else None,
+                                 probs=np.array(probs, dtype=np.float64) if usable else None)
 
 
 def propose_cues(cfg, check, classes, listed: list[Cue], *, known: list[Cue] = (), per_class_info: dict | None = None,

@@ -32,6 +32,7 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
+from probe.run.summary import summarise_class
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 
@@ -143,10 +144,11 @@ def _proposed(f: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(why, dict):
         return None
     shift, z = fmt.as_float(why.get("shift")), fmt.as_float(why.get("z"))
+    r, t = fmt.as_float(why.get("r")), fmt.as_float(why.get("t"))
     group, reason = why.get("group"), why.get("reason")
     if not isinstance(group, str) or not isinstance(reason, str) or shift is None:
         return None
-    return {"group": group, "reason": reason, "shift": shift, "z": z}
+    return {"group": group, "reason": reason, "shift": shift, "z": z, "r": r, "t": t}
 
 
 # -- view models -------------------------------------------------------------------------------
@@ -390,6 +392,7 @@ class _Builder:
             "findings": [self.finding_view(f, i + 1) for i, f in enumerate(c.findings)],
             "confirmation": class_confirmation(self.run.run_dir, self.assets, c.index, self.assets.warnings,
                                                self.__dict__.setdefault("_confirmation", {})),
+            "summary": self.summary(c),
             "nearest": [{"word": str(w.get("word", "?")), "cosine": fmt.as_float(w.get("cosine"))} for w in nearest[:12]],
             "shift": shift_rows[:15],
             "off_object": {**{k: fmt.as_float(off.get(k)) for k in ("share_outside", "excess", "ci_low", "ci_high",
@@ -399,6 +402,18 @@ class _Builder:
             "traceback": "".join(str(t) for t in m["traceback"]) if isinstance(m.get("traceback"), list)
             else (str(m["traceback"]) if m.get("traceback") else None),
         }
+
+    def summary(self, c: ClassData):
+        """The class in plain words (probe.run.summary), from the records the page shows; confirmation.json is read
+        once per report (the cache class_confirmation fills)."""
+        cache = self.__dict__.setdefault("_confirmation", {})
+        if "record" not in cache:
+            cache["record"] = RunDir(self.run.run_dir).read_confirmation(
+                on_error=lambda line: self.assets.warnings.append(f"confirmation.json left out: {line}"))
+        return summarise_class(index=c.index, name=c.name, status=c.status, metrics=c.metrics,
+                               findings=c.findings if self.run.findings is not None else None,
+                               info=self.run.class_analysis(c.index), analysis=self.run.analysis,
+                               confirmation=cache["record"])
 
     @staticmethod
     def token_change_view(c: ClassData) -> dict[str, Any] | None:
