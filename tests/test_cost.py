@@ -115,7 +115,8 @@ def test_the_plan_counts_what_the_readme_demo_generated(readme_demo):
     plan = plan_of(demo_config(out=str(run), classes="star"), device="cpu")  # labels from the model's sidecar file
     spent = a["images_by_stage"]
     assert plan.classes == 1 and plan.family == "world"
-    assert a["cues"].get("discovered", {}) in ({}, {"3": []}) or not any(a["cues"]["discovered"].values())
+    # the world's oracles read only its listed cues, so discovery adds no tests to the screening stages
+    assert not any((a["cues"].get("discovered") or {}).values())
     assert spent["screen_sufficiency"] == plan.stage("screen_sufficiency").images
     assert spent["screen_necessity"] == plan.stage("screen_necessity").images
     for stage, images in spent.items():
