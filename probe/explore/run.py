@@ -220,6 +220,17 @@ class ClassView:
         return frame[frame["class_index"] == self.index].reset_index(drop=True)
 
     @property
+    def summary(self):
+        """The class in plain words (``probe.run.summary.ClassSummary``: a str that displays itself): how the
+        classifier sees it, the findings that pass and how strongly, whether your data confirms them, what to try."""
+        from probe.run.summary import summarise_class
+
+        d, run = self._data, self._run
+        return summarise_class(index=d.index, name=d.name, status=d.status, metrics=d.metrics,
+                               findings=d.findings if run.analysed else None, info=run._data.class_analysis(d.index),
+                               analysis=run._data.analysis, confirmation=run.confirmation, run_ref=str(run.path))
+
+    @property
     def topk(self):
         """The classifier's top predictions on every evaluation image (one row per image and rank)."""
         import pandas as pd

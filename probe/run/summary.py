@@ -1,0 +1,290 @@
+"""A class in plain words: 3-6 sentences from its records, by a template (no language model).
+
+``summarise_class(...)`` reads only what a run directory holds for one class: its metrics.json (accuracy of the
+generated images with the plain prompt and with the token, whether the token moved), its analysis.json entry (nearest
+words), its findings, the thresholds the analysis recorded, and confirmation.json when `probe confirm` has run. It
+says, in order:
+
+1. what the class looks like to the classifier: accuracy and mean P(class) of the plain prompt's images against the
+   token's, whether the token moved from its initial word, and its nearest words;
+2. the findings that pass, each with its effect, 95% interval, sample size and a strength word: *strong* when the whole
+   interval clears the analysis' bar (``config.thresholds.min_effect`` in analysis.json; ``off_object_min_share`` for
+   off-object shares), *moderate* when the estimate clears it but the interval reaches below; or that none passes;
+3. in one clause, the findings that do not pass (weak, inconclusive, screening only, unverified: nothing checked
+   their images);
+4. whether the user's own images confirm the passing ones (confirmation.json: confirmed, not seen with the images
+   that would decide, contradicted), or that they were not checked;
+5. what to try: balance the data (`probe generate RUN --balance 'class:cue'`), confirm on your own images
+   (`probe confirm RUN --val-data DIR`), or look harder when nothing passed.
+
+Every number is a field of a record; where a record is missing the sentence says so rather than guessing. Text from
+the run (class names, cue names, nearest words) is untrusted: :class:`ClassSummary` keeps it as plain text, and its
+HTML (``_repr_html_``, the report's template) escapes it. Torch-free.
+"""
+
+from __future__ import annotations
+
+import html
+import shlex
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from probe.run import format as fmt
+
+__all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT", "DEFAULT_OFF_OBJECT_SHARE",
+           "balance_spec"]
+
+# the analysis' defaults (probe.analysis.policy.Thresholds; a test keeps them equal), used only when analysis.json
+# does not record its thresholds (runs written before it did)
+DEFAULT_MIN_EFFECT = 0.15
+DEFAULT_OFF_OBJECT_SHARE = 0.5
+CUE_KINDS = ("necessity", "sufficiency", "token-shift")
+_NOT_PASSING = (("weak", "weak"), ("inconclusive", "inconclusive"), ("screened", "screening only"),
+                ("unverified", "unverified (nothing checked their generated images)"))
+_LISTED = 3  # names shown per group before "…"
+
+
+class Code(str):
+    """A command inside a sentence: shown as code (in backticks as text, in <code> as HTML)."""
+
+
+Sentence = tuple  # of str and Code segments
+
+
+class ClassSummary(str):
+    """A class's summary: the text (a ``str``: the sentences joined, commands in backticks) that also keeps its
+    sentences as segments (``sentences``: tuples of ``str`` and :class:`Code`) and displays itself in Jupyter."""
+
+    sentences: tuple[Sentence, ...]
+    class_name: str
+
+    def __new__(cls, class_name: str, sentences: Iterable[Sentence]):
+        sentences = tuple(tuple(s) for s in sentences)
+        text = " ".join("".join(f"`{seg}`" if isinstance(seg, Code) else str(seg) for seg in s) for s in sentences)
+        self = super().__new__(cls, text)
+        self.sentences, self.class_name = sentences, class_name
+        return self
+
+    def segments(self) -> list[list[tuple[str, bool]]]:
+        """Per sentence, its (text, is_code) pieces: what the report's template renders (and autoescapes)."""
+        return [[(str(seg), isinstance(seg, Code)) for seg in s] for s in self.sentences]
+
+    def _repr_html_(self) -> str:
+        body = "".join("<p>" + "".join(f"<code>{html.escape(t)}</code>" if code else html.escape(t) for t, code in s)
+                       + "</p>" for s in self.segments())
+        return f"<div class='probe-summary'><b>{html.escape(self.class_name)}</b>{body}</div>"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class _Bars:
+    min_effect: float
+    off_object: float
+    recorded: bool
+
+
+def _bars(analysis: dict | None) -> _Bars:
+    config = (analysis or {}).get("config")
+    thresholds = config.get("thresholds") if isinstance(config, dict) else None
+    thresholds = thresholds if isinstance(thresholds, dict) else {}
+    effect = fmt.as_float(thresholds.get("min_effect"))
+    share = fmt.as_float(thresholds.get("off_object_min_share"))
+    return _Bars(effect if effect is not None else DEFAULT_MIN_EFFECT,
+                 share if share is not None else DEFAULT_OFF_OBJECT_SHARE, effect is not None)
+
+
+def balance_spec(class_name: str, class_index: int, cue: str) -> str:
+    """The ``--balance`` value for a class and a cue, shell-quoted: the class by name when the name is plain (no
+    colon, not a number), else by index."""
+    plain = ":" not in class_name and class_name.strip() == class_name and class_name and not class_name.isdigit()
+    return shlex.quote(f"{class_name if plain else class_index}:{cue}")
+
+
+def summarise_class(*, index: int, name: str, status: str, metrics: dict | None, findings: Sequence[dict] | None,
+                    info: dict | None = None, analysis: dict | None = None, confirmation=None,
+                    run_ref: str = "RUN") -> ClassSummary:
+    """The summary of one class (see the module docstring). ``metrics``: its metrics.json; ``findings``: its
+    findings as ``RunDir.read_findings`` returns them (None: the analysis did not run); ``info``: its entry of
+    analysis.json's ``classes``; ``analysis``: analysis.json (for the thresholds); ``confirmation``: the run's
+    ``probe.run.confirmation.Confirmation`` or None; ``run_ref``: how the commands name the run ("RUN", or a path)."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    info = info if isinstance(info, dict) else {}
+    quoted = f"'{name}'"
+    # 1. what the class looks like to the classifier
+    if status != "done":
+        return ClassSummary(name, [(f"{quoted} has no finished audit ({status}), so there is nothing to summarise; "
+                                    "run the same ", Code("probe audit"), " command again to resume it.",)])
+    sentences: list[Sentence] = [_looks(quoted, metrics), _token(metrics, info)]
+    # 2-3. the findings that pass, and in one clause the rest
+    bars = _bars(analysis)
+    if findings is None:
+        sentences.append(("The analysis did not run, so no cue is claimed for this class.",))
+        passing: list[dict] = []
+    else:
+        passing = [f for f in findings if f.get("passes")]
+        sentences.append(_passing(quoted, passing, bars))
+        rest = _rest(findings)
+        if rest:
+            sentences.append(rest)
+    # 4. the user's own images
+    sentences.append(_confirmation(quoted, index, passing, confirmation))
+    # 5. what to try
+    sentences.append(_next(name, index, passing, findings, confirmation, run_ref))
+    return ClassSummary(name, [s for s in sentences if s])
+
+
+# ------------------------------------------------------------------------------------------ sentences, in order
+def _looks(quoted: str, metrics: dict) -> Sentence:
+    def block(kind: str) -> tuple[float | None, float | None, Any]:
+        b = metrics.get(kind) if isinstance(metrics.get(kind), dict) else {}
+        return fmt.as_float(b.get("accuracy")), fmt.as_float(b.get("mean_target_prob")), b.get("n")
+
+    (b_acc, b_p, b_n), (t_acc, t_p, t_n) = block("baseline"), block("token")
+    if b_acc is None and t_acc is None:
+        return (f"How the classifier sees {quoted}'s generated images is not recorded (metrics.json has no accuracy).",)
+    pct = lambda v: "an unrecorded share" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    n = lambda v: f", n={v}" if isinstance(v, int) and not isinstance(v, bool) else ""  # noqa: E731
+    return (f"Of the images generated for {quoted}, the classifier calls {pct(b_acc)} {quoted} with the plain prompt "
+            f"(mean P(class) {fmt.number(b_p)}{n(b_n)}) and {pct(t_acc)} with the learned token (mean P(class) "
+            f"{fmt.number(t_p)}{n(t_n)}).",)
+
+
+def _token(metrics: dict, info: dict) -> Sentence:
+    change = metrics.get("token_change") if isinstance(metrics.get("token_change"), dict) else {}
+    moved = change.get("moved")
+    init = metrics.get("init_word")
+    init_text = f" '{init}'" if isinstance(init, str) and init else ""
+    words = [str(w.get("word")) for w in info.get("nearest_words") or [] if isinstance(w, dict) and w.get("word")]
+    near = f"; its nearest words are {', '.join(repr(w) for w in words[:_LISTED])}" if words else ""
+    cosine = fmt.as_float(change.get("cosine"))
+    if moved is True:
+        how = f" (cosine {fmt.number(cosine)} to it)" if cosine is not None else ""
+        return (f"The token moved away from its initial word{init_text}{how}{near}.",)
+    if moved is False:
+        return (f"The token stayed at its initial word{init_text}: the classifier already accepts the plain images, "
+                f"so the token's images are the plain ones{near}.",)
+    return (f"Whether the token moved from its initial word is not recorded{near}.",)
+
+
+def _effect_text(f: dict) -> str:
+    unit = "images" if f.get("unit") == "images" else "pairs"
+    n = f.get("n_images")
+    size = f", {n} {unit}" if isinstance(n, int) and not isinstance(n, bool) else ""
+    value = fmt.number(f.get("effect")) if f.get("kind") == "off-object" else fmt.effect(f.get("effect"))
+    return f"{value}, 95% CI {fmt.interval(f.get('ci_low'), f.get('ci_high'))}{size}"
+
+
+def _strength(f: dict, bars: _Bars) -> str:
+    """strong: the whole interval clears the bar in the claimed direction; moderate: only the estimate does."""
+    effect = fmt.as_float(f.get("effect"))
+    if effect is None:
+        return "strength not recorded"
+    bar = bars.off_object if f.get("kind") == "off-object" else bars.min_effect
+    near = fmt.as_float(f.get("ci_low")) if effect >= 0 or f.get("kind") == "off-object" else \
+        (None if fmt.as_float(f.get("ci_high")) is None else -fmt.as_float(f.get("ci_high")))
+    where = "" if bars.recorded or f.get("kind") == "off-object" else "default "
+    if near is not None and near >= bar:
+        return f"strong: the whole interval clears the {where}bar of {bar:.2f}"
+    return f"moderate: the estimate clears the {where}bar of {bar:.2f}, the interval reaches below it"
+
+
+def _claim(f: dict, quoted: str) -> str:
+    kind, effect = f.get("kind"), fmt.as_float(f.get("effect"))
+    details = f.get("details") if isinstance(f.get("details"), dict) else {}
+    cue = str(f.get("cue"))
+    if kind == "necessity":
+        counters = [str(c) for c in details.get("counter_values") or details.get("counters") or []]
+        instead = f" with {', '.join(counters[:_LISTED])}{', …' if len(counters) > _LISTED else ''}" if counters else ""
+        return f"{cue}: replacing it{instead} lowers P({quoted}) by {fmt.number(abs(effect or 0))}"
+    if kind == "sufficiency":
+        return f"{cue}: adding it to other objects raises P({quoted}) by {fmt.number(abs(effect or 0))}"
+    if kind == "token-shift":
+        way = "more" if (effect or 0) >= 0 else "less"
+        return f"{cue}: the token's images show it {way} often than the plain prompt's"
+    return f"attribution off the object: a share of {fmt.number(effect)} lies outside the object"
+
+
+def _passing(quoted: str, passing: list[dict], bars: _Bars) -> Sentence:
+    if not passing:
+        return (f"No finding passes the audit's rule for {quoted}.",)
+    parts = [f"{_claim(f, quoted)} ({f.get('kind')}, effect {_effect_text(f)}), {_strength(f, bars)}" for f in passing]
+    many = len(passing) > 1
+    return (f"{len(passing)} finding{'s pass' if many else ' passes'}: " + "; ".join(parts) + ".",)
+
+
+def _rest(findings: Sequence[dict]) -> Sentence:
+    groups = []
+    for status, words in _NOT_PASSING:
+        names = list(dict.fromkeys(str(f.get("cue")) for f in findings if f.get("status") == status))
+        if names:
+            shown = ", ".join(names[:_LISTED]) + (", …" if len(names) > _LISTED else "")
+            count = sum(f.get("status") == status for f in findings)
+            groups.append(f"{count} {words} ({shown})")
+    return (f"Not established: {'; '.join(groups)}.",) if groups else ()
+
+
+def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) -> Sentence:
+    if confirmation is None:
+        return ("Not yet checked on your own images.",)
+    per_class = confirmation.by_class(index)
+    mine = [r for r in confirmation.findings if r.class_index == index]
+    if per_class is None and not mine:
+        return (f"`probe confirm` tested nothing of {quoted} on your images.",)
+    head = ""
+    if per_class is not None:
+        acc = "" if per_class.accuracy is None else f", accuracy {fmt.number(per_class.accuracy)}"
+        head = f" ({per_class.n_images} images labelled {quoted}{acc})"
+    keys = {(f.get("kind"), str(f.get("cue"))) for f in passing}
+    shown = [r for r in mine if (r.kind, r.cue) in keys] or []
+    others = [r for r in mine if (r.kind, r.cue) not in keys and r.verdict == "confirmed"]
+    parts = []
+    for r in shown:
+        d = r.decisive
+        gap = f"{d.measure} gap {fmt.effect(d.gap)}, 95% CI {fmt.interval(d.low, d.high)}, n={d.cue.n} vs {d.counter.n}"
+        if r.verdict == "not seen":
+            more = f"; about {r.images_to_decide} images per slice would decide" if r.images_to_decide else ""
+            parts.append(f"{r.cue} ({r.kind}) not seen ({gap}{more})")
+        else:
+            parts.append(f"{r.cue} ({r.kind}) {r.verdict} ({gap})")
+    if passing and not shown:
+        parts.append("none of its passing findings could be tested there")
+    if others:
+        parts.append("confirmed although the audit did not pass them: " + ", ".join(f"{r.cue} ({r.kind})" for r in others))
+    if not parts:
+        tested = len(mine)
+        parts.append(f"{tested} tested cue{'s' if tested != 1 else ''}, none confirmed")
+    return (f"On your data{head}: " + "; ".join(parts) + ".",)
+
+
+def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str) -> Sentence:
+    run = shlex.quote(run_ref) if run_ref != "RUN" else run_ref
+    cue_findings = [f for f in passing if f.get("kind") in CUE_KINDS]
+    if findings is None:
+        return ("To get findings, run the analysis: the same ", Code("probe audit"), " command with ",
+                Code("--analyze"), ".")
+    if not passing:
+        unverified = [f for f in findings if f.get("status") == "unverified"]
+        if unverified:
+            return ("Nothing was checked, so nothing passes: re-run the audit with ", Code("--concepts MODEL"),
+                    " (a CLIP or SigLIP model) so the generated images are checked.")
+        return ("There is nothing to fix from this audit; to look harder, give the analysis more pairs (",
+                Code("--max-pairs"), ") or let it propose unlisted cues (", Code("--discover 3"), ").")
+    out: list = []
+    if cue_findings:
+        top = cue_findings[0]
+        out += ["To weaken the shortcut, balance the training data with ",
+                Code(f"probe generate {run} --balance {balance_spec(name, index, str(top.get('cue')))} "
+                     f"--per-class 100 --out DIR")]
+    verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
+        if confirmation is not None else {}
+    unconfirmed = [f for f in passing if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
+    if unconfirmed:
+        out += ["; " if out else "", "confirm it on your own images with " if confirmation is None else
+                "your data did not confirm it yet: add labelled images and re-run ",
+                Code(f"probe confirm {run} --val-data DIR")]
+    if not out:  # only off-object findings, all confirmed
+        return ("Look at the attribution overlays to see where the classifier looks.",)
+    out[0] = out[0][0].upper() + out[0][1:] if isinstance(out[0], str) and not isinstance(out[0], Code) else out[0]
+    return (*out, ".")

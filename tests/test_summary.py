@@ -1,0 +1,130 @@
+"""Per-class summaries in plain words (probe.run.summary): numbers from the records, nothing invented, escaped."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from probe import open_run
+from probe.report.synthetic import make_synthetic_run
+from probe.run import RunDir
+from probe.run import format as fmt
+from probe.run.confirmation import ClassConfirmation, Comparison, Confirmation, FindingConfirmation, Slice
+from probe.run.summary import DEFAULT_MIN_EFFECT, DEFAULT_OFF_OBJECT_SHARE, ClassSummary, summarise_class
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_synthetic_run(tmp_path_factory.mktemp("summary") / "run", 4, images_per_kind=2, attributions=False)
+
+
+def _split(run):
+    frame = run.findings
+    passing = sorted(set(frame[frame["passes"]]["class_index"]))
+    without = [c.index for c in run.classes if c.index not in passing and c.status == "done"]
+    return frame, passing, without
+
+
+def test_passing_finding_is_named_with_its_effect_interval_and_strength(synthetic):
+    run = open_run(synthetic)
+    frame, passing, _ = _split(run)
+    assert passing, "the synthetic run has a class with a passing finding"
+    index = passing[0]
+    row = frame[(frame["class_index"] == index) & frame["passes"]].iloc[0]
+    summary = run.classes[index].summary
+    assert isinstance(summary, ClassSummary) and isinstance(summary, str)
+    assert 3 <= len(summary.sentences) <= 6
+    assert row["cue"] in summary
+    assert fmt.effect(row["effect"]) in summary and fmt.interval(row["ci_low"], row["ci_high"]) in summary
+    # the strength word follows from the interval against the bar (the synthetic run records no thresholds)
+    low = row["ci_low"] if row["effect"] >= 0 else -row["ci_high"]
+    assert ("strong" if low >= DEFAULT_MIN_EFFECT else "moderate") in summary
+    metrics = run.classes[index].metrics
+    assert f"{100 * metrics['token']['accuracy']:.0f}% with the learned token" in summary
+    assert "Not yet checked on your own images." in summary
+    assert f"--balance '{row['class_name']}:{row['cue']}'" in summary
+    assert "probe confirm" in summary
+
+
+def test_class_without_a_passing_finding_says_so_and_invents_none(synthetic):
+    run = open_run(synthetic)
+    frame, _, without = _split(run)
+    assert without
+    for index in without:
+        summary = run.classes[index].summary
+        assert f"No finding passes the audit's rule for '{run.classes[index].name}'." in summary
+        assert "--balance" not in summary and "finding passes:" not in summary
+        # every cue it names is one of its own non-passing findings, said in the "not established" clause
+        mine = frame[frame["class_index"] == index]
+        for cue in mine["cue"]:
+            assert cue in summary.sentences[3][0] if len(summary.sentences) > 3 else True
+        assert not any(cue in str(summary.sentences[2]) for cue in mine["cue"])
+
+
+def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_path):
+    root = make_synthetic_run(tmp_path / "run", 4, images_per_kind=2, attributions=False)
+    run = open_run(root)
+    frame, passing, _ = _split(run)
+    row = frame[(frame["class_index"] == passing[0]) & frame["passes"]].iloc[0]
+    own = Comparison("accuracy", Slice(40, 38), Slice(20, 8), gap=0.55, low=0.31, high=0.72, p=0.0001)
+    others = Comparison("called the class", Slice(30, 3), Slice(30, 1))
+    record = Confirmation(
+        data={"source": "folder", "root": "val", "listed": 100, "used": 100, "skipped": 0}, checked_by="world oracles",
+        classifier="net", settings={"alpha": 0.05},
+        findings=(FindingConfirmation(int(row["class_index"]), row["class_name"], row["kind"], row["cue"], "background",
+                                      "grass", ("sand",), "passes", True, row["effect"], row["ci_low"], row["ci_high"],
+                                      own, others, "own", 1, "confirmed", "gap +0.55", None, 0.001),),
+        classes=(ClassConfirmation(int(row["class_index"]), row["class_name"], 60, 0.77, (row["cue"],)),))
+    RunDir(root).write_confirmation(record)
+    summary = open_run(root).classes[int(row["class_index"])].summary
+    assert f"{row['cue']} ({row['kind']}) confirmed (accuracy gap +0.55, 95% CI 0.31 – 0.72, n=40 vs 20)" in summary
+    assert "60 images labelled" in summary and "accuracy 0.77" in summary
+    assert "probe confirm" not in summary  # confirmed: nothing left to confirm
+    assert "Not yet checked" not in summary
+
+
+def test_analysis_not_run_claims_no_cue(tmp_path):
+    root = make_synthetic_run(tmp_path / "run", 2, images_per_kind=2, attributions=False, findings=False)
+    summary = open_run(root).classes[0].summary
+    assert "The analysis did not run, so no cue is claimed" in summary
+    assert "--balance" not in summary
+
+
+def test_hostile_class_name_is_escaped_in_the_report_and_the_notebook(tmp_path):
+    from probe.report import render_report
+
+    root = make_synthetic_run(tmp_path / "run", 2, labels=[XSS, "star"], images_per_kind=2, attributions=False)
+    summary = open_run(root).classes[0].summary
+    assert XSS in summary  # plain text keeps the name as written
+    assert "<script>" not in summary._repr_html_() and "&lt;script&gt;" in summary._repr_html_()
+    render_report(root)
+    page = next((root / "report" / "classes").glob("0-*.html")).read_text()
+    section = re.search(r'<section class="plain-summary".*?</section>', page, re.S).group(0)
+    assert "<script>" not in section and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+
+
+def test_failed_class_says_there_is_nothing_to_summarise():
+    summary = summarise_class(index=0, name="star", status="failed", metrics={}, findings=[])
+    assert "no finished audit (failed)" in summary and "finding" not in summary
+
+
+def test_strength_follows_the_recorded_bar():
+    finding = {"class_index": 0, "class_name": "star", "cue": "grass", "kind": "necessity", "effect": 0.31,
+               "ci_low": 0.2, "ci_high": 0.45, "n_images": 20, "unit": "pairs", "passes": True, "status": "passes",
+               "details": {"counter_values": ["sand", "snow"]}}
+    args = dict(index=0, name="star", status="done", metrics={"token": {"accuracy": 0.5}}, findings=[finding])
+    assert "strong: the whole interval clears the bar of 0.15" in summarise_class(
+        **args, analysis={"config": {"thresholds": {"min_effect": 0.15}}})
+    assert "moderate: the estimate clears the bar of 0.25" in summarise_class(
+        **args, analysis={"config": {"thresholds": {"min_effect": 0.25}}})
+    assert "replacing it with sand, snow lowers P('star') by 0.31" in summarise_class(**args)
+
+
+def test_defaults_match_the_analysis_thresholds():
+    from probe.analysis.policy import Thresholds
+
+    assert DEFAULT_MIN_EFFECT == Thresholds().min_effect
+    assert DEFAULT_OFF_OBJECT_SHARE == Thresholds().off_object_min_share
