@@ -59,10 +59,37 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
     ``cues`` overrides ``config.cues``; ``scorer`` (``predict(images01) -> {attribute: [value, ...]}``) overrides
     the domain's concept scorer. ``progress`` (a callable taking one line) is told what runs next.
+
+    Steps 1-5 for every class as one unit (:func:`measure_run`: one batched generation across classes, each class's
+    record written to classes/<i>-<slug>/analysis/tests.json), then steps 6-7 once, from those records
+    (:func:`probe.analysis.decide.decide_run`), as a driver does after Ray workers or shards measured the classes.
     """
+    from probe.analysis.decide import decide_run
+
     cfg = config or AnalysisConfig()
     if not isinstance(cfg, AnalysisConfig):
         raise AnalysisError(f"config must be a probe.analysis.AnalysisConfig, got {type(cfg).__name__}")
+    records = measure_run(run_dir, classifier, generator, cfg, cues=cues, scorer=scorer, progress=progress)
+    return decide_run(run_dir, cfg, records=records, labels=RunDir(run_dir).read_labels() or
+                      [str(x) for x in (getattr(classifier, "labels", None) or [])])
+
+
+def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = None, *, only=None,
+                budget_classes: int | None = None, cues: list[Cue] | None = None, scorer=None,
+                progress=None) -> list:
+    """Steps 1-5 (and the base rates of step 7) for the finished classes (those in ``only`` when given) as one
+    unit: their images generated in shared batches; returns each class's
+    :class:`probe.run.class_analysis.ClassAnalysis`, written to its folder. Nothing is decided here.
+
+    A Ray worker or a ``--shard`` calls it per class (``only=[index]``); ``budget_classes`` (the number of classes
+    the audit's ``max_images`` is for) gives this unit its equal share of an image budget.
+    """
+    from probe.analysis.per_class import class_records
+
+    cfg = config or AnalysisConfig()
+    if not isinstance(cfg, AnalysisConfig):
+        raise AnalysisError(f"config must be a probe.analysis.AnalysisConfig, got {type(cfg).__name__}")
+    audit_cfg = cfg
     say = progress if callable(progress) else (lambda _line: None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -73,10 +100,15 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     if not run.root.is_dir():
         raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
     classes = finished_classes(run, cfg.classes)
+    if only is not None:
+        classes = [c for c in classes if c.index in set(only)]
     if not classes:
         raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class (no classes/*/metrics.json with "
                             "status 'done'); run or resume `probe audit` first.")
     labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
+    if cfg.max_images is not None and budget_classes and len(classes) < budget_classes:
+        # a unit of a distributed analysis: its equal share of the audit's image budget
+        cfg = cfg.replace(max_images=max(1, cfg.max_images * len(classes) // budget_classes))
 
     # 2. what the generator's world knows ---------------------------------------------------------
     domain = domain_for(generator)
@@ -125,6 +157,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                               scorer=scorer, say=say, notes=notes, timings=timings)
     tests, candidates, added, suspects, like = (cue_tests.tests, cue_tests.candidates, cue_tests.added,
                                                 cue_tests.suspects, cue_tests.like)
+    n_listed = len(tests)  # the tests after these are the discovered cues' (phase "discovered" in the records)
     for cls in [c for c in classes if c.index in discovered]:  # the proposals: tested like listed cues, one class each
         say(f"analysis: testing {len(discovered[cls.index])} discovered cues for class {cls.index}")
         more = run_cue_tests(cfg, lab, [cls], [p.cue for p in discovered[cls.index]], labels,
@@ -157,73 +190,32 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         timings["off_object_confirm"] = time.perf_counter() - t1
     timings["confirm"] = timings.get("confirm", 0.0) + time.perf_counter() - t0
 
-    # 6. decide: FDR across the audit's confirmed tests (cue tests and off-object alike), then the rule ----
-    confirmed = [t for t in candidates if t.confirm is not None and t.confirm.n > 0]
-    off_confirmed = [t for t in off_object if t.confirm is not None and t.confirm.effect.n > 0]
-    family = cfg.fdr_family(len(labels) or len(classes))
-    decide_q(cfg, family, confirmed, off_confirmed)
-    for test in off_object:
-        if test.effect is not None:
-            per_class[str(test.cls.index)]["off_object"]["q"] = test.effect.q
-        finding = test.finding(cfg)
-        if finding is not None:
-            findings.append(finding)
-    sufficiency = {(t.cls.index, t.cue.name): t for t in tests if t.kind == "sufficiency"}
-    for test in tests:
-        finding = _finding(cfg, test)
-        if finding is not None and finding.kind == "token-shift" and finding.passes:
-            finding = _corroborate(cfg, finding, sufficiency.get((test.cls.index, test.cue.name)))
-        if finding is not None:
-            findings.append(finding)
-
-    # 7. who checked the images, the generator's own habit; rank and write ------------------------------
+    # the generator's own habit (step 7's base rates) needs the concept scorer: measured here, with the class
     rates = {cls.index: _base_rates(cls, cues + [p.cue for p in discovered.get(cls.index, [])], scorer)
              for cls in classes} if scorer is not None else {}
     for info_key, class_rates in rates.items():
         per_class[str(info_key)]["base_rates"] = class_rates
-    findings = rank_findings([_with_proposal(_with_base_rate(checked(f, setup.checked_by), rates), discovered)
-                              for f in findings])
     timings["total"] = time.perf_counter() - started
-    analysis = {
-        "config": cfg.to_dict(),
-        "rule": describe_rule(cfg.thresholds, family=family),
-        "fdr_family": family,
-        "carriers": {"source": cfg.carrier_source_for(len(labels) or len(classes)),
-                     "per_class": {str(c): [k.text for k in v] for c, v in carriers.items()}},
-        "cues": {"source": cue_source, "count": len(cues), "list": [c.to_dict() for c in cues],
-                 "discovered": {str(c): [p.to_dict() for p in found] for c, found in discovered.items()}},
-        "domain": domain.name if domain is not None else None,
-        "concept_scorer": type(scorer).__name__ if scorer is not None else None,
-        "interventions_checked_by": lab.checks,
-        "stated_contexts": contexts.describe() if contexts is not None else None,
-        "counter_rule": "for each class, a counter-value is dropped from its necessity tests when the value is itself "
-                        "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
-                        "size, either direction) or raises another class by at least the threshold",
-        "dropped_counters": {labels[c] if c < len(labels) else str(c): sorted(t.replace("{}", "").strip(" ,") for t in v)
-                             for c, v in suspects.items()},
-        "attributions": attr.summary(),
-        "attention_iou": mean_iou(per_class),
-        "tests": {"screened": len(tests) + len(off_object), "candidates": len(candidates) + len(off_candidates),
-                  "confirmed": len(confirmed) + len(off_confirmed),
-                  "passing": sum(f.passes for f in findings),
-                  "unverified": sum(f.status == "unverified" for f in findings)},
-        "images_generated": lab.images_generated,
-        "images_by_stage": dict(lab.by_stage),
-        "budget": _budget_record(cfg, lab, candidates, off_unconfirmed, notes),
-        "generation": gen_kwargs,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "notes": notes,
-        "classes": per_class,
-        "n_findings": len(findings),
-        "n_passing": sum(f.passes for f in findings),
-        "confirm_like": {"run": cfg.confirm_like, "tests_confirmed_there": len(like),
-                         "confirmed_here_only_for_it": len(added)} if cfg.confirm_like else None,
-        # every screened test's pairs, named by seed (docs/analysis.md, "Pairs"): what probe.compare pairs
-        "pairs": [_pairs(t) for t in tests],
+    # each class's record: what steps 6-7 decide from (probe/analysis/decide.py), wherever they run
+    unit_facts = {
+        "notes": notes, "images_generated": lab.images_generated, "images_by_stage": dict(lab.by_stage),
+        "max_images": cfg.max_images, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "attributions": attr.summary(), "n_labels": len(labels),
+        "setup": {"cue_source": cue_source, "cues": [c.to_dict() for c in cues],
+                  "carrier_source": cfg.carrier_source_for(len(labels) or len(classes)),
+                  "domain": domain.name if domain is not None else None,
+                  "concept_scorer": type(scorer).__name__ if scorer is not None else None,
+                  "interventions_checked_by": lab.checks, "checked_by": setup.checked_by,
+                  "stated_contexts": contexts.describe() if contexts is not None else None, "generation": gen_kwargs,
+                  "tests_confirmed_there": len(like) if audit_cfg.confirm_like else None},
     }
-    write_findings(run.root, findings)
-    run.write_analysis(analysis)
-    return findings
+    records = class_records(audit_cfg, classes, unit_facts, per_class=per_class, tests=tests, n_listed=n_listed,
+                            candidates=candidates, added=added, suspects=suspects, off_object=off_object,
+                            off_candidates=off_candidates, off_unconfirmed=off_unconfirmed, discovered=discovered,
+                            carriers=carriers)
+    for cls, record in zip(classes, records):
+        run.write_class_analysis(cls.dir, record)
+    return records
 
 
 # ------------------------------------------------------------------------------- steps 4-6 helpers

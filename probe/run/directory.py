@@ -395,6 +395,34 @@ class RunDir:
         record = self.read_analysis_summary()
         return None if record is None else record.to_dict()
 
+    # ------------------------------------------------------------------ classes/<i>-<slug>/analysis/tests.json
+    def write_class_analysis(self, directory: Path, record) -> Path:
+        """A class's measured analysis (``probe.run.class_analysis.ClassAnalysis``; a dict is made into one and
+        checked first), written atomically: the driver decides from these (probe/analysis/decide.py)."""
+        from probe.run.class_analysis import CLASS_ANALYSIS, ClassAnalysis
+
+        path = Path(directory) / CLASS_ANALYSIS
+        data = _normalised(record.to_dict() if isinstance(record, ClassAnalysis) else record)
+        ClassAnalysis.from_dict(data, path, class_index_of(Path(directory).name))  # written as the reader accepts it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_json(path, data)
+
+    def read_class_analysis(self, directory: Path, *, strict: bool = False):
+        """A class's measured analysis record, or None when absent; a damaged one is None too (it is measured
+        again), or with ``strict`` a RunError naming the file and field."""
+        from probe.run.class_analysis import CLASS_ANALYSIS, ClassAnalysis
+
+        path = Path(directory) / CLASS_ANALYSIS
+        if self.inside(path) is None:
+            return None  # a symlink out of the run is no record of it
+        try:
+            data = load_json(path)
+            return None if data is None else ClassAnalysis.from_dict(data, path, class_index_of(Path(directory).name))
+        except RunError:
+            if strict:
+                raise
+            return None
+
     def write_confirmation(self, confirmation) -> Path:
         """confirmation.json: a ``probe.run.confirmation.Confirmation`` (a dict is made into one and checked first)."""
         from probe.run.confirmation import Confirmation

@@ -1,0 +1,205 @@
+"""``decide_run``: steps 6 and 7 of the analysis, once, in the driver, from every class's measured record.
+
+Steps 3-5 ran per unit of classes wherever the models were (this process for a local audit, one class at a time on
+a Ray worker or a ``--shard``: :func:`probe.analysis.engine.measure_run`) and left one
+:class:`probe.run.class_analysis.ClassAnalysis` per class in classes/<i>-<slug>/analysis/tests.json. Here, with no
+model loaded:
+
+1. Read the records of the run's finished classes; a class without a record measured with these analysis
+   settings is missing, and nothing is decided without it (an ``AnalysisError`` naming the classes).
+2. Rebuild every test and off-object test from its record (probe/analysis/per_class.py), in the order one
+   process builds them.
+3. Step 6: the false-discovery-rate step over the confirmed tests of *every* class at once
+   (:func:`probe.analysis.engine.decide_q`), then each test's finding by the pass rule.
+4. Step 7: who checked the images, the base rates and the proposals (measured with the class), rank; write
+   findings.json, findings.parquet and analysis.json. Each unit's notes, images and timings are counted once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+from probe.analysis.class_evidence import ClassRun, mean_iou
+from probe.analysis.config import AnalysisConfig
+from probe.analysis.errors import AnalysisError
+from probe.analysis.finding import Findings, rank_findings, write_findings
+from probe.analysis.plan import finished_classes
+from probe.analysis.policy import checked, describe_rule
+from probe.run import RunDir
+
+__all__ = ["decide_run", "missing_records"]
+
+
+def missing_records(run_dir, config: AnalysisConfig) -> list[int]:
+    """The finished classes (status done, ``config.classes``) without a record measured with ``config``'s settings."""
+    from probe.analysis.per_class import settings_of
+
+    run, wanted = RunDir(run_dir), settings_of(config)
+    out = []
+    for cls in finished_classes(run, config.classes):
+        record = run.read_class_analysis(cls.dir)
+        if record is None or record.settings != wanted:
+            out.append(cls.index)
+    return out
+
+
+def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, labels: list[str] | None = None) -> Findings:
+    """Steps 6-7 over the run's finished classes, from their records (``records``: those just measured, else read);
+    writes findings and analysis.json and returns the findings, best first. Loads no model."""
+    from probe.analysis.engine import (_budget_record, _corroborate, _finding, _pairs, _with_base_rate,
+                                       decide_q)
+    from probe.analysis.per_class import off_object_of, settings_of, tests_of
+
+    started = time.perf_counter()
+    cfg = config
+    run = RunDir(run_dir)
+    labels = labels if labels is not None else (run.read_labels() or [])
+    # 1. the records of the run's finished classes, each measured with these settings
+    classes = finished_classes(run, cfg.classes)
+    if not classes:
+        raise AnalysisError(f"run directory {str(run_dir)!r} has no finished class; run or resume `probe audit` first.")
+    given = {r.class_index: r for r in (records or [])}
+    wanted = settings_of(cfg)
+    found, missing = {}, []
+    for cls in classes:
+        record = given.get(cls.index) or run.read_class_analysis(cls.dir, strict=True)
+        if record is None or record.settings != wanted:
+            missing.append(cls.index)
+        else:
+            found[cls.index] = record
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise AnalysisError(f"{len(missing)} finished classes of {str(run_dir)!r} have no analysis measured with these "
+                            f"settings ({shown}); measure them first (`probe report RUN --model M --generator G`, or "
+                            "re-run the audit)")
+    # 2. the tests as one process builds them; each unit's facts once
+    ordered, off_object, per_class, units = [], [], {}, {}
+    for cls in classes:
+        record = found[cls.index]
+        run_cls = ClassRun(cls.index, record.class_name, cls.dir, cls.metrics)
+        ordered += tests_of(record, run_cls)
+        off = off_object_of(record, run_cls)
+        if off is not None:
+            off_object.append((off, record.off_object))
+        per_class[str(cls.index)] = dict(record.info)
+        units.setdefault(record.unit, record.unit_facts)
+    ordered.sort(key=lambda entry: entry[0])
+    tests = [t for _, t, _ in ordered]
+    # candidates as one process lists them: the chosen listed ones, the listed ones only confirm_like asked for,
+    # then per class the discovered ones
+    listed = [(t, d) for _, t, d in ordered if d["phase"] == "listed"]
+    candidates = ([t for t, d in listed if d["candidate"] and not d["added"]] +
+                  [t for t, d in listed if d["added"]] +
+                  [t for _, t, d in ordered if d["phase"] == "discovered" and d["candidate"]])
+    added = [t for _, t, d in ordered if d["added"]]
+    facts = list(units.values())
+    notes = list(dict.fromkeys(n for f in facts for n in f.get("notes", [])))
+    setup = facts[0].get("setup", {})
+    by_stage: dict[str, int] = {}
+    for f in facts:
+        for stage, n in f.get("images_by_stage", {}).items():
+            by_stage[stage] = by_stage.get(stage, 0) + int(n)
+    lab = SimpleNamespace(images_generated=sum(int(f.get("images_generated", 0)) for f in facts), by_stage=by_stage)
+    timings: dict[str, float] = {}
+    for f in facts:
+        for k, v in f.get("timings_s", {}).items():
+            timings[k] = timings.get(k, 0.0) + float(v)
+
+    # 3. step 6: the false-discovery-rate step over every class's confirmed tests at once, then the rule
+    confirmed = [t for t in candidates if t.confirm is not None and t.confirm.n > 0]
+    off_tests = [t for t, _ in off_object]
+    off_candidates = [t for t, d in off_object if d.get("candidate")]
+    off_unconfirmed = [t for t, d in off_object if d.get("unconfirmed")]
+    off_confirmed = [t for t in off_tests if t.confirm is not None and t.confirm.effect.n > 0]
+    family = cfg.fdr_family(len(labels) or len(classes))
+    decide_q(cfg, family, confirmed, off_confirmed)
+    findings = []
+    for test in off_tests:
+        if test.effect is not None:
+            per_class[str(test.cls.index)]["off_object"]["q"] = test.effect.q
+        finding = test.finding(cfg)
+        if finding is not None:
+            findings.append(finding)
+    sufficiency = {(t.cls.index, t.cue.name): t for t in tests if t.kind == "sufficiency"}
+    for test in tests:
+        finding = _finding(cfg, test)
+        if finding is not None and finding.kind == "token-shift" and finding.passes:
+            finding = _corroborate(cfg, finding, sufficiency.get((test.cls.index, test.cue.name)))
+        if finding is not None:
+            findings.append(finding)
+
+    # 4. step 7: who checked, the base rates and proposals measured with each class; rank and write
+    proposals = {r.class_index: [{k: v for k, v in p.items() if k != "cue_record"} for p in r.discovered]
+                 for r in found.values() if r.discovered}
+    rates = {i: per_class[str(i)]["base_rates"] for i in found if "base_rates" in per_class[str(i)]}
+    findings = rank_findings([_with_proposal(_with_base_rate(checked(f, setup.get("checked_by")), rates), proposals)
+                              for f in findings])
+    timings["decide"] = time.perf_counter() - started
+    timings["total"] = timings.get("total", 0.0) + timings["decide"]
+    attributions = _attributions([f.get("attributions", {}) for f in facts])
+    like_there = setup.get("tests_confirmed_there")
+    analysis = {
+        "config": cfg.to_dict(),
+        "rule": describe_rule(cfg.thresholds, family=family),
+        "fdr_family": family,
+        "carriers": {"source": setup.get("carrier_source"),
+                     "per_class": {str(i): list(found[i].carriers) for i in found}},
+        "cues": {"source": setup.get("cue_source"), "count": len(setup.get("cues", [])), "list": setup.get("cues", []),
+                 "discovered": {str(c): found_ for c, found_ in proposals.items()}},
+        "domain": setup.get("domain"),
+        "concept_scorer": setup.get("concept_scorer"),
+        "interventions_checked_by": setup.get("interventions_checked_by"),
+        "stated_contexts": setup.get("stated_contexts"),
+        "counter_rule": "for each class, a counter-value is dropped from its necessity tests when the value is itself "
+                        "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
+                        "size, either direction) or raises another class by at least the threshold",
+        "dropped_counters": {labels[i] if i < len(labels) else str(i): sorted(t.replace("{}", "").strip(" ,")
+                                                                               for t in found[i].suspects)
+                             for i in found if found[i].suspects},
+        "attributions": attributions,
+        "attention_iou": mean_iou(per_class),
+        "tests": {"screened": len(tests) + len(off_tests), "candidates": len(candidates) + len(off_candidates),
+                  "confirmed": len(confirmed) + len(off_confirmed),
+                  "passing": sum(f.passes for f in findings),
+                  "unverified": sum(f.status == "unverified" for f in findings)},
+        "images_generated": lab.images_generated,
+        "images_by_stage": dict(lab.by_stage),
+        "budget": _budget_record(cfg, lab, candidates, off_unconfirmed, notes),
+        "generation": setup.get("generation"),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "notes": notes,
+        "classes": per_class,
+        "n_findings": len(findings),
+        "n_passing": sum(f.passes for f in findings),
+        "confirm_like": {"run": cfg.confirm_like, "tests_confirmed_there": like_there,
+                         "confirmed_here_only_for_it": len(added)} if cfg.confirm_like else None,
+        "pairs": [_pairs(t) for t in tests],
+        "units": {"count": len(units), "largest": max(len(u) for u in units)},
+    }
+    write_findings(run.root, findings)
+    run.write_analysis(analysis)
+    return findings
+
+
+def _with_proposal(finding, proposals: dict[int, list[dict]]):
+    """A finding on a discovered cue carries why it was proposed (``details.proposed``)."""
+    found = next((p for p in proposals.get(finding.class_index, []) if p.get("cue") == finding.cue), None)
+    return finding if found is None else replace(finding, details={**finding.details, "proposed": found})
+
+
+def _attributions(summaries: list[dict]) -> dict:
+    """The units' attribution summaries as one: methods and layer as measured, skips merged, seconds summed."""
+    if not summaries:
+        return {}
+    out = dict(summaries[0])
+    skipped, seconds = {}, {}
+    for s in summaries:
+        skipped.update(s.get("skipped") or {})
+        for m, v in (s.get("seconds") or {}).items():
+            seconds[m] = round(seconds.get(m, 0.0) + float(v), 3)
+        if out.get("layer") is None and s.get("layer") is not None:
+            out["layer"] = s["layer"]
+    out.update(skipped=skipped, seconds=seconds)
+    return out
