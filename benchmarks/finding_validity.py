@@ -6,6 +6,10 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
     .venv/bin/python benchmarks/finding_validity.py score     # recall, precision, false findings, calibration
     .venv/bin/python benchmarks/finding_validity.py all       # the three in turn
     .venv/bin/python benchmarks/finding_validity.py all --quick   # 2 biased + 1 clean (what the suite checks)
+    .venv/bin/python benchmarks/finding_validity.py reanalyse --run runs/demo --checker concepts --infidelity 0.3
+        # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
+        # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
+        # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table
 
 Everything is seeded and cached under benchmarks/.cache/validity/ (git-ignored), so a rerun only does
 what is missing. Figures: README "Are the findings true?".
@@ -278,15 +282,95 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
     return summary
 
 
+#: --checker -> the analysis's --concepts: the world's oracles, the world's own CLIP, or nothing.
+CHECKERS = {"oracles": "auto", "concepts": "world", "none": "none"}
+RATES = (0.0, 0.15, 0.3)
+
+
+def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300) -> dict:
+    """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
+    failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
+    true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/."""
+    import shutil
+
+    from probe.analysis import AnalysisConfig, analyze_run
+    from probe.classifiers import load_classifier
+    from probe.generators import load_generator
+    from probe.run import RunDir
+    from probe.world import true_effects
+
+    source = RunDir(run_dir)
+    audit_config = json.loads((source.root / "config.json").read_text())["audit"]
+    model = Path(audit_config["model"])
+    bias = json.loads(model.with_suffix("").with_suffix(".bias.json").read_text())["bias"] if \
+        model.with_suffix("").with_suffix(".bias.json").is_file() else {}
+    dest = ROOT / "reanalysed" / f"{source.root.name}-{checker}-{rate:g}"
+    classifier = load_classifier(str(model), device="cpu")
+    if not (dest / "findings.json").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(source.root, dest, ignore=shutil.ignore_patterns(
+            "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
+        settings = dict((source.read_analysis() or {}).get("config") or {})
+        cfg = AnalysisConfig.from_dict(settings).replace(concepts=CHECKERS[checker])
+        start = time.perf_counter()
+        analyze_run(dest, classifier, load_generator(f"world:infidelity={rate}", device="cpu"), cfg)
+        (dest / "reanalysed.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
+    findings = RunDir(dest).read_findings() or []
+    truth = true_effects(classifier, n=truth_n)
+    passing = [f for f in findings if f.get("passes")]
+    unverified = [f for f in findings if f.get("status") == "unverified"]
+    planted = [(c, v) for c, cues in bias.items() for v in cues.values()]
+    strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
+
+    def true(f) -> bool:
+        counters = f["details"].get("counter_values") if f["kind"] == "necessity" else None
+        return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=counters)
+
+    analysis = RunDir(dest).read_analysis() or {}
+    row = {
+        "run": source.root.name, "checker": checker, "infidelity": rate,
+        "checked_by": analysis.get("interventions_checked_by"),
+        "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
+        "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
+                        len(strong)),
+        "precision": _rate(sum(true(f) for f in passing), len(passing)),
+        "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
+                    for f in passing],
+        "unverified (met the bars, nobody checked)": [
+            f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
+            for f in unverified],
+        "excluded pairs (of attempted)": f"{sum(int(f.get('excluded') or 0) for f in findings)} of "
+                                         f"{sum(int(f.get('attempted') or 0) for f in findings)}",
+        "images_generated": analysis.get("images_generated"),
+        "seconds": json.loads((dest / "reanalysed.json").read_text()).get("seconds")
+        if (dest / "reanalysed.json").is_file() else None,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("phase", choices=["train", "audit", "score", "all"])
+    p.add_argument("phase", choices=["train", "audit", "score", "all", "reanalyse"])
+    p.add_argument("--run", type=Path, default=Path("runs/demo"), help="reanalyse: the finished run whose tokens to use")
+    p.add_argument("--checker", choices=[*CHECKERS, "all"], default="oracles",
+                   help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked)")
+    p.add_argument("--infidelity", default="0", help="reanalyse: the world generator's failure rate, or 'all' (0, 0.15, 0.3)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
     p.add_argument("--set", choices=["tuning", "heldout", "both"], default="tuning",
                    help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned on")
     p.add_argument("--remeasure", action="store_true",
                    help="also re-measure each passing finding on 64 fresh pairs (the audit's self-consistency)")
     a = p.parse_args()
+    if a.phase == "reanalyse":
+        rates = RATES if a.infidelity == "all" else (float(a.infidelity),)
+        checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
+        rows = [reanalyse(a.run, c, r) for r in rates for c in checkers]
+        out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
+        done = {(r["checker"], r["infidelity"]): r for r in json.loads(out.read_text())} if out.is_file() else {}
+        done.update({(r["checker"], r["infidelity"]): r for r in rows})
+        out.write_text(json.dumps(sorted(done.values(), key=lambda r: (r["infidelity"], r["checker"])), indent=1) + "\n")
+        return 0
     items = {"tuning": plan(), "heldout": plan(heldout=True), "both": plan() + plan(heldout=True)}[a.set]
     if a.quick:
         items = items[:2] + [i for i in items if not i["bias"]][:1]
