@@ -197,3 +197,19 @@ def test_a_phrase_that_goes_with_the_classifiers_probability_is_proposed_even_wh
     unrelated = rng.permutation(probs)
     quiet = Discovery(_Scores(None), vocab).propose_from(before, after, scores=scores, probs=unrelated)
     assert "sand" not in [p.phrase for p in quiet]
+
+
+def test_discovery_draws_its_plain_prompt_images_only_when_something_unlisted_can_be_read(tmp_path):
+    """With a family left off the list, each class gets ``discover_images`` plain-prompt images (stage "discovery",
+    kept under analysis/discovery/); with the domain's whole cue list nothing unlisted is readable by the oracles,
+    so discovery generates nothing (the demo's cost is unchanged)."""
+    from analysis_fakes import fake_cues
+    from test_analysis_engine import CUE_TESTS_ONLY, _analysis, _audit
+
+    cfg = CUE_TESTS_ONLY.replace(discover_images=5)
+    run, _, _ = _audit(tmp_path / "partial", True, config=cfg, cues=[c for c in fake_cues() if c.attribute != "background"])
+    stages = _analysis(run)["images_by_stage"]
+    assert stages.get("discovery") == 5 * 3, stages  # 3 classes in the fake run
+    assert len(list((run / "analysis" / "discovery").rglob("*.png"))) == 15
+    run, _, _ = _audit(tmp_path / "full", True, config=cfg)
+    assert "discovery" not in _analysis(run)["images_by_stage"] and _analysis(run)["cues"]["discovered"] == {}

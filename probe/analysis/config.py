@@ -69,6 +69,7 @@ class AnalysisConfig:
     # the same shape adds groups) and tested like the listed cues; 0: off. Needs a check that reads phrases.
     discover: int = 3
     vocabulary: str | None = None
+    discover_images: int = 24  # plain-prompt images per class on fresh seeds for discovery's association with P(class)
     # the intervention check (probe/analysis/checks.py): "auto" = a domain's oracles, else the default concept
     # model of the generator's family (probe.concepts.default_concepts); a hub id or folder of a CLIP/SigLIP model
     # (also inside a domain); "none" = no check (every cue finding is then unverified)
@@ -119,7 +120,7 @@ class AnalysisConfig:
         for name in ("n_carriers", "screen_seeds", "necessity_screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
             if getattr(self, name) < 1:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")
-        for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images", "discover"):
+        for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images", "discover", "discover_images"):
             if getattr(self, name) < 0:
                 raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must not be negative.")
         if "{}" not in self.carrier_template:

@@ -195,13 +195,22 @@ class Discovery:
     def _clashes(self, phrase) -> bool:
         return sum(p.phrase == phrase.phrase for p in self.vocabulary.phrases) > 1
 
-    def propose(self, cls, subject: str, nearest_words: list[str] = ()) -> list[Proposal]:
+    def can_propose(self) -> bool:
+        """Whether any phrase the check can read is not listed yet (the world's oracles with the world's whole cue
+        list: none, so discovery costs nothing there)."""
+        if getattr(getattr(self.check, "model", None), "score", None) is not None:
+            return any(p.template not in self.listed for p in self.vocabulary.phrases)
+        return any(p.template in self.known and p.template not in self.listed for p in self.vocabulary.phrases)
+
+    def propose(self, cls, subject: str, nearest_words: list[str] = (), extra: list[tuple] = ()) -> list[Proposal]:
         """Proposals for one finished class (probe.analysis.class_evidence.ClassRun) from its own paired
-        evaluation images; ``subject`` is the class's object phrase ("star"). None when it has no pairs."""
+        evaluation images; ``subject`` is the class's object phrase ("star"). ``extra``: more of the class's images
+        as (path, P(class)) — its plain prompt on fresh seeds — for the association. None without four images."""
         records = [r for r in cls.metrics.get("images", []) if r.get("kind") in ("baseline", "token")
                    and (cls.dir / r["path"]).is_file()]
         if len(records) < 4:
             return []
+        records += [{"path": str(path), "kind": "discovery", "target_prob": prob} for path, prob in extra]
         scores = self.scores(torch.stack([load_png(cls.dir / r["path"]) for r in records]), subject)  # read once
         row = {(r.get("kind"), r.get("prompt_index"), r.get("seed")): i for i, r in enumerate(records)}
         keys = sorted({(p, s) for k, p, s in row if k == "baseline"} & {(p, s) for k, p, s in row if k == "token"},
@@ -214,24 +223,48 @@ class Discovery:
                                  probs=np.array(probs, dtype=np.float64) if usable else None)
 
 
+def _plain_images(cfg, lab, cls, subject: str, run_root) -> list[tuple]:
+    """``cfg.discover_images`` images of the class's plain prompt on fresh seeds, generated through the Lab (counted
+    and budgeted as analysis images, stage "discovery") and kept under analysis/discovery/: (path, P(class))."""
+    from probe.analysis.lab import Arm
+
+    if lab is None or run_root is None or cfg.discover_images <= 0:
+        return []
+    folder = run_root / "analysis" / "discovery" / f"{cls.index}"
+    first = cfg.seed + 800_000 + 1000 * cls.index  # apart from screening, confirmation and off-object seeds
+    arms = [Arm.of(cfg.carrier_template.replace("{}", subject), s) for s in range(first, first + cfg.discover_images)]
+    stage = getattr(lab, "stage", None)
+    lab.stage = "discovery"
+    try:
+        observed = lab.observe(arms, evidence_dir=folder, save=set(range(len(arms))))
+    finally:
+        lab.stage = stage
+    return [(run_root / o.evidence, float(o.probs[0][cls.index])) for o in observed if o.evidence]
+
+
 def propose_cues(cfg, check, classes, listed: list[Cue], *, known: list[Cue] = (), per_class_info: dict | None = None,
-                 subject_of=None, notes: list[str] | None = None) -> dict[int, list[Proposal]]:
+                 subject_of=None, notes: list[str] | None = None, lab=None, run_root=None) -> dict[int, list[Proposal]]:
     """Step 3b of the analysis: {class index: proposals} for every class, from ``cfg.discover`` proposals per class
     over ``cfg.vocabulary`` (the bundled one when unset). Nothing without a check (an unchecked run cannot read a
-    phrase) or with ``cfg.discover`` 0. ``per_class_info`` (analysis.json's per-class dicts) gives each class's
-    nearest words and receives its proposals; ``subject_of(cls)`` names the class's object."""
+    phrase), with ``cfg.discover`` 0, or when the check can read no phrase that is not listed already.
+    ``per_class_info`` (analysis.json's per-class dicts) gives each class's nearest words and receives its
+    proposals; ``subject_of(cls)`` names the class's object; with ``lab`` and ``run_root`` each class also gets
+    ``cfg.discover_images`` plain-prompt images on fresh seeds for the association with P(class)."""
     from probe.concepts.vocabulary import load_vocabulary
 
     if not cfg.discover or check is None:
         return {}
     vocabulary = load_vocabulary(cfg.vocabulary)
     finder = Discovery(check, vocabulary, listed=listed, known=known, k=cfg.discover)
+    if not finder.can_propose():
+        return {}
     out: dict[int, list[Proposal]] = {}
     for cls in classes:
         info = (per_class_info or {}).get(str(cls.index), {})
         words = [w.get("word", "") for w in info.get("nearest_words", []) if isinstance(w, dict)][:5]
         subject = subject_of(cls) if subject_of is not None else cls.name
-        proposals = finder.propose(cls, subject or cls.name or "object", words)
+        subject = subject or cls.name or "object"
+        proposals = finder.propose(cls, subject, words, extra=_plain_images(cfg, lab, cls, subject, run_root))
         if proposals:
             out[cls.index] = proposals
         if per_class_info is not None and str(cls.index) in per_class_info:

@@ -76,7 +76,7 @@ def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
 def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = None, *, only=None,
                 budget_classes: int | None = None, cues: list[Cue] | None = None, scorer=None,
-                progress=None) -> list:
+                progress=None, worker: dict | None = None) -> list:
     """Steps 1-5 (and the base rates of step 7) for the finished classes (those in ``only`` when given) as one
     unit: their images generated in shared batches; returns each class's
     :class:`probe.run.class_analysis.ClassAnalysis`, written to its folder. Nothing is decided here.
@@ -146,7 +146,8 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
     # 3b. discovery: each class's cues nobody listed, proposed from what its token added --------------
     discovered = propose_cues(cfg, setup.check, classes, cues, known=domain.cues() if domain is not None and domain.cues else (),
-                              per_class_info=per_class, subject_of=lambda c: object_name(c.name), notes=notes)
+                              per_class_info=per_class, subject_of=lambda c: object_name(c.name), notes=notes,
+                              lab=lab, run_root=run.root)
     if discovered and hasattr(setup.check, "extend"):
         setup.check.extend([p.cue for found in discovered.values() for p in found])
 
@@ -200,7 +201,7 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     unit_facts = {
         "notes": notes, "images_generated": lab.images_generated, "images_by_stage": dict(lab.by_stage),
         "max_images": cfg.max_images, "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "attributions": attr.summary(), "n_labels": len(labels),
+        "attributions": attr.summary(), "n_labels": len(labels), "worker": worker,
         "setup": {"cue_source": cue_source, "cues": [c.to_dict() for c in cues],
                   "carrier_source": cfg.carrier_source_for(len(labels) or len(classes)),
                   "domain": domain.name if domain is not None else None,
