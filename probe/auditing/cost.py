@@ -12,7 +12,7 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
    (carriers spread over the labels), or one per class (each class's confusers: an upper bound, shared carriers
    are generated once); exact when the cue prompts are distinct;
 5. ``screen_necessity``: per class and (prompt, seed), every distinct cue or counter context stated once (cues of one
-   attribute share their images); exact unless the counter rule drops every counter of a cue;
+   attribute share their images); an upper bound, reached unless the counter rule drops every counter of a cue;
 6. ``screen_extend``: adaptive screening, ``screen_extend[r]`` more seeds per round for the ambiguous necessity
    screens (upper bound: all of them, every round);
 7. ``confirm``: rounds of fresh pairs until ``max_pairs``, plus the one round that replaces pairs lost to failed
@@ -169,7 +169,7 @@ class AuditPlan:
                          + (f" + {evaluation.images:,} evaluation images" if evaluation is not None else ""))
         if self.analysis_images:
             more = self.analysis_cap - self.screening_images
-            parts.append(f"analysis {self.screening_images:,} screening + <= {max(more, 0):,} more images"
+            parts.append(f"analysis <= {self.screening_images:,} screening + <= {max(more, 0):,} more images"
                          + (f" (budget {self.max_images:,})" if self.max_images is not None else ""))
         parts.append(self._time_words())
         return "; ".join(parts) + " (upper bounds; `probe audit --dry-run` shows each stage)"
@@ -370,7 +370,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             shared = source != "confusers"
             counts.append(("screen_sufficiency", one_pass if shared and classes else classes * one_pass, True, shared))
         if cfg.necessity:
-            counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, True, False))
+            # an upper bound: a cue whose every counter the counter rule drops is skipped (the README demo: 44 of 52)
+            counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
             if cfg.screen_extend:
                 counts.append(("screen_extend", classes * arms * prompts * sum(cfg.screen_extend), False, False))
         # 7-8. confirmation (every test a candidate)
