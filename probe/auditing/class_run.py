@@ -18,7 +18,8 @@ from probe.files import save_png
 from probe.run import TOKEN, RunDir
 from probe.tokens import ClassToken, Evaluation, TokenConfig, evaluate_class_token, optimize_class_token
 
-__all__ = ["run_class", "load_models", "save_class_artifacts", "token_change", "failure_metrics", "eval_target"]
+__all__ = ["run_class", "analyse_class", "load_models", "save_class_artifacts", "token_change", "failure_metrics",
+           "eval_target"]
 
 
 def save_class_artifacts(run: RunDir, directory: Path, class_token: ClassToken, evaluation: Evaluation,
@@ -174,3 +175,34 @@ def _run_claimed(run, directory, config, token_config, classifier, generator, ev
             metrics["worker"] = worker
         run.write_metrics(directory, metrics)
         return metrics
+
+
+def analyse_class(run: RunDir, analysis, classifier, generator, index: int, name: str, *,
+                  worker: dict | None = None) -> str:
+    """Steps 3-5 of the analysis for one finished class, where its token was learned (the local loop of a
+    ``--shard``, a Ray worker): its record (classes/<i>-<slug>/analysis/tests.json) is the result, and the driver
+    decides from every class's record once (probe/analysis/decide.py). ``analysis``: the AnalysisConfig.
+
+    Under the class's claim, so one writer measures it. Returns "measured", "current" (a record measured with these
+    settings exists: a resumed shard redoes only its unfinished classes), "held" (another process has the class) or
+    "not done" (the class has no finished token). The class's share of an image budget is ``max_images`` over the
+    audit's class count (config.json's ``classes``). Errors propagate: the caller decides what a failure costs.
+    """
+    from probe.analysis.engine import measure_run
+    from probe.analysis.per_class import settings_of
+
+    with run.claim(index) as held:
+        if not held:
+            return "held"
+        directory = run.class_dir(index, name)
+        record = run.read_class(directory)
+        if record is None or not record.done:
+            return "not done"
+        existing = run.read_class_analysis(directory)
+        if existing is not None and existing.settings == settings_of(analysis):
+            return "current"
+        saved = run.read_run_config()
+        n_classes = len(saved.classes or ()) if saved is not None else None
+        measure_run(run.root, classifier, generator, analysis, only=[index], budget_classes=n_classes or None,
+                    worker=worker)
+        return "measured"

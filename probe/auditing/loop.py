@@ -331,18 +331,67 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     result = AuditResult(run_dir=Path(config.out), rows=rows, interrupted=interrupted)
     if interrupted:
         return result
-    if config.scale.slice is not None:  # one slice of the classes: the analysis needs them all
+    if config.scale.slice is not None:  # one slice of the classes: it measures its classes, the driver decides
         from rich.console import Console
 
+        if config.analyze:
+            result.interrupted = _analyse_slice(run, config, classifier, generator, mine, labels, console, progress,
+                                                result)
+            if result.interrupted:
+                return result
         missing = [i for i in targets if run.read_class(run.class_dir(i, labels[i])) is None]
+        decide = (f"`probe report {shlex.quote(config.out)}` to decide over every class and render the run"
+                  if config.analyze and not result.problems else f"`{analyse_command(config)}` to analyse and render the run")
         (console or Console(stderr=True)).print(
-            f"shard {config.scale.shard}: {len(mine)} classes done here; " +
-            (f"{len(missing)} classes of other shards still to run; when every shard is done, " if missing else
-             "every shard is done: ") + f"run `{analyse_command(config)}` to analyse and render the run",
+            f"shard {config.scale.shard}: {len(mine)} classes done here" + (" and analysed" if config.analyze else "")
+            + "; " + (f"{len(missing)} classes of other shards still to run; when every shard is done, " if missing else
+                      "every shard is done: ") + f"run {decide}",
             highlight=False, markup=False)
         return result
-    _analyze_and_report(config, run, classifier, generator, console, result)
+    # local: every class measured as one unit, then decided; Ray: the workers measured their classes
+    _analyze_and_report(config, run, classifier, generator, console, result,
+                        measured_elsewhere=config.scale.backend != "local")
     return result
+
+
+def _analyse_slice(run: RunDir, config: AuditConfig, classifier, generator, mine: list[int], labels: list[str], console,
+                   progress: bool, result: AuditResult) -> bool:
+    """A shard's part of the analysis: steps 3-5 for each of its finished classes, one class at a time (a killed shard
+    resumes with its unfinished class; the finished ones keep their records). Returns True when interrupted; a class
+    whose analysis fails is a problem on the result (the driver measures it again with the models)."""
+    from probe.auditing.class_run import analyse_class
+    from probe.progress import warn
+
+    for index in mine:
+        if progress:
+            _say(console, f"shard {config.scale.shard}: analysing class {index} {labels[index]!r}")
+        try:
+            analyse_class(run, config.analysis, classifier, generator, index, labels[index])
+        except KeyboardInterrupt:
+            return True
+        except RunError:
+            raise
+        except Exception as error:
+            result.problems.append(f"analysis of class {index} failed ({type(error).__name__}: {_first_line(error)}); "
+                                   "its token is kept; run the same command again to retry it")
+            warn(console, result.problems[-1])
+    return False
+
+
+def decide_pending(run_dir, *, console=None) -> bool:
+    """``probe report RUN`` after the shards: steps 6-7 from every class's record, with no model loaded (the run's
+    saved analysis settings are inert). False, deciding nothing, when a finished class has no record measured with
+    those settings (then the models are needed: ``probe report RUN --model M --generator G``)."""
+    from probe.analysis.decide import decide_run, missing_records
+
+    run = RunDir(run_dir)
+    saved = run.read_run_config() or RunConfig()
+    config = saved.audit_config(out=str(run.root), report=False, gate=None, scale={})
+    if missing_records(run.root, config.analysis):
+        return False
+    with run.lock():
+        decide_run(run.root, config.analysis)
+    return True
 
 
 @dataclass(frozen=True)
@@ -390,7 +439,7 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
         # the run's class names (labels.json): a classifier with another class count is refused by load_classifier
         classifier, _, generator = load_models(replace(config, labels=labels or None))
         result = AuditResult(run_dir=run.root, rows=run.write_summary())
-        _analyze_and_report(config, run, classifier, generator, console, result)
+        _analyze_and_report(config, run, classifier, generator, console, result, measured_elsewhere=True)
     return result
 
 
@@ -414,16 +463,31 @@ def _describe(classifier) -> dict | None:
     return {"name": type(classifier).__name__}
 
 
-def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator, console, result: AuditResult) -> None:
+def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator, console, result: AuditResult, *,
+                        measured_elsewhere: bool = False) -> None:
     """Findings and the HTML report; a failure here never costs the tokens already on disk, but it is not silent:
-    it is recorded on the result (the CLI exits non-zero) with the command that retries it."""
+    it is recorded on the result (the CLI exits non-zero) with the command that retries it.
+
+    ``measured_elsewhere`` (Ray workers, shards): the classes' steps 3-5 ran where their tokens were learned; only
+    the classes left without a current record are measured here (as one unit), then steps 6-7 decide once."""
     from probe.progress import warn
 
     if config.analyze:
         from probe.analysis import analyze_run
 
         try:
-            analyze_run(run.root, classifier, generator, config.analysis)
+            if measured_elsewhere:
+                from probe.analysis.decide import decide_run, missing_records
+                from probe.analysis.engine import measure_run
+
+                missing = missing_records(run.root, config.analysis)
+                if missing:
+                    saved = run.read_run_config()
+                    measure_run(run.root, classifier, generator, config.analysis, only=missing,
+                                budget_classes=len(saved.classes or ()) if saved is not None else None)
+                decide_run(run.root, config.analysis)
+            else:
+                analyze_run(run.root, classifier, generator, config.analysis)
         except Exception as error:  # the report still renders without findings
             result.problems.append(f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and images "
                                    f"are kept; run the same command again to retry it")

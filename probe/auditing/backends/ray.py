@@ -163,11 +163,24 @@ class ClassWorker:
         return dict(self.info)
 
     def run(self, index: int, attempt: int = 1) -> dict:
-        from probe.auditing.class_run import run_class
+        """The class's token (unless finished: a retried class whose worker died in its analysis keeps its token),
+        then its analysis's steps 3-5 on the same models; the driver decides over every class once."""
+        from probe.auditing.class_run import analyse_class, run_class
         from probe.run import RunDir
 
-        return run_class(RunDir(self.run_dir), self.config, self.token_config, self.classifier, self.generator,
-                         self.eval_classifier, index, self.labels[index], worker={**self.info, "attempt": attempt})
+        run = RunDir(self.run_dir)
+        worker = {**self.info, "attempt": attempt}
+        metrics = run_class(run, self.config, self.token_config, self.classifier, self.generator,
+                            self.eval_classifier, index, self.labels[index], worker=worker)
+        if self.config.analyze and metrics is not None and metrics.get("status") == "done":
+            try:
+                analyse_class(run, self.config.analysis, self.classifier, self.generator, index, self.labels[index],
+                              worker=worker)
+            except RunError:
+                raise
+            except Exception as error:  # the driver measures a class left without its record; the token is kept
+                metrics = {**metrics, "analysis_error": f"{type(error).__name__}: {str(error)[:200]}"}
+        return metrics
 
 
 class RayBackend:
@@ -256,6 +269,12 @@ class RayBackend:
                         bar.in_flight(sorted((i, self.labels[i]) for i, _ in running.values()))
                         continue
                     directory = self.run_dir.class_dir(index, self.labels[index])
+                    finished = self.run_dir.read_class(directory)
+                    if finished is not None and finished.done:  # it died in the analysis: the token stays
+                        bar.note(f"class {index}: its worker died in its analysis ({reason}); the driver measures it")
+                        self.run_dir.write_summary()
+                        finish(bar, index, self.labels[index], finished.to_dict())
+                        continue
                     directory.mkdir(parents=True, exist_ok=True)
                     error = RunError(f"its Ray worker died in each of its {attempts[index]} attempt(s) (last: "
                                      f"{reason}); the class was not finished (raise --max-retries, or look for what "
