@@ -249,6 +249,11 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     if analyze:
         pending = RunDir(run_dir).pending_analysis()
         if pending is not None and model is None:
+            from probe.auditing.loop import decide_pending
+
+            # every class measured where it ran (the shards): decided here, from the records, with no model
+            pending = None if decide_pending(run_dir, console=err_console) else pending
+        if pending is not None and model is None:
             warn(err_console, f"{pending}: the report shows no findings yet; analyse it with `probe report "
                               f"{shlex.quote(str(run_dir))} --model MODEL --generator GENERATOR` (the classifier and "
                               "generator the run was audited with)")
