@@ -61,10 +61,11 @@ STAGES = {
     "screen_extend": "adaptive screening of ambiguous necessity screens",
     "confirm": "confirmation rounds on fresh pairs",
     "off_object_confirm": "off-object confirmation on fresh token images",
+    "discovery": "discovery's plain-prompt images (read for proposals)",
     "discovered": "discovered cues, screened and confirmed",
 }
 ANALYSIS_STAGES = tuple(s for s in STAGES if s not in ("token", "evaluation"))
-SCREENING_STAGES = ("off_object_screen", "screen_sufficiency", "screen_necessity")
+SCREENING_STAGES = ("off_object_screen", "screen_sufficiency", "screen_necessity", "discovery")
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,10 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
                     + (k * 3 * prompts * (cfg.necessity_screen_seeds + sum(cfg.screen_extend)) if cfg.necessity else 0)
                     + (k * (per_test["sufficiency"] + per_test["necessity"]) if cfg.confirm else 0))
             counts.append(("discovered", classes * each, False, False))
-            notes.append(f"discovered cues: at most {k} per class, each with two counters")
+            if getattr(cfg, "discover_images", 0):
+                counts.append(("discovery", classes * int(cfg.discover_images), True, False))
+            notes.append(f"discovered cues: at most {k} per class, each with two counters; discovery reads "
+                         f"{getattr(cfg, 'discover_images', 0)} plain-prompt images per class first")
         if source == "confusers":
             notes.append("sufficiency screens on each class's confusers: carriers shared by classes are generated once")
         notes.append(f"screening is never capped; confirmation's bound assumes every screened test is a candidate "
