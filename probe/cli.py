@@ -369,10 +369,31 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
              trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module classifier (runs code from the file); never taken from the run's config."),
              device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
              dtype: Optional[str] = typer.Option(None, help="fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)."),
+             balance: Optional[list[str]] = typer.Option(None, "--balance", help="CLASS:CUE (repeatable): instead of token images, a counterfactual dataset: the class without the cue (its counters stated) and its nearest confusers with it, from plain prompts, each image checked (see probe.balance)."),
+             confusers: int = typer.Option(2, help="With --balance: confuser classes per CLASS:CUE that get the cue."),
+             concepts: str = typer.Option("auto", help="With --balance: who checks the images: auto (the world's oracles, for a run they checked) or a CLIP/SigLIP hub id or folder."),
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
-    """Write an ImageFolder training set from a run's class tokens, with a manifest (resumable)."""
+    """Write an ImageFolder training set from a run's class tokens, with a manifest (resumable); with --balance, a
+    counterfactual dataset that breaks a finding's shortcut."""
     from probe.generate import GenerateConfig, generate_dataset
 
+    if balance:
+        from probe.balance import BalanceConfig, BalanceError, generate_balance
+
+        given = [flag for flag, value in (("--prompt", prompt), ("--min-prob", min_prob), ("--max-attempts", max_attempts),
+                                          ("--model", model), ("--trust-pickle", trust_pickle or None))
+                 if value is not None] + (["--classes"] if classes != "all" else [])
+        if given:
+            raise BalanceError(f"{', '.join(given)} do not apply with --balance (its classes come from CLASS:CUE, its "
+                               "prompts are plain and its check is --concepts); drop them")
+        bal = generate_balance(run_dir, out, config=BalanceConfig(
+            specs=tuple(balance), per_class=per_class, confusers=confusers, batch_size=batch_size, concepts=concepts,
+            generator=generator, device=device, dtype=dtype), progress=None if quiet else err_console.print)
+        for line in bal.lines():
+            console.print(_safe(line), highlight=False, soft_wrap=True)
+        console.print(f"balance dataset: {_safe(bal.out)} ({bal.kept} kept, {bal.dropped} dropped by {_safe(bal.checked_by)}; "
+                      f"manifest: {_safe(bal.manifest)})", highlight=False)
+        return
     config = GenerateConfig(classes=classes, per_class=per_class, prompt=prompt, min_prob=min_prob,
                             max_attempts=max_attempts, batch_size=batch_size, model=model, generator=generator,
                             trust_pickle=trust_pickle, device=device, dtype=dtype)
