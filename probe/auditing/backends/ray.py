@@ -12,13 +12,16 @@
 3. Hand out classes: each idle worker gets the next class of the queue; the worker runs it exactly as the
    local loop does (``probe.auditing.class_run.run_class``) and writes the class's files into the run directory, which
    every worker must see (one machine, or shared storage on a cluster). A class whose own code fails is
-   recorded as failed by the worker, as locally.
+   recorded as failed by the worker, as locally. With the analysis on, the same worker then measures the class's
+   analysis (steps 3-5, ``probe.auditing.class_run.analyse_class``) on the models it holds and writes its record.
 4. Survive lost workers: when a worker process dies mid-class, its class goes back to the queue (at most
    ``max_retries`` times, then it is recorded as failed with the reason) and a fresh worker replaces the dead
    one. ``run_class`` starts a class from a clean folder, so nothing of the dead attempt is kept or doubled.
-5. The driver (this process) holds the run's lock, writes summary.csv as classes finish, and analyses and
-   renders the report once all are done (probe/auditing/loop.py), as the local backend does; re-running the same
-   command resumes from the finished classes.
+   A worker that dies in a class's analysis leaves the class's token finished: the retry keeps it and measures
+   the analysis again; past ``max_retries`` the driver measures it.
+5. The driver (this process) holds the run's lock, writes summary.csv as classes finish, and once all are done
+   decides over every class's analysis record (step 6, the false-discovery-rate step, once) and renders the
+   report (probe/auditing/loop.py); re-running the same command resumes from the finished classes.
 """
 
 from __future__ import annotations
