@@ -149,7 +149,7 @@ def test_a_planted_cue_left_off_the_list_is_discovered_tested_and_passes_and_a_c
     assert grass, [(f.kind, f.cue, f.status) for f in findings.for_class(STAR)]
     assert all(f.details["category"] == "discovered: backgrounds" for f in grass)
     why = [f.details["proposed"] for f in grass]
-    assert all((w["reason"] == "score shift" and w["z"] >= 3) or (w["reason"] == "goes with P(class)" and w["t"] >= 2.5)
+    assert all((w["reason"] == "score shift" and w["z"] >= 3) or (w["reason"] == "goes with P(class)" and w["t"] >= 2.0)
                for w in why), why
     assert _analysis(run)["classes"][str(STAR)]["discovered"][0]["phrase"] == "grass"
     _, _, clean = _audit(tmp_path / "clean", False, config=CUE_TESTS_ONLY, cues=listed)

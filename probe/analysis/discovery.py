@@ -10,9 +10,9 @@ way B2T and SpLiCE read a concept shift, except that every proposal is then *tes
    1/0 for the phrases they can read (those that are one of the domain's cues) and nothing for the others;
 2. per phrase, two signals: the paired shift token - baseline (its mean and a paired z: mean / standard error),
    and how the phrase goes with the classifier's own P(class) over all the class's evaluation images (Pearson's
-   r and its t; the probabilities the audit saved, no model runs): a class that needs wood scores higher on the
+   r and its t, on the log-odds; the probabilities the audit saved, no model runs): a class that needs wood scores higher on the
    images that happen to show wood, even where its token did not learn to draw wood;
-3. propose the phrases with clear evidence (shift z at least ``min_z`` or association t at least ``min_t``),
+3. propose the phrases with clear evidence (shift z at least ``min_z``, 3, or association t at least ``min_t``, 2),
    the strongest of each group first, at most ``per_group`` per group and ``k`` in all, leaving out cues already
    tested;
 4. add a phrase that holds one of the token's nearest words (a word of at least three letters), when its shift
@@ -115,7 +115,7 @@ class Discovery:
     """
 
     def __init__(self, check, vocabulary: Vocabulary, *, listed: list[Cue] = (), known: list[Cue] = (),
-                 k: int = 3, per_group: int = 1, min_z: float = 3.0, min_t: float = 2.5,
+                 k: int = 3, per_group: int = 1, min_z: float = 3.0, min_t: float = 2.0,
                  subject_template: str = "a photo of a {}"):
         self.check, self.vocabulary = check, vocabulary
         self.listed = {c.template for c in listed}
@@ -219,8 +219,11 @@ class Discovery:
         after = scores[[row[("token", p, s)] for p, s in keys]]
         probs = [r.get("target_prob") for r in records]
         usable = all(isinstance(x, (int, float)) and math.isfinite(x) for x in probs)
+        # the association reads log-odds: P(class) sits near 1 on most of a class's images, and the images that
+        # lack a cue the class needs differ in how far below 1 they fall
+        odds = np.clip(np.array(probs, dtype=np.float64), 1e-4, 1 - 1e-4) if usable else None
         return self.propose_from(before, after, nearest_words, scores=scores if usable else None,
-                                 probs=np.array(probs, dtype=np.float64) if usable else None)
+                                 probs=np.log(odds / (1 - odds)) if usable else None)
 
 
 def _plain_images(cfg, lab, cls, subject: str, run_root) -> list[tuple]:
