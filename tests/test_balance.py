@@ -101,3 +101,45 @@ def test_balance_needs_a_check(tmp_path, monkeypatch):
         _load_check(None, "none", ["star"], [])
     with pytest.raises(BalanceError, match="not checked by an installed domain's oracles"):
         _load_check(None, "auto", ["star"], [])
+
+
+def test_example_finetunes_only_the_last_layer_and_weakens_the_cue(tmp_path):
+    """examples/balance_and_finetune.py: the rebuilt classifier is the saved one, fine-tuning moves only its last
+    layer, balance images of star without grass raise P(star) there, and the result saves and loads."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    import probe
+    from probe.world import SHAPES, bundled_classifier_path
+    from probe.world.classifiers import _render, sample_biased_attributes, save_world_classifier
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "balance_and_finetune.py"
+    spec = importlib.util.spec_from_file_location("balance_and_finetune", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    biased = bundled_classifier_path("biased")
+    model, recipe = example.rebuild(biased)
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(model((x - 0.5) / 0.25), torch.export.load(str(biased)).module()((x - 0.5) / 0.25))
+    train = example.training_distribution(recipe, 256, seed=5)
+    rng = np.random.default_rng(9)  # stars on sand: the shortcut's counterexamples
+    attrs = sample_biased_attributes(48, {}, 0.0, rng)
+    attrs["shape"][:] = SHAPES.index("star")
+    attrs["background"][:] = 2  # sand
+    balance = (_render(attrs, 11), torch.as_tensor(attrs["shape"]))
+    star = SHAPES.index("star")
+    before_p = model((balance[0] - 0.5) / 0.25).softmax(-1)[:, star].mean().item()
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "fc." not in k}
+    head = model.net.fc.weight.clone()
+    example.finetune_last_layer(model, (0.5,) * 3, (0.25,) * 3, train, balance, steps=60, balance_weight=2.0)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())  # batch-norm statistics too
+    assert not torch.equal(head, model.net.fc.weight)
+    after_p = model((balance[0] - 0.5) / 0.25).softmax(-1)[:, star].mean().item()
+    assert after_p > before_p + 0.05, (before_p, after_p)
+    saved = save_world_classifier(model, tmp_path / "ft.pt2", bias=recipe["bias"], strength=recipe["strength"])
+    clf = probe.load_classifier(str(saved))
+    assert list(clf.labels) == list(SHAPES)
+    assert torch.allclose(clf(balance[0][:4]).softmax(-1), model((balance[0][:4] - 0.5) / 0.25).softmax(-1), atol=1e-4)

@@ -217,7 +217,7 @@ def _passing(quoted: str, passing: list[dict], bars: _Bars) -> Sentence:
 def _rest(findings: Sequence[dict]) -> Sentence:
     groups = []
     for status, words in _NOT_PASSING:
-        names = list(dict.fromkeys(str(f.get("cue")) for f in findings if f.get("status") == status))
+        names = list(dict.fromkeys(f"{f.get('cue')} ({f.get('kind')})" for f in findings if f.get("status") == status))
         if names:
             shown = ", ".join(names[:_LISTED]) + (", …" if len(names) > _LISTED else "")
             count = sum(f.get("status") == status for f in findings)
@@ -273,10 +273,10 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
                 Code("--max-pairs"), ") or let it propose unlisted cues (", Code("--discover 3"), ").")
     out: list = []
     if cue_findings:
-        top = cue_findings[0]
-        out += ["To weaken the shortcut, balance the training data with ",
-                Code(f"probe generate {run} --balance {balance_spec(name, index, str(top.get('cue')))} "
-                     f"--per-class 100 --out DIR")]
+        cues = list(dict.fromkeys(str(f.get("cue")) for f in cue_findings))[:_LISTED]
+        specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
+        out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
+                Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
     verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
         if confirmation is not None else {}
     unconfirmed = [f for f in passing if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
