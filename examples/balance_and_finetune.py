@@ -132,7 +132,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/loop"))
     a = parser.parse_args()
 
-    import probe
     from probe.balance import generate_balance, plan_balance
     from probe.run import RunDir
     from probe.world.classifiers import save_world_classifier
@@ -189,7 +188,6 @@ def main() -> None:
         figures["seconds"]["reaudit"] = round(time.perf_counter() - clock, 1)
     (a.out / "loop.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     print(f"figures: {a.out / 'loop.json'}")
-    _ = probe  # the public API loads the classifiers above
 
 
 if __name__ == "__main__":

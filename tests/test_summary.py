@@ -128,3 +128,13 @@ def test_defaults_match_the_analysis_thresholds():
 
     assert DEFAULT_MIN_EFFECT == Thresholds().min_effect
     assert DEFAULT_OFF_OBJECT_SHARE == Thresholds().off_object_min_share
+
+
+def test_only_an_off_object_finding_passes():
+    finding = {"class_index": 0, "class_name": "star", "cue": "off-object", "kind": "off-object", "effect": 0.62,
+               "ci_low": 0.55, "ci_high": 0.7, "n_images": 12, "unit": "images", "passes": True, "status": "passes"}
+    summary = summarise_class(index=0, name="star", status="done", metrics={}, findings=[finding])
+    assert "a share of 0.62 lies outside the object" in summary and "strong" in summary
+    assert "--balance" not in summary  # an attribution share names no cue to balance
+    assert "probe confirm" not in summary  # confirm tests cue findings only
+    assert summary.sentences[-1][0].startswith("Look at the attribution overlays")

@@ -279,12 +279,12 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
     verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
         if confirmation is not None else {}
-    unconfirmed = [f for f in passing if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
+    # an off-object share has no real-data slice (probe confirm tests cue findings only)
+    unconfirmed = [f for f in cue_findings if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
     if unconfirmed:
-        out += ["; " if out else "", "confirm it on your own images with " if confirmation is None else
+        out += ["; ", "confirm it on your own images with " if confirmation is None else
                 "your data did not confirm it yet: add labelled images and re-run ",
                 Code(f"probe confirm {run} --val-data DIR")]
-    if not out:  # only off-object findings, all confirmed
-        return ("Look at the attribution overlays to see where the classifier looks.",)
-    out[0] = out[0][0].upper() + out[0][1:] if isinstance(out[0], str) and not isinstance(out[0], Code) else out[0]
+    if not out:  # only off-object findings
+        return ("Look at the attribution overlays to see where on the image the classifier looks.",)
     return (*out, ".")
