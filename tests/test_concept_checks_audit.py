@@ -45,7 +45,7 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
         return True
 
     monkeypatch.setattr(ConceptModelCheck, "valid", valid)
-    run = _audit(monkeypatch, capsys, tmp_path, "checked", "--concepts", str(clip))
+    run = _audit(monkeypatch, capsys, tmp_path, "checked", "--concepts", str(clip), "--discover", "1")
     analysis = run.read_analysis_summary()
     assert analysis.checked_by == "concepts: my-clip"
     assert not any("unchecked" in n for n in analysis.notes)
@@ -56,7 +56,9 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
     # the generator-bias control: how many of the class's plain-prompt (baseline) images show each cue
     baseline = [r for r in run.read_class(run.class_dir(3, "star")).images if r.get("kind") == "baseline"]
     rates = analysis.classes["3"]["base_rates"]
-    assert set(rates) == {c["name"] for c in analysis.cues["list"]}
+    # every listed cue's, and every cue discovery proposed for the class (a concept model reads any phrase)
+    proposed = {p["cue"] for p in analysis.cues.get("discovered", {}).get("3", [])}
+    assert set(rates) == {c["name"] for c in analysis.cues["list"]} | proposed
     assert all(r["of"] == len(baseline) and 0 <= r["shown"] <= r["of"] for r in rates.values())
     assert all(f.details["base_rate"] == rates[f.cue] for f in findings if f.kind != "off-object")
     # every generated test image was read and judged by the concept model (the random one rejects some)
