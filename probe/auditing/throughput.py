@@ -102,12 +102,12 @@ THROUGHPUT: tuple[Throughput, ...] = (
     # SDXL full size (1024 px): floor 3.686 s and default 5.502 s per 5-image step (DDIM 15, guidance 5).
     Throughput("sdxl", "h200", steps=15, guidance=5.0, image_s=3.686 / 5, image_batch=5, step_s=5.502, step_images=5,
                source=f"{_H200}/sdxl.md rows floor, default (median of 3 steps)"),
-    # The shapes world on the project's 2-core CPU at the demo's sampling (5 steps, guidance 4), measured while other
-    # jobs held the machine (load average 9-13): pessimistic, by several times on an idle machine (one thread alone
-    # took 4.9 s for one image where two contended threads took 21.7 s). Images at the analysis's batch of 16.
-    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=6.5648, image_batch=16, step_s=75.354, step_images=5,
-               source="benchmarks/results/generation-batch-world-cpu-2026-12-03.json (benchmarks/generation_batch.py "
-                      "--steps 5 --images 16 --grad-step; a contended 2-core machine)"),
+    # The shapes world on the project's 2-core CPU at the demo's sampling (5 steps, guidance 4), measured on an idle
+    # machine (load average 1.7): 0.179 s per image at the analysis's batch of 16 (0.28 s alone), 1.05 s per 5-image
+    # token step. (An earlier row, taken while other jobs held the machine, was 6.6 s and 75 s: 20-70 times slower.)
+    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.1792, image_batch=16, step_s=1.046, step_images=5,
+               source="benchmarks/results/generation-batch-world-cpu-quiet-2026-12-03.json (benchmarks/generation_batch.py "
+                      "--steps 5 --images 16 --batches 1,4,8,16 --grad-step; idle 2-core machine)"),
 )
 
 
