@@ -83,21 +83,16 @@ class Lab:
         """``measure()`` run twice: a planning pass that only collects the images it asks for, then one
         generation of all of them in full batches, then the real pass from the cache. Many small requests
         (one cue, one candidate at a time) cost what one large batch costs."""
-        self._plan = []
-        try:
-            measure()
-        finally:
-            plan, self._plan = self._plan, None
-        keys, wanted = [], {}
-        for k, w in plan:
-            keys += k
-            wanted.update(w)
-        self._generate(keys, wanted)
+        self._generate(*self._planned(measure))
         return measure()
 
     def pending(self, measure) -> list[tuple[str, int]]:
         """The (prompt, seed) images ``measure()`` would generate now, in order, without generating them (a planning
         pass, as in :meth:`batched`): what a round costs before it is spent (``AnalysisConfig.max_images``)."""
+        return self._todo(*self._planned(measure))
+
+    def _planned(self, measure) -> tuple[list[tuple[str, int]], dict]:
+        """The planning pass: ``measure()`` with requests recorded, not generated; (keys in order, evidence wanted)."""
         self._plan = []
         try:
             measure()
@@ -107,7 +102,7 @@ class Lab:
         for k, w in plan:
             keys += k
             wanted.update(w)
-        return self._todo(keys, wanted)
+        return keys, wanted
 
     def count(self, n: int, stage: str | None = None) -> None:
         """Count ``n`` generated images against ``stage`` (default: the current one). The lab counts its own;
