@@ -488,22 +488,19 @@ def _domain_object_attribute(analysis) -> str | None:
 def _load_check(analysis, concepts: str, labels: list[str], targets: list[BalanceTarget]):
     """The world's oracles for a run they checked ("auto"), else the concept model ``concepts`` names; never a model
     named by the run directory."""
-    from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
+    from probe.analysis.checks import ConceptModelCheck, concept_cues, run_oracles
     from probe.analysis.cues import Cue
 
     if concepts == "none":
         raise BalanceError("--concepts none would keep images nobody checked; pass a CLIP or SigLIP hub id or folder "
                            "(world runs: leave --concepts at auto for the world's oracles)")
     if concepts == "auto":
-        from probe.domains import domains
-
-        name = analysis.domain if analysis is not None and isinstance(analysis.domain, str) else None
-        domain = domains().get(name) if name else None
-        if domain is None or domain.scorer is None or "oracles" not in (analysis.checked_by or ""):
+        oracles = run_oracles(analysis)
+        if oracles is None:
             raise BalanceError("this run was not checked by an installed domain's oracles, so nothing would check the "
                                "generated images; pass --concepts with a CLIP or SigLIP hub id or folder (e.g. "
                                "openai/clip-vit-large-patch14)")
-        return OracleCheck(domain.scorer(), name=f"{domain.name} oracles")
+        return oracles
     from probe.concepts import load_concepts
 
     model = load_concepts(concepts)

@@ -23,7 +23,7 @@ import numpy as np
 
 from probe.analysis.cues import Cue
 
-__all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "concept_cues", "counter_value"]
+__all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "concept_cues", "counter_value", "run_oracles"]
 
 
 class OracleCheck:
@@ -51,6 +51,18 @@ class OracleCheck:
         if reading is None:
             return True
         return all(reading[a] == v for a, v in arm.expect if a in reading and self.checkable(a, v))
+
+
+def run_oracles(analysis) -> "OracleCheck | None":
+    """The oracles of the installed domain that checked a finished run (``analysis``: its AnalysisSummary), or None
+    when the run was not checked by a domain's oracles (later commands then need a concept model)."""
+    from probe.domains import domains
+
+    name = analysis.domain if analysis is not None and isinstance(analysis.domain, str) else None
+    domain = domains().get(name) if name else None
+    if domain is None or domain.scorer is None or "oracles" not in (analysis.checked_by or ""):
+        return None
+    return OracleCheck(domain.scorer(), name=f"{domain.name} oracles")
 
 
 class Reading(dict):

@@ -196,22 +196,19 @@ def _cues_of(analysis) -> list:
 
 
 def _load_check(analysis, concepts: str | None, labels: list[str], findings) -> tuple[Any, str]:
-    from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
+    from probe.analysis.checks import ConceptModelCheck, concept_cues, run_oracles
 
     spec = concepts or "auto"
     if spec == "none":
         raise ConfirmError("--concepts none reads no cue on your images; pass a CLIP or SigLIP hub id or folder "
                            "(world runs: leave --concepts at auto for the world's oracles)")
     if spec == "auto":
-        from probe.domains import domains
-
-        name = analysis.domain if analysis is not None and isinstance(analysis.domain, str) else None
-        domain = domains().get(name) if name else None
-        if domain is None or domain.scorer is None or "oracles" not in (analysis.checked_by or ""):
+        oracles = run_oracles(analysis)
+        if oracles is None:
             raise ConfirmError("this run was not checked by an installed domain's oracles, so nothing reads its cues on "
                                "your images; pass --concepts with a CLIP or SigLIP hub id or folder (e.g. "
                                "openai/clip-vit-large-patch14)")
-        return OracleCheck(domain.scorer(), name=f"{domain.name} oracles"), f"{domain.name} oracles"
+        return oracles, oracles.name
     from probe.concepts import load_concepts
 
     model = load_concepts(spec)
