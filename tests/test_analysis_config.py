@@ -93,6 +93,13 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
     assert not confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
     assert confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
     assert confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up
+    # a generator that loses half of this class's pairs whatever the cue: the budget counts valid pairs, so it tops
+    # up to 32 attempts; 9 of 16 kept is within its own rate, not a sign the cue breaks the image
+    assert not confirmed_enough(cfg, sample(7, 16), False, failure=0.5)
+    assert not confirmed_enough(cfg, sample(14, 24), False, failure=0.5)
+    assert confirmed_enough(cfg, sample(16, 28), False, failure=0.5)  # enough valid pairs: done
+    assert confirmed_enough(cfg, sample(12, 40), False, failure=0.5)  # the attempts' budget and its one round spent
+    assert confirmed_enough(cfg, sample(3, 16), False, failure=0.5)  # 13 of 16 lost: beyond the generator's own rate
 
 
 def test_every_settings_class_reads_a_dict_with_the_one_policy():

@@ -13,10 +13,12 @@ import json
 import math
 import os
 import re
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
 import pytest
 import torch
 
@@ -177,6 +179,30 @@ def test_a_test_whose_screening_interventions_mostly_fail_is_inconclusive_and_ne
     notes = _analysis(run)["notes"]
     assert _analysis(run)["tests"]["candidates"] == 0  # never confirmed
     assert "class 0: necessity of 'dot' skipped (the cue has no counters)" in notes
+
+
+def _drifting(prompt: str, seed: int) -> str:
+    """A generator that draws another object for about 3 images in 10, whatever the cue (a drifting real generator):
+    about half of all pairs lose one of their images."""
+    return _lose_object(prompt) if zlib.crc32(f"{prompt}|{seed}".encode()) % 10 < 3 else prompt
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_a_generator_that_fails_whatever_the_cue_costs_pairs_not_findings(tmp_path, planted):
+    # Failures the generator makes on every cue leave a random subset of pairs: they are topped up and the planted
+    # cue still passes; the same drift on a clean classifier passes nothing. Before the limit read the generator's
+    # own failure rate, about half of these tests were inconclusive and the planted grass did not pass.
+    cfg = CUE_TESTS_ONLY.replace(token_shift=False)
+    run, _, findings = _audit(tmp_path, planted, config=cfg, rewrite=_drifting)
+    if not planted:
+        assert not [f for f in findings if f.passes]
+        return
+    grass = next(f for f in findings if f.kind == "sufficiency" and f.cue == "grass" and f.class_index == STAR)
+    assert grass.passes and grass.status == "passes" and grass.n_images >= 16
+    failure = grass.details["generator_failure"]
+    assert 0.3 <= failure <= 0.7  # the class's median excluded share: about half the pairs, as drawn
+    assert grass.excluded > 0 and grass.attempted > grass.n_images  # pairs were lost and made up for
+    assert "whatever the cue" in grass.details["excluded_note"]
 
 
 def test_without_a_domain_the_interventions_are_unchecked_and_the_report_says_so(tmp_path):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from probe.analysis.errors import AnalysisError
-from probe.analysis.policy import Thresholds, describe_rule, verdict
+from probe.analysis.policy import (EXCLUDED_LIMIT, Thresholds, attempt_budget, describe_rule, excluded_limit,
+                                   failure_rate, verdict)
 from probe.analysis.stats import Effect, apply_fdr, paired_effect
 
 
@@ -87,3 +88,16 @@ def test_verdict_is_the_status_the_audit_and_retest_share():
     assert verdict(t, "sufficiency", strong, True) == ("inconclusive", False, "weak")  # failed checks sink any effect
     assert verdict(t, "necessity", _effect(0.5, 64, 0.2), False) == ("weak", False, "weak")
     assert verdict(t, "sufficiency", _effect(0.01, 64, 1e-6), False) == ("weak", False, None)  # below the weak bar
+
+
+def test_the_excluded_limit_reads_the_generators_own_failure_rate():
+    # the median over a class's screens: the few cues that break the image themselves do not move it
+    assert failure_rate([0.0] * 25 + [1.0] * 5) == 0.0
+    assert failure_rate([0.4, 0.5, 0.6, 1.0]) == pytest.approx(0.55)
+    assert failure_rate([]) == 0.0 and failure_rate([1.0, 1.0]) == 0.8  # capped: some pairs must be kept
+    # a faithful generator keeps today's limit; one that loses half the pairs anyway allows half of the rest
+    assert excluded_limit(0.0) == EXCLUDED_LIMIT == 0.5
+    assert excluded_limit(0.5) == pytest.approx(0.75) and excluded_limit(0.99) == pytest.approx(0.9)
+    # the budget counts valid pairs: attempts grow with the failure rate, at most threefold
+    assert attempt_budget(16) == 16 and attempt_budget(16, 0.5) == 32 and attempt_budget(16, 0.8) == 48
+    assert attempt_budget(24, 0.3) == 35

@@ -45,7 +45,7 @@ from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes, object_name,
                                  set_up)
-from probe.analysis.policy import EXCLUDED_LIMIT, checked, describe_rule, verdict
+from probe.analysis.policy import checked, describe_rule, failure_rate, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import fdr_family_q
 from probe.analysis.sufficiency import measure_sufficiency
@@ -295,6 +295,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
         found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
                                                                object_attribute, object_of))
+        _mark_failure(tests + found)
         extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
         if extended:
             notes.append(f"adaptive screening: {extended} necessity screens were ambiguous and got more pairs")
@@ -310,7 +311,9 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                              "no token-shift finding is derived from it")
                 continue
             samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
-            tests += [Test("token-shift", cls, cue, samples[cue.name]) for cue in cues if cue.name in samples]
+            failure = {"generator_failure": f for f in [_failure_of(tests, cls.index)] if f}
+            tests += [Test("token-shift", cls, cue, samples[cue.name], extra=dict(failure))
+                      for cue in cues if cue.name in samples]
     elif cfg.token_shift:
         notes.append("token-shift skipped: no concept model (pass --concepts with a CLIP or SigLIP model)")
     timings["screen_token_shift"] = time.perf_counter() - t0
@@ -441,11 +444,29 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
     return tests, notes
 
 
+def _mark_failure(tests: list[Test]) -> None:
+    """Each class's generator failure rate (:func:`probe.analysis.policy.failure_rate` over its sufficiency and
+    necessity screens) in its tests' ``extra["generator_failure"]``, where it is above 0: the tests then top up
+    the pairs the generator loses anyway and are inconclusive only for failures beyond that rate."""
+    by_class: dict[int, list[float]] = {}
+    for t in tests:
+        if t.kind in ("sufficiency", "necessity") and t.screen.attempted:
+            by_class.setdefault(t.cls.index, []).append(t.screen.excluded_share)
+    rates = {c: round(failure_rate(v), 4) for c, v in by_class.items()}
+    for t in tests:
+        if rates.get(t.cls.index):
+            t.extra["generator_failure"] = rates[t.cls.index]
+
+
+def _failure_of(tests: list[Test], class_index: int) -> float:
+    return next((t.failure for t in tests if t.cls.index == class_index and t.failure), 0.0)
+
+
 def _ambiguous(cfg: AnalysisConfig, test: Test, round_no: int) -> bool:
     """Neither clearly nothing nor clearly a candidate: round 0 takes every screen in [0, threshold), later rounds
     the ones still in [weak bar, threshold)."""
     s = test.screen
-    if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
+    if s.n == 0 or test.inconclusive(s):
         return False
     low = 0.0 if round_no == 0 else cfg.thresholds.weak_effect
     return low <= s.mean < cfg.thresholds.min_effect
@@ -514,7 +535,8 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
             test.confirm = sample if test.confirm is None else test.confirm + sample
             behind = sample.attempted > 0 and test.confirm.attempted < min(like.get(test.key, 0),
                                                                            cfg.max_pairs + cfg.confirm_round)
-            if behind or not confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds):
+            if behind or not confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds,
+                                              test.failure):
                 still.append(test)
         active, round_no = still, round_no + 1
 
@@ -611,7 +633,7 @@ def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None
     without that it could not pass (see ``_corroborate``), so confirming it would only spend images.
     """
     s = test.screen
-    if s.n == 0 or s.excluded_share > EXCLUDED_LIMIT:
+    if s.n == 0 or test.inconclusive(s):
         return False
     size = abs(s.mean) if test.kind in cfg.thresholds.two_sided_kinds else s.mean
     exhausted = cfg.screen_extend and test.extra.get("screen_rounds") == len(cfg.screen_extend)
@@ -645,15 +667,15 @@ def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
     if test.confirm is not None and test.effect is not None:
         sample, effect = test.confirm, test.effect
         details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
-        status, passes, strength = verdict(t, test.kind, effect, sample.excluded_share > EXCLUDED_LIMIT)
+        status, passes, strength = verdict(t, test.kind, effect, test.inconclusive(sample))
         if strength is None:
             return None
-        details["excluded_note"] = _excluded_note(test.kind, sample)
+        details["excluded_note"] = _excluded_note(test, sample)
         return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, effect.q, passes, strength,
                       status, sample, details)
-    if screen.n and screen.excluded_share > EXCLUDED_LIMIT:
+    if screen.n and test.inconclusive(screen):
         effect = screen.effect()
-        details["excluded_note"] = _excluded_note(test.kind, screen)
+        details["excluded_note"] = _excluded_note(test, screen)
         return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
                       "inconclusive", screen, details)
     size = abs(screen.mean) if test.kind in t.two_sided_kinds else screen.mean
@@ -683,13 +705,15 @@ def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None
                    details={**finding.details, "not_corroborated": reason})
 
 
-def _excluded_note(kind: str, sample: Sample) -> str | None:
+def _excluded_note(test: Test, sample: Sample) -> str | None:
     if not sample.excluded:
         return None
     what = {"sufficiency": "image pairs lost the object or the cue",
             "necessity": "image pairs lost the object or did not show the asked value",
-            "token-shift": "image pairs lost the object"}[kind]
-    return f"{sample.excluded} of {sample.attempted} {what} and were excluded"
+            "token-shift": "image pairs lost the object"}[test.kind]
+    base = (f" (the generator loses about {test.failure:.0%} of this class's pairs whatever the cue; more pairs were "
+            f"drawn to make up for them)" if test.failure else "")
+    return f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}"
 
 
 def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sample: Sample, details) -> Finding:

@@ -31,7 +31,7 @@ from probe.analysis.cues import Carrier, Cue
 from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.necessity import measure_necessity
-from probe.analysis.policy import EXCLUDED_LIMIT
+from probe.analysis.policy import attempt_budget, excluded_limit
 from probe.analysis.sample import Sample
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import shift_samples
@@ -57,6 +57,15 @@ class Test:
     @property
     def key(self) -> tuple:
         return (self.kind, self.cls.index, self.cue.name)
+
+    @property
+    def failure(self) -> float:
+        """The generator's own failure rate on this test's class (``extra["generator_failure"]``, 0 when unset)."""
+        return float(self.extra.get("generator_failure", 0.0))
+
+    def inconclusive(self, sample: Sample) -> bool:
+        """Whether ``sample`` lost too many pairs to failed interventions to say anything (policy.excluded_limit)."""
+        return sample.excluded_share > excluded_limit(self.failure)
 
 
 def finished_classes(run: RunDir, only=None) -> list[ClassRun]:
@@ -232,20 +241,26 @@ def generator_family(generator) -> str:
     return "sd2" if width == 1024 else "sd1"
 
 
-def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool) -> bool:
+def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failure: float = 0.0) -> bool:
     """Whether a test's confirmation may stop: the budget is spent, futility, failing interventions, or
-    enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``."""
-    if sample.attempted >= cfg.max_pairs:
-        # The budget is spent. A test that lost a few pairs to failed interventions and so has fewer valid pairs
-        # than may decide gets one more round to replace them (the budget counts valid pairs, not attempts):
-        # otherwise, with max_pairs == min_pairs as in the demo, one lost pair would sink a real finding.
+    enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``.
+
+    ``failure``: the generator's own failure rate on the class (:func:`probe.analysis.policy.failure_rate`). The
+    budget counts valid pairs, so a generator that loses a share of pairs anyway may attempt more
+    (:func:`probe.analysis.policy.attempt_budget`), and only failures beyond its own rate make a test inconclusive.
+    """
+    limit = excluded_limit(failure)
+    budget = attempt_budget(cfg.max_pairs, failure)
+    if sample.attempted >= budget or sample.n >= cfg.max_pairs:
+        # The budget is spent (valid pairs, or attempts at the generator's failure rate). A test that lost a few pairs to failed interventions and so has fewer valid pairs
+        # than may decide gets one more round to replace them: otherwise, with max_pairs == min_pairs as in the
+        # demo, one lost pair would sink a real finding.
         short = sample.n < min(cfg.thresholds.min_pairs, cfg.max_pairs)
-        return not (short and sample.attempted < cfg.max_pairs + cfg.confirm_round
-                    and sample.excluded_share <= EXCLUDED_LIMIT)
+        return not (short and sample.attempted < budget + cfg.confirm_round and sample.excluded_share <= limit)
     size = abs(sample.mean) if two_sided else sample.mean
     if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
         return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
-    if sample.excluded_share > EXCLUDED_LIMIT and sample.attempted >= cfg.confirm_round:
+    if sample.excluded_share > limit and sample.attempted >= cfg.confirm_round:
         return True  # the interventions keep failing: more pairs will not make it conclusive
     if sample.n >= cfg.thresholds.min_pairs:
         effect = sample.effect()

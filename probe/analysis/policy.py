@@ -8,14 +8,15 @@ what a reviewer is shown:
   which turns one effect into (passes, strength);
 - :func:`verdict`: the status of a confirmed test (passes, weak, inconclusive),
   used by the audit (``engine``) and by the tests after it (``retest``) alike;
-- :data:`EXCLUDED_LIMIT`: a test whose interventions failed for more than that
-  share of its pairs is inconclusive, never a finding;
+- :data:`EXCLUDED_LIMIT` and :func:`excluded_limit`: a test whose interventions failed for more than that
+  share of the pairs the generator usually gets right is inconclusive, never a finding;
 - :func:`checked`: a finding nobody checked never passes: it is *unverified*;
 - :func:`describe_rule`: the rule in one plain sentence, for the report.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +25,46 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.stats import FDR_METHODS, Effect
 from probe.run.records import SHARE_KINDS, UNCHECKED
 
-__all__ = ["EXCLUDED_LIMIT", "UNCHECKED", "Thresholds", "checked", "describe_rule", "verdict"]
+__all__ = ["EXCLUDED_LIMIT", "MAX_FAILURE", "UNCHECKED", "Thresholds", "attempt_budget", "checked", "describe_rule",
+           "excluded_limit", "failure_rate", "verdict"]
 
 
-EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive
+EXCLUDED_LIMIT = 0.5  # a test whose interventions failed for more than half of its pairs is inconclusive ...
+MAX_FAILURE = 0.8  # ... of the pairs left after the generator's own failure rate, taken as at most this much
+
+
+def failure_rate(shares) -> float:
+    """The generator's own failure rate for one class: the median share of excluded pairs over the class's screens.
+
+    A generator that drifts (draws a fish for "underwater", drops the object) fails some pairs whatever the cue; the
+    median over a class's ~30 screened cues reads that rate and is not moved by the few cues that break the object
+    themselves. 0 for a faithful generator (the shapes world), so nothing changes there.
+    """
+    values = sorted(float(s) for s in shares)
+    if not values:
+        return 0.0
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return min(max(median, 0.0), MAX_FAILURE)
+
+
+def excluded_limit(failure: float = 0.0) -> float:
+    """The share of excluded pairs above which a test is inconclusive, given the generator's failure rate.
+
+    Failures the generator makes whatever the cue leave a random subset of pairs, which still estimates the effect
+    without bias: they only cost pairs. Failures the *cue* causes select the pairs that survive, and that is what
+    the limit guards: more than half of the pairs the generator would otherwise keep. With ``failure`` 0 this is
+    :data:`EXCLUDED_LIMIT`; at 0.5 (half the pairs lost anyway) it is 0.75.
+    """
+    failure = min(max(float(failure), 0.0), MAX_FAILURE)
+    return 1.0 - (1.0 - EXCLUDED_LIMIT) * (1.0 - failure)
+
+
+def attempt_budget(max_pairs: int, failure: float = 0.0) -> int:
+    """Pairs a confirmation may attempt: ``max_pairs`` valid pairs' worth at the generator's failure rate (the
+    budget counts valid pairs, not attempts), at most 3 × ``max_pairs``."""
+    failure = min(max(float(failure), 0.0), MAX_FAILURE)
+    return min(3 * max_pairs, math.ceil(max_pairs / (1.0 - failure)))
 
 
 @dataclass(frozen=True)
@@ -167,7 +204,9 @@ def describe_rule(thresholds: Thresholds, family: str = "audit") -> str:
         f"the bar may truly be smaller (its interval says how much smaller), and passing estimates can lean upward because "
         f"large ones are the ones kept. Effects of at least {t.weak_effect:g} that miss a bar are shown as weak. A "
         f"finding whose generated images nothing checked (no world oracles, no concept model) meets the bars at most as "
-        f"unverified: it never passes."
+        f"unverified: it never passes. A test is inconclusive, never a finding, when its interventions failed the "
+        f"check on more than half of the pairs the generator usually draws right (half of all pairs for a generator "
+        f"that draws what it is asked); pairs the generator loses whatever the cue are replaced by fresh ones."
     )
 
 
