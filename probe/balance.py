@@ -367,7 +367,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
         from probe.devices import resolve_device
 
         dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
-        generator = load_generator_of(replace(saved.audit_config(), generator=config.generator or saved.audit.get("generator"),
+        generator = load_generator_of(replace(saved.settings, generator=config.generator or saved.settings.generator,
                                               device=config.device, dtype=dtype))
     groups = _with_tokens(generator, groups)
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}

@@ -43,15 +43,20 @@ class RunError(ProbeError):
 def settings_from_dict(cls, data, what: str, error: type[ProbeError] = ProbeError):
     """The one policy every typed settings class (AuditConfig, TokenConfig, AnalysisConfig, GateConfig, ScaleConfig)
     reads a dict with, from config.json, a Ray worker's wire or a notebook: a JSON object whose keys are all fields
-    of ``cls``; anything else is one ``error`` naming the unknown keys. Returns the checked dict (a copy)."""
+    of ``cls`` and hold every field without a default; anything else is one ``error`` naming the unknown or missing
+    keys. Returns the checked dict (a copy)."""
     import dataclasses
 
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise error(f"{what} must be a JSON object of settings, not {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
+    data = dict(data or {})
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
     unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
         raise error(f"{what}: unknown setting(s) {', '.join(unknown)}; the known ones are {', '.join(sorted(known))}")
-    return dict(data)
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise error(f"{what}: {', '.join(missing)} missing; a saved settings object holds every required setting")
+    return data

@@ -237,7 +237,6 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     if saved is None:
         raise GenerateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder "
                             "of `probe audit`")
-    audit = saved.audit
     token_settings = saved.token_settings()  # as given, with what the audit decided (config.json's "effective")
     _check_seeds(token_settings, config.attempts)
     template = config.prompt or _default_template(token_settings)
@@ -248,8 +247,8 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     _check_out_outside_runs(out_dir, run.root)
     check_writable(out_dir, "--out")
     model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
-                  or (_inert_model_spec(audit.get("model")) if classifier is None else audit.get("model")))
-    generator_spec = config.generator or (generator.source if generator is not None else None) or audit.get("generator")
+                  or (_inert_model_spec(saved.settings.model) if classifier is None else saved.settings.model))
+    generator_spec = config.generator or (generator.source if generator is not None else None) or saved.settings.generator
     # the images are drawn with the audit's effective sampling; the identity keeps the settings as given (the run,
     # named by its start, fixes the rest), so that a dataset begun before config.json held them still resumes
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
@@ -264,7 +263,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
 
         # the dtype the audit's generator ran in, on a device of the same kind, unless --dtype names one
         dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
-        audit_config = replace(saved.audit_config(), model=model_spec, generator=generator_spec,
+        audit_config = replace(saved.settings, model=model_spec, generator=generator_spec,
                                trust_pickle=config.trust_pickle, device=config.device, dtype=dtype,
                                eval_model=None, labels=None, gate=None)
         loaded = load_models(audit_config) if (classifier is None and generator is None) else None

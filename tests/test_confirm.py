@@ -45,7 +45,7 @@ def _world_run(path: Path, model: str = "biased", findings=None) -> Path:
     run.write_labels(list(SHAPES))
     findings = findings or [_finding("star", "grass", GRASS)]
     audited = sorted({f.class_index for f in findings})
-    run.write_config(RunConfig(audit={"model": str(bundled_classifier_path(model))}, classes=tuple(audited)))
+    run.write_config(RunConfig(audit={"model": str(bundled_classifier_path(model)), "out": str(path)}, classes=tuple(audited)))
     for index in audited:
         run.write_metrics(run.class_dir(index, SHAPES[index]), {"status": "done", "class_index": index,
                                                                "class_name": SHAPES[index]})
@@ -248,7 +248,7 @@ def test_tiny_clip_reads_the_cues_for_an_exported_classifier(tmp_path):
     run = RunDir(tmp_path / "run")
     run.root.mkdir()
     run.write_labels(["cat", "dog"])
-    run.write_config(RunConfig(audit={"model": str(model_path)}))
+    run.write_config(RunConfig(audit={"model": str(model_path), "out": str(run.root)}))
     cue = {"name": "grass", "template": "{} on grass", "counters": ["{} on sand"], "category": "background",
            "attribute": "background", "value": "grass", "counter_values": ["sand"]}
     run.write_findings([Finding(0, "cat", "grass", "necessity", 0.3, 0.1, 0.5, 16, (), True, "strong", "s",

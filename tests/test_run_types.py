@@ -138,6 +138,54 @@ def test_the_run_records_load_no_torch():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+TYPED = """
+import sys
+from probe.auditing.config import AuditConfig
+from probe.auditing.scale import ScaleConfig
+from probe.run import RunConfig, RunDir
+from probe.token_config import TokenConfig
+
+config = AuditConfig(model="m.pt2", out=sys.argv[1], generator="tiny", mean=(0.5, 0.5, 0.5),
+                     token=TokenConfig(batch_size=3, steps=4, scheduler="ddim"), scale=ScaleConfig(shard="1/2"))
+run = RunDir(sys.argv[1])
+run.write_config(RunConfig.of_audit(config.to_dict(), classes=[0]))
+saved = run.read_run_config()
+assert saved.settings == config, saved.settings
+assert isinstance(saved.settings.token, TokenConfig) and saved.settings.scale.slice == (1, 2)
+assert saved.settings is saved.settings  # read back once
+print(sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules))
+"""
+
+
+def test_the_saved_audit_settings_read_back_typed_without_torch(tmp_path):
+    """config.json -> RunConfig.settings: the AuditConfig the audit saved, the same type and value (its TokenConfig,
+    ScaleConfig; a --scheduler name checked against the generators' registry), in an interpreter without torch."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", TYPED, str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_settings_that_do_not_read_back_are_one_line_and_the_run_still_opens(tmp_path):
+    """A partial config (an old run, a test fixture) opens and its settings as saved stay readable; the typed read
+    fills what it leaves out with the defaults, and refuses in one line what it cannot read back."""
+    from probe.files import write_json
+
+    run = RunDir(tmp_path / "old")
+    write_json(run.root / "config.json", {"format_version": 1, "audit": {"model": "m", "out": "o", "token": {"steps": 6}}})
+    settings = run.read_run_config().settings
+    assert (settings.token.steps, settings.token.batch_size, settings.analyze) == (6, 5, True)
+    for audit, message in (({"token": {"steps": 4}}, r"model, out missing"),
+                           ({"model": "m", "out": "o", "retired_flag": 1}, r"unknown setting\(s\) retired_flag"),
+                           ({"model": "m", "out": "o", "token": {"lr": "fast"}}, r"not supported|'>'")):
+        write_json(run.root / "config.json", {"format_version": 1, "audit": audit})
+        record = run.read_run_config()
+        assert record.audit == audit  # opens: the report and the notebook show what the file holds
+        with pytest.raises(RunError, match=r"config.json's audit settings do not read back .*" + message):
+            record.settings
+
+
 # ------------------------------------------------------------------------------------------ a real tiny audit
 def test_the_effective_settings_a_real_audit_saves_are_what_generate_and_the_analysis_use(tmp_path, tiny_sd_path,
                                                                                           tiny_generator, monkeypatch):
@@ -168,7 +216,7 @@ def test_the_effective_settings_a_real_audit_saves_are_what_generate_and_the_ana
     assert saved["effective"] == {"max_batch": 1, "steps": described["default_steps"],
                                   "guidance_scale": described["guidance_scale"], "scheduler": None,
                                   "scheduler_class": described["scheduler"], "dtype": "float32", "device": "cpu"}
-    assert RunDir(result.run_dir).read_run_config().audit_config() == config  # the same type read back
+    assert RunDir(result.run_dir).read_run_config().settings == config  # the same type read back
     expected = {"steps": described["default_steps"], "guidance_scale": described["guidance_scale"], "max_batch": 1}
 
     calls = []

@@ -12,7 +12,7 @@ from probe.analysis.config import AnalysisConfig
 from probe.errors import RunError, settings_from_dict
 from probe.gate import GateConfig
 from probe.auditing.scale import ScaleConfig
-from probe.tokens import TokenConfig
+from probe.token_config import TokenConfig
 
 __all__ = ["AuditConfig"]
 

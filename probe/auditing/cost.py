@@ -1,6 +1,6 @@
 """The cost of an audit before any model loads: the images it will generate, stage by stage, and their time.
 
-:func:`plan_audit` counts, from the very settings the audit runs with (``TokenConfig`` in probe/tokens.py,
+:func:`plan_audit` counts, from the very settings the audit runs with (``TokenConfig`` in probe/token_config.py,
 ``AnalysisConfig`` in probe/analysis/config.py), the way the engine spends images (probe/analysis/engine.py,
 plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by_stage`` under the same stage names):
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from probe.analysis.config import AnalysisConfig
     from probe.analysis.cues import Cue
     from probe.auditing.config import AuditConfig
-    from probe.tokens import TokenConfig
+    from probe.token_config import TokenConfig
 
 __all__ = ["Stage", "AuditPlan", "Budget", "plan_audit", "plan_for_config", "generator_family", "device_kind",
            "class_count", "STAGES"]

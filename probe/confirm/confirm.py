@@ -241,11 +241,12 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
     from probe.generate import _inert_model_spec
 
     saved = run.read_run_config()
-    audit = saved.audit if saved is not None else {}
-    model = source.model or _inert_model_spec(audit.get("model"))
+    settings = saved.settings if saved is not None else None  # the audit's AuditConfig, typed
+    saved_model = settings.model if settings is not None else None
+    model = source.model or _inert_model_spec(saved_model)
     if not model:
         raise ConfirmError("the run's config.json names no classifier; pass it with --model")
-    pick = lambda key: audit.get(key) if source.model is None or source.model == audit.get("model") else None  # noqa: E731
+    pick = lambda key: getattr(settings, key) if source.model is None or source.model == saved_model else None  # noqa: E731
     try:
         return load_classifier(model, arch=source.arch or pick("arch"), labels=labels, trust_pickle=source.trust_pickle,
                                input_size=pick("input_size"), mean=pick("mean"), std=pick("std"),

@@ -15,15 +15,31 @@ module              what it holds
 ``gradient``        :func:`token_gradient_step`: the token's gradient taken chunk by chunk with bounded memory
 ``memory``          :func:`resolve_max_batch`: the chunk size that fits the device
 ==================  ===========================================================================================
+
+The public names below load on first use: the registry (aliases, ``SCHEDULER_NAMES``, the default generator) is
+read without torch, e.g. by ``TokenConfig``'s checks and the cost plan; a name's module loads when it is used.
 """
 
-from probe.generators.generator import Generator, Sampling, SamplingDefaults, add_token_row, vocab_id
-from probe.generators.load import load_generator
-from probe.generators.registry import (DEFAULT_GENERATOR, GENERATOR_ALIASES, GENERATORS, PIPELINE_FAMILIES,
-                                       SCHEDULER_NAMES, GeneratorSpec, PipelineFamily, alias_spec, resolve_dtype)
+from __future__ import annotations
+
+from probe.lazy import lazy_attributes
+
+_LAZY = {
+    **dict.fromkeys(("Generator", "Sampling", "SamplingDefaults", "add_token_row", "vocab_id"),
+                    "probe.generators.generator"),
+    "load_generator": "probe.generators.load",
+    **dict.fromkeys(("DEFAULT_GENERATOR", "GENERATOR_ALIASES", "GENERATORS", "PIPELINE_FAMILIES", "SCHEDULER_NAMES",
+                     "GeneratorSpec", "PipelineFamily", "alias_spec", "resolve_dtype"), "probe.generators.registry"),
+}
 
 __all__ = [
     "load_generator", "Generator", "Sampling", "SamplingDefaults", "add_token_row", "vocab_id",
     "DEFAULT_GENERATOR", "GENERATORS", "GENERATOR_ALIASES", "PIPELINE_FAMILIES", "SCHEDULER_NAMES",
     "GeneratorSpec", "PipelineFamily", "alias_spec", "resolve_dtype",
 ]
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,17 +1,19 @@
 """The generator registries: aliases (``sd14`` ... ``sdxl-turbo``: base, LoRA adapter, licence, sampling), pipeline
 families (model_index.json's class -> the Generator class for it), the schedulers ``--scheduler`` names, and the dtype.
 
-Nothing here loads a model: what an alias or a family stands for is known without downloading.
+Nothing here loads a model or torch: what an alias or a family stands for is known without downloading.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import KW_ONLY, dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from probe.errors import GeneratorError
+
+if TYPE_CHECKING:
+    import torch
 
 # Hub ids are checked at run time only; nothing is downloaded in tests or CI.
 #: What ``--generator`` means when it is not given: the ``sd14`` alias, with the alias's sampling (DDIM, 15 steps).
@@ -130,6 +132,8 @@ PIPELINE_FAMILIES: dict[str, PipelineFamily] = {
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """fp32 on CPU (half precision is slow or unsupported there), fp16 on GPU unless told otherwise."""
+    import torch  # here: the registry's names are read without torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,

@@ -212,7 +212,7 @@ class RunDir:
 
     @classmethod
     def audit_settings(cls, config: RunConfig | dict | None) -> dict:
-        """The saved AuditConfig as its dict (``config.json``'s ``audit``)."""
+        """The saved AuditConfig as config.json holds it (``audit``), for display; typed: ``RunConfig.settings``."""
         return cls.run_config(config).audit
 
     @classmethod
@@ -330,6 +330,10 @@ class RunDir:
         return out
 
     # ------------------------------------------------------------------ findings and analysis
+    def has_findings(self) -> bool:
+        """Whether the analysis has written the run's findings (passing or not; none is an empty list)."""
+        return (self.root / FINDINGS).is_file()
+
     def write_findings(self, findings: list[Finding | dict], columns: list[str] | tuple[str, ...] = FINDING_FIELDS) -> None:
         """findings.json (the records) and findings.parquet (the same rows; ``details`` as a JSON string). Each
         finding (a ``Finding`` or its dict) is checked as the reader checks it: a RunError naming the record and
@@ -510,6 +514,8 @@ class RunDir:
         """Why a sharded run still needs its analysis, or None when nothing is pending (or the run is not sharded).
         Raises a one-line RunError when classes of other shards have not run yet. Reads files only."""
         saved = self.read_run_config() or RunConfig()
+        # the settings as saved, not typed (RunConfig.settings): `probe report` asks this of every run, also of one whose
+        # settings do not read back (partial, or holding an older probe's field), and only a sharded run needs them
         settings = saved.audit
         scale = settings.get("scale")
         if settings.get("analyze", True) is False or not (isinstance(scale, dict) and scale.get("shard")):

@@ -14,7 +14,7 @@ from pathlib import Path
 from probe.analysis.config import AnalysisConfig
 from probe.run import RunDir
 from probe.auditing.loop import AuditConfig, AuditResult, audit
-from probe.tokens import TokenConfig
+from probe.token_config import TokenConfig
 
 
 # the analysis within the demo's time: every candidate confirmed on 16 fresh pairs (the least that may decide), and no

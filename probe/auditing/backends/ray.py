@@ -150,7 +150,7 @@ class ClassWorker:
     def __init__(self, audit: dict, token: dict, run_dir: str, labels: list[str]):
         from probe.auditing.config import AuditConfig
         from probe.auditing.class_run import load_models
-        from probe.tokens import TokenConfig
+        from probe.token_config import TokenConfig
 
         start = time.perf_counter()
         self.config = AuditConfig.from_dict(audit)
