@@ -111,7 +111,7 @@ def audit(
     """
     from probe.auditing.loop import AuditConfig, audit as run_audit
     from probe.auditing.scale import ScaleConfig
-    from probe.tokens import TokenConfig
+    from probe.token_config import TokenConfig
 
     config = AuditConfig(
         model=model, out=str(out or Path("runs") / Path(model.rstrip("/")).stem.replace(":", "-")), classes=classes,
@@ -153,8 +153,9 @@ def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> 
     """`probe audit --val-data`: confirm the analysed run on the user's images, then re-render its report."""
     from probe.confirm import ClassifierSource, confirm_run
     from probe.report import render_report
+    from probe.run import RunDir
 
-    if result.interrupted or result.failed or result.problems or not (Path(result.run_dir) / "findings.json").is_file():
+    if result.interrupted or result.failed or result.problems or not RunDir(result.run_dir).has_findings():
         return  # nothing analysed to confirm; _finish says why
     confirmation = confirm_run(result.run_dir, val_data, source=ClassifierSource(**source), concepts=concepts,
                                progress=lambda line: err_console.print(_safe(line), highlight=False))
