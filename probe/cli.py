@@ -81,6 +81,7 @@ def audit(
     analyze: bool = typer.Option(True, help="Compute findings (attributions, cues) after the tokens."),
     cues: Optional[str] = typer.Option(None, help="Cue list for the findings (.json or .txt); default: curated list, or the world's attributes."),
     attribution_layer: Optional[str] = typer.Option(None, help="Layer for Grad-CAM (module name); default: chosen automatically."),
+    attributions: str = typer.Option("all", help="Attribution methods for the class galleries: 'all' (integrated_gradients, grad_cam, occlusion), a comma-separated subset, or 'none'. Integrated gradients and occlusion take dozens of classifier passes per image: on EfficientNet-Lite0 on a CPU they were 100 of the analysis's 121 s for 2 classes, so a 1000-class CPU run wants grad_cam or none."),
     concepts: str = typer.Option("auto", help="Concept model that checks every generated test image (object kept, cue shown) and reads what the token added: a CLIP or SigLIP hub id or local folder; 'auto' = the world's oracles, else openai/clip-vit-large-patch14 (the laion ViT-H/14 for SD 2.x); 'world' = the shapes world's own tiny CLIP; 'none' = unchecked (cue findings are then unverified, never passing)."),
     clip_model: Optional[str] = typer.Option(None, hidden=True, help="Old name of --concepts."),
     fdr_q: float = typer.Option(0.05, help="False discovery rate controlled over the audit's confirmed tests (Benjamini-Yekutieli; above 20 classes per class, Benjamini-Bogomolov)."),
@@ -121,7 +122,7 @@ def audit(
         analyze=analyze, report=report,
         analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, concepts=clip_model or concepts, fdr_q=fdr_q,
                                   min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like,
-                                  discover=discover, vocabulary=vocabulary),
+                                  discover=discover, vocabulary=vocabulary, attributions=attributions),
         token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
                           **(dict(accuracy_threshold=0.7, stop_metric="accuracy", min_steps=0) if paper_stop else
                              dict(accuracy_threshold=threshold, stop_metric=stop_metric, min_steps=min_steps)),
@@ -164,12 +165,30 @@ def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> 
         result.report = render_report(result.run_dir)
 
 
+def _attribution_methods(text: str) -> tuple[bool, tuple[str, ...] | None]:
+    """``--attributions``: (attributions on, methods; None = the default set) from 'all', 'none' or a list."""
+    from probe.analysis.config import METHODS
+
+    words = [w.strip().lower().replace("-", "_") for w in str(text).split(",") if w.strip()]
+    if words == ["all"]:
+        return True, None
+    if words == ["none"]:
+        return False, None
+    unknown = [w for w in words if w not in METHODS]
+    if not words or unknown:
+        raise ProbeError(f"--attributions {text!r}: give 'all', 'none' or some of {', '.join(METHODS)} "
+                         "(comma-separated), e.g. --attributions grad_cam")
+    return True, tuple(dict.fromkeys(words))
+
+
 def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None, discover=3,
-                     vocabulary=None):
+                     vocabulary=None, attributions="all"):
     from probe.analysis import AnalysisConfig, Thresholds
 
     thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
+    attributions_on, methods = _attribution_methods(attributions)
     return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, concepts=concepts,
+                          attributions=attributions_on, **({"methods": methods} if methods else {}),
                           max_pairs=max_pairs, thresholds=thresholds, discover=discover,
                           vocabulary=str(vocabulary) if vocabulary is not None else None,
                           confirm_like=str(confirm_like) if confirm_like is not None else None)

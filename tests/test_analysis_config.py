@@ -121,3 +121,35 @@ def test_every_settings_class_reads_a_dict_with_the_one_policy():
                       (ScaleConfig, audit.scale.to_dict())):
         with pytest.raises(ProbeError, match=r"unknown setting\(s\) bogus_key;"):
             cls.from_dict({**data, "bogus_key": 1})
+
+
+@pytest.mark.parametrize("flag, on, methods", [("none", False, METHODS), ("grad_cam", True, ("grad_cam",)),
+                                               ("occlusion, grad-cam", True, ("occlusion", "grad_cam")),
+                                               ("all", True, METHODS)])
+def test_audit_attributions_flag_reaches_the_analysis_config(flag, on, methods, tmp_path, capsys, monkeypatch):
+    """`probe audit --attributions`: a 1000-class CPU run needs them off or cheap (integrated gradients and
+    occlusion were 100 of 121 s of a 2-class EfficientNet-Lite0 analysis); the audit's config carries the choice."""
+    import probe.auditing.loop
+    from probe.errors import ProbeError
+    from test_hostile_cli import CLEAN, run_cli
+
+    seen = {}
+
+    def reached(config, **kwargs):
+        seen["analysis"] = config.analysis
+        raise ProbeError("the models would load now")
+
+    monkeypatch.setattr(probe.auditing.loop, "load_models", reached)
+    code, text = run_cli(["audit", "--model", CLEAN, "--generator", "world", "--classes", "star", "--out", "runs/x",
+                          "--device", "cpu", "--attributions", flag], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "the models would load now" in text, text
+    assert seen["analysis"].attributions is on and seen["analysis"].methods == methods
+
+
+def test_audit_attributions_flag_refuses_an_unknown_method_in_one_line(tmp_path, capsys, monkeypatch):
+    from test_hostile_cli import CLEAN, run_cli
+
+    code, text = run_cli(["audit", "--model", CLEAN, "--generator", "world", "--out", "runs/x",
+                          "--attributions", "grad_cam,saliency"], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "--attributions 'grad_cam,saliency'" in text and "integrated_gradients" in text, text
+    assert not (tmp_path / "runs").exists()
