@@ -126,3 +126,19 @@ def test_test_cue_errors_name_the_fix(attached):
         attached.test_cue("star", "on grass", kind="vibes")
     with pytest.raises(probe.ProbeError, match="n_pairs=1 must be an integer >= 2"):
         attached.test_cue("star", "on grass", n_pairs=1)
+
+
+def test_a_class_name_two_classes_share_is_never_guessed(tmp_path):
+    """ImageNet-1k names two classes 'crane' (134 the bird, 517 the machine) and two 'maillot': run.classes['crane']
+    must not silently return one of them; at 1000 classes an unknown name suggests close names instead of listing all."""
+    from probe.report.synthetic import make_synthetic_run
+
+    labels = ["crane", "tabby", "crane"] + [f"breed {i}" for i in range(22)]
+    run = probe.open_run(make_synthetic_run(tmp_path / "run", len(labels), labels=labels, images_per_kind=1,
+                                            attributions=False))
+    assert run.classes[2].name == "crane" and run.classes["tabby"].index == 1
+    with pytest.raises(KeyError, match=r"'crane' names 2 classes of this run \(0, 2\); pick one by its index"):
+        run.classes["crane"]
+    with pytest.raises(KeyError, match="it has 25 classes; run.summary lists them\\); close names: 'tabby'") as raised:
+        run.classes["tabbby"]
+    assert "breed 7" not in str(raised.value)

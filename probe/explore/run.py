@@ -6,6 +6,7 @@ laptop without any model. Every object displays itself in Jupyter and escapes wh
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from probe.errors import RunError
@@ -20,6 +21,7 @@ SUMMARY_COLUMNS = ("class_index", "class_name", "status", "baseline_accuracy", "
                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
                    "token_moved", "steps", "best_step", "stopped", "seconds", "passing_findings", "top_cue")
 GALLERY_KINDS = ("baseline", "token")
+_LISTED = 20  # an unknown class name lists every class up to this many, else the closest names
 
 
 def open_run(path: str | Path) -> "Run":
@@ -178,11 +180,19 @@ class Classes:
         self._views = views
 
     def __getitem__(self, key: int | str) -> "ClassView":
-        for view in self._views:
-            if (isinstance(key, int) and view.index == key) or (isinstance(key, str) and view.name == key):
-                return view
-        names = ", ".join(f"{v.index} {v.name!r}" for v in self._views)
-        raise KeyError(f"no class {key!r} in this run; it has: {names}")
+        hits = [v for v in self._views
+                if (isinstance(key, int) and v.index == key) or (isinstance(key, str) and v.name == key)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:  # ImageNet has two classes named 'crane' (134, 517) and two 'maillot' (638, 639): never guess
+            raise KeyError(f"{key!r} names {len(hits)} classes of this run ({', '.join(str(v.index) for v in hits)}); "
+                           f"pick one by its index, e.g. run.classes[{hits[0].index}]")
+        if len(self._views) <= _LISTED:
+            names = ", ".join(f"{v.index} {v.name!r}" for v in self._views)
+            raise KeyError(f"no class {key!r} in this run; it has: {names}")
+        close = difflib.get_close_matches(str(key), [v.name for v in self._views], n=3)
+        hint = f"; close names: {', '.join(repr(c) for c in close)}" if close else ""
+        raise KeyError(f"no class {key!r} in this run (it has {len(self._views)} classes; run.summary lists them){hint}")
 
     def __iter__(self):
         return iter(self._views)
