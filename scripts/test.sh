@@ -13,7 +13,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 set +e
-.venv/bin/python -m pytest -q -rs "$@"
+# Two pytest-xdist workers, one test file each at a time, one thread each (tests/conftest.py): the 2-core
+# machines finish the suite in about 9 minutes instead of about 15.
+.venv/bin/python -m pytest -q -rs -n 2 --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" = 5 ]; then
