@@ -8,6 +8,8 @@ most images); the default concept model's offline failure is checked on the tiny
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import replace
 
 from conftest import run_main
@@ -92,6 +94,30 @@ def test_a_default_concept_model_that_cannot_load_is_one_line_and_leaves_the_run
     model, why = _concept_model("auto", tiny_generator)
     assert model is None and why.startswith("interventions unchecked, the cue findings are unverified")
     assert "openai/clip-vit-large-patch14" in why and "--concepts DIR" in why and "\n" not in why
+
+
+def test_a_concept_model_is_loaded_once_per_process_and_again_when_its_folder_changes(tiny_generator, tmp_path,
+                                                                                      monkeypatch):
+    # a Ray worker or a shard analyses class after class: the concept model is loaded once, like its classifier
+    import probe.concepts
+    from probe.analysis import plan
+    from tiny_concepts import save_tiny_clip
+
+    monkeypatch.setattr(plan, "_CONCEPT_MODELS", {})
+    loads = []
+    real = probe.concepts.load_concepts
+    monkeypatch.setattr(probe.concepts, "load_concepts", lambda *a, **k: loads.append(a) or real(*a, **k))
+    folder = save_tiny_clip(tmp_path / "clip")
+    first, why = plan._concept_model(str(folder), tiny_generator)
+    again, _ = plan._concept_model(str(folder), tiny_generator)
+    assert first is not None and why == "" and again is first and len(loads) == 1
+    save_tiny_clip(folder, seed=1)  # rewritten in place: read again
+    config = folder / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    assert plan._concept_model(str(folder), tiny_generator)[0] is not first and len(loads) == 2
+    missing, why = plan._concept_model(str(tmp_path / "nowhere"), tiny_generator)  # a failure is not kept
+    assert missing is None and why and len(plan._CONCEPT_MODELS) == 2  # the two loaded ones, no failure
+    assert not any("nowhere" in key[0] for key in plan._CONCEPT_MODELS)
 
 
 def test_an_unchecked_passing_cue_finding_is_unverified_and_counted_by_the_gate_only_when_asked(tmp_path, monkeypatch,

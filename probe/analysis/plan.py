@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -219,18 +220,34 @@ def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[C
     return Setup(lab, gen_kwargs, domain, scorer, check, object_attribute, objects, contexts, list(cues), notes)
 
 
+_CONCEPT_MODELS: dict[tuple, object] = {}  # this process's loaded concept models (a Ray worker analyses many classes)
+
+
 def _concept_model(spec: str, generator):
     """(the concept model ``spec`` names, or the default of the generator's family for "auto"; None and the
-    one-line reason when it cannot be loaded)."""
+    one-line reason when it cannot be loaded).
+
+    Loaded once per process and kept (the last two): a Ray worker or a shard measures class after class with the
+    same model, as it keeps its classifier and generator. A local folder is keyed by its config's modification time
+    too, so a folder rewritten in place is read again. A model that could not be loaded is not kept.
+    """
     from probe.concepts import ConceptError, default_concepts, load_concepts
 
     if spec == "auto":
         spec = default_concepts(generator_family(generator))
     device = str(getattr(generator, "device", "cpu"))
+    config = Path(spec) / "config.json"
+    key = (spec, device, config.stat().st_mtime_ns if config.is_file() else None)
+    if key in _CONCEPT_MODELS:
+        return _CONCEPT_MODELS[key], ""
     try:
-        return load_concepts(spec, device=device), ""
+        model = load_concepts(spec, device=device)
     except ConceptError as e:
         return None, f"interventions unchecked, the cue findings are unverified: {e}"
+    while len(_CONCEPT_MODELS) >= 2:
+        _CONCEPT_MODELS.pop(next(iter(_CONCEPT_MODELS)))
+    _CONCEPT_MODELS[key] = model
+    return model, ""
 
 
 def generator_family(generator) -> str:
