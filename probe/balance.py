@@ -364,10 +364,12 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
     # 5. the generator (the run's, or --generator), with the tokens of token-only classes
     if generator is None:
         from probe.auditing.class_run import load_generator_of
+        from probe.auditing.config import AuditConfig
         from probe.devices import resolve_device
 
         dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
-        generator = load_generator_of(replace(saved.settings, generator=config.generator or saved.settings.generator,
+        audit = AuditConfig.saved(saved)
+        generator = load_generator_of(replace(audit, generator=config.generator or audit.generator,
                                               device=config.device, dtype=dtype))
     groups = _with_tokens(generator, groups)
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
 from probe.files import atomic_path, check_writable, save_png, slugify, write_json, write_text
 
@@ -246,9 +247,10 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     out_dir = Path(os.path.abspath(Path(out).expanduser()))
     _check_out_outside_runs(out_dir, run.root)
     check_writable(out_dir, "--out")
+    audit = AuditConfig.saved(saved)  # typed after the --out checks, so that their errors come first
     model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
-                  or (_inert_model_spec(saved.settings.model) if classifier is None else saved.settings.model))
-    generator_spec = config.generator or (generator.source if generator is not None else None) or saved.settings.generator
+                  or (_inert_model_spec(audit.model) if classifier is None else audit.model))
+    generator_spec = config.generator or (generator.source if generator is not None else None) or audit.generator
     # the images are drawn with the audit's effective sampling; the identity keeps the settings as given (the run,
     # named by its start, fixes the rest), so that a dataset begun before config.json held them still resumes
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
@@ -263,7 +265,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
 
         # the dtype the audit's generator ran in, on a device of the same kind, unless --dtype names one
         dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
-        audit_config = replace(saved.settings, model=model_spec, generator=generator_spec,
+        audit_config = replace(audit, model=model_spec, generator=generator_spec,
                                trust_pickle=config.trust_pickle, device=config.device, dtype=dtype,
                                eval_model=None, labels=None, gate=None)
         loaded = load_models(audit_config) if (classifier is None and generator is None) else None

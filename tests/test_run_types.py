@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from probe.auditing.config import AuditConfig
 from probe.errors import RunError
 from probe.run import (AnalysisSummary, ClassRecord, EffectiveSettings, EvalScores, Finding, RunConfig, RunDir,
                        RunFormatError, Scores)
@@ -150,15 +151,14 @@ config = AuditConfig(model="m.pt2", out=sys.argv[1], generator="tiny", mean=(0.5
 run = RunDir(sys.argv[1])
 run.write_config(RunConfig.of_audit(config.to_dict(), classes=[0]))
 saved = run.read_run_config()
-assert saved.settings == config, saved.settings
-assert isinstance(saved.settings.token, TokenConfig) and saved.settings.scale.slice == (1, 2)
-assert saved.settings is saved.settings  # read back once
+assert AuditConfig.saved(saved) == config, AuditConfig.saved(saved)
+assert isinstance(AuditConfig.saved(saved).token, TokenConfig) and AuditConfig.saved(saved).scale.slice == (1, 2)
 print(sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules))
 """
 
 
 def test_the_saved_audit_settings_read_back_typed_without_torch(tmp_path):
-    """config.json -> RunConfig.settings: the AuditConfig the audit saved, the same type and value (its TokenConfig,
+    """config.json -> AuditConfig.saved(RunConfig): the AuditConfig the audit saved, the same type and value (its TokenConfig,
     ScaleConfig; a --scheduler name checked against the generators' registry), in an interpreter without torch."""
     import subprocess
 
@@ -174,7 +174,7 @@ def test_settings_that_do_not_read_back_are_one_line_and_the_run_still_opens(tmp
 
     run = RunDir(tmp_path / "old")
     write_json(run.root / "config.json", {"format_version": 1, "audit": {"model": "m", "out": "o", "token": {"steps": 6}}})
-    settings = run.read_run_config().settings
+    settings = AuditConfig.saved(run.read_run_config())
     assert (settings.token.steps, settings.token.batch_size, settings.analyze) == (6, 5, True)
     for audit, message in (({"token": {"steps": 4}}, r"model, out missing"),
                            ({"model": "m", "out": "o", "retired_flag": 1}, r"unknown setting\(s\) retired_flag"),
@@ -183,7 +183,7 @@ def test_settings_that_do_not_read_back_are_one_line_and_the_run_still_opens(tmp
         record = run.read_run_config()
         assert record.audit == audit  # opens: the report and the notebook show what the file holds
         with pytest.raises(RunError, match=r"config.json's audit settings do not read back .*" + message):
-            record.settings
+            AuditConfig.saved(record)
 
 
 # ------------------------------------------------------------------------------------------ a real tiny audit
@@ -216,7 +216,7 @@ def test_the_effective_settings_a_real_audit_saves_are_what_generate_and_the_ana
     assert saved["effective"] == {"max_batch": 1, "steps": described["default_steps"],
                                   "guidance_scale": described["guidance_scale"], "scheduler": None,
                                   "scheduler_class": described["scheduler"], "dtype": "float32", "device": "cpu"}
-    assert RunDir(result.run_dir).read_run_config().settings == config  # the same type read back
+    assert AuditConfig.saved(RunDir(result.run_dir).read_run_config()) == config  # the same type read back
     expected = {"steps": described["default_steps"], "guidance_scale": described["guidance_scale"], "max_batch": 1}
 
     calls = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from probe.analysis.config import AnalysisConfig
-from probe.errors import RunError, settings_from_dict
+from probe.errors import ProbeError, RunError, settings_from_dict
 from probe.gate import GateConfig
 from probe.auditing.scale import ScaleConfig
 from probe.token_config import TokenConfig
@@ -78,6 +78,17 @@ class AuditConfig:
         data["token"] = self.token.to_dict()
         data["analysis"] = self.analysis.to_dict()
         return data
+
+    @classmethod
+    def saved(cls, run_config) -> "AuditConfig":
+        """The AuditConfig an audit saved (``RunConfig.audit``, config.json's ``audit``), typed: read back with the
+        settings' one policy (``from_dict``). A RunError naming config.json when it does not read back; a command
+        changes what it must with ``dataclasses.replace(AuditConfig.saved(saved), ...)``."""
+        try:
+            return cls.from_dict(run_config.audit)
+        except (ProbeError, TypeError, ValueError) as error:  # JSON values of the wrong type fail as TypeError
+            raise RunError(f"config.json's audit settings do not read back ({error}); re-run the audit into a new "
+                           "--out") from error
 
     @classmethod
     def from_dict(cls, data: dict) -> "AuditConfig":

@@ -78,7 +78,7 @@ def check_run_dir(config: AuditConfig) -> RunDir:
         if saved is None:
             raise RunError(f"--out {config.out!r} exists and is not a probe run; choose an empty or new folder")
     if saved is not None:
-        audit_saved = json.loads(dumps_json(saved.settings.to_dict()))  # the saved AuditConfig, typed and back
+        audit_saved = json.loads(dumps_json(AuditConfig.saved(saved).to_dict()))  # the saved AuditConfig, typed and back
         current = json.loads(dumps_json(config.to_dict()))  # tuples -> lists, as saved
         for key in _RESUME_KEYS:
             if audit_saved.get(key) != current.get(key):
@@ -387,7 +387,7 @@ def decide_pending(run_dir, *, console=None) -> bool:
 
     run = RunDir(run_dir)
     saved = run.read_run_config() or RunConfig()
-    config = replace(saved.settings, out=str(run.root), report=False, gate=None, scale=ScaleConfig())
+    config = replace(AuditConfig.saved(saved), out=str(run.root), report=False, gate=None, scale=ScaleConfig())
     if missing_records(run.root, config.analysis):
         return False
     with run.lock():
@@ -429,7 +429,7 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
 
     # the dtype the audit's generator ran in, on a device of the same kind, unless the command line names one
     dtype = sources.dtype or saved.dtype_for(str(resolve_device(sources.device)))
-    config = replace(saved.settings, out=str(run.root), report=False, gate=None, scale=ScaleConfig(), model=sources.model,
+    config = replace(AuditConfig.saved(saved), out=str(run.root), report=False, gate=None, scale=ScaleConfig(), model=sources.model,
                      generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
                      device=sources.device, dtype=dtype, eval_model=None, eval_arch=None, labels=None, compile=False)
     # the concept model loads weights: it comes from the command line too, never from the run

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from probe.confirm import stats
 from probe.confirm.data import Unreadable, ValData, read_val_data
+from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
 from probe.run import CONFIRMATION_DIR, RunDir
 from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice)
@@ -241,7 +242,7 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
     from probe.generate import _inert_model_spec
 
     saved = run.read_run_config()
-    settings = saved.settings if saved is not None else None  # the audit's AuditConfig, typed
+    settings = AuditConfig.saved(saved) if saved is not None else None  # the audit's AuditConfig, typed
     saved_model = settings.model if settings is not None else None
     model = source.model or _inert_model_spec(saved_model)
     if not model:

@@ -212,7 +212,7 @@ class RunDir:
 
     @classmethod
     def audit_settings(cls, config: RunConfig | dict | None) -> dict:
-        """The saved AuditConfig as config.json holds it (``audit``), for display; typed: ``RunConfig.settings``."""
+        """The saved AuditConfig as config.json holds it (``audit``), for display (typed: ``AuditConfig.saved``)."""
         return cls.run_config(config).audit
 
     @classmethod
@@ -514,7 +514,7 @@ class RunDir:
         """Why a sharded run still needs its analysis, or None when nothing is pending (or the run is not sharded).
         Raises a one-line RunError when classes of other shards have not run yet. Reads files only."""
         saved = self.read_run_config() or RunConfig()
-        # the settings as saved, not typed (RunConfig.settings): `probe report` asks this of every run, also of one whose
+        # the settings as saved, not typed (AuditConfig.saved): `probe report` asks this of every run, also of one whose
         # settings do not read back (partial, or holding an older probe's field), and only a sharded run needs them
         settings = saved.audit
         scale = settings.get("scale")

@@ -8,7 +8,7 @@ writer checks what it writes as the reader will) and reads them back equal.
 ======================  ===================================================================================
 record                  file
 ======================  ===================================================================================
-:class:`RunConfig`      config.json: the saved ``AuditConfig`` (typed: ``settings``; as saved: ``audit``),
+:class:`RunConfig`      config.json: the saved ``AuditConfig`` as saved (``audit``; typed by ``AuditConfig.saved``),
                         the models' descriptions, and :class:`EffectiveSettings`, what the audit ran with
 :class:`ClassRecord`    classes/<i>-<slug>/metrics.json: one finished class (:class:`Scores` per prompt kind)
 :class:`AnalysisSummary` analysis.json: what the analysis ran and skipped, its notes, and every cue test's
@@ -25,17 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from probe.errors import AnalysisError  # the error a Finding built in memory has always raised
-from probe.errors import ProbeError, RunError
 from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
-
-if TYPE_CHECKING:
-    from probe.auditing.config import AuditConfig
 
 __all__ = ["AnalysisSummary", "ClassRecord", "EffectiveSettings", "EvalScores", "Finding", "PairRecord", "RunConfig",
            "Scores", "Stage"]
@@ -135,8 +130,9 @@ class EffectiveSettings:
 class RunConfig:
     """config.json: the run's settings as the audit saved them and what it decided itself.
 
-    ``settings`` is the saved ``AuditConfig`` read back typed (torch-free), what later commands use; ``audit`` is the
-    same object as config.json holds it (``AuditConfig.to_dict()``), read leniently, so that a run whose settings do
+    ``audit`` is the saved ``AuditConfig`` as config.json holds it (``AuditConfig.to_dict()``), read leniently;
+    ``probe.auditing.config.AuditConfig.saved(run_config)`` reads it back typed (torch-free) for later commands
+    (the audit's package depends on the run's, not the reverse), so that a run whose settings do
     not read back (partial, damaged, from an older probe) still opens and its report shows what the file holds.
     ``effective`` is what the audit ran with (:class:`EffectiveSettings`), read back by every later command.
     ``format_version`` is ``RunDir``'s: it writes the current one and refuses another on read.
@@ -202,19 +198,6 @@ class RunConfig:
             if token.get(key) is None and value is not None:
                 token[key] = value
         return token
-
-    @cached_property
-    def settings(self) -> "AuditConfig":
-        """The saved ``AuditConfig``, typed: ``audit`` read back with the settings' one policy (``from_dict``), once.
-        A RunError naming config.json when it does not read back; a command changes what it must with
-        ``dataclasses.replace(saved.settings, ...)``."""
-        from probe.auditing.config import AuditConfig
-
-        try:
-            return AuditConfig.from_dict(self.audit)
-        except (ProbeError, TypeError, ValueError) as error:  # JSON values of the wrong type fail as TypeError
-            raise RunError(f"config.json's audit settings do not read back ({error}); re-run the audit into a new "
-                           "--out") from error
 
     def dtype_for(self, device: str | None) -> str | None:
         """The dtype the audit's generator ran in when ``device`` is of the same type (a later command on that device
