@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from probe.analysis.class_evidence import ClassRun  # noqa: E402
 from probe.analysis.config import AnalysisConfig  # noqa: E402
 from probe.analysis.cues import Cue, default_cues  # noqa: E402
-from probe.analysis.engine import _finding, decide_q, run_cue_tests  # noqa: E402
+from probe.analysis.decide import _finding, decide_q  # noqa: E402
+from probe.analysis.engine import run_cue_tests  # noqa: E402
 from probe.analysis.lab import Lab, Observation  # noqa: E402
 from probe.analysis.plan import class_carriers  # noqa: E402
 from probe.analysis.stats import FDR_FAMILIES, binomial_interval  # noqa: E402

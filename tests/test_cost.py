@@ -18,7 +18,8 @@ import pytest
 from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, write_run
 from conftest import probe_script, run_main
 from probe.analysis import AnalysisConfig, analyze_run, read_findings
-from probe.auditing.cost import AuditPlan, Budget, Stage, plan_audit
+from probe.auditing.budget import Budget
+from probe.auditing.cost import AuditPlan, Stage, plan_audit
 from probe.errors import RunError
 from probe.tokens import TokenConfig
 

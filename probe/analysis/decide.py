@@ -10,26 +10,36 @@ model loaded:
 2. Rebuild every test and off-object test from its record (probe/analysis/per_class.py), in the order one
    process builds them.
 3. Step 6: the false-discovery-rate step over the confirmed tests of *every* class at once
-   (:func:`probe.analysis.engine.decide_q`), then each test's finding by the pass rule.
+   (:func:`decide_q`, below), then each test's finding by the pass rule.
 4. Step 7: who checked the images, the base rates and the proposals (measured with the class), rank; write
    findings.json, findings.parquet and analysis.json. Each unit's notes, images and timings are counted once.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from probe.analysis.class_evidence import ClassRun, mean_iou
 from probe.analysis.config import AnalysisConfig
 from probe.analysis.errors import AnalysisError
-from probe.analysis.finding import Findings, rank_findings, write_findings
+from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
 from probe.analysis.plan import finished_classes
-from probe.analysis.policy import checked, describe_rule
+from probe.analysis.policy import checked, describe_rule, verdict
+from probe.analysis.sample import Sample
+from probe.analysis.stats import fdr_family_q
 from probe.run import RunDir
 
-__all__ = ["decide_run", "missing_records"]
+if TYPE_CHECKING:
+    from probe.analysis.lab import Lab
+    from probe.analysis.plan import Test
+
+__all__ = ["decide_q", "decide_run", "missing_records"]
 
 
 def missing_records(run_dir, config: AnalysisConfig) -> list[int]:
@@ -48,8 +58,6 @@ def missing_records(run_dir, config: AnalysisConfig) -> list[int]:
 def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, labels: list[str] | None = None) -> Findings:
     """Steps 6-7 over the run's finished classes, from their records (``records``: those just measured, else read);
     writes findings and analysis.json and returns the findings, best first. Loads no model."""
-    from probe.analysis.engine import (_budget_record, _corroborate, _finding, _pairs, _with_base_rate,
-                                       decide_q)
     from probe.analysis.per_class import off_object_of, settings_of, tests_of
 
     started = time.perf_counter()
@@ -203,3 +211,135 @@ def _attributions(summaries: list[dict]) -> dict:
             out["layer"] = s["layer"]
     out.update(skipped=skipped, seconds=seconds)
     return out
+
+
+def decide_q(cfg: AnalysisConfig, family: str, confirmed: list[Test], off_confirmed: list = ()) -> None:
+    """Step 6's multiplicity: q-values over the confirmed tests (cue tests and off-object alike), set on each
+    test's ``effect``, under ``family`` (:data:`probe.analysis.stats.FDR_FAMILIES`: one family over the audit, or
+    one per class with Benjamini–Bogomolov selection). The pass rule (``_finding``) reads them."""
+    off_confirmed = list(off_confirmed)
+    tested = list(confirmed) + off_confirmed
+    effects = [t.confirm.effect() for t in confirmed] + [t.confirm.effect for t in off_confirmed]
+    qs = fdr_family_q(effects, [t.cls.index for t in tested], family=family, q=cfg.thresholds.fdr_q,
+                      method=cfg.thresholds.fdr_method)
+    for test, effect in zip(tested, qs):
+        test.effect = effect
+
+
+def _with_base_rate(finding: Finding, rates: dict[int, dict]) -> Finding:
+    rate = rates.get(finding.class_index, {}).get(finding.cue)
+    if rate is None or finding.kind == "off-object":
+        return finding
+    return replace(finding, details={**finding.details, "base_rate": rate})
+
+
+def _budget_record(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], off_unconfirmed: list,
+                   notes: list[str]) -> dict | None:
+    """analysis.json's ``budget`` (None without one), and a note when it ended confirmation: how many candidate
+    tests it left screening-only (never passing) or stopped before their target precision."""
+    if cfg.max_images is None:
+        return None
+    unconfirmed = [t for t in candidates if t.confirm is None and "budget" in t.extra]
+    cut = [t for t in candidates if t.confirm is not None and "budget" in t.extra]
+    ended = bool(unconfirmed or cut or off_unconfirmed)
+    confirming = sum(v for k, v in lab.by_stage.items() if k in ("confirm", "off_object_confirm"))
+    if ended:
+        notes.append(f"the image budget ({cfg.max_images:,} images) ended confirmation: {len(unconfirmed)} candidate "
+                     f"cue tests and {len(off_unconfirmed)} off-object tests were left screening-only (never passing), "
+                     f"{len(cut)} stopped before their target precision; the most decisive screens were confirmed first")
+    return {"max_images": cfg.max_images, "images_generated": lab.images_generated,
+            "screening_images": lab.images_generated - confirming, "confirmation_images": confirming,
+            "ended_confirmation": ended, "order": "largest |screened effect| / standard error first",
+            "unconfirmed": [list(t.key) for t in unconfirmed] + [["off-object", t.cls.index, "off-object"]
+                                                                for t in off_unconfirmed],
+            "stopped": [list(t.key) for t in cut]}
+
+
+def _pairs(test: Test) -> dict:
+    """One test's pairs for analysis.json: screening and confirmation apart (only like is paired with like)."""
+    entry = {"kind": test.kind, "class_index": test.cls.index, "class_name": test.cls.name, "cue": test.cue.name,
+             "screen": test.screen.pairs()}
+    if test.confirm is not None:
+        entry["confirm"] = test.confirm.pairs()
+    return entry
+
+
+def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
+    """The finding a test supports: confirmed (passes or weak), inconclusive, screened only, or nothing."""
+    t = cfg.thresholds
+    screen = test.screen
+    details = {"category": test.cue.category, "description": test.cue.description,
+               "screen": {"effect": _round(screen.mean), "n": screen.n, "excluded": screen.excluded}}
+    if test.cue.attribute is not None:
+        details.update(attribute=test.cue.attribute, value=test.cue.value)
+    details.update(test.extra)
+    if test.kind == "necessity":
+        details["counters"] = screen.extra.get("counters", [])
+        details["counter_templates"] = list(test.cue.counters)
+        details["counter_values"] = list(test.cue.counter_values)
+    if test.confirm is not None and test.effect is not None:
+        sample, effect = test.confirm, test.effect
+        details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
+        status, passes, strength = verdict(t, test.kind, effect, test.inconclusive(sample))
+        if strength is None:
+            return None
+        details["excluded_note"] = _excluded_note(test, sample)
+        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, effect.q, passes, strength,
+                      status, sample, details)
+    if screen.n and test.inconclusive(screen):
+        effect = screen.effect()
+        details["excluded_note"] = _excluded_note(test, screen)
+        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
+                      "inconclusive", screen, details)
+    size = abs(screen.mean) if test.kind in t.two_sided_kinds else screen.mean
+    if screen.n == 0 or not size >= t.weak_effect:
+        return None
+    effect = screen.effect()
+    details.update({k: v for k, v in screen.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
+    return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
+                  "screened", screen, details)
+
+
+def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None) -> Finding:
+    """A token shift says what the token added; that the *classifier* relies on it needs the classifier to
+    respond to the cue the same way. Without that (the cue's sufficiency effect on the class has the other
+    sign or is below the weak bar), the finding is kept as weak evidence with the reason."""
+    if sufficiency is None:
+        return finding
+    sample = sufficiency.confirm if sufficiency.confirm is not None and sufficiency.confirm.n else sufficiency.screen
+    response = sample.mean
+    if math.isfinite(response) and np.sign(response) == np.sign(finding.effect) and abs(response) >= cfg.thresholds.weak_effect:
+        return finding
+    reason = (f"the token changed it, but the classifier's probability moves by {response:+.2f} when the cue is "
+              "added to other objects" if math.isfinite(response) else "no sufficiency data to corroborate it")
+    status = "weak"
+    return replace(finding, passes=False, strength="weak", status=status,
+                   sentence="Weak evidence: " + finding.sentence + f" — {reason}",
+                   details={**finding.details, "not_corroborated": reason})
+
+
+def _excluded_note(test: Test, sample: Sample) -> str | None:
+    if not sample.excluded:
+        return None
+    what = {"sufficiency": "image pairs lost the object or the cue",
+            "necessity": "image pairs lost the object or did not show the asked value",
+            "token-shift": "image pairs lost the object"}[test.kind]
+    base = (f" (the generator loses about {test.failure:.0%} of this class's pairs whatever the cue; more pairs were "
+            f"drawn to make up for them)" if test.failure else "")
+    return f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}"
+
+
+def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sample: Sample, details) -> Finding:
+    extra = {**details, **sample.extra}
+    return Finding(class_index=test.cls.index, class_name=test.cls.name, cue=test.cue.name, kind=test.kind,
+                   effect=float(mean), ci_low=float(low), ci_high=float(high), n_images=int(n),
+                   evidence=tuple(e for e in sample.evidence if e) or tuple(e for e in test.screen.evidence if e),
+                   passes=bool(passes), strength=strength, status=status, p=float(p), q=float(q),
+                   excluded=sample.excluded, attempted=sample.attempted,
+                   sentence=sentence(test.kind, test.cls.name, test.cue.description, float(mean), (float(low), float(high)),
+                                     int(n), status=status, extra=extra),
+                   details=details)
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(float(value), 4)

@@ -15,7 +15,7 @@
    budget is spent). Only confirmation pairs decide; screening data is never reused for the decision.
    With ``confirm_like`` (another run on the same seeds), the tests that run confirmed are confirmed too,
    on as many pairs, so that ``probe compare`` can pair them.
-6. Decide: p-values of the confirmed tests, false-discovery-rate control over the confirmed tests
+6. Decide (probe/analysis/decide.py, after every class is measured): p-values of the confirmed tests, false-discovery-rate control over the confirmed tests
    (``AnalysisConfig.fdr``: one Benjamini–Yekutieli family for the audit up to 20 classes, per-class families
    with Benjamini–Bogomolov selection above), then effect, q and pair count against the thresholds; a test whose
    interventions mostly failed is inconclusive, never a finding.
@@ -28,26 +28,25 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from probe.analysis._util import load_png
-from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token, mean_iou
+from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
 from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
 from probe.analysis.discovery import propose_cues
 from probe.analysis.errors import AnalysisError
-from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
+from probe.analysis.finding import Findings
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes, object_name,
                                  set_up)
-from probe.analysis.policy import checked, describe_rule, failure_rate, verdict
+from probe.analysis.policy import failure_rate
 from probe.analysis.sample import Sample
-from probe.analysis.stats import fdr_family_q
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.domains import domain_for
@@ -131,7 +130,6 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 
     # 3. per class: attributions, nearest words, attention IoU, off-object ------------------------
     per_class: dict[str, dict] = {}
-    findings: list[Finding] = []
     off_object: list[OffObjectTest] = []  # screened on each class's token gallery
     attr = Attributions(cfg, classifier)
     for n, cls in enumerate(classes):
@@ -332,19 +330,6 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     return CueTests(tests, candidates, added, suspects, like)
 
 
-def decide_q(cfg: AnalysisConfig, family: str, confirmed: list[Test], off_confirmed: list = ()) -> None:
-    """Step 6's multiplicity: q-values over the confirmed tests (cue tests and off-object alike), set on each
-    test's ``effect``, under ``family`` (:data:`probe.analysis.stats.FDR_FAMILIES`: one family over the audit, or
-    one per class with Benjamini–Bogomolov selection). The pass rule (``_finding``) reads them."""
-    off_confirmed = list(off_confirmed)
-    tested = list(confirmed) + off_confirmed
-    effects = [t.confirm.effect() for t in confirmed] + [t.confirm.effect for t in off_confirmed]
-    qs = fdr_family_q(effects, [t.cls.index for t in tested], family=family, q=cfg.thresholds.fdr_q,
-                      method=cfg.thresholds.fdr_method)
-    for test, effect in zip(tested, qs):
-        test.effect = effect
-
-
 def _screen_token_shift(cls: ClassRun, cues: list[Cue], scorer, object_attribute, object_value) -> dict[str, Sample]:
     """Token-shift screening on the run's own evaluation images (paired by prompt index and seed)."""
     records = [r for r in cls.metrics.get("images", []) if (cls.dir / r["path"]).is_file()]
@@ -374,19 +359,6 @@ def _base_rates(cls: ClassRun, cues: list[Cue], scorer) -> dict[str, dict]:
         if reads and attribute in reads[0]:
             out[cue.name] = {"shown": sum(r.get(attribute) == value for r in reads), "of": len(reads)}
     return out
-
-
-def _with_proposal(finding: Finding, discovered: dict) -> Finding:
-    """A finding on a discovered cue carries why it was proposed (``details.proposed``: the shift, the reason)."""
-    found = next((p for p in discovered.get(finding.class_index, []) if p.cue.name == finding.cue), None)
-    return finding if found is None else replace(finding, details={**finding.details, "proposed": found.to_dict()})
-
-
-def _with_base_rate(finding: Finding, rates: dict[int, dict]) -> Finding:
-    rate = rates.get(finding.class_index, {}).get(finding.cue)
-    if rate is None or finding.kind == "off-object":
-        return finding
-    return replace(finding, details={**finding.details, "base_rate": rate})
 
 
 def _suspect_counters(cfg: AnalysisConfig, cues: list[Cue], samples: dict, classes: list[ClassRun],
@@ -568,28 +540,6 @@ def _within_budget(cfg: AnalysisConfig, lab: Lab, active: list[Test], one) -> li
     return active
 
 
-def _budget_record(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], off_unconfirmed: list,
-                   notes: list[str]) -> dict | None:
-    """analysis.json's ``budget`` (None without one), and a note when it ended confirmation: how many candidate
-    tests it left screening-only (never passing) or stopped before their target precision."""
-    if cfg.max_images is None:
-        return None
-    unconfirmed = [t for t in candidates if t.confirm is None and "budget" in t.extra]
-    cut = [t for t in candidates if t.confirm is not None and "budget" in t.extra]
-    ended = bool(unconfirmed or cut or off_unconfirmed)
-    confirming = sum(v for k, v in lab.by_stage.items() if k in ("confirm", "off_object_confirm"))
-    if ended:
-        notes.append(f"the image budget ({cfg.max_images:,} images) ended confirmation: {len(unconfirmed)} candidate "
-                     f"cue tests and {len(off_unconfirmed)} off-object tests were left screening-only (never passing), "
-                     f"{len(cut)} stopped before their target precision; the most decisive screens were confirmed first")
-    return {"max_images": cfg.max_images, "images_generated": lab.images_generated,
-            "screening_images": lab.images_generated - confirming, "confirmation_images": confirming,
-            "ended_confirmation": ended, "order": "largest |screened effect| / standard error first",
-            "unconfirmed": [list(t.key) for t in unconfirmed] + [["off-object", t.cls.index, "off-object"]
-                                                                for t in off_unconfirmed],
-            "stopped": [list(t.key) for t in cut]}
-
-
 def _attention_maps_saved(cls: ClassRun) -> int:
     folder = cls.dir / "cross_attention"
     return sum(1 for _ in folder.glob("*.npy")) if folder.is_dir() else 0
@@ -615,22 +565,13 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
     return {e.key: int(e.confirm.attempted or 0) for e in analysis.pairs if e.confirm is not None}
 
 
-def _pairs(test: Test) -> dict:
-    """One test's pairs for analysis.json: screening and confirmation apart (only like is paired with like)."""
-    entry = {"kind": test.kind, "class_index": test.cls.index, "class_name": test.cls.name, "cue": test.cue.name,
-             "screen": test.screen.pairs()}
-    if test.confirm is not None:
-        entry["confirm"] = test.confirm.pairs()
-    return entry
-
-
 def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None = None) -> bool:
     """Worth confirming: the screened effect reaches the threshold in the claimed direction, or, after every round
     of adaptive screening, still reaches the weak bar.
 
     A token shift also needs at least two more pairs changed one way than the other (one flipped image of
     six is no signal), and a classifier that responds to the cue the same way in the sufficiency screen:
-    without that it could not pass (see ``_corroborate``), so confirming it would only spend images.
+    without that it could not pass (see ``probe.analysis.decide._corroborate``), so confirming it would only spend images.
     """
     s = test.screen
     if s.n == 0 or test.inconclusive(s):
@@ -649,84 +590,3 @@ def _candidate(cfg: AnalysisConfig, test: Test, sufficiency_screens: dict | None
                                                         and abs(response.mean) >= cfg.thresholds.weak_effect):
             return False
     return True
-
-
-def _finding(cfg: AnalysisConfig, test: Test) -> Finding | None:
-    """The finding a test supports: confirmed (passes or weak), inconclusive, screened only, or nothing."""
-    t = cfg.thresholds
-    screen = test.screen
-    details = {"category": test.cue.category, "description": test.cue.description,
-               "screen": {"effect": _round(screen.mean), "n": screen.n, "excluded": screen.excluded}}
-    if test.cue.attribute is not None:
-        details.update(attribute=test.cue.attribute, value=test.cue.value)
-    details.update(test.extra)
-    if test.kind == "necessity":
-        details["counters"] = screen.extra.get("counters", [])
-        details["counter_templates"] = list(test.cue.counters)
-        details["counter_values"] = list(test.cue.counter_values)
-    if test.confirm is not None and test.effect is not None:
-        sample, effect = test.confirm, test.effect
-        details.update({k: v for k, v in sample.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
-        status, passes, strength = verdict(t, test.kind, effect, test.inconclusive(sample))
-        if strength is None:
-            return None
-        details["excluded_note"] = _excluded_note(test, sample)
-        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, effect.q, passes, strength,
-                      status, sample, details)
-    if screen.n and test.inconclusive(screen):
-        effect = screen.effect()
-        details["excluded_note"] = _excluded_note(test, screen)
-        return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
-                      "inconclusive", screen, details)
-    size = abs(screen.mean) if test.kind in t.two_sided_kinds else screen.mean
-    if screen.n == 0 or not size >= t.weak_effect:
-        return None
-    effect = screen.effect()
-    details.update({k: v for k, v in screen.extra.items() if k in ("freq_baseline", "freq_token", "carriers")})
-    return _build(test, effect.mean, effect.ci_low, effect.ci_high, effect.n, effect.p, float("nan"), False, "weak",
-                  "screened", screen, details)
-
-
-def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None) -> Finding:
-    """A token shift says what the token added; that the *classifier* relies on it needs the classifier to
-    respond to the cue the same way. Without that (the cue's sufficiency effect on the class has the other
-    sign or is below the weak bar), the finding is kept as weak evidence with the reason."""
-    if sufficiency is None:
-        return finding
-    sample = sufficiency.confirm if sufficiency.confirm is not None and sufficiency.confirm.n else sufficiency.screen
-    response = sample.mean
-    if math.isfinite(response) and np.sign(response) == np.sign(finding.effect) and abs(response) >= cfg.thresholds.weak_effect:
-        return finding
-    reason = (f"the token changed it, but the classifier's probability moves by {response:+.2f} when the cue is "
-              "added to other objects" if math.isfinite(response) else "no sufficiency data to corroborate it")
-    status = "weak"
-    return replace(finding, passes=False, strength="weak", status=status,
-                   sentence="Weak evidence: " + finding.sentence + f" — {reason}",
-                   details={**finding.details, "not_corroborated": reason})
-
-
-def _excluded_note(test: Test, sample: Sample) -> str | None:
-    if not sample.excluded:
-        return None
-    what = {"sufficiency": "image pairs lost the object or the cue",
-            "necessity": "image pairs lost the object or did not show the asked value",
-            "token-shift": "image pairs lost the object"}[test.kind]
-    base = (f" (the generator loses about {test.failure:.0%} of this class's pairs whatever the cue; more pairs were "
-            f"drawn to make up for them)" if test.failure else "")
-    return f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}"
-
-
-def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sample: Sample, details) -> Finding:
-    extra = {**details, **sample.extra}
-    return Finding(class_index=test.cls.index, class_name=test.cls.name, cue=test.cue.name, kind=test.kind,
-                   effect=float(mean), ci_low=float(low), ci_high=float(high), n_images=int(n),
-                   evidence=tuple(e for e in sample.evidence if e) or tuple(e for e in test.screen.evidence if e),
-                   passes=bool(passes), strength=strength, status=status, p=float(p), q=float(q),
-                   excluded=sample.excluded, attempted=sample.attempted,
-                   sentence=sentence(test.kind, test.cls.name, test.cue.description, float(mean), (float(low), float(high)),
-                                     int(n), status=status, extra=extra),
-                   details=details)
-
-
-def _round(value: float) -> float | None:
-    return None if not math.isfinite(value) else round(float(value), 4)

@@ -69,7 +69,7 @@ class AuditConfig:
         if not isinstance(self.scale, ScaleConfig):
             raise RunError("AuditConfig.scale must be a probe.auditing.scale.ScaleConfig")
         if self.budget is not None:
-            from probe.auditing.cost import Budget
+            from probe.auditing.budget import Budget
 
             Budget.parse(self.budget)  # a bad --budget is one line now, not after the tokens
 

@@ -23,7 +23,7 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
    the listed ones (upper bound).
 
 Times come from the measured throughput table (probe/auditing/throughput.py). A generator family without a row for
-this device gets images only, and the H200's time as a labelled reference. :class:`Budget` (``--budget 2h`` or
+this device gets images only, and the H200's time as a labelled reference. :class:`probe.auditing.budget.Budget` (``--budget 2h`` or
 ``--budget 5000img``) becomes ``AnalysisConfig.max_images``, which the engine honours.
 
 Torch-free at import: the CLI plans (``probe audit --dry-run``) before anything heavy loads.
@@ -34,11 +34,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from probe.auditing.budget import Budget
 from probe.auditing.throughput import REFERENCE_DEVICE, THROUGHPUT, Throughput, throughput_for
 from probe.errors import RunError
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from probe.auditing.config import AuditConfig
     from probe.token_config import TokenConfig
 
-__all__ = ["Stage", "AuditPlan", "Budget", "plan_audit", "plan_for_config", "generator_family", "device_kind",
+__all__ = ["Stage", "AuditPlan", "plan_audit", "plan_for_config", "generator_family", "device_kind",
            "class_count", "STAGES"]
 
 #: Stage name -> what it is, in the plan's words (the analysis stages are the Lab's, analysis.json images_by_stage).
@@ -242,51 +243,6 @@ def _duration(seconds: float) -> str:
     if seconds < 2 * 3600:
         return f"{seconds / 60:,.1f} min"
     return f"{seconds / 3600:,.1f} h"
-
-
-# ---------------------------------------------------------------------------------------------- budget
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|hr|hrs|hours?|m|min|mins|minutes?|s|sec|secs|seconds?|img|imgs|images?)\s*$",
-                     re.IGNORECASE)
-_SECONDS = {"h": 3600, "m": 60, "s": 1}
-
-
-@dataclass(frozen=True)
-class Budget:
-    """``--budget``: device time for the analysis (``2h``, ``90m``, ``600s``) or an image count (``5000img``)."""
-
-    text: str
-    images: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self):
-        if (self.images is None) == (self.seconds is None):
-            raise RunError(f"--budget {self.text!r}: give either images or device time")
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Budget | None":
-        if text is None:
-            return None
-        match = _BUDGET.match(str(text))
-        value = float(match.group(1)) if match else 0.0
-        if not match or value <= 0:
-            raise RunError(f"--budget {text!r} is not a budget; give device hours, minutes or seconds for the analysis "
-                           "(2h, 90m, 600s) or an image count (5000img)")
-        unit = match.group(2).lower()
-        if unit.startswith("i"):
-            if value != int(value):
-                raise RunError(f"--budget {text!r}: an image count is a whole number; give device time (2h, 90m, "
-                               "600s) or whole images (5000img)")
-            return cls(str(text), images=int(value))
-        return cls(str(text), seconds=value * _SECONDS[unit[0]])
-
-    def max_images(self, seconds_per_image: float | None, where: str = "") -> int:
-        """The analysis's image cap this budget means, at ``seconds_per_image`` (device time per no-gradient image)."""
-        if self.images is not None:
-            return self.images
-        if seconds_per_image is None:
-            raise RunError(f"--budget {self.text}: no measured throughput{' for ' + where if where else ''} turns time "
-                           "into images; give an image count instead, e.g. --budget 5000img")
-        return max(1, int(self.seconds / seconds_per_image))
 
 
 # ---------------------------------------------------------------------------------------------- counting

@@ -241,7 +241,8 @@ def count_classes(config: AuditConfig, classifier) -> tuple[list[str], list[int]
 def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None):
     """The audit's :class:`probe.auditing.cost.AuditPlan` (with ``--budget`` turned into images); the class count
     from ``classifier`` when given, else from the labels (a RunError when neither tells it)."""
-    from probe.auditing.cost import Budget, plan_for_config
+    from probe.auditing.budget import Budget
+    from probe.auditing.cost import plan_for_config
 
     counted = count_classes(config, classifier)
     if counted is None:
