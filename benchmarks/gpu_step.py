@@ -164,7 +164,7 @@ def build_generator(size: str, family: str, device: torch.device, dtype: torch.d
 
     from probe.generators import Generator, SamplingDefaults
     from probe.generators.load import _quiet_libraries
-    from probe.world.text import write_tokenizer
+    from probe.generators.tokenizer import write_tokenizer
 
     _quiet_libraries()
     cfg = _configs(size, family)

@@ -9,7 +9,8 @@ import torch
 from probe.errors import ProbeError
 from probe.world import BACKGROUNDS, COLORS, SHAPES, TAGS, caption, render, sample_scene
 from probe.world.scenes import COLOR_RGB, render_batch, sample_attributes
-from probe.world.text import PREFIXES, caption_batch, caption_words, full_caption, write_tokenizer
+from probe.generators.tokenizer import write_tokenizer
+from probe.world.text import PREFIXES, caption_batch, caption_words, full_caption
 
 
 def test_vocabulary_sizes():
@@ -133,7 +134,7 @@ def test_caption_batch_matches_caption_grammar():
 
 
 def test_tokenizer_knows_every_caption_word_and_never_fails(tmp_path):
-    tok = write_tokenizer(tmp_path / "tok")
+    tok = write_tokenizer(tmp_path / "tok", caption_words())
     for w in caption_words():
         assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
     ids = tok("a photo of a zebra-ish thing, 3 é!", add_special_tokens=False).input_ids

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from probe.world.text import write_tokenizer
+from probe.generators.tokenizer import write_tokenizer
 
 WORDS = ("a photo of picture the an on with red blue green circle square star heart "
          "grass sand water snow cat dog tabby tiger").split()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from probe.world.text import write_tokenizer
+from probe.generators.tokenizer import write_tokenizer
 
 from tiny_sd import WORDS
 

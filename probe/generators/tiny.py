@@ -30,7 +30,7 @@ def build_tiny_sd(folder: str | Path, *, seed: int = 0, image_size: int = 32, st
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from probe.world.text import write_tokenizer
+    from probe.generators.tokenizer import write_tokenizer
 
     folder = Path(folder)
     torch.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Captions of shapes-world scenes and the offline CLIP-format tokenizer.
+"""Captions of shapes-world scenes (the world's tokenizer is probe.generators.tokenizer over caption_words()).
 
 Captions are free-form: the shape is always named (it is the class), every other
 attribute is mentioned only some of the time, so that a partial prompt such as
@@ -10,9 +10,6 @@ trained, in-vocabulary token.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -81,77 +78,6 @@ def caption_words() -> list[str]:
     words.update(SHAPES + COLORS + BACKGROUNDS + TAGS)
     words.discard("-")
     return sorted(words)
-
-
-# ---------------------------------------------------------------------------
-# Tokenizer: a byte-level BPE in CLIP's file format, learned offline from the
-# caption words so that each of them is one token; anything else falls back to
-# smaller pieces down to single bytes (all 256 are in the vocabulary), never <unk>.
-# ---------------------------------------------------------------------------
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2's reversible map from bytes to printable unicode characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def learn_bpe(words: list[str]) -> list[tuple[str, str]]:
-    """Greedy BPE merges that turn every word of ``words`` into a single symbol."""
-    seqs = {w: tuple(list(w[:-1]) + [w[-1] + "</w>"]) for w in words}
-    merges: list[tuple[str, str]] = []
-    while True:
-        pairs: Counter = Counter()
-        for seq in seqs.values():
-            for a, b in zip(seq, seq[1:]):
-                pairs[(a, b)] += 1
-        if not pairs:
-            return merges
-        best = max(pairs.items(), key=lambda kv: (kv[1], [-ord(ch) for ch in "".join(kv[0])]))[0]
-        merges.append(best)
-        for w, seq in seqs.items():
-            out, i = [], 0
-            while i < len(seq):
-                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
-                    out.append(seq[i] + seq[i + 1])
-                    i += 2
-                else:
-                    out.append(seq[i])
-                    i += 1
-            seqs[w] = tuple(out)
-
-
-MODEL_MAX_LENGTH = 32
-
-
-def write_tokenizer(folder: str | Path, words: list[str] | None = None):
-    """Write a CLIPTokenizer (vocab.json, merges.txt, configs) to ``folder`` and return it loaded."""
-    from transformers import CLIPTokenizer
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    words = sorted(set(words or caption_words()))
-    merges = learn_bpe(words)
-    byte_chars = list(_bytes_to_unicode().values())
-    vocab_list = byte_chars + [c + "</w>" for c in byte_chars]
-    seen = set(vocab_list)
-    for a, b in merges:
-        if a + b not in seen:
-            vocab_list.append(a + b)
-            seen.add(a + b)
-    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {tok: i for i, tok in enumerate(vocab_list)}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
-    tok = CLIPTokenizer(vocab=vocab, merges=[tuple(m) for m in merges], model_max_length=MODEL_MAX_LENGTH)
-    tok.save_pretrained(folder)
-    return CLIPTokenizer.from_pretrained(folder)
 
 
 def caption_batch(attributes: Mapping[str, np.ndarray], rng: np.random.Generator) -> list[str]:

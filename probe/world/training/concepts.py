@@ -6,7 +6,7 @@ exercises exactly the code a user's downloaded CLIP goes through (probe/concepts
 
 Steps (each run is seeded, time-budgeted and resumable from ``OUT/state.pt``):
 
-1. tokenizer - the world's byte-level BPE (probe.world.text.write_tokenizer) over the caption words plus the
+1. tokenizer - the world's byte-level BPE (probe.generators.tokenizer.write_tokenizer) over the caption words plus the
                words of the other phrasings below, so none of them falls back to bytes
 2. pool      - a pool of rendered scenes (attributes known), re-used with fresh captions and augmentations
 3. train     - contrastive image-caption loss with soft targets: a caption matches every image of the batch
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ProbeError
-from probe.world.scenes import BACKGROUNDS, COLORS, SHAPES, TAGS, VOCAB, render_batch, sample_attributes
+from probe.world.scenes import COLORS, SHAPES, VOCAB, render_batch, sample_attributes
 
 __all__ = ["ConceptTrainConfig", "train_concepts", "export_concepts", "evaluate_concepts", "OTHER_PHRASINGS"]
 
@@ -229,7 +229,7 @@ def _render_pool(n: int, seed: int) -> tuple[torch.Tensor, dict[str, np.ndarray]
 
 def train_concepts(config: ConceptTrainConfig, *, log=print) -> tuple[object, object, dict]:
     """Train (or resume) the concept model; returns (model, processor, checkpoint state)."""
-    from probe.world.text import write_tokenizer
+    from probe.generators.tokenizer import write_tokenizer
 
     torch.set_num_threads(config.threads)
     started = time.time()

@@ -182,12 +182,13 @@ def save_state(state: dict, out: Path, parts: Path | None, log: Log):
 def get_tokenizer(out: Path):
     from transformers import CLIPTokenizer
 
-    from probe.world.text import write_tokenizer
+    from probe.generators.tokenizer import write_tokenizer
+    from probe.world.text import caption_words
 
     folder = out / "tokenizer"
     if (folder / "tokenizer_config.json").exists():
         return CLIPTokenizer.from_pretrained(folder)
-    return write_tokenizer(folder)
+    return write_tokenizer(folder, caption_words())
 
 
 @torch.no_grad()
