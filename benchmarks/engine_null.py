@@ -1,6 +1,6 @@
 """The whole engine under the null: false-discovery rate and power of probe's cue tests at 10, 100 and 1000 classes.
 
-The engine's real decision machinery runs (probe.analysis.engine.run_cue_tests, decide_q, _finding): sufficiency
+The engine's real decision machinery runs (probe.analysis.engine.run_cue_tests, probe.analysis.decide.decide_q, _finding): sufficiency
 screening (one shared pass, or per class on its confusers), the counter rule, necessity screening with adaptive
 extension, candidate selection, confirmation rounds with the futility stop and the top-up of lost pairs, the
 false-discovery-rate step and the pass rule. Only the images are synthetic: a :class:`SyntheticLab` answers

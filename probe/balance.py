@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from probe.classifiers.labels import object_name
 from probe.errors import ProbeError
 from probe.files import check_writable, save_png, slugify, write_json, write_text
 
@@ -212,14 +213,9 @@ def plan_balance(run_dir: str | Path, specs: Sequence[str], confusers: int = 2) 
     from probe.run import RunDir
 
     run = RunDir(run_dir)
-    if not run.has_config():
-        raise BalanceError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of "
-                           "`probe audit`")
+    run.require_config(BalanceError)
     labels = run.read_labels() or []
-    findings = run.read_finding_records()
-    if findings is None:
-        raise BalanceError(f"{str(run_dir)!r} has no findings.json (the analysis did not run); finish the audit's "
-                           "analysis first: --balance needs a finding's cue")
+    findings = run.require_findings(BalanceError, "finish the audit's analysis first: --balance needs a finding's cue")
     analysis = run.read_analysis_summary()
     metrics = {index: m for _, m in run.finished_classes() if isinstance(m, dict)
                for index in [m.get("class_index")] if isinstance(index, int)}
@@ -249,6 +245,7 @@ def _split(spec: str, labels: list[str], findings) -> tuple[int, str]:
 
 
 def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: int) -> BalanceTarget:
+
     from probe.analysis.confusers import confusers as nearest
 
     # 1. the class and the cue, which must be a cue of one of the class's findings with an attribute and a value
@@ -288,7 +285,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     carriers = [c for f in mine if f.cue == cue and f.kind == "sufficiency"
                 for c in (f.details.get("carriers") or [])]
     for text in carriers:
-        hit = next((i for i, n in enumerate(labels) if _object(n) == str(text) and i != index), None)
+        hit = next((i for i, n in enumerate(labels) if object_name(n) == str(text) and i != index), None)
         if len(near) < k and hit is not None and hit not in near:
             near.append(hit)
     return BalanceTarget(spec, index, labels[index], cue, attribute, value, template, tuple(counters), tuple(values),
@@ -315,10 +312,6 @@ def _phrase(template: str) -> str:
     return " ".join(template.replace("{}", " ").split())
 
 
-def _object(label: str) -> str:
-    return str(label).split(",")[0].strip()
-
-
 # ------------------------------------------------------------------------------------------ the verb
 def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceConfig | None = None, generator=None,
                      check=None, progress=None, **settings) -> BalanceResult:
@@ -337,10 +330,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
     config = config or BalanceConfig(**settings)
     # 2. the run and every spec, resolved before anything loads
     run = RunDir(run_dir)
-    saved = run.read_run_config()
-    if saved is None:
-        raise BalanceError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of "
-                           "`probe audit`")
+    saved = run.require_config(BalanceError)
     targets = plan_balance(run_dir, config.specs, config.confusers)
     labels = run.read_labels() or []
     token_settings = saved.token_settings()
@@ -430,6 +420,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
 # ------------------------------------------------------------------------------------------ steps
 def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: dict) -> list[Group]:
     """The class without the cue (its counters cycled), then each confuser with the cue."""
+
     template = str((token_settings.get("templates") or ["a photo of a {}"])[0])
     if template.count("{}") != 1:
         template = "a photo of a {}"
@@ -446,19 +437,19 @@ def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: 
 
             return TOKEN, directory / TOKEN_FILE
         name = m.get("class_name") if m is not None and isinstance(m.get("class_name"), str) else labels[i]
-        return _object(name), None
+        return object_name(name), None
 
     out = []
     own, token_file = phrase(t.class_index)
     out.append(Group(t.spec, t.cue, t.attribute, t.value, t.class_index, t.class_name, folder(t.class_index), ROLES[0],
-                     _object(labels[t.class_index]),
+                     object_name(labels[t.class_index]),
                      tuple(template.replace("{}", c.replace("{}", own)) for c in t.counter_templates),
                      t.counter_values, tuple((t.value,) for _ in t.counter_values), token_file))
     for c in t.confusers:
         other, token_file = phrase(c)
         if not other.strip():
             continue
-        out.append(Group(t.spec, t.cue, t.attribute, t.value, c, labels[c], folder(c), ROLES[1], _object(labels[c]),
+        out.append(Group(t.spec, t.cue, t.attribute, t.value, c, labels[c], folder(c), ROLES[1], object_name(labels[c]),
                          (template.replace("{}", t.template.replace("{}", other)),), (t.value,), (t.counter_values,),
                          token_file))
     return out
@@ -488,42 +479,16 @@ def _domain_object_attribute(analysis) -> str | None:
 
 
 def _load_check(analysis, concepts: str, labels: list[str], targets: list[BalanceTarget]):
-    """The world's oracles for a run they checked ("auto"), else the concept model ``concepts`` names; never a model
-    named by the run directory."""
-    from probe.analysis.checks import ConceptModelCheck, concept_cues, run_oracles
+    """The world's oracles for a run they checked ("auto"), else the concept model ``concepts`` names over the run's
+    cues and the specs' own (as their findings name them)."""
+    from probe.analysis.checks import check_for_run
     from probe.analysis.cues import Cue
 
-    if concepts == "none":
-        raise BalanceError("--concepts none would keep images nobody checked; pass a CLIP or SigLIP hub id or folder "
-                           "(world runs: leave --concepts at auto for the world's oracles)")
-    if concepts == "auto":
-        oracles = run_oracles(analysis)
-        if oracles is None:
-            raise BalanceError("this run was not checked by an installed domain's oracles, so nothing would check the "
-                               "generated images; pass --concepts with a CLIP or SigLIP hub id or folder (e.g. "
-                               "openai/clip-vit-large-patch14)")
-        return oracles
-    from probe.concepts import load_concepts
-
-    model = load_concepts(concepts)
-    cues = []
-    listed = (analysis.cues or {}).get("list") if analysis is not None and isinstance(analysis.cues, dict) else None
-    for c in listed or []:
-        if isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("template"), str):
-            try:
-                cues.append(Cue(**{k: (tuple(c[k]) if isinstance(c[k], list) else c[k]) for k in
-                                   ("name", "template", "counters", "category", "description", "attribute", "value",
-                                    "counter_values") if k in c}))
-            except (ProbeError, TypeError):
-                continue  # a damaged cue of the run's list is one cue fewer to read, not a crash
-    cues = concept_cues(cues)
-    known = {(c.attribute, c.value) for c in cues}
-    for t in targets:  # the specs' own cues, as their findings name them
-        if (t.attribute, t.value) not in known:
-            cues.append(Cue(name=t.cue, template=t.template, counters=t.counter_templates, attribute=t.attribute,
-                            value=t.value, counter_values=t.counter_values))
-            known.add((t.attribute, t.value))
-    return ConceptModelCheck(model, [_object(n) for n in labels], cues)
+    specs = [Cue(name=t.cue, template=t.template, counters=t.counter_templates, attribute=t.attribute, value=t.value,
+                 counter_values=t.counter_values) for t in targets]
+    return check_for_run(analysis, concepts, labels, specs, error=BalanceError,
+                         none_means="would keep images nobody checked",
+                         unchecked="nothing would check the generated images")[0]
 
 
 def _target_dict(t: BalanceTarget, labels: list[str]) -> dict:

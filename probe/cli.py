@@ -261,8 +261,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     from probe.report import render_report
     from probe.run import RunDir
 
-    if not RunDir(run_dir).has_config():
-        raise ProbeError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
+    RunDir(run_dir).require_config(ProbeError)
     if (model is None) != (generator is None):
         raise ProbeError("--model and --generator go together (the run's analysis needs both); pass both, or neither "
                          "to re-render without analysing")

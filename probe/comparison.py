@@ -230,10 +230,7 @@ def _open(path, label: str) -> _Run:
     """Run ``label``'s files, each checked where RunDir reads it (a damaged one is a RunError naming the file and
     the field, so nothing below meets a value of the wrong type)."""
     run = RunDir(path)
-    config = run.read_run_config() if run.root.is_dir() else None
-    if config is None:
-        raise CompareError(f"run {label} {str(path)!r} is not a probe run directory (no config.json); pass the --out "
-                           "folder of `probe audit`")
+    config = run.require_config(CompareError, f"run {label} ")
     analysis = run.read_analysis_summary()
     if analysis is None:
         raise CompareError(f"run {label} {str(path)!r} has no analysis.json; run `probe audit` on it again with the "

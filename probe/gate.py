@@ -273,13 +273,8 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     # 2. the run: a probe run whose analysis ran (no findings is an error, never a pass); every file read is
     #    checked by RunDir, so a damaged one is a one-line RunError naming the file and the field
     run = RunDir(run_dir)
-    config = run.read_run_config()
-    if config is None:
-        raise GateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of `probe audit`")
-    findings = run.read_finding_records()
-    if findings is None:
-        raise GateError(f"{str(run_dir)!r} has no findings.json (the analysis was switched off or failed); run "
-                        "`probe audit` with the analysis on into it first, then check it")
+    config = run.require_config(GateError)
+    findings = run.require_findings(GateError, "run `probe audit` with the analysis on into it first, then check it")
     analysis = run.read_analysis_summary()
     # 3. the audited classes: those the run selected or finished, optionally narrowed by ``classes``
     labels = run.read_labels() or []

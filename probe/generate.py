@@ -234,10 +234,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     config = config or GenerateConfig(**settings)
     # 2. the run: its audit settings, labels and the selected classes' tokens (nothing loaded yet)
     run = RunDir(run_dir)
-    saved = run.read_run_config()
-    if saved is None:
-        raise GenerateError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder "
-                            "of `probe audit`")
+    saved = run.require_config(GenerateError)
     token_settings = saved.token_settings()  # as given, with what the audit decided (config.json's "effective")
     _check_seeds(token_settings, config.attempts)
     template = config.prompt or _default_template(token_settings)

@@ -15,6 +15,7 @@ test make the generator fail an intervention (drop a cue, lose the object).
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,19 @@ def fake_domain(source, name: str = "fake"):
 
     return Domain(name=name, generator_path=lambda: Path(source), cues=fake_cues, scorer=FakeOracles,
                   object_attribute="shape", description="the tests' fake shapes world")
+
+
+@contextmanager
+def registered(source):
+    """The fake world registered as a domain (``fake_domain(source)``) for the duration of a ``with`` block."""
+    import probe.domains as registry
+
+    registry.domains()  # entry points first, so the fake domain is only ever added on top
+    registry.register_domain(fake_domain(source))
+    try:
+        yield
+    finally:
+        registry._REGISTRY.pop("fake", None)
 
 
 def fake_cues():

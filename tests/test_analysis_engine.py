@@ -14,7 +14,6 @@ import math
 import os
 import re
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, fake_domain, write_run
+from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, registered, write_run
 from probe.analysis import AnalysisConfig, AnalysisError, Cue, analyze_run, read_findings
 
 STAR = CLASSES.index("star")
@@ -36,17 +35,6 @@ def _lose_object(prompt: str) -> str:
     return re.sub(r"\b(circle|square|star)\b", lambda m: NEXT[m.group(1)], prompt)
 
 
-@contextmanager
-def _registered(source: Path):
-    """The fake world registered as a domain for the duration of one analysis."""
-    import probe.domains as registry
-
-    registry.domains()  # entry points first, so the fake domain is only ever added on top
-    registry.register_domain(fake_domain(source))
-    try:
-        yield
-    finally:
-        registry._REGISTRY.pop("fake", None)
 
 
 def _audit(tmp: Path, planted: bool, *, config=FAST, tokens=TOKENS, rewrite=None, moved=None, domain=True, **kw):
@@ -57,7 +45,7 @@ def _audit(tmp: Path, planted: bool, *, config=FAST, tokens=TOKENS, rewrite=None
     run = write_run(tmp / "run", gen, clf, tokens=tokens, n_seeds=4, moved=moved)
     if not domain:
         return run, gen, analyze_run(run, clf, gen, config, **kw)
-    with _registered(source):
+    with registered(source):
         return run, gen, analyze_run(run, clf, gen, config, **kw)
 
 

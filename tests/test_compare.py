@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues, fake_domain, write_run
+from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues, registered, write_run
 from conftest import probe_script
 from probe.analysis import AnalysisConfig, Carrier, OracleCheck, Lab, analyze_run, measure_necessity, measure_sufficiency
 from probe.comparison import VERDICTS, Comparison, NoPairDataError, NotComparableError, compare
@@ -26,16 +25,6 @@ TOKENS = {0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}
 CUE_TESTS = AnalysisConfig(attributions=False, off_object=False)
 
 
-@contextmanager
-def _registered(source: Path):
-    import probe.domains as registry
-
-    registry.domains()
-    registry.register_domain(fake_domain(source))
-    try:
-        yield
-    finally:
-        registry._REGISTRY.pop("fake", None)
 
 
 def _audit(root: Path, name: str, planted: bool, config: AnalysisConfig = CUE_TESTS) -> tuple[Path, FakeGenerator]:
@@ -44,7 +33,7 @@ def _audit(root: Path, name: str, planted: bool, config: AnalysisConfig = CUE_TE
     gen = FakeGenerator({"<probe-2>": "on grass"} if planted else {}, source=str(source))
     clf = PlantedClassifier({STAR: "grass"} if planted else {})
     run = write_run(root / name, gen, clf, tokens=TOKENS, n_seeds=4)
-    with _registered(source):
+    with registered(source):
         analyze_run(run, clf, gen, config)
     return run, gen
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_domain, write_run
+from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, registered, write_run
 from probe.analysis import AnalysisConfig, AnalysisError, analyze_run
 from probe.analysis.decide import decide_run, missing_records
 from probe.analysis.engine import measure_run
@@ -32,16 +31,6 @@ TOKENS = {0: "<probe-0>", 1: "<probe-1>", 2: "<probe-2>"}
 CFG = AnalysisConfig(attributions=False, off_object=False, iou_images=0, nearest_k=0)
 
 
-@contextmanager
-def _registered(source: Path):
-    import probe.domains as registry
-
-    registry.domains()
-    registry.register_domain(fake_domain(source))
-    try:
-        yield
-    finally:
-        registry._REGISTRY.pop("fake", None)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,7 @@ def world(tmp_path_factory):
     local = write_run(tmp / "local", gen, clf, tokens=TOKENS, n_seeds=4)
     units = tmp / "units"
     shutil.copytree(local, units)
-    with _registered(source):
+    with registered(source):
         analyze_run(local, clf, gen, CFG)
         for index in TOKENS:  # one class per unit, as a worker or a shard measures it
             measure_run(units, clf, gen, CFG, only=[index])
@@ -156,7 +145,7 @@ def test_a_shard_killed_mid_analysis_resumes_with_only_its_unfinished_class(worl
         return real(cfg, lab, classes, *args, **kwargs)
 
     run = RunDir(run_dir)
-    with _registered(source):
+    with registered(source):
         monkeypatch.setattr(engine, "run_cue_tests", killed_in_class_1)
         result = AuditResult(run_dir=run_dir, rows=[])
         assert _analyse_slice(run, config, clf, gen, [0, 1, 2], CLASSES, None, False, result) is True

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import engine_null  # noqa: E402
-import probe.analysis.engine as engine  # noqa: E402
+import probe.analysis.decide as decide  # noqa: E402
 from probe.analysis.cues import default_cues  # noqa: E402
 from probe.analysis.policy import Thresholds  # noqa: E402
 
@@ -32,12 +32,12 @@ def test_under_the_null_the_fdr_step_keeps_false_passes_away_and_without_it_they
         assert with_fdr["families"][family]["false"] <= 1, with_fdr
     assert with_fdr["confirmed_per_rep"] >= 20  # the null tests did reach the decision
     # the same replications with the FDR step skipped (q = p): the assertion above is one that can fail
-    real = engine.fdr_family_q
+    real = decide.fdr_family_q
     try:
-        engine.fdr_family_q = lambda effects, families, **kw: [replace(e, q=e.p) for e in effects]
+        decide.fdr_family_q = lambda effects, families, **kw: [replace(e, q=e.p) for e in effects]
         without = _null(LOW_BAR)
     finally:
-        engine.fdr_family_q = real
+        decide.fdr_family_q = real
     assert without["families"]["audit"]["false"] >= 3, without
 
 

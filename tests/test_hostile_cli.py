@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_main
 from probe.world import bundled_classifier_path
 
 CLEAN = str(bundled_classifier_path("clean"))
@@ -29,17 +30,9 @@ FAST = ["--generator", "world", "--classes", "star", "--steps", "2", "--max-step
 
 def run_cli(args: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str]:
     """``probe ARGS`` in ``cwd``, in this process: (exit code, stderr + stdout)."""
-    from probe.cli import main
-
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["probe", *args])
     capsys.readouterr()
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
+    code, out, err = run_main(monkeypatch, capsys, *args)
     return code, err + out
 
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from probe.analysis.cues import Cue
 
-__all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "concept_cues", "counter_value", "run_oracles"]
+__all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues", "counter_value", "listed_cues",
+           "run_oracles"]
 
 
 class OracleCheck:
@@ -63,6 +64,54 @@ def run_oracles(analysis) -> "OracleCheck | None":
     if domain is None or domain.scorer is None or "oracles" not in (analysis.checked_by or ""):
         return None
     return OracleCheck(domain.scorer(), name=f"{domain.name} oracles")
+
+
+def listed_cues(analysis) -> list[Cue]:
+    """The cues a finished run's analysis listed (``analysis``: its AnalysisSummary); a damaged entry is one cue
+    fewer, not a crash."""
+    from probe.errors import ProbeError
+
+    listed = (analysis.cues or {}).get("list") if analysis is not None and isinstance(analysis.cues, dict) else None
+    cues = []
+    for c in listed or []:
+        if isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("template"), str):
+            try:
+                cues.append(Cue(**{k: (tuple(c[k]) if isinstance(c[k], list) else c[k]) for k in
+                                   ("name", "template", "counters", "category", "description", "attribute", "value",
+                                    "counter_values") if k in c}))
+            except (ProbeError, TypeError):
+                continue
+    return cues
+
+
+def check_for_run(analysis, concepts: str, labels: list[str], extra: list[Cue] = (), *, error: type[Exception],
+                  none_means: str, unchecked: str) -> tuple["OracleCheck | ConceptModelCheck", str]:
+    """The check (and its name) of a command that reads a finished run's images or the user's (``probe confirm``,
+    ``probe generate --balance``): ``concepts`` "auto" is the installed domain's oracles that checked the run; a
+    CLIP or SigLIP hub id or folder is that concept model over the run's listed cues and ``extra`` (cues the list
+    lacks); "none" is refused, since nothing would be checked. Never a model named by the run directory.
+    ``error`` is the command's one-line error; ``none_means`` and ``unchecked`` say what would go unchecked."""
+    from probe.classifiers.labels import object_name
+
+    if concepts == "none":
+        raise error(f"--concepts none {none_means}; pass a CLIP or SigLIP hub id or folder (world runs: leave "
+                    "--concepts at auto for the world's oracles)")
+    if concepts == "auto":
+        oracles = run_oracles(analysis)
+        if oracles is None:
+            raise error(f"this run was not checked by an installed domain's oracles, so {unchecked}; pass --concepts "
+                        "with a CLIP or SigLIP hub id or folder (e.g. openai/clip-vit-large-patch14)")
+        return oracles, oracles.name
+    from probe.concepts import load_concepts
+
+    model = load_concepts(concepts)
+    cues = concept_cues(listed_cues(analysis))
+    known = {(c.attribute, c.value) for c in cues}
+    for cue in extra:
+        if (cue.attribute, cue.value) not in known:
+            cues.append(cue)
+            known.add((cue.attribute, cue.value))
+    return ConceptModelCheck(model, [object_name(n) for n in labels], cues), f"concepts: {model.name}"
 
 
 class Reading(dict):

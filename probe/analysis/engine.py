@@ -43,12 +43,13 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Findings
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
-from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes, object_name,
+from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes,
                                  set_up)
 from probe.analysis.policy import failure_rate
 from probe.analysis.sample import Sample
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
+from probe.classifiers.labels import object_name
 from probe.domains import domain_for
 from probe.run import RunDir
 

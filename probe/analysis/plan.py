@@ -35,6 +35,7 @@ from probe.analysis.necessity import measure_necessity
 from probe.analysis.policy import attempt_budget, excluded_limit
 from probe.analysis.sample import Sample
 from probe.analysis.sufficiency import measure_sufficiency
+from probe.classifiers.labels import object_name
 from probe.analysis.token_shift import shift_samples
 from probe.run import RunConfig, RunDir
 from probe.run.records import UNCHECKED
@@ -106,7 +107,7 @@ def choose_carriers(cfg: AnalysisConfig, labels: list[str], objects: set[str]) -
     if cfg.carriers:
         by_name = {str(n): i for i, n in enumerate(labels)}
         return [carrier(t, by_name.get(t)) for t in cfg.carriers]
-    names = [(i, str(n).split(",")[0].strip()) for i, n in enumerate(labels) if str(n).strip()]
+    names = [(i, object_name(n)) for i, n in enumerate(labels) if str(n).strip()]
     if not names:
         return [Carrier("object"), Carrier("thing")]
     k = min(cfg.n_carriers, len(names))
@@ -173,11 +174,6 @@ class Setup:
     def checked_by(self) -> str:
         """Who checked the interventions: "world oracles", "concepts: MODEL", or "unchecked"."""
         return self.check.name if self.check is not None else UNCHECKED
-
-
-def object_name(label: str) -> str:
-    """A class label as an object phrase: its first synonym ("tabby, tabby cat" -> "tabby")."""
-    return str(label).split(",")[0].strip()
 
 
 def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[Cue], domain, *, scorer=None,

@@ -29,11 +29,12 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity
-from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, object_name, set_up
+from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
 from probe.analysis.policy import EXCLUDED_LIMIT, UNCHECKED, checked, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
+from probe.classifiers.labels import object_name
 from probe.domains import domain_for
 from probe.files import slugify
 from probe.run import AnalysisSummary, RunDir

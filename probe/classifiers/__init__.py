@@ -37,23 +37,24 @@ interpolation). ``select_classes("tabby,0-9,@more.txt", clf)`` turns ``--classes
 into indices; ``load_labels`` reads label files and ``"imagenet"``.
 """
 
-from probe.classifiers.classifier import Classifier
-from probe.classifiers.data_config import DataConfig
-from probe.classifiers.detect import detect_format
-from probe.devices import resolve_device
-from probe.classifiers.labels import load_labels, split_synonyms
-from probe.classifiers.load import load_classifier
-from probe.classifiers.preprocess import Preprocess
-from probe.classifiers.select import select_classes
+from probe.lazy import lazy_attributes
 
-__all__ = [
-    "Classifier",
-    "DataConfig",
-    "Preprocess",
-    "detect_format",
-    "load_classifier",
-    "load_labels",
-    "resolve_device",
-    "select_classes",
-    "split_synonyms",
-]
+# each name loads its module on first use: the label and data-config readers stay torch-free
+_WHERE = {
+    "Classifier": "probe.classifiers.classifier",
+    "DataConfig": "probe.classifiers.data_config",
+    "Preprocess": "probe.classifiers.preprocess",
+    "detect_format": "probe.classifiers.detect",
+    "load_classifier": "probe.classifiers.load",
+    "load_labels": "probe.classifiers.labels",
+    "object_name": "probe.classifiers.labels",
+    "resolve_device": "probe.devices",
+    "select_classes": "probe.classifiers.select",
+    "split_synonyms": "probe.classifiers.labels",
+}
+__getattr__ = lazy_attributes(__name__, _WHERE)
+__all__ = sorted(_WHERE)
+
+
+def __dir__():
+    return __all__

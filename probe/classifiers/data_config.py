@@ -196,12 +196,17 @@ def check_partial(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    """``path``'s JSON (a BOM allowed), or a one-line ClassifierError naming ``what`` and the ``fix``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClassifierError(f"{what}: not readable JSON ({e}); {fix}") from e
+
+
 def read_data_sidecar(path: Path) -> dict[str, Any]:
     """Read ``X.data.json``: a JSON object with some of the :data:`FIELDS`."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClassifierError(f"data config {path}: not readable JSON ({e}); fix or delete the file") from e
+    raw = _read_json(path, f"data config {path}", "fix or delete the file")
     if not isinstance(raw, dict):
         raise ClassifierError(
             f"data config {path}: expected a JSON object like {{\"input_size\": 224}}, got {type(raw).__name__}"
@@ -260,10 +265,7 @@ def _hw(value: Any) -> tuple[int, int] | None:
 
 def from_hf_preprocessor(path: Path) -> dict[str, Any]:
     """Data config fields from a Hugging Face ``preprocessor_config.json``."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClassifierError(f"{path}: not readable JSON ({e}); fix it or pass --input-size/--mean/--std") from e
+    raw = _read_json(path, str(path), "fix it or pass --input-size/--mean/--std")
     if not isinstance(raw, dict):
         return {}
     out: dict[str, Any] = {}

@@ -29,6 +29,11 @@ def split_synonyms(label: str) -> list[str]:
     return parts or [str(label).strip()]
 
 
+def object_name(label: str) -> str:
+    """A class label as the object a prompt names: its first synonym (``"tabby, tabby cat"`` -> ``"tabby"``)."""
+    return split_synonyms(label)[0]
+
+
 def is_generic(labels: Sequence[str]) -> bool:
     """True for placeholder names ("LABEL_0", "class_3", "7") that carry no meaning."""
     return all(_GENERIC.match(str(n).strip()) or str(n).strip() == str(i) for i, n in enumerate(labels))

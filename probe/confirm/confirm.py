@@ -108,14 +108,9 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
 
     # 1. the run: its labels, its cue findings, what its analysis knew of the cues (read only, checked by RunDir)
     run = RunDir(run_dir)
-    if not run.has_config():
-        raise ConfirmError(f"{str(run_dir)!r} is not a probe run directory (no config.json); pass the --out folder of "
-                           "`probe audit`")
+    run.require_config(ConfirmError)
     labels = run.read_labels() or []
-    findings = run.read_finding_records()
-    if findings is None:
-        raise ConfirmError(f"{str(run_dir)!r} has no findings.json (the analysis was switched off or failed); "
-                           "finish the audit's analysis first, then confirm it")
+    findings = run.require_findings(ConfirmError, "finish the audit's analysis first, then confirm it")
     if not labels:
         raise ConfirmError(f"{str(run_dir)!r} has no labels.json; re-run `probe audit` into it")
     analysis = run.read_analysis_summary()
@@ -181,58 +176,22 @@ def _testable(findings) -> tuple[list, list[str]]:
     return out, not_tested
 
 
-def _cues_of(analysis) -> list:
-    from probe.analysis.cues import Cue
-
-    listed = ((analysis.cues or {}).get("list") if analysis is not None and isinstance(analysis.cues, dict) else None) or []
-    cues = []
-    for c in listed:
-        if isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("template"), str):
-            try:
-                cues.append(Cue(**{k: c[k] for k in ("name", "template", "counters", "category", "description",
-                                                      "attribute", "value", "counter_values") if k in c}))
-            except (ProbeError, TypeError):
-                continue  # a damaged cue of the run's analysis is one cue fewer to read, not a crash
-    return cues
-
-
 def _load_check(analysis, concepts: str | None, labels: list[str], findings) -> tuple[Any, str]:
-    from probe.analysis.checks import ConceptModelCheck, concept_cues, run_oracles
-
-    spec = concepts or "auto"
-    if spec == "none":
-        raise ConfirmError("--concepts none reads no cue on your images; pass a CLIP or SigLIP hub id or folder "
-                           "(world runs: leave --concepts at auto for the world's oracles)")
-    if spec == "auto":
-        oracles = run_oracles(analysis)
-        if oracles is None:
-            raise ConfirmError("this run was not checked by an installed domain's oracles, so nothing reads its cues on "
-                               "your images; pass --concepts with a CLIP or SigLIP hub id or folder (e.g. "
-                               "openai/clip-vit-large-patch14)")
-        return oracles, oracles.name
-    from probe.concepts import load_concepts
-
-    model = load_concepts(spec)
-    cues = concept_cues(_cues_of(analysis))
-    known = {(c.attribute, c.value) for c in cues}
-    # a finding's cue the analysis list lacks (a damaged list) is still read: its own attribute, value and counters
+    """The run's domain oracles ("auto"), else the concept model ``concepts`` names over the run's cues; a finding's
+    cue the list lacks (a damaged list) is still read: its own attribute, value and counters."""
+    from probe.analysis.checks import check_for_run
     from probe.analysis.cues import Cue
 
+    own = []
     for f in findings:
         d = f.details
-        if (d.get("attribute"), d.get("value")) not in known:
+        if d.get("attribute") is not None and d.get("value") is not None:
             counters = [str(v) for v in d.get("counter_values") or []]
-            cues.append(Cue(name=str(f.cue), template="{} " + f"with {d['value']}", attribute=str(d["attribute"]),
-                            value=str(d["value"]), counters=tuple("{} " + f"with {v}" for v in counters),
-                            counter_values=tuple(counters)))
-            known.add((d.get("attribute"), d.get("value")))
-    return ConceptModelCheck(model, [_object(n) for n in labels], cues), f"concepts: {model.name}"
-
-
-def _object(label: str) -> str:
-    from probe.classifiers.labels import split_synonyms
-
-    return split_synonyms(label)[0]
+            own.append(Cue(name=str(f.cue), template="{} " + f"with {d['value']}", attribute=str(d["attribute"]),
+                           value=str(d["value"]), counters=tuple("{} " + f"with {v}" for v in counters),
+                           counter_values=tuple(counters)))
+    return check_for_run(analysis, concepts or "auto", labels, own, error=ConfirmError,
+                         none_means="reads no cue on your images", unchecked="nothing reads its cues on your images")
 
 
 def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):

@@ -119,6 +119,7 @@ class RunDir:
         # symlinks resolved once, here: a run reached through a link (a macOS temp folder, a shared data mount) is
         # the same run, and every path checked against ``root`` is compared as a real path
         self.root = Path(os.path.realpath(Path(path).expanduser()))
+        self.given = str(path)  # as the user typed it, for messages
         if self.root.exists() and not self.root.is_dir():
             raise RunError(f"{str(path)!r} is a file, not a run directory; pass a folder (e.g. --out runs/NAME)")
 
@@ -168,6 +169,15 @@ class RunDir:
     # ------------------------------------------------------------------ config.json
     def has_config(self) -> bool:
         return (self.root / CONFIG).is_file()
+
+    def require_config(self, error: type[Exception] = RunError, who: str = "") -> RunConfig:
+        """config.json's record, or ``error``'s one line when this folder is no run directory (``who``: a prefix
+        naming which run, e.g. ``"run A "``). The commands that consume a run open it with this."""
+        config = self.read_run_config() if self.root.is_dir() else None
+        if config is None:
+            raise error(f"{who}{self.given!r} is not a probe run directory (no config.json); pass the --out folder of "
+                        "`probe audit`")
+        return config
 
     def read_run_config(self, on_error: Callable[[str], None] | None = None) -> RunConfig | None:
         """config.json as the typed record ``write_config`` wrote (its effective settings derived when the run predates
@@ -373,6 +383,14 @@ class RunDir:
                 raise RunError(f"{str(path)!r} is unreadable ({type(e).__name__}: {str(e)[:200]}); re-run the analysis "
                                "or restore findings.json") from e
         return check_findings(data, path, on_error)
+
+    def require_findings(self, error: type[Exception] = RunError, then: str = "") -> list[Finding]:
+        """The findings as records, or ``error``'s one line when the analysis wrote none (``then``: what to do)."""
+        findings = self.read_finding_records()
+        if findings is None:
+            raise error(f"{self.given!r} has no findings.json (the analysis was switched off or failed); "
+                        + (then or "run `probe audit` with the analysis on into it first"))
+        return findings
 
     def read_finding_records(self, on_error: Callable[[str], None] | None = None) -> list[Finding] | None:
         """:meth:`read_findings` as ``Finding`` records, in file order; None when the analysis has not run."""
