@@ -193,6 +193,22 @@ def test_a_generator_that_fails_whatever_the_cue_costs_pairs_not_findings(tmp_pa
     assert "whatever the cue" in grass.details["excluded_note"]
 
 
+def test_necessity_screens_on_a_drifting_generator_are_topped_up_to_their_planned_pairs(tmp_path):
+    # A 4-pair necessity screen that loses two or three pairs to the generator's own drift said "inconclusive" and
+    # its cue was never confirmed: screens are now topped up on fresh seeds until they hold the valid pairs they were
+    # planned with, or have attempted 3 times as many.
+    cfg = CUE_TESTS_ONLY.replace(token_shift=False, sufficiency=False, confirm=False, screen_extend=())
+    _, _, findings = _audit(tmp_path, True, config=cfg, rewrite=_drifting)
+    necessity = [f for f in findings if f.kind == "necessity"]
+    assert necessity and all(f.details.get("generator_failure", 0) > 0 for f in necessity)
+    assert any(f.details.get("screen_topped_up") for f in necessity)
+    for f in necessity:
+        screen = f.details["screen"]
+        attempted = screen["n"] + screen["excluded"]
+        planned = attempted - f.details.get("screen_topped_up", 0)
+        assert screen["n"] >= planned or attempted >= 3 * planned, (f.cue, f.class_name, screen, planned)
+
+
 def test_without_a_domain_the_interventions_are_unchecked_and_the_report_says_so(tmp_path):
     cfg = CUE_TESTS_ONLY.replace(necessity=False, confirm=False)
     run, _, findings = _audit(tmp_path, True, config=cfg, domain=False, cues=fake_cues())

@@ -297,7 +297,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         _mark_failure(tests + found)
         extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
         if extended:
-            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous and got more pairs")
+            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous, or short of valid pairs on "
+                         "a class whose generator fails anyway, and got more pairs")
         tests += found
         notes += skipped
     timings["screen_necessity"] = time.perf_counter() - t0
@@ -417,6 +418,9 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
     return tests, notes
 
 
+TOP_UP_SEEDS = 50_000  # screens' top-up seeds start here: apart from the screens' (0..) and confirmation's (100,000..)
+
+
 def _mark_failure(tests: list[Test]) -> None:
     """Each class's generator failure rate (:func:`probe.analysis.policy.failure_rate` over its sufficiency and
     necessity screens) in its tests' ``extra["generator_failure"]``, where it is above 0: the tests then top up
@@ -445,13 +449,57 @@ def _ambiguous(cfg: AnalysisConfig, test: Test, round_no: int) -> bool:
     return low <= s.mean < cfg.thresholds.min_effect
 
 
+def _top_up_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute,
+                    object_of) -> set[int]:
+    """Necessity screens of a class whose generator loses pairs whatever the cue (``Test.failure`` > 0) get fresh
+    seeds, round by round, until they hold the valid pairs they were planned with or have attempted 3 times that
+    many (:func:`probe.analysis.policy.attempt_budget`'s cap), as confirmation does. Without it, a 4-pair screen at
+    a 30% failure rate keeps one or two pairs and reads as inconclusive, and the planted cue is never confirmed.
+    A faithful generator (failure 0: the shapes world, the demo) adds nothing. Each test draws its seeds from its
+    own range (``cfg.seed + TOP_UP_SEEDS`` on), so a class gets the same pairs alone on a Ray worker as among all
+    classes. Returns the ids of the screens topped up; the pairs are pooled into the screen and never decide."""
+    planned = {id(t): t.screen.attempted for t in tests}
+    per_seed = max(1, round(max(planned.values(), default=0) / max(cfg.necessity_screen_seeds, 1)))
+    cursor = {id(t): cfg.seed + TOP_UP_SEEDS for t in tests}
+    topped: set[int] = set()
+    while True:
+        short = [t for t in tests if t.failure and 0 < planned[id(t)] and t.screen.n < planned[id(t)]
+                 and t.screen.attempted < 3 * planned[id(t)]]
+        if not short:
+            return topped
+        seeds = {}
+        for t in short:
+            want = min(math.ceil((planned[id(t)] - t.screen.n) / (1.0 - t.failure) / per_seed),
+                       math.ceil((3 * planned[id(t)] - t.screen.attempted) / per_seed))
+            seeds[id(t)] = list(range(cursor[id(t)], cursor[id(t)] + max(1, want)))
+            cursor[id(t)] += max(1, want)
+
+        def measure():
+            out = []
+            for t in short:
+                load_token(generator, t.cls)
+                out.append(measure_necessity(lab, t.cls.index, t.cue, t.cls.token_prompts(cfg.necessity_templates),
+                                             seeds[id(t)], object_value=object_of(t.cls),
+                                             object_attribute=object_attribute or "object",
+                                             evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=0))
+            return out
+
+        for test, sample in zip(short, lab.batched(measure)):
+            test.screen = test.screen + sample
+            test.extra["screen_topped_up"] = test.extra.get("screen_topped_up", 0) + sample.attempted
+            topped.add(id(test))
+
+
 def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute,
                       object_of, say) -> int:
-    """Adaptive screening: more seeds, round by round (``cfg.screen_extend``), for the ambiguous necessity screens
-    only; the new pairs are pooled into the screen (they never decide: confirmation uses fresh seeds)."""
+    """Adaptive screening: first the screens short of valid pairs on a class whose generator fails anyway are
+    topped up (:func:`_top_up_screens`); then more seeds, round by round (``cfg.screen_extend``), for the ambiguous
+    necessity screens only. The new pairs are pooled into the screen (they never decide: confirmation uses fresh
+    seeds)."""
     first = cfg.seed + cfg.necessity_screen_seeds
     extended: set[int] = set()
     lab.stage = "screen_extend"
+    extended |= _top_up_screens(cfg, lab, tests, generator, object_attribute, object_of)
     for round_no, more in enumerate(cfg.screen_extend):
         ambiguous = [t for t in tests if _ambiguous(cfg, t, round_no)]
         if not ambiguous:
