@@ -14,7 +14,8 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
 5. ``screen_necessity``: per class and (prompt, seed), every distinct cue or counter context stated once (cues of one
    attribute share their images); an upper bound, reached unless the counter rule drops every counter of a cue;
 6. ``screen_extend``: adaptive screening, ``screen_extend[r]`` more seeds per round for the ambiguous necessity
-   screens (upper bound: all of them, every round);
+   screens, and up to 2 × ``necessity_screen_seeds`` more for a screen short of valid pairs on a class whose
+   generator fails anyway (upper bound: all of them, every round, every screen topped up);
 7. ``confirm``: rounds of fresh pairs until ``max_pairs``, plus the one round that replaces pairs lost to failed
    checks, for every candidate (upper bound: every test a candidate; a class's token-shift tests share their images);
 8. ``off_object_confirm``: ``min_pairs`` fresh token images for a class whose off-object screen reaches the bar
@@ -59,7 +60,7 @@ STAGES = {
     "off_object_screen": "off-object screen (token gallery with cross-attention)",
     "screen_sufficiency": "sufficiency screen (carriers with and without each cue)",
     "screen_necessity": "necessity screen (each cue and its counters)",
-    "screen_extend": "adaptive screening of ambiguous necessity screens",
+    "screen_extend": "adaptive screening and top-up of necessity screens",
     "confirm": "confirmation rounds on fresh pairs",
     "off_object_confirm": "off-object confirmation on fresh token images",
     "discovery": "discovery's plain-prompt images (read for proposals)",
@@ -329,8 +330,10 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         if cfg.necessity:
             # an upper bound: a cue whose every counter the counter rule drops is skipped (the README demo: 44 of 52)
             counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
-            if cfg.screen_extend:
-                counts.append(("screen_extend", classes * arms * prompts * sum(cfg.screen_extend), False, False))
+            # adaptive rounds, and the top-up of screens short of valid pairs on a generator that fails anyway (up to
+            # 3x the screen's attempts; none on a faithful generator such as the shapes world's)
+            counts.append(("screen_extend", classes * arms * prompts * (sum(cfg.screen_extend)
+                                                                        + 2 * cfg.necessity_screen_seeds), False, False))
         # 7-8. confirmation (every test a candidate)
         if cfg.confirm:
             per_class = ((len(cues) * per_test["sufficiency"] if cfg.sufficiency else 0)
