@@ -32,28 +32,42 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _kill_first_finisher(out: Path) -> tuple[list[int], threading.Thread]:
-    """A thread that SIGKILLs the worker of the first class to finish in ``out``, one second later (it has taken
-    its next class by then); the pid goes into the returned list."""
-    killed: list[int] = []
+def _killer(out: Path, choose) -> tuple[list, threading.Thread]:
+    """A thread that watches ``out``'s classes/*/metrics.json and SIGKILLs the first worker ``choose(path, metrics)``
+    names: it returns what to record (its ``"pid"`` is killed) or None to keep watching. The records go into the
+    returned list (one at most)."""
+    killed: list = []
 
-    def killer():
+    def watch():
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
             for path in out.glob("classes/*/metrics.json"):
                 try:
-                    pid = json.loads(path.read_text())["worker"]["pid"]
+                    data = json.loads(path.read_text())
+                    record = choose(path, data)
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
-                time.sleep(1.0)
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+                if record is None:
+                    continue
+                os.kill(record["pid"], signal.SIGKILL)
+                killed.append(record)
                 return
-            time.sleep(0.2)
+            time.sleep(0.05)
 
-    thread = threading.Thread(target=killer, daemon=True)
+    thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return killed, thread
+
+
+def _kill_first_finisher(out: Path) -> tuple[list, threading.Thread]:
+    """The worker of the first class to finish in ``out``, one second later (it has taken its next class by then)."""
+
+    def choose(_path, data):
+        pid = data["worker"]["pid"]
+        time.sleep(1.0)
+        return {"pid": pid}
+
+    return _killer(out, choose)
 
 
 def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster):
@@ -84,7 +98,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
     rows = RunDir(out).write_summary()
     assert sorted(r["class_index"] for r in rows) == [0, 1, 3]
     retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
-    assert retried and all(m["worker"]["pid"] != killed[0] for m in retried)
+    assert retried and all(m["worker"]["pid"] != killed[0]["pid"] for m in retried)
     assert os.getpid() not in {m["worker"]["pid"] for m in metrics.values()}  # the workers ran them, not this process
     a, b = _tokens(local), _tokens(out)
     assert sorted(a) == sorted(b) == [0, 1, 3]
@@ -114,30 +128,16 @@ def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_comp
     assert len(result.failed) == 1 and sum(m["status"] == "done" for m in metrics.values()) == 2
 
 
-def _kill_in_analysis(out: Path) -> tuple[list[tuple[int, int]], threading.Thread]:
-    """A thread that SIGKILLs the worker of the first class whose token is finished while that class's analysis
-    (steps 3-5, on the same worker) is still running: no tests.json yet. (class index, pid) goes into the list."""
-    killed: list[tuple[int, int]] = []
+def _kill_in_analysis(out: Path) -> tuple[list, threading.Thread]:
+    """The worker of the first class whose token is finished while that class's analysis (steps 3-5, on the same
+    worker) is still running: no tests.json yet. Records {"pid", "index"}."""
 
-    def killer():
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            for path in out.glob("classes/*/metrics.json"):
-                try:
-                    data = json.loads(path.read_text())
-                    pid, index = data["worker"]["pid"], data["class_index"]
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
-                if (path.parent / "analysis" / "tests.json").exists():
-                    continue  # too late for this class
-                os.kill(pid, signal.SIGKILL)
-                killed.append((index, pid))
-                return
-            time.sleep(0.05)
+    def choose(path, data):
+        if (path.parent / "analysis" / "tests.json").exists():
+            return None  # too late for this class
+        return {"pid": data["worker"]["pid"], "index": data["class_index"]}
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    return killed, thread
+    return _killer(out, choose)
 
 
 def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(tmp_path, ray_cluster):
@@ -180,7 +180,7 @@ def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(t
     assert all(m["worker"]["attempt"] == 1 for m in metrics.values())  # no token was learned twice
     records = {i: run.read_class_analysis(run.class_dir(i, metrics[i]["class_name"]), strict=True) for i in metrics}
     workers = {i: r.unit_facts["worker"] for i, r in records.items()}
-    index, pid = killed[0]
+    index, pid = killed[0]["index"], killed[0]["pid"]
     assert workers[index]["attempt"] == 2 and workers[index]["pid"] not in (pid, os.getpid())  # retried elsewhere
     assert all(w is not None and w["pid"] != os.getpid() for w in workers.values())  # measured on the workers
     assert all(r.unit == (i,) for i, r in records.items())
