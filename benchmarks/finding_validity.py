@@ -6,6 +6,8 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
     .venv/bin/python benchmarks/finding_validity.py score     # recall, precision, false findings, calibration
     .venv/bin/python benchmarks/finding_validity.py all       # the three in turn
     .venv/bin/python benchmarks/finding_validity.py all --quick   # 2 biased + 1 clean (what the suite checks)
+    .venv/bin/python benchmarks/finding_validity.py confirm --set heldout   # each audit confirmed on rendered
+        # validation scenes from its classifier's training distribution (probe confirm), verdicts scored against the truth
     .venv/bin/python benchmarks/finding_validity.py reanalyse --run runs/demo --checker concepts --infidelity 0.3
         # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
@@ -282,6 +284,104 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
     return summary
 
 
+def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000) -> dict:
+    """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
+    from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
+    world's oracles reading the cues, as ``probe confirm RUN --val-data DIR`` does. Scored against the truth table:
+
+    - every planted cue with a true effect >= ``threshold`` that the audit found (passing) must be *confirmed*;
+    - no false passing finding (true effect below ``threshold`` or of the other sign) may be confirmed;
+    - on clean classifiers nothing passing is confirmed.
+
+    Also, over *every* cue finding (passing or not): how many are confirmed, and how many of those have a true effect
+    of the finding's sign (the verdict is about the data's gap, so a real but small effect may be confirmed)."""
+    import shutil
+
+    from probe.classifiers import load_classifier
+    from probe.confirm import confirm_run
+    from probe.run import RunDir
+    from probe.world import true_effects
+    from probe.world.valset import validation_images
+
+    rows, tally = [], {"planted_found": 0, "planted_found_confirmed": 0, "passing": 0, "passing_confirmed": 0,
+                       "false_passing": 0, "false_passing_confirmed": 0, "clean_passing_confirmed": 0,
+                       "clean_confirmed_any": 0, "findings": 0, "confirmed": 0, "confirmed_right_sign": 0}
+    for item in items:
+        source = ROOT / "runs" / item["name"]
+        if not (source / "findings.json").is_file():
+            print(f"{item['name']}: not audited; left out", flush=True)
+            continue
+        run_dir = ROOT / "confirmed" / item["name"]  # a copy: the audited run stays as the score phase read it
+        if not (run_dir / "confirmation.json").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
+            model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
+            start = time.perf_counter()
+            confirm_run(run_dir, validation_images(model, n=n_val), classifier=load_classifier(model, device="cpu"))
+            print(f"confirmed {item['name']} in {time.perf_counter() - start:.0f} s", flush=True)
+        run = RunDir(run_dir)
+        record = run.read_confirmation()
+        truth = true_effects(load_classifier(str(ROOT / "classifiers" / f"{item['name']}.pt2")), n=truth_n)
+        verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
+        findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
+
+        def true_effect(f) -> float:
+            counters = f["details"].get("counter_values") if f["kind"] == "necessity" else None
+            return truth.effect(f["class_name"], f["cue"], f["kind"], counters)
+
+        def verdict(f) -> str:
+            return verdicts[(f["class_name"], f["cue"], f["kind"])]
+
+        planted = [(c, v) for c, cues in item["bias"].items() for v in cues.values()]
+        strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
+        passing = [f for f in findings if f.get("passes")]
+        found = [f for f in passing if (f["class_name"], f["cue"]) in strong]  # each passing test of a found cue
+        false = [f for f in passing if not truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
+                                                           counters=f["details"].get("counter_values")
+                                                           if f["kind"] == "necessity" else None)]
+        confirmed = [f for f in findings if verdict(f) == "confirmed"]
+        right_sign = [f for f in confirmed if np.sign(true_effect(f)) == np.sign(f["effect"])]
+        tally["planted_found"] += len(found)
+        tally["planted_found_confirmed"] += sum(verdict(f) == "confirmed" for f in found)
+        tally["passing"] += len(passing)
+        tally["passing_confirmed"] += sum(verdict(f) == "confirmed" for f in passing)
+        tally["false_passing"] += len(false)
+        tally["false_passing_confirmed"] += sum(verdict(f) == "confirmed" for f in false)
+        if not item["bias"]:
+            tally["clean_passing_confirmed"] += sum(verdict(f) == "confirmed" for f in passing)
+            tally["clean_confirmed_any"] += len(confirmed)
+        tally["findings"] += len(findings)
+        tally["confirmed"] += len(confirmed)
+        tally["confirmed_right_sign"] += len(right_sign)
+        row = {"classifier": item["name"], "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3)
+                                                            for c, v in planted},
+               "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}): "
+                           f"{verdict(f)}" for f in passing],
+               "confirmed (any finding)": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
+                                           f"(true {true_effect(f):+.2f}, passes {bool(f.get('passes'))})"
+                                           for f in confirmed],
+               "verdicts": {v: sum(1 for f in findings if verdict(f) == v)
+                            for v in ("confirmed", "contradicted", "not seen")},
+               "seconds": record.data.get("seconds")}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {
+        "passing findings of planted cues (true effect >= 0.15) confirmed": _rate(tally["planted_found_confirmed"],
+                                                                         tally["planted_found"]),
+        "passing findings confirmed": _rate(tally["passing_confirmed"], tally["passing"]),
+        "false passing findings confirmed": _rate(tally["false_passing_confirmed"], tally["false_passing"]),
+        "passing findings confirmed on clean classifiers": tally["clean_passing_confirmed"],
+        "any finding confirmed on clean classifiers": tally["clean_confirmed_any"],
+        "confirmed findings whose true effect has their sign": _rate(tally["confirmed_right_sign"], tally["confirmed"]),
+        "cue findings with a verdict": tally["findings"],
+    }
+    print(json.dumps(summary, indent=1))
+    out = Path(__file__).resolve().parent / "results" / f"confirm_validity-{time.strftime('%Y-%m-%d')}.json"
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "rows": rows,
+                               "summary": summary}, indent=1) + "\n")
+    return summary
+
+
 #: --checker -> the analysis's --concepts: the world's oracles, the world's own CLIP, or nothing.
 CHECKERS = {"oracles": "auto", "concepts": "world", "none": "none"}
 RATES = (0.0, 0.15, 0.3)
@@ -351,7 +451,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("phase", choices=["train", "audit", "score", "all", "reanalyse"])
+    p.add_argument("phase", choices=["train", "audit", "score", "all", "confirm", "reanalyse"])
     p.add_argument("--run", type=Path, default=Path("runs/demo"), help="reanalyse: the finished run whose tokens to use")
     p.add_argument("--checker", choices=[*CHECKERS, "all"], default="oracles",
                    help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked)")
@@ -381,6 +481,10 @@ def main() -> int:
         audit(items)
     if a.phase in ("score", "all"):
         score(items, remeasure_fresh=a.remeasure)
+    if a.phase == "confirm":
+        train(items)
+        audit(items)
+        confirm(items)
     return 0
 
 
