@@ -118,6 +118,11 @@ def _key(f: dict) -> tuple:
     return (f["class_index"], f["cue"], f["kind"])
 
 
+def _counters(f: dict) -> list[str] | None:
+    """The values a finding was measured against: a necessity claim's own counters; None (every other value) else."""
+    return f["details"].get("counter_values") if f["kind"] == "necessity" else None
+
+
 def _lo(f: dict) -> float:
     return -1.0 if f["ci_low"] is None else f["ci_low"]
 
@@ -228,7 +233,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             passing = [f for f in findings if _passes(rule, f, shifted, threshold)]
 
             def holds(f, own_counters: bool) -> bool:
-                counters = f["details"].get("counter_values") if own_counters and f["kind"] == "necessity" else None
+                counters = _counters(f) if own_counters else None
                 return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=counters)
 
             t = tallies.setdefault((group, rule), {k: 0 for k in (
@@ -238,7 +243,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             cue_passing = [f for f in passing if f["kind"] != "off-object"]
             covered = [f for f in cue_passing if _lo(f) <= truth.effect(
                 f["class_name"], f["cue"], f["kind"],
-                f["details"].get("counter_values") if f["kind"] == "necessity" else None) <= _hi(f)]
+                _counters(f)) <= _hi(f)]
             t["planted"] += len(strong)
             t["found"] += len(found)
             t["passing"] += len(passing)
@@ -251,7 +256,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             t["truth_covered"] += len(covered)
             t.setdefault("bias", []).extend(f["effect"] - truth.effect(
                 f["class_name"], f["cue"], f["kind"],
-                f["details"].get("counter_values") if f["kind"] == "necessity" else None) for f in cue_passing)
+                _counters(f)) for f in cue_passing)
             if rule == "estimate" and remeasure_fresh:
                 fresh = remeasured(item, cue_passing)
                 with_fresh = [f for f in cue_passing if _key(f) in fresh]
@@ -326,8 +331,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
 
         def true_effect(f) -> float:
-            counters = f["details"].get("counter_values") if f["kind"] == "necessity" else None
-            return truth.effect(f["class_name"], f["cue"], f["kind"], counters)
+            return truth.effect(f["class_name"], f["cue"], f["kind"], _counters(f))
 
         def verdict(f) -> str:
             return verdicts[(f["class_name"], f["cue"], f["kind"])]
@@ -337,8 +341,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         passing = [f for f in findings if f.get("passes")]
         found = [f for f in passing if (f["class_name"], f["cue"]) in strong]  # each passing test of a found cue
         false = [f for f in passing if not truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
-                                                           counters=f["details"].get("counter_values")
-                                                           if f["kind"] == "necessity" else None)]
+                                                           counters=_counters(f))]
         confirmed = [f for f in findings if verdict(f) == "confirmed"]
         right_sign = [f for f in confirmed if np.sign(true_effect(f)) == np.sign(f["effect"])]
         tally["planted_found"] += len(found)
@@ -423,8 +426,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
 
     def true(f) -> bool:
-        counters = f["details"].get("counter_values") if f["kind"] == "necessity" else None
-        return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=counters)
+        return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=_counters(f))
 
     analysis = RunDir(dest).read_analysis() or {}
     row = {
