@@ -317,16 +317,17 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
             print(f"{item['name']}: not audited; left out", flush=True)
             continue
         run_dir = ROOT / "confirmed" / item["name"]  # a copy: the audited run stays as the score phase read it
+        model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
+        classifier = load_classifier(model, device="cpu")
         if not (run_dir / "confirmation.json").is_file():
             shutil.rmtree(run_dir, ignore_errors=True)
             shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
-            model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
             start = time.perf_counter()
-            confirm_run(run_dir, validation_images(model, n=n_val), classifier=load_classifier(model, device="cpu"))
+            confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier)
             print(f"confirmed {item['name']} in {time.perf_counter() - start:.0f} s", flush=True)
         run = RunDir(run_dir)
         record = run.read_confirmation()
-        truth = true_effects(load_classifier(str(ROOT / "classifiers" / f"{item['name']}.pt2")), n=truth_n)
+        truth = true_effects(classifier, n=truth_n)
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
 
