@@ -90,19 +90,35 @@ def _probe(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Complet
     return subprocess.run([probe_script(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def _build_readme_demo(cwd: Path) -> None:
+    done = _probe(["demo", "--classes", "star", "--quiet"], cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
+    (cwd / "demo.stderr").write_text(done.stderr)
+
+
+def _readme_demo(tmp_path_factory) -> Path:
+    return _shared(tmp_path_factory, "readme-demo", _build_readme_demo)
+
+
+def _clean_star_demo(tmp_path_factory) -> Path:
+    biased = _readme_demo(tmp_path_factory) / "runs" / "demo"
+
+    def build(folder: Path) -> None:
+        done = _probe(["demo", "--classifier", "clean", "--classes", "star", "--quiet", "--confirm-like", str(biased),
+                       "--out", str(folder / "clean")], folder)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (folder / "clean.stderr").write_text(done.stderr)
+
+    return _shared(tmp_path_factory, "clean-demo", build)
+
+
 @pytest.fixture(scope="session")
 def readme_demo(tmp_path_factory) -> Path:
     """`probe demo` as the README types it: from the working directory, default (relative) output. Reduced to one
     class, the planted star, so the suite stays within its budget (the full demo and the clean one cost 8-15
     minutes of a 2-core suite); the run is in ./runs/demo of the returned folder."""
-
-    def build(cwd: Path) -> None:
-        done = _probe(["demo", "--classes", "star", "--quiet"], cwd)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert "warning" not in done.stderr.lower() and "error" not in done.stderr.lower(), done.stderr[-3000:]
-        (cwd / "demo.stderr").write_text(done.stderr)
-
-    return _shared(tmp_path_factory, "readme-demo", build)
+    return _readme_demo(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -110,13 +126,60 @@ def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path, str]:
     """The README's biased star demo, and the clean classifier's star demo confirming the biased run's tests on
     its seeds (``probe compare`` pairs them; the clean run must also yield no passing finding): (biased run, clean
     run, the clean demo's stderr)."""
-    biased = readme_demo / "runs" / "demo"
+    folder = _clean_star_demo(tmp_path_factory)
+    return readme_demo / "runs" / "demo", folder / "clean", (folder / "clean.stderr").read_text()
 
-    def build(folder: Path) -> None:
-        done = _probe(["demo", "--classifier", "clean", "--classes", "star", "--quiet", "--confirm-like", str(biased), "--out",
-                       str(folder / "clean")], folder)
-        assert done.returncode == 0, done.stderr[-3000:]
-        (folder / "clean.stderr").write_text(done.stderr)
 
-    folder = _shared(tmp_path_factory, "clean-demo", build)
-    return biased, folder / "clean", (folder / "clean.stderr").read_text()
+def pytest_collection_finish(session) -> None:
+    """Start the shared demo runs at once, in a background thread (the work is a ``probe demo`` subprocess), when a
+    selected test needs them: the worker goes on with other tests meanwhile, where it used to sit idle in the file
+    lock while the other worker built them (about 80 s of a 2-core suite). Whichever worker takes the lock first
+    builds; a failure is recorded by ``_shared`` and re-raised by the fixture in every test that asks."""
+    import threading
+
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    steps = [build for fixture, build in (("readme_demo", _readme_demo), ("clean_star_demo", _clean_star_demo))
+             if fixture in wanted]
+    if not steps:
+        return
+    factory = session.config._tmp_path_factory  # noqa: SLF001 - the object behind the tmp_path_factory fixture
+
+    def prebuild() -> None:
+        for build in steps:
+            try:
+                build(factory)
+            except BaseException:  # noqa: BLE001 - recorded in shared-<name>.failed; the fixture re-raises it
+                return
+
+    thread = threading.Thread(target=prebuild, name="prebuild-shared-demos", daemon=True)
+    thread.start()
+    _PREBUILDS.append(thread)
+
+
+_PREBUILDS: list = []
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A worker that ran out of tests while its thread still builds a shared demo waits for it: the other worker may
+    be waiting in the lock for the same run, which would otherwise be left half written."""
+    for thread in _PREBUILDS:
+        thread.join(timeout=1800)
+
+
+# The longest files first (pytest-xdist --dist loadfile hands out files in collection order): two workers then end
+# together instead of one running the Ray tests alone for the last ~3 minutes (measured 4 December 2026, 00:10 UTC:
+# the Ray file started last and ran ~200 s with the other worker idle). Files that read the shared demos come later,
+# when their background build (pytest_collection_finish) is done. Seconds: that run's --durations, one thread each.
+FIRST = ("test_backend_ray.py",  # ~215 s
+         "test_notebook.py",  # ~155 s
+         "test_concept_checks_audit.py",  # ~90 s
+         "test_examples.py",  # ~65 s
+         "test_scale.py",  # ~60 s
+         "test_run_locks.py",  # ~50 s
+         "test_run_properties.py",  # ~35 s
+         "test_hostile_cli.py")  # ~50 s of small tests
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: file and test order kept otherwise

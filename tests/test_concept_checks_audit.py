@@ -19,14 +19,15 @@ CUES = "{} on grass | {} on sand; {} in the snow\n{} in the water | {} on sand; 
 
 
 def _audit(monkeypatch, capsys, tmp_path, out: str, *extra: str) -> RunDir:
-    """The biased world classifier's star (planted: grass) with a two-cue file, a short token and one confirmation."""
+    """The biased world classifier's star (planted: grass) with a two-cue file, a short token and one confirmation
+    (no attribution maps: the checks are what these tests are about)."""
     from probe.world import bundled_classifier_path
 
     cues = tmp_path / "cues.txt"
     cues.write_text(CUES)
     args = ["audit", "--model", str(bundled_classifier_path("biased")), "--generator", "world", "--classes", "star",
             "--max-steps", "2", "--eval-images", "2", "--steps", "5", "--out", str(tmp_path / out), "--cues", str(cues),
-            "--max-pairs", "16", "--no-report", "--quiet", "--device", "cpu", *extra]
+            "--max-pairs", "16", "--no-report", "--quiet", "--device", "cpu", "--attributions", "none", *extra]
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 0, err
     return RunDir(tmp_path / out)
