@@ -38,6 +38,16 @@ def tiny_generator(tiny_sd_path):
     return load_generator(tiny_sd_path, device="cpu")
 
 
+def world_cue_file(path: Path, *names: str) -> str:
+    """A cue-list file of some of the shapes world's cues (by name), for tests that need a cheap analysis."""
+    import json
+
+    from probe.world.domain import world_cues
+
+    Path(path).write_text(json.dumps([c.to_dict() for c in world_cues() if c.name in names]))
+    return str(path)
+
+
 def run_main(monkeypatch, capsys, *args, lines: bool = False):
     """``probe ARGS`` through the console entry point in this process: (exit code, stdout, stderr); with
     ``lines`` the outputs come as lists of their non-empty lines."""

@@ -151,10 +151,10 @@ def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(t
     from probe.auditing.loop import audit
     from probe.run import RunDir
 
-    from probe.world.domain import world_cues
+    from conftest import world_cue_file
 
-    cues = tmp_path / "cues.json"  # 4 of the world's 12 cues, the planted star/grass among them: plumbing, not recall
-    cues.write_text(json.dumps([c.to_dict() for c in world_cues() if c.name in ("grass", "water", "snow", "dot")]))
+    # 4 of the world's 12 cues, the planted star/grass among them: plumbing, not recall
+    cues = world_cue_file(tmp_path / "cues.json", "grass", "water", "snow", "dot")
     analysis = AnalysisConfig(attributions=False, off_object=False, iou_images=0, nearest_k=3, n_carriers=2,
                               necessity_screen_seeds=2, screen_extend=(), max_pairs=16, cues=str(cues), discover=0)
 

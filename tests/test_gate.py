@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import probe_script, run_main
+from conftest import probe_script, run_main, world_cue_file
 from probe.analysis import Finding, write_findings
 from probe.gate import GATE_FAILED, check_run
 from probe.run import RunDir
@@ -143,15 +143,13 @@ def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme
     """`probe audit --max-effect` on the README demo's run (copied): the tokens resume, the analysis (kept cheap with
     one cue, the world's own planted grass background, no discovery, no attributions) and the report run again,
     then the gate fails on the passing necessity finding (exit 3) and writes its JUnit file."""
-    from probe.domains import domains
     from probe.world.demo import demo_config
 
     run = tmp_path / "demo"
     shutil.copytree(readme_demo / "runs" / "demo", run)
     shutil.rmtree(run / "report", ignore_errors=True)
     config = demo_config(run, classes="star")
-    cues = tmp_path / "cues.json"
-    cues.write_text(json.dumps([c.to_dict() for c in domains()["world"].cues() if c.name == "grass"]))
+    cues = world_cue_file(tmp_path / "cues.json", "grass")
     token = config.token
     args = ["audit", "--model", config.model, "--generator", config.generator, "--classes", "star", "--out", str(run),
             "--device", "cpu", "--max-steps", str(token.max_steps), "--eval-images", str(token.eval_images),

@@ -33,18 +33,13 @@ def test_shard_settings_are_checked_and_slices_cover_every_class_once():
 
 
 def _config(out: Path, classes: str, *, analyze: bool = False, **scale):
-    import json
-
+    from conftest import world_cue_file
     from probe.analysis import AnalysisConfig
     from probe.world.demo import demo_config
-    from probe.world.domain import world_cues
 
     # plumbing, not findings: 3 sampling steps, and a necessity screen of 3 cues on 2 seeds without extension or
     # discovery (all 12 world cues made this test 90 s, a third of it topping up screens the 3-step images lost)
-    cues = "auto"
-    if analyze:
-        cues = str(Path(out).parent / "scale-cues.json")
-        Path(cues).write_text(json.dumps([c.to_dict() for c in world_cues() if c.name in ("grass", "water", "dot")]))
+    cues = world_cue_file(Path(out).parent / "scale-cues.json", "grass", "water", "dot") if analyze else "auto"
     config = demo_config(out=out, classes=classes, max_steps=4, eval_images=2, analyze=analyze, report=analyze,
                          analysis=AnalysisConfig(attributions=False, off_object=False, sufficiency=False, confirm=False,
                                                  iou_images=0, nearest_k=3, necessity_screen_seeds=2,
