@@ -140,6 +140,9 @@ def clean_star_demo(readme_demo, tmp_path_factory) -> tuple[Path, Path, str]:
     return readme_demo / "runs" / "demo", folder / "clean", (folder / "clean.stderr").read_text()
 
 
+_PREBUILDS: list = []  # the background threads of pytest_collection_finish, joined at the session's end
+
+
 def pytest_collection_finish(session) -> None:
     """Start the shared demo runs at once, in a background thread (the work is a ``probe demo`` subprocess), when a
     selected test needs them: the worker goes on with other tests meanwhile, where it used to sit idle in the file
@@ -147,6 +150,8 @@ def pytest_collection_finish(session) -> None:
     builds; a failure is recorded by ``_shared`` and re-raised by the fixture in every test that asks."""
     import threading
 
+    if session.config.option.collectonly:
+        return  # nothing runs: --collect-only must not wait minutes for demos nobody reads
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     steps = [build for fixture, build in (("readme_demo", _readme_demo), ("clean_star_demo", _clean_star_demo))
              if fixture in wanted]
@@ -165,8 +170,6 @@ def pytest_collection_finish(session) -> None:
     thread.start()
     _PREBUILDS.append(thread)
 
-
-_PREBUILDS: list = []
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
