@@ -148,15 +148,18 @@ def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(t
     local run batches both classes' images together, a worker one class's; on the CPU the world's generator gives
     the same pixels for any batch of 2 or more but differs by up to ~1e-6 for a batch of 1), the same tests passing."""
     from probe.analysis import AnalysisConfig
+    from probe.analysis.policy import Thresholds
     from probe.auditing.loop import audit
     from probe.run import RunDir
 
     from conftest import world_cue_file
 
-    # 4 of the world's 12 cues, the planted star/grass among them: plumbing, not recall
-    cues = world_cue_file(tmp_path / "cues.json", "grass", "water", "snow", "dot")
+    # 3 of the world's 12 cues, the planted star/grass among them, and 8 confirmation pairs: plumbing, not recall
+    # (the same tests must come out the same on the workers; 4 cues and 16 pairs took ~110 s of a 2-core suite)
+    cues = world_cue_file(tmp_path / "cues.json", "grass", "water", "dot")
     analysis = AnalysisConfig(attributions=False, off_object=False, iou_images=0, nearest_k=3, n_carriers=2,
-                              necessity_screen_seeds=2, screen_extend=(), max_pairs=16, cues=str(cues), discover=0)
+                              necessity_screen_seeds=2, screen_extend=(), max_pairs=8, cues=str(cues), discover=0,
+                              thresholds=Thresholds(min_pairs=8))
 
     def config(out, **scale):
         base = _config(out, "circle,star", analyze=True, **scale)

@@ -18,15 +18,16 @@ from probe.run import RunDir
 CUES = "{} on grass | {} on sand; {} in the snow\n{} in the water | {} on sand; {} on grass\n"
 
 
-def _audit(monkeypatch, capsys, tmp_path, out: str, *extra: str) -> RunDir:
+def _audit(monkeypatch, capsys, tmp_path, out: str, *extra: str, steps: int = 5) -> RunDir:
     """The biased world classifier's star (planted: grass) with a two-cue file, a short token and one confirmation
-    (no attribution maps: the checks are what these tests are about)."""
+    (no attribution maps: the checks are what these tests are about); ``steps``: sampling steps (fewer where no
+    finding's strength is asserted)."""
     from probe.world import bundled_classifier_path
 
     cues = tmp_path / "cues.txt"
     cues.write_text(CUES)
     args = ["audit", "--model", str(bundled_classifier_path("biased")), "--generator", "world", "--classes", "star",
-            "--max-steps", "2", "--eval-images", "2", "--steps", "5", "--out", str(tmp_path / out), "--cues", str(cues),
+            "--max-steps", "2", "--eval-images", "2", "--steps", str(steps), "--out", str(tmp_path / out), "--cues", str(cues),
             "--max-pairs", "16", "--no-report", "--quiet", "--device", "cpu", "--attributions", "none", *extra]
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == 0, err
@@ -48,7 +49,7 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
         return True
 
     monkeypatch.setattr(ConceptModelCheck, "valid", valid)
-    run = _audit(monkeypatch, capsys, tmp_path, "checked", "--concepts", str(clip), "--discover", "1")
+    run = _audit(monkeypatch, capsys, tmp_path, "checked", "--concepts", str(clip), "--discover", "1", steps=3)
     analysis = run.read_analysis_summary()
     assert analysis.checked_by == "concepts: my-clip"
     assert not any("unchecked" in n for n in analysis.notes)
