@@ -289,6 +289,10 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
     return summary
 
 
+def _signed(v) -> str:
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
 def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000) -> dict:
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
     from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
@@ -305,6 +309,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     from probe.classifiers import load_classifier
     from probe.confirm import confirm_run
     from probe.run import RunDir
+    from probe.run.confirmation import VERDICTS
     from probe.world import true_effects
     from probe.world.valset import validation_images
 
@@ -319,6 +324,8 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         run_dir = ROOT / "confirmed" / item["name"]  # a copy: the audited run stays as the score phase read it
         model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
         classifier = load_classifier(model, device="cpu")
+        if (run_dir / "confirmation.json").is_file() and "bar" not in RunDir(run_dir).read_confirmation().settings:
+            (run_dir / "confirmation.json").unlink()  # decided before passing findings had to reach the bar: redo
         if not (run_dir / "confirmation.json").is_file():
             shutil.rmtree(run_dir, ignore_errors=True)
             shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
@@ -329,6 +336,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         record = run.read_confirmation()
         truth = true_effects(classifier, n=truth_n)
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
+        real = {(f.class_name, f.cue, f.kind): f.decisive.prob_gap for f in record.findings}
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
 
         def true_effect(f) -> float:
@@ -359,13 +367,13 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         tally["confirmed_right_sign"] += len(right_sign)
         row = {"classifier": item["name"], "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3)
                                                             for c, v in planted},
-               "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}): "
-                           f"{verdict(f)}" for f in passing],
+               "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}, "
+                           f"real P gap {_signed(real[(f['class_name'], f['cue'], f['kind'])])}): {verdict(f)}"
+                           for f in passing],
                "confirmed (any finding)": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
                                            f"(true {true_effect(f):+.2f}, passes {bool(f.get('passes'))})"
                                            for f in confirmed],
-               "verdicts": {v: sum(1 for f in findings if verdict(f) == v)
-                            for v in ("confirmed", "contradicted", "not seen")},
+               "verdicts": {v: sum(1 for f in findings if verdict(f) == v) for v in VERDICTS},
                "seconds": record.data.get("seconds")}
         rows.append(row)
         print(json.dumps(row), flush=True)

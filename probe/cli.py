@@ -359,7 +359,7 @@ def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by
             device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
             min_slice: int = typer.Option(5, help="Fewer images than this in a slice decide nothing."),
             report: bool = typer.Option(True, help="Re-render the run's HTML report with the real-data numbers.")) -> None:
-    """Check every finding of a run on your own labelled images: confirmed on your data, not seen, or contradicted."""
+    """Check every finding of a run on your own labelled images: confirmed on your data, weaker than the audit's bar, not seen, or contradicted."""
     from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run
 
     result = confirm_run(run_dir, val_data, source=ClassifierSource(model=model, arch=arch, trust_pickle=trust_pickle,

@@ -262,7 +262,8 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     """The gate on one run directory: which passing findings exceed ``max_effect``? (see the module docstring).
 
     ``confirmed_only`` (``--confirmed-only``): only passing findings that ``probe confirm`` found *confirmed on your
-    data* (confirmation.json) can offend; a run without confirmation.json is a GateError."""
+    data* (confirmation.json) can offend (not those seen there weaker than the audit's bar); a run without
+    confirmation.json is a GateError."""
     from probe.run import FINDINGS, FINDINGS_TABLE, RunDir
     from probe.run.records import CONFIRMED, UNCHECKED
 

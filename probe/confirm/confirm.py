@@ -8,9 +8,11 @@ shapes world's oracles (``probe.domains``) for a world run, else the concept mod
 a concept model is never taken from the run directory). Every image is read once and classified once, in batches,
 through the classifier's own preprocessing (its data config: resize, crop, normalisation).
 
-Verdicts (``probe.run.confirmation``): *confirmed on your data*, *not seen in your data* (slices too small or the
-gap undecided: a power calculation says about how many images per slice would decide), *contradicted* (the data
-rule out a gap of ``negligible`` or more in the finding's direction). The result is written to the run as
+Verdicts (``probe.run.confirmation``): *confirmed on your data* (a significant gap of the finding's sign whose mean
+P(class) gap reaches the analysis' pass bar, as the audit's own estimate must), *seen in your data, weaker than the
+audit's bar* (significant, but its mean P(class) gap falls short of that bar), *not seen in your data* (slices too small or the gap undecided: a power
+calculation says about how many images per slice would decide), *contradicted* (the data rule out a gap of
+``negligible`` or more in the finding's direction). The result is written to the run as
 confirmation.json (and the example thumbnails under confirmation/), never outside it.
 """
 
@@ -30,6 +32,7 @@ from probe.errors import ProbeError
 from probe.run import CONFIRMATION_DIR, RunDir
 from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice)
 from probe.run.records import PAIR_KINDS
+from probe.run.summary import pass_bar
 
 __all__ = ["ConfirmConfig", "ConfirmError", "confirm_run", "ClassifierSource"]
 
@@ -144,7 +147,8 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
     results = []
     for k, finding in enumerate(testable):
         results.append(_confirm_finding(k, finding, images, labels, data, config, run, not_tested))
-    results = _decide([r for r in results if r is not None], config, labels)
+    bar = pass_bar(analysis.to_dict() if analysis is not None else None)
+    results = _decide([r for r in results if r is not None], config, labels, bar)
 
     # 7. per class, and the record
     classes = _per_class(images, labels, results)
@@ -153,7 +157,7 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
               "skipped_names": [f"{name}: {why}" for name, why in skipped[:10]],
               "seconds": round(time.perf_counter() - started, 2)},
         checked_by=checked_by, classifier=str(getattr(classifier, "name", type(classifier).__name__)),
-        settings=config.to_dict(), findings=tuple(results), classes=tuple(classes), not_tested=tuple(not_tested),
+        settings={**config.to_dict(), "bar": bar}, findings=tuple(results), classes=tuple(classes), not_tested=tuple(not_tested),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     run.write_confirmation(record)
     record = run.read_confirmation()  # what the run holds (numbers as stored)
@@ -335,9 +339,11 @@ def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: V
         direction=direction, verdict="not seen", reason="")  # decided with the others' tests (_decide)
 
 
-def _decide(results: list[FindingConfirmation], config: ConfirmConfig, labels: list[str]) -> list[FindingConfirmation]:
+def _decide(results: list[FindingConfirmation], config: ConfirmConfig, labels: list[str],
+            bar: float) -> list[FindingConfirmation]:
     """The verdicts: each deciding p adjusted (Benjamini-Hochberg) within its family (the passing findings, the rest),
-    among the tests whose slices are large enough to decide."""
+    among the tests whose slices are large enough to decide; ``bar``: the analysis' pass bar, which a real gap in mean
+    P(class) must reach to confirm a finding."""
     from probe.analysis.stats import fdr
 
     qs: dict[int, float] = {}
@@ -349,13 +355,19 @@ def _decide(results: list[FindingConfirmation], config: ConfirmConfig, labels: l
             qs.update({i: float(v) for i, v in zip(members, q)})
     out = []
     for i, r in enumerate(results):
-        verdict, reason, needed = _verdict(r, qs.get(i), config, labels[r.class_index])
+        verdict, reason, needed = _verdict(r, qs.get(i), config, labels[r.class_index], bar)
         out.append(replace(r, verdict=verdict, reason=reason, images_to_decide=needed, q=qs.get(i)))
     return out
 
 
-def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, name: str) -> tuple[str, str, int | None]:
-    """(verdict, the reason in one line, images per slice that would decide or None)."""
+def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, name: str,
+             bar: float) -> tuple[str, str, int | None]:
+    """(verdict, the reason in one line, images per slice that would decide or None).
+
+    The audit's own rule on the real data: a finding passes when its effect is significant and its point estimate
+    reaches ``bar``; a real gap confirms it when it is significant and its mean P(class) gap, in the finding's
+    direction, reaches ``bar`` too. A significant gap below ``bar`` is "weaker" (the data show the cue matters, less
+    than a finding must), not "confirmed": small real preferences, which every classifier has, are not confirmations."""
     from probe.run import format as fmt
 
     c, direction, attribute, value, counters = f.decisive, f.direction, f.attribute, f.value, f.counter_values
@@ -379,6 +391,10 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
     toward_low = c.low if direction > 0 else -c.high  # the interval's end nearest no effect, in the finding's direction
     toward_high = c.high if direction > 0 else -c.low
     if toward_low > 0 and q is not None and q < config.alpha:
+        strength = None if c.prob_gap is None else direction * c.prob_gap
+        if strength is not None and strength < bar:
+            return ("weaker", f"{numbers}: {gap_text}; mean P({name}) gap {fmt.effect(c.prob_gap)} "
+                    f"[{fmt.interval(c.prob_low, c.prob_high)}] is below the audit's bar of {bar:g}", None)
         return "confirmed", f"{numbers}: {gap_text}", None
     if toward_high < config.negligible:
         return ("contradicted", f"{numbers}: {gap_text} rules out a gap of {config.negligible:.2f} or more in the "
@@ -398,5 +414,5 @@ def _per_class(images: list[_Image], labels: list[str], results: list[FindingCon
 
         out.append(ClassConfirmation(index, labels[index], len(own),
                                      sum(im.predicted == index for im in own) / len(own) if own else None,
-                                     named("confirmed"), named("not seen"), named("contradicted")))
+                                     named("confirmed"), named("not seen"), named("contradicted"), named("weaker")))
     return out

@@ -64,8 +64,8 @@ class Run:
         or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
         generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
         bars has status "unverified" and does not pass), sentence, evidence (paths relative to the run directory);
-        after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "not seen"
-        or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).
+        after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "weaker"
+        (a real gap that falls short of the audit's bar), "not seen" or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).
         Empty when the analysis did not run.
         """
         import pandas as pd

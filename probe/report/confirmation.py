@@ -27,7 +27,7 @@ def class_confirmation(run_dir, assets, class_index: int, warnings: list[str], c
     if not mine and summary is None:
         return None
     rows = []
-    for f in sorted(mine, key=lambda f: (not f.passes, ("confirmed", "contradicted", "not seen").index(f.verdict), f.cue)):
+    for f in sorted(mine, key=lambda f: (not f.passes, ("confirmed", "weaker", "contradicted", "not seen").index(f.verdict), f.cue)):
         d = f.decisive
         slices = []
         for which, side, label in SLICES:

@@ -35,9 +35,9 @@ __all__ = ["CONFIRMATION_VERSION", "VERDICTS", "VERDICT_TEXT", "Example", "Slice
 
 CONFIRMATION_VERSION = 1
 #: the verdicts, as stored; VERDICT_TEXT says them in words
-VERDICTS = ("confirmed", "not seen", "contradicted")
-VERDICT_TEXT = {"confirmed": "confirmed on your data", "not seen": "not seen in your data",
-                "contradicted": "contradicted by your data"}
+VERDICTS = ("confirmed", "weaker", "not seen", "contradicted")
+VERDICT_TEXT = {"confirmed": "confirmed on your data", "weaker": "seen in your data, weaker than the audit's bar",
+                "not seen": "not seen in your data", "contradicted": "contradicted by your data"}
 SIDES = ("own", "others")  # which comparison decides: the class's own images, or other classes' images
 _FIX = "re-run `probe confirm RUN --val-data DATA` to rewrite it, or delete it"
 
@@ -153,7 +153,9 @@ class FindingConfirmation:
     images, how often they are called the class with the cue vs with its counters. ``decides`` names the comparison
     that gives the verdict (necessity and token-shift: own; sufficiency: others); ``direction`` is the sign of the
     generated effect (+1: the cue helps the class). ``verdict``: "confirmed" (the real gap has the finding's sign,
-    its interval excludes 0 and Fisher's p < alpha), "contradicted" (the interval rules out a gap of the settings'
+    its interval excludes 0, Fisher's p < alpha, and its gap in mean P(class) reaches the audit's pass bar, as the
+    audit's own point estimate must), "weaker" (a significant gap whose mean P(class) gap falls short of the bar:
+    the data show the cue matters, less than a finding must), "contradicted" (the interval rules out a gap of the settings'
     ``negligible`` size in the finding's direction), "not seen" (too few images, or undecided: ``images_to_decide``
     per slice would decide, by a power calculation on the generated effect). ``q``: the deciding p adjusted for the
     findings tested alongside (Benjamini-Hochberg within the passing findings, and within the rest), which a
@@ -251,7 +253,7 @@ class FindingConfirmation:
 @dataclass(frozen=True)
 class ClassConfirmation:
     """One class on the user's data: ``n_images`` labelled with it, ``accuracy`` on them (None without images), and
-    its tested cues by verdict (``confirmed``, ``not_seen``, ``contradicted``: cue names). What the per-class
+    its tested cues by verdict (``confirmed``, ``weaker``, ``not_seen``, ``contradicted``: cue names). What the per-class
     summary says about "does your data confirm it"."""
 
     class_index: int
@@ -261,13 +263,14 @@ class ClassConfirmation:
     confirmed: tuple[str, ...] = ()
     not_seen: tuple[str, ...] = ()
     contradicted: tuple[str, ...] = ()
+    weaker: tuple[str, ...] = ()  # last: files written before the verdict existed have no such key
 
     @property
     def sentence(self) -> str:
         acc = "" if self.accuracy is None else f" ({fmt.number(self.accuracy)} accuracy)"
         parts = [f"{self.n_images} of your images are labelled {self.class_name!r}{acc}"]
-        for names, words in ((self.confirmed, "confirmed"), (self.contradicted, "contradicted"),
-                             (self.not_seen, "not seen")):
+        for names, words in ((self.confirmed, "confirmed"), (self.weaker, "weaker than the audit's bar"),
+                             (self.contradicted, "contradicted"), (self.not_seen, "not seen")):
             if names:
                 parts.append(f"{words}: {', '.join(names)}")
         return "; ".join(parts) + "."
@@ -282,13 +285,13 @@ class ClassConfirmation:
         return cls(_int(f"{where}.class_index", d.get("class_index")), _str(f"{where}.class_name", d.get("class_name")),
                    _int(f"{where}.n_images", d.get("n_images")),
                    _num(f"{where}.accuracy", d.get("accuracy"), low=0, high=1),
-                   names("confirmed"), names("not_seen"), names("contradicted"))
+                   names("confirmed"), names("not_seen"), names("contradicted"), names("weaker"))
 
     def to_dict(self) -> dict:
         return {"class_index": self.class_index, "class_name": self.class_name, "n_images": self.n_images,
                 "accuracy": None if self.accuracy is None else round(self.accuracy, 6),
                 "confirmed": list(self.confirmed), "not_seen": list(self.not_seen),
-                "contradicted": list(self.contradicted)}
+                "contradicted": list(self.contradicted), "weaker": list(self.weaker)}
 
 
 @dataclass(frozen=True)
@@ -368,7 +371,7 @@ class Confirmation:
     def headline(self) -> str:
         c = self.counts
         return (f"{self.data.get('used')} images ({self.data.get('skipped')} skipped), cues read by {self.checked_by}: "
-                f"{c['confirmed']} confirmed, {c['not seen']} not seen, {c['contradicted']} contradicted of "
+                f"{c['confirmed']} confirmed, {c['weaker']} weaker, {c['not seen']} not seen, {c['contradicted']} contradicted of "
                 f"{len(self.findings)} findings")
 
     def table(self) -> str:

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 from probe.run import format as fmt
 
 __all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT", "DEFAULT_OFF_OBJECT_SHARE",
-           "balance_spec"]
+           "balance_spec", "pass_bar"]
 
 # the analysis' defaults (probe.analysis.policy.Thresholds; a test keeps them equal), used only when analysis.json
 # does not record its thresholds (runs written before it did)
@@ -93,6 +93,12 @@ def _bars(analysis: dict | None) -> _Bars:
     share = fmt.as_float(thresholds.get("off_object_min_share"))
     return _Bars(effect if effect is not None else DEFAULT_MIN_EFFECT,
                  share if share is not None else DEFAULT_OFF_OBJECT_SHARE, effect is not None)
+
+
+def pass_bar(analysis: dict | None) -> float:
+    """The analysis' pass bar for cue findings (``config.thresholds.min_effect`` of analysis.json; the default when the
+    run did not record it)."""
+    return _bars(analysis).min_effect
 
 
 def balance_spec(class_name: str, class_index: int, cue: str) -> str:
@@ -247,7 +253,8 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
             more = f"; about {r.images_to_decide} images per slice would decide" if r.images_to_decide else ""
             parts.append(f"{r.cue} ({r.kind}) not seen ({gap}{more})")
         else:
-            parts.append(f"{r.cue} ({r.kind}) {r.verdict} ({gap})")
+            words = "seen, weaker than the audit's bar" if r.verdict == "weaker" else r.verdict
+            parts.append(f"{r.cue} ({r.kind}) {words} ({gap})")
     if passing and not shown:
         parts.append("none of its passing findings could be tested there")
     if others:
