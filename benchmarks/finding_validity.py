@@ -303,7 +303,8 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     - on clean classifiers nothing passing is confirmed.
 
     Also, over *every* cue finding (passing or not): how many are confirmed, and how many of those have a true effect
-    of the finding's sign (the verdict is about the data's gap, so a real but small effect may be confirmed)."""
+    of the finding's sign. A real gap below the audit's bar (in mean P(class)) is "weaker", not confirmed: a real but
+    small preference, such as a clean classifier's, does not count as a confirmation."""
     import shutil
 
     from probe.classifiers import load_classifier
