@@ -13,8 +13,8 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
         # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table
 
-Everything is seeded and cached under benchmarks/.cache/validity/ (git-ignored), so a rerun only does
-what is missing. Figures: README "Are the findings true?".
+Everything is seeded; classifiers and audits are cached under benchmarks/.cache/validity/ (git-ignored), so a
+rerun only does what is missing (the confirm phase's verdicts, seconds each, are always decided again). Figures: README "Are the findings true?".
 """
 
 from __future__ import annotations
@@ -325,14 +325,12 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         run_dir = ROOT / "confirmed" / item["name"]  # a copy: the audited run stays as the score phase read it
         model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
         classifier = load_classifier(model, device="cpu")
-        if (run_dir / "confirmation.json").is_file() and "bar" not in RunDir(run_dir).read_confirmation().settings:
-            (run_dir / "confirmation.json").unlink()  # decided before passing findings had to reach the bar: redo
-        if not (run_dir / "confirmation.json").is_file():
-            shutil.rmtree(run_dir, ignore_errors=True)
-            shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
-            start = time.perf_counter()
-            confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier)
-            print(f"confirmed {item['name']} in {time.perf_counter() - start:.0f} s", flush=True)
+        # always decided again (15-30 s): a cached confirmation.json would keep the verdict rule it was written under
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
+        start = time.perf_counter()
+        confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier)
+        print(f"confirmed {item['name']} in {time.perf_counter() - start:.0f} s", flush=True)
         run = RunDir(run_dir)
         record = run.read_confirmation()
         truth = true_effects(classifier, n=truth_n)
