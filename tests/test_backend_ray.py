@@ -33,22 +33,18 @@ def ray_cluster():
 
 
 def _killer(out: Path, choose) -> tuple[list, threading.Thread]:
-    """A thread that watches ``out``'s classes/*/metrics.json and SIGKILLs the first worker ``choose(path, metrics)``
-    names: it returns what to record (its ``"pid"`` is killed) or None to keep watching. The records go into the
-    returned list (one at most)."""
+    """A thread that polls ``choose(out)`` every 50 ms and SIGKILLs the first worker it names: it returns what to
+    record (its ``"pid"`` is killed) or None to keep watching. The record goes into the returned list (one at most)."""
     killed: list = []
 
     def watch():
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
-            for path in out.glob("classes/*/metrics.json"):
-                try:
-                    data = json.loads(path.read_text())
-                    record = choose(path, data)
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
-                if record is None:
-                    continue
+            try:
+                record = choose(out)
+            except (OSError, ValueError, KeyError, TypeError):
+                record = None
+            if record is not None:
                 os.kill(record["pid"], signal.SIGKILL)
                 killed.append(record)
                 return
@@ -59,21 +55,46 @@ def _killer(out: Path, choose) -> tuple[list, threading.Thread]:
     return killed, thread
 
 
-def _kill_first_finisher(out: Path) -> tuple[list, threading.Thread]:
-    """The worker of the first class to finish in ``out``, one second later (it has taken its next class by then)."""
+def _finished(out: Path) -> dict[Path, dict]:
+    """classes/*/metrics.json as written so far: {path: its data} (a half-written file raises ValueError)."""
+    return {path: json.loads(path.read_text()) for path in out.glob("classes/*/metrics.json")}
 
-    def choose(_path, data):
-        pid = data["worker"]["pid"]
-        time.sleep(1.0)
-        return {"pid": pid}
+
+def _claims_held(out: Path) -> dict[int, int]:
+    """{class index: pid} of the claims (.probe-claims/<index>.lock) another process holds now, read from the kernel's
+    /proc/locks: the test never takes a claim itself, which would make a worker skip its class."""
+    inodes = {path.stat().st_ino: int(path.stem) for path in (out / ".probe-claims").glob("*.lock")}
+    held = {}
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue  # "1: -> FLOCK ..." lines are waiters, not holders
+        inode = int(fields[5].rsplit(":", 1)[1])
+        if inode in inodes and int(fields[4]) != os.getpid():
+            held[inodes[inode]] = int(fields[4])
+    return held
+
+
+def _kill_in_flight(out: Path) -> tuple[list, threading.Thread]:
+    """The worker of a class it is learning now (it holds the class's claim and no metrics.json is written yet): a
+    class surely in flight, where killing "the worker that finished first, a second later" sometimes hit a worker
+    with nothing left to do (Ray had given the next class to a fresh worker). Records {"pid", "index"}."""
+
+    def choose(out_dir):
+        finished = {int(path.parent.name.split("-", 1)[0]) for path in out_dir.glob("classes/*/metrics.json")}
+        in_flight = {i: pid for i, pid in _claims_held(out_dir).items() if i not in finished}
+        if not in_flight:
+            return None
+        index = min(in_flight)
+        return {"pid": in_flight[index], "index": index}
 
     return _killer(out, choose)
 
 
 def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster):
-    """2 workers on a local cluster; the first worker to finish a class is killed (SIGKILL) while it runs its next
-    one. Every class ends done exactly once, the lost one retried on a fresh worker, and every token equals the
-    local backend's for the same seeds."""
+    """2 workers on a local cluster; a worker is killed (SIGKILL) while it learns a class. Every class ends done
+    exactly once, the lost one retried on a fresh worker, and every token equals the local backend's for the same
+    seeds."""
     from probe.run import RunDir
     from probe.auditing.loop import audit
 
@@ -87,7 +108,7 @@ def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_
         torch.set_num_threads(threads)
 
     out = tmp_path / "ray"
-    killed, thread = _kill_first_finisher(out)
+    killed, thread = _kill_in_flight(out)
     result = audit(_config(out, classes, backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
     assert killed, "the test never saw a finished class to kill its worker"
@@ -116,7 +137,7 @@ def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_comp
     from probe.auditing.loop import audit
 
     out = tmp_path / "ray-no-retry"
-    killed, thread = _kill_first_finisher(out)
+    killed, thread = _kill_in_flight(out)
     result = audit(_config(out, "circle,square,star", backend="ray", workers=2, max_retries=0), progress=False)
     thread.join(timeout=5)
     assert killed
@@ -132,10 +153,11 @@ def _kill_in_analysis(out: Path) -> tuple[list, threading.Thread]:
     """The worker of the first class whose token is finished while that class's analysis (steps 3-5, on the same
     worker) is still running: no tests.json yet. Records {"pid", "index"}."""
 
-    def choose(path, data):
-        if (path.parent / "analysis" / "tests.json").exists():
-            return None  # too late for this class
-        return {"pid": data["worker"]["pid"], "index": data["class_index"]}
+    def choose(out_dir):
+        for path, data in _finished(out_dir).items():
+            if not (path.parent / "analysis" / "tests.json").exists():  # else too late for this class
+                return {"pid": data["worker"]["pid"], "index": data["class_index"]}
+        return None
 
     return _killer(out, choose)
 
