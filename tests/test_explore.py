@@ -105,12 +105,16 @@ def attached(demo_run):
 
 
 def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignores(attached, demo_run):
-    planted = attached.test_cue("star", "on grass", n_pairs=16)  # the bundled classifier's planted star cue
+    # the bundled classifier's planted star cue, against one counter the user names (the default counters, the cue
+    # list's, are the quickstart notebook's test: tests/test_notebook.py); 2 images per pair instead of 4
+    planted = attached.test_cue("star", "on grass", counters=["on sand"], n_pairs=16)
+    assert planted.counters == ("{} on sand",)  # the user's counter, and only it
     assert planted.passes and planted.verdict == "supported", planted
     assert planted.finding.n_images >= 16 and planted.effect >= 0.15 and planted.p <= 0.05
     assert planted.finding.ci_low <= planted.effect <= planted.finding.ci_high
     assert all((demo_run / e).is_file() and "analysis/hypotheses/" in e for e in planted.finding.evidence)
-    null = attached.test_cue("star", "with a dot in the corner", n_pairs=16)  # a tag cue planted for heart, not star
+    # a tag cue planted for heart, not star
+    null = attached.test_cue("star", "with a dot in the corner", counters=["with no tag"], n_pairs=16)
     assert not null.passes and null.verdict == "not supported", null
     table = attached.hypotheses
     assert list(table["hypothesis"]) == ["on grass", "with a dot in the corner"]
