@@ -44,15 +44,18 @@ def _marks(text: str) -> dict[str, str]:
 
 
 def test_the_demo_headline_is_the_readme_s_for_the_star_and_every_finding_is_true(readme_demo):
-    """The README's demo output is what `probe demo` prints for the class the suite audits (the planted star's
-    mark: found, top / found, not top / MISSED), its token moved, and every passing finding is true by the truth
-    table. The README prints every planted class; the suite audits the star only (its time budget)."""
+    """The README's demo output is what `probe demo` prints for the class the suite audits (the planted star is
+    found), its token moved, and every passing finding is true by the truth table. The README prints every planted
+    class; the suite audits the star only (its time budget). Whether the grass is the star's *top* finding is not
+    asserted: it ties the true snow preference to the third decimal (README), and which one prints first changes
+    with the CPU's floating point (an AMD EPYC puts snow first, 4 December 2026)."""
     stderr = (readme_demo / "demo.stderr").read_text()
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     shown = _marks(readme.split("## Using it")[0])
     assert set(shown) == set(bundled_bias("biased")), shown  # the README prints every planted class
     printed = _marks(stderr)
-    assert set(printed) == {"star"} and printed["star"] == shown["star"], stderr[-2000:]
+    found = {"found, top", "found, not top"}
+    assert set(printed) == {"star"} and printed["star"] in found and shown["star"] in found, stderr[-2000:]
     assert "tokens that moved from their initial word: 1/1" in stderr, stderr[-2000:]
     counted = re.search(r"passing findings confirmed by the truth table \(probe.world.true_effects\): (\d+)/(\d+)", stderr)
     assert counted and counted.group(1) == counted.group(2) != "0", stderr[-2000:]
