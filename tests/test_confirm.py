@@ -18,7 +18,7 @@ import torch
 from conftest import run_main
 from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run, read_val_data
 from probe.confirm.data import ValDataError
-from probe.confirm.stats import fisher_exact, images_to_decide, newcombe
+from probe.confirm.stats import fisher_exact, images_to_decide, mean_difference, newcombe, t_quantile
 from probe.errors import RunError
 from probe.run import RunDir
 from probe.run.confirmation import Confirmation
@@ -72,6 +72,26 @@ def test_statistics_match_published_values():
     assert fisher_exact(8, 10, 1, 10) == pytest.approx(0.005477, abs=1e-5)  # scipy.stats.fisher_exact's value
     assert fisher_exact(3, 6, 3, 6) == pytest.approx(1.0)
     assert images_to_decide(0.9, 0.3) < images_to_decide(0.9, 0.1)  # smaller gaps need more images
+
+
+def test_mean_gap_interval_is_welchs_t_and_widens_for_small_slices():
+    # Student's t table: t(0.975; 1) = 12.7062, t(0.975; 6) = 2.4469, t(0.975; 30) = 2.0423, t(0.95; 10) = 1.8125
+    for prob, df, table in ((0.975, 1, 12.7062), (0.975, 6, 2.4469), (0.975, 30, 2.0423), (0.95, 10, 1.8125)):
+        assert t_quantile(prob, df) == pytest.approx(table, abs=1e-4)
+    assert t_quantile(0.025, 6) == pytest.approx(-2.4469, abs=1e-4) and t_quantile(0.975, 1e7) == pytest.approx(1.96, abs=1e-3)
+    # Welch's example (Wikipedia, "Welch's t-test", example 1): t = -2.46 on 24.9 degrees of freedom, p = 0.021
+    a = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+    b = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+    d, low, high = mean_difference(a, b)
+    se = (high - low) / 2 / t_quantile(0.975, 24.9)
+    assert d / se == pytest.approx(-2.46, abs=0.01) and high < 0  # p = 0.021: the 95% interval excludes 0
+    # 7 images against 456: about 6 degrees of freedom, so the interval is ~1.25x the normal one (2.45 / 1.96)
+    few, many = [0.9, 0.5, 0.95, 0.3, 0.85, 0.9, 0.6], [0.6, 0.7] * 228
+    d, low, high = mean_difference(few, many)
+    m = sum(few) / 7
+    normal = 1.96 * ((sum((v - m) ** 2 for v in few) / 6 / 7) + 0.01 / 4 * 456 / 455 / 456) ** 0.5
+    assert (high - low) / 2 / normal == pytest.approx(2.4469 / 1.96, rel=0.02)
+    assert mean_difference([0.5, 0.5], [0.2, 0.2]) == pytest.approx((0.3, 0.3, 0.3))  # no spread: no width
 
 
 # ------------------------------------------------------------------------------------------ the data reader

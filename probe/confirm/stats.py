@@ -5,7 +5,10 @@
   proportions, built from the two Wilson intervals; it stays inside [-1, 1] and behaves at 0 and n.
 - :func:`fisher_exact`: the two-sided Fisher exact test of a 2x2 table (the sum of the hypergeometric
   probabilities no larger than the observed one's), exact at any slice size.
-- :func:`mean_difference`: a difference of two means (mean P(class)) with a Welch normal interval.
+- :func:`mean_difference`: a difference of two means (mean P(class)) with Welch's interval: Student's t on the
+  Welch-Satterthwaite degrees of freedom, so a slice of 7 images gets the wider interval it should (t 2.45, not 1.96).
+- :func:`t_quantile`: Student's t quantile (the regularised incomplete beta by its continued fraction, inverted by
+  bisection).
 - :func:`images_to_decide`: how many images per slice a two-proportion test needs to see a gap of a given size
   (normal approximation, two-sided level ``alpha``, power ``power``): what "not seen in your data" asks for.
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-__all__ = ["wilson", "newcombe", "fisher_exact", "mean_difference", "images_to_decide"]
+__all__ = ["wilson", "newcombe", "fisher_exact", "mean_difference", "t_quantile", "images_to_decide"]
 
 _Z = NormalDist()
 
@@ -71,15 +74,72 @@ def fisher_exact(x1: int, n1: int, x2: int, n2: int) -> float:
     return min(1.0, p)
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz), evaluated on
+    the side of the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) where it converges quickly."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    log_front = a * math.log(x) + b * math.log1p(-x) - math.log(a) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        for term in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                     -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + term * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + term / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * h
+
+
+def _t_upper(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(prob: float, df: float) -> float:
+    """The ``prob`` quantile of Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom."""
+    if not 0 < prob < 1 or not df > 0:
+        raise ValueError(f"t_quantile needs 0 < prob < 1 and df > 0, got prob={prob!r}, df={df!r}")
+    if prob < 0.5:
+        return -t_quantile(1 - prob, df)
+    if prob == 0.5:
+        return 0.0
+    low, high = 0.0, 1.0
+    while _t_upper(high, df) > 1 - prob:
+        high *= 2
+    while high - low > 1e-10 * max(1.0, high):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _t_upper(mid, df) > 1 - prob else (low, mid)
+    return (low + high) / 2
+
+
 def mean_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), low, high) with a Welch normal interval; NaNs when a side has fewer than 2 values."""
+    """(mean(a) - mean(b), low, high) with Welch's interval (Student's t on the Welch-Satterthwaite degrees of
+    freedom); NaNs for the interval when a side has fewer than 2 values. Two slices without spread give a zero-width
+    interval at the difference."""
     if len(a) < 2 or len(b) < 2:
         d = (sum(a) / len(a) - sum(b) / len(b)) if a and b else float("nan")
         return d, float("nan"), float("nan")
+    _z(confidence)  # checks it
     ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((v - ma) ** 2 for v in a) / (len(a) - 1)
-    vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1)
-    half = _z(confidence) * math.sqrt(va / len(a) + vb / len(b))
+    sa = sum((v - ma) ** 2 for v in a) / (len(a) - 1) / len(a)  # squared standard errors
+    sb = sum((v - mb) ** 2 for v in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(sa + sb)
+    if se == 0:
+        return ma - mb, ma - mb, ma - mb
+    df = (sa + sb) ** 2 / (sa ** 2 / (len(a) - 1) + sb ** 2 / (len(b) - 1))
+    half = t_quantile(0.5 + confidence / 2, df) * se
     return ma - mb, ma - mb - half, ma - mb + half
 
 

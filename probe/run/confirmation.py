@@ -12,7 +12,7 @@ record                      what it holds
 :class:`Example`            one real image shown for a slice: its thumbnail in the run, the user's name for it
 :class:`Slice`              images of one slice (class and cue presence): how many, how many hit, mean P(class)
 :class:`Comparison`         the slice with the cue against the slice with its counters: the gap, its Newcombe
-                            interval, Fisher's exact p, the gap in mean P(class) with a Welch interval
+                            interval, Fisher's exact p, the gap in mean P(class) with Welch's t interval
 :class:`FindingConfirmation` one finding: the own-class and other-class comparisons, which one decides, the verdict
 :class:`ClassConfirmation`  one class: its images, accuracy, and its cues by verdict (for the plain-words summary)
 :class:`Confirmation`       the file: the data, who labelled the cues, the settings, the findings and the classes
@@ -106,7 +106,7 @@ class Comparison:
     """The slice showing the cue against the slice showing its counters (or, without counters, any other value).
 
     ``gap`` = rate(cue) - rate(counter) with Newcombe's 95% interval ``low``..``high`` and Fisher's exact two-sided
-    ``p``; ``prob_gap`` the same for mean P(class) with a Welch interval (None when a slice has under 2 images).
+    ``p``; ``prob_gap`` the same for mean P(class) with Welch's t interval (None when a slice has under 2 images).
     ``measure``: "accuracy" (own images: classified as their class) or "called the class" (other classes' images)."""
 
     measure: str
