@@ -12,6 +12,8 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
         # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
         # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table
+    .venv/bin/python benchmarks/finding_validity.py table --set heldout   # that table summed over a set's audits
+        # (after `all` and one `reanalyse` per audit), exact 95% intervals
 
 Everything is seeded; classifiers and audits are cached under benchmarks/.cache/validity/ (git-ignored), so a
 rerun only does what is missing (the confirm phase's verdicts, seconds each, are always decided again). Figures: README "Are the findings true?".
@@ -393,6 +395,60 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     return summary
 
 
+class _Drawn:
+    """What the faithful world draws for a cue phrase the truth table does not name (a discovered or general-vocabulary
+    phrase such as "dark blue" or "a wood grain"): the phrase's prompt and its counters' prompts are drawn on ``n``
+    seeds each and read by the world's oracles; the attribute whose majority value differs between the cue and its
+    counters is what the phrase changes in this world, and the finding is scored as that value against those values.
+    Cached per (class, templates)."""
+
+    def __init__(self, n: int = 6):
+        from probe.domains import domains
+        from probe.generators import load_generator
+
+        self.n, self.cache = n, {}
+        self.generator = load_generator("world", device="cpu")
+        self.oracles = domains()["world"].scorer()
+
+    def _values(self, prompt: str) -> dict[str, str]:
+        """{attribute: the value at least 2 of 3 images show} (an attribute the prompt leaves to chance has none)."""
+        from collections import Counter
+
+        images = self.generator.generate([prompt] * self.n, list(range(880_000, 880_000 + self.n)))
+        read = self.oracles.predict(images)
+        out = {}
+        for attribute, values in read.items():
+            value, count = Counter(values).most_common(1)[0]
+            if attribute != "shape" and count * 3 >= 2 * self.n:
+                out[attribute] = value
+        return out
+
+    def __call__(self, class_name: str, template: str, counters: list[str]) -> tuple[str, str, list[str]] | None:
+        """(attribute, value, counter values) the phrase stands for in the world, or None (it draws nothing the world
+        can tell apart from its counters)."""
+        key = (class_name, template, tuple(counters))
+        if key not in self.cache:
+            cue = self._values("a photo of a " + template.format(class_name))
+            others = [self._values("a photo of a " + t.format(class_name)) for t in counters]
+            found = None
+            for attribute, value in cue.items():
+                against = sorted({o[attribute] for o in others if o.get(attribute, value) != value})
+                if against:
+                    found = (attribute, value, against)
+                    break
+            self.cache[key] = found
+        return self.cache[key]
+
+
+def _templates(f: dict) -> tuple[str, list[str]] | None:
+    """The prompt template of a finding's cue and of its counters, from its details (None when it has none)."""
+    d = f.get("details") or {}
+    proposed = d.get("proposed") if isinstance(d.get("proposed"), dict) else {}
+    template = proposed.get("template") or d.get("template")
+    counters = d.get("counter_templates") or proposed.get("counters") or []
+    return (template, list(counters)) if template and counters else None
+
+
 #: --checker -> the analysis's --concepts: the world's oracles, the world's own CLIP, or nothing.
 CHECKERS = {"oracles": "auto", "concepts": "world", "none": "none"}
 RATES = (0.0, 0.15, 0.3)
@@ -433,8 +489,26 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     planted = [(c, v) for c, cues in bias.items() for v in cues.values()]
     strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
 
+    known = set(truth.frame["cue"])
+    mapped: dict[str, str] = {}
+    drawn = None
+
     def true(f) -> bool:
-        return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=_counters(f))
+        nonlocal drawn
+        if f["cue"] in known or f["kind"] == "off-object":
+            return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=_counters(f))
+        # a phrase the world's table does not name: scored as what the world draws for it
+        templates = _templates(f)
+        drawn = drawn or _Drawn()
+        stands = drawn(f["class_name"], *templates) if templates else None
+        label = f"{f['class_name']}/{f['cue']}/{f['kind']}"
+        if stands is None:
+            mapped[label] = "draws nothing the world tells from its counters: false"
+            return False
+        attribute, value, against = stands
+        mapped[label] = f"{attribute}={value} against {', '.join(against)}"
+        return truth.confirms(f["class_name"], value, f["kind"], f["effect"], threshold,
+                              counters=against if f["kind"] == "necessity" else None)
 
     analysis = RunDir(dest).read_analysis() or {}
     row = {
@@ -449,6 +523,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         "unverified (met the bars, nobody checked)": [
             f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
             for f in unverified],
+        "phrases the truth table does not name, scored as what the world draws": mapped,
         "excluded pairs (of attempted)": f"{sum(int(f.get('excluded') or 0) for f in findings)} of "
                                          f"{sum(int(f.get('attempted') or 0) for f in findings)}",
         "images_generated": analysis.get("images_generated"),
@@ -459,9 +534,48 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     return row
 
 
+def table(items: list[dict], threshold: float = 0.15) -> dict:
+    """Issue 19's table over a set of classifiers: per (checker, infidelity), recall, precision and passing findings
+    on the clean classifiers summed over the set's audits, with exact 95% intervals. The faithful world under the
+    oracles is each audit's own analysis (the score phase's "estimate" rule); every other cell is a ``reanalyse`` row
+    (run it first). A cell missing for some classifier says how many it covers."""
+    results = Path(__file__).resolve().parent / "results"
+    score_rows = {r["classifier"]: r for r in json.loads((ROOT / "score.json").read_text())["rows"]} \
+        if (ROOT / "score.json").is_file() else {}
+    cells: dict[tuple, dict] = {}
+    for item in items:
+        name, clean = item["name"], not item["bias"]
+        rows = []
+        if name in score_rows:  # the audit itself: the faithful world, the oracles checking
+            r = score_rows[name]
+            strong = [k for k, v in r["planted_true"].items() if v >= threshold]
+            est = r["estimate"]
+            rows.append({"checker": "oracles", "infidelity": 0.0, "found": len(est["found"]), "planted": len(strong),
+                         "passing": est["passing"], "true": est["passing"] - len(est["false"]), "unverified": 0})
+        out = results / f"validity_reanalysed_{name}.json"
+        for r in json.loads(out.read_text()) if out.is_file() else []:
+            rows.append({"checker": r["checker"], "infidelity": r["infidelity"], "found": r["recall"]["k"],
+                         "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
+                         "unverified": len(r["unverified (met the bars, nobody checked)"])})
+        for r in rows:
+            c = cells.setdefault((r["checker"], r["infidelity"]), {k: 0 for k in (
+                "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified")})
+            c["classifiers"] += 1
+            for key in ("found", "planted", "passing", "true", "unverified"):
+                c[key] += r[key]
+            c["clean_passing"] += r["passing"] if clean else 0
+    summary = {f"{checker} @ {rate:g}": {"classifiers": c["classifiers"], "recall": _rate(c["found"], c["planted"]),
+                                         "precision": _rate(c["true"], c["passing"]),
+                                         "passing on clean classifiers": c["clean_passing"],
+                                         "unverified (met the bars, nobody checked)": c["unverified"]}
+               for (checker, rate), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("phase", choices=["train", "audit", "score", "all", "confirm", "reanalyse"])
+    p.add_argument("phase", choices=["train", "audit", "score", "all", "confirm", "reanalyse", "table"])
     p.add_argument("--run", type=Path, default=Path("runs/demo"), help="reanalyse: the finished run whose tokens to use")
     p.add_argument("--checker", choices=[*CHECKERS, "all"], default="oracles",
                    help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked)")
@@ -491,6 +605,8 @@ def main() -> int:
         audit(items)
     if a.phase in ("score", "all"):
         score(items, remeasure_fresh=a.remeasure)
+    if a.phase == "table":
+        table(items)
     if a.phase == "confirm":
         train(items)
         audit(items)
