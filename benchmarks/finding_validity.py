@@ -440,16 +440,6 @@ class _Drawn:
         return self.cache[key]
 
 
-def _value_effect(truth, class_name: str, attribute: str, value: str, kind: str, against: list[str] | None) -> float:
-    """The true effect of ``attribute=value`` for the class against ``against`` (default: every other value), read
-    from the table's per-value means: also for a value that is no cue of the table (a tag's "none")."""
-    kind = truth._kind(kind)
-    c = int(truth.frame.loc[truth.frame["class_name"] == truth._class(class_name), "class_index"].iloc[0])
-    values = {k[3]: v for k, v in truth.value_means.items() if k[:3] == (kind, c, attribute)}
-    others = [values[u] for u in (against or [u for u in values if u != value]) if u in values and u != value]
-    return float(values[value] - np.mean(others)) if value in values and others else 0.0
-
-
 def _templates(f: dict) -> tuple[str, list[str]] | None:
     """The prompt template of a finding's cue and of its counters, from its details (None when it has none)."""
     d = f.get("details") or {}
@@ -516,8 +506,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
             mapped[label] = "draws nothing the world tells from its counters: false"
             return False
         attribute, value, against = stands
-        true_effect = _value_effect(truth, f["class_name"], attribute, value, f["kind"],
-                                    against if f["kind"] == "necessity" else None)
+        true_effect = truth.value_effect(f["class_name"], attribute, value, f["kind"],
+                                         against if f["kind"] == "necessity" else None)
         mapped[label] = f"{attribute}={value} against {', '.join(against)}: true {true_effect:+.2f}"
         return bool(f["effect"] * true_effect > 0 and abs(true_effect) >= threshold)
 

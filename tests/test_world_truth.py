@@ -174,6 +174,12 @@ def test_cue_selection_and_errors(classifiers):
         table.effect("heart", "plate", "necessity")
     with pytest.raises(WorldError, match="off-object"):
         table.effect("heart", "dot", "off-object")
+    # a value that is no cue of the table (the tag "none", what "with a name tag" draws) against the cues' values
+    none = table.value_effect("heart", "tag", "none", "necessity", ["dot"])
+    assert none == pytest.approx(-table.effect("heart", "dot", "necessity", ["none"]))
+    assert table.value_effect("heart", "tag", "dot", "necessity") == pytest.approx(table.effect("heart", "dot", "necessity"))
+    with pytest.raises(WorldError, match="tag='plaid'"):
+        table.value_effect("heart", "tag", "plaid", "necessity")
 
 
 def test_truth_table_displays_itself_and_escapes_text():

@@ -357,12 +357,23 @@ class TruthTable:
         row = self.row(class_name, cue, kind)
         if not counters:
             return float(row["effect"])
-        kd, c = self._kind(kind), int(row["class_index"])
-        key = (kd, c, row["attribute"])
-        missing = [u for u in counters if (*key, u) not in self.value_means]
+        return self.value_effect(class_name, row["attribute"], row["value"], kind, counters)
+
+    def value_effect(self, class_name: str | int, attribute: str, value: str, kind: str,
+                     counters: Sequence[str] | None = None) -> float:
+        """The true effect of ``attribute=value`` against ``counters`` (default: every other value of the attribute),
+        from each value's mean P(class): also for a value that is no cue of the table, such as a tag's "none" (what a
+        phrase like "with a name tag" draws in this world)."""
+        kd = self._kind(kind)
+        c = int(self.frame.loc[self.frame["class_name"] == self._class(class_name), "class_index"].iloc[0])
+        values = {k[3]: v for k, v in self.value_means.items() if k[:3] == (kd, c, attribute)}
+        if value not in values:
+            raise WorldError(f"{attribute}={value!r} is not in the table: use one of {sorted(values) or 'none'}")
+        counters = [u for u in values if u != value] if not counters else list(counters)
+        missing = [u for u in counters if u not in values]
         if missing:
-            raise WorldError(f"counters {missing} are not values of {row['attribute']!r}")
-        return float(self.value_means[(*key, row["value"])] - np.mean([self.value_means[(*key, u)] for u in counters]))
+            raise WorldError(f"counters {missing} are not values of {attribute!r}")
+        return float(values[value] - np.mean([values[u] for u in counters]))
 
     def off_object(self, class_name: str | int) -> float:
         """The class's largest true necessity effect of an attribute that lies off the object (background, tag):
