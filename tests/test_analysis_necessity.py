@@ -161,3 +161,54 @@ def test_stated_contexts_are_drawn_per_pair_the_same_in_both_arms_and_checked():
                              object_value="star")
     dotted = sum(next(iter(v)) for v in by_seed.values())
     assert lost.excluded == dotted and lost.n == len(seeds) - dotted
+
+
+class _OracleConcepts:
+    """A concept model over the fake world: a phrase scores 5 when it describes what the oracles read in the image
+    (its object, background or tag), else 0; text embeddings are one-hot."""
+
+    name = "oracle-concepts"
+
+    def __init__(self, cues):
+        self.oracles = FakeOracles()
+        self.phrases = {f"a photo of a {s}": ("shape", s) for s in FakeOracles.vocab["shape"]}
+        for cue in cues:
+            for value, template in [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]:
+                self.phrases["a photo of " + template.replace("{}", "something")] = (cue.attribute, value)
+
+    def score(self, images01, phrases):
+        read = self.oracles.predict(images01)
+        return np.array([[5.0 if self.phrases.get(p) and read.get(self.phrases[p][0], [None] * len(images01))[i]
+                          == self.phrases[p][1] else 0.0 for p in phrases] for i in range(len(images01))], np.float32)
+
+    def embed_texts(self, phrases):
+        return np.eye(len(phrases), dtype=np.float32)
+
+
+def test_a_concept_model_states_contexts_and_judges_each_stated_value_against_its_attribute_s_others():
+    """With a concept model as the check, necessity pairs state the other attributes as with the oracles, and the
+    concept model must find each stated value beating that attribute's other values: a counter arm whose stated dot
+    was not drawn leaves its pair (were stated values not judged, those pairs would stay, unlike the oracles')."""
+    from probe.analysis.checks import ConceptModelCheck
+    from probe.analysis.context import StatedContexts
+
+    from analysis_fakes import BACKGROUNDS
+    from probe.analysis.cues import cues_from_vocabulary
+
+    cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
+    check = ConceptModelCheck(_OracleConcepts(cues), list(CLASSES), cues, object_attribute="shape")
+    contexts = StatedContexts.from_cues(cues, check)
+    assert contexts.attributes == ["background", "tag"]
+    assert contexts.rivals(contexts.draw(0, 0, "background")) in ({"tag": ("dot",)}, {"tag": ("none",)})
+    clf = PlantedClassifier({STAR: "grass"})
+    seeds = list(range(12))
+    gen = _gen()
+    sample = measure_necessity(Lab(gen, [clf], check=check, batch_size=64, contexts=contexts), STAR, CUES["grass"],
+                               PROMPTS, seeds, object_value="star")
+    assert sample.n == len(seeds) and sample.excluded == 0 and sample.diffs.min() > 0.1
+    dotted = {s for p, s in gen.prompts if "with a dot in the corner" in p}
+    assert 0 < len(dotted) < len(seeds)
+    drop = lambda p, s: p.replace(" with a dot in the corner", "") if " on grass" not in p else p
+    lost = measure_necessity(Lab(_gen(rewrite=drop), [clf], check=check, batch_size=64, contexts=contexts), STAR,
+                             CUES["grass"], PROMPTS, seeds, object_value="star")
+    assert lost.excluded == len(dotted) and lost.n == len(seeds) - len(dotted)

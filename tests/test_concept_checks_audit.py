@@ -54,6 +54,8 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
     assert analysis.checked_by == "concepts: my-clip"
     assert not any("unchecked" in n for n in analysis.notes)
     assert all(c.get("attribute") for c in analysis.cues["list"])  # the file's cues became checkable
+    # ... but a file's categories do not exclude one another as a domain's attributes do: nothing is stated
+    assert analysis.stated_contexts is None
     findings = run.read_finding_records()
     assert findings and {f.checked_by for f in findings} == {"concepts: my-clip"}
     assert all(f.status != "unverified" for f in findings)

@@ -4,10 +4,12 @@ A class token draws its own habitual context. On a validity-benchmark classifier
 token drew a bar tag in 11 of 12 images, and with a bar tag that classifier calls a yellow heart a
 circle; "a blue heart" against "a yellow heart" then measured +0.41 although, over all scenes, the
 difference is +0.11. "The class depends on blue" is a claim about the class in general, so its estimand
-is the average over the other attributes. When a concept scorer can check them, each pair therefore
-states one value of every *other* attribute, drawn at random, the same in both arms; the scorer checks
-them as it checks the object and the cue, so a pair differs in the cue alone, and the pairs sample the
-contexts uniformly, as the shapes world's truth table does (probe.world.true_effects).
+is the average over the other attributes. When the intervention check (a domain's oracles, or a concept
+model) can check them, each pair therefore states one value of every *other* attribute, drawn at random,
+the same in both arms; the check verifies them as it verifies the object and the cue (a concept model: the
+stated value must beat the attribute's other values), so a pair differs in the cue alone, and the pairs
+sample the contexts uniformly, as the shapes world's truth table does (probe.world.true_effects). Only
+attributes whose values exclude one another are stated: the cues that name their own attribute.
 
 1. ``StatedContexts.from_cues``: per attribute, every (value, template) that the cue list states, the
    counters included (a tag's "with no tag"); attributes the scorer cannot check are left unstated.
@@ -45,7 +47,8 @@ class StatedContexts:
 
     @classmethod
     def from_cues(cls, cues: list[Cue], check) -> "StatedContexts | None":
-        """The contexts a cue list can state and ``check`` (a OracleCheck) can verify; None when there are none."""
+        """The contexts a cue list can state and ``check`` (the oracles or a concept model) can verify; None when
+        there are none."""
         if check is None:
             return None
         options: dict[str, dict[str, Stated]] = {}
@@ -73,6 +76,12 @@ class StatedContexts:
             rng = np.random.default_rng([int(seed), int(index), zlib.crc32(attribute.encode())])
             out.append(options[int(rng.integers(len(options)))])
         return tuple(out)
+
+    def rivals(self, stated) -> dict[str, tuple[str, ...]]:
+        """Per stated part's attribute, the other values it could have stated: what a concept model must find the
+        stated value beats (probe/analysis/checks.py; the oracles read one value and need none)."""
+        return {p.attribute: tuple(o.value for o in self.options.get(p.attribute, ()) if o.value != p.value)
+                for p in stated}
 
     def compose(self, subject: str, parts) -> str:
         """``subject`` with every part's template applied, in attribute order (unknown attributes last)."""

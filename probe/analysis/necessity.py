@@ -55,13 +55,16 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
             return template.replace("{}", contexts.compose(subject, [*stated, Stated(cue.attribute or "", "", cue_template)]))
 
         # a concept model checks each arm against its own alternatives: the cue against the counters, a counter
-        # against the cue (probe/analysis/checks.py); the oracles read one value and ignore ``against``
-        rivals = {cue.attribute: tuple(v for v in values if v)} if cue.attribute else None
+        # against the cue, a stated context against its attribute's other values (probe/analysis/checks.py); the
+        # oracles read one value and ignore ``against``
+        context_rivals = contexts.rivals(stated) if contexts is not None else {}
+        rivals = {**context_rivals, **({cue.attribute: tuple(v for v in values if v)} if cue.attribute else {})}
         refs.append(Arm.of(phrase(cue.template), s, against=rivals, **shown,
                            **({cue.attribute: cue.value} if cue.attribute else {})))
         chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
-        counters.append([Arm.of(phrase(cue.counters[c]), s, against={cue.attribute: (cue.value,)} if cue.attribute else None,
-                                **shown, **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
+        counters.append([Arm.of(phrase(cue.counters[c]), s, **shown,
+                                against={**context_rivals, **({cue.attribute: (cue.value,)} if cue.attribute else {})},
+                                **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
                          for c in chosen])
     # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs
     save = set(range(min(max(1, n_evidence // 2), len(refs))))

@@ -189,6 +189,7 @@ def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[C
     """
     gen_kwargs = generation_settings(cfg, run.read_run_config())
     notes: list[str] = []
+    attributed = [c for c in cues if c.attribute is not None]  # before a concept model gives categories attributes
     check, object_attribute = None, None
     if scorer is not None or (scored and cfg.concepts == "auto" and domain is not None and domain.scorer is not None):
         scorer = scorer if scorer is not None else domain.scorer()
@@ -208,9 +209,11 @@ def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[C
         notes.append("interventions unchecked (--concepts none): the cue findings are unverified; pass --concepts "
                      "with a CLIP or SigLIP model to check them")
     objects = set(check.vocab.get(object_attribute, [])) if check is not None and check.vocab else set()
-    # stated contexts need one attribute per kind of context (a domain's vocabulary); a concept model's
-    # categories are not exclusive enough to state one of each, so it checks the prompts as they are
-    contexts = StatedContexts.from_cues(cues, check) if cfg.stated_contexts and isinstance(check, OracleCheck) else None
+    # stated contexts need attributes whose values exclude one another (one background, one colour, one tag): the
+    # cues that name their own attribute (a domain's list, a user's file that gives attributes). The curated
+    # vocabulary's categories are not exclusive, so their cues are tested in the prompts as they are. Either check
+    # verifies the stated values: the oracles read them, a concept model weighs each against its attribute's others
+    contexts = StatedContexts.from_cues(attributed, check) if cfg.stated_contexts and check is not None else None
     lab = Lab(generator, [classifier], gen_kwargs=gen_kwargs, batch_size=cfg.batch_size, check=check, run_root=run.root,
               contexts=contexts)
     return Setup(lab, gen_kwargs, domain, scorer, check, object_attribute, objects, contexts, list(cues), notes)

@@ -541,8 +541,8 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
         else:
             cues = load_cues(analysis.cues)
         oracles = analysis.concepts == "auto" and domain is not None and domain.scorer is not None
-        stated = bool(analysis.stated_contexts and oracles)
         checked = analysis.concepts != "none"
+        stated = bool(analysis.stated_contexts and checked and any(c.attribute is not None for c in cues))
         # a domain's oracles read only the domain's cues: with all of them listed, discovery has nothing to propose
         listed = {c.template for c in cues}
         discovery = checked and not (oracles and domain.cues is not None
