@@ -42,7 +42,7 @@ def test_a_tiny_folder_loads_and_scores_like_the_model_itself(folders, kind):
     assert sum(f.stat().st_size for f in folder.iterdir()) < 1_000_000
     concepts = load_concepts(folder)
     assert concepts.name == kind
-    assert repr(concepts) == f"ConceptModel({'CLIP' if kind == 'clip' else 'SigLIP'} '{kind}' on cpu)"
+    assert repr(concepts) == f"ConceptModel({'CLIP' if kind == 'clip' else 'SigLIP'} '{kind}' on cpu, float32)"
     images = _images(5)
     scores = concepts.score(images, PHRASES)
     assert scores.shape == (5, len(PHRASES)) and scores.dtype == np.float32
@@ -51,6 +51,14 @@ def test_a_tiny_folder_loads_and_scores_like_the_model_itself(folders, kind):
     assert scores[:, 0] == pytest.approx(scores[:, 3])  # a repeated phrase scores the same
     if kind == "siglip":  # the bias is part of SigLIP's logit: leaving it out moves every score by 2.5
         assert float(concepts.model.logit_bias.detach()) == pytest.approx(-2.5)
+
+
+def test_precision_is_float32_on_a_cpu_and_half_precision_asks_for_a_gpu(folders):
+    assert load_concepts(folders["clip"]).dtype == torch.float32
+    with pytest.raises(ConceptError, match=r"dtype float16 needs a GPU \(device 'cpu'\); use float32 on a CPU"):
+        load_concepts(folders["clip"], dtype="float16")
+    with pytest.raises(ConceptError, match="dtype 'int8' is not one of float32, float16, bfloat16"):
+        load_concepts(folders["clip"], dtype="int8")
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip"])

@@ -235,12 +235,15 @@ def _concept_model(spec: str, generator):
     if spec == "auto":
         spec = default_concepts(generator_family(generator))
     device = str(getattr(generator, "device", "cpu"))
+    # on a GPU the concept model runs in the generator's precision (--dtype: half by default)
+    dtype = str(getattr(generator, "dtype", "")).replace("torch.", "") if device.startswith("cuda") else None
+    dtype = dtype if dtype in ("float16", "bfloat16", "float32") else None
     config = Path(spec) / "config.json"
-    key = (spec, device, config.stat().st_mtime_ns if config.is_file() else None)
+    key = (spec, device, dtype, config.stat().st_mtime_ns if config.is_file() else None)
     if key in _CONCEPT_MODELS:
         return _CONCEPT_MODELS[key], ""
     try:
-        model = load_concepts(spec, device=device)
+        model = load_concepts(spec, device=device, dtype=dtype)
     except ConceptError as e:
         return None, f"interventions unchecked, the cue findings are unverified: {e}"
     while len(_CONCEPT_MODELS) >= 2:
