@@ -1,5 +1,6 @@
 """Smoke-test the analysis on an accelerator: tiny SD components and a small timm CNN on ``--device``,
-a one-class audit, then analyze_run with every method; prints timings and the findings.
+a one-class audit, then analyze_run with every method and a tiny random CLIP folder checking the interventions
+(``--concepts DIR``'s path: on a GPU in the generator's half precision); prints timings and the findings.
 
     .venv/bin/python benchmarks/analysis_device_smoke.py --device cuda
 """
@@ -44,13 +45,21 @@ def main() -> None:
     t1 = time.perf_counter()
     cues = tmp / "cues.txt"
     cues.write_text("{} on grass | {} on sand\nred {} | blue {}\n{} at night | {} in daylight\n")
-    findings = analyze_run(run, clf, gen, AnalysisConfig(cues=str(cues), screen_seeds=4))
+    # the intervention check: a tiny random CLIP folder, as a user's --concepts DIR (on a GPU: the generator's dtype)
+    from tiny_concepts import save_tiny_clip
+
+    from probe.analysis.plan import _CONCEPT_MODELS
+
+    clip = save_tiny_clip(tmp / "my-clip")
+    findings = analyze_run(run, clf, gen, AnalysisConfig(cues=str(cues), screen_seeds=4, concepts=str(clip)))
     t2 = time.perf_counter()
     a = json.loads((run / "analysis.json").read_text())
     print(f"device {args.device}: audit {t1 - t0:.1f}s, analysis {t2 - t1:.1f}s")
     print("methods run:", a["attributions"]["methods_run"], "skipped:", a["attributions"]["skipped"], "layer:", a["attributions"]["layer"])
     print("timings:", a["timings_s"])
     print("notes:", a["notes"])
+    print("checked by:", a.get("interventions_checked_by"), "| generator:", gen.dtype, "| concept models:",
+          [repr(m) for m in _CONCEPT_MODELS.values()])
     print(findings)
     overlays = sorted(p.relative_to(run).as_posix() for p in run.rglob("attributions/*/*.png"))
     print(len(overlays), "overlays, e.g.", overlays[:2])

@@ -327,18 +327,20 @@ def _heldout(n: int, seed: int) -> tuple[torch.Tensor, dict[str, list[str]]]:
     return images, {a: [VOCAB[a][i] for i in attrs[a]] for a in ATTRIBUTES}
 
 
-def evaluate_concepts(folder: str | Path, *, n: int = 600, seed: int = 10_000_019) -> dict:
+def evaluate_concepts(folder: str | Path, *, n: int = 600, seed: int = 10_000_019, device: str = "cpu",
+                      dtype: str | None = None) -> dict:
     """Zero-shot accuracy per attribute on ``n`` held-out renders (seeds the pool never used).
 
     ``check``: through ConceptModelCheck with the world's cues (the phrases an audit asks, e.g. "a photo of
     something on grass"); ``other``: argmax over the other phrasings ("a photo of something in the snow"),
-    averaged over phrasing variants; ``chance``: 1 / number of values.
+    averaged over phrasing variants; ``chance``: 1 / number of values. ``device`` and ``dtype`` as
+    :func:`probe.concepts.load_concepts` takes them (on a GPU: half precision unless ``dtype`` says otherwise).
     """
     from probe.analysis.checks import ConceptModelCheck
     from probe.concepts import load_concepts
     from probe.world.domain import world_cues
 
-    concepts = load_concepts(folder, batch_size=256)
+    concepts = load_concepts(folder, batch_size=256, device=device, dtype=dtype)
     images, truth = _heldout(n, seed)
     check = ConceptModelCheck(concepts, list(SHAPES), world_cues(), object_attribute="shape")
     read = check.predict(images)
@@ -360,7 +362,8 @@ def evaluate_concepts(folder: str | Path, *, n: int = 600, seed: int = 10_000_01
         table[a]["other"] = float(np.mean(accs))
         table[a]["other_phrasings"] = variants
     size = sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
-    return {"model": str(Path(folder).name), "heldout_renders": n, "seed": seed, "bytes": size, "accuracy": table}
+    return {"model": str(Path(folder).name), "heldout_renders": n, "seed": seed, "bytes": size, "accuracy": table,
+            "device": device, "dtype": str(concepts.dtype).replace("torch.", "")}
 
 
 def results_table(results: dict) -> str:
