@@ -213,3 +213,64 @@ def test_discovery_draws_its_plain_prompt_images_only_when_something_unlisted_ca
     assert len(list((run / "analysis" / "discovery").rglob("*.png"))) == 15
     run, _, _ = _audit(tmp_path / "full", True, config=cfg)
     assert "discovery" not in _analysis(run)["images_by_stage"] and _analysis(run)["cues"]["discovered"] == {}
+
+
+def test_what_the_attributions_mark_outside_the_object_is_proposed_and_nothing_without_it(tmp_path):
+    """A phrase that scores higher on the marked half outside the object than on the unmarked half of the same
+    images is proposed ("attributions outside the object"); with no such pairs, or a flat difference, it is not."""
+    vocab = _vocab(tmp_path)
+    sofa = [p.phrase for p in vocab.phrases].index("a sofa")
+    rng = np.random.default_rng(1)
+    before = rng.normal(size=(12, len(vocab)))
+    after = before + rng.normal(scale=0.1, size=before.shape)  # the token drew nothing new
+    unmarked = rng.normal(size=(10, len(vocab)))
+    marked = unmarked + rng.normal(scale=0.1, size=unmarked.shape)
+    marked[:, sofa] += 1.0  # where the classifier looks off the object, a sofa
+    finder = Discovery(_Scores(None), vocab, k=3)
+    found = finder.propose_from(before, after, outside=(marked, unmarked))
+    assert [p.phrase for p in found] == ["a sofa"]
+    assert found[0].reason.startswith("attributions outside the object (z ") and found[0].group == "backgrounds"
+    assert finder.propose_from(before, after) == []
+    assert finder.propose_from(before, after, outside=(unmarked + 0.0, unmarked)) == []
+    # an already listed phrase is never proposed again
+    listed = Discovery(_Scores(None), vocab, k=3, listed=[found[0].cue])
+    assert listed.propose_from(before, after, outside=(marked, unmarked)) == []
+
+
+def test_outside_pairs_keep_the_marked_and_unmarked_halves_off_the_object(tmp_path):
+    """Step 1-3 of probe/analysis/outside.py on a scene whose left half is red, right half blue, with the object
+    in the middle and the attribution on the left: the marked half keeps the red, the unmarked the blue, and the
+    object is grey in both; an object covering the whole image gives no pair."""
+    import torch
+
+    from probe.analysis.outside import GREY, clear_outside_pairs, load_outside_pairs, save_outside_pairs
+
+    n, size = 3, 64
+    images = torch.zeros(n, 3, size, size)
+    images[:, 0, :, : size // 2] = 1.0  # red left
+    images[:, 2, :, size // 2:] = 1.0  # blue right
+    heat = torch.zeros(n, 32, 32)
+    heat[:, :, :16] = 1.0 + torch.rand(n, 32, 16)  # the classifier looks left
+    attention = {i: np.zeros((16, 16), np.float32) for i in range(n)}
+    for a in attention.values():
+        a[6:10, 6:10] = 1.0  # the object, in the middle
+    attention[2] = np.ones((16, 16), np.float32)
+    attention[2][0, 0] = 0.0  # all object: nothing outside
+    folder = tmp_path / "outside"
+    assert save_outside_pairs(images, heat, attention, [0, 1, 2], ["a", "b", "c"], folder) == 2
+    marked, unmarked = load_outside_pairs(folder)
+    assert marked.shape == (2, 3, 224, 224)
+    middle = (slice(None), slice(None), slice(100, 124), slice(100, 124))
+    assert torch.allclose(marked[middle], torch.full_like(marked[middle], GREY), atol=0.01)
+    assert torch.allclose(unmarked[middle], torch.full_like(unmarked[middle], GREY), atol=0.01)
+    assert marked[:, 0, :, :100].mean() > 0.9 and marked[:, 2].mean() < GREY  # red kept, blue greyed
+    assert unmarked[:, 2, :, 124:].mean() > 0.9 and unmarked[:, 0, :, :100].mean() < 0.6
+    assert load_outside_pairs(tmp_path / "none") is None
+    # Grad-CAM-like heat, zero on most of the image: the zeros tied at the median are the unmarked half
+    sparse = torch.zeros(n, 32, 32)
+    sparse[:, :4, :4] = 1.0
+    assert save_outside_pairs(images, sparse, attention, [0, 1], ["a", "b"], tmp_path / "sparse") == 2
+    marked, unmarked = load_outside_pairs(tmp_path / "sparse")
+    assert marked[:, 0, :20, :20].mean() > 0.9 and marked[:, :, 60:].sub(GREY).abs().max() < 0.01
+    clear_outside_pairs(folder)  # a re-analysis starts without the last one's pairs
+    assert load_outside_pairs(folder) is None and not list(folder.glob("*marked_*"))

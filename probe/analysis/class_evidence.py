@@ -16,6 +16,7 @@ from probe.analysis.config import AnalysisConfig
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import OFF_OBJECT_CUE, Finding, sentence
 from probe.analysis.off_object import OffObjectMeasure, attention_maps, confirm_off_object, excess_effect
+from probe.analysis.outside import FOLDER as OUTSIDE, clear_outside_pairs, save_outside_pairs
 from probe.analysis.token_shift import nearest_words
 from probe.run import TOKEN
 
@@ -179,6 +180,7 @@ def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator
         notes.append(f"class {cls.index}: no gallery images found; attributions and off-object skipped")
         return None
     t0 = time.perf_counter()
+    clear_outside_pairs(cls.dir / OUTSIDE)
     heat = attr.run(images, cls, stems, cfg.attributions) if (cfg.attributions or cfg.off_object) else None
     timings["attributions"] = timings.get("attributions", 0.0) + time.perf_counter() - t0
     token = cls.metrics.get("token_string")
@@ -212,6 +214,8 @@ def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator
                               cls.dir / "cross_attention", batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
                               res=cfg.attention_res)
         measured = excess_effect(heat, maps, token_idx)
+        if cfg.discover:  # what the attributions mark outside the object, for discovery (probe/analysis/outside.py)
+            save_outside_pairs(images, heat, maps, token_idx, stems, cls.dir / OUTSIDE)
     except AnalysisError as e:
         notes.append(f"class {cls.index}: off-object skipped ({e})")
         measured = None

@@ -15,8 +15,11 @@ way B2T and SpLiCE read a concept shift, except that every proposal is then *tes
 3. propose the phrases with clear evidence (shift z at least ``min_z``, 3, or association t at least ``min_t``, 2),
    the strongest of each group first, at most ``per_group`` per group and ``k`` in all, leaving out cues already
    tested;
-4. add a phrase that holds one of the token's nearest words (a word of at least three letters), when its shift
-   is positive, as "nearest word" (at most one);
+4. add the phrase that scores most above the rest on what the classifier's attributions mark outside the object
+   (probe/analysis/outside.py: per token image, the upper half of the attribution outside the object against the
+   lower half; paired z at least ``min_z``; a concept model only), as "attributions outside the object" (at most
+   one), and a phrase that holds one of the token's nearest words (a word of at least three letters), when its
+   shift is positive, as "nearest word" (at most one);
 5. give each proposal counters from its own group: the phrases of that group whose shift is lowest (the
    domain's own counters where the proposal is one of the domain's cues).
 
@@ -57,7 +60,7 @@ class Proposal:
     shift: float
     z: float
     n_pairs: int
-    reason: str  # "score shift", "goes with P(class)" or "nearest word '...'"
+    reason: str  # "score shift", "goes with P(class)", "attributions outside the object (z ...)" or "nearest word '...'"
     r: float = float("nan")  # association with P(class) over the class's evaluation images
     t: float = float("nan")
 
@@ -143,9 +146,11 @@ class Discovery:
 
     # 2-5. the proposal ----------------------------------------------------------------------------------
     def propose_from(self, before: np.ndarray, after: np.ndarray, nearest_words: list[str] = (), *,
-                     scores: np.ndarray | None = None, probs: np.ndarray | None = None) -> list[Proposal]:
+                     scores: np.ndarray | None = None, probs: np.ndarray | None = None,
+                     outside: tuple[np.ndarray, np.ndarray] | None = None) -> list[Proposal]:
         """Proposals from paired score matrices (row i of each: the same template and seed) and, when given, the
-        scores of all the class's evaluation images with the classifier's P(class) on each."""
+        scores of all the class's evaluation images with the classifier's P(class) on each, and the scores of the
+        marked and unmarked halves outside the object (probe/analysis/outside.py; row i of each: one image)."""
         phrases = self.vocabulary.phrases
         mean, z = paired_shift(before, after)
         r, t = (association(scores, probs) if scores is not None and probs is not None
@@ -165,8 +170,18 @@ class Discovery:
             if per_group.get(group, 0) < self.per_group:
                 per_group[group] = per_group.get(group, 0) + 1
                 chosen.append((j, "score shift" if z_ok[j] / self.min_z >= t_ok[j] / self.min_t else "goes with P(class)"))
-        words = [w.lower() for w in nearest_words if len(w) >= 3 and w.isalpha() and w.lower() not in _STOP]
         taken = {j for j, _ in chosen}
+        if outside is not None:  # 4a. the phrase that most marks where the classifier looks off the object
+            o_mean, o_z = paired_shift(outside[1], outside[0])
+            marked = sorted((j for j in range(len(phrases)) if j not in taken and phrases[j].template not in self.listed
+                             and np.isfinite(o_mean[j]) and o_mean[j] > 0 and np.nan_to_num(o_z[j]) >= self.min_z),
+                            key=lambda j: (-np.nan_to_num(o_z[j], posinf=1e9), j))
+            if marked:
+                j = marked[0]
+                z_text = "inf" if not math.isfinite(o_z[j]) else f"{o_z[j]:.1f}"
+                chosen.append((j, f"attributions outside the object (z {z_text})"))
+                taken.add(j)
+        words = [w.lower() for w in nearest_words if len(w) >= 3 and w.isalpha() and w.lower() not in _STOP]
         for word in words:  # 4. one phrase that holds a nearest word
             hit = next((j for j in order if j not in taken and word in phrases[j].phrase.lower().split()), None)
             if hit is not None:
@@ -223,7 +238,21 @@ class Discovery:
         # lack a cue the class needs differ in how far below 1 they fall
         odds = np.clip(np.array(probs, dtype=np.float64), 1e-4, 1 - 1e-4) if usable else None
         return self.propose_from(before, after, nearest_words, scores=scores if usable else None,
-                                 probs=np.log(odds / (1 - odds)) if usable else None)
+                                 probs=np.log(odds / (1 - odds)) if usable else None,
+                                 outside=self._outside(cls, subject))
+
+    def _outside(self, cls, subject: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Scores of the marked and unmarked halves outside the object (probe/analysis/outside.py), or None: no
+        pairs saved, or a check that reads whole scenes only (the oracles)."""
+        from probe.analysis.outside import FOLDER, load_outside_pairs
+
+        model = getattr(self.check, "model", None)
+        pairs = load_outside_pairs(cls.dir / FOLDER) if model is not None and hasattr(model, "score") else None
+        if pairs is None:
+            return None
+        scores = self.scores(torch.cat(pairs), subject)
+        n = pairs[0].shape[0]
+        return scores[:n], scores[n:]
 
 
 def _plain_images(cfg, lab, cls, subject: str, run_root) -> list[tuple]:

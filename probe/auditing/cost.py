@@ -342,10 +342,11 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             counts.append(("confirm", classes * per_class, False, False))
             if cfg.off_object:
                 counts.append(("off_object_confirm", classes * cfg.thresholds.min_pairs, False, False))
-        # 9. discovery: at most discover + 1 cues per class (one more for a nearest word), two counters each
+        # 9. discovery: at most discover + 2 cues per class (one more for what the attributions mark outside the
+        #    object, one for a nearest word), two counters each
         discover = int(getattr(cfg, "discover", 0) or 0)
         if discover and discovery:
-            k = discover + 1
+            k = discover + (2 if cfg.off_object else 1)
             each = ((k * carriers * cfg.screen_seeds if cfg.sufficiency else 0)
                     + (k * 3 * prompts * (cfg.necessity_screen_seeds + sum(cfg.screen_extend)) if cfg.necessity else 0)
                     + (k * (per_test["sufficiency"] + per_test["necessity"]) if cfg.confirm else 0))
