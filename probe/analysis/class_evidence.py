@@ -174,7 +174,9 @@ class OffObjectTest:
 
 
 def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator, domain, gen_kwargs, notes,
-                   timings) -> OffObjectTest | None:
+                   timings, *, outside: bool = False) -> OffObjectTest | None:
+    """Step 3 for one class; ``outside``: also save what the attributions mark outside the object, for discovery
+    (probe/analysis/outside.py; only a concept model reads those images)."""
     records, images, stems = gallery(cls)
     if images is None:
         notes.append(f"class {cls.index}: no gallery images found; attributions and off-object skipped")
@@ -214,7 +216,7 @@ def class_evidence(cfg, cls: ClassRun, info: dict, attr: Attributions, generator
                               cls.dir / "cross_attention", batch_size=cfg.batch_size, gen_kwargs=gen_kwargs,
                               res=cfg.attention_res)
         measured = excess_effect(heat, maps, token_idx)
-        if cfg.discover:  # what the attributions mark outside the object, for discovery (probe/analysis/outside.py)
+        if outside:
             save_outside_pairs(images, heat, maps, token_idx, stems, cls.dir / OUTSIDE)
     except AnalysisError as e:
         notes.append(f"class {cls.index}: off-object skipped ({e})")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from probe.analysis._util import load_png
+from probe.analysis.checks import ConceptModelCheck
 from probe.analysis.class_evidence import Attributions, ClassRun, OffObjectTest, class_evidence, load_token
 from probe.analysis.config import PAIRING_FIELDS, AnalysisConfig
 from probe.analysis.cues import Carrier, Cue, default_cues, load_cues
@@ -137,7 +138,8 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
         info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
         cached = _attention_maps_saved(cls)
-        screened = class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings)
+        screened = class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings,
+                                  outside=bool(cfg.discover) and isinstance(setup.check, ConceptModelCheck))
         # the token gallery regenerated with its cross-attention captured (one map saved per image), counted by the lab
         lab.count(_attention_maps_saved(cls) - cached, "off_object_screen")
         if screened is not None:
