@@ -107,6 +107,9 @@ class ConceptModel:
         self.device = device
         self.batch_size = batch_size
         self._siglip = model_type != "clip"
+        # transformers' torchvision-backed image processors resize and normalise on the model's device
+        valid = getattr(getattr(processor.image_processor, "valid_kwargs", None), "__annotations__", {})
+        self._on_device = {"device": device} if "device" in valid else {}
         self._text: dict[str, torch.Tensor] = {}
 
     @property
@@ -122,10 +125,7 @@ class ConceptModel:
 
         images = _checked_images(images01)
         feats = []
-        processor = self.processor.image_processor
-        # transformers' torchvision-backed processors resize and normalise on the model's device
-        on_device = {"device": self.device} if "device" in getattr(getattr(processor, "valid_kwargs", None),
-                                                                    "__annotations__", {}) else {}
+        processor, on_device = self.processor.image_processor, self._on_device
         with torch.no_grad():
             for i in range(0, images.shape[0], self.batch_size):
                 batch = images[i : i + self.batch_size]
