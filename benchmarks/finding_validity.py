@@ -14,6 +14,8 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
         # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table
     .venv/bin/python benchmarks/finding_validity.py table --set heldout   # that table summed over a set's audits
         # (after `all` and one `reanalyse` per audit), exact 95% intervals
+    .venv/bin/python benchmarks/finding_validity.py all --set fresh   # a third set (3 biased + 1 clean) for a change
+        # diagnosed on the held-out set's own failures: measured where nothing was looked at before
 
 Everything is seeded; classifiers and audits are cached under benchmarks/.cache/validity/ (git-ignored), so a
 rerun only does what is missing (the confirm phase's verdicts, seconds each, are always decided again). Figures: README "Are the findings true?".
