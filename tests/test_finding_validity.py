@@ -59,3 +59,23 @@ def test_a_classifier_with_random_weights_gets_no_false_passing_finding(tmp_path
         f.class_name, f.cue, f.kind, f.effect,
         counters=f.details.get("counter_values") if f.kind == "necessity" else None)]
     assert not false, false
+
+
+def test_the_three_validity_sets_share_no_classifier_and_the_held_out_set_is_unchanged():
+    """The benchmark's sets (benchmarks/finding_validity.py): the held-out set keeps its names, seeds and recipes
+    (its cached audits are what the README's held-out rows were measured on), and the fresh set, made for a change
+    diagnosed on the held-out set, shares no name or training seed with the other two."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    tuning, heldout, fresh = fv.plan(), fv.plan(heldout=True), fv.plan(fresh=True)
+    assert [(i["name"], i["seed"]) for i in heldout[:2]] == [("heldout-biased-0", 1100), ("heldout-biased-1", 1101)]
+    assert heldout[0]["bias"] == {"star": {"background": "grass"}} and heldout[0]["recipe"] == fv.HELDOUT_RECIPES[0]
+    assert [i["name"] for i in fresh] == ["fresh-biased-0", "fresh-biased-1", "fresh-biased-2", "fresh-clean-0"]
+    names = [i["name"] for i in tuning + heldout + fresh]
+    seeds = [i["seed"] for i in tuning + heldout + fresh]
+    assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
+    assert sum(bool(i["bias"]) for i in fresh) == 3
