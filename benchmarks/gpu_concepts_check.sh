@@ -6,15 +6,8 @@
 #    GPU default float16 (probe.world.training.concepts.evaluate_concepts).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/.cache/gpu}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-PY=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=benchmarks/gpu_env.sh
+source benchmarks/gpu_env.sh
 "$PY" benchmarks/analysis_device_smoke.py --device "${DEVICE:-cuda}" 2>&1 | grep -v "it/s]" | tee "$OUT/analysis_device_smoke.txt"
 "$PY" - "${DEVICE:-cuda}" <<'PY' 2>&1 | tee "$OUT/world_concepts_gpu.md"
 import json, sys

@@ -9,16 +9,8 @@
 # More gpu_step.py options through GPU_STEP_ARGS, e.g. GPU_STEP_ARGS="--family sd2 --classifier vit_b_16".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/.cache/gpu}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-PY=${PYTHON:-python3}
-SITE=${SITE:-/tmp/site}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
-  export PYTHONPATH="$SITE"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=benchmarks/gpu_env.sh
+source benchmarks/gpu_env.sh
 if [[ " ${GPU_STEP_ARGS:-} " != *" --tiny "* ]] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA device here: run \`python benchmarks/gpu_step.py --tiny\` on a CPU instead" >&2
   exit 2
