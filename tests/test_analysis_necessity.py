@@ -212,3 +212,28 @@ def test_a_concept_model_states_contexts_and_judges_each_stated_value_against_it
     lost = measure_necessity(Lab(_gen(rewrite=drop), [clf], check=check, batch_size=64, contexts=contexts), STAR,
                              CUES["grass"], PROMPTS, seeds, object_value="star")
     assert lost.excluded == len(dotted) and lost.n == len(seeds) - len(dotted)
+
+
+def test_a_concept_model_states_the_contexts_of_cues_that_name_their_attribute_and_not_of_free_categories(tmp_path):
+    """set_up (probe/analysis/plan.py) with a concept model: the world's cues, which name their attributes, get stated
+    contexts checked by the concept model; a curated-style cue list (free categories) gets none."""
+    from tiny_concepts import save_tiny_clip
+
+    from probe.analysis import AnalysisConfig
+    from probe.analysis.checks import ConceptModelCheck
+    from probe.analysis.cues import default_cues
+    from probe.analysis.plan import set_up
+    from probe.run import RunDir
+    from probe.world.domain import world_cues
+
+    clip = save_tiny_clip(tmp_path / "clip")
+    cfg = AnalysisConfig(concepts=str(clip))
+    run = RunDir(tmp_path / "run")
+    labels = ["circle", "square", "triangle", "star", "cross", "heart"]
+    world = set_up(run, None, object(), cfg, world_cues(), None, labels=labels)
+    assert isinstance(world.check, ConceptModelCheck) and world.contexts is not None
+    assert world.contexts.attributes == ["background", "color", "tag"]
+    curated = set_up(run, None, object(), cfg, default_cues(), None, labels=labels)
+    assert isinstance(curated.check, ConceptModelCheck) and curated.contexts is None
+    unstated = set_up(run, None, object(), cfg.replace(stated_contexts=False), world_cues(), None, labels=labels)
+    assert unstated.contexts is None
