@@ -216,3 +216,20 @@ def test_the_cost_model_imports_no_torch():
     code = "import sys, probe.auditing.cost, probe.auditing.throughput; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_discovery_bounds_one_proposal_more_per_class_only_where_a_concept_model_reads_the_outside_pairs():
+    """The outside-the-object source (probe/analysis/outside.py) proposes one cue more per class, but only a concept
+    model reads those images: the oracles' plan keeps the tighter bound."""
+    config = AnalysisConfig(discover=3)
+    kw = dict(classes=3, labels=3, cues=fake_cues(), family="fake", device="cpu", steps=4, guidance=2.0, discovery=True)
+    token = TokenConfig(templates=TEMPLATES, eval_images=4)
+
+    def discovered(plan: AuditPlan) -> int:
+        return sum(s.images for s in plan.stages if s.name == "discovered")
+
+    concepts = discovered(plan_audit(token, config, concept_model=True, **kw))
+    oracles = discovered(plan_audit(token, config, concept_model=False, **kw))
+    assert concepts == oracles * 5 // 4 > 0  # 3 + 2 against 3 + 1 cues per class
+    no_off = discovered(plan_audit(token, config.replace(off_object=False), concept_model=True, **kw))
+    assert no_off == oracles

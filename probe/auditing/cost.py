@@ -292,14 +292,16 @@ def _carrier_count(cfg: "AnalysisConfig", labels: int) -> int:
 def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, classes: int, labels: int,
                cues: Sequence["Cue"], family: str, device: str, steps: int, guidance: float,
                token_steps: int | None = None, token_guidance: float | None = None, stated_contexts: bool = False,
-               checked: bool = True, discovery: bool | None = None, max_images: int | None = None,
-               table: tuple[Throughput, ...] = THROUGHPUT) -> AuditPlan:
+               checked: bool = True, discovery: bool | None = None, concept_model: bool = True,
+               max_images: int | None = None, table: tuple[Throughput, ...] = THROUGHPUT) -> AuditPlan:
     """The plan of an audit of ``classes`` classes (of ``labels``) with these settings (see the module docstring).
 
     ``steps``/``guidance``: the analysis's and the evaluation's sampling; ``token_steps``/``token_guidance``: the
-    optimisation's (default: the same). ``stated_contexts``: necessity pairs state the other attributes (a domain's
-    oracles check them). ``checked``: something reads the images (token shift can run); ``discovery``: the check
-    reads phrases beyond the listed cues, so discovery can propose more (default: ``checked``).
+    optimisation's (default: the same). ``stated_contexts``: necessity pairs state the other attributes (the check
+    verifies them). ``checked``: something reads the images (token shift can run); ``discovery``: the check
+    reads phrases beyond the listed cues, so discovery can propose more (default: ``checked``); ``concept_model``:
+    the check is a concept model, which also reads what the attributions mark outside the object (one proposal
+    more per class; the oracles read whole scenes only).
     """
     discovery = checked if discovery is None else discovery
     # 1-2. the token and its evaluation
@@ -346,7 +348,7 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         #    object, one for a nearest word), two counters each
         discover = int(getattr(cfg, "discover", 0) or 0)
         if discover and discovery:
-            k = discover + (2 if cfg.off_object else 1)
+            k = discover + (2 if cfg.off_object and concept_model else 1)
             each = ((k * carriers * cfg.screen_seeds if cfg.sufficiency else 0)
                     + (k * 3 * prompts * (cfg.necessity_screen_seeds + sum(cfg.screen_extend)) if cfg.necessity else 0)
                     + (k * (per_test["sufficiency"] + per_test["necessity"]) if cfg.confirm else 0))
@@ -531,7 +533,7 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
     analysis = config.analysis if config.analyze else None
     steps, guidance = token_steps, token_guidance
     domain = _domain_of(config.generator)
-    cues, stated, checked, discovery = [], False, True, True
+    cues, stated, checked, discovery, oracles = [], False, True, True, False
     if analysis is not None:
         steps = analysis.steps or token_steps
         guidance = analysis.guidance_scale if analysis.guidance_scale is not None else token_guidance
@@ -551,7 +553,7 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
     kind = device or device_kind(config.device)
     plan = plan_audit(token, analysis, classes=classes, labels=labels, cues=cues, family=family, device=kind,
                       steps=steps, guidance=guidance, token_steps=token_steps, token_guidance=token_guidance,
-                      stated_contexts=stated, checked=checked, discovery=discovery)
+                      stated_contexts=stated, checked=checked, discovery=discovery, concept_model=checked and not oracles)
     if budget is not None and analysis is not None:
         cap = budget.max_images(plan.seconds_per_image, f"{family} on {kind}")
         plan = _with_budget(plan, cap)
