@@ -95,3 +95,39 @@ def test_the_tag_cue_and_evidence_files(tmp_path):
         assert len(ev) == 2 and all(e.startswith(f"analysis/cues/{j:02d}-") for e in ev)
         assert all((tmp_path / e).is_file() for e in ev)
     assert np.isfinite(samples[("grass", STAR)].diffs).all()
+
+
+def test_stated_contexts_are_the_same_in_both_images_of_a_pair_and_a_cue_that_bleeds_loses_its_pair():
+    """With stated contexts, the cue-free and the cue image of a pair state the same other attributes; a generator
+    that lets the cue wipe a stated context (as SD's "on grass" paints the carrier green) loses that pair instead of
+    crediting the cue with what the lost context did."""
+    from analysis_fakes import BACKGROUNDS
+    from probe.analysis.context import StatedContexts
+    from probe.analysis.cues import cues_from_vocabulary
+
+    cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
+    contexts = StatedContexts.from_cues(cues, OracleCheck(FakeOracles()))
+    grass = [c for c in cues if c.name == "grass"]
+    seeds = list(range(12))
+
+    def run(gen):
+        lab = Lab(gen, [PlantedClassifier({STAR: "grass"})], check=OracleCheck(FakeOracles()), batch_size=64,
+                  contexts=contexts)
+        return measure_sufficiency(lab, grass, [STAR], [Carrier("circle", CIRCLE, "circle")], seeds)[("grass", STAR)]
+
+    gen = FakeGenerator()
+    sample = run(gen)
+    dotted = {s for p, s in gen.prompts if "with a dot in the corner" in p}
+    for s in seeds:  # both images of a pair state the same tag, and the pairs sample both tags
+        assert {("with a dot in the corner" in p) for p, t in gen.prompts if t == s} == {s in dotted}
+    assert 0 < len(dotted) < len(seeds)
+    assert sample.n == len(seeds) and sample.excluded == 0 and sample.mean > 0.5
+    # the cue wipes the stated dot: every dotted pair is lost, and counted
+    bleed = lambda p, s: p.replace(" with a dot in the corner", "") if " on grass" in p else p
+    lost = run(FakeGenerator(rewrite=bleed))
+    assert lost.excluded == len(dotted) and lost.n == len(seeds) - len(dotted)
+    # without stated contexts the same generator loses nothing: the check never asked for the dot
+    plain = measure_sufficiency(Lab(FakeGenerator(rewrite=bleed), [PlantedClassifier({STAR: "grass"})],
+                                    check=OracleCheck(FakeOracles()), batch_size=64),
+                                grass, [STAR], [Carrier("circle", CIRCLE, "circle")], seeds)[("grass", STAR)]
+    assert plain.excluded == 0 and plain.n == len(seeds)

@@ -60,8 +60,8 @@ class AnalysisConfig:
     screen_extend: tuple[int, ...] = (4, 8)
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
-    # necessity pairs state random values of the other attributes, the same in both arms, where a concept scorer
-    # checks them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
+    # necessity and sufficiency pairs state random values of the other attributes, the same in both images, where
+    # the check verifies them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
     stated_contexts: bool = True
     token_shift: bool = True
     # cue discovery (probe/analysis/discovery.py): per class, at most this many cues nobody listed, proposed from

@@ -1,4 +1,4 @@
-"""Stated contexts: the other attributes of a necessity pair, drawn at random and stated in both arms.
+"""Stated contexts: the other attributes of a cue test's pair, drawn at random and stated in both images.
 
 A class token draws its own habitual context. On a validity-benchmark classifier (biased-1) the heart
 token drew a bar tag in 11 of 12 images, and with a bar tag that classifier calls a yellow heart a
@@ -9,7 +9,9 @@ model) can check them, each pair therefore states one value of every *other* att
 the same in both arms; the check verifies them as it verifies the object and the cue (a concept model: the
 stated value must beat the attribute's other values), so a pair differs in the cue alone, and the pairs
 sample the contexts uniformly, as the shapes world's truth table does (probe.world.true_effects). Only
-attributes whose values exclude one another are stated: the cues that name their own attribute.
+attributes whose values exclude one another are stated: the cues that name their own attribute. Sufficiency
+pairs state them too, around the carrier ("a photo of a red circle on sand"), so a cue that bleeds into the
+carrier (SD's "on grass" painting it green) loses its pair (probe/analysis/sufficiency.py).
 
 1. ``StatedContexts.from_cues``: per attribute, every (value, template) that the cue list states, the
    counters included (a tag's "with no tag"); attributes the scorer cannot check are left unstated.
@@ -92,5 +94,6 @@ class StatedContexts:
         return phrase
 
     def describe(self) -> str:
-        return ("each pair states a random value of every other attribute (" + ", ".join(self.attributes) +
-                "), the same in both arms, checked by the concept scorer")
+        return ("each necessity and sufficiency pair states a random value of every other attribute (" +
+                ", ".join(self.attributes) +
+                "), the same in both images, checked by the intervention check")

@@ -58,7 +58,7 @@ class Lab:
     batch_size: int = 16
     check: OracleCheck | ConceptModelCheck | None = None  # probe/analysis/checks.py
     run_root: Path | None = None
-    contexts: object | None = None  # probe.analysis.context.StatedContexts: what necessity pairs state besides the cue
+    contexts: object | None = None  # probe.analysis.context.StatedContexts: what cue tests state besides the cue
     images_generated: int = 0  # every image the analysis generated: here, and those counted in with :meth:`count`
     stage: str = "analysis"  # what the images generated now are for (the engine's steps; probe.auditing.cost's stages)
     by_stage: dict = field(default_factory=dict)  # {stage: images generated}
