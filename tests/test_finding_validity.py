@@ -61,21 +61,25 @@ def test_a_classifier_with_random_weights_gets_no_false_passing_finding(tmp_path
     assert not false, false
 
 
-def test_the_three_validity_sets_share_no_classifier_and_the_held_out_set_is_unchanged():
-    """The benchmark's sets (benchmarks/finding_validity.py): the held-out set keeps its names, seeds and recipes
-    (its cached audits are what the README's held-out rows were measured on), and the fresh set, made for a change
-    diagnosed on the held-out set, shares no name or training seed with the other two."""
+def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged():
+    """The benchmark's sets (benchmarks/finding_validity.py): the held-out and fresh sets keep their names, seeds,
+    cues and recipes (their cached audits are what the README's rows were measured on), and every set, each made
+    for a change diagnosed on the one before, shares no name or training seed with the others."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import finding_validity as fv
 
-    tuning, heldout, fresh = fv.plan(), fv.plan(heldout=True), fv.plan(fresh=True)
+    tuning, heldout, fresh, fresh2 = fv.plan(), fv.plan(heldout=True), fv.plan(fresh=True), fv.plan(named="fresh2")
     assert [(i["name"], i["seed"]) for i in heldout[:2]] == [("heldout-biased-0", 1100), ("heldout-biased-1", 1101)]
     assert heldout[0]["bias"] == {"star": {"background": "grass"}} and heldout[0]["recipe"] == fv.HELDOUT_RECIPES[0]
     assert [i["name"] for i in fresh] == ["fresh-biased-0", "fresh-biased-1", "fresh-biased-2", "fresh-clean-0"]
-    names = [i["name"] for i in tuning + heldout + fresh]
-    seeds = [i["seed"] for i in tuning + heldout + fresh]
+    assert fresh[0]["bias"] == {"square": {"background": "sand"}, "circle": {"color": "blue"}}
+    assert fresh[0]["seed"] == 2100 and fresh[0]["recipe"] == fv.HELDOUT_RECIPES[3]
+    assert [i["name"] for i in fresh2] == ["fresh2-biased-0", "fresh2-biased-1", "fresh2-biased-2", "fresh2-clean-0"]
+    everything = tuning + heldout + fresh + fresh2
+    names = [i["name"] for i in everything]
+    seeds = [i["seed"] for i in everything]
     assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
     assert sum(bool(i["bias"]) for i in fresh) == 3
