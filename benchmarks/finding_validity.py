@@ -137,9 +137,11 @@ def _key(f: dict) -> tuple:
     return (f["class_index"], f["cue"], f["kind"])
 
 
-def _counters(f: dict) -> list[str] | None:
-    """The values a finding was measured against: a necessity claim's own counters; None (every other value) else."""
-    return f["details"].get("counter_values") if f["kind"] == "necessity" else None
+def _claim(f: dict) -> dict:
+    """What a finding was measured against, as TruthTable.effect's keywords: a necessity claim's own counters, a
+    sufficiency claim's own carriers (its sentence names them); None (every other value, every other shape) else."""
+    return {"counters": f["details"].get("counter_values") if f["kind"] == "necessity" else None,
+            "carriers": f["details"].get("carriers") if f["kind"] == "sufficiency" else None}
 
 
 def _lo(f: dict) -> float:
@@ -252,8 +254,8 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             passing = [f for f in findings if _passes(rule, f, shifted, threshold)]
 
             def holds(f, own_counters: bool) -> bool:
-                counters = _counters(f) if own_counters else None
-                return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=counters)
+                claim = _claim(f) if own_counters else {}
+                return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, **claim)
 
             t = tallies.setdefault((group, rule), {k: 0 for k in (
                 "planted", "found", "passing", "true_claim", "true_every", "clean_passing", "off_object_passing",
@@ -261,8 +263,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             found = [p for p in strong if any(f["class_name"] == p[0] and f["cue"] == p[1] for f in passing)]
             cue_passing = [f for f in passing if f["kind"] != "off-object"]
             covered = [f for f in cue_passing if _lo(f) <= truth.effect(
-                f["class_name"], f["cue"], f["kind"],
-                _counters(f)) <= _hi(f)]
+                f["class_name"], f["cue"], f["kind"], **_claim(f)) <= _hi(f)]
             t["planted"] += len(strong)
             t["found"] += len(found)
             t["passing"] += len(passing)
@@ -275,7 +276,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             t["truth_covered"] += len(covered)
             t.setdefault("bias", []).extend(f["effect"] - truth.effect(
                 f["class_name"], f["cue"], f["kind"],
-                _counters(f)) for f in cue_passing)
+                **_claim(f)) for f in cue_passing)
             if rule == "estimate" and remeasure_fresh:
                 fresh = remeasured(item, cue_passing)
                 with_fresh = [f for f in cue_passing if _key(f) in fresh]
@@ -293,7 +294,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
         summary.setdefault(group, {})[rule] = {
             "rule": RULES[rule],
             "recall (planted cues with a true effect >= 0.15, found passing)": _rate(t["found"], t["planted"]),
-            "precision (true effect >= 0.15 against the claim's own counters)": _rate(t["true_claim"], t["passing"]),
+            "precision (true effect >= 0.15 against the claim's own counters and carriers)": _rate(t["true_claim"], t["passing"]),
             "precision (true effect >= 0.15 against every other value)": _rate(t["true_every"], t["passing"]),
             "passing findings on clean classifiers": t["clean_passing"],
             "off-object findings passing (true)": f"{t['off_object_passing']} ({t['off_object_true']})",
@@ -358,7 +359,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
 
         def true_effect(f) -> float:
-            return truth.effect(f["class_name"], f["cue"], f["kind"], _counters(f))
+            return truth.effect(f["class_name"], f["cue"], f["kind"], **_claim(f))
 
         def verdict(f) -> str:
             return verdicts[(f["class_name"], f["cue"], f["kind"])]
@@ -368,7 +369,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         passing = [f for f in findings if f.get("passes")]
         found = [f for f in passing if (f["class_name"], f["cue"]) in strong]  # each passing test of a found cue
         false = [f for f in passing if not truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
-                                                           counters=_counters(f))]
+                                                           **_claim(f))]
         confirmed = [f for f in findings if verdict(f) == "confirmed"]
         right_sign = [f for f in confirmed if np.sign(true_effect(f)) == np.sign(f["effect"])]
         tally["planted_found"] += len(found)
@@ -513,7 +514,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     def true(f) -> bool:
         nonlocal drawn
         if f["cue"] in known or f["kind"] == "off-object":
-            return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, counters=_counters(f))
+            return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, **_claim(f))
         # a phrase the world's table does not name: scored as what the world draws for it
         templates = _templates(f)
         drawn = drawn or _Drawn()

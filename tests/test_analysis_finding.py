@@ -81,6 +81,13 @@ def test_findings_select_and_display_themselves():
 def test_sentences_say_pairs_and_name_their_status():
     s = sentence("sufficiency", "star", "grass backgrounds", 0.62, (0.5, 0.7), 24, status="passes", extra={})
     assert s == "'star' is predicted from grass backgrounds: +0.62 probability when added to other objects (95% CI 0.50–0.70, 24 pairs)"
+    # a sufficiency claim is about the objects it was measured on, and names them
+    named = sentence("sufficiency", "star", "grass backgrounds", 0.62, (0.5, 0.7), 24, status="passes",
+                     extra={"carriers": ["circle", "heart"]})
+    assert "when added to other objects ('circle', 'heart') (95% CI" in named
+    many = sentence("sufficiency", "star", "grass", 0.62, (0.5, 0.7), 24, status="passes",
+                    extra={"carriers": ["a", "b", "c", "d", "e"]})
+    assert "('a', 'b', 'c' … 5 in all)" in many
     n = sentence("necessity", "star", "grass backgrounds", 0.3, (0.2, 0.4), 16, status="weak",
                  extra={"counters": ["on sand", "on snow", "on water"]})
     assert n.startswith("Weak evidence: 'star' depends on grass backgrounds: swapping it for 'on sand', 'on snow' …")

@@ -199,3 +199,26 @@ def test_truth_table_displays_itself_and_escapes_text():
     assert hostile in repr(table) and "-0.30" in repr(table)
     with pytest.raises(WorldError, match="columns"):
         TruthTable(frame.drop(columns=["ci_low"]), n=5)
+
+
+def test_a_sufficiency_claim_is_judged_on_its_own_carriers(biased, classifiers, pool):
+    """A sufficiency claim measured on a few carriers is about those shapes: the yardstick averages them alike,
+    every other shape gives the table's own cell, and a shape that is no carrier of the class is an error."""
+    others = [s for s in SHAPES if s != "star"]
+    assert biased.effect("star", "grass", "sufficiency", carriers=others) == pytest.approx(
+        biased.effect("star", "grass", "sufficiency"), abs=1e-6)
+    # one carrier: the plain difference on that shape's scenes, recomputed from the pool
+    from probe.world.truth import _probabilities
+
+    star, idx = SHAPES.index("star"), pool.indices(SHAPES.index("circle"))
+    p = {v: _probabilities(classifiers["biased"], pool.images_with("background", v), 512)[idx, star]
+         for v in VOCAB["background"]}
+    direct = float(np.mean(p["grass"] - np.mean([p[v] for v in VOCAB["background"] if v != "grass"], axis=0)))
+    assert biased.effect("star", "grass", "sufficiency", carriers=["circle"]) == pytest.approx(direct, abs=1e-5)
+    two = [biased.effect("star", "grass", "sufficiency", carriers=[s]) for s in ("circle", "heart")]
+    assert biased.effect("star", "grass", "sufficiency", carriers=["circle", "heart"]) == pytest.approx(np.mean(two))
+    # necessity ignores carriers; a carrier that is the class itself, or no shape, is refused
+    assert biased.effect("star", "grass", "necessity", carriers=["circle"]) == pytest.approx(
+        biased.effect("star", "grass", "necessity"), abs=1e-6)
+    with pytest.raises(WorldError, match="carriers"):
+        biased.effect("star", "grass", "sufficiency", carriers=["star"])

@@ -83,7 +83,8 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
     """The finding in words; weak, inconclusive and screened findings say so first."""
     stats = f"{_interval(*ci)}, {n} {'images' if kind == 'off-object' else 'pairs'}"
     if kind == "sufficiency":
-        s = f"'{name}' is predicted from {description}: {effect:+.2f} probability when added to other objects ({stats})"
+        s = (f"'{name}' is predicted from {description}: {effect:+.2f} probability when added to other objects"
+             f"{_carriers(extra.get('carriers'))} ({stats})")
     elif kind == "necessity":
         counters = extra.get("counters") or []
         shown = ", ".join(f"'{c}'" for c in counters[:2]) + (" …" if len(counters) > 2 else "")
@@ -101,6 +102,14 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
         s = (held + f"{effect:+.2f} more than the {area:.0%} of the image outside it "
              f"(excess {effect:+.2f}, {stats})")
     return sentence_prefix(status) + s
+
+
+def _carriers(carriers) -> str:
+    """The objects a sufficiency claim was measured on, as the sentence names them: the claim is about those."""
+    if not carriers:
+        return ""
+    shown = ", ".join(f"'{c}'" for c in carriers[:3])
+    return f" ({shown})" if len(carriers) <= 3 else f" ({shown} … {len(carriers)} in all)"
 
 
 def sentence_prefix(status: str) -> str:

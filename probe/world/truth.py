@@ -283,11 +283,16 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
     # 2. Paired differences per (class, cue, kind), and each value's mean P(class) for claims against chosen counters.
     rows = []
     value_means: dict[tuple[str, int, str, str], float] = {}
+    carrier_means: dict[tuple[int, str, str, str], float] = {}
     for c, name in enumerate(labels):
         scenes = {"sufficiency": pool.carriers(c), "necessity": pool.indices(c)}
         for kind, idx in scenes.items():
             for (attribute, value), p in probs.items():
                 value_means[(kind, c, attribute, value)] = float(p[idx, c].mean())
+        for (attribute, value), p in probs.items():  # per carrier shape: for claims measured on a few carriers
+            for s, shape in enumerate(SHAPES):
+                if s != c:
+                    carrier_means[(c, attribute, value, shape)] = float(p[pool.indices(s), c].mean())
         for cue, attribute, value in cue_list:
             counters = [u for u in VOCAB[attribute] if u != value]
             for kind in KINDS:
@@ -298,7 +303,8 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
                 rows.append((c, name, cue, attribute, value, kind, effect, lo, hi, len(idx)))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return TruthTable(frame, n=n, seed=int(seed), classifier=str(getattr(classifier, "name", type(classifier).__name__)),
-                      seconds=time.perf_counter() - t0, value_means=value_means)
+                      seconds=time.perf_counter() - t0, value_means=value_means,
+                      carrier_means=carrier_means)
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,6 +317,7 @@ class TruthTable:
     classifier: str = ""
     seconds: float = 0.0
     value_means: dict = field(default_factory=dict)  # (kind, class index, attribute, value) -> mean P(class)
+    carrier_means: dict = field(default_factory=dict)  # (class index, attribute, value, carrier shape) -> mean P(class)
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
@@ -348,25 +355,35 @@ class TruthTable:
             raise WorldError(f"cue {cue!r} is not in the table: use one of {sorted(set(f['cue']))}")
         return hit.iloc[0]
 
-    def effect(self, class_name: str | int, cue: str, kind: str, counters: Sequence[str] | None = None) -> float:
+    def effect(self, class_name: str | int, cue: str, kind: str, counters: Sequence[str] | None = None,
+               carriers: Sequence[str] | None = None) -> float:
         """The true mean change in P(class) for the cue ("token-shift" reads the sufficiency effect).
 
         ``counters``: the values the claim was measured against (an audit drops counters that are cues
-        themselves); default every other value of the attribute.
+        themselves); default every other value of the attribute. ``carriers``: the shapes a sufficiency claim was
+        measured on (its ``carriers``); default every other shape.
         """
         row = self.row(class_name, cue, kind)
-        if not counters:
+        if not counters and not carriers:
             return float(row["effect"])
-        return self.value_effect(class_name, row["attribute"], row["value"], kind, counters)
+        return self.value_effect(class_name, row["attribute"], row["value"], kind, counters, carriers)
 
     def value_effect(self, class_name: str | int, attribute: str, value: str, kind: str,
-                     counters: Sequence[str] | None = None) -> float:
+                     counters: Sequence[str] | None = None, carriers: Sequence[str] | None = None) -> float:
         """The true effect of ``attribute=value`` against ``counters`` (default: every other value of the attribute),
         from each value's mean P(class): also for a value that is no cue of the table, such as a tag's "none" (what a
-        phrase like "with a name tag" draws in this world)."""
+        phrase like "with a name tag" draws in this world). ``carriers``: sufficiency on those shapes only (each
+        shape weighted alike, as a claim measured on them); ignored for necessity."""
         kd = self._kind(kind)
         c = int(self.frame.loc[self.frame["class_name"] == self._class(class_name), "class_index"].iloc[0])
         values = {k[3]: v for k, v in self.value_means.items() if k[:3] == (kd, c, attribute)}
+        if carriers and kd == "sufficiency":
+            known = {k[3] for k in self.carrier_means if k[0] == c}
+            unknown = [s for s in carriers if s not in known]
+            if unknown:
+                raise WorldError(f"carriers {unknown} are not other shapes of class {class_name!r}: use some of "
+                                 f"{sorted(known)}")
+            values = {u: float(np.mean([self.carrier_means[(c, attribute, u, s)] for s in carriers])) for u in values}
         if value not in values:
             raise WorldError(f"{attribute}={value!r} is not in the table: use one of {sorted(values) or 'none'}")
         counters = [u for u in values if u != value] if not counters else list(counters)
@@ -384,7 +401,8 @@ class TruthTable:
         return float(sub["effect"].max()) if not sub.empty else 0.0
 
     def confirms(self, class_name: str | int, cue: str, kind: str, claimed_effect: float,
-                 threshold: float = 0.15, counters: Sequence[str] | None = None) -> bool:
+                 threshold: float = 0.15, counters: Sequence[str] | None = None,
+                 carriers: Sequence[str] | None = None) -> bool:
         """Whether a claimed effect holds: the true effect has its sign and at least ``threshold`` in size.
 
         An ``off-object`` claim (the classifier's evidence lies off the object) holds when the class truly
@@ -395,7 +413,7 @@ class TruthTable:
             raise WorldError(f"claimed_effect={claimed_effect!r} must be a finite number")
         if kind == "off-object":
             return bool(claimed > 0 and self.off_object(class_name) >= threshold)
-        true = self.effect(class_name, cue, kind, counters)
+        true = self.effect(class_name, cue, kind, counters, carriers)
         return bool(claimed != 0 and np.sign(true) == np.sign(claimed) and abs(true) >= threshold)
 
     def top(self, class_name: str | int, k: int = 5, kind: str = "necessity") -> pd.DataFrame:
