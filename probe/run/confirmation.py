@@ -42,8 +42,8 @@ SIDES = ("own", "others")  # which comparison decides: the class's own images, o
 _FIX = "re-run `probe confirm RUN --val-data DATA` to rewrite it, or delete it"
 
 
-def _opt_num(field: str, value: Any) -> float | None:
-    return _num(field, value)
+def _opt_num(name: str, value: Any) -> float | None:
+    return _num(name, value)
 
 
 @dataclass(frozen=True)
