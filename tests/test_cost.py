@@ -61,10 +61,13 @@ def test_the_plan_counts_what_the_lab_generated_on_the_fake_world(unbudgeted):
     plan, spent = _fake_plan(CUES_ONLY), a["images_by_stage"]
     # every image the analysis made is counted, once, by stage
     assert sum(spent.values()) == a["images_generated"] == gen.images_made
-    # one shared sufficiency pass, exact; necessity with the arms cues of one attribute share (nothing skipped here)
-    assert spent["screen_sufficiency"] == plan.stage("screen_sufficiency").images == (1 + len(fake_cues())) * 3 * 2
+    # one shared sufficiency pass; with stated contexts a bound of (attributes + cues) images a pair, reached at
+    # cues + 1 here (every drawn context is a listed cue value, so the cue images that repeat it coincide); necessity
+    # with the arms cues of one attribute share (nothing skipped here)
+    assert spent["screen_sufficiency"] == (1 + len(fake_cues())) * 3 * 2
+    assert plan.stage("screen_sufficiency").images == (2 + len(fake_cues())) * 3 * 2
     assert spent["screen_necessity"] == plan.stage("screen_necessity").images
-    assert plan.stage("screen_sufficiency").exact and not plan.stage("screen_necessity").exact  # cues may be skipped
+    assert not plan.stage("screen_sufficiency").exact and not plan.stage("screen_necessity").exact
     # the rest are upper bounds that hold
     for stage in ("screen_extend", "confirm"):
         assert 0 < spent.get(stage, 0) <= plan.stage(stage).images, stage
@@ -118,7 +121,10 @@ def test_the_plan_counts_what_the_readme_demo_generated(readme_demo):
     assert plan.classes == 1 and plan.family == "world"
     # the world's oracles read only its listed cues, so discovery adds no tests to the screening stages
     assert not any((a["cues"].get("discovered") or {}).values())
-    assert spent["screen_sufficiency"] == plan.stage("screen_sufficiency").images == 78
+    # sufficiency pairs state contexts: one cue-free image per cue attribute, and the cue image whose value is the
+    # pair's own drawn context shared between attributes, so (3 + 12 cues) x 3 carriers x 2 seeds is a bound
+    assert spent["screen_sufficiency"] == 78 and plan.stage("screen_sufficiency").images == 90
+    assert not plan.stage("screen_sufficiency").exact
     # necessity is a bound: the counter rule skipped a cue whose every counter it dropped (44 of 52 on 3 Dec 2026)
     assert 0 < spent["screen_necessity"] <= plan.stage("screen_necessity").images == 52
     for stage, images in spent.items():

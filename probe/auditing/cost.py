@@ -10,7 +10,10 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
 3. ``off_object_screen``: the token gallery sampled again with its cross-attention captured (none when cached);
 4. ``screen_sufficiency``: every carrier x screening seed, without and with each cue: one pass shared by all classes
    (carriers spread over the labels), or one per class (each class's confusers: an upper bound, shared carriers
-   are generated once); exact when the cue prompts are distinct;
+   are generated once); exact when the cue prompts are distinct and no contexts are stated. With stated contexts a
+   pair's cue-free image states the contexts of the cue's own tests, one per cue attribute, and the cue images whose
+   cue value is the pair's own drawn context coincide: an upper bound of (attributes + cues) images a pair, cues + 1
+   when every drawn context is a listed cue value;
 5. ``screen_necessity``: per class and (prompt, seed), every distinct cue or counter context stated once (cues of one
    attribute share their images); an upper bound, reached unless the counter rule drops every counter of a cue;
 6. ``screen_extend``: adaptive screening, ``screen_extend[r]`` more seeds per round for the ambiguous necessity
@@ -297,8 +300,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
     """The plan of an audit of ``classes`` classes (of ``labels``) with these settings (see the module docstring).
 
     ``steps``/``guidance``: the analysis's and the evaluation's sampling; ``token_steps``/``token_guidance``: the
-    optimisation's (default: the same). ``stated_contexts``: necessity pairs state the other attributes (the check
-    verifies them). ``checked``: something reads the images (token shift can run); ``discovery``: the check
+    optimisation's (default: the same). ``stated_contexts``: necessity and sufficiency pairs state the other
+    attributes (the check verifies them). ``checked``: something reads the images (token shift can run); ``discovery``: the check
     reads phrases beyond the listed cues, so discovery can propose more (default: ``checked``); ``concept_model``:
     the check is a concept model, which also reads what the attributions mark outside the object (one proposal
     more per class; the oracles read whole scenes only).
@@ -326,9 +329,11 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         if cfg.off_object:
             counts.append(("off_object_screen", classes * token.eval_images, False, False))
         if cfg.sufficiency:
-            one_pass = (1 + len(cues)) * carriers * cfg.screen_seeds
+            bases = max(1, len({c.attribute for c in cues if c.attribute})) if stated_contexts else 1
+            one_pass = (bases + len(cues)) * carriers * cfg.screen_seeds
             shared = source != "confusers"
-            counts.append(("screen_sufficiency", one_pass if shared and classes else classes * one_pass, True, shared))
+            counts.append(("screen_sufficiency", one_pass if shared and classes else classes * one_pass, bases == 1,
+                           shared))
         if cfg.necessity:
             # an upper bound: a cue whose every counter the counter rule drops is skipped (the README demo: 44 of 52)
             counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
