@@ -13,6 +13,8 @@ intervals:
 
     .venv/bin/python benchmarks/discovery_recall.py --set both      # cached per (run, family, class)
     .venv/bin/python benchmarks/discovery_recall.py --set tuning --quick
+    .venv/bin/python benchmarks/discovery_recall.py --set fresh2 --checker concepts   # the world's CLIP checks and
+        # proposes: its phrases, and what the attributions mark outside the object (a concept model's source only)
 
 The audit runs must exist (``benchmarks/finding_validity.py audit --set both`` makes them).
 """
@@ -36,8 +38,9 @@ FAMILIES = {"background": "backgrounds", "color": "colours", "tag": "text and wa
 OUT = fv.ROOT / "discovery"
 
 
-def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...] | None) -> Path:
-    """The analysis again on a copy of ``run_dir`` with ``families`` removed from the world's cue list (cached)."""
+def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...] | None, checker: str = "oracles") -> Path:
+    """The analysis again on a copy of ``run_dir`` with ``families`` removed from the world's cue list, checked (and
+    proposed from) by ``checker`` (fv.CHECKERS: the world's oracles or its CLIP); cached."""
     from probe.analysis import AnalysisConfig, analyze_run
     from probe.classifiers import load_classifier
     from probe.generators import load_generator
@@ -45,7 +48,7 @@ def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...]
     from probe.world.domain import world_cues
 
     tag = "all" if classes is None else "-".join(map(str, classes))
-    dest = OUT / f"{run_dir.name}-no-{'-'.join(families)}-{tag}"
+    dest = OUT / (f"{run_dir.name}-no-{'-'.join(families)}-{tag}" + ("" if checker == "oracles" else f"-{checker}"))
     if (dest / "findings.json").is_file():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
@@ -53,7 +56,7 @@ def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...]
         "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
     source = RunDir(run_dir)
     settings = dict((source.read_analysis() or {}).get("config") or {})
-    cfg = AnalysisConfig.from_dict(settings).replace(classes=classes, discover=3)
+    cfg = AnalysisConfig.from_dict(settings).replace(classes=classes, discover=3, concepts=fv.CHECKERS[checker])
     model = json.loads((run_dir / "config.json").read_text())["audit"]["model"]
     listed = [c for c in world_cues() if c.attribute not in families]
     start = time.perf_counter()
@@ -71,7 +74,9 @@ def discovered_passing(dest: Path) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--set", choices=["tuning", "heldout", "both"], default="both")
+    p.add_argument("--set", choices=["tuning", "both", *fv.SETS], default="both")
+    p.add_argument("--checker", choices=["oracles", "concepts"], default="oracles",
+                   help="what checks the interventions and reads phrases: the world's oracles, or its own CLIP")
     p.add_argument("--quick", action="store_true", help="the first 2 biased and 1 clean classifier of each set")
     p.add_argument("--threshold", type=float, default=0.15)
     p.add_argument("--threads", type=int, default=1, help="torch threads (other work shares the machine)")
@@ -83,10 +88,10 @@ def main() -> int:
     from probe.world.scenes import SHAPES
 
     torch.set_num_threads(args.threads)
-    sets = {"tuning": [False], "heldout": [True], "both": [False, True]}[args.set]
+    sets = {"tuning": ["tuning"], "both": ["tuning", "heldout"]}.get(args.set, [args.set])
     report = {}
-    for heldout in sets:
-        items = fv.plan(heldout=heldout)
+    for name in sets:
+        items = fv.plan() if name == "tuning" else fv.plan(named=name)
         if args.quick:
             items = [i for i in items if i["bias"]][:2] + [i for i in items if not i["bias"]][:1]
         hits, strong_n, true_n, passing_n, clean_passing, rows = 0, 0, 0, 0, 0, []
@@ -99,6 +104,7 @@ def main() -> int:
 
             truth = true_effects(load_classifier(str(fv.ROOT / "classifiers" / f"{item['name']}.pt2"), device="cpu"),
                                  n=300)
+            judge = fv.Judge(truth, args.threshold)  # also phrases the table does not name (a concept model's)
             # one analysis per classifier: the families of its planted cues removed from the list, on its planted
             # classes (clean: every family removed, on the first three classes)
             planted = [(cls, family, value) for cls, cues in item["bias"].items() for family, value in cues.items()]
@@ -106,16 +112,13 @@ def main() -> int:
             classes = tuple(sorted({SHAPES.index(c) for c, _, _ in planted})) if planted else (0, 1, 2)
             jobs = [(families, classes, cls, value) for cls, _, value in planted] or [(families, classes, None, None)]
             for family, classes, cls, value in jobs:
-                dest = reanalyse(run, family, classes)
+                dest = reanalyse(run, family, classes, args.checker)
                 found = discovered_passing(dest)
                 if cls is not None and (cls, value) != (jobs[0][2], jobs[0][3]):
                     found_for_counts = []  # one analysis serves every planted cue of the classifier: count once
                 else:
                     found_for_counts = found
-                good = [f for f in found if truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"],
-                                                           args.threshold,
-                                                           counters=f["details"].get("counter_values")
-                                                           if f["kind"] == "necessity" else None)]
+                good = [f for f in found if judge(f)]
                 passing_n += len(found_for_counts)
                 true_n += len(good) if found_for_counts else 0
                 if not item["bias"]:
@@ -123,8 +126,10 @@ def main() -> int:
                 proposed = (json.loads((dest / "analysis.json").read_text()).get("cues") or {}).get("discovered", {})
                 row = {"run": item["name"], "removed": family, "planted": f"{cls}/{value}" if cls else None,
                        "proposed": {c: [q["phrase"] for q in v] for c, v in proposed.items()},
-                       "passing discovered": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f}"
-                                              for f in found],
+                       "proposed because": {c: [q.get("reason") for q in v] for c, v in proposed.items()},
+                       "passing discovered": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
+                                              f"({'true' if judge(f) else 'FALSE'})" for f in found],
+                       "phrases read as what the world draws": dict(judge.mapped),
                        "seconds": json.loads((dest / "seconds.json").read_text())["seconds"]
                        if (dest / "seconds.json").is_file() else None}
                 if cls is not None:
@@ -132,11 +137,11 @@ def main() -> int:
                     row["true_effect"] = round(true_effect, 3)
                     if true_effect >= args.threshold:
                         strong_n += 1
-                        hits += any(f["class_name"] == cls and f["cue"] == value for f in found)
+                        hits += any(f["class_name"] == cls and (judge.stands_for(f) or ("", ""))[1] == value
+                                    for f in found)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-        name = "heldout" if heldout else "tuning"
-        report[name] = {"recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
+        report[name] = {"checker": args.checker,"recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
                         "clean classifiers: passing discovered": clean_passing, "rows": rows}
         print(f"{name}: discovery recall {hits}/{strong_n}, precision {true_n}/{passing_n}, "
               f"clean passing {clean_passing}", flush=True)

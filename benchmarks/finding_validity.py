@@ -467,6 +467,48 @@ def _templates(f: dict) -> tuple[str, list[str]] | None:
     return (template, list(counters)) if template and counters else None
 
 
+class Judge:
+    """Whether a finding is true against a classifier's truth table: a cue the table names, on the claim's own
+    counters and carriers; a phrase it does not name (discovered, or from a general vocabulary), as what the faithful
+    world draws for it (:class:`_Drawn`) against what it draws for the counters. ``mapped`` says how each such phrase
+    was read; :meth:`stands_for` gives the (attribute, value) a finding is about, for recall."""
+
+    def __init__(self, truth, threshold: float = 0.15):
+        self.truth, self.threshold = truth, threshold
+        self.known = set(truth.frame["cue"])
+        self.mapped: dict[str, str] = {}
+        self._drawn = None
+
+    def _stands(self, f: dict):
+        templates = _templates(f)
+        self._drawn = self._drawn or _Drawn()
+        return self._drawn(f["class_name"], *templates) if templates else None
+
+    def stands_for(self, f: dict) -> tuple[str, str] | None:
+        if f["kind"] == "off-object":
+            return None
+        if f["cue"] in self.known:
+            row = self.truth.row(f["class_name"], f["cue"], f["kind"])
+            return str(row["attribute"]), str(row["value"])
+        stands = self._stands(f)
+        return None if stands is None else (stands[0], stands[1])
+
+    def __call__(self, f: dict) -> bool:
+        if f["cue"] in self.known or f["kind"] == "off-object":
+            return self.truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], self.threshold, **_claim(f))
+        stands = self._stands(f)
+        label = f"{f['class_name']}/{f['cue']}/{f['kind']}"
+        if stands is None:
+            self.mapped[label] = "draws nothing the world tells from its counters: false"
+            return False
+        attribute, value, against = stands
+        claim = _claim(f)
+        true_effect = self.truth.value_effect(f["class_name"], attribute, value, f["kind"],
+                                              against if f["kind"] == "necessity" else None, claim["carriers"])
+        self.mapped[label] = f"{attribute}={value} against {', '.join(against)}: true {true_effect:+.2f}"
+        return bool(f["effect"] * true_effect > 0 and abs(true_effect) >= self.threshold)
+
+
 #: --checker -> the analysis's --concepts: the world's oracles, the world's own CLIP, or nothing.
 CHECKERS = {"oracles": "auto", "concepts": "world", "none": "none"}
 RATES = (0.0, 0.15, 0.3)
@@ -507,27 +549,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     planted = [(c, v) for c, cues in bias.items() for v in cues.values()]
     strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
 
-    known = set(truth.frame["cue"])
-    mapped: dict[str, str] = {}
-    drawn = None
-
-    def true(f) -> bool:
-        nonlocal drawn
-        if f["cue"] in known or f["kind"] == "off-object":
-            return truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold, **_claim(f))
-        # a phrase the world's table does not name: scored as what the world draws for it
-        templates = _templates(f)
-        drawn = drawn or _Drawn()
-        stands = drawn(f["class_name"], *templates) if templates else None
-        label = f"{f['class_name']}/{f['cue']}/{f['kind']}"
-        if stands is None:
-            mapped[label] = "draws nothing the world tells from its counters: false"
-            return False
-        attribute, value, against = stands
-        true_effect = truth.value_effect(f["class_name"], attribute, value, f["kind"],
-                                         against if f["kind"] == "necessity" else None)
-        mapped[label] = f"{attribute}={value} against {', '.join(against)}: true {true_effect:+.2f}"
-        return bool(f["effect"] * true_effect > 0 and abs(true_effect) >= threshold)
+    true = Judge(truth, threshold)
+    mapped = true.mapped
 
     analysis = RunDir(dest).read_analysis() or {}
     row = {

@@ -83,3 +83,35 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
     seeds = [i["seed"] for i in everything]
     assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
     assert sum(bool(i["bias"]) for i in fresh) == 3
+
+
+def test_the_benchmark_judges_a_claim_on_its_own_counters_and_carriers():
+    """benchmarks/finding_validity.py's Judge: a necessity claim against its own counters, a sufficiency claim on its
+    own carriers, and stands_for names the (attribute, value) a finding is about (discovery recall reads it)."""
+    import sys
+    from pathlib import Path
+
+    from probe.classifiers import load_classifier
+    from probe.world import bundled_classifier_path, true_effects
+    from probe.world.truth import ScenePool
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    truth = true_effects(load_classifier(bundled_classifier_path("biased")), pool=ScenePool(24, seed=3))
+    judge = fv.Judge(truth, 0.15)
+
+    def finding(kind, cue, effect, **details):
+        return {"class_name": "star", "cue": cue, "kind": kind, "effect": effect, "details": details}
+
+    grass = finding("necessity", "grass", 0.4, counter_values=["sand", "snow"])
+    assert judge(grass) == truth.confirms("star", "grass", "necessity", 0.4, counters=["sand", "snow"]) is True
+    assert judge.stands_for(grass) == ("background", "grass")
+    # the same sufficiency claim judged on two different carriers can differ; the judge reads the claim's own
+    # (this classifier calls a triangle on grass a star far more than a heart on grass: +0.64 against +0.01 at 200
+    # scenes a shape, +0.24 over every other shape)
+    assert truth.effect("star", "grass", "sufficiency") >= 0.15
+    assert judge(finding("sufficiency", "grass", 0.3, carriers=["triangle"])) is True
+    assert judge(finding("sufficiency", "grass", 0.3, carriers=["heart"])) is False
+    assert judge(finding("sufficiency", "grass", 0.3)) is True  # no carriers named: every other shape
+    assert judge.stands_for(finding("off-object", "off-object", 0.3)) is None
