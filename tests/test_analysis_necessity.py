@@ -237,3 +237,42 @@ def test_a_concept_model_states_the_contexts_of_cues_that_name_their_attribute_a
     assert isinstance(curated.check, ConceptModelCheck) and curated.contexts is None
     unstated = set_up(run, None, object(), cfg.replace(stated_contexts=False), world_cues(), None, labels=labels)
     assert unstated.contexts is None
+
+
+def test_a_concept_model_judges_the_cue_against_every_value_of_its_attribute_not_only_the_kept_counters():
+    """The counter rule may drop a counter (here "on water"); the cue arm must still show the cue more than that value:
+    a concept model that rates a water image a little "grass" (as CLIP rated a purple cross a little "blue" against
+    yellow and red) would otherwise pass a grass arm that came out on water. Applies where the attribute's values
+    exclude one another (stated contexts)."""
+    from probe.analysis.checks import ConceptModelCheck
+    from probe.analysis.context import StatedContexts
+
+    from analysis_fakes import BACKGROUNDS
+    from probe.analysis.cues import cues_from_vocabulary
+
+    class WaterLooksGreenish(_OracleConcepts):
+        def score(self, images01, phrases):
+            out = super().score(images01, phrases)
+            water = self.oracles.predict(images01)["background"]
+            grass = phrases.index("a photo of something on grass")
+            for i, bg in enumerate(water):
+                if bg == "water":
+                    out[i, grass] = 1.0  # second to water's 5, above sand's and snow's 0
+            return out
+
+    cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
+    check = ConceptModelCheck(WaterLooksGreenish(cues), list(CLASSES), cues, object_attribute="shape")
+    contexts = StatedContexts.from_cues(cues, check)
+    grass = next(c for c in cues if c.name == "grass")
+    kept = grass.without_counters({t for t, v in zip(grass.counters, grass.counter_values) if v == "water"})
+    assert "water" not in kept.counter_values and "water" in contexts.alternatives("background", "grass", kept.counter_values)
+    seeds = list(range(8))
+    swap = lambda p, s: p.replace(" on grass", " on water") if s % 2 else p  # odd seeds: the grass arm shows water
+    clf = PlantedClassifier({STAR: "grass"})
+    sample = measure_necessity(Lab(_gen(rewrite=swap), [clf], check=check, batch_size=64, contexts=contexts), STAR, kept,
+                               PROMPTS, seeds, object_value="star")
+    assert sample.excluded == len(seeds) // 2 and sample.n == len(seeds) // 2
+    # without stated contexts nothing says water is another background: the check knows the kept counters only
+    loose = measure_necessity(Lab(_gen(rewrite=swap), [clf], check=check, batch_size=64), STAR, kept, PROMPTS, seeds,
+                              object_value="star")
+    assert loose.excluded == 0

@@ -85,6 +85,16 @@ class StatedContexts:
         return {p.attribute: tuple(o.value for o in self.options.get(p.attribute, ()) if o.value != p.value)
                 for p in stated}
 
+    def alternatives(self, attribute: str | None, value, known=()) -> tuple[str, ...]:
+        """What an arm that shows ``attribute=value`` must show it more than (a concept model's check): ``known`` (the
+        test's own counters, or the cue) and, for an attribute whose values exclude one another (stated here), every
+        other value of it. A counter the counter rule dropped is still a colour the arm must not show: with "blue"
+        tested against red and yellow only, a blue arm that came out purple passed the check."""
+        known = tuple(str(v) for v in known if v)
+        if not attribute or attribute not in self.options:
+            return known
+        return tuple(dict.fromkeys([*known, *(o.value for o in self.options[attribute] if o.value != str(value))]))
+
     def compose(self, subject: str, parts) -> str:
         """``subject`` with every part's template applied, in attribute order (unknown attributes last)."""
         rank = {a: i for i, a in enumerate(self.options)}

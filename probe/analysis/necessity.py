@@ -43,6 +43,10 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     # 1. arms: the cue stated, and the counters swapped in, per (prompt, seed); with stated contexts
     #    (probe/analysis/context.py) both arms also state the pair's random values of the other attributes
     keys = [(i, s) for s in seeds for i in range(len(token_prompts))]
+
+    def alternatives(value, known) -> tuple:  # every other value where the attribute's values exclude one another
+        return contexts.alternatives(cue.attribute, value, known) if contexts is not None else tuple(known)
+
     refs, counters = [], []
     for n, (i, s) in enumerate(keys):
         template, subject = token_prompts[i]
@@ -55,15 +59,19 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
             return template.replace("{}", contexts.compose(subject, [*stated, Stated(cue.attribute or "", "", cue_template)]))
 
         # a concept model checks each arm against its own alternatives: the cue against the counters, a counter
-        # against the cue, a stated context against its attribute's other values (probe/analysis/checks.py); the
-        # oracles read one value and ignore ``against``
+        # against the cue, and with stated contexts each against every other value of its attribute too; a stated
+        # context against its attribute's other values (probe/analysis/checks.py); the oracles read one value and
+        # ignore ``against``
         context_rivals = contexts.rivals(stated) if contexts is not None else {}
-        rivals = {**context_rivals, **({cue.attribute: tuple(v for v in values if v)} if cue.attribute else {})}
+
+        rivals = {**context_rivals, **({cue.attribute: alternatives(cue.value, [v for v in values if v])}
+                                       if cue.attribute else {})}
         refs.append(Arm.of(phrase(cue.template), s, against=rivals, **shown,
                            **({cue.attribute: cue.value} if cue.attribute else {})))
         chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
         counters.append([Arm.of(phrase(cue.counters[c]), s, **shown,
-                                against={**context_rivals, **({cue.attribute: (cue.value,)} if cue.attribute else {})},
+                                against={**context_rivals,
+                                         **({cue.attribute: alternatives(values[c], [cue.value])} if cue.attribute else {})},
                                 **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
                          for c in chosen])
     # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs

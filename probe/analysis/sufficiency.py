@@ -45,7 +45,8 @@ def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers:
         against = contexts.rivals(stated) if contexts is not None else {}
         shown = {c.attribute: c.value for c in stated}
         if cue is not None and cue.attribute:
-            against[cue.attribute] = cue.counter_values
+            against[cue.attribute] = contexts.alternatives(cue.attribute, cue.value, cue.counter_values) \
+                if contexts is not None else cue.counter_values
             shown[cue.attribute] = cue.value
         return Arm.of(template.replace("{}", subject), s, against=against or None,
                       **{object_attribute: carriers[k].object, **shown})
