@@ -11,7 +11,8 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
     .venv/bin/python benchmarks/finding_validity.py reanalyse --run runs/demo --checker concepts --infidelity 0.3
         # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
-        # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table
+        # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table;
+        # --max-pairs 32: with `probe audit`'s confirmation budget instead of the demo's 16 (a row of its own)
     .venv/bin/python benchmarks/finding_validity.py table --set heldout   # that table summed over a set's audits
         # (after `all` and one `reanalyse` per audit), exact 95% intervals
     .venv/bin/python benchmarks/finding_validity.py all --set fresh   # a third set (3 biased + 1 clean) for a change
@@ -514,7 +515,8 @@ CHECKERS = {"oracles": "auto", "concepts": "world", "none": "none"}
 RATES = (0.0, 0.15, 0.3)
 
 
-def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300) -> dict:
+def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300,
+              max_pairs: int | None = None) -> dict:
     """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
     failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
     true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/."""
@@ -531,7 +533,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     model = Path(audit_config["model"])
     bias = json.loads(model.with_suffix("").with_suffix(".bias.json").read_text())["bias"] if \
         model.with_suffix("").with_suffix(".bias.json").is_file() else {}
-    dest = ROOT / "reanalysed" / f"{source.root.name}-{checker}-{rate:g}"
+    dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else ""))
     classifier = load_classifier(str(model), device="cpu")
     if not (dest / "findings.json").is_file():
         shutil.rmtree(dest, ignore_errors=True)
@@ -539,6 +541,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
             "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
         settings = dict((source.read_analysis() or {}).get("config") or {})
         cfg = AnalysisConfig.from_dict(settings).replace(concepts=CHECKERS[checker])
+        if max_pairs:  # the confirmation budget of `probe audit`'s defaults (32) instead of the demo's (16), say
+            cfg = cfg.replace(max_pairs=max_pairs)
         start = time.perf_counter()
         analyze_run(dest, classifier, load_generator(f"world:infidelity={rate}", device="cpu"), cfg)
         (dest / "reanalysed.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
@@ -554,7 +558,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
 
     analysis = RunDir(dest).read_analysis() or {}
     row = {
-        "run": source.root.name, "checker": checker, "infidelity": rate,
+        "run": source.root.name, "checker": checker, "infidelity": rate, **({"max_pairs": max_pairs} if max_pairs else {}),
         "checked_by": analysis.get("interventions_checked_by"),
         "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
         "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
@@ -596,7 +600,8 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
                          "passing": est["passing"], "true": est["passing"] - len(est["false"]), "unverified": 0})
         out = results / f"validity_reanalysed_{name}.json"
         for r in json.loads(out.read_text()) if out.is_file() else []:
-            rows.append({"checker": r["checker"], "infidelity": r["infidelity"], "found": r["recall"]["k"],
+            rows.append({"checker": r["checker"] + (f", {r['max_pairs']} pairs" if r.get("max_pairs") else ""),
+                         "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
                          "unverified": len(r["unverified (met the bars, nobody checked)"])})
         for r in rows:
@@ -622,6 +627,8 @@ def main() -> int:
     p.add_argument("--checker", choices=[*CHECKERS, "all"], default="oracles",
                    help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked)")
     p.add_argument("--infidelity", default="0", help="reanalyse: the world generator's failure rate, or 'all' (0, 0.15, 0.3)")
+    p.add_argument("--max-pairs", type=int, default=None,
+                   help="reanalyse: the confirmation budget per test instead of the audit's (a row of its own)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
     p.add_argument("--set", choices=["tuning", "both", *SETS], default="tuning",
                    help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned "
@@ -632,11 +639,12 @@ def main() -> int:
     if a.phase == "reanalyse":
         rates = RATES if a.infidelity == "all" else (float(a.infidelity),)
         checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
-        rows = [reanalyse(a.run, c, r) for r in rates for c in checkers]
+        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs) for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
-        done = {(r["checker"], r["infidelity"]): r for r in json.loads(out.read_text())} if out.is_file() else {}
-        done.update({(r["checker"], r["infidelity"]): r for r in rows})
-        out.write_text(json.dumps(sorted(done.values(), key=lambda r: (r["infidelity"], r["checker"])), indent=1) + "\n")
+        key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0)  # noqa: E731
+        done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
+        done.update({key(r): r for r in rows})
+        out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")
         return 0
     items = {"tuning": plan(), "both": plan() + plan(named="heldout"), **{n: plan(named=n) for n in SETS}}[a.set]
     if a.quick:
