@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis_fakes import CLASSES, FakeGenerator, FakeOracles, PlantedClassifier, fake_cues
+from analysis_fakes import (CLASSES, FakeGenerator, FakeOracles, OracleConcepts, PlantedClassifier, WaterLooksGreenish,
+                            fake_cues)
 from probe.analysis import OracleCheck, Cue, Lab, measure_necessity
 from probe.analysis.necessity import neutral_counters
 
@@ -163,27 +164,6 @@ def test_stated_contexts_are_drawn_per_pair_the_same_in_both_arms_and_checked():
     assert lost.excluded == dotted and lost.n == len(seeds) - dotted
 
 
-class _OracleConcepts:
-    """A concept model over the fake world: a phrase scores 5 when it describes what the oracles read in the image
-    (its object, background or tag), else 0; text embeddings are one-hot."""
-
-    name = "oracle-concepts"
-
-    def __init__(self, cues):
-        self.oracles = FakeOracles()
-        self.phrases = {f"a photo of a {s}": ("shape", s) for s in FakeOracles.vocab["shape"]}
-        for cue in cues:
-            for value, template in [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]:
-                self.phrases["a photo of " + template.replace("{}", "something")] = (cue.attribute, value)
-
-    def score(self, images01, phrases):
-        read = self.oracles.predict(images01)
-        return np.array([[5.0 if self.phrases.get(p) and read.get(self.phrases[p][0], [None] * len(images01))[i]
-                          == self.phrases[p][1] else 0.0 for p in phrases] for i in range(len(images01))], np.float32)
-
-    def embed_texts(self, phrases):
-        return np.eye(len(phrases), dtype=np.float32)
-
 
 def test_a_concept_model_states_contexts_and_judges_each_stated_value_against_its_attribute_s_others():
     """With a concept model as the check, necessity pairs state the other attributes as with the oracles, and the
@@ -196,7 +176,7 @@ def test_a_concept_model_states_contexts_and_judges_each_stated_value_against_it
     from probe.analysis.cues import cues_from_vocabulary
 
     cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
-    check = ConceptModelCheck(_OracleConcepts(cues), list(CLASSES), cues, object_attribute="shape")
+    check = ConceptModelCheck(OracleConcepts(cues), list(CLASSES), cues, object_attribute="shape")
     contexts = StatedContexts.from_cues(cues, check)
     assert contexts.attributes == ["background", "tag"]
     assert contexts.rivals(contexts.draw(0, 0, "background")) in ({"tag": ("dot",)}, {"tag": ("none",)})
@@ -249,16 +229,6 @@ def test_a_concept_model_judges_the_cue_against_every_value_of_its_attribute_not
 
     from analysis_fakes import BACKGROUNDS
     from probe.analysis.cues import cues_from_vocabulary
-
-    class WaterLooksGreenish(_OracleConcepts):
-        def score(self, images01, phrases):
-            out = super().score(images01, phrases)
-            water = self.oracles.predict(images01)["background"]
-            grass = phrases.index("a photo of something on grass")
-            for i, bg in enumerate(water):
-                if bg == "water":
-                    out[i, grass] = 1.0  # second to water's 5, above sand's and snow's 0
-            return out
 
     cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
     check = ConceptModelCheck(WaterLooksGreenish(cues), list(CLASSES), cues, object_attribute="shape")

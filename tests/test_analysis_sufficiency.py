@@ -131,3 +131,24 @@ def test_stated_contexts_are_the_same_in_both_images_of_a_pair_and_a_cue_that_bl
                                     check=OracleCheck(FakeOracles()), batch_size=64),
                                 grass, [STAR], [Carrier("circle", CIRCLE, "circle")], seeds)[("grass", STAR)]
     assert plain.excluded == 0 and plain.n == len(seeds)
+
+
+def test_a_concept_model_judges_a_sufficiency_cue_arm_against_every_value_of_its_attribute():
+    """As for necessity: with stated contexts, a grass arm must show grass more than every other background, also
+    one the counter rule dropped from the cue's counters (here water)."""
+    from analysis_fakes import BACKGROUNDS, WaterLooksGreenish
+    from probe.analysis.checks import ConceptModelCheck
+    from probe.analysis.context import StatedContexts
+    from probe.analysis.cues import cues_from_vocabulary
+
+    cues = cues_from_vocabulary(BACKGROUNDS, [], ["none", "dot"], {"dot": "with a dot in the corner", "none": "with no tag"})
+    check = ConceptModelCheck(WaterLooksGreenish(cues), list(CLASSES), cues, object_attribute="shape")
+    contexts = StatedContexts.from_cues(cues, check)
+    grass = next(c for c in cues if c.name == "grass")
+    kept = grass.without_counters({t for t, v in zip(grass.counters, grass.counter_values) if v == "water"})
+    swap = lambda p, s: p.replace(" on grass", " on water") if s % 2 else p  # odd seeds: the grass image shows water
+    seeds = list(range(8))
+    lab = Lab(FakeGenerator(rewrite=swap), [PlantedClassifier({STAR: "grass"})], check=check, batch_size=64,
+              contexts=contexts)
+    sample = measure_sufficiency(lab, [kept], [STAR], [Carrier("circle", CIRCLE, "circle")], seeds)[("grass", STAR)]
+    assert sample.excluded == len(seeds) // 2 and sample.n == len(seeds) // 2
