@@ -676,7 +676,7 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
         ("cue list", f"{_fmt_value(cues.get('source'))} ({_fmt_value(cues.get('count'))} cues)" if cues else "–"),
     ]
     if isinstance(a.get("stated_contexts"), str):
-        facts.append(("necessity contexts", a["stated_contexts"]))
+        facts.append(("stated contexts", a["stated_contexts"]))
     facts += [(f"time: {k}", f"{s:.1f} s") for k, v in timings.items() if (s := fmt.as_float(v)) is not None]
     tests = a.get("tests") if isinstance(a.get("tests"), dict) else {}
     if tests:
