@@ -61,7 +61,8 @@ class AnalysisConfig:
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
     # necessity and sufficiency pairs state random values of the other attributes, the same in both images, where
-    # the check verifies them (probe/analysis/context.py): the effect is averaged over contexts, not the token's habitual one
+    # the check verifies them (probe/analysis/context.py): the effect is averaged over contexts, not the token's
+    # habitual one
     stated_contexts: bool = True
     token_shift: bool = True
     # cue discovery (probe/analysis/discovery.py): per class, at most this many cues nobody listed, proposed from

@@ -104,6 +104,6 @@ class StatedContexts:
         return phrase
 
     def describe(self) -> str:
-        return ("each necessity and sufficiency pair states a random value of every other attribute (" +
-                ", ".join(self.attributes) +
-                "), the same in both images, checked by the intervention check")
+        attributes = ", ".join(self.attributes)
+        return (f"each necessity and sufficiency pair states a random value of every other attribute ({attributes}), "
+                "the same in both images, checked by the intervention check")

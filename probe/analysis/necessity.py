@@ -63,7 +63,6 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
         # context against its attribute's other values (probe/analysis/checks.py); the oracles read one value and
         # ignore ``against``
         context_rivals = contexts.rivals(stated) if contexts is not None else {}
-
         rivals = {**context_rivals, **({cue.attribute: alternatives(cue.value, [v for v in values if v])}
                                        if cue.attribute else {})}
         refs.append(Arm.of(phrase(cue.template), s, against=rivals, **shown,
