@@ -31,7 +31,7 @@ import numpy as np
 
 from probe.analysis.cues import Cue
 
-__all__ = ["Stated", "StatedContexts"]
+__all__ = ["Stated", "StatedContexts", "alternatives"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,11 @@ class StatedContexts:
         attributes = ", ".join(self.attributes)
         return (f"each necessity and sufficiency pair states a random value of every other attribute ({attributes}), "
                 "the same in both images, checked by the intervention check")
+
+
+def alternatives(contexts: "StatedContexts | None", attribute: str | None, value, known=()) -> tuple[str, ...]:
+    """:meth:`StatedContexts.alternatives`, or just ``known`` without stated contexts (nothing says which values exclude
+    one another): what necessity and sufficiency arms put in ``against``."""
+    if contexts is None:
+        return tuple(str(v) for v in known if v)
+    return contexts.alternatives(attribute, value, known)

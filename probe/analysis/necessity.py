@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probe.analysis.context import Stated
+from probe.analysis.context import Stated, alternatives
 from probe.analysis.cues import Cue
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.sample import Sample
@@ -44,9 +44,6 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     #    (probe/analysis/context.py) both arms also state the pair's random values of the other attributes
     keys = [(i, s) for s in seeds for i in range(len(token_prompts))]
 
-    def alternatives(value, known) -> tuple:  # every other value where the attribute's values exclude one another
-        return contexts.alternatives(cue.attribute, value, known) if contexts is not None else tuple(known)
-
     refs, counters = [], []
     for n, (i, s) in enumerate(keys):
         template, subject = token_prompts[i]
@@ -63,14 +60,14 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
         # context against its attribute's other values (probe/analysis/checks.py); the oracles read one value and
         # ignore ``against``
         context_rivals = contexts.rivals(stated) if contexts is not None else {}
-        rivals = {**context_rivals, **({cue.attribute: alternatives(cue.value, [v for v in values if v])}
+        rivals = {**context_rivals, **({cue.attribute: alternatives(contexts, cue.attribute, cue.value, values)}
                                        if cue.attribute else {})}
         refs.append(Arm.of(phrase(cue.template), s, against=rivals, **shown,
                            **({cue.attribute: cue.value} if cue.attribute else {})))
         chosen = [n % len(cue.counters)] if rotate else range(len(cue.counters))
         counters.append([Arm.of(phrase(cue.counters[c]), s, **shown,
-                                against={**context_rivals,
-                                         **({cue.attribute: alternatives(values[c], [cue.value])} if cue.attribute else {})},
+                                against={**context_rivals, **({cue.attribute: alternatives(
+                                    contexts, cue.attribute, values[c], [cue.value])} if cue.attribute else {})},
                                 **({cue.attribute: values[c]} if cue.attribute and values[c] else {}))
                          for c in chosen])
     # 2. observe (cached: cues of one attribute share their arms); evidence from the first pairs

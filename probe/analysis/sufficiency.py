@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probe.analysis.context import Stated
+from probe.analysis.context import Stated, alternatives
 from probe.analysis.cues import Carrier, Cue
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.sample import Sample
@@ -45,8 +45,7 @@ def measure_sufficiency(lab: Lab, cues: list[Cue], classes: list[int], carriers:
         against = contexts.rivals(stated) if contexts is not None else {}
         shown = {c.attribute: c.value for c in stated}
         if cue is not None and cue.attribute:
-            against[cue.attribute] = contexts.alternatives(cue.attribute, cue.value, cue.counter_values) \
-                if contexts is not None else cue.counter_values
+            against[cue.attribute] = alternatives(contexts, cue.attribute, cue.value, cue.counter_values)
             shown[cue.attribute] = cue.value
         return Arm.of(template.replace("{}", subject), s, against=against or None,
                       **{object_attribute: carriers[k].object, **shown})
