@@ -314,10 +314,13 @@ def _signed(v) -> str:
     return "n/a" if v is None else f"{v:+.2f}"
 
 
-def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000) -> dict:
+def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000, checker: str = "oracles",
+            label: str = "") -> dict:
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
     from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
-    world's oracles reading the cues, as ``probe confirm RUN --val-data DIR`` does. Scored against the truth table:
+    world's oracles (``checker="oracles"``) or the world's own CLIP through the concept-model path a user's CLIP takes
+    (``"concepts"``: ``probe confirm RUN --val-data DIR --concepts world``) reading the cues. Scored against the
+    truth table:
 
     - every planted cue with a true effect >= ``threshold`` that the audit found (passing) must be *confirmed*;
     - no false passing finding (true effect below ``threshold`` or of the other sign) may be confirmed;
@@ -350,8 +353,8 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
         start = time.perf_counter()
-        confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier)
-        print(f"confirmed {item['name']} in {time.perf_counter() - start:.0f} s", flush=True)
+        confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier, concepts=CHECKERS[checker])
+        print(f"confirmed {item['name']} ({checker}) in {time.perf_counter() - start:.0f} s", flush=True)
         run = RunDir(run_dir)
         record = run.read_confirmation()
         truth = true_effects(classifier, n=truth_n)
@@ -394,7 +397,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
                                            f"(true {true_effect(f):+.2f}, passes {bool(f.get('passes'))})"
                                            for f in confirmed],
                "verdicts": {v: sum(1 for f in findings if verdict(f) == v) for v in VERDICTS},
-               "seconds": record.data.get("seconds")}
+               "checked_by": record.checked_by, "seconds": record.data.get("seconds")}
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {
@@ -408,9 +411,11 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         "cue findings with a verdict": tally["findings"],
     }
     print(json.dumps(summary, indent=1))
-    out = Path(__file__).resolve().parent / "results" / f"confirm_validity-{time.strftime('%Y-%m-%d')}.json"
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "rows": rows,
-                               "summary": summary}, indent=1) + "\n")
+    scenes = "" if n_val == 3000 else f"{n_val}scenes"
+    name = "-".join(x for x in ("confirm_validity", label, checker, scenes, time.strftime("%Y-%m-%d")) if x)
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "checker": checker,
+                               "rows": rows, "summary": summary}, indent=1) + "\n")
     return summary
 
 
@@ -625,10 +630,14 @@ def main() -> int:
     p.add_argument("phase", choices=["train", "audit", "score", "all", "confirm", "reanalyse", "table"])
     p.add_argument("--run", type=Path, default=Path("runs/demo"), help="reanalyse: the finished run whose tokens to use")
     p.add_argument("--checker", choices=[*CHECKERS, "all"], default="oracles",
-                   help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked)")
+                   help="reanalyse: oracles (the world's), concepts (the world's own CLIP), none (unchecked); confirm: who "
+                        "reads the cues on the validation images (oracles or concepts)")
     p.add_argument("--infidelity", default="0", help="reanalyse: the world generator's failure rate, or 'all' (0, 0.15, 0.3)")
     p.add_argument("--max-pairs", type=int, default=None,
                    help="reanalyse: the confirmation budget per test instead of the audit's (a row of its own)")
+    p.add_argument("--n-val", type=int, default=3000,
+                   help="confirm: validation scenes per classifier (a cue planted at 99%% leaves about 3 counter images "
+                        "of its class in 3000, fewer than the 5 per slice that may decide)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
     p.add_argument("--set", choices=["tuning", "both", *SETS], default="tuning",
                    help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned "
@@ -661,7 +670,9 @@ def main() -> int:
     if a.phase == "confirm":
         train(items)
         audit(items)
-        confirm(items)
+        if a.checker not in ("oracles", "concepts"):
+            p.error("confirm: --checker must be oracles or concepts (something must read the cues on the images)")
+        confirm(items, checker=a.checker, label=a.set + ("-quick" if a.quick else ""), n_val=a.n_val)
     return 0
 
 

@@ -293,13 +293,17 @@ def test_tiny_clip_reads_the_cues_for_an_exported_classifier(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ the demo audits
-def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_star_demo, world_val, tmp_path):
+@pytest.mark.parametrize("concepts, checked_by", [("auto", "world oracles"), ("world", "concepts: world")])
+def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_star_demo, world_val, tmp_path, concepts, checked_by):
+    """The same verdicts whoever reads the cues on the images: the world's oracles, or the world's own CLIP through
+    the concept-model path a user's CLIP takes (``probe confirm RUN --val-data DIR --concepts world``)."""
     biased, clean, _ = clean_star_demo
     results = {}
     for name, run in (("biased", biased), ("clean", clean)):
         copy = tmp_path / name
         shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".probe*", "report"))
-        record = confirm_run(copy, world_val[name], source=ClassifierSource(device="cpu"))
+        record = confirm_run(copy, world_val[name], source=ClassifierSource(device="cpu"), concepts=concepts)
+        assert record.checked_by == checked_by
         results[name] = {(f.kind, f.cue): f for f in record.findings if f.class_name == "star"}
     grass = results["biased"].get(("necessity", "grass"))
     assert grass is not None and grass.passes and grass.verdict == "confirmed", grass
