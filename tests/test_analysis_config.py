@@ -91,15 +91,45 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
 
     assert confirmed_enough(cfg, sample(16, 16), False)  # enough valid pairs: done
     assert not confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
-    assert confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
-    assert confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up
+    assert confirmed_enough(cfg, sample(23, 24), False)  # after that round: done
+    # that round lost its pairs too (9 of 24 lost): the test attempts at its own loss rate, 26 pairs' worth
+    assert not confirmed_enough(cfg, sample(15, 24), False)
+    assert confirmed_enough(cfg, sample(15, 48), False)  # 3 x max_pairs attempted: done, whatever it gave
+    assert confirmed_enough(cfg, sample(2, 16), False)  # 14 of 16 failed: clearly over half (exact 95% CI 0.62-0.98)
     # a generator that loses half of this class's pairs whatever the cue: the budget counts valid pairs, so it tops
     # up to 32 attempts; 9 of 16 kept is within its own rate, not a sign the cue breaks the image
     assert not confirmed_enough(cfg, sample(7, 16), False, failure=0.5)
     assert not confirmed_enough(cfg, sample(14, 24), False, failure=0.5)
     assert confirmed_enough(cfg, sample(16, 28), False, failure=0.5)  # enough valid pairs: done
-    assert confirmed_enough(cfg, sample(12, 40), False, failure=0.5)  # the attempts' budget and its one round spent
-    assert confirmed_enough(cfg, sample(3, 16), False, failure=0.5)  # 13 of 16 lost: beyond the generator's own rate
+    assert not confirmed_enough(cfg, sample(12, 40), False, failure=0.5)  # 28 of 40 lost: at that rate, 48 attempts
+    assert confirmed_enough(cfg, sample(1, 24), False, failure=0.5)  # 23 of 24 lost: clearly beyond its own rate
+    assert confirmed_enough(cfg, sample(10, 56), False, failure=0.5)  # 3 x max_pairs and one round: the cap
+
+
+def test_a_test_that_loses_more_pairs_than_its_class_may_attempt_more_and_is_not_given_up_on_two_rounds():
+    """Measured on the fresh2 set at 30% infidelity (world oracles; development figures): the unfaithful generator
+    swaps the object "on water" and loses a third of the class's pairs whatever the cue, and more of a cue's own.
+    star/water (true effect +0.99) lost 11 of its first 16 pairs, over the limit of 2/3 on a share that noisy
+    (exact 95% CI 0.41-0.89), and was given up as inconclusive; square/dot (+0.72) kept 12 of 32 pairs, the budget
+    at the class's rate was spent, and it stayed short of the 16 pairs that may decide. A test now attempts at its
+    own loss rate (at most 3 x max_pairs) and stops for failing interventions only when the share is clearly over."""
+    import numpy as np
+
+    from probe.analysis.plan import confirmed_enough
+    from probe.analysis.sample import Sample
+
+    cfg = AnalysisConfig(max_pairs=16)
+
+    def sample(n_valid, attempted):
+        return Sample("necessity", 0, "water", diffs=np.full(n_valid, 0.9) + np.linspace(0, 0.01, n_valid),
+                      attempted=attempted, excluded=attempted - n_valid)
+
+    third = 1 / 3
+    assert not confirmed_enough(cfg, sample(5, 16), False, failure=third)  # star/water: draw on
+    assert not confirmed_enough(cfg, sample(12, 32), False, failure=third)  # square/dot: its own rate, 43 attempts
+    assert confirmed_enough(cfg, sample(16, 40), False, failure=third)  # enough valid pairs: done
+    assert confirmed_enough(cfg, sample(14, 48), False, failure=third)  # 3 x max_pairs attempted: done, whatever it gave
+    assert not confirmed_enough(cfg, sample(7, 16), False)  # faithful generator, 9 of 16 lost: not yet clearly over half
 
 
 def test_every_settings_class_reads_a_dict_with_the_one_policy():
