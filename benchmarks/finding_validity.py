@@ -523,10 +523,11 @@ RATES = (0.0, 0.15, 0.3)
 
 
 def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300,
-              max_pairs: int | None = None) -> dict:
+              max_pairs: int | None = None, again: bool = False) -> dict:
     """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
     failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
-    true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/."""
+    true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/; the cache
+    does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis."""
     import shutil
 
     from probe.analysis import AnalysisConfig, analyze_run
@@ -542,7 +543,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         model.with_suffix("").with_suffix(".bias.json").is_file() else {}
     dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else ""))
     classifier = load_classifier(str(model), device="cpu")
-    if not (dest / "findings.json").is_file():
+    if again or not (dest / "findings.json").is_file():
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(source.root, dest, ignore=shutil.ignore_patterns(
             "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
@@ -640,6 +641,8 @@ def main() -> int:
     p.add_argument("--n-val", type=int, default=3000,
                    help="confirm: validation scenes per classifier (a cue planted at 99%% leaves about 3 counter images "
                         "of its class in 3000, fewer than the 5 per slice that may decide)")
+    p.add_argument("--again", action="store_true",
+                   help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
     p.add_argument("--set", choices=["tuning", "both", *SETS], default="tuning",
                    help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned "
@@ -650,7 +653,7 @@ def main() -> int:
     if a.phase == "reanalyse":
         rates = RATES if a.infidelity == "all" else (float(a.infidelity),)
         checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
-        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs) for r in rates for c in checkers]
+        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again) for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
         key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0)  # noqa: E731
         done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
