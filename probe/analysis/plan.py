@@ -34,6 +34,7 @@ from probe.analysis.lab import Arm, Lab
 from probe.analysis.necessity import measure_necessity
 from probe.analysis.policy import attempt_budget, excluded_limit
 from probe.analysis.sample import Sample
+from probe.analysis.stats import binomial_interval
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.classifiers.labels import object_name
 from probe.analysis.token_shift import shift_samples
@@ -273,8 +274,6 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
     gives up early for failing interventions only when the exact 95% interval of the excluded share lies above that
     limit: a share over it on one or two rounds (11 of 16 lost where the limit is 2/3) is not yet evidence of it.
     """
-    from probe.analysis.stats import binomial_interval
-
     limit = excluded_limit(failure)
     budget = attempt_budget(cfg.max_pairs, max(failure, sample.excluded_share))
     if sample.attempted >= budget or sample.n >= cfg.max_pairs:
