@@ -91,11 +91,8 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
 
     assert confirmed_enough(cfg, sample(16, 16), False)  # enough valid pairs: done
     assert not confirmed_enough(cfg, sample(15, 16), False)  # one lost: one more round
-    assert confirmed_enough(cfg, sample(23, 24), False)  # after that round: done
-    # that round lost its pairs too (9 of 24 lost): the test attempts at its own loss rate, 26 pairs' worth
-    assert not confirmed_enough(cfg, sample(15, 24), False)
-    assert confirmed_enough(cfg, sample(15, 48), False)  # 3 x max_pairs attempted: done, whatever it gave
-    assert confirmed_enough(cfg, sample(2, 16), False)  # 14 of 16 failed: clearly over half (exact 95% CI 0.62-0.98)
+    assert confirmed_enough(cfg, sample(15, 24), False)  # after that round: done, whatever it gave
+    assert confirmed_enough(cfg, sample(7, 16), False)  # more than half failed: inconclusive, no top-up
     # a generator that loses half of this class's pairs whatever the cue: the budget counts valid pairs, so it tops
     # up to 32 attempts; 9 of 16 kept is within its own rate, not a sign the cue breaks the image
     assert not confirmed_enough(cfg, sample(7, 16), False, failure=0.5)
@@ -129,7 +126,8 @@ def test_a_test_that_loses_more_pairs_than_its_class_may_attempt_more_and_is_not
     assert not confirmed_enough(cfg, sample(12, 32), False, failure=third)  # square/dot: its own rate, 43 attempts
     assert confirmed_enough(cfg, sample(16, 40), False, failure=third)  # enough valid pairs: done
     assert confirmed_enough(cfg, sample(14, 48), False, failure=third)  # 3 x max_pairs attempted: done, whatever it gave
-    assert not confirmed_enough(cfg, sample(7, 16), False)  # faithful generator, 9 of 16 lost: not yet clearly over half
+    # a generator that draws what it is asked (failure 0): a test that loses pairs loses them to its own cue
+    assert confirmed_enough(cfg, sample(7, 16), False)
 
 
 def test_every_settings_class_reads_a_dict_with_the_one_policy():

@@ -262,20 +262,22 @@ def generator_family(generator) -> str:
 
 
 def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failure: float = 0.0) -> bool:
-    """Whether a test's confirmation may stop: the budget is spent, futility, interventions that clearly fail
-    too often, or enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``.
+    """Whether a test's confirmation may stop: the budget is spent, futility, interventions that fail too often,
+    or enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``.
 
     ``failure``: the generator's own failure rate on the class (:func:`probe.analysis.policy.failure_rate`). The
     budget counts valid pairs, so a generator that loses pairs may attempt more
     (:func:`probe.analysis.policy.attempt_budget`, at most 3 x ``max_pairs``), at the rate this test itself loses
     them when that is higher than the class's (a cue that triggers failures of its own: a generator that swaps the
     object "on water" loses more of the water test's pairs than of the class's other tests). Only failures beyond
-    the class's own rate make a test inconclusive (:meth:`Test.inconclusive`, on the final share), and confirmation
-    gives up early for failing interventions only when the exact 95% interval of the excluded share lies above that
-    limit: a share over it on one or two rounds (11 of 16 lost where the limit is 2/3) is not yet evidence of it.
+    the class's own rate make a test inconclusive (:meth:`Test.inconclusive`, on the final share); on such a
+    generator confirmation gives up early for failing interventions only when the exact 95% interval of the
+    excluded share lies above that limit (11 of 16 lost where the limit is 2/3 is not yet evidence of it). On a
+    generator that draws what it is asked (``failure`` 0: the shapes world), a test that loses pairs loses them to
+    its own cue, and more than half lost after a round stops it, as the plan's bound (probe.auditing.cost) assumes.
     """
     limit = excluded_limit(failure)
-    budget = attempt_budget(cfg.max_pairs, max(failure, sample.excluded_share))
+    budget = attempt_budget(cfg.max_pairs, max(failure, sample.excluded_share) if failure > 0 else 0.0)
     if sample.attempted >= budget or sample.n >= cfg.max_pairs:
         # The budget is spent (valid pairs, or attempts at the failure rate). A test that lost a few pairs to failed
         # interventions and so has fewer valid pairs than may decide gets one more round to replace them: otherwise,
@@ -285,8 +287,9 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
     size = abs(sample.mean) if two_sided else sample.mean
     if sample.n >= cfg.confirm_round and not size >= cfg.thresholds.min_effect / 2:
         return True  # futility: far below the bar after a round; stopping early can only make a pass less likely
-    if sample.attempted >= cfg.confirm_round and binomial_interval(sample.excluded, sample.attempted)[0] > limit:
-        return True  # the interventions clearly keep failing: more pairs will not make it conclusive
+    if sample.attempted >= cfg.confirm_round and (
+            binomial_interval(sample.excluded, sample.attempted)[0] if failure > 0 else sample.excluded_share) > limit:
+        return True  # the interventions keep failing: more pairs will not make it conclusive
     if sample.n >= cfg.thresholds.min_pairs:
         effect = sample.effect()
         return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
