@@ -200,12 +200,5 @@ FIRST = ("test_backend_ray.py",  # ~215 s
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """FIRST's files first, then the files that read no shared demo, then those that do: a worker that reaches a
-    demo-reading file before its background build is done waits in the lock (measured 4 December 2026, 20:35 UTC,
-    with the three-class README demo: 123 s and 106 s of two workers' setup, the files being test_cost and test_gate,
-    early in the alphabet)."""
     rank = {name: i for i, name in enumerate(FIRST)}
-    shared = {"readme_demo", "clean_star_demo"}
-    late = {item.path.name for item in items if shared & set(getattr(item, "fixturenames", ()))}
-    # stable: file and test order kept otherwise
-    items.sort(key=lambda item: (rank.get(item.path.name, len(FIRST)), item.path.name in late))
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: file and test order kept otherwise
