@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 
-from conftest import README_DEMO_CLASSES, probe_script
+from conftest import probe_script
 from probe.world import bundled_bias
 
 
@@ -43,31 +43,26 @@ def _marks(text: str) -> dict[str, str]:
     return dict(re.findall(r"planted (\w+): \w+=\w+ \[([^\]]+)\]", text))
 
 
-def test_the_demo_headline_is_the_readme_s_for_every_planted_class_and_every_finding_is_true(readme_demo):
-    """The README's demo output is what `probe demo` prints for every planted class: star/grass and triangle/water
-    found, heart/dot missed, each as the README marks it; every token moved, and every passing finding is true by the
-    truth table. Whether the grass is the star's *top* finding is not asserted: it has tied the true snow preference
-    to the third decimal (README), and which one prints first changed with the CPU's floating point (an AMD EPYC put
-    snow first on 4 December 2026), so for the star "found" is enough."""
+def test_the_demo_headline_is_the_readme_s_for_the_star_and_every_finding_is_true(readme_demo):
+    """The README's demo output is what `probe demo` prints for the class the suite audits (the planted star is
+    found), its token moved, and every passing finding is true by the truth table. The README prints every planted
+    class; the suite audits the star only (its time budget). Whether the grass is the star's *top* finding is not
+    asserted: it ties the true snow preference to the third decimal (README), and which one prints first changes
+    with the CPU's floating point (an AMD EPYC puts snow first, 4 December 2026)."""
     stderr = (readme_demo / "demo.stderr").read_text()
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     shown = _marks(readme.split("## Using it")[0])
     assert set(shown) == set(bundled_bias("biased")), shown  # the README prints every planted class
     printed = _marks(stderr)
-    assert set(printed) == set(shown), stderr[-2000:]  # the suite audits every planted class
     found = {"found, top", "found, not top"}
-    assert printed["star"] in found and shown["star"] in found, stderr[-2000:]
-    assert {c: printed[c] for c in printed if c != "star"} == {c: shown[c] for c in shown if c != "star"}, \
-        (printed, shown)
-    audited = len(README_DEMO_CLASSES.split(","))
-    assert f"tokens that moved from their initial word: {audited}/{audited}" in stderr, stderr[-2000:]
+    assert set(printed) == {"star"} and printed["star"] in found and shown["star"] in found, stderr[-2000:]
+    assert "tokens that moved from their initial word: 1/1" in stderr, stderr[-2000:]
     counted = re.search(r"passing findings confirmed by the truth table \(probe.world.true_effects\): (\d+)/(\d+)", stderr)
     assert counted and counted.group(1) == counted.group(2) != "0", stderr[-2000:]
     run = readme_demo / "runs" / "demo"
-    for folder in ("2-triangle", "3-star", "5-heart"):
-        assert json.loads((run / "classes" / folder / "metrics.json").read_text())["status"] == "done", folder
-    star = json.loads((run / "classes" / "3-star" / "metrics.json").read_text())
-    assert star["token"]["mean_target_prob"] > star["baseline"]["mean_target_prob"]  # the token moves it (0.33 -> 0.67)
+    metrics = json.loads((run / "classes" / "3-star" / "metrics.json").read_text())
+    assert metrics["status"] == "done"
+    assert metrics["token"]["mean_target_prob"] > metrics["baseline"]["mean_target_prob"]
 
 
 def test_a_moved_run_rerenders_from_another_directory(readme_demo, tmp_path):

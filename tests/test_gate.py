@@ -165,9 +165,8 @@ def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme
     assert len(offenders) == 1 and "'grass'" in offenders[0], done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("gate failed")
     suite = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite")
-    cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert list(cases) == ["2 triangle", "3 star", "5 heart"]  # the run's classes (the README demo's planted ones)
-    assert [name for name, c in cases.items() if c.find("failure") is not None] == ["3 star"]
+    assert [c.get("name") for c in suite.findall("testcase")] == ["3 star"]
+    assert suite.find("testcase").find("failure") is not None
 
 
 # ------------------------------------------------------------------------- fail closed (issue 23 item 6, issue 17 item 4)
