@@ -241,21 +241,20 @@ def test_discovery_bounds_one_proposal_more_per_class_only_where_a_concept_model
     assert no_off == oracles
 
 
-def test_confirmation_is_bounded_at_three_times_the_pairs_where_the_generator_may_fail_the_checks():
-    """A test attempts at its own loss rate, up to 3 x max_pairs and one round (plan.confirmed_enough): the plan's
-    bound says so for a generator that may fail the checks (the world's unfaithful variant, anything its oracles do
-    not read), and keeps max_pairs and one round for the world's own generator read by its oracles."""
+def test_confirmation_is_bounded_at_three_times_the_pairs_because_any_generator_may_fail_the_checks():
+    """A test attempts at its own loss rate where its class loses pairs anyway, up to 3 x max_pairs and one round
+    (plan.confirmed_enough); the plan's bound says so for every generator, the world's own included (at the demo's 5
+    sampling steps its oracles exclude a few pairs: the README demo's star lost 2 of 24)."""
+    from dataclasses import replace
+
     from probe.auditing.cost import plan_for_config
     from probe.world.demo import demo_config
 
-    from dataclasses import replace
-
     config = demo_config(classes="star")
-    faithful = plan_for_config(config, classes=1, labels=6, device="cpu")
+    world = plan_for_config(config, classes=1, labels=6, device="cpu")
     unfaithful = plan_for_config(replace(config, generator="world:infidelity=0.3"), classes=1, labels=6, device="cpu")
     pairs, round_ = config.analysis.max_pairs, config.analysis.confirm_round
     # both arms of each pair; a round over 3 carriers is rounded up to 9 pairs
-    assert 2 * (pairs + round_) <= faithful.confirm_test_images < 2 * (pairs + 2 * round_)
-    assert 2 * (3 * pairs + round_) <= unfaithful.confirm_test_images < 2 * (3 * pairs + 2 * round_)
-    assert unfaithful.stage("confirm").images > faithful.stage("confirm").images
-    assert unfaithful.stage("screen_necessity").images == faithful.stage("screen_necessity").images
+    for plan in (world, unfaithful):
+        assert 2 * (3 * pairs + round_) <= plan.confirm_test_images < 2 * (3 * pairs + 2 * round_)
+    assert unfaithful.stage("confirm").images == world.stage("confirm").images
