@@ -274,7 +274,7 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
     generator confirmation gives up early for failing interventions only when the exact 95% interval of the
     excluded share lies above that limit (11 of 16 lost where the limit is 2/3 is not yet evidence of it). On a
     generator that draws what it is asked (``failure`` 0: the shapes world), a test that loses pairs loses them to
-    its own cue, and more than half lost after a round stops it, as the plan's bound (probe.auditing.cost) assumes.
+    its own cue, and more than half lost after a round stops it.
     """
     limit = excluded_limit(failure)
     budget = attempt_budget(cfg.max_pairs, max(failure, sample.excluded_share) if failure > 0 else 0.0)
