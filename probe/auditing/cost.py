@@ -268,7 +268,7 @@ def _test_images(cfg: "AnalysisConfig", carriers: int, prompts: int) -> dict[str
         per_round = usable * math.ceil(cfg.confirm_round / usable)
         worst = max(worst, 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round))
     per_round = prompts * math.ceil(cfg.confirm_round / prompts)
-    necessity = 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round)  # one counter a pair
+    necessity = 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round)  # one rotated counter a pair
     shift = 2 * cfg.confirm_round * _rounds(cfg.confirm_round, cfg.max_pairs, cfg.confirm_round)
     return {"sufficiency": worst, "necessity": necessity, "token-shift": shift}
 
