@@ -523,11 +523,12 @@ RATES = (0.0, 0.15, 0.3)
 
 
 def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300,
-              max_pairs: int | None = None, again: bool = False) -> dict:
+              max_pairs: int | None = None, again: bool = False, screen_extend: tuple[int, ...] | None = None) -> dict:
     """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
     failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
     true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/; the cache
-    does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis."""
+    does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis.
+    ``max_pairs``, ``screen_extend``: analysis settings other than the audit's (each row says which)."""
     import shutil
 
     from probe.analysis import AnalysisConfig, analyze_run
@@ -541,7 +542,9 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     model = Path(audit_config["model"])
     bias = json.loads(model.with_suffix("").with_suffix(".bias.json").read_text())["bias"] if \
         model.with_suffix("").with_suffix(".bias.json").is_file() else {}
-    dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else ""))
+    dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else "")
+                                  + (f"-extend{'-'.join(map(str, screen_extend)) or '0'}" if screen_extend is not None
+                                     else ""))
     classifier = load_classifier(str(model), device="cpu")
     if again or not (dest / "findings.json").is_file():
         shutil.rmtree(dest, ignore_errors=True)
@@ -551,6 +554,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         cfg = AnalysisConfig.from_dict(settings).replace(concepts=CHECKERS[checker])
         if max_pairs:  # the confirmation budget of `probe audit`'s defaults (32) instead of the demo's (16), say
             cfg = cfg.replace(max_pairs=max_pairs)
+        if screen_extend is not None:  # adaptive screening's rounds (the demo's, say) instead of the audit's
+            cfg = cfg.replace(screen_extend=screen_extend)
         start = time.perf_counter()
         analyze_run(dest, classifier, load_generator(f"world:infidelity={rate}", device="cpu"), cfg)
         (dest / "reanalysed.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
@@ -567,6 +572,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     analysis = RunDir(dest).read_analysis() or {}
     row = {
         "run": source.root.name, "checker": checker, "infidelity": rate, **({"max_pairs": max_pairs} if max_pairs else {}),
+        **({"screen_extend": list(screen_extend)} if screen_extend is not None else {}),
         "checked_by": analysis.get("interventions_checked_by"),
         "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
         "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
@@ -608,7 +614,8 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
                          "passing": est["passing"], "true": est["passing"] - len(est["false"]), "unverified": 0})
         out = results / f"validity_reanalysed_{name}.json"
         for r in json.loads(out.read_text()) if out.is_file() else []:
-            rows.append({"checker": r["checker"] + (f", {r['max_pairs']} pairs" if r.get("max_pairs") else ""),
+            rows.append({"checker": r["checker"] + (f", {r['max_pairs']} pairs" if r.get("max_pairs") else "")
+                         + (f", screen_extend={tuple(r['screen_extend'])}" if r.get("screen_extend") is not None else ""),
                          "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
                          "unverified": len(r["unverified (met the bars, nobody checked)"])})
@@ -641,6 +648,8 @@ def main() -> int:
     p.add_argument("--n-val", type=int, default=3000,
                    help="confirm: validation scenes per classifier (a cue planted at 99%% leaves about 3 counter images "
                         "of its class in 3000, fewer than the 5 per slice that may decide)")
+    p.add_argument("--screen-extend", default=None,
+                   help="reanalyse: adaptive screening's seeds per round instead of the audit's, e.g. 4 or 4,8 (0: none)")
     p.add_argument("--again", action="store_true",
                    help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
@@ -653,9 +662,11 @@ def main() -> int:
     if a.phase == "reanalyse":
         rates = RATES if a.infidelity == "all" else (float(a.infidelity),)
         checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
-        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again) for r in rates for c in checkers]
+        extend = None if a.screen_extend is None else tuple(int(x) for x in a.screen_extend.split(",") if int(x))
+        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again, screen_extend=extend)
+                for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
-        key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0)  # noqa: E731
+        key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0, str(r.get("screen_extend")))  # noqa: E731
         done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
         done.update({key(r): r for r in rows})
         out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")

@@ -165,7 +165,8 @@ def test_a_test_whose_screening_interventions_mostly_fail_is_inconclusive_and_ne
     assert suff.effect > 0.5  # the valid pairs look like a finding: it is the failed interventions that hold it back
     assert "6 of 8 image pairs lost the object or the cue" in suff.details["excluded_note"]
     notes = _analysis(run)["notes"]
-    assert _analysis(run)["tests"]["candidates"] == 0  # never confirmed
+    # never confirmed (other cues' small real effects in the fake world may be: their screens are ambiguous)
+    assert not [e for e in _analysis(run)["pairs"] if e["cue"] == "grass" and e.get("confirm") is not None]
     assert "class 0: necessity of 'dot' skipped (the cue has no counters)" in notes
 
 
@@ -329,35 +330,74 @@ def test_off_object_is_confirmed_on_fresh_images_and_tested_in_the_fdr_family(tm
     assert not [f for f in clean if f.kind == "off-object" and f.passes]
 
 
-def test_adaptive_screening_adds_pairs_only_to_ambiguous_necessity_screens(tmp_path):
-    """Round 1 extends every necessity screen whose first 4 pairs average in [0, min_effect) by 4 seeds, round 2
-    those still in [weak_effect, min_effect) by 8; clear screens (below 0, or a candidate already) keep their 4.
+def _by_round(entry: dict, cfg) -> list[list[float]]:
+    """A screen's values split by the round that drew them (its seeds say which: keys "s<seed>:...")."""
+    first = cfg.screen_seeds if entry["kind"] == "sufficiency" else cfg.necessity_screen_seeds
+    more = [cfg.sufficiency_extend_seeds(m) if entry["kind"] == "sufficiency" else m for m in cfg.screen_extend]
+    ends = [cfg.seed + first + sum(more[:r]) for r in range(len(more) + 1)]
+    rounds = [[] for _ in ends]
+    for key, value in zip(entry["screen"]["keys"], entry["screen"]["values"]):
+        seed = int(key.split(":")[0][1:])
+        rounds[next(r for r, end in enumerate(ends) if seed < end)].append(value)
+    return rounds
+
+
+def test_adaptive_screening_adds_pairs_only_to_ambiguous_screens_of_both_kinds(tmp_path):
+    """Each round extends the sufficiency and necessity screens that are neither clearly nothing nor clearly a
+    candidate: 0 <= mean < min_effect and at least the weak bar or a 97.5% t upper bound that reaches min_effect
+    (probe.analysis.screening.ambiguous). A screen whose pairs agree on nothing, or that points the other way,
+    keeps its first pairs (the old rule extended every screen in [0, min_effect), and no sufficiency screen).
     (The fake classifier's effects are large or nil, so the band is widened to make both kinds appear.)"""
     from probe.analysis import Thresholds
+    from probe.analysis.screening import upper_bound
 
     low, high = 0.05, 0.9
-    base = CUE_TESTS_ONLY.replace(sufficiency=False, token_shift=False, confirm=False,
-                                  thresholds=Thresholds(min_effect=high, weak_effect=low))
+    base = CUE_TESTS_ONLY.replace(token_shift=False, confirm=False, screen_seeds=4,  # 4: sufficiency screens see the
+                                  thresholds=Thresholds(min_effect=high, weak_effect=low))  # fake's small effects too
     run, _, _ = _audit(tmp_path, True, config=base)
-    entries = [e for e in _analysis(run)["pairs"] if e["kind"] == "necessity"]
-    seen = {"clear": 0, "extended": 0, "twice": 0}
+    entries = [e for e in _analysis(run)["pairs"] if e["kind"] in ("sufficiency", "necessity")]
+
+    def ambiguous(values) -> bool:
+        mean = sum(values) / len(values)
+        return 0 <= mean < high and (mean >= low or upper_bound(values) >= high)
+
+    seen = {(kind, what): 0 for kind in ("sufficiency", "necessity") for what in ("clear", "nil", "extended", "twice")}
     for e in entries:
-        values = e["screen"]["values"]
-        first = sum(values[:4]) / 4
-        if first < 0 or first >= high:
-            assert len(values) == 4, e
-            seen["clear"] += 1
-        else:
-            assert len(values) in (8, 16), e
-            after8 = sum(values[:8]) / 8
-            assert (len(values) == 16) == (low <= after8 < high), e
-            seen["extended"] += 1
-            seen["twice"] += len(values) == 16
-        assert len(set(e["screen"]["keys"])) == len(values)  # every added pair has its own seed
-    assert seen["clear"] and seen["extended"] and seen["twice"], seen
+        rounds = _by_round(e, base)
+        so_far = []
+        for r, values in enumerate(rounds[:-1]):
+            so_far += values
+            extended = bool(rounds[r + 1])
+            assert extended == (bool(so_far) and ambiguous(so_far)), (e, r)
+            if not extended:
+                break
+        mean = sum(rounds[0]) / len(rounds[0]) if rounds[0] else None
+        seen[(e["kind"], "extended")] += bool(rounds[1])
+        seen[(e["kind"], "twice")] += bool(rounds[2])
+        seen[(e["kind"], "clear")] += not rounds[1]
+        seen[(e["kind"], "nil")] += not rounds[1] and mean is not None and 0 <= mean < high  # clear in the old band
+        assert len(set(e["screen"]["keys"])) == len(e["screen"]["values"])  # every added pair has its own seed
+    assert all(seen[(k, w)] for k in ("sufficiency", "necessity") for w in ("clear", "extended")), str(seen)
+    assert seen[("sufficiency", "nil")] + seen[("necessity", "nil")], str(seen)  # the old rule extended these
+    assert seen[("necessity", "twice")], seen
     # candidates: a screen at the bar, or one that spent every round and still reaches the weak bar
     expected = sum(1 for e in entries if (v := e["screen"]["values"]) and (
-        sum(v) / len(v) >= high or (len(v) == 16 and sum(v) / len(v) >= low)))
+        sum(v) / len(v) >= high or (all(_by_round(e, base)) and sum(v) / len(v) >= low)))
     assert _analysis(run)["tests"]["candidates"] == expected > 0
     run2, _, _ = _audit(tmp_path / "fixed", True, config=base.replace(screen_extend=()))
-    assert all(len(e["screen"]["values"]) == 4 for e in _analysis(run2)["pairs"] if e["kind"] == "necessity")
+    fixed = [e for e in _analysis(run2)["pairs"] if e["kind"] in ("sufficiency", "necessity")]
+    first = {"sufficiency": base.screen_seeds, "necessity": base.necessity_screen_seeds}
+    assert fixed and all(int(k.split(":")[0][1:]) < base.seed + first[e["kind"]] for e in fixed for k in e["screen"]["keys"])
+
+
+def test_the_screen_upper_bound_is_student_t():
+    """upper_bound: mean + t(0.975, n-1) * sd / sqrt(n), with Student t's quantiles (3.182 at 3 degrees of freedom;
+    1.96 in the limit); the demo's heart/dot necessity screen (+0.06 on 4 pairs) reaches 0.17."""
+    from probe.analysis.screening import t975, upper_bound
+
+    assert t975(1) == pytest.approx(12.706) and t975(3) == pytest.approx(3.182) and t975(30) == pytest.approx(2.042)
+    assert t975(60) == pytest.approx(2.000, abs=2e-3) and t975(10_000) == pytest.approx(1.960, abs=1e-3)
+    assert upper_bound([0.05, 0.01, 0.02, 0.16]) == pytest.approx(0.1695, abs=1e-3)
+    assert upper_bound([0.0, 0.0, 0.0]) == 0.0 and upper_bound([0.3]) == math.inf
+    with pytest.raises(ValueError):
+        t975(0)

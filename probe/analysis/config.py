@@ -53,10 +53,11 @@ class AnalysisConfig:
     # screening seeds per prompt (necessity): a necessity screen has one pair per seed and prompt, so 2 seeds
     # were 2 pairs, and a planted cue worth +0.32 on 24 fresh pairs screened at +0.03 (benchmark biased-5, star/bar)
     necessity_screen_seeds: int = 4
-    # adaptive screening (necessity): screens that are neither clearly nothing nor clearly a candidate get more
-    # seeds per round: round 1 adds screen_extend[0] to every screen with 0 <= mean < min_effect, round 2 adds
-    # screen_extend[1] to those still at weak_effect <= mean < min_effect; clear screens stop at
-    # necessity_screen_seeds (a planted cue worth +0.20 screened at +0.08 on 4 pairs and was never confirmed)
+    # adaptive screening (probe/analysis/screening.py): sufficiency and necessity screens that are neither clearly
+    # nothing nor clearly a candidate (0 <= mean < min_effect, and at least weak_effect or a 97.5% t upper bound that
+    # reaches min_effect) get more seeds, round by round: screen_extend[r] per necessity prompt, the same share of
+    # screen_seeds per sufficiency carrier (sufficiency_extend_seeds); clear screens stop after their first pairs
+    # (a planted cue worth +0.27 screened at +0.13 on 4 pairs and was never confirmed)
     screen_extend: tuple[int, ...] = (4, 8)
     necessity: bool = True
     necessity_templates: int = 1  # token prompt templates used for necessity (of the run's, in order)
@@ -147,6 +148,11 @@ class AnalysisConfig:
                                 f"class above {MANY_CLASSES} classes, one over the audit otherwise.")
         if not 0 < self.target_halfwidth <= 1:
             raise AnalysisError(f"target_halfwidth={self.target_halfwidth} must lie in (0, 1].")
+
+    def sufficiency_extend_seeds(self, more: int) -> int:
+        """A sufficiency screen's seeds in the adaptive round that adds ``more`` seeds to each necessity screen: the
+        same share of its own screen (``more / necessity_screen_seeds`` of ``screen_seeds``), at least one."""
+        return max(1, round(more * self.screen_seeds / max(self.necessity_screen_seeds, 1)))
 
     def carrier_source_for(self, n_classes: int) -> str:
         """The carriers a classifier with ``n_classes`` classes gets: "given" (``carriers`` set), else

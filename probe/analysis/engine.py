@@ -46,8 +46,8 @@ from probe.analysis.lab import Lab
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes,
                                  set_up)
-from probe.analysis.policy import failure_rate
 from probe.analysis.sample import Sample
+from probe.analysis.screening import extend_screens, failure_of, mark_failure
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.classifiers.labels import object_name
@@ -245,7 +245,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
 
     4a. sufficiency: one shared pass (spread carriers) or one pass per class on its confusers; then the counter
         rule, against every class (spread) or the class's confusers only;
-    4b. necessity, with adaptive screening of the ambiguous screens;
+    4b. necessity; then adaptive screening (probe/analysis/screening.py): more pairs for the ambiguous sufficiency
+        and necessity screens;
     4c. token shift on the run's own evaluation images (needs ``scorer``);
     5.  the candidates, confirmed round by round on fresh seeds.
     """
@@ -296,14 +297,16 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         say(f"analysis: screening necessity, {len(cues)} cues x {len(classes)} classes x {len(necessity_seeds)} seeds")
         found, skipped = lab.batched(lambda: _screen_necessity(cfg, lab, classes, cues, suspects, necessity_seeds, generator,
                                                                object_attribute, object_of))
-        _mark_failure(tests + found)
-        extended = _extend_necessity(cfg, lab, found, generator, object_attribute, object_of, say)
-        if extended:
-            notes.append(f"adaptive screening: {extended} necessity screens were ambiguous, or short of valid pairs on "
-                         "a class whose generator fails anyway, and got more pairs")
         tests += found
         notes += skipped
     timings["screen_necessity"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mark_failure(tests)
+    extended = extend_screens(cfg, lab, tests, carriers, generator, object_attribute, object_of, say)
+    if extended:
+        notes.append(f"adaptive screening: {extended} screens were ambiguous, or short of valid pairs on a class "
+                     "whose generator fails anyway, and got more pairs")
+    timings["screen_extend"] = time.perf_counter() - t0
     # 4c. token shift
     t0 = time.perf_counter()
     if cfg.token_shift and scorer is not None:
@@ -313,7 +316,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                              "no token-shift finding is derived from it")
                 continue
             samples = _screen_token_shift(cls, cues, scorer, object_attribute, object_of(cls))
-            failure = {"generator_failure": f for f in [_failure_of(tests, cls.index)] if f}
+            failure = {"generator_failure": f for f in [failure_of(tests, cls.index)] if f}
             tests += [Test("token-shift", cls, cue, samples[cue.name], extra=dict(failure))
                       for cue in cues if cue.name in samples]
     elif cfg.token_shift:
@@ -418,113 +421,6 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
                                        evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
             tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
     return tests, notes
-
-
-TOP_UP_SEEDS = 50_000  # screens' top-up seeds start here: apart from the screens' (0..) and confirmation's (100,000..)
-
-
-def _mark_failure(tests: list[Test]) -> None:
-    """Each class's generator failure rate (:func:`probe.analysis.policy.failure_rate` over its sufficiency and
-    necessity screens) in its tests' ``extra["generator_failure"]``, where it is above 0: the tests then top up
-    the pairs the generator loses anyway and are inconclusive only for failures beyond that rate."""
-    by_class: dict[int, list[float]] = {}
-    for t in tests:
-        if t.kind in ("sufficiency", "necessity") and t.screen.attempted:
-            by_class.setdefault(t.cls.index, []).append(t.screen.excluded_share)
-    rates = {c: round(failure_rate(v), 4) for c, v in by_class.items()}
-    for t in tests:
-        if rates.get(t.cls.index):
-            t.extra["generator_failure"] = rates[t.cls.index]
-
-
-def _failure_of(tests: list[Test], class_index: int) -> float:
-    return next((t.failure for t in tests if t.cls.index == class_index and t.failure), 0.0)
-
-
-def _ambiguous(cfg: AnalysisConfig, test: Test, round_no: int) -> bool:
-    """Neither clearly nothing nor clearly a candidate: round 0 takes every screen in [0, threshold), later rounds
-    the ones still in [weak bar, threshold)."""
-    s = test.screen
-    if s.n == 0 or test.inconclusive(s):
-        return False
-    low = 0.0 if round_no == 0 else cfg.thresholds.weak_effect
-    return low <= s.mean < cfg.thresholds.min_effect
-
-
-def _top_up_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute,
-                    object_of) -> set[int]:
-    """Necessity screens of a class whose generator loses pairs whatever the cue (``Test.failure`` > 0) get fresh
-    seeds, round by round, until they hold the valid pairs they were planned with or have attempted 3 times that
-    many (:func:`probe.analysis.policy.attempt_budget`'s cap), as confirmation does. Without it, a 4-pair screen at
-    a 30% failure rate keeps one or two pairs and reads as inconclusive, and the planted cue is never confirmed.
-    A faithful generator (failure 0: the shapes world, the demo) adds nothing. Each test draws its seeds from its
-    own range (``cfg.seed + TOP_UP_SEEDS`` on), so a class gets the same pairs alone on a Ray worker as among all
-    classes. Returns the ids of the screens topped up; the pairs are pooled into the screen and never decide."""
-    planned = {id(t): t.screen.attempted for t in tests}
-    per_seed = max(1, round(max(planned.values(), default=0) / max(cfg.necessity_screen_seeds, 1)))
-    cursor = {id(t): cfg.seed + TOP_UP_SEEDS for t in tests}
-    topped: set[int] = set()
-    while True:
-        short = [t for t in tests if t.failure and 0 < planned[id(t)] and t.screen.n < planned[id(t)]
-                 and t.screen.attempted < 3 * planned[id(t)]]
-        if not short:
-            return topped
-        seeds = {}
-        for t in short:
-            want = min(math.ceil((planned[id(t)] - t.screen.n) / (1.0 - t.failure) / per_seed),
-                       math.ceil((3 * planned[id(t)] - t.screen.attempted) / per_seed))
-            seeds[id(t)] = list(range(cursor[id(t)], cursor[id(t)] + max(1, want)))
-            cursor[id(t)] += max(1, want)
-
-        def measure():
-            out = []
-            for t in short:
-                load_token(generator, t.cls)
-                out.append(measure_necessity(lab, t.cls.index, t.cue, t.cls.token_prompts(cfg.necessity_templates),
-                                             seeds[id(t)], object_value=object_of(t.cls),
-                                             object_attribute=object_attribute or "object",
-                                             evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=0))
-            return out
-
-        for test, sample in zip(short, lab.batched(measure)):
-            test.screen = test.screen + sample
-            test.extra["screen_topped_up"] = test.extra.get("screen_topped_up", 0) + sample.attempted
-            topped.add(id(test))
-
-
-def _extend_necessity(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute,
-                      object_of, say) -> int:
-    """Adaptive screening: first the screens short of valid pairs on a class whose generator fails anyway are
-    topped up (:func:`_top_up_screens`); then more seeds, round by round (``cfg.screen_extend``), for the ambiguous
-    necessity screens only. The new pairs are pooled into the screen (they never decide: confirmation uses fresh
-    seeds)."""
-    first = cfg.seed + cfg.necessity_screen_seeds
-    extended: set[int] = set()
-    lab.stage = "screen_extend"
-    extended |= _top_up_screens(cfg, lab, tests, generator, object_attribute, object_of)
-    for round_no, more in enumerate(cfg.screen_extend):
-        ambiguous = [t for t in tests if _ambiguous(cfg, t, round_no)]
-        if not ambiguous:
-            break
-        say(f"analysis: adaptive screening round {round_no + 1}: {len(ambiguous)} ambiguous necessity screens "
-            f"x {more} more seeds")
-        seeds = list(range(first, first + more))
-        first += more
-
-        def measure():
-            out = []
-            for t in ambiguous:
-                load_token(generator, t.cls)
-                out.append(measure_necessity(lab, t.cls.index, t.cue, t.cls.token_prompts(cfg.necessity_templates), seeds,
-                                             object_value=object_of(t.cls), object_attribute=object_attribute or "object",
-                                             evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=0))
-            return out
-
-        for test, sample in zip(ambiguous, lab.batched(measure)):
-            test.screen = test.screen + sample
-            test.extra["screen_rounds"] = round_no + 1
-            extended.add(id(test))
-    return len(extended)
 
 
 def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers: dict[int, list[Carrier]], generator,

@@ -16,8 +16,9 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
    when every drawn context is a listed cue value;
 5. ``screen_necessity``: per class and (prompt, seed), every distinct cue or counter context stated once (cues of one
    attribute share their images); an upper bound, reached unless the counter rule drops every counter of a cue;
-6. ``screen_extend``: adaptive screening, ``screen_extend[r]`` more seeds per round for the ambiguous necessity
-   screens, and up to 2 × ``necessity_screen_seeds`` more for a screen short of valid pairs on a class whose
+6. ``screen_extend``: adaptive screening (probe/analysis/screening.py), ``screen_extend[r]`` more seeds per round
+   for the ambiguous necessity screens and the same share of their screen seeds for the ambiguous sufficiency ones
+   (per class: an upper bound), and up to 2 × ``necessity_screen_seeds`` more for a screen short of valid pairs on a class whose
    generator fails anyway (upper bound: all of them, every round, every screen topped up);
 7. ``confirm``: rounds of fresh pairs until ``max_pairs``, plus the one round that replaces pairs lost to failed
    checks, for every candidate (upper bound: every test a candidate; a class's token-shift tests share their images);
@@ -344,8 +345,17 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
             # adaptive rounds, and the top-up of screens short of valid pairs on a generator that fails anyway (up to
             # 3x the screen's attempts; none on a faithful generator such as the shapes world's)
-            counts.append(("screen_extend", classes * arms * prompts * (sum(cfg.screen_extend)
-                                                                        + 2 * cfg.necessity_screen_seeds), False, False))
+            extend = classes * arms * prompts * (sum(cfg.screen_extend) + 2 * cfg.necessity_screen_seeds)
+        else:
+            extend = 0
+        if cfg.sufficiency and cfg.screen_extend:
+            # adaptive rounds of the ambiguous sufficiency screens: per class, its cues' and their cue-free images on
+            # every carrier, at each round's share of the screen seeds (upper bound: every screen every round)
+            bases = max(1, len({c.attribute for c in cues if c.attribute})) if stated_contexts else 1
+            seeds = sum(cfg.sufficiency_extend_seeds(more) for more in cfg.screen_extend)
+            extend += classes * (bases + len(cues)) * carriers * seeds
+        if extend:
+            counts.append(("screen_extend", extend, False, False))
         # 7-8. confirmation (every test a candidate)
         if cfg.confirm:
             per_class = ((len(cues) * per_test["sufficiency"] if cfg.sufficiency else 0)
