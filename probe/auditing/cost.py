@@ -369,7 +369,10 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         discover = int(getattr(cfg, "discover", 0) or 0)
         if discover and discovery:
             k = discover + (2 if cfg.off_object and concept_model else 1)
-            each = ((k * carriers * cfg.screen_seeds if cfg.sufficiency else 0)
+            # sufficiency: the cue images on the screen seeds (their cue-free images are the listed cues'), and on
+            # the adaptive rounds' seeds the cue images and one cue-free set
+            extra_seeds = sum(cfg.sufficiency_extend_seeds(m) for m in cfg.screen_extend)
+            each = ((k * carriers * cfg.screen_seeds + (k + 1) * carriers * extra_seeds if cfg.sufficiency else 0)
                     + (k * 3 * prompts * (cfg.necessity_screen_seeds + sum(cfg.screen_extend)) if cfg.necessity else 0)
                     + (k * (per_test["sufficiency"] + per_test["necessity"]) if cfg.confirm else 0))
             counts.append(("discovered", classes * each, False, False))
