@@ -237,9 +237,21 @@ def test_discovery_bounds_one_proposal_more_per_class_only_where_a_concept_model
 
     concepts = discovered(plan_audit(token, config, concept_model=True, **kw))
     oracles = discovered(plan_audit(token, config, concept_model=False, **kw))
-    assert concepts == oracles * 5 // 4 > 0  # 3 + 2 against 3 + 1 cues per class
     no_off = discovered(plan_audit(token, config.replace(off_object=False), concept_model=True, **kw))
-    assert no_off == oracles
+    assert concepts > oracles > 0 and no_off == oracles
+    # without adaptive rounds every image of the bound is a proposal's own: 3 + 2 against 3 + 1 cues per class
+    fixed = config.replace(screen_extend=())
+    assert (discovered(plan_audit(token, fixed, concept_model=True, **kw))
+            == discovered(plan_audit(token, fixed, concept_model=False, **kw)) * 5 // 4 > 0)
+    # the adaptive rounds' sufficiency seeds add, per class, the proposals' cue images and one cue-free set on every
+    # carrier and seed: 3 classes x (3 + 1 proposals + 1) x 3 carriers (the spread over 3 labels) x the rounds' seeds
+
+    def sufficiency_share(cfg) -> int:
+        return (discovered(plan_audit(token, cfg, concept_model=False, **kw))
+                - discovered(plan_audit(token, cfg.replace(sufficiency=False), concept_model=False, **kw)))
+
+    extra = sum(config.sufficiency_extend_seeds(m) for m in config.screen_extend)
+    assert extra == 6 and sufficiency_share(config) - sufficiency_share(fixed) == 3 * 5 * 3 * extra
 
 
 def test_confirmation_is_bounded_at_three_times_the_pairs_because_any_generator_may_fail_the_checks():
