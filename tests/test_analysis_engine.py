@@ -380,11 +380,14 @@ def test_adaptive_screening_adds_pairs_only_to_ambiguous_screens_of_both_kinds(t
     assert all(seen[(k, w)] for k in ("sufficiency", "necessity") for w in ("clear", "extended")), str(seen)
     assert seen[("sufficiency", "nil")] + seen[("necessity", "nil")], str(seen)  # the old rule extended these
     assert seen[("necessity", "twice")], seen
+    extended = seen[("sufficiency", "extended")] + seen[("necessity", "extended")]
+    assert f"adaptive screening: {extended} ambiguous screens got more pairs" in _analysis(run)["notes"]
     # candidates: a screen at the bar, or one that spent every round and still reaches the weak bar
     expected = sum(1 for e in entries if (v := e["screen"]["values"]) and (
         sum(v) / len(v) >= high or (all(_by_round(e, base)) and sum(v) / len(v) >= low)))
     assert _analysis(run)["tests"]["candidates"] == expected > 0
     run2, _, _ = _audit(tmp_path / "fixed", True, config=base.replace(screen_extend=()))
+    assert not [n for n in _analysis(run2)["notes"] if n.startswith("adaptive screening")]  # nothing said that did not run
     fixed = [e for e in _analysis(run2)["pairs"] if e["kind"] in ("sufficiency", "necessity")]
     first = {"sufficiency": base.screen_seeds, "necessity": base.necessity_screen_seeds}
     assert fixed and all(int(k.split(":")[0][1:]) < base.seed + first[e["kind"]] for e in fixed for k in e["screen"]["keys"])

@@ -302,10 +302,12 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     timings["screen_necessity"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     mark_failure(tests)
-    extended = extend_screens(cfg, lab, tests, carriers, generator, object_attribute, object_of, say)
-    if extended:
-        notes.append(f"adaptive screening: {extended} screens were ambiguous, or short of valid pairs on a class "
-                     "whose generator fails anyway, and got more pairs")
+    topped, rounds = extend_screens(cfg, lab, tests, carriers, generator, object_attribute, object_of, say)
+    if topped:
+        notes.append(f"screen top-up: {topped} necessity screens short of valid pairs on a class whose generator fails "
+                     "anyway got fresh seeds")
+    if rounds:
+        notes.append(f"adaptive screening: {rounds} ambiguous screens got more pairs")
     timings["screen_extend"] = time.perf_counter() - t0
     # 4c. token shift
     t0 = time.perf_counter()

@@ -140,12 +140,13 @@ def top_up(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_a
 
 
 def extend_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], carriers: dict[int, list[Carrier]], generator,
-                   object_attribute, object_of, say=None) -> int:
-    """Steps 2-3 on the screened ``tests`` (``carriers``: each class's sufficiency carriers). Returns how many
-    screens got more pairs; each extended test records its rounds in ``extra["screen_rounds"]``."""
+                   object_attribute, object_of, say=None) -> tuple[int, int]:
+    """Steps 2-3 on the screened ``tests`` (``carriers``: each class's sufficiency carriers). Returns (screens topped
+    up, screens given adaptive rounds); each extended test records its rounds in ``extra["screen_rounds"]``."""
     say = say if callable(say) else (lambda _line: None)
     lab.stage = "screen_extend"
-    extended = top_up(cfg, lab, tests, generator, object_attribute, object_of)
+    topped = top_up(cfg, lab, tests, generator, object_attribute, object_of)
+    extended: set[int] = set()
     necessity_from = cfg.seed + cfg.necessity_screen_seeds  # past each kind's own screen seeds
     sufficiency_from = cfg.seed + cfg.screen_seeds
     for round_no, more in enumerate(cfg.screen_extend):
@@ -168,4 +169,4 @@ def extend_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], carriers: d
             test.screen = test.screen + sample
             test.extra["screen_rounds"] = round_no + 1
             extended.add(id(test))
-    return len(extended)
+    return len(topped), len(extended)
