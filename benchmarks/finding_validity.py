@@ -12,7 +12,9 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
         # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
         # none: unchecked), scored against the classifier's truth; --checker all --infidelity all: the 3x3 table;
-        # --max-pairs 32: with `probe audit`'s confirmation budget instead of the demo's 16 (a row of its own)
+        # --max-pairs 32: with `probe audit`'s confirmation budget instead of the demo's 16 (a row of its own);
+        # --audit-defaults: with every analysis setting of `probe audit`'s defaults where the demo's differ (confirmation
+        # budget, carriers, adaptive screening): what a user running `probe audit` gets
     .venv/bin/python benchmarks/finding_validity.py table --set heldout   # that table summed over a set's audits
         # (after `all` and one `reanalyse` per audit), exact 95% intervals
     .venv/bin/python benchmarks/finding_validity.py all --set fresh   # a third set (3 biased + 1 clean) for a change
@@ -71,6 +73,9 @@ SETS = {
     "fresh3": {"biased": 3, "clean": 1, "draw": 4, "seed_offset": 4000, "rotation": 2},
     # made after adaptive screening took sufficiency screens and an ambiguity bound (diagnosed on fresh3's two misses)
     "fresh4": {"biased": 3, "clean": 1, "draw": 5, "seed_offset": 5000, "rotation": 4},
+    # made before `probe audit`'s own default analysis (32 confirmation pairs, 4 carriers, adaptive screening) was
+    # first measured on every set, so that one set of that figure was never looked at before
+    "fresh5": {"biased": 3, "clean": 1, "draw": 6, "seed_offset": 6000, "rotation": 5},
 }
 
 
@@ -526,12 +531,14 @@ RATES = (0.0, 0.15, 0.3)
 
 
 def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300,
-              max_pairs: int | None = None, again: bool = False, screen_extend: tuple[int, ...] | None = None) -> dict:
+              max_pairs: int | None = None, again: bool = False, screen_extend: tuple[int, ...] | None = None,
+              audit_defaults: bool = False) -> dict:
     """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
     failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
     true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/; the cache
     does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis.
-    ``max_pairs``, ``screen_extend``: analysis settings other than the audit's (each row says which)."""
+    ``max_pairs``, ``screen_extend``: analysis settings other than the audit's (each row says which);
+    ``audit_defaults``: `probe audit`'s default for every setting the demo's analysis (``DEMO_ANALYSIS``) changes."""
     import shutil
 
     from probe.analysis import AnalysisConfig, analyze_run
@@ -547,7 +554,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         model.with_suffix("").with_suffix(".bias.json").is_file() else {}
     dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else "")
                                   + (f"-extend{'-'.join(map(str, screen_extend)) or '0'}" if screen_extend is not None
-                                     else ""))
+                                     else "") + ("-auditdefaults" if audit_defaults else ""))
     classifier = load_classifier(str(model), device="cpu")
     if again or not (dest / "findings.json").is_file():
         shutil.rmtree(dest, ignore_errors=True)
@@ -555,6 +562,10 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
             "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
         settings = dict((source.read_analysis() or {}).get("config") or {})
         cfg = AnalysisConfig.from_dict(settings).replace(concepts=CHECKERS[checker])
+        if audit_defaults:  # what `probe audit` would have analysed with: its defaults where the demo's differ
+            from probe.world.demo import DEMO_ANALYSIS
+            default = AnalysisConfig()
+            cfg = cfg.replace(**{name: getattr(default, name) for name in _demo_changes(DEMO_ANALYSIS, default)})
         if max_pairs:  # the confirmation budget of `probe audit`'s defaults (32) instead of the demo's (16), say
             cfg = cfg.replace(max_pairs=max_pairs)
         if screen_extend is not None:  # adaptive screening's rounds (the demo's, say) instead of the audit's
@@ -576,6 +587,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     row = {
         "run": source.root.name, "checker": checker, "infidelity": rate, **({"max_pairs": max_pairs} if max_pairs else {}),
         **({"screen_extend": list(screen_extend)} if screen_extend is not None else {}),
+        **({"analysis": "probe audit defaults"} if audit_defaults else {}),
         "checked_by": analysis.get("interventions_checked_by"),
         "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
         "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
@@ -595,6 +607,13 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def _demo_changes(demo, default) -> list[str]:
+    """The analysis settings the demo's config sets otherwise than ``AnalysisConfig()``."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(default) if getattr(demo, f.name) != getattr(default, f.name)]
 
 
 def table(items: list[dict], threshold: float = 0.15) -> dict:
@@ -618,7 +637,8 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
         out = results / f"validity_reanalysed_{name}.json"
         for r in json.loads(out.read_text()) if out.is_file() else []:
             rows.append({"checker": r["checker"] + (f", {r['max_pairs']} pairs" if r.get("max_pairs") else "")
-                         + (f", screen_extend={tuple(r['screen_extend'])}" if r.get("screen_extend") is not None else ""),
+                         + (f", screen_extend={tuple(r['screen_extend'])}" if r.get("screen_extend") is not None else "")
+                         + (f", {r['analysis']}" if r.get("analysis") else ""),
                          "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
                          "unverified": len(r["unverified (met the bars, nobody checked)"])})
@@ -653,6 +673,8 @@ def main() -> int:
                         "of its class in 3000, fewer than the 5 per slice that may decide)")
     p.add_argument("--screen-extend", default=None,
                    help="reanalyse: adaptive screening's seeds per round instead of the audit's, e.g. 4 or 4,8 (0: none)")
+    p.add_argument("--audit-defaults", action="store_true",
+                   help="reanalyse: with `probe audit`'s default analysis settings where the demo's differ (a row of its own)")
     p.add_argument("--again", action="store_true",
                    help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
@@ -666,10 +688,12 @@ def main() -> int:
         rates = RATES if a.infidelity == "all" else (float(a.infidelity),)
         checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
         extend = None if a.screen_extend is None else tuple(int(x) for x in a.screen_extend.split(",") if int(x))
-        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again, screen_extend=extend)
+        rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again, screen_extend=extend,
+                          audit_defaults=a.audit_defaults)
                 for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
-        key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0, str(r.get("screen_extend")))  # noqa: E731
+        key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0, str(r.get("screen_extend")),  # noqa: E731
+                         r.get("analysis") or "")
         done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
         done.update({key(r): r for r in rows})
         out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")

@@ -72,7 +72,7 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
     import finding_validity as fv
 
     tuning, heldout, fresh, fresh2 = fv.plan(), fv.plan(heldout=True), fv.plan(fresh=True), fv.plan(named="fresh2")
-    fresh3, fresh4 = fv.plan(named="fresh3"), fv.plan(named="fresh4")
+    fresh3, fresh4, fresh5 = fv.plan(named="fresh3"), fv.plan(named="fresh4"), fv.plan(named="fresh5")
     assert [(i["name"], i["seed"]) for i in heldout[:2]] == [("heldout-biased-0", 1100), ("heldout-biased-1", 1101)]
     assert heldout[0]["bias"] == {"star": {"background": "grass"}} and heldout[0]["recipe"] == fv.HELDOUT_RECIPES[0]
     assert [i["name"] for i in fresh] == ["fresh-biased-0", "fresh-biased-1", "fresh-biased-2", "fresh-clean-0"]
@@ -81,11 +81,30 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
     assert [i["name"] for i in fresh2] == ["fresh2-biased-0", "fresh2-biased-1", "fresh2-biased-2", "fresh2-clean-0"]
     assert [i["name"] for i in fresh3] == ["fresh3-biased-0", "fresh3-biased-1", "fresh3-biased-2", "fresh3-clean-0"]
     assert [i["name"] for i in fresh4] == ["fresh4-biased-0", "fresh4-biased-1", "fresh4-biased-2", "fresh4-clean-0"]
-    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4
+    assert [i["name"] for i in fresh5] == ["fresh5-biased-0", "fresh5-biased-1", "fresh5-biased-2", "fresh5-clean-0"]
+    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4 + fresh5
     names = [i["name"] for i in everything]
     seeds = [i["seed"] for i in everything]
     assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
     assert sum(bool(i["bias"]) for i in fresh) == 3
+
+
+def test_the_audit_defaults_row_analyses_with_what_probe_audit_would_use():
+    """``reanalyse --audit-defaults`` replaces exactly the settings the demo's analysis changes, so its row is what a
+    user of plain `probe audit` gets (a demo setting added later joins it without an edit)."""
+    import sys
+    from pathlib import Path
+
+    from probe.analysis import AnalysisConfig
+    from probe.world.demo import DEMO_ANALYSIS
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    changed = fv._demo_changes(DEMO_ANALYSIS, AnalysisConfig())
+    assert set(changed) == {"max_pairs", "n_carriers", "screen_extend"}
+    restored = DEMO_ANALYSIS.replace(**{n: getattr(AnalysisConfig(), n) for n in changed})
+    assert restored == AnalysisConfig()
 
 
 def test_the_benchmark_judges_a_claim_on_its_own_counters_and_carriers():
