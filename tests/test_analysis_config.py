@@ -103,6 +103,40 @@ def test_a_spent_budget_is_topped_up_once_when_failed_checks_left_too_few_valid_
     assert confirmed_enough(cfg, sample(10, 56), False, failure=0.5)  # 3 x max_pairs and one round: the cap
 
 
+def test_confirmation_near_the_bar_spends_the_budget_and_a_clear_interval_stops_early():
+    """Measured on five validity sets (development): every false passing finding was a real preference below the bar
+    (true 0.09-0.14) whose 16-23 confirmation pairs put it at 0.15-0.26, the interval holding 0.15. The pass rule
+    compares the estimate with the bar, so an interval that holds the bar goes on to max_pairs; one clear of it
+    (above or below) stops at min_pairs as before."""
+    import numpy as np
+
+    from probe.analysis.plan import confirmed_enough
+    from probe.analysis.sample import Sample
+
+    cfg = AnalysisConfig(max_pairs=32)
+    spread = np.tile([-0.1, 0.1], 8)  # 16 pairs, standard deviation about 0.1: a 95% half-width near 0.055
+
+    def sample(centre, n=16):
+        return Sample("necessity", 0, "snow", diffs=centre + spread[:n], attempted=n)
+
+    assert not confirmed_enough(cfg, sample(0.17), False)  # 0.12-0.22 holds the bar: more pairs
+    assert not confirmed_enough(cfg, sample(0.13), False)  # just below, still holding it
+    assert confirmed_enough(cfg, sample(0.40), False)  # clear above: decided
+    assert confirmed_enough(cfg, sample(0.02), False)  # futility, as before
+    long = Sample("necessity", 0, "snow", diffs=0.17 + np.tile([-0.1, 0.1], 16), attempted=32)
+    assert confirmed_enough(cfg, long, False)  # the budget is spent: stop whatever the interval holds
+    assert confirmed_enough(AnalysisConfig(max_pairs=16), sample(0.17), False)  # the demo's budget: 16 and done
+    # two-sided kinds (token shift) compare |effect| with the bar
+    wide = AnalysisConfig(max_pairs=32, target_halfwidth=0.3)  # proportions' intervals are wider
+
+    def shift(lost):
+        return Sample("token-shift", 0, "snow", before=np.array([1] * lost + [0] * (16 - lost), bool),
+                      after=np.zeros(16, bool), attempted=16)
+
+    assert confirmed_enough(wide, shift(16), True)  # -1.0, far beyond the bar on its side
+    assert not confirmed_enough(wide, shift(4), True)  # -0.25, its interval holds -0.15
+
+
 def test_a_test_that_loses_more_pairs_than_its_class_may_attempt_more_and_is_not_given_up_on_two_rounds():
     """Measured on the fresh2 set at 30% infidelity (world oracles; development figures): the unfaithful generator
     swaps the object "on water" and loses a third of the class's pairs whatever the cue, and more of a cue's own.

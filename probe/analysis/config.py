@@ -31,7 +31,8 @@ class AnalysisConfig:
     The cue tests run in two stages. Screening measures every (class, cue) on a few pairs; the candidates
     (screened effect at least the effect threshold in the claimed direction) are then measured again on
     fresh pairs, in rounds of ``confirm_round``, until they have ``thresholds.min_pairs`` valid pairs and
-    an interval no wider than ``2 * target_halfwidth``, or ``max_pairs``. Only the fresh pairs decide.
+    an interval no wider than ``2 * target_halfwidth`` that lies clear of the effect bar, or ``max_pairs``. Only the
+    fresh pairs decide.
     """
 
     cues: str = "auto"  # "auto" | "default" | "world" | path to a .json/.txt cue list

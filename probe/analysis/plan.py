@@ -263,7 +263,8 @@ def generator_family(generator) -> str:
 
 def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failure: float = 0.0) -> bool:
     """Whether a test's confirmation may stop: the budget is spent, futility, interventions that fail too often,
-    or enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth``.
+    or enough valid pairs with an interval no wider than ``2 * cfg.target_halfwidth`` that lies clear of the effect
+    bar (an interval that holds the bar goes on to ``max_pairs``: near the bar a pass is decided by more pairs).
 
     ``failure``: the generator's own failure rate on the class (:func:`probe.analysis.policy.failure_rate`). The
     budget counts valid pairs, so a generator that loses pairs may attempt more
@@ -292,7 +293,13 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
         return True  # the interventions keep failing: more pairs will not make it conclusive
     if sample.n >= cfg.thresholds.min_pairs:
         effect = sample.effect()
-        return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
+        if not (math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth):
+            return False
+        # The pass rule compares the estimate with the bar: an interval that still holds the bar has not decided that
+        # comparison, so such a test spends its budget (max_pairs) before it stops. Measured on five validity sets:
+        # every false passing finding had a true effect of 0.09-0.14 and an estimate of 0.15-0.26 on 16-23 pairs.
+        low, high = (-effect.ci_high, -effect.ci_low) if two_sided and effect.mean < 0 else (effect.ci_low, effect.ci_high)
+        return not low < cfg.thresholds.min_effect <= high
     return False
 
 
