@@ -679,9 +679,10 @@ def main() -> int:
     p.add_argument("--again", action="store_true",
                    help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
-    p.add_argument("--set", choices=["tuning", "both", *SETS], default="tuning",
+    p.add_argument("--set", choices=["tuning", "both", "untuned", *SETS], default="tuning",
                    help="tuning: the classifiers methods were developed on; heldout: other recipes and seeds, never tuned "
-                        "on; fresh, fresh2: later sets for changes diagnosed on the set before (see SETS)")
+                        "on; fresh, fresh2: later sets for changes diagnosed on the set before (see SETS); untuned: "
+                        "every set but the tuning set (for `table`: sums over all of them)")
     p.add_argument("--remeasure", action="store_true",
                    help="also re-measure each passing finding on 64 fresh pairs (the audit's self-consistency)")
     a = p.parse_args()
@@ -699,7 +700,8 @@ def main() -> int:
         done.update({key(r): r for r in rows})
         out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")
         return 0
-    items = {"tuning": plan(), "both": plan() + plan(named="heldout"), **{n: plan(named=n) for n in SETS}}[a.set]
+    items = {"tuning": plan(), "both": plan() + plan(named="heldout"), **{n: plan(named=n) for n in SETS},
+             "untuned": [item for n in SETS for item in plan(named=n)]}[a.set]
     if a.quick:
         items = items[:2] + [i for i in items if not i["bias"]][:1]
     print(f"classifiers: {[(i['name'], i['bias'] or 'clean') for i in items]}", flush=True)

@@ -137,3 +137,33 @@ def test_the_benchmark_judges_a_claim_on_its_own_counters_and_carriers():
     assert judge(finding("sufficiency", "grass", 0.3, carriers=["heart"])) is False
     assert judge(finding("sufficiency", "grass", 0.3)) is True  # no carriers named: every other shape
     assert judge.stands_for(finding("off-object", "off-object", 0.3)) is None
+
+
+def test_the_near_bar_counterfactual_cuts_a_confirmation_back_to_where_the_old_rule_stopped():
+    """benchmarks/near_bar_counterfactual.py: a confirmation that went on to 32 pairs because its interval held the
+    bar is cut back to the 16 pairs of its first two rounds (the old rule stopped there); one whose interval was clear
+    of the bar is left as it was; pairs are told apart by their seeds' round."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from probe.analysis import AnalysisConfig
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import near_bar_counterfactual as nb
+
+    cfg = AnalysisConfig(max_pairs=32)
+    base = cfg.seed + 100_000 * 2  # necessity's seed block
+
+    def record(centre):
+        keys = [f"s{base + 1000 * r + i}:p0" for r in range(4) for i in range(8)]
+        diffs = list(centre + np.tile([-0.1, 0.1], 16))
+        return {"kind": "necessity", "class_index": 0, "cue": "snow", "diffs": diffs, "keys": keys,
+                "attempted": 32, "excluded": 0}
+
+    assert [nb._round_of(k, "necessity", cfg.seed) for k in record(0.2)["keys"]][::8] == [0, 1, 2, 3]
+    near = nb._old_prefix(cfg, record(0.17))
+    assert len(near["keys"]) == len(near["diffs"]) == 16 and near["attempted"] == 16
+    assert nb._old_prefix(cfg, {**record(0.4), "keys": record(0.4)["keys"][:16], "diffs": record(0.4)["diffs"][:16],
+                                "attempted": 16})["attempted"] == 16
