@@ -16,7 +16,6 @@ of a round lost to failed checks are apportioned (``attempted`` is kept per test
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import sys
@@ -40,7 +39,7 @@ def _round_of(key: str, kind: str, seed: int) -> int:
 def _old_prefix(cfg, data: dict) -> dict:
     """``data`` (a test's confirmation record) cut back to where the rule before 5 December stopped."""
     from probe.analysis.per_class import sample_of
-    from probe.analysis.plan import confirmed_enough
+    from probe.analysis.plan import confirmed_enough, narrow_enough
 
     rounds = [_round_of(k, data["kind"], cfg.seed) for k in data["keys"]]
     total = len(rounds)
@@ -54,9 +53,7 @@ def _old_prefix(cfg, data: dict) -> dict:
         cut["excluded"] = cut["attempted"] - len(keep)
         sample = sample_of(cut)
         two_sided = data["kind"] in cfg.thresholds.two_sided_kinds
-        effect = sample.effect() if sample.n >= cfg.thresholds.min_pairs else None
-        narrow = effect is not None and math.isfinite(effect.ci_low) and \
-            (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
+        narrow = sample.n >= cfg.thresholds.min_pairs and narrow_enough(cfg, sample.effect())
         if narrow or confirmed_enough(cfg, sample, two_sided):
             return cut
     return data

@@ -293,7 +293,7 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
         return True  # the interventions keep failing: more pairs will not make it conclusive
     if sample.n >= cfg.thresholds.min_pairs:
         effect = sample.effect()
-        if not (math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth):
+        if not narrow_enough(cfg, effect):
             return False
         # The pass rule compares the estimate with the bar: an interval that still holds the bar has not decided that
         # comparison, so such a test spends its budget (max_pairs) before it stops. Measured on five validity sets:
@@ -301,6 +301,11 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
         low, high = (-effect.ci_high, -effect.ci_low) if two_sided and effect.mean < 0 else (effect.ci_low, effect.ci_high)
         return not low < cfg.thresholds.min_effect <= high
     return False
+
+
+def narrow_enough(cfg: AnalysisConfig, effect) -> bool:
+    """An interval no wider than ``2 * cfg.target_halfwidth`` (and bounded)."""
+    return math.isfinite(effect.ci_low) and (effect.ci_high - effect.ci_low) / 2 <= cfg.target_halfwidth
 
 
 def confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], generator, object_attribute: str,
