@@ -86,7 +86,8 @@ def audit(
     clip_model: Optional[str] = typer.Option(None, hidden=True, help="Old name of --concepts."),
     fdr_q: float = typer.Option(0.05, help="False discovery rate controlled over the audit's confirmed tests (Benjamini-Yekutieli; above 20 classes per class, Benjamini-Bogomolov)."),
     min_effect: float = typer.Option(0.15, help="Smallest change in probability (or frequency) a finding must show to pass."),
-    max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide)."),
+    max_pairs: int = typer.Option(32, help="Fresh image pairs a candidate finding may use to confirm itself (at least 16 decide; one whose "
+                                       "interval still holds the --min-effect bar uses them all)."),
     discover: int = typer.Option(3, help="Cues nobody listed to propose per class, from what its token added (phrases of a ~1,000-phrase vocabulary whose concept score rose), tested like the listed cues in the same FDR family; 0: off. Needs a check (oracles or --concepts)."),
     vocabulary: Optional[Path] = typer.Option(None, help="A JSON file of phrase groups added to the discovery vocabulary (shaped like probe/concepts/vocabulary.json)."),
     confirm_like: Optional[Path] = typer.Option(None, help="Another run on the same generator and seeds: confirm its confirmed tests here too, so `probe compare OTHER THIS` can pair them."),
