@@ -9,6 +9,9 @@ Benjamini-Yekutieli step, no model loaded) in a copy, and scores both against th
 
     .venv/bin/python benchmarks/near_bar_counterfactual.py benchmarks/.cache/validity/reanalysed/RUN-oracles-0-auditdefaults [...]
 
+``--decide-only``: nothing cut; the runs decided again by today's decision step (its "old rule" column is then
+"decided now"), for a change to the decision alone (the token shift's corroboration, 5 December).
+
 Prints one JSON row per run (old and new: recall, precision, passing, confirmation pairs) and a sum; the pairs
 of a round lost to failed checks are apportioned (``attempted`` is kept per test, not per round).
 """
@@ -59,7 +62,9 @@ def _old_prefix(cfg, data: dict) -> dict:
     return data
 
 
-def counterfactual(dest: Path) -> dict:
+def counterfactual(dest: Path, cut: bool = True) -> dict:
+    """``dest`` decided again from its records, each confirmation cut back to the old stop (``cut``), or as measured
+    (``cut=False``: today's decision step on the same pairs, e.g. after a change to it), scored beside its findings."""
     from probe.analysis import AnalysisConfig
     from probe.analysis.decide import decide_run
     from probe.classifiers import load_classifier
@@ -95,7 +100,7 @@ def counterfactual(dest: Path) -> dict:
             for test in record["tests"]:
                 if test.get("confirm"):
                     new_pairs += len(test["confirm"]["keys"])
-                    test["confirm"] = _old_prefix(cfg, test["confirm"])
+                    test["confirm"] = _old_prefix(cfg, test["confirm"]) if cut else test["confirm"]
                     old_pairs += len(test["confirm"]["keys"])
             path.write_text(json.dumps(record))
         old = [f.to_dict() if hasattr(f, "to_dict") else f for f in decide_run(copy, cfg)]
@@ -105,7 +110,9 @@ def counterfactual(dest: Path) -> dict:
 
 
 def main() -> int:
-    rows = [counterfactual(Path(d)) for d in sys.argv[1:]]
+    args = sys.argv[1:]
+    cut = "--decide-only" not in args
+    rows = [counterfactual(Path(d), cut=cut) for d in args if d != "--decide-only"]
     for row in rows:
         print(json.dumps(row), flush=True)
     total = {}

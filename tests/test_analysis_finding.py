@@ -120,3 +120,31 @@ def test_write_and_read_findings(tmp_path):
     assert isinstance(back, Findings) and back[0] == fs[0] and back[1].status == "screened" and math.isnan(back[1].q)
     with pytest.raises(AnalysisError, match="findings.json does not exist"):
         read_findings(tmp_path / "nowhere")
+
+
+def test_a_token_shift_passes_only_with_the_classifiers_response_confirmed_by_the_bar_on_fresh_pairs():
+    """Measured on six validity sets: corroborated by a 6-8 pair sufficiency *screen* at the weak bar, 3 of 4 passing
+    token shifts were false (cross/dot -0.34: the token drew fewer dots, the screen said -0.26, the classifier's true
+    response is below 0.15). The response must now come from the cue's confirmed sufficiency pairs and reach 0.15."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from probe.analysis import AnalysisConfig
+    from probe.analysis.decide import _corroborate
+    from probe.analysis.sample import Sample
+
+    cfg = AnalysisConfig()
+    shift = _f(cue="dot", kind="token-shift", effect=-0.34)
+    screened_only = SimpleNamespace(confirm=None, screen=Sample("sufficiency", 2, "dot", diffs=np.full(6, -0.26)))
+    out = _corroborate(cfg, shift, screened_only)
+    assert not out.passes and out.status == "weak" and "never confirmed on fresh pairs" in out.details["not_corroborated"]
+
+    def confirmed(mean):
+        return SimpleNamespace(confirm=Sample("sufficiency", 2, "dot", diffs=np.full(16, mean)), screen=None)
+
+    rises = _f(cue="dot", kind="token-shift", effect=0.62)
+    assert _corroborate(cfg, rises, confirmed(0.45)).passes
+    small = _corroborate(cfg, rises, confirmed(0.08))  # the right sign, below the bar: weak, and says by how much
+    assert not small.passes and "+0.08" in small.details["not_corroborated"]
+    assert not _corroborate(cfg, rises, confirmed(-0.3)).passes  # the other sign
