@@ -74,7 +74,8 @@ def test_thresholds_validate_and_round_trip_through_json():
 def test_describe_rule_states_the_bars_and_what_the_test_is_of():
     s = describe_rule(Thresholds())
     for part in ("0.15", "0.05", "Benjamini–Yekutieli", "16 fresh image pairs", "token-shift", "confirmed tests",
-                 "point estimate", "not of 'effect below 0.15'", "lean upward"):
+                 "point estimate", "not of 'effect below 0.15'", "lean upward",
+                 "a token shift also needs the cue's own fresh sufficiency pairs"):
         assert part in s, part
     assert "all tests of the audit" not in s  # the family is the confirmed tests (screening chose them)
     assert "Benjamini–Hochberg" in describe_rule(Thresholds(fdr_method="bh", min_pairs=32))
