@@ -103,8 +103,8 @@ def counterfactual(dest: Path, cut: bool = True) -> dict:
                     test["confirm"] = _old_prefix(cfg, test["confirm"]) if cut else test["confirm"]
                     old_pairs += len(test["confirm"]["keys"])
             path.write_text(json.dumps(record))
-        old = [f.to_dict() if hasattr(f, "to_dict") else f for f in decide_run(copy, cfg)]
-        old = RunDir(copy).read_findings() or old
+        decide_run(copy, cfg)  # writes the copy's findings.json, read as the stored ones are
+        old = RunDir(copy).read_findings() or []
     new = run.read_findings() or []
     return {"run": dest.name, "old rule": scored(old, old_pairs), "new rule": scored(new, new_pairs)}
 

@@ -156,14 +156,14 @@ def test_the_near_bar_counterfactual_cuts_a_confirmation_back_to_where_the_old_r
     cfg = AnalysisConfig(max_pairs=32)
     base = cfg.seed + 100_000 * 2  # necessity's seed block
 
-    def record(centre):
+    def record(centre, spread=0.1):
         keys = [f"s{base + 1000 * r + i}:p0" for r in range(4) for i in range(8)]
-        diffs = list(centre + np.tile([-0.1, 0.1], 16))
+        diffs = list(centre + np.tile([-spread, spread], 16))
         return {"kind": "necessity", "class_index": 0, "cue": "snow", "diffs": diffs, "keys": keys,
                 "attempted": 32, "excluded": 0}
 
     assert [nb._round_of(k, "necessity", cfg.seed) for k in record(0.2)["keys"]][::8] == [0, 1, 2, 3]
-    near = nb._old_prefix(cfg, record(0.17))
+    near = nb._old_prefix(cfg, record(0.17))  # narrow at 16 pairs: the old rule stopped there, bar or not
     assert len(near["keys"]) == len(near["diffs"]) == 16 and near["attempted"] == 16
-    assert nb._old_prefix(cfg, {**record(0.4), "keys": record(0.4)["keys"][:16], "diffs": record(0.4)["diffs"][:16],
-                                "attempted": 16})["attempted"] == 16
+    wide = nb._old_prefix(cfg, record(0.17, spread=0.5))  # too wide at 16 and 24: the old rule went on to the budget
+    assert len(wide["keys"]) == 32 and wide["attempted"] == 32
