@@ -12,6 +12,10 @@ Benjamini-Yekutieli step, no model loaded) in a copy, and scores both against th
 ``--decide-only``: nothing cut; the runs decided again by today's decision step (its "old rule" column is then
 "decided now"), for a change to the decision alone (the token shift's corroboration, 5 December).
 
+The re-decided column uses today's decision step, the "new rule" column the findings as stored: after a change to
+the decision (the token shift's corroboration, 13217f6) compare like with like by running ``--decide-only`` too; the
+README's near-bar table was computed before that change.
+
 Prints one JSON row per run (old and new: recall, precision, passing, confirmation pairs) and a sum; the pairs
 of a round lost to failed checks are apportioned (``attempted`` is kept per test, not per round).
 """
