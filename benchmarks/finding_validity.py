@@ -330,28 +330,30 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
     from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
     world's oracles (``checker="oracles"``) or the world's own CLIP through the concept-model path a user's CLIP takes
-    (``"concepts"``: ``probe confirm RUN --val-data DIR --concepts world``) reading the cues. Scored against the
-    truth table:
+    (``"concepts"``: ``probe confirm RUN --val-data DIR --concepts world``) reading the cues.
 
-    - every planted cue with a true effect >= ``threshold`` that the audit found (passing) must be *confirmed*;
-    - no false passing finding (true effect below ``threshold`` or of the other sign) may be confirmed;
-    - on clean classifiers nothing passing is confirmed.
+    Scored against two truth tables (``_confirm_tally``):
 
-    Also, over *every* cue finding (passing or not): how many are confirmed, and how many of those have a true effect
-    of the finding's sign. A real gap below the audit's bar (in mean P(class)) is "weaker", not confirmed: a real but
-    small preference, such as a clean classifier's, does not count as a confirmation."""
+    - **in the data** (the yardstick of the bars): ``probe.world.validation_truth``, the classifier's true effects
+      among scenes drawn as its validation set is, of the kind the confirmation measures (a necessity or token-shift
+      finding on the class's own images: the necessity effect; a sufficiency finding on the other classes' images:
+      the sufficiency effect), against the finding's own counters. That is what "does it hold on your data" asks: an
+      effect that differs between contexts averages differently in a population whose contexts are not uniform;
+    - **over uniform contexts** (the audit's yardstick, ``true_effects``), kept for comparison.
+
+    Bars: every passing finding whose effect holds in the data (its sign, at least ``threshold``) is *confirmed*; no
+    finding that does not hold is confirmed, passing or not; and what is confirmed on the clean classifiers. A real
+    gap below the audit's bar (in mean P(class)) is "weaker", not confirmed."""
     import shutil
 
     from probe.classifiers import load_classifier
     from probe.confirm import confirm_run
     from probe.run import RunDir
     from probe.run.confirmation import VERDICTS
-    from probe.world import true_effects
+    from probe.world import true_effects, validation_truth
     from probe.world.valset import validation_images
 
-    rows, tally = [], {"planted_found": 0, "planted_found_confirmed": 0, "passing": 0, "passing_confirmed": 0,
-                       "false_passing": 0, "false_passing_confirmed": 0, "clean_passing_confirmed": 0,
-                       "clean_confirmed_any": 0, "findings": 0, "confirmed": 0, "confirmed_right_sign": 0}
+    rows, tallies = [], {"data": {}, "uniform": {}}
     for item in items:
         source = ROOT / "runs" / item["name"]
         if not (source / "findings.json").is_file():
@@ -368,59 +370,33 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         print(f"confirmed {item['name']} ({checker}) in {time.perf_counter() - start:.0f} s", flush=True)
         run = RunDir(run_dir)
         record = run.read_confirmation()
-        truth = true_effects(classifier, n=truth_n)
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
         real = {(f.class_name, f.cue, f.kind): f.decisive.prob_gap for f in record.findings}
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
-
-        def true_effect(f) -> float:
-            return truth.effect(f["class_name"], f["cue"], f["kind"], **_claim(f))
-
-        def verdict(f) -> str:
-            return verdicts[(f["class_name"], f["cue"], f["kind"])]
-
-        planted = [(c, v) for c, cues in item["bias"].items() for v in cues.values()]
-        strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
-        passing = [f for f in findings if f.get("passes")]
-        found = [f for f in passing if (f["class_name"], f["cue"]) in strong]  # each passing test of a found cue
-        false = [f for f in passing if not truth.confirms(f["class_name"], f["cue"], f["kind"], f["effect"], threshold,
-                                                           **_claim(f))]
-        confirmed = [f for f in findings if verdict(f) == "confirmed"]
-        right_sign = [f for f in confirmed if np.sign(true_effect(f)) == np.sign(f["effect"])]
-        tally["planted_found"] += len(found)
-        tally["planted_found_confirmed"] += sum(verdict(f) == "confirmed" for f in found)
-        tally["passing"] += len(passing)
-        tally["passing_confirmed"] += sum(verdict(f) == "confirmed" for f in passing)
-        tally["false_passing"] += len(false)
-        tally["false_passing_confirmed"] += sum(verdict(f) == "confirmed" for f in false)
-        if not item["bias"]:
-            tally["clean_passing_confirmed"] += sum(verdict(f) == "confirmed" for f in passing)
-            tally["clean_confirmed_any"] += len(confirmed)
-        tally["findings"] += len(findings)
-        tally["confirmed"] += len(confirmed)
-        tally["confirmed_right_sign"] += len(right_sign)
-        row = {"classifier": item["name"], "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3)
-                                                            for c, v in planted},
-               "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}, "
-                           f"real P gap {_signed(real[(f['class_name'], f['cue'], f['kind'])])}): {verdict(f)}"
-                           for f in passing],
-               "confirmed (any finding)": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
-                                           f"(true {true_effect(f):+.2f}, passes {bool(f.get('passes'))})"
-                                           for f in confirmed],
-               "verdicts": {v: sum(1 for f in findings if verdict(f) == v) for v in VERDICTS},
-               "checked_by": record.checked_by, "seconds": record.data.get("seconds")}
+        truths = {"data": validation_truth(model, n=truth_n, model=classifier),
+                  "uniform": true_effects(classifier, n=truth_n)}
+        row = {"classifier": item["name"]}
+        for name, truth in truths.items():
+            row[name] = _confirm_tally(tallies[name], item, findings, truth, verdicts, real, threshold,
+                                       measured=name == "data")
+        row.update({"verdicts": {v: sum(1 for f in findings if verdicts[(f["class_name"], f["cue"], f["kind"])] == v)
+                                 for v in VERDICTS},
+                    "checked_by": record.checked_by, "seconds": record.data.get("seconds")})
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary = {
-        "passing findings of planted cues (true effect >= 0.15) confirmed": _rate(tally["planted_found_confirmed"],
-                                                                         tally["planted_found"]),
-        "passing findings confirmed": _rate(tally["passing_confirmed"], tally["passing"]),
-        "false passing findings confirmed": _rate(tally["false_passing_confirmed"], tally["false_passing"]),
-        "passing findings confirmed on clean classifiers": tally["clean_passing_confirmed"],
-        "any finding confirmed on clean classifiers": tally["clean_confirmed_any"],
-        "confirmed findings whose true effect has their sign": _rate(tally["confirmed_right_sign"], tally["confirmed"]),
-        "cue findings with a verdict": tally["findings"],
-    }
+    summary = {name: {
+        "passing findings that hold (true effect of their sign >= 0.15) confirmed": _rate(t.get("holding_confirmed", 0),
+                                                                                         t.get("holding", 0)),
+        "passing findings of planted cues that hold, confirmed": _rate(t.get("planted_confirmed", 0), t.get("planted", 0)),
+        "passing findings confirmed": _rate(t.get("passing_confirmed", 0), t.get("passing", 0)),
+        "false passing findings confirmed": _rate(t.get("false_passing_confirmed", 0), t.get("false_passing", 0)),
+        "confirmed findings (any) that do not hold": _rate(t.get("confirmed_false", 0), t.get("confirmed", 0)),
+        "any finding confirmed on clean classifiers": t.get("clean_confirmed", 0),
+        "of those, holding": t.get("clean_confirmed", 0) - t.get("clean_confirmed_false", 0),
+        "cue findings with a verdict": t.get("findings", 0),
+    } for name, t in tallies.items()}
+    summary = {"in the data (validation population, the kind the confirmation measures)": summary["data"],
+               "over uniform contexts (the audit's truth table)": summary["uniform"]}
     print(json.dumps(summary, indent=1))
     scenes = "" if n_val == 3000 else f"{n_val}scenes"
     name = "-".join(x for x in ("confirm_validity", label, checker, scenes, time.strftime("%Y-%m-%d")) if x)
@@ -428,6 +404,56 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "checker": checker,
                                "rows": rows, "summary": summary}, indent=1) + "\n")
     return summary
+
+
+def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdicts: dict, real: dict, threshold: float,
+                   measured: bool) -> dict:
+    """One classifier's confirmations scored against one truth table (added into ``tally``); its row.
+
+    ``measured``: judge each finding by the kind the confirmation measures (necessity on the class's own images for
+    necessity and token-shift findings, sufficiency on the other classes' for sufficiency) against its own counters;
+    else by the finding's own kind and claim, as the audit is judged."""
+    from probe.confirm.confirm import OWN_KINDS
+
+    def true_effect(f) -> float:
+        if not measured:
+            return truth.effect(f["class_name"], f["cue"], f["kind"], **_claim(f))
+        kind = "necessity" if f["kind"] in OWN_KINDS else "sufficiency"
+        return truth.effect(f["class_name"], f["cue"], kind, counters=f["details"].get("counter_values") or None)
+
+    def holds(f) -> bool:
+        t = true_effect(f)
+        return bool(f["effect"] and np.sign(t) == np.sign(f["effect"]) and abs(t) >= threshold)
+
+    def verdict(f) -> str:
+        return verdicts[(f["class_name"], f["cue"], f["kind"])]
+
+    def text(f, extra: str) -> str:
+        return f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}{extra})"
+
+    planted = {(c, v) for c, cues in item["bias"].items() for v in cues.values()}
+    passing = [f for f in findings if f.get("passes")]
+    confirmed = [f for f in findings if verdict(f) == "confirmed"]
+    counts = {
+        "passing": len(passing), "passing_confirmed": sum(verdict(f) == "confirmed" for f in passing),
+        "holding": sum(holds(f) for f in passing),
+        "holding_confirmed": sum(holds(f) and verdict(f) == "confirmed" for f in passing),
+        "planted": sum(holds(f) for f in passing if (f["class_name"], f["cue"]) in planted),
+        "planted_confirmed": sum(holds(f) and verdict(f) == "confirmed" for f in passing
+                                 if (f["class_name"], f["cue"]) in planted),
+        "false_passing": sum(not holds(f) for f in passing),
+        "false_passing_confirmed": sum(not holds(f) and verdict(f) == "confirmed" for f in passing),
+        "confirmed": len(confirmed), "confirmed_false": sum(not holds(f) for f in confirmed),
+        "findings": len(findings),
+        "clean_confirmed": 0 if item["bias"] else len(confirmed),
+        "clean_confirmed_false": 0 if item["bias"] else sum(not holds(f) for f in confirmed),
+    }
+    for key, value in counts.items():
+        tally[key] = tally.get(key, 0) + value
+    return {"planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in sorted(planted)},
+            "passing": [text(f, f", real P gap {_signed(real[(f['class_name'], f['cue'], f['kind'])])}") + f": {verdict(f)}"
+                        for f in passing],
+            "confirmed (any finding)": [text(f, f", holds {holds(f)}, passes {bool(f.get('passes'))}") for f in confirmed]}
 
 
 class _Drawn:

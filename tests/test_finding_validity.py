@@ -167,3 +167,46 @@ def test_the_near_bar_counterfactual_cuts_a_confirmation_back_to_where_the_old_r
     assert len(near["keys"]) == len(near["diffs"]) == 16 and near["attempted"] == 16
     wide = nb._old_prefix(cfg, record(0.17, spread=0.5))  # too wide at 16 and 24: the old rule went on to the budget
     assert len(wide["keys"]) == 32 and wide["attempted"] == 32
+
+
+def test_real_data_confirmations_are_scored_by_what_the_confirmation_measures():
+    """benchmarks/finding_validity.py confirm: against the truth in the data, a token-shift finding is judged by the
+    class's own images (necessity: what probe confirm compares for it), a sufficiency one by the other classes'; a
+    confirmed finding whose effect does not hold there is counted false; the audit's yardstick reads the claim's kind."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    class Truth:  # necessity and sufficiency of (class, cue); counters recorded
+        effects = {("cross", "grass", "necessity"): -0.16, ("cross", "grass", "sufficiency"): 0.01,
+                   ("square", "sand", "necessity"): 0.10, ("square", "sand", "sufficiency"): 0.20}
+        asked: list = []
+
+        def effect(self, c, cue, kind, counters=None, carriers=None):
+            self.asked.append((c, cue, kind, counters))
+            return self.effects[(c, cue, "sufficiency" if kind == "token-shift" else kind)]
+
+    def finding(c, cue, kind, effect, passes, counters=None):
+        return {"class_name": c, "cue": cue, "kind": kind, "effect": effect, "passes": passes,
+                "details": {"counter_values": counters}}
+
+    findings = [finding("cross", "grass", "token-shift", -0.33, False),
+                finding("square", "sand", "necessity", 0.21, True, ["wood", "snow"]),
+                finding("square", "sand", "sufficiency", 0.28, True)]
+    verdicts = {("cross", "grass", "token-shift"): "confirmed", ("square", "sand", "necessity"): "confirmed",
+                ("square", "sand", "sufficiency"): "weaker"}
+    real = {k: 0.1 for k in verdicts}
+    clean = {"name": "c", "bias": {}}
+    data, uniform = {}, {}
+    truth = Truth()
+    row = fv._confirm_tally(data, clean, findings, truth, verdicts, real, 0.15, measured=True)
+    assert ("square", "sand", "necessity", ["wood", "snow"]) in truth.asked
+    # in the data: the token shift holds (crosses on grass are recognised less: -0.16), the necessity does not (+0.10)
+    assert data["confirmed"] == 2 and data["confirmed_false"] == 1 and data["clean_confirmed_false"] == 1
+    assert data["holding"] == 1 and data["holding_confirmed"] == 0 and data["false_passing_confirmed"] == 1
+    assert any("holds True" in t for t in row["confirmed (any finding)"])
+    fv._confirm_tally(uniform, clean, findings, Truth(), verdicts, real, 0.15, measured=False)
+    # by the claims' own kinds: the token shift reads the sufficiency truth (+0.01) and is false
+    assert uniform["confirmed_false"] == 2 and uniform["holding"] == 1

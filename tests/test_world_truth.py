@@ -222,3 +222,39 @@ def test_a_sufficiency_claim_is_judged_on_its_own_carriers(biased, classifiers, 
         biased.effect("star", "grass", "necessity"), abs=1e-6)
     with pytest.raises(WorldError, match="carriers"):
         biased.effect("star", "grass", "sufficiency", carriers=["star"])
+
+
+def test_a_pool_can_be_drawn_from_a_classifiers_own_population():
+    """ScenePool(bias=...) draws the cue attributes as the classifier's training and validation scenes do (the
+    population a real-data confirmation measures); the geometry and the unclaimed attributes stay the uniform pool's."""
+    uniform = ScenePool(400, seed=1)
+    grass, blue = VOCAB["background"].index("grass"), VOCAB["color"].index("blue")
+    population = ScenePool(400, seed=1, bias={"star": {"background": "grass"}, "circle": {"color": "blue"}}, strength=0.9)
+    shape = population.attributes["shape"]
+    star, circle = SHAPES.index("star"), SHAPES.index("circle")
+    on_grass = population.attributes["background"] == grass
+    assert 0.85 <= on_grass[shape == star].mean() <= 0.95
+    assert on_grass[shape != star].mean() < 0.05  # the other shapes avoid the claimed value
+    is_blue = population.attributes["color"] == blue
+    assert 0.85 <= is_blue[shape == circle].mean() <= 0.95 and is_blue[shape != circle].mean() < 0.05
+    assert (uniform.attributes["color"][shape != circle] == blue).mean() > 0.1  # uniform: about 1 in 5
+    for key in ("size", "x", "y", "rotation", "tag"):
+        assert np.array_equal(population.attributes[key], uniform.attributes[key]), key
+    assert "bias" in repr(population) and "bias" not in repr(uniform)
+    for same in (ScenePool(400, seed=1, bias={}, strength=0.9), ScenePool(400, seed=1, bias={"star": {"background": "grass"}})):
+        assert all(np.array_equal(same.attributes[k], uniform.attributes[k]) for k in uniform.attributes)
+    with pytest.raises(WorldError, match="strength"):
+        ScenePool(10, bias={"star": {"background": "grass"}}, strength=1.5)
+    with pytest.raises(WorldError):
+        ScenePool(10, bias={"star": {"background": "lava"}}, strength=0.5)
+
+
+def test_validation_truth_measures_the_validation_population(classifiers):
+    """validation_truth reads the classifier's bias.json: the clean classifier's population is the uniform one (same
+    table as true_effects on the same pool); the biased one's scenes follow its planted cues."""
+    from probe.world import validation_truth
+
+    clean = validation_truth("clean", n=12, model=classifiers["clean"])
+    assert clean.frame.equals(true_effects(classifiers["clean"], pool=ScenePool(12, 0)).frame)
+    biased = validation_truth("biased", n=12, model=classifiers["biased"])
+    assert not biased.frame.equals(true_effects(classifiers["biased"], pool=ScenePool(12, 0)).frame)

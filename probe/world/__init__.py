@@ -41,6 +41,7 @@ _LAZY = {
     'caption': 'probe.world.text',
     'full_caption': 'probe.world.text',
     'true_effects': 'probe.world.truth',
+    'validation_truth': 'probe.world.valset',
 }
 
 
@@ -54,5 +55,5 @@ __all__ = [
     "Oracles", "load_oracles",
     "BUNDLED_BIAS", "ClassifierConfig", "train_world_classifier", "evaluate_classifier",
     "save_world_classifier", "load_world_classifier", "parse_bias",
-    "true_effects",
+    "true_effects", "validation_truth",
 ]

@@ -75,7 +75,15 @@ def sample_biased_attributes(n: int, bias: Mapping[str, Mapping[str, str]], stre
     every other class avoids all claimed values of that attribute with probability ``strength``.
     With an empty bias (or strength 0) this is the uniform distribution.
     """
-    a = sample_attributes(n, rng)
+    return bias_contexts(sample_attributes(n, rng), bias, strength, rng)
+
+
+def bias_contexts(a: dict[str, np.ndarray], bias: Mapping[str, Mapping[str, str]], strength: float,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``a`` (attribute index arrays, shapes already drawn) with its cue attributes redrawn per shape as
+    :func:`sample_biased_attributes` draws them; changed in place and returned. Also how a truth table measures
+    effects in a classifier's own training population (``probe.world.truth.ScenePool(..., bias=...)``)."""
+    n = len(a["shape"])
     for attr in CUE_ATTRIBUTES:
         names = VOCAB[attr]
         cue_of = {SHAPES.index(c): names.index(cues[attr]) for c, cues in bias.items() if attr in cues}

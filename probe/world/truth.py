@@ -101,13 +101,18 @@ class ScenePool:
     """``n_per_shape`` random scenes of every shape, ready to be re-rendered with any cue value.
 
     Scenes are grouped by shape (``attributes["shape"]`` is ``[0]*n + [1]*n + ...``); every other
-    attribute is drawn uniformly from ``seed``. Scenes are rendered in chunks of ``CHUNK``, each
+    attribute is drawn uniformly from ``seed``, or, given a classifier's planted ``bias`` and ``strength`` (its
+    bias.json), the cue attributes as its training and validation scenes draw them per shape
+    (``probe.world.classifiers.sample_biased_attributes``): the true effects *in that population*, which is what a
+    real-data confirmation on its validation set estimates (an effect that differs between contexts averages
+    differently there; a biased square rarely blue, for one). Scenes are rendered in chunks of ``CHUNK``, each
     with its own texture seed (``chunks``: ``(start, stop, texture_seed)``), so
     ``render_batch(pool.attributes_with(a, v)[start:stop], torch.Generator().manual_seed(texture_seed))``
     gives the same pixels as ``pool.images_with(a, v)[start:stop]``.
     """
 
-    def __init__(self, n_per_shape: int, seed: int = 0, size: int = IMAGE_SIZE):
+    def __init__(self, n_per_shape: int, seed: int = 0, size: int = IMAGE_SIZE, *, bias: dict | None = None,
+                 strength: float = 0.0):
         if isinstance(n_per_shape, bool) or not isinstance(n_per_shape, (int, np.integer)) or n_per_shape < 2:
             raise WorldError(f"n={n_per_shape!r} must be an int >= 2 (scenes per class and cell; 200 gives tight intervals)")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -119,6 +124,11 @@ class ScenePool:
         total = len(SHAPES) * self.n_per_shape
         attrs = sample_attributes(total, rng)
         attrs["shape"] = np.repeat(np.arange(len(SHAPES)), self.n_per_shape)
+        self.bias, self.strength = _population(bias, strength)
+        if self.bias:
+            from probe.world.classifiers import bias_contexts
+
+            bias_contexts(attrs, self.bias, self.strength, rng)
         self.attributes: dict[str, np.ndarray] = attrs
         self.chunks: tuple[tuple[int, int, int], ...] = tuple(
             (i, min(i + CHUNK, total), int(rng.integers(0, 2**62))) for i in range(0, total, CHUNK)
@@ -174,7 +184,18 @@ class ScenePool:
         return img.clamp(0, 1)
 
     def __repr__(self) -> str:
-        return f"ScenePool({self.n_per_shape} scenes × {len(SHAPES)} shapes, seed {self.seed}, {self.size}px)"
+        population = f", bias {self.bias} at {self.strength:g}" if self.bias else ""
+        return f"ScenePool({self.n_per_shape} scenes × {len(SHAPES)} shapes, seed {self.seed}, {self.size}px{population})"
+
+
+def _population(bias, strength) -> tuple[dict, float]:
+    """A pool's planted bias (validated as ``probe world classifier`` validates it) and its strength."""
+    from probe.world.classifiers import parse_bias
+
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise WorldError(f"strength={strength!r} must be a number in [0, 1] (a classifier's bias.json has it)")
+    parsed = parse_bias(bias or {})
+    return (parsed, float(strength)) if parsed and strength > 0 else ({}, 0.0)
 
 
 # ---------------------------------------------------------------------------

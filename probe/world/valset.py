@@ -23,7 +23,8 @@ import numpy as np
 from probe.errors import ProbeError
 from probe.files import save_png, write_text
 
-__all__ = ["ValidationSet", "ValidationImages", "render_validation_set", "validation_images", "classifier_bias"]
+__all__ = ["ValidationSet", "ValidationImages", "render_validation_set", "validation_images", "classifier_bias",
+           "validation_truth"]
 
 
 def classifier_bias(classifier: str | Path) -> tuple[dict, float, Path]:
@@ -107,6 +108,24 @@ def validation_images(classifier: str | Path = "biased", n: int = 3000, seed: in
         pass
 
     return _Dataset(classifier, n, seed)
+
+
+def validation_truth(classifier: str | Path = "biased", n: int = 300, seed: int = 0, *, model=None):
+    """The classifier's true effects in its validation set's population (``probe.world.true_effects`` on scenes whose
+    cue attributes follow its bias.json as the validation scenes do): the yardstick of a real-data confirmation.
+
+    A real-data gap averages the cue's effect over the contexts the data has; where the effect differs between
+    contexts the two populations disagree (measured: a square's dependence on sand, +0.20 over uniform contexts, is
+    +0.10 among the squares of its own training distribution, which are rarely blue). ``model``: the loaded
+    classifier, if at hand (else loaded from ``classifier``'s .pt2)."""
+    from probe.world.truth import ScenePool, true_effects
+
+    bias, strength, path = classifier_bias(classifier)
+    if model is None:
+        from probe.classifiers import load_classifier
+
+        model = load_classifier(str(path), device="cpu")
+    return true_effects(model, pool=ScenePool(n, seed, bias=bias, strength=strength))
 
 
 def render_validation_set(classifier: str | Path, out: str | Path, *, n: int = 3000, seed: int = 54321) -> ValidationSet:
