@@ -8,6 +8,7 @@ against the classifier's true behaviour on rendered scenes (probe.world.true_eff
     .venv/bin/python benchmarks/finding_validity.py all --quick   # 2 biased + 1 clean (what the suite checks)
     .venv/bin/python benchmarks/finding_validity.py confirm --set heldout   # each audit confirmed on rendered
         # validation scenes from its classifier's training distribution (probe confirm), verdicts scored against the truth
+        # in that population (and over uniform contexts); --audit-defaults: the audit-default reanalyses' findings
     .venv/bin/python benchmarks/finding_validity.py reanalyse --run runs/demo --checker concepts --infidelity 0.3
         # the analysis only, again, on a finished run's tokens: the world generator failing at a rate (0, 0.15,
         # 0.3; probe/world/unfaithful.py) under one checker (oracles: the world's; concepts: the world's own CLIP;
@@ -326,7 +327,7 @@ def _signed(v) -> str:
 
 
 def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000, checker: str = "oracles",
-            label: str = "") -> dict:
+            label: str = "", audit_defaults: bool = False) -> dict:
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
     from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
     world's oracles (``checker="oracles"``) or the world's own CLIP through the concept-model path a user's CLIP takes
@@ -340,6 +341,9 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
       the sufficiency effect), against the finding's own counters. That is what "does it hold on your data" asks: an
       effect that differs between contexts averages differently in a population whose contexts are not uniform;
     - **over uniform contexts** (the audit's yardstick, ``true_effects``), kept for comparison.
+
+    ``audit_defaults``: confirm the findings of each audit's ``reanalyse --audit-defaults`` (what `probe audit`
+    finds) instead of the audit at the demo's settings.
 
     Bars: every passing finding whose effect holds in the data (its sign, at least ``threshold``) is *confirmed*; no
     finding that does not hold is confirmed, passing or not; and what is confirmed on the clean classifiers. A real
@@ -355,11 +359,13 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
 
     rows, tallies = [], {"data": {}, "uniform": {}}
     for item in items:
-        source = ROOT / "runs" / item["name"]
+        source = ROOT / "reanalysed" / f"{item['name']}-oracles-0-auditdefaults" if audit_defaults else \
+            ROOT / "runs" / item["name"]
         if not (source / "findings.json").is_file():
-            print(f"{item['name']}: not audited; left out", flush=True)
+            print(f"{item['name']}: not audited{' (reanalyse --audit-defaults)' if audit_defaults else ''}; left out",
+                  flush=True)
             continue
-        run_dir = ROOT / "confirmed" / item["name"]  # a copy: the audited run stays as the score phase read it
+        run_dir = ROOT / "confirmed" / source.name  # a copy: the audited run stays as the score phase read it
         model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
         classifier = load_classifier(model, device="cpu")
         # always decided again (15-30 s): a cached confirmation.json would keep the verdict rule it was written under
@@ -399,7 +405,8 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
                "over uniform contexts (the audit's truth table)": summary["uniform"]}
     print(json.dumps(summary, indent=1))
     scenes = "" if n_val == 3000 else f"{n_val}scenes"
-    name = "-".join(x for x in ("confirm_validity", label, checker, scenes, time.strftime("%Y-%m-%d")) if x)
+    name = "-".join(x for x in ("confirm_validity", label, checker, scenes, "auditdefaults" if audit_defaults else "",
+                                time.strftime("%Y-%m-%d")) if x)
     out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "checker": checker,
                                "rows": rows, "summary": summary}, indent=1) + "\n")
@@ -701,7 +708,8 @@ def main() -> int:
     p.add_argument("--screen-extend", default=None,
                    help="reanalyse: adaptive screening's seeds per round instead of the audit's, e.g. 4 or 4,8 (0: none)")
     p.add_argument("--audit-defaults", action="store_true",
-                   help="reanalyse: with `probe audit`'s default analysis settings where the demo's differ (a row of its own)")
+                   help="reanalyse: with `probe audit`'s default analysis settings where the demo's differ (a row of its "
+                        "own); confirm: confirm those reanalyses' findings instead of the demo-settings audits'")
     p.add_argument("--again", action="store_true",
                    help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
@@ -744,7 +752,8 @@ def main() -> int:
         audit(items)
         if a.checker not in ("oracles", "concepts"):
             p.error("confirm: --checker must be oracles or concepts (something must read the cues on the images)")
-        confirm(items, checker=a.checker, label=a.set + ("-quick" if a.quick else ""), n_val=a.n_val)
+        confirm(items, checker=a.checker, label=a.set + ("-quick" if a.quick else ""), n_val=a.n_val,
+                audit_defaults=a.audit_defaults)
     return 0
 
 

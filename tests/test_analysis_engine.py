@@ -404,3 +404,29 @@ def test_the_screen_upper_bound_is_student_t():
     assert upper_bound([0.0, 0.0, 0.0]) == 0.0 and upper_bound([0.3]) == math.inf
     with pytest.raises(ValueError):
         t975(0)
+
+
+def test_a_token_shift_is_confirmed_only_where_its_sufficiency_test_is():
+    """engine._corroborable: a token shift passes only on its cue's confirmed sufficiency pairs, so a token shift
+    whose cue's sufficiency test was screened but is not confirmed (nor pre-stated by confirm_like) is not confirmed;
+    one whose cue has no sufficiency test keeps its place."""
+    from types import SimpleNamespace
+
+    from probe.analysis.engine import _corroborable
+    from probe.analysis.plan import Test
+    from probe.analysis.sample import Sample
+
+    star = SimpleNamespace(index=STAR, name="star")
+    cues = {c.name: c for c in fake_cues()}
+    grass, sand = cues["grass"], next(c for n, c in cues.items() if n != "grass" and c.attribute == "background")
+
+    def test(kind, cue):
+        return Test(kind, star, cue, Sample(kind, STAR, cue.name))
+
+    suff_grass, suff_sand = test("sufficiency", grass), test("sufficiency", sand)
+    shift_grass, shift_sand = test("token-shift", grass), test("token-shift", sand)
+    tests = [suff_grass, suff_sand, shift_grass, shift_sand]
+    kept = _corroborable([suff_grass, shift_grass, shift_sand], tests, [])
+    assert kept == [suff_grass, shift_grass]  # sand's sufficiency was screened, not confirmed
+    assert _corroborable([shift_sand], tests, [suff_sand]) == [shift_sand]  # confirm_like confirms it
+    assert _corroborable([shift_sand], [shift_sand], []) == [shift_sand]  # no sufficiency test: nothing to wait for
