@@ -78,6 +78,9 @@ SETS = {
     # first measured on every set, and before confirmation near the bar spent the whole budget (diagnosed on the false
     # findings of the five sets before): nothing was looked at on it before either
     "fresh5": {"biased": 3, "clean": 1, "draw": 6, "seed_offset": 6000, "rotation": 5},
+    # made after a token shift needed its cue's confirmed sufficiency pairs (13217f6, diagnosed on the six sets
+    # before at `probe audit`'s defaults) and only such token shifts were confirmed: their figures' first claim
+    "fresh6": {"biased": 3, "clean": 1, "draw": 7, "seed_offset": 7000, "rotation": 0},
 }
 
 

@@ -73,6 +73,7 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
 
     tuning, heldout, fresh, fresh2 = fv.plan(), fv.plan(heldout=True), fv.plan(fresh=True), fv.plan(named="fresh2")
     fresh3, fresh4, fresh5 = fv.plan(named="fresh3"), fv.plan(named="fresh4"), fv.plan(named="fresh5")
+    fresh6 = fv.plan(named="fresh6")
     assert [(i["name"], i["seed"]) for i in heldout[:2]] == [("heldout-biased-0", 1100), ("heldout-biased-1", 1101)]
     assert heldout[0]["bias"] == {"star": {"background": "grass"}} and heldout[0]["recipe"] == fv.HELDOUT_RECIPES[0]
     assert [i["name"] for i in fresh] == ["fresh-biased-0", "fresh-biased-1", "fresh-biased-2", "fresh-clean-0"]
@@ -82,7 +83,8 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
     assert [i["name"] for i in fresh3] == ["fresh3-biased-0", "fresh3-biased-1", "fresh3-biased-2", "fresh3-clean-0"]
     assert [i["name"] for i in fresh4] == ["fresh4-biased-0", "fresh4-biased-1", "fresh4-biased-2", "fresh4-clean-0"]
     assert [i["name"] for i in fresh5] == ["fresh5-biased-0", "fresh5-biased-1", "fresh5-biased-2", "fresh5-clean-0"]
-    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4 + fresh5
+    assert [i["name"] for i in fresh6] == ["fresh6-biased-0", "fresh6-biased-1", "fresh6-biased-2", "fresh6-clean-0"]
+    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4 + fresh5 + fresh6
     names = [i["name"] for i in everything]
     seeds = [i["seed"] for i in everything]
     assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
