@@ -212,3 +212,22 @@ def test_real_data_confirmations_are_scored_by_what_the_confirmation_measures():
     fv._confirm_tally(uniform, clean, findings, Truth(), verdicts, real, 0.15, measured=False)
     # by the claims' own kinds: the token shift reads the sufficiency truth (+0.01) and is false
     assert uniform["confirmed_false"] == 2 and uniform["holding"] == 1
+
+
+def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_demo, biased_truth):
+    """benchmarks/generated_vs_rendered.py on the README demo's star/grass: fresh necessity pairs, each generated image
+    rendered again from what the oracles read in it, and the truth table; the planted cue is large all three ways, and
+    the demo run is left as it was (the script works on a copy)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import generated_vs_rendered as gvr
+
+    run = readme_demo / "runs" / "demo"
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    row = gvr.measure(run, "star", "grass", pairs=6, geometries=1)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert row["pairs"] >= 4 and row["pairs rendered again"] >= 4
+    assert row["rendered from the oracles' readings"][0] >= 0.15 and row["generated, those pairs"][0] >= 0.15
+    assert row["truth table (uniform contexts)"] >= 0.15 and biased_truth.effect("star", "grass", "necessity") >= 0.15
