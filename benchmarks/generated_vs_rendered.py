@@ -8,7 +8,9 @@ more than the real thing does. This script tells them apart for one (class, cue)
    apart from screening and confirmation; a copy of the run is used, nothing is written to it);
 2. every generated image rendered again by the world's renderer with what the oracles read in it (shape, colour,
    background, tag) and ``--geometries`` random geometries: the same pairs, drawn faithfully;
-3. the truth table (``probe.world.true_effects``) against the finding's counters, over uniform contexts.
+3. the truth table (``probe.world.true_effects``) against the same counters, over uniform contexts.
+
+Counters are the cue's, less those the run's counter rule dropped for the class, as the audit measured it.
 
 If (1) is below the bar, the audit's pass was noise at the bar; if (1) is above it and (2) below, the generator
 overstates the cue.
@@ -54,6 +56,11 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         context = RunContext.open(run, classifier, generator)
         cls = context.resolve_class(class_name)
         cue = context.cues[cue_name]
+        # the audit's counter rule, as the finding was measured (probe.analysis.retest.measure_cue)
+        phrases = set(context.dropped.get(cls.name, []))
+        dropped = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
+        kept = cue.without_counters(dropped)
+        cue = kept if kept.counters else cue
         if cue.attribute not in ("background", "color", "tag"):
             raise SystemExit(f"{cue_name!r} is not a world cue with an attribute the renderer sets")
         load_token(generator, cls)
@@ -108,7 +115,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
             "generated, those pairs": mean_ci(generated), "rendered from the oracles' readings": mean_ci(rendered),
             "mean P(class) cue arm, generated / rendered": [round(float(np.mean(x)), 3) for x in levels["cue"]],
             "mean P(class) counter arms, generated / rendered": [round(float(np.mean(x)), 3) for x in levels["counter"]],
-            "truth table (uniform contexts)": round(truth, 3)}
+            "counters": list(cue.counter_values or ()), "truth table (uniform contexts)": round(truth, 3)}
 
 
 def main() -> int:
