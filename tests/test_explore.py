@@ -33,6 +33,14 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
     stored = json.loads((demo_run / "findings.json").read_text())
     assert len(findings) == len(stored) and int(findings["passes"].sum()) == sum(f["passes"] for f in stored)
     assert set(findings["checked_by"]) == {"world oracles"}  # who checked every finding's images
+    # clears_bar: the whole interval beyond the analysis' bar in the claimed direction (the summary's "strong")
+    bar = json.loads((demo_run / "analysis.json").read_text())["config"]["thresholds"]["min_effect"]
+    for _, f in findings[findings["kind"] != "off-object"].iterrows():
+        assert f["clears_bar"] == (f["ci_low"] >= bar if f["effect"] >= 0 else -f["ci_high"] >= bar), f["sentence"]
+    for _, f in run.passing.iterrows():
+        word = "strong" if f["clears_bar"] else "moderate"
+        assert f"({f['kind']}, effect" in str(run.classes[f["class_name"]].summary) and word in str(
+            run.classes[f["class_name"]].summary)
     assert (run.passing["passes"]).all() and len(run.passing) == int(findings["passes"].sum())
     star = run.classes["star"]
     assert star is not None and run.classes[3].name == "star"

@@ -16,7 +16,8 @@ from probe.run import RunDir
 from probe.run import format as fmt
 
 FINDING_COLUMNS = ("class_index", "class_name", "cue", "kind", "status", "passes", "effect", "ci_low", "ci_high",
-                   "n_images", "unit", "p", "q", "excluded", "attempted", "checked_by", "sentence", "evidence")
+                   "n_images", "unit", "p", "q", "excluded", "attempted", "checked_by", "clears_bar", "sentence",
+                   "evidence")
 SUMMARY_COLUMNS = ("class_index", "class_name", "status", "baseline_accuracy", "token_accuracy",
                    "baseline_target_prob", "token_target_prob", "eval_baseline_accuracy", "eval_token_accuracy",
                    "token_moved", "steps", "best_step", "stopped", "seconds", "passing_findings", "top_cue")
@@ -63,15 +64,21 @@ class Run:
         Columns: class_index, class_name, cue, kind, status, passes, effect, ci_low, ci_high, n_images (pairs,
         or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
         generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
-        bars has status "unverified" and does not pass), sentence, evidence (paths relative to the run directory);
+        bars has status "unverified" and does not pass), clears_bar (the whole 95% interval lies beyond the pass bar in
+        the claimed direction: a passing finding's summary then calls it *strong*, else *moderate*; measured on 26
+        shapes-world classifiers, 25 of 27 strong passing findings were true, 28 of 38 moderate ones), sentence,
+        evidence (paths relative to the run directory);
         after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "weaker"
         (a real gap that falls short of the audit's bar), "not seen" or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).
         Empty when the analysis did not run.
         """
         import pandas as pd
 
-        rows = [{k: (list(f.get(k) or []) if k == "evidence" else f.get(k)) for k in FINDING_COLUMNS}
-                for f in (self._data.findings or [])]
+        from probe.run.summary import clears_bar
+
+        analysis = self._data.analysis
+        rows = [{k: (list(f.get(k) or []) if k == "evidence" else clears_bar(f, analysis) if k == "clears_bar" else
+                     f.get(k)) for k in FINDING_COLUMNS} for f in (self._data.findings or [])]
         frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
         return _with_confirmation(frame, self.confirmation)
 

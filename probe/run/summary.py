@@ -182,16 +182,32 @@ def _effect_text(f: dict) -> str:
     return f"{value}, 95% CI {fmt.interval(f.get('ci_low'), f.get('ci_high'))}{size}"
 
 
-def _strength(f: dict, bars: _Bars) -> str:
-    """strong: the whole interval clears the bar in the claimed direction; moderate: only the estimate does."""
+def clears_bar(f: dict, analysis: dict | None = None) -> bool | None:
+    """Whether a finding's whole 95% interval lies beyond the analysis' pass bar in its claimed direction (the
+    summary's *strong*; a passing finding that only its estimate clears is *moderate*). None when the effect is not
+    recorded. Measured at `probe audit`'s defaults on 26 shapes-world classifiers: 25 of 27 strong passing findings
+    true, 28 of 38 moderate ones (README "Are the findings true?")."""
+    return _clears(f, _bars(analysis))
+
+
+def _clears(f: dict, bars: _Bars) -> bool | None:
     effect = fmt.as_float(f.get("effect"))
     if effect is None:
-        return "strength not recorded"
+        return None
     bar = bars.off_object if f.get("kind") == "off-object" else bars.min_effect
     near = fmt.as_float(f.get("ci_low")) if effect >= 0 or f.get("kind") == "off-object" else \
         (None if fmt.as_float(f.get("ci_high")) is None else -fmt.as_float(f.get("ci_high")))
+    return near is not None and near >= bar
+
+
+def _strength(f: dict, bars: _Bars) -> str:
+    """strong: the whole interval clears the bar in the claimed direction; moderate: only the estimate does."""
+    clears = _clears(f, bars)
+    if clears is None:
+        return "strength not recorded"
+    bar = bars.off_object if f.get("kind") == "off-object" else bars.min_effect
     where = "" if bars.recorded or f.get("kind") == "off-object" else "default "
-    if near is not None and near >= bar:
+    if clears:
         return f"strong: the whole interval clears the {where}bar of {bar:.2f}"
     return f"moderate: the estimate clears the {where}bar of {bar:.2f}, the interval reaches below it"
 
