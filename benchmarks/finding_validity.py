@@ -330,7 +330,7 @@ def _signed(v) -> str:
 
 
 def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000, checker: str = "oracles",
-            label: str = "", audit_defaults: bool = False) -> dict:
+            label: str = "", audit_defaults: bool = False, rescore: bool = False) -> dict:
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
     from its own training distribution (probe.world.valset, seed 54321: apart from training and audit seeds), the
     world's oracles (``checker="oracles"``) or the world's own CLIP through the concept-model path a user's CLIP takes
@@ -346,7 +346,8 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     - **over uniform contexts** (the audit's yardstick, ``true_effects``), kept for comparison.
 
     ``audit_defaults``: confirm the findings of each audit's ``reanalyse --audit-defaults`` (what `probe audit`
-    finds) instead of the audit at the demo's settings.
+    finds) instead of the audit at the demo's settings. ``rescore``: score the confirmation.json the last confirm
+    phase wrote for each classifier instead of confirming again (after a change to the scoring alone).
 
     Bars: every passing finding whose effect holds in the data (its sign, at least ``threshold``) is *confirmed*; no
     finding that does not hold is confirmed, passing or not; and what is confirmed on the clean classifiers. A real
@@ -371,12 +372,13 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         run_dir = ROOT / "confirmed" / source.name  # a copy: the audited run stays as the score phase read it
         model = str(ROOT / "classifiers" / f"{item['name']}.pt2")
         classifier = load_classifier(model, device="cpu")
-        # always decided again (15-30 s): a cached confirmation.json would keep the verdict rule it was written under
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
-        start = time.perf_counter()
-        confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier, concepts=CHECKERS[checker])
-        print(f"confirmed {item['name']} ({checker}) in {time.perf_counter() - start:.0f} s", flush=True)
+        # decided again (15-60 s) unless rescoring: a cached confirmation.json keeps the verdict rule it was written under
+        if not (rescore and (run_dir / "confirmation.json").is_file()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
+            start = time.perf_counter()
+            confirm_run(run_dir, validation_images(model, n=n_val), classifier=classifier, concepts=CHECKERS[checker])
+            print(f"confirmed {item['name']} ({checker}) in {time.perf_counter() - start:.0f} s", flush=True)
         run = RunDir(run_dir)
         record = run.read_confirmation()
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
@@ -420,16 +422,17 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
                    measured: bool) -> dict:
     """One classifier's confirmations scored against one truth table (added into ``tally``); its row.
 
-    ``measured``: judge each finding by the kind the confirmation measures (necessity on the class's own images for
-    necessity and token-shift findings, sufficiency on the other classes' for sufficiency) against its own counters;
-    else by the finding's own kind and claim, as the audit is judged."""
+    ``measured``: judge each finding by the gap the confirmation's slices show in expectation (``TruthTable.slice_gap``:
+    the class's own images for necessity and token-shift findings, the other classes' for sufficiency, against its own
+    counters, each value and shape weighed as often as the population draws it); else by the finding's own kind and
+    claim, as the audit is judged."""
     from probe.confirm.confirm import OWN_KINDS
 
     def true_effect(f) -> float:
         if not measured:
             return truth.effect(f["class_name"], f["cue"], f["kind"], **_claim(f))
         kind = "necessity" if f["kind"] in OWN_KINDS else "sufficiency"
-        return truth.effect(f["class_name"], f["cue"], kind, counters=f["details"].get("counter_values") or None)
+        return truth.slice_gap(f["class_name"], f["cue"], kind, counters=f["details"].get("counter_values") or None)
 
     def holds(f) -> bool:
         t = true_effect(f)
@@ -713,6 +716,8 @@ def main() -> int:
     p.add_argument("--audit-defaults", action="store_true",
                    help="reanalyse: with `probe audit`'s default analysis settings where the demo's differ (a row of its "
                         "own); confirm: confirm those reanalyses' findings instead of the demo-settings audits'")
+    p.add_argument("--rescore", action="store_true",
+                   help="confirm: score the last confirm phase's confirmation.json again instead of confirming anew")
     p.add_argument("--again", action="store_true",
                    help="reanalyse: analyse anew instead of reading the cached analysis (after a change to the analysis)")
     p.add_argument("--quick", action="store_true", help="2 biased + 1 clean classifier")
@@ -756,7 +761,7 @@ def main() -> int:
         if a.checker not in ("oracles", "concepts"):
             p.error("confirm: --checker must be oracles or concepts (something must read the cues on the images)")
         confirm(items, checker=a.checker, label=a.set + ("-quick" if a.quick else ""), n_val=a.n_val,
-                audit_defaults=a.audit_defaults)
+                audit_defaults=a.audit_defaults, rescore=a.rescore)
     return 0
 
 

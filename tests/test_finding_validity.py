@@ -187,8 +187,11 @@ def test_real_data_confirmations_are_scored_by_what_the_confirmation_measures():
         asked: list = []
 
         def effect(self, c, cue, kind, counters=None, carriers=None):
-            self.asked.append((c, cue, kind, counters))
             return self.effects[(c, cue, "sufficiency" if kind == "token-shift" else kind)]
+
+        def slice_gap(self, c, cue, kind, counters=None):  # the data's yardstick reads the slices' expected gap
+            self.asked.append((c, cue, kind, counters))
+            return self.effects[(c, cue, kind)]
 
     def finding(c, cue, kind, effect, passes, counters=None):
         return {"class_name": c, "cue": cue, "kind": kind, "effect": effect, "passes": passes,

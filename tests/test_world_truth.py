@@ -258,3 +258,26 @@ def test_validation_truth_measures_the_validation_population(classifiers):
     assert clean.frame.equals(true_effects(classifiers["clean"], pool=ScenePool(12, 0)).frame)
     biased = validation_truth("biased", n=12, model=classifiers["biased"])
     assert not biased.frame.equals(true_effects(classifiers["biased"], pool=ScenePool(12, 0)).frame)
+
+
+def test_slice_gap_weighs_values_as_the_population_draws_them(classifiers):
+    """TruthTable.slice_gap: what a validation set's slices would show. With the star planted on grass at strength 1
+    no star shows a counter and no other shape shows grass, so those slices are empty (NaN) though the intervention's
+    effect exists; a counter the class never shows weighs nothing."""
+    pool = ScenePool(12, seed=2, bias={"star": {"background": "grass"}}, strength=1.0)
+    table = true_effects(classifiers["biased"], pool=pool)
+    assert np.isnan(table.slice_gap("star", "grass", "necessity")) and np.isfinite(table.effect("star", "grass", "necessity"))
+    assert np.isnan(table.slice_gap("heart", "grass", "necessity"))
+    heart = SHAPES.index("heart")
+    means = {v: table.value_means[("necessity", heart, "background", v)] for v in ("sand", "water")}
+    assert table.slice_gap("heart", "sand", "necessity", counters=["grass", "water"]) == pytest.approx(
+        means["sand"] - means["water"])
+    assert table.effect("heart", "sand", "necessity", counters=["grass", "water"]) != pytest.approx(
+        means["sand"] - means["water"])
+    # sufficiency for heart: the only other scenes on grass are the stars'; no star is on sand
+    others = [s for s in SHAPES if s not in ("heart", "star")]
+    sand = [table.shares[(s, "background", "sand")] for s in others]
+    expected = table.carrier_means[(heart, "background", "grass", "star")] - sum(
+        w * table.carrier_means[(heart, "background", "sand", s)] for w, s in zip(sand, others)) / sum(sand)
+    assert table.shares[("star", "background", "sand")] == 0
+    assert table.slice_gap("heart", "grass", "sufficiency", counters=["sand"]) == pytest.approx(expected)

@@ -325,7 +325,19 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return TruthTable(frame, n=n, seed=int(seed), classifier=str(getattr(classifier, "name", type(classifier).__name__)),
                       seconds=time.perf_counter() - t0, value_means=value_means,
-                      carrier_means=carrier_means)
+                      carrier_means=carrier_means, shares=_shares(pool))
+
+
+def _shares(pool: ScenePool) -> dict[tuple[str, str, str], float]:
+    """How often each shape's scenes show each value of each cue attribute, as the pool drew them."""
+    out = {}
+    for s, shape in enumerate(SHAPES):
+        idx = pool.indices(s)
+        for attribute in CUE_ATTRIBUTES:
+            counts = np.bincount(pool.attributes[attribute][idx], minlength=len(VOCAB[attribute]))
+            for k, value in enumerate(VOCAB[attribute]):
+                out[(shape, attribute, value)] = float(counts[k] / max(len(idx), 1))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,6 +351,7 @@ class TruthTable:
     seconds: float = 0.0
     value_means: dict = field(default_factory=dict)  # (kind, class index, attribute, value) -> mean P(class)
     carrier_means: dict = field(default_factory=dict)  # (class index, attribute, value, carrier shape) -> mean P(class)
+    shares: dict = field(default_factory=dict)  # (shape, attribute, value) -> share of the pool's scenes of that shape
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
@@ -412,6 +425,35 @@ class TruthTable:
         if missing:
             raise WorldError(f"counters {missing} are not values of {attribute!r}")
         return float(values[value] - np.mean([values[u] for u in counters]))
+
+    def slice_gap(self, class_name: str | int, cue: str, kind: str, counters: Sequence[str] | None = None) -> float:
+        """The gap in mean P(class) that a labelled image set drawn from this table's population shows, in
+        expectation, between the slices ``probe confirm`` compares: for ``necessity`` (and a token shift) the class's
+        own scenes with the cue against those with one of ``counters``; for ``sufficiency`` the other shapes' scenes
+        with the cue against those with a counter. Each value and shape weighs as often as the population draws it
+        (:attr:`shares`), where :meth:`effect` weighs every counter and carrier alike: a counter the class rarely
+        shows (a value another class was trained on) then counts for little. In a pool drawn as a classifier's
+        validation set (``probe.world.validation_truth``) this is the real-data gap's truth. NaN when a slice would
+        be empty."""
+        row = self.row(class_name, cue, "sufficiency" if kind == "sufficiency" else "necessity")
+        c, attribute, value = int(row["class_index"]), row["attribute"], row["value"]
+        counters = list(counters) if counters else [u for u in VOCAB[attribute] if u != value]
+        name = self._class(class_name)
+        if kind == "sufficiency":
+            cells = lambda values: [(self.shares[(s, attribute, u)], self.carrier_means[(c, attribute, u, s)])  # noqa: E731
+                                    for s in SHAPES if s != name for u in values]
+        else:
+            cells = lambda values: [(self.shares[(name, attribute, u)], self.value_means[("necessity", c, attribute, u)])  # noqa: E731
+                                    for u in values]
+        if not self.shares:
+            raise WorldError("this table records no population shares: build it with true_effects()")
+
+        def mean(values) -> float:
+            weighted = cells(values)
+            total = sum(w for w, _ in weighted)
+            return sum(w * m for w, m in weighted) / total if total > 0 else float("nan")
+
+        return float(mean([value]) - mean(counters))
 
     def off_object(self, class_name: str | int) -> float:
         """The class's largest true necessity effect of an attribute that lies off the object (background, tag):
