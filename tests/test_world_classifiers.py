@@ -92,3 +92,20 @@ def test_clean_classifier_does_not(gaps):
     m = gaps["clean"]
     assert m["in_distribution"] >= 0.95 and m["decorrelated"] >= m["in_distribution"] - 0.02
     assert all(m["per_class"][c][1] >= 0.93 for c in SHAPES)
+
+
+def test_bias_shares_are_the_samplers_exact_probabilities():
+    """bias_shares: what sample_biased_attributes draws, per shape and value (a truth table weighs slices by it)."""
+    from probe.world.classifiers import bias_shares
+
+    bias = {"star": {"background": "grass"}, "heart": {"tag": "dot"}, "circle": {"color": "blue"}}
+    a = sample_biased_attributes(200_000, bias, 0.9, np.random.default_rng(1))
+    shares = bias_shares(bias, 0.9)
+    for (shape, attr, value), p in shares.items():
+        rows = a["shape"] == SHAPES.index(shape)
+        seen = float((a[attr][rows] == VOCAB[attr].index(value)).mean())
+        assert abs(seen - p) < 0.01, (shape, attr, value, seen, p)  # about 3.5 standard errors
+    for shape in SHAPES:
+        for attr in ("color", "background", "tag"):
+            assert sum(shares[(shape, attr, v)] for v in VOCAB[attr]) == pytest.approx(1.0)
+    assert bias_shares({}, 0.9)[("star", "background", "grass")] == pytest.approx(1 / len(VOCAB["background"]))

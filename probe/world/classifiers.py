@@ -78,6 +78,26 @@ def sample_biased_attributes(n: int, bias: Mapping[str, Mapping[str, str]], stre
     return bias_contexts(sample_attributes(n, rng), bias, strength, rng)
 
 
+def bias_shares(bias: Mapping[str, Mapping[str, str]], strength: float) -> dict[tuple[str, str, str], float]:
+    """{(shape, attribute, value): probability} of the scenes :func:`sample_biased_attributes` draws: exact, so a
+    value a shape shows once in a thousand scenes weighs what it should (a sample of a few hundred would say 0)."""
+    out = {}
+    for attr in CUE_ATTRIBUTES:
+        names = VOCAB[attr]
+        cue_of = {c: cues[attr] for c, cues in bias.items() if attr in cues}
+        free = [v for v in names if v not in set(cue_of.values())]
+        for shape in SHAPES:
+            for v in names:
+                if shape in cue_of:
+                    p = strength if v == cue_of[shape] else (1 - strength) / (len(names) - 1)
+                elif cue_of and free:
+                    p = strength * (v in free) / len(free) + (1 - strength) / len(names)
+                else:
+                    p = 1 / len(names)
+                out[(shape, attr, v)] = float(p)
+    return out
+
+
 def bias_contexts(a: dict[str, np.ndarray], bias: Mapping[str, Mapping[str, str]], strength: float,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
     """``a`` (attribute index arrays, shapes already drawn) with its cue attributes redrawn per shape as

@@ -329,15 +329,11 @@ def true_effects(classifier, n: int = 200, seed: int = 0, cues: Sequence[Any] | 
 
 
 def _shares(pool: ScenePool) -> dict[tuple[str, str, str], float]:
-    """How often each shape's scenes show each value of each cue attribute, as the pool drew them."""
-    out = {}
-    for s, shape in enumerate(SHAPES):
-        idx = pool.indices(s)
-        for attribute in CUE_ATTRIBUTES:
-            counts = np.bincount(pool.attributes[attribute][idx], minlength=len(VOCAB[attribute]))
-            for k, value in enumerate(VOCAB[attribute]):
-                out[(shape, attribute, value)] = float(counts[k] / max(len(idx), 1))
-    return out
+    """How often each shape's scenes show each value of each cue attribute in the pool's population: the exact
+    probabilities of its sampler (uniform, or the classifier's bias), not the pool's counts."""
+    from probe.world.classifiers import bias_shares
+
+    return bias_shares(pool.bias, pool.strength)
 
 
 @dataclass(frozen=True, eq=False)
@@ -351,7 +347,7 @@ class TruthTable:
     seconds: float = 0.0
     value_means: dict = field(default_factory=dict)  # (kind, class index, attribute, value) -> mean P(class)
     carrier_means: dict = field(default_factory=dict)  # (class index, attribute, value, carrier shape) -> mean P(class)
-    shares: dict = field(default_factory=dict)  # (shape, attribute, value) -> share of the pool's scenes of that shape
+    shares: dict = field(default_factory=dict)  # (shape, attribute, value) -> its probability in the pool's population
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
