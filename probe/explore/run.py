@@ -65,8 +65,8 @@ class Run:
         or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
         generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
         bars has status "unverified" and does not pass), clears_bar (the whole 95% interval lies beyond the pass bar in
-        the claimed direction: a passing finding's summary then calls it *strong*, else *moderate*; measured on 26
-        shapes-world classifiers, 25 of 27 strong passing findings were true, 28 of 38 moderate ones), sentence,
+        the claimed direction: a passing finding's summary then calls it *strong*, else *moderate*; measured on 30
+        shapes-world classifiers, 33 of 35 strong passing findings were true, 33 of 46 moderate ones), sentence,
         evidence (paths relative to the run directory);
         after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "weaker"
         (a real gap that falls short of the audit's bar), "not seen" or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).

@@ -431,23 +431,23 @@ class TruthTable:
         shows (a value another class was trained on) then counts for little. In a pool drawn as a classifier's
         validation set (``probe.world.validation_truth``) this is the real-data gap's truth. NaN when a slice would
         be empty."""
+        if not self.shares:
+            raise WorldError("this table records no population shares: build it with true_effects()")
         row = self.row(class_name, cue, "sufficiency" if kind == "sufficiency" else "necessity")
         c, attribute, value = int(row["class_index"]), row["attribute"], row["value"]
         counters = list(counters) if counters else [u for u in VOCAB[attribute] if u != value]
         name = self._class(class_name)
-        if kind == "sufficiency":
-            cells = lambda values: [(self.shares[(s, attribute, u)], self.carrier_means[(c, attribute, u, s)])  # noqa: E731
-                                    for s in SHAPES if s != name for u in values]
-        else:
-            cells = lambda values: [(self.shares[(name, attribute, u)], self.value_means[("necessity", c, attribute, u)])  # noqa: E731
-                                    for u in values]
-        if not self.shares:
-            raise WorldError("this table records no population shares: build it with true_effects()")
 
         def mean(values) -> float:
-            weighted = cells(values)
-            total = sum(w for w, _ in weighted)
-            return sum(w * m for w, m in weighted) / total if total > 0 else float("nan")
+            """Mean P(class) over the slice of scenes showing one of ``values``: (weight, cell mean) per cell."""
+            if kind == "sufficiency":  # the other shapes' scenes, each (shape, value) cell as often as it is drawn
+                cells = [(self.shares[(s, attribute, u)], self.carrier_means[(c, attribute, u, s)])
+                         for s in SHAPES if s != name for u in values]
+            else:  # the class's own scenes
+                cells = [(self.shares[(name, attribute, u)], self.value_means[("necessity", c, attribute, u)])
+                         for u in values]
+            total = sum(w for w, _ in cells)
+            return sum(w * m for w, m in cells) / total if total > 0 else float("nan")
 
         return float(mean([value]) - mean(counters))
 
