@@ -338,11 +338,12 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
 
     Scored against two truth tables (``_confirm_tally``):
 
-    - **in the data** (the yardstick of the bars): ``probe.world.validation_truth``, the classifier's true effects
-      among scenes drawn as its validation set is, of the kind the confirmation measures (a necessity or token-shift
-      finding on the class's own images: the necessity effect; a sufficiency finding on the other classes' images:
-      the sufficiency effect), against the finding's own counters. That is what "does it hold on your data" asks: an
-      effect that differs between contexts averages differently in a population whose contexts are not uniform;
+    - **in the data** (the yardstick of the bars): ``probe.world.validation_truth``'s ``slice_gap``, the gap the
+      confirmation's slices show in expectation among scenes drawn as the validation set is (a necessity or
+      token-shift finding on the class's own images, a sufficiency finding on the other classes'), against the
+      finding's own counters, each weighed as often as the population shows it. That is what "does it hold on your
+      data" asks: an effect that differs between contexts, or a counter the class rarely shows, weighs differently
+      there than over uniform contexts;
     - **over uniform contexts** (the audit's yardstick, ``true_effects``), kept for comparison.
 
     ``audit_defaults``: confirm the findings of each audit's ``reanalyse --audit-defaults`` (what `probe audit`
