@@ -55,12 +55,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         generator = load_generator("world", device="cpu")
         context = RunContext.open(run, classifier, generator)
         cls = context.resolve_class(class_name)
-        cue = context.cues[cue_name]
-        # the audit's counter rule, as the finding was measured (probe.analysis.retest.measure_cue)
-        phrases = set(context.dropped.get(cls.name, []))
-        dropped = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
-        kept = cue.without_counters(dropped)
-        cue = kept if kept.counters else cue
+        cue = context.kept_counters(cls, context.cues[cue_name])  # the audit's counter rule, as the finding was measured
         if cue.attribute not in ("background", "color", "tag"):
             raise SystemExit(f"{cue_name!r} is not a world cue with an attribute the renderer sets")
         load_token(generator, cls)

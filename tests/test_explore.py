@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import probe
+from probe.run import format as fmt
 from probe.analysis.cues import Cue
 from probe.analysis.retest import resolve_cue
 from probe.errors import RunError
@@ -37,10 +38,11 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
     bar = json.loads((demo_run / "analysis.json").read_text())["config"]["thresholds"]["min_effect"]
     for _, f in findings[findings["kind"] != "off-object"].iterrows():
         assert f["clears_bar"] == (f["ci_low"] >= bar if f["effect"] >= 0 else -f["ci_high"] >= bar), f["sentence"]
-    for _, f in run.passing.iterrows():
-        word = "strong" if f["clears_bar"] else "moderate"
-        assert f"({f['kind']}, effect" in str(run.classes[f["class_name"]].summary) and word in str(
-            run.classes[f["class_name"]].summary)
+    for _, f in run.passing.iterrows():  # the summary's word for this very finding
+        text = str(run.classes[f["class_name"]].summary)
+        marker = f"({f['kind']}, effect {fmt.effect(f['effect'])}, 95% CI"
+        assert marker in text, (marker, text)
+        assert text[text.index(marker):].split("), ", 1)[1].startswith("strong" if f["clears_bar"] else "moderate")
     assert (run.passing["passes"]).all() and len(run.passing) == int(findings["passes"].sum())
     star = run.classes["star"]
     assert star is not None and run.classes[3].name == "star"

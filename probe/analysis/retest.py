@@ -97,6 +97,14 @@ class RunContext:
         name = object_name(cls.name)
         return name if name in self.objects else None
 
+    def kept_counters(self, cls: ClassRun, cue: Cue) -> Cue:
+        """``cue`` less the counters the audit's counter rule dropped for ``cls`` (all of them kept if none would be
+        left): a necessity test measured as the audit measured it."""
+        phrases = set(self.dropped.get(cls.name, []))
+        dropped = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
+        kept = cue.without_counters(dropped)
+        return kept if kept.counters else cue
+
     def carriers(self):
         return choose_carriers(self.cfg, self.labels, self.objects)
 
@@ -193,10 +201,7 @@ def measure_cue(context: RunContext, which: int | str, cue: str, *, kind: str = 
     cls = context.resolve_class(which)
     test_cue = resolve_cue(context.cues, cue, counters)
     if kind == "necessity" and counters is None and test_cue.name in context.cues:
-        phrases = set(context.dropped.get(cls.name, []))
-        dropped = {t for t in test_cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {test_cue.template}
-        kept = test_cue.without_counters(dropped)
-        test_cue = kept if kept.counters else test_cue
+        test_cue = context.kept_counters(cls, test_cue)
     if kind == "necessity" and not test_cue.counters:
         raise AnalysisError(f"cue {test_cue.name!r} has no counters to swap it for; pass counters=['on sand', ...]")
     # 3. fresh pairs, checked and classified
