@@ -589,6 +589,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     from probe.classifiers import load_classifier
     from probe.generators import load_generator
     from probe.run import RunDir
+    from probe.run.summary import clears_bar
     from probe.world import true_effects
 
     source = RunDir(run_dir)
@@ -628,6 +629,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     mapped = true.mapped
 
     analysis = RunDir(dest).read_analysis() or {}
+    strongest = [f for f in passing if clears_bar(f, analysis)]
     row = {
         "run": source.root.name, "checker": checker, "infidelity": rate, **({"max_pairs": max_pairs} if max_pairs else {}),
         **({"screen_extend": list(screen_extend)} if screen_extend is not None else {}),
@@ -637,8 +639,13 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
                         len(strong)),
         "precision": _rate(sum(true(f) for f in passing), len(passing)),
-        "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
+        "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
+                    f"({'true' if true(f) else 'FALSE'}, {'strong' if clears_bar(f, analysis) else 'moderate'})"
                     for f in passing],
+        # the summary's *strong* passing findings only (the whole 95% interval beyond the bar): the same figures
+        "strong": {"recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in strongest) for c, v in strong),
+                                   len(strong)),
+                   "precision": _rate(sum(true(f) for f in strongest), len(strongest))},
         "unverified (met the bars, nobody checked)": [
             f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
             for f in unverified],

@@ -39,6 +39,11 @@ def test_an_arm_is_generated_once_however_often_it_is_asked_for():
     lab.observe([Arm.of(a.prompt, s) for s in range(5)])
     assert gen.images_made == 2 + 4
     assert [p for p, _ in gen.prompts].count(a.prompt) == 5  # seeds 0..4, seed 0 drawn once
+    # what was observed, by (prompt, seed), read-only
+    seen = lab.observed()
+    assert len(seen) == 6 and seen[(a.prompt, 0)] is first[0] and seen[(b.prompt, 1)] is first[1]
+    with pytest.raises(TypeError):
+        seen[("x", 9)] = first[0]
 
 
 def test_observations_hold_one_probability_vector_per_classifier():

@@ -79,6 +79,13 @@ class Lab:
         self._generate(keys, wanted)
         return [self._seen[k] for k in keys]
 
+    def observed(self) -> dict:
+        """Every image observed so far: {(prompt, seed): Observation} (a read-only view: what was generated, its
+        classifier probabilities and what the check read in it)."""
+        from types import MappingProxyType
+
+        return MappingProxyType(self._seen)
+
     def batched(self, measure):
         """``measure()`` run twice: a planning pass that only collects the images it asks for, then one
         generation of all of them in full batches, then the real pass from the cache. Many small requests

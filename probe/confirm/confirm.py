@@ -328,7 +328,7 @@ def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: V
     own = _compare("accuracy", slices["own-cue"], slices["own-counter"], groups["own-cue"], groups["own-counter"], target)
     others = _compare("called the class", slices["others-cue"], slices["others-counter"], groups["others-cue"],
                       groups["others-counter"], target)
-    decides = "others" if f.kind == "sufficiency" else "own"
+    decides = "own" if f.kind in OWN_KINDS else "others"
     effect = f.effect if math.isfinite(f.effect) else None
     direction = -1 if effect is not None and effect < 0 else 1
     finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
