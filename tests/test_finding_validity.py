@@ -1,8 +1,8 @@
 """Are the demo's findings true? The fast version of benchmarks/finding_validity.py.
 
 The README's demo run (biased classifier, star) and a clean-classifier run are scored against the
-classifiers' true behaviour on rendered scenes (probe.world.true_effects): the planted cue is found, every
-passing cue finding is confirmed by the truth table, and the clean classifier gets no passing finding.
+classifiers' true behaviour on rendered scenes (probe.world.true_effects): the planted cue is found strong, every
+strong passing finding is confirmed by the truth table, and the clean classifier gets no passing finding.
 """
 
 from __future__ import annotations
@@ -20,13 +20,25 @@ def biased_truth():
     return true_effects(load_classifier(str(bundled_classifier_path("biased"))), n=200)
 
 
-def test_every_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
+def test_every_strong_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
+    """The planted star/grass passes *strong* (its whole interval clears the bar) and every strong passing finding is
+    true. A *moderate* one (only its estimate clears the bar) may be false, as measured on every validity set (README:
+    strong 39/41 true, moderate about 3 in 4): on an Intel Xeon with AMX (5 December 2026) the star-only fixture
+    also passes star/snow at +0.26 (95% CI 0.07-0.44; true +0.13), which an AMD EPYC's floating point left weak."""
+    from probe.run.summary import clears_bar
+
     findings = read_findings(readme_demo / "runs" / "demo")
     passing = [f for f in findings if f.passes]  # off-object findings included
-    assert any(f.class_name == "star" and f.cue == "grass" for f in passing), [f.sentence for f in findings[:8]]
-    false = [f.sentence for f in passing if not biased_truth.confirms(
-        f.class_name, f.cue, f.kind, f.effect, counters=f.details.get("counter_values") if f.kind == "necessity" else None)]
-    assert not false, false
+    assert any(f.class_name == "star" and f.cue == "grass" and clears_bar(f.to_dict()) for f in passing), \
+        [f.sentence for f in findings[:8]]
+
+    def true(f) -> bool:
+        return biased_truth.confirms(f.class_name, f.cue, f.kind, f.effect,
+                                     counters=f.details.get("counter_values") if f.kind == "necessity" else None)
+
+    false_strong = [f.sentence for f in passing if clears_bar(f.to_dict()) and not true(f)]
+    assert not false_strong, false_strong
+    assert all(not clears_bar(f.to_dict()) for f in passing if not true(f))  # a false one is never called strong
     for f in passing:
         assert f.n_images >= 16 and f.q <= 0.05 and f.status == "passes"
 
