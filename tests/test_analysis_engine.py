@@ -432,12 +432,10 @@ def test_a_token_shift_is_confirmed_only_where_its_sufficiency_test_is():
     assert _corroborable([shift_sand], [shift_sand], []) == [shift_sand]  # no sufficiency test: nothing to wait for
 
 
-def test_a_cue_whose_every_counter_is_a_cue_elsewhere_is_skipped_with_a_note(tmp_path):
-    """The counter rule drops a counter that raises another class; a cue left with no counter is not tested by
-    necessity, and the analysis notes say so (its sufficiency test still runs). Keeping every counter instead was
-    tried on 5 December: it found fresh7-biased-1's planted heart/water (+0.28, true), and in the suite's README
-    demo fixture it passed a false star/snow (+0.26, against counters that include the star's own grass and the
-    triangle's water), so the skip stays (README, "fresh7")."""
+def test_a_cue_whose_every_counter_is_a_cue_elsewhere_is_still_tested_against_them(tmp_path):
+    """The counter rule drops a counter that raises another class; when that leaves a cue no counter at all, the
+    test uses every counter and says so (it was skipped before: fresh7-biased-1's planted heart/water, +0.28,
+    was never tested because noisy screens made every other background a suspect)."""
     from probe.analysis.cues import cues_from_vocabulary
 
     cues = cues_from_vocabulary(["grass", "sand", "snow"], [], ["none", "dot"],
@@ -448,10 +446,12 @@ def test_a_cue_whose_every_counter_is_a_cue_elsewhere_is_skipped_with_a_note(tmp
     source.mkdir()
     gen = FakeGenerator({"<probe-2>": "on grass"}, source=str(source))
     run = write_run(tmp_path / "run", gen, clf, tokens=TOKENS, n_seeds=4)
+    cfg = CUE_TESTS_ONLY.replace(token_shift=False)
     with registered(source):
-        findings = analyze_run(run, clf, gen, CUE_TESTS_ONLY.replace(token_shift=False), cues=cues)
+        findings = analyze_run(run, clf, gen, cfg, cues=cues)
     analysis = _analysis(run)
     assert set(analysis["dropped_counters"]["star"]) >= {"on sand", "on snow"}
-    assert "class 2: necessity of 'grass' skipped (every counter is itself a cue)" in analysis["notes"]
-    assert not [e for e in analysis["pairs"] if e["kind"] == "necessity" and e["class_index"] == STAR and e["cue"] == "grass"]
-    assert any(f.kind == "sufficiency" and f.class_index == STAR and f.cue == "grass" and f.passes for f in findings)
+    assert "class 2: necessity of 'grass' measured against all its counters" in " ".join(analysis["notes"])
+    star_grass = [f for f in findings if f.kind == "necessity" and f.class_index == STAR and f.cue == "grass"]
+    assert star_grass and star_grass[0].passes, [repr(f) for f in star_grass]
+    assert star_grass[0].details["counter_values"] == ["sand", "snow"] and star_grass[0].details["every_counter_suspect"]

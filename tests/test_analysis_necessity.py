@@ -8,7 +8,7 @@ import pytest
 from analysis_fakes import (CLASSES, FakeGenerator, FakeOracles, OracleConcepts, PlantedClassifier, WaterLooksGreenish,
                             fake_cues)
 from probe.analysis import OracleCheck, Cue, Lab, measure_necessity
-from probe.analysis.necessity import neutral_counters
+from probe.analysis.necessity import every_counter_suspect, neutral_counters
 
 STAR = CLASSES.index("star")
 PROMPTS = [("a photo of a {}", "<probe-2> star")]
@@ -126,8 +126,10 @@ def test_neutral_counters_drop_suspect_counters_and_keep_values_aligned():
     assert neutral.name == grass.name and neutral.template == grass.template
     same, none = neutral_counters(grass, set())
     assert same == grass and none == []
-    empty, all_dropped = neutral_counters(grass, set(grass.counters))
-    assert empty.counters == () and len(all_dropped) == 3
+    # every counter a suspect: no neutral one is left, so all are kept (a test against them beats no test)
+    kept, none_dropped = neutral_counters(grass, set(grass.counters) | {"{} on lava"})
+    assert kept == grass and none_dropped == [] and every_counter_suspect(grass, set(grass.counters))
+    assert not every_counter_suspect(grass, {"{} on sand"}) and not every_counter_suspect(Cue("x", "{} x"), set())
 
 
 def test_stated_contexts_are_drawn_per_pair_the_same_in_both_arms_and_checked():

@@ -162,7 +162,8 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
         "stated_contexts": setup.get("stated_contexts"),
         "counter_rule": "for each class, a counter-value is dropped from its necessity tests when the value is itself "
                         "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
-                        "size, either direction) or raises another class by at least the threshold",
+                        "size, either direction) or raises another class by at least the threshold; a cue whose every "
+                        "counter would be dropped keeps them all (no neutral one is left; the analysis notes say which)",
         "dropped_counters": {labels[i] if i < len(labels) else str(i): sorted(t.replace("{}", "").strip(" ,")
                                                                                for t in found[i].suspects)
                              for i in found if found[i].suspects},

@@ -43,7 +43,7 @@ from probe.analysis.discovery import propose_cues
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Findings
 from probe.analysis.lab import Lab
-from probe.analysis.necessity import measure_necessity, neutral_counters
+from probe.analysis.necessity import every_counter_suspect, measure_necessity, neutral_counters
 from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes,
                                  set_up)
 from probe.analysis.sample import Sample
@@ -413,15 +413,20 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
             continue
         load_token(generator, cls)
         for cue in cues:
-            neutral, dropped = neutral_counters(cue, suspects.get(cls.index, set()) - {cue.template})
+            suspect = suspects.get(cls.index, set()) - {cue.template}
+            neutral, dropped = neutral_counters(cue, suspect)
             if not neutral.counters:
-                why = "the cue has no counters" if not cue.counters else "every counter is itself a cue"
-                notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped ({why})")
+                notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped (the cue has no counters)")
                 continue
+            extra = {"dropped_counters": dropped}
+            if every_counter_suspect(cue, suspect):
+                notes.append(f"class {cls.index}: necessity of {cue.name!r} measured against all its counters (each "
+                             f"is itself a cue for some class: no neutral one is left)")
+                extra["every_counter_suspect"] = True
             sample = measure_necessity(lab, cls.index, neutral, prompts, seeds, object_value=object_of(cls),
                                        object_attribute=object_attribute or "object",
                                        evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
-            tests.append(Test("necessity", cls, neutral, sample, extra={"dropped_counters": dropped}))
+            tests.append(Test("necessity", cls, neutral, sample, extra=extra))
     return tests, notes
 
 

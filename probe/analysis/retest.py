@@ -28,7 +28,7 @@ from probe.analysis.cues import Cue
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
 from probe.analysis.lab import Lab
-from probe.analysis.necessity import measure_necessity
+from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
 from probe.analysis.policy import EXCLUDED_LIMIT, UNCHECKED, checked, verdict
 from probe.analysis.sample import Sample
@@ -99,11 +99,10 @@ class RunContext:
 
     def kept_counters(self, cls: ClassRun, cue: Cue) -> Cue:
         """``cue`` less the counters the audit's counter rule dropped for ``cls`` (all of them kept if none would be
-        left): a necessity test measured as the audit measured it."""
+        left, :func:`probe.analysis.necessity.neutral_counters`): a necessity test measured as the audit measured it."""
         phrases = set(self.dropped.get(cls.name, []))
-        dropped = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
-        kept = cue.without_counters(dropped)
-        return kept if kept.counters else cue
+        suspects = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
+        return neutral_counters(cue, suspects)[0]
 
     def carriers(self):
         return choose_carriers(self.cfg, self.labels, self.objects)
