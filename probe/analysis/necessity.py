@@ -106,9 +106,9 @@ def neutral_counters(cue: Cue, suspects: set[str]) -> tuple[Cue, list[str]]:
     shapes-world classifier with a planted heart/water worth +0.28): a few noisy screens made every other
     background a suspect, so no class's water necessity was tested at all. The audit (``probe.analysis.engine``) and
     a re-test of a finished run (``RunContext.kept_counters``) both decide by this function."""
-    dropped = [t for t in cue.counters if t in suspects]
-    if len(dropped) == len(cue.counters):
+    if every_counter_suspect(cue, suspects):
         return cue, []
+    dropped = [t for t in cue.counters if t in suspects]
     return cue.without_counters(set(dropped)), [t.replace("{}", "").strip(" ,") for t in dropped]
 
 
