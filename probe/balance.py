@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
+from probe.analysis.cues import template_phrase
 from probe.classifiers.labels import object_name
 from probe.errors import ProbeError
 from probe.files import check_writable, save_png, slugify, write_json, write_text
@@ -272,7 +273,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     else:
         dropped = _dropped(analysis, labels[index])
         pairs = [(str(t), str(v)) for t, v in zip(listed.get("counters") or [], listed.get("counter_values") or [])
-                 if _phrase(str(t)) not in dropped] if listed else []
+                 if template_phrase(str(t)) not in dropped] if listed else []
         counters, values = [t for t, _ in pairs], [v for _, v in pairs]
     if not isinstance(template, str) or template.count("{}") != 1:
         raise BalanceError(f"--balance {spec!r}: analysis.json does not record the prompt template of cue {cue!r}, so "
@@ -305,11 +306,7 @@ def _listed_cue(analysis, index: int, cue: str) -> dict:
 
 def _dropped(analysis, class_name: str) -> set[str]:
     dropped = analysis.dropped_counters if analysis is not None and isinstance(analysis.dropped_counters, dict) else {}
-    return {_phrase(str(p)) for p in dropped.get(class_name) or []}
-
-
-def _phrase(template: str) -> str:
-    return " ".join(template.replace("{}", " ").split())
+    return {template_phrase(str(p)) for p in dropped.get(class_name) or []}
 
 
 # ------------------------------------------------------------------------------------------ the verb

@@ -66,3 +66,14 @@ def test_counter_values_stay_aligned_with_their_counters():
         Cue("x", "{} x", ("{} y", "{} z"), counter_values=("y",))
     with pytest.raises(AnalysisError, match="empty"):
         Cue(" ", "{} x")
+
+
+def test_a_template_is_named_by_one_phrase_wherever_it_is_written_or_read_back():
+    from probe.analysis.cues import template_phrase
+
+    assert template_phrase("{} on grass") == "on grass"
+    assert template_phrase("toy {}") == "toy"
+    assert template_phrase("a {} on  grass,") == "a on grass"  # the slot leaves no double space or trailing comma
+    # the balance dataset reads the dropped counters back with the same phrase the analysis wrote
+    from probe import balance
+    assert balance.template_phrase is template_phrase

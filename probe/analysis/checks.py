@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from probe.analysis.cues import Cue
+from probe.analysis.cues import Cue, template_phrase
 
 __all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues", "counter_value", "listed_cues",
            "run_oracles"]
@@ -123,7 +123,7 @@ class Reading(dict):
 
 def counter_value(cue_names: dict[str, str], counter: str) -> str:
     """The value a counter template states: the name of the cue with that template, else its words."""
-    return cue_names.get(counter, counter.replace("{}", "").strip(" ,"))
+    return cue_names.get(counter, template_phrase(counter))
 
 
 def concept_cues(cues: list[Cue]) -> list[Cue]:

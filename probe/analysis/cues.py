@@ -109,6 +109,13 @@ def _cue_from_obj(obj, where: str) -> Cue:
     )
 
 
+def template_phrase(template: str) -> str:
+    """A template's words without the object's slot: ``"{} on grass"`` -> ``"on grass"``, ``"toy {}"`` -> ``"toy"``.
+    Counters are named by it in findings, notes and run files, and read back by it (``probe.analysis.retest``,
+    ``probe.balance``)."""
+    return " ".join(template.replace("{}", " ").split()).strip(" ,")
+
+
 def _parse_text_line(line: str, where: str) -> Cue:
     # "template [| counter; counter]" -- a phrase without {} is appended after the object.
     main, _, rest = line.partition("|")
@@ -116,7 +123,7 @@ def _parse_text_line(line: str, where: str) -> Cue:
     template = main if "{}" in main else "{} " + main
     counters = [c.strip() for c in rest.split(";") if c.strip()]
     counters = [c if "{}" in c else "{} " + c for c in counters]
-    name = template.replace("{}", "").strip(" ,")
+    name = template_phrase(template)
     return Cue(name=name or main, template=template, counters=tuple(counters), description=name or main)
 
 

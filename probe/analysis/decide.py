@@ -27,6 +27,7 @@ import numpy as np
 
 from probe.analysis.class_evidence import ClassRun, mean_iou
 from probe.analysis.config import AnalysisConfig
+from probe.analysis.cues import template_phrase
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, Findings, rank_findings, sentence, write_findings
 from probe.analysis.plan import finished_classes
@@ -164,8 +165,7 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
                         "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
                         "size, either direction) or raises another class by at least the threshold; a cue whose every "
                         "counter would be dropped keeps them all (no neutral one is left; the analysis notes say which)",
-        "dropped_counters": {labels[i] if i < len(labels) else str(i): sorted(t.replace("{}", "").strip(" ,")
-                                                                               for t in found[i].suspects)
+        "dropped_counters": {labels[i] if i < len(labels) else str(i): sorted(template_phrase(t) for t in found[i].suspects)
                              for i in found if found[i].suspects},
         "attributions": attributions,
         "attention_iou": mean_iou(per_class),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from probe.analysis.context import Stated, alternatives
-from probe.analysis.cues import Cue
+from probe.analysis.cues import Cue, template_phrase
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.sample import Sample
 
@@ -93,7 +93,7 @@ def measure_necessity(lab: Lab, class_index: int, cue: Cue, token_prompts: list[
     evidence += [o.evidence for o in ref_obs if o.evidence][: n_evidence - len(evidence)]
     return Sample("necessity", class_index, cue.name, diffs=np.asarray(diffs, np.float64), attempted=len(refs),
                   excluded=excluded, evidence=evidence,
-                  extra={"counters": [c.replace("{}", "").strip(" ,") for c in cue.counters],
+                  extra={"counters": [template_phrase(c) for c in cue.counters],
                          "images_failed_check": lost}, keys=kept)
 
 
@@ -109,7 +109,7 @@ def neutral_counters(cue: Cue, suspects: set[str]) -> tuple[Cue, list[str]]:
     if every_counter_suspect(cue, suspects):
         return cue, []
     dropped = [t for t in cue.counters if t in suspects]
-    return cue.without_counters(set(dropped)), [t.replace("{}", "").strip(" ,") for t in dropped]
+    return cue.without_counters(set(dropped)), [template_phrase(t) for t in dropped]
 
 
 def every_counter_suspect(cue: Cue, suspects: set[str]) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from probe.analysis.class_evidence import ClassRun, load_token
 from probe.analysis.config import AnalysisConfig
-from probe.analysis.cues import Cue
+from probe.analysis.cues import Cue, template_phrase
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
 from probe.analysis.lab import Lab
@@ -101,7 +101,7 @@ class RunContext:
         """``cue`` less the counters the audit's counter rule dropped for ``cls`` (all of them kept if none would be
         left, :func:`probe.analysis.necessity.neutral_counters`): a necessity test measured as the audit measured it."""
         phrases = set(self.dropped.get(cls.name, []))
-        suspects = {t for t in cue.counters if t.replace("{}", "").strip(" ,") in phrases} - {cue.template}
+        suspects = {t for t in cue.counters if template_phrase(t) in phrases} - {cue.template}
         return neutral_counters(cue, suspects)[0]
 
     def carriers(self):
