@@ -84,6 +84,10 @@ SETS = {
     # made to measure a longer confirmation budget (`--max-pairs 64`) against `probe audit`'s 32 where nothing was
     # looked at before: the false findings of the seven sets before were noise at the bar on 32 pairs (README)
     "fresh7": {"biased": 3, "clean": 1, "draw": 8, "seed_offset": 8000, "rotation": 1},
+    # made after a class whose images fail the check at the audit's few sampling steps was drawn at more steps
+    # (screening.more_steps, diagnosed on fresh7-biased-1's circles) and a cue whose every counter is a suspect kept
+    # them all (diagnosed on fresh7 too): nothing was looked at on it before
+    "fresh8": {"biased": 3, "clean": 1, "draw": 9, "seed_offset": 9000, "rotation": 2},
 }
 
 

@@ -455,3 +455,55 @@ def test_a_cue_whose_every_counter_is_a_cue_elsewhere_is_still_tested_against_th
     star_grass = [f for f in findings if f.kind == "necessity" and f.class_index == STAR and f.cue == "grass"]
     assert star_grass and star_grass[0].passes, [repr(f) for f in star_grass]
     assert star_grass[0].details["counter_values"] == ["sand", "snow"] and star_grass[0].details["every_counter_suspect"]
+
+
+class _RoughAtFewSteps(FakeGenerator):
+    """A generator whose star-token images, below 8 sampling steps, show another object 8 times in 10 (the world's
+    5-step circles that its shape oracle read as stars); at 8 steps or more they are faithful. Its default is 8."""
+
+    def __init__(self, *args, default_steps: int = 8, **kw):
+        super().__init__(*args, **kw)
+        from types import SimpleNamespace
+
+        self.defaults = SimpleNamespace(steps=default_steps)
+        self.steps_seen: list[tuple[int, str]] = []
+
+    def generate(self, prompts, seeds, *, steps=None, **kw):
+        self.steps_seen += [(int(steps), p) for p in prompts]
+        rough = [_lose_object(p) if int(steps) < 8 and "<probe-2>" in p and zlib.crc32(f"{p}|{s}".encode()) % 10 < 8
+                 else p for p, s in zip(prompts, seeds)]
+        return super().generate(rough, seeds, steps=steps, **kw)
+
+
+@pytest.mark.parametrize("default_steps", [8, 4])
+def test_a_class_whose_images_fail_at_few_steps_is_drawn_at_more(tmp_path, default_steps):
+    # The run sampled at 4 steps; the star token's images lose the object 8 times in 10 there. With room below the
+    # generator's default (8), the star's top-ups and confirmation are drawn at 8 steps and its planted grass passes;
+    # without room (the default is the run's 4) nothing moves and the test stays inconclusive, as before the change.
+    source = tmp_path / "fake-pipeline"
+    source.mkdir(parents=True)
+    gen = _RoughAtFewSteps({"<probe-2>": "on grass"}, source=str(source), default_steps=default_steps)
+    clf = PlantedClassifier({STAR: "grass"})
+    run = write_run(tmp_path / "run", gen, clf, tokens=TOKENS, n_seeds=4)
+    gen.steps_seen.clear()
+    with registered(source):
+        findings = analyze_run(run, clf, gen, CUE_TESTS_ONLY.replace(token_shift=False, sufficiency=False))
+    grass = next(f for f in findings if f.kind == "necessity" and f.cue == "grass" and f.class_index == STAR)
+    a = _analysis(run)
+    if default_steps == 4:
+        assert not grass.passes and "sampling_steps" not in grass.details
+        assert "sampling_steps" not in a["classes"][str(STAR)] and {s for s, _ in gen.steps_seen} == {4}
+        return
+    assert grass.passes and grass.details["sampling_steps"] == 8 and grass.n_images >= 16
+    assert a["classes"][str(STAR)]["sampling_steps"] == 8
+    assert any(n.startswith("more sampling steps: 'star' at 8") for n in a["notes"])
+    # only the star's token prompts were drawn at 8 steps; the other classes' stayed at the run's 4
+    assert {s for s, p in gen.steps_seen if "<probe-2>" not in p} == {4}
+    assert 8 in {s for s, p in gen.steps_seen if "<probe-2>" in p}
+    other = [f for f in findings if f.kind == "necessity" and f.class_index != STAR]
+    assert other and not any("sampling_steps" in f.details for f in other)
+    # a re-test of the run draws the star as the audit did
+    from probe.analysis.retest import RunContext
+
+    with registered(source):
+        assert RunContext.open(run, clf, gen).lab.more_steps == {"<probe-2>": 8}

@@ -69,6 +69,8 @@ ANALYSIS_DAMAGE = [
     ("integer pair keys", lambda a: a["pairs"][0]["screen"].update(keys=[1, 2, 3, 4]), "pairs[0].screen.keys[0]"),
     ("fewer values than keys", lambda a: a["pairs"][0]["screen"].update(values=[0.1]), "pairs[0].screen.values"),
     ("a threshold as text", lambda a: a["config"]["thresholds"].update(min_effect="big"), "config.thresholds.min_effect"),
+    ("sampling steps past any sampler", lambda a: a["classes"].setdefault("0", {}).update(sampling_steps=10 ** 6),
+     "classes.0.sampling_steps"),
 ]
 
 

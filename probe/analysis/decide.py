@@ -329,8 +329,9 @@ def _excluded_note(test: Test, sample: Sample) -> str | None:
     what = {"sufficiency": "image pairs lost the object or the cue",
             "necessity": "image pairs lost the object or did not show the asked value",
             "token-shift": "image pairs lost the object"}[test.kind]
+    steps = test.extra.get("sampling_steps")
     base = (f" (the generator loses about {test.failure:.0%} of this class's pairs whatever the cue; more pairs were "
-            f"drawn to make up for them)" if test.failure else "")
+            f"drawn to make up for them{f', at {steps} sampling steps' if steps else ''})" if test.failure else "")
     return f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}"
 
 

@@ -62,6 +62,10 @@ class Lab:
     images_generated: int = 0  # every image the analysis generated: here, and those counted in with :meth:`count`
     stage: str = "analysis"  # what the images generated now are for (the engine's steps; probe.auditing.cost's stages)
     by_stage: dict = field(default_factory=dict)  # {stage: images generated}
+    # {text in a prompt: sampling steps}: the prompts of a class drawn at more steps than ``gen_kwargs`` say from some
+    # point on (probe/analysis/screening.py :func:`more_steps`); their images are cached as every other's, by (prompt,
+    # seed): the seeds drawn after that point are fresh ones
+    more_steps: dict = field(default_factory=dict)
     _seen: dict = field(default_factory=dict)
 
     _plan: list | None = None
@@ -126,11 +130,25 @@ class Lab:
         n = len(getattr(self.classifiers[0], "labels", None) or []) or int(getattr(self.classifiers[0], "num_classes", 1))
         return Observation([np.zeros(n, np.float32) for _ in self.classifiers], None)
 
+    def settings(self, prompt: str) -> dict:
+        """The sampling settings of ``prompt``'s image: ``gen_kwargs``, with the steps of :attr:`more_steps` where one of
+        its texts is in the prompt."""
+        steps = next((n for text, n in self.more_steps.items() if text in prompt), None)
+        return self.gen_kwargs if steps is None else {**self.gen_kwargs, "steps": int(steps)}
+
     def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
         todo = self._todo(keys, wanted)
+        by_steps: dict[int | None, list] = {}  # one batch never mixes sampling settings
+        for key in todo:
+            by_steps.setdefault(self.settings(key[0]).get("steps"), []).append(key)
+        for group in by_steps.values():
+            self._generate_group(group, wanted)
+
+    def _generate_group(self, todo: list[tuple[str, int]], wanted: dict) -> None:
+        kwargs = self.settings(todo[0][0]) if todo else self.gen_kwargs
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], self.gen_kwargs)
+            images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], kwargs)
             self.count(len(chunk))
             probs = [classify_probs(c, images, self.batch_size) for c in self.classifiers]
             concepts = self.check.read(images) if self.check is not None else [None] * len(chunk)

@@ -28,6 +28,7 @@ from probe.analysis.cues import Cue, template_phrase
 from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Finding, sentence
 from probe.analysis.lab import Lab
+from probe.analysis.screening import token_text
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
 from probe.analysis.policy import EXCLUDED_LIMIT, UNCHECKED, checked, verdict
@@ -79,6 +80,10 @@ class RunContext:
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
         setup = set_up(run, classifier, generator, cfg, cue_list, domain, labels=labels)  # the audit's checks and settings
         dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.dropped_counters or {}).items()}
+        for index, steps in analysis.sampling_steps().items():  # a class the audit drew at more steps is drawn so here
+            text = token_text(classes[index]) if index in classes else None
+            if text:
+                setup.lab.more_steps[text] = steps
         return cls(run, cfg, classes, labels, {c.name: c for c in setup.cues}, dropped, setup.lab, generator,
                    setup.object_attribute, setup.objects, setup.checked_by)
 

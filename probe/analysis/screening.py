@@ -8,6 +8,12 @@ fresh3, star/wood), one worth +0.25 at +0.149 on 6 sufficiency pairs (fresh3, st
 1. :func:`mark_failure`: each class's generator failure rate (the median share of its screens' pairs lost to failed
    interventions) goes into its tests, which then top up what the generator loses anyway and are inconclusive only
    for failures beyond it;
+   :func:`more_steps`: a class that loses at least ``MORE_STEPS_FAILURE`` of its pairs, where the audit sampled with
+   fewer steps than the generator's default, is drawn from then on (top-ups, rounds, confirmation) at twice the steps,
+   at most the default. Measured on fresh7-biased-1 (a world classifier with circles-with-a-dot planted, true +0.30):
+   at the demo's 5 steps its circle token drew rough discs that the shape oracle read as stars, 11 of 12 screening
+   pairs of circle/dot were excluded and the cue was never confirmed; at 10 steps the same token's circles read as
+   circles (25 of 32 pairs valid) and the test measured +0.28;
 2. :func:`top_up`: necessity screens of such a class get fresh seeds until they hold the valid pairs they were
    planned with (at most 3 times the attempts);
 3. round by round (``cfg.screen_extend``), the :func:`ambiguous` screens, sufficiency and necessity, get more seeds:
@@ -35,8 +41,10 @@ from probe.analysis.plan import Test
 from probe.analysis.policy import failure_rate
 from probe.analysis.sufficiency import measure_sufficiency
 
-__all__ = ["TOP_UP_SEEDS", "ambiguous", "extend_screens", "failure_of", "mark_failure", "top_up", "upper_bound"]
+__all__ = ["MORE_STEPS_FAILURE", "TOP_UP_SEEDS", "ambiguous", "extend_screens", "failure_of", "mark_failure",
+           "more_steps", "token_text", "top_up", "upper_bound"]
 
+MORE_STEPS_FAILURE = 0.25  # a class losing this share of its screening pairs is drawn at more steps (more_steps)
 TOP_UP_SEEDS = 50_000  # screens' top-up seeds start here: apart from the screens' (0..) and confirmation's (100,000..)
 EXTENDED_KINDS = ("sufficiency", "necessity")  # one-sided tests; a token shift reads the run's own images (no seeds)
 
@@ -74,6 +82,35 @@ def mark_failure(tests: list[Test]) -> None:
     for t in tests:
         if rates.get(t.cls.index):
             t.extra["generator_failure"] = rates[t.cls.index]
+
+
+def token_text(cls) -> str | None:
+    """The text that marks ``cls``'s token prompts (its token, e.g. ``<probe-0>``; else its token prompts' subject),
+    None when the run recorded no token prompts."""
+    prompts = cls.token_prompts(1)
+    if not prompts:
+        return None
+    subject = prompts[0][1]
+    first = subject.split()[0] if subject.split() else subject
+    return first if first.startswith("<") and first.endswith(">") else subject
+
+
+def more_steps(lab: Lab, tests: list[Test], generator) -> dict[str, int]:
+    """Step 1b: each class whose failure rate (:func:`mark_failure`) is at least ``MORE_STEPS_FAILURE`` has its token
+    prompts drawn at twice the lab's sampling steps from now on, at most the generator's default, when the lab samples
+    with fewer (``lab.more_steps``). Returns {class name: steps} of the classes moved."""
+    base = lab.gen_kwargs.get("steps")
+    default = getattr(getattr(generator, "defaults", None), "steps", None)
+    if not base or not default or int(base) >= int(default):
+        return {}
+    steps = min(2 * int(base), int(default))
+    moved = {}
+    for cls in {t.cls.index: t.cls for t in tests if t.failure >= MORE_STEPS_FAILURE}.values():
+        text = token_text(cls)
+        if text and text not in lab.more_steps:
+            lab.more_steps[text] = steps
+            moved[cls.name] = steps
+    return moved
 
 
 def failure_of(tests: list[Test], class_index: int) -> float:

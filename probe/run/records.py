@@ -353,6 +353,8 @@ def _analysis(data: Any) -> dict:
         if not (isinstance(key, str) and key.isdigit()):
             raise _Bad("classes", f"has a key {_shown(key)}, not a class index")
         _dict(f"classes.{key}", info)
+        if "sampling_steps" in info:  # a class drawn at more steps (probe.analysis.screening.more_steps)
+            _int(f"classes.{key}.sampling_steps", info["sampling_steps"], minimum=1, maximum=1000)
     cues = _dict("cues", data.get("cues"), null=True)
     if cues is not None and cues.get("list") is not None:
         for i, cue in enumerate(_list("cues.list", cues["list"])):

@@ -401,6 +401,12 @@ class AnalysisSummary:
         """Who checked the analysis's generated images ("world oracles", "concepts: MODEL"), or "unchecked"."""
         return str(self.interventions_checked_by) if self.interventions_checked_by else UNCHECKED
 
+    def sampling_steps(self) -> dict[int, int]:
+        """{class index: sampling steps} of the classes the analysis drew at more steps than the run's
+        (``probe.analysis.screening.more_steps``); checked on reading."""
+        return {int(k): int(v["sampling_steps"]) for k, v in (self.classes or {}).items()
+                if isinstance(v, dict) and "sampling_steps" in v}
+
     @property
     def methods_skipped(self) -> dict:
         """{attribution method: why it was skipped}."""
