@@ -507,3 +507,24 @@ def test_a_class_whose_images_fail_at_few_steps_is_drawn_at_more(tmp_path, defau
 
     with registered(source):
         assert RunContext.open(run, clf, gen).lab.more_steps == {"<probe-2>": 8}
+
+
+def test_a_necessity_test_the_token_cannot_draw_is_drawn_with_the_class_name(tmp_path):
+    # The star token loses its object whenever grass is stated (fresh8-biased-0's circle token drew squares and
+    # triangles when asked for a yellow circle): every screening pair of star/grass is excluded, however many are
+    # added, and the planted cue was inconclusive. Drawn with the class's name, the same test keeps its object and the
+    # planted grass passes; the other tests of the class keep their token.
+    def lose_on_grass(prompt: str, seed: int) -> str:
+        return _lose_object(prompt) if "<probe-2>" in prompt and "on grass" in prompt else prompt
+
+    cfg = CUE_TESTS_ONLY.replace(token_shift=False, sufficiency=False)
+    run, _, findings = _audit(tmp_path, True, config=cfg, rewrite=lose_on_grass)
+    grass = next(f for f in findings if f.kind == "necessity" and f.cue == "grass" and f.class_index == STAR)
+    assert grass.passes and grass.details["drawn_with_name"] == "star" and grass.n_images >= 16
+    token = grass.details["token_screen"]
+    assert token["n"] == 0 and token["excluded"] >= 4  # the token's screen: every pair lost
+    assert grass.details["excluded_note"].startswith("drawn with the class's name 'star' instead of its token")
+    assert any(n.startswith("necessity drawn with the class's name instead of its token: star/grass")
+               for n in _analysis(run)["notes"])
+    others = [f for f in findings if f.kind == "necessity" and not (f.class_index == STAR and f.cue == "grass")]
+    assert others and not any(f.details.get("drawn_with_name") for f in others)

@@ -324,15 +324,20 @@ def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None
 
 
 def _excluded_note(test: Test, sample: Sample) -> str | None:
+    name = test.extra.get("drawn_with_name")
+    token = test.extra.get("token_screen") or {}
+    named = (f"drawn with the class's name {name!r} instead of its token, whose images lost the object or the asked "
+             f"value in {token.get('excluded')} of {int(token.get('n') or 0) + int(token.get('excluded') or 0)} "
+             f"screening pairs" if name else None)
     if not sample.excluded:
-        return None
+        return named
     what = {"sufficiency": "image pairs lost the object or the cue",
             "necessity": "image pairs lost the object or did not show the asked value",
             "token-shift": "image pairs lost the object"}[test.kind]
     steps = test.extra.get("sampling_steps")
     base = (f" (the generator loses about {test.failure:.0%} of this class's pairs whatever the cue; more pairs were "
             f"drawn to make up for them{f', at {steps} sampling steps' if steps else ''})" if test.failure else "")
-    return f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}"
+    return "; ".join(x for x in (named, f"{sample.excluded} of {sample.attempted} {what} and were excluded{base}") if x)
 
 
 def _build(test: Test, mean, low, high, n, p, q, passes, strength, status, sample: Sample, details) -> Finding:

@@ -320,6 +320,10 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                      "anyway got fresh seeds")
     if rounds:
         notes.append(f"adaptive screening: {rounds} ambiguous screens got more pairs")
+    named = [f"{t.cls.name}/{t.cue.name}" for t in tests if t.extra.get("drawn_with_name")]
+    if named:
+        notes.append(f"necessity drawn with the class's name instead of its token: {', '.join(named)} (the token's "
+                     "images lost the object or the asked value in too many screening pairs)")
     timings["screen_extend"] = time.perf_counter() - t0
     # 4c. token shift
     t0 = time.perf_counter()

@@ -66,6 +66,14 @@ class Test:
         """The generator's own failure rate on this test's class (``extra["generator_failure"]``, 0 when unset)."""
         return float(self.extra.get("generator_failure", 0.0))
 
+    def necessity_prompts(self, k: int) -> list[tuple[str, str]]:
+        """(template, subject) of the necessity arms: the class's token prompts, or, for a test drawn with the class's
+        name (``extra["drawn_with_name"]``, probe/analysis/screening.py :func:`name_instead`), the same templates with
+        the class's name as the subject."""
+        prompts = self.cls.token_prompts(k)
+        name = self.extra.get("drawn_with_name")
+        return [(template, str(name)) for template, _ in prompts] if name else prompts
+
     def inconclusive(self, sample: Sample) -> bool:
         """Whether ``sample`` lost too many pairs to failed interventions to say anything (policy.excluded_limit)."""
         return sample.excluded_share > excluded_limit(self.failure)
@@ -321,7 +329,7 @@ def confirm_round(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carr
                                    object_attribute=object_attribute)[(test.cue.name, test.cls.index)]
     load_token(generator, test.cls)
     if test.kind == "necessity":
-        prompts = test.cls.token_prompts(cfg.necessity_templates)
+        prompts = test.necessity_prompts(cfg.necessity_templates)
         n_seeds = max(1, math.ceil(cfg.confirm_round / len(prompts)))
         return measure_necessity(lab, test.cls.index, test.cue, prompts, list(range(seeds_from, seeds_from + n_seeds)),
                                  object_value=object_value, object_attribute=object_attribute, rotate=True)

@@ -288,7 +288,8 @@ def remeasure(run_dir, classifier, generator, finding: Finding, *, n_pairs: int 
     if finding.kind == "necessity" and finding.details.get("counter_templates"):
         kept = set(finding.details["counter_templates"])
         cue = cue.without_counters({t for t in cue.counters if t not in kept})
-    test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name))
+    test = Test(finding.kind, cls, cue, screen=Sample(finding.kind, cls.index, cue.name),
+                extra={k: finding.details[k] for k in ("drawn_with_name",) if finding.details.get(k)})
     lab = context.lab
     return lab.batched(lambda: confirm_round(context.cfg.replace(confirm_round=n_pairs), lab, test, context.carriers(),
                                              context.generator, context.object_attribute or "object",

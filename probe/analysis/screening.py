@@ -16,6 +16,12 @@ fresh3, star/wood), one worth +0.25 at +0.149 on 6 sufficiency pairs (fresh3, st
    circles (25 of 32 pairs valid) and the test measured +0.28;
 2. :func:`top_up`: necessity screens of such a class get fresh seeds until they hold the valid pairs they were
    planned with (at most 3 times the attempts);
+   :func:`name_instead`: a necessity screen still inconclusive after that (its token's images lost the object or the
+   asked value in more pairs than the class's failure rate allows) is screened again with the class's name in place
+   of the token, and confirmed so. Measured on fresh8-biased-0 (yellow circles planted, true +0.36): its circle
+   token, asked for a red or yellow circle, drew squares, triangles and hearts (the oracles read a circle in 2 to 10
+   of 32 images, at 5, 10 or 20 steps alike); 10 of 12 screening pairs were excluded and the cue was never confirmed.
+   "a photo of a yellow circle ..." kept the object in 32 of 32 pairs and measured +0.31;
 3. round by round (``cfg.screen_extend``), the :func:`ambiguous` screens, sufficiency and necessity, get more seeds:
    below the effect threshold in the claimed direction, but at least at the weak bar or with a one-sided 97.5%
    Student-t upper bound (:func:`upper_bound`) that still reaches the threshold. A screen whose pairs agree on
@@ -42,7 +48,7 @@ from probe.analysis.policy import failure_rate
 from probe.analysis.sufficiency import measure_sufficiency
 
 __all__ = ["MORE_STEPS_FAILURE", "TOP_UP_SEEDS", "ambiguous", "extend_screens", "failure_of", "mark_failure",
-           "more_steps", "token_text", "top_up", "upper_bound"]
+           "more_steps", "name_instead", "token_text", "top_up", "upper_bound"]
 
 MORE_STEPS_FAILURE = 0.25  # a class losing this share of its screening pairs is drawn at more steps (more_steps)
 TOP_UP_SEEDS = 50_000  # screens' top-up seeds start here: apart from the screens' (0..) and confirmation's (100,000..)
@@ -132,7 +138,7 @@ def ambiguous(cfg: AnalysisConfig, test: Test) -> bool:
 
 def _necessity(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], generator, object_attribute, object_of):
     load_token(generator, test.cls)
-    return measure_necessity(lab, test.cls.index, test.cue, test.cls.token_prompts(cfg.necessity_templates), seeds,
+    return measure_necessity(lab, test.cls.index, test.cue, test.necessity_prompts(cfg.necessity_templates), seeds,
                              object_value=object_of(test.cls), object_attribute=object_attribute or "object",
                              evidence_dir=test.cls.dir / "analysis" / "necessity", n_evidence=0)
 
@@ -176,6 +182,40 @@ def top_up(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_a
             topped.add(id(test))
 
 
+def name_instead(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, object_attribute, object_of) -> list[Test]:
+    """Step 2b: the necessity screens still inconclusive after :func:`top_up` are screened again, on the screens' own
+    seeds, with the class's name as the subject instead of its token (``extra["drawn_with_name"]``; the token's screen
+    is kept in ``extra["token_screen"]``), then topped up like any other; their rounds and confirmation draw them so
+    (``Test.necessity_prompts``). A class with a placeholder name ("LABEL_3") has no name to draw and keeps its
+    token. Returns the tests screened again."""
+    from probe.classifiers.labels import is_generic, object_name
+
+    chosen = []
+    for t in tests:
+        name = object_name(t.cls.name).strip()
+        if t.kind == "necessity" and t.screen.attempted and t.inconclusive(t.screen) and \
+                not t.extra.get("drawn_with_name") and name and not is_generic([name]):
+            t.extra["drawn_with_name"] = name
+            t.extra["token_screen"] = {"effect": round(t.screen.mean, 4) if t.screen.n else None, "n": t.screen.n,
+                                       "excluded": t.screen.excluded}
+            chosen.append(t)
+    if not chosen:
+        return []
+    seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
+
+    def measure():
+        return [measure_necessity(lab, t.cls.index, t.cue, t.necessity_prompts(cfg.necessity_templates), seeds,
+                                  object_value=object_of(t.cls), object_attribute=object_attribute or "object",
+                                  evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
+                for t in chosen]
+
+    for test, sample in zip(chosen, lab.batched(measure)):
+        test.screen = sample
+        test.extra.pop("screen_topped_up", None)  # the token's top-ups are in token_screen; the name's come next
+    top_up(cfg, lab, chosen, generator, object_attribute, object_of)
+    return chosen
+
+
 def extend_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], carriers: dict[int, list[Carrier]], generator,
                    object_attribute, object_of, say=None) -> tuple[int, int]:
     """Steps 2-3 on the screened ``tests`` (``carriers``: each class's sufficiency carriers). Returns (screens topped
@@ -183,6 +223,10 @@ def extend_screens(cfg: AnalysisConfig, lab: Lab, tests: list[Test], carriers: d
     say = say if callable(say) else (lambda _line: None)
     lab.stage = "screen_extend"
     topped = top_up(cfg, lab, tests, generator, object_attribute, object_of)
+    named = name_instead(cfg, lab, tests, generator, object_attribute, object_of)
+    if named:
+        say(f"analysis: {len(named)} necessity screens the token's images could not decide are drawn with the "
+            f"class's name")
     extended: set[int] = set()
     necessity_from = cfg.seed + cfg.necessity_screen_seeds  # past each kind's own screen seeds
     sufficiency_from = cfg.seed + cfg.screen_seeds
