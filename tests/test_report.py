@@ -719,3 +719,26 @@ def test_a_discovered_cue_is_told_apart_with_why_it_was_proposed_and_its_text_is
     table = (run / "report" / "findings.html").read_text()
     # the findings table tells discovered cues from listed ones (its first page and its data hold the row once each)
     assert table.count(f'{cue_findings[0]["cue"]} (discovered)') == 2 and table.count(" (discovered)") == 2
+
+
+def test_a_passing_findings_card_says_whether_its_interval_or_only_its_estimate_clears_the_bar(tmp_path):
+    """The class summary's strong/moderate on every passing finding's card: a finding whose whole interval clears the
+    bar is *strong*, one whose estimate alone does is *moderate* (the demo's false star/snow, 0.08-0.44, was shown as
+    plainly passing); a finding that does not pass gets neither word."""
+    run = make_synthetic_run(tmp_path / "run", 2, images_per_kind=1, attributions=False)
+    findings = json.loads((run / "findings.json").read_text())
+    cue = [f for f in findings if f["kind"] not in ("off-object", "token-shift")]
+    cue[0].update(passes=True, status="passes", effect=0.40, ci_low=0.25, ci_high=0.55, sentence="strong one")
+    cue[1].update(passes=True, status="passes", effect=0.26, ci_low=0.08, ci_high=0.44, sentence="moderate one")
+    for f in findings:
+        if f not in cue[:2]:
+            f.update(passes=False, status="weak")
+    (run / "findings.json").write_text(json.dumps(findings))
+    (run / "findings.parquet").unlink(missing_ok=True)
+    page = render_report(run).read_text()
+    cards = re.findall(r'<li class="finding.*?</li>', page, re.S)
+    strong = next(c for c in cards if "strong one" in c)
+    moderate = next(c for c in cards if "moderate one" in c)
+    assert 'class="bar-strength bs-strong"' in strong and "bs-moderate" not in strong
+    assert 'class="bar-strength bs-moderate"' in moderate and "bs-strong" not in moderate
+    assert all("bar-strength" not in c for c in cards if "strong one" not in c and "moderate one" not in c)

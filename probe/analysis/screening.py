@@ -136,11 +136,12 @@ def ambiguous(cfg: AnalysisConfig, test: Test) -> bool:
     return s.mean >= cfg.thresholds.weak_effect or upper_bound(s.values()) >= bar
 
 
-def _necessity(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], generator, object_attribute, object_of):
+def _necessity(cfg: AnalysisConfig, lab: Lab, test: Test, seeds: list[int], generator, object_attribute, object_of,
+               n_evidence: int = 0):
     load_token(generator, test.cls)
     return measure_necessity(lab, test.cls.index, test.cue, test.necessity_prompts(cfg.necessity_templates), seeds,
                              object_value=object_of(test.cls), object_attribute=object_attribute or "object",
-                             evidence_dir=test.cls.dir / "analysis" / "necessity", n_evidence=0)
+                             evidence_dir=test.cls.dir / "analysis" / "necessity", n_evidence=n_evidence)
 
 
 def _sufficiency(cfg: AnalysisConfig, lab: Lab, test: Test, carriers: list[Carrier], seeds: list[int],
@@ -196,20 +197,16 @@ def name_instead(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, ob
         if t.kind == "necessity" and t.screen.attempted and t.inconclusive(t.screen) and \
                 not t.extra.get("drawn_with_name") and name and not is_generic([name]):
             t.extra["drawn_with_name"] = name
+            t.extra.pop("sampling_steps", None)  # the name's prompts are drawn at the run's steps (no token in them)
             t.extra["token_screen"] = {"effect": round(t.screen.mean, 4) if t.screen.n else None, "n": t.screen.n,
                                        "excluded": t.screen.excluded}
             chosen.append(t)
     if not chosen:
         return []
     seeds = list(range(cfg.seed, cfg.seed + cfg.necessity_screen_seeds))
-
-    def measure():
-        return [measure_necessity(lab, t.cls.index, t.cue, t.necessity_prompts(cfg.necessity_templates), seeds,
-                                  object_value=object_of(t.cls), object_attribute=object_attribute or "object",
-                                  evidence_dir=t.cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
-                for t in chosen]
-
-    for test, sample in zip(chosen, lab.batched(measure)):
+    samples = lab.batched(lambda: [_necessity(cfg, lab, t, seeds, generator, object_attribute, object_of,
+                                              n_evidence=cfg.n_evidence) for t in chosen])
+    for test, sample in zip(chosen, samples):
         test.screen = sample
         test.extra.pop("screen_topped_up", None)  # the token's top-ups are in token_screen; the name's come next
     top_up(cfg, lab, chosen, generator, object_attribute, object_of)
