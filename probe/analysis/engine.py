@@ -47,8 +47,8 @@ from probe.analysis.necessity import every_counter_suspect, measure_necessity, n
 from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes,
                                  set_up)
 from probe.analysis.sample import Sample
-from probe.analysis.screening import (MORE_STEPS_FAILURE, extend_screens, failure_of, mark_failure, more_steps,
-                                      token_text)
+from probe.analysis.screening import (MORE_STEPS_FAILURE, class_steps, extend_screens, failure_of, mark_failure,
+                                      more_steps)
 from probe.analysis.sufficiency import measure_sufficiency
 from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.classifiers.labels import object_name
@@ -194,8 +194,8 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     timings["confirm"] = timings.get("confirm", 0.0) + time.perf_counter() - t0
 
     for cls in classes:  # the classes drawn at more steps (screening.more_steps): a re-test draws them so too
-        if token_text(cls) in lab.more_steps:
-            per_class[str(cls.index)]["sampling_steps"] = lab.more_steps[token_text(cls)]
+        if class_steps(lab, cls):
+            per_class[str(cls.index)]["sampling_steps"] = class_steps(lab, cls)
     # the generator's own habit (step 7's base rates) needs the concept scorer: measured here, with the class
     rates = {cls.index: _base_rates(cls, cues + [p.cue for p in discovered.get(cls.index, [])], scorer)
              for cls in classes} if scorer is not None else {}
@@ -312,8 +312,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                      f"screens' top-ups on (each lost at least {MORE_STEPS_FAILURE:.0%} of its screening pairs to the "
                      f"check at {lab.gen_kwargs.get('steps')} steps)")
     for test in tests:
-        if test.kind == "necessity" and token_text(test.cls) in lab.more_steps:
-            test.extra["sampling_steps"] = lab.more_steps[token_text(test.cls)]
+        if test.kind == "necessity" and class_steps(lab, test.cls):
+            test.extra["sampling_steps"] = class_steps(lab, test.cls)
     topped, rounds = extend_screens(cfg, lab, tests, carriers, generator, object_attribute, object_of, say)
     if topped:
         notes.append(f"screen top-up: {topped} necessity screens short of valid pairs on a class whose generator fails "

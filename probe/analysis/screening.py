@@ -48,7 +48,7 @@ from probe.analysis.policy import failure_rate
 from probe.analysis.sufficiency import measure_sufficiency
 
 __all__ = ["MORE_STEPS_FAILURE", "TOP_UP_SEEDS", "ambiguous", "extend_screens", "failure_of", "mark_failure",
-           "more_steps", "name_instead", "token_text", "top_up", "upper_bound"]
+           "more_steps", "class_steps", "name_instead", "token_text", "top_up", "upper_bound"]
 
 MORE_STEPS_FAILURE = 0.25  # a class losing this share of its screening pairs is drawn at more steps (more_steps)
 TOP_UP_SEEDS = 50_000  # screens' top-up seeds start here: apart from the screens' (0..) and confirmation's (100,000..)
@@ -99,6 +99,12 @@ def token_text(cls) -> str | None:
     subject = prompts[0][1]
     first = subject.split()[0] if subject.split() else subject
     return first if first.startswith("<") and first.endswith(">") else subject
+
+
+def class_steps(lab: Lab, cls) -> int | None:
+    """The sampling steps :func:`more_steps` gave ``cls``'s token prompts (None: the run's own)."""
+    text = token_text(cls)
+    return lab.more_steps.get(text) if text else None
 
 
 def more_steps(lab: Lab, tests: list[Test], generator) -> dict[str, int]:
