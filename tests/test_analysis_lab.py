@@ -168,3 +168,29 @@ def test_sampling_settings_reach_the_generator():
     lab.observe([Arm.of("a photo of a star", 0)])
     assert seen == {"steps": 3, "guidance_scale": 2.0}
     assert np.isfinite(lab.observe([Arm.of("a photo of a star", 0)])[0].probs[0]).all()
+
+
+def test_an_image_drawn_at_twice_the_steps_costs_the_budget_two():
+    """--budget counts device work: a class drawn at more steps (Lab.more_steps) spends its steps' share."""
+    from types import SimpleNamespace
+
+    from probe.analysis.config import AnalysisConfig
+    from probe.analysis.engine import _within_budget
+
+    lab = _lab(gen_kwargs={"steps": 4}, more_steps={"<probe-0>": 8})
+    token = [Arm.of("a photo of a <probe-0> star", s) for s in range(3)]
+    plain = [Arm.of("a photo of a star", s) for s in range(3)]
+    assert lab.cost([(a.prompt, a.seed) for a in token + plain]) == 3 * 2 + 3
+    lab.observe(token + plain)
+    assert lab.images_generated == 6 and lab.budget_spent == 9.0
+    # the budget has room for 3 more images at the run's steps: 3 plain ones fit, 3 at twice the steps do not
+    cfg = AnalysisConfig(max_images=12)
+    tests = [SimpleNamespace(extra={}, confirm=None, name=n) for n in ("token", "plain")]
+    asks = {"token": [Arm.of("a photo of a <probe-0> star", s) for s in range(10, 13)],
+            "plain": [Arm.of("a photo of a star", s) for s in range(10, 13)]}
+    assert _within_budget(cfg, lab, tests[1:], lambda t: lab.observe(asks[t.name])) == tests[1:]
+    assert _within_budget(cfg, lab, tests[:1], lambda t: lab.observe(asks[t.name])) == []
+    assert "image budget" in tests[0].extra["budget"]
+    # without a steps setting nothing is weighed
+    bare = _lab()
+    assert bare.weight("a photo of a <probe-0> star") == 1.0

@@ -102,7 +102,8 @@ class AnalysisConfig:
     confirm_like: str | None = None
     # the analysis's image budget (``probe audit --budget``; probe.auditing.cost): screening always runs, then
     # confirmation spends what is left on the candidates whose screen was most decisive (largest |effect|/se first)
-    # and stops when the next round would exceed it; candidates it never reached stay screening-only. None: no cap
+    # and stops when the next round would exceed it; candidates it never reached stay screening-only. Counted in
+    # images at the run's sampling steps (an image drawn at twice the steps counts 2: Lab.budget_spent). None: no cap
     max_images: int | None = None
 
     def __post_init__(self) -> None:

@@ -110,7 +110,8 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
     for f in facts:
         for stage, n in f.get("images_by_stage", {}).items():
             by_stage[stage] = by_stage.get(stage, 0) + int(n)
-    lab = SimpleNamespace(images_generated=sum(int(f.get("images_generated", 0)) for f in facts), by_stage=by_stage)
+    lab = SimpleNamespace(images_generated=sum(int(f.get("images_generated", 0)) for f in facts), by_stage=by_stage,
+                          budget_spent=sum(float(f.get("budget_spent", f.get("images_generated", 0))) for f in facts))
     timings: dict[str, float] = {}
     for f in facts:
         for k, v in f.get("timings_s", {}).items():
@@ -245,10 +246,11 @@ def _budget_record(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], off_un
     ended = bool(unconfirmed or cut or off_unconfirmed)
     confirming = sum(v for k, v in lab.by_stage.items() if k in ("confirm", "off_object_confirm"))
     if ended:
-        notes.append(f"the image budget ({cfg.max_images:,} images) ended confirmation: {len(unconfirmed)} candidate "
+        notes.append(f"the image budget ({cfg.max_images:,} images at the run's sampling steps) ended confirmation: {len(unconfirmed)} candidate "
                      f"cue tests and {len(off_unconfirmed)} off-object tests were left screening-only (never passing), "
                      f"{len(cut)} stopped before their target precision; the most decisive screens were confirmed first")
     return {"max_images": cfg.max_images, "images_generated": lab.images_generated,
+            "spent": round(lab.budget_spent, 1),  # images at the run's sampling steps (Lab.budget_spent)
             "screening_images": lab.images_generated - confirming, "confirmation_images": confirming,
             "ended_confirmation": ended, "order": "largest |screened effect| / standard error first",
             "unconfirmed": [list(t.key) for t in unconfirmed] + [["off-object", t.cls.index, "off-object"]

@@ -177,7 +177,7 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         say(f"analysis: confirming off-object attribution for {len(off_candidates)} classes on fresh token images")
         t1 = time.perf_counter()
         for test in sorted(off_candidates, key=lambda t: -t.screen.effect.mean) if cfg.max_images else off_candidates:
-            if cfg.max_images is not None and lab.images_generated + cfg.thresholds.min_pairs > cfg.max_images:
+            if cfg.max_images is not None and lab.budget_spent + cfg.thresholds.min_pairs > cfg.max_images:
                 off_unconfirmed.append(test)
                 continue
             test.confirm_now(cfg, attr, generator, gen_kwargs, notes)
@@ -205,6 +205,7 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     # each class's record: what steps 6-7 decide from (probe/analysis/decide.py), wherever they run
     unit_facts = {
         "notes": notes, "images_generated": lab.images_generated, "images_by_stage": dict(lab.by_stage),
+        "budget_spent": round(lab.budget_spent, 3),
         "max_images": cfg.max_images, "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "attributions": attr.summary(), "n_labels": len(labels), "worker": worker,
         "setup": {"cue_source": cue_source, "cues": [c.to_dict() for c in cues],
@@ -496,12 +497,13 @@ def _decisiveness(test: Test) -> float:
 def _within_budget(cfg: AnalysisConfig, lab: Lab, active: list[Test], one) -> list[Test]:
     """The longest prefix of ``active`` (most decisive first) whose next round fits in what is left of
     ``cfg.max_images``; each test after it is marked in ``extra["budget"]``: never confirmed, or stopped after
-    the pairs it has. Shared arms are counted once, as the lab generates them."""
-    left = cfg.max_images - lab.images_generated
+    the pairs it has. Shared arms are counted once, as the lab generates them, and an image drawn at more sampling
+    steps counts as many images of the run's steps as it costs (``Lab.cost``)."""
+    left = cfg.max_images - lab.budget_spent
     new: set = set()
     for i, test in enumerate(active):
         more = set(lab.pending(lambda: one(test))) - new
-        if len(new) + len(more) > left:
+        if lab.cost(new) + lab.cost(more) > left:
             for cut in active[i:]:
                 cut.extra["budget"] = ("not confirmed: the image budget ended confirmation" if cut.confirm is None else
                                        f"confirmation stopped by the image budget after {cut.confirm.attempted} pairs")

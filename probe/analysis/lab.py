@@ -62,6 +62,9 @@ class Lab:
     images_generated: int = 0  # every image the analysis generated: here, and those counted in with :meth:`count`
     stage: str = "analysis"  # what the images generated now are for (the engine's steps; probe.auditing.cost's stages)
     by_stage: dict = field(default_factory=dict)  # {stage: images generated}
+    # what ``--budget`` caps: images at ``gen_kwargs``' sampling steps, an image drawn at k times those steps counting
+    # k (device time goes with the steps; :attr:`more_steps`)
+    budget_spent: float = 0.0
     # {text in a prompt: sampling steps}: the prompts of a class drawn at more steps than ``gen_kwargs`` say from some
     # point on (probe/analysis/screening.py :func:`more_steps`); their images are cached as every other's, by (prompt,
     # seed): the seeds drawn after that point are fresh ones
@@ -115,11 +118,13 @@ class Lab:
             wanted.update(w)
         return keys, wanted
 
-    def count(self, n: int, stage: str | None = None) -> None:
-        """Count ``n`` generated images against ``stage`` (default: the current one). The lab counts its own;
-        images generated elsewhere for the analysis (off-object's cross-attention images) are counted in here, so
-        that analysis.json's ``images_generated`` and ``--budget`` see every image in one place."""
+    def count(self, n: int, stage: str | None = None, weight: float = 1.0) -> None:
+        """Count ``n`` generated images against ``stage`` (default: the current one), each costing ``weight`` images
+        of the run's sampling steps (:meth:`weight`). The lab counts its own; images generated elsewhere for the
+        analysis (off-object's cross-attention images) are counted in here, so that analysis.json's
+        ``images_generated`` and ``--budget`` see every image in one place."""
         self.images_generated += int(n)
+        self.budget_spent += int(n) * float(weight)
         key = stage or self.stage
         self.by_stage[key] = self.by_stage.get(key, 0) + int(n)
 
@@ -136,6 +141,16 @@ class Lab:
         steps = next((n for text, n in self.more_steps.items() if text in prompt), None)
         return self.gen_kwargs if steps is None else {**self.gen_kwargs, "steps": int(steps)}
 
+    def weight(self, prompt: str) -> float:
+        """What one image of ``prompt`` costs in images of the run's sampling steps: its steps over ``gen_kwargs``'
+        (1 where either names none)."""
+        base, steps = self.gen_kwargs.get("steps"), self.settings(prompt).get("steps")
+        return float(steps) / float(base) if base and steps else 1.0
+
+    def cost(self, keys) -> float:
+        """What generating the (prompt, seed) ``keys`` costs against ``--budget`` (:meth:`weight` each)."""
+        return sum(self.weight(prompt) for prompt, _ in keys)
+
     def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
         todo = self._todo(keys, wanted)
         by_steps: dict[int | None, list] = {}  # one batch never mixes sampling settings
@@ -149,7 +164,7 @@ class Lab:
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], kwargs)
-            self.count(len(chunk))
+            self.count(len(chunk), weight=self.weight(chunk[0][0]))
             probs = [classify_probs(c, images, self.batch_size) for c in self.classifiers]
             concepts = self.check.read(images) if self.check is not None else [None] * len(chunk)
             for i, key in enumerate(chunk):
