@@ -391,13 +391,14 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         record = run.read_confirmation()
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
         real = {(f.class_name, f.cue, f.kind): f.decisive.prob_gap for f in record.findings}
+        strengths = {(f.class_name, f.cue, f.kind): record.strength(f) for f in record.findings}
         findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
         truths = {"data": validation_truth(model, n=truth_n, model=classifier),
                   "uniform": true_effects(classifier, n=truth_n)}
         row = {"classifier": item["name"]}
         for name, truth in truths.items():
             row[name] = _confirm_tally(tallies[name], item, findings, truth, verdicts, real, threshold,
-                                       measured=name == "data")
+                                       measured=name == "data", strengths=strengths)
         row.update({"verdicts": {v: sum(1 for f in findings if verdicts[(f["class_name"], f["cue"], f["kind"])] == v)
                                  for v in VERDICTS},
                     "checked_by": record.checked_by, "seconds": record.data.get("seconds")})
@@ -410,6 +411,12 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         "passing findings confirmed": _rate(t.get("passing_confirmed", 0), t.get("passing", 0)),
         "false passing findings confirmed": _rate(t.get("false_passing_confirmed", 0), t.get("false_passing", 0)),
         "confirmed findings (any) that do not hold": _rate(t.get("confirmed_false", 0), t.get("confirmed", 0)),
+        "passing findings that hold confirmed strong (the real gap's interval clears the bar)":
+            _rate(t.get("holding_confirmed_strong", 0), t.get("holding", 0)),
+        "false passing findings confirmed strong": _rate(t.get("false_passing_confirmed_strong", 0),
+                                                         t.get("false_passing", 0)),
+        "strong confirmations (any finding) that do not hold": _rate(t.get("confirmed_strong_false", 0),
+                                                                     t.get("confirmed_strong", 0)),
         "any finding confirmed on clean classifiers": t.get("clean_confirmed", 0),
         "of those, holding": t.get("clean_confirmed", 0) - t.get("clean_confirmed_false", 0),
         "cue findings with a verdict": t.get("findings", 0),
@@ -427,7 +434,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
 
 
 def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdicts: dict, real: dict, threshold: float,
-                   measured: bool) -> dict:
+                   measured: bool, strengths: dict | None = None) -> dict:
     """One classifier's confirmations scored against one truth table (added into ``tally``); its row.
 
     ``measured``: judge each finding by the gap the confirmation's slices show in expectation (``TruthTable.slice_gap``:
@@ -452,6 +459,9 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
     def text(f, extra: str) -> str:
         return f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} (true {true_effect(f):+.2f}{extra})"
 
+    def strong(f) -> bool:  # confirmed, the real gap's whole interval beyond the bar (Confirmation.strength)
+        return (strengths or {}).get((f["class_name"], f["cue"], f["kind"])) == "strong"
+
     planted = {(c, v) for c, cues in item["bias"].items() for v in cues.values()}
     passing = [f for f in findings if f.get("passes")]
     confirmed = [f for f in findings if verdict(f) == "confirmed"]
@@ -465,6 +475,10 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
         "false_passing": sum(not holds(f) for f in passing),
         "false_passing_confirmed": sum(not holds(f) and verdict(f) == "confirmed" for f in passing),
         "confirmed": len(confirmed), "confirmed_false": sum(not holds(f) for f in confirmed),
+        "holding_confirmed_strong": sum(holds(f) and strong(f) for f in passing),
+        "false_passing_confirmed_strong": sum(not holds(f) and strong(f) for f in passing),
+        "confirmed_strong": sum(strong(f) for f in confirmed),
+        "confirmed_strong_false": sum(strong(f) and not holds(f) for f in confirmed),
         "findings": len(findings),
         "clean_confirmed": 0 if item["bias"] else len(confirmed),
         "clean_confirmed_false": 0 if item["bias"] else sum(not holds(f) for f in confirmed),
@@ -473,7 +487,7 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
         tally[key] = tally.get(key, 0) + value
     return {"planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in sorted(planted)},
             "passing": [text(f, f", real P gap {_signed(real[(f['class_name'], f['cue'], f['kind'])])}") + f": {verdict(f)}"
-                        for f in passing],
+                        + (" (strong)" if strong(f) else "") for f in passing],
             "confirmed (any finding)": [text(f, f", holds {holds(f)}, passes {bool(f.get('passes'))}") for f in confirmed]}
 
 

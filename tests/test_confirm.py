@@ -194,6 +194,13 @@ def test_gate_on_confirmed_findings_only(tmp_path, biased_confirmed):
     # the notebook's findings table carries the verdicts
     table = open_run(run).findings.set_index("cue")
     assert table.loc["grass", "real_verdict"] == "confirmed" and table.loc["grass", "real_n_cue"] > 100
+    strength = record.strength(record.finding(SHAPES.index("star"), "necessity", "grass"))
+    assert table.loc["grass", "real_strength"] == strength in ("strong", "moderate")
+    # the class page's confirmation table gives it the chip a passing finding's card has
+    from probe.report import render_report
+
+    page = (render_report(run, out=tmp_path / "report").parent / "classes" / "3-star.html").read_text()
+    assert f'class="bar-strength bs-{strength}"' in page
     assert table.loc["snow", "real_verdict"] == record.finding(SHAPES.index("star"), "necessity", "snow").verdict
 
 
@@ -346,3 +353,27 @@ def test_a_finding_is_confirmed_only_when_the_real_gap_reaches_the_audits_bar():
     old = {k: v for k, v in record.to_dict().items() if k != "weaker"}
     assert ClassConfirmation.from_dict(old, "classes[0]").weaker == ()
     assert "weaker than the audit's bar: snow (necessity)" in record.sentence
+
+
+def test_a_confirmation_is_strong_only_when_the_real_gaps_whole_interval_clears_the_bar():
+    """As the audit says of its passing findings: a confirmed real gap whose 95% interval in mean P(class) lies beyond
+    the bar is *strong*; one that only its estimate clears is *moderate* (near-bar real gaps, where the benchmark's
+    few false confirmations lie); the agreement table, the text and the per-class sentence say which."""
+    from probe.run.confirmation import Confirmation
+
+    near, clear = _decided(passes=True, prob_gap=0.16), _decided(passes=True, prob_gap=0.40)
+    assert near.verdict == clear.verdict == "confirmed"
+    assert near.strength(0.15) == "moderate" and clear.strength(0.15) == "strong"
+    assert _decided(passes=True, prob_gap=0.10).strength(0.15) is None  # weaker: no strength
+    assert clear.strength(None) is None
+    record = Confirmation({"listed": 2, "used": 2, "skipped": 0}, "world oracles", "m", {"bar": 0.15}, (near, clear))
+    assert list(record.agreement()["strength"]) == ["moderate", "strong"]
+    assert "2 confirmed (1 strong)" in record.headline()
+    assert "confirmed on your data (moderate)" in record.table() and "confirmed on your data (strong)" in record.table()
+    # a negative finding: the interval's upper end must lie at or below -bar
+    import dataclasses
+
+    down = dataclasses.replace(clear, direction=-1, own=dataclasses.replace(clear.own, prob_gap=-0.4, prob_low=-0.44,
+                                                                          prob_high=-0.36))
+    assert down.strength(0.15) == "strong"
+    assert dataclasses.replace(down, own=dataclasses.replace(down.own, prob_high=-0.1)).strength(0.15) == "moderate"

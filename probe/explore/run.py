@@ -69,7 +69,9 @@ class Run:
         shapes-world classifiers, 33 of 35 strong passing findings were true, 33 of 46 moderate ones), sentence,
         evidence (paths relative to the run directory);
         after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "weaker"
-        (a real gap that falls short of the audit's bar), "not seen" or "contradicted", the deciding real_gap with real_low..real_high, real_p, real_q, slice sizes).
+        (a real gap that falls short of the audit's bar), "not seen" or "contradicted"; real_strength "strong" or
+        "moderate" for a confirmed one, as clears_bar for the real gap in mean P(class); the deciding real_gap with
+        real_low..real_high, real_p, real_q, slice sizes).
         Empty when the analysis did not run.
         """
         import pandas as pd
@@ -152,8 +154,8 @@ class Run:
         return head + warn + summary + found + link
 
 
-CONFIRMATION_COLUMNS = ("real_verdict", "real_measure", "real_gap", "real_low", "real_high", "real_p", "real_q",
-                        "real_n_cue", "real_n_counter")
+CONFIRMATION_COLUMNS = ("real_verdict", "real_strength", "real_measure", "real_gap", "real_low", "real_high", "real_p",
+                        "real_q", "real_n_cue", "real_n_counter")
 
 
 def _with_confirmation(frame, confirmation):
@@ -164,8 +166,9 @@ def _with_confirmation(frame, confirmation):
     for _, row in frame.iterrows():
         f = by_key.get((row["class_index"], row["kind"], row["cue"]))
         d = f.decisive if f is not None else None
-        for column, value in zip(CONFIRMATION_COLUMNS, (f.verdict, d.measure, d.gap, d.low, d.high, d.p, f.q, d.cue.n,
-                                                        d.counter.n) if f is not None else (None,) * 9):
+        for column, value in zip(CONFIRMATION_COLUMNS, (f.verdict, confirmation.strength(f), d.measure, d.gap, d.low,
+                                                        d.high, d.p, f.q, d.cue.n, d.counter.n)
+                                 if f is not None else (None,) * len(CONFIRMATION_COLUMNS)):
             values[column].append(value)
     for column in CONFIRMATION_COLUMNS:
         frame[column] = values[column]

@@ -41,7 +41,7 @@ def class_confirmation(run_dir, assets, class_index: int, warnings: list[str], c
                                    "prob": fmt.number(e.prob)})
             slices.append({"label": label, "n": part.n, "rate": fmt.number(part.rate), "thumbs": thumbs})
         rows.append({"cue": f.cue, "kind": f.kind, "status": f.status, "verdict": f.verdict,
-                     "verdict_text": f.verdict_text, "generated": f"{fmt.effect(f.effect)} [{fmt.interval(f.ci_low, f.ci_high)}]",
+                     "verdict_text": f.verdict_text, "strength": record.strength(f), "generated": f"{fmt.effect(f.effect)} [{fmt.interval(f.ci_low, f.ci_high)}]",
                      "measure": d.measure, "gap": f"{fmt.effect(d.gap)} [{fmt.interval(d.low, d.high)}]",
                      "prob_gap": fmt.effect(f.own.prob_gap), "p": fmt.pq(d.p), "q": fmt.pq(f.q), "reason": f.reason,
                      "own": f.own.text(), "others": f.others.text(), "slices": slices})

@@ -206,6 +206,17 @@ class FindingConfirmation:
     def verdict_text(self) -> str:
         return VERDICT_TEXT[self.verdict]
 
+    def strength(self, bar: float | None) -> str | None:
+        """For a confirmed finding, as the audit says of a passing one: "strong" when the whole 95% interval of the
+        real gap in mean P(class) lies at or beyond ``bar`` in the finding's direction, "moderate" when only its
+        estimate does (a near-bar real gap, which sampling can put on either side). None when not confirmed or
+        without a bar or an interval."""
+        d = self.decisive
+        if self.verdict != "confirmed" or bar is None or d.prob_low is None or d.prob_high is None:
+            return None
+        near = d.prob_low if self.direction > 0 else -d.prob_high
+        return "strong" if near >= bar else "moderate"
+
     @classmethod
     def from_dict(cls, d: Any, where: str) -> "FindingConfirmation":
         d = _dict(where, d)
@@ -353,6 +364,21 @@ class Confirmation:
     def counts(self) -> dict[str, int]:
         return {v: sum(f.verdict == v for f in self.findings) for v in VERDICTS}
 
+    @property
+    def bar(self) -> float | None:
+        """The audit's pass bar the real gaps were held to (settings; None in a file without it)."""
+        value = self.settings.get("bar")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def strength(self, f: FindingConfirmation) -> str | None:
+        """``f.strength`` at this confirmation's bar: "strong", "moderate" (confirmed findings) or None."""
+        return f.strength(self.bar)
+
+    def verdict_words(self, f: FindingConfirmation) -> str:
+        """The verdict in words, with a confirmation's strength: "confirmed on your data (moderate)"."""
+        strength = self.strength(f)
+        return f"{f.verdict_text} ({strength})" if strength else f.verdict_text
+
     def agreement(self):
         """The agreement table (pandas DataFrame): per finding, the generated effect and its interval against the
         real-data gap that decides and its interval, the slice sizes, p, q and the verdict."""
@@ -363,15 +389,17 @@ class Confirmation:
                  "generated_high": f.ci_high, "real_measure": f.decisive.measure, "real_gap": f.decisive.gap,
                  "real_low": f.decisive.low, "real_high": f.decisive.high, "real_p": f.decisive.p, "real_q": f.q,
                  "n_cue": f.decisive.cue.n, "n_counter": f.decisive.counter.n, "verdict": f.verdict,
-                 "images_to_decide": f.images_to_decide} for f in self.findings]
+                 "strength": self.strength(f), "images_to_decide": f.images_to_decide} for f in self.findings]
         return pd.DataFrame(rows, columns=["class_index", "class_name", "cue", "kind", "status", "generated_effect",
                                            "generated_low", "generated_high", "real_measure", "real_gap", "real_low",
-                                           "real_high", "real_p", "real_q", "n_cue", "n_counter", "verdict", "images_to_decide"])
+                                           "real_high", "real_p", "real_q", "n_cue", "n_counter", "verdict", "strength",
+                                           "images_to_decide"])
 
     def headline(self) -> str:
         c = self.counts
+        strong = sum(self.strength(f) == "strong" for f in self.findings)
         return (f"{self.data.get('used')} images ({self.data.get('skipped')} skipped), cues read by {self.checked_by}: "
-                f"{c['confirmed']} confirmed, {c['weaker']} weaker, {c['not seen']} not seen, {c['contradicted']} contradicted of "
+                f"{c['confirmed']} confirmed ({strong} strong), {c['weaker']} weaker, {c['not seen']} not seen, {c['contradicted']} contradicted of "
                 f"{len(self.findings)} findings")
 
     def table(self) -> str:
@@ -382,7 +410,7 @@ class Confirmation:
             lines.append(f"  {f.class_name} {f.kind} {f.cue!r} [{f.status}]: generated {fmt.effect(f.effect)} "
                          f"[{fmt.interval(f.ci_low, f.ci_high)}]; real {d.measure} gap {fmt.effect(d.gap)} "
                          f"[{fmt.interval(d.low, d.high)}] (n={d.cue.n} vs {d.counter.n}, p={fmt.pq(d.p)}): "
-                         f"{f.verdict_text}")
+                         f"{self.verdict_words(f)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -398,6 +426,6 @@ class Confirmation:
             cells = (f"{f.class_index} {f.class_name}", f.kind, f.cue, f.status,
                      f"{fmt.effect(f.effect)} [{fmt.interval(f.ci_low, f.ci_high)}]",
                      f"{fmt.effect(d.gap)} [{fmt.interval(d.low, d.high)}] ({d.measure})", f"{d.cue.n} / {d.counter.n}",
-                     fmt.pq(d.p), f.verdict_text)
+                     fmt.pq(d.p), self.verdict_words(f))
             rows.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
         return f"<p>{e(self.headline())}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
