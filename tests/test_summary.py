@@ -84,6 +84,14 @@ def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_pat
     assert "60 images labelled" in summary and "accuracy 0.77" in summary
     assert "probe confirm" not in summary  # confirmed: nothing left to confirm
     assert "Not yet checked" not in summary
+    # with the audit's bar on file and the real P(class) gap's interval, a confirmation says its strength
+    import dataclasses
+
+    strong = dataclasses.replace(record, settings={"alpha": 0.05, "bar": 0.15}, findings=(dataclasses.replace(
+        record.findings[0], own=dataclasses.replace(own, prob_gap=0.5, prob_low=0.3, prob_high=0.7)),))
+    RunDir(root).write_confirmation(strong)
+    summary = open_run(root).classes[int(row["class_index"])].summary
+    assert f"{row['cue']} ({row['kind']}) confirmed (strong; accuracy gap +0.55" in summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

@@ -270,9 +270,9 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
             more = f"; about {r.images_to_decide} images per slice would decide" if r.images_to_decide else ""
             parts.append(f"{r.cue} ({r.kind}) not seen ({gap}{more})")
         else:
-            words = "seen, weaker than the audit's bar" if r.verdict == "weaker" else \
-                f"{r.verdict} ({confirmation.strength(r)})" if confirmation.strength(r) else r.verdict
-            parts.append(f"{r.cue} ({r.kind}) {words} ({gap})")
+            words = "seen, weaker than the audit's bar" if r.verdict == "weaker" else r.verdict
+            strength = confirmation.strength(r)  # a confirmed one: strong or moderate, as a passing finding
+            parts.append(f"{r.cue} ({r.kind}) {words} ({strength + '; ' if strength else ''}{gap})")
     if passing and not shown:
         parts.append("none of its passing findings could be tested there")
     if others:
