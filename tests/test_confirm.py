@@ -377,3 +377,35 @@ def test_a_confirmation_is_strong_only_when_the_real_gaps_whole_interval_clears_
                                                                           prob_high=-0.36))
     assert down.strength(0.15) == "strong"
     assert dataclasses.replace(down, own=dataclasses.replace(down.own, prob_high=-0.1)).strength(0.15) == "moderate"
+
+
+def test_large_photos_are_classified_a_few_at_a_time_and_give_what_one_batch_gives(tmp_path):
+    """Memory stays bounded by pixels, not by batch_size × the photos' size; the verdict inputs do not change."""
+    import numpy as np
+    from PIL import Image
+
+    from probe.confirm.confirm import _read_all
+
+    for k, (h, w) in enumerate([(300, 400)] * 3 + [(64, 64)] * 4 + [(300, 400)] * 2):
+        (tmp_path / "val" / "star").mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "val" / "star" / f"{k}.png")
+    data = read_val_data(tmp_path / "val", ["circle", "star"])
+    seen = []
+
+    def classifier(batch):
+        seen.append(int(batch.shape[-1]) * int(batch.shape[-2]) * int(batch.shape[0]))
+        return torch.stack([batch.mean(dim=(1, 2, 3)), batch.std(dim=(1, 2, 3))], dim=1)
+
+    class Check:
+        def read(self, batch):
+            return [{} for _ in batch]
+
+    whole, _ = _read_all(data, classifier, Check(), batch_size=64)
+    assert max(seen) == 5 * 300 * 400  # unbounded: every large photo in one batch
+    seen.clear()
+    bounded, _ = _read_all(data, classifier, Check(), batch_size=64, pixels=2 * 300 * 400)
+    assert max(seen) <= 2 * 300 * 400 and len(seen) >= 4
+    key = lambda im: im.item.name  # noqa: E731
+    assert [im.item.name for im in sorted(whole, key=key)] == [im.item.name for im in sorted(bounded, key=key)]
+    assert all(np.allclose(a.probs, b.probs) for a, b in zip(sorted(whole, key=key), sorted(bounded, key=key)))

@@ -221,22 +221,25 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
         raise
 
 
-def _read_all(data: ValData, classifier, check, batch_size: int) -> tuple[list[_Image], list[tuple[str, str]]]:
-    """Decode, classify (one forward per batch and image size) and read every image once."""
+#: decoded pixels held at once before they are classified (about 200 MB as float32): a folder of 12-megapixel photos
+#: is read a few images at a time, a folder of thumbnails ``batch_size`` at a time
+PIXELS_IN_FLIGHT = 64 * 512 * 512
+
+
+def _read_all(data: ValData, classifier, check, batch_size: int,
+              pixels: int | None = None) -> tuple[list[_Image], list[tuple[str, str]]]:
+    """Decode, classify (one forward per batch and image size) and read every image once. The images waiting for
+    their batch hold at most ``batch_size`` images and ``pixels`` pixels (default :data:`PIXELS_IN_FLIGHT`; one image
+    larger than that goes alone), so memory does not grow with the photos' size."""
     import torch
 
+    pixels = PIXELS_IN_FLIGHT if pixels is None else pixels
     images: list[_Image] = []
     skipped: list[tuple[str, str]] = []
     device = getattr(classifier, "device", torch.device("cpu"))
-    for start in range(0, len(data.items), batch_size):
-        groups: dict[tuple, list] = {}
-        for item in data.items[start:start + batch_size]:
-            try:
-                tensor = data.load(item)
-            except Unreadable as why:
-                skipped.append((item.name, str(why)))
-                continue
-            groups.setdefault(tuple(tensor.shape), []).append((item, tensor))
+    groups: dict[tuple, list] = {}
+
+    def flush() -> None:
         for members in groups.values():
             batch = torch.stack([t for _, t in members])
             with torch.no_grad():
@@ -245,6 +248,22 @@ def _read_all(data: ValData, classifier, check, batch_size: int) -> tuple[list[_
             for (item, _), p, reading in zip(members, probs, readings):
                 images.append(_Image(item, item.class_index, int(p.argmax()), float(p[item.class_index]), p,
                                      {a: str(v) for a, v in dict(reading).items()}))
+        groups.clear()
+
+    held, count = 0, 0
+    for item in data.items:
+        try:
+            tensor = data.load(item)
+        except Unreadable as why:
+            skipped.append((item.name, str(why)))
+            continue
+        size = int(tensor.shape[-1]) * int(tensor.shape[-2])
+        if count and (count >= batch_size or held + size > pixels):
+            flush()
+            held, count = 0, 0
+        groups.setdefault(tuple(tensor.shape), []).append((item, tensor))
+        held, count = held + size, count + 1
+    flush()
     return images, skipped
 
 
