@@ -234,6 +234,12 @@ def test_damaged_confirmation_is_one_line_naming_the_field(tmp_path, biased_conf
     with pytest.raises(RunError, match=r"own\.cue\.hits") as error:
         RunDir(run).read_confirmation()
     assert "\n" not in str(error.value)
+    # the bar a confirmation's strength is read against is checked too: a crafted one cannot make every gap strong
+    for bad, message in ((-1, r"settings\.bar is -1, outside 0\.\.1"), ("0.15", r"settings\.bar is .*not a number")):
+        data = record.to_dict()
+        data["settings"]["bar"] = bad
+        with pytest.raises(RunError, match=message):
+            Confirmation.from_dict(data)
 
 
 # ------------------------------------------------------------------------------------------ the CLI

@@ -38,6 +38,9 @@ CONFIRMATION_VERSION = 1
 VERDICTS = ("confirmed", "weaker", "not seen", "contradicted")
 VERDICT_TEXT = {"confirmed": "confirmed on your data", "weaker": "seen in your data, weaker than the audit's bar",
                 "not seen": "not seen in your data", "contradicted": "contradicted by your data"}
+#: confirmation.json's numeric settings and their ranges (each may be absent): checked on reading, since the strength
+#: of a confirmation is read back against ``bar``
+SETTINGS_RANGES = {"alpha": (0.0, 1.0), "negligible": (0.0, 1.0), "power": (0.0, 1.0), "bar": (0.0, 1.0)}
 SIDES = ("own", "others")  # which comparison decides: the class's own images, or other classes' images
 _FIX = "re-run `probe confirm RUN --val-data DATA` to rewrite it, or delete it"
 
@@ -335,6 +338,10 @@ class Confirmation:
             for key in ("listed", "used", "skipped"):
                 _int(f"data.{key}", info.get(key))
             settings = _dict("settings", d.get("settings"))
+            for key, (low, high) in SETTINGS_RANGES.items():  # what the verdicts and strengths were decided with
+                _num(f"settings.{key}", settings.get(key), low=low, high=high)
+            if settings.get("min_slice") is not None:
+                _int("settings.min_slice", settings["min_slice"], minimum=1)
             findings = tuple(FindingConfirmation.from_dict(f, f"findings[{i}]")
                              for i, f in enumerate(_list("findings", d.get("findings", []))))
             classes = tuple(ClassConfirmation.from_dict(c, f"classes[{i}]")
@@ -367,8 +374,8 @@ class Confirmation:
     @property
     def bar(self) -> float | None:
         """The audit's pass bar the real gaps were held to (settings; None in a file without it)."""
-        value = self.settings.get("bar")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        value = self.settings.get("bar")  # checked on reading (SETTINGS_RANGES)
+        return None if value is None else float(value)
 
     def strength(self, f: FindingConfirmation) -> str | None:
         """``f.strength`` at this confirmation's bar: "strong", "moderate" (confirmed findings) or None."""
