@@ -415,3 +415,11 @@ def test_large_photos_are_classified_a_few_at_a_time_and_give_what_one_batch_giv
     key = lambda im: im.item.name  # noqa: E731
     assert [im.item.name for im in sorted(whole, key=key)] == [im.item.name for im in sorted(bounded, key=key)]
     assert all(np.allclose(a.probs, b.probs) for a, b in zip(sorted(whole, key=key), sorted(bounded, key=key)))
+
+
+def test_a_slice_under_the_minimum_never_asks_for_fewer_images_than_it_has():
+    """fresh7's planted triangle/sand: 4 triangles off sand, all misclassified, against 496 on sand. Too few to decide
+    at min_slice 5; the power calculation alone says about 4 per slice would decide, which the slice already has."""
+    small = _decided(passes=True, prob_gap=0.9, effect=0.92, hits=(496, 496), counter_hits=(0, 4))
+    assert small.verdict == "not seen" and "too few images" in small.reason
+    assert small.images_to_decide >= 5 and f"about {small.images_to_decide} per slice" in small.reason

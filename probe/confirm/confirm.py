@@ -404,6 +404,7 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
         p_cue = c.cue.rate if c.cue.n else 0.5
     needed = stats.images_to_decide(p_cue, direction * size, alpha=config.alpha, power=config.power)
     if min(c.cue.n, c.counter.n) < config.min_slice:
+        needed = max(needed, config.min_slice)  # never fewer than the slice the rule needs, nor than it has
         return ("not seen", f"{numbers}: too few images to decide (at least {config.min_slice} per slice); about "
                 f"{needed} per slice would decide a gap of {size:.2f}", needed)
     gap_text = f"gap {fmt.effect(c.gap)} [{fmt.interval(c.low, c.high)}], Fisher p={fmt.pq(c.p)}, q={fmt.pq(q)}"
