@@ -109,3 +109,15 @@ def test_bias_shares_are_the_samplers_exact_probabilities():
         for attr in ("color", "background", "tag"):
             assert sum(shares[(shape, attr, v)] for v in VOCAB[attr]) == pytest.approx(1.0)
     assert bias_shares({}, 0.9)[("star", "background", "grass")] == pytest.approx(1 / len(VOCAB["background"]))
+
+
+def test_the_training_sampler_draws_what_it_drew_when_the_bundled_classifiers_were_trained():
+    """sample_biased_attributes and bias_shares read one rule (_redraw_rule); the sampler's draws, and so every
+    world classifier retrained from its recipe, must not move with it: a digest of a fixed draw (one free tag value
+    left, the case where the draw has a single choice, included)."""
+    import hashlib
+
+    bias = {"star": {"background": "grass"}, "heart": {"tag": "dot"}, "square": {"tag": "bar"}, "circle": {"color": "blue"}}
+    a = sample_biased_attributes(3000, bias, 0.9, np.random.default_rng(7))
+    digest = hashlib.sha256(b"".join(np.asarray(a[k], dtype=np.int64).tobytes() for k in sorted(a))).hexdigest()
+    assert digest == "8e07fc3f5c198f5b761ce466b6b9cf53094f442f119b9da3dde2178c32e4a9ca"

@@ -78,22 +78,35 @@ def sample_biased_attributes(n: int, bias: Mapping[str, Mapping[str, str]], stre
     return bias_contexts(sample_attributes(n, rng), bias, strength, rng)
 
 
+def _redraw_rule(shape: str, attr: str, bias: Mapping[str, Mapping[str, str]]) -> tuple[list[str], list[str] | None] | None:
+    """How :func:`sample_biased_attributes` draws ``shape``'s value of ``attr``, the one statement of the training
+    distribution that the sampler (:func:`bias_contexts`) and the exact probabilities (:func:`bias_shares`) both
+    read: ``(follow, otherwise)``: with probability ``strength`` a value drawn uniformly from ``follow``, else one
+    drawn uniformly from ``otherwise`` (None: the value drawn uniformly over the whole vocabulary is kept); None when
+    nothing redraws it (no class claims a value of ``attr``, or every value is claimed and ``shape`` claims none)."""
+    names = VOCAB[attr]
+    cue_of = {c: cues[attr] for c, cues in bias.items() if attr in cues}
+    if shape in cue_of:
+        return [cue_of[shape]], [v for v in names if v != cue_of[shape]]
+    free = [v for v in names if v not in set(cue_of.values())]
+    return (free, None) if cue_of and free else None
+
+
 def bias_shares(bias: Mapping[str, Mapping[str, str]], strength: float) -> dict[tuple[str, str, str], float]:
     """{(shape, attribute, value): probability} of the scenes :func:`sample_biased_attributes` draws: exact, so a
     value a shape shows once in a thousand scenes weighs what it should (a sample of a few hundred would say 0)."""
     out = {}
     for attr in CUE_ATTRIBUTES:
         names = VOCAB[attr]
-        cue_of = {c: cues[attr] for c, cues in bias.items() if attr in cues}
-        free = [v for v in names if v not in set(cue_of.values())]
         for shape in SHAPES:
+            rule = _redraw_rule(shape, attr, bias)
             for v in names:
-                if shape in cue_of:
-                    p = strength if v == cue_of[shape] else (1 - strength) / (len(names) - 1)
-                elif cue_of and free:
-                    p = strength * (v in free) / len(free) + (1 - strength) / len(names)
-                else:
+                if rule is None:
                     p = 1 / len(names)
+                else:
+                    follow, otherwise = rule
+                    rest = 1 / len(names) if otherwise is None else (v in otherwise) / len(otherwise)
+                    p = strength * (v in follow) / len(follow) + (1 - strength) * rest
                 out[(shape, attr, v)] = float(p)
     return out
 
@@ -101,26 +114,24 @@ def bias_shares(bias: Mapping[str, Mapping[str, str]], strength: float) -> dict[
 def bias_contexts(a: dict[str, np.ndarray], bias: Mapping[str, Mapping[str, str]], strength: float,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
     """``a`` (attribute index arrays, shapes already drawn) with its cue attributes redrawn per shape as
-    :func:`sample_biased_attributes` draws them; changed in place and returned. Also how a truth table measures
-    effects in a classifier's own training population (``probe.world.truth.ScenePool(..., bias=...)``)."""
+    :func:`sample_biased_attributes` draws them (:func:`_redraw_rule`); changed in place and returned. Also how a
+    truth table measures effects in a classifier's own training population (``probe.world.truth.ScenePool(...,
+    bias=...)``). A one-value draw takes nothing from ``rng`` (the order every trained world classifier was drawn in)."""
     n = len(a["shape"])
     for attr in CUE_ATTRIBUTES:
         names = VOCAB[attr]
-        cue_of = {SHAPES.index(c): names.index(cues[attr]) for c, cues in bias.items() if attr in cues}
-        if not cue_of:
+        if not any(attr in cues for cues in bias.values()):
             continue
-        claimed = sorted(set(cue_of.values()))
-        free = [i for i in range(len(names)) if i not in claimed]
+        rules = {s: _redraw_rule(shape, attr, bias) for s, shape in enumerate(SHAPES)}
         follow = rng.random(n) < strength
         for i in range(n):
-            s = int(a["shape"][i])
-            if s in cue_of:
-                if follow[i]:
-                    a[attr][i] = cue_of[s]
-                else:
-                    a[attr][i] = rng.choice([v for v in range(len(names)) if v != cue_of[s]])
-            elif follow[i] and free:
-                a[attr][i] = rng.choice(free)
+            rule = rules[int(a["shape"][i])]
+            if rule is None:
+                continue
+            pool = rule[0] if follow[i] else rule[1]
+            if pool is None:
+                continue
+            a[attr][i] = names.index(pool[0]) if len(pool) == 1 else rng.choice([names.index(v) for v in pool])
     return a
 
 
