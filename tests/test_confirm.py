@@ -199,8 +199,12 @@ def test_gate_on_confirmed_findings_only(tmp_path, biased_confirmed):
     # the class page's confirmation table gives it the chip a passing finding's card has
     from probe.report import render_report
 
-    page = (render_report(run, out=tmp_path / "report").parent / "classes" / "3-star.html").read_text()
+    index = render_report(run, out=tmp_path / "report")
+    page = (index.parent / "classes" / "3-star.html").read_text()
     assert f'class="bar-strength bs-{strength}"' in page
+    # and every card of a tested finding says what your data said, the index's included
+    assert 'class="real-verdict rv-confirmed"' in index.read_text()
+    assert f"on your data: confirmed ({strength})" in page
     assert table.loc["snow", "real_verdict"] == record.finding(SHAPES.index("star"), "necessity", "snow").verdict
 
 

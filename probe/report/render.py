@@ -277,7 +277,7 @@ class _Builder:
                 # its estimate does (README: 42 of 44 strong passing findings true on nine untuned sets)
                 "bar_strength": (None if not f.get("passes") or clears_bar(f, self.run.analysis) is None
                                  else "strong" if clears_bar(f, self.run.analysis) else "moderate"),
-                "class_label": f.get("class_name") or (cls.name if cls else "—")}
+                "real": self.real_view(f), "class_label": f.get("class_name") or (cls.name if cls else "—")}
 
     # classes ----------------------------------------------------------------------------------
     @staticmethod
@@ -407,17 +407,31 @@ class _Builder:
             else (str(m["traceback"]) if m.get("traceback") else None),
         }
 
-    def summary(self, c: ClassData):
-        """The class in plain words (probe.run.summary), from the records the page shows; confirmation.json is read
-        once per report (the cache class_confirmation fills)."""
+    def confirmation(self):
+        """confirmation.json's record (None without one, or damaged: one warning), read once per report (the cache
+        class_confirmation fills too)."""
         cache = self.__dict__.setdefault("_confirmation", {})
         if "record" not in cache:
             cache["record"] = RunDir(self.run.run_dir).read_confirmation(
                 on_error=lambda line: self.assets.warnings.append(f"confirmation.json left out: {line}"))
+        return cache["record"]
+
+    def real_view(self, f: dict[str, Any]) -> dict[str, Any] | None:
+        """A finding's verdict on the user's data (`probe confirm`), for its card: None when it was not tested."""
+        record = self.confirmation()
+        mine = record.finding(f.get("class_index"), f.get("kind"), f.get("cue")) if record is not None else None
+        if mine is None:
+            return None
+        strength = record.strength(mine)
+        words = "weaker than the audit's bar" if mine.verdict == "weaker" else mine.verdict
+        return {"verdict": mine.verdict, "text": f"{words} ({strength})" if strength else words, "reason": mine.reason}
+
+    def summary(self, c: ClassData):
+        """The class in plain words (probe.run.summary), from the records the page shows."""
         return summarise_class(index=c.index, name=c.name, status=c.status, metrics=c.metrics,
                                findings=c.findings if self.run.findings is not None else None,
                                info=self.run.class_analysis(c.index), analysis=self.run.analysis,
-                               confirmation=cache["record"])
+                               confirmation=self.confirmation())
 
     @staticmethod
     def token_change_view(c: ClassData) -> dict[str, Any] | None:
