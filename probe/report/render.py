@@ -422,9 +422,7 @@ class _Builder:
         mine = record.finding(f.get("class_index"), f.get("kind"), f.get("cue")) if record is not None else None
         if mine is None:
             return None
-        strength = record.strength(mine)
-        words = "weaker than the audit's bar" if mine.verdict == "weaker" else mine.verdict
-        return {"verdict": mine.verdict, "text": f"{words} ({strength})" if strength else words, "reason": mine.reason}
+        return {"verdict": mine.verdict, "text": record.verdict_words(mine, short=True), "reason": mine.reason}
 
     def summary(self, c: ClassData):
         """The class in plain words (probe.run.summary), from the records the page shows."""

@@ -30,7 +30,7 @@ from probe.errors import RunError
 from probe.run import format as fmt
 from probe.run.records import FINDING_KINDS, _Bad, _bool, _dict, _error, _int, _list, _num, _str
 
-__all__ = ["CONFIRMATION_VERSION", "VERDICTS", "VERDICT_TEXT", "Example", "Slice", "Comparison", "FindingConfirmation",
+__all__ = ["CONFIRMATION_VERSION", "VERDICTS", "VERDICT_TEXT", "VERDICT_SHORT", "Example", "Slice", "Comparison", "FindingConfirmation",
            "ClassConfirmation", "Confirmation"]
 
 CONFIRMATION_VERSION = 1
@@ -38,6 +38,9 @@ CONFIRMATION_VERSION = 1
 VERDICTS = ("confirmed", "weaker", "not seen", "contradicted")
 VERDICT_TEXT = {"confirmed": "confirmed on your data", "weaker": "seen in your data, weaker than the audit's bar",
                 "not seen": "not seen in your data", "contradicted": "contradicted by your data"}
+#: the verdicts in a few words, where "on your data" is already said (a finding's card, the class summary)
+VERDICT_SHORT = {"confirmed": "confirmed", "weaker": "seen, weaker than the audit's bar", "not seen": "not seen",
+                 "contradicted": "contradicted"}
 #: confirmation.json's numeric settings and their ranges (each may be absent): checked on reading, since the strength
 #: of a confirmation is read back against ``bar``
 SETTINGS_RANGES = {"alpha": (0.0, 1.0), "negligible": (0.0, 1.0), "power": (0.0, 1.0), "bar": (0.0, 1.0)}
@@ -381,10 +384,11 @@ class Confirmation:
         """``f.strength`` at this confirmation's bar: "strong", "moderate" (confirmed findings) or None."""
         return f.strength(self.bar)
 
-    def verdict_words(self, f: FindingConfirmation) -> str:
-        """The verdict in words, with a confirmation's strength: "confirmed on your data (moderate)"."""
-        strength = self.strength(f)
-        return f"{f.verdict_text} ({strength})" if strength else f.verdict_text
+    def verdict_words(self, f: FindingConfirmation, short: bool = False) -> str:
+        """The verdict in words (``short``: :data:`VERDICT_SHORT`'s), with a confirmation's strength: "confirmed on
+        your data (moderate)", "confirmed (strong)"."""
+        words, strength = (VERDICT_SHORT if short else VERDICT_TEXT)[f.verdict], self.strength(f)
+        return f"{words} ({strength})" if strength else words
 
     def agreement(self):
         """The agreement table (pandas DataFrame): per finding, the generated effect and its interval against the

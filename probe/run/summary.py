@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from probe.run import format as fmt
+from probe.run.confirmation import VERDICT_SHORT
 
 __all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT", "DEFAULT_OFF_OBJECT_SHARE",
            "balance_spec", "pass_bar"]
@@ -270,7 +271,7 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
             more = f"; about {r.images_to_decide} images per slice would decide" if r.images_to_decide else ""
             parts.append(f"{r.cue} ({r.kind}) not seen ({gap}{more})")
         else:
-            words = "seen, weaker than the audit's bar" if r.verdict == "weaker" else r.verdict
+            words = VERDICT_SHORT[r.verdict]
             strength = confirmation.strength(r)  # a confirmed one: strong or moderate, as a passing finding
             parts.append(f"{r.cue} ({r.kind}) {words} ({strength + '; ' if strength else ''}{gap})")
     if passing and not shown:
