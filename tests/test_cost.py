@@ -271,3 +271,14 @@ def test_confirmation_is_bounded_at_three_times_the_pairs_because_any_generator_
     for plan in (world, unfaithful):
         assert 2 * (3 * pairs + round_) <= plan.confirm_test_images < 2 * (3 * pairs + 2 * round_)
     assert unfaithful.stage("confirm").images == world.stage("confirm").images
+
+
+def test_the_screen_bound_covers_a_token_top_up_and_then_the_class_name_drawn_and_topped_up():
+    """Per necessity screen (N seeds) a generator that fails anyway can spend N more twice over (screening.top_up)
+    and then, for a screen the token still cannot decide, draw it with the class's name (N) and top that up (2N):
+    5N beyond the screen, which the plan's screen_extend must bound (it said 2N before the name fallback)."""
+    from probe.auditing.cost import NAME_FALLBACK_SEEDS
+
+    plan = _fake_plan(CUES_ONLY.replace(sufficiency=False, screen_extend=()))
+    screen, extend = plan.stage("screen_necessity").images, plan.stage("screen_extend").images
+    assert NAME_FALLBACK_SEEDS == 2 + 1 + 2 and extend == NAME_FALLBACK_SEEDS * screen > 0

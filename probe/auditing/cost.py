@@ -19,7 +19,11 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
 6. ``screen_extend``: adaptive screening (probe/analysis/screening.py), ``screen_extend[r]`` more seeds per round
    for the ambiguous necessity screens and the same share of their screen seeds for the ambiguous sufficiency ones
    (per class: an upper bound), and up to 2 × ``necessity_screen_seeds`` more for a screen short of valid pairs on a class whose
-   generator fails anyway (upper bound: all of them, every round, every screen topped up);
+   generator fails anyway, then, for a screen its token still cannot decide, the same screen drawn with the class's
+   name and topped up again (3 × more; :data:`NAME_FALLBACK_SEEDS` in all; upper bound: all of them, every round,
+   every screen topped up and drawn again). A class whose images fail at the run's few sampling steps is drawn at up
+   to twice the steps from its top-ups on (screening.more_steps): those images cost up to twice the time the table
+   gives, and ``--budget`` counts them so;
 7. ``confirm``: rounds of fresh pairs until ``max_pairs``, plus the one round that replaces pairs lost to failed
    checks, for every candidate (upper bound: every test a candidate; a class's token-shift tests share their images);
    where the generator fails its checks anyway a test attempts at its loss rate, up to 3 x ``max_pairs`` and that
@@ -59,6 +63,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Stage", "AuditPlan", "plan_audit", "plan_for_config", "generator_family", "device_kind",
            "class_count", "STAGES"]
+
+#: a necessity screen's extra seeds, in screens, at most: the token's top-up (2: screening.top_up), then the class's
+#: name instead of the token (screening.name_instead): screened again (1) and topped up (2)
+NAME_FALLBACK_SEEDS = 5
 
 #: Stage name -> what it is, in the plan's words (the analysis stages are the Lab's, analysis.json images_by_stage).
 STAGES = {
@@ -344,8 +352,9 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             # an upper bound: a cue whose every counter the counter rule drops is skipped (the README demo: 44 of 52)
             counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
             # adaptive rounds, and the top-up of screens short of valid pairs on a generator that fails anyway (up to
-            # 3x the screen's attempts; none on a faithful generator such as the shapes world's)
-            extend = classes * arms * prompts * (sum(cfg.screen_extend) + 2 * cfg.necessity_screen_seeds)
+            # 2x the screen's seeds more; none on a faithful generator such as the shapes world's), then for a screen
+            # still inconclusive the class's name instead of its token: screened again and topped up (1x + 2x)
+            extend = classes * arms * prompts * (sum(cfg.screen_extend) + NAME_FALLBACK_SEEDS * cfg.necessity_screen_seeds)
         else:
             extend = 0
         if cfg.sufficiency and cfg.screen_extend:
