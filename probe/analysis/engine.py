@@ -501,14 +501,16 @@ def _within_budget(cfg: AnalysisConfig, lab: Lab, active: list[Test], one) -> li
     steps counts as many images of the run's steps as it costs (``Lab.cost``)."""
     left = cfg.max_images - lab.budget_spent
     new: set = set()
+    spent = 0.0  # lab.cost(new), kept as it grows
     for i, test in enumerate(active):
         more = set(lab.pending(lambda: one(test))) - new
-        if lab.cost(new) + lab.cost(more) > left:
+        if spent + lab.cost(more) > left:
             for cut in active[i:]:
                 cut.extra["budget"] = ("not confirmed: the image budget ended confirmation" if cut.confirm is None else
                                        f"confirmation stopped by the image budget after {cut.confirm.attempted} pairs")
             return active[:i]
         new |= more
+        spent += lab.cost(more)
     return active
 
 

@@ -122,16 +122,17 @@ def bias_contexts(a: dict[str, np.ndarray], bias: Mapping[str, Mapping[str, str]
         names = VOCAB[attr]
         if not any(attr in cues for cues in bias.values()):
             continue
-        rules = {s: _redraw_rule(shape, attr, bias) for s, shape in enumerate(SHAPES)}
+        rules = {}  # per shape index: (follow, otherwise) as value indices
+        for s, shape in enumerate(SHAPES):
+            rule = _redraw_rule(shape, attr, bias)
+            rules[s] = None if rule is None else tuple(None if pool is None else [names.index(v) for v in pool]
+                                                       for pool in rule)
         follow = rng.random(n) < strength
         for i in range(n):
             rule = rules[int(a["shape"][i])]
-            if rule is None:
-                continue
-            pool = rule[0] if follow[i] else rule[1]
-            if pool is None:
-                continue
-            a[attr][i] = names.index(pool[0]) if len(pool) == 1 else rng.choice([names.index(v) for v in pool])
+            pool = None if rule is None else rule[0] if follow[i] else rule[1]
+            if pool is not None:
+                a[attr][i] = pool[0] if len(pool) == 1 else rng.choice(pool)
     return a
 
 
