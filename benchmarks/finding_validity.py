@@ -774,7 +774,7 @@ def main() -> int:
                 for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
         key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0, str(r.get("screen_extend")),  # noqa: E731
-                         r.get("steps") or 0, r.get("analysis") or "")
+                         r.get("steps") or 0, r.get("analysis") or "", r.get("code") or "")  # a row tagged with its code stays
         done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
         done.update({key(r): r for r in rows})
         out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")
