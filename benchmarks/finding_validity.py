@@ -88,6 +88,10 @@ SETS = {
     # (screening.more_steps, diagnosed on fresh7-biased-1's circles) and a cue whose every counter is a suspect kept
     # them all (diagnosed on fresh7 too): nothing was looked at on it before
     "fresh8": {"biased": 3, "clean": 1, "draw": 9, "seed_offset": 9000, "rotation": 2},
+    # made after a confirmation could rest on a small slice when Fisher's exact test decides it, never on one image
+    # (CONFIRM_RULE "smallslices", diagnosed on the strongest planted cues of fresh2, fresh6 and fresh7, whose
+    # validation data held under 5 counter images): nothing was looked at on it before
+    "fresh9": {"biased": 3, "clean": 1, "draw": 10, "seed_offset": 10000, "rotation": 3},
 }
 
 
@@ -336,6 +340,11 @@ def _signed(v) -> str:
     return "n/a" if v is None else f"{v:+.2f}"
 
 
+# the verdict rule a results file was decided under, in its name: "" for the first (no slice under 5 images decides),
+# "smallslices" since any slice may decide as Fisher's exact test allows, but never on one image (_without_one)
+CONFIRM_RULE = "smallslices"
+
+
 def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000, checker: str = "oracles",
             label: str = "", audit_defaults: bool = False, rescore: bool = False) -> dict:
     """Issue 20's bar: every audited classifier's findings confirmed on ``n_val`` rendered validation scenes drawn
@@ -426,7 +435,7 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
     print(json.dumps(summary, indent=1))
     scenes = "" if n_val == 3000 else f"{n_val}scenes"
     name = "-".join(x for x in ("confirm_validity", label, checker, scenes, "auditdefaults" if audit_defaults else "",
-                                time.strftime("%Y-%m-%d")) if x)
+                                CONFIRM_RULE, time.strftime("%Y-%m-%d")) if x)
     out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.write_text(json.dumps({"command": " ".join(sys.argv), "validation_scenes": n_val, "checker": checker,
                                "rows": rows, "summary": summary}, indent=1) + "\n")

@@ -358,7 +358,7 @@ def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by
             arch: Optional[str] = typer.Option(None, help="Architecture of a state-dict classifier (timm:NAME or torchvision:NAME)."),
             trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module classifier (runs code from the file); never taken from the run."),
             device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-            min_slice: int = typer.Option(5, help="Fewer images than this in a slice decide nothing."),
+            min_slice: int = typer.Option(1, help="Fewer images than this in a slice decide nothing (the exact test decides small slices; no verdict ever rests on one image)."),
             report: bool = typer.Option(True, help="Re-render the run's HTML report with the real-data numbers.")) -> None:
     """Check every finding of a run on your own labelled images: confirmed on your data, weaker than the audit's bar, not seen, or contradicted."""
     from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run

@@ -328,20 +328,29 @@ def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_star_demo, world_
     assert not any(f.passes and f.verdict == "confirmed" for f in results["clean"].values())
 
 
+def _crafted(hits, counter_hits, prob_gap):
+    from probe.run.confirmation import Comparison, Slice
+
+    return Comparison("accuracy", Slice(hits[1], hits[0], 0.8), Slice(counter_hits[1], counter_hits[0], 0.8 - prob_gap),
+                      *newcombe(*hits, *counter_hits), fisher_exact(*hits, *counter_hits), prob_gap, prob_gap - 0.04,
+                      prob_gap + 0.04)
+
+
 def _decided(*, passes: bool, prob_gap: float, effect: float = 0.17, hits=(180, 200), counter_hits=(120, 200)):
     """One necessity finding decided by :func:`probe.confirm.confirm._decide` on crafted slices (accuracy 0.90 with the
-    cue vs 0.60 with its counters: a clear real gap) whose mean-P(class) gap is ``prob_gap``."""
+    cue vs 0.60 with its counters: a clear real gap) whose mean-P(class) gap is ``prob_gap``; the comparison without
+    the smaller slice's most favourable image drops one of its misses (the counter slice is never the larger here)."""
     from probe.confirm.confirm import _decide
     from probe.run.confirmation import Comparison, FindingConfirmation, Slice
 
-    own = Comparison("accuracy", Slice(hits[1], hits[0], 0.8), Slice(counter_hits[1], counter_hits[0], 0.8 - prob_gap),
-                     *newcombe(*hits, *counter_hits), fisher_exact(*hits, *counter_hits), prob_gap, prob_gap - 0.04,
-                     prob_gap + 0.04)
+    own = _crafted(hits, counter_hits, prob_gap)
+    right, n = counter_hits
+    without_one = None if n < 2 else _crafted(hits, (right, n - 1) if right < n else (right - 1, n - 1), prob_gap)
     finding = FindingConfirmation(SHAPES.index("square"), "square", "necessity", "snow", "background", "snow",
                                   ("grass", "sand"), "passes" if passes else "weak", passes, effect, effect - 0.15,
                                   effect + 0.15, own, Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1,
                                   "not seen", "")
-    return _decide([finding], ConfirmConfig(), list(SHAPES), bar=0.15)[0]
+    return _decide([(finding, without_one)], ConfirmConfig(), list(SHAPES), bar=0.15)[0]
 
 
 def test_a_finding_is_confirmed_only_when_the_real_gap_reaches_the_audits_bar():
@@ -421,9 +430,53 @@ def test_large_photos_are_classified_a_few_at_a_time_and_give_what_one_batch_giv
     assert all(np.allclose(a.probs, b.probs) for a, b in zip(sorted(whole, key=key), sorted(bounded, key=key)))
 
 
-def test_a_slice_under_the_minimum_never_asks_for_fewer_images_than_it_has():
-    """fresh7's planted triangle/sand: 4 triangles off sand, all misclassified, against 496 on sand. Too few to decide
-    at min_slice 5; the power calculation alone says about 4 per slice would decide, which the slice already has."""
+def test_a_small_slice_decides_when_its_images_do_but_never_on_one_image():
+    """fresh7's planted triangle/sand: 4 triangles off sand, all misclassified, against 496 on sand (true effect
+    +0.96). Fisher's exact p is 4e-10, yet a floor of 5 images per slice called it "not seen"; the exact test needs no
+    floor. What it must not do is rest on one image: a lone counter image, or a gap that one image carries (0 of 3
+    against 350 of 500: p=0.03; 0 of 2: p=0.09), is not seen, and says how many images would decide."""
     small = _decided(passes=True, prob_gap=0.9, effect=0.92, hits=(496, 496), counter_hits=(0, 4))
-    assert small.verdict == "not seen" and "too few images" in small.reason
-    assert small.images_to_decide >= 5 and f"about {small.images_to_decide} per slice" in small.reason
+    assert small.verdict == "confirmed" and small.strength(0.15) == "strong", small.reason
+    assert _decided(passes=True, prob_gap=0.9, effect=0.92, hits=(496, 496), counter_hits=(0, 2)).verdict == "confirmed"
+
+    lone = _decided(passes=True, prob_gap=0.9, effect=0.92, hits=(496, 496), counter_hits=(0, 1))
+    assert lone.verdict == "not seen" and "one image decides it" in lone.reason, lone.reason
+    assert lone.images_to_decide >= 2 and f"about {lone.images_to_decide} images per slice" in lone.reason
+
+    carried = _decided(passes=True, prob_gap=0.5, effect=0.3, hits=(350, 500), counter_hits=(0, 3))
+    assert carried.own.p < 0.05 and carried.verdict == "not seen", carried.reason
+    assert "without its most favourable image: gap" in carried.reason and carried.images_to_decide > 3
+
+    floor = _decide_with(ConfirmConfig(min_slice=5), hits=(496, 496), counter_hits=(0, 4))
+    assert floor.verdict == "not seen" and "at least 5 per slice" in floor.reason
+    assert floor.images_to_decide >= 5 and f"about {floor.images_to_decide} per slice" in floor.reason
+
+
+def _decide_with(config, *, hits, counter_hits):
+    from probe.confirm.confirm import _decide
+    from probe.run.confirmation import Comparison, FindingConfirmation, Slice
+
+    own = _crafted(hits, counter_hits, 0.9)
+    finding = FindingConfirmation(SHAPES.index("square"), "square", "necessity", "snow", "background", "snow",
+                                  ("grass",), "passes", True, 0.9, 0.8, 1.0, own,
+                                  Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1, "not seen", "")
+    return _decide([(finding, None)], config, list(SHAPES), bar=0.15)[0]
+
+
+def test_the_image_left_out_is_the_smaller_slices_most_favourable_one():
+    """For a finding that says the cue helps the class, the counter slice's most favourable image is a miss with the
+    lowest P(class); for one that says the cue hurts, a hit with the highest. Left out, the gap shrinks toward 0."""
+    import numpy as np
+
+    from probe.confirm.confirm import _Image, _without_one
+
+    def im(predicted, p):
+        return _Image(item=None, label=0, predicted=predicted, prob_label=p, probs=np.array([p, 1 - p]), reading={})
+
+    cue = [im(0, 0.9)] * 20
+    counter = [im(1, 0.30), im(1, 0.05), im(0, 0.80)]
+    helps = _without_one("accuracy", cue, counter, 0, +1)
+    assert (helps.counter.n, helps.counter.hits) == (2, 1) and abs(helps.counter.mean_prob - 0.55) < 1e-9
+    hurts = _without_one("accuracy", cue, counter, 0, -1)
+    assert (hurts.counter.n, hurts.counter.hits) == (2, 0) and abs(hurts.counter.mean_prob - 0.175) < 1e-9
+    assert _without_one("accuracy", cue, counter[:1], 0, +1) is None  # one image: nothing left to decide
