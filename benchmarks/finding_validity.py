@@ -703,7 +703,8 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
     """Issue 19's table over a set of classifiers: per (checker, infidelity), recall, precision and passing findings
     on the clean classifiers summed over the set's audits, with exact 95% intervals. The faithful world under the
     oracles is each audit's own analysis (the score phase's "estimate" rule); every other cell is a ``reanalyse`` row
-    (run it first). A cell missing for some classifier says how many it covers."""
+    (run it first). A cell missing for some classifier says how many it covers; a cell measured twice on one
+    classifier (a row tagged with a later code) counts its last row."""
     results = Path(__file__).resolve().parent / "results"
     score_rows = {r["classifier"]: r for r in json.loads((ROOT / "score.json").read_text())["rows"]} \
         if (ROOT / "score.json").is_file() else {}
@@ -726,7 +727,8 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
                          "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
                          "unverified": len(r["unverified (met the bars, nobody checked)"])})
-        for r in rows:
+        latest = {(r["checker"], r["infidelity"]): r for r in rows}  # a cell measured again (a later code's row) counts once
+        for r in latest.values():
             c = cells.setdefault((r["checker"], r["infidelity"]), {k: 0 for k in (
                 "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified")})
             c["classifiers"] += 1
@@ -753,8 +755,8 @@ def main() -> int:
     p.add_argument("--max-pairs", type=int, default=None,
                    help="reanalyse: the confirmation budget per test instead of the audit's (a row of its own)")
     p.add_argument("--n-val", type=int, default=3000,
-                   help="confirm: validation scenes per classifier (a cue planted at 99%% leaves about 3 counter images "
-                        "of its class in 3000, fewer than the 5 per slice that may decide)")
+                   help="confirm: validation scenes per classifier (a cue planted at 99%% leaves about 5 counter images "
+                        "of its class in 3000; a slice that small decides only when its images do)")
     p.add_argument("--screen-extend", default=None,
                    help="reanalyse: adaptive screening's seeds per round instead of the audit's, e.g. 4 or 4,8 (0: none)")
     p.add_argument("--steps", type=int, default=None,

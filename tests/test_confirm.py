@@ -480,3 +480,23 @@ def test_the_image_left_out_is_the_smaller_slices_most_favourable_one():
     hurts = _without_one("accuracy", cue, counter, 0, -1)
     assert (hurts.counter.n, hurts.counter.hits) == (2, 0) and abs(hurts.counter.mean_prob - 0.175) < 1e-9
     assert _without_one("accuracy", cue, counter[:1], 0, +1) is None  # one image: nothing left to decide
+
+
+def test_a_class_whose_images_nearly_all_show_the_cue_is_named_as_a_bias_of_the_data():
+    """fresh2's stars: 3 of 500 off water in 3000 scenes, against a fifth of the other classes' images on water. Not
+    seen for want of counter images, and the reason says why: the data carry the bias. A balanced class does not."""
+    from dataclasses import replace
+
+    from probe.confirm.confirm import _decide
+    from probe.run.confirmation import Comparison, Slice
+
+    def finding(own_cue, own_counter, others_cue, others_counter):
+        f = _decided(passes=True, prob_gap=0.9, effect=0.9, hits=(own_cue, own_cue), counter_hits=(0, own_counter))
+        return replace(f, others=Comparison("called the class", Slice(others_cue, 0), Slice(others_counter, 0)))
+
+    skewed = finding(497, 1, 500, 2000)
+    assert skewed.data_bias() == "497 of 498 'square' images show snow, against 20% of the other classes'"
+    [decided] = _decide([(skewed, None)], ConfirmConfig(), list(SHAPES), bar=0.15)
+    assert decided.verdict == "not seen" and "your data carry the bias: 497 of 498" in decided.reason, decided.reason
+    assert finding(300, 200, 500, 2000).data_bias() is None
+    assert finding(497, 1, 2400, 100).data_bias() is None  # every class shows it: a bias of the world, not the class

@@ -92,6 +92,14 @@ def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_pat
     RunDir(root).write_confirmation(strong)
     summary = open_run(root).classes[int(row["class_index"])].summary
     assert f"{row['cue']} ({row['kind']}) confirmed (strong; accuracy gap +0.55" in summary
+    # not seen because the class's images nearly all show the cue: the summary names the data's own bias
+    skewed = dataclasses.replace(record, findings=(dataclasses.replace(
+        record.findings[0], own=Comparison("accuracy", Slice(98, 98), Slice(1, 0)),
+        others=Comparison("called the class", Slice(10, 1), Slice(50, 1)), verdict="not seen", images_to_decide=3),))
+    RunDir(root).write_confirmation(skewed)
+    summary = open_run(root).classes[int(row["class_index"])].summary
+    assert (f"n=98 vs 1; about 3 images per slice would decide; your data carry the bias: 98 of 99 "
+            f"{row['class_name']!r} images show grass, against 17% of the other classes')") in summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

@@ -482,17 +482,9 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
 
 
 def _goes_with(f: FindingConfirmation, name: str) -> str:
-    """When the class's own images nearly all show the cue (or nearly none do) and the other classes' do not, the
-    data themselves carry the bias: the images a decision needs are the ones they lack. Said in a clause, else ""."""
-    own, others = f.own, f.others
-    n_own, n_others = own.cue.n + own.counter.n, others.cue.n + others.counter.n
-    if not n_own or not n_others:
-        return ""
-    share, elsewhere = own.cue.n / n_own, others.cue.n / n_others
-    if not ((share >= 0.9 and elsewhere <= share / 2) or (share <= 0.1 and elsewhere >= 2 * share + 0.05)):
-        return ""
-    return (f"; in your data the cue goes with the class: {own.cue.n} of {n_own} {name!r} images show {f.value} "
-            f"against {elsewhere:.0%} of the other classes' (a training set drawn like it teaches the same bias)")
+    """The data's own bias (:meth:`FindingConfirmation.data_bias`) as a clause of a "not seen" reason, else ""."""
+    bias = f.data_bias()
+    return "" if bias is None else f"; your data carry the bias: {bias} (a training set drawn like them teaches it)"
 
 
 def _per_class(images: list[_Image], labels: list[str], results: list[FindingConfirmation]) -> list[ClassConfirmation]:

@@ -212,6 +212,21 @@ class FindingConfirmation:
     def verdict_text(self) -> str:
         return VERDICT_TEXT[self.verdict]
 
+    def data_bias(self) -> str | None:
+        """When the class's own images nearly all show the cue (or nearly none do) and the other classes' images do
+        not, the data themselves carry the bias, and the images a decision needs are the ones they lack: said in a
+        clause ("496 of 500 'triangle' images show sand, against 0% of the other classes'"), else None. Derived from
+        the slice sizes, never stored."""
+        own, others = self.own, self.others
+        n_own, n_others = own.cue.n + own.counter.n, others.cue.n + others.counter.n
+        if not n_own or not n_others:
+            return None
+        share, elsewhere = own.cue.n / n_own, others.cue.n / n_others
+        if not ((share >= 0.9 and elsewhere <= share / 2) or (share <= 0.1 and elsewhere >= 2 * share + 0.05)):
+            return None
+        return (f"{own.cue.n} of {n_own} {self.class_name!r} images show {self.value}, against {elsewhere:.0%} of the "
+                f"other classes'")
+
     def strength(self, bar: float | None) -> str | None:
         """For a confirmed finding, as the audit says of a passing one: "strong" when the whole 95% interval of the
         real gap in mean P(class) lies at or beyond ``bar`` in the finding's direction, "moderate" when only its

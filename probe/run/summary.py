@@ -269,6 +269,8 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
         gap = f"{d.measure} gap {fmt.effect(d.gap)}, 95% CI {fmt.interval(d.low, d.high)}, n={d.cue.n} vs {d.counter.n}"
         if r.verdict == "not seen":
             more = f"; about {r.images_to_decide} images per slice would decide" if r.images_to_decide else ""
+            bias = r.data_bias()
+            more += f"; your data carry the bias: {bias}" if bias else ""
             parts.append(f"{r.cue} ({r.kind}) not seen ({gap}{more})")
         else:
             words = VERDICT_SHORT[r.verdict]
