@@ -336,7 +336,8 @@ def _crafted(hits, counter_hits, prob_gap):
                       prob_gap + 0.04)
 
 
-def _decided(*, passes: bool, prob_gap: float, effect: float = 0.17, hits=(180, 200), counter_hits=(120, 200)):
+def _decided(*, passes: bool, prob_gap: float, effect: float = 0.17, hits=(180, 200), counter_hits=(120, 200),
+             prob_gap_without_one: float | None = None):
     """One necessity finding decided by :func:`probe.confirm.confirm._decide` on crafted slices (accuracy 0.90 with the
     cue vs 0.60 with its counters: a clear real gap) whose mean-P(class) gap is ``prob_gap``; the comparison without
     the smaller slice's most favourable image drops one of its misses (the counter slice is never the larger here)."""
@@ -345,7 +346,8 @@ def _decided(*, passes: bool, prob_gap: float, effect: float = 0.17, hits=(180, 
 
     own = _crafted(hits, counter_hits, prob_gap)
     right, n = counter_hits
-    without_one = None if n < 2 else _crafted(hits, (right, n - 1) if right < n else (right - 1, n - 1), prob_gap)
+    without_one = None if n < 2 else _crafted(hits, (right, n - 1) if right < n else (right - 1, n - 1),
+                                              prob_gap if prob_gap_without_one is None else prob_gap_without_one)
     finding = FindingConfirmation(SHAPES.index("square"), "square", "necessity", "snow", "background", "snow",
                                   ("grass", "sand"), "passes" if passes else "weak", passes, effect, effect - 0.15,
                                   effect + 0.15, own, Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1,
@@ -446,6 +448,11 @@ def test_a_small_slice_decides_when_its_images_do_but_never_on_one_image():
     carried = _decided(passes=True, prob_gap=0.5, effect=0.3, hits=(350, 500), counter_hits=(0, 3))
     assert carried.own.p < 0.05 and carried.verdict == "not seen", carried.reason
     assert "without its most favourable image: gap" in carried.reason and carried.images_to_decide > 3
+
+    lifted = _decided(passes=True, prob_gap=0.17, effect=0.3, hits=(480, 500), counter_hits=(5, 20),
+                      prob_gap_without_one=0.13)
+    assert lifted.verdict == "weaker" and "reaches the audit's bar of 0.15 only with one image" in lifted.reason
+    assert _decided(passes=True, prob_gap=0.17, effect=0.3, hits=(480, 500), counter_hits=(5, 20)).verdict == "confirmed"
 
     floor = _decide_with(ConfirmConfig(min_slice=5), hits=(496, 496), counter_hits=(0, 4))
     assert floor.verdict == "not seen" and "at least 5 per slice" in floor.reason

@@ -462,12 +462,15 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
         held = "not seen" if without_one is None else _grade(without_one, direction, without_one.p, config.alpha, bar)
         if GRADES.index(held) < GRADES.index(grade):
             needed = max(needed, smaller + 1)
-            one = (f"without its most favourable image: gap {fmt.effect(without_one.gap)}, p={fmt.pq(without_one.p)}"
-                   if without_one is not None else f"its smaller slice is one image")
+            one = (f"without its most favourable image: gap {fmt.effect(without_one.gap)}, p={fmt.pq(without_one.p)}, "
+                   f"mean P({name}) gap {fmt.effect(without_one.prob_gap)}" if without_one is not None
+                   else "its smaller slice is one image")
             if held == "not seen":
                 return ("not seen", f"{numbers}: {gap_text}, but one image decides it ({one}); about {needed} images "
                         f"per slice would decide a gap of {size:.2f}{_goes_with(f, name)}", needed)
-            grade, gap_text = held, f"{gap_text}; one image lifts it over the bar ({one})"
+            return ("weaker", f"{numbers}: {gap_text}; mean P({name}) gap {fmt.effect(c.prob_gap)} "
+                    f"[{fmt.interval(c.prob_low, c.prob_high)}] reaches the audit's bar of {bar:g} only with one image "
+                    f"({one})", None)
     if grade == "weaker":
         return ("weaker", f"{numbers}: {gap_text}; mean P({name}) gap {fmt.effect(c.prob_gap)} "
                 f"[{fmt.interval(c.prob_low, c.prob_high)}] is below the audit's bar of {bar:g}", None)
