@@ -15,6 +15,8 @@ intervals:
     .venv/bin/python benchmarks/discovery_recall.py --set tuning --quick
     .venv/bin/python benchmarks/discovery_recall.py --set fresh2 --checker concepts   # the world's CLIP checks and
         # proposes: its phrases, and what the attributions mark outside the object (a concept model's source only)
+    .venv/bin/python benchmarks/discovery_recall.py --set fresh9 --audit-defaults   # with `probe audit`'s default
+        # analysis (confirmation budget, carriers, adaptive screening, the class-name fallback) instead of the demo's
 
 The audit runs must exist (``benchmarks/finding_validity.py audit --set both`` makes them).
 """
@@ -38,25 +40,27 @@ FAMILIES = {"background": "backgrounds", "color": "colours", "tag": "text and wa
 OUT = fv.ROOT / "discovery"
 
 
-def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...] | None, checker: str = "oracles") -> Path:
+def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...] | None, checker: str = "oracles",
+              audit_defaults: bool = False) -> Path:
     """The analysis again on a copy of ``run_dir`` with ``families`` removed from the world's cue list, checked (and
-    proposed from) by ``checker`` (fv.CHECKERS: the world's oracles or its CLIP); cached."""
-    from probe.analysis import AnalysisConfig, analyze_run
+    proposed from) by ``checker`` (fv.CHECKERS: the world's oracles or its CLIP); ``audit_defaults``: with `probe
+    audit`'s default analysis settings instead of the demo's the run was audited with; cached."""
+    from probe.analysis import analyze_run
     from probe.classifiers import load_classifier
     from probe.generators import load_generator
     from probe.run import RunDir
     from probe.world.domain import world_cues
 
     tag = "all" if classes is None else "-".join(map(str, classes))
-    dest = OUT / (f"{run_dir.name}-no-{'-'.join(families)}-{tag}" + ("" if checker == "oracles" else f"-{checker}"))
+    dest = OUT / (f"{run_dir.name}-no-{'-'.join(families)}-{tag}" + ("" if checker == "oracles" else f"-{checker}")
+                  + ("-auditdefaults" if audit_defaults else ""))
     if (dest / "findings.json").is_file():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns(
         "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
-    source = RunDir(run_dir)
-    settings = dict((source.read_analysis() or {}).get("config") or {})
-    cfg = AnalysisConfig.from_dict(settings).replace(classes=classes, discover=3, concepts=fv.CHECKERS[checker])
+    cfg = fv.analysis_config(RunDir(run_dir), audit_defaults).replace(classes=classes, discover=3,
+                                                                      concepts=fv.CHECKERS[checker])
     model = json.loads((run_dir / "config.json").read_text())["audit"]["model"]
     listed = [c for c in world_cues() if c.attribute not in families]
     start = time.perf_counter()
@@ -81,6 +85,9 @@ def main() -> int:
     p.add_argument("--threshold", type=float, default=0.15)
     p.add_argument("--threads", type=int, default=1, help="torch threads (other work shares the machine)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--audit-defaults", action="store_true",
+                   help="analyse with `probe audit`'s default settings (what a user's audit discovers) instead of the "
+                        "demo's the runs were audited with")
     args = p.parse_args()
     import torch
 
@@ -112,7 +119,7 @@ def main() -> int:
             classes = tuple(sorted({SHAPES.index(c) for c, _, _ in planted})) if planted else (0, 1, 2)
             jobs = [(families, classes, cls, value) for cls, _, value in planted] or [(families, classes, None, None)]
             for family, classes, cls, value in jobs:
-                dest = reanalyse(run, family, classes, args.checker)
+                dest = reanalyse(run, family, classes, args.checker, args.audit_defaults)
                 found = discovered_passing(dest)
                 if cls is not None and (cls, value) != (jobs[0][2], jobs[0][3]):
                     found_for_counts = []  # one analysis serves every planted cue of the classifier: count once
@@ -141,7 +148,8 @@ def main() -> int:
                                     for f in found)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-        report[name] = {"checker": args.checker,"recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
+        report[name] = {"checker": args.checker, "analysis": "probe audit defaults" if args.audit_defaults else
+                        "the demo's settings", "recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
                         "clean classifiers: passing discovered": clean_passing, "rows": rows}
         print(f"{name}: discovery recall {hits}/{strong_n}, precision {true_n}/{passing_n}, "
               f"clean passing {clean_passing}", flush=True)

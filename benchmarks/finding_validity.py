@@ -634,12 +634,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(source.root, dest, ignore=shutil.ignore_patterns(
             "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
-        settings = dict((source.read_analysis() or {}).get("config") or {})
-        cfg = AnalysisConfig.from_dict(settings).replace(concepts=CHECKERS[checker])
-        if audit_defaults:  # what `probe audit` would have analysed with: its defaults where the demo's differ
-            from probe.world.demo import DEMO_ANALYSIS
-            default = AnalysisConfig()
-            cfg = cfg.replace(**{name: getattr(default, name) for name in _demo_changes(DEMO_ANALYSIS, default)})
+        cfg = analysis_config(source, audit_defaults).replace(concepts=CHECKERS[checker])
         if max_pairs:  # the confirmation budget of `probe audit`'s defaults (32) instead of the demo's (16), say
             cfg = cfg.replace(max_pairs=max_pairs)
         if screen_extend is not None:  # adaptive screening's rounds (the demo's, say) instead of the audit's
@@ -690,6 +685,19 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def analysis_config(run, audit_defaults: bool = False):
+    """The analysis settings of ``run`` (a RunDir audited at the demo's settings), or with ``audit_defaults`` what
+    `probe audit` would have analysed it with: its defaults wherever the demo's (``DEMO_ANALYSIS``) differ."""
+    from probe.analysis import AnalysisConfig
+
+    cfg = AnalysisConfig.from_dict(dict((run.read_analysis() or {}).get("config") or {}))
+    if audit_defaults:
+        from probe.world.demo import DEMO_ANALYSIS
+        default = AnalysisConfig()
+        cfg = cfg.replace(**{name: getattr(default, name) for name in _demo_changes(DEMO_ANALYSIS, default)})
+    return cfg
 
 
 def _demo_changes(demo, default) -> list[str]:

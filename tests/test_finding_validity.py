@@ -96,7 +96,10 @@ def test_the_validity_sets_share_no_classifier_and_published_sets_are_unchanged(
     assert [i["name"] for i in fresh4] == ["fresh4-biased-0", "fresh4-biased-1", "fresh4-biased-2", "fresh4-clean-0"]
     assert [i["name"] for i in fresh5] == ["fresh5-biased-0", "fresh5-biased-1", "fresh5-biased-2", "fresh5-clean-0"]
     assert [i["name"] for i in fresh6] == ["fresh6-biased-0", "fresh6-biased-1", "fresh6-biased-2", "fresh6-clean-0"]
-    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4 + fresh5 + fresh6
+    later = [item for name in fv.SETS if name not in ("heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5",
+                                                      "fresh6") for item in fv.plan(named=name)]
+    assert fv.plan(named="fresh9")[0]["bias"] == {"cross": {"background": "wood"}}
+    everything = tuning + heldout + fresh + fresh2 + fresh3 + fresh4 + fresh5 + fresh6 + later
     names = [i["name"] for i in everything]
     seeds = [i["seed"] for i in everything]
     assert len(set(names)) == len(names) and len(set(seeds)) == len(seeds)
@@ -119,6 +122,14 @@ def test_the_audit_defaults_row_analyses_with_what_probe_audit_would_use():
     assert set(changed) == {"max_pairs", "n_carriers", "screen_extend"}
     restored = DEMO_ANALYSIS.replace(**{n: getattr(AnalysisConfig(), n) for n in changed})
     assert restored == AnalysisConfig()
+
+    class DemoRun:  # what analysis.json of a run audited at the demo's settings holds
+        def read_analysis(self):
+            return {"config": DEMO_ANALYSIS.replace(steps=12).to_dict()}
+
+    # the discovery benchmark's --audit-defaults reads the same settings: the run's own, the demo's changes undone
+    assert fv.analysis_config(DemoRun()) == DEMO_ANALYSIS.replace(steps=12)
+    assert fv.analysis_config(DemoRun(), audit_defaults=True) == AnalysisConfig().replace(steps=12)
 
 
 def test_the_benchmark_judges_a_claim_on_its_own_counters_and_carriers():
