@@ -502,8 +502,9 @@ def test_a_class_whose_images_nearly_all_show_the_cue_is_named_as_a_bias_of_the_
         return replace(f, others=Comparison("called the class", Slice(others_cue, 0), Slice(others_counter, 0)))
 
     skewed = finding(497, 1, 500, 2000)
-    assert skewed.data_bias() == "497 of 498 'square' images show snow, against 20% of the other classes'"
+    assert skewed.data_bias() == ("497 of the 498 'square' images with snow or grass/sand show snow, against 20% of "
+                                  "the other classes'")
     [decided] = _decide([(skewed, None)], ConfirmConfig(), list(SHAPES), bar=0.15)
-    assert decided.verdict == "not seen" and "your data carry the bias: 497 of 498" in decided.reason, decided.reason
+    assert decided.verdict == "not seen" and "your data carry the bias: 497 of the 498" in decided.reason, decided.reason
     assert finding(300, 200, 500, 2000).data_bias() is None
     assert finding(497, 1, 2400, 100).data_bias() is None  # every class shows it: a bias of the world, not the class

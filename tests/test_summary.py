@@ -98,8 +98,8 @@ def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_pat
         others=Comparison("called the class", Slice(10, 1), Slice(50, 1)), verdict="not seen", images_to_decide=3),))
     RunDir(root).write_confirmation(skewed)
     summary = open_run(root).classes[int(row["class_index"])].summary
-    assert (f"n=98 vs 1; about 3 images per slice would decide; your data carry the bias: 98 of 99 "
-            f"{row['class_name']!r} images show grass, against 17% of the other classes')") in summary
+    assert (f"n=98 vs 1; about 3 images per slice would decide; your data carry the bias: 98 of the 99 "
+            f"{row['class_name']!r} images with grass or sand show grass, against 17% of the other classes')") in summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

@@ -215,7 +215,8 @@ class FindingConfirmation:
     def data_bias(self) -> str | None:
         """When the class's own images nearly all show the cue (or nearly none do) and the other classes' images do
         not, the data themselves carry the bias, and the images a decision needs are the ones they lack: said in a
-        clause ("496 of 500 'triangle' images show sand, against 0% of the other classes'"), else None. Derived from
+        clause ("496 of the 500 'triangle' images with sand or snow/wood show sand, against 0% of the other
+        classes'"), else None: the shares count the images that show the cue or one of its counters. Derived from
         the slice sizes, never stored."""
         own, others = self.own, self.others
         n_own, n_others = own.cue.n + own.counter.n, others.cue.n + others.counter.n
@@ -224,8 +225,9 @@ class FindingConfirmation:
         share, elsewhere = own.cue.n / n_own, others.cue.n / n_others
         if not ((share >= 0.9 and elsewhere <= share / 2) or (share <= 0.1 and elsewhere >= 2 * share + 0.05)):
             return None
-        return (f"{own.cue.n} of {n_own} {self.class_name!r} images show {self.value}, against {elsewhere:.0%} of the "
-                f"other classes'")
+        counters = "/".join(self.counter_values) if self.counter_values else f"another {self.attribute}"
+        return (f"{own.cue.n} of the {n_own} {self.class_name!r} images with {self.value} or {counters} show "
+                f"{self.value}, against {elsewhere:.0%} of the other classes'")
 
     def strength(self, bar: float | None) -> str | None:
         """For a confirmed finding, as the audit says of a passing one: "strong" when the whole 95% interval of the
