@@ -49,8 +49,9 @@ class ConfirmConfig:
 
     ``alpha``: the test's level (two-sided Fisher exact) and 1 - the intervals' coverage; ``negligible``: a gap the
     data must rule out, in the finding's direction, to contradict it; ``min_slice``: fewer images than this in a
-    slice decide nothing (1: any slice may, as the exact test allows; no verdict rests on one image either way); ``examples``: real images kept per slice for the report; ``batch_size``: images per
-    classifier and check call; ``power``: of the "how many images would decide" calculation.
+    slice decide nothing (1: any slice may, as the exact test allows; no verdict rests on one image either way);
+    ``examples``: real images kept per slice for the report; ``batch_size``: images per classifier and check call;
+    ``power``: of the "how many images would decide" calculation.
     """
 
     alpha: float = 0.05
@@ -372,11 +373,11 @@ def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: V
     others = _compare("called the class", slices["others-cue"], slices["others-counter"], groups["others-cue"],
                       groups["others-counter"], target)
     decides = "own" if f.kind in OWN_KINDS else "others"
+    decisive = own if decides == "own" else others
     effect = f.effect if math.isfinite(f.effect) else None
     direction = -1 if effect is not None and effect < 0 else 1
-    side = "own" if decides == "own" else "others"
-    without_one = _without_one("accuracy" if side == "own" else "called the class", groups[f"{side}-cue"],
-                               groups[f"{side}-counter"], target, direction)
+    without_one = _without_one(decisive.measure, groups[f"{decides}-cue"], groups[f"{decides}-counter"], target,
+                               direction)
     finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
     return FindingConfirmation(
         class_index=target, class_name=f.class_name, kind=f.kind, cue=f.cue, attribute=attribute, value=value,
@@ -455,7 +456,7 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
         needed = max(needed, config.min_slice, smaller + 1)  # never fewer than the rule needs, nor than it has
         floor = f" (at least {config.min_slice} per slice)" if config.min_slice > 1 else ""
         return ("not seen", f"{numbers}: too few images to decide{floor}; about {needed} per slice would decide a gap "
-                f"of {size:.2f}{_goes_with(f, name)}", needed)
+                f"of {size:.2f}{_goes_with(f)}", needed)
     gap_text = f"gap {fmt.effect(c.gap)} [{fmt.interval(c.low, c.high)}], Fisher p={fmt.pq(c.p)}, q={fmt.pq(q)}"
     grade = _grade(c, direction, q, config.alpha, bar)
     if grade != "not seen":
@@ -467,7 +468,7 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
                    else "its smaller slice is one image")
             if held == "not seen":
                 return ("not seen", f"{numbers}: {gap_text}, but one image decides it ({one}); about {needed} images "
-                        f"per slice would decide a gap of {size:.2f}{_goes_with(f, name)}", needed)
+                        f"per slice would decide a gap of {size:.2f}{_goes_with(f)}", needed)
             return ("weaker", f"{numbers}: {gap_text}; mean P({name}) gap {fmt.effect(c.prob_gap)} "
                     f"[{fmt.interval(c.prob_low, c.prob_high)}] reaches the audit's bar of {bar:g} only with one image "
                     f"({one})", None)
@@ -481,10 +482,10 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
         return ("contradicted", f"{numbers}: {gap_text} rules out a gap of {config.negligible:.2f} or more in the "
                 f"finding's direction", None)
     return ("not seen", f"{numbers}: {gap_text} is undecided; about {needed} images per slice would decide a gap of "
-            f"{size:.2f}{_goes_with(f, name)}", needed)
+            f"{size:.2f}{_goes_with(f)}", needed)
 
 
-def _goes_with(f: FindingConfirmation, name: str) -> str:
+def _goes_with(f: FindingConfirmation) -> str:
     """The data's own bias (:meth:`FindingConfirmation.data_bias`) as a clause of a "not seen" reason, else ""."""
     bias = f.data_bias()
     return "" if bias is None else f"; your data carry the bias: {bias} (a training set drawn like them teaches it)"
