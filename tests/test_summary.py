@@ -100,6 +100,12 @@ def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_pat
     summary = open_run(root).classes[int(row["class_index"])].summary
     assert (f"n=98 vs 1; about 3 images per slice would decide; your data carry the bias: 98 of the 99 "
             f"{row['class_name']!r} images with grass or sand show grass, against 17% of the other classes')") in summary
+    # a cue the audit did not pass still names the data's bias, once, in its own clause
+    other = dataclasses.replace(skewed.findings[0], cue="on grass", kind="token-shift", passes=False, status="screened")
+    RunDir(root).write_confirmation(dataclasses.replace(skewed, findings=(other, other)))
+    summary = str(open_run(root).classes[int(row["class_index"])].summary)
+    assert summary.count("your data carry this bias, which a classifier trained on data drawn like them learns: 98 of "
+                         "the 99") == 1, summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

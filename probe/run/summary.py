@@ -283,6 +283,15 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
     if not parts:
         tested = len(mine)
         parts.append(f"{tested} tested cue{'s' if tested != 1 else ''}, none confirmed")
+    # the data's own biases among the class's other tested cues (a passing one's is in its clause above), once per value
+    said = {(r.attribute, r.value) for r in shown if r.verdict == "not seen"}
+    biases = {}
+    for r in mine:
+        if (r.attribute, r.value) not in said and (r.attribute, r.value) not in biases and r.data_bias():
+            biases[(r.attribute, r.value)] = r.data_bias()
+    if biases:
+        parts.append("your data carry " + ("this bias" if len(biases) == 1 else "these biases") + ", which a classifier "
+                     "trained on data drawn like them learns: " + "; ".join(list(biases.values())[:3]))
     return (f"On your data{head}: " + "; ".join(parts) + ".",)
 
 
