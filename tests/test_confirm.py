@@ -508,3 +508,33 @@ def test_a_class_whose_images_nearly_all_show_the_cue_is_named_as_a_bias_of_the_
     assert decided.verdict == "not seen" and "your data carry the bias: 497 of the 498" in decided.reason, decided.reason
     assert finding(300, 200, 500, 2000).data_bias() is None
     assert finding(497, 1, 2400, 100).data_bias() is None  # every class shows it: a bias of the world, not the class
+
+
+def test_the_image_left_out_comes_from_the_comparison_that_decides_the_finding():
+    """A sufficiency finding is decided on the other classes' images: its one-image check leaves one of those out
+    (here the 3 sand scenes of other classes, 2 called 'star'), never one of the class's own."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from probe.confirm.confirm import ConfirmConfig, _confirm_finding, _Image
+
+    star = SHAPES.index("star")
+
+    def im(label, background, predicted, p):
+        probs = np.full(len(SHAPES), (1 - p) / (len(SHAPES) - 1))
+        probs[star] = p
+        return _Image(item=None, label=label, predicted=predicted, prob_label=float(probs[label]), probs=probs,
+                      reading={"background": background})
+
+    own = [im(star, "grass", star, 0.9) for _ in range(30)] + [im(star, "sand", star, 0.9) for _ in range(30)]
+    others = ([im(0, "sand", star, 0.7), im(0, "sand", star, 0.6), im(0, "sand", 0, 0.1)]
+              + [im(0, "grass", 0, 0.05) for _ in range(200)])
+    finding = SimpleNamespace(details={"attribute": "background", "value": "sand", "counter_values": ["grass"]},
+                              class_index=star, class_name="star", kind="sufficiency", cue="sand", status="passes",
+                              passes=True, effect=0.4, ci_low=0.2, ci_high=0.6)
+    record, without_one = _confirm_finding(0, finding, own + others, list(SHAPES), None, ConfirmConfig(examples=0),
+                                           None, [])
+    assert record.decides == "others" and (record.others.cue.n, record.others.cue.hits) == (3, 2)
+    assert without_one.measure == "called the class"
+    assert (without_one.cue.n, without_one.cue.hits) == (2, 1) and without_one.counter.n == 200
