@@ -255,6 +255,10 @@ def test_cli_confirm_and_world_valset(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "nowhere"))
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "val"),
+                              "--min-slice", "0")
+    assert code == 2 and "--min-slice 0" in err and "pass 1" in err and len(err.strip().splitlines()) == 1
+    assert not (run / "confirmation.json").exists()
+    code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "val"),
                               "--device", "cpu", "--no-report")
     assert code == 0, err
     assert "cues read by world oracles" in out and (run / "confirmation.json").is_file()

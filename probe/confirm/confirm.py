@@ -66,9 +66,12 @@ class ConfirmConfig:
             raise ConfirmError(f"alpha={self.alpha} must be in (0, 0.5), e.g. 0.05")
         if not 0 < self.negligible < 1:
             raise ConfirmError(f"negligible={self.negligible} must be in (0, 1), e.g. 0.05")
-        if self.min_slice < 1 or self.examples < 0 or self.batch_size < 1:
-            raise ConfirmError(f"min_slice={self.min_slice}, examples={self.examples}, batch_size={self.batch_size}: "
-                               "need min_slice >= 1, examples >= 0, batch_size >= 1")
+        if self.min_slice < 1:
+            raise ConfirmError(f"--min-slice {self.min_slice}: a slice needs at least 1 image to decide anything; "
+                               "pass 1 (the default) or more")
+        if self.examples < 0 or self.batch_size < 1:
+            raise ConfirmError(f"examples={self.examples}, batch_size={self.batch_size}: need examples >= 0 and "
+                               "batch_size >= 1")
         if not 0.5 <= self.power < 1:
             raise ConfirmError(f"power={self.power} must be in [0.5, 1), e.g. 0.8")
 
