@@ -284,11 +284,14 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
         tested = len(mine)
         parts.append(f"{tested} tested cue{'s' if tested != 1 else ''}, none confirmed")
     # the data's own biases among the class's other tested cues (a passing one's is in its clause above), once per value
-    said = {(r.attribute, r.value) for r in shown if r.verdict == "not seen"}
+    said = {(r.attribute, r.value) for r in shown if r.verdict == "not seen" and r.data_bias()}
     biases = {}
     for r in mine:
-        if (r.attribute, r.value) not in said and (r.attribute, r.value) not in biases and r.data_bias():
-            biases[(r.attribute, r.value)] = r.data_bias()
+        key = (r.attribute, r.value)
+        if key not in said and key not in biases:
+            bias = r.data_bias()
+            if bias:
+                biases[key] = bias
     if biases:
         parts.append("your data carry " + ("this bias" if len(biases) == 1 else "these biases") + ", which a classifier "
                      "trained on data drawn like them learns: " + "; ".join(list(biases.values())[:3]))
