@@ -41,10 +41,11 @@ OUT = fv.ROOT / "discovery"
 
 
 def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...] | None, checker: str = "oracles",
-              audit_defaults: bool = False) -> Path:
+              audit_defaults: bool = False, discover_images: int | None = None) -> Path:
     """The analysis again on a copy of ``run_dir`` with ``families`` removed from the world's cue list, checked (and
     proposed from) by ``checker`` (fv.CHECKERS: the world's oracles or its CLIP); ``audit_defaults``: with `probe
-    audit`'s default analysis settings instead of the demo's the run was audited with; cached."""
+    audit`'s default analysis settings instead of the demo's the run was audited with; ``discover_images``: plain
+    images per class for the proposals' association other than the analysis's default (a row of its own); cached."""
     from probe.analysis import analyze_run
     from probe.classifiers import load_classifier
     from probe.generators import load_generator
@@ -53,7 +54,8 @@ def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...]
 
     tag = "all" if classes is None else "-".join(map(str, classes))
     dest = OUT / (f"{run_dir.name}-no-{'-'.join(families)}-{tag}" + ("" if checker == "oracles" else f"-{checker}")
-                  + ("-auditdefaults" if audit_defaults else ""))
+                  + ("-auditdefaults" if audit_defaults else "")
+                  + (f"-disc{discover_images}" if discover_images is not None else ""))
     if (dest / "findings.json").is_file():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
@@ -61,12 +63,23 @@ def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...]
         "analysis", "analysis.json", "findings.json", "findings.parquet", "report", "summary.csv"))
     cfg = fv.analysis_config(RunDir(run_dir), audit_defaults).replace(classes=classes, discover=3,
                                                                       concepts=fv.CHECKERS[checker])
+    if discover_images is not None:
+        cfg = cfg.replace(discover_images=discover_images)
     model = json.loads((run_dir / "config.json").read_text())["audit"]["model"]
     listed = [c for c in world_cues() if c.attribute not in families]
     start = time.perf_counter()
     analyze_run(dest, load_classifier(model, device="cpu"), load_generator("world", device="cpu"), cfg, cues=listed)
     (dest / "seconds.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
     return dest
+
+
+def _commit() -> str | None:
+    """The checkout's commit, to tag a report with the code it measured."""
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                          text=True)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def discovered_passing(dest: Path) -> list[dict]:
@@ -88,6 +101,9 @@ def main() -> int:
     p.add_argument("--audit-defaults", action="store_true",
                    help="analyse with `probe audit`'s default settings (what a user's audit discovers) instead of the "
                         "demo's the runs were audited with")
+    p.add_argument("--discover-images", type=int, default=None,
+                   help="plain-prompt images per class for the proposals' association with P(class), instead of the "
+                        "analysis's default (its own cached rows)")
     args = p.parse_args()
     import torch
 
@@ -119,7 +135,7 @@ def main() -> int:
             classes = tuple(sorted({SHAPES.index(c) for c, _, _ in planted})) if planted else (0, 1, 2)
             jobs = [(families, classes, cls, value) for cls, _, value in planted] or [(families, classes, None, None)]
             for family, classes, cls, value in jobs:
-                dest = reanalyse(run, family, classes, args.checker, args.audit_defaults)
+                dest = reanalyse(run, family, classes, args.checker, args.audit_defaults, args.discover_images)
                 found = discovered_passing(dest)
                 if cls is not None and (cls, value) != (jobs[0][2], jobs[0][3]):
                     found_for_counts = []  # one analysis serves every planted cue of the classifier: count once
@@ -149,7 +165,8 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         report[name] = {"checker": args.checker, "analysis": "probe audit defaults" if args.audit_defaults else
-                        "the demo's settings", "recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
+                        "the demo's settings", "discover_images": args.discover_images or "default",
+                        "code": _commit(), "recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
                         "clean classifiers: passing discovered": clean_passing, "rows": rows}
         print(f"{name}: discovery recall {hits}/{strong_n}, precision {true_n}/{passing_n}, "
               f"clean passing {clean_passing}", flush=True)
