@@ -16,6 +16,7 @@ import re
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import pytest
@@ -528,3 +529,48 @@ def test_a_necessity_test_the_token_cannot_draw_is_drawn_with_the_class_name(tmp
                for n in _analysis(run)["notes"])
     others = [f for f in findings if f.kind == "necessity" and not (f.class_index == STAR and f.cue == "grass")]
     assert others and not any(f.details.get("drawn_with_name") for f in others)
+
+
+def test_a_necessity_confirmation_the_token_cannot_draw_starts_again_with_the_class_name(tmp_path):
+    # The star token keeps its object on grass in the screen and loses it in every confirmation pair (fresh8-biased-0's
+    # discovered yellow circles: 4 of 4 screening pairs kept, 3 of 8 confirmation pairs, inconclusive). The test is
+    # confirmed again with the class's name on fresh seeds; only the name's pairs decide, and the planted grass passes.
+    # Before this fallback it ended inconclusive.
+    def lose_on_grass_when_confirming(prompt: str, seed: int) -> str:
+        confirming = seed >= 100_000  # confirmation seeds (plan.confirm_round); screens use the first few
+        return _lose_object(prompt) if confirming and "<probe-2>" in prompt and "on grass" in prompt else prompt
+
+    cfg = CUE_TESTS_ONLY.replace(token_shift=False, sufficiency=False)
+    run, gen, findings = _audit(tmp_path, True, config=cfg, rewrite=lose_on_grass_when_confirming)
+    grass = next(f for f in findings if f.kind == "necessity" and f.cue == "grass" and f.class_index == STAR)
+    assert grass.passes and grass.details["drawn_with_name"] == "star", grass.sentence
+    assert grass.n_images >= 16 and grass.excluded == 0  # the name's pairs only: none of them lost
+    token = grass.details["token_confirm"]
+    assert token["n"] == 0 and token["excluded"] >= 4 and "token_screen" not in grass.details
+    assert "confirmation pairs" in grass.details["excluded_note"]
+    assert any(n.startswith("necessity confirmed with the class's name instead of its token: star/grass")
+               for n in _analysis(run)["notes"])
+    [pairs] = [e for e in _analysis(run)["pairs"] if (e["kind"], e["class_index"], e["cue"]) == ("necessity", STAR, "grass")]
+    assert pairs["confirm"]["attempted"] == grass.attempted and pairs["confirm"]["excluded"] == 0  # the name's pairs
+    # the other tests of the class keep their token, and a confirmation that keeps its pairs is never switched
+    others = [f for f in findings if f.kind == "necessity" and not (f.class_index == STAR and f.cue == "grass")]
+    assert others and not any(f.details.get("drawn_with_name") for f in others)
+
+
+def test_confirm_with_name_switches_only_a_lost_necessity_confirmation_with_a_real_name():
+    from probe.analysis.class_evidence import ClassRun
+    from probe.analysis.cues import Cue
+    from probe.analysis.plan import Test, confirm_with_name
+    from probe.analysis.sample import Sample
+
+    grass = Cue("grass", "{} on grass", ("{} on sand",))
+    lost = Sample("necessity", 0, "grass", diffs=np.ones(1), attempted=8, excluded=7)
+    kept = Sample("necessity", 0, "grass", diffs=np.ones(8), attempted=9, excluded=1)
+    for kind, name, confirm, switched in [("necessity", "star", lost, True), ("necessity", "star", kept, False),
+                                          ("sufficiency", "star", lost, False), ("necessity", "LABEL_3", lost, False)]:
+        test = Test(kind, ClassRun(0, name, Path("."), {}), grass, screen=kept, confirm=confirm)
+        assert confirm_with_name(test) is switched, (kind, name, confirm.excluded)
+        assert (test.confirm is None) is switched and ("token_confirm" in test.extra) is switched
+        if switched:
+            assert test.extra["drawn_with_name"] == name and test.extra["token_confirm"]["excluded"] == 7
+            assert not confirm_with_name(test)  # once: a test drawn with the name is never switched again

@@ -327,10 +327,11 @@ def _corroborate(cfg: AnalysisConfig, finding: Finding, sufficiency: Test | None
 
 def _excluded_note(test: Test, sample: Sample) -> str | None:
     name = test.extra.get("drawn_with_name")
-    token = test.extra.get("token_screen") or {}
+    stage = "confirmation" if test.extra.get("token_confirm") else "screening"
+    token = test.extra.get("token_confirm") or test.extra.get("token_screen") or {}
     named = (f"drawn with the class's name {name!r} instead of its token, whose images lost the object or the asked "
              f"value in {token.get('excluded')} of {int(token.get('n') or 0) + int(token.get('excluded') or 0)} "
-             f"screening pairs" if name else None)
+             f"{stage} pairs" if name else None)
     if not sample.excluded:
         return named
     what = {"sufficiency": "image pairs lost the object or the cue",

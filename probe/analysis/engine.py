@@ -44,8 +44,8 @@ from probe.analysis.errors import AnalysisError
 from probe.analysis.finding import Findings
 from probe.analysis.lab import Lab
 from probe.analysis.necessity import every_counter_suspect, measure_necessity, neutral_counters
-from probe.analysis.plan import (Test, class_carriers, confirm_round, confirmed_enough, finished_classes,
-                                 set_up)
+from probe.analysis.plan import (Test, class_carriers, confirm_round, confirm_with_name, confirmed_enough,
+                                 finished_classes, set_up)
 from probe.analysis.sample import Sample
 from probe.analysis.screening import (MORE_STEPS_FAILURE, class_steps, extend_screens, failure_of, mark_failure,
                                       more_steps)
@@ -352,6 +352,11 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     if cfg.confirm and candidates:
         say(f"analysis: confirming {len(candidates)} candidate findings on fresh pairs")
         _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
+        renamed = [f"{t.cls.name}/{t.cue.name}" for t in candidates if t.extra.get("token_confirm")]
+        if renamed:
+            notes.append(f"necessity confirmed with the class's name instead of its token: {', '.join(renamed)} (the "
+                         "token's fresh images lost the object or the asked value in too many confirmation pairs; "
+                         "only the name's pairs decide)")
     timings["confirm"] = time.perf_counter() - t0
     return CueTests(tests, candidates, added, suspects, like)
 
@@ -481,6 +486,9 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
             if behind or not confirmed_enough(cfg, test.confirm, test.kind in cfg.thresholds.two_sided_kinds,
                                               test.failure):
                 still.append(test)
+            elif test.key not in like and confirm_with_name(test):
+                still.append(test)  # the token lost the class: fresh rounds with its name (a run confirming like
+                # another keeps the other's drawing, so that the two can be paired)
         active, round_no = still, round_no + 1
 
 

@@ -74,6 +74,21 @@ class Test:
         name = self.extra.get("drawn_with_name")
         return [(template, str(name)) for template, _ in prompts] if name else prompts
 
+    def draw_with_name(self, lost: Sample, record: str) -> bool:
+        """Switch this necessity test, whose token images lost the class (``lost``: the sample that showed it), to the
+        class's name (``extra["drawn_with_name"]``; what the token measured goes in ``extra[record]``). False, and
+        nothing changed, for another kind, a test already drawn with the name, or a placeholder class name
+        ("LABEL_3": nothing to draw)."""
+        from probe.classifiers.labels import is_generic, object_name
+
+        name = object_name(self.cls.name).strip()
+        if self.kind != "necessity" or self.extra.get("drawn_with_name") or not name or is_generic([name]):
+            return False
+        self.extra["drawn_with_name"] = name
+        self.extra.pop("sampling_steps", None)  # the name's prompts are drawn at the run's steps (no token in them)
+        self.extra[record] = {"effect": round(lost.mean, 4) if lost.n else None, "n": lost.n, "excluded": lost.excluded}
+        return True
+
     def inconclusive(self, sample: Sample) -> bool:
         """Whether ``sample`` lost too many pairs to failed interventions to say anything (policy.excluded_limit)."""
         return sample.excluded_share > excluded_limit(self.failure)
@@ -311,6 +326,22 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
         low, high = (-effect.ci_high, -effect.ci_low) if two_sided and effect.mean < 0 else (effect.ci_low, effect.ci_high)
         return not low < cfg.thresholds.min_effect <= high
     return False
+
+
+def confirm_with_name(test: Test) -> bool:
+    """Step 5's fallback: a necessity confirmation given up because the token's fresh images kept losing the object or
+    the asked value (:meth:`Test.inconclusive`) starts again with the class's name in place of the token, on the next
+    rounds' fresh seeds, with a budget of its own; the token's confirmation pairs are set aside
+    (``extra["token_confirm"]``) and never decide. Its screen chose it from the token's images, as
+    probe/analysis/screening.py :func:`name_instead` does for a screen that lost them. Measured on fresh8-biased-0's
+    discovered yellow circles (true +0.36): the token's screen kept 4 of 4 pairs (+0.16), its confirmation 3 of 8,
+    and the test ended inconclusive. Returns whether the test was switched (it then needs more rounds)."""
+    if test.confirm is None or not test.confirm.attempted or not test.inconclusive(test.confirm):
+        return False
+    if not test.draw_with_name(test.confirm, "token_confirm"):
+        return False
+    test.confirm = None
+    return True
 
 
 def narrow_enough(cfg: AnalysisConfig, effect) -> bool:

@@ -195,17 +195,9 @@ def name_instead(cfg: AnalysisConfig, lab: Lab, tests: list[Test], generator, ob
     is kept in ``extra["token_screen"]``), then topped up like any other; their rounds and confirmation draw them so
     (``Test.necessity_prompts``). A class with a placeholder name ("LABEL_3") has no name to draw and keeps its
     token. Returns the tests screened again."""
-    from probe.classifiers.labels import is_generic, object_name
-
     chosen = []
     for t in tests:
-        name = object_name(t.cls.name).strip()
-        if t.kind == "necessity" and t.screen.attempted and t.inconclusive(t.screen) and \
-                not t.extra.get("drawn_with_name") and name and not is_generic([name]):
-            t.extra["drawn_with_name"] = name
-            t.extra.pop("sampling_steps", None)  # the name's prompts are drawn at the run's steps (no token in them)
-            t.extra["token_screen"] = {"effect": round(t.screen.mean, 4) if t.screen.n else None, "n": t.screen.n,
-                                       "excluded": t.screen.excluded}
+        if t.screen.attempted and t.inconclusive(t.screen) and t.draw_with_name(t.screen, "token_screen"):
             chosen.append(t)
     if not chosen:
         return []

@@ -28,7 +28,9 @@ plan.py, lab.py; the Lab counts what it generated in analysis.json's ``images_by
    checks, for every candidate (upper bound: every test a candidate; a class's token-shift tests share their images);
    where the generator fails its checks anyway a test attempts at its loss rate, up to 3 x ``max_pairs`` and that
    round (plan.confirmed_enough), and the bound is that for every generator: even the world's, at the demo's 5
-   sampling steps, loses a few pairs to its oracles (colour read right on 97.8% of images);
+   sampling steps, loses a few pairs to its oracles (colour read right on 97.8% of images); a necessity test whose
+   token's confirmation pairs keep losing the class is confirmed again with the class's name (plan.confirm_with_name),
+   so its bound is twice that;
 8. ``off_object_confirm``: ``min_pairs`` fresh token images for a class whose off-object screen reaches the bar
    (upper bound: every class);
 9. ``discovered``: cues proposed per class by discovery (``AnalysisConfig.discover``), screened and confirmed like
@@ -277,7 +279,9 @@ def _test_images(cfg: "AnalysisConfig", carriers: int, prompts: int) -> dict[str
         per_round = usable * math.ceil(cfg.confirm_round / usable)
         worst = max(worst, 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round))
     per_round = prompts * math.ceil(cfg.confirm_round / prompts)
-    necessity = 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round)  # one rotated counter a pair
+    # one rotated counter a pair; twice: a confirmation whose token images keep losing the class starts again with
+    # the class's name (plan.confirm_with_name)
+    necessity = 2 * 2 * per_round * _rounds(per_round, cfg.max_pairs, cfg.confirm_round)
     shift = 2 * cfg.confirm_round * _rounds(cfg.confirm_round, cfg.max_pairs, cfg.confirm_round)
     return {"sufficiency": worst, "necessity": necessity, "token-shift": shift}
 
