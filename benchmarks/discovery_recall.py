@@ -36,6 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import finding_validity as fv  # noqa: E402  (the validity sets, their cache and the exact intervals)
 
+#: the proposal rule the cached analyses were made with, in their folder names: "held" since the association with
+#: P(class) holds fixed what clearly goes with it in the other groups (discovery.partial_association); the rows
+#: before it (no tag) stay as they were measured
+PROPOSAL_RULE = "held"
+
 FAMILIES = {"background": "backgrounds", "color": "colours", "tag": "text and watermarks"}
 OUT = fv.ROOT / "discovery"
 
@@ -55,7 +60,7 @@ def reanalyse(run_dir: Path, families: tuple[str, ...], classes: tuple[int, ...]
     tag = "all" if classes is None else "-".join(map(str, classes))
     dest = OUT / (f"{run_dir.name}-no-{'-'.join(families)}-{tag}" + ("" if checker == "oracles" else f"-{checker}")
                   + ("-auditdefaults" if audit_defaults else "")
-                  + (f"-disc{discover_images}" if discover_images is not None else ""))
+                  + (f"-disc{discover_images}" if discover_images is not None else "") + f"-{PROPOSAL_RULE}")
     if (dest / "findings.json").is_file():
         return dest
     shutil.rmtree(dest, ignore_errors=True)
@@ -166,6 +171,7 @@ def main() -> int:
                 rows.append(row)
         report[name] = {"checker": args.checker, "analysis": "probe audit defaults" if args.audit_defaults else
                         "the demo's settings", "discover_images": args.discover_images or "default",
+                        "proposal_rule": PROPOSAL_RULE,
                         "code": _commit(), "recall": fv._rate(hits, strong_n), "precision": fv._rate(true_n, passing_n),
                         "clean classifiers: passing discovered": clean_passing, "rows": rows}
         print(f"{name}: discovery recall {hits}/{strong_n}, precision {true_n}/{passing_n}, "

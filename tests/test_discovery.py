@@ -274,3 +274,36 @@ def test_outside_pairs_keep_the_marked_and_unmarked_halves_off_the_object(tmp_pa
     assert marked[:, 0, :20, :20].mean() > 0.9 and marked[:, :, 60:].sub(GREY).abs().max() < 0.01
     clear_outside_pairs(folder)  # a re-analysis starts without the last one's pairs
     assert load_outside_pairs(folder) is None and not list(folder.glob("*marked_*"))
+
+
+def test_what_clearly_goes_with_p_class_is_held_fixed_so_a_rare_cue_shows_and_a_confounded_one_does_not(tmp_path):
+    """fresh7-biased-2's squares: P(square) falls on every square with a bar, and the generator draws a red square 5
+    times in 36, so red (planted) goes with P(class) at t 1.7 only, under the bar of 2; with the bar held fixed it reads
+    3.2. And a phrase that goes with P(class) only because it comes with a stronger one (yellow, drawn with the snow
+    the class needs) reads low once that one is held fixed. The proposal says which reading chose it."""
+    from probe.analysis.discovery import association, partial_association
+
+    f = tmp_path / "v.json"
+    f.write_text(json.dumps({"groups": {
+        "colours": {"template": "{phrase} {}", "phrases": ["red", "yellow"]},
+        "backgrounds": {"template": "{} on {phrase}", "phrases": ["snow"]},
+        "tags": {"template": "{} with {phrase}", "phrases": ["a bar"]}}}))
+    vocab = load_vocabulary(f, replace=True)
+    n = 36
+    bar, red, snow, yellow = (np.zeros(n) for _ in range(4))
+    bar[:9], red[9:14], snow[14:20], yellow[14:19], yellow[30] = 1, 1, 1, 1, 1
+    logit = 2.0 - 5 * bar + 2.0 * red + 3.0 * snow + np.random.default_rng(0).normal(0, 1.0, n)
+    scores = np.column_stack([red, yellow, snow, bar])
+    groups = [p.group for p in vocab.phrases]
+    _, alone = association(scores, logit)
+    _, held, marked = partial_association(scores, logit, groups, 2.0)
+    assert alone[0] < 2.0 <= held[0]  # red: hidden by the bar, clear with it held fixed
+    assert alone[1] >= 2.0 > held[1]  # yellow: only with the snow
+    assert marked.all()
+    found = Discovery(_Scores(None), vocab, k=3).propose_from(scores[:18], scores[:18].copy(), scores=scores,
+                                                                probs=logit)
+    assert ("red", "goes with P(class), other groups held fixed") in [(p.phrase, p.reason) for p in found], found
+    assert "yellow" not in [p.phrase for p in found]
+    # nothing clear to hold: the plain association, unmarked
+    _, plain, none_held = partial_association(scores[:, :1], logit, ["colours"], 2.0)
+    assert not none_held.any() and plain[0] == association(scores[:, :1], logit)[1][0]
