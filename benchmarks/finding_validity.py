@@ -92,6 +92,10 @@ SETS = {
     # (CONFIRM_RULE "smallslices", diagnosed on the strongest planted cues of fresh2, fresh6 and fresh7, whose
     # validation data held under 5 counter images): nothing was looked at on it before
     "fresh9": {"biased": 3, "clean": 1, "draw": 10, "seed_offset": 10000, "rotation": 3},
+    # made after a necessity confirmation the token could not draw started again with the class's name and
+    # discovery's association held fixed what clearly goes with P(class) elsewhere (both diagnosed on fresh7 and
+    # fresh8's discovery misses): nothing was looked at on it before
+    "fresh10": {"biased": 3, "clean": 1, "draw": 11, "seed_offset": 11000, "rotation": 4},
 }
 
 
