@@ -96,6 +96,8 @@ SETS = {
     # discovery's association held fixed what clearly goes with P(class) elsewhere (both diagnosed on fresh7 and
     # fresh8's discovery misses): nothing was looked at on it before
     "fresh10": {"biased": 3, "clean": 1, "draw": 11, "seed_offset": 11000, "rotation": 4},
+    # the same code as fresh10, made to measure discovery out of sample on more planted cues (fresh10 learned 3)
+    "fresh11": {"biased": 3, "clean": 1, "draw": 12, "seed_offset": 12000, "rotation": 5},
 }
 
 
