@@ -365,6 +365,10 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
            "n_b": n_b, "change": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_shared": 0,
            "p": float("nan"), "q": float("nan"),
            "evidence_a": _evidence(a, key), "evidence_b": _evidence(b, key)}
+    drawn_a, drawn_b = _drawn(a, key), _drawn(b, key)
+    if drawn_a != drawn_b:  # the same seeds, other images: a token's against a class name's are no pairs
+        row["basis"] = f"not paired: A drew {drawn_a}, B {drawn_b}"
+        return row
     confirm_a, confirm_b = _stage(a.pairs.get(key), "confirm"), _stage(b.pairs.get(key), "confirm")
     both = [k for k in confirm_a if k in confirm_b]
     if both:  # like with like: the fresh pairs that decide
@@ -380,6 +384,14 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
     else:
         row["basis"] = "none"
     return row
+
+
+def _drawn(r: _Run, key: tuple) -> str:
+    """What one run's necessity test drew its pairs with: the class's token, or its name (a test whose token's images
+    lost the class: ``details.drawn_with_name``, probe/analysis/plan.py ``Test.draw_with_name``)."""
+    finding = r.findings.get(key) or {}
+    name = (finding.get("details") or {}).get("drawn_with_name") if isinstance(finding, dict) else None
+    return f"the class's name {str(name)!r}" if name else "the class's token"
 
 
 def _class_name(a: _Run, b: _Run, index: int) -> str:

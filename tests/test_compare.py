@@ -8,6 +8,7 @@ biased and clean classifiers, as the README shows.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -264,3 +265,24 @@ def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(cle
     assert result.counts["new in B"] == 0
     assert set(result.cues["verdict"]) <= set(VERDICTS)
     assert result.render().is_file()
+
+
+def test_a_test_drawn_with_the_class_name_in_one_run_only_is_not_paired(fake_runs, tmp_path):
+    """A necessity test whose token lost the class is drawn with the class's name (plan.confirm_with_name); the other
+    run drew the same seeds with its token: other images, so no change is measured on them, and the row says why."""
+    a, b, _, _ = fake_runs
+    named = _copy(a, tmp_path / "a-named")
+
+    def draw_with_name(findings):
+        for f in findings:
+            if (f["kind"], f["class_index"], f["cue"]) == ("necessity", STAR, "grass"):
+                f["details"]["drawn_with_name"] = "star"
+
+    _edit_json(named / "findings.json", draw_with_name)
+    before = compare(a, b).cues.set_index(["kind", "class_index", "cue"]).loc[("necessity", STAR, "grass")]
+    assert before["basis"] == "confirmation" and before["verdict"] == "gone in B"
+    row = compare(named, b).cues.set_index(["kind", "class_index", "cue"]).loc[("necessity", STAR, "grass")]
+    assert row["verdict"] == "untested" and row["n_shared"] == 0 and math.isnan(row["change"])
+    assert row["basis"] == "not paired: A drew the class's name 'star', B the class's token"
+    assert compare(named, named).cues.set_index(["kind", "class_index", "cue"]).loc[
+        ("necessity", STAR, "grass"), "basis"] == "confirmation"  # both drawn with the name: paired

@@ -487,8 +487,9 @@ def _confirm_all(cfg: AnalysisConfig, lab: Lab, candidates: list[Test], carriers
                                               test.failure):
                 still.append(test)
             elif test.key not in like and confirm_with_name(test):
-                still.append(test)  # the token lost the class: fresh rounds with its name (a run confirming like
-                # another keeps the other's drawing, so that the two can be paired)
+                still.append(test)  # the token lost the class: fresh rounds with its name (not for a test confirmed
+                # like another run's: it goes on as that run's pairs went; `probe compare` pairs no token's images
+                # with a name's)
         active, round_no = still, round_no + 1
 
 
