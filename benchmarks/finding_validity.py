@@ -98,6 +98,7 @@ SETS = {
     "fresh10": {"biased": 3, "clean": 1, "draw": 11, "seed_offset": 11000, "rotation": 4},
     # the same code as fresh10, made to measure discovery out of sample on more planted cues (fresh10 learned 3)
     "fresh11": {"biased": 3, "clean": 1, "draw": 12, "seed_offset": 12000, "rotation": 5},
+    "fresh12": {"biased": 3, "clean": 1, "draw": 13, "seed_offset": 13000, "rotation": 0},
 }
 
 
