@@ -249,10 +249,10 @@ def test_cli_prints_the_verdicts_and_the_page_and_refuses_in_one_line(fake_runs,
 
 
 # ------------------------------------------------------------------------------------ the shapes world
-def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(clean_star_demo):
+def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(clean_demo):
     from probe.world import bundled_bias
 
-    biased, clean, _ = clean_star_demo
+    biased, clean, _ = clean_demo
     result = compare(biased, clean)
     for name, planted_cue in bundled_bias("biased").items():  # every planted cue the biased demo found is gone
         (attribute, value), = planted_cue.items()

@@ -315,10 +315,10 @@ def test_tiny_clip_reads_the_cues_for_an_exported_classifier(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the demo audits
 @pytest.mark.parametrize("concepts, checked_by", [("auto", "world oracles"), ("world", "concepts: world")])
-def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_star_demo, world_val, tmp_path, concepts, checked_by):
+def test_demo_runs_biased_star_grass_confirmed_clean_not(clean_demo, world_val, tmp_path, concepts, checked_by):
     """The same verdicts whoever reads the cues on the images: the world's oracles, or the world's own CLIP through
     the concept-model path a user's CLIP takes (``probe confirm RUN --val-data DIR --concepts world``)."""
-    biased, clean, _ = clean_star_demo
+    biased, clean, _ = clean_demo
     results = {}
     for name, run in (("biased", biased), ("clean", clean)):
         copy = tmp_path / name

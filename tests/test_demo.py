@@ -1,4 +1,4 @@
-"""probe demo end to end at reduced size: the bundled world, the real CLI path, and the planted cue found."""
+"""probe demo end to end as the README types it: the bundled world, the real CLI path, every planted class."""
 
 from __future__ import annotations
 
@@ -43,29 +43,37 @@ def _marks(text: str) -> dict[str, str]:
     return dict(re.findall(r"planted (\w+): \w+=\w+ \[([^\]]+)\]", text))
 
 
-def test_the_demo_headline_is_the_readme_s_for_the_star_and_every_finding_is_true(readme_demo):
-    """The README's demo output is what `probe demo` prints for the class the suite audits (the planted star is
-    found), its token moved, and the truth table confirms the star's grass (every strong finding is checked in
-    tests/test_finding_validity.py). The README prints every planted
-    class; the suite audits the star only (its time budget). Whether the grass is the star's *top* finding is not
-    asserted: it ties the true snow preference to the third decimal (README), and which one prints first changes
-    with the CPU's floating point (an AMD EPYC puts snow first, 4 December 2026)."""
+def test_the_demo_headline_is_the_readme_s_for_every_planted_class(readme_demo):
+    """The README's demo output is what `probe demo` prints: every planted class's line, the star's grass and the
+    triangle's water found, the heart's dot marked as the README marks it (missed: README, "Are the findings true?"),
+    every token moved, and the truth table's count. Whether the grass is the star's *top* finding is not asserted: it
+    ties the true snow preference to the third decimal, and which one prints first changes with the CPU's floating
+    point (an AMD EPYC puts snow first, 4 December 2026). A heart found on some CPU must be a true finding."""
     stderr = (readme_demo / "demo.stderr").read_text()
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     shown = _marks(readme.split("## Using it")[0])
     assert set(shown) == set(bundled_bias("biased")), shown  # the README prints every planted class
     printed = _marks(stderr)
+    assert set(printed) == set(shown), stderr[-2000:]
     found = {"found, top", "found, not top"}
-    assert set(printed) == {"star"} and printed["star"] in found and shown["star"] in found, stderr[-2000:]
-    assert "tokens that moved from their initial word: 1/1" in stderr, stderr[-2000:]
+    for name in ("star", "triangle"):
+        assert printed[name] in found and shown[name] in found, (name, stderr[-2000:])
+    assert shown["heart"] == "MISSED"
+    assert printed["heart"] == "MISSED" or re.search(r"\[true: [^\]]+\] 'heart' depends on", stderr), stderr[-2000:]
+    n = len(json.loads((readme_demo / "runs" / "demo" / "labels.json").read_text()))
+    for line in (f"{n}/{n} classes in", f"tokens that moved from their initial word: {n}/{n}"):
+        assert line in stderr and line in readme, (line, stderr[-2000:])
     counted = re.search(r"passing findings confirmed by the truth table \(probe.world.true_effects\): (\d+)/(\d+)", stderr)
-    # the star's grass at least; a moderate finding may be false on some CPUs (tests/test_finding_validity.py)
-    assert counted and int(counted.group(1)) >= 1, stderr[-2000:]
-    assert "[true: true necessity effect" in stderr and "'star' depends on grass" in stderr, stderr[-2000:]
+    # the star's grass and the triangle's water at least; a moderate finding may be false (tests/test_finding_validity.py)
+    assert counted and int(counted.group(1)) >= 2, stderr[-2000:]
+    assert "'star' depends on grass" in stderr and "'triangle' depends on water" in stderr, stderr[-2000:]
     run = readme_demo / "runs" / "demo"
-    metrics = json.loads((run / "classes" / "3-star" / "metrics.json").read_text())
-    assert metrics["status"] == "done"
-    assert metrics["token"]["mean_target_prob"] > metrics["baseline"]["mean_target_prob"]
+    folders = sorted((run / "classes").iterdir())
+    assert len(folders) == n and all(json.loads((f / "metrics.json").read_text())["status"] == "done" for f in folders)
+    star = json.loads((run / "classes" / "3-star" / "metrics.json").read_text())
+    # not asserted for every class: the cross's six evaluation images read lower with its token (0.75 against 0.82 at
+    # 1 thread on an Intel Xeon, 5 December 2026)
+    assert star["token"]["mean_target_prob"] > star["baseline"]["mean_target_prob"]
 
 
 def test_a_moved_run_rerenders_from_another_directory(readme_demo, tmp_path):

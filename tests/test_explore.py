@@ -19,7 +19,7 @@ HOSTILE = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def demo_run(readme_demo, tmp_path_factory) -> Path:
-    """A private copy of the README demo's run (star only), so tests may add files to it."""
+    """A private copy of the README demo's run, so tests may add files to it."""
     copy = tmp_path_factory.mktemp("explore") / "demo"
     shutil.copytree(readme_demo / "runs" / "demo", copy)
     return copy
@@ -27,7 +27,8 @@ def demo_run(readme_demo, tmp_path_factory) -> Path:
 
 def test_open_run_gives_dataframes_and_classes(demo_run):
     run = probe.open_run(demo_run)
-    assert list(run.summary["class_name"]) == ["star"] and run.summary.loc[0, "status"] == "done"
+    assert list(run.summary["class_name"]) == ["circle", "square", "triangle", "star", "cross", "heart"]
+    assert (run.summary["status"] == "done").all()
     findings = run.findings
     assert {"class_name", "cue", "kind", "effect", "ci_low", "ci_high", "n_images", "p", "q", "passes",
             "evidence"} <= set(findings.columns)
@@ -49,7 +50,7 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
     assert len(star.images("baseline")) == len(star.images("token")) > 0
     assert set(star.history.columns) >= {"step", "loss"}
     assert not star.topk.empty and set(star.topk["kind"]) == {"baseline", "token"}
-    with pytest.raises(KeyError, match="it has: 3 'star'"):
+    with pytest.raises(KeyError, match="it has: 0 'circle', 1 'square', 2 'triangle', 3 'star', 4 'cross', 5 'heart'"):
         run.classes["unicorn"]
 
 
@@ -134,7 +135,7 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
 
 
 def test_test_cue_errors_name_the_fix(attached):
-    with pytest.raises(probe.ProbeError, match="not a finished class of this run; use one of: 3 star"):
+    with pytest.raises(probe.ProbeError, match="not a finished class of this run; use one of: 0 circle, 1 square, 2 triangle, 3 star, 4 cross, 5 heart"):
         attached.test_cue("unicorn", "on grass")
     with pytest.raises(probe.ProbeError, match="use one of \\['necessity', 'sufficiency'\\]"):
         attached.test_cue("star", "on grass", kind="vibes")

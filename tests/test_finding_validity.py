@@ -23,7 +23,7 @@ def biased_truth():
 def test_every_strong_passing_finding_of_the_demo_is_true(readme_demo, biased_truth):
     """The planted star/grass passes *strong* (its whole interval clears the bar) and every strong passing finding is
     true. A *moderate* one (only its estimate clears the bar) may be false, as measured on every validity set (README:
-    strong 39/41 true, moderate about 3 in 4): on an Intel Xeon with AMX (5 December 2026) the star-only fixture
+    strong 39/41 true, moderate about 3 in 4): on an Intel Xeon with AMX (5 December 2026) the README demo fixture
     also passes star/snow at +0.26 (95% CI 0.07-0.44; true +0.13), which an AMD EPYC's floating point left weak."""
     from probe.run.summary import clears_bar
 
@@ -43,9 +43,9 @@ def test_every_strong_passing_finding_of_the_demo_is_true(readme_demo, biased_tr
         assert f.n_images >= 16 and f.q <= 0.05 and f.status == "passes"
 
 
-def test_the_clean_classifier_gets_no_passing_cue_finding(clean_star_demo):
+def test_the_clean_classifier_gets_no_passing_cue_finding(clean_demo):
     """The clean demo classifier, audited on star and made to confirm every test the biased demo confirmed."""
-    _, clean, stderr = clean_star_demo
+    _, clean, stderr = clean_demo
     findings = read_findings(clean)
     assert [f.sentence for f in findings if f.passes] == []  # off-object findings included
     assert "passing findings: none" in stderr
