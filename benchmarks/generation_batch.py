@@ -9,6 +9,7 @@ images, the audit's default), the other row of the cost model's throughput table
     .venv/bin/python benchmarks/generation_batch.py                    # the shapes world on the CPU
     .venv/bin/python benchmarks/generation_batch.py --steps 5 --grad-step
     .venv/bin/python benchmarks/generation_batch.py --generator DIR --device cuda --batches 1,2,4,8,16,32
+    .venv/bin/python benchmarks/generation_batch.py --steps 5 --batches 32 --layout channels_last   # vs --layout default
 
 On a shared machine the figures move with other jobs: the header records the torch threads and the load average.
 """
@@ -80,6 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--grad-step", action="store_true", help="also time token optimisation steps (5 images)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--layout", choices=["as-loaded", "default", "channels_last"], default="as-loaded",
+                        help="the UNet's and VAE's memory layout (as loaded: channels-last on a GPU only, "
+                             "probe/generators/generator.py)")
     args = parser.parse_args(argv)
 
     import torch
@@ -93,11 +97,15 @@ def main(argv=None) -> int:
 
         args.generator = str(bundled_generator_path())
     generator = load_generator(args.generator, device=args.device, dtype=args.dtype)
+    if args.layout != "as-loaded":
+        layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+        for module in (generator.unet, generator.vae):
+            module.to(memory_format=layout)
     defaults = getattr(generator, "defaults", None)
     steps = args.steps or getattr(defaults, "steps", None)
     guidance = args.guidance if args.guidance is not None else getattr(defaults, "guidance_scale", None)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    header = (f"# generation_batch: {args.generator} on {args.device}, {steps} steps, guidance {guidance}; torch "
+    header = (f"# generation_batch: {args.generator} on {args.device} ({args.layout} layout), {steps} steps, guidance {guidance}; torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads, load average {load:.2f} at start; "
               f"{args.images} images per batch size after one warm-up batch")
     print(header)

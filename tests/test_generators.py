@@ -20,6 +20,17 @@ def test_loads_tiny_pipeline_with_folder_defaults(tiny_generator):
     assert not images.requires_grad
 
 
+def test_on_the_cpu_the_unet_and_vae_keep_the_default_memory_layout(tiny_generator):
+    """Channels-last is for GPUs: under the CPU's bf16 sampling autocast it made group norms 5-30x slower and the
+    shapes-world UNet 1.4x slower per image (benchmarks/generation_batch.py --layout, 5 December 2026)."""
+    import torch
+
+    convs = [m.weight for module in (tiny_generator.unet, tiny_generator.vae) for m in module.modules()
+             if isinstance(m, torch.nn.Conv2d) and m.weight.shape[2:] != (1, 1)]
+    assert convs and all(w.is_contiguous() for w in convs)
+    assert not any(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+
+
 def test_same_prompt_and_seed_give_the_same_image(tiny_generator):
     a = tiny_generator.generate(["a photo of a star"] * 2, [5, 6])
     b = tiny_generator.generate(["a photo of a star"], [6])
