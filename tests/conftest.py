@@ -188,10 +188,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 # The longest files first (pytest-xdist --dist loadfile --no-loadscope-reorder hands out files in collection order;
 # without that flag it hands out the files with the most tests first, which left this order unused until 5 December
-# 2026): two workers then end
-# together instead of one running the Ray tests alone for the last ~3 minutes (measured 4 December 2026, 00:10 UTC:
-# the Ray file started last and ran ~200 s with the other worker idle). Files that read the shared demos come last,
-# when their background build (pytest_collection_finish) is done. Seconds: that run's --durations, one thread each.
+# 2026): two workers then end together instead of one running the Ray tests alone for the last ~3 minutes (measured
+# 4 December 2026, 00:10 UTC: the Ray file started last and ran ~200 s with the other worker idle). Files that read
+# the shared demos come last, when their background build (pytest_collection_finish) is done. Seconds: that run's
+# --durations, one thread each.
 FIRST = ("test_backend_ray.py",  # ~215 s
          "test_notebook.py",  # ~155 s
          "test_concept_checks_audit.py",  # ~90 s
