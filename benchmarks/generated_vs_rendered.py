@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed: int = 810_000,
-            geometries: int = 4) -> dict:
+            geometries: int = 4, subject: str = "token") -> dict:
     from probe.analysis._util import classify_probs
     from probe.analysis.class_evidence import load_token
     from probe.analysis.necessity import measure_necessity
@@ -60,6 +60,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
             raise SystemExit(f"{cue_name!r} is not a world cue with an attribute the renderer sets")
         load_token(generator, cls)
         prompts = cls.token_prompts(context.cfg.necessity_templates)
+        if subject == "name":  # the class's plain name in the token's place: the class's common look, not its most confident one
+            prompts = [(template, cls.name) for template, _ in prompts]
         seeds = list(range(seed, seed + math.ceil(pairs / len(prompts))))
         lab = context.lab
         # 1. the audit's necessity test on fresh pairs
@@ -104,7 +106,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         return [round(float(v.mean()), 3), round(float(v.mean() - half), 3), round(float(v.mean() + half), 3)]
 
     effect = sample.effect()
-    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "pairs": int(sample.n), "excluded": sample.excluded,
+    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject, "pairs": int(sample.n), "excluded": sample.excluded,
             "fresh necessity [mean, 95% CI]": [round(effect.mean, 3), round(effect.ci_low, 3), round(effect.ci_high, 3)],
             "pairs rendered again": len(generated),
             "generated, those pairs": mean_ci(generated), "rendered from the oracles' readings": mean_ci(rendered),
@@ -121,8 +123,10 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=64)
     p.add_argument("--seed", type=int, default=810_000, help="first seed (apart from the audit's 7000+ and 107000+)")
     p.add_argument("--geometries", type=int, default=4, help="renders per generated image (random geometry)")
+    p.add_argument("--subject", choices=("token", "name"), default="token",
+                   help="what the prompts draw: the class token (the audit's necessity test) or the class's plain name")
     a = p.parse_args()
-    print(json.dumps(measure(a.run, a.class_name, a.cue, a.pairs, a.seed, a.geometries)), flush=True)
+    print(json.dumps(measure(a.run, a.class_name, a.cue, a.pairs, a.seed, a.geometries, a.subject)), flush=True)
     return 0
 
 
