@@ -714,15 +714,18 @@ def _demo_changes(demo, default) -> list[str]:
     return [f.name for f in dataclasses.fields(default) if getattr(demo, f.name) != getattr(default, f.name)]
 
 
-def table(items: list[dict], threshold: float = 0.15) -> dict:
+def table(items: list[dict], threshold: float = 0.15, results: Path | None = None, root: Path | None = None) -> dict:
     """Issue 19's table over a set of classifiers: per (checker, infidelity), recall, precision and passing findings
     on the clean classifiers summed over the set's audits, with exact 95% intervals. The faithful world under the
     oracles is each audit's own analysis (the score phase's "estimate" rule); every other cell is a ``reanalyse`` row
     (run it first). A cell missing for some classifier says how many it covers; a cell measured twice on one
-    classifier (a row tagged with a later code) counts its last row."""
-    results = Path(__file__).resolve().parent / "results"
-    score_rows = {r["classifier"]: r for r in json.loads((ROOT / "score.json").read_text())["rows"]} \
-        if (ROOT / "score.json").is_file() else {}
+    classifier (a row tagged with a later code) counts its last row. Strong findings (the whole interval clears the
+    bar) are counted over the rows that record strength, and the cell says how many classifiers those are.
+    ``results``/``root``: the folders of the reanalyse rows and of the audits' score.json (this benchmark's own)."""
+    results = results or Path(__file__).resolve().parent / "results"
+    root = root or ROOT
+    score_rows = {r["classifier"]: r for r in json.loads((root / "score.json").read_text())["rows"]} \
+        if (root / "score.json").is_file() else {}
     cells: dict[tuple, dict] = {}
     for item in items:
         name, clean = item["name"], not item["bias"]
@@ -741,19 +744,27 @@ def table(items: list[dict], threshold: float = 0.15) -> dict:
                          + (f", {r['analysis']}" if r.get("analysis") else ""),
                          "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
-                         "unverified": len(r["unverified (met the bars, nobody checked)"])})
+                         "unverified": len(r["unverified (met the bars, nobody checked)"]),
+                         **({"strong_true": r["strong"]["precision"]["k"], "strong_passing": r["strong"]["precision"]["n"],
+                             "strength_recorded": 1} if r.get("strong") else {})})
         latest = {(r["checker"], r["infidelity"]): r for r in rows}  # a cell measured again (a later code's row) counts once
         for r in latest.values():
             c = cells.setdefault((r["checker"], r["infidelity"]), {k: 0 for k in (
-                "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified")})
+                "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified", "strong_true",
+                "strong_passing", "strength_recorded")})
             c["classifiers"] += 1
-            for key in ("found", "planted", "passing", "true", "unverified"):
-                c[key] += r[key]
+            for key in ("found", "planted", "passing", "true", "unverified", "strong_true", "strong_passing",
+                        "strength_recorded"):
+                c[key] += r.get(key, 0)
             c["clean_passing"] += r["passing"] if clean else 0
     summary = {f"{checker} @ {rate:g}": {"classifiers": c["classifiers"], "recall": _rate(c["found"], c["planted"]),
                                          "precision": _rate(c["true"], c["passing"]),
                                          "passing on clean classifiers": c["clean_passing"],
-                                         "unverified (met the bars, nobody checked)": c["unverified"]}
+                                         "unverified (met the bars, nobody checked)": c["unverified"],
+                                         # rows since 5 December record each passing finding's strength (strong: the
+                                         # whole interval clears the bar); older rows do not, and are left out here
+                                         "strong findings true": {"classifiers": c["strength_recorded"], **_rate(
+                                             c["strong_true"], c["strong_passing"])}}
                for (checker, rate), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
     print(json.dumps(summary, indent=1))
     return summary
