@@ -322,7 +322,7 @@ def confirmed_enough(cfg: AnalysisConfig, sample: Sample, two_sided: bool, failu
         # comparison, so such a test spends its budget (max_pairs) before it stops. Measured on five validity sets:
         # every false passing finding had a true effect of 0.09-0.14 and an estimate of 0.15-0.26 on 16-23 pairs. Measured
         # after, on six sets at `probe audit`'s defaults: one more planted cue found, precision unchanged (the false ones
-        # stay over the bar on 32 pairs: README, "`probe audit`'s own defaults, measured").
+        # stay over the bar on 32 pairs: docs/validity.md, "`probe audit`'s own defaults, measured").
         low, high = (-effect.ci_high, -effect.ci_low) if two_sided and effect.mean < 0 else (effect.ci_low, effect.ci_high)
         return not low < cfg.thresholds.min_effect <= high
     return False

@@ -19,7 +19,7 @@ from probe.token_config import TokenConfig
 
 # the analysis within the demo's time: every candidate confirmed on 16 fresh pairs (the least that may decide), and no
 # adaptive screening (measured 3 December 2026 on 2 cores: one round of 4 more seeds took the demo's images from 676 to
-# 1162 and its time from 158 s to 235 s, and still did not find the heart's dot; README, "Are the findings true?")
+# 1162 and its time from 158 s to 235 s, and still did not find the heart's dot; docs/validity.md)
 DEMO_ANALYSIS = AnalysisConfig(max_pairs=16, n_carriers=3, screen_extend=())
 # sampling steps: at 5 DDIM steps (bf16 autocast on a CPU with native bf16) the bundled generator's held-out oracle
 # accuracy is shape 1.000, colour 0.978, background 1.000, tag 1.000 (benchmarks/world_fidelity.py --steps 5)
