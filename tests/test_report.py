@@ -742,3 +742,7 @@ def test_a_passing_findings_card_says_whether_its_interval_or_only_its_estimate_
     assert 'class="bar-strength bs-strong"' in strong and "bs-moderate" not in strong
     assert 'class="bar-strength bs-moderate"' in moderate and "bs-strong" not in moderate
     assert all("bar-strength" not in c for c in cards if "strong one" not in c and "moderate one" not in c)
+    # the overview's card counts them apart, so a reader sees at once how many passing findings are claims and how
+    # many are leads
+    card = re.search(r'<div class="card findings-card">.*?</div></div>', page, re.S).group(0)
+    assert re.search(r'<span class="strengths"[^>]*>1 strong · 1 moderate</span>', card), card
