@@ -45,6 +45,10 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
         assert marker in text, (marker, text)
         assert text[text.index(marker):].split("), ", 1)[1].startswith("strong" if f["clears_bar"] else "moderate")
     assert (run.passing["passes"]).all() and len(run.passing) == int(findings["passes"].sum())
+    strong = int(run.passing["clears_bar"].sum())  # the run's display counts claims and leads apart, as the report
+    apart = f"{strong} strong, {len(run.passing) - strong} moderate"
+    assert f"passing findings: {len(run.passing)} ({apart}))" in repr(run)
+    assert f"of {len(run.passing)} passing: {apart})" in run._repr_html_()
     star = run.classes["star"]
     assert star is not None and run.classes[3].name == "star"
     assert len(star.images("baseline")) == len(star.images("token")) > 0
