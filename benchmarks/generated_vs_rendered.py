@@ -60,7 +60,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
             raise SystemExit(f"{cue_name!r} is not a world cue with an attribute the renderer sets")
         load_token(generator, cls)
         prompts = cls.token_prompts(context.cfg.necessity_templates)
-        if subject == "name":  # the class's plain name in the token's place: the class's common look, not its most confident one
+        if subject == "name":  # the class's plain name in the token's place: its common look, not its most confident
             prompts = [(template, cls.name) for template, _ in prompts]
         seeds = list(range(seed, seed + math.ceil(pairs / len(prompts))))
         lab = context.lab
@@ -106,7 +106,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         return [round(float(v.mean()), 3), round(float(v.mean() - half), 3), round(float(v.mean() + half), 3)]
 
     effect = sample.effect()
-    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject, "pairs": int(sample.n), "excluded": sample.excluded,
+    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject, "pairs": int(sample.n),
+            "excluded": sample.excluded,
             "fresh necessity [mean, 95% CI]": [round(effect.mean, 3), round(effect.ci_low, 3), round(effect.ci_high, 3)],
             "pairs rendered again": len(generated),
             "generated, those pairs": mean_ci(generated), "rendered from the oracles' readings": mean_ci(rendered),
