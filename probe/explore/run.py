@@ -128,8 +128,11 @@ class Run:
     def _strengths(self) -> tuple[int, str]:
         """The number of passing findings and "2 strong, 1 moderate" (claims and leads apart, as the report's card;
         empty when none passes)."""
-        strong = self.passing["clears_bar"].tolist()
-        return len(strong), f"{strong.count(True)} strong, {strong.count(False)} moderate" if strong else ""
+        from probe.run.summary import strength_counts
+
+        n = sum(bool(f.get("passes")) for f in self._data.findings or [])
+        strong, moderate = strength_counts(self._data.findings, self._data.analysis)
+        return n, f"{strong} strong, {moderate} moderate" if n else ""
 
     def __repr__(self) -> str:
         done = sum(c.status == "done" for c in self._data.classes)

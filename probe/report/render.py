@@ -32,7 +32,7 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
-from probe.run.summary import clears_bar, summarise_class
+from probe.run.summary import clears_bar, strength_counts, summarise_class
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 
@@ -566,8 +566,8 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
     passing = [f for f in findings or [] if f["passes"]]
     index_findings = [b.finding_view(f, i + 1, evidence=3) for i, f in enumerate(passing[:FINDINGS_ON_INDEX])]
     counts = {s: sum(f["status"] == s for f in findings or []) for s in STATUSES}
-    strength = [clears_bar(f, run.analysis) for f in passing]  # True strong, False moderate, None not recorded
     n_not_passing = len(findings or []) - len(passing)
+    n_strong, n_moderate = strength_counts(passing, run.analysis)  # claims and leads, for the overview's card
     finding_rows = [_finding_row(b, i, f) for i, f in enumerate(findings or [])]
     facets = _facets(findings or [])
     done = [c for c in classes if c.status == "done"]
@@ -587,7 +587,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         "heldout_base": mean(b.heldout(c, "baseline") for c in done) if with_heldout else None,
         "n_findings": None if findings is None else len(findings),
         "n_passing": len(passing), "n_not_passing": n_not_passing,
-        "n_strong": strength.count(True), "n_moderate": strength.count(False),
+        "n_strong": n_strong, "n_moderate": n_moderate,
         "status_counts": [(s, STATUS_LABELS[s], counts[s]) for s in STATUSES],
         "n_status": counts,
     }

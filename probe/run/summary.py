@@ -183,6 +183,13 @@ def _effect_text(f: dict) -> str:
     return f"{value}, 95% CI {fmt.interval(f.get('ci_low'), f.get('ci_high'))}{size}"
 
 
+def strength_counts(findings, analysis: dict | None = None) -> tuple[int, int]:
+    """(strong, moderate) among the passing ``findings`` (dicts), by :func:`clears_bar`; a passing finding whose
+    effect is not recorded is neither. What the report's overview card and a run's notebook display both show."""
+    strengths = [clears_bar(f, analysis) for f in findings or [] if f.get("passes")]
+    return strengths.count(True), strengths.count(False)
+
+
 def clears_bar(f: dict, analysis: dict | None = None) -> bool | None:
     """Whether a finding's whole 95% interval lies beyond the analysis' pass bar in its claimed direction (the
     summary's *strong*; a passing finding that only its estimate clears is *moderate*). None when the effect is not
