@@ -436,6 +436,12 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         "any finding confirmed on clean classifiers": t.get("clean_confirmed", 0),
         "of those, holding": t.get("clean_confirmed", 0) - t.get("clean_confirmed_false", 0),
         "cue findings with a verdict": t.get("findings", 0),
+        "recall: planted cues learned (true necessity >= 0.15) that pass in the audit":
+            _rate(t.get("learned_by_audit", 0), t.get("learned", 0)),
+        "recall: planted cues learned that some finding confirmed on the data names (passing or not)":
+            _rate(t.get("learned_by_data", 0), t.get("learned", 0)),
+        "recall: planted cues learned that pass in the audit or are confirmed on the data":
+            _rate(t.get("learned_by_either", 0), t.get("learned", 0)),
     } for name, t in tallies.items()}
     summary = {"in the data (validation population, the kind the confirmation measures)": summary["data"],
                "over uniform contexts (the audit's truth table)": summary["uniform"]}
@@ -481,6 +487,11 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
     planted = {(c, v) for c, cues in item["bias"].items() for v in cues.values()}
     passing = [f for f in findings if f.get("passes")]
     confirmed = [f for f in findings if verdict(f) == "confirmed"]
+    # recall as the validity benchmark counts it (a planted cue the classifier learned, any finding on it), by the
+    # audit alone and by the audit with the user's data: a finding the generated test missed can be confirmed there
+    learned = [p for p in sorted(planted) if truth.effect(p[0], p[1], "necessity") >= threshold]
+    by_audit = [p for p in learned if any((f["class_name"], f["cue"]) == p for f in passing)]
+    by_data = [p for p in learned if any((f["class_name"], f["cue"]) == p for f in confirmed)]
     counts = {
         "passing": len(passing), "passing_confirmed": sum(verdict(f) == "confirmed" for f in passing),
         "holding": sum(holds(f) for f in passing),
@@ -496,12 +507,16 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
         "confirmed_strong": sum(strong(f) for f in confirmed),
         "confirmed_strong_false": sum(strong(f) and not holds(f) for f in confirmed),
         "findings": len(findings),
+        "learned": len(learned), "learned_by_audit": len(by_audit), "learned_by_data": len(by_data),
+        "learned_by_either": len(set(by_audit) | set(by_data)),
         "clean_confirmed": 0 if item["bias"] else len(confirmed),
         "clean_confirmed_false": 0 if item["bias"] else sum(not holds(f) for f in confirmed),
     }
     for key, value in counts.items():
         tally[key] = tally.get(key, 0) + value
     return {"planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in sorted(planted)},
+            "learned, found by": {f"{c}/{v}": "+".join(w for w, ps in (("audit", by_audit), ("data", by_data))
+                                                         if (c, v) in ps) or "neither" for c, v in learned},
             "passing": [text(f, f", real P gap {_signed(real[(f['class_name'], f['cue'], f['kind'])])}") + f": {verdict(f)}"
                         + (" (strong)" if strong(f) else "") for f in passing],
             "confirmed (any finding)": [text(f, f", holds {holds(f)}, passes {bool(f.get('passes'))}") for f in confirmed]}

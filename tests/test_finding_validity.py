@@ -240,6 +240,42 @@ def test_real_data_confirmations_are_scored_by_what_the_confirmation_measures():
     assert uniform["confirmed_false"] == 2 and uniform["holding"] == 1
 
 
+def test_recall_counts_a_planted_cue_the_audit_missed_and_the_data_confirmed_apart():
+    """benchmarks/finding_validity.py confirm: recall by the audit alone and by the audit with the user's data. A
+    planted cue the classifier learned whose finding did not pass but is confirmed on the data counts for the second
+    only; one the classifier did not learn counts for neither."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    class Truth:
+        effects = {("heart", "dot"): 0.20, ("star", "grass"): 0.45, ("circle", "red"): 0.05}
+
+        def effect(self, c, cue, kind, counters=None, carriers=None):
+            return self.effects[(c, cue)]
+
+        def slice_gap(self, c, cue, kind, counters=None):
+            return self.effects[(c, cue)]
+
+    def finding(c, cue, effect, passes):
+        return {"class_name": c, "cue": cue, "kind": "necessity", "effect": effect, "passes": passes,
+                "details": {"counter_values": None}}
+
+    item = {"name": "b", "bias": {"heart": {"tag": "dot"}, "star": {"background": "grass"},
+                                  "circle": {"color": "red"}}}
+    findings = [finding("star", "grass", 0.40, True), finding("heart", "dot", 0.07, False),
+                finding("circle", "red", 0.02, False)]
+    verdicts = {("star", "grass", "necessity"): "confirmed", ("heart", "dot", "necessity"): "confirmed",
+                ("circle", "red", "necessity"): "contradicted"}
+    tally: dict = {}
+    row = fv._confirm_tally(tally, item, findings, Truth(), verdicts, {k: 0.2 for k in verdicts}, 0.15, measured=True)
+    assert (tally["learned"], tally["learned_by_audit"], tally["learned_by_data"], tally["learned_by_either"]) == \
+        (2, 1, 2, 2)
+    assert row["learned, found by"] == {"heart/dot": "data", "star/grass": "audit+data"}
+
+
 def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_demo, biased_truth):
     """benchmarks/generated_vs_rendered.py on the README demo's star/grass: fresh necessity pairs, each generated image
     rendered again from what the oracles read in it, and the truth table; the planted cue is large all three ways, and
