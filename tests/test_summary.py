@@ -11,7 +11,7 @@ from probe.report.synthetic import make_synthetic_run
 from probe.run import RunDir
 from probe.run import format as fmt
 from probe.run.confirmation import ClassConfirmation, Comparison, Confirmation, FindingConfirmation, Slice
-from probe.run.summary import DEFAULT_MIN_EFFECT, DEFAULT_OFF_OBJECT_SHARE, ClassSummary, summarise_class
+from probe.run.summary import DEFAULT_MIN_EFFECT, DEFAULT_OFF_OBJECT_SHARE, ClassSummary, balance_spec, summarise_class
 
 XSS = "<script>alert(1)</script>"
 
@@ -106,6 +106,31 @@ def test_confirmation_verdicts_are_reported_and_the_confirm_step_dropped(tmp_pat
     summary = str(open_run(root).classes[int(row["class_index"])].summary)
     assert summary.count("your data carry this bias, which a classifier trained on data drawn like them learns: 98 of "
                          "the 99") == 1, summary
+
+
+def test_a_cue_only_the_users_data_confirm_gets_the_balance_step(tmp_path):
+    """A class with no passing finding whose non-passing finding `probe confirm` confirmed (the demo's heart/dot): the
+    summary names it as confirmed although the audit did not pass it and offers the balance command for it, instead
+    of "nothing to fix"; without the confirmation it says there is nothing to fix."""
+    root = make_synthetic_run(tmp_path / "run", 4, images_per_kind=2, attributions=False)
+    run = open_run(root)
+    frame, _, without = _split(run)
+    row = frame[(frame["class_index"] == without[0]) & frame["kind"].isin(["necessity", "sufficiency"])].iloc[0]
+    index, name = int(row["class_index"]), row["class_name"]
+    assert "nothing to fix" in run.classes[index].summary
+    own = Comparison("accuracy", Slice(400, 398), Slice(23, 17), gap=0.26, low=0.12, high=0.46, p=1e-10)
+    record = Confirmation(
+        data={"source": "folder", "root": "val", "listed": 500, "used": 500, "skipped": 0}, checked_by="world oracles",
+        classifier="net", settings={"alpha": 0.05},
+        findings=(FindingConfirmation(index, name, row["kind"], row["cue"], "tag", "dot", ("bar",), row["status"],
+                                      False, row["effect"], row["ci_low"], row["ci_high"], own,
+                                      Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1, "confirmed",
+                                      "gap +0.26", None, 0.001),),
+        classes=(ClassConfirmation(index, name, 423, 0.98, (row["cue"],)),))
+    RunDir(root).write_confirmation(record)
+    summary = str(open_run(root).classes[index].summary)
+    assert f"confirmed although the audit did not pass them: {row['cue']} ({row['kind']})" in summary, summary
+    assert "nothing to fix" not in summary and f"--balance {balance_spec(name, index, row['cue'])}" in summary, summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

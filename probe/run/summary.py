@@ -310,7 +310,14 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
     if findings is None:
         return ("To get findings, run the analysis: the same ", Code("probe audit"), " command with ",
                 Code("--analyze"), ".")
-    if not passing:
+    verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
+        if confirmation is not None else {}
+    # what the user's data confirm although the generated test did not pass it is as much a shortcut to weaken
+    shown = {(f.get("kind"), str(f.get("cue"))) for f in cue_findings}
+    from_data = [f for f in findings if f.get("kind") in CUE_KINDS and not f.get("passes")
+                 and (f.get("kind"), str(f.get("cue"))) not in shown
+                 and verdicts.get((f.get("kind"), str(f.get("cue")))) == "confirmed"]
+    if not passing and not from_data:
         unverified = [f for f in findings if f.get("status") == "unverified"]
         if unverified:
             return ("Nothing was checked, so nothing passes: re-run the audit with ", Code("--concepts MODEL"),
@@ -318,13 +325,11 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
         return ("There is nothing to fix from this audit; to look harder, give the analysis more pairs (",
                 Code("--max-pairs"), ") or let it propose unlisted cues (", Code("--discover 3"), ").")
     out: list = []
-    if cue_findings:
-        cues = list(dict.fromkeys(str(f.get("cue")) for f in cue_findings))[:_LISTED]
+    if cue_findings or from_data:
+        cues = list(dict.fromkeys(str(f.get("cue")) for f in cue_findings + from_data))[:_LISTED]
         specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
         out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
-    verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
-        if confirmation is not None else {}
     # an off-object share has no real-data slice (probe confirm tests cue findings only)
     unconfirmed = [f for f in cue_findings if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
     if unconfirmed:

@@ -68,16 +68,23 @@ class ValidationSet:
         return "\n".join(self.lines())
 
 
-def _scenes(classifier: str | Path, n: int, seed: int):
-    """(images (n,3,32,32), attribute indices, bias, strength): the training sampler at the training strength, every
-    object in view."""
+def _scenes(classifier: str | Path, n: int, seed: int, classes=None):
+    """(images (m,3,32,32), attribute indices, bias, strength): the training sampler at the training strength, every
+    object in view. ``classes``: keep only the scenes of these shapes among the ``n`` drawn (their attributes as the
+    full draw has them, their geometry drawn afresh), so a check that needs one class's rare slice renders only it."""
     from probe.world.classifiers import _render, sample_biased_attributes
     from probe.world.scenes import SHAPES
 
     if n < len(SHAPES):
         raise ProbeError(f"n={n} is too small: render at least {len(SHAPES)} images (one per shape), e.g. --n 3000")
+    unknown = sorted(set(classes or ()) - set(SHAPES))
+    if unknown:
+        raise ProbeError(f"classes {unknown} are not shapes of the world; pass some of {', '.join(SHAPES)}")
     bias, strength, _ = classifier_bias(classifier)
     attrs = sample_biased_attributes(n, bias, strength, np.random.default_rng(seed))
+    if classes:
+        keep = np.isin(attrs["shape"], [SHAPES.index(c) for c in classes])
+        attrs = {a: v[keep] for a, v in attrs.items()}
     return _render(attrs, seed + 1), attrs, bias, strength
 
 
@@ -85,10 +92,10 @@ class ValidationImages:
     """The same scenes in memory, as a torch-style map Dataset of (image (3,32,32) in [0,1], shape name): what
     ``confirm_run`` takes from Python without writing a folder (``classes``, ``targets`` and ``attributes`` too)."""
 
-    def __init__(self, classifier: str | Path = "biased", n: int = 3000, seed: int = 54321):
+    def __init__(self, classifier: str | Path = "biased", n: int = 3000, seed: int = 54321, classes=None):
         from probe.world.scenes import SHAPES, VOCAB
 
-        self.images, attrs, self.bias, self.strength = _scenes(classifier, n, seed)
+        self.images, attrs, self.bias, self.strength = _scenes(classifier, n, seed, classes)
         self.classes = list(SHAPES)
         self.targets = [int(s) for s in attrs["shape"]]
         self.attributes = {a: [VOCAB[a][int(v)] for v in attrs[a]] for a in ("color", "background", "tag")}
@@ -100,14 +107,15 @@ class ValidationImages:
         return self.images[i], self.classes[self.targets[i]]
 
 
-def validation_images(classifier: str | Path = "biased", n: int = 3000, seed: int = 54321):
-    """:class:`ValidationImages` as a ``torch.utils.data.Dataset``."""
+def validation_images(classifier: str | Path = "biased", n: int = 3000, seed: int = 54321, classes=None):
+    """:class:`ValidationImages` as a ``torch.utils.data.Dataset``; ``classes`` keeps only those shapes' scenes of the
+    ``n`` drawn (``validation_images("biased", 10000, classes=["heart"])``: the about 1600 hearts of 10,000 scenes)."""
     import torch
 
     class _Dataset(ValidationImages, torch.utils.data.Dataset):
         pass
 
-    return _Dataset(classifier, n, seed)
+    return _Dataset(classifier, n, seed, classes)
 
 
 def validation_truth(classifier: str | Path = "biased", n: int = 300, seed: int = 0, *, model=None):
