@@ -99,6 +99,9 @@ SETS = {
     # the same code as fresh10, made to measure discovery out of sample on more planted cues (fresh10 learned 3)
     "fresh11": {"biased": 3, "clean": 1, "draw": 12, "seed_offset": 12000, "rotation": 5},
     "fresh12": {"biased": 3, "clean": 1, "draw": 13, "seed_offset": 13000, "rotation": 0},
+    # made after the confirm phase counted what the user's data find beside the audit (recall with the data) and
+    # the summaries turned a cue only the data confirm into a balance step: nothing was looked at on it before
+    "fresh13": {"biased": 3, "clean": 1, "draw": 14, "seed_offset": 14000, "rotation": 1},
 }
 
 
