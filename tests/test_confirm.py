@@ -225,6 +225,40 @@ def test_report_shows_the_real_images_with_escaped_names(tmp_path):
     assert "On your data" in page and "&lt;b&gt;x" in page and "<b>x" not in page
 
 
+def test_the_overview_counts_what_your_data_confirmed_and_names_cues_the_audit_did_not_pass(tmp_path):
+    """The report's "on your data" card: passing findings confirmed of those tested, and the cues only the data
+    confirmed (one per class and cue, however many kinds), escaped; no card without a confirmation."""
+    from probe.report import render_report
+    from probe.run.confirmation import ClassConfirmation, Comparison, FindingConfirmation, Slice
+
+    hostile = "<img src=x onerror=alert(1)>"
+    run = _world_run(tmp_path / "run", findings=[_finding("star", "grass", GRASS),
+                                                 _finding("heart", hostile, GRASS, effect=0.07, passes=False),
+                                                 _finding("heart", hostile, GRASS, effect=0.08, passes=False,
+                                                          kind="sufficiency")])
+    assert "real-card" not in render_report(run).read_text()
+
+    def row(cls, cue, kind, passes, verdict):
+        return FindingConfirmation(SHAPES.index(cls), cls, kind, cue, "background", "grass", ("sand",),
+                                   "passes" if passes else "weak", passes, 0.3, 0.1, 0.5,
+                                   Comparison("accuracy", Slice(400, 398), Slice(23, 17), gap=0.26, low=0.1, high=0.4,
+                                              p=1e-6), Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own",
+                                   1, verdict, "", None, 0.001)
+
+    record = Confirmation(data={"source": "folder", "root": "val", "listed": 900, "used": 900, "skipped": 0},
+                          checked_by="world oracles", classifier="net", settings={"alpha": 0.05},
+                          findings=(row("star", "grass", "necessity", True, "confirmed"),
+                                    row("heart", hostile, "necessity", False, "confirmed"),
+                                    row("heart", hostile, "sufficiency", False, "confirmed")),
+                          classes=(ClassConfirmation(SHAPES.index("star"), "star", 150, 0.9, ("grass",)),))
+    RunDir(run).write_confirmation(record)
+    page = render_report(run).read_text()
+    card = page[page.index('class="card real-card"'):]
+    card = card[:card.index("</div></div>")]
+    assert ">1 of 1<" in card and "on 900 labelled images" in card, card
+    assert "1 cue the audit did not pass confirmed (heart: &lt;img" in card and hostile not in page, card
+
+
 def test_damaged_confirmation_is_one_line_naming_the_field(tmp_path, biased_confirmed):
     _, record = biased_confirmed
     data = record.to_dict()

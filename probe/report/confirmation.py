@@ -9,7 +9,7 @@ from typing import Any
 from probe.run import RunDir
 from probe.run import format as fmt
 
-__all__ = ["class_confirmation"]
+__all__ = ["class_confirmation", "overview"]
 
 SLICES = (("cue", "own", "with the cue"), ("counter", "own", "with its counters"), ("cue", "others", "other classes with the cue"))
 
@@ -47,3 +47,23 @@ def class_confirmation(run_dir, assets, class_index: int, warnings: list[str], c
                      "own": f.own.text(), "others": f.others.text(), "slices": slices})
     return {"headline": record.headline(), "sentence": summary.sentence if summary is not None else "",
             "rows": rows, "checked_by": record.checked_by}
+
+
+def overview(record, findings: list[dict] | None) -> dict[str, Any] | None:
+    """The overview's "on your data" card: how many of the passing cue findings your data confirmed (strong among
+    them), and the findings it confirmed that the audit did not pass (a dependence the generator under-drew is as real
+    a shortcut). None without a confirmation."""
+    if record is None:
+        return None
+    passing = [f for f in findings or [] if f.get("passes")]
+    tested = [(f, r) for f in passing
+              if (r := record.finding(f.get("class_index"), f.get("kind"), f.get("cue"))) is not None]
+    confirmed = [r for _, r in tested if r.verdict == "confirmed"]
+    # cues (class, cue) no passing finding names, tests of the cue itself (necessity, sufficiency) before token shifts
+    claimed = {(f.get("class_index"), f.get("cue")) for f in passing}
+    extra = sorted((r for r in record.findings if r.verdict == "confirmed" and not r.passes
+                    and (r.class_index, r.cue) not in claimed), key=lambda r: (r.kind == "token-shift", r.class_index))
+    named = list(dict.fromkeys(f"{r.class_name}: {r.cue}" for r in extra))
+    return {"images": record.data.get("used"), "tested": len(tested), "confirmed": len(confirmed),
+            "strong": sum(record.strength(r) == "strong" for r in confirmed), "extra": len(named),
+            "extra_named": ", ".join(named[:3]) + (", …" if len(named) > 3 else "")}

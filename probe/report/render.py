@@ -26,7 +26,7 @@ import jinja2
 from markupsafe import Markup
 
 from probe.errors import ProbeError
-from probe.report.confirmation import class_confirmation
+from probe.report.confirmation import class_confirmation, overview as real_overview
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
@@ -590,6 +590,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         "n_strong": n_strong, "n_moderate": n_moderate,
         "status_counts": [(s, STATUS_LABELS[s], counts[s]) for s in STATUSES],
         "n_status": counts,
+        "real": real_overview(b.confirmation(), findings),  # `probe confirm` on the user's images, when it ran
     }
     meta = _metadata(run)
     analysis_view = _analysis_view(run.analysis)
