@@ -268,7 +268,7 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
         head = f" ({per_class.n_images} images labelled {quoted}{acc})"
     keys = {(f.get("kind"), str(f.get("cue"))) for f in passing}
     shown = [r for r in mine if (r.kind, r.cue) in keys] or []
-    others = [r for r in mine if (r.kind, r.cue) not in keys and r.verdict == "confirmed"]
+    others = _confirmed_not_passing(index, passing, confirmation)
     parts = []
     for r in shown:
         d = r.decisive
@@ -304,6 +304,16 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
     return (f"On your data{head}: " + "; ".join(parts) + ".",)
 
 
+def _confirmed_not_passing(index: int, passing: list[dict], confirmation) -> list:
+    """The class's findings the user's data confirmed that the audit did not pass (confirmation records), for the
+    verdict clause and the balance step alike."""
+    if confirmation is None:
+        return []
+    keys = {(f.get("kind"), str(f.get("cue"))) for f in passing}
+    return [r for r in confirmation.findings
+            if r.class_index == index and r.verdict == "confirmed" and (r.kind, r.cue) not in keys]
+
+
 def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str) -> Sentence:
     run = shlex.quote(run_ref) if run_ref != "RUN" else run_ref
     cue_findings = [f for f in passing if f.get("kind") in CUE_KINDS]
@@ -313,10 +323,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
     verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
         if confirmation is not None else {}
     # what the user's data confirm although the generated test did not pass it is as much a shortcut to weaken
-    shown = {(f.get("kind"), str(f.get("cue"))) for f in cue_findings}
-    from_data = [f for f in findings if f.get("kind") in CUE_KINDS and not f.get("passes")
-                 and (f.get("kind"), str(f.get("cue"))) not in shown
-                 and verdicts.get((f.get("kind"), str(f.get("cue")))) == "confirmed"]
+    from_data = [r.cue for r in _confirmed_not_passing(index, passing, confirmation)]
     if not passing and not from_data:
         unverified = [f for f in findings if f.get("status") == "unverified"]
         if unverified:
@@ -326,7 +333,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
                 Code("--max-pairs"), ") or let it propose unlisted cues (", Code("--discover 3"), ").")
     out: list = []
     if cue_findings or from_data:
-        cues = list(dict.fromkeys(str(f.get("cue")) for f in cue_findings + from_data))[:_LISTED]
+        cues = list(dict.fromkeys([str(f.get("cue")) for f in cue_findings] + from_data))[:_LISTED]
         specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
         out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
