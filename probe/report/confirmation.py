@@ -51,14 +51,13 @@ def class_confirmation(run_dir, assets, class_index: int, warnings: list[str], c
 
 def overview(record, findings: list[dict] | None) -> dict[str, Any] | None:
     """The overview's "on your data" card: how many of the passing cue findings your data confirmed (strong among
-    them), and the findings it confirmed that the audit did not pass (a dependence the generator under-drew is as real
-    a shortcut). None without a confirmation."""
+    them), and the cues of findings it confirmed that the audit did not pass (a dependence the generator under-drew is
+    as real a shortcut). None without a confirmation."""
     if record is None:
         return None
     passing = [f for f in findings or [] if f.get("passes")]
-    tested = [(f, r) for f in passing
-              if (r := record.finding(f.get("class_index"), f.get("kind"), f.get("cue"))) is not None]
-    confirmed = [r for _, r in tested if r.verdict == "confirmed"]
+    tested = [r for f in passing if (r := record.finding(f.get("class_index"), f.get("kind"), f.get("cue"))) is not None]
+    confirmed = [r for r in tested if r.verdict == "confirmed"]
     # cues (class, cue) no passing finding names, tests of the cue itself (necessity, sufficiency) before token shifts
     claimed = {(f.get("class_index"), f.get("cue")) for f in passing}
     extra = sorted((r for r in record.findings if r.verdict == "confirmed" and not r.passes
