@@ -32,6 +32,54 @@ def ray_cluster():
     ray.shutdown()
 
 
+CLASSES = "circle,star"  # indices 0 and 3: two classes, one per worker, both in flight at once
+
+
+def _analysed_config(out: Path, **scale):
+    """``_config`` with each class's analysis, kept to plumbing: 3 of the world's 12 cues (the planted star/grass
+    among them), 8 confirmation pairs, no report (the same tests must come out the same on the workers; 4 cues and
+    16 pairs took ~110 s of a 2-core suite)."""
+    from probe.analysis import AnalysisConfig
+    from probe.analysis.policy import Thresholds
+
+    from conftest import world_cue_file
+
+    cues = world_cue_file(Path(out).parent / "cues.json", "grass", "water", "dot")
+    analysis = AnalysisConfig(attributions=False, off_object=False, iou_images=0, nearest_k=3, n_carriers=2,
+                              necessity_screen_seeds=2, screen_extend=(), max_pairs=8, cues=str(cues), discover=0,
+                              thresholds=Thresholds(min_pairs=8))
+    return replace(_config(out, CLASSES, analyze=True, **scale), report=False, analysis=analysis)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The local backend's run of CLASSES with their analysis, at one thread as a Ray worker with one CPU slot: the
+    reference both the token test and the analysis test compare the workers with (one local run for the module,
+    where each test used to make its own)."""
+    from probe.auditing.loop import audit
+
+    out = tmp_path_factory.mktemp("ray-reference") / "local"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        audit(_analysed_config(out), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _assert_same_tokens(local: Path, out: Path) -> None:
+    """Every class's token and its evaluation equal the local run's (the retried class too)."""
+    a, b = _tokens(local), _tokens(out)
+    assert sorted(a) == sorted(b) == [0, 3]
+    for i in a:
+        torch.testing.assert_close(a[i], b[i], rtol=0, atol=1e-5)
+    ma, mb = _metrics(local), _metrics(out)
+    for i in ma:
+        assert ma[i]["token"]["accuracy"] == mb[i]["token"]["accuracy"]
+        assert ma[i]["token"]["mean_target_prob"] == pytest.approx(mb[i]["token"]["mean_target_prob"], abs=1e-4)
+
+
 def _killer(out: Path, choose) -> tuple[list, threading.Thread]:
     """A thread that polls ``choose(out)`` every 50 ms and SIGKILLs the first worker it names: it returns what to
     record (its ``"pid"`` is killed) or None to keep watching. The record goes into the returned list (one at most)."""
@@ -91,44 +139,28 @@ def _kill_in_flight(out: Path) -> tuple[list, threading.Thread]:
     return _killer(out, choose)
 
 
-def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster):
+def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster, local_run):
     """2 workers on a local cluster; a worker is killed (SIGKILL) while it learns a class. Every class ends done
     exactly once, the lost one retried on a fresh worker, and every token equals the local backend's for the same
-    seeds."""
+    seeds (the module's local run: token learning does not depend on the analysis that follows it)."""
     from probe.run import RunDir
     from probe.auditing.loop import audit
 
-    classes = "circle,square,star"
-    local = tmp_path / "local"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # Ray's workers use one thread per CPU slot: the same arithmetic here
-    try:
-        audit(_config(local, classes), progress=False)
-    finally:
-        torch.set_num_threads(threads)
-
     out = tmp_path / "ray"
     killed, thread = _kill_in_flight(out)
-    result = audit(_config(out, classes, backend="ray", workers=2, max_retries=2), progress=False)
+    result = audit(_config(out, CLASSES, backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
-    assert killed, "the test never saw a finished class to kill its worker"
-    assert not result.failed and len(result.rows) == 3
+    assert killed, "the test never saw a class in flight to kill its worker"
+    assert not result.failed and len(result.rows) == 2
     metrics = _metrics(out)
-    assert sorted(metrics) == [0, 1, 3] and all(m["status"] == "done" for m in metrics.values())
-    assert len(list(out.glob("classes/*/"))) == 3  # one folder per class: nothing duplicated
+    assert sorted(metrics) == [0, 3] and all(m["status"] == "done" for m in metrics.values())
+    assert len(list(out.glob("classes/*/"))) == 2  # one folder per class: nothing duplicated
     rows = RunDir(out).write_summary()
-    assert sorted(r["class_index"] for r in rows) == [0, 1, 3]
+    assert sorted(r["class_index"] for r in rows) == [0, 3]
     retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
     assert retried and all(m["worker"]["pid"] != killed[0]["pid"] for m in retried)
     assert os.getpid() not in {m["worker"]["pid"] for m in metrics.values()}  # the workers ran them, not this process
-    a, b = _tokens(local), _tokens(out)
-    assert sorted(a) == sorted(b) == [0, 1, 3]
-    for i in a:
-        torch.testing.assert_close(a[i], b[i], rtol=0, atol=1e-5)  # the retried class too
-    ma = _metrics(local)
-    for i in ma:
-        assert ma[i]["token"]["accuracy"] == metrics[i]["token"]["accuracy"]
-        assert ma[i]["token"]["mean_target_prob"] == pytest.approx(metrics[i]["token"]["mean_target_prob"], abs=1e-4)
+    _assert_same_tokens(local_run, out)
 
 
 def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_completes(tmp_path, ray_cluster):
@@ -138,15 +170,15 @@ def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_comp
 
     out = tmp_path / "ray-no-retry"
     killed, thread = _kill_in_flight(out)
-    result = audit(_config(out, "circle,square,star", backend="ray", workers=2, max_retries=0), progress=False)
+    result = audit(_config(out, CLASSES, backend="ray", workers=2, max_retries=0), progress=False)
     thread.join(timeout=5)
     assert killed
     metrics = _metrics(out)
-    assert sorted(metrics) == [0, 1, 3]
+    assert sorted(metrics) == [0, 3]
     failed = [m for m in metrics.values() if m["status"] == "failed"]
     errors = [m.get("error") for m in metrics.values()]
     assert len(failed) == 1 and "worker died in each of its 1 attempt(s)" in failed[0]["error"], errors
-    assert len(result.failed) == 1 and sum(m["status"] == "done" for m in metrics.values()) == 2
+    assert len(result.failed) == 1 and sum(m["status"] == "done" for m in metrics.values()) == 1
 
 
 def _kill_in_analysis(out: Path) -> tuple[list, threading.Thread]:
@@ -162,41 +194,19 @@ def _kill_in_analysis(out: Path) -> tuple[list, threading.Thread]:
     return _killer(out, choose)
 
 
-def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(tmp_path, ray_cluster):
+def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(tmp_path, ray_cluster, local_run):
     """Each class's analysis (steps 3-5: screening with the shared sufficiency pass, necessity, confirmation) runs
     on the worker that learned its token; the worker analysing the first finished class is killed: the class keeps
     its token (attempt 1) and its analysis is retried on a fresh worker; the driver decides once (step 6 over both
     classes). Findings equal a local run's on the same seeds within the stated tolerance: effects to 1e-4 (the
     local run batches both classes' images together, a worker one class's; on the CPU the world's generator gives
     the same pixels for any batch of 2 or more but differs by up to ~1e-6 for a batch of 1), the same tests passing."""
-    from probe.analysis import AnalysisConfig
-    from probe.analysis.policy import Thresholds
     from probe.auditing.loop import audit
     from probe.run import RunDir
 
-    from conftest import world_cue_file
-
-    # 3 of the world's 12 cues, the planted star/grass among them, and 8 confirmation pairs: plumbing, not recall
-    # (the same tests must come out the same on the workers; 4 cues and 16 pairs took ~110 s of a 2-core suite)
-    cues = world_cue_file(tmp_path / "cues.json", "grass", "water", "dot")
-    analysis = AnalysisConfig(attributions=False, off_object=False, iou_images=0, nearest_k=3, n_carriers=2,
-                              necessity_screen_seeds=2, screen_extend=(), max_pairs=8, cues=str(cues), discover=0,
-                              thresholds=Thresholds(min_pairs=8))
-
-    def config(out, **scale):
-        base = _config(out, "circle,star", analyze=True, **scale)
-        return replace(base, report=False, analysis=analysis)
-
-    local = tmp_path / "local"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a Ray worker with one CPU slot
-    try:
-        audit(config(local), progress=False)
-    finally:
-        torch.set_num_threads(threads)
     out = tmp_path / "ray"
     killed, thread = _kill_in_analysis(out)
-    result = audit(config(out, backend="ray", workers=2, max_retries=2), progress=False)
+    result = audit(_analysed_config(out, backend="ray", workers=2, max_retries=2), progress=False)
     thread.join(timeout=5)
     assert killed, "the test never saw a class in its analysis to kill its worker"
     assert not result.failed and not result.problems, result.problems
@@ -212,7 +222,8 @@ def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(t
     # the driver decided once over both classes: analysis.json names both, from 2 units
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["units"] == {"count": 2, "largest": 1} and sorted(summary["classes"]) == ["0", "3"]
-    a = {(f["class_index"], f["cue"], f["kind"]): f for f in RunDir(local).read_findings()}
+    _assert_same_tokens(local_run, out)
+    a = {(f["class_index"], f["cue"], f["kind"]): f for f in RunDir(local_run).read_findings()}
     b = {(f["class_index"], f["cue"], f["kind"]): f for f in RunDir(out).read_findings()}
     assert a.keys() == b.keys() and a
     for key in a:

@@ -137,11 +137,13 @@ def _done(run: Path) -> list[int]:
 
 
 def test_shards_and_a_full_audit_started_together_all_finish(tmp_path, capsys, monkeypatch):
-    """Two shards of N=2, one of N=3 and a full audit, started at once into a new folder: all exit 0, every class is
-    done, and the report renders from the files alone."""
+    """A shard of N=2, one of N=3 (they overlap: each class's claim decides who learns it) and a full audit,
+    started at once into a new folder: all exit 0, every class is done, and the report renders from the files alone.
+    (A fourth process, a second N=2 shard, added ~10 s of CPU to the suite and no case: the slow test below races
+    every shard of N=2 and N=3.)"""
     from conftest import run_main
 
-    _race(tmp_path, "runs/r", "star,heart,circle", ["0/2", "1/2", "0/3", None])
+    _race(tmp_path, "runs/r", "star,heart,circle", ["0/2", "1/3", None])
     assert _done(tmp_path / "runs" / "r") == [0, 3, 5]
     code, out, err = run_main(monkeypatch, capsys, "report", str(tmp_path / "runs" / "r"), "--no-analyze")
     assert code == 0, err
