@@ -190,16 +190,17 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 # without that flag it hands out the files with the most tests first, which left this order unused until 5 December
 # 2026): two workers then end together instead of one running the Ray tests alone for the last ~3 minutes (measured
 # 4 December 2026, 00:10 UTC: the Ray file started last and ran ~200 s with the other worker idle). Files that read
-# the shared demos come last, when their background build (pytest_collection_finish) is done. Seconds: that run's
-# --durations, one thread each.
-FIRST = ("test_backend_ray.py",  # ~215 s
-         "test_notebook.py",  # ~155 s
-         "test_concept_checks_audit.py",  # ~90 s
-         "test_examples.py",  # ~65 s
-         "test_scale.py",  # ~60 s
-         "test_run_locks.py",  # ~50 s
-         "test_run_properties.py",  # ~35 s
-         "test_hostile_cli.py")  # ~50 s of small tests
+# the shared demos come last, when their background build (pytest_collection_finish) is done. Seconds: each file's
+# wall time in the suite of 6 December 2026, 04:00 UTC (576 s; the Ray file beside the demo builds at the lower
+# priority, 78 s alone).
+FIRST = ("test_backend_ray.py",  # ~400 s
+         "test_notebook.py",  # ~50 s
+         "test_concept_checks_audit.py",  # ~95 s
+         "test_examples.py",  # ~70 s
+         "test_scale.py",  # ~30 s
+         "test_run_locks.py",  # ~40 s
+         "test_run_properties.py",  # ~25 s
+         "test_hostile_cli.py")  # ~30 s of small tests
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
