@@ -249,6 +249,21 @@ def test_a_pool_can_be_drawn_from_a_classifiers_own_population():
         ScenePool(10, bias={"star": {"background": "lava"}}, strength=0.5)
 
 
+def test_a_pool_renders_only_when_asked_and_then_as_render_batch_does():
+    """Building a pool draws its scenes and renders nothing (a population read for its attributes costs no pixels);
+    its images, with or without an intervention, are render_batch's for each chunk's attributes and texture seed."""
+    pool = ScenePool(40, seed=3)
+    assert pool._rendering is None  # noqa: SLF001 - the laziness is what this test is about
+    for attribute, value in ((None, None), ("background", "snow"), ("tag", "dot")):
+        images = pool.images_with(attribute, value)
+        attrs = pool.attributes_with(attribute, value)
+        for start, stop, seed in pool.chunks:
+            chunk = {k: v[start:stop] for k, v in attrs.items()}
+            expected, _ = render_batch(chunk, generator=torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(images[start:stop], expected, rtol=0, atol=1e-6)
+    assert pool._rendering is not None  # noqa: SLF001
+
+
 def test_validation_truth_measures_the_validation_population(classifiers):
     """validation_truth reads the classifier's bias.json: the clean classifier's population is the uniform one (same
     table as true_effects on the same pool); the biased one's scenes follow its planted cues."""
