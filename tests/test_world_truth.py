@@ -252,8 +252,8 @@ def test_a_pool_can_be_drawn_from_a_classifiers_own_population():
 def test_a_pool_renders_only_when_asked_and_then_as_render_batch_does():
     """Building a pool draws its scenes and renders nothing (a population read for its attributes costs no pixels);
     its images, with or without an intervention, are render_batch's for each chunk's attributes and texture seed."""
-    pool = ScenePool(40, seed=3)
-    assert pool._rendering is None  # noqa: SLF001 - the laziness is what this test is about
+    pool = ScenePool(50, seed=3)  # 300 scenes: two chunks of render_batch, each with its own texture seed
+    assert len(pool.chunks) == 2 and pool._rendering is None  # noqa: SLF001 - the laziness is what this test is about
     for attribute, value in ((None, None), ("background", "snow"), ("tag", "dot")):
         images = pool.images_with(attribute, value)
         attrs = pool.attributes_with(attribute, value)
