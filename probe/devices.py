@@ -42,6 +42,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively for oneDNN (AMX or AVX512-BF16). Where it does not, bf16 is
+    emulated: a shapes-world UNet call of 32 images took 16.2 s under bf16 autocast against 0.87 s in float32 on an
+    AVX2-only AMD EPYC (one thread, 6 December 2026)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def module_device(module) -> torch.device:
     """Where a module's weights live (CPU for modules without parameters or buffers)."""
     if hasattr(module, "parameters"):

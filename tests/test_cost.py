@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from analysis_fakes import CLASSES, FakeGenerator, PlantedClassifier, fake_cues, write_run
 from conftest import probe_script, run_main
@@ -206,6 +207,42 @@ def test_times_come_from_the_measured_table_or_say_they_are_unmeasured():
     capped = plan_audit(token, cfg, classes=10, labels=1000, cues=cues, family="sd1", device="h200", steps=15,
                         guidance=7.5, max_images=1)
     assert capped.analysis_cap == capped.screening_images < h200.analysis_images and capped.seconds < h200.seconds
+
+
+def test_a_cpu_plan_takes_the_row_of_its_sampling_precision_and_budgets_with_it(monkeypatch):
+    """The world's pipeline samples in bf16 autocast only where the CPU computes bf16 natively (17x slower emulated):
+    the plan reads the row of the precision the generator will use, the budget converts time with it, and a
+    precision without a row is unmeasured, never another precision's row."""
+    import probe.devices
+    import probe.generators.generator as generator_module
+    from probe.auditing.cost import plan_for_config, sampling_precision
+    from probe.auditing.throughput import throughput_for
+    from probe.world.demo import demo_config
+
+    token, cfg, cues = TokenConfig(max_steps=8), AnalysisConfig(), fake_cues()
+
+    def world(precision):
+        return plan_audit(token, cfg, classes=6, labels=6, cues=cues, family="world", device="cpu", steps=5,
+                          guidance=4.0, precision=precision)
+
+    fp32, bf16, fp16 = world("float32"), world("bfloat16 autocast"), world("float16")
+    assert fp32.seconds_per_image == pytest.approx(0.2049) and bf16.seconds_per_image == pytest.approx(0.0548)
+    assert fp32.stage("token").seconds == pytest.approx(6 * 8 * 1.404)
+    assert bf16.stage("token").seconds is None and bf16.seconds is None  # its token step was not measured
+    assert fp16.seconds_per_image is None and throughput_for("world", "cpu", precision="float16") is None
+    assert "world generator on cpu, float32 sampling" in fp32.summary() and "time unknown" in bf16.summary()
+    assert Budget.parse("10min").max_images(fp32.seconds_per_image) == 2928
+    assert Budget.parse("10min").max_images(bf16.seconds_per_image) == 10948
+    # what the plan assumes is what the generator does, on either kind of CPU
+    settings = {"cpu_sampling_autocast": "bfloat16"}
+    for native, precision, autocast in ((False, "float32", None), (True, "bfloat16 autocast", torch.bfloat16)):
+        monkeypatch.setattr(probe.devices, "native_bf16", lambda: native)
+        monkeypatch.setattr(generator_module, "native_bf16", lambda: native)
+        config = demo_config(out="unused")
+        assert sampling_precision(config.generator, "cpu") == precision
+        assert plan_for_config(config, 6, 6, device="cpu").precision == precision
+        assert generator_module._sampling_autocast(settings, torch.device("cpu"), torch.float32) is autocast
+    assert sampling_precision(config.generator, "cpu", "bf16") == "bf16" and sampling_precision("world", "h200") is None
 
 
 def test_the_plan_displays_itself_and_escapes_what_it_shows():

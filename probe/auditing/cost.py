@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from probe.token_config import TokenConfig
 
 __all__ = ["Stage", "AuditPlan", "plan_audit", "plan_for_config", "generator_family", "device_kind",
-           "class_count", "STAGES"]
+           "sampling_precision", "class_count", "STAGES"]
 
 #: a necessity screen's extra seeds, in screens, at most: the token's top-up (2: screening.top_up), then the class's
 #: name instead of the token (screening.name_instead): screened again (1) and topped up (2)
@@ -127,6 +127,7 @@ class AuditPlan:
     max_images: int | None = None  # the analysis's image budget (--budget), when one is set
     confirm_test_images: int = 0  # the most one confirmed cue test can cost
     notes: tuple[str, ...] = ()
+    precision: str | None = None  # what the no-gradient images are sampled in, where it picks the row (CPUs)
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -183,7 +184,7 @@ class AuditPlan:
     def summary(self) -> str:
         """The one line every `probe audit` prints before its models load."""
         token, evaluation = self.stage("token"), self.stage("evaluation")
-        parts = [f"plan: {_classes(self.classes)}, {self.family} generator on {self.device} ({self.steps} steps)"]
+        parts = [f"plan: {_classes(self.classes)}, {self.family} generator on {self._where()} ({self.steps} steps)"]
         if token is not None:
             parts.append(f"tokens <= {token.optimisation_steps:,} steps ({token.images:,} images with gradient)"
                          + (f" + {evaluation.images:,} evaluation images" if evaluation is not None else ""))
@@ -193,6 +194,9 @@ class AuditPlan:
                          + (f" (budget {self.max_images:,})" if self.max_images is not None else ""))
         parts.append(self._time_words())
         return "; ".join(parts) + " (upper bounds; `probe audit --dry-run` shows each stage)"
+
+    def _where(self) -> str:
+        return self.device + (f", {self.precision} sampling" if self.precision else "")
 
     def _time_words(self) -> str:
         if self.seconds is not None:
@@ -215,7 +219,7 @@ class AuditPlan:
     def __repr__(self) -> str:
         rows = [("stage", "images", "per class", "time")] + self.rows()
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = [f"AuditPlan: {_classes(self.classes)}, {self.family} on {self.device}, {self.steps} sampling steps, "
+        lines = [f"AuditPlan: {_classes(self.classes)}, {self.family} on {self._where()}, {self.steps} sampling steps, "
                  f"guidance {self.guidance:g}; times {self.timing}"]
         for n, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
@@ -238,12 +242,13 @@ class AuditPlan:
         head = "".join(f"<th>{escape(h)}</th>" for h in ("stage", "images", "per class", "time"))
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in self.rows())
         notes = "".join(f"<li>{escape(n)}</li>" for n in self.notes)
-        return (f"<p><b>Audit plan</b>: {_classes(self.classes)}, {escape(self.family)} on {escape(self.device)}, "
+        return (f"<p><b>Audit plan</b>: {_classes(self.classes)}, {escape(self.family)} on {escape(self._where())}, "
                 f"{self.steps} sampling steps; times {escape(self.timing)}</p><table><tr>{head}</tr>{body}</table>"
                 f"<p>{escape(self._totals())}</p>" + (f"<ul>{notes}</ul>" if notes else ""))
 
     def to_dict(self) -> dict:
-        return {"classes": self.classes, "family": self.family, "device": self.device, "steps": self.steps,
+        return {"classes": self.classes, "family": self.family, "device": self.device, "precision": self.precision,
+                "steps": self.steps,
                 "guidance": self.guidance, "timing": self.timing, "images": self.images,
                 "analysis_images": self.analysis_images, "screening_images": self.screening_images,
                 "max_images": self.max_images, "seconds": self.seconds, "reference_seconds": self.reference_seconds,
@@ -314,7 +319,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
                cues: Sequence["Cue"], family: str, device: str, steps: int, guidance: float,
                token_steps: int | None = None, token_guidance: float | None = None, stated_contexts: bool = False,
                checked: bool = True, discovery: bool | None = None, concept_model: bool = True,
-               max_images: int | None = None, table: tuple[Throughput, ...] = THROUGHPUT) -> AuditPlan:
+               max_images: int | None = None, table: tuple[Throughput, ...] = THROUGHPUT,
+               precision: str | None = None) -> AuditPlan:
     """The plan of an audit of ``classes`` classes (of ``labels``) with these settings (see the module docstring).
 
     ``steps``/``guidance``: the analysis's and the evaluation's sampling; ``token_steps``/``token_guidance``: the
@@ -322,7 +328,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
     attributes (the check verifies them). ``checked``: something reads the images (token shift can run); ``discovery``: the check
     reads phrases beyond the listed cues, so discovery can propose more (default: ``checked``); ``concept_model``:
     the check is a concept model, which also reads what the attributions mark outside the object (one proposal
-    more per class; the oracles read whole scenes only).
+    more per class; the oracles read whole scenes only). ``precision``: what the no-gradient images are sampled in
+    (:func:`sampling_precision`), which picks the throughput row where a device kind has one per precision.
     """
     discovery = checked if discovery is None else discovery
     # 1-2. the token and its evaluation
@@ -398,8 +405,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         notes.append(f"screening is never capped; confirmation's bound assumes every screened test is a candidate "
                      f"(one confirmed cue test costs at most {test_images:,} images)")
     # 3. times from the throughput table
-    row = throughput_for(family, device, table)
-    unmeasured = f"no measured row for {family} on {device}"
+    row = throughput_for(family, device, table, precision)
+    unmeasured = f"no measured row for {family} on {device}" + (f" in {precision}" if precision else "")
     image_s, timing = (None, unmeasured) if row is None else row.seconds_per_image(steps, guidance)
     step_s, step_how = (None, unmeasured) if row is None else row.seconds_per_step(token_steps, token_guidance,
                                                                                       token.batch_size)
@@ -417,7 +424,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             ref_stages = [_stage(n, i, e, sh, token, classes, r_img, r_step) for n, i, e, sh in counts]
             if all(s.seconds is not None for s in ref_stages):
                 reference = sum(s.seconds for s in ref_stages)
-    return AuditPlan(classes=classes, family=family, device=device, steps=steps, guidance=guidance, stages=stages,
+    return AuditPlan(classes=classes, family=family, device=device, precision=precision, steps=steps,
+                     guidance=guidance, stages=stages,
                      timing=timing, reference_seconds=reference, seconds_per_image=image_s, max_images=max_images,
                      confirm_test_images=test_images, notes=tuple(notes))
 
@@ -461,6 +469,27 @@ def generator_sampling(spec: str | None) -> tuple[int, float]:
     folder, alias = _generator_source(spec)
     _, settings = sampling_for(alias, str(spec or ""), folder)
     return int(settings["default_steps"]), float(settings["guidance_scale"])
+
+
+def sampling_precision(spec: str | None, kind: str, dtype: str | None = None) -> str | None:
+    """What ``spec``'s generator samples its no-gradient images in on device kind ``kind``, as it will when loaded
+    (probe.generators.generator.cpu_sampling_precision): "float32" or "bfloat16 autocast" on a CPU with a float32
+    model, the ``--dtype`` asked for otherwise; None on other devices (their rows have one precision each). On a
+    CPU, asks torch whether it computes bfloat16 natively only where the pipeline opts in."""
+    if kind != "cpu":
+        return None
+    if dtype not in (None, "fp32", "float32"):
+        return str(dtype)
+    from probe.generators.generator import cpu_sampling_precision
+    from probe.generators.load import sampling_for
+
+    folder, alias = _generator_source(spec)
+    _, settings = sampling_for(alias, str(spec or ""), folder)
+    if not settings.get("cpu_sampling_autocast"):
+        return "float32"
+    from probe.devices import native_bf16
+
+    return cpu_sampling_precision(settings, native_bf16())
 
 
 def _generator_source(spec):
@@ -589,7 +618,8 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
     kind = device or device_kind(config.device)
     plan = plan_audit(token, analysis, classes=classes, labels=labels, cues=cues, family=family, device=kind,
                       steps=steps, guidance=guidance, token_steps=token_steps, token_guidance=token_guidance,
-                      stated_contexts=stated, checked=checked, discovery=discovery, concept_model=checked and not oracles)
+                      stated_contexts=stated, checked=checked, discovery=discovery, concept_model=checked and not oracles,
+                      precision=sampling_precision(config.generator, kind, config.dtype))
     if budget is not None and analysis is not None:
         cap = budget.max_images(plan.seconds_per_image, f"{family} on {kind}")
         plan = _with_budget(plan, cap)

@@ -40,6 +40,9 @@ class Throughput:
     image_per_call: float | None = None  # seconds per image per UNet evaluation (no gradient)
     step_per_call: float | None = None  # seconds per step per UNet evaluation (the step's step_images images)
     source: str = ""
+    # what the no-gradient images were sampled in, where one device kind has rows for several ("float32", "bfloat16
+    # autocast": probe.generators.generator.cpu_sampling_precision); None: the only precision measured on that device
+    precision: str | None = None
 
     def __post_init__(self):
         if not self.family or not self.device:
@@ -102,15 +105,28 @@ THROUGHPUT: tuple[Throughput, ...] = (
     # SDXL full size (1024 px): floor 3.686 s and default 5.502 s per 5-image step (DDIM 15, guidance 5).
     Throughput("sdxl", "h200", steps=15, guidance=5.0, image_s=3.686 / 5, image_batch=5, step_s=5.502, step_images=5,
                source=f"{_H200}/sdxl.md rows floor, default (median of 3 steps)"),
-    # The shapes world on the project's 2-core CPU at the demo's sampling (5 steps, guidance 4), measured on an idle
-    # machine (load average 1.7): 0.179 s per image at the analysis's batch of 16 (0.28 s alone), 1.05 s per 5-image
-    # token step. (An earlier row, taken while other jobs held the machine, was 6.6 s and 75 s: 20-70 times slower.)
-    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.1792, image_batch=16, step_s=1.046, step_images=5,
-               source="benchmarks/results/generation-batch-world-cpu-quiet-2026-12-03.json (benchmarks/generation_batch.py "
-                      "--steps 5 --images 16 --batches 1,4,8,16 --grad-step; idle 2-core machine)"),
+    # The shapes world on a 2-core CPU at the demo's sampling (5 steps, guidance 4, 2 threads, idle machine), one row
+    # per sampling precision, since the world's pipeline samples in bf16 autocast where the CPU computes bf16 natively.
+    # float32: an AMD EPYC (Zen 3, AVX2 only), 6 December 2026: 0.205 s per image at the analysis's batch of 16 (0.40 s
+    # alone), 1.40 s per 5-image token step (3 December, on a machine of then, in float32: 0.179 s and 1.05 s).
+    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.2049, image_batch=16, step_s=1.404, step_images=5,
+               precision="float32",
+               source="benchmarks/results/generation-batch-world-cpu-float32-epyc-2026-12-06.json (benchmarks/"
+                      "generation_batch.py --steps 5 --images 16 --batches 1,4,8,16 --grad-step --threads 2; AMD EPYC, "
+                      "float32)"),
+    # bfloat16 autocast: an Intel Xeon with AMX, 5 December 2026: 0.0548 s per image at a batch of 32. Its token step
+    # (float32 gradient, sampled under the autocast) was not measured there: unmeasured, not guessed.
+    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.0548, image_batch=32, step_s=None, step_images=5,
+               precision="bfloat16 autocast",
+               source="benchmarks/results/generation_layout-default-xeon-2026-12-05.json (benchmarks/generation_batch.py "
+                      "--steps 5 --batches 32 --images 64 --layout default; Intel Xeon with AMX)"),
 )
 
 
-def throughput_for(family: str, device: str, table: tuple[Throughput, ...] = THROUGHPUT) -> Throughput | None:
-    """The row of ``family`` on ``device`` (a device kind), or None: unmeasured."""
-    return next((row for row in table if row.family == family and row.device == device), None)
+def throughput_for(family: str, device: str, table: tuple[Throughput, ...] = THROUGHPUT,
+                   precision: str | None = None) -> Throughput | None:
+    """The row of ``family`` on ``device`` (a device kind) sampled in ``precision``, or None: unmeasured. A row
+    without a precision serves any; a precision no row of the pair has is unmeasured (never another's row)."""
+    rows = [row for row in table if row.family == family and row.device == device]
+    return next((row for row in rows if row.precision is None or precision is None or row.precision == precision),
+                None)

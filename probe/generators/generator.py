@@ -18,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from probe.devices import native_bf16
 from probe.errors import GeneratorError
 from probe.generators.registry import SCHEDULERS
 
@@ -377,6 +378,15 @@ def vocab_id(tokenizer, token: str, missing: str) -> int:
     return vocab[token]
 
 
+def cpu_sampling_precision(settings: dict, native_bf16: bool) -> str:
+    """What a float32 pipeline's no-gradient images are sampled in on a CPU: "bfloat16 autocast" where its
+    probe_generator.json opts in (``cpu_sampling_autocast``, set only where its fidelity was measured under it) and
+    the CPU computes bfloat16 natively (probe.devices.native_bf16), else "float32". Gradient steps stay float32.
+    The generator (:func:`_sampling_autocast`) and the cost model's throughput rows read this one answer."""
+    wanted = str(settings.get("cpu_sampling_autocast") or "").lower()
+    return "bfloat16 autocast" if native_bf16 and wanted in ("bfloat16", "bf16") else "float32"
+
+
 def _sampling_autocast(settings: dict, device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
     """The autocast dtype of no-gradient UNet calls: ``cpu_sampling_autocast`` of the folder's probe_generator.json
     ("bfloat16"), used only on a CPU with native bfloat16 (AVX512-BF16 or AMX) and a float32 model; else None.
@@ -384,11 +394,6 @@ def _sampling_autocast(settings: dict, device: torch.device, dtype: torch.dtype)
     A pipeline opts in only where its fidelity was measured under it (the shapes world's: benchmarks/world_fidelity.py
     --autocast); gradient steps stay in float32 whatever the setting.
     """
-    wanted = settings.get("cpu_sampling_autocast")
-    if not wanted or torch.device(device).type != "cpu" or dtype != torch.float32:
+    if not settings.get("cpu_sampling_autocast") or torch.device(device).type != "cpu" or dtype != torch.float32:
         return None
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return torch.bfloat16 if native and str(wanted) in ("bfloat16", "bf16") else None
+    return torch.bfloat16 if cpu_sampling_precision(settings, native_bf16()) == "bfloat16 autocast" else None
