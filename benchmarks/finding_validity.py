@@ -102,6 +102,9 @@ SETS = {
     # made after the confirm phase counted what the user's data find beside the audit (recall with the data) and
     # the summaries turned a cue only the data confirm into a balance step: nothing was looked at on it before
     "fresh13": {"biased": 3, "clean": 1, "draw": 14, "seed_offset": 14000, "rotation": 1},
+    # made on 6 December 2026 on an AVX2-only AMD EPYC, where the world's generator samples in float32 (fresh8-13 were
+    # sampled in bf16 autocast on a Xeon with AMX); no change to the analysis since fresh13: nothing was looked at on it
+    "fresh14": {"biased": 3, "clean": 1, "draw": 15, "seed_offset": 15000, "rotation": 2},
 }
 
 
