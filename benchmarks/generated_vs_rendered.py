@@ -15,7 +15,10 @@ Counters are the cue's, less those the run's counter rule dropped for the class,
 If (1) is below the bar, the audit's pass was noise at the bar; if (1) is above it and (2) below, the generator
 overstates the cue.
 
-    .venv/bin/python benchmarks/generated_vs_rendered.py RUN_DIR square snow [--pairs 64]
+    .venv/bin/python benchmarks/generated_vs_rendered.py RUN_DIR square snow [--pairs 64] [--guidance 2]
+
+``--guidance`` draws the pairs at another classifier-free guidance scale than the audit sampled with (the token as
+learned): whether the generator's distance from the faithful rendering is a matter of its sampling settings.
 
 Prints one JSON row.
 """
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed: int = 810_000,
-            geometries: int = 4, subject: str = "token") -> dict:
+            geometries: int = 4, subject: str = "token", guidance: float | None = None) -> dict:
     from probe.analysis._util import classify_probs
     from probe.analysis.class_evidence import load_token
     from probe.analysis.necessity import measure_necessity
@@ -54,6 +57,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         classifier = load_classifier(model, device="cpu")
         generator = load_generator("world", device="cpu")
         context = RunContext.open(run, classifier, generator)
+        if guidance is not None:  # the pairs drawn at another guidance scale than the audit's (the token as learned)
+            context.lab.gen_kwargs["guidance_scale"] = float(guidance)
         cls = context.resolve_class(class_name)
         cue = context.kept_counters(cls, context.cues[cue_name])  # the audit's counter rule, as the finding was measured
         if cue.attribute not in ("background", "color", "tag"):
@@ -106,7 +111,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         return [round(float(v.mean()), 3), round(float(v.mean() - half), 3), round(float(v.mean() + half), 3)]
 
     effect = sample.effect()
-    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject, "pairs": int(sample.n),
+    return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject,
+            "guidance": context.lab.gen_kwargs.get("guidance_scale"), "pairs": int(sample.n),
             "excluded": sample.excluded,
             "fresh necessity [mean, 95% CI]": [round(effect.mean, 3), round(effect.ci_low, 3), round(effect.ci_high, 3)],
             "pairs rendered again": len(generated),
@@ -126,8 +132,11 @@ def main() -> int:
     p.add_argument("--geometries", type=int, default=4, help="renders per generated image (random geometry)")
     p.add_argument("--subject", choices=("token", "name"), default="token",
                    help="what the prompts draw: the class token (the audit's necessity test) or the class's plain name")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="draw the pairs at this classifier-free guidance scale instead of the audit's (the token as learned)")
     a = p.parse_args()
-    print(json.dumps(measure(a.run, a.class_name, a.cue, a.pairs, a.seed, a.geometries, a.subject)), flush=True)
+    print(json.dumps(measure(a.run, a.class_name, a.cue, a.pairs, a.seed, a.geometries, a.subject, a.guidance)),
+          flush=True)
     return 0
 
 

@@ -279,7 +279,7 @@ def test_recall_counts_a_planted_cue_the_audit_missed_and_the_data_confirmed_apa
 def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_demo, biased_truth):
     """benchmarks/generated_vs_rendered.py on the README demo's star/grass: fresh necessity pairs, each generated image
     rendered again from what the oracles read in it, and the truth table; the planted cue is large all three ways, and
-    the demo run is left as it was (the script works on a copy)."""
+    the demo run is left as it was (the script works on a copy); ``subject`` and ``guidance`` draw other images."""
     import sys
     from pathlib import Path
 
@@ -297,6 +297,10 @@ def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_dem
     named = gvr.measure(run, "star", "grass", pairs=6, geometries=1, subject="name")
     assert named["subject"] == "name" and named["pairs"] >= 4 and named["generated, those pairs"][0] >= 0.15
     assert named["generated, those pairs"] != row["generated, those pairs"]
+    # drawn at a lower guidance scale than the audit's (the token as learned): the same seeds, other images
+    lower = gvr.measure(run, "star", "grass", pairs=6, geometries=1, guidance=2.0)
+    assert row["guidance"] == 4.0 and lower["guidance"] == 2.0 and lower["pairs"] >= 4
+    assert lower["generated, those pairs"] != row["generated, those pairs"]
 
 
 def test_the_validity_table_counts_strong_findings_only_where_a_row_records_them(tmp_path, capsys):
