@@ -631,13 +631,13 @@ RATES = (0.0, 0.15, 0.3)
 
 def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15, truth_n: int = 300,
               max_pairs: int | None = None, again: bool = False, screen_extend: tuple[int, ...] | None = None,
-              audit_defaults: bool = False, steps: int | None = None) -> dict:
+              audit_defaults: bool = False, steps: int | None = None, guidance: float | None = None) -> dict:
     """The analysis only, again, on ``run_dir``'s tokens (copied; the run is not touched) with the world generator
     failing at ``rate`` and the interventions judged by ``checker``; its findings scored against the classifier's
     true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/; the cache
     does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis.
-    ``max_pairs``, ``screen_extend``, ``steps`` (sampling steps): analysis settings other than the audit's (each row
-    says which); ``audit_defaults``: `probe audit`'s default for every setting the demo's analysis (``DEMO_ANALYSIS``)
+    ``max_pairs``, ``screen_extend``, ``steps`` (sampling steps), ``guidance`` (the classifier-free guidance scale):
+    analysis settings other than the audit's (each row says which; the tokens stay as learned); ``audit_defaults``: `probe audit`'s default for every setting the demo's analysis (``DEMO_ANALYSIS``)
     changes."""
     import shutil
 
@@ -656,6 +656,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     dest = ROOT / "reanalysed" / (f"{source.root.name}-{checker}-{rate:g}" + (f"-pairs{max_pairs}" if max_pairs else "")
                                   + (f"-extend{'-'.join(map(str, screen_extend)) or '0'}" if screen_extend is not None
                                      else "") + (f"-steps{steps}" if steps else "")
+                                  + (f"-g{guidance:g}" if guidance else "")
                                   + ("-auditdefaults" if audit_defaults else ""))
     classifier = load_classifier(str(model), device="cpu")
     if again or not (dest / "findings.json").is_file():
@@ -669,6 +670,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
             cfg = cfg.replace(screen_extend=screen_extend)
         if steps:  # sampling steps of the analysis instead of the audit's (the tokens stay as trained)
             cfg = cfg.replace(steps=steps)
+        if guidance:  # the guidance scale of the analysis's images instead of the audit's (the tokens as learned)
+            cfg = cfg.replace(guidance_scale=guidance)
         start = time.perf_counter()
         analyze_run(dest, classifier, load_generator(f"world:infidelity={rate}", device="cpu"), cfg)
         (dest / "reanalysed.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
@@ -687,7 +690,7 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     row = {
         "run": source.root.name, "checker": checker, "infidelity": rate, **({"max_pairs": max_pairs} if max_pairs else {}),
         **({"screen_extend": list(screen_extend)} if screen_extend is not None else {}),
-        **({"steps": steps} if steps else {}),
+        **({"steps": steps} if steps else {}), **({"guidance": guidance} if guidance else {}),
         **({"analysis": "probe audit defaults"} if audit_defaults else {}),
         "checked_by": analysis.get("interventions_checked_by"),
         "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
@@ -808,6 +811,8 @@ def main() -> int:
                    help="reanalyse: adaptive screening's seeds per round instead of the audit's, e.g. 4 or 4,8 (0: none)")
     p.add_argument("--steps", type=int, default=None,
                    help="reanalyse: sampling steps of the analysis instead of the audit's (a row of its own)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="reanalyse: the analysis's classifier-free guidance scale instead of the audit's (a row of its own)")
     p.add_argument("--audit-defaults", action="store_true",
                    help="reanalyse: with `probe audit`'s default analysis settings where the demo's differ (a row of its "
                         "own); confirm: confirm those reanalyses' findings instead of the demo-settings audits'")
@@ -828,11 +833,11 @@ def main() -> int:
         checkers = list(CHECKERS) if a.checker == "all" else [a.checker]
         extend = None if a.screen_extend is None else tuple(int(x) for x in a.screen_extend.split(",") if int(x))
         rows = [reanalyse(a.run, c, r, max_pairs=a.max_pairs, again=a.again, screen_extend=extend,
-                          audit_defaults=a.audit_defaults, steps=a.steps)
+                          audit_defaults=a.audit_defaults, steps=a.steps, guidance=a.guidance)
                 for r in rates for c in checkers]
         out = Path(__file__).resolve().parent / "results" / f"validity_reanalysed_{a.run.name}.json"
         key = lambda r: (r["infidelity"], r["checker"], r.get("max_pairs") or 0, str(r.get("screen_extend")),  # noqa: E731
-                         r.get("steps") or 0, r.get("analysis") or "", r.get("code") or "")  # a row tagged with its code stays
+                         r.get("steps") or 0, r.get("guidance") or 0, r.get("analysis") or "", r.get("code") or "")  # a row tagged with its code stays
         done = {key(r): r for r in json.loads(out.read_text())} if out.is_file() else {}
         done.update({key(r): r for r in rows})
         out.write_text(json.dumps(sorted(done.values(), key=key), indent=1) + "\n")

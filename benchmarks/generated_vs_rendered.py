@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed: int = 810_000,
-            geometries: int = 4, subject: str = "token", guidance: float | None = None) -> dict:
+            geometries: int = 4, subject: str = "token", guidance: float | None = None, truth_table=None) -> dict:
     from probe.analysis._util import classify_probs
     from probe.analysis.class_evidence import load_token
     from probe.analysis.necessity import measure_necessity
@@ -102,8 +102,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
                 levels[key][0].append(g)
                 levels[key][1].append(r)
         # 3. the truth table over uniform contexts, against the finding's counters
-        truth = true_effects(classifier, n=300).effect(cls.name, cue.name, "necessity",
-                                                       counters=list(cue.counter_values or ()) or None)
+        table = truth_table if truth_table is not None else true_effects(classifier, n=300)
+        truth = table.effect(cls.name, cue.name, "necessity", counters=list(cue.counter_values or ()) or None)
 
     def mean_ci(values) -> list:
         v = np.asarray(values, dtype=float)

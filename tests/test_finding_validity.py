@@ -337,3 +337,36 @@ def test_the_validity_table_counts_strong_findings_only_where_a_row_records_them
     assert cell["passing on clean classifiers"] == 1
     strong = cell["strong findings true"]
     assert (strong["classifiers"], strong["k"], strong["n"]) == (2, 4, 5)
+
+
+def test_the_guidance_sweep_pairs_each_test_and_counts_which_guidance_is_closer(tmp_path, capsys):
+    """benchmarks/guidance_near_bar.py's summary: a test counts only where both guidances measured it, distances and
+    bar sides are per guidance, and the sign test is exact (3 of 3 closer: p = 0.25)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import guidance_near_bar as gnb
+
+    def row(test, g, generated, rendered, truth):
+        return {"run": "r", "class": test, "cue": "dot", "guidance": g, "pairs": 48, "pairs rendered again": 20,
+                "generated, those pairs": [generated, 0, 0], "rendered from the oracles' readings": [rendered, 0, 0],
+                "truth table (uniform contexts)": truth}
+
+    rows = [row("a", 4.0, 0.08, 0.19, 0.20), row("a", 2.0, 0.16, 0.19, 0.20),
+            row("b", 4.0, 0.25, 0.10, 0.10), row("b", 2.0, 0.12, 0.10, 0.10),
+            row("c", 4.0, 0.00, 0.05, 0.05), row("c", 2.0, 0.04, 0.05, 0.05),
+            row("d", 4.0, 0.30, 0.30, 0.30)]  # measured at one guidance only: left out
+    out = tmp_path / "sweep.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = gnb.summary(out)
+    assert s["tests"] == 3
+    assert s["guidance 4"]["generated on the truth's side of the bar"] == "1/3"  # a misses, b overstates
+    assert s["guidance 2"]["generated on the truth's side of the bar"] == "3/3"
+    assert s["guidance 4"]["true >= bar, generated >= bar"] == "0/1"
+    assert s["guidance 2"]["true < bar, generated >= bar"] == "0/2"
+    assert abs(s["guidance 4"]["mean |generated - rendered|"] - (0.11 + 0.15 + 0.05) / 3) < 1e-4
+    closer = s["guidance 2 closer to the rendered than 4"]
+    assert closer == {"tests": "3/3", "sign test p (two-sided)": 0.25}
+    assert gnb._sign_test(0, 10) == gnb._sign_test(10, 10) < 0.002
