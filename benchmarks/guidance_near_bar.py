@@ -13,8 +13,9 @@ truth table alone, so that what the audit selected cannot bias the answer:
    what the oracles read in them, and the truth against the same counters. One JSON row per (test, guidance),
    appended to ``--out`` as it is measured: a second call resumes where the first stopped;
 3. the summary, per guidance: mean distance of the generated effect from the rendered one and from the truth; how
-   often the generated effect lands on the truth's side of the bar (0.15); and, paired per test, how often the
-   lower guidance is the closer one, with an exact two-sided sign test.
+   often the generated effect lands on the truth's side of the bar (0.15); the least-squares slope of the generated
+   (and the rendered) effect on the truth, how much of an effect the images carry on average; and, paired per test,
+   how often the lower guidance is the closer one, with an exact two-sided sign test.
 
     .venv/bin/python benchmarks/guidance_near_bar.py RUN [RUN ...] --out benchmarks/results/guidance_near_bar.json
     .venv/bin/python benchmarks/guidance_near_bar.py --summary benchmarks/results/guidance_near_bar.json
@@ -92,6 +93,17 @@ def _sign_test(k: int, n: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def _fit(x: list[float], y: list[float]) -> list[float] | None:
+    """Least-squares [slope, intercept] of ``y`` on ``x`` (None for fewer than 3 points or no spread in ``x``)."""
+    n = len(x)
+    mx, my = sum(x) / max(n, 1), sum(y) / max(n, 1)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if n < 3 or sxx < 1e-12:
+        return None
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+    return [round(slope, 3), round(my - slope * mx, 3)]
+
+
 def summary(out: Path) -> dict:
     """Step 3: per guidance, distances and bar agreement; paired, how often the lower guidance is closer."""
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
@@ -116,6 +128,9 @@ def summary(out: Path) -> dict:
                                              f"/{sum(b >= BAR for b in tru)}",
             "true < bar, generated >= bar": f"{sum(a >= BAR for a, b in zip(gen, tru) if b < BAR)}"
                                             f"/{sum(b < BAR for b in tru)}",
+            # how the generator scales an effect: least squares of generated on truth (1 = faithful on average)
+            "slope of generated on truth [slope, intercept]": _fit(tru, gen),
+            "slope of rendered on truth [slope, intercept]": _fit(tru, ren),
         }
     if len(guidances) == 2 and paired:
         hi, lo = guidances

@@ -370,3 +370,4 @@ def test_the_guidance_sweep_pairs_each_test_and_counts_which_guidance_is_closer(
     closer = s["guidance 2 closer to the rendered than 4"]
     assert closer == {"tests": "3/3", "sign test p (two-sided)": 0.25}
     assert gnb._sign_test(0, 10) == gnb._sign_test(10, 10) < 0.002
+    assert gnb._fit([0.0, 0.1, 0.2], [0.01, 0.06, 0.11]) == [0.5, 0.01] and gnb._fit([0.1, 0.1, 0.1], [0, 1, 2]) is None
