@@ -14,7 +14,9 @@ truth table alone, so that what the audit selected cannot bias the answer:
    appended to ``--out`` as it is measured: a second call resumes where the first stopped;
 3. the summary, per guidance: mean distance of the generated effect from the rendered one and from the truth; how
    often the generated effect lands on the truth's side of the bar (0.15); the least-squares slope of the generated
-   (and the rendered) effect on the truth, how much of an effect the images carry on average; and, paired per test,
+   (and the rendered) effect on the truth, how much of an effect the images carry on average; how much higher the
+   generated images' P(class) is than their renderings', in each arm (a class drawn more typically than the truth
+   table's scenes leaves less room for a cue to move it); and, paired per test,
    how often the lower guidance is the closer one, with an exact two-sided sign test.
 
     .venv/bin/python benchmarks/guidance_near_bar.py RUN [RUN ...] --out benchmarks/results/guidance_near_bar.json
@@ -131,6 +133,11 @@ def summary(out: Path) -> dict:
             # how the generator scales an effect: least squares of generated on truth (1 = faithful on average)
             "slope of generated on truth [slope, intercept]": _fit(tru, gen),
             "slope of rendered on truth [slope, intercept]": _fit(tru, ren),
+            # how much more (or less) the generated class reads as the class than its faithful rendering, by arm
+            **{f"mean P(class) {arm} arm, generated - rendered": round(sum(
+                t[g][f"mean P(class) {arm} arm{'s' if arm == 'counter' else ''}, generated / rendered"][0]
+                - t[g][f"mean P(class) {arm} arm{'s' if arm == 'counter' else ''}, generated / rendered"][1]
+                for t in paired) / len(paired), 4) for arm in ("cue", "counter")},
         }
     if len(guidances) == 2 and paired:
         hi, lo = guidances

@@ -352,6 +352,7 @@ def test_the_guidance_sweep_pairs_each_test_and_counts_which_guidance_is_closer(
     def row(test, g, generated, rendered, truth):
         return {"run": "r", "class": test, "cue": "dot", "guidance": g, "pairs": 48, "pairs rendered again": 20,
                 "generated, those pairs": [generated, 0, 0], "rendered from the oracles' readings": [rendered, 0, 0],
+                "mean P(class) cue arm, generated / rendered": [0.9, 0.8], "mean P(class) counter arms, generated / rendered": [0.7, 0.4],
                 "truth table (uniform contexts)": truth}
 
     rows = [row("a", 4.0, 0.08, 0.19, 0.20), row("a", 2.0, 0.16, 0.19, 0.20),
@@ -371,3 +372,4 @@ def test_the_guidance_sweep_pairs_each_test_and_counts_which_guidance_is_closer(
     assert closer == {"tests": "3/3", "sign test p (two-sided)": 0.25}
     assert gnb._sign_test(0, 10) == gnb._sign_test(10, 10) < 0.002
     assert gnb._fit([0.0, 0.1, 0.2], [0.01, 0.06, 0.11]) == [0.5, 0.01] and gnb._fit([0.1, 0.1, 0.1], [0, 1, 2]) is None
+    assert s["guidance 2"]["mean P(class) counter arm, generated - rendered"] == 0.3
