@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BAR = 0.15
+#: generated_vs_rendered's row keys of each arm's mean P(class), [generated, rendered]
+LEVELS = {"cue": "mean P(class) cue arm, generated / rendered", "counter": "mean P(class) counter arms, generated / rendered"}
 #: The ten tests of the 6 December lead (benchmarks/results/guidance_generated_vs_rendered-2026-12-06.json)
 LEAD = ("demo/heart/dot", "fresh14-biased-0/star/wood", "fresh14-biased-2/star/snow", "fresh14-biased-1/square/green",
         "fresh14-biased-1/star/dot", "fresh14-biased-2/square/snow", "demo/star/snow", "fresh10-biased-1/circle/yellow",
@@ -134,10 +136,8 @@ def summary(out: Path) -> dict:
             "slope of generated on truth [slope, intercept]": _fit(tru, gen),
             "slope of rendered on truth [slope, intercept]": _fit(tru, ren),
             # how much more (or less) the generated class reads as the class than its faithful rendering, by arm
-            **{f"mean P(class) {arm} arm, generated - rendered": round(sum(
-                t[g][f"mean P(class) {arm} arm{'s' if arm == 'counter' else ''}, generated / rendered"][0]
-                - t[g][f"mean P(class) {arm} arm{'s' if arm == 'counter' else ''}, generated / rendered"][1]
-                for t in paired) / len(paired), 4) for arm in ("cue", "counter")},
+            **{f"mean P(class) {arm} arm, generated - rendered":
+               round(sum(t[g][key][0] - t[g][key][1] for t in paired) / len(paired), 4) for arm, key in LEVELS.items()},
         }
     if len(guidances) == 2 and paired:
         hi, lo = guidances
