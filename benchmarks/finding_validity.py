@@ -637,8 +637,8 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
     true behaviour on rendered scenes. Cached per (run, checker, rate) under .cache/validity/reanalysed/; the cache
     does not know the code that wrote it: ``again`` (``--again``) analyses anew after a change to the analysis.
     ``max_pairs``, ``screen_extend``, ``steps`` (sampling steps), ``guidance`` (the classifier-free guidance scale):
-    analysis settings other than the audit's (each row says which; the tokens stay as learned); ``audit_defaults``: `probe audit`'s default for every setting the demo's analysis (``DEMO_ANALYSIS``)
-    changes."""
+    analysis settings other than the audit's (each row says which; the tokens stay as learned); ``audit_defaults``:
+    `probe audit`'s default for every setting the demo's analysis (``DEMO_ANALYSIS``) changes."""
     import shutil
 
     from probe.analysis import AnalysisConfig, analyze_run
