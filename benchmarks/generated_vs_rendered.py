@@ -40,7 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed: int = 810_000,
-            geometries: int = 4, subject: str = "token", guidance: float | None = None, truth_table=None) -> dict:
+            geometries: int = 4, subject: str = "token", guidance: float | None = None, truth_table=None,
+            classifier=None, generator=None) -> dict:
+    """One row (see the module's docstring). ``classifier`` (the run's, loaded), ``generator`` (the world's) and
+    ``truth_table`` (``true_effects`` of that classifier) are loaded here when not given: a caller measuring many
+    tests passes them once."""
     from probe.analysis._util import classify_probs
     from probe.analysis.class_evidence import load_token
     from probe.analysis.necessity import measure_necessity
@@ -53,9 +57,9 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / run_dir.name
         shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report"))
-        model = json.loads((run / "config.json").read_text())["audit"]["model"]
-        classifier = load_classifier(model, device="cpu")
-        generator = load_generator("world", device="cpu")
+        if classifier is None:
+            classifier = load_classifier(json.loads((run / "config.json").read_text())["audit"]["model"], device="cpu")
+        generator = generator if generator is not None else load_generator("world", device="cpu")
         context = RunContext.open(run, classifier, generator)
         if guidance is not None:  # the pairs drawn at another guidance scale than the audit's (the token as learned)
             context.lab.gen_kwargs["guidance_scale"] = float(guidance)

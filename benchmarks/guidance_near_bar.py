@@ -45,42 +45,47 @@ LEAD = ("demo/heart/dot", "fresh14-biased-0/star/wood", "fresh14-biased-2/star/s
         "fresh10-biased-0/square/green", "fresh10-clean-0/star/sand")
 
 
-def tests_of(run: Path, band: tuple[float, float], skip: set[str]) -> tuple[list[tuple[str, str, float]], object]:
-    """Step 1: the run's near-bar necessity tests [(class, cue, true effect)] and its classifier's truth table."""
+def tests_of(run: Path, band: tuple[float, float], skip: set[str]) -> tuple[list[tuple[str, str, float]], object, object]:
+    """Step 1: the run's near-bar necessity tests [(class, cue, true effect)], its classifier's truth table and the
+    classifier (loaded once per run)."""
     from probe.classifiers import load_classifier
     from probe.world import true_effects
 
     model = json.loads((run / "config.json").read_text())["audit"]["model"]
-    table = true_effects(load_classifier(model, device="cpu"), n=300)
+    classifier = load_classifier(model, device="cpu")
+    table = true_effects(classifier, n=300)
     frame = table.frame
     rows = frame[(frame["kind"] == "necessity") & frame["attribute"].isin(["background", "color", "tag"])
                  & (frame["effect"] >= band[0]) & (frame["effect"] <= band[1])]
     tests = [(str(r.class_name), str(r.cue), float(r.effect)) for r in rows.itertuples()
              if f"{run.name}/{r.class_name}/{r.cue}" not in skip]
-    return tests, table
+    return tests, table, classifier
 
 
 def sweep(runs: list[Path], out: Path, guidances: list[float], pairs: int, band: tuple[float, float],
           skip: set[str], limit: int | None, seed: int) -> None:
     """Step 2: measure every test at every guidance, appending rows to ``out`` (resumable)."""
     from generated_vs_rendered import measure
+    from probe.generators import load_generator
 
     done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.is_file() else []
     have = {(r["run"], r["class"], r["cue"], r["guidance"]) for r in done}
     plan = []
     for run in runs:
-        tests, table = tests_of(run, band, skip)
-        plan += [(run, c, cue, truth, table) for c, cue, truth in tests]
+        tests, table, classifier = tests_of(run, band, skip)
+        plan += [(run, c, cue, truth, table, classifier) for c, cue, truth in tests]
     random.Random(seed).shuffle(plan)  # a stopped sweep has measured a random subset, not the first runs' tests
     if limit:
         plan = plan[:limit]
     print(f"{len(plan)} tests in the band {band} over {len(runs)} runs", flush=True)
-    for i, (run, cls, cue, truth, table) in enumerate(plan):
+    generator = load_generator("world", device="cpu")  # one for the sweep: each measurement loads its run's token
+    for i, (run, cls, cue, truth, table, classifier) in enumerate(plan):
         for g in guidances:
             if (run.name, cls, cue, g) in have:
                 continue
             start = time.perf_counter()
-            row = measure(run, cls, cue, pairs=pairs, geometries=2, guidance=g, truth_table=table)
+            row = measure(run, cls, cue, pairs=pairs, geometries=2, guidance=g, truth_table=table,
+                          classifier=classifier, generator=generator)
             row.update(guidance=g, seconds=round(time.perf_counter() - start, 1), truth_uniform=round(truth, 3))
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")

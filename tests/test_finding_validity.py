@@ -286,19 +286,27 @@ def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_dem
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import generated_vs_rendered as gvr
 
+    from probe.generators import load_generator
+
     run = readme_demo / "runs" / "demo"
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
-    row = gvr.measure(run, "star", "grass", pairs=6, geometries=1)
+    row = gvr.measure(run, "star", "grass", pairs=6, geometries=1)  # loads the run's models and its truth table
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     assert row["pairs"] >= 4 and row["pairs rendered again"] >= 4
     assert row["rendered from the oracles' readings"][0] >= 0.15 and row["generated, those pairs"][0] >= 0.15
     assert row["truth table (uniform contexts)"] >= 0.15 and biased_truth.effect("star", "grass", "necessity") >= 0.15
+    # models loaded once by the caller (as the guidance sweep does): the same row
+    loaded = {"classifier": load_classifier(str(bundled_classifier_path("biased"))),
+              "generator": load_generator("world", device="cpu"), "truth_table": biased_truth}
+    again = gvr.measure(run, "star", "grass", pairs=6, geometries=1, **loaded)
+    assert again["generated, those pairs"] == row["generated, those pairs"]
+    assert again["rendered from the oracles' readings"] == row["rendered from the oracles' readings"]
     # drawn from the class's plain name instead of its token: other images, the planted cue still large
-    named = gvr.measure(run, "star", "grass", pairs=6, geometries=1, subject="name")
+    named = gvr.measure(run, "star", "grass", pairs=6, geometries=1, subject="name", **loaded)
     assert named["subject"] == "name" and named["pairs"] >= 4 and named["generated, those pairs"][0] >= 0.15
     assert named["generated, those pairs"] != row["generated, those pairs"]
     # drawn at a lower guidance scale than the audit's (the token as learned): the same seeds, other images
-    lower = gvr.measure(run, "star", "grass", pairs=6, geometries=1, guidance=2.0)
+    lower = gvr.measure(run, "star", "grass", pairs=6, geometries=1, guidance=2.0, **loaded)
     assert row["guidance"] == 4.0 and lower["guidance"] == 2.0 and lower["pairs"] >= 4
     assert lower["generated, those pairs"] != row["generated, those pairs"]
 
