@@ -309,6 +309,10 @@ def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_dem
     lower = gvr.measure(run, "star", "grass", pairs=6, geometries=1, guidance=2.0, **loaded)
     assert row["guidance"] == 4.0 and lower["guidance"] == 2.0 and lower["pairs"] >= 4
     assert lower["generated, those pairs"] != row["generated, those pairs"]
+    # ... or at another number of sampling steps than the audit's 5 (fewer here, to stay cheap)
+    fewer = gvr.measure(run, "star", "grass", pairs=6, geometries=1, steps=3, **loaded)
+    assert row["steps"] == 5 and fewer["steps"] == 3 and fewer["pairs"] >= 1
+    assert fewer["generated, those pairs"] != row["generated, those pairs"]
 
 
 def test_the_validity_table_counts_strong_findings_only_where_a_row_records_them(tmp_path, capsys):
