@@ -45,14 +45,22 @@ CONDITIONS = {"uniform": {}, "smallest": {"size": "low"}, "largest": {"size": "h
               "centred, upright": {"x": 0.0, "y": 0.0, "rotation": 0.0}}
 
 
+def _attribute(cue: str) -> str:
+    """The world attribute (colour, background or tag) that ``cue`` is a value of."""
+    from probe.world.scenes import VOCAB
+
+    attribute = next((a for a in ("color", "background", "tag") if cue in VOCAB[a]), None)
+    if attribute is None:
+        raise SystemExit(f"{cue!r} is not a colour, background or tag of the world")
+    return attribute
+
+
 def measure(classifier, class_name: str, cue: str, n: int = 120, seed: int = 0,
             counters: list[str] | None = None) -> list[dict]:
     from probe.analysis._util import classify_probs
     from probe.world.scenes import SIZE_RANGE, VOCAB, render
 
-    attribute = next((a for a in ("color", "background", "tag") if cue in VOCAB[a]), None)
-    if attribute is None:
-        raise SystemExit(f"{cue!r} is not a colour, background or tag of the world")
+    attribute = _attribute(cue)
     counters = list(counters or [v for v in VOCAB[attribute] if v != cue])
     index = list(classifier.labels).index(class_name)
     # 1. the scenes: every attribute but the cue's drawn uniformly, one seed per scene
@@ -120,11 +128,9 @@ def generated_geometry(run_dir: Path, classifier, class_name: str, cue: str, n: 
     from probe.analysis._util import classify_probs, generate
     from probe.generators import load_generator
     from probe.world import load_oracles
-    from probe.world.scenes import VOCAB, render
+    from probe.world.scenes import render
 
-    attribute = next((a for a in ("color", "background", "tag") if cue in VOCAB[a]), None)
-    if attribute is None:
-        raise SystemExit(f"{cue!r} is not a colour, background or tag of the world")
+    attribute = _attribute(cue)
     run_dir = Path(run_dir)
     token_file = next(iter(sorted(run_dir.glob(f"classes/*-{class_name}/token.safetensors"))), None)
     if token_file is None:
