@@ -13,6 +13,12 @@ the class *without* the cue and the classes it is confused with *with* it. For e
   confuses with it (the largest mean probability on the class's plain-prompt images, ``probe.analysis.confusers``;
   then the sufficiency test's carriers), from the plain prompt with the cue ("a photo of a triangle on grass").
 
+A finding whose effect is negative says the other thing: the class *avoids* the cue (a token that draws fewer bars
+than the plain prompt, and the user's hearts with a bar classified worse). Its shortcut is broken the other way round,
+and the dataset is: the class *with* the cue, and its nearest confusers *without* it (the counters cycled). The
+direction is the deciding finding's (a passing one first, then a necessity test), named in ``BalanceTarget`` and the
+manifest.
+
 *Plain prompts, not the token*, and this is deliberate: the token draws what the classifier takes for the class,
 its other shortcuts included, and training on them would teach those shortcuts again; the plain prompt states the
 class and the counter and lets the generator vary everything else. A class the audit prompted with its token only (no
@@ -35,6 +41,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,7 +60,8 @@ MANIFEST_JSON = "manifest.json"
 ATTEMPTS_FACTOR = 4  # images tried per (class, role) at most, as a multiple of per_class
 MAX_PER_CLASS = 100_000
 MAX_CONFUSERS = 20
-ROLES = ("without cue", "with cue")  # the class without its cue; a confuser with it
+ROLES = ("without cue", "with cue")  # the class without its cue, a confuser with it (the other way round: avoids)
+DIRECTIONS = {1: "leans on", -1: "avoids"}  # what the class does with the cue, by the sign of the finding's effect
 COLUMNS = ["class_index", "class_name", "role", "spec", "cue", "attribute", "asked", "prompt", "seed", "reading",
            "shows_cue", "kept", "path"]
 
@@ -139,10 +147,20 @@ class BalanceTarget:
     counter_values: tuple[str, ...]
     confusers: tuple[int, ...]
     finding: str
+    direction: int = 1  # 1: the class leans on the cue (its effect is positive); -1: it avoids it
+
+    @property
+    def roles(self) -> tuple[str, str]:
+        """(the class's role, the confusers' role): without and with the cue, or the other way round."""
+        return (ROLES[0], ROLES[1]) if self.direction > 0 else (ROLES[1], ROLES[0])
 
     def __repr__(self) -> str:
-        return (f"BalanceTarget({self.spec!r}: {self.class_name!r} without {self.attribute}={self.value} "
-                f"({', '.join(self.counter_values)}), confusers {list(self.confusers)} with it; from {self.finding})")
+        cue = f"{self.attribute}={self.value}"
+        counters = f"({', '.join(self.counter_values)})"
+        own, other = (f"without {cue} {counters}", "with it") if self.direction > 0 else \
+            (f"with {cue}", f"without it {counters}")
+        return (f"BalanceTarget({self.spec!r}: {self.class_name!r} {DIRECTIONS[self.direction]} it: {self.class_name!r} "
+                f"{own}, confusers {list(self.confusers)} {other}; from {self.finding})")
 
 
 @dataclass(frozen=True)
@@ -289,8 +307,13 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         hit = next((i for i, n in enumerate(labels) if object_name(n) == str(text) and i != index), None)
         if len(near) < k and hit is not None and hit not in near:
             near.append(hit)
+    # 4. the direction: the deciding finding's sign (a class that avoids the cue is balanced the other way round)
+    effect = finding.effect
+    direction = -1 if isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0 else 1
     return BalanceTarget(spec, index, labels[index], cue, attribute, value, template, tuple(counters), tuple(values),
-                         tuple(near[:k]), f"{finding.kind} finding ({finding.status})")
+                         tuple(near[:k]), f"{finding.kind} finding ({finding.status}, effect {effect:+.2f})"
+                         if isinstance(effect, (int, float)) and math.isfinite(effect)
+                         else f"{finding.kind} finding ({finding.status})", direction)
 
 
 def _listed_cue(analysis, index: int, cue: str) -> dict:
@@ -404,8 +427,10 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
             outcomes.append(Outcome(group.spec, group.class_index, group.class_name, group.role, group.folder, kept,
                                     attempted, config.per_class))
         # 7. the manifest (CSV and JSON), and the result
-        notes = [f"{t.spec}: no confuser recorded for class {t.class_index} ({t.class_name!r}); only its images without "
-                 "the cue were written" for t in targets if not t.confusers]
+        notes = [f"{t.spec}: no confuser recorded for class {t.class_index} ({t.class_name!r}); only its images "
+                 f"{t.roles[0]} were written" for t in targets if not t.confusers]
+        notes += [f"{t.spec}: {t.class_name!r} avoids {t.cue!r} (its {t.finding}), so the data go the other way "
+                  "round: the class with the cue, its confusers without it" for t in targets if t.direction < 0]
         _write_manifest(out_dir, rows, {"run": str(run.root), "run_started": saved.started, "checked_by": checked_by,
                                         "per_class": config.per_class, "confusers": config.confusers,
                                         "targets": [_target_dict(t, labels) for t in targets],
@@ -416,7 +441,8 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
 
 # ------------------------------------------------------------------------------------------ steps
 def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: dict) -> list[Group]:
-    """The class without the cue (its counters cycled), then each confuser with the cue."""
+    """The class without the cue (its counters cycled), then each confuser with the cue; for a class that avoids the
+    cue, the class with it, then each confuser without it (the counters cycled)."""
 
     template = str((token_settings.get("templates") or ["a photo of a {}"])[0])
     if template.count("{}") != 1:
@@ -436,19 +462,23 @@ def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: 
         name = m.get("class_name") if m is not None and isinstance(m.get("class_name"), str) else labels[i]
         return object_name(name), None
 
-    out = []
-    own, token_file = phrase(t.class_index)
-    out.append(Group(t.spec, t.cue, t.attribute, t.value, t.class_index, t.class_name, folder(t.class_index), ROLES[0],
-                     object_name(labels[t.class_index]),
-                     tuple(template.replace("{}", c.replace("{}", own)) for c in t.counter_templates),
-                     t.counter_values, tuple((t.value,) for _ in t.counter_values), token_file))
+    def without_cue(i: int, obj: str, token_file: Path | None, role: str) -> Group:
+        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folder(i), role, object_name(labels[i]),
+                     tuple(template.replace("{}", c.replace("{}", obj)) for c in t.counter_templates),
+                     t.counter_values, tuple((t.value,) for _ in t.counter_values), token_file)
+
+    def with_cue(i: int, obj: str, token_file: Path | None, role: str) -> Group:
+        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folder(i), role, object_name(labels[i]),
+                     (template.replace("{}", t.template.replace("{}", obj)),), (t.value,), (t.counter_values,),
+                     token_file)
+
+    own_role, other_role = t.roles
+    own_group, other_group = (without_cue, with_cue) if t.direction > 0 else (with_cue, without_cue)
+    out = [own_group(t.class_index, *phrase(t.class_index), own_role)]
     for c in t.confusers:
         other, token_file = phrase(c)
-        if not other.strip():
-            continue
-        out.append(Group(t.spec, t.cue, t.attribute, t.value, c, labels[c], folder(c), ROLES[1], object_name(labels[c]),
-                         (template.replace("{}", t.template.replace("{}", other)),), (t.value,), (t.counter_values,),
-                         token_file))
+        if other.strip():
+            out.append(other_group(c, other, token_file, other_role))
     return out
 
 
@@ -492,7 +522,8 @@ def _target_dict(t: BalanceTarget, labels: list[str]) -> dict:
     return {"spec": t.spec, "class_index": t.class_index, "class_name": t.class_name, "cue": t.cue,
             "attribute": t.attribute, "value": t.value, "template": t.template,
             "counter_templates": list(t.counter_templates), "counter_values": list(t.counter_values),
-            "confusers": [{"class_index": c, "class_name": labels[c]} for c in t.confusers], "finding": t.finding}
+            "confusers": [{"class_index": c, "class_name": labels[c]} for c in t.confusers], "finding": t.finding,
+            "direction": DIRECTIONS[t.direction], "roles": {"class": t.roles[0], "confusers": t.roles[1]}}
 
 
 def _write_manifest(out_dir: Path, rows: list[dict], settings: dict) -> None:

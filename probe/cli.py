@@ -389,7 +389,7 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
              trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module classifier (runs code from the file); never taken from the run's config."),
              device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
              dtype: Optional[str] = typer.Option(None, help="fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)."),
-             balance: Optional[list[str]] = typer.Option(None, "--balance", help="CLASS:CUE (repeatable): instead of token images, a counterfactual dataset: the class without the cue (its counters stated) and its nearest confusers with it, from plain prompts, each image checked (see probe.balance)."),
+             balance: Optional[list[str]] = typer.Option(None, "--balance", help="CLASS:CUE (repeatable): instead of token images, a counterfactual dataset: the class without the cue (its counters stated) and its nearest confusers with it (the other way round for a cue the class avoids: a finding with a negative effect), from plain prompts, each image checked (see probe.balance)."),
              confusers: int = typer.Option(2, help="With --balance: confuser classes per CLASS:CUE that get the cue."),
              concepts: str = typer.Option("auto", help="With --balance: who checks the images: auto (the world's oracles, for a run they checked) or a CLIP/SigLIP hub id or folder."),
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:

@@ -65,6 +65,40 @@ def test_star_grass_balance_shows_star_without_grass_and_confusers_with_it(readm
     assert not any(p.name.startswith("bal") for p in run.iterdir())  # nothing written into the run
 
 
+def test_a_cue_the_class_avoids_is_balanced_the_other_way_round(readme_demo, tmp_path):
+    """The demo's heart token draws fewer bars than the plain prompt (a token-shift finding of -0.17): the classifier
+    avoids the bar for 'heart', so the balance data are hearts *with* a bar and its confusers *without* one (the other
+    way round from star/grass), each read again from its PNG by the oracles."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from probe.balance import MANIFEST_JSON, generate_balance, plan_balance
+    from probe.world.oracles import load_oracles
+
+    run = readme_demo / "runs" / "demo"
+    (star,), (heart,) = plan_balance(run, ["star:grass"]), plan_balance(run, ["heart:bar"])
+    assert star.direction == 1 and star.roles == ("without cue", "with cue")
+    assert heart.direction == -1 and heart.roles == ("with cue", "without cue") and "avoids" in repr(heart), heart
+    out = tmp_path / "balanced"
+    result = generate_balance(run, out, specs=["heart:bar"], per_class=3, confusers=1, device="cpu")
+    roles = {(o.class_name, o.role): o.kept for o in result.outcomes}
+    assert roles[("heart", "with cue")] == 3 and len(roles) == 2, roles
+    assert any("avoids 'bar'" in n and "the other way round" in n for n in result.notes), result.notes
+    manifest = json.loads((out / MANIFEST_JSON).read_text())
+    assert manifest["targets"][0]["direction"] == "avoids"
+    kept = [r for r in manifest["rows"] if r["kept"]]
+    images = torch.stack([torch.from_numpy(np.array(Image.open(out / r["path"]).convert("RGB"))).permute(2, 0, 1)
+                          .float() / 255 for r in kept])
+    read = load_oracles().predict(images)
+    for k, r in enumerate(kept):
+        assert read["shape"][k] == r["class_name"], r
+        if r["class_name"] == "heart":
+            assert r["role"] == "with cue" and read["tag"][k] == "bar", r
+        else:
+            assert r["role"] == "without cue" and read["tag"][k] != "bar", r
+
+
 def test_bad_balance_specs_fail_in_one_line_before_models_load(readme_demo, tmp_path, monkeypatch, capsys):
     _no_models(monkeypatch)
     run = str(readme_demo / "runs" / "demo")

@@ -131,6 +131,16 @@ def test_a_cue_only_the_users_data_confirm_gets_the_balance_step(tmp_path):
     summary = str(open_run(root).classes[index].summary)
     assert f"confirmed although the audit did not pass them: {row['cue']} ({row['kind']})" in summary, summary
     assert "nothing to fix" not in summary and f"--balance {balance_spec(name, index, row['cue'])}" in summary, summary
+    assert "other way round" not in summary  # the class leans on the cue: the balance step is the usual one
+    # a cue the class avoids (confirmed in the finding's negative direction): its balance step says it goes the other
+    # way round, as probe.balance makes it
+    import dataclasses
+
+    against = dataclasses.replace(record.findings[0], direction=-1, effect=-0.17)
+    RunDir(root).write_confirmation(dataclasses.replace(record, findings=(against,)))
+    summary = str(open_run(root).classes[index].summary)
+    assert (f"({row['cue']} is a cue {name!r} avoids, balanced the other way round: {name!r} with it, its confusers "
+            "without)") in summary, summary
 
 
 def test_analysis_not_run_claims_no_cue(tmp_path):

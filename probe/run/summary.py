@@ -323,7 +323,11 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
     verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
         if confirmation is not None else {}
     # what the user's data confirm although the generated test did not pass it is as much a shortcut to weaken
-    from_data = [r.cue for r in _confirmed_not_passing(index, passing, confirmation)]
+    confirmed_only = _confirmed_not_passing(index, passing, confirmation)
+    from_data = [r.cue for r in confirmed_only]
+    # a cue the class avoids (a negative effect) is balanced the other way round (probe.balance): say so
+    avoided = {str(f.get("cue")) for f in cue_findings if isinstance(f.get("effect"), (int, float)) and f["effect"] < 0}
+    avoided |= {r.cue for r in confirmed_only if r.direction < 0}
     if not passing and not from_data:
         unverified = [f for f in findings if f.get("status") == "unverified"]
         if unverified:
@@ -337,6 +341,11 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
         specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
         out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
+        against = [c for c in cues if c in avoided]
+        if against:
+            one = len(against) == 1
+            out += [f" ({' and '.join(against)} {'is a cue' if one else 'are cues'} {name!r} avoids, balanced the other "
+                    f"way round: {name!r} with {'it' if one else 'them'}, its confusers without)"]
     # an off-object share has no real-data slice (probe confirm tests cue findings only)
     unconfirmed = [f for f in cue_findings if verdicts.get((f.get("kind"), str(f.get("cue")))) != "confirmed"]
     if unconfirmed:
