@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed: int = 810_000,
             geometries: int = 4, subject: str = "token", guidance: float | None = None, truth_table=None,
-            classifier=None, generator=None, steps: int | None = None) -> dict:
+            classifier=None, generator=None, steps: int | None = None, scheduler: str | None = None) -> dict:
     """One row (see the module's docstring). ``classifier`` (the run's, loaded), ``generator`` (the world's) and
     ``truth_table`` (``true_effects`` of that classifier) are loaded here when not given: a caller measuring many
     tests passes them once."""
@@ -67,6 +67,8 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
         if steps is not None:  # ... or at another number of sampling steps, every class alike
             context.lab.gen_kwargs["steps"] = int(steps)
             context.lab.more_steps.clear()
+        if scheduler is not None:  # ... or with another sampler (a --scheduler name), the token as learned
+            context.lab.gen_kwargs["scheduler"] = scheduler
         cls = context.resolve_class(class_name)
         cue = context.kept_counters(cls, context.cues[cue_name])  # the audit's counter rule, as the finding was measured
         if cue.attribute not in ("background", "color", "tag"):
@@ -121,7 +123,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
     effect = sample.effect()
     return {"run": run_dir.name, "class": cls.name, "cue": cue.name, "subject": subject,
             "guidance": context.lab.gen_kwargs.get("guidance_scale"), "steps": context.lab.gen_kwargs.get("steps"),
-            "pairs": int(sample.n),
+            "scheduler": context.lab.gen_kwargs.get("scheduler"), "pairs": int(sample.n),
             "excluded": sample.excluded,
             "fresh necessity [mean, 95% CI]": [round(effect.mean, 3), round(effect.ci_low, 3), round(effect.ci_high, 3)],
             "pairs rendered again": len(generated),
@@ -145,9 +147,12 @@ def main() -> int:
                    help="draw the pairs at this classifier-free guidance scale instead of the audit's (the token as learned)")
     p.add_argument("--steps", type=int, default=None,
                    help="draw the pairs at this many sampling steps instead of the audit's (the token as learned)")
+    p.add_argument("--scheduler", default=None,
+                   help="draw the pairs with this sampler (a --scheduler name: ddpm, euler-ancestral, ...) instead of "
+                        "the audit's (the token as learned)")
     a = p.parse_args()
     print(json.dumps(measure(a.run, a.class_name, a.cue, a.pairs, a.seed, a.geometries, a.subject, a.guidance,
-                             steps=a.steps)),
+                             steps=a.steps, scheduler=a.scheduler)),
           flush=True)
     return 0
 
