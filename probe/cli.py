@@ -227,17 +227,22 @@ def _finish(result) -> None:
 
 
 def print_summary(rows: list[dict]) -> None:
+    """The audit's table, one row per class; the held-out classifier's column only when one was given
+    (``--eval-model``), not an empty column on every audit without it."""
     table = Table(title="probe audit summary")
-    for column in ("class", "status", "baseline acc", "token acc", "held-out token acc", "steps", "seconds"):
+    held_out = any(r.get("eval_token_accuracy") not in (None, "") for r in rows)
+    columns = ("class", "status", "baseline acc", "token acc") + (("held-out token acc",) if held_out else ()) \
+        + ("steps", "seconds")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("class", "status") else "right")
 
     def cell(value, digits=2):
         return "" if value in (None, "") else f"{float(value):.{digits}f}"
 
     for r in rows:
+        held = (cell(r["eval_token_accuracy"]),) if held_out else ()
         table.add_row(_safe(f"{r['class_index']} {r['class_name'] or ''}".strip()), r["status"], cell(r["baseline_accuracy"]),
-                      cell(r["token_accuracy"]), cell(r["eval_token_accuracy"]), str(r["steps"] or ""),
-                      cell(r["seconds"], 1))
+                      cell(r["token_accuracy"]), *held, str(r["steps"] or ""), cell(r["seconds"], 1))
     console.print(table)
 
 

@@ -205,6 +205,20 @@ def test_held_out_classifier_is_reported_beside_the_first(tmp_path, tiny_sd_path
     assert all("eval_target_prob" in image for image in metrics["images"])
 
 
+def test_the_summary_table_shows_the_held_out_column_only_when_a_held_out_classifier_ran(capsys):
+    """Every audit without --eval-model used to print an empty "held-out token acc" column."""
+    from probe.cli import print_summary
+
+    row = {"class_index": 3, "class_name": "star", "status": "done", "baseline_accuracy": 0.5, "token_accuracy": 0.75,
+           "eval_token_accuracy": None, "steps": 3, "seconds": 4.2}
+    print_summary([row])
+    plain = capsys.readouterr().out
+    assert "held-out" not in plain and "0.75" in plain and "4.2" in plain
+    print_summary([row, {**row, "class_index": 4, "eval_token_accuracy": 0.625}])
+    held = capsys.readouterr().out
+    assert "held-out" in held and "0.62" in held
+
+
 def test_gradient_checkpointing_gives_the_same_gradient(tiny_generator):
     tiny_generator.add_token("<t>", "a")
     vector = tiny_generator.trainable_token("<t>")
