@@ -51,6 +51,7 @@ from probe.analysis.cues import template_phrase
 from probe.classifiers.labels import object_name
 from probe.errors import ProbeError
 from probe.files import check_writable, save_png, slugify, write_json, write_text
+from probe.run.summary import balance_direction, deciding_finding
 
 __all__ = ["BalanceConfig", "BalanceError", "BalanceTarget", "BalanceResult", "plan_balance", "generate_balance",
            "MANIFEST_CSV", "MANIFEST_JSON", "ROLES"]
@@ -274,8 +275,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         cues = sorted({f.cue for f in mine})
         raise BalanceError(f"--balance {spec!r}: {cue!r} is not a cue of a finding of class {index} ({labels[index]!r}); "
                            f"its findings' cues are: {', '.join(repr(c) for c in cues) if cues else 'none'}")
-    ranked = sorted([f for f in mine if f.cue == cue], key=lambda f: (not f.passes, f.kind != "necessity"))
-    finding = ranked[0]
+    finding = deciding_finding(f for f in mine if f.cue == cue)  # the summary's balance step follows the same one
     details = finding.details if isinstance(finding.details, dict) else {}
     attribute, value = details.get("attribute"), details.get("value")
     if not isinstance(attribute, str) or not isinstance(value, str) or not attribute or not value:
@@ -284,7 +284,8 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     # 2. its template and counters: the necessity test's own, else the analysis' cue list less the dropped counters
     listed = _listed_cue(analysis, index, cue)
     template = listed.get("template") if listed else None
-    necessity = next((f for f in ranked if f.kind == "necessity" and f.details.get("counter_templates")), None)
+    necessity = next((f for f in mine if f.cue == cue and f.kind == "necessity" and f.details.get("counter_templates")),
+                     None)
     if necessity is not None:
         counters = [str(t) for t in necessity.details["counter_templates"]]
         values = [str(v) for v in necessity.details.get("counter_values") or []]
@@ -308,8 +309,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         if len(near) < k and hit is not None and hit not in near:
             near.append(hit)
     # 4. the direction: the deciding finding's sign (a class that avoids the cue is balanced the other way round)
-    effect = finding.effect
-    direction = -1 if isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0 else 1
+    effect, direction = finding.effect, balance_direction(finding)
     return BalanceTarget(spec, index, labels[index], cue, attribute, value, template, tuple(counters), tuple(values),
                          tuple(near[:k]), f"{finding.kind} finding ({finding.status}, effect {effect:+.2f})"
                          if isinstance(effect, (int, float)) and math.isfinite(effect)

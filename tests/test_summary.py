@@ -132,11 +132,25 @@ def test_a_cue_only_the_users_data_confirm_gets_the_balance_step(tmp_path):
     assert f"confirmed although the audit did not pass them: {row['cue']} ({row['kind']})" in summary, summary
     assert "nothing to fix" not in summary and f"--balance {balance_spec(name, index, row['cue'])}" in summary, summary
     assert "other way round" not in summary  # the class leans on the cue: the balance step is the usual one
-    # a cue the class avoids (confirmed in the finding's negative direction): its balance step says it goes the other
-    # way round, as probe.balance makes it
+    # a cue the class avoids (the finding's effect negative, as the demo heart's token drawing fewer bars): its balance
+    # step says it goes the other way round, decided by the same finding as probe.balance (deciding_finding)
     import dataclasses
+    import json
 
-    against = dataclasses.replace(record.findings[0], direction=-1, effect=-0.17)
+    from probe.run.summary import balance_direction, deciding_finding
+
+    path = root / "findings.json"
+    data = json.loads(path.read_text())
+    rows = data if isinstance(data, list) else data["findings"]
+    mine = [r for r in rows if r["class_index"] == index and r["cue"] == row["cue"]]
+    assert balance_direction(deciding_finding(mine)) == 1
+    for r in mine:
+        r["effect"] = -abs(r["effect"])
+        if r["ci_low"] is not None and r["ci_high"] is not None:
+            r["ci_low"], r["ci_high"] = -r["ci_high"], -r["ci_low"]
+    path.write_text(json.dumps(data))
+    assert balance_direction(deciding_finding(mine)) == -1
+    against = dataclasses.replace(record.findings[0], direction=-1, effect=-abs(row["effect"]))
     RunDir(root).write_confirmation(dataclasses.replace(record, findings=(against,)))
     summary = str(open_run(root).classes[index].summary)
     assert (f"({row['cue']} is a cue {name!r} avoids, balanced the other way round: {name!r} with it, its confusers "

@@ -25,6 +25,7 @@ HTML (``_repr_html_``, the report's template) escapes it. Torch-free.
 from __future__ import annotations
 
 import html
+import math
 import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -33,7 +34,7 @@ from probe.run import format as fmt
 from probe.run.confirmation import VERDICT_SHORT
 
 __all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT", "DEFAULT_OFF_OBJECT_SHARE",
-           "balance_spec", "pass_bar"]
+           "balance_spec", "balance_direction", "deciding_finding", "pass_bar"]
 
 # the analysis' defaults (probe.analysis.policy.Thresholds; a test keeps them equal), used only when analysis.json
 # does not record its thresholds (runs written before it did)
@@ -100,6 +101,25 @@ def pass_bar(analysis: dict | None) -> float:
     """The analysis' pass bar for cue findings (``config.thresholds.min_effect`` of analysis.json; the default when the
     run did not record it)."""
     return _bars(analysis).min_effect
+
+
+def _field(finding, key: str):
+    return finding.get(key) if isinstance(finding, dict) else getattr(finding, key, None)
+
+
+def deciding_finding(findings: Iterable):
+    """Of one class's findings on one cue (dicts or ``Finding`` records), the one a balance step follows: a passing
+    finding first, then a necessity test, then the others in file order; None for none. ``probe.balance`` and the
+    summary's balance step both decide by it, so the command and the sentence that offers it agree."""
+    ranked = sorted(findings, key=lambda f: (not _field(f, "passes"), _field(f, "kind") != "necessity"))
+    return ranked[0] if ranked else None
+
+
+def balance_direction(finding) -> int:
+    """1 when the class leans on the finding's cue, -1 when it avoids it (a finite negative effect): the balance data
+    then go the other way round (the class with the cue, its confusers without)."""
+    effect = None if finding is None else _field(finding, "effect")
+    return -1 if isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0 else 1
 
 
 def balance_spec(class_name: str, class_index: int, cue: str) -> str:
@@ -323,11 +343,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
     verdicts = {(r.kind, r.cue): r.verdict for r in confirmation.findings if r.class_index == index} \
         if confirmation is not None else {}
     # what the user's data confirm although the generated test did not pass it is as much a shortcut to weaken
-    confirmed_only = _confirmed_not_passing(index, passing, confirmation)
-    from_data = [r.cue for r in confirmed_only]
-    # a cue the class avoids (a negative effect) is balanced the other way round (probe.balance): say so
-    avoided = {str(f.get("cue")) for f in cue_findings if isinstance(f.get("effect"), (int, float)) and f["effect"] < 0}
-    avoided |= {r.cue for r in confirmed_only if r.direction < 0}
+    from_data = [r.cue for r in _confirmed_not_passing(index, passing, confirmation)]
     if not passing and not from_data:
         unverified = [f for f in findings if f.get("status") == "unverified"]
         if unverified:
@@ -341,7 +357,9 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
         specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
         out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
-        against = [c for c in cues if c in avoided]
+        # a cue the class avoids is balanced the other way round (probe.balance decides it by the same finding): say so
+        against = [c for c in cues if balance_direction(deciding_finding(
+            f for f in findings if str(f.get("cue")) == c and f.get("kind") in CUE_KINDS)) < 0]
         if against:
             one = len(against) == 1
             out += [f" ({' and '.join(against)} {'is a cue' if one else 'are cues'} {name!r} avoids, balanced the other "
