@@ -4,7 +4,8 @@
     python examples/balance_and_finetune.py --run runs/demo --balance star:grass --out runs/loop
 
 1. **Balance data** (``probe generate RUN --balance star:grass``): star images without grass (its counters stated)
-   and its nearest confusers with grass, from plain prompts, each checked by the world's oracles.
+   and its nearest confusers with grass, from plain prompts, each checked by the world's oracles (for a cue the class
+   avoids, a finding with a negative effect, the other way round: the class with it, its confusers without).
 2. **Fine-tune the last layer** of the run's world classifier on its own training distribution (re-rendered from
    the recipe in its ``.bias.json``) plus the balance images: every other weight, and the batch-norm statistics,
    stay as they were (last-layer retraining: features are kept, only how they are weighed changes). The loss is
