@@ -357,8 +357,10 @@ def _signed(v) -> str:
 
 
 # the verdict rule a results file was decided under, in its name: "" for the first (no slice under 5 images decides),
-# "smallslices" since any slice may decide as Fisher's exact test allows, but never on one image (_without_one)
-CONFIRM_RULE = "smallslices"
+# "smallslices" since any slice may decide as Fisher's exact test allows, but never on one image (_without_one);
+# "neutral" since a finding without counters of its own (token shift, sufficiency) is compared with the counters a
+# necessity test of its cue keeps, less the class's passing values (probe.confirm.confirm._neutral_counters)
+CONFIRM_RULE = "neutral"
 
 
 def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_val: int = 3000, checker: str = "oracles",
@@ -416,8 +418,14 @@ def confirm(items: list[dict], threshold: float = 0.15, truth_n: int = 300, n_va
         record = run.read_confirmation()
         verdicts = {(f.class_name, f.cue, f.kind): f.verdict for f in record.findings}
         real = {(f.class_name, f.cue, f.kind): f.decisive.prob_gap for f in record.findings}
+        compared = {(f.class_name, f.cue, f.kind): list(f.counter_values) for f in record.findings}
         strengths = {(f.class_name, f.cue, f.kind): record.strength(f) for f in record.findings}
-        findings = [f for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
+        # each finding with the counters its confirmation compared it with (a token shift's are the neutral ones), so
+        # the in-data truth (slice_gap) is of the same slices
+        findings = [{**f, "details": {**(f.get("details") or {}),
+                                      "counter_values": compared[(f["class_name"], f["cue"], f["kind"])]
+                                      or (f.get("details") or {}).get("counter_values")}}
+                    for f in (run.read_findings() or []) if (f["class_name"], f["cue"], f["kind"]) in verdicts]
         truths = {"data": validation_truth(model, n=truth_n, model=classifier),
                   "uniform": true_effects(classifier, n=truth_n)}
         row = {"classifier": item["name"]}

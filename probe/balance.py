@@ -47,7 +47,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from probe.analysis.cues import template_phrase
 from probe.classifiers.labels import object_name
 from probe.errors import ProbeError
 from probe.files import check_writable, save_png, slugify, write_json, write_text
@@ -282,7 +281,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         raise BalanceError(f"--balance {spec!r}: the finding on {cue!r} names no attribute and value a check could read "
                            "(a run analysed before probe recorded them); re-run the analysis")
     # 2. its template and counters: the necessity test's own, else the analysis' cue list less the dropped counters
-    listed = _listed_cue(analysis, index, cue)
+    listed = analysis.listed_cue(index, cue) if analysis is not None else {}
     template = listed.get("template") if listed else None
     necessity = next((f for f in mine if f.cue == cue and f.kind == "necessity" and f.details.get("counter_templates")),
                      None)
@@ -290,9 +289,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         counters = [str(t) for t in necessity.details["counter_templates"]]
         values = [str(v) for v in necessity.details.get("counter_values") or []]
     else:
-        dropped = _dropped(analysis, labels[index])
-        pairs = [(str(t), str(v)) for t, v in zip(listed.get("counters") or [], listed.get("counter_values") or [])
-                 if template_phrase(str(t)) not in dropped] if listed else []
+        pairs = analysis.kept_counters(index, labels[index], cue) if analysis is not None else ()
         counters, values = [t for t, _ in pairs], [v for _, v in pairs]
     if not isinstance(template, str) or template.count("{}") != 1:
         raise BalanceError(f"--balance {spec!r}: analysis.json does not record the prompt template of cue {cue!r}, so "
@@ -314,22 +311,6 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
                          tuple(near[:k]), f"{finding.kind} finding ({finding.status}, effect {effect:+.2f})"
                          if isinstance(effect, (int, float)) and math.isfinite(effect)
                          else f"{finding.kind} finding ({finding.status})", direction)
-
-
-def _listed_cue(analysis, index: int, cue: str) -> dict:
-    cues = analysis.cues if analysis is not None and isinstance(analysis.cues, dict) else {}
-    candidates = list(cues.get("list") or [])
-    discovered = cues.get("discovered") if isinstance(cues.get("discovered"), dict) else {}
-    candidates += [d for d in discovered.get(str(index)) or [] if isinstance(d, dict)]
-    for c in candidates:
-        if isinstance(c, dict) and (c.get("name") == cue or c.get("cue") == cue):
-            return c
-    return {}
-
-
-def _dropped(analysis, class_name: str) -> set[str]:
-    dropped = analysis.dropped_counters if analysis is not None and isinstance(analysis.dropped_counters, dict) else {}
-    return {template_phrase(str(p)) for p in dropped.get(class_name) or []}
 
 
 # ------------------------------------------------------------------------------------------ the verb

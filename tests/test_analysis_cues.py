@@ -74,6 +74,15 @@ def test_a_template_is_named_by_one_phrase_wherever_it_is_written_or_read_back()
     assert template_phrase("{} on grass") == "on grass"
     assert template_phrase("toy {}") == "toy"
     assert template_phrase("a {} on  grass,") == "a on grass"  # the slot leaves no double space or trailing comma
-    # the balance dataset reads the dropped counters back with the same phrase the analysis wrote
-    from probe import balance
-    assert balance.template_phrase is template_phrase
+    # the run's owner reads the dropped counters back (for the balance dataset and probe confirm) with the same phrase
+    # the analysis wrote
+    from probe.run import types
+    from probe.run.format import template_phrase as owned
+
+    assert owned is template_phrase and types.template_phrase is template_phrase
+    summary = types.AnalysisSummary(cues={"list": [{"name": "bar", "counters": ["{} with a dot in the corner", "{} with no tag"],
+                                                    "counter_values": ["dot", "none"]}]},
+                                    dropped_counters={"heart": ["with a dot in the corner"]})
+    assert summary.kept_counters(5, "heart", "bar") == (("{} with no tag", "none"),)
+    assert summary.kept_counters(0, "circle", "bar") == (("{} with a dot in the corner", "dot"), ("{} with no tag", "none"))
+    assert summary.kept_counters(5, "heart", "snow") == ()  # a cue the analysis did not list

@@ -163,6 +163,37 @@ def test_planted_cue_is_confirmed_on_its_training_distribution_and_not_for_the_c
     assert clean.findings[0].own.counter.n >= 20  # the uniform distribution has the stars to decide it
 
 
+def test_a_finding_without_counters_is_compared_with_neutral_values_not_the_class_favourite(tmp_path, world_val):
+    """A token shift has no counters of its own. Compared with every other value, the demo heart's "the token draws
+    fewer bars" (-0.17) read as confirmed: hearts with a bar against the dotted hearts the classifier prefers (the dot
+    is the heart's planted cue; the generated necessity test of the bar against no tag gives 0.00). It is compared with
+    the counters a necessity test of the bar keeps for the heart (the dot dropped by the counter rule: no tag), and a
+    star's token shift on water with the star's counters less its passing grass."""
+    tag = {"name": "bar", "cue": "bar", "template": "{} with a bar in the corner", "attribute": "tag", "value": "bar",
+           "counters": ["{} with a dot in the corner", "{} with no tag"], "counter_values": ["dot", "none"]}
+    water = {"name": "water", "cue": "water", "template": "{} on water", "attribute": "background", "value": "water",
+             "counters": [f"{{}} on {v}" for v in ("grass", "sand", "snow", "wood")],
+             "counter_values": ["grass", "sand", "snow", "wood"]}
+    findings = [_finding("star", "grass", GRASS),
+                _finding("heart", "bar", {"attribute": "tag", "value": "bar"}, effect=-0.17, passes=False,
+                         kind="token-shift"),
+                _finding("star", "water", {"attribute": "background", "value": "water"}, effect=-0.17, passes=False,
+                         kind="token-shift")]
+    run = _world_run(tmp_path / "run", findings=findings)
+    RunDir(run).write_analysis({"domain": "world", "interventions_checked_by": "world oracles",
+                                "cues": {"list": [tag, water]}, "dropped_counters": {"heart": ["with a dot in the corner"]}})
+    record = confirm_run(run, world_val["biased"], source=ClassifierSource(device="cpu"))
+    bar = record.finding(SHAPES.index("heart"), "token-shift", "bar")
+    assert bar.counter_values == ("none",), bar.counter_values  # not the dotted hearts
+    assert bar.verdict != "confirmed", bar.reason
+    assert bar.own.counter.n < 60, bar.own.counter  # the few undotted hearts, not ~500 dotted ones
+    star = record.finding(SHAPES.index("star"), "token-shift", "water")
+    assert star.counter_values == ("sand", "snow", "wood"), star.counter_values  # the passing grass left out
+    assert star.verdict != "confirmed", star.reason
+    # a necessity finding keeps its own counters
+    assert record.finding(SHAPES.index("star"), "necessity", "grass").counter_values == ("sand", "snow", "wood")
+
+
 def test_small_slices_say_how_many_images_would_decide_and_a_bad_image_is_skipped_and_counted(tmp_path, world_val):
     from probe.files import save_png
 

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from probe.analysis.errors import AnalysisError
+from probe.run.format import template_phrase  # noqa: F401  (named here since the cue list introduced it)
 
 __all__ = ["Cue", "Carrier", "load_cues", "default_cues", "cues_from_vocabulary"]
 
@@ -107,13 +108,6 @@ def _cue_from_obj(obj, where: str) -> Cue:
         value=obj.get("value"),
         counter_values=tuple(obj.get("counter_values", ())),
     )
-
-
-def template_phrase(template: str) -> str:
-    """A template's words without the object's slot: ``"{} on grass"`` -> ``"on grass"``, ``"toy {}"`` -> ``"toy"``.
-    Counters are named by it in findings, notes and run files, and read back by it (``probe.analysis.retest``,
-    ``probe.balance``)."""
-    return " ".join(template.replace("{}", " ").split()).strip(" ,")
 
 
 def _parse_text_line(line: str, where: str) -> Cue:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["as_float", "pq", "effect", "number", "interval"]
+__all__ = ["as_float", "pq", "effect", "number", "interval", "template_phrase"]
 
 MISSING = "–"
 
@@ -47,3 +47,10 @@ def interval(low: Any, high: Any, digits: int = 2) -> str:
     if lo is None and hi is None:
         return "unbounded"
     return f"{'−∞' if lo is None else f'{lo:.{digits}f}'} – {'+∞' if hi is None else f'{hi:.{digits}f}'}"
+
+
+def template_phrase(template: str) -> str:
+    """A template's words without the object's slot: ``"{} on grass"`` -> ``"on grass"``, ``"toy {}"`` -> ``"toy"``.
+    Counters are named by it in findings, notes and run files, and read back by it (``probe.analysis.retest``,
+    ``AnalysisSummary.kept_counters``)."""
+    return " ".join(template.replace("{}", " ").split()).strip(" ,")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import AnalysisError  # the error a Finding built in memory has always raised
+from probe.run.format import template_phrase
 from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
 
@@ -406,6 +407,33 @@ class AnalysisSummary:
         (``probe.analysis.screening.more_steps``); checked on reading."""
         return {int(k): int(v["sampling_steps"]) for k, v in (self.classes or {}).items()
                 if isinstance(v, dict) and "sampling_steps" in v}
+
+    def listed_cue(self, class_index: int, cue: str) -> dict:
+        """The cue as the analysis tested it (its cue list, then the class's discovered cues): a dict with
+        ``template``, ``counters`` and ``counter_values``; {} when neither holds it."""
+        cues = self.cues if isinstance(self.cues, dict) else {}
+        discovered = cues.get("discovered") if isinstance(cues.get("discovered"), dict) else {}
+        for c in list(cues.get("list") or []) + list(discovered.get(str(class_index)) or []):
+            if isinstance(c, dict) and (c.get("name") == cue or c.get("cue") == cue):
+                return c
+        return {}
+
+    def dropped_phrases(self, class_name: str) -> set[str]:
+        """The counter phrases the counter rule dropped for the class ("with a dot in the corner"): values that are
+        cues of the class themselves, or raise another class."""
+        dropped = self.dropped_counters if isinstance(self.dropped_counters, dict) else {}
+        return {template_phrase(str(p)) for p in dropped.get(class_name) or []}
+
+    def kept_counters(self, class_index: int, class_name: str, cue: str) -> tuple[tuple[str, str], ...]:
+        """(counter template, value) of ``cue`` as a necessity test of it on the class keeps them: the listed
+        counters less those the counter rule dropped for the class. A finding without counters of its own (a
+        token shift, a sufficiency test) is compared with these, not with the class's favourite values (the demo's
+        hearts with a bar against hearts with no tag, not against the dotted hearts the classifier prefers).
+        Empty when the analysis did not list the cue or dropped every counter."""
+        listed = self.listed_cue(class_index, cue)
+        dropped = self.dropped_phrases(class_name)
+        return tuple((str(t), str(v)) for t, v in zip(listed.get("counters") or [], listed.get("counter_values") or [])
+                     if template_phrase(str(t)) not in dropped)
 
     @property
     def methods_skipped(self) -> dict:
