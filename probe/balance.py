@@ -15,9 +15,10 @@ the class *without* the cue and the classes it is confused with *with* it. For e
 
 A finding whose effect is negative says the other thing: the class *avoids* the cue (a token that draws fewer bars
 than the plain prompt, and the user's hearts with a bar classified worse). Its shortcut is broken the other way round,
-and the dataset is: the class *with* the cue, and its nearest confusers *without* it (the counters cycled). The
-direction is the deciding finding's (a passing one first, then a necessity test), named in ``BalanceTarget`` and the
-manifest.
+and the dataset is: the class *with* the cue, and its confusers *without* it (the counters cycled), first the classes
+the cue itself raises (their sufficiency findings on it: the demo's dotted circles are called hearts, so hearts without
+the dot), then the usual ones. The direction is the deciding finding's (a passing one first, then a necessity test),
+named in ``BalanceTarget`` and the manifest.
 
 *Plain prompts, not the token*, and this is deliberate: the token draws what the classifier takes for the class,
 its other shortcuts included, and training on them would teach those shortcuts again; the plain prompt states the
@@ -297,16 +298,22 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     if not counters or len(values) != len(counters) or any(t.count("{}") != 1 for t in counters):
         raise BalanceError(f"--balance {spec!r}: the run records no usable counters for cue {cue!r} (templates with "
                            "'{}' and the value each shows); re-run the analysis")
-    # 3. the confusers: the classifier's own (the class's plain-prompt images), then the sufficiency carriers
-    near = nearest(metrics.get(index) or {}, index, len(labels), k)
+    # 3. the confusers: for a cue the class avoids, first the classes the cue itself raises (their sufficiency findings
+    #    on it, largest effect first: dotted circles are called hearts); then the classifier's own (the class's
+    #    plain-prompt images), then the sufficiency carriers
+    effect, direction = finding.effect, balance_direction(finding)
+    takers = [] if direction > 0 else [
+        f.class_index for f in sorted(findings, key=lambda f: -(f.effect or 0.0))
+        if f.kind == "sufficiency" and f.class_index != index and isinstance(f.details, dict)
+        and (f.details.get("attribute"), f.details.get("value")) == (attribute, value)
+        and isinstance(f.effect, (int, float)) and math.isfinite(f.effect) and f.effect > 0]
+    near = list(dict.fromkeys(takers + nearest(metrics.get(index) or {}, index, len(labels), k)))[:k]
     carriers = [c for f in mine if f.cue == cue and f.kind == "sufficiency"
                 for c in (f.details.get("carriers") or [])]
     for text in carriers:
         hit = next((i for i, n in enumerate(labels) if object_name(n) == str(text) and i != index), None)
         if len(near) < k and hit is not None and hit not in near:
             near.append(hit)
-    # 4. the direction: the deciding finding's sign (a class that avoids the cue is balanced the other way round)
-    effect, direction = finding.effect, balance_direction(finding)
     return BalanceTarget(spec, index, labels[index], cue, attribute, value, template, tuple(counters), tuple(values),
                          tuple(near[:k]), f"{finding.kind} finding ({finding.status}, effect {effect:+.2f})"
                          if isinstance(effect, (int, float)) and math.isfinite(effect)

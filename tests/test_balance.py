@@ -99,6 +99,42 @@ def test_a_cue_the_class_avoids_is_balanced_the_other_way_round(readme_demo, tmp
             assert r["role"] == "without cue" and read["tag"][k] != "bar", r
 
 
+def test_the_confusers_of_a_cue_the_class_avoids_are_first_the_classes_the_cue_raises(tmp_path):
+    """Circles with the heart's dot are called hearts (the circle's token draws fewer dots; the dot raises P(heart) on
+    other objects): the balance data for circle:dot are circles with the dot and, first among the confusers, hearts
+    without it; a cue the class leans on keeps the classifier's own confusers. From the records alone, no model."""
+    from probe.balance import plan_balance
+    from probe.run import RunDir
+    from probe.run.types import Finding, RunConfig
+    from probe.world.scenes import SHAPES
+
+    def finding(cls, kind, effect, passes=False):
+        return Finding(class_index=SHAPES.index(cls), class_name=cls, cue="dot", kind=kind, effect=effect,
+                       ci_low=effect - 0.1, ci_high=effect + 0.1, n_images=8, evidence=(), passes=passes,
+                       strength="weak", sentence=f"{cls} {kind} dot", p=0.2, q=float("nan"), status="screened",
+                       details={"attribute": "tag", "value": "dot"}, checked_by="world oracles")
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.write_labels(list(SHAPES))
+    run.write_config(RunConfig(audit={"model": "m.pt2", "out": str(run.root)}, classes=(0, 1, 2, 5)))
+    for index in (0, 1, 2, 5):  # each class's baseline images give most probability to the triangle, then circle or square
+        run.write_metrics(run.class_dir(index, SHAPES[index]), {
+            "status": "done", "class_index": index, "class_name": SHAPES[index],
+            "images": [{"kind": "baseline", "path": "images/b.png", "topk": [{"index": index, "prob": 0.7}, {"index": 2, "prob": 0.2},
+                                                          {"index": 1 if index == 0 else 0, "prob": 0.1}]}]})
+    run.write_findings([finding("circle", "token-shift", -0.5), finding("heart", "sufficiency", 0.08),
+                        finding("triangle", "sufficiency", -0.06), finding("square", "token-shift", 0.3)])
+    run.write_analysis({"domain": "world", "interventions_checked_by": "world oracles", "cues": {"list": [
+        {"name": "dot", "template": "{} with a dot in the corner", "counters": ["{} with a bar in the corner",
+         "{} with no tag"], "counter_values": ["bar", "none"]}]}})
+    (circle,) = plan_balance(run.root, ["circle:dot"])
+    assert circle.direction == -1 and circle.confusers == (5, 2), circle  # the heart first (not the triangle the dot
+    # lowers), then the classifier's own nearest, the triangle
+    (square,) = plan_balance(run.root, ["square:dot"])
+    assert square.direction == 1 and square.confusers == (2, 0), square  # its own confusers, the heart not pulled in
+
+
 def test_bad_balance_specs_fail_in_one_line_before_models_load(readme_demo, tmp_path, monkeypatch, capsys):
     _no_models(monkeypatch)
     run = str(readme_demo / "runs" / "demo")
