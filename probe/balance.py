@@ -301,12 +301,12 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     # 3. the confusers: for a cue the class avoids, first the classes the cue itself raises (their sufficiency findings
     #    on it, largest effect first: dotted circles are called hearts); then the classifier's own (the class's
     #    plain-prompt images), then the sufficiency carriers
-    effect, direction = finding.effect, balance_direction(finding)
-    takers = [] if direction > 0 else [
-        f.class_index for f in sorted(findings, key=lambda f: -(f.effect or 0.0))
-        if f.kind == "sufficiency" and f.class_index != index and isinstance(f.details, dict)
-        and (f.details.get("attribute"), f.details.get("value")) == (attribute, value)
-        and isinstance(f.effect, (int, float)) and math.isfinite(f.effect) and f.effect > 0]
+    direction = balance_direction(finding)
+    raised = [] if direction > 0 else [
+        f for f in findings if f.kind == "sufficiency" and f.class_index != index and isinstance(f.details, dict)
+        and (f.details.get("attribute"), f.details.get("value")) == (attribute, value) and _finite(f.effect)
+        and f.effect > 0]
+    takers = [f.class_index for f in sorted(raised, key=lambda f: -f.effect)]
     near = list(dict.fromkeys(takers + nearest(metrics.get(index) or {}, index, len(labels), k)))[:k]
     carriers = [c for f in mine if f.cue == cue and f.kind == "sufficiency"
                 for c in (f.details.get("carriers") or [])]
@@ -315,9 +315,12 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
         if len(near) < k and hit is not None and hit not in near:
             near.append(hit)
     return BalanceTarget(spec, index, labels[index], cue, attribute, value, template, tuple(counters), tuple(values),
-                         tuple(near[:k]), f"{finding.kind} finding ({finding.status}, effect {effect:+.2f})"
-                         if isinstance(effect, (int, float)) and math.isfinite(effect)
-                         else f"{finding.kind} finding ({finding.status})", direction)
+                         tuple(near[:k]), f"{finding.kind} finding ({finding.status}"
+                         + (f", effect {finding.effect:+.2f})" if _finite(finding.effect) else ")"), direction)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------------------------------ the verb
