@@ -82,3 +82,24 @@ def test_the_check_is_named_after_its_model_and_reads_what_token_shift_counts():
     check = ConceptModelCheck(TableModel([{"a photo of something in the snow"}]), ["star"], CUES)
     assert check.name == "concepts: table-model"
     assert check.predict(_images(1)) == {"object": ["star"], "background": ["snow"]}
+
+
+def test_the_curated_lists_co_occurring_objects_are_not_read_as_the_class_object():
+    """The curated list's "object" category (a plate, a car beside the subject) becomes the attribute "objects":
+    the check reads the class under "object", and its object vocabulary holds the class names only."""
+    import pytest
+
+    from probe.analysis.checks import CONCEPT_OBJECT
+    from probe.analysis.cues import load_cues
+    from probe.errors import AnalysisError
+
+    curated = load_cues()
+    cues = concept_cues(curated)
+    assert sum(c.category == "object" for c in curated) >= 10
+    assert all(c.attribute != CONCEPT_OBJECT for c in cues)
+    assert {c.attribute for c in cues if c.category == "object"} == {"objects"}
+    check = ConceptModelCheck(TableModel([set()]), ["tabby", "tiger"], cues, confusers=1)
+    assert check.vocab[CONCEPT_OBJECT] == ["tabby", "tiger"] and "plate" in check.vocab["objects"]
+    with pytest.raises(AnalysisError, match="reads the class's own object"):
+        ConceptModelCheck(TableModel([set()]), ["tabby"], [Cue("plate", "{} on a plate", ("{} on a rock",),
+                                                               attribute=CONCEPT_OBJECT, value="plate")])

@@ -154,3 +154,72 @@ def test_an_unchecked_passing_cue_finding_is_unverified_and_counted_by_the_gate_
     assert {(f.class_index, f.cue, f.kind) for f in flagged} <= {(f.class_index, f.cue, f.kind) for f in counted.offenders}
     code, out, err = run_main(monkeypatch, capsys, "check", str(run), "--max-effect", str(limit), "--include-unverified")
     assert code == 3
+
+
+def test_a_real_format_generator_with_the_curated_object_cues_runs_to_the_end(tmp_path, tiny_sd_path, tiny_generator):
+    """A user's path outside the world: a diffusers folder (the tiny random SD pipeline), a classifier, a concept
+    model folder and cues without attributes in the curated list's "object" category (things beside the subject:
+    "on a plate"). The concept model reads the class's object under "object" too; the two must stay apart. Before,
+    every necessity arm of such a cue got the keyword twice, the analysis stopped with a TypeError after the tokens
+    (found by auditing a timm resnet18 on the tiny SD with the default cue list), and the check counted "plate"
+    among the class names."""
+    import json
+
+    from color_classifier import calibrated_redness_classifier
+    from tiny_concepts import save_tiny_clip
+
+    from probe.analysis import AnalysisConfig
+    from probe.analysis.checks import ConceptModelCheck
+    from probe.analysis.policy import Thresholds
+    from probe.auditing.loop import AuditConfig, audit
+    from probe.classifiers import load_classifier
+    from probe.tokens import TokenConfig
+
+    clip = save_tiny_clip(tmp_path / "my-clip")
+    cues = tmp_path / "cues.json"
+    cues.write_text(json.dumps([
+        {"name": "plate", "category": "object", "template": "{} on a plate", "counters": ["{} on a rock"]},
+        {"name": "grass", "category": "background", "template": "{} on grass", "counters": ["{} on sand"]}]))
+    module = calibrated_redness_classifier(tiny_generator, seeds=range(2))
+    clf = load_classifier(module, labels=["other", "star"], input_size=32, mean=(0, 0, 0), std=(1, 1, 1), crop_pct=1.0)
+    analysis = AnalysisConfig(cues=str(cues), concepts=str(clip), attributions=False, off_object=False, iou_images=0,
+                              discover=0, screen_extend=(), max_pairs=8, thresholds=Thresholds(min_pairs=8))
+    vocab = []
+    real = ConceptModelCheck.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        vocab.append(dict(self.vocab))
+
+    config = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator=str(tiny_sd_path), classes="1",
+                         token=TokenConfig(lr=0.1, max_steps=1, patience=1, eval_images=1, batch_size=2),
+                         analysis=analysis, report=False)
+    ConceptModelCheck.__init__ = spy
+    try:
+        result = audit(config, classifier=clf, generator=tiny_generator, progress=False)
+    finally:
+        ConceptModelCheck.__init__ = real
+    assert not result.failed and not result.problems, result.problems
+    run = RunDir(result.run_dir)
+    summary = run.read_analysis_summary()
+    assert summary.checked_by == "concepts: my-clip"
+    attributes = {c["name"]: c["attribute"] for c in summary.cues["list"]}
+    assert attributes == {"plate": "objects", "grass": "background"}
+    assert vocab and vocab[0]["object"] == ["other", "star"] and vocab[0]["objects"] == ["plate", "on a rock"]
+    tested = {(t["kind"], t["cue"]["name"]) for t in run.read_class_analysis(run.class_dir(1, "star"), strict=True).tests}
+    assert ("necessity", "plate") in tested
+
+
+def test_a_cue_file_cannot_name_the_attribute_the_class_object_is_read_under(tmp_path):
+    """A user's cue with attribute "object" would be read as the class's own object: one line naming the fix."""
+    import json
+
+    import pytest
+
+    from probe.analysis.cues import load_cues
+    from probe.errors import AnalysisError
+
+    path = tmp_path / "cues.json"
+    path.write_text(json.dumps([{"name": "plate", "template": "{} on a plate", "attribute": "object", "value": "plate"}]))
+    with pytest.raises(AnalysisError, match="reserved for the class's own object.*'objects'"):
+        load_cues(path)

@@ -269,3 +269,25 @@ def test_a_nul_byte_in_a_label_never_reaches_the_html(tmp_path, capsys, monkeypa
     pages = list((tmp_path / "runs" / "r" / "report").rglob("*.html"))
     assert pages and all("\x00" not in p.read_text(encoding="utf-8") for p in pages)
     assert any("sq\ufffduare" in p.read_text(encoding="utf-8") for p in pages)
+
+
+def test_a_bug_in_the_analysis_keeps_the_run_and_says_how_to_see_its_traceback(finished_run, capsys, monkeypatch):
+    """An unexpected error after the tokens is one warning that keeps the run and names PROBE_DEBUG=1; with it set,
+    the traceback follows (it used to be swallowed: PROBE_DEBUG=1 printed the same line, and a user could not tell
+    where it happened)."""
+    import probe.analysis
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom in the analysis")
+
+    monkeypatch.setattr(probe.analysis, "analyze_run", boom)
+    args = [a for a in FAST if a != "--no-analyze"]
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args], finished_run.parents[1], capsys,
+                         monkeypatch)
+    assert code == 1 and "analysis failed (RuntimeError: boom in the analysis)" in text, text
+    assert "PROBE_DEBUG=1 shows the traceback" in text and "Traceback" not in text, text
+    assert _star(finished_run).is_file()  # the token is kept
+    monkeypatch.setenv("PROBE_DEBUG", "1")
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args], finished_run.parents[1], capsys,
+                         monkeypatch)
+    assert code == 1 and "Traceback (most recent call last)" in text and "in boom" in text, text

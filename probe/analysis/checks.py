@@ -22,8 +22,9 @@ from dataclasses import replace
 import numpy as np
 
 from probe.analysis.cues import Cue, template_phrase
+from probe.analysis.errors import AnalysisError
 
-__all__ = ["OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues", "counter_value", "listed_cues",
+__all__ = ["CONCEPT_OBJECT", "OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues", "counter_value", "listed_cues",
            "run_oracles"]
 
 
@@ -126,17 +127,26 @@ def counter_value(cue_names: dict[str, str], counter: str) -> str:
     return cue_names.get(counter, template_phrase(counter))
 
 
-def concept_cues(cues: list[Cue]) -> list[Cue]:
+CONCEPT_OBJECT = "object"  # the attribute a concept model reads the class's own object under
+
+
+def concept_cues(cues: list[Cue], object_attribute: str = CONCEPT_OBJECT) -> list[Cue]:
     """Cues a concept model can check: a cue without an attribute (the curated list, a user's file) gets its
     category as attribute, its name as value and a value for each counter (the name of the cue it equals, else
-    its words). A domain's cues keep theirs."""
+    its words). A domain's cues keep theirs.
+
+    The check reads the class's object under ``object_attribute``, so a category of that name (the curated list's
+    co-occurring objects: "on a plate", "next to a car") becomes ``"<category>s"``: a plate is not what the subject
+    is, and an arm expects both (before, a necessity arm got the keyword twice and the analysis stopped; the check
+    counted "plate" among the class names)."""
     names = {c.template: c.name for c in cues}
     out = []
     for cue in cues:
         if cue.attribute is not None:
             out.append(cue)
             continue
-        out.append(replace(cue, attribute=cue.category, value=cue.name,
+        attribute = cue.category if cue.category != object_attribute else f"{cue.category}s"
+        out.append(replace(cue, attribute=attribute, value=cue.name,
                            counter_values=tuple(counter_value(names, t) for t in cue.counters)))
     return out
 
@@ -169,6 +179,10 @@ class ConceptModelCheck:
         for cue in cues:
             if cue.attribute is None:
                 continue
+            if cue.attribute == self.object_attribute:
+                raise AnalysisError(f"cue {cue.name!r} names the attribute {cue.attribute!r}, which the concept model "
+                                    "reads the class's own object under; give the cue another attribute (e.g. "
+                                    f"{cue.attribute + 's'!r}) in the cue file")
             for value, template in [(cue.value, cue.template), *zip(cue.counter_values, cue.counters)]:
                 key = (cue.attribute, str(value))
                 if value and key not in self._index:

@@ -95,6 +95,9 @@ class Carrier:
 def _cue_from_obj(obj, where: str) -> Cue:
     if not isinstance(obj, dict) or "name" not in obj:
         raise AnalysisError(f"{where}: each cue must be an object with at least 'name' (and 'template'); got {obj!r}.")
+    if obj.get("attribute") == "object":  # probe.analysis.checks.CONCEPT_OBJECT: a concept model's class object
+        raise AnalysisError(f"{where}: cue {obj['name']!r} names the attribute 'object', which is reserved for the "
+                            "class's own object; call it something else (e.g. 'objects' for things beside it)")
     template = obj.get("template") or "{} " + str(obj["name"])
     if "{}" not in template:
         template = "{} " + template

@@ -362,7 +362,6 @@ def _analyse_slice(run: RunDir, config: AuditConfig, classifier, generator, mine
     resumes with its unfinished class; the finished ones keep their records). Returns True when interrupted; a class
     whose analysis fails is a problem on the result (the driver measures it again with the models)."""
     from probe.auditing.class_run import analyse_class
-    from probe.progress import warn
 
     for index in mine:
         if progress:
@@ -374,9 +373,8 @@ def _analyse_slice(run: RunDir, config: AuditConfig, classifier, generator, mine
         except RunError:
             raise
         except Exception as error:
-            result.problems.append(f"analysis of class {index} failed ({type(error).__name__}: {_first_line(error)}); "
-                                   "its token is kept; run the same command again to retry it")
-            warn(console, result.problems[-1])
+            _problem(console, result, f"analysis of class {index} failed ({type(error).__name__}: "
+                     f"{_first_line(error)}); its token is kept; run the same command again to retry it", error)
     return False
 
 
@@ -490,18 +488,16 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
             else:
                 analyze_run(run.root, classifier, generator, config.analysis)
         except Exception as error:  # the report still renders without findings
-            result.problems.append(f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and images "
-                                   f"are kept; run the same command again to retry it")
-            warn(console, result.problems[-1])
+            _problem(console, result, f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and "
+                     "images are kept; run the same command again to retry it", error)
     if config.report:
         from probe.report import render_report
 
         try:
             result.report = render_report(run.root)
         except Exception as error:
-            result.problems.append(f"report failed ({type(error).__name__}: {_first_line(error)}); "
-                                   f"run `probe report {shlex.quote(config.out)}` to retry it")
-            warn(console, result.problems[-1])
+            _problem(console, result, f"report failed ({type(error).__name__}: {_first_line(error)}); "
+                     f"run `probe report {shlex.quote(config.out)}` to retry it", error)
     if config.gate is not None and config.analyze and not any(p.startswith("analysis failed") for p in result.problems):
         from probe.gate import run_gate
 
@@ -511,6 +507,24 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
             result.problems.append(f"the gate could not check the findings ({_first_line(error)}); "
                                    f"run `probe check {shlex.quote(config.out)} --max-effect {config.gate.max_effect:g}` to retry it")
             warn(console, result.problems[-1])
+
+
+def _problem(console, result: "AuditResult", message: str, error: BaseException) -> None:
+    """Record a step that failed after the tokens (the run is kept) and warn; an unexpected error (a bug, not a
+    ProbeError) says how to see where it happened, and with PROBE_DEBUG=1 its traceback follows the warning."""
+    import os
+    import sys
+    import traceback
+
+    from probe.progress import warn
+
+    debug = bool(os.environ.get("PROBE_DEBUG"))
+    if not isinstance(error, ProbeError) and not debug:
+        message += " (PROBE_DEBUG=1 shows the traceback)"
+    result.problems.append(message)
+    warn(console, message)
+    if debug:
+        sys.stderr.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
 def _first_line(error: BaseException) -> str:
