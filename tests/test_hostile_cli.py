@@ -291,3 +291,23 @@ def test_a_bug_in_the_analysis_keeps_the_run_and_says_how_to_see_its_traceback(f
     code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args], finished_run.parents[1], capsys,
                          monkeypatch)
     assert code == 1 and "Traceback (most recent call last)" in text and "in boom" in text, text
+
+
+def test_the_analysis_says_what_it_runs_next_unless_quiet(finished_run, capsys, monkeypatch):
+    """The analysis can run longer than the tokens (an hour on a GPU for many classes): without -q each of its steps
+    is one line on stderr, where it used to be silent after the classes' bar; -q keeps it quiet."""
+    import probe.analysis
+
+    def steps(*args, progress=None, **kwargs):
+        assert callable(progress) or progress is None
+        if progress is not None:
+            progress("analysis: screening necessity, 2 cues x 1 classes x 4 seeds")
+
+    monkeypatch.setattr(probe.analysis, "analyze_run", steps)
+    args = [a for a in FAST if a not in ("--no-analyze", "-q")]
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args], finished_run.parents[1], capsys,
+                         monkeypatch)
+    assert code == 0 and "analysis: screening necessity, 2 cues x 1 classes x 4 seeds" in text, text
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args, "-q"], finished_run.parents[1], capsys,
+                         monkeypatch)
+    assert code == 0 and "analysis:" not in text, text

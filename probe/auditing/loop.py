@@ -352,7 +352,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         return result
     # local: every class measured as one unit, then decided; Ray: the workers measured their classes
     _analyze_and_report(config, run, classifier, generator, console, result,
-                        measured_elsewhere=config.scale.backend != "local")
+                        measured_elsewhere=config.scale.backend != "local", progress=progress)
     return result
 
 
@@ -463,7 +463,7 @@ def _describe(classifier) -> dict | None:
 
 
 def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator, console, result: AuditResult, *,
-                        measured_elsewhere: bool = False) -> None:
+                        measured_elsewhere: bool = False, progress: bool = True) -> None:
     """Findings and the HTML report; a failure here never costs the tokens already on disk, but it is not silent:
     it is recorded on the result (the CLI exits non-zero) with the command that retries it.
 
@@ -471,6 +471,8 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
     the classes left without a current record are measured here (as one unit), then steps 6-7 decide once."""
     from probe.progress import warn
 
+    # what the analysis does next, one line a step (it can run longer than the tokens; it used to be silent)
+    say = (lambda line: _say(console, line)) if progress else None
     if config.analyze:
         from probe.analysis import analyze_run
 
@@ -483,10 +485,10 @@ def _analyze_and_report(config: AuditConfig, run: RunDir, classifier, generator,
                 if missing:
                     saved = run.read_run_config()
                     measure_run(run.root, classifier, generator, config.analysis, only=missing,
-                                budget_classes=len(saved.classes or ()) if saved is not None else None)
+                                budget_classes=len(saved.classes or ()) if saved is not None else None, progress=say)
                 decide_run(run.root, config.analysis)
             else:
-                analyze_run(run.root, classifier, generator, config.analysis)
+                analyze_run(run.root, classifier, generator, config.analysis, progress=say)
         except Exception as error:  # the report still renders without findings
             _problem(console, result, f"analysis failed ({type(error).__name__}: {_first_line(error)}); tokens and "
                      "images are kept; run the same command again to retry it", error)
