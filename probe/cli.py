@@ -160,8 +160,8 @@ def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> 
     if result.interrupted or result.failed or result.problems or not RunDir(result.run_dir).has_findings():
         return  # nothing analysed to confirm; _finish says why
     confirmation = confirm_run(result.run_dir, val_data, source=ClassifierSource(**source), concepts=concepts,
-                               progress=lambda line: err_console.print(_safe(line), highlight=False))
-    err_console.print(_safe(confirmation.headline()), highlight=False)
+                               progress=_progress_line)
+    _progress_line(confirmation.headline())
     if result.report is not None:
         result.report = render_report(result.run_dir)
 
@@ -198,6 +198,12 @@ def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, ma
 def _safe(text) -> str:
     """Untrusted text (a run path, a class name) for rich: control characters visible, markup escaped."""
     return escape(terminal_safe(text))
+
+
+def _progress_line(line) -> None:
+    """One progress line on stderr: class and cue names are untrusted (markup escaped, control characters visible),
+    and a long line is not broken at the terminal's width (80 columns when stderr is a file)."""
+    err_console.print(_safe(line), highlight=False, soft_wrap=True)
 
 
 _interrupt_reported = False  # _finish printed its own "interrupted" line; main() prints the generic one otherwise
@@ -371,7 +377,7 @@ def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by
     result = confirm_run(run_dir, val_data, source=ClassifierSource(model=model, arch=arch, trust_pickle=trust_pickle,
                                                                      device=device),
                          concepts=concepts, config=ConfirmConfig(min_slice=min_slice),
-                         progress=lambda line: err_console.print(_safe(line), highlight=False))
+                         progress=_progress_line)
     for line in result.table().splitlines():
         console.print(_safe(line), highlight=False, soft_wrap=True)
     if report:
@@ -413,7 +419,7 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
                                "prompts are plain and its check is --concepts); drop them")
         bal = generate_balance(run_dir, out, config=BalanceConfig(
             specs=tuple(balance), per_class=per_class, confusers=confusers, batch_size=batch_size, concepts=concepts,
-            generator=generator, device=device, dtype=dtype), progress=None if quiet else err_console.print)
+            generator=generator, device=device, dtype=dtype), progress=None if quiet else _progress_line)
         for line in bal.lines():
             console.print(_safe(line), highlight=False, soft_wrap=True)
         console.print(f"balance dataset: {_safe(bal.out)} ({bal.kept} kept, {bal.dropped} dropped by {_safe(bal.checked_by)}; "

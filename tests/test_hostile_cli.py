@@ -311,3 +311,22 @@ def test_the_analysis_says_what_it_runs_next_unless_quiet(finished_run, capsys, 
     code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *args, "-q"], finished_run.parents[1], capsys,
                          monkeypatch)
     assert code == 0 and "analysis:" not in text, text
+
+
+def test_balance_progress_lines_print_class_names_as_text_not_markup(tmp_path, capsys, monkeypatch):
+    """`probe generate --balance` printed its progress lines through rich markup: a class named "[/]" (a label is
+    the user's data) raised rich's MarkupError, and "[red]x" was coloured. Now every progress line is escaped text."""
+    from types import SimpleNamespace
+
+    import probe.balance
+
+    def fake(run_dir, out, config, progress=None):
+        progress("balance: class '[/]' with its cue: 2 of 4 kept; '[red]x' without it")
+        return SimpleNamespace(lines=lambda: [], out=str(out), kept=2, dropped=2, checked_by="world oracles",
+                               manifest=str(out / "manifest.csv"))
+
+    monkeypatch.setattr(probe.balance, "generate_balance", fake)
+    code, text = run_cli(["generate", str(tmp_path / "run"), "--balance", "x:y", "--per-class", "2", "--out",
+                          str(tmp_path / "data")], tmp_path, capsys, monkeypatch)
+    assert code == 0, text
+    assert "balance: class '[/]' with its cue: 2 of 4 kept; '[red]x' without it" in text, text
