@@ -8,6 +8,7 @@ most images); the default concept model's offline failure is checked on the tiny
 
 from __future__ import annotations
 
+import json
 import os
 
 from dataclasses import replace
@@ -69,6 +70,11 @@ def test_a_concept_model_checks_the_interventions_and_every_finding_says_so(tmp_
     assert all(f.details["base_rate"] == rates[f.cue] for f in findings if f.kind != "off-object")
     # every generated test image was read and judged by the concept model (the random one rejects some)
     assert len(judged) >= 16 and any(v is False for v in judged)
+    # the run panel's times account for the analysis: discovery and its cues' tests are timed, and added to (not
+    # written over) the listed cues' screening and confirmation times
+    timings = json.loads((run.root / "analysis.json").read_text())["timings_s"]
+    parts = sum(v for k, v in timings.items() if k not in ("total", "decide", "off_object_confirm"))
+    assert "discovery" in timings and 0.9 * timings["total"] <= parts <= timings["total"] + 0.01, timings
 
 
 def test_without_a_check_the_planted_cue_is_unverified_never_passing_and_the_gate_does_not_count_it(tmp_path,

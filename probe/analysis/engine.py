@@ -147,11 +147,13 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
             off_object.append(screened)
 
     # 3b. discovery: each class's cues nobody listed, proposed from what its token added --------------
+    t0 = time.perf_counter()
     discovered = propose_cues(cfg, setup.check, classes, cues, known=domain.cues() if domain is not None and domain.cues else (),
                               per_class_info=per_class, subject_of=lambda c: object_name(c.name), notes=notes,
                               lab=lab, run_root=run.root)
     if discovered and hasattr(setup.check, "extend"):
         setup.check.extend([p.cue for found in discovered.values() for p in found])
+    _add_time(timings, "discovery", t0)
 
     # 4-5. the cue tests: screening, then confirmation of the candidates on fresh pairs ------------------
     carriers = class_carriers(cfg, labels, objects, classes)
@@ -190,17 +192,19 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                                       "area_outside": test.confirm.area_outside, "excess": e.mean,
                                       "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, "stage": "confirm",
                                       "values": list(test.confirm.values), "screen": info.get("off_object")}
-        timings["off_object_confirm"] = time.perf_counter() - t1
-    timings["confirm"] = timings.get("confirm", 0.0) + time.perf_counter() - t0
+        _add_time(timings, "off_object_confirm", t1)
+    _add_time(timings, "confirm", t0)
 
     for cls in classes:  # the classes drawn at more steps (screening.more_steps): a re-test draws them so too
         if class_steps(lab, cls):
             per_class[str(cls.index)]["sampling_steps"] = class_steps(lab, cls)
     # the generator's own habit (step 7's base rates) needs the concept scorer: measured here, with the class
+    t0 = time.perf_counter()
     rates = {cls.index: _base_rates(cls, cues + [p.cue for p in discovered.get(cls.index, [])], scorer)
              for cls in classes} if scorer is not None else {}
     for info_key, class_rates in rates.items():
         per_class[str(info_key)]["base_rates"] = class_rates
+    _add_time(timings, "base_rates", t0)
     timings["total"] = time.perf_counter() - started
     # each class's record: what steps 6-7 decide from (probe/analysis/decide.py), wherever they run
     unit_facts = {
@@ -236,6 +240,12 @@ class CueTests:
     added: list[Test]
     suspects: dict[int, set[str]]
     like: dict
+
+
+def _add_time(timings: dict, key: str, since: float) -> None:
+    """Add the seconds since ``since`` to ``timings[key]``: a step that runs again (the discovered cues' tests, class
+    by class) adds to its time instead of replacing it."""
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
 
 
 def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: list[Cue], labels: list[str],
@@ -293,7 +303,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
             tests += [Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]) for cue in cues]
             confusers = [k.class_index for k in carriers[cls.index] if k.class_index is not None]
             suspects.update(_suspect_counters(cfg, cues, samples, [cls], [cls.index] + confusers))
-    timings["screen_sufficiency"] = time.perf_counter() - t0
+    _add_time(timings, "screen_sufficiency", t0)
     # 4b. necessity
     t0 = time.perf_counter()
     lab.stage = "screen_necessity"
@@ -304,7 +314,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                                                                object_attribute, object_of))
         tests += found
         notes += skipped
-    timings["screen_necessity"] = time.perf_counter() - t0
+    _add_time(timings, "screen_necessity", t0)
     t0 = time.perf_counter()
     mark_failure(tests)
     moved = more_steps(lab, tests, generator)
@@ -325,7 +335,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     if named:
         notes.append(f"necessity drawn with the class's name instead of its token: {', '.join(named)} (the token's "
                      "images lost the object or the asked value in too many screening pairs)")
-    timings["screen_extend"] = time.perf_counter() - t0
+    _add_time(timings, "screen_extend", t0)
     # 4c. token shift
     t0 = time.perf_counter()
     if cfg.token_shift and scorer is not None:
@@ -340,7 +350,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
                       for cue in cues if cue.name in samples]
     elif cfg.token_shift:
         notes.append("token-shift skipped: no concept model (pass --concepts with a CLIP or SigLIP model)")
-    timings["screen_token_shift"] = time.perf_counter() - t0
+    _add_time(timings, "screen_token_shift", t0)
     # 5. confirmation on fresh pairs
     t0 = time.perf_counter()
     sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
@@ -357,7 +367,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
             notes.append(f"necessity confirmed with the class's name instead of its token: {', '.join(renamed)} (the "
                          "token's fresh images lost the object or the asked value in too many confirmation pairs; "
                          "only the name's pairs decide)")
-    timings["confirm"] = time.perf_counter() - t0
+    _add_time(timings, "confirm", t0)
     return CueTests(tests, candidates, added, suspects, like)
 
 
