@@ -209,3 +209,27 @@ def test_only_an_off_object_finding_passes():
     assert "--balance" not in summary  # an attribution share names no cue to balance
     assert "probe confirm" not in summary  # confirm tests cue findings only
     assert summary.sentences[-1][0].startswith("Look at the attribution overlays")
+
+
+def test_nothing_passing_gets_advice_that_fits_what_the_run_did():
+    """A run whose check rejected most pairs is told why its tests were undecided and how to decide them; a run that
+    ran discovery is not told to turn discovery on (a walk on a tiny SD pipeline with a random CLIP got "let it
+    propose unlisted cues (--discover 3)" after discovery had proposed 4 cues for the class)."""
+    def finding(status):
+        return {"class_index": 0, "class_name": "cat", "cue": "drawing", "kind": "sufficiency", "effect": 0.0,
+                "ci_low": -1.0, "ci_high": 1.0, "n_images": 1, "passes": False, "status": status,
+                "strength": "weak", "details": {}}
+
+    args = dict(index=0, name="cat", status="done", metrics={})
+    checked = {"interventions_checked_by": "concepts: clip", "config": {"discover": 3},
+               "cues": {"discovered": {"0": [{"cue": "sofa"}] * 4}}}
+    undecided = summarise_class(**args, findings=[finding("inconclusive")], analysis=checked)
+    last = str(undecided).splitlines()[-1]
+    assert "1 of its 1 tests were inconclusive because concepts: clip rejected most" in last, last
+    assert "--concepts openai/clip-vit-large-patch14" in last and "--discover" not in last
+    weak = summarise_class(**args, findings=[finding("weak"), finding("inconclusive"), finding("weak")],
+                           analysis=checked)
+    last = str(weak).splitlines()[-1]
+    assert "discovery proposed 4 unlisted cues" in last and "--discover 3" not in last, last
+    off = summarise_class(**args, findings=[finding("weak")], analysis={"config": {"discover": 0}})
+    assert "--discover 3" in str(off).splitlines()[-1]

@@ -158,7 +158,7 @@ def summarise_class(*, index: int, name: str, status: str, metrics: dict | None,
     # 4. the user's own images
     sentences.append(_confirmation(quoted, index, passing, confirmation))
     # 5. what to try
-    sentences.append(_next(name, index, passing, findings, confirmation, run_ref))
+    sentences.append(_next(name, index, passing, findings, confirmation, run_ref, analysis))
     return ClassSummary(name, [s for s in sentences if s])
 
 
@@ -324,6 +324,34 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
     return (f"On your data{head}: " + "; ".join(parts) + ".",)
 
 
+def _look_harder(index: int, findings, analysis: dict | None) -> Sentence:
+    """Nothing passes and nothing is unverified: what would decide more, from what the run did. Tests the check
+    made inconclusive (it rejected the pairs) want a check that reads the generator's images; discovery is offered
+    only where it did not run (a run that proposed cues is told so)."""
+    analysis = analysis if isinstance(analysis, dict) else {}
+    inconclusive = [f for f in findings if f.get("status") == "inconclusive"]
+    out: list = ["There is nothing to fix from this audit"]
+    if inconclusive and len(inconclusive) * 2 >= len(findings):
+        checker = analysis.get("interventions_checked_by") or "the check"
+        out += [f"; {len(inconclusive)} of its {len(findings)} tests were inconclusive because {checker} rejected "
+                "most of their generated pairs (the object or the cue not drawn as asked): a concept model that reads "
+                "this generator's images well (", Code("--concepts openai/clip-vit-large-patch14"),
+                ") or more pairs (", Code("--max-pairs"), ") can decide them."]
+        return tuple(out)
+    config = analysis.get("config") if isinstance(analysis.get("config"), dict) else {}
+    cues = analysis.get("cues") if isinstance(analysis.get("cues"), dict) else {}
+    proposed = (cues.get("discovered") or {}).get(str(index)) if isinstance(cues.get("discovered"), dict) else None
+    out += ["; to look harder, give the analysis more pairs (", Code("--max-pairs"), ")"]
+    if proposed:
+        out += [f"; discovery proposed {len(proposed)} unlisted cue{'s' if len(proposed) != 1 else ''} for it, "
+                "tested with the listed ones (a vocabulary of your domain's phrases: ", Code("--vocabulary FILE"), ")."]
+    elif not config.get("discover"):
+        out += [" or let it propose unlisted cues (", Code("--discover 3"), ")."]
+    else:
+        out += ["."]
+    return tuple(out)
+
+
 def _confirmed_not_passing(index: int, passing: list[dict], confirmation) -> list:
     """The class's findings the user's data confirmed that the audit did not pass (confirmation records), for the
     verdict clause and the balance step alike."""
@@ -334,7 +362,8 @@ def _confirmed_not_passing(index: int, passing: list[dict], confirmation) -> lis
             if r.class_index == index and r.verdict == "confirmed" and (r.kind, r.cue) not in keys]
 
 
-def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str) -> Sentence:
+def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str,
+          analysis: dict | None = None) -> Sentence:
     run = shlex.quote(run_ref) if run_ref != "RUN" else run_ref
     cue_findings = [f for f in passing if f.get("kind") in CUE_KINDS]
     if findings is None:
@@ -349,8 +378,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
         if unverified:
             return ("Nothing was checked, so nothing passes: re-run the audit with ", Code("--concepts MODEL"),
                     " (a CLIP or SigLIP model) so the generated images are checked.")
-        return ("There is nothing to fix from this audit; to look harder, give the analysis more pairs (",
-                Code("--max-pairs"), ") or let it propose unlisted cues (", Code("--discover 3"), ").")
+        return _look_harder(index, findings, analysis)
     out: list = []
     if cue_findings or from_data:
         cues = list(dict.fromkeys([str(f.get("cue")) for f in cue_findings] + from_data))[:_LISTED]
