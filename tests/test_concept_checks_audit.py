@@ -209,6 +209,7 @@ def test_a_real_format_generator_with_the_curated_object_cues_runs_to_the_end(tm
     run = RunDir(result.run_dir)
     summary = run.read_analysis_summary()
     assert summary.checked_by == "concepts: my-clip"
+    assert summary.concept_scorer == "concepts: my-clip"  # the run panel names the model (it said "ConceptModelCheck")
     attributes = {c["name"]: c["attribute"] for c in summary.cues["list"]}
     assert attributes == {"plate": "objects", "grass": "background"}
     assert vocab and vocab[0]["object"] == ["other", "star"] and vocab[0]["objects"] == ["plate", "on a rock"]

@@ -215,7 +215,7 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         "setup": {"cue_source": cue_source, "cues": [c.to_dict() for c in cues],
                   "carrier_source": cfg.carrier_source_for(len(labels) or len(classes)),
                   "domain": domain.name if domain is not None else None,
-                  "concept_scorer": type(scorer).__name__ if scorer is not None else None,
+                  "concept_scorer": (getattr(scorer, "name", None) or type(scorer).__name__) if scorer is not None else None,
                   "interventions_checked_by": lab.checks, "checked_by": setup.checked_by,
                   "stated_contexts": contexts.describe() if contexts is not None else None, "generation": gen_kwargs,
                   "tests_confirmed_there": len(like) if audit_cfg.confirm_like else None},
