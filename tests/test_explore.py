@@ -124,7 +124,7 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
     # list's, are the quickstart notebook's test: tests/test_notebook.py); 2 images per pair instead of 4
     planted = attached.test_cue("star", "on grass", counters=["on sand"], n_pairs=16)
     assert planted.counters == ("{} on sand",)  # the user's counter, and only it
-    assert planted.passes and planted.verdict == "supported", planted
+    assert planted.passes and planted.verdict == "supported" and "checked by world oracles" in repr(planted), planted
     assert planted.finding.n_images >= 16 and planted.effect >= 0.15 and planted.p <= 0.05
     assert planted.finding.ci_low <= planted.effect <= planted.finding.ci_high
     assert all((demo_run / e).is_file() and "analysis/hypotheses/" in e for e in planted.finding.evidence)
@@ -136,6 +136,22 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
     assert (table["q"] >= table["p"] - 1e-12).all()  # adjusted over the session's family
     html = planted._repr_html_()
     assert "supported" in html and "data:image/png;base64," in html
+
+
+def test_test_cue_without_a_check_is_unverified_not_supported(demo_run):
+    """A notebook user whose images nothing checks (a generator outside any domain, no concept model reachable, or
+    concepts="none") gets the planted cue as *unverified*, never "supported", and every result says who checked it
+    (a walk on a tiny SD pipeline got "not supported ... n=32 pairs" with no word that nothing was checked)."""
+    from probe.explore import AuditedRun
+    from probe.world import bundled_classifier_path, bundled_generator_path
+
+    classifier = probe.load_classifier(bundled_classifier_path("biased"))
+    generator = probe.load_generator(bundled_generator_path(), device="cpu")
+    unchecked = AuditedRun.attach(demo_run, classifier, generator, concepts="none")
+    planted = unchecked.test_cue("star", "on grass", counters=["on sand"], n_pairs=16)
+    assert planted.effect >= 0.15 and not planted.passes, planted
+    assert planted.verdict.startswith("unverified: nothing checked the images"), planted
+    assert "checked by unchecked" in repr(planted) and "unchecked" in planted._repr_html_()
 
 
 def test_test_cue_errors_name_the_fix(attached):

@@ -164,6 +164,8 @@ class CueTest:
         f = self.finding
         if f.status == "inconclusive":
             return "inconclusive: most interventions failed their check"
+        if f.status == "unverified":  # met every bar, but nothing checked that the images show what was asked
+            return "unverified: nothing checked the images (attach with concepts=a CLIP or SigLIP model)"
         if f.passes:
             return "supported"
         if f.n_images < 1:
@@ -177,14 +179,15 @@ class CueTest:
     def __repr__(self) -> str:
         f = self.finding
         return (f"CueTest({self.hypothesis!r}: {self.verdict}; effect {f.effect:+.3f} "
-                f"[{f.ci_low:+.3f}, {f.ci_high:+.3f}], n={f.n_images} pairs, p={f.p:.3g}, q={f.q:.3g})")
+                f"[{f.ci_low:+.3f}, {f.ci_high:+.3f}], n={f.n_images} pairs, p={f.p:.3g}, q={f.q:.3g}, "
+                f"checked by {f.checked_by})")
 
     def _repr_html_(self) -> str:
         from probe.display import thumbnails
 
         f = self.finding
         e = html.escape
-        rows = [("verdict", self.verdict), ("effect", f"{f.effect:+.3f}"),
+        rows = [("verdict", self.verdict), ("checked by", f.checked_by), ("effect", f"{f.effect:+.3f}"),
                 ("95% CI", f"{f.ci_low:+.3f} to {f.ci_high:+.3f}"), ("pairs", f"{f.n_images} of {f.attempted} attempted"),
                 ("p", f"{f.p:.3g}"), ("q", f"{f.q:.3g}"), ("counters", ", ".join(c.replace('{}', '…') for c in self.counters))]
         table = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
