@@ -212,9 +212,9 @@ _interrupt_reported = False  # _finish printed its own "interrupted" line; main(
 def _finish(result) -> None:
     global _interrupt_reported
     print_summary(result.rows)
-    console.print(f"run directory: {_safe(result.run_dir)}", highlight=False)
+    console.print(f"run directory: {_safe(result.run_dir)}", highlight=False, soft_wrap=True)
     if result.report is not None:
-        console.print(f"report: {_safe(result.report)}", highlight=False)
+        console.print(f"report: {_safe(result.report)}", highlight=False, soft_wrap=True)
     if getattr(result, "gate", None) is not None:
         _print_gate(result.gate)
     if result.interrupted:
@@ -309,7 +309,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise ProbeError(f"the report for {str(run_dir)!r} failed ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}); rerun with PROBE_DEBUG=1 for the "
                          "traceback and report it") from error
-    console.print(f"report: {_safe(path)}", highlight=False)
+    console.print(f"report: {_safe(path)}", highlight=False, soft_wrap=True)
 
 
 def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optional[Path]):
@@ -383,7 +383,7 @@ def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by
     if report:
         from probe.report import render_report
 
-        console.print(f"report: {_safe(render_report(run_dir))}", highlight=False)
+        console.print(f"report: {_safe(render_report(run_dir))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -423,7 +423,7 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
         for line in bal.lines():
             console.print(_safe(line), highlight=False, soft_wrap=True)
         console.print(f"balance dataset: {_safe(bal.out)} ({bal.kept} kept, {bal.dropped} dropped by {_safe(bal.checked_by)}; "
-                      f"manifest: {_safe(bal.manifest)})", highlight=False)
+                      f"manifest: {_safe(bal.manifest)})", highlight=False, soft_wrap=True)
         return
     config = GenerateConfig(classes=classes, per_class=per_class, prompt=prompt, min_prob=min_prob,
                             max_attempts=max_attempts, batch_size=batch_size, model=model, generator=generator,
@@ -431,7 +431,7 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
     result = generate_dataset(run_dir, out, config=config, progress=not quiet, console=err_console)
     for line in result.lines():
         console.print(_safe(line), highlight=False, soft_wrap=True)
-    console.print(f"dataset: {_safe(result.out)} (manifest: {_safe(result.manifest)})", highlight=False)
+    console.print(f"dataset: {_safe(result.out)} (manifest: {_safe(result.manifest)})", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -450,8 +450,8 @@ def compare(run_a: Path = typer.Argument(..., help="Run A (before), a run direct
     console.print(result.table())
     console.print(_safe(result.summary()), highlight=False)
     for line in result.skipped:
-        console.print(f"skipped: {_safe(line)}", highlight=False)
-    console.print(f"comparison: {_safe(path)}", highlight=False)
+        console.print(f"skipped: {_safe(line)}", highlight=False, soft_wrap=True)
+    console.print(f"comparison: {_safe(path)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -330,3 +330,5 @@ def test_balance_progress_lines_print_class_names_as_text_not_markup(tmp_path, c
                           str(tmp_path / "data")], tmp_path, capsys, monkeypatch)
     assert code == 0, text
     assert "balance: class '[/]' with its cue: 2 of 4 kept; '[red]x' without it" in text, text
+    # the result line stays one line (it broke at 80 columns): paths are copied from it
+    assert any(line.startswith("balance dataset: ") and "manifest: " in line for line in text.splitlines()), text
