@@ -135,8 +135,10 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     per_class: dict[str, dict] = {}
     off_object: list[OffObjectTest] = []  # screened on each class's token gallery
     attr = Attributions(cfg, classifier)
+    steps = ", ".join([*(["attributions"] if cfg.attributions else []), "nearest words",
+                       *(["off-object"] if cfg.off_object else [])])
     for n, cls in enumerate(classes):
-        say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): attributions, nearest words, off-object")
+        say(f"analysis: class {cls.index} ({n + 1}/{len(classes)}): {steps}")
         info = per_class.setdefault(str(cls.index), {"class_name": cls.name, "dir": cls.rel, "token_moved": cls.moved})
         cached = _attention_maps_saved(cls)
         screened = class_evidence(cfg, cls, info, attr, generator, domain, gen_kwargs, notes, timings,
