@@ -14,6 +14,7 @@ import os
 from dataclasses import replace
 
 from conftest import run_main
+from probe import open_run
 from probe.run import RunDir
 
 CUES = "{} on grass | {} on sand; {} in the snow\n{} in the water | {} on sand; {} on grass\n"
@@ -210,6 +211,9 @@ def test_a_real_format_generator_with_the_curated_object_cues_runs_to_the_end(tm
     summary = run.read_analysis_summary()
     assert summary.checked_by == "concepts: my-clip"
     assert summary.concept_scorer == "concepts: my-clip"  # the run panel names the model (it said "ConceptModelCheck")
+    # the random CLIP rejects most pairs: the class records it, and its summary says what would decide its tests
+    assert summary.classes["1"]["generator_failure"] >= 0.5, summary.classes["1"]
+    assert "rejected" in open_run(run.root).classes["star"].summary
     attributes = {c["name"]: c["attribute"] for c in summary.cues["list"]}
     assert attributes == {"plate": "objects", "grass": "background"}
     assert vocab and vocab[0]["object"] == ["other", "star"] and vocab[0]["objects"] == ["plate", "on a rock"]

@@ -231,5 +231,9 @@ def test_nothing_passing_gets_advice_that_fits_what_the_run_did():
                            analysis=checked)
     last = str(weak).splitlines()[-1]
     assert "discovery proposed 4 unlisted cues" in last and "--discover 3" not in last, last
+    # no finding at all, because the check rejected most screening pairs (a 1000-class walk with a random CLIP)
+    rejected = summarise_class(**args, findings=[], analysis=checked, info={"generator_failure": 0.8})
+    last = str(rejected).splitlines()[-1]
+    assert "concepts: clip rejected 80% of a typical screen's generated pairs" in last and "--concepts" in last, last
     off = summarise_class(**args, findings=[finding("weak")], analysis={"config": {"discover": 0}})
     assert "--discover 3" in str(off).splitlines()[-1]

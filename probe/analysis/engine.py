@@ -200,6 +200,9 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     for cls in classes:  # the classes drawn at more steps (screening.more_steps): a re-test draws them so too
         if class_steps(lab, cls):
             per_class[str(cls.index)]["sampling_steps"] = class_steps(lab, cls)
+        failure = failure_of(tests, cls.index)  # the share of its screens' pairs the check rejected (the summary's advice)
+        if failure:
+            per_class[str(cls.index)]["generator_failure"] = round(float(failure), 3)
     # the generator's own habit (step 7's base rates) needs the concept scorer: measured here, with the class
     t0 = time.perf_counter()
     rates = {cls.index: _base_rates(cls, cues + [p.cue for p in discovered.get(cls.index, [])], scorer)

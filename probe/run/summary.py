@@ -158,7 +158,7 @@ def summarise_class(*, index: int, name: str, status: str, metrics: dict | None,
     # 4. the user's own images
     sentences.append(_confirmation(quoted, index, passing, confirmation))
     # 5. what to try
-    sentences.append(_next(name, index, passing, findings, confirmation, run_ref, analysis))
+    sentences.append(_next(name, index, passing, findings, confirmation, run_ref, analysis, info))
     return ClassSummary(name, [s for s in sentences if s])
 
 
@@ -324,20 +324,25 @@ def _confirmation(quoted: str, index: int, passing: list[dict], confirmation) ->
     return (f"On your data{head}: " + "; ".join(parts) + ".",)
 
 
-def _look_harder(index: int, findings, analysis: dict | None) -> Sentence:
+def _look_harder(index: int, findings, analysis: dict | None, info: dict | None = None) -> Sentence:
     """Nothing passes and nothing is unverified: what would decide more, from what the run did. Tests the check
-    made inconclusive (it rejected the pairs) want a check that reads the generator's images; discovery is offered
-    only where it did not run (a run that proposed cues is told so)."""
+    made inconclusive, or a class whose screens lost most pairs to it (``info["generator_failure"]``), want a check
+    that reads the generator's images; discovery is offered only where it did not run (a run that proposed cues is
+    told so)."""
     analysis = analysis if isinstance(analysis, dict) else {}
+    failure = (info or {}).get("generator_failure") if isinstance(info, dict) else None
+    failure = float(failure) if isinstance(failure, (int, float)) else 0.0
     inconclusive = [f for f in findings if f.get("status") == "inconclusive"]
+    checker = analysis.get("interventions_checked_by") or "the check"
+    fix = ["a concept model that reads this generator's images well (", Code("--concepts openai/clip-vit-large-patch14"),
+           ") or more pairs (", Code("--max-pairs"), ") can decide them."]
     out: list = ["There is nothing to fix from this audit"]
     if inconclusive and len(inconclusive) * 2 >= len(findings):
-        checker = analysis.get("interventions_checked_by") or "the check"
-        out += [f"; {len(inconclusive)} of its {len(findings)} tests were inconclusive because {checker} rejected "
-                "most of their generated pairs (the object or the cue not drawn as asked): a concept model that reads "
-                "this generator's images well (", Code("--concepts openai/clip-vit-large-patch14"),
-                ") or more pairs (", Code("--max-pairs"), ") can decide them."]
-        return tuple(out)
+        return tuple(out + [f"; {len(inconclusive)} of its {len(findings)} tests were inconclusive because {checker} "
+                            "rejected most of their generated pairs (the object or the cue not drawn as asked): ", *fix])
+    if failure >= 0.5:
+        return tuple(out + [f"; {checker} rejected {failure:.0%} of a typical screen's generated pairs (the object or "
+                            "the cue not drawn as asked), so few of its tests could decide: ", *fix])
     config = analysis.get("config") if isinstance(analysis.get("config"), dict) else {}
     cues = analysis.get("cues") if isinstance(analysis.get("cues"), dict) else {}
     proposed = (cues.get("discovered") or {}).get(str(index)) if isinstance(cues.get("discovered"), dict) else None
@@ -363,7 +368,7 @@ def _confirmed_not_passing(index: int, passing: list[dict], confirmation) -> lis
 
 
 def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str,
-          analysis: dict | None = None) -> Sentence:
+          analysis: dict | None = None, info: dict | None = None) -> Sentence:
     run = shlex.quote(run_ref) if run_ref != "RUN" else run_ref
     cue_findings = [f for f in passing if f.get("kind") in CUE_KINDS]
     if findings is None:
@@ -378,7 +383,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
         if unverified:
             return ("Nothing was checked, so nothing passes: re-run the audit with ", Code("--concepts MODEL"),
                     " (a CLIP or SigLIP model) so the generated images are checked.")
-        return _look_harder(index, findings, analysis)
+        return _look_harder(index, findings, analysis, info)
     out: list = []
     if cue_findings or from_data:
         cues = list(dict.fromkeys([str(f.get("cue")) for f in cue_findings] + from_data))[:_LISTED]
