@@ -23,7 +23,8 @@ from probe.display import terminal_safe
 from probe.errors import ProbeError
 
 app = typer.Typer(help="Audit what an image classifier has learned, with discriminative class tokens.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)  # help paragraphs rewrapped to the terminal (rich mode kept the docstrings' line breaks)
 console = Console()
 err_console = Console(stderr=True)
 

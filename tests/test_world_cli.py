@@ -33,3 +33,19 @@ def test_classifier_command_rejects_bad_flags(tmp_path):
     assert res.exit_code != 0 and ".pt2" in str(res.exception)
     res = runner.invoke(world_app, ["classifier", "--out", str(tmp_path / "c.pt2"), "--bias", "star=plaid"])
     assert res.exit_code != 0 and "plaid" in str(res.exception)
+
+
+def test_command_help_paragraphs_are_rewrapped_not_broken_at_the_docstrings_line_ends():
+    """`probe check --help` printed each docstring line where the source broke it and wrapped again at the terminal,
+    leaving ragged half-lines ("... a confirmed test that" / "could have failed it); ..."); its paragraphs are now
+    filled to the width."""
+    from typer.testing import CliRunner
+
+    from probe.cli import app
+
+    out = CliRunner().invoke(app, ["check", "--help"], terminal_width=100).output
+    flat = " ".join(out.split())
+    assert "some class had a confirmed test that could have failed it" in flat
+    paragraph = out[out.index("Each offending finding"):out.index("No models are loaded")]
+    lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+    assert all(len(line) >= 60 for line in lines[:-1]), lines  # every line but the last is filled
