@@ -68,7 +68,7 @@ def run_demo(out: str | Path = "runs/demo", classifier: str = "biased", max_step
     result = audit(config, progress=progress, console=console)
     seconds = time.perf_counter() - start
     if not result.interrupted:
-        console.print(headline(result, classifier, seconds), highlight=False, markup=False)
+        console.print(headline(result, classifier, seconds), highlight=False, markup=False, soft_wrap=True)
     return result
 
 
