@@ -21,11 +21,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from probe.analysis.cues import Cue, template_phrase
+from probe.analysis.cues import CONCEPT_OBJECT, Cue, template_phrase
 from probe.analysis.errors import AnalysisError
 
-__all__ = ["CONCEPT_OBJECT", "OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues", "counter_value", "listed_cues",
-           "run_oracles"]
+__all__ = ["CONCEPT_OBJECT", "OracleCheck", "ConceptModelCheck", "Reading", "check_for_run", "concept_cues",
+           "counter_value", "listed_cues", "run_oracles"]
 
 
 class OracleCheck:
@@ -127,9 +127,6 @@ def counter_value(cue_names: dict[str, str], counter: str) -> str:
     return cue_names.get(counter, template_phrase(counter))
 
 
-CONCEPT_OBJECT = "object"  # the attribute a concept model reads the class's own object under
-
-
 def concept_cues(cues: list[Cue], object_attribute: str = CONCEPT_OBJECT) -> list[Cue]:
     """Cues a concept model can check: a cue without an attribute (the curated list, a user's file) gets its
     category as attribute, its name as value and a value for each counter (the name of the cue it equals, else
@@ -160,7 +157,7 @@ class ConceptModelCheck:
     others when there are fewer); an expected cue value must beat the values in the arm's ``against``.
     """
 
-    def __init__(self, model, objects: list[str], cues: list[Cue], *, object_attribute: str = "object",
+    def __init__(self, model, objects: list[str], cues: list[Cue], *, object_attribute: str = CONCEPT_OBJECT,
                  confusers: int = 8, subject: str = "something"):
         self.model = model
         self.name = f"concepts: {getattr(model, 'name', type(model).__name__)}"

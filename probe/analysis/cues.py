@@ -92,12 +92,16 @@ class Carrier:
     object: str | None = None  # the value a domain's scorer reads for this carrier's object (checked when set)
 
 
+CONCEPT_OBJECT = "object"  # the attribute a concept model reads the class's own object under (probe.analysis.checks)
+
+
 def _cue_from_obj(obj, where: str) -> Cue:
     if not isinstance(obj, dict) or "name" not in obj:
         raise AnalysisError(f"{where}: each cue must be an object with at least 'name' (and 'template'); got {obj!r}.")
-    if obj.get("attribute") == "object":  # probe.analysis.checks.CONCEPT_OBJECT: a concept model's class object
-        raise AnalysisError(f"{where}: cue {obj['name']!r} names the attribute 'object', which is reserved for the "
-                            "class's own object; call it something else (e.g. 'objects' for things beside it)")
+    if obj.get("attribute") == CONCEPT_OBJECT:
+        raise AnalysisError(f"{where}: cue {obj['name']!r} names the attribute {CONCEPT_OBJECT!r}, which is reserved "
+                            f"for the class's own object; call it something else (e.g. '{CONCEPT_OBJECT}s' for things "
+                            "beside it)")
     template = obj.get("template") or "{} " + str(obj["name"])
     if "{}" not in template:
         template = "{} " + template

@@ -29,7 +29,7 @@ from probe.analysis.config import AnalysisConfig
 from probe.analysis.confusers import confusers
 from probe.analysis.context import StatedContexts
 from probe.analysis.cues import Carrier, Cue
-from probe.analysis.checks import ConceptModelCheck, OracleCheck, concept_cues
+from probe.analysis.checks import CONCEPT_OBJECT, ConceptModelCheck, OracleCheck, concept_cues
 from probe.analysis.lab import Arm, Lab
 from probe.analysis.necessity import measure_necessity
 from probe.analysis.policy import attempt_budget, excluded_limit
@@ -225,7 +225,7 @@ def set_up(run: RunDir, classifier, generator, cfg: AnalysisConfig, cues: list[C
             notes.append(why)
         else:
             cues = concept_cues(cues)
-            object_attribute = "object"
+            object_attribute = CONCEPT_OBJECT
             names = [object_name(n) for n in (labels or [])] + [object_name(c) for c in (cfg.carriers or ())]
             check = ConceptModelCheck(model, names, cues, object_attribute=object_attribute)
             scorer = check
