@@ -201,6 +201,12 @@ def _safe(text) -> str:
     return escape(terminal_safe(text))
 
 
+def _result_line(line) -> None:
+    """One result line on stdout (a path, a count): untrusted text escaped, never broken at the terminal's width
+    (paths are copied from it)."""
+    console.print(_safe(line), highlight=False, soft_wrap=True)
+
+
 def _progress_line(line) -> None:
     """One progress line on stderr: class and cue names are untrusted (markup escaped, control characters visible),
     and a long line is not broken at the terminal's width (80 columns when stderr is a file)."""
@@ -213,9 +219,9 @@ _interrupt_reported = False  # _finish printed its own "interrupted" line; main(
 def _finish(result) -> None:
     global _interrupt_reported
     print_summary(result.rows)
-    console.print(f"run directory: {_safe(result.run_dir)}", highlight=False, soft_wrap=True)
+    _result_line(f"run directory: {result.run_dir}")
     if result.report is not None:
-        console.print(f"report: {_safe(result.report)}", highlight=False, soft_wrap=True)
+        _result_line(f"report: {result.report}")
     if getattr(result, "gate", None) is not None:
         _print_gate(result.gate)
     if result.interrupted:
@@ -310,7 +316,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise ProbeError(f"the report for {str(run_dir)!r} failed ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}); rerun with PROBE_DEBUG=1 for the "
                          "traceback and report it") from error
-    console.print(f"report: {_safe(path)}", highlight=False, soft_wrap=True)
+    _result_line(f"report: {path}")
 
 
 def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optional[Path]):
@@ -327,7 +333,7 @@ def _gate_config(max_effect: Optional[float], kinds: Optional[str], junit: Optio
 def _print_gate(result) -> None:
     """One line per offending finding on stdout, then the verdict (stderr when it failed)."""
     for line in result.lines():
-        console.print(_safe(line), highlight=False, soft_wrap=True)
+        _result_line(line)
     (console if result.passed else err_console).print(_safe(result.verdict()), highlight=False, soft_wrap=True,
                                                       style=None if result.passed else "red")
 
@@ -380,11 +386,11 @@ def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by
                          concepts=concepts, config=ConfirmConfig(min_slice=min_slice),
                          progress=_progress_line)
     for line in result.table().splitlines():
-        console.print(_safe(line), highlight=False, soft_wrap=True)
+        _result_line(line)
     if report:
         from probe.report import render_report
 
-        console.print(f"report: {_safe(render_report(run_dir))}", highlight=False, soft_wrap=True)
+        _result_line(f"report: {render_report(run_dir)}")
 
 
 @app.command()
@@ -422,17 +428,17 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory written b
             specs=tuple(balance), per_class=per_class, confusers=confusers, batch_size=batch_size, concepts=concepts,
             generator=generator, device=device, dtype=dtype), progress=None if quiet else _progress_line)
         for line in bal.lines():
-            console.print(_safe(line), highlight=False, soft_wrap=True)
-        console.print(f"balance dataset: {_safe(bal.out)} ({bal.kept} kept, {bal.dropped} dropped by {_safe(bal.checked_by)}; "
-                      f"manifest: {_safe(bal.manifest)})", highlight=False, soft_wrap=True)
+            _result_line(line)
+        _result_line(f"balance dataset: {bal.out} ({bal.kept} kept, {bal.dropped} dropped by {bal.checked_by}; "
+                     f"manifest: {bal.manifest})")
         return
     config = GenerateConfig(classes=classes, per_class=per_class, prompt=prompt, min_prob=min_prob,
                             max_attempts=max_attempts, batch_size=batch_size, model=model, generator=generator,
                             trust_pickle=trust_pickle, device=device, dtype=dtype)
     result = generate_dataset(run_dir, out, config=config, progress=not quiet, console=err_console)
     for line in result.lines():
-        console.print(_safe(line), highlight=False, soft_wrap=True)
-    console.print(f"dataset: {_safe(result.out)} (manifest: {_safe(result.manifest)})", highlight=False, soft_wrap=True)
+        _result_line(line)
+    _result_line(f"dataset: {result.out} (manifest: {result.manifest})")
 
 
 @app.command()
@@ -451,8 +457,8 @@ def compare(run_a: Path = typer.Argument(..., help="Run A (before), a run direct
     console.print(result.table())
     console.print(_safe(result.summary()), highlight=False)
     for line in result.skipped:
-        console.print(f"skipped: {_safe(line)}", highlight=False, soft_wrap=True)
-    console.print(f"comparison: {_safe(path)}", highlight=False, soft_wrap=True)
+        _result_line(f"skipped: {line}")
+    _result_line(f"comparison: {path}")
 
 
 @app.command()

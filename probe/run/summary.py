@@ -330,7 +330,7 @@ def _look_harder(index: int, findings, analysis: dict | None, info: dict | None 
     that reads the generator's images; discovery is offered only where it did not run (a run that proposed cues is
     told so)."""
     analysis = analysis if isinstance(analysis, dict) else {}
-    failure = (info or {}).get("generator_failure") if isinstance(info, dict) else None
+    failure = info.get("generator_failure") if isinstance(info, dict) else None
     failure = float(failure) if isinstance(failure, (int, float)) else 0.0
     inconclusive = [f for f in findings if f.get("status") == "inconclusive"]
     checker = analysis.get("interventions_checked_by") or "the check"
