@@ -50,7 +50,7 @@ class TokenConfig:
     stop_metric: str = "target_prob"  # mean probability of the class, or "accuracy" (the paper)
     patience: int = 15  # ... or after this many steps without a better token
     min_steps: int | None = None  # no stop before this many updates, and the kept token is an updated one (0: the
-    # paper; None: DEFAULT_MIN_STEPS, or max_steps - 1 when that is smaller)
+    # paper; None: DEFAULT_MIN_STEPS, or max_steps - 1 when that is smaller, read as ``min_updates``)
     objective: str = "cross_entropy"  # or "margin": capped log-probability margin of the target over the others
     margin_cap: float = 5.0  # "margin": no push beyond this log-probability margin (nats)
     lr_backoff: float = 0.5  # a step that blows the loss up restores the best token and scales lr by this
@@ -73,10 +73,17 @@ class TokenConfig:
         token may keep its initial word where the classifier already accepts the baseline images)."""
         return cls(**{"stop_metric": "accuracy", "accuracy_threshold": 0.7, "min_steps": 0, **changes})
 
+    @property
+    def min_updates(self) -> int:
+        """The updates before the stop rule may stop: ``min_steps``, or when it is left out (None) the default for
+        this ``max_steps``. Left out, it follows ``max_steps`` through ``dataclasses.replace`` (a notebook's
+        ``replace(config.token, max_steps=2)`` gets 1, not an error for the default 3); config.json records the
+        number used (``to_dict``)."""
+        if self.min_steps is not None:
+            return self.min_steps
+        return max(0, min(DEFAULT_MIN_STEPS, self.max_steps - 1)) if isinstance(self.max_steps, int) else DEFAULT_MIN_STEPS
+
     def __post_init__(self):
-        if self.min_steps is None:  # resolved once, so config.json records the number used
-            object.__setattr__(self, "min_steps", max(0, min(DEFAULT_MIN_STEPS, self.max_steps - 1))
-                               if isinstance(self.max_steps, int) else DEFAULT_MIN_STEPS)
         if not self.templates or any("{}" not in t for t in self.templates):
             raise TokenError(f"templates {self.templates!r} must be non-empty and each contain '{{}}' where the class goes")
         checks = {
@@ -99,7 +106,8 @@ class TokenConfig:
             raise TokenError(f"--stop-metric {self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
         if self.objective not in OBJECTIVES:
             raise TokenError(f"--objective {self.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
-        if self.min_steps < 0 or (self.min_steps > 0 and self.min_steps >= self.max_steps):
+        if self.min_steps is not None and (not isinstance(self.min_steps, int) or self.min_steps < 0
+                                           or (self.min_steps > 0 and self.min_steps >= self.max_steps)):
             raise TokenError(f"--min-steps {self.min_steps} must be 0, or below --max-steps {self.max_steps} (the kept "
                              "token is scored after its updates)")
         if not (math.isfinite(self.margin_cap) and self.margin_cap > 0):
@@ -135,7 +143,7 @@ class TokenConfig:
         return list(range(self.eval_seed, self.eval_seed + self.eval_images))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "min_steps": self.min_updates}  # the number used, for config.json
 
     @classmethod
     def from_dict(cls, data: dict) -> "TokenConfig":

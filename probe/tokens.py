@@ -222,7 +222,7 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             score = accuracy if config.stop_metric == "accuracy" else target_prob
             key = (score, -loss_value)
             # with min_steps the kept token must be an updated one (step 0 scores the initial word)
-            eligible = step >= 1 or config.min_steps == 0
+            eligible = step >= 1 or config.min_updates == 0
             if eligible and key > best_key:
                 best_key, since_best = key, 0
                 result.best_step, result.vector = step, current
@@ -231,7 +231,7 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             if on_step is not None:
                 on_step(record)
             # 6. Early stop when the batch score exceeds the threshold, or when the token stopped improving.
-            if step + 1 < max(config.min_steps, 1):
+            if step + 1 < max(config.min_updates, 1):
                 continue
             if score > config.accuracy_threshold and eligible:
                 result.stopped = "threshold"

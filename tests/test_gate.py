@@ -158,7 +158,7 @@ def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme
             "--device", "cpu", "--max-steps", str(token.max_steps), "--eval-images", str(token.eval_images),
             "--lr", str(token.lr), "--steps", str(token.steps), "--stop-metric", token.stop_metric,
             "--threshold", str(token.accuracy_threshold), "--patience", str(token.patience),
-            "--min-steps", str(token.min_steps), "--max-pairs", str(config.analysis.max_pairs), "--cues", str(cues),
+            "--min-steps", str(token.min_updates), "--max-pairs", str(config.analysis.max_pairs), "--cues", str(cues),
             "--quiet", "--max-effect", "0.1", "--kinds", "necessity", "--junit", str(tmp_path / "gate.xml"),
             "--discover", "0", "--attributions", "none"]  # the gate's plumbing: 31 s instead of 86 s on one core
     done = subprocess.run([probe_script(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -261,9 +261,9 @@ def test_demo_max_steps_below_its_min_steps_runs_with_min_steps_lowered(tmp_path
     from probe.errors import ProbeError
     from probe.world.demo import demo_config
 
-    assert demo_config(max_steps=2).token.min_steps == 1
-    assert demo_config(max_steps=1).token.min_steps == 0
-    assert demo_config(max_steps=8).token.min_steps == 3
+    assert demo_config(max_steps=2).token.min_updates == 1
+    assert demo_config(max_steps=1).token.min_updates == 0
+    assert demo_config(max_steps=8).token.min_updates == 3
 
     def reached(*args, **kwargs):
         raise ProbeError("every setting passed; the models would load now")

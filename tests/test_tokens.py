@@ -133,12 +133,32 @@ def test_a_baseline_the_classifier_already_accepts_still_moves_the_token_with_mi
     assert paper.stopped == "threshold" and paper.best_step == 0 and not paper.movement["moved"]
     # the defaults (stop on mean probability > 0.95, at least 3 updates) move it without any setting
     default = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(**FAST))
-    assert TokenConfig().min_steps == 3 and TokenConfig(max_steps=2).min_steps == 1
+    assert TokenConfig().min_updates == 3 and TokenConfig(max_steps=2).min_updates == 1
     assert default.best_step >= 1 and len(default.history) >= 3 and default.movement["moved"]
     pushed = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(
         **{**FAST, "accuracy_threshold": 0.5, "min_steps": 3, "objective": "margin"}))
     assert pushed.best_step >= 1 and len(pushed.history) >= 3
     assert pushed.movement["moved"] and pushed.movement["relative"] > paper.movement["relative"]
+
+
+def test_a_default_min_steps_follows_max_steps_through_replace_and_an_explicit_one_is_checked():
+    """A notebook lowers the steps with ``dataclasses.replace(config.token, max_steps=2)``: the default minimum of
+    updates follows (it raised "--min-steps 3 must be 0, or below --max-steps 2" once resolved at construction),
+    config.json records the number used, and an explicit minimum that does not fit is still an error."""
+    from dataclasses import replace
+
+    from probe.errors import TokenError
+    from probe.world.demo import demo_config
+
+    for token in (TokenConfig(), demo_config().token):
+        lowered = replace(token, max_steps=2)
+        assert lowered.min_steps is None and lowered.min_updates == 1 and lowered.to_dict()["min_steps"] == 1
+        assert replace(token, max_steps=1).min_updates == 0 and replace(lowered, max_steps=40).min_updates == 3
+    recorded = TokenConfig.from_dict(TokenConfig(max_steps=2).to_dict())
+    assert recorded.min_steps == 1 and recorded.to_dict() == TokenConfig(max_steps=2).to_dict()
+    assert replace(TokenConfig(min_steps=0), max_steps=2).min_updates == 0  # the paper's rule stays the paper's
+    with pytest.raises(TokenError, match="--min-steps 3 must be 0, or below --max-steps 2"):
+        TokenConfig(min_steps=3, max_steps=2)
 
 
 def test_margin_objective_is_capped_and_pushes_where_cross_entropy_is_flat():

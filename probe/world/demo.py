@@ -26,21 +26,12 @@ DEMO_ANALYSIS = AnalysisConfig(max_pairs=16, n_carriers=3, screen_extend=())
 DEMO_STEPS = 5
 
 
-DEMO_MIN_STEPS = 3  # updates before the demo may stop
-
-
-def demo_min_steps(max_steps: int) -> int:
-    """The demo's minimum updates, lowered to fit a smaller ``--max-steps`` (it must stay below it; config.json
-    records the value used)."""
-    return max(0, min(DEMO_MIN_STEPS, max_steps - 1))
-
-
 def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_steps: int = 8,
                 eval_images: int = 6, classes: str = "all", analyze: bool = True, report: bool = True,
                 analysis: AnalysisConfig | None = None, model: str | Path | None = None) -> AuditConfig:
     """The demo's settings, measured on 2 CPU cores (see README).
 
-    DEMO_STEPS sampling steps (5), lr 0.01, cross-entropy with at least 3 updates (fewer when ``max_steps`` is at most 3),
+    DEMO_STEPS sampling steps (5), lr 0.01, cross-entropy with at least 3 updates (``TokenConfig``'s default: fewer when ``max_steps`` is at most 3),
     and a stop on mean target probability
     > 0.95: every class's token moves (Adam's steps do not shrink with the gradient), also where the
     classifier already accepts the baseline images (the paper's accuracy stop would keep the initial word). ``model`` audits another world
@@ -51,8 +42,7 @@ def demo_config(out: str | Path = "runs/demo", classifier: str = "biased", max_s
     generator = bundled_generator_path()
     settings = json.loads((generator / "probe_generator.json").read_text()) if (generator / "probe_generator.json").is_file() else {}
     token = TokenConfig(max_steps=max_steps, eval_images=eval_images, lr=float(settings.get("token_lr", 1e-2)),
-                        steps=DEMO_STEPS, stop_metric="target_prob", accuracy_threshold=0.95, patience=max_steps,
-                        min_steps=demo_min_steps(max_steps))
+                        steps=DEMO_STEPS, stop_metric="target_prob", accuracy_threshold=0.95, patience=max_steps)
     return AuditConfig(model=str(model or bundled_classifier_path(classifier)), generator=str(generator), out=str(out),
                        classes=classes, device="cpu", token=token, analyze=analyze, report=report,
                        analysis=analysis or DEMO_ANALYSIS)
