@@ -145,26 +145,17 @@ def audit(
         from probe.confirm.data import check_val_source
 
         check_val_source(val_data)  # a missing folder fails before any model loads
-    result = run_audit(config, progress=not quiet, console=err_console)
-    if val_data is not None:
-        _confirm_after_audit(result, val_data, model=model, arch=arch, trust_pickle=trust_pickle, device=device,
-                             concepts=clip_model or concepts)
+    result = run_audit(config, progress=not quiet, console=err_console, val_data=val_data)
+    if val_data is not None:  # nothing analysed to confirm (None): _finish says why
+        from probe.confirm import ClassifierSource, confirm_audit
+
+        confirmation = confirm_audit(result, val_data, concepts=clip_model or concepts,
+                                     progress=None if quiet else _progress_line,
+                                     source=ClassifierSource(model=model, arch=arch, trust_pickle=trust_pickle,
+                                                             device=device))
+        if confirmation is not None:
+            _result_line(f"on your data: {confirmation.headline()}")
     _finish(result)
-
-
-def _confirm_after_audit(result, val_data: Path, *, concepts: str, **source) -> None:
-    """`probe audit --val-data`: confirm the analysed run on the user's images, then re-render its report."""
-    from probe.confirm import ClassifierSource, confirm_run
-    from probe.report import render_report
-    from probe.run import RunDir
-
-    if result.interrupted or result.failed or result.problems or not RunDir(result.run_dir).has_findings():
-        return  # nothing analysed to confirm; _finish says why
-    confirmation = confirm_run(result.run_dir, val_data, source=ClassifierSource(**source), concepts=concepts,
-                               progress=_progress_line)
-    _progress_line(confirmation.headline())
-    if result.report is not None:
-        result.report = render_report(result.run_dir)
 
 
 def _attribution_methods(text: str) -> tuple[bool, tuple[str, ...] | None]:

@@ -130,6 +130,27 @@ def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_c
     assert listed.items[0].class_index == 1
 
 
+def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_classifier(tmp_path):
+    """ImageNet's own validation set is laid out by WordNet id (val/n01440764/*.JPEG): with ImageNet-1k's labels
+    (``--labels imagenet``, a Hugging Face ImageNet config) those folders are its classes; with other labels the
+    error says to pass --labels imagenet instead of 'rename them'."""
+    from probe.classifiers import load_labels
+
+    for wnid in ("n01440764", "n15075141"):  # tench (0) and toilet tissue (999)
+        (tmp_path / "val" / wnid).mkdir(parents=True)
+        (tmp_path / "val" / wnid / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"not decoded here")
+    data = read_val_data(tmp_path / "val", load_labels("imagenet"))
+    assert sorted(i.class_index for i in data.items) == [0, 999]
+    respelled = ["Tench", *load_labels("imagenet")[1:]]  # another source's spelling of a few names
+    assert sorted(i.class_index for i in read_val_data(tmp_path / "val", respelled).items) == [0, 999]
+    (tmp_path / "v.csv").write_text("path,label\na.JPEG,n01443537\n")
+    assert read_val_data(tmp_path / "v.csv", load_labels("imagenet")).items[0].class_index == 1  # goldfish
+    with pytest.raises(ValDataError, match="'n01440764', 'n15075141' are not the classifier's .*pass --labels imagenet"):
+        read_val_data(tmp_path / "val", [str(i) for i in range(1000)])  # a 1000-class model without its names
+    with pytest.raises(ValDataError, match="rename them"):
+        read_val_data(tmp_path / "val", ["tench", "toilet tissue"])
+
+
 # ------------------------------------------------------------------------------------------ the world
 SNOW = {**GRASS, "value": "snow", "counter_values": ["wood", "sand"]}
 
@@ -327,6 +348,33 @@ def test_cli_confirm_and_world_valset(tmp_path, monkeypatch, capsys):
                               "--device", "cpu", "--no-report")
     assert code == 0, err
     assert "cues read by world oracles" in out and (run / "confirmation.json").is_file()
+
+
+def test_audit_val_data_with_labels_the_classifier_lacks_fails_before_any_token(tmp_path, monkeypatch, capsys):
+    """`probe audit --val-data` checks the folder's labels once the classifier is loaded, before the tokens: a class
+    folder the classifier does not have fails in one line and nothing is learned or written (it failed after the
+    tokens and the whole analysis, 1 min 39 s into a tiny audit); `Audit.run(val_data=...)` likewise."""
+    import probe
+    from probe.world.assets import bundled_classifier_path, bundled_generator_path
+
+    def no_tokens(*a, **k):
+        raise AssertionError("a token was learned before the validation data's labels were checked")
+
+    monkeypatch.setattr("probe.tokens.optimize_class_token", no_tokens)
+    for name in ("star", "lobster"):
+        (tmp_path / "val" / name).mkdir(parents=True)
+        (tmp_path / "val" / name / "a.png").write_bytes(b"not decoded before the labels are checked")
+    model, generator = str(bundled_classifier_path("biased")), str(bundled_generator_path())
+    code, out, err = run_main(monkeypatch, capsys, "audit", "--model", model, "--generator", generator, "--classes",
+                              "star", "--out", str(tmp_path / "run"), "--device", "cpu", "--val-data",
+                              str(tmp_path / "val"), "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "'lobster' are not the classifier's" in err and "--val-data" in err
+    assert not (tmp_path / "run").exists()
+    audit = probe.Audit(model, generator, device="cpu")
+    with pytest.raises(ValDataError, match="'lobster'"):
+        audit.run(["star"], out=tmp_path / "nb", progress=False, val_data=[(str(tmp_path / "a.png"), "lobster")])
+    assert not (tmp_path / "nb").exists()
 
 
 # ------------------------------------------------------------------------------------------ plumbing outside the world

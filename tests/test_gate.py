@@ -140,10 +140,12 @@ def test_audit_without_the_analysis_refuses_a_gate_before_loading_models(tmp_pat
 
 
 def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme_demo, tmp_path):
-    """`probe audit --max-effect` on the README demo's run (copied): the tokens resume, the analysis (kept cheap with
-    one cue, the world's own planted grass background, no discovery, no attributions) and the report run again,
-    then the gate fails on the passing necessity finding (exit 3) and writes its JUnit file."""
+    """`probe audit --max-effect --val-data` on the README demo's run (copied): the tokens resume, the analysis (kept
+    cheap with one cue, the world's own planted grass background, no discovery, no attributions) runs again, the
+    finding is checked on rendered images of the classifier's training distribution and the report shows it, then
+    the gate fails on the passing necessity finding (exit 3) and writes its JUnit file."""
     from probe.world.demo import demo_config
+    from probe.world.valset import render_validation_set
 
     run = tmp_path / "demo"
     shutil.copytree(readme_demo / "runs" / "demo", run)
@@ -160,10 +162,18 @@ def test_audit_with_max_effect_exits_with_the_gate_code_and_keeps_the_run(readme
             "--threshold", str(token.accuracy_threshold), "--patience", str(token.patience),
             "--min-steps", str(token.min_updates), "--max-pairs", str(config.analysis.max_pairs), "--cues", str(cues),
             "--quiet", "--max-effect", "0.1", "--kinds", "necessity", "--junit", str(tmp_path / "gate.xml"),
-            "--discover", "0", "--attributions", "none"]  # the gate's plumbing: 31 s instead of 86 s on one core
+            "--discover", "0", "--attributions", "none",  # the gate's plumbing: 31 s instead of 86 s on one core
+            "--val-data", str(tmp_path / "val")]
+    render_validation_set("biased", tmp_path / "val", n=300, seed=7)  # the plumbing of --val-data, not its verdicts
     done = subprocess.run([probe_script(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 3, done.stderr[-3000:]
     assert (run / "report" / "index.html").is_file() and (run / "findings.json").is_file()  # kept whatever the verdict
+    confirmed = RunDir(run).read_confirmation()  # --val-data: confirmed after the analysis, the report drawn again
+    grass = [f for f in confirmed.findings if (f.class_name, f.kind, f.value) == ("star", "necessity", "grass")]
+    assert len(grass) == 1 and grass[0].verdict and confirmed.data["used"] == 300, confirmed.findings
+    assert "on your data: 300 images (0 skipped), cues read by world oracles" in done.stdout, done.stdout
+    assert "confirm: reading" not in done.stderr  # --quiet
+    assert "on your data" in (run / "report" / "index.html").read_text()
     offenders = [line for line in done.stdout.splitlines() if line.startswith("class 3 'star': necessity")]
     assert len(offenders) == 1 and "'grass'" in offenders[0], done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("gate failed")

@@ -176,8 +176,12 @@ _DTYPES = ("fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 
 
 def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifier=None, console=None,
-          progress: bool = True) -> AuditResult:
-    """Run (or resume) an audit. Models may be passed in already loaded (notebooks, tests)."""
+          progress: bool = True, val_data=None) -> AuditResult:
+    """Run (or resume) an audit. Models may be passed in already loaded (notebooks, tests).
+
+    ``val_data``: the labelled images the findings will be confirmed on afterwards (``probe audit --val-data``,
+    :func:`probe.confirm.confirm_audit`), checked against the classifier's labels as soon as it is loaded, before
+    any token is learned: a folder whose label the classifier lacks fails in seconds, not after the analysis."""
     from probe.classifiers import Classifier, load_classifier, select_classes
 
     # 1. check the options and the run directory; nothing is loaded or written yet
@@ -216,6 +220,10 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
+    if val_data is not None:
+        from probe.confirm.data import read_val_data
+
+        read_val_data(val_data, labels)  # its labels are the classifier's (no image decoded): before the tokens
     # 4. hold the run directory for the rest of the audit: a second identical audit is refused (a shard holds its
     #    own lock); classes are claimed one by one (RunDir's lock protocol), so overlapping writers never collide
     prepare_run_dir(config)

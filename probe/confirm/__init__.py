@@ -3,14 +3,15 @@
 - ``data``: ``read_val_data(spec, labels)``: an ImageFolder folder, a CSV of path,label, a list of (path, label) or a
   torch Dataset, checked against the classifier's labels before any model loads
 - ``confirm``: ``confirm_run(run_dir, val_data, ...)``: the algorithm (cue presence read by the run's kind of check,
-  every image classified once, per finding the slices, intervals, test and verdict) -> confirmation.json
+  every image classified once, per finding the slices, intervals, test and verdict) -> confirmation.json;
+  ``confirm_audit(result, val_data, ...)``: the same at the end of an audit, its report rendered again
 - ``stats``: Newcombe intervals, Fisher's exact test, how many images would decide
 
 The record it writes is ``probe.run.confirmation.Confirmation`` (read back with ``RunDir(run).read_confirmation()``).
 """
 
-from probe.confirm.confirm import ClassifierSource, ConfirmConfig, ConfirmError, confirm_run
+from probe.confirm.confirm import ClassifierSource, ConfirmConfig, ConfirmError, confirm_audit, confirm_run
 from probe.confirm.data import ValData, ValDataError, read_val_data
 
-__all__ = ["confirm_run", "ConfirmConfig", "ConfirmError", "ClassifierSource", "read_val_data", "ValData",
+__all__ = ["confirm_run", "confirm_audit", "ConfirmConfig", "ConfirmError", "ClassifierSource", "read_val_data", "ValData",
            "ValDataError"]

@@ -170,6 +170,22 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
     return record
 
 
+def confirm_audit(result, val_data: Any, *, classifier=None, source: ClassifierSource | None = None,
+                  concepts: str | None = "auto", progress: Callable[[str], None] | None = None) -> Confirmation | None:
+    """The confirmation that ends an audit given validation data (``probe audit --val-data``, ``Audit.run(val_data=)``):
+    ``confirm_run`` on ``result``'s run, then its report rendered again with the real-data numbers. None when the
+    audit left nothing analysed to confirm (interrupted, a class failed, the analysis failed: the audit says why)."""
+    from probe.report import render_report
+
+    if result.interrupted or result.failed or result.problems or not RunDir(result.run_dir).has_findings():
+        return None
+    record = confirm_run(result.run_dir, val_data, classifier=classifier, source=source, concepts=concepts,
+                         progress=progress)
+    if result.report is not None:
+        result.report = render_report(result.run_dir)
+    return record
+
+
 # ------------------------------------------------------------------------------------------ steps
 def _testable(findings) -> tuple[list, list[str]]:
     """Cue findings with an attribute and value (what a check can read on a real image), and why the rest are not."""

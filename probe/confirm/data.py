@@ -12,7 +12,8 @@ Everything here is checked before any model loads, each problem one line naming 
 or file, no images at all, labels that are not the classifier's (the first few unknown ones named). An image that
 does not decode is not fatal: :meth:`ValData.load` raises :class:`Unreadable`, and the caller skips and counts it.
 Labels match a classifier's label exactly, its first synonym (``"tabby, tabby cat"`` -> ``tabby``), the file-safe
-slug of either (folders are often slugs), or its class index written as a number.
+slug of either (folders are often slugs), its class index written as a number, or for an ImageNet-1k classifier
+its WordNet id (ImageNet's validation folders: ``n01440764`` is ``tench``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from probe.classifiers.labels import SYNSET_ID
 from probe.errors import ProbeError
 from probe.files import slugify
 
@@ -129,7 +131,7 @@ class _Labels:
     """The classifier's labels, matched by name, first synonym, slug or index."""
 
     def __init__(self, labels: Sequence[str]):
-        from probe.classifiers.labels import split_synonyms
+        from probe.classifiers.labels import imagenet_synsets, split_synonyms
 
         self.labels = tuple(str(x) for x in labels)
         self.lookup: dict[str, int] = {}
@@ -140,6 +142,9 @@ class _Labels:
                     self.lookup.setdefault(key, i)
         for i in range(len(self.labels)):
             self.lookup.setdefault(str(i), i)
+        self.synsets = imagenet_synsets(self.labels)
+        for i, synset in enumerate(self.synsets or ()):
+            self.lookup.setdefault(synset, i)
 
     def index(self, label: Any) -> int | None:
         if isinstance(label, bool):
@@ -167,8 +172,12 @@ class _Labels:
         if unknown:
             shown = ", ".join(repr(u) for u in unknown[:4]) + (f" and {len(unknown) - 4} more" if len(unknown) > 4 else "")
             known = ", ".join(self.labels[:6]) + (" ..." if len(self.labels) > 6 else "")
+            fix = "rename them to the classifier's labels (or their class indices)"
+            if self.synsets is None and len(self.labels) == 1000 and all(SYNSET_ID.match(u) for u in unknown):
+                fix = ("they are ImageNet's WordNet ids: for an ImageNet-1k classifier pass --labels imagenet (from "
+                       "Python, labels='imagenet') so that its classes carry ImageNet's names")
             raise ValDataError(f"{where}: label(s) {shown} are not the classifier's ({len(self.labels)} classes: {known}); "
-                               "rename them to the classifier's labels (or their class indices)")
+                               f"{fix}")
         return out
 
 

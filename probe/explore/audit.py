@@ -48,9 +48,13 @@ class Audit:
         self.config = replace(base, **changes)
 
     def run(self, classes="all", out: str | Path = "runs/notebook", *, progress: bool = True, analyze: bool | None = None,
-            report: bool | None = None, confirm_like: "Run | str | Path | None" = None) -> "AuditedRun":
+            report: bool | None = None, confirm_like: "Run | str | Path | None" = None, val_data=None) -> "AuditedRun":
         """Audit ``classes`` ("all", a list of names or indices, or the CLI's syntax) into ``out``; resumes a
         run of the same settings there. Returns the run with the models attached (``test_cue`` needs them).
+
+        ``val_data``: your labelled images (an ImageFolder folder, a CSV of path,label, a list of (path, label) or a
+        torch Dataset of (image, label)), checked against the classifier's labels before the tokens; the findings
+        are then confirmed on them (``probe audit --val-data``; ``run.confirmation``, the findings' ``real_*``).
 
         ``confirm_like``: an earlier run (e.g. of the model before retraining) whose confirmed tests this run
         confirms too, on the same seeds, so that ``probe.compare(earlier, this)`` can test every change."""
@@ -65,7 +69,13 @@ class Audit:
         config = replace(self.config, out=str(out), classes=classes, analysis=analysis,
                          analyze=self.config.analyze if analyze is None else analyze,
                          report=self.config.report if report is None else report)
-        result = audit(config, classifier=self.classifier, generator=self.generator, progress=progress)
+        result = audit(config, classifier=self.classifier, generator=self.generator, progress=progress,
+                       val_data=val_data)
+        if val_data is not None:
+            from probe.confirm import confirm_audit
+
+            confirm_audit(result, val_data, classifier=self.classifier, concepts=analysis.concepts,
+                          progress=print if progress else None)
         return AuditedRun(result.run_dir, self.classifier, self.generator, result=result, concepts=analysis.concepts)
 
     def __repr__(self) -> str:
