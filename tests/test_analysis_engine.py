@@ -575,3 +575,52 @@ def test_confirm_with_name_switches_only_a_lost_necessity_confirmation_with_a_re
         if switched:
             assert test.extra["drawn_with_name"] == name and test.extra["token_confirm"]["excluded"] == 7
             assert not confirm_with_name(test)  # once: a test drawn with the name is never switched again
+
+
+def test_an_interrupted_analysis_resumes_from_its_journal_and_decides_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Each batch the lab observes is journalled in the run (.probe-journal): an analysis stopped by Ctrl-C after 3
+    batches, run again, reads those images back instead of generating them, generates only the rest, and decides
+    the very findings and image counts of an analysis that was never stopped; a damaged journal file is skipped,
+    and the journal is gone once the findings are written."""
+    import probe.analysis.lab as lab_module
+
+    whole_run, _, whole = _audit(tmp_path / "whole", True, config=CUE_TESTS_ONLY)
+    assert not (whole_run / ".probe-journal").exists()
+    real = lab_module.generate
+    batches: list[int] = []
+
+    def stopped_after_3(generator, prompts, seeds, kwargs):
+        if len(batches) == 3:
+            raise KeyboardInterrupt
+        batches.append(len(prompts))
+        return real(generator, prompts, seeds, kwargs)
+
+    source = tmp_path / "cut" / "fake-pipeline"
+    source.mkdir(parents=True)
+    gen, clf = FakeGenerator({"<probe-2>": "on grass"}, source=str(source)), PlantedClassifier({STAR: "grass"})
+    run = write_run(tmp_path / "cut" / "run", gen, clf, tokens=TOKENS, n_seeds=4)
+    monkeypatch.setattr(lab_module, "generate", stopped_after_3)
+    with registered(source), pytest.raises(KeyboardInterrupt):
+        analyze_run(run, clf, gen, CUE_TESTS_ONLY)
+    journalled = sorted((run / ".probe-journal").glob("*/*.npz"))
+    assert len(journalled) == 3 and not (run / "findings.json").exists()
+    (journalled[0].parent / "0000099.npz").write_bytes(b"not a journal")  # damaged: skipped, not fatal
+    fresh: list[int] = []
+
+    def counted(generator, prompts, seeds, kwargs):
+        fresh.append(len(prompts))
+        return real(generator, prompts, seeds, kwargs)
+
+    monkeypatch.setattr(lab_module, "generate", counted)
+    with registered(source):
+        resumed = analyze_run(run, clf, gen, CUE_TESTS_ONLY)
+    facts, whole_facts = _analysis(run), _analysis(whole_run)
+    assert facts["images_generated"] == whole_facts["images_generated"]
+    assert sum(fresh) == whole_facts["images_generated"] - sum(batches)  # only what the journal did not hold
+    assert any(f"resumed: {sum(batches)} of the {facts['images_generated']} images" in n for n in facts["notes"])
+
+    def key(f):
+        return f.class_index, f.kind, f.cue, round(f.effect, 9), f.passes, f.n_images
+
+    assert [key(f) for f in resumed] == [key(f) for f in whole] and any(f.passes for f in resumed)
+    assert not (run / ".probe-journal").exists()

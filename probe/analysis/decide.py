@@ -190,6 +190,7 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
     }
     write_findings(run.root, findings)
     run.write_analysis(analysis)
+    run.clear_journals()  # every unit's records are in: no analysis is left to resume (stale keys included)
     return findings
 
 

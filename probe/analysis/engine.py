@@ -125,6 +125,9 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
     setup = set_up(run, classifier, generator, cfg, cues, domain, scorer=scorer,
                    scored=cfg.token_shift or cfg.sufficiency or cfg.necessity, labels=labels)
     lab, scorer, contexts, gen_kwargs, cues = setup.lab, setup.scorer, setup.contexts, setup.gen_kwargs, setup.cues
+    lab.journal = run.journal(journal_key(cfg, lab, classes), lab.widths())  # an interrupted analysis resumes
+    if lab.journal is not None and len(lab.journal):
+        say(f"analysis: resuming: {len(lab.journal)} images an interrupted analysis observed are read back")
     object_attribute, objects, object_of = setup.object_attribute, setup.objects, setup.object_of
     notes += setup.notes
     if setup.check is None:
@@ -211,6 +214,9 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         per_class[str(info_key)]["base_rates"] = class_rates
     _add_time(timings, "base_rates", t0)
     timings["total"] = time.perf_counter() - started
+    if lab.images_restored:
+        notes.append(f"resumed: {lab.images_restored} of the {lab.images_generated} images were read back from the "
+                     "journal of an interrupted analysis, not generated again")
     # each class's record: what steps 6-7 decide from (probe/analysis/decide.py), wherever they run
     unit_facts = {
         "notes": notes, "images_generated": lab.images_generated, "images_by_stage": dict(lab.by_stage),
@@ -231,7 +237,39 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
                             carriers=carriers)
     for cls, record in zip(classes, records):
         run.write_class_analysis(cls.dir, record)
+    if lab.journal is not None:
+        lab.journal.clear()  # the records hold what it was kept for
     return records
+
+
+def journal_key(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> str:
+    """A digest of everything one analysis unit's observations depend on (probe/run/journal.py): its settings, the
+    sampling settings, the generator, the classifiers (and their files' size and time), the check, the unit's
+    classes and the bytes of their token files. Another value of any of them is another journal."""
+    import hashlib
+    import json
+
+    import probe
+    from probe.run import TOKEN
+
+    def identity(model) -> list:
+        source = getattr(model, "source", None)
+        stat = None
+        if isinstance(source, (str, Path)) and Path(source).is_file():
+            info = Path(source).stat()
+            stat = [info.st_size, info.st_mtime_ns]
+        return [type(model).__name__, str(getattr(model, "name", "")), str(source), stat,
+                str(getattr(model, "device", "")), str(getattr(model, "dtype", ""))]
+
+    tokens = {}
+    for cls in classes:
+        file = Path(cls.dir) / TOKEN
+        tokens[str(cls.index)] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    parts = {"probe": probe.__version__, "analysis": cfg.to_dict(), "generation": lab.gen_kwargs,
+             "generator": identity(lab.generator), "classifiers": [identity(c) for c in lab.classifiers],
+             "check": lab.checks, "classes": sorted(int(c.index) for c in classes), "tokens": tokens}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return f"{'-'.join(str(c.index) for c in classes[:3])}{'-more' if len(classes) > 3 else ''}-{digest[:20]}"
 
 
 # ------------------------------------------------------------------------------- steps 4-6 helpers

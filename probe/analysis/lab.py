@@ -8,7 +8,9 @@ the image must show for the arm to count (the object kept, the cue attribute set
    image shows, when there is one, and marks the arm valid only if the image shows what was asked: an intervention that lost its object, or did not set the
    cue, is evidence of nothing and is excluded by the tests;
 3. classifies each image with every classifier it holds (the audited one first);
-4. saves an image as evidence when asked, with its path relative to the run directory.
+4. saves an image as evidence when asked, with its path relative to the run directory;
+5. writes each batch's observations to the run's analysis journal (probe/run/journal.py), when it has one, and
+   takes an image it is asked for from there instead of generating it again: an interrupted analysis resumes.
 
 Results are cached by (prompt, seed), so cues of one attribute share their arms and confirmation rounds
 reuse nothing but what they are meant to reuse.
@@ -69,6 +71,8 @@ class Lab:
     # point on (probe/analysis/screening.py :func:`more_steps`); their images are cached as every other's, by (prompt,
     # seed): the seeds drawn after that point are fresh ones
     more_steps: dict = field(default_factory=dict)
+    journal: object | None = None  # probe.run.journal.Journal: observations on disk, read back by a resumed analysis
+    images_restored: int = 0  # of images_generated, those read back from the journal instead of generated again
     _seen: dict = field(default_factory=dict)
 
     _plan: list | None = None
@@ -131,6 +135,10 @@ class Lab:
     def _todo(self, keys: list[tuple[str, int]], wanted: dict) -> list[tuple[str, int]]:
         return [k for k in dict.fromkeys(keys) if k not in self._seen or (k in wanted and self._seen[k].evidence is None)]
 
+    def widths(self) -> tuple[int, ...]:
+        """The class count of each classifier's probability vectors (what the journal's records must have)."""
+        return tuple(len(p) for p in self._blank().probs)
+
     def _blank(self) -> Observation:
         n = len(getattr(self.classifiers[0], "labels", None) or []) or int(getattr(self.classifiers[0], "num_classes", 1))
         return Observation([np.zeros(n, np.float32) for _ in self.classifiers], None)
@@ -161,6 +169,7 @@ class Lab:
 
     def _generate_group(self, todo: list[tuple[str, int]], wanted: dict) -> None:
         kwargs = self.settings(todo[0][0]) if todo else self.gen_kwargs
+        todo = self._restore(todo, wanted, kwargs.get("steps"))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], kwargs)
@@ -175,6 +184,47 @@ class Lab:
                     path = file.relative_to(self.run_root).as_posix() if self.run_root else file.as_posix()
                 old = self._seen.get(key)
                 self._seen[key] = Observation([p[i] for p in probs], concepts[i], path or (old.evidence if old else None))
+            self._journal(chunk, kwargs.get("steps"))
+
+    def _restore(self, todo: list[tuple[str, int]], wanted: dict, steps) -> list[tuple[str, int]]:
+        """The images of ``todo`` the journal holds become observations (counted as generated, so that the analysis's
+        image counts and ``--budget`` are what an uninterrupted one would see); returns the rest, to generate. An image
+        wanted as evidence is taken only when its saved PNG is still in the run."""
+        if self.journal is None or not todo:
+            return todo
+        from probe.analysis.checks import Reading
+
+        left = []
+        for key in todo:
+            found = self.journal.get(key[0], key[1], steps)
+            evidence = found.evidence if found is not None and found.evidence and self.run_root is not None and \
+                (Path(self.run_root) / found.evidence).is_file() else None
+            if found is None or (key in wanted and evidence is None) or (self.check is not None) != (found.reading is not None):
+                left.append(key)
+                continue
+            reading = found.reading
+            if reading is not None and found.scores is not None:
+                reading = Reading(reading)
+                reading.scores = found.scores
+            old = self._seen.get(key)
+            self._seen[key] = Observation(list(found.probs), reading, evidence or (old.evidence if old else None))
+            self.count(1, weight=self.weight(key[0]))
+            self.images_restored += 1
+        return left
+
+    def _journal(self, chunk: list[tuple[str, int]], steps) -> None:
+        if self.journal is None:
+            return
+        from probe.run.journal import Journalled
+
+        entries = []
+        for prompt, seed in chunk:
+            seen = self._seen[(prompt, seed)]
+            concepts = seen.concepts
+            entries.append((prompt, seed, steps, Journalled(
+                tuple(seen.probs), dict(concepts) if concepts is not None else None,
+                getattr(concepts, "scores", None), seen.evidence)))
+        self.journal.append(entries)
 
     def valid(self, arm: Arm, observation: Observation) -> bool:
         """Did the image show what the arm asked for? True when nothing can be checked."""

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -444,6 +445,23 @@ class RunDir:
             if strict:
                 raise
             return None
+
+    # ------------------------------------------------------------------ the analysis journal
+    def journal(self, key: str, widths: tuple[int, ...]):
+        """The analysis journal of one unit (``probe.run.journal.Journal``: what an interrupted analysis observed,
+        read back when it runs again), or None where its folder would lie outside the run (a link)."""
+        from probe.run.journal import JOURNAL, Journal
+
+        folder = self.path(JOURNAL, slugify(key, 64))
+        return Journal(folder, widths) if self.inside(folder) is not None else None
+
+    def clear_journals(self) -> None:
+        """Remove every analysis journal (the findings are decided: nothing is left to resume)."""
+        from probe.run.journal import JOURNAL
+
+        folder = self.path(JOURNAL)
+        if folder.is_dir() and not folder.is_symlink() and self.inside(folder) is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def write_confirmation(self, confirmation) -> Path:
         """confirmation.json: a ``probe.run.confirmation.Confirmation`` (a dict is made into one and checked first)."""
