@@ -624,3 +624,19 @@ def test_an_interrupted_analysis_resumes_from_its_journal_and_decides_as_an_unin
 
     assert [key(f) for f in resumed] == [key(f) for f in whole] and any(f.passes for f in resumed)
     assert not (run / ".probe-journal").exists()
+
+
+def test_a_journal_folder_that_links_out_of_the_run_is_never_written_or_removed(tmp_path):
+    """A run directory is data: a crafted .probe-journal link to a folder outside the run gets no journal files,
+    and the folder it names is not removed when the findings are decided."""
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    source = tmp_path / "fake-pipeline"
+    source.mkdir()
+    gen, clf = FakeGenerator({"<probe-2>": "on grass"}, source=str(source)), PlantedClassifier({STAR: "grass"})
+    run = write_run(tmp_path / "run", gen, clf, tokens=TOKENS, n_seeds=4)
+    (run / ".probe-journal").symlink_to(outside, target_is_directory=True)
+    with registered(source):
+        findings = analyze_run(run, clf, gen, CUE_TESTS_ONLY)
+    assert any(f.passes for f in findings)
+    assert [p.name for p in outside.iterdir()] == ["keep"] and (run / ".probe-journal").is_symlink()
