@@ -573,6 +573,9 @@ def test_large_photos_are_classified_a_few_at_a_time_and_give_what_one_batch_giv
     key = lambda im: im.item.name  # noqa: E731
     assert [im.item.name for im in sorted(whole, key=key)] == [im.item.name for im in sorted(bounded, key=key)]
     assert all(np.allclose(a.probs, b.probs) for a, b in zip(sorted(whole, key=key), sorted(bounded, key=key)))
+    heard: list[str] = []  # a long read says how far it got (every_s=0: after every batch)
+    _read_all(data, classifier, Check(), batch_size=4, say=heard.append, every_s=0)
+    assert heard[0] == "confirm: 4 of 9 images read" and heard[-1] == "confirm: 9 of 9 images read", heard
 
 
 def test_a_small_slice_decides_when_its_images_do_but_never_on_one_image():

@@ -139,7 +139,7 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
 
     # 5. every image once: decode (skip and count what does not decode), classify, read the cues
     say(f"confirm: reading {len(data)} images")
-    images, skipped = _read_all(data, classifier, check, config.batch_size)
+    images, skipped = _read_all(data, classifier, check, config.batch_size, say=say)
     if not images:
         raise ConfirmError(f"none of the {len(data)} images of {data.root!r} decoded ({len(skipped)} skipped, e.g. "
                            f"{skipped[0][0]!r}: {skipped[0][1]}); check the files")
@@ -247,12 +247,22 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
 PIXELS_IN_FLIGHT = 64 * 512 * 512
 
 
-def _read_all(data: ValData, classifier, check, batch_size: int,
-              pixels: int | None = None) -> tuple[list[_Image], list[tuple[str, str]]]:
+def _read_all(data: ValData, classifier, check, batch_size: int, pixels: int | None = None,
+              say: Callable[[str], None] | None = None, every_s: float = 15.0) -> tuple[list[_Image], list[tuple[str, str]]]:
     """Decode, classify (one forward per batch and image size) and read every image once. The images waiting for
     their batch hold at most ``batch_size`` images and ``pixels`` pixels (default :data:`PIXELS_IN_FLIGHT`; one image
-    larger than that goes alone), so memory does not grow with the photos' size."""
+    larger than that goes alone), so memory does not grow with the photos' size. ``say`` hears how far it got every
+    ``every_s`` seconds (a validation set of 50,000 photos read by a concept model takes a while)."""
     import torch
+
+    last = time.perf_counter()
+
+    def report() -> None:
+        nonlocal last
+        if say is not None and time.perf_counter() - last >= every_s:
+            last = time.perf_counter()
+            say(f"confirm: {len(images) + len(skipped):,} of {len(data):,} images read"
+                + (f" ({len(skipped)} skipped)" if skipped else ""))
 
     pixels = PIXELS_IN_FLIGHT if pixels is None else pixels
     images: list[_Image] = []
@@ -270,6 +280,7 @@ def _read_all(data: ValData, classifier, check, batch_size: int,
                 images.append(_Image(item, item.class_index, int(p.argmax()), float(p[item.class_index]), p,
                                      {a: str(v) for a, v in dict(reading).items()}))
         groups.clear()
+        report()
 
     held, count = 0, 0
     for item in data.items:
