@@ -83,6 +83,14 @@ class TokenConfig:
             return self.min_steps
         return max(0, min(DEFAULT_MIN_STEPS, self.max_steps - 1)) if isinstance(self.max_steps, int) else DEFAULT_MIN_STEPS
 
+    def __eq__(self, other) -> bool:
+        """Equal when they run the same optimisation: a default ``min_steps`` equals the number it resolves to (the
+        settings read back from config.json equal those that wrote it)."""
+        return isinstance(other, TokenConfig) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(self.to_dict().items())))
+
     def __post_init__(self):
         if not self.templates or any("{}" not in t for t in self.templates):
             raise TokenError(f"templates {self.templates!r} must be non-empty and each contain '{{}}' where the class goes")
