@@ -640,3 +640,24 @@ def test_a_journal_folder_that_links_out_of_the_run_is_never_written_or_removed(
         findings = analyze_run(run, clf, gen, CUE_TESTS_ONLY)
     assert any(f.passes for f in findings)
     assert [p.name for p in outside.iterdir()] == ["keep"] and (run / ".probe-journal").is_symlink()
+
+
+def test_a_journalled_evidence_path_is_taken_only_inside_the_run(tmp_path):
+    """A run directory is data: a journal record whose evidence PNG lies outside the run (``../``) is generated
+    again, not linked; one inside the run and still there is taken as it is."""
+    from types import SimpleNamespace
+
+    from probe.analysis.lab import Lab
+    from probe.run.journal import Journal, Journalled
+
+    run = tmp_path / "run"
+    (run / "evidence").mkdir(parents=True)
+    (run / "evidence" / "in.png").write_bytes(b"png")
+    (tmp_path / "out.png").write_bytes(b"png")
+    journal = Journal(run / ".probe-journal" / "k", (2,))
+    probs = (np.array([0.3, 0.7], np.float32),)
+    journal.append([("p", 1, None, Journalled(probs, None, None, "evidence/in.png")),
+                    ("p", 2, None, Journalled(probs, None, None, "../out.png"))])
+    lab = Lab(None, [SimpleNamespace(labels=["a", "b"])], run_root=run, journal=Journal(run / ".probe-journal" / "k", (2,)))
+    left = lab._restore([("p", 1), ("p", 2)], {("p", 1): run / "evidence", ("p", 2): run / "evidence"}, None)
+    assert left == [("p", 2)] and lab.observed()[("p", 1)].evidence == "evidence/in.png" and lab.images_restored == 1

@@ -193,12 +193,14 @@ class Lab:
         if self.journal is None or not todo:
             return todo
         from probe.analysis.checks import Reading
+        from probe.run import RunDir
 
+        run = RunDir(self.run_root) if self.run_root is not None else None
         left = []
         for key in todo:
             found = self.journal.get(key[0], key[1], steps)
-            evidence = found.evidence if found is not None and found.evidence and self.run_root is not None and \
-                (Path(self.run_root) / found.evidence).is_file() else None
+            saved = run.resolve(found.evidence) if found is not None and found.evidence and run is not None else None
+            evidence = found.evidence if saved is not None and saved.is_file() else None  # inside the run, still there
             if found is None or (key in wanted and evidence is None) or (self.check is not None) != (found.reading is not None):
                 left.append(key)
                 continue
