@@ -55,7 +55,8 @@ class Journal:
         self.skipped_files = 0  # damaged or foreign files, not read back
 
     def get(self, prompt: str, seed: int, steps: int | None) -> Journalled | None:
-        """The journalled observation of (prompt, seed) drawn at ``steps`` sampling steps, or None."""
+        """The observation of (prompt, seed) drawn at ``steps`` sampling steps that an earlier process journalled,
+        or None (what this object appends is not read back here: its writer already holds it)."""
         if self._records is None:
             self._read()
         return self._records.get((prompt, int(seed), None if steps is None else int(steps)))
@@ -90,9 +91,7 @@ class Journal:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_bytes(self.folder / f"{self._next:07d}.npz", buffer.getvalue())
-        self._next += 1
-        for prompt, seed, steps, record in entries:
-            self._records[(prompt, int(seed), None if steps is None else int(steps))] = record
+        self._next += 1  # not kept in memory too: the lab that wrote them holds them (a 1000-class run: 4 KB an image)
 
     def clear(self) -> None:
         """Remove this unit's journal (its records are written)."""
