@@ -431,11 +431,57 @@ def test_label_count_mismatch(saved, tmp_path):
         side.unlink()
 
 
-def test_export_with_fixed_batch(tmp_path):
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_export_with_fixed_batch(tmp_path, batch):
+    """torch.export keeps its example's batch size unless told otherwise; probe sends batches of every size, so a
+    fixed batch fails at load with the fix, whatever its size (a fixed batch of 2, the size of the load's test
+    batch, loaded and then failed every class of the audit)."""
     net = _tiny()
-    torch.export.save(torch.export.export(net, (torch.rand(1, 3, SIZE, SIZE),)), str(tmp_path / "fixed.pt2"))
-    with pytest.raises(ClassifierError, match="dynamic batch dimension"):
+    torch.export.save(torch.export.export(net, (torch.rand(batch, 3, SIZE, SIZE),)), str(tmp_path / "fixed.pt2"))
+    with pytest.raises(ClassifierError, match=f"accepts only batch size {batch}; .*dynamic batch dimension"):
         load_classifier(tmp_path / "fixed.pt2")
+
+
+class OneLogit(TinyNet):
+    """A binary classifier trained with a sigmoid: one logit per image, as (B, 1) or squeezed to (B,)."""
+
+    def __init__(self, squeeze: bool) -> None:
+        super().__init__(num_classes=1)
+        self.squeeze = squeeze
+
+    def forward(self, x):  # type: ignore[override]
+        z = super().forward(x)
+        return z[:, 0] if self.squeeze else z
+
+
+@pytest.mark.parametrize("squeeze", [False, True])
+def test_a_single_logit_classifier_is_two_classes_whose_probability_is_the_sigmoid(tmp_path, squeeze):
+    """Read as one class, a sigmoid classifier's softmax is 1 for every image: the audit "learned" a class its
+    images always were (found walking a binary .pt2: baseline and token accuracy 1.00). Read as two classes with
+    logits [0, z], P(positive) is sigmoid(z) exactly and gradients reach the images; one name is the positive
+    class, two are negative first, three are refused; exported programs load the same."""
+    torch.manual_seed(0)
+    net = OneLogit(squeeze).eval()
+    images = _images(4, SIZE).requires_grad_(True)
+    clf = load_classifier(net, labels=["pneumonia"], input_size=(3, SIZE, SIZE))
+    assert clf.num_classes == 2 and clf.labels == ["not pneumonia", "pneumonia"] and clf.single_logit
+    z = net(clf.preprocess(images.detach())).reshape(-1)
+    probs = clf(images).softmax(-1)
+    torch.testing.assert_close(probs[:, 1], torch.sigmoid(z))
+    assert 0.0 < float(probs[:, 1].min()) and float(probs[:, 1].max()) < 1.0
+    probs[:, 1].sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert clf.describe()["single_logit"] is True and "sigmoid" in clf._repr_html_()
+    assert load_classifier(net, labels=["normal", "pneumonia"]).labels == ["normal", "pneumonia"]
+    assert load_classifier(net).labels == ["0", "1"]
+    with pytest.raises(LabelsError, match="3 names but the classifier outputs one logit"):
+        load_classifier(net, labels=["a", "b", "c"])
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(net, (torch.rand(2, 3, SIZE, SIZE),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "binary.pt2"))
+    exported = load_classifier(tmp_path / "binary.pt2", labels=["pneumonia"])
+    torch.testing.assert_close(exported(images.detach()).softmax(-1), probs.detach())
+    assert not load_classifier(_tiny()).single_logit
 
 
 def test_wrong_input_size_names_the_flag(saved):

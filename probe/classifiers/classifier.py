@@ -28,6 +28,10 @@ class Classifier(nn.Module):
     ``forward`` (eager modules, and exported programs, which load unflattened into
     their module tree). False for TorchScript, whose graph never calls Python hooks;
     Grad-CAM reads its layers from the graph instead.
+
+    ``single_logit``: the network returns one logit per image (a binary classifier trained with a sigmoid). It is
+    read as two classes whose logits are ``[0, z]``: their softmax is exactly ``[1 - sigmoid(z), sigmoid(z)]``, so
+    class 1 is the network's positive class and every consumer of the logits sees a 2-class softmax classifier.
     """
 
     def __init__(
@@ -45,8 +49,12 @@ class Classifier(nn.Module):
         labels_source: str | None = None,
         data_source: str | None = None,
         extra: dict[str, Any] | None = None,
+        single_logit: bool = False,
     ) -> None:
         super().__init__()
+        if single_logit and int(num_classes) != 2:
+            raise ClassifierError(f"a single-logit classifier is read as 2 classes, not {num_classes}")
+        self.single_logit = bool(single_logit)
         self.model = model
         self.data_config = data_config or DataConfig()
         self.preprocess = Preprocess(self.data_config)
@@ -105,7 +113,13 @@ class Classifier(nn.Module):
                 f"classifier {self.name!r} failed on a preprocessed batch of shape {tuple(x.shape)} "
                 f"({summary}); {fix}"
             ) from e
-        return extract_logits(out, x.shape[0], f"classifier {self.name!r}")
+        logits = extract_logits(out, x.shape[0], f"classifier {self.name!r}")
+        if self.single_logit:
+            if logits.shape[1] != 1:
+                raise ClassifierError(f"classifier {self.name!r} was loaded with one logit and returned "
+                                      f"{logits.shape[1]}; load it again")
+            logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+        return logits
 
     @torch.no_grad()
     def topk(self, images: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
@@ -148,6 +162,7 @@ class Classifier(nn.Module):
             "has_names": self.has_names,
             "supports_hooks": self.supports_hooks,
             "model_class": type(self.model).__name__,
+            "single_logit": self.single_logit,
         }
         d.update(self.extra)
         json.dumps(d)  # fail here, not when the run writes config.json
@@ -159,7 +174,7 @@ class Classifier(nn.Module):
         return (
             f"Classifier(name={self.name!r}, format={self.format!r}, num_classes={self.num_classes}, "
             f"input_size={c.input_size}, crop_pct={c.crop_pct}, interpolation={c.interpolation!r}, "
-            f"labels=[{shown}])"
+            f"labels=[{shown}]{', single_logit=True' if self.single_logit else ''})"
         )
 
     def _repr_html_(self) -> str:
@@ -170,7 +185,7 @@ class Classifier(nn.Module):
             ("format", self.format),
             ("source", self.source or "(in memory)"),
             ("arch", self.arch or ""),
-            ("classes", str(self.num_classes)),
+            ("classes", f"{self.num_classes}" + (" (one logit z: P(class 1) = sigmoid(z))" * self.single_logit)),
             ("input", f"{c.input_size}, resize {c.resize_size}, crop_pct {c.crop_pct}, {c.interpolation}"),
             ("mean / std", f"{c.mean} / {c.std}"),
             ("labels", ", ".join(self.labels[:8]) + (" ..." if self.num_classes > 8 else "")),

@@ -81,19 +81,7 @@ def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
     with torch.no_grad():
         try:
             out = clf.model(clf.preprocess(x))
-        except Exception as e:
-            if loaded.format == "export":
-                fixed = None
-                try:
-                    clf.model(clf.preprocess(x[:1]))
-                    fixed = True
-                except Exception:
-                    fixed = False
-                if fixed:
-                    raise ClassifierError(
-                        f"model {loaded.source}: the exported program accepts only batch size 1; export it "
-                        "with a dynamic batch dimension: dynamic_shapes=({0: torch.export.Dim('batch')},)"
-                    ) from e
+        except Exception as e:  # an exported program's fixed batch size was refused by loaders.load_export
             summary = summarize(e)
             fix = (
                 "set the input size the model expects with --input-size (or a .data.json sidecar)"
@@ -106,6 +94,19 @@ def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
             ) from e
     logits = extract_logits(out, _PROBE_BATCH, f"model {loaded.source or loaded.name}")
     return int(logits.shape[1])
+
+
+def _binary_names(names: list[str] | None, source: str | None) -> list[str] | None:
+    """A single-logit classifier's two class names, negative first: one name is its positive class ("pneumonia" ->
+    "not pneumonia", "pneumonia"); two are taken as they are."""
+    if names is None or len(names) == 2:
+        return names
+    if len(names) == 1:
+        return [f"not {names[0]}", names[0]]
+    raise LabelsError(
+        f"labels {source}: {len(names)} names but the classifier outputs one logit (a binary classifier: P(class) "
+        "= sigmoid(logit)); give the positive class's name, or two names, the negative class first"
+    )
 
 
 def load_classifier(
@@ -126,7 +127,8 @@ def load_classifier(
     Data config precedence per field: these arguments > ``X.data.json`` > the model's
     own config (timm, Hugging Face, torchvision, export example input) > defaults.
     Labels: ``labels`` > ``X.labels.txt`` (or .json/.csv) > the model's ``id2label`` > indices.
-    A forward pass on a batch of 2 at load time checks the outputs and the label count.
+    A forward pass on a batch of 2 at load time checks the outputs and the label count. A network that returns
+    one logit per image is a binary classifier, read as two classes (see :class:`Classifier`).
     """
     dev = resolve_device(device)
     loaded, path = _load(spec, arch=arch, trust_pickle=trust_pickle)
@@ -167,6 +169,9 @@ def load_classifier(
     clf.preprocess.to(dev)
     clf.name, clf.source = loaded.name, loaded.source
     num_classes = _probe_forward(clf, loaded)
+    single_logit = num_classes == 1
+    if single_logit:
+        num_classes, names = 2, _binary_names(names, labels_source)
 
     if names is not None and len(names) != num_classes:
         raise LabelsError(
@@ -191,6 +196,7 @@ def load_classifier(
         labels_source=labels_source,
         data_source=data_source,
         extra=extra,
+        single_logit=single_logit,
     )
     result.preprocess.to(dev)
     return result

@@ -208,6 +208,19 @@ def _hookable_program(program: Any) -> tuple[nn.Module, bool]:
         return program.module(), False
 
 
+def _fixed_batch_size(program: Any) -> int | None:
+    """The batch size an exported program's image input is fixed to, or None where it is dynamic (or unreadable)."""
+    try:
+        names = set(program.graph_signature.user_inputs)
+        for node in program.graph.nodes:
+            value = node.meta.get("val") if node.op == "placeholder" and node.name in names else None
+            if torch.is_tensor(value) and value.dim() == 4:
+                return value.shape[0] if type(value.shape[0]) is int else None
+    except Exception:  # noqa: BLE001 - an unusual program is left to the load's test forward pass
+        return None
+    return None
+
+
 def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
     # 1. torch.export.load unpickles some entries with code execution: check the archive first.
     unsafe = unsafe_entries(path)
@@ -236,6 +249,13 @@ def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
                 f"model {path}: torch.export program could not be loaded ({detail}); the file may be "
                 "truncated or saved by a newer torch, export it again with torch.export.save"
             ) from e
+    # 3. probe sends batches of every size; torch.export keeps its example's batch size unless told otherwise.
+    fixed = _fixed_batch_size(program)
+    if fixed is not None:
+        raise ClassifierError(
+            f"model {path}: the exported program accepts only batch size {fixed}; export it with a dynamic batch "
+            "dimension: dynamic_shapes=({0: torch.export.Dim('batch')},)"
+        )
     data: dict[str, Any] = {}
     try:
         args = program.example_inputs[0] if program.example_inputs else ()

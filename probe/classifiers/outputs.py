@@ -29,14 +29,19 @@ def _is_logits(t: Any, batch: int) -> bool:
 def extract_logits(out: Any, batch: int, name: str = "classifier") -> torch.Tensor:
     """Return the (batch, K) logits in ``out`` or raise :class:`ClassifierError`.
 
-    Unwrapped where unambiguous: a tensor; an object with a ``.logits`` tensor
-    (Hugging Face outputs, torchvision's ``InceptionOutputs``); a dict with a
-    ``"logits"`` key or a single tensor; a tuple/list of one item, or whose first
-    item is (batch, K) logits and no other item is.
+    Unwrapped where unambiguous: a tensor (a (batch,) one is a logit per image,
+    returned as (batch, 1)); an object with a ``.logits`` tensor (Hugging Face
+    outputs, torchvision's ``InceptionOutputs``); a dict with a ``"logits"`` key or
+    a single tensor; a tuple/list of one item, or whose first item is (batch, K)
+    logits and no other item is.
     """
     if torch.is_tensor(out):
         if _is_logits(out, batch):
             return out
+        if out.dim() == 1 and out.shape[0] == batch and out.is_floating_point():
+            return out[:, None]  # one score per image: a binary classifier's single logit
+        if out.dim() == 1 and out.shape[0] == batch and out.is_floating_point():
+            return out[:, None]  # one score per image: a binary classifier's single logit
         raise ClassifierError(
             f"{name} returned {_describe(out)} for a batch of {batch}; expected floating (batch, num_classes) "
             f"logits; {_FIX}"
