@@ -243,6 +243,34 @@ def test_huggingface_folder(tmp_path):
     _check_roundtrip(clf, model, 3)
 
 
+def test_a_timm_hub_folder_loads_with_its_data_config_and_labels(tmp_path):
+    """What `hf download timm/NAME --local-dir DIR` gives (and probe's own hub-id error tells the user to run):
+    config.json with "architecture" and timm's weights. transformers' timm wrapper failed on it ("got multiple values
+    for keyword argument 'num_classes'"); timm builds it now, with its data config and labels: its own label names,
+    or ImageNet's for a model whose tag names an ImageNet subset. A damaged weights file gets one line."""
+    timm = pytest.importorskip("timm")
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet18", num_classes=3, pretrained_cfg_overlay=dict(
+        input_size=(3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_pct=0.9)).eval()
+    save_for_hf(net, tmp_path / "small", model_config={"label_names": ["cat", "dog", "red fox"]},
+                safe_serialization=True)
+    clf = load_classifier(tmp_path / "small")
+    assert (clf.format, clf.arch, clf.labels, clf.has_names) == ("timm", "timm:resnet18", ["cat", "dog", "red fox"], True)
+    c = clf.data_config
+    assert (c.input_size, c.mean, c.std, c.crop_pct) == ((3, 64, 64), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0.9)
+    x = _images(2, 80)
+    torch.testing.assert_close(clf(x), net(clf.preprocess(x)))
+    save_for_hf(timm.create_model("resnet18").eval(), tmp_path / "in1k")  # the default tag: a1_in1k
+    imagenet = load_classifier(tmp_path / "in1k")
+    assert imagenet.num_classes == 1000 and imagenet.labels[:2] == ["tench", "goldfish"]
+    (tmp_path / "small" / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(ClassifierError, match="timm folder could not be loaded") as info:
+        load_classifier(tmp_path / "small")
+    assert "\n" not in str(info.value)
+
+
 def test_huggingface_generic_labels_count_as_none(tmp_path):
     _hf_folder(tmp_path / "vit", None)
     clf = load_classifier(tmp_path / "vit")

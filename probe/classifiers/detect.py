@@ -25,7 +25,7 @@ from pathlib import Path
 
 from probe.errors import ClassifierError
 
-FORMATS = ("export", "torchscript", "torch_save", "safetensors", "huggingface")
+FORMATS = ("export", "torchscript", "torch_save", "safetensors", "huggingface", "timm")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _FILE_SUFFIXES = (
@@ -117,6 +117,15 @@ def _safetensors_header(path: Path, head: bytes, size: int) -> bool:
     return True
 
 
+def _is_timm_config(path: Path) -> bool:
+    """A timm hub folder's config.json (``timm.models.save_for_hf``: "architecture", no transformers "model_type")."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # left to the transformers loader, which names the problem
+    return isinstance(config, dict) and isinstance(config.get("architecture"), str) and "model_type" not in config
+
+
 def detect_format(path: str | Path) -> str:
     """Return one of :data:`FORMATS` for a file or folder, or raise :class:`ClassifierError`."""
     raw = path if isinstance(path, str) else str(path)
@@ -125,7 +134,7 @@ def detect_format(path: str | Path) -> str:
         raise missing(raw)
     if path.is_dir():
         if (path / "config.json").is_file():
-            return "huggingface"
+            return "timm" if _is_timm_config(path / "config.json") else "huggingface"
         files = sorted(p.name for p in path.iterdir())[:6]
         raise ClassifierError(
             f"model {path}: a folder without config.json is not a Hugging Face model (contains: "

@@ -58,7 +58,7 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
         return loaders.load_factory(spec), None
     path = Path(spec).expanduser()
     fmt = detect_format(spec)
-    if arch and fmt in ("export", "torchscript", "huggingface"):
+    if arch and fmt in ("export", "torchscript", "huggingface", "timm"):
         raise ClassifierError(
             f"arch {arch!r}: {path} is a {fmt} model that carries its own architecture; drop --arch"
         )
@@ -70,6 +70,8 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
         return loaders.load_safetensors(path, arch=arch), path
     if fmt == "huggingface":
         return loaders.load_huggingface(path), path
+    if fmt == "timm":
+        return loaders.load_timm_folder(path), path
     return loaders.load_torch_save(path, arch=arch, trust_pickle=trust_pickle), path
 
 
