@@ -271,6 +271,45 @@ def test_a_timm_hub_folder_loads_with_its_data_config_and_labels(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def _cached_repo(cache: Path, repo_id: str, build) -> None:
+    """``repo_id`` as the Hugging Face cache holds a downloaded snapshot: refs/main names a commit whose snapshot
+    folder ``build`` fills."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    build(repo / "snapshots" / commit)
+
+
+def test_a_hub_id_loads_from_the_hugging_face_cache_as_transformers_and_timm_do(tmp_path, monkeypatch):
+    """`--model google/vit-...` or `timm/resnet...` is fetched into the hub cache and loaded like the folder (here
+    offline: the cache already holds it, as after a download); it said "probe does not download classifiers"
+    while the generator and the concept model took hub ids. Not cached and offline: one line with the fix."""
+    timm = pytest.importorskip("timm")
+    import huggingface_hub.constants
+    from timm.models import save_for_hf
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    vit = {}
+    _cached_repo(tmp_path / "hub", "probe-tests/tiny-vit",
+                 lambda folder: vit.setdefault("model", _hf_folder(folder, {0: "cat", 1: "dog", 2: "snow/ice"})))
+    net = timm.create_model("resnet18", num_classes=2).eval()
+    _cached_repo(tmp_path / "hub", "probe-tests/tiny-resnet",
+                 lambda folder: save_for_hf(net, folder, model_config={"label_names": ["ok", "defect"]},
+                                            safe_serialization=True))
+    clf = load_classifier("probe-tests/tiny-vit")
+    assert (clf.format, clf.source, clf.name, clf.labels) == ("huggingface", "probe-tests/tiny-vit", "tiny-vit",
+                                                              ["cat", "dog", "snow/ice"])
+    x = _images(2, SIZE)
+    torch.testing.assert_close(clf(x), vit["model"](pixel_values=clf.preprocess(x)).logits)
+    resnet = load_classifier("probe-tests/tiny-resnet")
+    assert (resnet.format, resnet.source, resnet.labels) == ("timm", "probe-tests/tiny-resnet", ["ok", "defect"])
+    with pytest.raises(ClassifierError, match=r"model probe-tests/absent is not a local file or folder, and the hub is "
+                                              r"switched off .*`hf download probe-tests/absent --local-dir DIR`"):
+        load_classifier("probe-tests/absent")
+
+
 def test_huggingface_generic_labels_count_as_none(tmp_path):
     _hf_folder(tmp_path / "vit", None)
     clf = load_classifier(tmp_path / "vit")

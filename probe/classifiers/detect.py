@@ -49,12 +49,7 @@ def looks_like_hub_id(raw: str) -> bool:
 
 
 def missing(raw: str) -> ClassifierError:
-    """The error for a model path that does not exist, with a hub hint only for hub-like ids."""
-    if looks_like_hub_id(raw):
-        return ClassifierError(
-            f"model {raw}: no such file or folder; if it is a Hugging Face hub id, probe does not download "
-            f"classifiers: run `hf download {raw} --local-dir DIR` and pass DIR, otherwise check the path"
-        )
+    """The error for a local model path that does not exist (hub ids are fetched: probe.classifiers.hub)."""
     where = "" if Path(raw).expanduser().is_absolute() else f" (relative to {Path.cwd()})"
     return ClassifierError(f"model {raw}: no such file or folder (the file does not exist); check the path{where}")
 

@@ -12,7 +12,7 @@ from torch import nn
 from probe.classifiers import data_config as dc
 from probe.classifiers import loaders
 from probe.classifiers.classifier import Classifier, freeze
-from probe.classifiers.detect import detect_format, looks_like_factory
+from probe.classifiers.detect import detect_format, looks_like_factory, looks_like_hub_id
 from probe.classifiers.failures import is_shape_error, summarize
 from probe.devices import resolve_device
 from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
@@ -56,6 +56,13 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
         )
     if isinstance(spec, str) and looks_like_factory(spec):
         return loaders.load_factory(spec), None
+    if looks_like_hub_id(str(spec)) and not Path(spec).expanduser().exists():
+        from probe.classifiers.hub import hub_folder
+
+        folder = hub_folder(str(spec))
+        loaded, _ = _load(folder, arch=arch, trust_pickle=trust_pickle)
+        loaded.name, loaded.source = str(spec).split("/", 1)[1], str(spec)
+        return loaded, folder
     path = Path(spec).expanduser()
     fmt = detect_format(spec)
     if arch and fmt in ("export", "torchscript", "huggingface", "timm"):

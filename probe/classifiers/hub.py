@@ -1,0 +1,53 @@
+"""A classifier named by its Hugging Face hub id (``google/vit-base-patch16-224``, ``timm/resnet50.a1_in1k``).
+
+The repository's configuration and weights are fetched into the Hugging Face cache, as transformers and timm do
+themselves, and the cached folder is then loaded like a local one (a transformers image classifier or a timm
+folder). Only JSON, text and safetensors files are fetched, and ``pytorch_model.bin`` where a repository has no
+safetensors (read as tensors only): nothing that runs code. With ``HF_HUB_OFFLINE=1`` only the cache is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from probe.errors import ClassifierError
+
+_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _error(repo_id: str, e: Exception, offline: bool) -> ClassifierError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if offline:
+        where = "is not a local file or folder, and the hub is switched off (HF_HUB_OFFLINE=1) with no cached copy"
+    elif isinstance(e, GatedRepoError):
+        where = "is a gated repository on the hub (accept its terms, then `hf auth login`)"
+    elif isinstance(e, RepositoryNotFoundError):
+        where = "is not a local file or folder, and the hub has no such model (or it is private: `hf auth login`)"
+    else:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        where = f"is not a local file or folder, and the hub is unreachable ({first})"
+    return ClassifierError(f"model {repo_id} {where}; download it where the hub is reachable (`hf download {repo_id} "
+                           "--local-dir DIR`) and pass DIR, or check the path")
+
+
+def hub_folder(repo_id: str) -> Path:
+    """The cached folder of ``repo_id``'s configuration and weights, fetched if need be; a one-line
+    :class:`ClassifierError` when it cannot be had."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    offline = _offline()
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=_PATTERNS, local_files_only=offline))
+        if not any(folder.glob("*.safetensors")):  # an older repository: its weights as a torch file
+            hf_hub_download(repo_id, "pytorch_model.bin", local_files_only=offline)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises many kinds; each becomes one line
+        raise _error(repo_id, e, offline) from e
+    return folder
