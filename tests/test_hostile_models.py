@@ -352,3 +352,15 @@ def test_model_config_with_empty_names_falls_back_to_indices():
     net.config = type("Config", (), {"id2label": {0: None, 1: None, 2: None}})()
     clf = load_classifier(net, input_size=SIZE)
     assert clf.labels == ["0", "1", "2"] and clf.labels_source is None
+
+
+@pytest.mark.parametrize("spec, hub", [("timm:resnet50", "timm/resnet50.a1_in1k"), ("torchvision:resnet18", None)])
+def test_an_architecture_typed_as_the_model_says_it_needs_weights_and_where_to_get_them(spec, hub):
+    """`--model timm:resnet50` (the --arch spelling) was read as a factory and got "timm has no attribute
+    'resnet50'; check the function name"; it now names both ways to give weights, with timm's hub id where timm
+    knows one (fetched like any hub id)."""
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(spec)
+    msg = str(info.value)
+    assert "is an architecture, not weights" in msg and f"--arch {spec}" in msg
+    assert (f"--model {hub}" in msg) if hub else "hub id" not in msg

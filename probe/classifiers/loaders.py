@@ -98,8 +98,25 @@ def load_module(model: nn.Module) -> Loaded:
     )
 
 
+def _timm_hub_hint(name: str) -> str:
+    """", or its pretrained weights by hub id (--model timm/NAME.TAG)" where timm knows a default tag for NAME."""
+    try:
+        import timm.models
+
+        cfg = timm.models.get_pretrained_cfg(name)
+        hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    except Exception:  # noqa: BLE001 - only a hint
+        hub_id = None
+    return f", or timm's pretrained weights by their hub id (--model {hub_id})" if hub_id else ""
+
+
 def load_factory(spec: str) -> Loaded:
     module_name, _, attr = spec.partition(":")
+    if module_name in ("timm", "torchvision"):  # --arch's spelling, typed as --model: a model name, not a factory
+        raise ClassifierError(
+            f"model {spec!r}: {module_name}:NAME is an architecture, not weights; pass the trained weights with it "
+            f"(--model WEIGHTS.pth --arch {spec}){_timm_hub_hint(attr) if module_name == 'timm' else ''}"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as e:
