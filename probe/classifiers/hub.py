@@ -8,18 +8,12 @@ safetensors (read as tensors only): nothing that runs code. With ``HF_HUB_OFFLIN
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from probe.errors import ClassifierError
+from probe.hub import hub_offline
 
 _PATTERNS = ["*.json", "*.txt", "*.safetensors"]
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
 def _error(repo_id: str, e: Exception, offline: bool) -> ClassifierError:
@@ -43,7 +37,7 @@ def hub_folder(repo_id: str) -> Path:
     :class:`ClassifierError` when it cannot be had."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    offline = _offline()
+    offline = hub_offline()
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=_PATTERNS, local_files_only=offline))
         if not any(folder.glob("*.safetensors")):  # an older repository: its weights as a torch file

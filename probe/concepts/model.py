@@ -11,7 +11,6 @@ torch and transformers load on first use, so importing this module (for ``KNOWN_
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.hub import hub_offline
 
 if TYPE_CHECKING:
     import torch
@@ -207,12 +207,6 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_error(spec: str, e: Exception, offline: bool) -> ConceptError:
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -275,7 +269,7 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
         raise ConceptError(f"concept model folder {text!r} has no config.json; pass a folder written by "
                            "model.save_pretrained() and processor.save_pretrained() for a CLIP or SigLIP model "
                            "(config.json, weights, tokenizer and preprocessor files)")
-    local = folder is not None or _hub_offline()
+    local = folder is not None or hub_offline()
     _quiet_transformers()
     try:
         if folder is not None:

@@ -6,7 +6,6 @@ adapter) and wraps it in the family's Generator class with its sampling defaults
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 
 from probe.devices import resolve_device
 from probe.errors import GeneratorError
+from probe.hub import hub_offline
 from probe.generators.generator import Generator, SamplingDefaults
 from probe.generators.registry import (DEFAULT_GENERATOR, GENERATORS, OWN_SCHEDULER, PIPELINE_FAMILIES, SCHEDULERS,
                                        GeneratorSpec, alias_spec, resolve_dtype)
@@ -118,7 +118,7 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     _quiet_libraries()
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    offline = hub_offline()
     # 2. the family (model_index.json's pipeline class), then the pipeline itself
     class_name = _pipeline_class(spec, folder, alias, offline)
     family = PIPELINE_FAMILIES[class_name]
