@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from probe.classifiers import data_config as dc
-from probe.classifiers import loaders
+from probe.classifiers import folders, loaders
 from probe.classifiers.classifier import Classifier, freeze
 from probe.classifiers.detect import detect_format, looks_like_factory, looks_like_hub_id
 from probe.classifiers.failures import is_shape_error, summarize
@@ -76,9 +76,9 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
     if fmt == "safetensors":
         return loaders.load_safetensors(path, arch=arch), path
     if fmt == "huggingface":
-        return loaders.load_huggingface(path), path
+        return folders.load_huggingface(path), path
     if fmt == "timm":
-        return loaders.load_timm_folder(path), path
+        return folders.load_timm_folder(path), path
     return loaders.load_torch_save(path, arch=arch, trust_pickle=trust_pickle), path
 
 

@@ -201,7 +201,7 @@ def _collect_export_logs() -> Iterator[_Collect]:
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _first_line(e: BaseException, limit: int = 200) -> str:
+def first_line(e: BaseException, limit: int = 200) -> str:
     text = _ANSI.sub("", str(e)).strip()
     return text.splitlines()[0][:limit] if text else ""
 
@@ -259,9 +259,9 @@ def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
             cause = next(
                 (r.exc_info[1] for r in logs.records if r.exc_info and r.exc_info[1] is not None), None
             )
-            detail = f"{type(e).__name__}: {_first_line(e)}"
+            detail = f"{type(e).__name__}: {first_line(e)}"
             if cause is not None:
-                detail += f"; first error: {type(cause).__name__}: {_first_line(cause, 160)}"
+                detail += f"; first error: {type(cause).__name__}: {first_line(cause, 160)}"
             raise ClassifierError(
                 f"model {path}: torch.export program could not be loaded ({detail}); the file may be "
                 "truncated or saved by a newer torch, export it again with torch.export.save"
@@ -449,7 +449,7 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
 
 def _needs_code(path: Path, err: BaseException) -> ClassifierError:
     return ClassifierError(
-        f"model {path}: unpickling needs the model's code ({type(err).__name__}: {_first_line(err)}); make its "
+        f"model {path}: unpickling needs the model's code ({type(err).__name__}: {first_line(err)}); make its "
         "package importable (PYTHONPATH), or save a TorchScript / torch.export / state dict file instead"
     )
 
@@ -469,7 +469,7 @@ def _trusted_pickle_load(path: Path) -> Any:
         raise _needs_code(path, err) from err
     except Exception as err:
         raise ClassifierError(
-            f"model {path}: unpickling the file failed ({type(err).__name__}: {_first_line(err, 160)}); "
+            f"model {path}: unpickling the file failed ({type(err).__name__}: {first_line(err, 160)}); "
             "save the model again, preferably with torch.export.save or as a state dict"
         ) from err
 
@@ -633,114 +633,4 @@ def load_state_dict(sd: dict[str, torch.Tensor], *, path: Path, arch: str | None
         arch=arch,
         data=data,
         data_source=(f"{arch} defaults" if data else None),
-    )
-
-
-# --------------------------------------------------------------------------- timm hub folder
-
-
-def load_timm_folder(path: Path) -> Loaded:
-    """A folder as timm saves it to the Hugging Face hub (config.json with "architecture", model.safetensors or
-    pytorch_model.bin): what ``hf download timm/NAME --local-dir DIR`` gives. timm builds it (``local-dir:``), the
-    weights are read as tensors only; the data config comes from its pretrained_cfg, the labels from its
-    label_descriptions or label_names, else ImageNet's when its tag says it was trained on an ImageNet subset."""
-    try:
-        import timm
-    except ImportError as e:  # pragma: no cover - a dependency
-        raise ClassifierError(f"model {path}: timm is not installed; pip install timm") from e
-    arch = None
-    try:
-        import json
-
-        arch = json.loads((path / "config.json").read_text(encoding="utf-8"))["architecture"]
-        base = arch.split(".", 1)[0]
-        if not timm.is_model(base):
-            raise ClassifierError(f"model {path}: timm {timm.__version__} has no model {base!r}; pip install -U timm")
-        model = timm.create_model(f"local-dir:{path}", pretrained=True)
-    except ClassifierError:
-        raise
-    except Exception as e:
-        raise ClassifierError(
-            f"model {path}: the timm folder could not be loaded ({type(e).__name__}: {_first_line(e, 160)}); it needs "
-            "config.json and model.safetensors (or pytorch_model.bin) as timm saves them"
-        ) from e
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    labels, labels_source = None, None
-    for key in ("label_descriptions", "label_names"):
-        names = cfg.get(key)
-        if isinstance(names, Mapping):
-            names = [names[k] for k in sorted(names, key=lambda k: int(k))] if all(str(k).isdigit() for k in names) else None
-        if isinstance(names, (list, tuple)) and names and not is_generic([str(n) for n in names]):
-            labels, labels_source = [str(n) for n in names], f"{path / 'config.json'} {key}"
-            break
-    if labels is None:
-        from timm.data import ImageNetInfo, infer_imagenet_subset
-
-        subset = infer_imagenet_subset(model)
-        if subset and re.search(r"in1k|in12k|in22k|imagenet", str(cfg.get("tag", "")) + str(cfg.get("hf_hub_id", ""))):
-            labels, labels_source = list(ImageNetInfo(subset).label_descriptions()), f"timm {subset}"
-    data = dc.from_timm_model(model)
-    return Loaded(
-        model=model,
-        format="timm",
-        name=path.name,
-        source=str(path),
-        arch=f"timm:{arch}",
-        labels=labels,
-        labels_source=labels_source,
-        data=data,
-        data_source=f"{path / 'config.json'} pretrained_cfg" if data else None,
-    )
-
-
-# --------------------------------------------------------------------------- Hugging Face
-
-
-def load_huggingface(path: Path) -> Loaded:
-    try:
-        from transformers import AutoConfig, AutoModelForImageClassification
-    except ImportError as e:  # pragma: no cover
-        raise ClassifierError(f"model {path}: transformers is not installed; pip install transformers") from e
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except Exception as e:
-        raise ClassifierError(
-            f"model {path}: config.json is not a readable transformers config ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160] if str(e) else ''}); check the folder"
-        ) from e
-    try:
-        model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
-    except ValueError as e:
-        archs = getattr(config, "architectures", None)
-        raise ClassifierError(
-            f"model {path}: a {getattr(config, 'model_type', '?')} model ({archs}) is not an image classifier "
-            "for transformers' AutoModelForImageClassification; give an image-classification folder"
-        ) from e
-    except Exception as e:
-        raise ClassifierError(
-            f"model {path}: the Hugging Face weights could not be loaded ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160] if str(e) else ''}); the folder needs config.json and "
-            "model.safetensors (or pytorch_model.bin)"
-        ) from e
-    _, labels, _, labels_source = introspect(model)
-    data: dict[str, Any] = {}
-    data_source = None
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        data = dc.from_hf_preprocessor(pre)
-        data_source = str(pre) if data else None
-    image_size = getattr(config, "image_size", None)
-    if "input_size" not in data and isinstance(image_size, int):
-        data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
-        data_source = data_source or "config.image_size"
-    return Loaded(
-        model=model,
-        format="huggingface",
-        name=path.name,
-        source=str(path),
-        arch=(config.architectures or [None])[0] if getattr(config, "architectures", None) else None,
-        labels=labels,
-        labels_source=labels_source,
-        data=data,
-        data_source=data_source,
     )
