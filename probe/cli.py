@@ -50,6 +50,7 @@ def audit(
     arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),
     labels: Optional[str] = typer.Option(None, help="Labels: .txt, .json, .csv file, or 'imagenet'."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole nn.Module (runs arbitrary code from the file)."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="The classifier scores each class with its own sigmoid (a multi-label tagger): P(class) = sigmoid(its logit), an image is the class above 0.5. A one-logit classifier is binary without it."),
     input_size: Optional[int] = typer.Option(None, help="Classifier input size (pixels)."),
     mean: Optional[str] = typer.Option(None, help="Normalisation mean, e.g. 0.485,0.456,0.406."),
     std: Optional[str] = typer.Option(None, help="Normalisation std, e.g. 0.229,0.224,0.225."),
@@ -118,7 +119,8 @@ def audit(
 
     config = AuditConfig(
         model=model, out=str(out or Path("runs") / Path(model.rstrip("/")).stem.replace(":", "-")), classes=classes,
-        generator=generator, arch=arch, labels=labels, trust_pickle=trust_pickle, input_size=input_size,
+        generator=generator, arch=arch, labels=labels, trust_pickle=trust_pickle, multi_label=multi_label,
+        input_size=input_size,
         mean=_floats3(mean, "--mean"), std=_floats3(std, "--std"), crop_pct=crop_pct, interpolation=interpolation,
         eval_model=eval_model, eval_arch=eval_arch, device=device, dtype=dtype, compile=compile, retry_failed=retry_failed,
         analyze=analyze, report=report,

@@ -8,7 +8,7 @@ ImageFolder dataset (``OUT/<class slug>/<seed>.png``) with a manifest (``OUT/man
 target_prob, predicted, kept).
 
 * **Keeping.** Without ``min_prob`` every image is kept (the manifest still records how the classifier
-  sees it). With ``min_prob`` an image is kept when the classifier's top class is its class with
+  sees it). With ``min_prob`` an image is kept when the classifier calls it its class (top class; multi-label: P above 0.5) with
   probability at least ``min_prob``; images are generated until ``per_class`` are kept or ``max_attempts``
   (default 4 x ``per_class``) were tried, and the result says how many were kept. Probabilities are
   measured on the image exactly as saved (quantised to 8 bits), so re-classifying a PNG gives the same.
@@ -220,6 +220,7 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     """
     import torch
 
+    from probe.classifiers.classifier import called, probabilities
     from probe.run import RunDir
 
     # 1. the settings, typed and checked
@@ -296,10 +297,11 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
                                                 guidance_scale=sampling["guidance_scale"], scheduler=sampling["scheduler"],
                                                 max_batch=token_settings.get("max_batch"))
                     images = torch.floor(images.float().clamp(0, 1) * 255 + 0.5) / 255  # exactly what the PNG holds
-                    probs = classifier(images.to(classifier.device)).float().softmax(-1).cpu()
-                for image, seed, p in zip(images, seeds, probs):
+                    probs = probabilities(classifier, classifier(images.to(classifier.device))).cpu()
+                hits = called(classifier, probs, cls.index).tolist()
+                for image, seed, p, hit in zip(images, seeds, probs, hits):
                     target_prob, predicted = float(p[cls.index]), int(p.argmax())
-                    keep = config.min_prob is None or (predicted == cls.index and target_prob >= config.min_prob)
+                    keep = config.min_prob is None or (hit and target_prob >= config.min_prob)
                     path = ""
                     if keep:
                         path = f"{cls.folder}/{seed}.png"

@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from probe.classifiers.classifier import called, probabilities
 from probe.devices import module_device
 from probe.errors import TokenError
 from probe.generators.gradient import token_gradient_step
@@ -117,20 +118,21 @@ def score_images(classifier, images: torch.Tensor, target: int, topk: int = 5) -
     """Classify ``images`` once; accuracy, target probabilities and top-k per image for ``target``."""
     with torch.no_grad():
         logits = classifier(images)
-    probs = logits.float().softmax(-1)
+    probs = probabilities(classifier, logits)
+    hits = called(classifier, probs, target)
     k = min(topk, probs.shape[-1])
     top_p, top_i = probs.topk(k, dim=-1)
     labels = getattr(classifier, "labels", None)
     per_image = []
-    for row_p, row_i, pred in zip(top_p.tolist(), top_i.tolist(), probs.argmax(-1).tolist()):
+    for row_p, row_i, hit in zip(top_p.tolist(), top_i.tolist(), hits.tolist()):
         per_image.append({
-            "correct": pred == target,
+            "correct": bool(hit),
             "topk": [{"index": i, "label": (labels[i] if labels else str(i)), "prob": round(p, 5)}
                      for p, i in zip(row_p, row_i)],
         })
     target_probs = probs[:, target]
     return {
-        "accuracy": float((probs.argmax(-1) == target).float().mean()),
+        "accuracy": float(hits.float().mean()),
         "mean_target_prob": float(target_probs.mean()),
         "n": int(images.shape[0]),
         "target_probs": target_probs.tolist(),
@@ -163,10 +165,12 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     labels = torch.full((len(seeds),), target, dtype=torch.long, device=device)
     max_batch = config.max_batch if config.max_batch is not None else resolve_max_batch(generator, config).max_batch
 
+    multi_label = bool(getattr(classifier, "multi_label", False))
+
     def loss_fn(images: torch.Tensor, rows: slice):
         # The classifier's own differentiable preprocessing, then the objective toward the target.
         logits = classifier(images.to(device)).float()
-        return objective_loss(logits, labels[rows], config), logits
+        return objective_loss(logits, labels[rows], config, multi_label=multi_label), logits
 
     initial = vector.detach().clone()
     result = ClassToken(class_index=target, class_name=class_name, token=token, vector=initial.clone(),
@@ -208,8 +212,8 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
                     break
                 continue
             with torch.no_grad():
-                probs = logits.softmax(-1)
-                accuracy = float((probs.argmax(-1) == target).float().mean())
+                probs = probabilities(classifier, logits)
+                accuracy = float(called(classifier, probs, target).float().mean())
                 target_prob = float(probs[:, target].mean())
             lr = optimizer.param_groups[0]["lr"]
             # 5. Clip after backward (the reference clipped before it, which did nothing), then step.
@@ -246,12 +250,20 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     return result
 
 
-def objective_loss(logits: torch.Tensor, labels: torch.Tensor, config: TokenConfig) -> torch.Tensor:
+def objective_loss(logits: torch.Tensor, labels: torch.Tensor, config: TokenConfig, *,
+                   multi_label: bool = False) -> torch.Tensor:
     """The optimisation objective: cross-entropy (the paper), or a capped log-probability margin.
 
     "margin" is softplus(cap - (log p_target - max_other log p)), averaged over images: it keeps pushing when
     the classifier already accepts the images (where cross-entropy is nearly flat), and fades beyond ``cap``.
+    ``multi_label`` (each class its own sigmoid): cross-entropy is -log sigmoid(z_target), the margin is the
+    target's log-odds z_target = log p - log(1 - p) (softplus(cap - z_target)); the other classes do not enter.
     """
+    if multi_label:
+        target_logit = logits.gather(1, labels[:, None])[:, 0]
+        if config.objective == "cross_entropy":
+            return F.softplus(-target_logit).mean()  # = -log sigmoid(z)
+        return F.softplus(config.margin_cap - target_logit).mean()
     if config.objective == "cross_entropy":
         return F.cross_entropy(logits, labels)
     logp = logits.log_softmax(-1)

@@ -8,19 +8,21 @@ import numpy as np
 import torch
 
 from probe.analysis.errors import AnalysisError
+from probe.classifiers.classifier import probabilities
 from probe.devices import module_device
 from probe.errors import ProbeError
 
 
 def classify_probs(classifier, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
-    """Softmax probabilities (N, C) as float32 numpy, classified in batches without gradient."""
+    """P(class) (N, C) as float32 numpy (softmax, or each class's sigmoid for a multi-label classifier), classified in
+    batches without gradient."""
     out = []
     dev = module_device(classifier)
     try:
         with torch.no_grad():
             for i in range(0, images.shape[0], batch_size):
                 logits = classifier(images[i : i + batch_size].to(dev))
-                out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+                out.append(probabilities(classifier, logits).cpu().numpy())
     except Exception as e:  # a user's model failing inside our code
         raise AnalysisError(
             f"the classifier failed on generated images of shape {tuple(images.shape)}: {type(e).__name__}: {e}; "

@@ -67,6 +67,13 @@ class RunContext:
         run = RunDir(run_dir)
         if not run.root.is_dir():
             raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
+        saved = run.read_run_config(on_error=lambda _message: None)  # a damaged config.json is the audit's to report
+        audited_multi = bool(saved is not None and (saved.audit or {}).get("multi_label"))
+        if audited_multi != bool(getattr(classifier, "multi_label", False)):
+            raise AnalysisError(
+                f"the run was audited with a {'multi-label' if audited_multi else 'softmax'} classifier and this one "
+                f"is {'multi-label' if not audited_multi else 'softmax'}; load it as the audit did "
+                f"(probe.load_classifier(..., multi_label={audited_multi}))")
         analysis = run.read_analysis_summary() or AnalysisSummary()
         cfg = AnalysisConfig.from_dict(analysis.config or {}).replace(concepts=concepts)
         classes = {c.index: c for c in finished_classes(run)}

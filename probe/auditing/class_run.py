@@ -105,7 +105,8 @@ def load_classifiers(config: AuditConfig):
     device = resolve_device(config.device)  # fail on a missing GPU before loading anything
     classifier = load_classifier(config.model, arch=config.arch, labels=config.labels, trust_pickle=config.trust_pickle,
                                  input_size=config.input_size, mean=config.mean, std=config.std,
-                                 crop_pct=config.crop_pct, interpolation=config.interpolation, device=str(device))
+                                 crop_pct=config.crop_pct, interpolation=config.interpolation, device=str(device),
+                                 multi_label=config.multi_label)
     eval_classifier = None
     if config.eval_model:
         eval_classifier = load_classifier(config.eval_model, arch=config.eval_arch, labels=config.labels,

@@ -28,6 +28,7 @@ class AuditConfig:
     arch: str | None = None
     labels: str | None = None
     trust_pickle: bool = False
+    multi_label: bool = False  # `--multi-label`: each class's logit through its own sigmoid (probe.classifiers)
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None

@@ -191,7 +191,9 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     #    generator loads (the classifier first only when no labels file tells the class count); --budget becomes the
     #    analysis's image cap
     if classifier is not None and not isinstance(classifier, Classifier):
-        classifier = load_classifier(classifier, labels=config.labels)
+        classifier = load_classifier(classifier, labels=config.labels, multi_label=config.multi_label)
+    if classifier is not None and classifier.multi_label != config.multi_label:
+        config = replace(config, multi_label=classifier.multi_label)  # the loaded classifier says; reloads read it
     counted_with = None  # the classifiers loaded to count the classes, kept for the audit
     if classifier is None and count_classes(config, None) is None:
         counted_with = load_classifiers(config)

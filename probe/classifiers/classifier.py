@@ -32,6 +32,10 @@ class Classifier(nn.Module):
     ``single_logit``: the network returns one logit per image (a binary classifier trained with a sigmoid). It is
     read as two classes whose logits are ``[0, z]``: their softmax is exactly ``[1 - sigmoid(z), sigmoid(z)]``, so
     class 1 is the network's positive class and every consumer of the logits sees a 2-class softmax classifier.
+
+    ``multi_label``: the network scores each class with its own sigmoid (a multi-label tagger: an image may be
+    several classes at once). P(class) is then ``sigmoid(logit)``, and an image "is" the class when it is above
+    0.5, not when it is the largest; :func:`probabilities` and :func:`called` read a classifier's outputs either way.
     """
 
     def __init__(
@@ -50,11 +54,15 @@ class Classifier(nn.Module):
         data_source: str | None = None,
         extra: dict[str, Any] | None = None,
         single_logit: bool = False,
+        multi_label: bool = False,
     ) -> None:
         super().__init__()
         if single_logit and int(num_classes) != 2:
             raise ClassifierError(f"a single-logit classifier is read as 2 classes, not {num_classes}")
+        if single_logit and multi_label:
+            raise ClassifierError("a single-logit classifier is already one sigmoid; it is not also multi-label")
         self.single_logit = bool(single_logit)
+        self.multi_label = bool(multi_label)
         self.model = model
         self.data_config = data_config or DataConfig()
         self.preprocess = Preprocess(self.data_config)
@@ -124,7 +132,7 @@ class Classifier(nn.Module):
     @torch.no_grad()
     def topk(self, images: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
         """Per image, the ``k`` most probable classes as ``{"index", "label", "prob"}`` (run-format ``topk``)."""
-        probs = self(images).float().softmax(dim=1)
+        probs = probabilities(self, self(images))
         values, indices = probs.topk(min(int(k), self.num_classes), dim=1)
         return [
             [{"index": int(i), "label": self.labels[int(i)], "prob": float(v)} for v, i in zip(row_v, row_i)]
@@ -163,6 +171,7 @@ class Classifier(nn.Module):
             "supports_hooks": self.supports_hooks,
             "model_class": type(self.model).__name__,
             "single_logit": self.single_logit,
+            "multi_label": self.multi_label,
         }
         d.update(self.extra)
         json.dumps(d)  # fail here, not when the run writes config.json
@@ -174,7 +183,8 @@ class Classifier(nn.Module):
         return (
             f"Classifier(name={self.name!r}, format={self.format!r}, num_classes={self.num_classes}, "
             f"input_size={c.input_size}, crop_pct={c.crop_pct}, interpolation={c.interpolation!r}, "
-            f"labels=[{shown}]{', single_logit=True' if self.single_logit else ''})"
+            f"labels=[{shown}]{', single_logit=True' if self.single_logit else ''}"
+            f"{', multi_label=True' if self.multi_label else ''})"
         )
 
     def _repr_html_(self) -> str:
@@ -185,7 +195,8 @@ class Classifier(nn.Module):
             ("format", self.format),
             ("source", self.source or "(in memory)"),
             ("arch", self.arch or ""),
-            ("classes", f"{self.num_classes}" + (" (one logit z: P(class 1) = sigmoid(z))" * self.single_logit)),
+            ("classes", f"{self.num_classes}" + (" (one logit z: P(class 1) = sigmoid(z))" * self.single_logit)
+             + (" (multi-label: P(class) = sigmoid(its logit))" * self.multi_label)),
             ("input", f"{c.input_size}, resize {c.resize_size}, crop_pct {c.crop_pct}, {c.interpolation}"),
             ("mean / std", f"{c.mean} / {c.std}"),
             ("labels", ", ".join(self.labels[:8]) + (" ..." if self.num_classes > 8 else "")),
@@ -194,6 +205,21 @@ class Classifier(nn.Module):
         ]
         body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
         return f"<table><caption>probe Classifier</caption>{body}</table>"
+
+
+def probabilities(classifier: Any, logits: torch.Tensor) -> torch.Tensor:
+    """P(class) for each image and class from ``classifier``'s logits: the softmax, or each class's sigmoid for a
+    multi-label classifier (``Classifier.multi_label``). Float32."""
+    logits = logits.float()
+    return logits.sigmoid() if getattr(classifier, "multi_label", False) else logits.softmax(dim=-1)
+
+
+def called(classifier: Any, probs: Any, target: int) -> Any:
+    """Per image, whether ``classifier`` calls it ``target`` given its :func:`probabilities` (torch or numpy, (N, K)):
+    the most probable class, or, multi-label, P(target) above 0.5."""
+    if getattr(classifier, "multi_label", False):
+        return probs[:, target] > 0.5
+    return probs.argmax(-1) == target
 
 
 def freeze(model: nn.Module) -> None:

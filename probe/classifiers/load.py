@@ -130,6 +130,7 @@ def load_classifier(
     crop_pct: float | None = None,
     interpolation: str | None = None,
     device: str | torch.device | None = "cpu",
+    multi_label: bool = False,
 ) -> Classifier:
     """Load a classifier from a file, folder, factory or module; see :mod:`probe.classifiers`.
 
@@ -137,7 +138,8 @@ def load_classifier(
     own config (timm, Hugging Face, torchvision, export example input) > defaults.
     Labels: ``labels`` > ``X.labels.txt`` (or .json/.csv) > the model's ``id2label`` > indices.
     A forward pass on a batch of 2 at load time checks the outputs and the label count. A network that returns
-    one logit per image is a binary classifier, read as two classes (see :class:`Classifier`).
+    one logit per image is a binary classifier, read as two classes (see :class:`Classifier`); ``multi_label``
+    reads each class's logit through its own sigmoid (a multi-label tagger; ``--multi-label``).
     """
     dev = resolve_device(device)
     loaded, path = _load(spec, arch=arch, trust_pickle=trust_pickle)
@@ -206,6 +208,7 @@ def load_classifier(
         data_source=data_source,
         extra=extra,
         single_logit=single_logit,
+        multi_label=bool(multi_label) and not single_logit,
     )
     result.preprocess.to(dev)
     return result

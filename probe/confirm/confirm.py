@@ -99,6 +99,11 @@ class _Image:
     prob_label: float
     probs: Any  # the classifier's probabilities over the classes (numpy)
     reading: dict  # {attribute: value read}
+    multi_label: bool = False  # the classifier scores each class with its own sigmoid
+
+    def calls(self, target: int) -> bool:
+        """Whether the classifier calls this image ``target``: its top class, or multi-label P(target) above 0.5."""
+        return bool(self.probs[target] > 0.5) if self.multi_label else self.predicted == target
 
 
 # ------------------------------------------------------------------------------------------ the verb
@@ -235,7 +240,8 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
     try:
         return load_classifier(model, arch=source.arch or pick("arch"), labels=labels, trust_pickle=source.trust_pickle,
                                input_size=pick("input_size"), mean=pick("mean"), std=pick("std"),
-                               crop_pct=pick("crop_pct"), interpolation=pick("interpolation"), device=source.device)
+                               crop_pct=pick("crop_pct"), interpolation=pick("interpolation"), device=source.device,
+                               multi_label=bool(settings is not None and settings.multi_label))
     except ProbeError as error:
         if source.model is None:
             raise ConfirmError(f"the run's classifier {model!r} could not be loaded ({error}); pass it with --model") from error
@@ -255,6 +261,8 @@ def _read_all(data: ValData, classifier, check, batch_size: int, pixels: int | N
     ``every_s`` seconds (a validation set of 50,000 photos read by a concept model takes a while)."""
     import torch
 
+    from probe.classifiers.classifier import probabilities
+
     last = time.perf_counter()
 
     def report() -> None:
@@ -268,17 +276,18 @@ def _read_all(data: ValData, classifier, check, batch_size: int, pixels: int | N
     images: list[_Image] = []
     skipped: list[tuple[str, str]] = []
     device = getattr(classifier, "device", torch.device("cpu"))
+    multi_label = bool(getattr(classifier, "multi_label", False))
     groups: dict[tuple, list] = {}
 
     def flush() -> None:
         for members in groups.values():
             batch = torch.stack([t for _, t in members])
             with torch.no_grad():
-                probs = classifier(batch.to(device)).float().softmax(dim=1).cpu().numpy()
+                probs = probabilities(classifier, classifier(batch.to(device))).cpu().numpy()
             readings = check.read(batch)
             for (item, _), p, reading in zip(members, probs, readings):
                 images.append(_Image(item, item.class_index, int(p.argmax()), float(p[item.class_index]), p,
-                                     {a: str(v) for a, v in dict(reading).items()}))
+                                     {a: str(v) for a, v in dict(reading).items()}, multi_label))
         groups.clear()
         report()
 
@@ -304,7 +313,7 @@ def _slice(members: list[_Image], target: int, own: bool, kept: int, run: RunDir
     """One slice: its hits (own: classified as their class; others: called ``target``), mean P(target), examples."""
     if not members:
         return Slice(0, 0)
-    hits = [im.predicted == target for im in members]
+    hits = [im.calls(target) for im in members]
     probs = [float(im.probs[target]) for im in members]
     # the informative ones first: own images the classifier missed, other classes' images it called the class
     order = sorted(range(len(members)), key=lambda i: (hits[i] if own else not hits[i], i))
@@ -351,7 +360,7 @@ def _compare(measure: str, cue: Slice, counter: Slice, cue_members, counter_memb
 
 def _bare(members: list[_Image], target: int) -> Slice:
     probs = [float(im.probs[target]) for im in members]
-    return Slice(len(members), sum(im.predicted == target for im in members), sum(probs) / len(probs) if probs else None)
+    return Slice(len(members), sum(im.calls(target) for im in members), sum(probs) / len(probs) if probs else None)
 
 
 def _without_one(measure: str, cue_members: list[_Image], counter_members: list[_Image], target: int,
@@ -364,7 +373,7 @@ def _without_one(measure: str, cue_members: list[_Image], counter_members: list[
     if len(members) < 2 or not cue_members or not counter_members:
         return None
     sign = direction if cue_smaller else -direction  # +1: the finding says this slice's rate is the higher one
-    drop = max(range(len(members)), key=lambda i: (sign * (members[i].predicted == target),
+    drop = max(range(len(members)), key=lambda i: (sign * members[i].calls(target),
                                                     sign * float(members[i].probs[target])))
     rest = members[:drop] + members[drop + 1:]
     cue_left, counter_left = (rest, counter_members) if cue_smaller else (cue_members, rest)
@@ -553,6 +562,6 @@ def _per_class(images: list[_Image], labels: list[str], results: list[FindingCon
             return tuple(f"{r.cue} ({r.kind})" for r in mine if r.verdict == verdict)
 
         out.append(ClassConfirmation(index, labels[index], len(own),
-                                     sum(im.predicted == index for im in own) / len(own) if own else None,
+                                     sum(im.calls(index) for im in own) / len(own) if own else None,
                                      named("confirmed"), named("not seen"), named("contradicted"), named("weaker")))
     return out

@@ -25,13 +25,14 @@ class Audit:
     """
 
     def __init__(self, classifier, generator, *, config=None, token=None, analysis=None, device: str = "auto",
-                 dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None):
+                 dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None,
+                 multi_label: bool = False):
         from probe.classifiers import Classifier, load_classifier
         from probe.generators import Generator, load_generator
         from probe.auditing.loop import AuditConfig
 
         if not isinstance(classifier, Classifier):
-            classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels)
+            classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels, multi_label=multi_label)
         if not isinstance(generator, Generator):
             generator = load_generator(generator, device=device, dtype=dtype)
         self.classifier, self.generator = classifier, generator
@@ -40,7 +41,7 @@ class Audit:
             raise RunError(f"config must be a probe.AuditConfig, got {type(base).__name__}")
         changes = {"model": str(classifier.source or classifier.name),
                    "generator": str(generator.source) if generator.source is not None else base.generator,
-                   "device": device if config is None else base.device}
+                   "device": device if config is None else base.device, "multi_label": classifier.multi_label}
         if token is not None:
             changes["token"] = token
         if analysis is not None:
