@@ -138,3 +138,20 @@ def test_a_multi_label_audit_records_it_and_every_later_command_reads_the_classi
     assert _load_classifier(RunDir(run), ClassifierSource(model=None), labels).multi_label
     with pytest.raises(AnalysisError, match="audited with a multi-label classifier"):
         RunContext.open(run, load_classifier(str(model)), load_generator(str(tiny_sd_path), device="cpu"))
+
+
+def test_a_hugging_face_model_whose_config_says_multi_label_is_read_so_without_the_flag(tmp_path):
+    """transformers records how a classifier was trained (`problem_type`); a multi-label one is read by its sigmoids
+    as `--multi-label` would, and a single-label one is not."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from probe.classifiers import load_classifier
+
+    for problem, expected in (("multi_label_classification", True), ("single_label_classification", False)):
+        config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                           image_size=SIZE, patch_size=8, num_labels=3, problem_type=problem,
+                           id2label={0: "dog", 1: "sofa", 2: "cat"}, label2id={"dog": 0, "sofa": 1, "cat": 2})
+        torch.manual_seed(0)
+        ViTForImageClassification(config).eval().save_pretrained(str(tmp_path / problem))
+        clf = load_classifier(tmp_path / problem)
+        assert clf.multi_label is expected and clf.describe()["multi_label"] is expected

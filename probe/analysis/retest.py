@@ -68,7 +68,8 @@ class RunContext:
         if not run.root.is_dir():
             raise AnalysisError(f"run directory {str(run_dir)!r} does not exist; pass the folder `probe audit` wrote.")
         saved = run.read_run_config(on_error=lambda _message: None)  # a damaged config.json is the audit's to report
-        audited_multi = bool(saved is not None and (saved.audit or {}).get("multi_label"))
+        audited_multi = bool(saved is not None and ((saved.audit or {}).get("multi_label")
+                                                    or (saved.classifier or {}).get("multi_label")))
         if audited_multi != bool(getattr(classifier, "multi_label", False)):
             raise AnalysisError(
                 f"the run was audited with a {'multi-label' if audited_multi else 'softmax'} classifier and this one "

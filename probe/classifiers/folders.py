@@ -119,4 +119,5 @@ def load_huggingface(path: Path) -> Loaded:
         labels_source=labels_source,
         data=data,
         data_source=data_source,
+        multi_label=getattr(config, "problem_type", None) == "multi_label_classification",
     )

@@ -139,7 +139,8 @@ def load_classifier(
     Labels: ``labels`` > ``X.labels.txt`` (or .json/.csv) > the model's ``id2label`` > indices.
     A forward pass on a batch of 2 at load time checks the outputs and the label count. A network that returns
     one logit per image is a binary classifier, read as two classes (see :class:`Classifier`); ``multi_label``
-    reads each class's logit through its own sigmoid (a multi-label tagger; ``--multi-label``).
+    reads each class's logit through its own sigmoid (a multi-label tagger; ``--multi-label``), as it is for a
+    Hugging Face model whose config says ``problem_type: multi_label_classification``.
     """
     dev = resolve_device(device)
     loaded, path = _load(spec, arch=arch, trust_pickle=trust_pickle)
@@ -208,7 +209,7 @@ def load_classifier(
         data_source=data_source,
         extra=extra,
         single_logit=single_logit,
-        multi_label=bool(multi_label) and not single_logit,
+        multi_label=bool(multi_label or loaded.multi_label) and not single_logit,
     )
     result.preprocess.to(dev)
     return result

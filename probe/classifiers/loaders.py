@@ -48,6 +48,7 @@ class Loaded:
     data_source: str | None = None
     supports_hooks: bool = True
     trusted_pickle: bool = False  # loading ran pickled code, allowed by trust_pickle
+    multi_label: bool = False  # the model says it is a multi-label tagger (transformers' problem_type)
 
 
 @contextlib.contextmanager
