@@ -269,6 +269,25 @@ def test_a_timm_hub_folder_loads_with_its_data_config_and_labels(tmp_path):
     with pytest.raises(ClassifierError, match="timm folder could not be loaded") as info:
         load_classifier(tmp_path / "small")
     assert "\n" not in str(info.value)
+    # a torch-pickle weights file is read as tensors only: a payload in it is refused, never run
+    (tmp_path / "small" / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"fc.weight": _Payload(str(marker))}, str(tmp_path / "small" / "pytorch_model.bin"))
+    with pytest.raises(ClassifierError, match="timm folder could not be loaded"):
+        load_classifier(tmp_path / "small")
+    assert not marker.exists()
+
+
+class _Payload:
+    """Pickles as a call that would create a file: proof of code run by unpickling."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
 def _cached_repo(cache: Path, repo_id: str, build) -> None:
