@@ -32,6 +32,7 @@ LOADS = {
     "torchscript_archive.py": ("world.ts", {}, "torchscript", True),
     "state_dict_with_arch.py": ("world.pth", {"arch": "timm:test_resnet"}, "state_dict", True),
     "huggingface_folder.py": ("tiny-vit", {}, "huggingface", False),
+    "timm_hub_folder.py": ("world-timm", {}, "timm", True),
     "factory_function.py": ("factory_function:world_classifier", {"labels": "labels.txt"}, "factory", True),
     "pickled_module.py": ("world.pt", {"trust_pickle": True}, "pickle", True),
 }
