@@ -554,7 +554,7 @@ def test_a_single_logit_classifier_is_two_classes_whose_probability_is_the_sigmo
     z = net(clf.preprocess(images.detach())).reshape(-1)
     probs = clf(images).softmax(-1)
     torch.testing.assert_close(probs[:, 1], torch.sigmoid(z))
-    assert 0.0 < float(probs[:, 1].min()) and float(probs[:, 1].max()) < 1.0
+    assert 0.0 < float(probs[:, 1].detach().min()) and float(probs[:, 1].detach().max()) < 1.0
     probs[:, 1].sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
     assert clf.describe()["single_logit"] is True and "sigmoid" in clf._repr_html_()
