@@ -102,8 +102,10 @@ class _Image:
     multi_label: bool = False  # the classifier scores each class with its own sigmoid
 
     def calls(self, target: int) -> bool:
-        """Whether the classifier calls this image ``target``: its top class, or multi-label P(target) above 0.5."""
-        return bool(self.probs[target] > 0.5) if self.multi_label else self.predicted == target
+        """Whether the classifier calls this image ``target`` (probe.classifiers.classifier.called, on its one row)."""
+        from probe.classifiers.classifier import called
+
+        return bool(called(self, self.probs[None], target)[0])
 
 
 # ------------------------------------------------------------------------------------------ the verb
