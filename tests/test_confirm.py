@@ -151,6 +151,38 @@ def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_class
         read_val_data(tmp_path / "val", ["tench", "toilet tissue"])
 
 
+def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images(tmp_path):
+    """A 16-bit greyscale PNG (an X-ray, a microscope frame) decodes to its own range, as its 8-bit copy does, not
+    clipped white as PIL's convert("RGB") leaves it; a Dataset's uint16 tensors likewise. macOS's ``._x.png`` and a
+    notebook's ``.ipynb_checkpoints/`` inside a class folder are not listed (they were skipped as undecodable)."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
+    folder = tmp_path / "val" / "star"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    Image.fromarray(ramp).save(folder / "scan16.png")
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(folder / "scan8.png")
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(folder / ".ipynb_checkpoints" / "scan8-checkpoint.png")
+    (folder / "._scan16.png").write_bytes(b"\0\5\x16\7AppleDouble")
+    data = read_val_data(tmp_path / "val", list(SHAPES))
+    assert [i.name for i in data.items] == ["star/scan16.png", "star/scan8.png"]
+    deep, shallow = (data.load(i) for i in data.items)
+    assert deep.shape == shallow.shape == (3, 48, 64)
+    assert (deep - shallow).abs().max() < 1.5 / 255 and 0.45 < float(deep.mean()) < 0.55
+
+    class Scans(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return (Image.fromarray(ramp) if i == 0 else torch.from_numpy(ramp.astype(np.int32)).to(torch.uint16)[None]), "star"
+
+    scans = read_val_data(Scans(), list(SHAPES))
+    for item in scans.items:
+        assert (scans.load(item) - shallow).abs().max() < 1.5 / 255
+
+
 # ------------------------------------------------------------------------------------------ the world
 SNOW = {**GRASS, "value": "snow", "counter_values": ["wood", "sand"]}
 

@@ -3,10 +3,13 @@
 ``spec`` is one of:
 
 - a folder in ImageFolder layout (``DIR/<label>/<image>``; images by extension: png, jpg, jpeg, bmp, gif, webp,
-  tif, tiff; other files are ignored);
+  tif, tiff; other files, and hidden ones such as macOS's ``._x.jpg`` or ``.ipynb_checkpoints/``, are ignored);
 - a CSV file of ``path,label`` rows (a header row ``path,label`` is optional; paths relative to the CSV's folder);
 - from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
-  or a (3,H,W) float tensor in [0,1] or uint8; a label as a name or a class index).
+  or a (3,H,W) float tensor in [0,1], uint8 or uint16; a label as a name or a class index).
+
+Images are decoded as torchvision's ImageFolder loader does (``convert("RGB")``), except 16-bit greyscale (X-rays,
+microscopy: PIL's I;16 and I modes), which is scaled by its own range instead of clipped at 255.
 
 Everything here is checked before any model loads, each problem one line naming it and the fix: a missing folder
 or file, no images at all, labels that are not the classifier's (the first few unknown ones named). An image that
@@ -99,28 +102,50 @@ class ValData:
 
 
 def _decode(path: Path):
-    import numpy as np
-    import torch
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return _pil_tensor(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:  # PIL raises these for damaged files
         raise Unreadable(f"{type(e).__name__}: {str(e)[:120]}") from e
+
+
+#: PIL modes of one channel deeper than 8 bits, and the value that is white in each: 16-bit PNGs and TIFFs (X-rays,
+#: microscopy) open as I;16 or, in some Pillow versions and for 32-bit integer files, as I. ``convert("RGB")`` clips
+#: them at 255, so a 16-bit scan would read as a white image.
+_DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+
+
+def _pil_tensor(im):
+    """A PIL image as (3,H,W) float32 in [0,1]: 8-bit modes through ``convert("RGB")`` (what torchvision's
+    ImageFolder loader gives a classifier), 16-bit greyscale scaled by its own range, float images taken as [0,1]."""
+    import numpy as np
+    import torch
+
+    if im.mode in _DEEP_MODES:
+        grey = np.asarray(im, dtype=np.float32) / _DEEP_MODES[im.mode]
+        arr = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+    elif im.mode == "F":
+        grey = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(grey).all() or grey.min() < -1e-3 or grey.max() > 1 + 1e-3:
+            raise Unreadable(f"a floating-point image with values in [{grey.min():.3g}, {grey.max():.3g}], not [0, 1]; "
+                             "save it as an 8- or 16-bit image")
+        arr = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+    else:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise Unreadable(f"decoded to an empty image {arr.shape}")
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 
 def _as_tensor(image, torch):
-    import numpy as np
-
     if hasattr(image, "convert"):  # a PIL image
-        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        return _pil_tensor(image)
     if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] in (1, 3):
-        x = image.detach().float() / (255.0 if not image.is_floating_point() else 1.0)
+        white = 1.0 if image.is_floating_point() else 65535.0 if image.dtype in (torch.uint16, torch.int32) else 255.0
+        x = image.detach().float() / white
         if float(x.min()) < -1e-3 or float(x.max()) > 1 + 1e-3:
             raise Unreadable(f"a tensor image with values in [{float(x.min()):.3g}, {float(x.max()):.3g}], not [0, 1]")
         return x.expand(3, -1, -1).contiguous().cpu()
@@ -220,7 +245,8 @@ def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
 
 def _folder(root: Path, known: _Labels) -> ValData:
     subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = [(p, sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+    found = [(p, sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                        and not _hidden(f.relative_to(p))))
              for p in subfolders]
     found = [(p, files) for p, files in found if files]
     if not found:
@@ -232,6 +258,12 @@ def _folder(root: Path, known: _Labels) -> ValData:
     items = tuple(ValItem(f.relative_to(root).as_posix(), i, path=f) for (_, files), i in zip(found, indices)
                   for f in files)
     return ValData(items, "folder", str(root), known.labels)
+
+
+def _hidden(relative: Path) -> bool:
+    """A file under a hidden name or folder: macOS's ``._photo.jpg`` resource forks, ``.ipynb_checkpoints/``, ``.git/``
+    (torchvision's ImageFolder trips on them too); never the user's images."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _csv(path: Path, known: _Labels) -> ValData:
