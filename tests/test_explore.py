@@ -177,3 +177,16 @@ def test_a_class_name_two_classes_share_is_never_guessed(tmp_path):
     with pytest.raises(KeyError, match="it has 25 classes; run.summary lists them\\); close names: 'tabby'") as raised:
         run.classes["tabbby"]
     assert "breed 7" not in str(raised.value)
+
+
+def test_test_cue_on_a_run_opened_without_models_says_how_to_attach_them(tmp_path):
+    """A notebook user's first try, ``probe.open_run(d).test_cue(...)``, got a bare AttributeError; it names
+    AuditedRun.attach and the models the audit used, and loads nothing the run names."""
+    from probe.report.synthetic import make_synthetic_run
+
+    run = probe.open_run(make_synthetic_run(tmp_path / "run", 3, images_per_kind=1, attributions=False))
+    with pytest.raises(probe.ProbeError, match=r"open_run loads no models: run = probe\.AuditedRun\.attach\('.*run', "
+                                              r"classifier, generator\) .*the audit used model 'synthetic://biased', "
+                                              r"generator 'tiny-sd'\)") as raised:
+        run.test_cue("class 0", "on grass")
+    assert "\n" not in str(raised.value)

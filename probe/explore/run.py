@@ -124,6 +124,15 @@ class Run:
         self._data = load_run(self.path)
         return self
 
+    def test_cue(self, class_, cue: str, **options):
+        """Testing a cue draws images: it needs the classifier and generator, which ``open_run`` never loads (a run
+        directory is data, so nothing it names is loaded for you). This says how to attach them."""
+        audit = self.config.get("audit") or {}
+        named = ", ".join(f"{k} {audit[k]!r}" for k in ("model", "generator") if audit.get(k))
+        raise RunError(f"test_cue needs the classifier and the generator, and open_run loads no models: "
+                       f"run = probe.AuditedRun.attach({str(self.path)!r}, classifier, generator) with loaded objects "
+                       f"or paths{f' (the audit used {named})' if named else ''}, then run.test_cue(...)")
+
     # -- display ------------------------------------------------------------------------------------
     def _strengths(self) -> tuple[int, str]:
         """The number of passing findings and "2 strong, 1 moderate" (claims and leads apart, as the report's card;
