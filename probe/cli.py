@@ -44,7 +44,7 @@ def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, flo
 @app.command()
 def audit(
     model: str = typer.Option(..., "--model", "-m", help="Classifier: .pt2, TorchScript, state dict (+--arch), HF folder, package.module:function, or a pickle with --trust-pickle."),
-    classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9) or @file."),
+    classes: str = typer.Option("all", "--classes", "-c", help="'all', names, indices, ranges (0-9), WordNet ids of an ImageNet-1k classifier (n01440764) or @file."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Diffusers folder, hub id, alias (sd14, sd15, sd21, sd-turbo, sd15-lcm, sdxl, sdxl-turbo), 'world', or 'world:infidelity=0.15' (the world failing like a real generator at that rate). Default: sd14 (CompVis/stable-diffusion-v1-4, DDIM 15 steps)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model name>). Re-running resumes it."),
     arch: Optional[str] = typer.Option(None, help="Architecture for a state dict: timm:NAME or torchvision:NAME."),

@@ -141,13 +141,16 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
 def test_test_cue_without_a_check_is_unverified_not_supported(demo_run):
     """A notebook user whose images nothing checks (a generator outside any domain, no concept model reachable, or
     concepts="none") gets the planted cue as *unverified*, never "supported", and every result says who checked it
-    (a walk on a tiny SD pipeline got "not supported ... n=32 pairs" with no word that nothing was checked)."""
+    (a walk on a tiny SD pipeline got "not supported ... n=32 pairs" with no word that nothing was checked).
+    The models are given as paths here, as `probe report --model M --generator G` takes them (attach failed on
+    paths with "the generator failed ... 'str' object has no attribute 'generate'")."""
     from probe.explore import AuditedRun
-    from probe.world import bundled_classifier_path, bundled_generator_path
+    from probe.world import bundled_classifier_path
 
-    classifier = probe.load_classifier(bundled_classifier_path("biased"))
-    generator = probe.load_generator(bundled_generator_path(), device="cpu")
-    unchecked = AuditedRun.attach(demo_run, classifier, generator, concepts="none")
+    unchecked = AuditedRun.attach(demo_run, str(bundled_classifier_path("biased")), "world", concepts="none",
+                                  device="cpu")
+    assert isinstance(unchecked.classifier, probe.Classifier) and isinstance(unchecked.generator, probe.Generator)
+    assert unchecked.classifier.labels == probe.open_run(demo_run).labels
     planted = unchecked.test_cue("star", "on grass", counters=["on sand"], n_pairs=16)
     assert planted.effect >= 0.15 and not planted.passes, planted
     assert planted.verdict.startswith("unverified: nothing checked the images"), planted

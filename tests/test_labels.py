@@ -133,6 +133,21 @@ def test_select_imagenet_synonyms_and_ambiguity():
         select_classes("goldfsh", names)
 
 
+def test_select_imagenet_classes_by_wordnet_id_as_its_folders_name_them():
+    """ImageNet tooling names classes by WordNet id (val/n01440764/); --classes took them only as unknown names while
+    --val-data matched them. A classifier whose own labels are ids (trained on ImageNet's folders) matches by name."""
+    names = load_labels("imagenet")
+    assert select_classes("n01443537, N01440764, tench, n15075141", names) == [1, 0, 999]
+    with pytest.raises(LabelsError, match=r"'crane' names several classes \(134, 517\); select one by its index or "
+                                          r"WordNet id \(n02012849, n03126707\)"):
+        select_classes("crane", names)
+    with pytest.raises(LabelsError, match="'n99999999' is a WordNet id and not one of ImageNet-1k's classes"):
+        select_classes("n99999999", names)
+    with pytest.raises(LabelsError, match="not ImageNet-1k's; pass --labels imagenet"):
+        select_classes("n01440764", [str(i) for i in range(1000)])
+    assert select_classes("n01443537", ["n01440764", "n01443537"]) == [1]
+
+
 def test_select_without_names_uses_indices():
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     unnamed = load_classifier(net, input_size=8, crop_pct=1.0)

@@ -433,23 +433,30 @@ def complete_run(run_dir, sources: ModelSources, *, console=None) -> AuditResult
     run = RunDir(run_dir)
     if run.pending_analysis() is None:
         return None
-    saved = run.read_run_config() or RunConfig()
-    from probe.devices import resolve_device
-
-    # the dtype the audit's generator ran in, on a device of the same kind, unless the command line names one
-    dtype = sources.dtype or saved.dtype_for(str(resolve_device(sources.device)))
-    config = replace(AuditConfig.saved(saved), out=str(run.root), report=False, gate=None, scale=ScaleConfig(), model=sources.model,
-                     generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
-                     device=sources.device, dtype=dtype, eval_model=None, eval_arch=None, labels=None, compile=False)
-    # the concept model loads weights: it comes from the command line too, never from the run
-    config = replace(config, analysis=config.analysis.replace(concepts=sources.concepts))
-    labels = run.read_labels() or []
+    config = config_for_run(run, sources)
     with run.lock():
-        # the run's class names (labels.json): a classifier with another class count is refused by load_classifier
-        classifier, _, generator = load_models(replace(config, labels=labels or None))
+        classifier, _, generator = load_models(config)
         result = AuditResult(run_dir=run.root, rows=run.write_summary())
         _analyze_and_report(config, run, classifier, generator, console, result, measured_elsewhere=True)
     return result
+
+
+def config_for_run(run: RunDir, sources: ModelSources) -> AuditConfig:
+    """The audit's own settings for more work on ``run`` with the models ``sources`` names (``load_models`` loads
+    them): the run supplies only inert ones (sampling, data config, analysis, its class names as the labels: a
+    classifier with another class count is refused), the command line or the notebook's call everything that loads
+    or may run code."""
+    from probe.devices import resolve_device
+
+    saved = run.read_run_config() or RunConfig()
+    # the dtype the audit's generator ran in, on a device of the same kind, unless the caller names one
+    dtype = sources.dtype or saved.dtype_for(str(resolve_device(sources.device)))
+    config = replace(AuditConfig.saved(saved), out=str(run.root), report=False, gate=None, scale=ScaleConfig(), model=sources.model,
+                     generator=sources.generator, arch=sources.arch, trust_pickle=sources.trust_pickle,
+                     device=sources.device, dtype=dtype, eval_model=None, eval_arch=None,
+                     labels=run.read_labels() or None, compile=False)
+    # the concept model loads weights: it comes from the command line too, never from the run
+    return replace(config, analysis=config.analysis.replace(concepts=sources.concepts))
 
 
 def analyse_command(config: AuditConfig) -> str:

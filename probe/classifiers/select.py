@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from probe.classifiers.labels import split_synonyms
+from probe.classifiers.labels import SYNSET_ID, imagenet_synsets, split_synonyms
 from probe.errors import LabelsError
 
 _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$", re.ASCII)  # ASCII: "²" or "３" are not indices
@@ -25,6 +25,13 @@ def _synonyms_of(target: Any) -> list[list[str]]:
     raise LabelsError(
         f"select_classes: expected a Classifier or a list of labels, got {type(target).__name__}"
     )
+
+
+def _synsets_of(target: Any) -> list[str] | None:
+    """ImageNet-1k's WordNet ids in class order when ``target``'s labels are its names (its validation folders and
+    most ImageNet tooling name classes so: ``n01440764`` is tench), else None."""
+    labels = getattr(target, "labels", None) if not isinstance(target, (list, tuple)) else target
+    return imagenet_synsets([str(x) for x in labels]) if labels is not None and len(labels) == 1000 else None
 
 
 def _items(spec: str, depth: int = 0) -> list[str]:
@@ -55,10 +62,12 @@ def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int
 
     ``spec`` is ``"all"``, or comma-separated items, each an index (``"3"``), an
     inclusive range (``"0-9"``), a name matching any synonym case-insensitively
-    (``"tabby cat"``), or ``@file`` with one item per line. Pure numbers are read
-    as indices. ``classifier`` is a :class:`Classifier` or a list of label strings.
+    (``"tabby cat"``), for an ImageNet-1k classifier its WordNet id (``"n02123045"``), or
+    ``@file`` with one item per line. Pure numbers are read as indices. ``classifier`` is a
+    :class:`Classifier` or a list of label strings.
     """
     synonyms = _synonyms_of(classifier)
+    synsets = None
     n = len(synonyms)
     if isinstance(spec, (list, tuple)):
         raw_items = [str(s).strip() for s in spec]
@@ -99,6 +108,16 @@ def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int
             if hi >= n:
                 raise LabelsError(f"classes: range {item!r} ends past the last class; use at most {lo}-{n - 1}")
             chosen = list(range(lo, hi + 1))
+        elif _norm(item) not in index and SYNSET_ID.match(item.strip().lower()):  # a class named so matches by name
+            if synsets is None:
+                synsets = _synsets_of(classifier) or []
+            key = item.strip().lower()
+            if key not in synsets:
+                raise LabelsError(f"classes: {item!r} is a WordNet id and "
+                                  + ("not one of ImageNet-1k's classes; check the id" if synsets else
+                                     "the classifier's labels are not ImageNet-1k's; pass --labels imagenet for an "
+                                     "ImageNet-1k classifier, or select by name or index"))
+            chosen = [synsets.index(key)]
         else:
             key = _norm(item)
             hits = index.get(key, [])
@@ -108,9 +127,12 @@ def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int
                 if len(first) == 1:
                     hits = first
                 else:
+                    if synsets is None:
+                        synsets = _synsets_of(classifier) or []
+                    ids = f" or WordNet id ({', '.join(synsets[i] for i in hits)})" if synsets else ""
                     raise LabelsError(
                         f"classes: {item!r} names several classes ({', '.join(map(str, hits))}); "
-                        "select one by its index"
+                        f"select one by its index{ids}"
                     )
             if not hits:
                 close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6)

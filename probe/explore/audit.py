@@ -94,8 +94,29 @@ class AuditedRun(Run):
         self._tests: list = []
 
     @classmethod
-    def attach(cls, run: Run | str | Path, classifier, generator, *, concepts: str = "auto") -> "AuditedRun":
-        return cls(run.path if isinstance(run, Run) else run, classifier, generator, concepts=concepts)
+    def attach(cls, run: Run | str | Path, classifier, generator, *, concepts: str = "auto", arch: str | None = None,
+               trust_pickle: bool = False, device: str = "auto", dtype: str | None = None) -> "AuditedRun":
+        """An earlier run with its models: loaded objects, or paths / hub ids / aliases, loaded as ``probe report
+        --model M --generator G`` loads them (the run's inert settings: data config, labels, sampling dtype; what
+        loads or may run code, ``arch`` and ``trust_pickle`` included, only from this call, never from the run)."""
+        from probe.auditing.class_run import load_classifiers, load_generator_of
+        from probe.auditing.loop import ModelSources, config_for_run
+        from probe.classifiers import Classifier
+        from probe.generators import Generator
+        from probe.run import RunDir
+
+        path = run.path if isinstance(run, Run) else Path(run)
+        if not isinstance(classifier, Classifier) or not isinstance(generator, Generator):
+            run_dir = RunDir(path)
+            run_dir.require_config(RunError)
+            config = config_for_run(run_dir, ModelSources(
+                model=str(getattr(classifier, "source", None) or classifier), arch=arch, trust_pickle=trust_pickle,
+                generator=str(getattr(generator, "source", None) or generator), device=device, dtype=dtype))
+            if not isinstance(classifier, Classifier):
+                classifier = load_classifiers(config)[0]
+            if not isinstance(generator, Generator):
+                generator = load_generator_of(config)
+        return cls(path, classifier, generator, concepts=concepts)
 
     @property
     def problems(self) -> list[str]:
