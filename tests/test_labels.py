@@ -153,3 +153,6 @@ def test_select_without_names_uses_indices():
     unnamed = load_classifier(net, input_size=8, crop_pct=1.0)
     assert unnamed.labels == ["0", "1", "2", "3"] and not unnamed.has_names
     assert select_classes("2,0-1", unnamed) == [2, 0, 1]
+    with pytest.raises(LabelsError, match=r"unknown class name 'tench'; the classifier has no class names \(4 classes, "
+                                          r"indices 0-3\): pass --labels with a file of its names, or select by index"):
+        select_classes("tench", unnamed)

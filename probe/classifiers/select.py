@@ -136,11 +136,14 @@ def select_classes(spec: str | Sequence[int | str], classifier: Any) -> list[int
                     )
             if not hits:
                 close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6)
-                hint = (
-                    f"did you mean {', '.join(repr(original[c]) for c in close)}?"
-                    if close
-                    else "check --labels or use indices (0-9)"
-                )
+                if getattr(classifier, "has_names", True) is False:  # a state dict or export that carries no names
+                    hint = (f"the classifier has no class names ({n} classes, indices 0-{n - 1}): pass --labels with "
+                            f"a file of its names{' (--labels imagenet for an ImageNet-1k classifier)' if n == 1000 else ''}"
+                            ", or select by index")
+                elif close:
+                    hint = f"did you mean {', '.join(repr(original[c]) for c in close)}?"
+                else:
+                    hint = f"check --labels or use indices (0-{n - 1})"
                 raise LabelsError(f"classes: unknown class name {item!r}; {hint}")
             chosen = hits
         for i in chosen:
