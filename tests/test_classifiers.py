@@ -243,6 +243,53 @@ def test_huggingface_folder(tmp_path):
     _check_roundtrip(clf, model, 3)
 
 
+@pytest.mark.parametrize("arch", ["mobilevit", "efficientnet", "vit"])
+def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path, arch):
+    """The network's input, given probe's image, is what the folder's own image processor makes of the same image.
+    Reading the processor's JSON got two hub families wrong: apple/mobilevit-small's config names no mean or std and
+    its processor reorders channels to BGR (probe gave it ImageNet's statistics in RGB), and EfficientNet's processor
+    divides by the std twice (include_top). Measured through the processor, both match; ViT is the control."""
+    import numpy as np
+    import transformers as T
+    from PIL import Image
+
+    torch.manual_seed(0)
+    if arch == "mobilevit":
+        model = T.MobileViTForImageClassification(T.MobileViTConfig(
+            image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64], num_labels=3))
+        # the hub's apple/mobilevit-small preprocessor_config.json as written (an old feature-extractor file)
+        processor = {"crop_size": 64, "do_center_crop": True, "do_flip_channel_order": True, "do_resize": True,
+                     "feature_extractor_type": "MobileViTFeatureExtractor", "resample": 2, "size": 72}
+    elif arch == "efficientnet":
+        model = T.EfficientNetForImageClassification(T.EfficientNetConfig(
+            image_size=64, width_coefficient=1.0, depth_coefficient=0.1, hidden_dim=1280, num_labels=3))
+        processor = T.EfficientNetImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.485, 0.456, 0.406],
+                                                 image_std=[0.47853944, 0.4732864, 0.47434163]).to_dict()
+    else:
+        model = T.ViTForImageClassification(T.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                        intermediate_size=37, image_size=64, patch_size=16, num_labels=3))
+        processor = T.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.4, 0.5, 0.6],
+                                        image_std=[0.2, 0.25, 0.3]).to_dict()
+    folder = tmp_path / arch
+    model.eval().save_pretrained(str(folder))
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    image = Image.fromarray((np.clip(np.stack([np.sin(xx * 2) * 0.5 + 0.5, np.cos(yy * 3) * 0.5 + 0.5, (xx + yy) / 3],
+                                              -1), 0, 1) * 255).astype("uint8"))
+    expected = T.AutoImageProcessor.from_pretrained(str(folder))(image, return_tensors="pt")["pixel_values"]
+
+    clf = load_classifier(folder)
+    network = getattr(clf.model, "model", clf.model) if arch == "mobilevit" else clf.model
+    seen = {}
+    network.register_forward_pre_hook(lambda _m, args, kwargs: seen.update(x=(args or [kwargs.get("pixel_values")])[0]),
+                                      with_kwargs=True)
+    with torch.no_grad():
+        clf(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    assert seen["x"].shape == expected.shape
+    assert float((seen["x"] - expected).abs().mean()) < 0.01, (arch, clf.data_config)
+    assert ("channels reordered to BGR" in clf.data_source) == (arch == "mobilevit")
+
+
 def test_a_timm_hub_folder_loads_with_its_data_config_and_labels(tmp_path):
     """What `hf download timm/NAME --local-dir DIR` gives (and probe's own hub-id error tells the user to run):
     config.json with "architecture" and timm's weights. transformers' timm wrapper failed on it ("got multiple values

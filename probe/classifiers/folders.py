@@ -8,10 +8,80 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from torch import nn
+
 from probe.classifiers import data_config as dc
 from probe.classifiers.labels import is_generic
 from probe.classifiers.loaders import Loaded, first_line, introspect
 from probe.errors import ClassifierError
+
+
+# --------------------------------------------------------------------------- a transformers processor, measured
+
+
+class ChannelOrder(nn.Module):
+    """A network whose processor reorders the colour channels (MobileViT's flip to BGR): probe's preprocessing
+    normalises RGB, this hands the network the order it was trained on. Gradients pass through (a permutation)."""
+
+    def __init__(self, model: nn.Module, order: tuple[int, ...]):
+        super().__init__()
+        self.model = model
+        self.order = tuple(int(k) for k in order)
+
+    def forward(self, pixel_values, *args, **kwargs):
+        return self.model(pixel_values[:, list(self.order)], *args, **kwargs)
+
+
+#: the colours pushed through a processor to read its pixel transform: black, red, green, blue, white
+_PROBE_COLOURS = ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
+
+
+def measured_name(path: Path) -> str:
+    try:
+        return str(json.loads((path / "preprocessor_config.json").read_text())["image_processor_type"])
+    except Exception:
+        return "image processor"
+
+
+def measure_processor(path: Path) -> tuple[dict[str, tuple[float, ...]], tuple[int, ...] | None] | None:
+    """The folder's transformers image processor, asked what it does to a pixel: flat black, red, green, blue and white
+    images go through it and each output channel is read as ``a * input_channel + b``. Returns probe's mean and std
+    (in RGB) and the channel order the network wants (None for RGB), or None when the processor does not load or is
+    not a per-channel affine map of RGB (then the JSON's fields stand).
+
+    Reading the JSON alone gets processors wrong whose class has no normalisation step or reorders channels:
+    apple/mobilevit-small's config names neither mean nor std (its network wants [0, 1], in BGR), so the JSON reading
+    gave it ImageNet's statistics in RGB."""
+    import numpy as np
+
+    try:
+        from PIL import Image
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+        images = [Image.fromarray(np.full((64, 64, 3), colour, dtype=np.uint8)) for colour in _PROBE_COLOURS]
+        pixels = np.asarray(processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float64)
+    except Exception:  # a processor transformers cannot build or run here: the JSON reading stands
+        return None
+    if pixels.ndim != 4 or pixels.shape[:2] != (5, 3):
+        return None
+    value = pixels[:, :, pixels.shape[2] // 2, pixels.shape[3] // 2]  # (colour, channel) at the centre
+    black, white, rise = value[0], value[4], value[1:4] - value[0]  # rise[k, c]: channel c's answer to input k
+    order, gain = [], []
+    for c in range(3):
+        k = int(np.argmax(np.abs(rise[:, c])))
+        if abs(rise[k, c]) < 1e-6 or (np.delete(np.abs(rise[:, c]), k) > 1e-3 * abs(rise[k, c])).any():
+            return None  # a channel that mixes colours (or ignores them) is not a mean and a std
+        order.append(k)
+        gain.append(float(rise[k, c]))
+    if sorted(order) != [0, 1, 2] or min(gain) <= 0 or not np.allclose(white, black + np.array(gain), atol=1e-3 * max(gain)):
+        return None
+    mean, std = [0.0] * 3, [1.0] * 3
+    for c, k in enumerate(order):  # output c = (input k - mean[k]) / std[k]
+        std[k] = 1.0 / gain[c]
+        mean[k] = float(-black[c] / gain[c])
+    return {"mean": tuple(round(m, 6) + 0.0 for m in mean), "std": tuple(round(v, 6) for v in std)}, \
+        (tuple(order) if order != [0, 1, 2] else None)
 
 
 # --------------------------------------------------------------------------- timm hub folder
@@ -105,6 +175,14 @@ def load_huggingface(path: Path) -> Loaded:
     if pre.is_file():
         data = dc.from_hf_preprocessor(pre)
         data_source = str(pre) if data else None
+        measured = measure_processor(path)
+        if measured is not None:  # what the processor really does to a pixel, over what its JSON seems to say
+            normalisation, order = measured
+            data.update(normalisation)
+            data_source = f"{pre} (mean and std measured through its {measured_name(path)})"
+            if order is not None:
+                model = ChannelOrder(model, order)
+                data_source += ", channels reordered to " + "".join("RGB"[k] for k in order)
     image_size = getattr(config, "image_size", None)
     if "input_size" not in data and isinstance(image_size, int):
         data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
