@@ -248,7 +248,9 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     """The network's input, given probe's image, is what the folder's own image processor makes of the same image.
     Reading the processor's JSON got two hub families wrong: apple/mobilevit-small's config names no mean or std and
     its processor reorders channels to BGR (probe gave it ImageNet's statistics in RGB), and EfficientNet's processor
-    divides by the std twice (include_top). Measured through the processor, both match; ViT is the control."""
+    divides by the std twice (include_top). And a photo of another aspect ratio is squashed, not center-cropped, where
+    the processor squashes (a size of {height, width}: ViT, EfficientNet here; MobileViT crops): before, a 5:3 photo
+    lost its sides, the background a classifier leans on. Measured through the processor, all three match."""
     import numpy as np
     import transformers as T
     from PIL import Image
@@ -273,7 +275,7 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     folder = tmp_path / arch
     model.eval().save_pretrained(str(folder))
     (folder / "preprocessor_config.json").write_text(json.dumps(processor))
-    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    yy, xx = np.mgrid[0:96, 0:160] / 96.0  # a 5:3 photo
     image = Image.fromarray((np.clip(np.stack([np.sin(xx * 2) * 0.5 + 0.5, np.cos(yy * 3) * 0.5 + 0.5, (xx + yy) / 3],
                                               -1), 0, 1) * 255).astype("uint8"))
     expected = T.AutoImageProcessor.from_pretrained(str(folder))(image, return_tensors="pt")["pixel_values"]
@@ -288,6 +290,23 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     assert seen["x"].shape == expected.shape
     assert float((seen["x"] - expected).abs().mean()) < 0.01, (arch, clf.data_config)
     assert ("channels reordered to BGR" in clf.data_source) == (arch == "mobilevit")
+    assert clf.data_config.crop_mode == ("center" if arch == "mobilevit" else "squash")
+
+
+def test_crop_mode_squash_keeps_the_sides_of_a_wide_image_and_a_sidecar_can_set_it(tmp_path):
+    from probe.classifiers.data_config import DataConfig, read_data_sidecar
+    from probe.classifiers.preprocess import Preprocess
+
+    wide = torch.zeros(1, 3, 32, 64)
+    wide[..., :8] = 1.0  # a white band on the left eighth
+    plain = dict(input_size=16, mean=(0.0,), std=(1.0,), crop_pct=1.0, interpolation="bilinear")
+    assert float(Preprocess(DataConfig(**plain))(wide)[..., 0].mean()) == 0.0  # cut by the center crop
+    assert float(Preprocess(DataConfig(**plain, crop_mode="squash"))(wide)[..., 0].mean()) > 0.9
+    (tmp_path / "m.data.json").write_text('{"crop_mode": "squash"}')
+    assert read_data_sidecar(tmp_path / "m.data.json") == {"crop_mode": "squash"}
+    (tmp_path / "bad.data.json").write_text('{"crop_mode": "stretch"}')
+    with pytest.raises(ClassifierError, match="crop_mode='stretch' is not supported; use one of center, squash"):
+        read_data_sidecar(tmp_path / "bad.data.json")
 
 
 def test_a_timm_hub_folder_loads_with_its_data_config_and_labels(tmp_path):

@@ -23,7 +23,12 @@ from probe.errors import ClassifierError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
-FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation")
+FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation", "crop_mode")
+#: how an image of another aspect ratio reaches the input size: "center" resizes its shorter side and center-crops
+#: (timm's default, torchvision's); "squash" resizes both sides, distorting it (a Hugging Face processor whose size is
+#: {height, width}: ViT, DeiT, Swin, BEiT; timm's crop_mode="squash"). Generated images are square, so it matters for
+#: your own photos (`probe confirm`), where a center crop can cut off the background the classifier would have seen.
+CROP_MODES = ("center", "squash")
 
 # PIL resample codes as stored in Hugging Face image-processor configs.
 # Lanczos / hamming / box have no differentiable counterpart; the closest one is used.
@@ -85,6 +90,16 @@ def _as_triple(value: Any, name: str, source: str) -> tuple[float, ...]:
     return vals
 
 
+def normalize_crop_mode(value: Any, source: str = "data config") -> str:
+    """One of :data:`CROP_MODES` (timm's "border", which pads, is read as "center": the nearest of the two)."""
+    name = str(value).strip().lower() if isinstance(value, str) else None
+    if name == "border":
+        return "center"
+    if name in CROP_MODES:
+        return name
+    raise ClassifierError(f"{_what('crop_mode', value, source)} is not supported; use one of {', '.join(CROP_MODES)}")
+
+
 def normalize_interpolation(value: Any, source: str = "data config") -> str:
     """Map a name or PIL resample code to one of :data:`INTERPOLATIONS`."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -107,8 +122,9 @@ class DataConfig:
     """How images are prepared for the classifier (mirrors timm's eval transform).
 
     ``input_size`` is (C, H, W); square inputs are resized on the shorter side to
-    ``floor(size / crop_pct)`` then center-cropped to ``size``; non-square inputs
-    are resized to ``floor(H / crop_pct), floor(W / crop_pct)`` then cropped.
+    ``floor(size / crop_pct)`` then center-cropped to ``size``; non-square inputs,
+    and every input with ``crop_mode="squash"``, are resized to
+    ``floor(H / crop_pct), floor(W / crop_pct)`` then cropped.
     """
 
     input_size: tuple[int, int, int] = (3, 224, 224)
@@ -116,6 +132,7 @@ class DataConfig:
     std: tuple[float, ...] = IMAGENET_STD
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
         src = "DataConfig"
@@ -140,6 +157,7 @@ class DataConfig:
             raise ClassifierError(f"{src}: crop_pct={self.crop_pct!r} must be in (0, 1]; 1.0 means no crop")
         object.__setattr__(self, "crop_pct", crop)
         object.__setattr__(self, "interpolation", normalize_interpolation(self.interpolation, src))
+        object.__setattr__(self, "crop_mode", normalize_crop_mode(self.crop_mode, src))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -191,6 +209,8 @@ def check_partial(values: Mapping[str, Any], source: str) -> dict[str, Any]:
                 raise ClassifierError(f"{_what('crop_pct', value, source)} is not a number; give e.g. 0.875") from None
             if not 0.0 < out[key] <= 1.0:
                 raise ClassifierError(f"{_what('crop_pct', value, source)} must be in (0, 1]; 1.0 means no crop")
+        elif key == "crop_mode":
+            out[key] = normalize_crop_mode(value, source)
         else:
             out[key] = normalize_interpolation(value, source)
     return out
@@ -271,6 +291,8 @@ def from_hf_preprocessor(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     size = _hw(raw.get("size")) if raw.get("do_resize", True) else None
     crop = _hw(raw.get("crop_size")) if raw.get("do_center_crop", False) else None
+    if size is not None and (isinstance(raw.get("size"), Mapping) and "height" in raw["size"] and "width" in raw["size"]):
+        out["crop_mode"] = "squash"  # transformers resizes to exactly {height, width}, whatever the aspect
     if crop is not None:
         out["input_size"] = (3, *crop)
         if size is not None:

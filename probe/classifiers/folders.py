@@ -45,9 +45,10 @@ def measured_name(path: Path) -> str:
 
 def measure_processor(path: Path) -> tuple[dict[str, tuple[float, ...]], tuple[int, ...] | None] | None:
     """The folder's transformers image processor, asked what it does to a pixel: flat black, red, green, blue and white
-    images go through it and each output channel is read as ``a * input_channel + b``. Returns probe's mean and std
-    (in RGB) and the channel order the network wants (None for RGB), or None when the processor does not load or is
-    not a per-channel affine map of RGB (then the JSON's fields stand).
+    images go through it and each output channel is read as ``a * input_channel + b``; a 2:1 image with a red band on
+    its left edge tells a squash (the band survives) from a center crop (it is cut). Returns probe's mean, std (in
+    RGB) and crop mode, and the channel order the network wants (None for RGB), or None when the processor does not
+    load or is not a per-channel affine map of RGB (then the JSON's fields stand).
 
     Reading the JSON alone gets processors wrong whose class has no normalisation step or reorders channels:
     apple/mobilevit-small's config names neither mean nor std (its network wants [0, 1], in BGR), so the JSON reading
@@ -61,6 +62,9 @@ def measure_processor(path: Path) -> tuple[dict[str, tuple[float, ...]], tuple[i
         processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
         images = [Image.fromarray(np.full((64, 64, 3), colour, dtype=np.uint8)) for colour in _PROBE_COLOURS]
         pixels = np.asarray(processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float64)
+        wide = np.zeros((64, 128, 3), dtype=np.uint8)
+        wide[:, :16, 0] = 255  # a red band on the left eighth of a 2:1 image: kept by a squash, cut by a center crop
+        band = np.asarray(processor(images=[Image.fromarray(wide)], return_tensors="np")["pixel_values"], dtype=np.float64)
     except Exception:  # a processor transformers cannot build or run here: the JSON reading stands
         return None
     if pixels.ndim != 4 or pixels.shape[:2] != (5, 3):
@@ -80,8 +84,13 @@ def measure_processor(path: Path) -> tuple[dict[str, tuple[float, ...]], tuple[i
     for c, k in enumerate(order):  # output c = (input k - mean[k]) / std[k]
         std[k] = 1.0 / gain[c]
         mean[k] = float(-black[c] / gain[c])
-    return {"mean": tuple(round(m, 6) + 0.0 for m in mean), "std": tuple(round(v, 6) for v in std)}, \
-        (tuple(order) if order != [0, 1, 2] else None)
+    red = order.index(0)  # the output channel that carries red
+    if band.ndim != 4 or band.shape[:2] != (1, 3):
+        return None
+    edge = (band[0, red, band.shape[2] // 2, max(0, band.shape[3] // 50)] - black[red]) / gain[red]
+    found = {"mean": tuple(round(m, 6) + 0.0 for m in mean), "std": tuple(round(v, 6) for v in std),
+             "crop_mode": "squash" if edge > 0.5 else "center"}
+    return found, (tuple(order) if order != [0, 1, 2] else None)
 
 
 # --------------------------------------------------------------------------- timm hub folder
@@ -179,7 +188,7 @@ def load_huggingface(path: Path) -> Loaded:
         if measured is not None:  # what the processor really does to a pixel, over what its JSON seems to say
             normalisation, order = measured
             data.update(normalisation)
-            data_source = f"{pre} (mean and std measured through its {measured_name(path)})"
+            data_source = f"{pre} (mean, std and crop mode measured through its {measured_name(path)})"
             if order is not None:
                 model = ChannelOrder(model, order)
                 data_source += ", channels reordered to " + "".join("RGB"[k] for k in order)

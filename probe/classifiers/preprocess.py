@@ -58,8 +58,9 @@ class Preprocess(nn.Module):
         cfg = self.config
         out_h, out_w = cfg.image_size
         in_h, in_w = x.shape[-2:]
-        # 1. Resize: the shorter side to floor(size / crop_pct) for square inputs (timm's rule).
-        if out_h == out_w:
+        # 1. Resize: the shorter side to floor(size / crop_pct) for square inputs (timm's rule); both sides for
+        #    non-square inputs and for a classifier whose own pipeline squashes (crop_mode "squash").
+        if out_h == out_w and cfg.crop_mode == "center":
             scale = cfg.resize_size[0]
             if in_h <= in_w:
                 target = (scale, max(scale, int(round(in_w * scale / in_h))))
@@ -83,6 +84,7 @@ class Preprocess(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (
-            f"resize={c.resize_size}, crop={c.image_size}, interpolation={c.interpolation}, "
+            f"resize={c.resize_size}{' (squash)' if c.crop_mode == 'squash' else ''}, crop={c.image_size}, "
+            f"interpolation={c.interpolation}, "
             f"mean={tuple(round(m, 4) for m in c.mean)}, std={tuple(round(s, 4) for s in c.std)}"
         )
