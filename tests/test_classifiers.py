@@ -125,6 +125,24 @@ def test_export_reads_input_size_from_program(saved):
     assert "export" in clf.describe()["data_config_source"]
 
 
+def test_a_normalisation_nothing_stated_is_named_as_a_guess(saved, tmp_path):
+    """An exported program carries no mean or std: ImageNet's are a guess, silently wrong for a network trained with
+    others or normalising inside itself (the README's recommended format). The classifier says so in one line, with
+    the fix; flags, a MODEL.data.json or a model that states them (timm, Hugging Face) leave no note."""
+    import shutil
+
+    guessed = load_classifier(saved["export"])
+    assert guessed.guess_note is not None and "\n" not in guessed.guess_note
+    assert "states no mean or std, so ImageNet's are used (0.485, 0.456, 0.406 / 0.229, 0.224, 0.225)" in guessed.guess_note
+    assert "pass --mean and --std (0,0,0 and 1,1,1" in guessed.guess_note and "tiny.data.json beside" in guessed.guess_note
+    assert guessed.describe()["guessed"] == ["mean", "std"]
+    assert load_classifier(saved["export"], mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)).guess_note is None
+    shutil.copy(saved["export"], tmp_path / "stated.pt2")
+    (tmp_path / "stated.data.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}')
+    assert load_classifier(tmp_path / "stated.pt2").guess_note is None
+    assert load_classifier(saved["timm_path"], arch="timm:test_resnet").guess_note is None
+
+
 def test_torchscript_loads_without_deprecation_warning(saved):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

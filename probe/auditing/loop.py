@@ -216,6 +216,10 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
         classifier = classifier or loaded[0]
         eval_classifier = eval_classifier or loaded[1]
         generator = generator or loaded[2]
+    if getattr(classifier, "guess_note", None):
+        from probe.progress import warn
+
+        warn(console, classifier.guess_note)
     if config.compile:
         generator.compile()  # once per run: every class reuses the compiled shapes
     _check_sampling(config.token, generator)

@@ -156,6 +156,21 @@ class Classifier(nn.Module):
 
     # ------------------------------------------------------------------ description
 
+    @property
+    def guess_note(self) -> str | None:
+        """One line when nothing stated the classifier's normalisation (an exported program, TorchScript or a factory
+        without flags or a MODEL.data.json): ImageNet's mean and std are a guess, silently wrong for a network that
+        normalises otherwise or inside itself. None when the model, a sidecar or the caller stated them."""
+        if not self.extra.get("guessed"):
+            return None
+        from pathlib import Path
+
+        sidecar = f"{Path(str(self.source)).stem}.data.json" if self.source else "MODEL.data.json"
+        return (f"classifier {self.name!r} states no mean or std, so ImageNet's are used "
+                f"({', '.join(f'{m:g}' for m in self.data_config.mean)} / {', '.join(f'{v:g}' for v in self.data_config.std)});"
+                " if it was trained with others, or normalises inside the network, pass --mean and --std (0,0,0 and "
+                f"1,1,1 for a network that takes [0, 1] pixels) or write them in {sidecar} beside it")
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description for a run's config.json."""
         d = {

@@ -158,6 +158,7 @@ def load_classifier(
     sources = [s for s, layer in (("arguments", explicit), (str(side_path), side_data),
                                   (loaded.data_source, loaded.data)) if layer]
     data_source = ", ".join(str(s) for s in sources) if sources else "defaults"
+    guessed = [f for f in ("mean", "std") if not any(f in layer for layer in (explicit, side_data, loaded.data))]
 
     # 2. Labels.
     names: list[str] | None = None
@@ -195,6 +196,8 @@ def load_classifier(
         extra["sha256"] = _sha256(path)
     if trust_pickle and (loaded.format == "pickle" or loaded.trusted_pickle):
         extra["trust_pickle"] = True
+    if guessed and config.input_size[0] == 3 and tuple(config.mean) == dc.IMAGENET_MEAN:
+        extra["guessed"] = guessed  # nothing stated them: ImageNet's are used (Classifier.guess_note says so)
     result = Classifier(
         model,
         num_classes=num_classes,
