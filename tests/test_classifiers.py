@@ -233,6 +233,14 @@ def test_module_instance_is_frozen_and_stays_bit_identical():
     assert clf.labels == ["a", "b", "c", "d", "e"]
 
 
+def test_a_torch_compiled_module_is_audited_as_the_module_it_wraps():
+    """A notebook's torch.compile(model) loaded, named 'OptimizedModule', and compiled again for each new batch size
+    (about 10 s each on a CPU); the module inside is what gets audited, with its name and layers."""
+    net = _tiny()
+    clf = load_classifier(torch.compile(net), input_size=SIZE)
+    assert clf.model is net and clf.name == type(net).__name__
+
+
 # ---------------------------------------------------------------- Hugging Face
 
 

@@ -86,6 +86,9 @@ def introspect(model: nn.Module) -> tuple[dict[str, Any], list[str] | None, str 
 
 
 def load_module(model: nn.Module) -> Loaded:
+    # a notebook's torch.compile(model): audited as the module it wraps (its name, timm/HF metadata and layers),
+    # since the audit's batches change size and each new size would compile again
+    model = getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
     data, labels, data_src, labels_src = introspect(model)
     return Loaded(
         model=model,
