@@ -317,6 +317,10 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     assert float((seen["x"] - expected).abs().mean()) < 0.01, (arch, clf.data_config)
     assert ("channels reordered to BGR" in clf.data_source) == (arch == "mobilevit")
     assert clf.data_config.crop_mode == ("center" if arch == "mobilevit" else "squash")
+    # the same model from_pretrained in a notebook, passed in memory: its folder's processor is read as for the folder
+    in_memory = load_classifier(T.AutoModelForImageClassification.from_pretrained(str(folder)))
+    assert in_memory.data_config == clf.data_config and type(in_memory.model) is type(clf.model)
+    assert in_memory.guess_note is None
 
 
 def test_crop_mode_squash_keeps_the_sides_of_a_wide_image_and_a_sidecar_can_set_it(tmp_path):

@@ -38,7 +38,8 @@ _PROBE_COLOURS = ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 2
 
 def measured_name(path: Path) -> str:
     try:
-        return str(json.loads((path / "preprocessor_config.json").read_text())["image_processor_type"])
+        raw = json.loads((path / "preprocessor_config.json").read_text())
+        return str(raw.get("image_processor_type") or raw["feature_extractor_type"])
     except Exception:
         return "image processor"
 
@@ -151,6 +152,50 @@ def load_timm_folder(path: Path) -> Loaded:
 # --------------------------------------------------------------------------- Hugging Face
 
 
+def processor_data(folder: Path, model: nn.Module) -> tuple[dict[str, Any], str | None, nn.Module]:
+    """The data config a transformers classifier's folder gives (its preprocessor_config.json, with mean, std and
+    crop mode measured through the processor itself; else its config's image_size), its source, and the model,
+    wrapped in :class:`ChannelOrder` where the processor reorders the channels."""
+    data: dict[str, Any] = {}
+    source = None
+    pre = folder / "preprocessor_config.json"
+    if pre.is_file():
+        data = dc.from_hf_preprocessor(pre)
+        source = str(pre) if data else None
+        measured = measure_processor(folder)
+        if measured is not None:  # what the processor really does to a pixel, over what its JSON seems to say
+            normalisation, order = measured
+            data.update(normalisation)
+            source = f"{pre} (mean, std and crop mode measured through its {measured_name(folder)})"
+            if order is not None:
+                model = ChannelOrder(model, order)
+                source += ", channels reordered to " + "".join("RGB"[k] for k in order)
+    config = getattr(getattr(model, "model", model), "config", None)
+    image_size = getattr(config, "image_size", None)
+    if "input_size" not in data and isinstance(image_size, int):
+        data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
+        source = source or "config.image_size"
+    return data, source, model
+
+
+def folder_of(model: nn.Module) -> Path | None:
+    """The folder a transformers model in memory was loaded from (``from_pretrained``'s local folder, or the hub
+    cache's copy of its repository when its processor is cached there), so that a notebook's model gets its
+    processor's data config as a folder would; None for anything else."""
+    name = str(getattr(model, "name_or_path", "") or "")
+    if not name or not hasattr(model, "config"):
+        return None
+    if Path(name).is_dir():
+        return Path(name)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "preprocessor_config.json")
+    except Exception:  # not a repository id, or no hub library: nothing to read
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
 def load_huggingface(path: Path) -> Loaded:
     try:
         from transformers import AutoConfig, AutoModelForImageClassification
@@ -178,24 +223,7 @@ def load_huggingface(path: Path) -> Loaded:
             "model.safetensors (or pytorch_model.bin)"
         ) from e
     _, labels, _, labels_source = introspect(model)
-    data: dict[str, Any] = {}
-    data_source = None
-    pre = path / "preprocessor_config.json"
-    if pre.is_file():
-        data = dc.from_hf_preprocessor(pre)
-        data_source = str(pre) if data else None
-        measured = measure_processor(path)
-        if measured is not None:  # what the processor really does to a pixel, over what its JSON seems to say
-            normalisation, order = measured
-            data.update(normalisation)
-            data_source = f"{pre} (mean, std and crop mode measured through its {measured_name(path)})"
-            if order is not None:
-                model = ChannelOrder(model, order)
-                data_source += ", channels reordered to " + "".join("RGB"[k] for k in order)
-    image_size = getattr(config, "image_size", None)
-    if "input_size" not in data and isinstance(image_size, int):
-        data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
-        data_source = data_source or "config.image_size"
+    data, data_source, model = processor_data(path, model)
     return Loaded(
         model=model,
         format="huggingface",

@@ -90,6 +90,13 @@ def load_module(model: nn.Module) -> Loaded:
     # since the audit's batches change size and each new size would compile again
     model = getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
     data, labels, data_src, labels_src = introspect(model)
+    folder = None
+    if not data:
+        from probe.classifiers.folders import folder_of, processor_data
+
+        folder = folder_of(model)  # a transformers model from from_pretrained: its processor, as for its folder
+        if folder is not None:
+            data, data_src, model = processor_data(folder, model)
     return Loaded(
         model=model,
         format="module",
