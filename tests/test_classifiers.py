@@ -321,6 +321,7 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     in_memory = load_classifier(T.AutoModelForImageClassification.from_pretrained(str(folder)))
     assert in_memory.data_config == clf.data_config and type(in_memory.model) is type(clf.model)
     assert in_memory.guess_note is None
+    assert clf.describe()["model_class"] == type(model).__name__ + (" (channels BGR)" if arch == "mobilevit" else "")
 
 
 def test_crop_mode_squash_keeps_the_sides_of_a_wide_image_and_a_sidecar_can_set_it(tmp_path):

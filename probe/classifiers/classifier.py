@@ -184,7 +184,7 @@ class Classifier(nn.Module):
             "labels_source": self.labels_source,
             "has_names": self.has_names,
             "supports_hooks": self.supports_hooks,
-            "model_class": type(self.model).__name__,
+            "model_class": getattr(self.model, "class_name", None) or type(self.model).__name__,
             "single_logit": self.single_logit,
             "multi_label": self.multi_label,
         }

@@ -27,6 +27,8 @@ class ChannelOrder(nn.Module):
         super().__init__()
         self.model = model
         self.order = tuple(int(k) for k in order)
+        #: what a run's config.json names as the model's class: the network, and what this adds
+        self.class_name = f"{type(model).__name__} (channels {''.join('RGB'[k] for k in self.order)})"
 
     def forward(self, pixel_values, *args, **kwargs):
         return self.model(pixel_values[:, list(self.order)], *args, **kwargs)
