@@ -304,9 +304,15 @@ def test_report_shows_the_real_images_with_escaped_names(tmp_path):
         scene = render(shape=shape, background="grass" if k < 8 else "sand", seed=k)
         save_png(data / shape / f"<b>x{k}.png", scene.image01())
     run = _world_run(tmp_path / "run")
+    circle = RunDir(run).class_dir(0, "circle")  # a class the audit finished with no finding
+    RunDir(run).write_metrics(circle, {"status": "done", "class_index": 0, "class_name": "circle"})
     confirm_run(run, data, source=ClassifierSource(device="cpu"), config=ConfirmConfig(min_slice=2))
-    page = (render_report(run).parent / "classes" / "3-star.html").read_text()
+    pages = render_report(run).parent / "classes"
+    page = (pages / "3-star.html").read_text()
     assert "On your data" in page and "&lt;b&gt;x" in page and "<b>x" not in page
+    # a class without findings says so, instead of an empty table
+    page = (pages / "0-circle.html").read_text()
+    assert "On your data" in page and "no cue finding for this class" in page and "real gap (measure)" not in page
 
 
 def test_the_overview_counts_what_your_data_confirmed_and_names_cues_the_audit_did_not_pass(tmp_path):
