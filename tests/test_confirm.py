@@ -128,6 +128,9 @@ def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_c
     assert data.items[0].path == tmp_path / "data" / "x" / "1.png"
     listed = read_val_data([(tmp_path / "p.png", "Golden Retriever")], labels)
     assert listed.items[0].class_index == 1
+    # a run's labels.json keeps first names; a CSV may spell a class as ImageNet's lists do (it was refused)
+    (tmp_path / "data" / "full.csv").write_text('path,label\nx/1.png,"goldfish, Carassius auratus"\nx/2.png,tench\n')
+    assert [i.class_index for i in read_val_data(tmp_path / "data" / "full.csv", ["tench", "goldfish"]).items] == [1, 0]
 
 
 def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_classifier(tmp_path):

@@ -181,7 +181,10 @@ class _Labels:
                 return None
             return value if 0 <= value < len(self.labels) else None
         text = str(label)
-        for key in (text, text.strip().lower(), slugify(text)):
+        from probe.classifiers.labels import split_synonyms
+
+        first = (split_synonyms(text) or [text])[0]  # "goldfish, Carassius auratus", as ImageNet's lists spell it
+        for key in (text, text.strip().lower(), slugify(text), first, first.strip().lower(), slugify(first)):
             if key in self.lookup:
                 return self.lookup[key]
         return None
