@@ -125,6 +125,24 @@ def test_export_reads_input_size_from_program(saved):
     assert "export" in clf.describe()["data_config_source"]
 
 
+def test_a_greyscale_timm_state_dict_is_built_with_its_one_input_channel(tmp_path):
+    """An X-ray classifier trained from a timm architecture with in_chans=1, saved as a state dict: --arch
+    timm:NAME failed with 'stem ... (.., 1, ..) vs (.., 3, ..): pass the architecture the weights were trained with'.
+    The first convolution's weights give the channel count, the grey average of the architecture's mean and std;
+    --input-size 32 (a side, not a channel count) keeps its one channel."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", num_classes=3, in_chans=1).eval()
+    torch.save(net.state_dict(), tmp_path / "xray.pth")
+    clf = load_classifier(tmp_path / "xray.pth", arch="timm:test_resnet", input_size=SIZE)
+    assert clf.num_classes == 3 and clf.data_config.input_size == (1, SIZE, SIZE)
+    assert len(clf.data_config.mean) == 1 and len(clf.data_config.std) == 1
+    x = _images()
+    with torch.no_grad():
+        assert torch.allclose(clf(x), net(clf.preprocess(x)), atol=1e-5)
+
+
 def test_a_normalisation_nothing_stated_is_named_as_a_guess(saved, tmp_path):
     """An exported program carries no mean or std: ImageNet's are a guess, silently wrong for a network trained with
     others or normalising inside itself (the README's recommended format). The classifier says so in one line, with

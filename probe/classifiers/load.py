@@ -118,6 +118,13 @@ def _binary_names(names: list[str] | None, source: str | None) -> list[str] | No
     )
 
 
+def _names_channels(input_size: Any) -> bool:
+    """Whether a given input size states its channels (3,224,224 / "1,512,512"), not only a side (224, "224,224")."""
+    if isinstance(input_size, str):
+        return len([p for p in input_size.replace("x", ",").split(",") if p.strip()]) == 3
+    return isinstance(input_size, (tuple, list)) and len(input_size) == 3
+
+
 def load_classifier(
     spec: str | Path | nn.Module,
     *,
@@ -154,6 +161,9 @@ def load_classifier(
     side_path = sidecar(path, "data") if path is not None else None
     if side_path is not None:
         side_data = dc.read_data_sidecar(side_path)
+    if "input_size" in explicit and not _names_channels(input_size):  # --input-size 512: the model's channel count
+        channels = next((layer["input_size"][0] for layer in (side_data, loaded.data) if "input_size" in layer), 3)
+        explicit["input_size"] = (channels, *explicit["input_size"][1:])
     config = dc.resolve(explicit, side_data, loaded.data)
     sources = [s for s, layer in (("arguments", explicit), (str(side_path), side_data),
                                   (loaded.data_source, loaded.data)) if layer]

@@ -611,8 +611,17 @@ def load_state_dict(sd: dict[str, torch.Tensor], *, path: Path, arch: str | None
         and tuple(sd[k].shape[1:]) == tuple(v.shape[1:])
     }
     num_classes = head_sizes.pop() if len(head_sizes) == 1 else default_nc
+    kwargs: dict[str, Any] = {"num_classes": num_classes} if num_classes != default_nc else {}
+    # 2b. The stem's input channels: a greyscale model (an X-ray, in_chans=1) trained from a timm architecture; the
+    #     first convolution's weights say so (timm builds any channel count; torchvision's stems are fixed at 3)
+    stem = next((k for k, v in meta_sd.items() if v.dim() == 4), None)
+    in_chans = None
+    if (arch.startswith("timm:") and stem in sd and sd[stem].dim() == 4 and sd[stem].shape[1] != meta_sd[stem].shape[1]
+            and sd[stem].shape[0] == meta_sd[stem].shape[0] and sd[stem].shape[2:] == meta_sd[stem].shape[2:]):
+        in_chans = int(sd[stem].shape[1])
+        kwargs["in_chans"] = in_chans
     try:
-        model = build(num_classes=num_classes) if num_classes != default_nc else build()
+        model = build(**kwargs)
     except Exception as e:
         raise ClassifierError(f"arch {arch!r}: building the model failed ({type(e).__name__}: {e}); check --arch") from e
     # 3. Every key and shape must match.
@@ -636,6 +645,14 @@ def load_state_dict(sd: dict[str, torch.Tensor], *, path: Path, arch: str | None
         )
     model.load_state_dict(sd, strict=False)
     data = data_of(model)
+    if in_chans is not None and data.get("input_size") is not None and data["input_size"][0] != in_chans:
+        # the architecture's pretrained config describes its RGB weights: one channel gets the grey average
+        data = {**data, "input_size": (in_chans, *data["input_size"][1:])}
+        for key in ("mean", "std"):
+            if key in data and in_chans == 1:
+                data[key] = (sum(data[key]) / len(data[key]),)
+            elif key in data:
+                data.pop(key)
     return Loaded(
         model=model,
         format=fmt,
