@@ -606,8 +606,10 @@ def test_arch_problems(saved):
         load_classifier(saved["timm_path"])
     with pytest.raises(ClassifierError, match="did you mean timm:test_resnet"):
         load_classifier(saved["timm_path"], arch="timm:test_resnett")
-    with pytest.raises(ClassifierError, match="timm:resnet50 or torchvision:resnet18"):
-        load_classifier(saved["timm_path"], arch="resnet18")
+    with pytest.raises(ClassifierError, match="e.g. timm:resnet18 or torchvision:resnet18$"):
+        load_classifier(saved["timm_path"], arch="resnet18")  # the name given, with each library
+    with pytest.raises(ClassifierError, match="e.g. timm:resnet50 or torchvision:resnet50$"):
+        load_classifier(saved["timm_path"], arch="tv:resnet50")
     with pytest.raises(ClassifierError, match="drop --arch"):
         load_classifier(saved["export"], arch="timm:test_resnet")
 

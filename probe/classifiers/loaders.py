@@ -530,8 +530,10 @@ def _parse_arch(arch: str) -> tuple[str, str]:
     kind, sep, name = arch.partition(":")
     kind = kind.strip().lower()
     if not sep or kind not in ("timm", "torchvision") or not name.strip():
+        bare = (name if sep else kind).strip()
+        example = f"timm:{bare} or torchvision:{bare}" if bare and " " not in bare else "timm:resnet50 or torchvision:resnet18"
         raise ClassifierError(
-            f"arch {arch!r}: give the library and model name, e.g. timm:resnet50 or torchvision:resnet18"
+            f"arch {arch!r}: give the library and model name, e.g. {example}"
         )
     return kind, name.strip()
 
