@@ -212,6 +212,38 @@ def test_raw_pickle_stream(tmp_path):
     assert clf.format == "pickle" and clf.describe()["trust_pickle"] is True
 
 
+class AttributeDict(dict):
+    """Stands in for Lightning's hyper-parameter dict (a dict subclass pickled by reference)."""
+
+
+def test_a_training_checkpoints_weights_load_and_its_objects_stay_inert(tmp_path):
+    """timm's train.py and torchvision's reference scripts save {'state_dict'/'model': ..., 'args': argparse.Namespace};
+    Lightning saves an AttributeDict of hyper-parameters. Such files were refused as pickled objects. Their weights
+    now load without --trust-pickle and every other object stands in inert: a payload beside the weights (shown to
+    run under plain torch.load) runs nothing, and a whole pickled model is still refused."""
+    import argparse
+
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", num_classes=3).eval()
+    marker = tmp_path / "ran"
+    attack = {"state_dict": net.state_dict(), "args": argparse.Namespace(lr=0.1, model="test_resnet"),
+              "hyper_parameters": AttributeDict(lr=0.1), "epoch": 7, "payload": Payload(marker)}
+    torch.save(attack, tmp_path / "checkpoint.pth.tar")
+    torch.load(tmp_path / "checkpoint.pth.tar", weights_only=False)  # the real attack: plain unpickling runs it
+    assert marker.exists()
+    marker.unlink()
+    clf = load_classifier(tmp_path / "checkpoint.pth.tar", arch="timm:test_resnet", input_size=SIZE)
+    assert not marker.exists() and clf.num_classes == 3 and clf.format == "state_dict"
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), net(clf.preprocess(x)), atol=1e-6)
+    torch.save({"model": _net(), "args": argparse.Namespace(lr=0.1)}, tmp_path / "whole.pth")
+    with pytest.raises(ClassifierError, match="--trust-pickle"):
+        load_classifier(tmp_path / "whole.pth", input_size=SIZE)
+
+
 def test_only_a_truncated_pickle_says_truncated(tmp_path):
     data = pickle.dumps(_net())
     cut = tmp_path / "cut.pkl"

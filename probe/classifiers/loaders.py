@@ -420,6 +420,59 @@ class _NeedsPickle(Exception):
     pass
 
 
+class _Inert:
+    """What a training checkpoint's non-tensor object becomes when only its weights are read (see
+    :func:`_weights_beside_objects`): an ``argparse.Namespace`` of hyper-parameters (timm's train.py and torchvision's
+    reference scripts save one beside the state dict), a Lightning ``AttributeDict``, a numpy scalar. It takes
+    whatever the pickle hands it and runs nothing: the class the file names is never imported, its code never
+    called."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # a dict subclass's items, set one by one
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value: Any) -> None:  # a list subclass's items
+        self.__dict__.setdefault("values", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__.setdefault("values", []).extend(values)
+
+
+def _weights_beside_objects(path: Path) -> Any:
+    """The file read by an unpickler that resolves only what torch's own weights-only unpickler allows (tensors,
+    storages, dtypes, OrderedDict ...) and turns every other class or function it names into an inert
+    :class:`_Inert` subclass: nothing the file names is imported or called. Unlike torch's weights-only mode it can
+    fill a dict or list subclass (a Lightning AttributeDict). None when it cannot read the file."""
+    import types
+
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed = dict(_get_allowed_globals())
+    except Exception:  # pragma: no cover - a torch without the (private) allowlist: no inert reading
+        return None
+
+    class InertUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            found = allowed.get(f"{module}.{name}")
+            return found if found is not None else type(str(name)[:100], (_Inert,), {"__module__": str(module)[:100]})
+
+    inert = types.ModuleType("probe_inert_pickle")
+    inert.Unpickler = InertUnpickler  # type: ignore[attr-defined]
+    inert.load = lambda f, **kw: InertUnpickler(f, **kw).load()  # type: ignore[attr-defined]
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(f, map_location="cpu", weights_only=False, pickle_module=inert)
+    except Exception:
+        return None
+
+
 def _corrupt(path: Path, e: BaseException) -> ClassifierError:
     msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
     return ClassifierError(
@@ -432,6 +485,11 @@ def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(
         isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
     )
+
+
+def _state_dict_inside(obj: Any) -> bool:
+    """A tensor dict, at the top or under one of the checkpoint keys (never a module: that is a whole pickled model)."""
+    return _is_tensor_dict(obj) or (isinstance(obj, Mapping) and any(_is_tensor_dict(obj.get(k)) for k in _WRAPPER_KEYS))
 
 
 def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
@@ -495,8 +553,14 @@ def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Load
         try:
             obj = _weights_only_load(path)
         except _NeedsPickle as e:
+            refs = e.args[0] if e.args else ""
+            # a training checkpoint: a state dict beside hyper-parameters in an argparse.Namespace (timm's train.py,
+            # torchvision's references) or a Lightning AttributeDict: its weights are read, its objects stay inert
+            beside = _weights_beside_objects(path) if not trust_pickle else None
+            if beside is not None and _state_dict_inside(beside):
+                return load_state_dict(dict(_unwrap_checkpoint(beside, path)), path=path, arch=arch, fmt="state_dict")
             if not trust_pickle:
-                raise _untrusted(path, e.args[0] if e.args else "") from e
+                raise _untrusted(path, refs) from e
             try:
                 obj = _torch_load(path, weights_only=False)
             except (AttributeError, ModuleNotFoundError, ImportError) as err:
