@@ -185,6 +185,16 @@ def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images
     for item in scans.items:
         assert (scans.load(item) - shallow).abs().max() < 1.5 / 255
 
+    class Normalised(Scans):  # a Dataset built with the training transform, Normalize included
+        def __getitem__(self, i):
+            return (torch.rand(3, 8, 8) - 0.485) / 0.229, "star"
+
+    normalised = read_val_data(Normalised(), list(SHAPES))
+    from probe.confirm.data import Unreadable
+
+    with pytest.raises(Unreadable, match=r"not \[0, 1\]: give the images unnormalised \(drop transforms.Normalize"):
+        normalised.load(normalised.items[0])
+
 
 # ------------------------------------------------------------------------------------------ the world
 SNOW = {**GRASS, "value": "snow", "counter_values": ["wood", "sand"]}

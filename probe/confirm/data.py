@@ -147,7 +147,9 @@ def _as_tensor(image, torch):
         white = 1.0 if image.is_floating_point() else 65535.0 if image.dtype in (torch.uint16, torch.int32) else 255.0
         x = image.detach().float() / white
         if float(x.min()) < -1e-3 or float(x.max()) > 1 + 1e-3:
-            raise Unreadable(f"a tensor image with values in [{float(x.min()):.3g}, {float(x.max()):.3g}], not [0, 1]")
+            raise Unreadable(f"a tensor image with values in [{float(x.min()):.3g}, {float(x.max()):.3g}], not [0, 1]: "
+                             "give the images unnormalised (drop transforms.Normalize; probe applies the classifier's "
+                             "own resize and normalisation)")
         return x.expand(3, -1, -1).contiguous().cpu()
     raise Unreadable(f"a {type(image).__name__} image, not a PIL image or a (3,H,W) tensor")
 
