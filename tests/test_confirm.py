@@ -185,6 +185,14 @@ def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images
     for item in scans.items:
         assert (scans.load(item) - shallow).abs().max() < 1.5 / 255
 
+    class Arrays(Scans):  # OpenCV / albumentations hand over numpy arrays: (H,W,3) uint8, (H,W) uint16
+        def __getitem__(self, i):
+            return (np.repeat((ramp // 257).astype(np.uint8)[..., None], 3, axis=2) if i == 0 else ramp), "star"
+
+    arrays = read_val_data(Arrays(), list(SHAPES))
+    for item in arrays.items:
+        assert (arrays.load(item) - shallow).abs().max() < 1.5 / 255
+
     class Normalised(Scans):  # a Dataset built with the training transform, Normalize included
         def __getitem__(self, i):
             return (torch.rand(3, 8, 8) - 0.485) / 0.229, "star"

@@ -6,7 +6,8 @@
   tif, tiff; other files, and hidden ones such as macOS's ``._x.jpg`` or ``.ipynb_checkpoints/``, are ignored);
 - a CSV file of ``path,label`` rows (a header row ``path,label`` is optional; paths relative to the CSV's folder);
 - from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
-  or a (3,H,W) float tensor in [0,1], uint8 or uint16; a label as a name or a class index).
+  a (3,H,W) float tensor in [0,1], uint8 or uint16, or a numpy (H,W,3) array as OpenCV and albumentations give;
+  a label as a name or a class index).
 
 Images are decoded as torchvision's ImageFolder loader does (``convert("RGB")``), except 16-bit greyscale (X-rays,
 microscopy: PIL's I;16 and I modes), which is scaled by its own range instead of clipped at 255.
@@ -141,8 +142,17 @@ def _pil_tensor(im):
 
 
 def _as_tensor(image, torch):
+    import numpy as np
+
     if hasattr(image, "convert"):  # a PIL image
         return _pil_tensor(image)
+    if isinstance(image, np.ndarray):  # OpenCV / albumentations: (H,W,3), (H,W,1) or (H,W); (3,H,W) taken as it is
+        array = image[..., None] if image.ndim == 2 else image
+        if array.ndim == 3 and array.shape[-1] in (1, 3) and array.shape[0] not in (1, 3):
+            array = np.moveaxis(array, -1, 0)
+        if array.dtype == np.uint16:
+            array = array.astype(np.int32)  # torch reads int32, and _as_tensor scales it as 16 bits
+        image = torch.from_numpy(np.ascontiguousarray(array))
     if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] in (1, 3):
         white = 1.0 if image.is_floating_point() else 65535.0 if image.dtype in (torch.uint16, torch.int32) else 255.0
         x = image.detach().float() / white
@@ -151,7 +161,8 @@ def _as_tensor(image, torch):
                              "give the images unnormalised (drop transforms.Normalize; probe applies the classifier's "
                              "own resize and normalisation)")
         return x.expand(3, -1, -1).contiguous().cpu()
-    raise Unreadable(f"a {type(image).__name__} image, not a PIL image or a (3,H,W) tensor")
+    raise Unreadable(f"a {type(image).__name__} image of shape {tuple(getattr(image, 'shape', ()))}, not a PIL image, "
+                     "a (3,H,W) tensor or an (H,W,3) array")
 
 
 class _Labels:
