@@ -342,6 +342,21 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     assert clf.describe()["model_class"] == type(model).__name__ + (" (channels BGR)" if arch == "mobilevit" else "")
 
 
+def test_a_greyscale_transformers_classifier_takes_one_channel(tmp_path):
+    """A ViT with num_channels=1 (an X-ray model) failed its load-time forward ("Expected 1 but got 3"): a
+    processor's sizes carry no channel count, the config does."""
+    import transformers as T
+
+    cfg = T.ViTConfig(image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=37, num_labels=3, num_channels=1)
+    T.ViTForImageClassification(cfg).eval().save_pretrained(str(tmp_path / "xray"))
+    T.ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5], image_std=[0.5]).save_pretrained(
+        str(tmp_path / "xray"))
+    clf = load_classifier(tmp_path / "xray")
+    assert clf.data_config.input_size == (1, SIZE, SIZE) and clf.data_config.mean == (0.5,)
+    assert clf(_images()).shape == (3, 3)
+
+
 def test_crop_mode_squash_keeps_the_sides_of_a_wide_image_and_a_sidecar_can_set_it(tmp_path):
     from probe.classifiers.data_config import DataConfig, read_data_sidecar
     from probe.classifiers.preprocess import Preprocess

@@ -173,10 +173,17 @@ def processor_data(folder: Path, model: nn.Module) -> tuple[dict[str, Any], str 
                 model = ChannelOrder(model, order)
                 source += ", channels reordered to " + "".join("RGB"[k] for k in order)
     config = getattr(getattr(model, "model", model), "config", None)
+    channels = int(getattr(config, "num_channels", 3) or 3)
     image_size = getattr(config, "image_size", None)
     if "input_size" not in data and isinstance(image_size, int):
-        data["input_size"] = (getattr(config, "num_channels", 3) or 3, image_size, image_size)
+        data["input_size"] = (channels, image_size, image_size)
         source = source or "config.image_size"
+    if "input_size" in data and data["input_size"][0] != channels and channels in (1, 3):
+        # a processor's sizes carry no channel count: a greyscale network (num_channels 1) takes one
+        data["input_size"] = (channels, *data["input_size"][1:])
+        for key in ("mean", "std"):
+            if key in data and len(data[key]) not in (1, channels):
+                data[key] = (sum(data[key]) / len(data[key]),)
     return data, source, model
 
 
