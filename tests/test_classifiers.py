@@ -141,6 +141,18 @@ def test_a_greyscale_timm_state_dict_is_built_with_its_one_input_channel(tmp_pat
     x = _images()
     with torch.no_grad():
         assert torch.allclose(clf(x), net(clf.preprocess(x)), atol=1e-5)
+    # torchvision builds 3-channel stems only: a ResNet whose conv1 was replaced is pointed at timm's twin, which loads it
+    import torchvision
+
+    tv = torchvision.models.resnet18(num_classes=2)
+    tv.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    torch.save(tv.eval().state_dict(), tmp_path / "tv_xray.pth")
+    with pytest.raises(ClassifierError, match=r"first convolution takes 1 channel\(s\) where torchvision:resnet18 builds "
+                                              r"3: try --arch timm:resnet18"):
+        load_classifier(tmp_path / "tv_xray.pth", arch="torchvision:resnet18")
+    twin = load_classifier(tmp_path / "tv_xray.pth", arch="timm:resnet18", input_size=SIZE)
+    with torch.no_grad():
+        assert torch.allclose(twin(x), tv(twin.preprocess(x)), atol=1e-5)
 
 
 def test_a_normalisation_nothing_stated_is_named_as_a_guess(saved, tmp_path):

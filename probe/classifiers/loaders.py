@@ -705,9 +705,24 @@ def load_state_dict(sd: dict[str, torch.Tensor], *, path: Path, arch: str | None
             parts.append(f"{len(unexpected)} unexpected keys ({_shown(unexpected)})")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches ({_shown(mismatched, 3)})")
+        fix = "pass the architecture the weights were trained with"
+        if (stem in sd and stem in own and sd[stem].dim() == 4 and sd[stem].shape[1] != own[stem].shape[1]
+                and sd[stem].shape[0] == own[stem].shape[0]):
+            # a torchvision model whose first convolution was replaced (a greyscale X-ray model): torchvision
+            # builds its stems for 3 channels only
+            name = arch.partition(":")[2].strip()
+            try:
+                import timm
+
+                twin = f"--arch timm:{name} (timm builds any channel count; its ResNet layers are named as "\
+                       "torchvision's), or " if arch.startswith("torchvision:") and timm.is_model(name) else ""
+            except ImportError:  # pragma: no cover
+                twin = ""
+            fix = (f"its first convolution takes {sd[stem].shape[1]} channel(s) where {arch} builds "
+                   f"{own[stem].shape[1]}: try {twin}save the model as a torch.export program (.pt2), which needs "
+                   "no --arch")
         raise ClassifierError(
-            f"model {path}: the state dict does not fit --arch {arch}: {'; '.join(parts)}; "
-            "pass the architecture the weights were trained with"
+            f"model {path}: the state dict does not fit --arch {arch}: {'; '.join(parts)}; {fix}"
         )
     model.load_state_dict(sd, strict=False)
     data = data_of(model)
