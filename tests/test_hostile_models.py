@@ -396,3 +396,33 @@ def test_an_architecture_typed_as_the_model_says_it_needs_weights_and_where_to_g
     msg = str(info.value)
     assert "is an architecture, not weights" in msg and f"--arch {spec}" in msg
     assert (f"--model {hub}" in msg) if hub else "hub id" not in msg
+
+
+@pytest.mark.parametrize("loader", ["classifier", "concepts"])
+def test_a_model_folder_that_maps_to_its_own_code_never_runs_it_nor_offers_to(tmp_path, monkeypatch, loader):
+    """A Hugging Face folder whose config.json has an auto_map names Python files in the folder. transformers' default
+    asks "Do you wish to run the custom code? [y/N]" on a terminal, and a user who answers y runs the folder's code
+    (shown: with the question answered y, the marker is written before this change). probe never asks and never runs
+    it; the classifier loader says so in one line."""
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    model_type = "clip" if loader == "concepts" else "evilnet"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": model_type, "architectures": ["EvilModel"], "num_labels": 2,
+        "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
+                     "AutoModelForImageClassification": "evil.EvilModel"}}))
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    if loader == "classifier":
+        with pytest.raises(ClassifierError, match=r"maps to the folder's own Python code \(auto_map .*which probe never runs"):
+            load_classifier(folder)
+    else:
+        from probe.concepts.model import load_concepts
+        from probe.errors import ProbeError
+
+        with pytest.raises(ProbeError):
+            load_concepts(folder)
+    assert not asked and not marker.exists()

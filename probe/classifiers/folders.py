@@ -62,7 +62,7 @@ def measure_processor(path: Path) -> tuple[dict[str, tuple[float, ...]], tuple[i
         from PIL import Image
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
         images = [Image.fromarray(np.full((64, 64, 3), colour, dtype=np.uint8)) for colour in _PROBE_COLOURS]
         pixels = np.asarray(processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float64)
         wide = np.zeros((64, 128, 3), dtype=np.uint8)
@@ -211,14 +211,25 @@ def load_huggingface(path: Path) -> Loaded:
     except ImportError as e:  # pragma: no cover
         raise ClassifierError(f"model {path}: transformers is not installed; pip install transformers") from e
     try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        declared = json.loads((path / "config.json").read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        declared = {}  # transformers' own reading below names the problem
+    if isinstance(declared, dict) and declared.get("auto_map"):
+        # transformers would offer to run the folder's Python files ("Do you wish to run the custom code? [y/N]")
+        raise ClassifierError(
+            f"model {path}: its config.json maps to the folder's own Python code (auto_map {sorted(declared['auto_map'])}), "
+            "which probe never runs; save the model as a torch.export program (.pt2), or pass a factory "
+            "(package.module:function) that you trust to build it")
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as e:
         raise ClassifierError(
             f"model {path}: config.json is not a readable transformers config ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:160] if str(e) else ''}); check the folder"
         ) from e
     try:
-        model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True,
+                                                                trust_remote_code=False)
     except ValueError as e:
         archs = getattr(config, "architectures", None)
         raise ClassifierError(

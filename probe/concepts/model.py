@@ -290,8 +290,8 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
                            f"{', '.join(KNOWN_CONCEPT_MODELS)}")
     source = str(folder) if folder is not None else text
     try:
-        model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local)
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local)
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local, trust_remote_code=False)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local, trust_remote_code=False)
     except Exception as e:
         if "sentencepiece" in str(e).lower():
             raise ConceptError(f"could not load concept model {text!r}: its tokenizer needs sentencepiece; install it "
