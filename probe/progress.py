@@ -7,6 +7,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def quiet_hf_libraries() -> None:
+    """probe draws its own progress; transformers' and diffusers' loading bars and notices would drown it (and
+    "Loading weights: 100%" printed under ``--quiet``). One switch for the classifier, generator and concept loaders."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        import diffusers
+    except ImportError:  # pragma: no cover - diffusers is a dependency; the classifier loaders do without it
+        return
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+
+
 def warn(console: Console | None, message: str) -> None:
     """One warning line; the message may carry run paths and labels, so control characters are made visible."""
     from probe.display import terminal_safe

@@ -354,7 +354,7 @@ def test_a_transformers_classifier_sees_what_its_own_processor_gives_it(tmp_path
     assert clf.describe()["model_class"] == type(model).__name__ + (" (channels BGR)" if arch == "mobilevit" else "")
 
 
-def test_a_greyscale_transformers_classifier_takes_one_channel(tmp_path):
+def test_a_greyscale_transformers_classifier_takes_one_channel(tmp_path, capfd):
     """A ViT with num_channels=1 (an X-ray model) failed its load-time forward ("Expected 1 but got 3"): a
     processor's sizes carry no channel count, the config does."""
     import transformers as T
@@ -364,7 +364,12 @@ def test_a_greyscale_transformers_classifier_takes_one_channel(tmp_path):
     T.ViTForImageClassification(cfg).eval().save_pretrained(str(tmp_path / "xray"))
     T.ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5], image_std=[0.5]).save_pretrained(
         str(tmp_path / "xray"))
+    import transformers
+
+    transformers.utils.logging.enable_progress_bar()  # as a fresh process has it
+    capfd.readouterr()
     clf = load_classifier(tmp_path / "xray")
+    assert "Loading weights" not in capfd.readouterr().err  # transformers' bar printed under probe audit --quiet
     assert clf.data_config.input_size == (1, SIZE, SIZE) and clf.data_config.mean == (0.5,)
     assert clf(_images()).shape == (3, 3)
 

@@ -14,6 +14,7 @@ from probe.classifiers import data_config as dc
 from probe.classifiers.labels import is_generic
 from probe.classifiers.loaders import Loaded, first_line, introspect
 from probe.errors import ClassifierError
+from probe.progress import quiet_hf_libraries
 
 
 # --------------------------------------------------------------------------- a transformers processor, measured
@@ -210,6 +211,7 @@ def load_huggingface(path: Path) -> Loaded:
         from transformers import AutoConfig, AutoModelForImageClassification
     except ImportError as e:  # pragma: no cover
         raise ClassifierError(f"model {path}: transformers is not installed; pip install transformers") from e
+    quiet_hf_libraries()
     try:
         declared = json.loads((path / "config.json").read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

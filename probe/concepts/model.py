@@ -19,6 +19,7 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.hub import hub_offline
+from probe.progress import quiet_hf_libraries
 
 if TYPE_CHECKING:
     import torch
@@ -220,14 +221,6 @@ def _hub_error(spec: str, e: Exception, offline: bool) -> ConceptError:
                         f"(hf download {spec} --local-dir DIR) and pass --concepts DIR")
 
 
-def _quiet_transformers() -> None:
-    """probe draws its own progress; transformers' loading bars and notices would drown it."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _domain_concepts(spec: str) -> Path | None:
     """The concept model folder of the domain named ``spec`` (probe.domains), or None when no domain has that name
     or the domain brings no concept model."""
@@ -270,7 +263,7 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
                            "model.save_pretrained() and processor.save_pretrained() for a CLIP or SigLIP model "
                            "(config.json, weights, tokenizer and preprocessor files)")
     local = folder is not None or hub_offline()
-    _quiet_transformers()
+    quiet_hf_libraries()
     try:
         if folder is not None:
             config_file = folder / "config.json"

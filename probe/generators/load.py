@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from probe.devices import resolve_device
+from probe.progress import quiet_hf_libraries
 from probe.errors import GeneratorError
 from probe.hub import hub_offline
 from probe.generators.generator import Generator, SamplingDefaults
@@ -60,17 +61,6 @@ def _folder_settings(source: str, folder: Path | None) -> dict:
     return settings
 
 
-def _quiet_libraries() -> None:
-    """probe draws its own progress; the libraries' loading bars and notices would drown it."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _alternatives() -> str:
     return ", ".join(f"{k} ({v.base}{' + ' + v.lora if v.lora else ''})" for k, v in GENERATORS.items())
 
@@ -117,7 +107,7 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
         raise GeneratorError(f"--scheduler {scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    _quiet_libraries()
+    quiet_hf_libraries()
     offline = hub_offline()
     # 2. the family (model_index.json's pipeline class), then the pipeline itself
     class_name = _pipeline_class(spec, folder, alias, offline)
