@@ -36,3 +36,11 @@ def summarize(e: BaseException, limit: int = 200) -> str:
 def is_shape_error(summary: str) -> bool:
     """True when the message is about tensor shapes or sizes (so the input size is worth checking)."""
     return bool(_SHAPE.search(summary))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    text = _ANSI.sub("", str(e)).strip()
+    return text.splitlines()[0][:limit] if text else ""
