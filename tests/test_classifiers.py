@@ -469,6 +469,12 @@ def test_a_hub_id_loads_from_the_hugging_face_cache_as_transformers_and_timm_do(
                                                               ["cat", "dog", "snow/ice"])
     x = _images(2, SIZE)
     torch.testing.assert_close(clf(x), vit["model"](pixel_values=clf.preprocess(x)).logits)
+    # the same model from_pretrained by id in a notebook, passed in memory: the cache's processor is read
+    from transformers import AutoModelForImageClassification
+
+    in_memory = load_classifier(AutoModelForImageClassification.from_pretrained(
+        "probe-tests/tiny-vit", cache_dir=str(tmp_path / "hub"), local_files_only=True))
+    assert in_memory.data_config == clf.data_config and in_memory.data_config.mean == pytest.approx((0.4, 0.5, 0.6))
     resnet = load_classifier("probe-tests/tiny-resnet")
     assert (resnet.format, resnet.source, resnet.labels) == ("timm", "probe-tests/tiny-resnet", ["ok", "defect"])
     with pytest.raises(ClassifierError, match=r"model probe-tests/absent is not a local file or folder, and the hub is "
