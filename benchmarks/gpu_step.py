@@ -163,10 +163,10 @@ def build_generator(size: str, family: str, device: torch.device, dtype: torch.d
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from probe.generators import Generator, SamplingDefaults
-    from probe.generators.load import _quiet_libraries
+    from probe.progress import quiet_hf_libraries
     from probe.generators.tokenizer import write_tokenizer
 
-    _quiet_libraries()
+    quiet_hf_libraries()
     cfg = _configs(size, family)
     torch.manual_seed(0)
     tokenizer = write_tokenizer(Path(tempfile.mkdtemp(prefix="probe-gpu-step-")) / "tokenizer", WORDS)
