@@ -84,7 +84,6 @@ def load_module(model: nn.Module) -> Loaded:
     # since the audit's batches change size and each new size would compile again
     model = getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
     data, labels, data_src, labels_src = introspect(model)
-    folder = None
     if not data:
         from probe.classifiers.hf_processor import folder_of, processor_data
 
