@@ -18,9 +18,9 @@ from torch import nn
 from probe.classifiers import data_config as dc
 from probe.classifiers.export_archive import unsafe_entries
 from probe.classifiers.failures import first_line
-from probe.classifiers.pickles import (_corrupt, _first_global, _NeedsPickle, _needs_code, _raw_pickle_kind, _state_dict_inside,
-                                       _torch_load, _trusted_pickle_load, _unwrap_checkpoint, _untrusted,
-                                       _weights_beside_objects, _weights_only_load)
+from probe.classifiers.pickles import (corrupt_file, first_global, NeedsPickle, needs_code, raw_pickle_kind, state_dict_inside,
+                                       torch_load_file, trusted_pickle_load, unwrap_checkpoint, untrusted_pickle,
+                                       weights_beside_objects, weights_only_load)
 from probe.classifiers.labels import is_generic
 from probe.errors import ClassifierError
 
@@ -292,30 +292,30 @@ def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
 
 
 def load_torch_save(path: Path, *, arch: str | None, trust_pickle: bool) -> Loaded:
-    if not zipfile.is_zipfile(path) and _raw_pickle_kind(path) == "plain":
+    if not zipfile.is_zipfile(path) and raw_pickle_kind(path) == "plain":
         # pickle.dumps(model) rather than torch.save: torch.load cannot read it, and reading it runs code.
         if not trust_pickle:
-            raise _untrusted(path, _first_global(path), "a raw Python pickle (pickle.dumps)")
-        obj = _trusted_pickle_load(path)
+            raise untrusted_pickle(path, first_global(path), "a raw Python pickle (pickle.dumps)")
+        obj = trusted_pickle_load(path)
     else:
         try:
-            obj = _weights_only_load(path)
-        except _NeedsPickle as e:
+            obj = weights_only_load(path)
+        except NeedsPickle as e:
             refs = e.args[0] if e.args else ""
             # a training checkpoint: a state dict beside hyper-parameters in an argparse.Namespace (timm's train.py,
             # torchvision's references) or a Lightning AttributeDict: its weights are read, its objects stay inert
-            beside = _weights_beside_objects(path) if not trust_pickle else None
-            if beside is not None and _state_dict_inside(beside):
-                return load_state_dict(dict(_unwrap_checkpoint(beside, path)), path=path, arch=arch, fmt="state_dict")
+            beside = weights_beside_objects(path) if not trust_pickle else None
+            if beside is not None and state_dict_inside(beside):
+                return load_state_dict(dict(unwrap_checkpoint(beside, path)), path=path, arch=arch, fmt="state_dict")
             if not trust_pickle:
-                raise _untrusted(path, refs) from e
+                raise untrusted_pickle(path, refs) from e
             try:
-                obj = _torch_load(path, weights_only=False)
+                obj = torch_load_file(path, weights_only=False)
             except (AttributeError, ModuleNotFoundError, ImportError) as err:
-                raise _needs_code(path, err) from err
+                raise needs_code(path, err) from err
             except Exception as err:
-                raise _corrupt(path, err) from err
-    obj = _unwrap_checkpoint(obj, path)
+                raise corrupt_file(path, err) from err
+    obj = unwrap_checkpoint(obj, path)
     if isinstance(obj, nn.Module):
         loaded = load_module(obj)
         loaded.format, loaded.name, loaded.source = "pickle", path.stem, str(path)

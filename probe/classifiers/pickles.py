@@ -52,7 +52,7 @@ def _scan(stream: Any) -> list[tuple[str, Any]]:
         raise _Truncated(str(e)) from e
 
 
-def _raw_pickle_kind(path: Path) -> str:
+def raw_pickle_kind(path: Path) -> str:
     """``"legacy"`` (torch.save with _use_new_zipfile_serialization=False) or ``"plain"`` (pickle.dumps)."""
     try:
         with open(path, "rb") as f:
@@ -69,7 +69,7 @@ def _raw_pickle_kind(path: Path) -> str:
     return "legacy" if values == [_MAGIC] else "plain"
 
 
-def _first_global(path: Path) -> str:
+def first_global(path: Path) -> str:
     """The first non-library class or function a plain pickle refers to (for the error message)."""
     try:
         with open(path, "rb") as f:
@@ -112,16 +112,16 @@ def _pickle_streams_complete(path: Path) -> bool:
         return False
 
 
-def _torch_load(path: Path, *, weights_only: bool) -> Any:
+def torch_load_file(path: Path, *, weights_only: bool) -> Any:
     # An open file, not the path: torch.load reads any "*.safetensors" path as safetensors, whatever its bytes.
     with open(path, "rb") as f, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*pickle protocol.*")
         return torch.load(f, map_location="cpu", weights_only=weights_only)
 
 
-def _weights_only_load(path: Path) -> Any:
+def weights_only_load(path: Path) -> Any:
     try:
-        return _torch_load(path, weights_only=True)
+        return torch_load_file(path, weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         if "weights only load failed" in text.lower() or "weights_only" in text.lower():
@@ -131,19 +131,19 @@ def _weights_only_load(path: Path) -> Any:
                     "save or copy it again"
                 ) from e
             found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-            raise _NeedsPickle(found.group(1) if found else "") from e
-        raise _corrupt(path, e) from e
+            raise NeedsPickle(found.group(1) if found else "") from e
+        raise corrupt_file(path, e) from e
     except Exception as e:
-        raise _corrupt(path, e) from e
+        raise corrupt_file(path, e) from e
 
 
-class _NeedsPickle(Exception):
+class NeedsPickle(Exception):
     pass
 
 
 class _Inert:
     """What a training checkpoint's non-tensor object becomes when only its weights are read (see
-    :func:`_weights_beside_objects`): an ``argparse.Namespace`` of hyper-parameters (timm's train.py and torchvision's
+    :func:`weights_beside_objects`): an ``argparse.Namespace`` of hyper-parameters (timm's train.py and torchvision's
     reference scripts save one beside the state dict), a Lightning ``AttributeDict``, a numpy scalar. It takes
     whatever the pickle hands it and runs nothing: the class the file names is never imported, its code never
     called."""
@@ -164,7 +164,7 @@ class _Inert:
         self.__dict__.setdefault("values", []).extend(values)
 
 
-def _weights_beside_objects(path: Path) -> Any:
+def weights_beside_objects(path: Path) -> Any:
     """The file read by an unpickler that resolves only what torch's own weights-only unpickler allows (tensors,
     storages, dtypes, OrderedDict ...) and turns every other class or function it names into an inert
     :class:`_Inert` subclass: nothing the file names is imported or called. Unlike torch's weights-only mode it can
@@ -194,7 +194,7 @@ def _weights_beside_objects(path: Path) -> Any:
         return None
 
 
-def _corrupt(path: Path, e: BaseException) -> ClassifierError:
+def corrupt_file(path: Path, e: BaseException) -> ClassifierError:
     msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
     return ClassifierError(
         f"model {path}: could not read the torch.save file ({type(e).__name__}: {msg}); it is truncated or "
@@ -208,12 +208,12 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
-def _state_dict_inside(obj: Any) -> bool:
+def state_dict_inside(obj: Any) -> bool:
     """A tensor dict, at the top or under one of the checkpoint keys (never a module: that is a whole pickled model)."""
     return _is_tensor_dict(obj) or (isinstance(obj, Mapping) and any(_is_tensor_dict(obj.get(k)) for k in _WRAPPER_KEYS))
 
 
-def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
+def unwrap_checkpoint(obj: Any, path: Path) -> Any:
     """A state dict, an nn.Module, or an error for anything else."""
     if isinstance(obj, nn.Module) or _is_tensor_dict(obj):
         return obj
@@ -237,26 +237,26 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Any:
     )
 
 
-def _needs_code(path: Path, err: BaseException) -> ClassifierError:
+def needs_code(path: Path, err: BaseException) -> ClassifierError:
     return ClassifierError(
         f"model {path}: unpickling needs the model's code ({type(err).__name__}: {first_line(err)}); make its "
         "package importable (PYTHONPATH), or save a TorchScript / torch.export / state dict file instead"
     )
 
 
-def _untrusted(path: Path, refs: str, what: str = "a pickled Python object") -> ClassifierError:
+def untrusted_pickle(path: Path, refs: str, what: str = "a pickled Python object") -> ClassifierError:
     shown = f" (it references {refs})" if refs else ""
     return ClassifierError(f"model {path}: is {what}, not plain weights{shown}; {_PICKLE_FIX}")
 
 
-def _trusted_pickle_load(path: Path) -> Any:
+def trusted_pickle_load(path: Path) -> Any:
     """A bare ``pickle.dumps`` stream (not torch.save): only plain pickle reads it. Runs code: trusted only."""
     try:
         with open(path, "rb") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return pickle.load(f)
     except (AttributeError, ModuleNotFoundError, ImportError) as err:
-        raise _needs_code(path, err) from err
+        raise needs_code(path, err) from err
     except Exception as err:
         raise ClassifierError(
             f"model {path}: unpickling the file failed ({type(err).__name__}: {first_line(err, 160)}); "
