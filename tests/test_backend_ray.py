@@ -54,8 +54,7 @@ def _analysed_config(out: Path, **scale):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     """The local backend's run of CLASSES with their analysis, at one thread as a Ray worker with one CPU slot: the
-    reference both the token test and the analysis test compare the workers with (one local run for the module,
-    where each test used to make its own)."""
+    reference the workers' tokens and findings are compared with."""
     from probe.auditing.loop import audit
 
     out = tmp_path_factory.mktemp("ray-reference") / "local"
@@ -142,30 +141,6 @@ def _kill_in_flight(out: Path) -> tuple[list, threading.Thread]:
     return _killer(out, choose)
 
 
-def test_ray_backend_matches_the_local_backend_and_survives_a_killed_worker(tmp_path, ray_cluster, local_run):
-    """2 workers on a local cluster; a worker is killed (SIGKILL) while it learns a class. Every class ends done
-    exactly once, the lost one retried on a fresh worker, and every token equals the local backend's for the same
-    seeds (the module's local run: token learning does not depend on the analysis that follows it)."""
-    from probe.run import RunDir
-    from probe.auditing.loop import audit
-
-    out = tmp_path / "ray"
-    killed, thread = _kill_in_flight(out)
-    result = audit(_config(out, CLASSES, backend="ray", workers=2, max_retries=2), progress=False)
-    thread.join(timeout=5)
-    assert killed, "the test never saw a class in flight to kill its worker"
-    assert not result.failed and len(result.rows) == 2
-    metrics = _metrics(out)
-    assert sorted(metrics) == [0, 3] and all(m["status"] == "done" for m in metrics.values())
-    assert len(list(out.glob("classes/*/"))) == 2  # one folder per class: nothing duplicated
-    rows = RunDir(out).write_summary()
-    assert sorted(r["class_index"] for r in rows) == [0, 3]
-    retried = [m for m in metrics.values() if m["worker"]["attempt"] > 1]
-    assert retried and all(m["worker"]["pid"] != killed[0]["pid"] for m in retried)
-    assert os.getpid() not in {m["worker"]["pid"] for m in metrics.values()}  # the workers ran them, not this process
-    _assert_same_tokens(local_run, out)
-
-
 def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_completes(tmp_path, ray_cluster):
     """With --max-retries 0 the class in flight on the killed worker is not retried: it is recorded as failed with
     the reason, and every other class still finishes."""
@@ -184,42 +159,58 @@ def test_a_class_whose_worker_keeps_dying_is_recorded_as_failed_and_the_run_comp
     assert len(result.failed) == 1 and sum(m["status"] == "done" for m in metrics.values()) == 1
 
 
-def _kill_in_analysis(out: Path) -> tuple[list, threading.Thread]:
-    """The worker of the first class whose token is finished while that class's analysis (steps 3-5, on the same
-    worker) is still running: no tests.json yet. Records {"pid", "index"}."""
+def _kill_in_analysis(out: Path, after: list) -> tuple[list, threading.Thread]:
+    """Once ``after`` (the token killer's record list) holds its kill: the worker of another class whose token is
+    finished while that class's analysis (steps 3-5, on the same worker) is still running: no tests.json yet.
+    Records {"pid", "index"}."""
 
     def choose(out_dir):
+        if not after:
+            return None
         for path, data in _finished(out_dir).items():
-            if not (path.parent / "analysis" / "tests.json").exists():  # else too late for this class
+            if data["class_index"] != after[0]["index"] and not (path.parent / "analysis" / "tests.json").exists():
                 return {"pid": data["worker"]["pid"], "index": data["class_index"]}
         return None
 
     return _killer(out, choose)
 
 
-def test_ray_workers_measure_the_analysis_and_a_worker_killed_in_it_is_retried(tmp_path, ray_cluster, local_run):
-    """Each class's analysis (steps 3-5: screening with the shared sufficiency pass, necessity, confirmation) runs
-    on the worker that learned its token; the worker analysing the first finished class is killed: the class keeps
-    its token (attempt 1) and its analysis is retried on a fresh worker; the driver decides once (step 6 over both
-    classes). Findings equal a local run's on the same seeds within the stated tolerance: effects to 1e-4 (the
-    local run batches both classes' images together, a worker one class's; on the CPU the world's generator gives
-    the same pixels for any batch of 2 or more but differs by up to ~1e-6 for a batch of 1), the same tests passing."""
+def test_ray_workers_learn_and_measure_and_a_worker_killed_in_either_is_retried(tmp_path, ray_cluster, local_run):
+    """2 workers on a local cluster. Each class's analysis (steps 3-5: screening with the shared sufficiency pass,
+    necessity, confirmation) runs on the worker that learned its token. Two workers are killed (SIGKILL): the one
+    learning the first class (its token is learned again on a fresh worker), then the one analysing the other class
+    once its token is written (the class keeps its token, attempt 1, and only its analysis is retried on a fresh
+    worker). Every class ends done exactly once and the driver decides once (step 6 over both classes). Tokens and
+    findings equal the local backend's on the same seeds within the stated tolerance: effects to 1e-4 (the local run
+    batches both classes' images together, a worker one class's; on the CPU the world's generator gives the same
+    pixels for any batch of 2 or more but differs by up to ~1e-6 for a batch of 1), the same tests passing."""
     from probe.auditing.loop import audit
     from probe.run import RunDir
 
     out = tmp_path / "ray"
-    killed, thread = _kill_in_analysis(out)
+    in_token, token_thread = _kill_in_flight(out)
+    in_analysis, analysis_thread = _kill_in_analysis(out, after=in_token)
     result = audit(_analysed_config(out, backend="ray", workers=2, max_retries=2), progress=False)
-    thread.join(timeout=5)
-    assert killed, "the test never saw a class in its analysis to kill its worker"
+    token_thread.join(timeout=5)
+    analysis_thread.join(timeout=5)
+    assert in_token, "the test never saw a class in flight to kill its worker"
+    assert in_analysis, "the test never saw a class in its analysis to kill its worker"
     assert not result.failed and not result.problems, result.problems
+    assert len(list(out.glob("classes/*/"))) == 2  # one folder per class: nothing duplicated
     run = RunDir(out)
+    assert sorted(r["class_index"] for r in run.write_summary()) == [0, 3]
     metrics = _metrics(out)
-    assert all(m["worker"]["attempt"] == 1 for m in metrics.values())  # no token was learned twice
+    assert sorted(metrics) == [0, 3] and all(m["status"] == "done" for m in metrics.values())
+    relearned, reanalysed = in_token[0], in_analysis[0]
+    # the token killed in flight was learned again elsewhere; the other class's token was learned once
+    assert metrics[relearned["index"]]["worker"]["attempt"] > 1
+    assert metrics[relearned["index"]]["worker"]["pid"] != relearned["pid"]
+    assert metrics[reanalysed["index"]]["worker"]["attempt"] == 1
+    assert os.getpid() not in {m["worker"]["pid"] for m in metrics.values()}  # the workers ran them, not this process
     records = {i: run.read_class_analysis(run.class_dir(i, metrics[i]["class_name"]), strict=True) for i in metrics}
     workers = {i: r.unit_facts["worker"] for i, r in records.items()}
-    index, pid = killed[0]["index"], killed[0]["pid"]
-    assert workers[index]["attempt"] == 2 and workers[index]["pid"] not in (pid, os.getpid())  # retried elsewhere
+    analysed = workers[reanalysed["index"]]
+    assert analysed["attempt"] == 2 and analysed["pid"] not in (reanalysed["pid"], os.getpid())  # retried elsewhere
     assert all(w is not None and w["pid"] != os.getpid() for w in workers.values())  # measured on the workers
     assert all(r.unit == (i,) for i, r in records.items())
     # the driver decided once over both classes: analysis.json names both, from 2 units
