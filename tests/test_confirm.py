@@ -133,6 +133,26 @@ def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_c
     assert [i.class_index for i in read_val_data(tmp_path / "data" / "full.csv", ["tench", "goldfish"]).items] == [1, 0]
 
 
+@pytest.mark.parametrize("text", [
+    "filename,class\nx/1.png,star\nx/2.JPG,heart\n",  # a header with its own column names (was: label 'class' unknown)
+    "image_path,target,split\r\nx/1.png,0,val\r\nx/2.JPG,1,val\r\n",  # indices, Windows line ends, a third column
+    "path;label\nx/1.png;star\nx/2.JPG;heart\n",  # a spreadsheet where the decimal mark is a comma (was: not path,label)
+    "x/1.png\tstar\nx/2.JPG\theart\n",  # tab-separated, no header
+])
+def test_a_csv_as_spreadsheets_write_it_is_read(tmp_path, text):
+    (tmp_path / "v.csv").write_text(text, encoding="utf-8-sig")  # Excel's UTF-8 CSV starts with a byte-order mark
+    data = read_val_data(tmp_path / "v.csv", ["star", "heart"])
+    assert [(i.name, i.class_index) for i in data.items] == [("x/1.png", 0), ("x/2.JPG", 1)]
+
+
+def test_a_csv_header_is_told_from_a_row_with_an_unknown_label(tmp_path):
+    (tmp_path / "v.csv").write_text("x/1.png,star\nx/2.png,hexagon\n")  # a data row, not a header: its label is named
+    with pytest.raises(ValDataError, match="label\\(s\\) 'hexagon' are not the classifier's"):
+        read_val_data(tmp_path / "v.csv", ["star", "heart"])
+    (tmp_path / "w.csv").write_text("path,label\nx/1.png,label\n")  # the documented header, whatever the labels
+    assert [i.class_index for i in read_val_data(tmp_path / "w.csv", ["star", "label"]).items] == [1]
+
+
 def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_classifier(tmp_path):
     """ImageNet's own validation set is laid out by WordNet id (val/n01440764/*.JPEG): with ImageNet-1k's labels
     (``--labels imagenet``, a Hugging Face ImageNet config) those folders are its classes; with other labels the

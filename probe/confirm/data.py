@@ -4,7 +4,8 @@
 
 - a folder in ImageFolder layout (``DIR/<label>/<image>``; images by extension: png, jpg, jpeg, bmp, gif, webp,
   tif, tiff; other files, and hidden ones such as macOS's ``._x.jpg`` or ``.ipynb_checkpoints/``, are ignored);
-- a CSV file of ``path,label`` rows (a header row ``path,label`` is optional; paths relative to the CSV's folder);
+- a CSV file of ``path,label`` rows (paths relative to the CSV's folder; a header row naming the columns is
+  skipped, and a semicolon, tab or bar separates the columns as well as a comma);
 - from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
   a (3,H,W) float tensor in [0,1], uint8 or uint16, or a numpy (H,W,3) array as OpenCV and albumentations give;
   a label as a name or a class index).
@@ -285,11 +286,12 @@ def _hidden(relative: Path) -> bool:
 def _csv(path: Path, known: _Labels) -> ValData:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            text = f.read()
+        rows = [r for r in csv.reader(text.splitlines(), delimiter=_delimiter(text)) if r and any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ValDataError(f"--val-data {str(path)!r} cannot be read as CSV ({type(e).__name__}: {e}); save it as "
                            "UTF-8 text with path,label rows") from e
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+    if rows and _is_header(rows[0], known):
         rows = rows[1:]
     short = next((n for n, r in enumerate(rows) if len(r) < 2), None)
     if short is not None:
@@ -301,6 +303,27 @@ def _csv(path: Path, known: _Labels) -> ValData:
     base = path.parent
     items = tuple(ValItem(r[0].strip(), i, path=(base / Path(r[0].strip()).expanduser())) for r, i in zip(rows, indices))
     return ValData(items, "csv", str(path), known.labels)
+
+
+def _delimiter(text: str) -> str:
+    """The separator of a path,label file: a comma, or what spreadsheets and shells also write (a semicolon where the
+    decimal mark is a comma, a tab in .tsv/.txt exports, a bar), read off the first line that holds one."""
+    for line in text.splitlines():
+        counts = {d: line.count(d) for d in (",", ";", "\t", "|")}
+        best = max(counts, key=counts.get)
+        if counts[best]:
+            return best
+    return ","
+
+
+def _is_header(row: list[str], known: _Labels) -> bool:
+    """A first row that names its columns (``path,label``, ``filename,class``, ``image,target`` ...): its first cell
+    is not an image file name and its second is not one of the classifier's labels."""
+    first = row[0].strip()
+    label = row[1].strip() if len(row) > 1 else ""
+    if [first.lower(), label.lower()] == ["path", "label"]:
+        return True  # the documented header, also for a classifier with a class called "label"
+    return not first.lower().endswith(IMAGE_EXTENSIONS) and known.index(label) is None
 
 
 def _dataset(dataset, known: _Labels) -> ValData:
