@@ -224,6 +224,54 @@ def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images
         normalised.load(normalised.items[0])
 
 
+def test_a_hugging_face_style_dataset_of_dict_rows_is_read_by_its_columns(tmp_path):
+    """A ``datasets.Dataset`` (load_dataset("beans")["validation"]) is no torch Dataset: rows are dicts, labels are
+    integers named by the label column's ClassLabel. It was refused ("validation data of type Dataset is not
+    supported"); a torch Dataset of dict items failed on item 0. Here a stand-in with the same surface (``datasets``
+    itself is not a dependency): its labels come from the column, no image decoded for them."""
+    from PIL import Image
+
+    class ClassLabel:
+        def __init__(self, names):
+            self.names = names
+
+    class Rows:  # datasets.Dataset's surface: len, rows as dicts, a column by name, features
+        column_names = ["image", "label"]
+        features = {"image": None, "label": ClassLabel(["heart", "star"])}
+        opened: list = []
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, key):
+            if isinstance(key, str):
+                return [i % 2 for i in range(4)]
+            self.opened.append(key)
+            return {"image": Image.new("RGB", (8, 6), (200, 0, 0)), "label": key % 2}
+
+    rows = Rows()
+    data = read_val_data(rows, list(SHAPES))
+    assert [i.class_index for i in data.items] == [SHAPES.index(n) for n in ("heart", "star", "heart", "star")]
+    assert rows.opened == [0]  # the first row told the keys; the labels came from the column
+    assert data.load(data.items[1]).shape == (3, 6, 8)
+
+    class Dicts(torch.utils.data.Dataset):  # a torch Dataset of dict items (cifar10's keys)
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"img": torch.rand(3, 8, 8), "label": "star"}
+
+    assert [i.class_index for i in read_val_data(Dicts(), list(SHAPES)).items] == [SHAPES.index("star")] * 2
+
+    class Unnamed(Dicts):
+        def __getitem__(self, i):
+            return {"picture": torch.rand(3, 8, 8), "y": "star"}
+
+    with pytest.raises(ValDataError, match=r"keys \['picture', 'y'\], none of them the label; name the image one of"):
+        read_val_data(Unnamed(), list(SHAPES))
+
+
 # ------------------------------------------------------------------------------------------ the world
 SNOW = {**GRASS, "value": "snow", "counter_values": ["wood", "sand"]}
 

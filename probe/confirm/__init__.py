@@ -1,7 +1,7 @@
 """Confirm a run's findings on the user's own labelled images (``probe confirm``, ``probe audit --val-data``).
 
-- ``data``: ``read_val_data(spec, labels)``: an ImageFolder folder, a CSV of path,label, a list of (path, label) or a
-  torch Dataset, checked against the classifier's labels before any model loads
+- ``data``: ``read_val_data(spec, labels)``: an ImageFolder folder, a CSV of path,label, a list of (path, label), a
+  torch Dataset or a Hugging Face datasets.Dataset, checked against the classifier's labels before any model loads
 - ``confirm``: ``confirm_run(run_dir, val_data, ...)``: the algorithm (cue presence read by the run's kind of check,
   every image classified once, per finding the slices, intervals, test and verdict) -> confirmation.json;
   ``confirm_audit(result, val_data, ...)``: the same at the end of an audit, its report rendered again

@@ -8,7 +8,8 @@
   skipped, and a semicolon, tab or bar separates the columns as well as a comma);
 - from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
   a (3,H,W) float tensor in [0,1], uint8 or uint16, or a numpy (H,W,3) array as OpenCV and albumentations give;
-  a label as a name or a class index).
+  a label as a name or a class index), or items that are dicts (``{"image": ..., "label": ...}``), as a Hugging
+  Face ``datasets.Dataset`` gives them (its labels read from the label column, named by its ``ClassLabel``).
 
 Images are decoded as torchvision's ImageFolder loader does (``convert("RGB")``), except 16-bit greyscale (X-rays,
 microscopy: PIL's I;16 and I modes), which is scaled by its own range instead of clipped at 255.
@@ -93,7 +94,7 @@ class ValData:
         if item.path is not None:
             return _decode(item.path)
         try:
-            image = self.dataset[item.index][0]
+            image = _item_parts(self.dataset[item.index])[0]
         except Exception as e:  # the user's Dataset failed on this item: skipped and counted like a bad file
             raise Unreadable(f"{type(e).__name__}: {e}") from e
         return _as_tensor(image, torch)
@@ -246,7 +247,7 @@ def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
             return _csv(path, known)
         raise ValDataError(f"--val-data {str(spec)!r} is a file but not a CSV; pass a folder of class subfolders "
                            "(ImageFolder) or a .csv of path,label rows")
-    if isinstance(spec, torch.utils.data.Dataset):
+    if isinstance(spec, torch.utils.data.Dataset) or _map_style(spec):
         return _dataset(spec, known)
     if isinstance(spec, (list, tuple)):
         pairs = list(spec)
@@ -326,23 +327,78 @@ def _is_header(row: list[str], known: _Labels) -> bool:
     return not first.lower().endswith(IMAGE_EXTENSIONS) and known.index(label) is None
 
 
+#: the keys a dict item names its image and its label by: Hugging Face ``datasets`` rows ({"image", "label"} on
+#: imagenet-1k, beans, food101; {"img", "label"} on cifar10; {"img", "fine_label"} on cifar100) and dict Datasets
+IMAGE_KEYS = ("image", "img", "pixel_values", "images", "jpg", "png")
+LABEL_KEYS = ("label", "labels", "target", "fine_label", "class", "cls")
+
+
+def _map_style(spec: Any) -> bool:
+    """Not a torch Dataset but indexable by position with a length, as a Hugging Face ``datasets.Dataset`` is."""
+    from collections.abc import Mapping
+
+    return (not isinstance(spec, (str, bytes, list, tuple, Mapping)) and hasattr(spec, "__len__")
+            and hasattr(spec, "__getitem__"))
+
+
+def _key(item: Any, keys: Sequence[str], what: str) -> str:
+    found = next((k for k in keys if k in item), None)
+    if found is None:
+        raise ValDataError(f"a validation Dataset item is a dict with keys {sorted(map(str, item))}, none of them "
+                           f"{what}; name the image one of {', '.join(IMAGE_KEYS)} and the label one of "
+                           f"{', '.join(LABEL_KEYS)}")
+    return found
+
+
+def _item_parts(item: Any) -> tuple[Any, Any]:
+    """(image, label) of one Dataset item: a pair, or a dict with an image key and a label key."""
+    from collections.abc import Mapping
+
+    if isinstance(item, Mapping):
+        return item[_key(item, IMAGE_KEYS, "the image")], item[_key(item, LABEL_KEYS, "the label")]
+    return item[0], item[1]
+
+
+def _class_names(dataset: Any, first: Any) -> Sequence[str] | None:
+    """The names a Dataset gives its integer labels: torchvision's ``classes``, or the ``ClassLabel`` feature of a
+    Hugging Face dataset's label column."""
+    from collections.abc import Mapping
+
+    names = getattr(dataset, "classes", None)
+    if names is None and isinstance(first, Mapping):
+        feature = (getattr(dataset, "features", None) or {}).get(_key(first, LABEL_KEYS, "the label"))
+        names = getattr(feature, "names", None)
+    return names
+
+
 def _dataset(dataset, known: _Labels) -> ValData:
     try:
         n = len(dataset)
     except TypeError as e:
         raise ValDataError("a torch Dataset given as validation data must have a length (a map-style Dataset)") from e
-    names = getattr(dataset, "classes", None)
+
+    def item(i: int):
+        try:
+            return dataset[i]
+        except Exception as e:
+            raise ValDataError(f"the validation Dataset failed on item {i} ({type(e).__name__}: {e}); each item must "
+                               "be (image, label) or a dict of them") from e
+
+    first = item(0) if n else None
+    names = _class_names(dataset, first)
     targets = getattr(dataset, "targets", None)
+    if targets is None and hasattr(dataset, "column_names") and first is not None and hasattr(first, "keys"):
+        targets = dataset[_key(first, LABEL_KEYS, "the label")]  # a column: the labels without decoding an image
     if targets is not None and len(targets) == n:
         labels = [names[int(t)] if names is not None else t for t in targets]
     else:
         labels = []
         for i in range(n):
             try:
-                labels.append(dataset[i][1])
-            except Exception as e:
-                raise ValDataError(f"the validation Dataset failed on item {i} ({type(e).__name__}: {e}); each item must "
-                                   "be (image, label)") from e
+                labels.append(_item_parts(first if i == 0 else item(i))[1])
+            except (IndexError, KeyError, TypeError) as e:
+                raise ValDataError(f"the validation Dataset's item {i} is not (image, label) or a dict of them "
+                                   f"({type(e).__name__}: {e})") from e
         if names is not None:
             labels = [names[int(t)] if not isinstance(t, str) else t for t in labels]
     indices = known.check(labels, "the validation Dataset")
