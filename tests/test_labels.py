@@ -29,6 +29,21 @@ def test_txt_json_csv_agree(tmp_path):
     assert load_labels(SHAPES) == SHAPES
 
 
+def test_txt_lines_keyed_by_index_or_wordnet_id_give_the_names(tmp_path):
+    """``0 circle`` / ``1: square`` index files and ImageNet's ``synset_words.txt`` (Kaggle's LOC_synset_mapping.txt)
+    kept the key in every name, so ``--classes circle`` and a validation folder ``circle/`` matched nothing."""
+    (tmp_path / "ix.txt").write_text("".join(f"{i}{sep}{n}\n" for (i, n), sep in zip(
+        reversed(list(enumerate(SHAPES))), [" ", ": ", "\t", ",", " "])))
+    assert load_labels(tmp_path / "ix.txt") == SHAPES
+    (tmp_path / "synset_words.txt").write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")
+    assert load_labels(tmp_path / "synset_words.txt") == ["tench, Tinca tinca", "goldfish, Carassius auratus"]
+    # names that only look keyed stay whole: indices not 0..n-1, or a line without a key
+    (tmp_path / "one.txt").write_text("1 square\n2 circle\n")
+    (tmp_path / "mixed.txt").write_text("0 circle\nsquare\n")
+    assert load_labels(tmp_path / "one.txt") == ["1 square", "2 circle"]
+    assert load_labels(tmp_path / "mixed.txt") == ["0 circle", "square"]
+
+
 def test_imagenet_names_offline():
     names = load_labels("imagenet")
     assert len(names) == 1000

@@ -124,6 +124,23 @@ def _from_txt(text: str, source: str) -> list[str]:
             )
     if not lines:
         raise LabelsError(f"labels {source}: the file has no names; one name per line, in class-index order")
+    return _without_line_keys(lines, source)
+
+
+_INDEXED_LINE = re.compile(r"(\d+)\s*[:,\t ]\s*(\S.*)")
+_SYNSET_LINE = re.compile(r"(n\d{8})\s+(\S.*)")
+
+
+def _without_line_keys(lines: list[str], source: str) -> list[str]:
+    """Names from lines that lead with a key every line has: a class index (``0 tench``, ``0: tench``, 0..n-1 in any
+    order) or a WordNet id (ImageNet's ``synset_words.txt`` and Kaggle's ``LOC_synset_mapping.txt``:
+    ``n01440764 tench, Tinca tinca``, listed in class-index order). Other lines are names as they are."""
+    synsets = [_SYNSET_LINE.fullmatch(line) for line in lines]
+    if all(synsets):
+        return [m.group(2).strip() for m in synsets]
+    indexed = [_INDEXED_LINE.fullmatch(line) for line in lines]
+    if all(indexed) and sorted(int(m.group(1)) for m in indexed) == list(range(len(lines))):
+        return _dense({int(m.group(1)): m.group(2).strip() for m in indexed}, source)
     return lines
 
 
