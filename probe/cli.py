@@ -479,6 +479,18 @@ def version() -> None:
         console.print(f"{name} {value}", highlight=False)
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        version()
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                               help="Print probe's version and the libraries it runs on, and exit.")) -> None:
+    """Audit what an image classifier has learned, with discriminative class tokens."""
+
+
 def _mount_world() -> None:
     try:
         from probe.world.cli import world_app

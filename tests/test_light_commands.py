@@ -71,3 +71,13 @@ def test_public_functions_stay_functions_after_their_modules_are_imported():
     names = json.loads(line[0][len("NAMES="):])
     assert names.pop("compare") == [True, False]
     assert not [name for name, (_, is_module) in names.items() if is_module]
+
+
+def test_probe_dash_dash_version_prints_what_probe_version_prints(monkeypatch, capsys):
+    """`probe --version`, as most tools spell it, was 'No such option'; it prints what `probe version` prints."""
+    from conftest import run_main
+
+    code, flag, _ = run_main(monkeypatch, capsys, "--version")
+    assert code == 0 and flag.startswith("probe ") and "torch " in flag
+    code, command, _ = run_main(monkeypatch, capsys, "version")
+    assert code == 0 and command == flag
