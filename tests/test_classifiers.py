@@ -248,19 +248,28 @@ def test_factory_and_module(tmp_path, monkeypatch):
 
 
 def test_module_instance_is_frozen_and_stays_bit_identical():
+    """probe audits a frozen copy that shares the module's weights: the caller's module keeps its training mode and
+    its gradients (it was put in eval mode with requires_grad off, so a notebook that audits and then trains its
+    model again got 'element 0 of tensors does not require grad'), and no gradient reaches it."""
     net = _tiny()
     net.train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     clf = load_classifier(net, input_size=SIZE, labels=["a", "b", "c", "d", "e"])
-    assert clf.format == "module" and clf.model is net
+    assert clf.format == "module" and type(clf.model) is type(net) and clf.model is not net
+    shared = {p.data_ptr() for p in net.parameters()}
+    assert {p.data_ptr() for p in clf.model.parameters()} == shared  # the same weights, nothing copied
     clf.train()  # must not put BatchNorm into training mode
-    assert not net.training
+    assert not clf.model.training and not any(p.requires_grad for p in clf.model.parameters())
     x = _images().requires_grad_(True)
     clf(x).logsumexp(1).sum().backward()
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert x.grad.abs().sum() > 0
+    assert net.training and all(p.requires_grad and p.grad is None for p in net.parameters())
     assert clf.labels == ["a", "b", "c", "d", "e"]
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(clf.model(_images()), net(_images()))
 
 
 def test_a_torch_compiled_module_is_audited_as_the_module_it_wraps():
@@ -268,7 +277,8 @@ def test_a_torch_compiled_module_is_audited_as_the_module_it_wraps():
     (about 10 s each on a CPU); the module inside is what gets audited, with its name and layers."""
     net = _tiny()
     clf = load_classifier(torch.compile(net), input_size=SIZE)
-    assert clf.model is net and clf.name == type(net).__name__
+    assert type(clf.model) is type(net) and clf.name == type(net).__name__
+    assert [p.data_ptr() for p in clf.model.parameters()] == [p.data_ptr() for p in net.parameters()]
 
 
 # ---------------------------------------------------------------- Hugging Face

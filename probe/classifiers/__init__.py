@@ -18,6 +18,9 @@ format               spec                                        needs        la
 ``module``           an ``nn.Module`` object (Python API)         nothing      yes
 ===================  ==========================================  ===========  =====================
 
+An ``nn.Module`` object is audited through a frozen copy that shares its weights (eval mode, no gradients on the
+copy): the caller's module keeps its training mode and ``requires_grad``, and no gradient reaches it.
+
 Layer hooks: an exported program loads as ``torch.export.unflatten``'s module tree, whose
 submodules (``net.layer4``) fire forward hooks like the original model's. TorchScript runs its own
 graph, where Python hooks never fire; Grad-CAM still runs on it (traced, scripted or frozen) by

@@ -237,6 +237,23 @@ def called(classifier: Any, probs: Any, target: int) -> Any:
     return probs.argmax(-1) == target
 
 
+def detached_view(model: nn.Module) -> nn.Module:
+    """A copy of a caller's module that shares its weights (the same storage, nothing duplicated) but not its state:
+    :func:`freeze` then sets eval mode and no gradients on the copy, and the caller's module keeps its training mode
+    and ``requires_grad`` (a notebook that audits its model and then trains it again). Modules that cannot be copied
+    so (TorchScript, lazy layers not yet shaped, attributes deepcopy refuses) are returned as they are."""
+    import copy
+
+    if isinstance(model, torch.jit.ScriptModule) or any(nn.parameter.is_lazy(p) for p in model.parameters()):
+        return model
+    memo: dict[int, Any] = {id(p): nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
+    memo.update({id(b): b for b in model.buffers()})
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # noqa: BLE001 - an uncopyable attribute: the module itself, frozen in place as before
+        return model
+
+
 def freeze(model: nn.Module) -> None:
     """Eval mode and no parameter gradients; exported programs refuse ``.eval()`` but are traced in eval."""
     try:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from probe.classifiers import data_config as dc
+from probe.classifiers.classifier import detached_view
 from probe.classifiers.export_archive import unsafe_entries
 from probe.classifiers.failures import first_line
 from probe.classifiers.pickles import (corrupt_file, first_global, NeedsPickle, needs_code, raw_pickle_kind, state_dict_inside,
@@ -83,6 +84,7 @@ def load_module(model: nn.Module) -> Loaded:
     # a notebook's torch.compile(model): audited as the module it wraps (its name, timm/HF metadata and layers),
     # since the audit's batches change size and each new size would compile again
     model = getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
+    model = detached_view(model)  # the caller's module keeps its training mode and gradients
     data, labels, data_src, labels_src = introspect(model)
     if not data:
         from probe.classifiers.hf_processor import folder_of, processor_data
