@@ -363,7 +363,7 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
 
 @app.command()
 def confirm(run_dir: Path = typer.Argument(..., help="A run directory written by `probe audit` (with its findings)."),
-            val_data: Path = typer.Option(..., "--val-data", help="Your labelled images: a folder of class subfolders (ImageFolder) or a CSV of path,label rows (paths relative to the CSV)."),
+            val_data: Path = typer.Option(..., "--val-data", help="Your labelled images: a folder of class subfolders (ImageFolder) or a CSV of path,label rows (paths relative to the CSV, else to the working directory)."),
             concepts: str = typer.Option("auto", help="What reads cue presence on your images: 'auto' = the world's oracles for a world run; else a CLIP or SigLIP hub id or folder (never taken from the run)."),
             model: Optional[str] = typer.Option(None, "--model", "-m", help="The run's classifier (default: the one config.json names, when loading it runs no code)."),
             arch: Optional[str] = typer.Option(None, help="Architecture of a state-dict classifier (timm:NAME or torchvision:NAME)."),

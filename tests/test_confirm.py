@@ -119,9 +119,17 @@ def test_bad_val_data_fails_in_one_line_before_any_model_loads(tmp_path, monkeyp
         confirm_run(run, tmp_path / "list.csv")
 
 
+def _touch(root: Path, *names: str) -> None:
+    """Files a CSV lists (their bytes are not read where labels and paths are checked)."""
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+
+
 def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_csv(tmp_path):
     labels = ["tabby, tabby cat", "golden retriever", "star"]
     (tmp_path / "data").mkdir()
+    _touch(tmp_path / "data", "x/1.png", "x/2.png", "x/3.png")
     (tmp_path / "data" / "v.csv").write_text("path,label\nx/1.png,tabby\nx/2.png,golden-retriever\nx/3.png,2\n")
     data = read_val_data(tmp_path / "data" / "v.csv", labels)
     assert [i.class_index for i in data.items] == [0, 1, 2]
@@ -140,17 +148,45 @@ def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_c
     "x/1.png\tstar\nx/2.JPG\theart\n",  # tab-separated, no header
 ])
 def test_a_csv_as_spreadsheets_write_it_is_read(tmp_path, text):
+    _touch(tmp_path, "x/1.png", "x/2.JPG")
     (tmp_path / "v.csv").write_text(text, encoding="utf-8-sig")  # Excel's UTF-8 CSV starts with a byte-order mark
     data = read_val_data(tmp_path / "v.csv", ["star", "heart"])
     assert [(i.name, i.class_index) for i in data.items] == [("x/1.png", 0), ("x/2.JPG", 1)]
 
 
 def test_a_csv_header_is_told_from_a_row_with_an_unknown_label(tmp_path):
+    _touch(tmp_path, "x/1.png", "x/2.png")
     (tmp_path / "v.csv").write_text("x/1.png,star\nx/2.png,hexagon\n")  # a data row, not a header: its label is named
     with pytest.raises(ValDataError, match="label\\(s\\) 'hexagon' are not the classifier's"):
         read_val_data(tmp_path / "v.csv", ["star", "heart"])
     (tmp_path / "w.csv").write_text("path,label\nx/1.png,label\n")  # the documented header, whatever the labels
     assert [i.class_index for i in read_val_data(tmp_path / "w.csv", ["star", "label"]).items] == [1]
+
+
+def test_a_csv_whose_paths_are_relative_to_the_working_directory_is_read_and_one_listing_nothing_is_refused(
+        tmp_path, monkeypatch, capsys):
+    """A CSV written by a script run from the project's root lists paths from there (data/val.csv: data/img/1.png):
+    read relative to the CSV only, every image was 'skipped' and the error came after the models loaded. Each file is
+    found beside the CSV first, else from the working directory; a list whose files all are missing is one line from
+    `probe audit --val-data`'s first check, before any model loads."""
+    from probe.confirm.data import check_val_source
+
+    monkeypatch.chdir(tmp_path)
+    _touch(tmp_path, "data/img/1.png", "data/img/2.png", "data/near.png")
+    Path("data/val.csv").write_text("path,label\ndata/img/1.png,star\ndata/img/2.png,heart\nnear.png,star\n")
+    check_val_source("data/val.csv")
+    items = read_val_data("data/val.csv", ["star", "heart"]).items
+    assert [i.path for i in items] == [Path("data/img/1.png"), Path("data/img/2.png"), Path("data/near.png")]
+    Path("data/gone.csv").write_text("path,label\nelsewhere/1.png,star\n")
+    with pytest.raises(ValDataError, match=r"none of its 1 files exist \(the first: 'data/elsewhere/1.png'.*relative to the "
+                                           r"CSV or absolute$"):
+        check_val_source("data/gone.csv")
+    from probe.world import bundled_classifier_path
+
+    code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(bundled_classifier_path("biased")),
+                            "--generator", "world", "--classes", "star", "--val-data", "data/gone.csv", "--out", "run")
+    assert code == 2 and "none of its 1 files exist" in err and len(err.strip().splitlines()) == 1, err
+    assert not Path("run").exists()  # refused before the run directory or any model
 
 
 def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_classifier(tmp_path):
@@ -166,6 +202,7 @@ def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_class
     assert sorted(i.class_index for i in data.items) == [0, 999]
     respelled = ["Tench", *load_labels("imagenet")[1:]]  # another source's spelling of a few names
     assert sorted(i.class_index for i in read_val_data(tmp_path / "val", respelled).items) == [0, 999]
+    _touch(tmp_path, "a.JPEG")
     (tmp_path / "v.csv").write_text("path,label\na.JPEG,n01443537\n")
     assert read_val_data(tmp_path / "v.csv", load_labels("imagenet")).items[0].class_index == 1  # goldfish
     with pytest.raises(ValDataError, match="'n01440764', 'n15075141' are not the classifier's .*pass --labels imagenet"):

@@ -4,7 +4,8 @@
 
 - a folder in ImageFolder layout (``DIR/<label>/<image>``; images by extension: png, jpg, jpeg, bmp, gif, webp,
   tif, tiff; other files, and hidden ones such as macOS's ``._x.jpg`` or ``.ipynb_checkpoints/``, are ignored);
-- a CSV file of ``path,label`` rows (paths relative to the CSV's folder; a header row naming the columns is
+- a CSV file of ``path,label`` rows (paths relative to the CSV's folder, or to the working directory where only that
+  finds the file; a header row naming the columns is
   skipped, and a semicolon, tab or bar separates the columns as well as a comma);
 - from Python, a list of ``(path, label)`` pairs, or a torch ``Dataset`` of ``(image, label)`` items (a PIL image,
   a (3,H,W) float tensor in [0,1], uint8 or uint16, or a numpy (H,W,3) array as OpenCV and albumentations give;
@@ -225,12 +226,18 @@ class _Labels:
 
 
 def check_val_source(spec: Any) -> None:
-    """The checks that need no labels (a missing folder or CSV), for ``probe audit --val-data`` before it starts."""
-    if isinstance(spec, (str, os.PathLike)):
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise ValDataError(f"--val-data {str(spec)!r} does not exist; pass a folder of class subfolders (ImageFolder) "
-                               "or a CSV of path,label rows")
+    """The checks that need no labels, for ``probe audit --val-data`` before any model loads: a missing folder or
+    CSV, a CSV that cannot be read or whose listed files all are missing."""
+    _check_exists(spec)
+    path = Path(spec).expanduser() if isinstance(spec, (str, os.PathLike)) else None
+    if path is not None and path.is_file() and path.suffix.lower() in (".csv", ".txt"):
+        _csv_paths(path, _csv_rows(path, None))
+
+
+def _check_exists(spec: Any) -> None:
+    if isinstance(spec, (str, os.PathLike)) and not Path(spec).expanduser().exists():
+        raise ValDataError(f"--val-data {str(spec)!r} does not exist; pass a folder of class subfolders (ImageFolder) "
+                           "or a CSV of path,label rows")
 
 
 def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
@@ -239,7 +246,7 @@ def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
 
     known = _Labels(labels)
     if isinstance(spec, (str, os.PathLike)):
-        check_val_source(spec)
+        _check_exists(spec)
         path = Path(spec).expanduser()
         if path.is_dir():
             return _folder(path, known)
@@ -285,6 +292,14 @@ def _hidden(relative: Path) -> bool:
 
 
 def _csv(path: Path, known: _Labels) -> ValData:
+    rows = _csv_rows(path, known)
+    indices = known.check([r[1].strip() for r in rows], f"--val-data {str(path)!r}")
+    items = tuple(ValItem(r[0].strip(), i, path=p) for r, i, p in zip(rows, indices, _csv_paths(path, rows)))
+    return ValData(items, "csv", str(path), known.labels)
+
+
+def _csv_rows(path: Path, known: _Labels | None) -> list[list[str]]:
+    """The path,label rows of a CSV, header dropped; ``known`` None: before the classifier's labels are known."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -300,10 +315,24 @@ def _csv(path: Path, known: _Labels) -> ValData:
                            "write one image per row as path,label")
     if not rows:
         raise ValDataError(f"--val-data {str(path)!r} lists no images; write one image per row as path,label")
-    indices = known.check([r[1].strip() for r in rows], f"--val-data {str(path)!r}")
-    base = path.parent
-    items = tuple(ValItem(r[0].strip(), i, path=(base / Path(r[0].strip()).expanduser())) for r, i in zip(rows, indices))
-    return ValData(items, "csv", str(path), known.labels)
+    return rows
+
+
+def _csv_paths(path: Path, rows: list[list[str]]) -> list[Path]:
+    """Each row's file: relative to the CSV's folder, or, where only that exists, to the working directory (a CSV
+    written by a script run from the project's root). A file missing both ways is kept (skipped and counted when
+    read); when no listed file exists at all, one line says so before any model loads."""
+    out, found = [], 0
+    for r in rows:
+        given = Path(r[0].strip()).expanduser()
+        beside = path.parent / given
+        chosen = beside if beside.exists() or given.is_absolute() or not given.exists() else given
+        found += chosen.exists()
+        out.append(chosen)
+    if not found:
+        raise ValDataError(f"--val-data {str(path)!r}: none of its {len(rows)} files exist (the first: {str(out[0])!r}, "
+                           f"read relative to the CSV's folder); write paths relative to the CSV or absolute")
+    return out
 
 
 def _delimiter(text: str) -> str:
@@ -317,14 +346,14 @@ def _delimiter(text: str) -> str:
     return ","
 
 
-def _is_header(row: list[str], known: _Labels) -> bool:
+def _is_header(row: list[str], known: _Labels | None) -> bool:
     """A first row that names its columns (``path,label``, ``filename,class``, ``image,target`` ...): its first cell
     is not an image file name and its second is not one of the classifier's labels."""
     first = row[0].strip()
     label = row[1].strip() if len(row) > 1 else ""
     if [first.lower(), label.lower()] == ["path", "label"]:
         return True  # the documented header, also for a classifier with a class called "label"
-    return not first.lower().endswith(IMAGE_EXTENSIONS) and known.index(label) is None
+    return not first.lower().endswith(IMAGE_EXTENSIONS) and (known is None or known.index(label) is None)
 
 
 #: the keys a dict item names its image and its label by: Hugging Face ``datasets`` rows ({"image", "label"} on
