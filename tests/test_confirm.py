@@ -189,6 +189,21 @@ def test_a_csv_whose_paths_are_relative_to_the_working_directory_is_read_and_one
     assert not Path("run").exists()  # refused before the run directory or any model
 
 
+def test_symlinked_class_folders_and_subfolders_are_followed_as_imagefolder_does_and_a_link_loop_ends(tmp_path):
+    """A cluster's val/ often links its class folders, or folders inside them, to shared storage: torchvision's
+    ImageFolder follows them (os.walk followlinks); probe's rglob did not enter a linked subfolder, so those images
+    were silently left out of every slice."""
+    _touch(tmp_path / "store", "stars/a.png", "hearts/b.png")
+    (tmp_path / "val" / "heart").mkdir(parents=True)
+    (tmp_path / "val" / "star").symlink_to(tmp_path / "store" / "stars", target_is_directory=True)
+    (tmp_path / "val" / "heart" / "more").symlink_to(tmp_path / "store" / "hearts", target_is_directory=True)
+    (tmp_path / "val" / "heart" / "up").symlink_to(tmp_path / "val", target_is_directory=True)  # a loop
+    _touch(tmp_path / "val", "heart/c.png")
+    data = read_val_data(tmp_path / "val", ["star", "heart"])
+    assert sorted(i.name for i in data.items if i.class_index == 1) == ["heart/c.png", "heart/more/b.png"]
+    assert [i.name for i in data.items if i.class_index == 0] == ["star/a.png"]
+
+
 def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_classifier(tmp_path):
     """ImageNet's own validation set is laid out by WordNet id (val/n01440764/*.JPEG): with ImageNet-1k's labels
     (``--labels imagenet``, a Hugging Face ImageNet config) those folders are its classes; with other labels the

@@ -270,7 +270,8 @@ def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
 
 def _folder(root: Path, known: _Labels) -> ValData:
     subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = [(p, sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+    others = {os.path.realpath(root), *(os.path.realpath(p) for p in subfolders)}
+    found = [(p, sorted(f for f in _files_under(p, others) if f.suffix.lower() in IMAGE_EXTENSIONS
                         and not _hidden(f.relative_to(p))))
              for p in subfolders]
     found = [(p, files) for p, files in found if files]
@@ -283,6 +284,23 @@ def _folder(root: Path, known: _Labels) -> ValData:
     items = tuple(ValItem(f.relative_to(root).as_posix(), i, path=f) for (_, files), i in zip(found, indices)
                   for f in files)
     return ValData(items, "folder", str(root), known.labels)
+
+
+def _files_under(folder: Path, others: set[str]) -> list[Path]:
+    """Every file under a class folder, through symlinked folders as torchvision's ImageFolder goes (a class folder
+    that links to shared storage, a subfolder linked in), each real folder once. A link into ``others`` (the real
+    paths of the data's root and its class folders) or above the root is not followed: its images are another
+    class's, or a loop."""
+    seen, out = set(), []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        inside = Path(top) != folder
+        if real in seen or (inside and (real in others or any(o.startswith(real + os.sep) for o in others))):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [Path(top) / name for name in files if (Path(top) / name).is_file()]
+    return out
 
 
 def _hidden(relative: Path) -> bool:
