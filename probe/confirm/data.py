@@ -344,7 +344,7 @@ def _csv_paths(path: Path, rows: list[list[str]]) -> list[Path]:
     for r in rows:
         given = Path(r[0].strip()).expanduser()
         beside = path.parent / given
-        chosen = beside if beside.exists() or given.is_absolute() or not given.exists() else given
+        chosen = beside if beside.exists() or given.is_absolute() or not given.exists() else Path.cwd() / given
         found += chosen.exists()
         out.append(chosen)
     if not found:
