@@ -305,7 +305,7 @@ def test_a_hugging_face_style_dataset_of_dict_rows_is_read_by_its_columns(tmp_pa
     rows = Rows()
     data = read_val_data(rows, list(SHAPES))
     assert [i.class_index for i in data.items] == [SHAPES.index(n) for n in ("heart", "star", "heart", "star")]
-    assert rows.opened == [0]  # the first row told the keys; the labels came from the column
+    assert rows.opened == []  # the labels came from the column: no row (no image) read
     assert data.load(data.items[1]).shape == (3, 6, 8)
 
     class Dicts(torch.utils.data.Dataset):  # a torch Dataset of dict items (cifar10's keys)
@@ -316,6 +316,14 @@ def test_a_hugging_face_style_dataset_of_dict_rows_is_read_by_its_columns(tmp_pa
             return {"img": torch.rand(3, 8, 8), "label": "star"}
 
     assert [i.class_index for i in read_val_data(Dicts(), list(SHAPES)).items] == [SHAPES.index("star")] * 2
+
+    class Targets(Dicts):  # torchvision's ImageFolder keeps targets and classes apart: no item is read for them
+        targets, classes = [1, 0], ["star", "heart"]
+
+        def __getitem__(self, i):
+            raise AssertionError("an image was decoded to read the labels")
+
+    assert [i.class_index for i in read_val_data(Targets(), list(SHAPES)).items] == [SHAPES.index("heart"), 3]
 
     class Unnamed(Dicts):
         def __getitem__(self, i):

@@ -406,46 +406,47 @@ def _item_parts(item: Any) -> tuple[Any, Any]:
     return item[0], item[1]
 
 
-def _class_names(dataset: Any, first: Any) -> Sequence[str] | None:
-    """The names a Dataset gives its integer labels: torchvision's ``classes``, or the ``ClassLabel`` feature of a
-    Hugging Face dataset's label column."""
-    from collections.abc import Mapping
-
-    names = getattr(dataset, "classes", None)
-    if names is None and isinstance(first, Mapping):
-        feature = (getattr(dataset, "features", None) or {}).get(_key(first, LABEL_KEYS, "the label"))
-        names = getattr(feature, "names", None)
-    return names
+def _label_column(dataset: Any) -> tuple[Any, Sequence[str] | None]:
+    """A Hugging Face ``datasets.Dataset``'s labels read off its label column (no image decoded), and the names its
+    ``ClassLabel`` feature gives them; (None, None) for any other Dataset."""
+    columns = getattr(dataset, "column_names", None)
+    key = next((k for k in LABEL_KEYS if k in (columns or ())), None)
+    if key is None:
+        return None, None
+    feature = (getattr(dataset, "features", None) or {}).get(key)
+    return dataset[key], getattr(feature, "names", None)
 
 
 def _dataset(dataset, known: _Labels) -> ValData:
+    from collections.abc import Mapping
+
     try:
         n = len(dataset)
     except TypeError as e:
         raise ValDataError("a torch Dataset given as validation data must have a length (a map-style Dataset)") from e
 
-    def item(i: int):
+    def label(i: int):
         try:
-            return dataset[i]
+            row = dataset[i]
+            return row[_key(row, LABEL_KEYS, 'the label')] if isinstance(row, Mapping) else row[1]
+        except ValDataError:
+            raise
+        except (IndexError, KeyError, TypeError) as e:
+            raise ValDataError(f"the validation Dataset's item {i} is not (image, label) or a dict of them "
+                               f"({type(e).__name__}: {e})") from e
         except Exception as e:
             raise ValDataError(f"the validation Dataset failed on item {i} ({type(e).__name__}: {e}); each item must "
                                "be (image, label) or a dict of them") from e
 
-    first = item(0) if n else None
-    names = _class_names(dataset, first)
-    targets = getattr(dataset, "targets", None)
-    if targets is None and hasattr(dataset, "column_names") and first is not None and hasattr(first, "keys"):
-        targets = dataset[_key(first, LABEL_KEYS, "the label")]  # a column: the labels without decoding an image
+    # labels without decoding an image where the Dataset keeps them apart (torchvision's targets, a label column)
+    names, targets = getattr(dataset, "classes", None), getattr(dataset, "targets", None)
+    if targets is None:
+        targets, column_names = _label_column(dataset)
+        names = names if names is not None else column_names
     if targets is not None and len(targets) == n:
         labels = [names[int(t)] if names is not None else t for t in targets]
     else:
-        labels = []
-        for i in range(n):
-            try:
-                labels.append(_item_parts(first if i == 0 else item(i))[1])
-            except (IndexError, KeyError, TypeError) as e:
-                raise ValDataError(f"the validation Dataset's item {i} is not (image, label) or a dict of them "
-                                   f"({type(e).__name__}: {e})") from e
+        labels = [label(i) for i in range(n)]
         if names is not None:
             labels = [names[int(t)] if not isinstance(t, str) else t for t in labels]
     indices = known.check(labels, "the validation Dataset")
