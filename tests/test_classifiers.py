@@ -487,8 +487,8 @@ def test_a_hub_id_loads_from_the_hugging_face_cache_as_transformers_and_timm_do(
     assert in_memory.data_config == clf.data_config and in_memory.data_config.mean == pytest.approx((0.4, 0.5, 0.6))
     resnet = load_classifier("probe-tests/tiny-resnet")
     assert (resnet.format, resnet.source, resnet.labels) == ("timm", "probe-tests/tiny-resnet", ["ok", "defect"])
-    with pytest.raises(ClassifierError, match=r"model probe-tests/absent is not a local file or folder, and the hub is "
-                                              r"switched off .*`hf download probe-tests/absent --local-dir DIR`"):
+    with pytest.raises(ClassifierError, match=r"model probe-tests/absent is not a local file or folder, has no cached "
+                                              r"copy, and the hub is switched off .*`hf download probe-tests/absent --local-dir DIR`"):
         load_classifier("probe-tests/absent")
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from probe.errors import ClassifierError
-from probe.hub import hub_offline
+from probe.hub import hub_unavailable
 
 _PATTERNS = ["*.json", "*.txt", "*.safetensors"]
 
 
-def _error(repo_id: str, e: Exception, offline: bool) -> ClassifierError:
+def _error(repo_id: str, e: Exception, unavailable: str | None) -> ClassifierError:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    if offline:
-        where = "is not a local file or folder, and the hub is switched off (HF_HUB_OFFLINE=1) with no cached copy"
+    if unavailable is not None:
+        where = f"is not a local file or folder, has no cached copy, and {unavailable}"
     elif isinstance(e, GatedRepoError):
         where = "is a gated repository on the hub (accept its terms, then `hf auth login`)"
     elif isinstance(e, RepositoryNotFoundError):
@@ -37,11 +37,12 @@ def hub_folder(repo_id: str) -> Path:
     :class:`ClassifierError` when it cannot be had."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    offline = hub_offline()
+    unavailable = hub_unavailable()  # only the cache is read, at once, when the hub cannot be asked
+    offline = unavailable is not None
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=_PATTERNS, local_files_only=offline))
         if not any(folder.glob("*.safetensors")):  # an older repository: its weights as a torch file
             hf_hub_download(repo_id, "pytorch_model.bin", local_files_only=offline)
     except Exception as e:  # noqa: BLE001 - huggingface_hub raises many kinds; each becomes one line
-        raise _error(repo_id, e, offline) from e
+        raise _error(repo_id, e, unavailable) from e
     return folder

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.hub import hub_offline
+from probe.hub import hub_unavailable
 from probe.progress import quiet_hf_libraries
 
 if TYPE_CHECKING:
@@ -208,11 +208,11 @@ def _looks_like_hub_id(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", text)) and not text.startswith((".", "/"))
 
 
-def _hub_error(spec: str, e: Exception, offline: bool) -> ConceptError:
+def _hub_error(spec: str, e: Exception, unavailable: str | None) -> ConceptError:
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    if offline:
-        where = "the hub is switched off (HF_HUB_OFFLINE=1)"
+    if unavailable is not None:
+        where = f"it is not in the local cache and {unavailable}"
     elif isinstance(e, RepositoryNotFoundError):
         where = "the hub has no such model (or it is private or gated)"
     else:
@@ -262,7 +262,8 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
         raise ConceptError(f"concept model folder {text!r} has no config.json; pass a folder written by "
                            "model.save_pretrained() and processor.save_pretrained() for a CLIP or SigLIP model "
                            "(config.json, weights, tokenizer and preprocessor files)")
-    local = folder is not None or hub_offline()
+    unavailable = None if folder is not None else hub_unavailable()  # then only the cache is read, at once
+    local = folder is not None or unavailable is not None
     quiet_hf_libraries()
     try:
         if folder is not None:
@@ -275,13 +276,15 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
     except Exception as e:
         if folder is not None:
             raise ConceptError(f"concept model folder {text!r} has an unreadable config.json: {_first_line(e)}") from e
-        raise _hub_error(text, e, local) from e
+        raise _hub_error(text, e, unavailable) from e
     kinds = _supported_kinds()
     if model_type not in kinds:
         raise ConceptError(f"concept model {text!r} is a {model_type!r} model; concept scoring works with "
                            f"{', '.join(kinds.values())} models (model_type {', '.join(kinds)}), e.g. "
                            f"{', '.join(KNOWN_CONCEPT_MODELS)}")
-    source = str(folder) if folder is not None else text
+    # with the hub unavailable a cached id is loaded from its snapshot folder: transformers' own local_files_only
+    # does not reach its adapter lookup (transformers 5.x asked the hub for adapter_config.json, five retries)
+    source = str(folder) if folder is not None else str(config_file.parent) if unavailable is not None else text
     try:
         model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local, trust_remote_code=False)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local, trust_remote_code=False)
@@ -293,6 +296,6 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
             raise ConceptError(f"could not load the concept model in {text!r}: {_first_line(e)}; check that the "
                                "folder holds the weights and the processor files (tokenizer, "
                                "preprocessor_config.json or processor_config.json)") from e
-        raise _hub_error(text, e, local) from e
+        raise _hub_error(text, e, unavailable) from e
     name = str(spec) if domain is not None else text if folder is None else folder.resolve().name
     return ConceptModel(model, processor, name=name, device=device, batch_size=batch_size, dtype=dtype)

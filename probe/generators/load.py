@@ -14,7 +14,7 @@ import torch
 from probe.devices import resolve_device
 from probe.progress import quiet_hf_libraries
 from probe.errors import GeneratorError
-from probe.hub import hub_offline
+from probe.hub import hub_unavailable
 from probe.generators.generator import Generator, SamplingDefaults
 from probe.generators.registry import (DEFAULT_GENERATOR, GENERATORS, OWN_SCHEDULER, PIPELINE_FAMILIES, SCHEDULERS,
                                        GeneratorSpec, alias_spec, resolve_dtype)
@@ -108,7 +108,8 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     quiet_hf_libraries()
-    offline = hub_offline()
+    unavailable = hub_unavailable()  # only the cache is read, at once, when the hub cannot be asked
+    offline = unavailable is not None
     # 2. the family (model_index.json's pipeline class), then the pipeline itself
     class_name = _pipeline_class(spec, folder, alias, offline)
     family = PIPELINE_FAMILIES[class_name]
@@ -122,7 +123,8 @@ def load_generator(id_or_path: str | Path | None = None, *, device: str | torch.
         if folder is not None:
             raise GeneratorError(f"could not load the diffusers pipeline in {spec!r}: {str(e).splitlines()[0]}; "
                                  "check that the folder is complete (unet/, vae/, text_encoder/, tokenizer/, scheduler/)") from e
-        where = "the hub is switched off (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub is unreachable or the id does not exist"
+        where = (f"it is not in the local cache and {unavailable}" if offline
+                 else "the Hugging Face hub is unreachable or the id does not exist")
         raise GeneratorError(
             f"could not load generator {spec!r}: {where}; download it where the hub is reachable "
             f"(`hf download {spec} --local-dir DIR`) and pass --generator DIR, or try: {_alternatives()}"
