@@ -462,6 +462,17 @@ def test_the_rule_and_who_checked_the_interventions_are_said_in_words(evil_run, 
     lede = html.unescape(_section(page, 'class="lede"', "</p>"))
     assert "the cue findings below are unverified" in lede and "--concepts openai/clip-vit-large-patch14" in lede
     assert "name the cues those images rely on" not in lede
+    # the default concept model was tried and could not be loaded: the lede gives that reason and its fix, where
+    # "run again with --concepts openai/..." would repeat what had just failed
+    a = json.loads((other / "analysis.json").read_text())
+    why = ("could not load concept model 'openai/clip-vit-large-patch14': it is not in the local cache and the hub "
+           "(https://huggingface.co) is unreachable (Name or service not known); download it where the hub is "
+           "reachable (hf download openai/clip-vit-large-patch14 --local-dir DIR) and pass --concepts DIR")
+    a["notes"] = [*a.get("notes", []), "interventions unchecked, the cue findings are unverified: " + why]
+    (other / "analysis.json").write_text(json.dumps(a))
+    failed = html.unescape(_section(render_report(other).read_text(), 'class="lede"', "</p>"))
+    assert "the cue findings below are unverified" in failed and f"could not: {why}. Then run" in failed
+    assert "--concepts openai/clip-vit-large-patch14" not in failed
     checked_lede = html.unescape(_section(text, 'class="lede"', "</p>"))
     assert "name the cues those images rely on" in checked_lede and "unverified" not in checked_lede
     a = json.loads((other / "analysis.json").read_text())

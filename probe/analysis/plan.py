@@ -39,7 +39,7 @@ from probe.analysis.sufficiency import measure_sufficiency
 from probe.classifiers.labels import object_name
 from probe.analysis.token_shift import shift_samples
 from probe.run import RunConfig, RunDir
-from probe.run.records import UNCHECKED
+from probe.run.records import UNCHECKED, UNCHECKED_NOTE
 
 __all__ = ["Setup", "Test", "choose_carriers", "class_carriers", "confirm_round", "confirmed_enough", "finished_classes",
            "generation_settings", "set_up"]
@@ -269,7 +269,7 @@ def _concept_model(spec: str, generator):
     try:
         model = load_concepts(spec, device=device, dtype=dtype)
     except ConceptError as e:
-        return None, f"interventions unchecked, the cue findings are unverified: {e}"
+        return None, f"{UNCHECKED_NOTE}{e}"
     while len(_CONCEPT_MODELS) >= 2:
         _CONCEPT_MODELS.pop(next(iter(_CONCEPT_MODELS)))
     _CONCEPT_MODELS[key] = model

@@ -32,6 +32,7 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
+from probe.run.records import UNCHECKED_NOTE
 from probe.run.summary import clears_bar, strength_counts, summarise_class
 
 __all__ = ["render_report", "ReportError", "template_dir"]
@@ -704,6 +705,9 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
     if "interventions_checked_by" in a:  # analyses that predate the checks say nothing either way
         by = a.get("interventions_checked_by")
         checked = {"by": str(by)} if by else {"by": None}
+        # a concept model probe tried and could not load: its one-line reason, which names the fix
+        failed = [str(n)[len(UNCHECKED_NOTE):] for n in notes if str(n).startswith(UNCHECKED_NOTE)]
+        checked["failure"] = failed[0] if failed and not by else None
     else:
         checked = None
     raw = a.get("dropped_counters")

@@ -28,6 +28,8 @@ SHARE_KINDS = ("off-object",)  # measured shares of the attribution, not changes
 STATUSES = ("passes", "weak", "inconclusive", "screened", "unverified")
 CONFIRMED = ("passes", "weak", "unverified")  # statuses of a test decided on confirmation pairs (or measured: off-object)
 UNCHECKED = "unchecked"  # checked_by when nothing checked the generated images (such a finding never passes)
+# analysis.json's note when the concept model could not be loaded, before the one-line reason (which names the fix)
+UNCHECKED_NOTE = "interventions unchecked, the cue findings are unverified: "
 NOT_RECORDED = "not recorded"  # checked_by of a finding written before probe recorded who checked its images
 STRENGTHS = ("strong", "weak")
 UNITS = ("pairs", "images")
