@@ -370,7 +370,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
 
         dtype = config.dtype or saved.dtype_for(str(resolve_device(config.device)))
         audit = AuditConfig.saved(saved)
-        generator = load_generator_of(replace(audit, generator=config.generator or audit.generator,
+        generator = load_generator_of(replace(audit, generator=config.generator or saved.source("generator"),
                                               device=config.device, dtype=dtype))
     groups = _with_tokens(generator, groups)
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}

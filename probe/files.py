@@ -103,6 +103,20 @@ def dumps_json(data) -> str:
     return json.dumps(_finite(plain), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a file's bytes (hex), or None when ``path`` is not a file."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_json(path: str | Path, data) -> Path:
     return write_text(path, dumps_json(data))
 

@@ -247,8 +247,8 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     check_writable(out_dir, "--out")
     audit = AuditConfig.saved(saved)  # typed after the --out checks, so that their errors come first
     model_spec = (config.model or (getattr(classifier, "source", None) if classifier is not None else None)
-                  or (_inert_model_spec(audit.model) if classifier is None else audit.model))
-    generator_spec = config.generator or (generator.source if generator is not None else None) or audit.generator
+                  or (_inert_model_spec(saved.source("model")) if classifier is None else audit.model))
+    generator_spec = config.generator or (generator.source if generator is not None else None) or saved.source("generator")
     # the images are drawn with the audit's effective sampling; the identity keeps the settings as given (the run,
     # named by its start, fixes the rest), so that a dataset begun before config.json held them still resumes
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}

@@ -228,3 +228,49 @@ def test_gradient_checkpointing_gives_the_same_gradient(tiny_generator):
     tiny_generator.generate(["a photo of a <t> star"] * 2, [0, 1], grad_steps=2,
                             gradient_checkpointing=True).mean().backward()
     assert torch.allclose(vector.grad, plain, rtol=1e-4, atol=1e-7)
+
+
+def test_a_run_s_relative_paths_name_its_model_and_generator_however_they_are_typed_later(
+        tmp_path, tiny_sd_path, exported_redness, monkeypatch, capsys):
+    """An audit started with relative paths (`--model redness.pt2 --generator sd`): resuming it with `./redness.pt2`,
+    an absolute path or a byte-identical copy was refused as "a run with a different model"; `probe generate` from
+    another folder could not find `redness.pt2`; and `probe confirm --model /abs/path` dropped the audit's --mean and
+    --std (they were kept only for the same text). config.json records the audit's working directory."""
+    from probe.confirm.confirm import ClassifierSource, _load_classifier
+    from probe.run import RunDir
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (tmp_path / "sd").symlink_to(tiny_sd_path)
+    monkeypatch.chdir(tmp_path)
+    common = ["--classes", "star", "--max-steps", "2", "--batch-size", "2", "--eval-images", "2", "--no-analyze",
+              "--no-report", "--quiet", "--device", "cpu", "--out", "run", "--mean", "0.5,0.5,0.5", "--std", "1,1,1"]
+    code, _, err = _cli(monkeypatch, capsys, "audit", "--model", "redness.pt2", "--generator", "sd", *common)
+    assert code == 0, err
+    saved = RunDir(tmp_path / "run").read_run_config()
+    assert saved.workdir == str(tmp_path) and saved.audit["model"] == "redness.pt2"
+    copy = tmp_path / "copies" / "redness.pt2"
+    copy.parent.mkdir()
+    copy.write_bytes(exported_redness.read_bytes())
+    for sidecar in ("redness.labels.txt", "redness.data.json"):
+        (copy.parent / sidecar).write_text((tmp_path / sidecar).read_text())
+    for model, generator in (("./redness.pt2", str(tiny_sd_path)), (str(exported_redness), "./sd"),
+                             (str(copy), "sd")):
+        code, _, err = _cli(monkeypatch, capsys, "audit", "--model", model, "--generator", generator, *common)
+        assert code == 0, (model, generator, err)
+    other = tmp_path / "copies" / "other.pt2"
+    other.write_bytes(exported_redness.read_bytes() + b"\0")
+    code, _, err = _cli(monkeypatch, capsys, "audit", "--model", str(other), "--generator", "sd", *common)
+    assert code == 2 and "different model" in err, err
+    # from another folder: the run's relative model and generator are read from where the audit started
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = _cli(monkeypatch, capsys, "generate", "../run", "--per-class", "1", "--out", "../gen", "--device",
+                        "cpu")
+    assert code == 0, err
+    assert len(list((tmp_path / "gen").glob("*/*.png"))) == 1
+    # --model typed as an absolute path keeps the audit's own data settings (the sidecar says mean 0, std 1)
+    run = RunDir(tmp_path / "run")
+    for model in (None, str(exported_redness), str(copy)):
+        clf = _load_classifier(run, ClassifierSource(model=model, device="cpu"), ["other", "star"])
+        assert tuple(clf.data_config.mean) == (0.5, 0.5, 0.5), model

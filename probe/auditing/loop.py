@@ -13,6 +13,7 @@ loss, an error in the user's model) is recorded in that class's metrics.json and
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from probe.token_config import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
 _RESUME_KEYS = ("model", "arch", "generator", "token")
+_SOURCES = ("model", "generator")  # resume keys that name a file, folder or hub id (RunConfig.names_same)
 
 
 @dataclass
@@ -81,6 +83,8 @@ def check_run_dir(config: AuditConfig) -> RunDir:
         audit_saved = json.loads(dumps_json(AuditConfig.saved(saved).to_dict()))  # the saved AuditConfig, typed and back
         current = json.loads(dumps_json(config.to_dict()))  # tuples -> lists, as saved
         for key in _RESUME_KEYS:
+            if key in _SOURCES and saved.names_same(key, current.get(key)):
+                continue  # the same model or generator, spelled another way (./m.pt, an absolute path, the default)
             if audit_saved.get(key) != current.get(key):
                 raise RunError(f"{str(run.root)!r} holds a run with a different {_difference(key, audit_saved.get(key), current.get(key))}; "
                                "use another --out, or the same settings to resume")
@@ -311,7 +315,8 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
     saved = RunConfig.of_audit(
         config.to_dict(), generator=generator.describe(), gradient_chunks=chunks.to_dict(),
         classifier=_describe(classifier), eval_classifier=_describe(eval_classifier), classes=targets,
-        versions=environment_versions(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        versions=environment_versions(), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        workdir=os.getcwd())
     # once, atomically; another writer may have started the run meanwhile: checked again
     run.initialise(labels, saved, check=lambda: check_run_dir(config))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +17,7 @@ from probe.devices import resolve_device
 from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
 from probe.classifiers.outputs import extract_logits
 from probe.errors import ClassifierError, LabelsError
+from probe.files import file_sha256
 
 _PROBE_BATCH = 2
 
@@ -33,16 +33,6 @@ def sidecar(path: Path, kind: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.Loaded, Path | None]:
@@ -203,7 +193,7 @@ def load_classifier(
         )
     extra: dict[str, Any] = {}
     if path is not None:
-        extra["sha256"] = _sha256(path)
+        extra["sha256"] = file_sha256(path)
     if trust_pickle and (loaded.format == "pickle" or loaded.trusted_pickle):
         extra["trust_pickle"] = True
     if guessed and config.input_size[0] == 3 and tuple(config.mean) == dc.IMAGENET_MEAN:

@@ -234,11 +234,12 @@ def _load_classifier(run: RunDir, source: ClassifierSource, labels: list[str]):
 
     saved = run.read_run_config()
     settings = AuditConfig.saved(saved) if saved is not None else None  # the audit's AuditConfig, typed
-    saved_model = settings.model if settings is not None else None
-    model = source.model or _inert_model_spec(saved_model)
+    model = source.model or _inert_model_spec(saved.source("model") if saved is not None else None)
     if not model:
         raise ConfirmError("the run's config.json names no classifier; pass it with --model")
-    pick = lambda key: getattr(settings, key) if source.model is None or source.model == saved_model else None  # noqa: E731
+    # the audit's data-config settings hold for its own classifier, however --model spells it now
+    same = source.model is None or (saved is not None and saved.names_same("model", source.model))
+    pick = lambda key: getattr(settings, key) if same else None  # noqa: E731
     try:
         return load_classifier(model, arch=source.arch or pick("arch"), labels=labels, trust_pickle=source.trust_pickle,
                                input_size=pick("input_size"), mean=pick("mean"), std=pick("std"),

@@ -417,6 +417,7 @@ def check_config(data: Any, path: Path | str) -> dict:
             _dict(key, data.get(key), null=True)
         _dict("audit.token", (data.get("audit") or {}).get("token"), null=True)
         _str("started", data.get("started"), null=True)
+        _str("workdir", data.get("workdir"), null=True)
         effective = _dict("effective", data.get("effective"), null=True)
         if effective is not None:
             _unknown(effective, EFFECTIVE_FIELDS, "effective")

@@ -24,11 +24,13 @@ predates a field says nothing either way). Fields a newer probe adds are kept in
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from probe.errors import AnalysisError  # the error a Finding built in memory has always raised
+from probe.files import file_sha256
 from probe.run.format import template_phrase
 from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
@@ -137,6 +139,8 @@ class RunConfig:
     not read back (partial, damaged, from an older probe) still opens and its report shows what the file holds.
     ``effective`` is what the audit ran with (:class:`EffectiveSettings`), read back by every later command.
     ``format_version`` is ``RunDir``'s: it writes the current one and refuses another on read.
+    ``workdir`` is the working directory the audit started in: relative paths in ``audit`` are read from there by
+    later commands run elsewhere (:meth:`source`); :meth:`names_same` tells whether a path typed now names the saved one.
     """
 
     audit: dict = field(default_factory=dict)
@@ -148,6 +152,7 @@ class RunConfig:
     classes: tuple[int, ...] | None = None
     versions: dict | None = None
     started: str | None = None
+    workdir: str | None = None
     extra: dict = field(default_factory=dict)
     nulls: frozenset = field(default=frozenset(), repr=False)
 
@@ -175,14 +180,50 @@ class RunConfig:
             classifier=data.get("classifier"), eval_classifier=data.get("eval_classifier"),
             generator=data.get("generator"), gradient_chunks=data.get("gradient_chunks"),
             classes=_tuple(data.get("classes")), versions=data.get("versions"), started=data.get("started"),
-            extra={k: v for k, v in data.items() if k not in known}, nulls=_nulls(data, _names(cls)))
+            workdir=data.get("workdir"), extra={k: v for k, v in data.items() if k not in known}, nulls=_nulls(data, _names(cls)))
 
     def to_dict(self) -> dict:
         out = {"audit": self.audit, **_present(self, ("classifier", "eval_classifier", "generator", "gradient_chunks")),
-               "effective": self.effective.to_dict(), **_present(self, ("classes", "versions", "started"))}
+               "effective": self.effective.to_dict(), **_present(self, ("classes", "versions", "started", "workdir"))}
         if self.classes is not None:
             out["classes"] = list(self.classes)
         return {**out, **self.extra}
+
+    def source(self, kind: str) -> str | None:
+        """The audit's ``model`` or ``generator`` as a later command loads it: as saved, except a relative path that
+        does not exist from this working directory but does from the one the audit started in (``workdir``), which
+        is given from there (absolute): ``probe generate runs/r`` from another folder finds ``--model m.pt``."""
+        value = self.audit.get(kind)
+        if not isinstance(value, str) or not value or not isinstance(self.workdir, str):
+            return value if isinstance(value, str) else None
+        path = Path(value).expanduser()
+        if path.is_absolute() or path.exists():
+            return value
+        there = Path(self.workdir) / path
+        return str(there) if there.exists() else value
+
+    def names_same(self, kind: str, given: str | None) -> bool:
+        """Whether ``given`` (a ``--model`` or ``--generator`` typed now) names what the audit saved as ``kind``: the
+        same text; the default generator, named or not; the same file or folder (``./m.pt``, an absolute path, or a
+        path from the audit's own working directory); or, for the classifier, a file whose SHA-256 is the one the
+        audit recorded (the run and its model moved to another machine)."""
+        saved = self.audit.get(kind)
+        if saved == given:
+            return True
+        if kind == "generator" and (saved is None or given is None):
+            from probe.generators.registry import DEFAULT_GENERATOR
+
+            return (saved or DEFAULT_GENERATOR) == (given or DEFAULT_GENERATOR)
+        if not isinstance(saved, str) or not isinstance(given, str):
+            return False
+        here, there = Path(given).expanduser(), Path(self.source(kind) or saved).expanduser()
+        try:
+            if here.exists() and there.exists() and os.path.samefile(here, there):
+                return True
+        except OSError:
+            pass
+        recorded = (self.classifier or {}).get("sha256") if kind == "model" else None
+        return isinstance(recorded, str) and here.is_file() and file_sha256(here) == recorded
 
     @property
     def token(self) -> dict:
