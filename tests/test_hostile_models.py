@@ -320,6 +320,22 @@ def test_torchscript_shape_error_still_names_the_input_size(tmp_path):
     assert "mat1 and mat2 shapes cannot be multiplied" in msg and "--input-size" in msg
 
 
+def test_a_grey_model_is_told_how_to_state_its_channels_and_then_loads(tmp_path):
+    """A 1-channel network (MNIST-style) was told to set --input-size, which sets pixels, not channels."""
+    from torch import nn
+
+    path = _script(nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)).eval(),
+                   tmp_path / "digits.pt")
+    with pytest.raises(ClassifierError) as info:
+        load_classifier(path)
+    msg = str(info.value)
+    assert 'the model takes 1-channel images: write digits.data.json beside it with "input_size": [1, H, W]' in msg
+    assert "--input-size" not in msg and "\n" not in msg
+    (tmp_path / "digits.data.json").write_text('{"input_size": [1, 28, 28], "mean": [0.1307], "std": [0.3081]}')
+    clf = load_classifier(path)
+    assert clf.num_classes == 10 and clf(torch.rand(2, 3, 64, 64)).shape == (2, 10)  # RGB in, luminance to the model
+
+
 # ----------------------------------------------------------------------------- --classes
 
 

@@ -33,6 +33,16 @@ def summarize(e: BaseException, limit: int = 200) -> str:
     return f"{kind}: {first[:limit]}" if first else kind
 
 
+_CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels")
+
+
+def expected_channels(summary: str) -> int | None:
+    """The number of input channels a convolution's error says the model takes ("expected input[2, 3, 224, 224] to
+    have 1 channels, but got 3 channels instead"), or None."""
+    m = _CHANNELS.search(summary)
+    return int(m.group(1)) if m else None
+
+
 def is_shape_error(summary: str) -> bool:
     """True when the message is about tensor shapes or sizes (so the input size is worth checking)."""
     return bool(_SHAPE.search(summary))

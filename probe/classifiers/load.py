@@ -12,7 +12,7 @@ from probe.classifiers import data_config as dc
 from probe.classifiers import folders, loaders
 from probe.classifiers.classifier import Classifier, freeze
 from probe.classifiers.detect import detect_format, looks_like_factory, looks_like_hub_id
-from probe.classifiers.failures import is_shape_error, summarize
+from probe.classifiers.failures import expected_channels, is_shape_error, summarize
 from probe.devices import resolve_device
 from probe.classifiers.labels import LABEL_SUFFIXES, load_labels
 from probe.classifiers.outputs import extract_logits
@@ -82,11 +82,15 @@ def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
             out = clf.model(clf.preprocess(x))
         except Exception as e:  # an exported program's fixed batch size was refused by loaders.load_export
             summary = summarize(e)
-            fix = (
-                "set the input size the model expects with --input-size (or a .data.json sidecar)"
-                if is_shape_error(summary)
-                else f"the error comes from the model's own forward: fix the model, or check it runs on {clf.device}"
-            )
+            channels = expected_channels(summary)
+            stem = Path(str(loaded.source)).stem if loaded.source else "MODEL"
+            if channels is not None and channels != c:  # --input-size sets the pixels, not the channels
+                fix = (f"the model takes {channels}-channel images: write {stem}.data.json beside it with "
+                       f'"input_size": [{channels}, H, W] and a mean and std of {channels} value(s) each')
+            elif is_shape_error(summary):
+                fix = "set the input size the model expects with --input-size (or a .data.json sidecar)"
+            else:
+                fix = f"the error comes from the model's own forward: fix the model, or check it runs on {clf.device}"
             raise ClassifierError(
                 f"model {loaded.source or loaded.name}: a test forward pass on a {tuple(x.shape)} batch failed "
                 f"({summary}); {fix}"
