@@ -834,3 +834,50 @@ def test_bad_image_tensors_are_explained():
         clf(torch.rand(2, SIZE, SIZE, 3))
     with pytest.raises(ClassifierError, match="not floating point.*255"):
         clf(torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8))
+
+
+def test_a_notebook_s_evaluation_transform_sets_the_data_config(tmp_path):
+    """`load_classifier(model, transform=tf)` (and `probe.Audit(model, ..., transform=tf)`): the torchvision or timm
+    evaluation transform a notebook already has gives input size, crop, interpolation and normalisation, and probe's
+    own preprocessing then gives what the transform gives on a photo of another shape (PIL's resize against probe's
+    tensor resize: within 0.01 on average). Before, only the ImageNet guess was there, with a warning."""
+    import numpy as np
+    import torch.nn.functional as F
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms as T
+    from torchvision.transforms import v2
+
+    from probe.classifiers import data_config as dc
+
+    torch.manual_seed(0)
+    photo = F.interpolate(torch.rand(1, 3, 6, 8), size=(300, 400), mode="bicubic", align_corners=False).clamp(0, 1)
+    pil = Image.fromarray((photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    x = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float()[None] / 255
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 3)).eval()
+    cases = [(T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)]),
+              dict(input_size=(3, 224, 224), crop_pct=0.875, crop_mode="center", mean=(0.5,) * 3, std=(0.25,) * 3)),
+             (v2.Compose([v2.ToImage(), v2.Resize((160, 200)), v2.ToDtype(torch.float32, scale=True),
+                          v2.Normalize([0.4] * 3, [0.3] * 3)]),
+              dict(input_size=(3, 160, 200), crop_pct=1.0, crop_mode="squash", mean=(0.4,) * 3, std=(0.3,) * 3))]
+    for transform, expected in cases:
+        clf = load_classifier(net, transform=transform)
+        for key, value in expected.items():
+            assert getattr(clf.data_config, key) == pytest.approx(value), (key, clf.data_config)
+        assert clf.data_config.interpolation == "bilinear" and clf.guess_note is None
+        assert (clf.preprocess(x) - transform(pil)[None]).abs().mean() < 0.01
+    preset = load_classifier(net, transform=torchvision.models.ResNet50_Weights.IMAGENET1K_V2.transforms())
+    assert preset.data_config.input_size == (3, 224, 224) and preset.data_config.crop_pct == pytest.approx(224 / 232)
+    grey = dc.from_transform(T.Compose([T.Grayscale(), T.Resize(28), T.ToTensor(), T.Normalize((0.13,), (0.31,))]))
+    assert grey["input_size"] == (1, 28, 28) and grey["mean"] == (0.13,)
+    explicit = load_classifier(net, transform=cases[0][0], mean=(0.1, 0.2, 0.3))  # an argument still wins
+    assert explicit.data_config.mean == (0.1, 0.2, 0.3) and explicit.data_config.std == (0.25,) * 3
+    import probe
+
+    audit = probe.Audit(net, "world", transform=cases[1][0])  # the notebook's Audit passes it on
+    assert audit.classifier.data_config.input_size == (3, 160, 200)
+    with pytest.raises(ClassifierError, match="RandomResizedCrop is a random step of a training transform"):
+        load_classifier(net, transform=T.Compose([T.RandomResizedCrop(224), T.ToTensor()]))
+    with pytest.raises(ClassifierError, match="probe does not read a Lambda step; pass the data settings"):
+        load_classifier(net, transform=T.Compose([T.Lambda(lambda im: im), T.ToTensor()]))

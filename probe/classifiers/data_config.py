@@ -272,6 +272,67 @@ def from_torchvision(name: str) -> dict[str, Any]:
         return {}
 
 
+#: transform steps that change dtype or container only (torchvision v1 and v2, timm)
+_INERT_STEPS = {"ToTensor", "PILToTensor", "ConvertImageDtype", "ToImage", "ToDtype", "ToPureTensor", "ToImageTensor",
+                "MaybeToTensor", "MaybePILToTensor", "Identity"}
+
+
+def _steps(transform: Any) -> list:
+    """The steps of a transform pipeline, nested ``Compose`` (torchvision v1 and v2, timm's) flattened."""
+    inner = getattr(transform, "transforms", None)
+    if isinstance(inner, (list, tuple)):
+        return [step for t in inner for step in _steps(t)]
+    return [transform]
+
+
+def from_transform(transform: Any) -> dict[str, Any]:
+    """Data config fields of the evaluation transform a notebook already has: a torchvision ``Compose`` (v1 or v2)
+    of ``Resize``, ``CenterCrop``, ``Normalize``, ``Grayscale`` and tensor conversions, timm's
+    ``create_transform(..., is_training=False)``, or torchvision's weights preset (``weights.transforms()``).
+    A random step (a training transform) or a step probe cannot read is a one-line ClassifierError: reading around
+    it would preprocess the images otherwise than the classifier expects."""
+    shorter = squash = crop = None
+    channels, out = 3, {}
+    for step in _steps(transform):
+        name = type(step).__name__
+        if name in _INERT_STEPS:
+            continue
+        if name == "ImageClassification":  # torchvision's weights.transforms()
+            shorter, crop = int(step.resize_size[0]), (int(step.crop_size[0]),) * 2
+            out.update(mean=step.mean, std=step.std, interpolation=step.interpolation)
+        elif name == "Resize":
+            size = [step.size] if isinstance(step.size, int) else list(step.size)
+            if len(size) == 1:
+                shorter = int(size[0])
+            else:
+                squash = (int(size[0]), int(size[1]))
+            out["interpolation"] = step.interpolation
+        elif name == "CenterCrop":
+            size = [step.size] if isinstance(step.size, int) else list(step.size)
+            crop = (int(size[0]), int(size[-1]))
+        elif name == "Normalize":
+            out.update(mean=tuple(round(float(v), 6) for v in step.mean), std=tuple(round(float(v), 6) for v in step.std))
+        elif name == "Grayscale":
+            channels = int(step.num_output_channels)
+        elif name.startswith("Random") or name in ("ColorJitter", "AutoAugment", "RandAugment", "TrivialAugmentWide",
+                                                    "AugMix", "GaussianBlur", "ElasticTransform"):
+            raise ClassifierError(f"transform: {name} is a random step of a training transform; pass the evaluation "
+                                  "transform (timm: create_transform(..., is_training=False))")
+        else:
+            raise ClassifierError(f"transform: probe does not read a {name} step; pass the data settings instead "
+                                  "(input_size=, mean=, std=, crop_pct=, interpolation=)")
+    if crop is not None:
+        out.update(input_size=(channels, *crop), crop_mode="center",
+                   crop_pct=min(1.0, crop[0] / shorter) if shorter else 1.0)
+    elif squash is not None:
+        out.update(input_size=(channels, *squash), crop_mode="squash", crop_pct=1.0)
+    elif shorter is not None:
+        out.update(input_size=(channels, shorter, shorter), crop_pct=1.0)
+    elif channels != 3:
+        raise ClassifierError("transform: it makes grey images but sets no size; pass input_size=(1, H, W) as well")
+    return check_partial(out, "transform")
+
+
 def _hw(value: Any) -> tuple[int, int] | None:
     if isinstance(value, int):
         return value, value

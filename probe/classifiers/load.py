@@ -132,11 +132,13 @@ def load_classifier(
     interpolation: str | None = None,
     device: str | torch.device | None = "cpu",
     multi_label: bool = False,
+    transform: Any = None,
 ) -> Classifier:
     """Load a classifier from a file, folder, factory or module; see :mod:`probe.classifiers`.
 
-    Data config precedence per field: these arguments > ``X.data.json`` > the model's
-    own config (timm, Hugging Face, torchvision, export example input) > defaults.
+    Data config precedence per field: these arguments > ``transform`` (the evaluation transform a notebook has:
+    a torchvision or timm pipeline, read by :func:`probe.classifiers.data_config.from_transform`) > ``X.data.json``
+    > the model's own config (timm, Hugging Face, torchvision, export example input) > defaults.
     Labels: ``labels`` > ``X.labels.txt`` (or .json/.csv) > the model's ``id2label`` > indices.
     A forward pass on a batch of 2 at load time checks the outputs and the label count. A network that returns
     one logit per image is a binary classifier, read as two classes (see :class:`Classifier`); ``multi_label``
@@ -151,18 +153,21 @@ def load_classifier(
         {"input_size": input_size, "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation},
         "arguments",
     )
+    from_transform = dc.from_transform(transform) if transform is not None else {}
     side_data: dict[str, Any] = {}
     side_path = sidecar(path, "data") if path is not None else None
     if side_path is not None:
         side_data = dc.read_data_sidecar(side_path)
     if "input_size" in explicit and not _names_channels(input_size):  # --input-size 512: the model's channel count
-        channels = next((layer["input_size"][0] for layer in (side_data, loaded.data) if "input_size" in layer), 3)
+        channels = next((layer["input_size"][0] for layer in (from_transform, side_data, loaded.data)
+                         if "input_size" in layer), 3)
         explicit["input_size"] = (channels, *explicit["input_size"][1:])
-    config = dc.resolve(explicit, side_data, loaded.data)
-    sources = [s for s, layer in (("arguments", explicit), (str(side_path), side_data),
+    config = dc.resolve(explicit, from_transform, side_data, loaded.data)
+    sources = [s for s, layer in (("arguments", explicit), ("transform", from_transform), (str(side_path), side_data),
                                   (loaded.data_source, loaded.data)) if layer]
     data_source = ", ".join(str(s) for s in sources) if sources else "defaults"
-    guessed = [f for f in ("mean", "std") if not any(f in layer for layer in (explicit, side_data, loaded.data))]
+    guessed = [f for f in ("mean", "std")
+               if not any(f in layer for layer in (explicit, from_transform, side_data, loaded.data))]
 
     # 2. Labels.
     names: list[str] | None = None

@@ -18,7 +18,8 @@ from probe.explore.run import Run
 class Audit:
     """Learn class tokens and find cues for a classifier with a generator (the API of ``probe audit``).
 
-    ``classifier``: a ``probe.Classifier`` or anything ``probe.load_classifier`` accepts; ``generator``: a
+    ``classifier``: a ``probe.Classifier`` or anything ``probe.load_classifier`` accepts (``transform``: its
+    evaluation transform, read for the input size, crop and normalisation); ``generator``: a
     ``probe.Generator`` or anything ``probe.load_generator`` accepts. ``config``: an ``AuditConfig`` whose
     settings are reused (its ``model``/``generator``/``out``/``classes`` are replaced); ``token`` and
     ``analysis`` override its token and analysis settings.
@@ -26,13 +27,14 @@ class Audit:
 
     def __init__(self, classifier, generator, *, config=None, token=None, analysis=None, device: str = "auto",
                  dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None,
-                 multi_label: bool = False):
+                 multi_label: bool = False, transform=None):
         from probe.classifiers import Classifier, load_classifier
         from probe.generators import Generator, load_generator
         from probe.auditing.loop import AuditConfig
 
         if not isinstance(classifier, Classifier):
-            classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels, multi_label=multi_label)
+            classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels, multi_label=multi_label,
+                                         transform=transform)
         if not isinstance(generator, Generator):
             generator = load_generator(generator, device=device, dtype=dtype)
         self.classifier, self.generator = classifier, generator
