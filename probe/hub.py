@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import time
 
 OFF = "the hub is switched off (HF_HUB_OFFLINE=1)"
 
@@ -30,14 +30,30 @@ def hub_unavailable() -> str | None:
     return None if failure is None else f"the hub ({constants.ENDPOINT}) is unreachable ({failure})"
 
 
-@functools.lru_cache(maxsize=4)
+_ASKED: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when it was asked, its failure or None)
+#: how long one answer holds: a notebook kernel whose network comes back can download again without a restart
+ASK_AGAIN_S = 60.0
+
+
 def _unreachable(endpoint: str) -> str | None:
     """The first line of the connection failure of one HEAD request to ``endpoint`` (3 s, no retry), or None when
-    anything answered: an HTTP error status still means the hub can be asked and say what it has."""
+    anything answered: an HTTP error status still means the hub can be asked and say what it has. The answer is
+    kept for :data:`ASK_AGAIN_S` seconds."""
+    now = time.monotonic()
+    asked = _ASKED.get(endpoint)
+    if asked is not None and now - asked[0] < ASK_AGAIN_S:
+        return asked[1]
     from huggingface_hub.utils import get_session
 
+    failure = None
     try:  # httpx (huggingface_hub 1.x and later) or requests (earlier): either raises only when nothing answered
         get_session().head(endpoint, timeout=3)
     except Exception as e:  # noqa: BLE001 - connection, DNS, proxy, TLS or timeout failures of either library
-        return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    return None
+        failure = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    _ASKED[endpoint] = (now, failure)
+    return failure
+
+
+def forget_answers() -> None:
+    """Ask the hub again at the next load (tests; a notebook that has just come back online)."""
+    _ASKED.clear()

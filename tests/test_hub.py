@@ -33,9 +33,9 @@ def unreachable_hub(monkeypatch):
     clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
     clock.sleep = sleeps.append
     monkeypatch.setattr(http, "time", clock)
-    hub._unreachable.cache_clear()
+    hub.forget_answers()
     yield sleeps
-    hub._unreachable.cache_clear()
+    hub.forget_answers()
     closed.close()
 
 
@@ -98,23 +98,29 @@ def test_a_cached_model_loads_without_waiting_for_an_unreachable_hub(unreachable
     assert unreachable_hub == []
 
 
-def test_a_hub_that_answers_is_asked(monkeypatch):
-    """Any HTTP answer, an error status included, means the hub can be asked (and say what it has)."""
+def test_a_hub_that_answers_is_asked_and_an_answer_holds_for_a_while(monkeypatch):
+    """Any HTTP answer, an error status included, means the hub can be asked (and say what it has). One answer holds
+    for ASK_AGAIN_S: a process loading three models asks once, a notebook whose network comes back asks again."""
     import huggingface_hub.constants as constants
 
     from probe import hub
 
+    asked = []
+
     class Answering:
         def head(self, url, timeout):
+            asked.append(url)
             return types.SimpleNamespace(status_code=503)
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr("huggingface_hub.utils.get_session", lambda: Answering())
-    hub._unreachable.cache_clear()
+    hub.forget_answers()
     try:
-        assert hub.hub_unavailable() is None
+        assert hub.hub_unavailable() is None and hub.hub_unavailable() is None and len(asked) == 1
+        monkeypatch.setattr(hub, "ASK_AGAIN_S", 0.0)
+        assert hub.hub_unavailable() is None and len(asked) == 2
     finally:
-        hub._unreachable.cache_clear()
+        hub.forget_answers()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert hub.hub_unavailable() == hub.OFF
+    assert hub.hub_unavailable() == hub.OFF and len(asked) == 2
