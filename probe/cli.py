@@ -74,6 +74,7 @@ def audit(
     paper_stop: bool = typer.Option(False, "--paper-stop", help="The paper's stop rule: accuracy > 0.7, no minimum updates (replaces --stop-metric, --threshold and --min-steps)."),
     objective: str = typer.Option("cross_entropy", help="cross_entropy (the paper) or margin (capped log-probability margin: keeps pushing where the classifier already accepts the images)."),
     init_word: str = typer.Option("a", help="Word to initialise the token from; '@class' uses the class name."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template of the class token (repeatable), '{}' where the token and the class name go: your images' domain, e.g. --prompt 'a chest X-ray showing {}'. The first one also carries the cues of the sufficiency tests. Default: 'a photo of a {}', 'a close-up photo of a {}', 'a picture of a {}'."),
     eval_images: int = typer.Option(6, help="Evaluation images per prompt kind, on fresh seeds."),
     max_batch: Optional[int] = typer.Option(None, help="Images per gradient chunk: the grad-carrying UNet calls, decode and classifier run on this many images at a time, each chunk's backward before the next (peak memory follows it). Default: chosen from free memory on CUDA (printed), one chunk elsewhere."),
     gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory in the UNet and the VAE decoder."),
@@ -117,6 +118,14 @@ def audit(
     from probe.auditing.scale import ScaleConfig
     from probe.token_config import TokenConfig
 
+    # the token first: a bad --prompt is named as the prompt, not as the carrier it also sets
+    token = TokenConfig(**({"templates": tuple(prompt)} if prompt else {}), init_word=init_word, lr=lr,
+                        batch_size=batch_size, max_steps=max_steps,
+                        **(dict(accuracy_threshold=0.7, stop_metric="accuracy", min_steps=0) if paper_stop else
+                           dict(accuracy_threshold=threshold, stop_metric=stop_metric, min_steps=min_steps)),
+                        patience=patience, objective=objective, steps=steps, guidance_scale=guidance_scale,
+                        grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
+                        scheduler=scheduler, seed=seed, eval_images=eval_images)
     config = AuditConfig(
         model=model, out=str(out or Path("runs") / Path(model.rstrip("/")).stem.replace(":", "-")), classes=classes,
         generator=generator, arch=arch, labels=labels, trust_pickle=trust_pickle, multi_label=multi_label,
@@ -126,13 +135,9 @@ def audit(
         analyze=analyze, report=report,
         analysis=_analysis_config(cues=cues, attribution_layer=attribution_layer, concepts=clip_model or concepts, fdr_q=fdr_q,
                                   min_effect=min_effect, max_pairs=max_pairs, confirm_like=confirm_like,
-                                  discover=discover, vocabulary=vocabulary, attributions=attributions),
-        token=TokenConfig(init_word=init_word, lr=lr, batch_size=batch_size, max_steps=max_steps,
-                          **(dict(accuracy_threshold=0.7, stop_metric="accuracy", min_steps=0) if paper_stop else
-                             dict(accuracy_threshold=threshold, stop_metric=stop_metric, min_steps=min_steps)),
-                          patience=patience, objective=objective, steps=steps, guidance_scale=guidance_scale,
-                          grad_steps=grad_steps, max_batch=max_batch, gradient_checkpointing=gradient_checkpointing,
-                          scheduler=scheduler, seed=seed, eval_images=eval_images),
+                                  discover=discover, vocabulary=vocabulary, attributions=attributions,
+                                  prompts=prompt),
+        token=token,
         gate=_gate_config(max_effect, kinds, junit),
         scale=ScaleConfig(backend=backend, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
                           max_retries=max_retries, shard=shard),
@@ -177,7 +182,7 @@ def _attribution_methods(text: str) -> tuple[bool, tuple[str, ...] | None]:
 
 
 def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, max_pairs, confirm_like=None, discover=3,
-                     vocabulary=None, attributions="all"):
+                     vocabulary=None, attributions="all", prompts=None):
     from probe.analysis import AnalysisConfig, Thresholds
 
     thresholds = Thresholds(fdr_q=fdr_q, min_effect=min_effect, weak_effect=min(0.05, min_effect))
@@ -185,6 +190,7 @@ def _analysis_config(*, cues, attribution_layer, concepts, fdr_q, min_effect, ma
     return AnalysisConfig(cues=cues or "auto", attribution_layer=attribution_layer, concepts=concepts,
                           attributions=attributions_on, **({"methods": methods} if methods else {}),
                           max_pairs=max_pairs, thresholds=thresholds, discover=discover,
+                          **({"carrier_template": prompts[0]} if prompts else {}),  # --prompt: the images' domain
                           vocabulary=str(vocabulary) if vocabulary is not None else None,
                           confirm_like=str(confirm_like) if confirm_like is not None else None)
 

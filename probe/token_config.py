@@ -92,8 +92,15 @@ class TokenConfig:
         return hash(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(self.to_dict().items())))
 
     def __post_init__(self):
-        if not self.templates or any("{}" not in t for t in self.templates):
-            raise TokenError(f"templates {self.templates!r} must be non-empty and each contain '{{}}' where the class goes")
+        if not self.templates or any(not isinstance(t, str) or "{}" not in t for t in self.templates):
+            raise TokenError(f"prompt templates {list(self.templates)!r} (--prompt) must be non-empty and each contain "
+                             "'{}' where the token and the class name go, e.g. 'a photo of a {}'")
+        for t in self.templates:  # filled with str.format: any other brace would fail at the first prompt
+            try:
+                t.format("x")
+            except (IndexError, KeyError, ValueError):
+                raise TokenError(f"prompt template {t!r} has braces other than the one '{{}}' where the token and "
+                                 "class name go; write a literal brace as '{{' or '}}'") from None
         checks = {
             "lr": self.lr > 0, "batch_size": self.batch_size >= 1, "max_steps": self.max_steps >= 1,
             "accuracy_threshold": 0.0 <= self.accuracy_threshold <= 1.0, "patience": self.patience >= 1,

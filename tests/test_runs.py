@@ -274,3 +274,28 @@ def test_a_run_s_relative_paths_name_its_model_and_generator_however_they_are_ty
     for model in (None, str(exported_redness), str(copy)):
         clf = _load_classifier(run, ClassifierSource(model=model, device="cpu"), ["other", "star"])
         assert tuple(clf.data_config.mean) == (0.5, 0.5, 0.5), model
+
+
+def test_prompt_sets_the_token_s_templates_and_the_sufficiency_carrier(tmp_path, tiny_sd_path, exported_redness,
+                                                                       monkeypatch, capsys):
+    """`--prompt` (repeatable) puts the token in the images' own domain ("a chest X-ray showing {}"); the CLI had no
+    way to change "a photo of a {}" (only the Python TokenConfig). A template with another brace is one line."""
+    from probe.run import RunDir
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    base = ["audit", "--model", str(exported_redness), "--generator", str(tiny_sd_path), "--classes", "star",
+            "--max-steps", "1", "--batch-size", "2", "--eval-images", "2", "--out", str(out), "--no-analyze",
+            "--no-report", "--quiet", "--device", "cpu"]
+    code, _, err = _cli(monkeypatch, capsys, *base, "--prompt", "a drawing of {}", "--prompt", "a sketch of {} {{x}}")
+    assert code == 0, err
+    saved = RunDir(out).read_run_config()
+    assert saved.audit["token"]["templates"] == ["a drawing of {}", "a sketch of {} {{x}}"]
+    assert saved.audit["analysis"]["carrier_template"] == "a drawing of {}"
+    metrics = json.loads((out / "classes" / "1-star" / "metrics.json").read_text())
+    assert "a drawing of star" in json.dumps(metrics) and "a sketch of star {x}" in json.dumps(metrics)
+    for bad, message in (("a drawing", "(--prompt) must be non-empty and each contain '{}' where the token"),
+                         ("a {style} drawing of {}", "has braces other than the one '{}'")):
+        code, _, err = _cli(monkeypatch, capsys, *base[:-3], "--out", str(tmp_path / "bad"), "--prompt", bad)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
