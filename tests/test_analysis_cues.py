@@ -39,6 +39,14 @@ def test_user_cue_files_text_and_json(tmp_path):
         load_cues(tmp_path / "missing.txt")
     with pytest.raises(AnalysisError, match="exactly once"):
         Cue(name="bad", template="{} and {}")
+    # as Windows editors save them: a BOM before a comment line was read as a cue named '\ufeff', CRLF endings
+    txt.write_bytes(b"\xef\xbb\xbf# my cues\r\n{} in a hospital\r\n\r\nwith a watermark\r\n")
+    assert [c.name for c in load_cues(txt)] == ["in a hospital", "with a watermark"]
+    js.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"name": "snow", "template": "{} in snow"}]).encode())
+    assert [c.name for c in load_cues(js)] == ["snow"]
+    txt.write_bytes("caf\u00e9 scene\n".encode("latin-1"))  # not UTF-8: one line, not a traceback
+    with pytest.raises(AnalysisError, match="not readable as UTF-8 text .*save it as UTF-8"):
+        load_cues(txt)
 
 
 def test_world_vocabulary_cues_follow_the_caption_grammar():

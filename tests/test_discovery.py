@@ -35,6 +35,8 @@ def test_a_users_vocabulary_file_extends_or_replaces_and_a_bad_one_gets_one_line
     both = load_vocabulary(mine)
     assert len(both) == len(load_vocabulary()) + 1  # "{} on grass" is already bundled: kept once
     alone = load_vocabulary(mine, replace=True)
+    mine.write_bytes(b"\xef\xbb\xbf" + mine.read_bytes())  # saved with a BOM: read the same
+    assert len(load_vocabulary(mine)) == len(both)
     assert [p.template for p in alone.phrases] == ["{} on tweed", "{} on grass"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"groups": {"x": {"template": "{} on grass", "phrases": ["a"]}}}))

@@ -144,7 +144,10 @@ def load_cues(path: str | Path | None = None) -> list[Cue]:
         p = Path(path)
         if not p.is_file():
             raise AnalysisError(f"cues file {str(p)!r} does not exist; pass a .json or .txt cue list (see docs/analysis.md).")
-        text = p.read_text(encoding="utf-8")
+        try:
+            text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not a cue
+        except (OSError, UnicodeDecodeError) as e:
+            raise AnalysisError(f"cues file {str(p)!r}: not readable as UTF-8 text ({e}); save it as UTF-8") from e
         where = str(p)
         suffix = p.suffix.lower()
     cues: list[Cue] = []

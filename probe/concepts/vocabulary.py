@@ -105,7 +105,7 @@ def load_vocabulary(path: str | Path | None = None, *, replace: bool = False) ->
             raise VocabularyError(f"vocabulary file {str(p)!r} does not exist; pass a JSON file shaped like "
                                   "probe/concepts/vocabulary.json")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM too
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise VocabularyError(f"vocabulary file {str(p)!r} is not valid JSON ({e}); fix it") from e
         phrases += _parse(data, str(p))
