@@ -353,7 +353,7 @@ class ClassView:
 
     def __repr__(self) -> str:
         row = self.row()
-        return (f"ClassView({self.index} {self.name!r}: {self.status}, token accuracy {row['token_accuracy']}, "
+        return (f"ClassView({self.index} {self.name!r}: {self.status}, token accuracy {fmt.number(row['token_accuracy'])}, "
                 f"{row['passing_findings']} passing findings)")
 
     def _repr_html_(self) -> str:
