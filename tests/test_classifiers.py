@@ -861,6 +861,12 @@ def test_a_notebook_s_evaluation_transform_sets_the_data_config(tmp_path):
              (v2.Compose([v2.ToImage(), v2.Resize((160, 200)), v2.ToDtype(torch.float32, scale=True),
                           v2.Normalize([0.4] * 3, [0.3] * 3)]),
               dict(input_size=(3, 160, 200), crop_pct=1.0, crop_mode="squash", mean=(0.4,) * 3, std=(0.3,) * 3))]
+    import timm
+
+    cases.append((timm.data.create_transform(input_size=(3, 224, 224), crop_pct=0.9, crop_mode="squash",
+                                             interpolation="bilinear", mean=(0.5,) * 3, std=(0.25,) * 3,
+                                             is_training=False),  # Resize((248, 248)), then CenterCrop(224)
+                  dict(input_size=(3, 224, 224), crop_pct=224 / 248, crop_mode="squash", mean=(0.5,) * 3)))
     for transform, expected in cases:
         clf = load_classifier(net, transform=transform)
         for key, value in expected.items():
@@ -879,5 +885,7 @@ def test_a_notebook_s_evaluation_transform_sets_the_data_config(tmp_path):
     assert audit.classifier.data_config.input_size == (3, 160, 200)
     with pytest.raises(ClassifierError, match="RandomResizedCrop is a random step of a training transform"):
         load_classifier(net, transform=T.Compose([T.RandomResizedCrop(224), T.ToTensor()]))
+    with pytest.raises(ClassifierError, match=r"Resize\(size=None\) sets only the longer side"):
+        load_classifier(net, transform=v2.Resize(size=None, max_size=256))
     with pytest.raises(ClassifierError, match="probe does not read a Lambda step; pass the data settings"):
         load_classifier(net, transform=T.Compose([T.Lambda(lambda im: im), T.ToTensor()]))

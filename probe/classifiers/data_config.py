@@ -301,7 +301,13 @@ def from_transform(transform: Any) -> dict[str, Any]:
             shorter, crop = int(step.resize_size[0]), (int(step.crop_size[0]),) * 2
             out.update(mean=step.mean, std=step.std, interpolation=step.interpolation)
         elif name == "Resize":
+            if step.size is None:  # v2's Resize(size=None, max_size=N): the longer side to N
+                raise ClassifierError("transform: Resize(size=None) sets only the longer side; pass input_size= "
+                                      "(and crop_pct=) instead")
             size = [step.size] if isinstance(step.size, int) else list(step.size)
+            if getattr(step, "max_size", None) is not None and step.max_size < max(size):
+                raise ClassifierError(f"transform: Resize's max_size {step.max_size} caps its size {size}; pass "
+                                      "input_size= (and crop_pct=) instead")
             if len(size) == 1:
                 shorter = int(size[0])
             else:
@@ -321,7 +327,12 @@ def from_transform(transform: Any) -> dict[str, Any]:
         else:
             raise ClassifierError(f"transform: probe does not read a {name} step; pass the data settings instead "
                                   "(input_size=, mean=, std=, crop_pct=, interpolation=)")
-    if crop is not None:
+    if crop is not None and squash is not None:  # both sides resized, then cropped (timm's crop_mode "squash")
+        if abs(crop[0] / squash[0] - crop[1] / squash[1]) > 1e-6:
+            raise ClassifierError(f"transform: Resize to {list(squash)} then CenterCrop {list(crop)} crops the two "
+                                  "sides by different fractions; pass input_size= and crop_pct= instead")
+        out.update(input_size=(channels, *crop), crop_mode="squash", crop_pct=min(1.0, crop[0] / squash[0]))
+    elif crop is not None:
         out.update(input_size=(channels, *crop), crop_mode="center",
                    crop_pct=min(1.0, crop[0] / shorter) if shorter else 1.0)
     elif squash is not None:
