@@ -269,6 +269,10 @@ def test_a_run_s_relative_paths_name_its_model_and_generator_however_they_are_ty
                         "cpu")
     assert code == 0, err
     assert len(list((tmp_path / "gen").glob("*/*.png"))) == 1
+    # another model of the same name here: the run's own (its recorded bytes) is the one read from the audit's folder
+    (elsewhere / "redness.pt2").write_bytes(b"not the run's model")
+    assert RunDir(tmp_path / "run").read_run_config().source("model") == str(tmp_path / "redness.pt2")
+    (elsewhere / "redness.pt2").unlink()
     # --model typed as an absolute path keeps the audit's own data settings (the sidecar says mean 0, std 1)
     run = RunDir(tmp_path / "run")
     for model in (None, str(exported_redness), str(copy)):

@@ -197,10 +197,17 @@ class RunConfig:
         if not isinstance(value, str) or not value or not isinstance(self.workdir, str):
             return value if isinstance(value, str) else None
         path = Path(value).expanduser()
-        if path.is_absolute() or path.exists():
-            return value
         there = Path(self.workdir) / path
-        return str(there) if there.exists() else value
+        if path.is_absolute() or not there.exists():
+            return value
+        if not path.exists():
+            return str(there)
+        # both exist: a file of the same name here may be another model; the one with the recorded bytes is the run's
+        recorded = (self.classifier or {}).get("sha256") if kind == "model" else None
+        if isinstance(recorded, str) and path.is_file() and not os.path.samefile(path, there) \
+                and file_sha256(path) != recorded and file_sha256(there) == recorded:
+            return str(there)
+        return value
 
     def names_same(self, kind: str, given: str | None) -> bool:
         """Whether ``given`` (a ``--model`` or ``--generator`` typed now) names what the audit saved as ``kind``: the
