@@ -192,7 +192,8 @@ class RunConfig:
     def source(self, kind: str) -> str | None:
         """The audit's ``model`` or ``generator`` as a later command loads it: as saved, except a relative path that
         does not exist from this working directory but does from the one the audit started in (``workdir``), which
-        is given from there (absolute): ``probe generate runs/r`` from another folder finds ``--model m.pt``."""
+        is given from there (absolute): ``probe generate runs/r`` from another folder finds ``--model m.pt``. Where
+        both exist and only the audit's folder holds the classifier's recorded bytes (SHA-256), that one is given."""
         value = self.audit.get(kind)
         if not isinstance(value, str) or not value or not isinstance(self.workdir, str):
             return value if isinstance(value, str) else None
