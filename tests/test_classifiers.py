@@ -171,6 +171,10 @@ def test_a_normalisation_nothing_stated_is_named_as_a_guess(saved, tmp_path):
     (tmp_path / "stated.data.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}')
     assert load_classifier(tmp_path / "stated.pt2").guess_note is None
     assert load_classifier(saved["timm_path"], arch="timm:test_resnet").guess_note is None
+    # a module in a notebook has no flags and no file to write a sidecar beside: the note names what it can pass
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    note = load_classifier(plain).guess_note
+    assert "load_classifier(model, transform=tf)" in note and "--mean" not in note and "data.json" not in note
 
 
 def test_torchscript_loads_without_deprecation_warning(saved):

@@ -165,11 +165,15 @@ class Classifier(nn.Module):
             return None
         from pathlib import Path
 
-        sidecar = f"{Path(str(self.source)).stem}.data.json" if self.source else "MODEL.data.json"
-        return (f"classifier {self.name!r} states no mean or std, so ImageNet's are used "
+        head = (f"classifier {self.name!r} states no mean or std, so ImageNet's are used "
                 f"({', '.join(f'{m:g}' for m in self.data_config.mean)} / {', '.join(f'{v:g}' for v in self.data_config.std)});"
-                " if it was trained with others, or normalises inside the network, pass --mean and --std (0,0,0 and "
-                f"1,1,1 for a network that takes [0, 1] pixels) or write them in {sidecar} beside it")
+                " if it was trained with others, or normalises inside the network, ")
+        if self.source is None:  # a module in memory (a notebook): no flags, no file to put a sidecar beside
+            return head + ("pass its evaluation transform (load_classifier(model, transform=tf), or probe.Audit(..., "
+                           "transform=tf)) or mean= and std= (0,0,0 and 1,1,1 for a network that takes [0, 1] pixels)")
+        sidecar = f"{Path(str(self.source)).stem}.data.json"
+        return head + ("pass --mean and --std (0,0,0 and 1,1,1 for a network that takes [0, 1] pixels) or write them "
+                       f"in {sidecar} beside it")
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for a run's config.json."""
