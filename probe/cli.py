@@ -3,14 +3,17 @@
 Known errors (``ProbeError``) print as one line with the next step to try; set ``PROBE_DEBUG=1`` to
 see the traceback. Exit codes: 0 all classes done, 1 some classes failed, 2 bad input, 3 the gate failed
 (`probe check`, `probe audit --max-effect`: a passing finding above the limit), 4 the gate is undecided (nothing
-in the run could pass or fail), 130 interrupted.
+in the run could pass or fail), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM (a batch scheduler's time limit or
+preemption: handled as Ctrl-C is, finished work kept).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -224,7 +227,8 @@ def _finish(result) -> None:
     if getattr(result, "gate", None) is not None:
         _print_gate(result.gate)
     if result.interrupted:
-        err_console.print("interrupted: finished classes are kept; run the same command again to resume", style="yellow")
+        how = "stopped by SIGTERM" if _terminated else "interrupted"
+        err_console.print(f"{how}: finished classes are kept; run the same command again to resume", style="yellow")
         _interrupt_reported = True
         raise typer.Exit(130)
     for problem in result.problems:
@@ -522,10 +526,11 @@ def main() -> None:
     complete: a passing finding above the limit; 1 wins over 3); 4 the gate is undecided (nothing in the run
     could pass or fail: no class finished, or no confirmed test); 130 interrupted.
     """
-    global _interrupt_reported
+    global _interrupt_reported, _terminated
     click_exception, abort = _click_classes()
     debug = bool(os.environ.get("PROBE_DEBUG"))
-    _interrupt_reported = False
+    _interrupt_reported = _terminated = False
+    previous = _catch_sigterm()
     try:
         code = app(standalone_mode=False)
     except ProbeError as error:
@@ -535,7 +540,7 @@ def main() -> None:
         sys.exit(2)
     except (KeyboardInterrupt, abort):  # older click turns Ctrl-C into Abort
         _interrupted()
-        sys.exit(130)
+        sys.exit(143 if _terminated else 130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except click_exception as error:  # usage errors: unknown flag, missing option, a value of the wrong type
@@ -553,14 +558,41 @@ def main() -> None:
         _error_line(f"cannot use{where}: {error.strerror or error}; check the path and its permissions "
                     "(PROBE_DEBUG=1 shows the traceback)")
         sys.exit(2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if code == 130 and not _interrupt_reported:  # typer >= 0.29 turns Ctrl-C into a returned 130, silently
         _interrupted()
+    if code == 130 and _terminated:
+        code = 143
     if isinstance(code, int) and code:
         sys.exit(code)
 
 
+_terminated = False  # a SIGTERM stopped the command (reported as such, exit 143)
+
+
+def _catch_sigterm():
+    """SIGTERM (SLURM's time limit or preemption, `kill`, a container stopping) handled as Ctrl-C is: the audit
+    stops at once, keeps its finished work and says so, where the default action killed it without a word. Returns
+    the handler it replaced (None where it cannot install one: not the main thread, no SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return None
+
+    def stop(signum, frame):
+        global _terminated
+        _terminated = True
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):
+        return None
+
+
 def _interrupted() -> None:
-    err_console.print("interrupted (Ctrl-C): finished work is kept; run the same command again to resume where it "
+    how = "stopped by SIGTERM" if _terminated else "interrupted (Ctrl-C)"
+    err_console.print(f"{how}: finished work is kept; run the same command again to resume where it "
                       "can (audit, demo, generate)", style="yellow", highlight=False, soft_wrap=True)
 
 

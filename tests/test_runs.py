@@ -303,3 +303,33 @@ def test_prompt_sets_the_token_s_templates_and_the_sufficiency_carrier(tmp_path,
         code, _, err = _cli(monkeypatch, capsys, *base[:-3], "--out", str(tmp_path / "bad"), "--prompt", bad)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_sigterm_stops_an_audit_as_ctrl_c_does_and_the_same_command_resumes(tmp_path, tiny_sd_path, exported_redness):
+    """A batch scheduler's time limit or preemption sends SIGTERM: the audit died without a word (the default
+    action). It now stops as on Ctrl-C: one line saying so, exit 143, finished work kept, and the same command
+    resumes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import probe_script
+
+    out = tmp_path / "run"
+    args = [probe_script(), "audit", "--model", str(exported_redness), "--generator", str(tiny_sd_path),
+            "--classes", "all", "--max-steps", "4", "--threshold", "1.0", "--batch-size", "2",
+            "--eval-images", "2", "--out", str(out), "--no-analyze", "--no-report", "--quiet", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while not (out / "config.json").is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the models are loaded and the run begun: the handler is in place
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, (process.returncode, stderr[-2000:])
+    assert "stopped by SIGTERM: finished" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {json.loads(p.read_text())["status"] for p in out.glob("classes/*/metrics.json")} == {"done"}
+    assert len(list(out.glob("classes/*/metrics.json"))) == 2
