@@ -212,7 +212,9 @@ def test_times_come_from_the_measured_table_or_say_they_are_unmeasured():
 def test_a_cpu_plan_takes_the_row_of_its_sampling_precision_and_budgets_with_it(monkeypatch):
     """The world's pipeline samples in bf16 autocast only where the CPU computes bf16 natively (17x slower emulated):
     the plan reads the row of the precision the generator will use, the budget converts time with it, and a
-    precision without a row is unmeasured, never another precision's row."""
+    precision without a row is unmeasured, never another precision's row. Among bf16 CPUs, the one measured with AMX
+    (about twice as fast) serves only CPUs with AMX; the others get the Zen 4 row, tokens included."""
+    import probe.auditing.cost as cost
     import probe.devices
     import probe.generators.generator as generator_module
     from probe.auditing.cost import plan_for_config, sampling_precision
@@ -220,6 +222,7 @@ def test_a_cpu_plan_takes_the_row_of_its_sampling_precision_and_budgets_with_it(
     from probe.world.demo import demo_config
 
     token, cfg, cues = TokenConfig(max_steps=8), AnalysisConfig(), fake_cues()
+    monkeypatch.setattr(cost, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "amx_tile"}))  # the Xeon's kind
 
     def world(precision):
         return plan_audit(token, cfg, classes=6, labels=6, cues=cues, family="world", device="cpu", steps=5,
@@ -233,6 +236,13 @@ def test_a_cpu_plan_takes_the_row_of_its_sampling_precision_and_budgets_with_it(
     assert "world generator on cpu, float32 sampling" in fp32.summary() and "time unknown" in bf16.summary()
     assert Budget.parse("10min").max_images(fp32.seconds_per_image) == 2928
     assert Budget.parse("10min").max_images(bf16.seconds_per_image) == 10948
+    monkeypatch.setattr(cost, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))  # bf16 without AMX: Zen 4
+    zen4 = world("bfloat16 autocast")
+    assert zen4.seconds_per_image == pytest.approx(0.1023) and zen4.stage("token").seconds == pytest.approx(6 * 8 * 0.8648)
+    assert zen4.fixed_seconds == pytest.approx(sum(zen4.stage(n).seconds for n in cost.FIXED_STAGES if zen4.stage(n)))
+    # the bound is mostly confirmation of tests screening may never pick: the line says what is spent in any case
+    assert f"of which the tokens and screens <= {cost._duration(zen4.fixed_seconds)}" in zen4.summary()
+    assert throughput_for("world", "cpu", precision="bfloat16 autocast").cpu is None  # no flags: never the AMX row
     # what the plan assumes is what the generator does, on either kind of CPU
     settings = {"cpu_sampling_autocast": "bfloat16"}
     for native, precision, autocast in ((False, "float32", None), (True, "bfloat16 autocast", torch.bfloat16)):

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from probe.auditing.budget import Budget
-from probe.auditing.throughput import REFERENCE_DEVICE, THROUGHPUT, Throughput, throughput_for
+from probe.auditing.throughput import REFERENCE_DEVICE, THROUGHPUT, Throughput, cpu_flags, throughput_for
 from probe.errors import RunError
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from probe.token_config import TokenConfig
 
 __all__ = ["Stage", "AuditPlan", "plan_audit", "plan_for_config", "generator_family", "device_kind",
-           "sampling_precision", "class_count", "STAGES"]
+           "sampling_precision", "class_count", "STAGES", "FIXED_STAGES"]
 
 #: a necessity screen's extra seeds, in screens, at most: the token's top-up (2: screening.top_up), then the class's
 #: name instead of the token (screening.name_instead): screened again (1) and topped up (2)
@@ -85,6 +85,8 @@ STAGES = {
 }
 ANALYSIS_STAGES = tuple(s for s in STAGES if s not in ("token", "evaluation"))
 SCREENING_STAGES = ("off_object_screen", "screen_sufficiency", "screen_necessity", "discovery")
+#: what every audit spends whatever screening finds; the other stages follow the screens (candidates, ambiguous ones)
+FIXED_STAGES = ("token", "evaluation", *SCREENING_STAGES)
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,12 @@ class AuditPlan:
         return total
 
     @property
+    def fixed_seconds(self) -> float | None:
+        """Device-seconds of :data:`FIXED_STAGES` at most: the tokens and the screens, spent whatever screening finds."""
+        fixed = [s.seconds for s in self.stages if s.name in FIXED_STAGES]
+        return None if any(s is None for s in fixed) else sum(fixed)
+
+    @property
     def device_hours(self) -> float | None:
         return None if self.seconds is None else self.seconds / 3600
 
@@ -200,6 +208,10 @@ class AuditPlan:
 
     def _time_words(self) -> str:
         if self.seconds is not None:
+            fixed = self.fixed_seconds
+            if fixed is not None and self.seconds > 2 * fixed:  # the bound is mostly tests screening may never pick
+                return (f"<= {_duration(self.seconds)} on {self.device}, of which the tokens and screens <= "
+                        f"{_duration(fixed)} and the rest as far as screening finds candidates")
             return f"<= {_duration(self.seconds)} on {self.device}"
         if self.reference_seconds is not None:
             return (f"time unknown ({self.timing}); on an {REFERENCE_DEVICE.upper()} "
@@ -405,7 +417,7 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         notes.append(f"screening is never capped; confirmation's bound assumes every screened test is a candidate "
                      f"(one confirmed cue test costs at most {test_images:,} images)")
     # 3. times from the throughput table
-    row = throughput_for(family, device, table, precision)
+    row = throughput_for(family, device, table, precision, cpu_flags() if device == "cpu" else frozenset())
     unmeasured = f"no measured row for {family} on {device}" + (f" in {precision}" if precision else "")
     image_s, timing = (None, unmeasured) if row is None else row.seconds_per_image(steps, guidance)
     step_s, step_how = (None, unmeasured) if row is None else row.seconds_per_step(token_steps, token_guidance,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from probe.errors import RunError
 
-__all__ = ["Throughput", "THROUGHPUT", "throughput_for", "REFERENCE_DEVICE"]
+__all__ = ["Throughput", "THROUGHPUT", "throughput_for", "REFERENCE_DEVICE", "cpu_flags"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class Throughput:
     # what the no-gradient images were sampled in, where one device kind has rows for several ("float32", "bfloat16
     # autocast": probe.generators.generator.cpu_sampling_precision); None: the only precision measured on that device
     precision: str | None = None
+    # a CPU flag (/proc/cpuinfo) of the machine measured that sets its speed apart ("amx_bf16": bf16 matrix units); such
+    # a row serves only CPUs with the flag, before any row without one; None: any CPU of the device kind
+    cpu: str | None = None
 
     def __post_init__(self):
         if not self.family or not self.device:
@@ -114,19 +117,40 @@ THROUGHPUT: tuple[Throughput, ...] = (
                source="benchmarks/results/generation-batch-world-cpu-float32-epyc-2026-12-06.json (benchmarks/"
                       "generation_batch.py --steps 5 --images 16 --batches 1,4,8,16 --grad-step --threads 2; AMD EPYC, "
                       "float32)"),
-    # bfloat16 autocast: an Intel Xeon with AMX, 5 December 2026: 0.0548 s per image at a batch of 32. Its token step
-    # (float32 gradient, sampled under the autocast) was not measured there: unmeasured, not guessed.
-    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.0548, image_batch=32, step_s=None, step_images=5,
+    # bfloat16 autocast: an AMD EPYC (Zen 4, AVX512-BF16, no AMX), 7 December 2026: 0.102 s per image at the
+    # analysis's batch of 16 (0.21 s alone), 0.865 s per 5-image token step.
+    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.1023, image_batch=16, step_s=0.8648, step_images=5,
                precision="bfloat16 autocast",
+               source="benchmarks/results/generation-batch-world-cpu-bf16-zen4-2026-12-07.json (benchmarks/"
+                      "generation_batch.py --steps 5 --images 16 --batches 1,4,8,16 --grad-step --threads 2; AMD EPYC "
+                      "Zen 4, bfloat16 autocast)"),
+    # ... and an Intel Xeon with AMX, 5 December 2026: 0.0548 s per image at a batch of 32, about twice as fast. Its
+    # token step (float32 gradient, sampled under the autocast) was not measured there: unmeasured, not guessed.
+    Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.0548, image_batch=32, step_s=None, step_images=5,
+               precision="bfloat16 autocast", cpu="amx_bf16",
                source="benchmarks/results/generation_layout-default-xeon-2026-12-05.json (benchmarks/generation_batch.py "
                       "--steps 5 --batches 32 --images 64 --layout default; Intel Xeon with AMX)"),
 )
 
 
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU flags as Linux lists them (/proc/cpuinfo), or none where it does not."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def throughput_for(family: str, device: str, table: tuple[Throughput, ...] = THROUGHPUT,
-                   precision: str | None = None) -> Throughput | None:
+                   precision: str | None = None, flags: frozenset[str] = frozenset()) -> Throughput | None:
     """The row of ``family`` on ``device`` (a device kind) sampled in ``precision``, or None: unmeasured. A row
-    without a precision serves any; a precision no row of the pair has is unmeasured (never another's row)."""
-    rows = [row for row in table if row.family == family and row.device == device]
-    return next((row for row in rows if row.precision is None or precision is None or row.precision == precision),
-                None)
+    without a precision serves any; a precision no row of the pair has is unmeasured (never another's row). A row
+    measured on a CPU set apart by a flag (``Throughput.cpu``) serves a machine whose ``flags`` hold it, first."""
+    rows = [row for row in table if row.family == family and row.device == device
+            and (row.precision is None or precision is None or row.precision == precision)]
+    return next((row for row in rows if row.cpu is not None and row.cpu in flags), None) or \
+        next((row for row in rows if row.cpu is None), None)
