@@ -428,7 +428,7 @@ class Confirmation:
         strong = sum(self.strength(f) == "strong" for f in self.findings)
         return (f"{self.data.get('used')} images ({self.data.get('skipped')} skipped), cues read by {self.checked_by}: "
                 f"{c['confirmed']} confirmed ({strong} strong), {c['weaker']} weaker, {c['not seen']} not seen, {c['contradicted']} contradicted of "
-                f"{len(self.findings)} findings")
+                f"{len(self.findings)} cue findings")  # off-object findings have no slice of images to check
 
     def table(self) -> str:
         """The agreement table as text, one line per finding (passing ones first)."""
