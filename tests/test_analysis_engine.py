@@ -79,7 +79,7 @@ def test_the_planted_cue_passes_on_fresh_confirmation_pairs(biased):
     assert not [f for f in findings if f.passes and f.class_index != STAR and f.kind != "off-object"]
     # the counter rule: grass raises the star, so it is no neutral counter for anyone's other cues
     a = _analysis(run)
-    assert all("on grass" in v for v in a["dropped_counters"].values())
+    assert a["dropped_counters"] and all("on grass" in v for v in a["dropped_counters"].values())
     assert a["tests"]["confirmed"] >= 3 and a["tests"]["passing"] == len(findings.passing)
 
 

@@ -135,9 +135,14 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
     assert not null.passes and null.verdict == "not supported", null
     table = attached.hypotheses
     assert list(table["hypothesis"]) == ["on grass", "with a dot in the corner"]
-    assert (table["q"] >= table["p"] - 1e-12).all()  # adjusted over the session's family
+    # adjusted over the session's family: the two p-values through the audit's FDR method, as one family
+    from probe.analysis.stats import fdr
+
+    method = attached._context.cfg.thresholds.fdr_method
+    assert list(table["q"]) == pytest.approx(list(fdr(list(table["p"]), method=method)[0]))
     html = planted._repr_html_()
-    assert "supported" in html and "data:image/png;base64," in html
+    assert "<td>supported</td>" in html and "data:image/png;base64," in html
+    assert "<td>not supported</td>" in null._repr_html_()
 
 
 def test_test_cue_without_a_check_is_unverified_not_supported(demo_run):

@@ -139,7 +139,7 @@ CASES = [
     Case("audit --min-steps not below --max-steps", [*AUDIT, "--min-steps", "5"], "--min-steps 5 must be 0, or below --max-steps 1"),
     Case("audit --threshold out of range", [*AUDIT, "--threshold", "2"], "--threshold 2.0 is out of range"),
     Case("audit --stop-metric unknown", [*AUDIT, "--stop-metric", "loss"], "--stop-metric 'loss' is unknown"),
-    Case("audit --std not positive", [*AUDIT, "--std", "0,1,1"], "--std"),
+    Case("audit --std not positive", [*AUDIT, "--std", "0,1,1"], "--std (0.0, 1.0, 1.0)"),
     Case("audit --input-size not a size", [*AUDIT, "--input-size", "0"], "--input-size (3, 0, 0) must be (C, H, W)"),
 ]
 _RAY_CASES = {c.name for c in CASES if c.args[:len(RAY)] == RAY}
@@ -167,6 +167,18 @@ def test_cheap_checks_answer_in_one_line_before_any_model_loads(case, fake_runs,
     assert case.message in lines[0], text
     assert seconds < case.seconds, f"{seconds:.1f} s: {text}"
     assert (files_under(tmp_path), files_under(a.parent)) == before, "a refused command wrote files"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.args[0] == "audit" and c.name not in _RAY_CASES
+                                  and "--dry-run" not in c.args], ids=lambda c: c.name)
+def test_a_dry_run_refuses_what_the_audit_would(case, tmp_path, capsys, monkeypatch, no_models):
+    """`probe audit ... --dry-run` printed a plan and exited 0 for settings the audit itself refuses (--std 0,1,1, a
+    bad --budget): it now runs the same checks first."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    code, text = run_cli([*case.args, "--dry-run"], cwd, capsys, monkeypatch)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in text and case.message in lines[-1], text
 
 
 @needs_ray

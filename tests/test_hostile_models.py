@@ -419,7 +419,9 @@ def test_a_model_folder_that_maps_to_its_own_code_never_runs_it_nor_offers_to(tm
     """A Hugging Face folder whose config.json has an auto_map names Python files in the folder. transformers' default
     asks "Do you wish to run the custom code? [y/N]" on a terminal, and a user who answers y runs the folder's code
     (shown: with the question answered y, the marker is written before this change). probe never asks and never runs
-    it; the classifier loader says so in one line."""
+    it; the classifier loader says so in one line. For a concept model (CLIP or SigLIP, the only types it loads,
+    whose code transformers has) transformers would not ask either: what keeps the folder's code out is probe's
+    explicit trust_remote_code=False on every load, checked here."""
     folder = tmp_path / "evil"
     folder.mkdir()
     marker = tmp_path / "ran"
@@ -436,9 +438,21 @@ def test_a_model_folder_that_maps_to_its_own_code_never_runs_it_nor_offers_to(tm
         with pytest.raises(ClassifierError, match=r"maps to the folder's own Python code \(auto_map .*which probe never runs"):
             load_classifier(folder)
     else:
+        import transformers
+
         from probe.concepts.model import load_concepts
         from probe.errors import ProbeError
 
-        with pytest.raises(ProbeError):
+        trusted: list = []
+        for auto in ("AutoModel", "AutoProcessor"):
+            real = getattr(transformers, auto).from_pretrained
+
+            def spy(*args, _real=real, **kwargs):
+                trusted.append(kwargs.get("trust_remote_code", "unset"))
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(getattr(transformers, auto), "from_pretrained", spy)
+        with pytest.raises(ProbeError, match="could not load the concept model"):
             load_concepts(folder)
+        assert trusted and all(t is False for t in trusted), trusted
     assert not asked and not marker.exists()

@@ -182,7 +182,7 @@ def test_settings_that_do_not_read_back_are_one_line_and_the_run_still_opens(tmp
         write_json(run.root / "config.json", {"format_version": 1, "audit": audit})
         record = run.read_run_config()
         assert record.audit == audit  # opens: the report and the notebook show what the file holds
-        with pytest.raises(RunError, match=r"config.json's audit settings do not read back .*" + message):
+        with pytest.raises(RunError, match=r"config.json's audit settings do not read back .*(?:" + message + ")"):
             AuditConfig.saved(record)
 
 

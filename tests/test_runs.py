@@ -202,7 +202,9 @@ def test_held_out_classifier_is_reported_beside_the_first(tmp_path, tiny_sd_path
     assert metrics["eval_model"]["token"]["accuracy"] == metrics["token"]["accuracy"]
     assert metrics["eval_model"]["baseline"]["accuracy"] == metrics["baseline"]["accuracy"]
     assert result.rows[0]["eval_token_accuracy"] == metrics["token"]["accuracy"]
-    assert all("eval_target_prob" in image for image in metrics["images"])
+    # image by image: the held-out P(class) is the first one's (classes matched by index would give 1 - p)
+    assert metrics["images"] and all(image["eval_target_prob"] == pytest.approx(image["target_prob"], abs=1e-5)
+                                     for image in metrics["images"]), metrics["images"][:2]
 
 
 def test_the_summary_table_shows_the_held_out_column_only_when_a_held_out_classifier_ran(capsys):

@@ -274,6 +274,7 @@ def dry_run(config: AuditConfig, *, console=None):
     """``probe audit --dry-run``: the plan, without loading the generator or writing anything. The class count comes
     from the labels when a file tells it, else from the classifier alone, loaded on the CPU."""
     check_run_dir(config)  # reads only: a resume with other settings is refused now too
+    preflight(config)  # the settings a real audit would refuse (--std 0, a bad --budget...) are refused here too
     classifier = None
     if count_classes(config, None) is None:
         _say(console, f"loading the classifier to count its classes (pass --labels to skip this): {config.model}")

@@ -86,7 +86,7 @@ def load_json(path: Path, *, finite: bool = True) -> Any:
     field. ``finite=False`` leaves them to the caller's record check (findings: one damaged record, not the file)."""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a folder above it is a file (--out taken/run)
         return None
     except UnicodeDecodeError as e:
         raise RunError(f"{str(path)!r} is not UTF-8 text ({e}); delete it to have it rewritten") from e
