@@ -3,7 +3,8 @@
 Fast tests run a fake world end to end (analysis_fakes: a procedural generator, colour classifiers with a
 planted background cue, oracles that read shape, background and tag back), registered as a domain through
 probe.domains exactly as the shapes world is. One test runs the real seams (tiny Stable Diffusion,
-load_classifier, audit). The bundled shapes world's audit is checked on the README's own demo runs
+load_classifier, audit); it is gated (PROBE_RUN_SLOW=1), the suite runs those seams in tests/test_runs.py and
+tests/test_demo.py. The bundled shapes world's audit is checked on the README's own demo runs
 (tests/test_demo.py, tests/test_finding_validity.py).
 """
 

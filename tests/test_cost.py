@@ -89,6 +89,7 @@ def test_a_budget_ends_confirmation_on_the_most_decisive_screens_first(unbudgete
     assert budget["unconfirmed"] and any("image budget" in n and "screening-only" in n for n in a["notes"])
     # a test the budget never reached is screening-only and never passes; the free run confirmed it
     left = {tuple(k) for k in budget["unconfirmed"]}
+    assert left <= {(f.kind, f.class_index, f.cue) for f in findings}  # each of them is a finding, checked below
     for f in findings:
         if (f.kind, f.class_index, f.cue) in left:
             assert f.status == "screened" and not f.passes and f.details.get("budget")

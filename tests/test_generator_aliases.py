@@ -1,5 +1,6 @@
 """Generator aliases: sd15-lcm fuses a LoRA adapter and uses the LCM scheduler (offline, tiny adapter); licences
-are recorded; --compile gives the eager loss."""
+are recorded; --compile is recorded and lazy, and (gated: PROBE_COMPILE_TEST=1, inductor compiles C++ for minutes)
+gives the eager loss."""
 
 from __future__ import annotations
 

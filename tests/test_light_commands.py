@@ -18,12 +18,14 @@ PROGRAM = """
 import json, sys
 from probe.cli import main
 sys.argv = ["probe", *json.loads(sys.argv[1])]
+code = 0
 try:
     main()
 except SystemExit as e:
     code = e.code
 heavy = sorted(m for m in {heavy!r} if m in sys.modules)
 print("HEAVY=" + json.dumps(heavy))
+print("CODE=" + json.dumps(code))
 """
 
 
@@ -45,6 +47,11 @@ def test_the_file_commands_load_no_torch(command, runs, tmp_path):
     assert line, done.stdout[-2000:] + done.stderr[-2000:]
     assert json.loads(line[0][len("HEAVY="):]) == [], f"probe {command} imported heavy libraries"
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    # and the command did its work (a refusal at parsing would import nothing heavy either)
+    code = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("CODE="))[len("CODE="):])
+    assert code in ((0, 3, 4) if command == "check" else (0, None)), (code, done.stderr[-2000:])
+    if command != "check":
+        assert (tmp_path / ("cmp" if command == "compare" else "report") / "index.html").is_file()
 
 
 NAMES = """
