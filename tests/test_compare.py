@@ -254,11 +254,14 @@ def test_shapes_world_the_planted_star_cue_is_gone_with_the_clean_classifier(cle
 
     biased, clean, _ = clean_demo
     result = compare(biased, clean)
+    found = 0
     for name, planted_cue in bundled_bias("biased").items():  # every planted cue the biased demo found is gone
         (attribute, value), = planted_cue.items()
         planted = result.cues[(result.cues["class_name"] == name) & (result.cues["cue"] == value)]
         passed = planted[planted["status_a"] == "passes"]
         assert (passed["verdict"] == "gone in B").all(), passed.T
+        found += bool(len(passed))
+    assert found >= 2  # star/grass and triangle/water on every CPU; heart/dot where the CPU samples in bf16
     star = result.cues[(result.cues["class_name"] == "star") & (result.cues["cue"] == "grass")]
     assert len(star[star["status_a"] == "passes"]), f"the planted star cue did not pass:\n{result.cues.head()}"
     assert set(result.cues["checked_a"]) == set(result.cues["checked_b"]) == {"world oracles"}  # who checked each side

@@ -3,6 +3,7 @@ token in both encoders (gradient, optimisation, chunking), token files that diff
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -202,7 +203,9 @@ def test_audit_resume_and_generate_run_unchanged_on_sdxl(sdxl, tiny_sdxl_path, t
 
     index = render_report(first.run_dir)
     page = next((first.run_dir / "report" / "classes").glob("1-*.html")).read_text(encoding="utf-8")
-    assert index.is_file() and "star" in page and "token" in page
+    assert index.is_file() and "star" in page
+    # what the SDXL analysis measured is on the page: its nearest vocabulary words, the first one by name
+    assert "nearest vocabulary words" in page and html.escape(info["nearest_words"][0]["word"]) in page
 
 
 def test_cross_attention_maps_come_from_sdxl_attention_layers(sdxl):
