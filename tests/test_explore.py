@@ -129,7 +129,8 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
     assert planted.passes and planted.verdict == "supported" and "checked by world oracles" in repr(planted), planted
     assert planted.finding.n_images >= 16 and planted.effect >= 0.15 and planted.p <= 0.05
     assert planted.finding.ci_low <= planted.effect <= planted.finding.ci_high
-    assert all((demo_run / e).is_file() and "analysis/hypotheses/" in e for e in planted.finding.evidence)
+    assert planted.finding.evidence and all((demo_run / e).is_file() and "analysis/hypotheses/" in e
+                                            for e in planted.finding.evidence)
     # a tag cue planted for heart, not star
     null = attached.test_cue("star", "with a dot in the corner", counters=["with no tag"], n_pairs=16)
     assert not null.passes and null.verdict == "not supported", null
