@@ -140,7 +140,7 @@ def test_test_cue_supports_the_planted_cue_and_not_a_phrase_the_classifier_ignor
     from probe.analysis.stats import fdr
 
     method = attached._context.cfg.thresholds.fdr_method
-    assert list(table["q"]) == pytest.approx(list(fdr(list(table["p"]), method=method)[0]))
+    assert list(table["q"]) == pytest.approx(list(fdr(list(table["p"]), method=method)[0]), rel=1e-3)  # q kept to 4 digits
     html = planted._repr_html_()
     assert "<td>supported</td>" in html and "data:image/png;base64," in html
     assert "<td>not supported</td>" in null._repr_html_()
