@@ -657,6 +657,8 @@ def test_the_demos_heart_dot_the_audit_missed_is_seen_in_the_classifiers_own_dat
         assert "dot (necessity) confirmed" in summary if dot.passes else \
             "confirmed although the audit did not pass them: dot (necessity)" in summary, summary
         assert "--balance heart:dot" in summary, summary
+    elif dot.passes:  # weaker, on a CPU whose audit passed it (bf16 sampling): the summary gives that verdict
+        assert "dot (necessity) seen, weaker than the audit's bar" in summary, summary
 
 
 def _crafted(hits, counter_hits, prob_gap):
