@@ -17,6 +17,17 @@ from probe.classifiers.preprocess import Preprocess
 from probe.errors import ClassifierError, LabelsError
 
 
+def data_sidecar(source) -> str:
+    """Where a model's data settings file goes, in words: "X.data.json beside it" for a file X.ext, "data.json
+    inside it" for a model folder (probe.classifiers.load.sidecar reads both), "MODEL.data.json beside it" else."""
+    from pathlib import Path
+
+    if not source:
+        return "MODEL.data.json beside it"
+    path = Path(str(source)).expanduser()
+    return "data.json inside it" if path.is_dir() else f"{path.stem}.data.json beside it"
+
+
 class Classifier(nn.Module):
     """Images in [0, 1], shape (B, 3, H, W) -> logits (B, num_classes); differentiable in the images.
 
@@ -171,9 +182,8 @@ class Classifier(nn.Module):
         if self.source is None:  # a module in memory (a notebook): no flags, no file to put a sidecar beside
             return head + ("pass its evaluation transform (load_classifier(model, transform=tf), or probe.Audit(..., "
                            "transform=tf)) or mean= and std= (0,0,0 and 1,1,1 for a network that takes [0, 1] pixels)")
-        sidecar = f"{Path(str(self.source)).stem}.data.json"
         return head + ("pass --mean and --std (0,0,0 and 1,1,1 for a network that takes [0, 1] pixels) or write them "
-                       f"in {sidecar} beside it")
+                       f"in {data_sidecar(self.source)}")
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for a run's config.json."""

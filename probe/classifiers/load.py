@@ -10,7 +10,7 @@ from torch import nn
 
 from probe.classifiers import data_config as dc
 from probe.classifiers import folders, loaders
-from probe.classifiers.classifier import Classifier, freeze
+from probe.classifiers.classifier import Classifier, data_sidecar, freeze
 from probe.classifiers.detect import detect_format, looks_like_factory, looks_like_hub_id
 from probe.classifiers.failures import expected_channels, is_shape_error, summarize
 from probe.devices import resolve_device
@@ -83,9 +83,8 @@ def _probe_forward(clf: Classifier, loaded: loaders.Loaded) -> int:
         except Exception as e:  # an exported program's fixed batch size was refused by loaders.load_export
             summary = summarize(e)
             channels = expected_channels(summary)
-            stem = Path(str(loaded.source)).stem if loaded.source else "MODEL"
             if channels is not None and channels != c:  # --input-size sets the pixels, not the channels
-                fix = (f"the model takes {channels}-channel images: write {stem}.data.json beside it with "
+                fix = (f"the model takes {channels}-channel images: write {data_sidecar(loaded.source)} with "
                        f'"input_size": [{channels}, H, W] and a mean and std of {channels} value(s) each')
             elif is_shape_error(summary):
                 fix = "set the input size the model expects with --input-size (or a .data.json sidecar)"
