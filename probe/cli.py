@@ -152,7 +152,7 @@ def audit(
         console.print(repr(plan_only(config, console=err_console)), highlight=False, markup=False, soft_wrap=True)
         return
     if val_data is not None:
-        from probe.confirm.data import check_val_source
+        from probe.valdata import check_val_source
 
         check_val_source(val_data)  # a missing folder fails before any model loads
     result = run_audit(config, progress=not quiet, console=err_console, val_data=val_data)

@@ -17,7 +17,7 @@ import torch
 
 from conftest import run_main
 from probe.confirm import ClassifierSource, ConfirmConfig, confirm_run, read_val_data
-from probe.confirm.data import ValDataError
+from probe.valdata import ValDataError
 from probe.confirm.stats import fisher_exact, images_to_decide, mean_difference, newcombe, t_quantile
 from probe.errors import ProbeError, RunError
 from probe.run import RunDir
@@ -169,7 +169,7 @@ def test_a_csv_whose_paths_are_relative_to_the_working_directory_is_read_and_one
     read relative to the CSV only, every image was 'skipped' and the error came after the models loaded. Each file is
     found beside the CSV first, else from the working directory; a list whose files all are missing is one line from
     `probe audit --val-data`'s first check, before any model loads."""
-    from probe.confirm.data import check_val_source
+    from probe.valdata import check_val_source
 
     monkeypatch.chdir(tmp_path)
     _touch(tmp_path, "data/img/1.png", "data/img/2.png", "data/near.png")
@@ -271,7 +271,7 @@ def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images
             return (torch.rand(3, 8, 8) - 0.485) / 0.229, "star"
 
     normalised = read_val_data(Normalised(), list(SHAPES))
-    from probe.confirm.data import Unreadable
+    from probe.valdata import Unreadable
 
     with pytest.raises(Unreadable, match=r"not \[0, 1\]: give the images unnormalised \(drop transforms.Normalize"):
         normalised.load(normalised.items[0])

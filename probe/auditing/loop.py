@@ -231,7 +231,7 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
     if val_data is not None:
-        from probe.confirm.data import read_val_data
+        from probe.valdata import read_val_data
 
         read_val_data(val_data, labels)  # its labels are the classifier's (no image decoded): before the tokens
     # 4. hold the run directory for the rest of the audit: a second identical audit is refused (a shard holds its

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from probe.confirm import stats
-from probe.confirm.data import Unreadable, ValData, read_val_data
+from probe.valdata import Unreadable, ValData, read_val_data
 from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
 from probe.run import CONFIRMATION_DIR, RunDir
@@ -112,7 +112,7 @@ class _Image:
 def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: ClassifierSource | None = None,
                 concepts: str | None = "auto", check=None, config: ConfirmConfig | None = None,
                 progress: Callable[[str], None] | None = None) -> Confirmation:
-    """Check every cue finding of ``run_dir`` on ``val_data`` (see :func:`probe.confirm.data.read_val_data`) and write
+    """Check every cue finding of ``run_dir`` on ``val_data`` (see :func:`probe.valdata.read_val_data`) and write
     confirmation.json into the run. ``classifier``: a loaded one (the notebook, ``probe audit``), else loaded from
     ``source``. ``concepts``: "auto" (the oracles of the run's domain, when the run was checked by them) or a CLIP /
     SigLIP hub id or folder; ``check``: a ready check object (``read(images01) -> [{attribute: value}]``)."""
