@@ -167,9 +167,11 @@ class DataConfig:
     @property
     def resize_size(self) -> tuple[int, int]:
         """(H, W) before the center crop."""
+        # timm's floor(size / crop_pct); the 1e-9 keeps a crop_pct read from a transform (224 / 400) from flooring
+        # to one pixel less than the transform's own Resize: Resize(400) + CenterCrop(224) gave 399.99999999999994
         return (
-            int(math.floor(self.input_size[1] / self.crop_pct)),
-            int(math.floor(self.input_size[2] / self.crop_pct)),
+            int(math.floor(self.input_size[1] / self.crop_pct + 1e-9)),
+            int(math.floor(self.input_size[2] / self.crop_pct + 1e-9)),
         )
 
     def to_dict(self) -> dict[str, Any]:

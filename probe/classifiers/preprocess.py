@@ -58,20 +58,20 @@ class Preprocess(nn.Module):
         cfg = self.config
         out_h, out_w = cfg.image_size
         in_h, in_w = x.shape[-2:]
-        # 1. Resize: the shorter side to floor(size / crop_pct) for square inputs (timm's rule); both sides for
+        # 1. Resize: the shorter side to floor(size / crop_pct) for square inputs (timm's rule), the longer side
+        #    truncated as torchvision's Resize(int) does (timm's eval transform is that Resize); both sides for
         #    non-square inputs and for a classifier whose own pipeline squashes (crop_mode "squash").
         if out_h == out_w and cfg.crop_mode == "center":
             scale = cfg.resize_size[0]
-            if in_h <= in_w:
-                target = (scale, max(scale, int(round(in_w * scale / in_h))))
-            else:
-                target = (max(scale, int(round(in_h * scale / in_w))), scale)
+            target = (scale, int(scale * in_w / in_h)) if in_h <= in_w else (int(scale * in_h / in_w), scale)
         else:
             target = cfg.resize_size
         x = self._resize(x, target)
-        # 2. Center crop to the network's input size.
-        top = max(0, (x.shape[-2] - out_h) // 2)
-        left = max(0, (x.shape[-1] - out_w) // 2)
+        # 2. Center crop to the network's input size, offsets rounded as torchvision's CenterCrop rounds them
+        #    (half to even: a margin of 11 starts the crop at 6, of 35 at 18). Hugging Face's image processors floor
+        #    them instead, one pixel apart where half the margin is odd and ends in .5.
+        top = max(0, int(round((x.shape[-2] - out_h) / 2.0)))
+        left = max(0, int(round((x.shape[-1] - out_w) / 2.0)))
         x = x[..., top : top + out_h, left : left + out_w]
         # 3. Channels: grey models get luminance, RGB models get grey images repeated.
         if cfg.input_size[0] == 1 and x.shape[1] == 3:
