@@ -919,3 +919,32 @@ def test_preprocessing_equals_torchvision_s_resize_and_center_crop_on_every_imag
         resize = transform.transforms[0].size  # 256, 400, and timm's floor(224 / 0.95) = 235
         assert clf.data_config.resize_size[0] == (resize if isinstance(resize, int) else resize[0]) in (256, 400, 235)
         torch.testing.assert_close(clf.preprocess(x), transform(x), rtol=0, atol=1e-5)
+
+
+def test_a_transformers_processor_s_center_crop_is_followed_to_the_pixel(tmp_path):
+    """A ConvNeXt-style processor (shortest edge to 64, center crop to 56) on a 64x71 photo: the resize changes
+    nothing, the crop's margin is 15 and transformers floors its half (7) where torchvision rounds it (8). probe feeds
+    the network exactly what the processor gives it; a timm/torchvision classifier keeps torchvision's offset."""
+    import numpy as np
+    import transformers as T
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = T.ConvNextForImageClassification(T.ConvNextConfig(num_channels=3, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                                                                image_size=56, num_labels=3))
+    folder = tmp_path / "convnext"
+    model.eval().save_pretrained(str(folder))
+    T.ConvNextImageProcessor(size={"shortest_edge": 56}, crop_pct=0.875, resample=2, image_mean=[0.5] * 3,
+                             image_std=[0.25] * 3).save_pretrained(str(folder))
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, size=(64, 71, 3), dtype=np.uint8))
+    expected = T.AutoImageProcessor.from_pretrained(str(folder))(image, return_tensors="pt")["pixel_values"]
+
+    clf = load_classifier(folder)
+    assert (clf.data_config.crop_mode, clf.data_config.crop_offset, clf.data_config.resize_size) == ("center", "floor",
+                                                                                                    (64, 64))
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    torch.testing.assert_close(clf.preprocess(x), expected, rtol=0, atol=1e-5)
+    assert DataConfig(input_size=(3, 56, 56), crop_pct=0.875).crop_offset == "round"  # torchvision's, by default
+    with pytest.raises(ClassifierError, match="crop_offset"):
+        DataConfig(crop_offset="ceil")

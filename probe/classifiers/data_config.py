@@ -23,12 +23,15 @@ from probe.errors import ClassifierError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
-FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation", "crop_mode")
+FIELDS = ("input_size", "mean", "std", "crop_pct", "interpolation", "crop_mode", "crop_offset")
 #: how an image of another aspect ratio reaches the input size: "center" resizes its shorter side and center-crops
 #: (timm's default, torchvision's); "squash" resizes both sides, distorting it (a Hugging Face processor whose size is
 #: {height, width}: ViT, DeiT, Swin, BEiT; timm's crop_mode="squash"). Generated images are square, so it matters for
 #: your own photos (`probe confirm`), where a center crop can cut off the background the classifier would have seen.
 CROP_MODES = ("center", "squash")
+#: where a center crop starts when its margin is odd: "round" halves it rounding half to even (torchvision's
+#: CenterCrop, so timm's eval transform), "floor" rounds down (Hugging Face image processors' center_crop)
+CROP_OFFSETS = ("round", "floor")
 
 # PIL resample codes as stored in Hugging Face image-processor configs.
 # Lanczos / hamming / box have no differentiable counterpart; the closest one is used.
@@ -100,6 +103,14 @@ def normalize_crop_mode(value: Any, source: str = "data config") -> str:
     raise ClassifierError(f"{_what('crop_mode', value, source)} is not supported; use one of {', '.join(CROP_MODES)}")
 
 
+def normalize_crop_offset(value: Any, source: str = "data config") -> str:
+    """One of :data:`CROP_OFFSETS`."""
+    name = str(value).strip().lower() if isinstance(value, str) else None
+    if name in CROP_OFFSETS:
+        return name
+    raise ClassifierError(f"{_what('crop_offset', value, source)} is not supported; use one of {', '.join(CROP_OFFSETS)}")
+
+
 def normalize_interpolation(value: Any, source: str = "data config") -> str:
     """Map a name or PIL resample code to one of :data:`INTERPOLATIONS`."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -133,6 +144,7 @@ class DataConfig:
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
     crop_mode: str = "center"
+    crop_offset: str = "round"
 
     def __post_init__(self) -> None:
         src = "DataConfig"
@@ -158,6 +170,7 @@ class DataConfig:
         object.__setattr__(self, "crop_pct", crop)
         object.__setattr__(self, "interpolation", normalize_interpolation(self.interpolation, src))
         object.__setattr__(self, "crop_mode", normalize_crop_mode(self.crop_mode, src))
+        object.__setattr__(self, "crop_offset", normalize_crop_offset(self.crop_offset, src))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -213,6 +226,8 @@ def check_partial(values: Mapping[str, Any], source: str) -> dict[str, Any]:
                 raise ClassifierError(f"{_what('crop_pct', value, source)} must be in (0, 1]; 1.0 means no crop")
         elif key == "crop_mode":
             out[key] = normalize_crop_mode(value, source)
+        elif key == "crop_offset":
+            out[key] = normalize_crop_offset(value, source)
         else:
             out[key] = normalize_interpolation(value, source)
     return out
@@ -388,6 +403,8 @@ def from_hf_preprocessor(path: Path) -> dict[str, Any]:
         out["mean"], out["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if raw.get("resample") is not None:
         out["interpolation"] = raw["resample"]
+    if out:
+        out["crop_offset"] = "floor"  # transformers' center_crop floors an odd margin's half
     try:
         return check_partial(out, str(path))
     except ClassifierError:

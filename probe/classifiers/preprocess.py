@@ -67,11 +67,11 @@ class Preprocess(nn.Module):
         else:
             target = cfg.resize_size
         x = self._resize(x, target)
-        # 2. Center crop to the network's input size, offsets rounded as torchvision's CenterCrop rounds them
-        #    (half to even: a margin of 11 starts the crop at 6, of 35 at 18). Hugging Face's image processors floor
-        #    them instead, one pixel apart where half the margin is odd and ends in .5.
-        top = max(0, int(round((x.shape[-2] - out_h) / 2.0)))
-        left = max(0, int(round((x.shape[-1] - out_w) / 2.0)))
+        # 2. Center crop to the network's input size, an odd margin halved as the classifier's own pipeline halves
+        #    it: torchvision's CenterCrop rounds half to even (a margin of 35 starts the crop at 18), a Hugging Face
+        #    image processor floors (17).
+        half = (lambda m: m // 2) if cfg.crop_offset == "floor" else (lambda m: int(round(m / 2.0)))
+        top, left = max(0, half(x.shape[-2] - out_h)), max(0, half(x.shape[-1] - out_w))
         x = x[..., top : top + out_h, left : left + out_w]
         # 3. Channels: grey models get luminance, RGB models get grey images repeated.
         if cfg.input_size[0] == 1 and x.shape[1] == 3:
