@@ -895,12 +895,14 @@ def test_a_notebook_s_evaluation_transform_sets_the_data_config(tmp_path):
         load_classifier(net, transform=T.Compose([T.Lambda(lambda im: im), T.ToTensor()]))
 
 
-@pytest.mark.parametrize("size", [(301, 403), (333, 257), (300, 400), (480, 640)])
+@pytest.mark.parametrize("size", [(301, 403), (333, 257), (300, 400), (480, 640), (160, 171)])
 def test_preprocessing_equals_torchvision_s_resize_and_center_crop_on_every_image_shape(size):
     """timm's eval transform is torchvision's Resize(int) then CenterCrop: the longer side truncated, the crop's offsets
     rounded half to even. probe rounded the longer side and floored the offsets, one pixel off where the margin or
     the longer side's fraction was odd: 0.04 mean absolute difference (normalised) at timm's crop_pct 0.95, 0.016 for
-    Resize(256) on a 301x403 image. And a crop_pct read from Resize(400) + CenterCrop(224) floored to 399 pixels."""
+    Resize(256) on a 301x403 image. And a crop_pct read from Resize(400) + CenterCrop(224) floored to 399 pixels.
+    Enlarging (160x171) a bicubic resize used the plain kernel (a = -0.75) where torchvision's antialiased one (and
+    PIL) use a = -0.5."""
     import timm
     import torch.nn.functional as F
     from torchvision import transforms as T
@@ -911,9 +913,12 @@ def test_preprocessing_equals_torchvision_s_resize_and_center_crop_on_every_imag
                                            mean=(0.5,) * 3, std=(0.25,) * 3, is_training=False)
     transforms = [T.Compose([T.Resize(256), T.CenterCrop(224), T.Normalize([0.5] * 3, [0.25] * 3)]),
                   T.Compose([T.Resize(400), T.CenterCrop(224), T.Normalize([0.5] * 3, [0.25] * 3)]),
+                  T.Compose([T.Resize(235, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224),
+                             T.Normalize([0.5] * 3, [0.25] * 3)]),
                   T.Compose([t for t in timm_eval.transforms if type(t).__name__ not in ("ToTensor", "MaybeToTensor")])]
-    x = F.interpolate(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), size=size, mode="bicubic",
-                      align_corners=False).clamp(0, 1)
+    # smooth, within [0.2, 0.8]: a bicubic resize stays inside [0, 1], where probe clamps as an 8-bit pipeline would
+    x = 0.2 + 0.6 * F.interpolate(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), size=size,
+                                  mode="bilinear", align_corners=False)
     for transform in transforms:
         clf = load_classifier(net, transform=transform)
         resize = transform.transforms[0].size  # 256, 400, and timm's floor(224 / 0.95) = 235

@@ -20,8 +20,9 @@ _GREY = (0.299, 0.587, 0.114)
 class Preprocess(nn.Module):
     """Resize (shorter side), center crop, normalize; every step differentiable.
 
-    Antialiasing is used when downsampling with bilinear or bicubic filters (it has
-    a backward pass in PyTorch); nearest and area modes have none and do without.
+    Bilinear and bicubic filters resize with PyTorch's antialiased kernels (they have a backward pass), as
+    torchvision's Resize does on tensors: PIL's filters, also when enlarging (bicubic with a = -0.5, where the plain
+    kernel's -0.75 was 0.002 off on average); nearest and area modes have none and do without.
     Resized values are clamped to [0, 1], as an 8-bit image pipeline would.
     """
 
@@ -37,10 +38,9 @@ class Preprocess(nn.Module):
         if tuple(x.shape[-2:]) == tuple(size):
             return x
         mode = self.config.interpolation
-        downsampling = size[0] < x.shape[-2] or size[1] < x.shape[-1]
         kwargs: dict = {}
         if mode in ("bilinear", "bicubic"):
-            kwargs = {"align_corners": False, "antialias": downsampling}
+            kwargs = {"align_corners": False, "antialias": True}
         y = F.interpolate(x, size=size, mode=mode, **kwargs)
         return y.clamp(0.0, 1.0) if mode == "bicubic" else y
 
