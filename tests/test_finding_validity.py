@@ -37,8 +37,7 @@ def test_every_strong_passing_finding_of_the_demo_is_true(readme_demo, biased_tr
                                      counters=f.details.get("counter_values") if f.kind == "necessity" else None)
 
     false_strong = [f.sentence for f in passing if clears_bar(f.to_dict()) and not true(f)]
-    assert not false_strong, false_strong
-    assert all(not clears_bar(f.to_dict()) for f in passing if not true(f))  # a false one is never called strong
+    assert not false_strong, false_strong  # a false one is never called strong
     for f in passing:
         assert f.n_images >= 16 and f.q <= 0.05 and f.status == "passes"
 
