@@ -244,6 +244,17 @@ def test_a_cpu_plan_takes_the_row_of_its_sampling_precision_and_budgets_with_it(
     # the bound is mostly confirmation of tests screening may never pick: the line says what is spent in any case
     assert f"of which the tokens and screens <= {cost._duration(zen4.fixed_seconds)}" in zen4.summary()
     assert throughput_for("world", "cpu", precision="bfloat16 autocast").cpu is None  # no flags: never the AMX row
+    # the front page's `probe audit --generator world` samples 20 steps: on the Zen 4 the row's two measured
+    # samplings give it a time (it said "time unknown"); the Xeon's row, measured at 5 steps only, still cannot
+    plain = plan_audit(token, cfg, classes=6, labels=6, cues=cues, family="world", device="cpu", steps=20,
+                       guidance=4.0, precision="bfloat16 autocast")
+    assert plain.seconds_per_image == pytest.approx(0.1023 + 30 * 0.01015)
+    assert plain.stage("token").seconds == pytest.approx(6 * 8 * (0.8648 + 30 * 0.0699))
+    assert plain.seconds is not None and "time unknown" not in plain.summary()
+    monkeypatch.setattr(cost, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16", "amx_tile"}))
+    assert "time unknown" in plan_audit(token, cfg, classes=6, labels=6, cues=cues, family="world", device="cpu",
+                                        steps=20, guidance=4.0, precision="bfloat16 autocast").summary()
+    monkeypatch.setattr(cost, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     # what the plan assumes is what the generator does, on either kind of CPU
     settings = {"cpu_sampling_autocast": "bfloat16"}
     for native, precision, autocast in ((False, "float32", None), (True, "bfloat16 autocast", torch.bfloat16)):

@@ -118,12 +118,16 @@ THROUGHPUT: tuple[Throughput, ...] = (
                       "generation_batch.py --steps 5 --images 16 --batches 1,4,8,16 --grad-step --threads 2; AMD EPYC, "
                       "float32)"),
     # bfloat16 autocast: an AMD EPYC (Zen 4, AVX512-BF16, no AMX), 7 December 2026: 0.102 s per image at the
-    # analysis's batch of 16 (0.21 s alone), 0.865 s per 5-image token step.
+    # analysis's batch of 16 (0.21 s alone), 0.865 s per 5-image token step. The split per UNet evaluation comes from
+    # a second pair measured back to back later that day at 5 and 20 steps (the world's own default, what plain
+    # `probe audit --generator world` samples with): 0.1173 and 0.4219 s per image, 0.892 and 2.989 s per step, so
+    # (0.4219 - 0.1173) / 30 = 0.01015 s per image and (2.989 - 0.892) / 30 = 0.0699 s per step per evaluation.
     Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.1023, image_batch=16, step_s=0.8648, step_images=5,
-               precision="bfloat16 autocast",
+               image_per_call=0.01015, step_per_call=0.0699, precision="bfloat16 autocast",
                source="benchmarks/results/generation-batch-world-cpu-bf16-zen4-2026-12-07.json (benchmarks/"
                       "generation_batch.py --steps 5 --images 16 --batches 1,4,8,16 --grad-step --threads 2; AMD EPYC "
-                      "Zen 4, bfloat16 autocast)"),
+                      "Zen 4, bfloat16 autocast); per evaluation: generation-batch-world-cpu-bf16-zen4-steps{5,20}-"
+                      "2026-12-07.json (--steps 5 and 20 --images 32 --batches 16 --grad-step --threads 2)"),
     # ... and an Intel Xeon with AMX, 5 December 2026: 0.0548 s per image at a batch of 32, about twice as fast. Its
     # token step (float32 gradient, sampled under the autocast) was not measured there: unmeasured, not guessed.
     Throughput("world", "cpu", steps=5, guidance=4.0, image_s=0.0548, image_batch=32, step_s=None, step_images=5,
