@@ -919,10 +919,9 @@ def test_preprocessing_equals_torchvision_s_resize_and_center_crop_on_every_imag
     # smooth, within [0.2, 0.8]: a bicubic resize stays inside [0, 1], where probe clamps as an 8-bit pipeline would
     x = 0.2 + 0.6 * F.interpolate(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), size=size,
                                   mode="bilinear", align_corners=False)
-    for transform in transforms:
+    for transform, resize in zip(transforms, (256, 400, 235, 235)):  # timm's: floor(224 / 0.95) = 235
         clf = load_classifier(net, transform=transform)
-        resize = transform.transforms[0].size  # 256, 400, and timm's floor(224 / 0.95) = 235
-        assert clf.data_config.resize_size[0] == (resize if isinstance(resize, int) else resize[0]) in (256, 400, 235)
+        assert clf.data_config.resize_size == (resize, resize)
         torch.testing.assert_close(clf.preprocess(x), transform(x), rtol=0, atol=1e-5)
 
 
