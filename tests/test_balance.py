@@ -186,6 +186,13 @@ def test_balance_needs_a_check(tmp_path, monkeypatch):
         _load_check(None, "none", ["star"], [])
     with pytest.raises(BalanceError, match="not checked by an installed domain's oracles"):
         _load_check(None, "auto", ["star"], [])
+    # a run checked by a concept model: the later command is told to name it again (the run never picks a model)
+    from types import SimpleNamespace
+
+    checked = SimpleNamespace(domain=None, checked_by="concepts: my-clip", cues={})
+    with pytest.raises(BalanceError, match="checked by 'concepts: my-clip'.*the same CLIP or SigLIP") as e:
+        _load_check(checked, "auto", ["star"], [])
+    assert "\n" not in str(e.value)
 
 
 def test_example_finetunes_only_the_last_layer_and_weakens_the_cue(tmp_path):

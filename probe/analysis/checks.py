@@ -100,6 +100,11 @@ def check_for_run(analysis, concepts: str, labels: list[str], extra: list[Cue] =
     if concepts == "auto":
         oracles = run_oracles(analysis)
         if oracles is None:
+            checked = analysis.checked_by if analysis is not None and isinstance(analysis.checked_by, str) else ""
+            if checked.startswith("concepts: "):  # a run directory never names the model a later command loads
+                raise error(f"this run's images were checked by {checked[:80]!r}, and a run directory does not choose "
+                            f"the models probe loads, so {unchecked}; pass --concepts with the same CLIP or SigLIP "
+                            "hub id or folder the audit used")
             raise error(f"this run was not checked by an installed domain's oracles, so {unchecked}; pass --concepts "
                         "with a CLIP or SigLIP hub id or folder (e.g. openai/clip-vit-large-patch14)")
         return oracles, oracles.name
