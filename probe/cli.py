@@ -220,7 +220,7 @@ _interrupt_reported = False  # _finish printed its own "interrupted" line; main(
 
 def _finish(result) -> None:
     global _interrupt_reported
-    print_summary(result.rows)
+    print_summary(result.rows, result.token_gain)
     _result_line(f"run directory: {result.run_dir}")
     if result.report is not None:
         _result_line(f"report: {result.report}")
@@ -242,10 +242,15 @@ def _finish(result) -> None:
         raise typer.Exit(result.gate.exit_code)  # 3: the run is complete and the gate failed
 
 
-def print_summary(rows: list[dict]) -> None:
+def print_summary(rows: list[dict], gain=None) -> None:
     """The audit's table, one row per class; the held-out classifier's column only when one was given
-    (``--eval-model``), not an empty column on every audit without it."""
+    (``--eval-model``), not an empty column on every audit without it. Under it ``gain``, the token's accuracy change
+    against the plain prompt paired on the same seeds (``AuditResult.token_gain``), when there is one."""
+    from probe.run.evaluation import gain_text
+
     table = Table(title="probe audit summary")
+    if gain is not None:
+        table.caption = f"token acc against baseline acc, paired on the same seeds: {gain_text(gain)}"
     held_out = any(r.get("eval_token_accuracy") not in (None, "") for r in rows)
     columns = ("class", "status", "baseline acc", "token acc") + (("held-out token acc",) if held_out else ()) \
         + ("steps", "seconds")

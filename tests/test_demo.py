@@ -75,6 +75,13 @@ def test_the_demo_headline_is_the_readme_s_for_every_planted_class(readme_demo):
     # not asserted for every class: the cross's six evaluation images read lower with its token (0.75 against 0.82 at
     # 1 thread on an Intel Xeon, 5 December 2026)
     assert star["token"]["mean_target_prob"] > star["baseline"]["mean_target_prob"]
+    # the accuracy line gives the paired change with its evidence (six images per class decide little), and the
+    # report's card says the same
+    from probe.run.evaluation import gain_text, token_gain
+
+    gain = token_gain(json.loads((f / "metrics.json").read_text()) for f in folders)
+    assert gain.n == 6 * n and f"; paired on the same seeds {gain_text(gain)}" in stderr, stderr[-2000:]
+    assert f"{gain_text(gain)} against the baseline" in (run / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_moved_run_rerenders_from_another_directory(readme_demo, tmp_path):

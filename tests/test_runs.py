@@ -151,6 +151,8 @@ def test_cli_audit_end_to_end_on_an_exported_program(tmp_path, tiny_sd_path, exp
     code, stdout, err = _cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "probe audit summary" in stdout and "1 star" in stdout
+    # under the table, the token's accuracy change on the same 2 evaluation seeds, with its evidence
+    assert "paired on the same seeds: " in " ".join(stdout.split()) and "2 pairs)" in stdout, stdout
     assert (out / "classes" / "1-star" / "metrics.json").is_file()
     assert not (out / "classes" / "0-other").exists()
 

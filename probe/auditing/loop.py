@@ -29,6 +29,7 @@ from probe.auditing.class_run import load_classifiers, load_models
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
 from probe.run import ANALYSIS, RunConfig, RunDir, is_internal
+from probe.run.evaluation import gain_text, token_gain
 from probe.token_config import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
@@ -63,7 +64,16 @@ class AuditResult:
             f"<tr><td>{escape(str(r['class_index']))} {escape(str(r['class_name'] or ''))}</td><td>{escape(r['status'])}</td>"
             f"<td>{_fmt(r['baseline_accuracy'])}</td><td>{_fmt(r['token_accuracy'])}</td>"
             f"<td>{escape(str(r['steps']))}</td><td>{_fmt(r['seconds'], 1)}</td></tr>" for r in self.rows)
-        return f"<p>Run <code>{escape(str(self.run_dir))}</code></p><table><tr>{head}</tr>{body}</table>"
+        gain = self.token_gain
+        caption = (f"<caption>token acc against baseline acc, paired on the same seeds: {escape(gain_text(gain))}"
+                   "</caption>") if gain is not None else ""
+        return f"<p>Run <code>{escape(str(self.run_dir))}</code></p><table>{caption}<tr>{head}</tr>{body}</table>"
+
+    @property
+    def token_gain(self):
+        """The token's accuracy change against the plain prompt over the finished classes, paired on the same seeds
+        (a ``probe.analysis.Effect``: Newcombe's interval, the exact McNemar p), or None without evaluation images."""
+        return token_gain(m for _, m in RunDir(self.run_dir).finished_classes())
 
 
 def _fmt(value, digits: int = 2) -> str:

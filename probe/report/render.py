@@ -32,6 +32,7 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
+from probe.run.evaluation import gain_text, token_gain
 from probe.run.records import UNCHECKED_NOTE
 from probe.run.summary import clears_bar, strength_counts, summarise_class
 
@@ -584,6 +585,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         "n_labels": len(run.labels),
         "base_acc": mean(c.stat("baseline", "accuracy") for c in done),
         "tok_acc": mean(c.stat("token", "accuracy") for c in done),
+        "gain": gain_text(token_gain(c.metrics for c in done)),  # the same seeds' images, paired
         "heldout_acc": mean(b.heldout(c, "token") for c in done) if with_heldout else None,
         "heldout_base": mean(b.heldout(c, "baseline") for c in done) if with_heldout else None,
         "n_findings": None if findings is None else len(findings),

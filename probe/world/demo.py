@@ -94,9 +94,13 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
     done = [r for r in result.rows if r["status"] == "done"]
     lines = [f"shapes-world demo ({classifier} classifier): {len(done)}/{len(result.rows)} classes in {seconds:.0f} s"]
     if done:
+        from probe.run.evaluation import gain_text
+
         base = sum(float(r["baseline_accuracy"]) for r in done) / len(done)
         tok = sum(float(r["token_accuracy"]) for r in done) / len(done)
-        lines.append(f"mean accuracy of generated images: baseline prompt {base:.2f}, with the class token {tok:.2f}")
+        gain = gain_text(result.token_gain)
+        lines.append(f"mean accuracy of generated images: baseline prompt {base:.2f}, with the class token {tok:.2f}"
+                     + (f"; paired on the same seeds {gain}" if gain else ""))
     run = RunDir(result.run_dir)
     if run.read_findings() is None:
         return "\n".join(lines)
