@@ -246,7 +246,7 @@ def print_summary(rows: list[dict], gain=None) -> None:
     """The audit's table, one row per class; the held-out classifier's column only when one was given
     (``--eval-model``), not an empty column on every audit without it. Under it ``gain``, the token's accuracy change
     against the plain prompt paired on the same seeds (``AuditResult.token_gain``), when there is one."""
-    from probe.run.evaluation import gain_text
+    from probe.analysis.evaluation import gain_text
 
     table = Table(title="probe audit summary")
     if gain is not None:

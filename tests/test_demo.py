@@ -77,7 +77,7 @@ def test_the_demo_headline_is_the_readme_s_for_every_planted_class(readme_demo):
     assert star["token"]["mean_target_prob"] > star["baseline"]["mean_target_prob"]
     # the accuracy line gives the paired change with its evidence (six images per class decide little), and the
     # report's card says the same
-    from probe.run.evaluation import gain_text, token_gain
+    from probe.analysis.evaluation import gain_text, token_gain
 
     gain = token_gain(json.loads((f / "metrics.json").read_text()) for f in folders)
     assert gain.n == 6 * n and f"; paired on the same seeds {gain_text(gain)}" in stderr, stderr[-2000:]

@@ -1,11 +1,11 @@
-"""probe.run.evaluation: the token's evaluation images against the plain prompt's, paired by prompt and seed."""
+"""probe.analysis.evaluation: the token's evaluation images against the plain prompt's, paired by prompt and seed."""
 
 from __future__ import annotations
 
 import pytest
 
 from probe.analysis.stats import paired_proportions
-from probe.run.evaluation import eval_pairs, gain_text, token_gain
+from probe.analysis.evaluation import eval_pairs, gain_text, token_gain
 
 
 def _image(kind: str, seed: int, correct, prompt_index: int = 0) -> dict:

@@ -32,7 +32,7 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
-from probe.run.evaluation import gain_text, token_gain
+from probe.analysis.evaluation import gain_text, token_gain
 from probe.run.records import UNCHECKED_NOTE
 from probe.run.summary import clears_bar, strength_counts, summarise_class
 

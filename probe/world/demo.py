@@ -94,7 +94,7 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
     done = [r for r in result.rows if r["status"] == "done"]
     lines = [f"shapes-world demo ({classifier} classifier): {len(done)}/{len(result.rows)} classes in {seconds:.0f} s"]
     if done:
-        from probe.run.evaluation import gain_text
+        from probe.analysis.evaluation import gain_text
 
         base = sum(float(r["baseline_accuracy"]) for r in done) / len(done)
         tok = sum(float(r["token_accuracy"]) for r in done) / len(done)
