@@ -108,6 +108,9 @@ SETS = {
     # made on 6 December 2026, afternoon, on the same EPYC, with no change to the analysis, discovery or confirmation
     # since fresh13: a replication of every figure at the code of the day, nothing looked at on it before
     "fresh15": {"biased": 3, "clean": 1, "draw": 16, "seed_offset": 16000, "rotation": 3},
+    # made on 7 December 2026 on an AMD EPYC Zen 4 (native bf16: bf16 autocast sampling, the CPU CI runs on), with no
+    # change to the analysis, discovery or confirmation since fresh13: a replication on that CPU, nothing looked at on it
+    "fresh16": {"biased": 3, "clean": 1, "draw": 17, "seed_offset": 17000, "rotation": 4},
 }
 
 

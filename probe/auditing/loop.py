@@ -26,10 +26,10 @@ from probe.auditing.config import AuditConfig
 from probe.auditing.scale import ScaleConfig
 from probe.auditing.backends import Models, get_backend
 from probe.auditing.class_run import load_classifiers, load_models
+from probe.analysis.evaluation import gain_text, token_gain
 from probe.errors import ProbeError, RunError, TokenError
 from probe.files import dumps_json
 from probe.run import ANALYSIS, RunConfig, RunDir, is_internal
-from probe.analysis.evaluation import gain_text, token_gain
 from probe.token_config import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.

@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from probe.analysis.evaluation import gain_text, token_gain
 from probe.errors import ProbeError
 from probe.report.confirmation import class_confirmation, overview as real_overview
 from probe.report.assets import AssetStore, atomic_write_text
@@ -32,7 +33,6 @@ from probe.report.curves import LOSS_TITLES, CurvePlotter
 from probe.report.data import KINDS, STATUS_LABELS, STATUSES, ClassData, RunData, load_run
 from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
-from probe.analysis.evaluation import gain_text, token_gain
 from probe.run.records import UNCHECKED_NOTE
 from probe.run.summary import clears_bar, strength_counts, summarise_class
 
