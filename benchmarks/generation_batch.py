@@ -38,34 +38,23 @@ def prompts(n: int) -> list[str]:
 
 
 def time_batches(generator, batch: int, images: int, steps, guidance, seed0: int = 7000) -> list[float]:
-    """Seconds of each batch of ``batch`` images (``images`` in all, rounded up to whole batches), after one warm-up."""
-    import torch
+    """Seconds of each batch of ``batch`` images (``images`` in all, rounded down to whole batches), after one
+    warm-up batch (probe.auditing.measure.time_images, what `probe audit --dry-run --measure` times with)."""
+    from probe.auditing.measure import time_images
 
-    texts = prompts(max(images, batch))
-    with torch.no_grad():
-        generator.generate(texts[:batch], list(range(seed0, seed0 + batch)), steps=steps, guidance_scale=guidance,
-                           max_batch=batch)
-        seconds = []
-        for start in range(0, max(images, batch), batch):
-            chunk = texts[start:start + batch]
-            if len(chunk) < batch:
-                break
-            t0 = time.perf_counter()
-            generator.generate(chunk, list(range(seed0 + start, seed0 + start + batch)), steps=steps,
-                               guidance_scale=guidance, max_batch=batch)
-            seconds.append(time.perf_counter() - t0)
-    return seconds
+    n = batch * (1 + max(images, batch) // batch)  # the warm-up batch, then the timed ones
+    return time_images(generator, prompts(n), list(range(seed0, seed0 + n)), batch, steps=steps, guidance=guidance,
+                       max_batch=batch)
 
 
 def time_grad_steps(generator, classifier, steps, guidance, n_steps: int = 4, batch: int = 5) -> list[float]:
-    """Seconds of each optimisation step of a class token (``batch`` images a step), the first left out."""
-    from probe.tokens import TokenConfig, optimize_class_token
+    """Seconds of each optimisation step of a class token (``batch`` images a step), the first left out
+    (probe.auditing.measure.time_token_steps)."""
+    from probe.auditing.measure import time_token_steps
+    from probe.tokens import TokenConfig
 
-    config = TokenConfig(max_steps=n_steps, batch_size=batch, steps=steps, guidance_scale=guidance,
-                         accuracy_threshold=1.0, patience=n_steps, min_steps=n_steps - 1)
-    token = optimize_class_token(generator, classifier, 0, config)
-    ends = [h["seconds"] for h in token.history]
-    return [b - a for a, b in zip(ends, ends[1:])]
+    return time_token_steps(generator, classifier, 0, TokenConfig(batch_size=batch, steps=steps, guidance_scale=guidance),
+                            n_steps - 1)
 
 
 def main(argv=None) -> int:

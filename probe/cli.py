@@ -110,6 +110,7 @@ def audit(
     shard: Optional[str] = typer.Option(None, help="I/N: run only every N-th class from the I-th (0-based; SLURM arrays, indexed jobs); `probe report RUN_DIR` analyses once all shards are done."),
     budget: Optional[str] = typer.Option(None, help="Cap the analysis: device time (2h, 90m, 600s; from the measured throughput of the generator on this device) or images (5000img). Screening always runs; confirmation goes to the most decisive screens first and stops when the budget is spent (the tests it did not reach stay screening-only)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (images per stage, device time from the measured throughput table) and exit, without loading the generator or writing anything."),
+    measure: bool = typer.Option(False, "--measure", help="With --dry-run: load the models and time a few image batches and token steps here, at the audit's settings, so the plan has a time on any device (nothing is written)."),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="Your labelled images (ImageFolder folder or path,label CSV): after the analysis, confirm each finding on them (as `probe confirm`; --concepts reads the cues)."),
 ) -> None:
     """Learn a class token per class and write the run directory (tokens, images, metrics, report).
@@ -146,10 +147,14 @@ def audit(
                           max_retries=max_retries, shard=shard),
         budget=budget,
     )
-    if dry_run:  # the plan only (probe/auditing/cost.py): no generator, nothing written
+    if measure and not dry_run:
+        raise ProbeError("--measure times this machine for the plan of --dry-run; add --dry-run (a real audit "
+                         "measures nothing: it runs)")
+    if dry_run:  # the plan only (probe/auditing/cost.py): nothing written; with --measure, the models load to time
         from probe.auditing.loop import dry_run as plan_only
 
-        console.print(repr(plan_only(config, console=err_console)), highlight=False, markup=False, soft_wrap=True)
+        plan = plan_only(config, console=err_console, measure=measure)
+        console.print(repr(plan), highlight=False, markup=False, soft_wrap=True)
         return
     if val_data is not None:
         from probe.valdata import check_val_source

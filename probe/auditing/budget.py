@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 from probe.errors import RunError
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "UnmeasuredBudget"]
+
+
+class UnmeasuredBudget(RunError):
+    """A device-time budget where no measured throughput turns time into images: ``probe audit`` then measures this
+    machine once the models load (probe/auditing/measure.py); ``--dry-run`` needs ``--measure`` for it."""
 
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|hr|hrs|hours?|m|min|mins|minutes?|s|sec|secs|seconds?|img|imgs|images?)\s*$",
                      re.IGNORECASE)
@@ -52,6 +57,7 @@ class Budget:
         if self.images is not None:
             return self.images
         if seconds_per_image is None:
-            raise RunError(f"--budget {self.text}: no measured throughput{' for ' + where if where else ''} turns time "
-                           "into images; give an image count instead, e.g. --budget 5000img")
+            raise UnmeasuredBudget(f"--budget {self.text}: no measured throughput{' for ' + where if where else ''} "
+                                   "turns time into images; add --measure to time this machine, or give an image count "
+                                   "instead, e.g. --budget 5000img")
         return max(1, int(self.seconds / seconds_per_image))

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from probe.auditing.budget import Budget
-from probe.auditing.throughput import REFERENCE_DEVICE, THROUGHPUT, Throughput, cpu_flags, throughput_for
+from probe.auditing.throughput import REFERENCE_DEVICE, THROUGHPUT, Measured, Throughput, cpu_flags, throughput_for
 from probe.errors import RunError
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
                token_steps: int | None = None, token_guidance: float | None = None, stated_contexts: bool = False,
                checked: bool = True, discovery: bool | None = None, concept_model: bool = True,
                max_images: int | None = None, table: tuple[Throughput, ...] = THROUGHPUT,
-               precision: str | None = None) -> AuditPlan:
+               precision: str | None = None, measured: Measured | None = None) -> AuditPlan:
     """The plan of an audit of ``classes`` classes (of ``labels``) with these settings (see the module docstring).
 
     ``steps``/``guidance``: the analysis's and the evaluation's sampling; ``token_steps``/``token_guidance``: the
@@ -342,6 +342,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
     the check is a concept model, which also reads what the attributions mark outside the object (one proposal
     more per class; the oracles read whole scenes only). ``precision``: what the no-gradient images are sampled in
     (:func:`sampling_precision`), which picks the throughput row where a device kind has one per precision.
+    ``measured``: this machine's cost at these very settings (``probe audit --dry-run --measure``), used instead of
+    the table.
     """
     discovery = checked if discovery is None else discovery
     # 1-2. the token and its evaluation
@@ -416,15 +418,19 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
             notes.append("sufficiency screens on each class's confusers: carriers shared by classes are generated once")
         notes.append(f"screening is never capped; confirmation's bound assumes every screened test is a candidate "
                      f"(one confirmed cue test costs at most {test_images:,} images)")
-    # 3. times from the throughput table
-    row = throughput_for(family, device, table, precision, cpu_flags() if device == "cpu" else frozenset())
-    unmeasured = f"no measured row for {family} on {device}" + (f" in {precision}" if precision else "")
-    image_s, timing = (None, unmeasured) if row is None else row.seconds_per_image(steps, guidance)
-    step_s, step_how = (None, unmeasured) if row is None else row.seconds_per_step(token_steps, token_guidance,
-                                                                                      token.batch_size)
-    if row is not None:
-        timing = timing if timing == step_how else f"images {timing}, optimisation steps {step_how}"
-        timing += f" ({row.source})"
+    # 3. times from a measurement made just now at these settings, else from the throughput table
+    if measured is not None:
+        image_s, step_s, timing = measured.image_s, measured.step_s * token.batch_size / measured.step_images, \
+            measured.describe()
+    else:
+        row = throughput_for(family, device, table, precision, cpu_flags() if device == "cpu" else frozenset())
+        unmeasured = f"no measured row for {family} on {device}" + (f" in {precision}" if precision else "")
+        image_s, timing = (None, unmeasured) if row is None else row.seconds_per_image(steps, guidance)
+        step_s, step_how = (None, unmeasured) if row is None else row.seconds_per_step(token_steps, token_guidance,
+                                                                                          token.batch_size)
+        if row is not None:
+            timing = timing if timing == step_how else f"images {timing}, optimisation steps {step_how}"
+            timing += f" ({row.source})"
     stages = tuple(_stage(name, images, exact, shared, token, classes, image_s, step_s)
                    for name, images, exact, shared in counts)
     reference = None
@@ -597,9 +603,10 @@ def class_count(config: "AuditConfig") -> tuple[list[str] | None, list[int] | No
 
 
 def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device: str | None = None,
-                    budget: Budget | None = None) -> AuditPlan:
+                    budget: Budget | None = None, measured: Measured | None = None) -> AuditPlan:
     """:func:`plan_audit` for an ``AuditConfig``: the generator's family, sampling and cues resolved from its
-    name without loading it; ``device`` (a device kind) defaults to what ``config.device`` resolves to here."""
+    name without loading it; ``device`` (a device kind) defaults to what ``config.device`` resolves to here;
+    ``measured``: this machine's cost at the config's settings, instead of the throughput table."""
     from probe.analysis.cues import default_cues, load_cues
 
     family = generator_family(config.generator)
@@ -631,7 +638,7 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
     plan = plan_audit(token, analysis, classes=classes, labels=labels, cues=cues, family=family, device=kind,
                       steps=steps, guidance=guidance, token_steps=token_steps, token_guidance=token_guidance,
                       stated_contexts=stated, checked=checked, discovery=discovery, concept_model=checked and not oracles,
-                      precision=sampling_precision(config.generator, kind, config.dtype))
+                      precision=sampling_precision(config.generator, kind, config.dtype), measured=measured)
     if budget is not None and analysis is not None:
         cap = budget.max_images(plan.seconds_per_image, f"{family} on {kind}")
         plan = _with_budget(plan, cap)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from probe.auditing.config import AuditConfig
+from probe.auditing.budget import UnmeasuredBudget
 from probe.auditing.scale import ScaleConfig
 from probe.auditing.backends import Models, get_backend
 from probe.auditing.class_run import load_classifiers, load_models
@@ -211,8 +212,12 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     counted_with = None  # the classifiers loaded to count the classes, kept for the audit
     if classifier is None and count_classes(config, None) is None:
         counted_with = load_classifiers(config)
+    measure_budget = False  # a device-time budget no throughput row converts: measured here once the models load
     try:
         plan = plan_of(config, classifier or (counted_with or (None,))[0])
+    except UnmeasuredBudget:
+        plan = plan_of(replace(config, budget=None), classifier or (counted_with or (None,))[0])
+        measure_budget = True
     except ProbeError:
         raise
     except Exception as error:  # the plan informs; a generator it cannot read must not stop the audit (no --budget)
@@ -240,6 +245,16 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
+    if measure_budget:  # time a few image batches and token steps here, then turn --budget into images with them
+        from probe.auditing.measure import measure
+
+        if progress:
+            _say(console, f"--budget {config.budget}: no measured throughput for this generator on this device; "
+                          "timing a few image batches and token steps here")
+        plan = plan_of(config, classifier, measured=measure(config, classifier, generator, targets, labels))
+        if progress:
+            _say(console, plan.summary())
+        config = replace(config, analysis=config.analysis.replace(max_images=plan.max_images))
     if val_data is not None:
         from probe.valdata import read_val_data
 
@@ -266,9 +281,10 @@ def count_classes(config: AuditConfig, classifier) -> tuple[list[str], list[int]
     return None if selected is None else (labels, selected)
 
 
-def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None):
+def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None, measured=None):
     """The audit's :class:`probe.auditing.cost.AuditPlan` (with ``--budget`` turned into images); the class count
-    from ``classifier`` when given, else from the labels (a RunError when neither tells it)."""
+    from ``classifier`` when given, else from the labels (a RunError when neither tells it); ``measured``: this
+    machine's cost at the config's settings (:mod:`probe.auditing.measure`) instead of the throughput table."""
     from probe.auditing.budget import Budget
     from probe.auditing.cost import plan_for_config
 
@@ -277,21 +293,32 @@ def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None):
         raise RunError(f"the class count of {config.model!r} is known only once the classifier loads; pass --labels "
                        "(a file with one name per class) or let the audit load the classifier")
     labels, selected = counted
-    return plan_for_config(config, len(selected), len(labels), device=device, budget=Budget.parse(config.budget))
+    return plan_for_config(config, len(selected), len(labels), device=device, budget=Budget.parse(config.budget),
+                           measured=measured)
 
 
-def dry_run(config: AuditConfig, *, console=None):
+def dry_run(config: AuditConfig, *, console=None, measure: bool = False):
     """``probe audit --dry-run``: the plan, without loading the generator or writing anything. The class count comes
-    from the labels when a file tells it, else from the classifier alone, loaded on the CPU."""
+    from the labels when a file tells it, else from the classifier alone, loaded on the CPU. ``measure``: load the
+    classifier and the generator as the audit would and time its work here (probe/auditing/measure.py), so the plan
+    has a time on any device; still nothing is written."""
     check_run_dir(config)  # reads only: a resume with other settings is refused now too
     preflight(config)  # the settings a real audit would refuse (--std 0, a bad --budget...) are refused here too
-    classifier = None
-    if count_classes(config, None) is None:
-        _say(console, f"loading the classifier to count its classes (pass --labels to skip this): {config.model}")
-        classifier, _ = load_classifiers(replace(config, device="cpu", eval_model=None))
     from probe.auditing.cost import device_kind
 
-    return plan_of(config, classifier, device=device_kind(config.device))
+    classifier, measured = None, None
+    if measure:
+        from probe.auditing.measure import measure as time_here
+
+        _say(console, f"measuring on this machine: loading {config.model} and {config.generator}")
+        classifier, _, generator = load_models(replace(config, eval_model=None))
+        labels, selected = count_classes(config, classifier)
+        _say(console, "measuring: a few image batches and token steps at the audit's settings")
+        measured = time_here(config, classifier, generator, selected, labels)
+    elif count_classes(config, None) is None:
+        _say(console, f"loading the classifier to count its classes (pass --labels to skip this): {config.model}")
+        classifier, _ = load_classifiers(replace(config, device="cpu", eval_model=None))
+    return plan_of(config, classifier, device=device_kind(config.device), measured=measured)
 
 
 def _say(console, line: str) -> None:

@@ -19,7 +19,36 @@ from dataclasses import dataclass
 
 from probe.errors import RunError
 
-__all__ = ["Throughput", "THROUGHPUT", "throughput_for", "REFERENCE_DEVICE", "cpu_flags"]
+__all__ = ["Throughput", "THROUGHPUT", "throughput_for", "REFERENCE_DEVICE", "cpu_flags", "Measured"]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """This machine's cost at one audit's own settings, timed just now (``probe audit --dry-run --measure``,
+    probe/auditing/measure.py): what a plan uses instead of a :class:`Throughput` row, on any device.
+
+    ``image_s``: seconds per image sampled (at the analysis's steps and guidance), decoded and classified, at
+    ``image_batch`` images per call (median of ``image_calls`` calls after a warm-up); ``step_s``: seconds per
+    optimisation step of the token's ``step_images`` images at the token's sampling (median of ``token_steps``
+    steps after a warm-up step)."""
+
+    image_s: float
+    image_batch: int
+    image_calls: int
+    step_s: float
+    step_images: int
+    token_steps: int
+    device: str  # the device measured on, as torch names it ("cpu", "cuda:0")
+
+    def __post_init__(self):
+        if not (self.image_s > 0 and self.step_s > 0) or min(self.image_batch, self.image_calls, self.step_images,
+                                                            self.token_steps) < 1:
+            raise RunError(f"a measurement needs positive times and counts, got {self}")
+
+    def describe(self) -> str:
+        return (f"measured just now on {self.device}: {self.image_s:.3g} s per image (median of {self.image_calls} "
+                f"calls of {self.image_batch}), {self.step_s:.3g} s per {self.step_images}-image token step (median "
+                f"of {self.token_steps})")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""`probe audit --dry-run --measure`: the models load as the audit would, a few image batches and token steps are timed
+at the audit's own settings, and the plan has a time on a device the throughput table has no row for; nothing is
+written. The generator is the tiny random SD pipeline (no row: a custom generator), the classifier a small exported
+program."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_main
+
+
+@pytest.fixture()
+def exported(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    program = torch.export.export(net, (torch.rand(2, 3, 32, 32),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    path = tmp_path / "net.pt2"
+    torch.export.save(program, str(path))
+    (tmp_path / "net.labels.txt").write_text("cat\ndog\ntruck\n")
+    (tmp_path / "net.data.json").write_text(json.dumps({"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
+                                                        "crop_pct": 1.0}))
+    return path
+
+
+def _args(exported, tiny_sd_path, out, *extra):
+    return ["audit", "--model", str(exported), "--generator", str(tiny_sd_path), "--classes", "dog,truck",
+            "--out", str(out), "--device", "cpu", "--dry-run", *extra]
+
+
+def test_the_plan_of_an_unmeasured_generator_gets_a_time_measured_here_and_nothing_is_written(
+        exported, tiny_sd_path, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out))
+    assert code == 0 and "time unknown (no measured row for custom on cpu" in plan, (plan, err)
+    code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out, "--measure", "--max-steps", "3"))
+    assert code == 0, err
+    assert "measuring on this machine" in err and "time unknown" not in plan, (plan, err)
+    assert "times measured just now on cpu: " in plan and "(median of 2 calls of 16)" in plan, plan
+    assert "5-image token step (median of 2)" in plan, plan
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["net.pt2", "net.labels.txt", "net.data.json", "pipe"] if (tmp_path / "pipe").exists() else
+        ["net.pt2", "net.labels.txt", "net.data.json"])
+
+
+def test_every_stage_s_time_is_its_images_at_the_measured_cost(exported, tiny_sd_path, tmp_path):
+    from probe.auditing.loop import AuditConfig, dry_run
+    from probe.token_config import TokenConfig
+
+    config = AuditConfig(model=str(exported), out=str(tmp_path / "run"), generator=str(tiny_sd_path), classes="1,2",
+                         device="cpu", token=TokenConfig(max_steps=4, batch_size=3), budget="90s")
+    plan = dry_run(config, measure=True)
+    assert plan.seconds_per_image is not None and plan.timing.startswith("measured just now on cpu")
+    for stage in plan.stages:
+        if stage.name == "token":  # steps of 3 images, measured as such
+            assert "3-image token step" in plan.timing and stage.seconds > 0
+        else:
+            assert stage.seconds == pytest.approx(stage.images * plan.seconds_per_image)
+    # a device-time budget now turns into images (without a measurement it needs a throughput row)
+    assert plan.max_images == max(1, int(90 / plan.seconds_per_image))
+
+
+def test_measure_without_dry_run_is_one_line_naming_it(exported, tiny_sd_path, tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(exported), "--generator", str(tiny_sd_path),
+                            "--out", str(tmp_path / "run"), "--measure")
+    assert code != 0 and "--dry-run" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_audit_with_a_time_budget_on_an_unmeasured_device_measures_here_and_caps_the_analysis(
+        exported, tiny_sd_path, tmp_path, monkeypatch, capsys):
+    """Before, `--budget 20s` stopped here ("no measured throughput ... give an image count"); now the audit times the
+    machine once the models load and turns the 20 s into an image cap, which the analysis keeps."""
+    from probe.run import RunDir
+
+    cues = tmp_path / "cues.txt"
+    cues.write_text("{} on grass | {} on sand\n")
+    out = tmp_path / "run"
+    code, stdout, err = run_main(monkeypatch, capsys, "audit", "--model", str(exported), "--generator", str(tiny_sd_path),
+                                 "--classes", "dog", "--out", str(out), "--device", "cpu", "--max-steps", "2",
+                                 "--eval-images", "2", "--cues", str(cues), "--concepts", "none", "--attributions",
+                                 "none", "--discover", "0", "--no-report", "--budget", "20s")
+    assert code == 0, err
+    assert "--budget 20s: no measured throughput" in err and "timing a few image batches" in err, err
+    plans = [ln for ln in err.splitlines() if ln.startswith("plan:")]
+    assert len(plans) == 2 and "time unknown" in plans[0] and "(budget " in plans[1], plans  # before and after
+    cap = int(plans[1].split("(budget ")[1].split(")")[0].replace(",", ""))
+    saved = RunDir(out).read_config()["audit"]["analysis"]
+    assert saved["max_images"] == cap > 0, (saved, line)
+    # the dry run says how to see it: one line naming --measure
+    code, _, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, tmp_path / "plan", "--budget", "20s"))
+    assert code != 0 and "--measure" in err and len(err.strip().splitlines()) == 1, err
