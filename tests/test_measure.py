@@ -38,6 +38,7 @@ def test_the_plan_of_an_unmeasured_generator_gets_a_time_measured_here_and_nothi
     out = tmp_path / "run"
     code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out))
     assert code == 0 and "time unknown (no measured row for custom on cpu" in plan, (plan, err)
+    assert "`--dry-run --measure` times it here)" in plan  # the plan names the way to a time
     code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out, "--measure", "--max-steps", "3"))
     assert code == 0, err
     assert "measuring on this machine" in err and "time unknown" not in plan, (plan, err)

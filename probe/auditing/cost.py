@@ -214,9 +214,9 @@ class AuditPlan:
                         f"{_duration(fixed)} and the rest as far as screening finds candidates")
             return f"<= {_duration(self.seconds)} on {self.device}"
         if self.reference_seconds is not None:
-            return (f"time unknown ({self.timing}); on an {REFERENCE_DEVICE.upper()} "
-                    f"<= {_duration(self.reference_seconds)}")
-        return f"time unknown ({self.timing})"
+            return (f"time unknown ({self.timing}; `--dry-run --measure` times it here); on an "
+                    f"{REFERENCE_DEVICE.upper()} <= {_duration(self.reference_seconds)}")
+        return f"time unknown ({self.timing}; `--dry-run --measure` times it here)"
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(stage, images, per class, time) for the table."""
