@@ -28,7 +28,8 @@ MEASURE_TOKEN = "<probe-measure>"
 
 
 def time_images(generator, prompts: list[str], seeds: list[int], batch: int, *, steps: int | None,
-                guidance: float | None, classifier=None, max_batch: int | None = None, warmup: bool = True) -> list[float]:
+                guidance: float | None, classifier=None, max_batch: int | None = None, scheduler: str | None = None,
+                warmup: bool = True) -> list[float]:
     """Step 1: seconds of each call of ``batch`` prompts (whole batches of ``prompts`` only; the first call, a warm-up,
     left out when ``warmup``), each image sampled, decoded and, with ``classifier``, classified."""
     from probe.analysis._util import classify_probs
@@ -38,7 +39,8 @@ def time_images(generator, prompts: list[str], seeds: list[int], batch: int, *, 
         for n, start in enumerate(range(0, len(prompts) - batch + 1, batch)):
             t0 = time.perf_counter()
             images = generator.generate(prompts[start:start + batch], seeds[start:start + batch], steps=steps,
-                                        guidance_scale=guidance, max_batch=max_batch).float().cpu()  # .cpu(): synced
+                                        guidance_scale=guidance, max_batch=max_batch,
+                                        scheduler=scheduler).float().cpu()  # .cpu(): synced
             if classifier is not None:
                 classify_probs(classifier, images.clamp(0, 1), batch)
             if n or not warmup:
@@ -82,7 +84,7 @@ def measure(config, classifier, generator, classes: list[int], labels: list[str]
     seeds = list(range(token.seed, token.seed + len(prompts)))
     # 1. images without gradient
     image_times = time_images(generator, prompts, seeds, batch, steps=image_steps, guidance=image_guidance,
-                              classifier=classifier, max_batch=token.max_batch)
+                              classifier=classifier, max_batch=token.max_batch, scheduler=token.scheduler)
     # 2. optimisation steps
     step_times = time_token_steps(generator, classifier, classes[0] if classes else 0,
                                   replace(token, steps=token_steps, guidance_scale=token_guidance), steps,
