@@ -39,17 +39,31 @@ def test_the_plan_of_an_unmeasured_generator_gets_a_time_measured_here_and_nothi
     code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out))
     assert code == 0 and "time unknown (no measured row for custom on cpu" in plan, (plan, err)
     assert "`--dry-run --measure` times it here)" in plan  # the plan names the way to a time
+    # the flag's wiring (the measurement itself is timed for real below): the models load, nothing is written
+    import probe.auditing.measure as measure_module
+    from probe.auditing.throughput import Measured
+
+    seen = {}
+
+    def fake(config, classifier, generator, classes, labels):
+        seen.update(classes=classes, labels=labels, generator=type(generator).__name__)
+        return Measured(image_s=0.5, image_batch=16, image_calls=2, step_s=2.0, step_images=5, token_steps=2,
+                        device="cpu")
+
+    monkeypatch.setattr(measure_module, "measure", fake)
     code, plan, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, out, "--measure", "--max-steps", "3"))
     assert code == 0, err
+    assert seen == {"classes": [1, 2], "labels": ["cat", "dog", "truck"], "generator": "Generator"}, seen
     assert "measuring on this machine" in err and "time unknown" not in plan, (plan, err)
-    assert "times measured just now on cpu: " in plan and "(median of 2 calls of 16)" in plan, plan
-    assert "5-image token step (median of 2)" in plan, plan
+    assert "times measured just now on cpu: 0.5 s per image (median of 2 calls of 16)" in plan, plan
+    assert "2 s per 5-image token step (median of 2)" in plan, plan
+    assert "token optimisation (images with gradient)" in plan and "12 s" in plan  # 2 classes x 3 steps x 2 s
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["net.pt2", "net.labels.txt", "net.data.json", "pipe"] if (tmp_path / "pipe").exists() else
         ["net.pt2", "net.labels.txt", "net.data.json"])
 
 
-def test_every_stage_s_time_is_its_images_at_the_measured_cost(exported, tiny_sd_path, tmp_path):
+def test_every_stage_s_time_is_its_images_at_the_cost_measured_here(exported, tiny_sd_path, tmp_path):
     from probe.auditing.loop import AuditConfig, dry_run
     from probe.token_config import TokenConfig
 
@@ -57,6 +71,7 @@ def test_every_stage_s_time_is_its_images_at_the_measured_cost(exported, tiny_sd
                          device="cpu", token=TokenConfig(max_steps=4, batch_size=3), budget="90s")
     plan = dry_run(config, measure=True)
     assert plan.seconds_per_image is not None and plan.timing.startswith("measured just now on cpu")
+    assert "(median of 2 calls of 16)" in plan.timing and "(median of 2)" in plan.timing, plan.timing
     for stage in plan.stages:
         if stage.name == "token":  # steps of 3 images, measured as such
             assert "3-image token step" in plan.timing and stage.seconds > 0
