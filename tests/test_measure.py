@@ -63,24 +63,6 @@ def test_the_plan_of_an_unmeasured_generator_gets_a_time_measured_here_and_nothi
         ["net.pt2", "net.labels.txt", "net.data.json"])
 
 
-def test_every_stage_s_time_is_its_images_at_the_cost_measured_here(exported, tiny_sd_path, tmp_path):
-    from probe.auditing.loop import AuditConfig, dry_run
-    from probe.token_config import TokenConfig
-
-    config = AuditConfig(model=str(exported), out=str(tmp_path / "run"), generator=str(tiny_sd_path), classes="1,2",
-                         device="cpu", token=TokenConfig(max_steps=4, batch_size=3), budget="90s")
-    plan = dry_run(config, measure=True)
-    assert plan.seconds_per_image is not None and plan.timing.startswith("measured just now on cpu")
-    assert "(median of 2 calls of 16)" in plan.timing and "(median of 2)" in plan.timing, plan.timing
-    for stage in plan.stages:
-        if stage.name == "token":  # steps of 3 images, measured as such
-            assert "3-image token step" in plan.timing and stage.seconds > 0
-        else:
-            assert stage.seconds == pytest.approx(stage.images * plan.seconds_per_image)
-    # a device-time budget now turns into images (without a measurement it needs a throughput row)
-    assert plan.max_images == max(1, int(90 / plan.seconds_per_image))
-
-
 def test_measure_without_dry_run_is_one_line_naming_it(exported, tiny_sd_path, tmp_path, monkeypatch, capsys):
     code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(exported), "--generator", str(tiny_sd_path),
                             "--out", str(tmp_path / "run"), "--measure")
@@ -111,3 +93,29 @@ def test_an_audit_with_a_time_budget_on_an_unmeasured_device_measures_here_and_c
     # the dry run says how to see it: one line naming --measure
     code, _, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, tmp_path / "plan", "--budget", "20s"))
     assert code != 0 and "--measure" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_notebook_plans_with_the_models_it_holds_and_every_stage_costs_its_images_at_the_cost_measured(
+        exported, tiny_generator, tmp_path):
+    """probe.Audit(...).plan(): the plan of run() from Python; with measure=True timed on the loaded models (the
+    same measurement as `--dry-run --measure`): every stage's time is its images at the measured cost, and a
+    device-time budget turns into images."""
+    import probe
+    from probe.auditing.loop import AuditConfig
+    from probe.token_config import TokenConfig
+
+    config = AuditConfig(model="m", out=str(tmp_path / "run"), token=TokenConfig(max_steps=4, batch_size=3),
+                         budget="90s")
+    audit = probe.Audit(str(exported), tiny_generator, config=config)
+    with pytest.raises(probe.ProbeError, match="--measure"):  # a time budget nothing converts: measure, or images
+        audit.plan(["dog"])
+    plan = audit.plan(["dog", "truck"], measure=True)
+    assert plan.classes == 2 and plan.timing.startswith("measured just now on cpu"), plan.timing
+    assert "(median of 2 calls of 16)" in plan.timing and "3-image token step (median of 2)" in plan.timing
+    assert "measured just now" in plan._repr_html_()
+    for stage in plan.stages:
+        if stage.name == "token":  # 2 classes x 4 steps of 3 images, at the measured step
+            assert stage.optimisation_steps == 8 and stage.seconds > 0
+        else:
+            assert stage.seconds == pytest.approx(stage.images * plan.seconds_per_image)
+    assert plan.max_images == max(1, int(90 / plan.seconds_per_image))

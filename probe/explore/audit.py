@@ -81,6 +81,24 @@ class Audit:
                           progress=print if progress else None)
         return AuditedRun(result.run_dir, self.classifier, self.generator, result=result, concepts=analysis.concepts)
 
+    def plan(self, classes="all", *, measure: bool = False):
+        """What ``run(classes)`` will generate and how long that takes (``probe audit --dry-run``): a
+        ``probe.auditing.cost.AuditPlan`` that displays itself. ``measure``: time a few image batches and token steps
+        of these very models here (``--measure``), for a time where the throughput table has no row."""
+        from probe.auditing.cost import device_kind
+        from probe.auditing.loop import count_classes, plan_of
+
+        if not isinstance(classes, str):
+            classes = ",".join(str(c) for c in classes)
+        config = replace(self.config, classes=classes)
+        measured = None
+        if measure:
+            from probe.auditing.measure import measure as time_here
+
+            labels, selected = count_classes(config, self.classifier)
+            measured = time_here(config, self.classifier, self.generator, selected, labels)
+        return plan_of(config, self.classifier, device=device_kind(config.device), measured=measured)
+
     def __repr__(self) -> str:
         return f"Audit(classifier={self.classifier.name!r}, generator={self.generator.source!r})"
 
