@@ -79,17 +79,23 @@ def test_an_audit_with_a_time_budget_on_an_unmeasured_device_measures_here_and_c
     cues = tmp_path / "cues.txt"
     cues.write_text("{} on grass | {} on sand\n")
     out = tmp_path / "run"
-    code, stdout, err = run_main(monkeypatch, capsys, "audit", "--model", str(exported), "--generator", str(tiny_sd_path),
-                                 "--classes", "dog", "--out", str(out), "--device", "cpu", "--max-steps", "2",
-                                 "--eval-images", "2", "--cues", str(cues), "--concepts", "none", "--attributions",
-                                 "none", "--discover", "0", "--no-report", "--budget", "20s")
+    args = ["audit", "--model", str(exported), "--generator", str(tiny_sd_path), "--classes", "dog", "--out", str(out),
+            "--device", "cpu", "--max-steps", "2", "--eval-images", "2", "--cues", str(cues), "--concepts", "none",
+            "--attributions", "none", "--discover", "0", "--no-report", "--budget", "20s"]
+    code, stdout, err = run_main(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "--budget 20s: no measured throughput" in err and "timing a few image batches" in err, err
     plans = [ln for ln in err.splitlines() if ln.startswith("plan:")]
     assert len(plans) == 2 and "time unknown" in plans[0] and "(budget " in plans[1], plans  # before and after
     cap = int(plans[1].split("(budget ")[1].split(")")[0].replace(",", ""))
     saved = RunDir(out).read_config()["audit"]["analysis"]
-    assert saved["max_images"] == cap > 0, (saved, line)
+    assert saved["max_images"] == cap > 0, (saved, plans)
+    # the same command again resumes with the cap it started with: no new measurement (it would move the cap and
+    # with it the analysis journal's key)
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0 and f"--budget 20s: {cap:,} analysis images, as measured when this run started" in err, err
+    assert "timing a few image batches" not in err
+    assert RunDir(out).read_config()["audit"]["analysis"]["max_images"] == cap
     # the dry run says how to see it: one line naming --measure
     code, _, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, tmp_path / "plan", "--budget", "20s"))
     assert code != 0 and "--measure" in err and len(err.strip().splitlines()) == 1, err

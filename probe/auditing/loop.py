@@ -246,15 +246,21 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
     if measure_budget:  # time a few image batches and token steps here, then turn --budget into images with them
-        from probe.auditing.measure import measure
+        cap = _started_cap(run, config)
+        if cap is not None:  # a resume keeps the cap it started with (and so its analysis journal, keyed by it)
+            if progress:
+                _say(console, f"--budget {config.budget}: {cap:,} analysis images, as measured when this run started")
+        else:
+            from probe.auditing.measure import measure
 
-        if progress:
-            _say(console, f"--budget {config.budget}: no measured throughput for this generator on this device; "
-                          "timing a few image batches and token steps here")
-        plan = plan_of(config, classifier, measured=measure(config, classifier, generator, targets, labels))
-        if progress:
-            _say(console, plan.summary())
-        config = replace(config, analysis=config.analysis.replace(max_images=plan.max_images))
+            if progress:
+                _say(console, f"--budget {config.budget}: no measured throughput for this generator on this device; "
+                              "timing a few image batches and token steps here")
+            plan = plan_of(config, classifier, measured=measure(config, classifier, generator, targets, labels))
+            if progress:
+                _say(console, plan.summary())
+            cap = plan.max_images
+        config = replace(config, analysis=config.analysis.replace(max_images=cap))
     if val_data is not None:
         from probe.valdata import read_val_data
 
@@ -264,6 +270,18 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     prepare_run_dir(config)
     with run.lock(config.scale.lock_name()):
         return _audit_locked(run, config, classifier, generator, eval_classifier, targets, labels, console, progress)
+
+
+def _started_cap(run: RunDir, config: AuditConfig) -> int | None:
+    """The analysis's image cap a run was started with under the same device-time ``--budget`` (config.json), when
+    that budget had to be measured: re-measuring on a resume would move the cap, and with it the key of the analysis
+    journal, so the analysis would start again instead of resuming."""
+    saved = run.read_run_config()
+    settings = RunDir.audit_settings(saved) if saved is not None else {}
+    analysis = settings.get("analysis") if isinstance(settings.get("analysis"), dict) else {}
+    cap = analysis.get("max_images")
+    same = settings.get("budget") == config.budget
+    return cap if same and isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
 
 
 def count_classes(config: AuditConfig, classifier) -> tuple[list[str], list[int]] | None:
