@@ -94,3 +94,15 @@ def test_a_template_is_named_by_one_phrase_wherever_it_is_written_or_read_back()
     assert summary.kept_counters(5, "heart", "bar") == (("{} with no tag", "none"),)
     assert summary.kept_counters(0, "circle", "bar") == (("{} with a dot in the corner", "dot"), ("{} with no tag", "none"))
     assert summary.kept_counters(5, "heart", "snow") == ()  # a cue the analysis did not list
+
+
+def test_a_note_names_a_dozen_items_and_counts_the_rest():
+    """An audit of 1000 classes whose every screen was drawn with the class's name must not write a note naming 53,000
+    class/cue pairs into analysis.json and the report: a dozen, then the count (each test's record says the rest)."""
+    from probe.run.format import listing
+
+    assert listing(["star/grass", "heart/dot"]) == "star/grass, heart/dot"
+    pairs = [f"class {i}/on grass" for i in range(1000)]
+    text = listing(pairs)
+    assert text.startswith("class 0/on grass, class 1/on grass") and text.endswith(" and 988 more")
+    assert text.count("/on grass") == 12 and listing([]) == ""

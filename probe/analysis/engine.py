@@ -54,6 +54,8 @@ from probe.analysis.token_shift import cue_concept, read_concepts, shift_samples
 from probe.classifiers.labels import object_name
 from probe.domains import domain_for
 from probe.run import RunDir
+from probe.run import format as fmt
+
 
 def analyze_run(run_dir, classifier, generator, config: AnalysisConfig | None = None, *,
                 cues: list[Cue] | None = None, scorer=None, progress=None) -> Findings:
@@ -362,7 +364,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     mark_failure(tests)
     moved = more_steps(lab, tests, generator)
     if moved:
-        notes.append(f"more sampling steps: {', '.join(f'{name!r} at {n}' for name, n in moved.items())} from the "
+        notes.append(f"more sampling steps: {fmt.listing(f'{name!r} at {n}' for name, n in moved.items())} from the "
                      f"screens' top-ups on (each lost at least {MORE_STEPS_FAILURE:.0%} of its screening pairs to the "
                      f"check at {lab.gen_kwargs.get('steps')} steps)")
     for test in tests:
@@ -376,7 +378,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         notes.append(f"adaptive screening: {rounds} ambiguous screens got more pairs")
     named = [f"{t.cls.name}/{t.cue.name}" for t in tests if t.extra.get("drawn_with_name")]
     if named:
-        notes.append(f"necessity drawn with the class's name instead of its token: {', '.join(named)} (the token's "
+        notes.append(f"necessity drawn with the class's name instead of its token: {fmt.listing(named)} (the token's "
                      "images lost the object or the asked value in too many screening pairs)")
     _add_time(timings, "screen_extend", t0)
     # 4c. token shift
@@ -407,7 +409,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         _confirm_all(cfg, lab, candidates, carriers, generator, object_attribute or "object", object_of, like)
         renamed = [f"{t.cls.name}/{t.cue.name}" for t in candidates if t.extra.get("token_confirm")]
         if renamed:
-            notes.append(f"necessity confirmed with the class's name instead of its token: {', '.join(renamed)} (the "
+            notes.append(f"necessity confirmed with the class's name instead of its token: {fmt.listing(renamed)} (the "
                          "token's fresh images lost the object or the asked value in too many confirmation pairs; "
                          "only the name's pairs decide)")
     _add_time(timings, "confirm", t0)

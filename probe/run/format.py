@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["as_float", "pq", "effect", "number", "interval", "template_phrase"]
+__all__ = ["as_float", "pq", "effect", "number", "interval", "template_phrase", "listing"]
 
 MISSING = "–"
 
@@ -54,3 +54,11 @@ def template_phrase(template: str) -> str:
     Counters are named by it in findings, notes and run files, and read back by it (``probe.analysis.retest``,
     ``AnalysisSummary.kept_counters``)."""
     return " ".join(template.replace("{}", " ").split()).strip(" ,")
+
+
+def listing(items, limit: int = 12) -> str:
+    """Items for a note, at most ``limit`` of them: "a, b, c" or "a, b, c and 147 more" (a note of an audit of 1000
+    classes names a dozen, not every one; each test's own record says the rest)."""
+    items = [str(i) for i in items]
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit:,} more"
