@@ -692,6 +692,11 @@ def test_counters_dropped_per_class_are_listed(tmp_path):
     (run / "analysis.json").write_text(json.dumps(analysis))
     text = render_report(run).read_text()
     assert "star: on grass, on water" in text and "none was dropped" not in text
+    # an audit of 1000 classes: the rule box names a dozen classes and counts the rest
+    analysis["dropped_counters"] = {f"class {i}": ["on grass"] for i in range(1000)}
+    (run / "analysis.json").write_text(json.dumps(analysis))
+    text = render_report(run).read_text()
+    assert text.count(": on grass</span>") == 12 and "and in 988 more classes" in text
 
 
 def test_a_findings_generator_base_rate_is_shown_and_a_damaged_one_is_not(tmp_path):
