@@ -483,6 +483,8 @@ def _suspect_counters(cfg: AnalysisConfig, cues: list[Cue], samples: dict, class
 def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, object_attribute,
                       object_of) -> tuple[list[Test], list[str]]:
     tests, notes = [], []
+    no_counters: dict[str, list[str]] = {}  # cue -> classes; one note per cue, not per class (1000 classes)
+    all_suspect: list[str] = []
     for cls in classes:
         prompts = cls.token_prompts(cfg.necessity_templates)
         if not cls.metrics.get("prompts") or not prompts:
@@ -493,17 +495,21 @@ def _screen_necessity(cfg, lab, classes, cues, suspects, seeds, generator, objec
             suspect = suspects.get(cls.index, set()) - {cue.template}
             neutral, dropped = neutral_counters(cue, suspect)
             if not neutral.counters:
-                notes.append(f"class {cls.index}: necessity of {cue.name!r} skipped (the cue has no counters)")
+                no_counters.setdefault(cue.name, []).append(f"class {cls.index}")
                 continue
             extra = {"dropped_counters": dropped}
             if every_counter_suspect(cue, suspect):
-                notes.append(f"class {cls.index}: necessity of {cue.name!r} measured against all its counters (each "
-                             f"is itself a cue for some class: no neutral one is left)")
+                all_suspect.append(f"class {cls.index} {cue.name!r}")
                 extra["every_counter_suspect"] = True
             sample = measure_necessity(lab, cls.index, neutral, prompts, seeds, object_value=object_of(cls),
                                        object_attribute=object_attribute or "object",
                                        evidence_dir=cls.dir / "analysis" / "necessity", n_evidence=cfg.n_evidence)
             tests.append(Test("necessity", cls, neutral, sample, extra=extra))
+    notes += [f"necessity of {name!r} skipped (the cue has no counters): {fmt.listing(where)}"
+              for name, where in no_counters.items()]
+    if all_suspect:
+        notes.append(f"necessity measured against all its counters (each is itself a cue for some class: no neutral "
+                     f"one is left): {fmt.listing(all_suspect)}")
     return tests, notes
 
 
