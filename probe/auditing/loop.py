@@ -251,12 +251,10 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
             if progress:
                 _say(console, f"--budget {config.budget}: {cap:,} analysis images, as measured when this run started")
         else:
-            from probe.auditing.measure import measure
-
             if progress:
                 _say(console, f"--budget {config.budget}: no measured throughput for this generator on this device; "
                               "timing a few image batches and token steps here")
-            plan = plan_of(config, classifier, measured=measure(config, classifier, generator, targets, labels))
+            plan = measured_plan(config, classifier, generator)
             if progress:
                 _say(console, plan.summary())
             cap = plan.max_images
@@ -315,6 +313,18 @@ def plan_of(config: AuditConfig, classifier=None, *, device: str | None = None, 
                            measured=measured)
 
 
+def measured_plan(config: AuditConfig, classifier, generator):
+    """The audit's plan with this machine's cost, timed here on the loaded models at the config's settings
+    (:mod:`probe.auditing.measure`): ``--dry-run --measure``, a time ``--budget`` no throughput row converts, and
+    ``probe.Audit.plan(measure=True)``."""
+    from probe.auditing.cost import device_kind
+    from probe.auditing.measure import measure
+
+    labels, selected = count_classes(config, classifier)
+    return plan_of(config, classifier, device=device_kind(config.device),
+                   measured=measure(config, classifier, generator, selected, labels))
+
+
 def dry_run(config: AuditConfig, *, console=None, measure: bool = False):
     """``probe audit --dry-run``: the plan, without loading the generator or writing anything. The class count comes
     from the labels when a file tells it, else from the classifier alone, loaded on the CPU. ``measure``: load the
@@ -324,19 +334,16 @@ def dry_run(config: AuditConfig, *, console=None, measure: bool = False):
     preflight(config)  # the settings a real audit would refuse (--std 0, a bad --budget...) are refused here too
     from probe.auditing.cost import device_kind
 
-    classifier, measured = None, None
     if measure:
-        from probe.auditing.measure import measure as time_here
-
         _say(console, f"measuring on this machine: loading {config.model} and {config.generator}")
         classifier, _, generator = load_models(replace(config, eval_model=None))
-        labels, selected = count_classes(config, classifier)
         _say(console, "measuring: a few image batches and token steps at the audit's settings")
-        measured = time_here(config, classifier, generator, selected, labels)
-    elif count_classes(config, None) is None:
+        return measured_plan(config, classifier, generator)
+    classifier = None
+    if count_classes(config, None) is None:
         _say(console, f"loading the classifier to count its classes (pass --labels to skip this): {config.model}")
         classifier, _ = load_classifiers(replace(config, device="cpu", eval_model=None))
-    return plan_of(config, classifier, device=device_kind(config.device), measured=measured)
+    return plan_of(config, classifier, device=device_kind(config.device))
 
 
 def _say(console, line: str) -> None:

@@ -86,18 +86,14 @@ class Audit:
         ``probe.auditing.cost.AuditPlan`` that displays itself. ``measure``: time a few image batches and token steps
         of these very models here (``--measure``), for a time where the throughput table has no row."""
         from probe.auditing.cost import device_kind
-        from probe.auditing.loop import count_classes, plan_of
+        from probe.auditing.loop import measured_plan, plan_of
 
         if not isinstance(classes, str):
             classes = ",".join(str(c) for c in classes)
         config = replace(self.config, classes=classes)
-        measured = None
         if measure:
-            from probe.auditing.measure import measure as time_here
-
-            labels, selected = count_classes(config, self.classifier)
-            measured = time_here(config, self.classifier, self.generator, selected, labels)
-        return plan_of(config, self.classifier, device=device_kind(config.device), measured=measured)
+            return measured_plan(config, self.classifier, self.generator)
+        return plan_of(config, self.classifier, device=device_kind(config.device))
 
     def __repr__(self) -> str:
         return f"Audit(classifier={self.classifier.name!r}, generator={self.generator.source!r})"
