@@ -106,3 +106,21 @@ def test_a_note_names_a_dozen_items_and_counts_the_rest():
     text = listing(pairs)
     assert text.startswith("class 0/on grass, class 1/on grass") and text.endswith(" and 988 more")
     assert text.count("/on grass") == 12 and listing([]) == ""
+
+
+def test_per_class_notes_that_say_the_same_are_one_note_naming_a_dozen_classes():
+    """"class 7: token unchanged (...)" for 600 classes of a 1000-class audit is one note; a message only one class
+    has, and every other note, stays as written and where it stood."""
+    from probe.run.format import class_notes
+
+    unchanged = "token unchanged (the classifier already accepts the baseline images)"
+    notes = ["interventions unchecked", *[f"class {i}: {unchanged}" for i in range(0, 1200, 2)],
+             "class 3: attention IoU skipped (ValueError: bad)", "adaptive screening: 4 ambiguous screens got more pairs",
+             "class 1: off-object skipped (no mask)", "class 9: off-object skipped (no mask)"]
+    grouped = class_notes(notes)
+    assert grouped == ["interventions unchecked",
+                       f"classes 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22 and 588 more: {unchanged}",
+                       "class 3: attention IoU skipped (ValueError: bad)",
+                       "adaptive screening: 4 ambiguous screens got more pairs",
+                       "classes 1, 9: off-object skipped (no mask)"]
+    assert class_notes(["class 3: x", "class 3: x"]) == ["class 3: x"]  # the same note twice is one class, once

@@ -35,6 +35,7 @@ from probe.analysis.policy import checked, describe_rule, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import fdr_family_q
 from probe.run import RunDir
+from probe.run import format as fmt
 
 if TYPE_CHECKING:
     from probe.analysis.lab import Lab
@@ -104,7 +105,7 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
                   [t for _, t, d in ordered if d["phase"] == "discovered" and d["candidate"]])
     added = [t for _, t, d in ordered if d["added"]]
     facts = list(units.values())
-    notes = list(dict.fromkeys(n for f in facts for n in f.get("notes", [])))
+    notes = fmt.class_notes(n for f in facts for n in f.get("notes", []))  # one per message at 1000 classes
     setup = facts[0].get("setup", {})
     by_stage: dict[str, int] = {}
     for f in facts:

@@ -5,9 +5,10 @@ same q reads the same everywhere. Missing and non-finite values print as "–"."
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-__all__ = ["as_float", "pq", "effect", "number", "interval", "template_phrase", "listing"]
+__all__ = ["as_float", "pq", "effect", "number", "interval", "template_phrase", "listing", "class_notes"]
 
 MISSING = "–"
 
@@ -62,3 +63,27 @@ def listing(items, limit: int = 12) -> str:
     items = [str(i) for i in items]
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit:,} more"
+
+
+_CLASS_NOTE = re.compile(r"class (\d+): (.+)", re.DOTALL)
+
+
+def class_notes(notes) -> list[str]:
+    """Notes with the per-class ones that say the same thing made one: "class 3: token unchanged (...)" written
+    for 600 classes of a 1000-class audit becomes "classes 3, 5, 8, ... and 588 more: token unchanged (...)" where
+    the first of them stood. Other notes, and a message only one class has, are kept as written, in their order."""
+    notes = [str(n) for n in notes]
+    classes: dict[str, list[str]] = {}
+    for note in notes:
+        match = _CLASS_NOTE.fullmatch(note)
+        if match:
+            classes.setdefault(match.group(2), []).append(match.group(1))
+    out, said = [], set()
+    for note in notes:
+        match = _CLASS_NOTE.fullmatch(note)
+        if not match or len(set(classes[match.group(2)])) < 2:
+            out.append(note)
+        elif match.group(2) not in said:
+            said.add(match.group(2))
+            out.append(f"classes {listing(dict.fromkeys(classes[match.group(2)]))}: {match.group(2)}")
+    return list(dict.fromkeys(out))
