@@ -343,9 +343,12 @@ def _csv_paths(path: Path, rows: list[list[str]]) -> list[Path]:
     out, found = [], 0
     for r in rows:
         given = Path(r[0].strip()).expanduser()
-        beside = path.parent / given
-        chosen = beside if beside.exists() or given.is_absolute() or not given.exists() else Path.cwd() / given
-        found += chosen.exists()
+        beside = path.parent / given  # the given path itself when it is absolute
+        exists = beside.exists()  # one stat a row, a second only where the CSV's folder lacks a relative one
+        chosen = beside
+        if not exists and not given.is_absolute() and given.exists():
+            chosen, exists = Path.cwd() / given, True
+        found += exists
         out.append(chosen)
     if not found:
         raise ValDataError(f"--val-data {str(path)!r}: none of its {len(rows)} files exist (the first: {str(out[0])!r}, "
