@@ -225,7 +225,7 @@ _interrupt_reported = False  # _finish printed its own "interrupted" line; main(
 
 def _finish(result) -> None:
     global _interrupt_reported
-    print_summary(result.rows, result.token_gain)
+    print_summary(result.rows, result.token_gain, result.run_dir)
     _result_line(f"run directory: {result.run_dir}")
     if result.report is not None:
         _result_line(f"report: {result.report}")
@@ -247,12 +247,23 @@ def _finish(result) -> None:
         raise typer.Exit(result.gate.exit_code)  # 3: the run is complete and the gate failed
 
 
-def print_summary(rows: list[dict], gain=None) -> None:
+SUMMARY_ROWS = 40  # classes the terminal's table shows; the run's summary.csv has every one
+
+
+def print_summary(rows: list[dict], gain=None, run_dir=None) -> None:
     """The audit's table, one row per class; the held-out classifier's column only when one was given
     (``--eval-model``), not an empty column on every audit without it. Under it ``gain``, the token's accuracy change
-    against the plain prompt paired on the same seeds (``AuditResult.token_gain``), when there is one."""
-    from probe.analysis.evaluation import gain_text
+    against the plain prompt paired on the same seeds (``AuditResult.token_gain``), when there is one.
 
+    Above SUMMARY_ROWS classes (an audit of 1000) the table shows that many, those not done first, and a line under
+    it says how many more there are and where every class is (``run_dir``'s summary.csv)."""
+    from probe.analysis.evaluation import gain_text
+    from probe.run import SUMMARY
+
+    hidden: list[dict] = []
+    if len(rows) > SUMMARY_ROWS:
+        ordered = sorted(rows, key=lambda r: r.get("status") == "done")  # stable: those not done first
+        rows, hidden = sorted(ordered[:SUMMARY_ROWS], key=lambda r: r["class_index"]), ordered[SUMMARY_ROWS:]
     table = Table(title="probe audit summary")
     if gain is not None:
         table.caption = f"token acc against baseline acc, paired on the same seeds: {gain_text(gain)}"
@@ -270,6 +281,11 @@ def print_summary(rows: list[dict], gain=None) -> None:
         table.add_row(_safe(f"{r['class_index']} {r['class_name'] or ''}".strip()), r["status"], cell(r["baseline_accuracy"]),
                       cell(r["token_accuracy"]), *held, str(r["steps"] or ""), cell(r["seconds"], 1))
     console.print(table)
+    if hidden:
+        undone = sum(r.get("status") != "done" for r in hidden)
+        state = f"{undone:,} of them not done" if undone else "all done"
+        where = Path(run_dir) / SUMMARY if run_dir is not None else SUMMARY
+        _result_line(f"… and {len(hidden):,} more classes ({state}), every class in {where}")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -221,6 +222,25 @@ def test_the_summary_table_shows_the_held_out_column_only_when_a_held_out_classi
     print_summary([row, {**row, "class_index": 4, "eval_token_accuracy": 0.625}])
     held = capsys.readouterr().out
     assert "held-out" in held and "0.62" in held
+
+
+def test_the_summary_table_of_1000_classes_shows_40_those_not_done_first_and_names_the_csv(capsys):
+    """An audit of 1000 classes printed 1000 rows to the terminal: now 40, a failed class among them wherever it
+    is, and one line for the rest naming summary.csv, which has every class."""
+    from probe.cli import SUMMARY_ROWS, print_summary
+
+    rows = [{"class_index": i, "class_name": f"c{i}", "status": "failed" if i == 900 else "done",
+             "baseline_accuracy": 0.5, "token_accuracy": 0.75, "eval_token_accuracy": None, "steps": 3, "seconds": 1.0}
+            for i in range(1000)]
+    print_summary(rows, run_dir="runs/imagenet")
+    out = capsys.readouterr().out
+    shown = [line for line in out.splitlines() if re.search(r"│ \d+ c\d+ ", line)]
+    assert len(shown) == SUMMARY_ROWS == 40
+    assert "900 c900" in out and "failed" in out  # the failed class, though it is the 901st
+    assert "… and 960 more classes (all done), every class in runs/imagenet/summary.csv" in out
+    print_summary(rows[:40])  # at 40 classes, every row and no such line
+    out = capsys.readouterr().out
+    assert "more classes" not in out and "39 c39" in out
 
 
 def test_gradient_checkpointing_gives_the_same_gradient(tiny_generator):
