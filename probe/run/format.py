@@ -72,18 +72,13 @@ def class_notes(notes) -> list[str]:
     """Notes with the per-class ones that say the same thing made one: "class 3: token unchanged (...)" written
     for 600 classes of a 1000-class audit becomes "classes 3, 5, 8, ... and 588 more: token unchanged (...)" where
     the first of them stood. Other notes, and a message only one class has, are kept as written, in their order."""
-    notes = [str(n) for n in notes]
-    classes: dict[str, list[str]] = {}
-    for note in notes:
-        match = _CLASS_NOTE.fullmatch(note)
+    parsed = [(str(n), _CLASS_NOTE.fullmatch(str(n))) for n in notes]
+    classes: dict[str, dict[str, None]] = {}  # message -> its classes, in order, once each
+    for _, match in parsed:
         if match:
-            classes.setdefault(match.group(2), []).append(match.group(1))
-    out, said = [], set()
-    for note in notes:
-        match = _CLASS_NOTE.fullmatch(note)
-        if not match or len(set(classes[match.group(2)])) < 2:
-            out.append(note)
-        elif match.group(2) not in said:
-            said.add(match.group(2))
-            out.append(f"classes {listing(dict.fromkeys(classes[match.group(2)]))}: {match.group(2)}")
-    return list(dict.fromkeys(out))
+            classes.setdefault(match.group(2), {})[match.group(1)] = None
+    out = []
+    for note, match in parsed:
+        shared = match is not None and len(classes[match.group(2)]) > 1
+        out.append(f"classes {listing(classes[match.group(2)])}: {match.group(2)}" if shared else note)
+    return list(dict.fromkeys(out))  # a grouped note stands where its first class's stood
