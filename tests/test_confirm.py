@@ -536,6 +536,8 @@ def test_cli_confirm_and_world_valset(tmp_path, monkeypatch, capsys):
                               "--device", "cpu", "--no-report")
     assert code == 0, err
     assert "cues read by world oracles" in out and (run / "confirmation.json").is_file()
+    # the headline once, on stdout as the table's first line: it was also repeated on stderr as a progress line
+    assert "cues read by world oracles" not in err and out.count("cues read by world oracles") == 1, (out, err)
 
 
 def test_audit_val_data_with_labels_the_classifier_lacks_fails_before_any_token(tmp_path, monkeypatch, capsys):

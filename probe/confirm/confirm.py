@@ -172,9 +172,7 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
         settings={**config.to_dict(), "bar": bar}, findings=tuple(results), classes=tuple(classes), not_tested=tuple(not_tested),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     run.write_confirmation(record)
-    record = run.read_confirmation()  # what the run holds (numbers as stored)
-    say(f"confirm: {record.headline()}")
-    return record
+    return run.read_confirmation()  # what the run holds (numbers as stored); the caller prints its headline once
 
 
 def confirm_audit(result, val_data: Any, *, classifier=None, source: ClassifierSource | None = None,
