@@ -131,6 +131,7 @@ class Comparison:
         """The verdicts as a rich table for the terminal: the rows tested on shared pairs (the significant changes
         first), else the first rows; names escaped (class and cue names are untrusted text). ✓ marks a passing
         finding."""
+        from rich import box
         from rich.markup import escape
         from rich.table import Table
 
@@ -141,9 +142,14 @@ class Comparison:
 
         tested = self.cues[self.cues["p"].notna()] if len(self.cues) else self.cues
         shown = (tested if len(tested) else self.cues).head(limit)
-        table = Table(title=f"probe compare: A {rich_escape(self.run_a.name)} -> B {rich_escape(self.run_b.name)}")
+        # Columns separated by spaces, not rules, and the verdict and kind never cut: in an 80-column log (CI, a pipe)
+        # the ruled table cut them to "verdi…" and "necess…"; the free text (class, cue) wraps instead.
+        table = Table(title=f"probe compare: A {rich_escape(self.run_a.name)} -> B {rich_escape(self.run_b.name)}",
+                      box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
         for column in ("verdict", "class", "cue", "kind", "A", "B", "change", "pairs", "q"):
-            table.add_column(column, justify="right" if column in ("A", "B", "change", "pairs", "q") else "left")
+            fixed = column not in ("class", "cue")
+            table.add_column(column, justify="right" if column in ("A", "B", "change", "pairs", "q") else "left",
+                             no_wrap=fixed, overflow="ellipsis" if fixed else "fold")
         for _, r in shown.iterrows():
             table.add_row(r["verdict"], rich_escape(str(r["class_name"])), rich_escape(str(r["cue"])), r["kind"],
                           fmt.effect(r["effect_a"]) + (" ✓" if r["status_a"] == "passes" else ""),

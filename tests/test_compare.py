@@ -241,6 +241,10 @@ def test_cli_prints_the_verdicts_and_the_page_and_refuses_in_one_line(fake_runs,
     assert done.returncode == 0, done.stderr
     assert "gone in B" in done.stdout and str(tmp_path / "page" / "index.html") in done.stdout.replace("\n", "")
     assert (tmp_path / "page" / "index.html").is_file()
+    # piped, the table is 80 columns wide (a CI log): each verdict and kind whole on its row, nothing cut to "…"
+    rows = [line for line in done.stdout.splitlines() if " star " in line]
+    assert sum("gone in B" in line for line in rows) == 3 and not any("…" in line for line in rows), done.stdout
+    assert all(any(kind in line for line in rows) for kind in ("sufficiency", "necessity", "token-shift")), done.stdout
     other = _copy(b, tmp_path / "other")
     _edit_json(other / "analysis.json", lambda d: d["config"].update(screen_seeds=3))
     refused = subprocess.run([probe_script(), "compare", str(a), str(other)], capture_output=True, text=True, timeout=300)
