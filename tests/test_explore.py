@@ -53,6 +53,8 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
     assert star is not None and run.classes[3].name == "star"
     accuracy = float(star.row()["token_accuracy"])  # rounded as the report rounds it, not 0.6666666865348816
     assert f"token accuracy {accuracy:.2f}, " in repr(star)
+    n = int(star.row()["passing_findings"])  # the demo's star has one: "1 passing finding", not "1 passing findings"
+    assert repr(star).endswith(f"{n} passing finding{'' if n == 1 else 's'})"), repr(star)
     assert len(star.images("baseline")) == len(star.images("token")) > 0
     assert set(star.history.columns) >= {"step", "loss"}
     assert not star.topk.empty and set(star.topk["kind"]) == {"baseline", "token"}
