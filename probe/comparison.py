@@ -181,7 +181,8 @@ def compare(run_a, run_b, *, fdr_q: float = 0.05, min_effect: float | None = Non
     a, b = _open(run_a, "A"), _open(run_b, "B")
     _check_comparable(a, b)
     thresholds = (a.analysis.config or {}).get("thresholds") or {}
-    min_effect = float(thresholds.get("min_effect", 0.15)) if min_effect is None else float(min_effect)
+    stated = fmt.as_float(thresholds.get("min_effect"))  # null in a hand-edited analysis.json: the default bar
+    min_effect = (0.15 if stated is None else stated) if min_effect is None else float(min_effect)
     two_sided = tuple(thresholds.get("two_sided_kinds") or ("token-shift",))
     shared, skipped = _shared_classes(a, b)
     # 2. per class ---------------------------------------------------------------------------------

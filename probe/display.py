@@ -43,7 +43,7 @@ def data_uri(path: Path, size: int = 96) -> str | None:
                 image = image.resize((round(image.width * scale), round(image.height * scale)), Image.NEAREST)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

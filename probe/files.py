@@ -69,6 +69,20 @@ def atomic_path(path: str | Path):
         raise
 
 
+def linked_folder(folder: str | Path) -> Path | None:
+    """The first folder at or below ``folder`` that is a symbolic link, or None. A folder probe writes pages into and
+    prunes (a run's report/, a comparison's page) must hold none: a crafted link there would steer the writes, and the
+    pruning of stale files, to wherever it points."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return folder
+    for top, dirs, _ in os.walk(folder):  # does not descend into linked folders; they are named here instead
+        for name in dirs:
+            if os.path.islink(os.path.join(top, name)):
+                return Path(top, name)
+    return None
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -112,7 +112,8 @@ def _decode(path: Path):
         with Image.open(path) as im:
             im.load()
             return _pil_tensor(im)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:  # PIL raises these for damaged files
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # damaged
+        # files, and a header claiming more pixels than PIL will decode
         raise Unreadable(f"{type(e).__name__}: {str(e)[:120]}") from e
 
 

@@ -72,6 +72,12 @@ ANALYSIS_DAMAGE = [
     ("a threshold as text", lambda a: a["config"]["thresholds"].update(min_effect="big"), "config.thresholds.min_effect"),
     ("sampling steps past any sampler", lambda a: a["classes"].setdefault("0", {}).update(sampling_steps=10 ** 6),
      "classes.0.sampling_steps"),
+    # fields the report reads (they aborted the whole report with a TypeError before they were checked here)
+    ("nearest words as a number", lambda a: a["classes"].setdefault("0", {}).update(nearest_words=5),
+     "classes.0.nearest_words"),
+    ("dropped counters as a number", lambda a: a.update(dropped_counters={"star": 5}), "dropped_counters.star"),
+    ("discovered cues as a number", lambda a: a.setdefault("cues", {}).update(discovered={"0": 5}),
+     "cues.discovered.0"),
 ]
 
 

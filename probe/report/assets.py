@@ -104,6 +104,8 @@ class AssetStore:
             st = src.stat()
             with Image.open(src) as im:
                 w, h = im.size
+                if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:  # PIL only warns below twice the limit
+                    raise Image.DecompressionBombError(f"{w}x{h} pixels")
                 big = max(w, h) > max_px
                 if big:
                     scale = max_px / max(w, h)
@@ -136,7 +138,8 @@ class AssetStore:
         except FileNotFoundError:
             self.warnings.append(f"image {src.relative_to(self.run_dir)} is missing")
             return None
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:  # the last: a header
+            # that claims more pixels than any run image has, which decoding would turn into gigabytes
             self.warnings.append(f"image {src.relative_to(self.run_dir)} cannot be read ({type(e).__name__})")
             return None
         return self._emit(data, dest, rel, ext, tw, th)

@@ -15,7 +15,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from probe.files import slugify, write_text
+from probe.files import linked_folder, slugify, write_text
 
 __all__ = ["render_comparison", "default_out"]
 
@@ -64,6 +64,13 @@ def render_comparison(comparison, out_dir: str | Path | None = None) -> Path:
     out = Path(out_dir) if out_dir is not None else default_out(comparison)
     resolved = out.resolve()
     check_out(comparison.run_a, comparison.run_b, out)
+    if out_dir is None:  # the default folder lies in run B, whose folders are data: none may be a link
+        from probe.report.render import ReportError
+
+        linked = linked_folder(out)
+        if linked is not None:
+            raise ReportError(f"{str(linked)!r} is a link to {os.path.realpath(linked)!r}; the comparison writes only "
+                              "into real folders inside run B: remove the link, or pass --out for another folder")
     # 2. the view
     page = resolved
     rows = [_row_view(r, page) for r in comparison.cues.to_dict(orient="records")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ from markupsafe import Markup
 
 from probe.analysis.evaluation import gain_text, token_gain
 from probe.errors import ProbeError
+from probe.files import linked_folder
 from probe.report.confirmation import class_confirmation, overview as real_overview
 from probe.report.assets import AssetStore, atomic_write_text
 from probe.report.curves import LOSS_TITLES, CurvePlotter
@@ -349,7 +351,7 @@ class _Builder:
         by_kind = {}
         for kind in ("baseline", "token"):
             recs = [r for r in records if isinstance(r, dict) and r.get("kind") == kind]
-            recs.sort(key=lambda r: (r.get("prompt_index") or 0, r.get("seed") or 0))
+            recs.sort(key=lambda r: (fmt.as_float(r.get("prompt_index")) or 0, fmt.as_float(r.get("seed")) or 0))
             by_kind[kind] = recs
         if c.dir is not None:  # decode and downscale this page's images in parallel first
             wanted = []
@@ -546,6 +548,10 @@ def render_report(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create report folder {str(out_dir)!r} ({e}); pass a writable --out") from e
+    linked = linked_folder(out_dir) if od.is_relative_to(rd) else None  # inside the run: its folders are data too
+    if linked is not None:
+        raise ReportError(f"{str(linked)!r} is a link to {os.path.realpath(linked)!r}; the report writes only into real "
+                          "folders inside the run: remove the link, or pass --out for another folder")
 
     tdir = template_dir()
     env = environment(tdir)

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
@@ -80,10 +81,34 @@ class RunFormatError(RunError):
     """The run directory was written in another format version."""
 
 
-def load_json(path: Path, *, finite: bool = True) -> Any:
+def record_file(path: Path, root: Path | None = None) -> Path | None:
+    """``path`` when it is a regular file (inside ``root`` once links are followed, where given); None when it does not
+    exist. A record is never read from a FIFO or a device (reading one would hang or never end) nor, through a link,
+    from outside its run: either is a RunError naming the file."""
+    try:
+        mode = os.stat(path).st_mode  # follows links; never blocks, where opening a FIFO would
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a folder above it is a file (--out taken/run)
+        return None
+    except OSError as e:
+        raise RunError(f"{str(path)!r} cannot be read ({type(e).__name__}: {e}); check its permissions") from e
+    if root is not None:
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            raise RunError(f"{str(path)!r} is a link to {str(real)!r}, outside the run; a run's records are read only "
+                           "from inside it: remove the link, or copy the file into the run")
+    if not stat.S_ISREG(mode):
+        raise RunError(f"{str(path)!r} is not a regular file (a folder, FIFO or device); restore the file or delete it "
+                       "to have it rewritten")
+    return path
+
+
+def load_json(path: Path, *, finite: bool = True, root: Path | None = None) -> Any:
     """The parsed file, or None when it does not exist; RunError when it cannot be read or parsed, or (``finite``)
     when it holds NaN or Infinity, which strict JSON (every file probe writes) never does: the error names the
-    field. ``finite=False`` leaves them to the caller's record check (findings: one damaged record, not the file)."""
+    field. ``finite=False`` leaves them to the caller's record check (findings: one damaged record, not the file).
+    ``root``: the run the file belongs to (:func:`record_file`: a link out of it is refused)."""
+    if record_file(path, root) is None:
+        return None
     try:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):  # the latter: a folder above it is a file (--out taken/run)
@@ -142,7 +167,8 @@ class RunDir:
         folder = self.root / CLASSES
         if not folder.is_dir():
             return []
-        found = [(class_index_of(p.name), p) for p in folder.iterdir() if p.is_dir()]
+        # a class folder linked out of the run is no class of it
+        found = [(class_index_of(p.name), p) for p in folder.iterdir() if p.is_dir() and self.inside(p) is not None]
         return [p for i, p in sorted((i, p) for i, p in found if i is not None)]
 
     def rel(self, path: str | Path) -> str:
@@ -187,7 +213,7 @@ class RunDir:
 
     def _read_run_config(self) -> RunConfig | None:
         path = self.root / CONFIG
-        data = load_json(path)
+        data = load_json(path, root=self.root)
         if data is None:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("audit", {}), dict):
@@ -236,7 +262,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ labels.json
     def read_labels(self) -> list[str] | None:
-        data = load_json(self.root / LABELS)
+        data = load_json(self.root / LABELS, root=self.root)
         if data is None:
             return None
         return check_labels(data, self.root / LABELS)
@@ -253,7 +279,7 @@ class RunDir:
         with ``on_error``, that line is passed to it."""
         path = Path(directory) / METRICS
         try:
-            data = load_json(path)
+            data = load_json(path, root=self.root)
             return None if data is None else ClassRecord.from_dict(data, path, class_index_of(Path(directory).name))
         except RunError as error:
             if strict and on_error is None:
@@ -309,7 +335,7 @@ class RunDir:
 
     def read_history(self, directory: Path) -> list[dict[str, float | None]]:
         path = Path(directory) / HISTORY
-        if not path.is_file():
+        if record_file(path, self.root) is None:
             return []
         try:
             with open(path, newline="", encoding="utf-8") as f:
@@ -326,7 +352,7 @@ class RunDir:
 
     def read_summary(self) -> dict[int, dict[str, str]]:
         path = self.root / SUMMARY
-        if not path.is_file():
+        if record_file(path, self.root) is None:
             return {}
         try:
             with open(path, newline="", encoding="utf-8") as f:
@@ -370,10 +396,10 @@ class RunDir:
         as Python). A damaged record is a RunError naming the file, the record and the field; with ``on_error``
         (the report, which renders what it can) the record is left out and its message passed to ``on_error``."""
         path = self.root / FINDINGS
-        data = load_json(path, finite=False)  # a NaN is one damaged record, named by check_findings
+        data = load_json(path, finite=False, root=self.root)  # a NaN is one damaged record, named by check_findings
         if data is None:
             path = self.root / FINDINGS_TABLE
-            if not path.is_file():
+            if record_file(path, self.root) is None:
                 return None
             try:
                 import pandas as pd
@@ -408,7 +434,7 @@ class RunDir:
         """analysis.json as its record (checked by ``probe.run.records.check_analysis``); None when absent; RunError
         naming the field (with ``on_error``: passed to it, None)."""
         def read():
-            data = load_json(self.root / ANALYSIS)
+            data = load_json(self.root / ANALYSIS, root=self.root)
             return None if data is None else AnalysisSummary.from_dict(data, self.root / ANALYSIS)
 
         return _policy(read, on_error)
@@ -439,7 +465,7 @@ class RunDir:
         if self.inside(path) is None:
             return None  # a symlink out of the run is no record of it
         try:
-            data = load_json(path)
+            data = load_json(path, root=self.root)
             return None if data is None else ClassAnalysis.from_dict(data, path, class_index_of(Path(directory).name))
         except RunError:
             if strict:
@@ -479,7 +505,7 @@ class RunDir:
         from probe.run.confirmation import Confirmation
 
         def read():
-            data = load_json(self.root / CONFIRMATION)
+            data = load_json(self.root / CONFIRMATION, root=self.root)
             return None if data is None else Confirmation.from_dict(data, self.root / CONFIRMATION)
 
         return _policy(read, on_error)

@@ -104,10 +104,12 @@ class Journal:
         files = sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
         for file in files:
             try:
+                if not file.is_file() or file.is_symlink():  # a FIFO would hang np.load; a link may lead out of the run
+                    raise ValueError("not a regular file of this journal")
                 self._records.update(self._read_file(file))
-            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+            except Exception:  # noqa: BLE001 - any damage (an empty or foreign file: EOFError, BadZipFile, ...) skips it
                 self.skipped_files += 1
-        numbers = [int(f.stem) for f in files if f.stem.isdigit()]
+        numbers = [int(f.stem) for f in files if f.stem.isascii() and f.stem.isdigit()]  # "²".isdigit() too
         self._next = max(numbers) + 1 if numbers else 0
 
     def _read_file(self, file: Path) -> dict:

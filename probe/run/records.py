@@ -357,10 +357,21 @@ def _analysis(data: Any) -> dict:
         _dict(f"classes.{key}", info)
         if "sampling_steps" in info:  # a class drawn at more steps (probe.analysis.screening.more_steps)
             _int(f"classes.{key}.sampling_steps", info["sampling_steps"], minimum=1, maximum=1000)
+        if info.get("nearest_words") is not None:  # the token's nearest vocabulary words, one object each
+            for i, word in enumerate(_list(f"classes.{key}.nearest_words", info["nearest_words"])):
+                _dict(f"classes.{key}.nearest_words[{i}]", word)
     cues = _dict("cues", data.get("cues"), null=True)
     if cues is not None and cues.get("list") is not None:
         for i, cue in enumerate(_list("cues.list", cues["list"])):
             _str(f"cues.list[{i}].name", _dict(f"cues.list[{i}]", cue).get("name"))
+    for name, proposed in (_dict("cues.discovered", (cues or {}).get("discovered"), null=True) or {}).items():
+        _list(f"cues.discovered.{name}", proposed)  # per class: the cues discovery proposed
+    dropped = data.get("dropped_counters")  # per class: the counters left out (a flat list in older analyses)
+    groups = {"": dropped} if isinstance(dropped, list) else _dict("dropped_counters", dropped, null=True) or {}
+    for name, values in groups.items():
+        field = f"dropped_counters.{name}" if name else "dropped_counters"
+        for i, value in enumerate(_list(field, values)):
+            _str(f"{field}[{i}]", value)
     tests = _dict("tests", data.get("tests"), null=True)
     for key, value in (tests or {}).items():
         _int(f"tests.{key}", value, maximum=10 ** 9)

@@ -1,0 +1,163 @@
+"""A crafted run directory stays data (issue "run is data"): links in the folders probe writes into, links and FIFOs
+where it reads its records, images whose header claims billions of pixels, values of the wrong type where the
+report reads them, and damaged journal files. Each was found by reading the code and reproduced on a small run
+(7 December 2026); before the fixes the report and the comparison wrote into (and pruned files of) a folder outside
+the run, labels.json was read from outside it, a FIFO hung `probe report`, and the rest ended in a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import probe_script, run_main
+from run_files import make_valid_run
+
+
+@pytest.fixture(scope="module")
+def valid_run(tmp_path_factory) -> Path:
+    return make_valid_run(tmp_path_factory.mktemp("links") / "run")
+
+
+@pytest.fixture()
+def run(valid_run, tmp_path) -> Path:
+    return Path(shutil.copytree(valid_run, tmp_path / "run", symlinks=True))
+
+
+def _victim(tmp_path: Path, name: str = "victim") -> Path:
+    """A folder outside the run holding a file named like a report page (what the report's pruning removes)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "7-notes.html").write_text("mine")
+    return folder
+
+
+def test_a_report_subfolder_linked_out_of_the_run_is_refused_and_nothing_outside_changes(run, tmp_path, capsys,
+                                                                                           monkeypatch):
+    code, _, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 0, err
+    victim = _victim(tmp_path)
+    shutil.rmtree(run / "report" / "classes")
+    (run / "report" / "classes").symlink_to(victim, target_is_directory=True)
+    code, _, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 2 and "is a link to" in err and "remove the link" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in victim.iterdir()) == ["7-notes.html"]  # nothing written, nothing pruned
+    # a link deeper down (the thumbnails' folder) likewise
+    (run / "report" / "classes").unlink()
+    assets = _victim(tmp_path, "assets-victim")
+    shutil.rmtree(run / "report" / "assets")
+    (run / "report" / "assets").symlink_to(assets, target_is_directory=True)
+    code, _, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 2 and "assets" in err and "is a link to" in err, err
+    assert sorted(p.name for p in assets.iterdir()) == ["7-notes.html"]
+    # --out elsewhere is the user's own folder: the crafted links in the run's report/ do not matter there
+    code, _, err = run_main(monkeypatch, capsys, "report", str(run), "--out", str(tmp_path / "mine"))
+    assert code == 0 and (tmp_path / "mine" / "index.html").is_file(), err
+
+
+def test_the_comparisons_default_folder_linked_out_of_run_b_is_refused(run, tmp_path, capsys, monkeypatch):
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    victim = _victim(tmp_path)
+    (other / f"compare-{run.name}").symlink_to(victim, target_is_directory=True)
+    code, _, err = run_main(monkeypatch, capsys, "compare", str(run), str(other))
+    assert code == 2 and "is a link to" in err and "remove the link" in err, err
+    assert sorted(p.name for p in victim.iterdir()) == ["7-notes.html"]
+
+
+def test_records_linked_out_of_the_run_are_refused_and_class_folders_linked_out_are_no_classes(run, tmp_path, capsys,
+                                                                                                 monkeypatch):
+    from probe.errors import RunError
+    from probe.run import RunDir
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "labels.json").write_text(json.dumps(["SECRET-from-outside"] * 3))
+    (run / "labels.json").unlink()
+    (run / "labels.json").symlink_to(elsewhere / "labels.json")
+    with pytest.raises(RunError, match="outside the run"):
+        RunDir(run).read_labels()
+    code, out, err = run_main(monkeypatch, capsys, "check", str(run), "--max-effect", "0.3")
+    assert code == 2 and "labels.json" in err and "outside the run" in err, (out, err)
+    # a class folder that is a link out of the run is not one of its classes
+    (run / "labels.json").unlink()
+    shutil.copy(elsewhere / "labels.json", run / "labels.json")
+    stolen = elsewhere / "cls"
+    shutil.copytree(next((run / "classes").iterdir()), stolen)
+    (run / "classes" / "9-stolen").symlink_to(stolen, target_is_directory=True)
+    assert all(d.name != "9-stolen" for d in RunDir(run).class_dirs())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_in_place_of_a_record_is_one_line_not_a_hang(run):
+    (run / "labels.json").unlink()
+    os.mkfifo(run / "labels.json")
+    # subprocesses with a timeout: before the fix, opening the FIFO blocked for ever
+    done = subprocess.run([probe_script(), "check", str(run), "--max-effect", "0.3"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "labels.json" in done.stderr and "not a regular file" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = subprocess.run([probe_script(), "report", str(run)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # the report is lenient: it renders and names the file on the page
+    page = (run / "report" / "index.html").read_text()
+    assert "labels.json" in page and "not a regular file" in page
+
+
+def test_an_image_whose_header_claims_a_billion_pixels_is_a_warning_not_a_failed_report(run, capsys, monkeypatch):
+    import struct
+    import zlib
+
+    image = next(run.glob("classes/*/images/*.png"))
+    data = bytearray(image.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", 30000, 30000)  # 900 million pixels, above twice PIL's limit: it refuses
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # a valid header, so only its size is wrong
+    image.write_bytes(bytes(data))
+    code, out, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 0 and "Traceback" not in out + err, err
+    page = (run / "report" / "index.html").read_text()  # the report's warnings, on its first page
+    assert image.name in page and "cannot be read (DecompressionBombError)" in page
+
+
+def test_gallery_records_of_mixed_types_still_render(run, capsys, monkeypatch):
+    metrics = next(run.glob("classes/*/metrics.json"))
+    data = json.loads(metrics.read_text())
+    baseline = [r for r in data["images"] if r["kind"] == "baseline"]
+    data["images"] += [dict(baseline[0], prompt_index="x"), dict(baseline[0], prompt_index=1, seed="7")]
+    metrics.write_text(json.dumps(data))
+    code, out, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 0 and "Traceback" not in out + err, err
+
+
+def test_a_null_bar_in_analysis_json_compares_at_the_default_bar(run, tmp_path, capsys, monkeypatch):
+    analysis = json.loads((run / "analysis.json").read_text())
+    analysis["config"]["thresholds"]["min_effect"] = None
+    (run / "analysis.json").write_text(json.dumps(analysis))
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    code, out, err = run_main(monkeypatch, capsys, "compare", str(run), str(other), "--out", str(tmp_path / "cmp"))
+    assert code == 0 and "Traceback" not in out + err, err
+
+
+def test_damaged_or_foreign_journal_files_are_skipped_and_counted(tmp_path):
+    """A resumed analysis reads back what the journal holds and skips the rest; these files crashed it."""
+    import numpy as np
+
+    from probe.run.journal import Journal, Journalled
+
+    folder = tmp_path / "journal"
+    kept = Journalled((np.array([0.1, 0.2, 0.7], np.float32),), {"background": "grass"}, None, None)
+    Journal(folder, (3,)).append([("a photo of a star", 1, None, kept)])
+    (folder / "0000007.npz").write_bytes(b"")  # empty: np.load raised EOFError through the resume
+    (folder / "0000008.npz").write_bytes(b"PK\x03\x04 not a zip")  # BadZipFile
+    (folder / "\u00b2.npz").write_bytes(b"")  # "²".isdigit() is True, and int("²") raised ValueError
+    damaged = 3
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(folder / "0000009.npz")  # np.load would block on it for ever
+        damaged += 1
+    reread = Journal(folder, (3,))
+    got = reread.get("a photo of a star", 1, None)
+    assert got is not None and got.reading == {"background": "grass"} and len(reread) == 1
+    assert reread.skipped_files == damaged
