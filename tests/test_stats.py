@@ -74,6 +74,24 @@ def test_sign_flip_zeros_contribute_nothing_and_edge_cases():
         sign_flip_test([1.0, np.inf])
 
 
+def test_the_interval_excludes_zero_exactly_when_p_is_below_alpha_also_with_zero_differences():
+    """The test and its interval take the same path (enumerated or sampled): with 16 non-zero differences and one
+    zero the test enumerated and the interval sampled, giving p 0.052 beside a 95% interval of [+0.0003, +0.204]."""
+    found = [0.09, 0.071, -0.159, 0.117, 0.009, 0.412, 0.283, 0.114, 0.287, 0.035, 0.383, 0.119, 0.266, -0.203,
+             0.207, -0.302, 0.0]
+    p, (low, high) = sign_flip_test(found), mean_interval(found)
+    assert p == pytest.approx(0.0519, abs=1e-4) and low < 0 < high
+    rng = np.random.default_rng(11)
+    for n in (8, 17, 20, 24, 25, 32):
+        for zeros in (0, 1, 3, n // 3):
+            for _ in range(3):
+                d = np.round(rng.normal(0.1, 0.2, n), 3)
+                d[:zeros] = 0.0
+                p, (low, high) = sign_flip_test(d), mean_interval(d)
+                if abs(p - 0.05) > 1e-3:  # away from the boundary, where bisection's tolerance decides
+                    assert (p < 0.05) == (low > 0 or high < 0), (n, zeros, p, low, high, d.tolist())
+
+
 def test_sign_flip_exact_and_monte_carlo_agree_at_16_pairs():
     rng = np.random.default_rng(3)
     m = 20000
