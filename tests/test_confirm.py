@@ -820,11 +820,30 @@ def test_the_image_left_out_is_the_smaller_slices_most_favourable_one():
 
     cue = [im(0, 0.9)] * 20
     counter = [im(1, 0.30), im(1, 0.05), im(0, 0.80)]
-    helps = _without_one("accuracy", cue, counter, 0, +1)
+    helps = _without_one("accuracy", cue, counter, 0, +1, 0.95)
     assert (helps.counter.n, helps.counter.hits) == (2, 1) and abs(helps.counter.mean_prob - 0.55) < 1e-9
-    hurts = _without_one("accuracy", cue, counter, 0, -1)
+    hurts = _without_one("accuracy", cue, counter, 0, -1, 0.95)
     assert (hurts.counter.n, hurts.counter.hits) == (2, 0) and abs(hurts.counter.mean_prob - 0.175) < 1e-9
-    assert _without_one("accuracy", cue, counter[:1], 0, +1) is None  # one image: nothing left to decide
+    assert _without_one("accuracy", cue, counter[:1], 0, +1, 0.95) is None  # one image: nothing left to decide
+
+
+def test_the_comparisons_intervals_have_the_coverage_alpha_names():
+    """``ConfirmConfig.alpha`` is the test's level and 1 - the intervals' coverage: at alpha 0.01 a gap of 12/40
+    against 20/40 is not ruled out at 99% (the 95% interval, used whatever alpha said, ends below 0.05 and made the
+    finding *contradicted*)."""
+    import numpy as np
+
+    from probe.confirm.confirm import _compare, _Image
+    from probe.run.confirmation import Slice
+
+    def members(hits, n):
+        return [_Image(item=None, label=0, predicted=0 if i < hits else 1, prob_label=0.5,
+                       probs=np.array([0.9 if i < hits else 0.2, 0.1]), reading={}) for i in range(n)]
+
+    cue, counter = members(12, 40), members(20, 40)
+    at = {c: _compare("accuracy", Slice(40, 12), Slice(40, 20), cue, counter, 0, c) for c in (0.95, 0.99)}
+    assert at[0.95].high < 0.05 < at[0.99].high and at[0.99].low < at[0.95].low
+    assert at[0.99].prob_low < at[0.95].prob_low and at[0.99].prob_high > at[0.95].prob_high  # Welch's likewise
 
 
 def test_a_class_whose_images_nearly_all_show_the_cue_is_named_as_a_bias_of_the_data():

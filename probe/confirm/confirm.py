@@ -348,13 +348,16 @@ def _thumbnail(run: RunDir, data: ValData, image: _Image, folder: str, name: str
     return run.rel(target)
 
 
-def _compare(measure: str, cue: Slice, counter: Slice, cue_members, counter_members, target: int) -> Comparison:
+def _compare(measure: str, cue: Slice, counter: Slice, cue_members, counter_members, target: int,
+             confidence: float) -> Comparison:
+    """The two slices compared: the gap in the measure with its Newcombe interval and Fisher's exact p, and the gap in
+    mean P(class) with Welch's interval; both intervals at ``confidence`` (1 - ``ConfirmConfig.alpha``)."""
     if not cue.n or not counter.n:
         return Comparison(measure, cue, counter)
-    gap, low, high = stats.newcombe(cue.hits, cue.n, counter.hits, counter.n)
+    gap, low, high = stats.newcombe(cue.hits, cue.n, counter.hits, counter.n, confidence)
     p = stats.fisher_exact(cue.hits, cue.n, counter.hits, counter.n)
     pg, pl, ph = stats.mean_difference([float(m.probs[target]) for m in cue_members],
-                                       [float(m.probs[target]) for m in counter_members])
+                                       [float(m.probs[target]) for m in counter_members], confidence)
     finite = lambda v: None if v is None or not math.isfinite(v) else max(-1.0, min(1.0, v))  # noqa: E731
     return Comparison(measure, cue, counter, gap, low, high, p, finite(pg), finite(pl), finite(ph))
 
@@ -365,7 +368,7 @@ def _bare(members: list[_Image], target: int) -> Slice:
 
 
 def _without_one(measure: str, cue_members: list[_Image], counter_members: list[_Image], target: int,
-                 direction: int) -> Comparison | None:
+                 direction: int, confidence: float) -> Comparison | None:
     """The comparison again without the smaller slice's most favourable image: the one whose outcome (then its
     P(class)) argues most for the finding's direction. A verdict that does not survive it rests on one image; None
     when the smaller slice has a single image (nothing is left to decide)."""
@@ -378,7 +381,8 @@ def _without_one(measure: str, cue_members: list[_Image], counter_members: list[
                                                     sign * float(members[i].probs[target])))
     rest = members[:drop] + members[drop + 1:]
     cue_left, counter_left = (rest, counter_members) if cue_smaller else (cue_members, rest)
-    return _compare(measure, _bare(cue_left, target), _bare(counter_left, target), cue_left, counter_left, target)
+    return _compare(measure, _bare(cue_left, target), _bare(counter_left, target), cue_left, counter_left, target,
+                    confidence)
 
 
 def _neutral_counters(f, analysis, findings) -> tuple[str, ...]:
@@ -431,15 +435,17 @@ def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: V
             "others-counter": 0}
     slices = {tag: _slice(members, target, tag.startswith("own"), kept[tag], run, data, folder, tag, labels)
               for tag, members in groups.items()}
-    own = _compare("accuracy", slices["own-cue"], slices["own-counter"], groups["own-cue"], groups["own-counter"], target)
+    confidence = 1.0 - config.alpha
+    own = _compare("accuracy", slices["own-cue"], slices["own-counter"], groups["own-cue"], groups["own-counter"], target,
+                   confidence)
     others = _compare("called the class", slices["others-cue"], slices["others-counter"], groups["others-cue"],
-                      groups["others-counter"], target)
+                      groups["others-counter"], target, confidence)
     decides = "own" if f.kind in OWN_KINDS else "others"
     decisive = own if decides == "own" else others
     effect = f.effect if math.isfinite(f.effect) else None
     direction = -1 if effect is not None and effect < 0 else 1
     without_one = _without_one(decisive.measure, groups[f"{decides}-cue"], groups[f"{decides}-counter"], target,
-                               direction)
+                               direction, confidence)
     finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
     return FindingConfirmation(
         class_index=target, class_name=f.class_name, kind=f.kind, cue=f.cue, attribute=attribute, value=value,

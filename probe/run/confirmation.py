@@ -111,8 +111,9 @@ class Slice:
 class Comparison:
     """The slice showing the cue against the slice showing its counters (or, without counters, any other value).
 
-    ``gap`` = rate(cue) - rate(counter) with Newcombe's 95% interval ``low``..``high`` and Fisher's exact two-sided
-    ``p``; ``prob_gap`` the same for mean P(class) with Welch's t interval (None when a slice has under 2 images).
+    ``gap`` = rate(cue) - rate(counter) with Newcombe's interval ``low``..``high`` (coverage 1 - the confirmation's
+    ``alpha``, 95% by default) and Fisher's exact two-sided ``p``; ``prob_gap`` the same for mean P(class) with
+    Welch's t interval (None when a slice has under 2 images).
     ``measure``: "accuracy" (own images: classified as their class) or "called the class" (other classes' images)."""
 
     measure: str
