@@ -16,13 +16,14 @@ What offends, and why:
 * The comparison is on **|effect|**: a passing necessity finding of -0.4 (swapping the cue *raises* the
   class's probability by 0.4) or a token that removes a concept is as large a dependence on the cue as
   +0.4; the gate bounds how much the classifier leans on a cue, whichever way. By default the point estimate
-  is compared (the pass rule has already required its interval and q to exclude no effect); ``by="upper"``
+  is compared (the pass rule has already required q ≤ the analysis's ``fdr_q`` for "no effect" and an estimate
+  at or beyond its bar); ``by="upper"``
   (``--by upper``) compares the end of its 95% interval farthest from zero instead, so a finding whose
   interval reaches beyond the limit offends (an unbounded interval always does).
 * **Off-object** findings measure a share of the attribution (0..1 of the classifier's evidence outside
   the object), not a change in probability, so ``max_effect`` does not apply to them. They are left out
-  unless ``kinds`` names ``off-object``; then every passing one offends (passing already means the lower
-  end of its interval reaches the analysis's ``off_object_min_share``).
+  unless ``kinds`` names ``off-object``; then every passing one offends (passing already means its share
+  outside the object exceeds that area's share by at least the bar, with q ≤ ``fdr_q``: policy.describe_rule).
 
 The gate fails closed. A run without findings (analysis switched off or failed) is a ``GateError``, never a
 pass; a damaged run file (a NaN or Infinity effect, ``"class_index": "2"``, ``"passes": "false"``, a finding of

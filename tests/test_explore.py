@@ -113,6 +113,28 @@ def test_resolve_cue_finds_run_cues_by_name_or_phrase_and_builds_free_ones():
     assert free.template == "{} at night" and free.counters == ("{}",) and free.attribute is None
 
 
+def test_a_retest_is_inconclusive_by_the_audits_rule_at_the_class_failure_rate(tmp_path):
+    """`test_cue` decides as the audit does (probe.analysis.plan.Test.inconclusive): the excluded share is held to
+    policy.excluded_limit of the generator's own failure rate on the class, and a test that lost every pair is
+    inconclusive. It used the flat limit of 0.5, and called a test with no valid pair "weak"."""
+    import numpy as np
+
+    from probe.analysis import AnalysisConfig
+    from probe.analysis.class_evidence import ClassRun
+    from probe.analysis.retest import _decide
+    from probe.analysis.sample import Sample
+
+    cue = Cue("grass", "{} on grass", counters=("{} on sand",), attribute="background", value="grass")
+    star = ClassRun(3, "star", tmp_path, {})
+    lost_most = Sample("necessity", 3, "grass", diffs=np.full(16, 0.4), attempted=40, excluded=24)  # 60% excluded
+    assert _decide(AnalysisConfig(), "necessity", star, cue, lost_most, "world oracles").status == "inconclusive"
+    # where the generator loses 40% of this class's pairs whatever the cue, 60% is what the audit tolerates
+    kept = _decide(AnalysisConfig(), "necessity", star, cue, lost_most, "world oracles", failure=0.4)
+    assert kept.status != "inconclusive" and kept.effect == pytest.approx(0.4)
+    lost_all = Sample("necessity", 3, "grass", attempted=16, excluded=16)
+    assert _decide(AnalysisConfig(), "necessity", star, cue, lost_all, "world oracles").status == "inconclusive"
+
+
 @pytest.fixture(scope="module")
 def attached(demo_run):
     from probe.explore import AuditedRun

@@ -31,7 +31,7 @@ from probe.analysis.lab import Lab
 from probe.analysis.screening import token_text
 from probe.analysis.necessity import measure_necessity, neutral_counters
 from probe.analysis.plan import Test, choose_carriers, confirm_round, finished_classes, set_up
-from probe.analysis.policy import EXCLUDED_LIMIT, UNCHECKED, checked, verdict
+from probe.analysis.policy import UNCHECKED, checked, excluded_limit, verdict
 from probe.analysis.sample import Sample
 from probe.analysis.stats import Effect, apply_fdr
 from probe.analysis.sufficiency import measure_sufficiency
@@ -39,6 +39,7 @@ from probe.classifiers.labels import object_name
 from probe.domains import domain_for
 from probe.files import slugify
 from probe.run import AnalysisSummary, RunDir
+from probe.run import format as fmt
 
 HYPOTHESIS_KINDS = ("necessity", "sufficiency")
 ADHOC_SEED = 800_000  # first seed of ad-hoc tests: apart from screening (7000+), confirmation (107000+), remeasure (900000)
@@ -59,6 +60,9 @@ class RunContext:
     object_attribute: str | None
     objects: set[str]
     checked_by: str = UNCHECKED  # who checks this context's images (probe.analysis.plan.Setup.checked_by)
+    # class index -> the generator's own failure rate the audit measured on it (analysis.json classes.N
+    # .generator_failure): a re-test is inconclusive by the audit's rule, policy.excluded_limit of that rate
+    failure: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def open(cls, run_dir, classifier, generator, *, concepts: str = "auto") -> "RunContext":
@@ -92,8 +96,11 @@ class RunContext:
             text = token_text(classes[index]) if index in classes else None
             if text:
                 setup.lab.more_steps[text] = steps
+        failure = {int(k): rate for k, info in (analysis.classes or {}).items()
+                   if str(k).isdigit() and isinstance(info, dict)
+                   for rate in [fmt.as_float(info.get("generator_failure"))] if rate is not None}
         return cls(run, cfg, classes, labels, {c.name: c for c in setup.cues}, dropped, setup.lab, generator,
-                   setup.object_attribute, setup.objects, setup.checked_by)
+                   setup.object_attribute, setup.objects, setup.checked_by, failure)
 
     def resolve_class(self, which: int | str) -> ClassRun:
         if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
@@ -240,13 +247,18 @@ def measure_cue(context: RunContext, which: int | str, cue: str, *, kind: str = 
             lab, [test_cue], [cls.index], usable, seeds, template=cfg.carrier_template,
             object_attribute=object_attribute, evidence_dir=evidence, n_evidence=cfg.n_evidence))[(test_cue.name, cls.index)]
     # 4. the audit's statistics and rule; one pre-stated test, so q = p
-    return CueTest(_decide(cfg, kind, cls, test_cue, sample, context.checked_by), hypothesis=cue,
+    return CueTest(_decide(cfg, kind, cls, test_cue, sample, context.checked_by, context.failure.get(cls.index, 0.0)),
+                   hypothesis=cue,
                    counters=test_cue.counters, run_root=context.run.root)
 
 
-def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample, checked_by: str) -> Finding:
+def _decide(cfg: AnalysisConfig, kind: str, cls: ClassRun, cue: Cue, sample: Sample, checked_by: str,
+            failure: float = 0.0) -> Finding:
+    """The audit's rule on one re-test: inconclusive when more of its pairs failed their check than the audit allows
+    at the class's own failure rate (probe.analysis.plan.Test.inconclusive; every pair lost is inconclusive too), else
+    judged on its effect with q = p."""
     effect = sample.effect()
-    inconclusive = bool(sample.n) and sample.excluded_share > EXCLUDED_LIMIT
+    inconclusive = sample.excluded_share > excluded_limit(failure)
     evidence = tuple(e for e in sample.evidence if e)  # the Lab stores them relative to the run
     details = {"category": cue.category, "description": cue.description, "hypothesis": True,
                "counter_templates": list(cue.counters), **sample.extra}
