@@ -50,7 +50,7 @@ from typing import Sequence
 
 from probe.classifiers.labels import object_name
 from probe.errors import ProbeError
-from probe.files import check_writable, save_png, slugify, write_json, write_text
+from probe.files import check_writable, class_folders, save_png, slugify, write_json, write_text
 from probe.run.summary import balance_direction, deciding_finding
 
 __all__ = ["BalanceConfig", "BalanceError", "BalanceTarget", "BalanceResult", "plan_balance", "generate_balance",
@@ -438,10 +438,10 @@ def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: 
     template = str((token_settings.get("templates") or ["a photo of a {}"])[0])
     if template.count("{}") != 1:
         template = "a photo of a {}"
-    slugs = [slugify(n) for n in labels]
+    folders = class_folders(labels)
 
     def folder(i: int) -> str:
-        return slugs[i] if slugs.count(slugs[i]) == 1 else f"{slugs[i]}-{i}"
+        return folders[i]
 
     def phrase(i: int) -> tuple[str, Path | None]:
         """The object as the audit prompted it: its name, or its token for a class the audit named by token only."""

@@ -165,3 +165,21 @@ def slugify(name: str, max_length: int = 40) -> str:
     if text in _WINDOWS_RESERVED:
         text = f"{text}-class"
     return text or "class"
+
+
+def class_folders(labels) -> list[str]:
+    """One distinct folder name per class of a dataset (``probe generate``, ``--balance``): its slug where no other
+    label has it, else the slug and the class index, lengthened until no other class has the name. (Appending the
+    index alone let "circle" twice give "circle-1" beside a class named "circle-1": two classes in one folder, the
+    later one's images replacing the earlier one's, both written on the same seeds.)"""
+    slugs = [slugify(n) for n in labels]
+    plain = {s for s in slugs if slugs.count(s) == 1}
+    names: list[str] = []
+    for i, slug in enumerate(slugs):
+        name = slug
+        if slug not in plain:
+            name = f"{slug}-{i}"
+            while name in plain or name in names:
+                name = f"{name}-{i}"
+        names.append(name)
+    return names

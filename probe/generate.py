@@ -40,7 +40,7 @@ from typing import Sequence
 
 from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
-from probe.files import atomic_path, check_writable, save_png, slugify, write_json, write_text
+from probe.files import atomic_path, check_writable, class_folders, save_png, write_json, write_text
 
 GENERATE_SEED = 10_000_000
 SETTINGS = "generate.json"
@@ -349,7 +349,7 @@ def _select(run, classes) -> list[_Class]:
         raise GenerateError(f"{str(run.root)!r} has no labels.json; it is not a finished probe run")
     folders = {class_index_of(d.name): d for d in run.class_dirs()}
     finished = {m["class_index"]: (d, m) for d, m in run.finished_classes()}
-    slugs = [slugify(n) for n in labels]
+    folders_of = class_folders(labels)
     chosen = select_classes(classes, labels)
     if isinstance(classes, str) and classes.strip().lower() == "all":
         chosen = [i for i in chosen if i in finished and finished[i][1]["status"] == "done"]
@@ -361,8 +361,7 @@ def _select(run, classes) -> list[_Class]:
                 "failed in the audit" if metrics.get("status") != "done" else "has no token.safetensors")
             raise GenerateError(f"class {index} ({labels[index]!r}) {state} in {str(run.root)!r}; choose classes "
                                 "with a token, or audit this one first")
-        folder = slugs[index] if slugs.count(slugs[index]) == 1 else f"{slugs[index]}-{index}"
-        out.append(_Class(index, labels[index], metrics.get("class_name"), folder, directory / TOKEN))
+        out.append(_Class(index, labels[index], metrics.get("class_name"), folders_of[index], directory / TOKEN))
     if not out:
         raise GenerateError(f"{str(run.root)!r} has no class with a token; run `probe audit` into it first")
     return out

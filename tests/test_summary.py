@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 
 import pytest
@@ -47,6 +49,38 @@ def test_passing_finding_is_named_with_its_effect_interval_and_strength(syntheti
     assert "Not yet checked on your own images." in summary
     assert f"--balance '{row['class_name']}:{row['cue']}'" in summary
     assert "probe confirm" in summary
+
+
+def test_a_class_whose_name_another_class_shares_is_balanced_by_index(synthetic, tmp_path):
+    """`--balance NAME:CUE` finds the first class of that name; for a second class of the same name the summary's
+    command names it by index (it named it by name, and the command then balanced the other class or failed)."""
+    import json
+    import shutil
+
+    run = Path(shutil.copytree(synthetic, tmp_path / "run"))
+    frame, passing, _ = _split(open_run(run))
+    index = passing[0]
+    labels = json.loads((run / "labels.json").read_text())
+    twin = labels[index]
+    labels[(index + 1) % len(labels)] = twin  # another class of the same name
+    (run / "labels.json").write_text(json.dumps(labels))
+    row = frame[(frame["class_index"] == index) & frame["passes"]].iloc[0]
+    summary = str(open_run(run).classes[index].summary)
+    assert f"--balance {balance_spec(twin, index, row['cue'], by_name=False)}" in summary, summary
+    assert f"--balance {index}:" in summary.replace("'", "") and f"--balance '{twin}:" not in summary, summary
+
+
+def test_dataset_class_folders_are_distinct_whatever_the_labels():
+    """probe generate and --balance write one folder per class: "circle" twice gave "circle-1" beside a class named
+    "circle-1", two classes in one folder, the later one's images (on the same seeds) replacing the earlier one's."""
+    from probe.files import class_folders, slugify
+
+    for labels in (["circle", "circle", "circle-1", "square"], ["a", "a", "a-0", "a-0-0", "a-1"], ["x", "y"],
+                   ["Star!", "star", "STAR"], ["con", "con"]):
+        names = class_folders(labels)
+        assert len(set(names)) == len(names), (labels, names)
+        unique = [slugify(n) for n in labels]
+        assert all(name == slug for name, slug in zip(names, unique) if unique.count(slug) == 1)  # datasets resume
 
 
 def test_class_without_a_passing_finding_says_so_and_invents_none(synthetic):

@@ -268,7 +268,8 @@ class ClassView:
         d, run = self._data, self._run
         return summarise_class(index=d.index, name=d.name, status=d.status, metrics=d.metrics,
                                findings=d.findings if run.analysed else None, info=run._data.class_analysis(d.index),
-                               analysis=run._data.analysis, confirmation=run.confirmation, run_ref=str(run.path))
+                               analysis=run._data.analysis, confirmation=run.confirmation, run_ref=str(run.path),
+                               name_shared=(run._data.labels or [c.name for c in run._data.classes]).count(d.name) > 1)
 
     @property
     def topk(self):

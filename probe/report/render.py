@@ -433,7 +433,8 @@ class _Builder:
         return summarise_class(index=c.index, name=c.name, status=c.status, metrics=c.metrics,
                                findings=c.findings if self.run.findings is not None else None,
                                info=self.run.class_analysis(c.index), analysis=self.run.analysis,
-                               confirmation=self.confirmation())
+                               confirmation=self.confirmation(),
+                               name_shared=(self.run.labels or [x.name for x in self.run.classes]).count(c.name) > 1)
 
     @staticmethod
     def token_change_view(c: ClassData) -> dict[str, Any] | None:

@@ -122,20 +122,22 @@ def balance_direction(finding) -> int:
     return -1 if isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0 else 1
 
 
-def balance_spec(class_name: str, class_index: int, cue: str) -> str:
+def balance_spec(class_name: str, class_index: int, cue: str, *, by_name: bool = True) -> str:
     """The ``--balance`` value for a class and a cue, shell-quoted: the class by name when the name is plain (no
-    colon, not a number), else by index."""
-    plain = ":" not in class_name and class_name.strip() == class_name and class_name and not class_name.isdigit()
+    colon, not a number) and ``by_name`` (no other class of the run has it), else by index."""
+    plain = by_name and ":" not in class_name and class_name.strip() == class_name and class_name \
+        and not class_name.isdigit()
     return shlex.quote(f"{class_name if plain else class_index}:{cue}")
 
 
 def summarise_class(*, index: int, name: str, status: str, metrics: dict | None, findings: Sequence[dict] | None,
                     info: dict | None = None, analysis: dict | None = None, confirmation=None,
-                    run_ref: str = "RUN") -> ClassSummary:
+                    run_ref: str = "RUN", name_shared: bool = False) -> ClassSummary:
     """The summary of one class (see the module docstring). ``metrics``: its metrics.json; ``findings``: its
     findings as ``RunDir.read_findings`` returns them (None: the analysis did not run); ``info``: its entry of
     analysis.json's ``classes``; ``analysis``: analysis.json (for the thresholds); ``confirmation``: the run's
-    ``probe.run.confirmation.Confirmation`` or None; ``run_ref``: how the commands name the run ("RUN", or a path)."""
+    ``probe.run.confirmation.Confirmation`` or None; ``run_ref``: how the commands name the run ("RUN", or a path);
+    ``name_shared``: another class of the run has this name (the commands then name the class by its index)."""
     metrics = metrics if isinstance(metrics, dict) else {}
     info = info if isinstance(info, dict) else {}
     quoted = f"'{name}'"
@@ -158,7 +160,7 @@ def summarise_class(*, index: int, name: str, status: str, metrics: dict | None,
     # 4. the user's own images
     sentences.append(_confirmation(quoted, index, passing, confirmation))
     # 5. what to try
-    sentences.append(_next(name, index, passing, findings, confirmation, run_ref, analysis, info))
+    sentences.append(_next(name, index, passing, findings, confirmation, run_ref, analysis, info, name_shared))
     return ClassSummary(name, [s for s in sentences if s])
 
 
@@ -368,7 +370,7 @@ def _confirmed_not_passing(index: int, passing: list[dict], confirmation) -> lis
 
 
 def _next(name: str, index: int, passing: list[dict], findings, confirmation, run_ref: str,
-          analysis: dict | None = None, info: dict | None = None) -> Sentence:
+          analysis: dict | None = None, info: dict | None = None, name_shared: bool = False) -> Sentence:
     run = shlex.quote(run_ref) if run_ref != "RUN" else run_ref
     cue_findings = [f for f in passing if f.get("kind") in CUE_KINDS]
     if findings is None:
@@ -387,7 +389,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
     out: list = []
     if cue_findings or from_data:
         cues = list(dict.fromkeys([str(f.get("cue")) for f in cue_findings] + from_data))[:_LISTED]
-        specs = " ".join(f"--balance {balance_spec(name, index, c)}" for c in cues)
+        specs = " ".join(f"--balance {balance_spec(name, index, c, by_name=not name_shared)}" for c in cues)
         out += [f"To weaken the shortcut{'s' if len(cues) > 1 else ''}, balance the training data with ",
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
         # a cue the class avoids is balanced the other way round (probe.balance decides it by the same finding): say so
