@@ -252,8 +252,8 @@ def generate_dataset(run_dir: str | Path, out: str | Path, *, config: GenerateCo
     # the images are drawn with the audit's effective sampling; the identity keeps the settings as given (the run,
     # named by its start, fixes the rest), so that a dataset begun before config.json held them still resumes
     sampling = {k: token_settings.get(k) for k in ("steps", "guidance_scale", "scheduler")}
-    identity = {"run": saved.started, "prompt": template, "min_prob": config.min_prob, "model": model_spec,
-                "generator": generator_spec, "sampling": {k: saved.token.get(k) for k in sampling},
+    identity = {"run": saved.started, "prompt": template, "min_prob": config.min_prob, "model": _absolute(model_spec),
+                "generator": _absolute(generator_spec), "sampling": {k: saved.token.get(k) for k in sampling},
                 "seed_base": GENERATE_SEED}
     rows = _open_output(out_dir, identity)
     # 4. the models, loaded as the audit loads them (probe.auditing.class_run.load_models), unless passed in
@@ -381,6 +381,24 @@ def _check_out_outside_runs(out_dir: Path, run_root: Path) -> None:
                             f"{str(source.parent / (source.name + '-dataset'))!r}")
 
 
+def _absolute(spec):
+    """A model or generator as the dataset's settings record it: a path that exists, absolute (the same dataset
+    resumes from any working directory; a relative path read from the run came back absolute from elsewhere and was
+    refused as "a different --model"); anything else (a hub id, an alias) as given."""
+    if isinstance(spec, str) and spec and Path(spec).expanduser().exists():
+        return str(Path(os.path.abspath(Path(spec).expanduser())))
+    return spec
+
+
+def _same_file(saved, now) -> bool:
+    """Whether two recorded specs name the same existing file or folder (one recorded before :func:`_absolute`)."""
+    try:
+        return isinstance(saved, str) and isinstance(now, str) and os.path.samefile(Path(saved).expanduser(),
+                                                                                     Path(now).expanduser())
+    except OSError:
+        return False
+
+
 def _open_output(out_dir: Path, identity: dict) -> dict[tuple[int, int], dict]:
     """The manifest rows already in ``out_dir`` (empty for a new folder); refuse another dataset or other settings."""
     from probe.run import LOCK, load_json
@@ -397,7 +415,7 @@ def _open_output(out_dir: Path, identity: dict) -> dict[tuple[int, int], dict]:
     if not isinstance(saved, dict):
         raise GenerateError(f"{str(out_dir / SETTINGS)!r} is not a probe dataset's settings; use another --out")
     for key, flag in _RESUME_FIELDS.items():
-        if saved.get(key) != identity.get(key):
+        if saved.get(key) != identity.get(key) and not _same_file(saved.get(key), identity.get(key)):
             raise GenerateError(f"--out {str(out_dir)!r} holds a dataset made with a different {flag} "
                                 f"({saved.get(key)!r}, now {identity.get(key)!r}); use another --out, or the same "
                                 "settings to resume")

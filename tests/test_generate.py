@@ -87,6 +87,31 @@ def test_kept_images_form_an_imagefolder_of_their_class_and_a_resume_finishes_on
     assert code == 2 and len(err) == 1 and "--prompt" in err[0] and "to resume" in err[0], err
 
 
+def test_a_dataset_resumes_from_another_working_directory(tmp_path, monkeypatch):
+    """The dataset's settings record the run's model as an absolute path: `probe generate runs/r --out d` begun in
+    the audit's folder resumes from any other (a relative --model read from the run comes back absolute from
+    elsewhere, and was refused as "a different --model"); one recorded relative before still resumes from where it
+    was begun, and another model is still refused."""
+    from probe.generate import SETTINGS, _absolute, _open_output
+
+    audit_dir, elsewhere, out = tmp_path / "audit", tmp_path / "elsewhere", tmp_path / "data"
+    for folder in (audit_dir, elsewhere, out):
+        folder.mkdir()
+    (audit_dir / "m.pt2").write_bytes(b"model")
+    (elsewhere / "other.pt2").write_bytes(b"another model")
+    identity = {"run": "t0", "prompt": "a photo of a {token} {name}", "min_prob": None, "generator": "world",
+                "sampling": {}, "seed_base": GENERATE_SEED}
+    monkeypatch.chdir(audit_dir)
+    (out / SETTINGS).write_text(json.dumps({**identity, "model": _absolute("m.pt2")}))
+    monkeypatch.chdir(elsewhere)  # RunConfig.source gives the run's relative model from here as an absolute path
+    assert _open_output(out, {**identity, "model": _absolute(str(audit_dir / "m.pt2"))}) == {}
+    with pytest.raises(GenerateError, match="different --model"):
+        _open_output(out, {**identity, "model": _absolute("other.pt2")})
+    (out / SETTINGS).write_text(json.dumps({**identity, "model": "m.pt2"}))  # recorded relative, by an older probe
+    monkeypatch.chdir(audit_dir)
+    assert _open_output(out, {**identity, "model": _absolute("m.pt2")}) == {}
+
+
 def test_a_hostile_class_name_stays_inside_out(readme_demo, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     shutil.copytree(readme_demo / "runs" / "demo", run, ignore=shutil.ignore_patterns("report", "analysis*", "findings*"))
