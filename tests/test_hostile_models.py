@@ -302,6 +302,49 @@ def _script(module: nn.Module, path: Path) -> Path:
     return path
 
 
+class WritesAFile(nn.Module):
+    """A model whose forward maps a file with aten::from_file (shared=True: filling the tensor writes to the file)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.from_file(self.target, True, 4, dtype=torch.uint8)
+        t.fill_(65)
+        return self.fc(x.mean(dim=(2, 3))) + t[:1].float() * 0
+
+
+def test_a_model_whose_code_writes_files_is_refused_unless_trusted(tmp_path):
+    """TorchScript and exported programs are code: a graph calling aten::from_file wrote "AAAA" over the first bytes
+    of any file the user could write, in probe's load-time forward, with no flag (TorchScript's __setstate__ could do
+    it inside torch.jit.load). Both are refused before they load; --trust-pickle still loads them."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("hello world")
+    scripted = _script(WritesAFile(str(victim)), tmp_path / "writes.pt")
+
+    def _shape_only(filename, shared=None, size=0, *, dtype=None, layout=None, device=None, pin_memory=None):
+        return torch.empty(size, dtype=dtype or torch.float32, device="cpu")
+
+    try:  # torch.export traces with fake tensors; from_file has no fake kernel (a crafted file needs none)
+        torch.library.register_fake("aten::from_file", _shape_only)
+    except RuntimeError:
+        pass  # registered by an earlier run of this test in the same process
+
+    exported = tmp_path / "writes.pt2"
+    program = torch.export.export(WritesAFile(str(tmp_path / "marker")), (torch.rand(2, 3, 8, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(exported))
+    for model in (scripted, exported):
+        with pytest.raises(ClassifierError, match=r"read or write files \(.*from_file\).*--trust-pickle") as info:
+            load_classifier(model, input_size=(3, 8, 8))
+        assert "\n" not in str(info.value)
+    assert victim.read_text() == "hello world" and not (tmp_path / "marker").exists()
+    load_classifier(scripted, input_size=(3, 8, 8), trust_pickle=True)  # the user's own model, trusted
+    assert victim.read_text().startswith("AAAA")
+
+
 def test_torchscript_forward_error_keeps_the_users_message(tmp_path):
     with pytest.raises(ClassifierError) as info:
         load_classifier(_script(Raises(), tmp_path / "raises.ts"))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -78,6 +79,36 @@ def _config_entries(path: Path, member: str, data: bytes) -> list[tuple[str, dic
             "corrupt, export it again with torch.export.save"
         )
     return list(entries.items())
+
+
+# Torch operators that reach the file system. A TorchScript archive's code (run by ``torch.jit.load`` itself, in
+# ``__setstate__``, and by every forward) and an exported program's graph (run by probe's first forward) may call any
+# registered operator; these read or write files (``aten::from_file`` maps a file of any path into a tensor that
+# writes through to disk when filled), or raw memory. Found in torch 2.14's schemas
+# (``torch._C._jit_get_all_schemas``): from_file, save, debugprims::load_tensor, symm_mem::*.
+_IO_OPS = re.compile(rb"\bfrom_file\b|\baten(?:::|\.)save\b|\btorch\.save\b|\bload_tensor\b|\bsymm_mem\b")
+
+
+def io_operators(path: Path) -> list[str]:
+    """Entries of a TorchScript or ``.pt2`` archive whose code or graph names a file-system operator (:data:`_IO_OPS`),
+    with the operator: loading or running such a model could read or write files. Tensor storages (``data/``,
+    ``*/data/``, weights only) are not code and are not read."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ClassifierError(
+            f"model {path}: the zip archive is truncated or corrupt ({e}); copy or save the file again"
+        ) from e
+    found: list[str] = []
+    with zf:
+        for info in zf.infolist():
+            rel = _relative(info.filename)
+            if info.is_dir() or (rel.startswith("data/") and not rel.endswith((".py", ".json", ".pkl"))):
+                continue
+            match = _IO_OPS.search(zf.read(info))
+            if match:
+                found.append(f"{info.filename} ({match.group(0).decode('ascii', 'replace')})")
+    return found
 
 
 def unsafe_entries(path: Path) -> list[str]:

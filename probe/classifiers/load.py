@@ -62,7 +62,7 @@ def _load(spec: Any, *, arch: str | None, trust_pickle: bool) -> tuple[loaders.L
     if fmt == "export":
         return loaders.load_export(path, trust_pickle=trust_pickle), path
     if fmt == "torchscript":
-        return loaders.load_torchscript(path), path
+        return loaders.load_torchscript(path, trust_pickle=trust_pickle), path
     if fmt == "safetensors":
         return loaders.load_safetensors(path, arch=arch), path
     if fmt == "huggingface":

@@ -17,7 +17,7 @@ from torch import nn
 
 from probe.classifiers import data_config as dc
 from probe.classifiers.classifier import detached_view
-from probe.classifiers.export_archive import unsafe_entries
+from probe.classifiers.export_archive import io_operators, unsafe_entries
 from probe.classifiers.failures import first_line
 from probe.classifiers.pickles import (corrupt_file, first_global, NeedsPickle, needs_code, raw_pickle_kind, state_dict_inside,
                                        torch_load_file, trusted_pickle_load, unwrap_checkpoint, untrusted_pickle,
@@ -156,7 +156,21 @@ def load_factory(spec: str) -> Loaded:
 # --------------------------------------------------------------------------- TorchScript / torch.export
 
 
-def load_torchscript(path: Path) -> Loaded:
+def _refuse_io(path: Path, trust_pickle: bool) -> None:
+    """A model whose code calls a file-system operator (export_archive.io_operators) is refused unless trusted:
+    ``torch.jit.load`` runs a TorchScript archive's code while loading, and probe runs a program once to check it."""
+    found = [] if trust_pickle else io_operators(path)
+    if found:
+        shown = "; ".join(found[:3]) + (f"; ... ({len(found)} in all)" if len(found) > 3 else "")
+        raise ClassifierError(
+            f"model {path}: its code calls operators that read or write files ({shown}), which would run when the "
+            "model loads or classifies; save the model again from a trusted source, or pass --trust-pickle "
+            "(trust_pickle=True) only if you trust this file"
+        )
+
+
+def load_torchscript(path: Path, *, trust_pickle: bool = False) -> Loaded:
+    _refuse_io(path, trust_pickle)
     try:
         with _quiet_torchscript():
             model = torch.jit.load(str(path), map_location="cpu")
@@ -237,7 +251,9 @@ def _fixed_batch_size(program: Any) -> int | None:
 
 
 def load_export(path: Path, *, trust_pickle: bool = False) -> Loaded:
-    # 1. torch.export.load unpickles some entries with code execution: check the archive first.
+    # 1. torch.export.load unpickles some entries with code execution, and the graph may call file-system operators
+    # that probe's first forward would run: check the archive first.
+    _refuse_io(path, trust_pickle)
     unsafe = unsafe_entries(path)
     if unsafe and not trust_pickle:
         shown = "; ".join(unsafe[:3]) + (f"; ... ({len(unsafe)} in all)" if len(unsafe) > 3 else "")
