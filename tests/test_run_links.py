@@ -161,3 +161,53 @@ def test_damaged_or_foreign_journal_files_are_skipped_and_counted(tmp_path):
     got = reread.get("a photo of a star", 1, None)
     assert got is not None and got.reading == {"background": "grass"} and len(reread) == 1
     assert reread.skipped_files == damaged
+
+
+def test_lock_files_and_the_claims_folder_linked_out_of_the_run_are_refused(run, tmp_path):
+    """A writer wrote its pid through a linked .probe.lock, and created claim files in a linked .probe-claims."""
+    from probe.errors import RunError
+    from probe.run import RunDir
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("mine")
+    (run / ".probe.lock").symlink_to(outside / "victim.txt")
+    with pytest.raises(RunError, match="is a link to .*remove the link"):
+        with RunDir(run).lock():
+            pass
+    (run / ".probe.lock").unlink()
+    (run / ".probe-claims").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RunError, match="is a link to .*remove the link"):
+        with RunDir(run).claim(3):
+            pass
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"] and (outside / "victim.txt").read_text() == "mine"
+
+
+def test_a_class_is_never_rewritten_through_a_linked_classes_folder(tmp_path):
+    """An audit resumed into a run whose classes/ links elsewhere would have deleted the class's folder there
+    (shutil.rmtree refuses a link itself, not a path through a linked parent)."""
+    from probe.auditing.class_run import _run_claimed
+    from probe.errors import RunError
+    from probe.run import RunDir
+
+    outside, run = tmp_path / "outside", tmp_path / "run"
+    (outside / "3-star").mkdir(parents=True)
+    (outside / "3-star" / "keep.txt").write_text("mine")
+    run.mkdir()
+    (run / "classes").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RunError, match="outside the run"):
+        _run_claimed(RunDir(run), run / "classes" / "3-star", None, None, None, None, None, 3, "star", on_step=None,
+                     worker=None)
+    assert (outside / "3-star" / "keep.txt").read_text() == "mine"
+
+
+def test_probe_confirm_refuses_a_linked_thumbnail_folder_before_reading_anything(run, tmp_path, capsys, monkeypatch):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "confirmation").symlink_to(outside, target_is_directory=True)
+    val = tmp_path / "val" / "class-0"
+    val.mkdir(parents=True)
+    code, out, err = run_main(monkeypatch, capsys, "confirm", str(run), "--val-data", str(tmp_path / "val"),
+                              "--no-report")
+    assert code == 2 and "confirmation" in err and "remove the link" in err and len(err.strip().splitlines()) == 1, err
+    assert list(outside.iterdir()) == []

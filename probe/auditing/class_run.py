@@ -7,6 +7,7 @@ last, atomically); a failure inside the class is recorded there and the caller g
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import traceback
@@ -158,6 +159,9 @@ def run_class(run: RunDir, config: AuditConfig, token_config: TokenConfig, class
 
 def _run_claimed(run, directory, config, token_config, classifier, generator, eval_classifier, index, name, *,
                  on_step, worker) -> dict:
+    if directory.is_symlink() or run.inside(directory) is None:  # classes/ or the class's folder linked elsewhere
+        raise RunError(f"{str(directory)!r} leads to {os.path.realpath(directory)!r}, outside the run; a class is "
+                       "(re)written only inside it: remove the link")
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)

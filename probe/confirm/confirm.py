@@ -19,6 +19,7 @@ confirmation.json (and the example thumbnails under confirmation/), never outsid
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from probe.confirm import stats
 from probe.valdata import Unreadable, ValData, read_val_data
 from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
+from probe.files import linked_folder
 from probe.run import CONFIRMATION_DIR, RunDir
 from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice)
 from probe.run.records import PAIR_KINDS
@@ -129,6 +131,12 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
         raise ConfirmError(f"{str(run_dir)!r} has no labels.json; re-run `probe audit` into it")
     analysis = run.read_analysis_summary()
     testable, not_tested = _testable(findings)
+    examples = run.path(CONFIRMATION_DIR)  # the thumbnails' folder: a link there would take them out of the run
+    linked = linked_folder(examples) if os.path.lexists(examples) else None
+    if linked is not None or run.inside(examples) is None:
+        linked = linked or examples
+        raise ConfirmError(f"{str(linked)!r} is a link to {os.path.realpath(linked)!r}; confirmation thumbnails are "
+                           "written only into real folders inside the run: remove the link")
 
     # 2. the data, checked against the run's labels before any model loads
     data = val_data if isinstance(val_data, ValData) else read_val_data(val_data, labels)
@@ -153,7 +161,7 @@ def confirm_run(run_dir: str | Path, val_data: Any, *, classifier=None, source: 
 
     # 6. per finding: the slices, the comparisons, the verdict, a few example images
     run_examples = run.path(CONFIRMATION_DIR)
-    if run.inside(run_examples) is not None and run_examples.is_dir():
+    if run_examples.is_dir():
         shutil.rmtree(run_examples)  # last confirmation's thumbnails: the new record names its own
     results = []
     for k, finding in enumerate(testable):

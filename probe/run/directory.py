@@ -538,7 +538,17 @@ class RunDir:
     def _flock(self, path: Path, *, wait: bool) -> Iterator["Held"]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+", encoding="utf-8")
+        except OSError as e:
+            raise RunError(f"cannot write {str(self.root)!r} ({e.strerror or type(e).__name__}); choose a writable "
+                           "--out or fix its permissions") from e
+        # a lock file (or the claims folder) linked elsewhere would have had the writer's pid written through it
+        if path.parent.is_symlink() or self.inside(path.parent) is None or path.is_symlink():
+            linked = path if path.is_symlink() else path.parent
+            raise RunError(f"{str(linked)!r} is a link to {os.path.realpath(linked)!r}; a run's lock files are written "
+                           "only inside it: remove the link")
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)  # no link made since the check
+            handle = os.fdopen(os.open(path, flags, 0o666), "a+", encoding="utf-8")
         except OSError as e:
             raise RunError(f"cannot write {str(self.root)!r} ({e.strerror or type(e).__name__}); choose a writable "
                            "--out or fix its permissions") from e
