@@ -120,6 +120,21 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_sd_path, tiny_gene
     other = AuditConfig(model="tests:redness", out=str(tmp_path / "run"), generator="elsewhere", token=TOKEN)
     with pytest.raises(RunError, match="different generator"):
         runs.prepare_run_dir(other)
+    # the preprocessing too: a later class learned under other inputs would mix two runs (it was accepted)
+    for change, named in ((dict(mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2)), "different mean"),
+                          (dict(multi_label=True), "different multi_label"), (dict(input_size=64), "different input_size"),
+                          (dict(crop_pct=0.5), "different crop_pct")):
+        with pytest.raises(RunError, match=named):
+            runs.prepare_run_dir(_config(tmp_path, tiny_sd_path, classes="0", **change))
+    # and the classes: labels.json against the classifier's labels now (another --labels file, another model)
+    relabelled = type(redness).__new__(type(redness))
+    relabelled.__dict__.update(redness.__dict__)
+    relabelled.labels = ["other", "circle"]
+    with pytest.raises(RunError, match=r"other classes \(labels.json: 2 classes, now 2; class 1 is 'star <b>', now "
+                                       r"'circle'\)"):
+        audit(_config(tmp_path, tiny_sd_path, classes="1"), classifier=relabelled, generator=tiny_generator,
+              progress=False)
+    assert not (tmp_path / "run" / "classes" / "1-circle").exists()
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not a probe run"):

@@ -34,7 +34,8 @@ from probe.run import ANALYSIS, RunConfig, RunDir, is_internal
 from probe.token_config import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
-_RESUME_KEYS = ("model", "arch", "generator", "token")
+_RESUME_KEYS = ("model", "arch", "generator", "token", "multi_label", "input_size", "mean", "std", "crop_pct",
+                "interpolation")  # the preprocessing too: a later class learned under other inputs mixes two runs
 _SOURCES = ("model", "generator")  # resume keys that name a file, folder or hub id (RunConfig.names_same)
 
 
@@ -382,6 +383,13 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         workdir=os.getcwd())
     # once, atomically; another writer may have started the run meanwhile: checked again
     run.initialise(labels, saved, check=lambda: check_run_dir(config))
+    stored = run.read_labels()
+    if stored is not None and list(stored) != list(labels):  # another --labels file, or a classifier of other classes
+        first = next((i for i, (a, b) in enumerate(zip(stored, labels)) if a != b), min(len(stored), len(labels)))
+        was, now = (repr(x[first]) if first < len(x) else "none" for x in (stored, labels))
+        raise RunError(f"{str(run.root)!r} holds a run of other classes (labels.json: {len(stored)} classes, now "
+                       f"{len(labels)}; class {first} is {was}, now {now}); use another --out, or the same labels to "
+                       "resume")
 
     mine = config.scale.select(targets)  # a shard's slice; every class otherwise
     todo = []
