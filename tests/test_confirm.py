@@ -540,6 +540,25 @@ def test_cli_confirm_and_world_valset(tmp_path, monkeypatch, capsys):
     assert "cues read by world oracles" not in err and out.count("cues read by world oracles") == 1, (out, err)
 
 
+def test_world_valset_reads_a_dotted_classifiers_own_bias_and_bounds_n(tmp_path, monkeypatch, capsys):
+    """`probe world valset --classifier biased.v2.pt2` read biased.bias.json (the wrong file, or none) where
+    save_world_classifier writes biased.v2.bias.json; --n past what memory holds was a traceback (7 TiB)."""
+    import shutil
+
+    from probe.world import bundled_classifier_path
+    from probe.world.valset import classifier_bias
+
+    source = bundled_classifier_path("biased")
+    for suffix in (".pt2", ".labels.txt", ".data.json", ".bias.json"):
+        shutil.copy(f"{source.with_suffix('')}{suffix}", tmp_path / f"biased.v2{suffix}")
+    bias, strength, path = classifier_bias(tmp_path / "biased.v2.pt2")
+    assert (bias, strength) == classifier_bias("biased")[:2] and path == tmp_path / "biased.v2.pt2"
+    code, out, err = run_main(monkeypatch, capsys, "world", "valset", "--out", str(tmp_path / "big"), "--n",
+                              "1000000000000")
+    assert code == 2 and "more than 200,000 scenes" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "big").exists()
+
+
 def test_audit_val_data_with_labels_the_classifier_lacks_fails_before_any_token(tmp_path, monkeypatch, capsys):
     """`probe audit --val-data` checks the folder's labels once the classifier is loaded, before the tokens: a class
     folder the classifier does not have fails in one line and nothing is learned or written (it failed after the

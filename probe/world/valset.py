@@ -27,13 +27,16 @@ __all__ = ["ValidationSet", "ValidationImages", "render_validation_set", "valida
            "validation_truth"]
 
 
+MAX_SCENES = 200_000  # per validation set: rendered in memory before anything is written
+
+
 def classifier_bias(classifier: str | Path) -> tuple[dict, float, Path]:
     """(planted bias, strength, .pt2 path) of a bundled classifier name ("biased", "clean") or a saved .pt2."""
     from probe.world.assets import CLASSIFIER_NAMES, bundled_classifier_path
     from probe.world.classifiers import parse_bias
 
     path = bundled_classifier_path(str(classifier)) if str(classifier) in CLASSIFIER_NAMES else Path(classifier)
-    sidecar = path.with_suffix("").with_suffix(".bias.json")
+    sidecar = Path(f"{path.with_suffix('')}.bias.json")  # as save_world_classifier names it: biased.v2.bias.json
     if not sidecar.is_file():
         raise ProbeError(f"{str(sidecar)!r} not found: a world classifier's training distribution is read from its "
                          "bias.json; pass 'biased', 'clean' or a .pt2 written by `probe world classifier`")
@@ -77,6 +80,9 @@ def _scenes(classifier: str | Path, n: int, seed: int, classes=None):
 
     if n < len(SHAPES):
         raise ProbeError(f"n={n} is too small: render at least {len(SHAPES)} images (one per shape), e.g. --n 3000")
+    if n > MAX_SCENES:  # every scene is rendered in memory first (12 KB each in float32)
+        raise ProbeError(f"n={n} is more than {MAX_SCENES:,} scenes (about {MAX_SCENES * 3 * 32 * 32 * 4 // 10 ** 9:,} GB in memory); "
+                         "render several sets with other --seed values instead")
     unknown = sorted(set(classes or ()) - set(SHAPES))
     if unknown:
         raise ProbeError(f"classes {unknown} are not shapes of the world; pass some of {', '.join(SHAPES)}")
