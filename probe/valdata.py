@@ -108,6 +108,8 @@ class ValData:
 def _decode(path: Path):
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():  # a FIFO or device listed in a CSV would block Image.open for ever
+        raise Unreadable("no such file" if not os.path.lexists(path) else "not a regular file (a folder, FIFO or device)")
     try:
         with Image.open(path) as im:
             im.load()

@@ -64,7 +64,7 @@ def _as_input_size(value: Any, source: str) -> tuple[int, int, int]:
         value = (3, value, value)
     try:
         size = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # the last: an infinite size (1e999 in JSON)
         raise ClassifierError(
             f"{_what('input_size', value, source)} is not a size; give 224, (224, 224) or (3, 224, 224)"
         ) from None
@@ -377,6 +377,18 @@ def from_hf_preprocessor(path: Path) -> dict[str, Any]:
     raw = _read_json(path, str(path), "fix it or pass --input-size/--mean/--std")
     if not isinstance(raw, dict):
         return {}
+    try:
+        out = _hf_fields(raw)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):  # {"height": null}, a zero size, 1e999
+        return {}  # as for fields check_partial refuses below: the folder's other configs or the defaults decide
+    try:
+        return check_partial(out, str(path))
+    except ClassifierError:
+        return {}
+
+
+def _hf_fields(raw: dict) -> dict[str, Any]:
+    """The data config fields a ``preprocessor_config.json`` states (unchecked)."""
     out: dict[str, Any] = {}
     size = _hw(raw.get("size")) if raw.get("do_resize", True) else None
     crop = _hw(raw.get("crop_size")) if raw.get("do_center_crop", False) else None
@@ -405,10 +417,7 @@ def from_hf_preprocessor(path: Path) -> dict[str, Any]:
         out["interpolation"] = raw["resample"]
     if out:
         out["crop_offset"] = "floor"  # transformers' center_crop floors an odd margin's half
-    try:
-        return check_partial(out, str(path))
-    except ClassifierError:
-        return {}
+    return out
 
 
 def resolve(*layers: Mapping[str, Any]) -> DataConfig:

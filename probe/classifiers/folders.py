@@ -88,7 +88,7 @@ def load_huggingface(path: Path) -> Loaded:
     if isinstance(declared, dict) and declared.get("auto_map"):
         # transformers would offer to run the folder's Python files ("Do you wish to run the custom code? [y/N]")
         raise ClassifierError(
-            f"model {path}: its config.json maps to the folder's own Python code (auto_map {sorted(declared['auto_map'])}), "
+            f"model {path}: its config.json maps to the folder's own Python code (auto_map {_names(declared['auto_map'])}), "
             "which probe never runs; save the model as a torch.export program (.pt2), or pass a factory "
             "(package.module:function) that you trust to build it")
     try:
@@ -127,3 +127,8 @@ def load_huggingface(path: Path) -> Loaded:
         data_source=data_source,
         multi_label=getattr(config, "problem_type", None) == "multi_label_classification",
     )
+
+
+def _names(auto_map) -> str:
+    """What an ``auto_map`` maps, for a message: its keys, or (a value of another shape) its text, cut."""
+    return str(sorted(str(k) for k in auto_map)) if isinstance(auto_map, dict) else repr(auto_map)[:80]

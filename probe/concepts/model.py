@@ -89,7 +89,7 @@ class ConceptModel:
 
         model_type = getattr(model.config, "model_type", None)
         kinds = _supported_kinds()
-        if model_type not in kinds:
+        if not isinstance(model_type, str) or model_type not in kinds:
             raise ConceptError(f"concept model {name!r} is a {model_type!r} model; concept scoring needs one of "
                                f"{', '.join(kinds.values())} (model_type {', '.join(kinds)})")
         if batch_size < 1:
@@ -278,7 +278,7 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
             raise ConceptError(f"concept model folder {text!r} has an unreadable config.json: {_first_line(e)}") from e
         raise _hub_error(text, e, unavailable) from e
     kinds = _supported_kinds()
-    if model_type not in kinds:
+    if not isinstance(model_type, str) or model_type not in kinds:
         raise ConceptError(f"concept model {text!r} is a {model_type!r} model; concept scoring works with "
                            f"{', '.join(kinds.values())} models (model_type {', '.join(kinds)}), e.g. "
                            f"{', '.join(KNOWN_CONCEPT_MODELS)}")

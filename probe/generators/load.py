@@ -6,6 +6,7 @@ adapter) and wraps it in the family's Generator class with its sampling defaults
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -55,9 +56,22 @@ def _folder_settings(source: str, folder: Path | None) -> dict:
     settings = dict(_FAMILY_DEFAULTS[family])
     if folder is not None and (folder / SETTINGS_FILE).is_file():
         try:
-            settings.update(json.loads((folder / SETTINGS_FILE).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise GeneratorError(f"{folder / SETTINGS_FILE} is not valid JSON ({e}); fix or delete it") from e
+            given = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+            raise GeneratorError(f"{folder / SETTINGS_FILE} is not valid JSON ({type(e).__name__}: {str(e)[:120]}); "
+                                 "fix or delete it") from e
+        if not isinstance(given, dict):
+            raise GeneratorError(f"{folder / SETTINGS_FILE} holds {type(given).__name__}, not a JSON object of settings; "
+                                 "fix or delete it")
+        settings.update(given)
+    # checked here, before the pipeline loads: they were read only after it, where a bad value was a traceback
+    for key, low, kind in (("default_steps", 1, int), ("guidance_scale", 0, float)):
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low \
+                or (kind is int and value != int(value)):
+            raise GeneratorError(f"{folder / SETTINGS_FILE if folder is not None else source}: {key} is {value!r}, not "
+                                 f"{'a whole number of at least 1' if kind is int else 'a finite number of at least 0'}; "
+                                 "fix or delete it")
     return settings
 
 
@@ -162,7 +176,7 @@ def _pipeline_class(spec: str, folder: Path | None, alias: GeneratorSpec | None,
     except Exception:  # unreachable hub or unreadable file: from_pretrained reports it with the fix
         name = None
     name = name or (alias.pipeline if alias is not None else "StableDiffusionPipeline")
-    if name not in PIPELINE_FAMILIES:
+    if not isinstance(name, str) or name not in PIPELINE_FAMILIES:  # a list names a custom pipeline's own code
         raise GeneratorError(f"generator {spec!r} is a {name}; probe loads {' and '.join(PIPELINE_FAMILIES)} "
                              "layouts (SD 1.x/2.x, SD-Turbo, SDXL, SDXL-Turbo); see docs/generators.md for others")
     return name
