@@ -58,6 +58,7 @@ __all__ = ["BalanceConfig", "BalanceError", "BalanceTarget", "BalanceResult", "p
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
+PARTIAL = ".probe-balance-partial.json"  # the rows so far, rewritten after every batch: an interrupted run resumes
 ATTEMPTS_FACTOR = 4  # images tried per (class, role) at most, as a multiple of per_class
 MAX_PER_CLASS = 100_000
 MAX_CONFUSERS = 20
@@ -353,9 +354,10 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
     out_dir = Path(os.path.abspath(Path(out).expanduser()))
     _check_out_outside_runs(out_dir, run.root)
     check_writable(out_dir, "--out")
-    if out_dir.exists() and (not out_dir.is_dir() or any(p.name != ".probe.lock" for p in out_dir.iterdir())):
-        raise BalanceError(f"--out {str(out_dir)!r} exists and is not an empty folder; choose a new or empty folder for "
-                           "the balance dataset")
+    identity = {"run_started": saved.started, "specs": list(config.specs), "per_class": config.per_class,
+                "confusers": config.confusers, "batch_size": config.batch_size, "concepts": config.concepts,
+                "seed_base": GENERATE_SEED}
+    done = _resumable(out_dir, identity)  # {seed: row} of an interrupted run of this very command, else {}
     # 4. the check: the world's oracles for a run they checked, else the concept model --concepts names
     analysis = run.read_analysis_summary()
     if check is None:
@@ -390,6 +392,13 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                 seeds = list(range(seed, seed + n))
                 seed += n
                 prompts = [group.prompts[p] for p in picks]
+                before = [done.get(s) for s in seeds]  # this batch, as an interrupted run of the command left it
+                if all(r is not None and r["prompt"] == group.prompts[p]
+                       and (not r["kept"] or (out_dir / r["path"]).is_file()) for r, p in zip(before, picks)):
+                    rows += before
+                    kept += sum(bool(r["kept"]) for r in before)
+                    attempted += n
+                    continue
                 with torch.no_grad():
                     images = generator.generate(prompts, seeds, steps=sampling["steps"],
                                                 guidance_scale=sampling["guidance_scale"],
@@ -415,6 +424,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                                  "kept": keep, "path": path})
                     kept += keep
                 attempted += n
+                write_json(out_dir / PARTIAL, {**identity, "rows": rows})  # what a resume may take without redrawing
             outcomes.append(Outcome(group.spec, group.class_index, group.class_name, group.role, group.folder, kept,
                                     attempted, config.per_class))
         # 7. the manifest (CSV and JSON), and the result
@@ -427,7 +437,38 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                                         "targets": [_target_dict(t, labels) for t in targets],
                                         "outcomes": [o.__dict__ | {"dropped": o.dropped} for o in outcomes],
                                         "notes": notes})
+        (out_dir / PARTIAL).unlink(missing_ok=True)  # the manifest now holds every row
     return BalanceResult(out_dir, checked_by, targets, outcomes, notes)
+
+
+def _resumable(out_dir: Path, identity: dict) -> dict[int, dict]:
+    """{seed: row} that an interrupted run of the same command left in ``out_dir`` (its PARTIAL record, written after
+    every batch); {} for a new or empty folder. Another command's folder, a finished dataset or a foreign folder is
+    refused in one line, before any model loads."""
+    from probe.generate import _inside
+    from probe.run import LOCK, load_json
+
+    if not out_dir.exists():
+        return {}
+    if not out_dir.is_dir():
+        raise BalanceError(f"--out {str(out_dir)!r} is a file; choose a new or empty folder for the balance dataset")
+    if not any(p.name != LOCK for p in out_dir.iterdir()):
+        return {}
+    try:
+        partial = load_json(out_dir / PARTIAL)
+    except ProbeError:
+        partial = None
+    if isinstance(partial, dict) and isinstance(partial.get("rows"), list):
+        changed = [k for k in identity if partial.get(k) != identity[k]]
+        if changed:
+            raise BalanceError(f"--out {str(out_dir)!r} holds an interrupted balance dataset made with other settings "
+                               f"({', '.join(changed)}); use another --out, or the same command to resume it")
+        rows = [r for r in partial["rows"] if isinstance(r, dict) and isinstance(r.get("seed"), int)
+                and isinstance(r.get("prompt"), str) and isinstance(r.get("kept"), bool) and isinstance(r.get("path"), str)
+                and (not r["kept"] or _inside(out_dir, r["path"], strict=False) is not None)]
+        return {r["seed"]: r for r in rows}
+    finished = "holds a finished balance dataset" if (out_dir / MANIFEST_JSON).is_file() else "is not an empty folder"
+    raise BalanceError(f"--out {str(out_dir)!r} {finished}; choose a new or empty folder for the balance dataset")
 
 
 # ------------------------------------------------------------------------------------------ steps

@@ -65,6 +65,42 @@ def test_star_grass_balance_shows_star_without_grass_and_confusers_with_it(readm
     assert len(manifest["rows"]) == len(rows) and {"prompt", "seed", "reading", "kept"} <= set(manifest["rows"][0])
     assert not any(p.name.startswith("bal") for p in run.iterdir())  # nothing written into the run
 
+    # interrupted after two batches, the same command resumes: the finished batches are not drawn again, and the
+    # dataset is the uninterrupted one (it was refused: "--out exists and is not an empty folder", all work lost)
+    import probe
+    from probe.balance import PARTIAL
+    from probe.world import bundled_generator_path
+
+    class Counting:
+        def __init__(self, inner, stop_at=None):
+            self.inner, self.stop_at, self.calls = inner, stop_at, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def generate(self, *a, **k):
+            self.calls += 1
+            if self.stop_at is not None and self.calls == self.stop_at:
+                raise KeyboardInterrupt
+            return self.inner.generate(*a, **k)
+
+    world = probe.load_generator(bundled_generator_path(), device="cpu")
+    again = tmp_path / "again"
+    first = Counting(world, stop_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        generate_balance(run, again, specs=["star:grass"], per_class=4, device="cpu", generator=first)
+    assert (again / PARTIAL).is_file() and not (again / MANIFEST_CSV).exists()
+    resumed = Counting(world)
+    generate_balance(run, again, specs=["star:grass"], per_class=4, device="cpu", generator=resumed)
+    assert not (again / PARTIAL).exists()
+    whole = [(r["seed"], r["prompt"], r["kept"], r["path"]) for r in rows]
+    assert [(r["seed"], r["prompt"], r["kept"], r["path"]) for r in csv.DictReader(open(again / MANIFEST_CSV))] == whole
+    full = Counting(world)  # the same command uninterrupted, batch by batch
+    generate_balance(run, tmp_path / "full", specs=["star:grass"], per_class=4, device="cpu", generator=full)
+    assert resumed.calls == full.calls - 2  # the two finished batches were not drawn again, the interrupted one was
+    with pytest.raises(Exception, match="finished balance dataset"):  # a finished one is not drawn into again
+        generate_balance(run, again, specs=["star:grass"], per_class=4, device="cpu", generator=resumed)
+
 
 def test_a_cue_the_class_avoids_is_balanced_the_other_way_round(readme_demo, tmp_path):
     """The demo's heart token draws fewer bars than the plain prompt (a token-shift finding of -0.17): the classifier
