@@ -211,3 +211,17 @@ def test_probe_confirm_refuses_a_linked_thumbnail_folder_before_reading_anything
                               "--no-report")
     assert code == 2 and "confirmation" in err and "remove the link" in err and len(err.strip().splitlines()) == 1, err
     assert list(outside.iterdir()) == []
+
+
+def test_a_class_named_by_its_token_only_shows_its_label_not_none(run, capsys, monkeypatch):
+    """metrics.json's class_name is null for a class the audit prompted by its token alone: the report named it
+    "None"; it takes the run's label."""
+    metrics = next(run.glob("classes/*/metrics.json"))
+    data = json.loads(metrics.read_text())
+    label = json.loads((run / "labels.json").read_text())[data["class_index"]]
+    data["class_name"] = None
+    metrics.write_text(json.dumps(data))
+    code, out, err = run_main(monkeypatch, capsys, "report", str(run))
+    assert code == 0, err
+    index = (run / "report" / "index.html").read_text()
+    assert label in index and ">None<" not in index and " None " not in index

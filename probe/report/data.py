@@ -192,7 +192,7 @@ def load_run(run_dir: str | Path) -> RunData:
             if not isinstance(metrics, dict):
                 cd = ClassData(idx, name, cdir, "unreadable", error="metrics.json is unreadable")
             else:
-                name = str(metrics.get("class_name", name))
+                name = str(metrics.get("class_name") or name)  # null: a class the audit named by token only
                 status = str(metrics.get("status") or "incomplete")
                 err = metrics.get("error")
                 cd = ClassData(idx, name, cdir, status, error=None if err is None else str(err), metrics=metrics)
