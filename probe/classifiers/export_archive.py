@@ -89,16 +89,20 @@ def _config_entries(path: Path, member: str, data: bytes) -> list[tuple[str, dic
 _IO_OPS = re.compile(rb"\bfrom_file\b|\baten(?:::|\.)save\b|\btorch\.save\b|\bload_tensor\b|\bsymm_mem\b")
 
 
-def io_operators(path: Path) -> list[str]:
-    """Entries of a TorchScript or ``.pt2`` archive whose code or graph names a file-system operator (:data:`_IO_OPS`),
-    with the operator: loading or running such a model could read or write files. Tensor storages (``data/``,
-    ``*/data/``, weights only) are not code and are not read."""
+def _open_zip(path: Path) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ClassifierError(
             f"model {path}: the zip archive is truncated or corrupt ({e}); copy or save the file again"
         ) from e
+
+
+def io_operators(path: Path) -> list[str]:
+    """Entries of a TorchScript or ``.pt2`` archive whose code or graph names a file-system operator (:data:`_IO_OPS`),
+    with the operator: loading or running such a model could read or write files. Tensor storages (``data/``,
+    ``*/data/``, weights only) are not code and are not read."""
+    zf = _open_zip(path)
     found: list[str] = []
     with zf:
         for info in zf.infolist():
@@ -113,12 +117,7 @@ def io_operators(path: Path) -> list[str]:
 
 def unsafe_entries(path: Path) -> list[str]:
     """Entries (with the reason) that ``torch.export.load`` would unpickle with code execution."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ClassifierError(
-            f"model {path}: the zip archive is truncated or corrupt ({e}); copy or save the file again"
-        ) from e
+    zf = _open_zip(path)
     found: list[str] = []
     with zf:
         infos = zf.infolist()
