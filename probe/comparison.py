@@ -103,13 +103,16 @@ class Comparison:
                 f"confirmation pairs: {counts or 'nothing to compare'}")
 
     def __repr__(self) -> str:
+        from probe.display import terminal_safe  # names and skip reasons are untrusted: no escape codes in a REPL
+
         lines = [f"Comparison(A={self.run_a.name!r}, B={self.run_b.name!r}): {self.summary()}"]
         for _, r in self.changed.head(20).iterrows():
-            lines.append(f"  {r['verdict']}: {r['class_name']} · {r['cue']} · {r['kind']}: A {fmt.effect(r['effect_a'])} "
+            lines.append(f"  {r['verdict']}: {terminal_safe(r['class_name'])} · {terminal_safe(r['cue'])} · {r['kind']}: "
+                         f"A {fmt.effect(r['effect_a'])} "
                          f"({r['status_a']}) -> B {fmt.effect(r['effect_b'])} ({r['status_b']}), change "
                          f"{fmt.effect(r['change'])} [{fmt.effect(r['ci_low'])}, {fmt.effect(r['ci_high'])}] on {r['n_shared']} pairs, "
                          f"q {fmt.pq(r['q'])}")
-        lines += [f"  skipped: {s}" for s in self.skipped]
+        lines += [f"  skipped: {terminal_safe(s)}" for s in self.skipped]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from probe.display import terminal_safe
+
 
 def quiet_hf_libraries() -> None:
     """probe draws its own progress; transformers' and diffusers' loading bars and notices would drown it (and
@@ -24,8 +26,6 @@ def quiet_hf_libraries() -> None:
 
 def warn(console: Console | None, message: str) -> None:
     """One warning line; the message may carry run paths and labels, so control characters are made visible."""
-    from probe.display import terminal_safe
-
     (console or Console(stderr=True)).print("[yellow]warning:[/yellow] " + escape(terminal_safe(message)), highlight=False,
                                            markup=True, soft_wrap=True)
 
@@ -56,18 +56,19 @@ class AuditProgress:
         return self.progress.__exit__(*exc)
 
     def start_class(self, index: int, name: str) -> None:
-        self._label = escape(f"class {index} {name[:30]}")  # labels are untrusted: no rich markup
+        self._label = escape(terminal_safe(f"class {index} {name[:30]}"))  # untrusted: no markup, no escape codes
         self.progress.reset(self.steps, total=self.max_steps, visible=True, description=self._label)
 
     def in_flight(self, running: list[tuple[int, str]]) -> None:
         """Several workers at once (Ray): the second bar names the classes in flight instead of one class's steps."""
-        names = ", ".join(escape(f"{i} {n[:20]}") for i, n in running[:6]) + (" ..." if len(running) > 6 else "")
+        names = ", ".join(escape(terminal_safe(f"{i} {n[:20]}")) for i, n in running[:6]) + (" ..." if len(running) > 6 else "")
         self.progress.update(self.steps, total=None, completed=0, visible=bool(running), description=f"running: {names}")
 
     def note(self, message: str) -> None:
         """One line above the bars (a lost worker, a retry)."""
         if self.enabled:
-            self.progress.console.print("[yellow]" + escape(message) + "[/yellow]", markup=True, highlight=False)
+            self.progress.console.print("[yellow]" + escape(terminal_safe(message)) + "[/yellow]", markup=True,
+                                        highlight=False)
 
     def step(self, record: dict) -> None:
         self.progress.update(self.steps, advance=1, description=(
@@ -94,4 +95,5 @@ class AuditProgress:
         self.progress.update(self.classes, advance=1, description=self._classes_label())
         if self.enabled:
             mark = "[green]done[/green]" if ok else "[red]failed[/red]"
-            self.progress.console.print(f"{mark} " + escape(f"class {index} {name!r}: {detail}"), markup=True, highlight=False)
+            self.progress.console.print(f"{mark} " + escape(terminal_safe(f"class {index} {name!r}: {detail}")), markup=True,
+                                        highlight=False)

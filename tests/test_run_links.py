@@ -225,3 +225,59 @@ def test_a_class_named_by_its_token_only_shows_its_label_not_none(run, capsys, m
     assert code == 0, err
     index = (run / "report" / "index.html").read_text()
     assert label in index and ">None<" not in index and " None " not in index
+
+
+def test_labels_reach_the_terminal_without_escape_codes_in_the_progress_lines():
+    """The progress bar's class line, the Ray line and a failed class's line printed labels (and error text) with
+    rich markup escaped but terminal escape codes live: an OSC title change or a screen clear from a label."""
+    import io
+
+    from rich.console import Console
+
+    from probe.progress import AuditProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200)
+    hostile = "\x1b]0;pwned\x1b\\dog\x1b[2J"
+    with AuditProgress(1, 0, 3, console=console) as bar:
+        bar.start_class(0, hostile)
+        bar.in_flight([(0, hostile)])
+        bar.finish_class(0, hostile, ok=False, detail=hostile)
+        bar.note(hostile)
+    shown = buffer.getvalue()
+    assert "\x1b]0;pwned" not in shown and "\x1b[2J" not in shown and "dog" in shown
+
+
+def test_the_notebook_view_shows_no_evidence_from_outside_the_run(run, tmp_path):
+    """Run._repr_html_ embedded a finding's evidence images as data: URIs from wherever findings.json pointed (an
+    absolute path, ../): a shared run could pull any image on the reader's disk into a notebook they publish."""
+    import numpy as np
+    from PIL import Image
+
+    import probe
+
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(secret)
+    inside = next(run.glob("classes/*/images/*.png")).relative_to(run).as_posix()
+    findings = json.loads((run / "findings.json").read_text())
+    for f in findings:
+        f["evidence"] = [str(secret), "../secret.png"]
+    next(f for f in findings if f["passes"])["evidence"].append(inside)  # the run's own image is still shown
+    (run / "findings.json").write_text(json.dumps(findings))
+    (run / "findings.parquet").unlink(missing_ok=True)
+    assert probe.open_run(run)._repr_html_().count("data:image/png") == 1
+
+
+def test_a_comparisons_text_form_carries_no_escape_codes_and_its_links_no_scheme(run, tmp_path):
+    from probe.comparison import compare
+    from probe.report.compare_page import relative_link
+
+    labels = json.loads((run / "labels.json").read_text())
+    labels[0] = "\x1b]0;pwned\x1b\\x"
+    (run / "labels.json").write_text(json.dumps(labels))
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    assert "\x1b" not in repr(compare(run, other))
+    page = tmp_path / "cmp"
+    page.mkdir()
+    assert relative_link(page / "javascript:alert(1)" / "report" / "index.html", page).startswith("./javascript:")
+    assert relative_link(tmp_path / "run" / "report" / "index.html", page).startswith("../")

@@ -196,9 +196,13 @@ def _with_confirmation(frame, confirmation):
 
 
 def _finding_item(root: Path, f: dict) -> str:
+    from probe.run import RunDir
+
+    run = RunDir(root)  # evidence paths are run data: only those that resolve inside the run are shown
+    shown = [p for p in (run.resolve(e) for e in (f.get("evidence") or [])[:3]) if p is not None]
     return (f"<li><b>{escape(f.get('class_name'))}</b> · {escape(f.get('kind'))} · {escape(f.get('sentence'))} "
             f"<span style='color:#666'>(q={fmt.pq(f.get('q'))})</span>"
-            f"{thumbnails([root / e for e in (f.get('evidence') or [])[:3]], size=64)}</li>")
+            f"{thumbnails(shown, size=64)}</li>")
 
 
 

@@ -24,8 +24,10 @@ THUMBS = 3  # evidence images per run and row
 
 
 def relative_link(target: str | Path, page_dir: Path) -> str:
-    """``target`` as a link from a page in ``page_dir`` ('/'-separated, relative)."""
-    return Path(os.path.relpath(target, page_dir)).as_posix()
+    """``target`` as a link from a page in ``page_dir`` ('/'-separated, relative), starting with "./" or "../" so
+    that a folder named like a scheme ("javascript:x") is never read as one."""
+    link = Path(os.path.relpath(target, page_dir)).as_posix()
+    return link if link.startswith("../") else f"./{link}"
 
 
 def generated_at() -> str:
