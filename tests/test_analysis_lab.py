@@ -122,6 +122,10 @@ def test_evidence_is_saved_on_request_with_paths_relative_to_the_run_root(tmp_pa
         assert ".." not in o.evidence and "<" not in o.evidence
         assert (tmp_path / o.evidence).is_file()
     assert obs[0].evidence != obs[2].evidence
+    # prompts alike for their first 60 characters get files of their own (they shared one, the later image winning)
+    long = "a photo of a <probe-25> European fire salamander swimming in the "
+    twins = lab.observe([Arm.of(long + "sea", 7000), Arm.of(long + "water", 7000)], evidence_dir=folder, save={0, 1})
+    assert twins[0].evidence != twins[1].evidence and all((tmp_path / o.evidence).is_file() for o in twins)
     # asking for evidence of an image seen without it regenerates it once; later asks reuse the file
     made = gen.images_made
     again = lab.observe(arms, evidence_dir=folder, save={1})

@@ -41,3 +41,7 @@ def test_pooling_rounds_adds_everything():
     pooled = t1 + t2
     assert pooled.before.tolist() == [False, True, False] and pooled.after.tolist() == [True, True, False]
     assert pooled.n == 3 and pooled.attempted == 4 and pooled.excluded == 1
+    # a count in extra adds up too (images_failed_check kept only the last round's, while attempted was summed)
+    n1 = Sample("necessity", 2, "grass", diffs=np.array([0.2]), attempted=4, excluded=1, extra={"images_failed_check": 1})
+    n2 = Sample("necessity", 2, "grass", diffs=np.array([0.3]), attempted=4, excluded=2, extra={"images_failed_check": 5})
+    assert (n1 + n2).extra["images_failed_check"] == 6 and (n1 + n2).excluded == 3

@@ -28,6 +28,15 @@ from probe.analysis.checks import ConceptModelCheck, OracleCheck
 from probe.files import save_png, slugify
 
 
+def evidence_name(prompt: str, seed: int) -> str:
+    """The evidence file of (prompt, seed): the prompt's slug, cut, and a hash of the whole prompt, since prompts that
+    differ only after the cut ("... swimming in the sea" / "... in the water") shared one file, the later image
+    replacing the earlier one's evidence."""
+    import hashlib
+
+    return f"{slugify(prompt, 48)}-{hashlib.sha1(prompt.encode('utf-8')).hexdigest()[:8]}_s{int(seed)}.png"
+
+
 @dataclass(frozen=True)
 class Arm:
     """One image to observe: ``expect`` maps attributes to the value the image must show; ``against`` maps an
@@ -179,7 +188,7 @@ class Lab:
             for i, key in enumerate(chunk):
                 path = None
                 if key in wanted:
-                    file = Path(wanted[key]) / f"{slugify(key[0], 60)}_s{key[1]}.png"
+                    file = Path(wanted[key]) / evidence_name(key[0], key[1])
                     save_png(file, images[i])
                     path = file.relative_to(self.run_root).as_posix() if self.run_root else file.as_posix()
                 old = self._seen.get(key)

@@ -76,5 +76,20 @@ class Sample:
                       before=np.concatenate([self.before, other.before]) if both else None,
                       after=np.concatenate([self.after, other.after]) if both else None,
                       attempted=self.attempted + other.attempted, excluded=self.excluded + other.excluded,
-                      evidence=(self.evidence + other.evidence), extra={**self.extra, **other.extra},
+                      evidence=(self.evidence + other.evidence), extra=_pooled(self.extra, other.extra),
                       keys=list(self.keys) + list(other.keys))
+
+
+# extra fields that count images or pairs: pooled samples add them up (the rest: the later sample's value)
+_COUNTS = ("images_failed_check",)
+
+
+def _pooled(a: dict, b: dict) -> dict:
+    """Two samples' ``extra``, the later one's values winning, except counts (``_COUNTS``), which add up: after
+    top-ups and confirmation rounds ``images_failed_check`` kept only the last round's count while ``attempted``
+    and ``excluded`` were summed."""
+    out = {**a, **b}
+    for key in _COUNTS:
+        if isinstance(a.get(key), int) and isinstance(b.get(key), int):
+            out[key] = a[key] + b[key]
+    return out
