@@ -63,3 +63,29 @@ def test_the_simulation_s_truth_follows_the_counters_the_engine_kept():
     assert engine_null.true_effect(world, T("sufficiency", 2, cues[0])) == 0.0
     rival = next(c for c in cues if cues[0].template in c.counters)
     assert engine_null.true_effect(world, T("necessity", 1, rival)) < 0
+
+
+def test_a_later_pass_keeps_the_counters_an_earlier_pass_found_to_be_cues_out_of_its_necessity_tests():
+    """Discovered cues are tested in a second pass (probe.analysis.engine.analyze_run): the counters the listed cues'
+    counter rule found to be cues for the class are kept out of that pass's necessity tests too (its counter rule
+    started from nothing, so a discovered 'water' was measured against 'on grass', a cue of the class)."""
+    from probe.analysis.cues import template_phrase
+    from probe.analysis.engine import run_cue_tests
+    from probe.analysis.plan import class_carriers
+
+    cues = [c for c in default_cues() if any(template_phrase(t) == "on grass" for t in c.counters)][:2]
+    assert cues, "a curated cue whose counters include 'on grass'"
+    grass = next(t for t in cues[0].counters if template_phrase(t) == "on grass")  # suspects are templates
+    cfg = engine_null.analysis_config(confirm=False)
+    world = engine_null.World(2, cues, {}, noise=0.05, seed=3)
+    classes = engine_null.make_classes(2)
+    labels = [engine_null.label(c) for c in range(2)]
+    lab = engine_null.SyntheticLab(generator=None, classifiers=[engine_null._Classifier(2)], batch_size=cfg.batch_size,
+                                   world=world)
+    carriers = class_carriers(cfg, labels, set(), classes)
+    run = run_cue_tests(cfg, lab, classes, cues, labels, carriers, generator=None, object_attribute=None,
+                        object_of=lambda _cls: None, evidence_root=engine_null._NOWHERE,
+                        known_suspects={0: {grass}})
+    necessity = [t for t in run.tests if t.kind == "necessity"]
+    kept = {t.cls.index: {template_phrase(c) for c in t.cue.counters} for t in necessity}
+    assert necessity and "on grass" not in kept[0] and "on grass" in kept[1], kept

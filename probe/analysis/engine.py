@@ -175,7 +175,8 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
         more = run_cue_tests(cfg, lab, [cls], [p.cue for p in discovered[cls.index]], labels,
                              {cls.index: carriers[cls.index]}, generator=generator, object_attribute=object_attribute,
                              object_of=object_of, evidence_root=run.root / "analysis" / "discovered" / str(cls.index),
-                             scorer=scorer, say=say, notes=notes, timings=timings)
+                             scorer=scorer, say=say, notes=notes, timings=timings,
+                             known_suspects={cls.index: set(suspects.get(cls.index, ()))})
         tests, candidates, added = tests + more.tests, candidates + more.candidates, added + more.added
         for index, dropped in more.suspects.items():
             suspects.setdefault(index, set()).update(dropped)
@@ -295,7 +296,8 @@ def _add_time(timings: dict, key: str, since: float) -> None:
 
 def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: list[Cue], labels: list[str],
                   carriers: dict[int, list[Carrier]], *, generator, object_attribute, object_of, evidence_root: Path,
-                  scorer=None, say=None, notes: list[str] | None = None, timings: dict | None = None) -> CueTests:
+                  scorer=None, say=None, notes: list[str] | None = None, timings: dict | None = None,
+                  known_suspects: dict[int, set[str]] | None = None) -> CueTests:
     """Steps 4 and 5 for the cue tests: screen every (class, cue), then confirm the candidates on fresh pairs.
 
     Every image it needs comes from ``lab.observe``: the seam the whole-engine simulation
@@ -309,6 +311,9 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
         and necessity screens;
     4c. token shift on the run's own evaluation images (needs ``scorer``);
     5.  the candidates, confirmed round by round on fresh seeds.
+
+    ``known_suspects``: counters an earlier pass found to be cues for a class (the listed cues' counter rule, when
+    this pass tests the cues discovery proposed), kept out of this pass's necessity tests too.
     """
     say = say if callable(say) else (lambda _line: None)
     notes = [] if notes is None else notes
@@ -348,6 +353,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
             tests += [Test("sufficiency", cls, cue, samples[(cue.name, cls.index)]) for cue in cues]
             confusers = [k.class_index for k in carriers[cls.index] if k.class_index is not None]
             suspects.update(_suspect_counters(cfg, cues, samples, [cls], [cls.index] + confusers))
+    for index, phrases in (known_suspects or {}).items():  # the listed pass's counter rule holds here as well
+        suspects.setdefault(index, set()).update(phrases)
     _add_time(timings, "screen_sufficiency", t0)
     # 4b. necessity
     t0 = time.perf_counter()
