@@ -91,6 +91,10 @@ def test_a_phrase_that_rises_is_proposed_with_counters_from_its_own_group_and_a_
     # a cue already tested is never proposed again
     listed = [Cue("grass", "{} on grass")]
     assert Discovery(_Scores(None), vocab, listed=listed).propose_from(before, after) == []
+    # a listed cue of the same name and another template ("grass" as "{} in tall grass"): the proposal takes its
+    # group in its name, since tests are matched by (class, cue name) and the two overwrote each other's
+    (other,) = Discovery(_Scores(None), vocab, listed=[Cue("grass", "{} in tall grass")]).propose_from(before, after)
+    assert other.cue.name == "grass (backgrounds)" and other.cue.template == "{} on grass"
 
 
 def test_one_per_group_at_most_k_and_a_nearest_word_adds_its_phrase(tmp_path):

@@ -173,6 +173,7 @@ class Discovery:
                  subject_template: str = "a photo of a {}"):
         self.check, self.vocabulary = check, vocabulary
         self.listed = {c.template for c in listed}
+        self.listed_names = {c.name for c in listed}  # tests are matched by (class, cue name): a proposal never reuses one
         self.known = {c.template: c for c in known}
         self.k, self.per_group, self.min_z, self.min_t = int(k), int(per_group), float(min_z), float(min_t)
         self.subject_template = subject_template
@@ -250,7 +251,8 @@ class Discovery:
         phrase = self.vocabulary.phrases[j]
         known = self.known.get(phrase.template)
         if known is not None:  # 5. a domain's cue keeps its attribute and counters
-            cue = replace(known, category=f"{DISCOVERED}: {phrase.group}")
+            name = known.name if known.name not in self.listed_names else f"{known.name} ({phrase.group})"
+            cue = replace(known, name=name, category=f"{DISCOVERED}: {phrase.group}")
         else:
             same = [i for i in self.vocabulary.groups[phrase.group] if i != j and np.isfinite(mean[i])]
             counters = sorted(same, key=lambda i: (mean[i], i))[:2]
@@ -264,7 +266,9 @@ class Discovery:
                         float(t[j]))
 
     def _clashes(self, phrase) -> bool:
-        return sum(p.phrase == phrase.phrase for p in self.vocabulary.phrases) > 1
+        """Whether the phrase alone would not name one test: another group has it, or a listed cue has that name (the
+        vocabulary's "water", "{} on water", beside the curated "water", "{} in the water", overwrote its tests)."""
+        return sum(p.phrase == phrase.phrase for p in self.vocabulary.phrases) > 1 or phrase.phrase in self.listed_names
 
     def can_propose(self) -> bool:
         """Whether any phrase the check can read is not listed yet (the world's oracles with the world's whole cue
