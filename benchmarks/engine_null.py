@@ -153,7 +153,7 @@ class _Images(dict):
     def __getitem__(self, key):
         if key not in self.made:
             raise KeyError(key)
-        return Observation([self.world.observe(*key)], None)
+        return Observation([self.world.observe(key[0], key[1])], None)  # (prompt, seed, steps): the world has no steps
 
     def __setitem__(self, key, value) -> None:
         self.made.add(key)

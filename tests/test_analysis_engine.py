@@ -667,5 +667,7 @@ def test_a_journalled_evidence_path_is_taken_only_inside_the_run(tmp_path):
     journal.append([("p", 1, None, Journalled(probs, None, None, "evidence/in.png")),
                     ("p", 2, None, Journalled(probs, None, None, "../out.png"))])
     lab = Lab(None, [SimpleNamespace(labels=["a", "b"])], run_root=run, journal=Journal(run / ".probe-journal" / "k", (2,)))
-    left = lab._restore([("p", 1), ("p", 2)], {("p", 1): run / "evidence", ("p", 2): run / "evidence"}, None)
-    assert left == [("p", 2)] and lab.observed()[("p", 1)].evidence == "evidence/in.png" and lab.images_restored == 1
+    left = lab._restore([("p", 1, None), ("p", 2, None)], {("p", 1, None): run / "evidence", ("p", 2, None): run / "evidence"},
+                        None)
+    assert left == [("p", 2, None)] and lab.observed()[("p", 1, None)].evidence == "evidence/in.png"
+    assert lab.images_restored == 1

@@ -41,9 +41,9 @@ def test_an_arm_is_generated_once_however_often_it_is_asked_for():
     assert [p for p, _ in gen.prompts].count(a.prompt) == 5  # seeds 0..4, seed 0 drawn once
     # what was observed, by (prompt, seed), read-only
     seen = lab.observed()
-    assert len(seen) == 6 and seen[(a.prompt, 0)] is first[0] and seen[(b.prompt, 1)] is first[1]
+    assert len(seen) == 6 and seen[(a.prompt, 0, None)] is first[0] and seen[(b.prompt, 1, None)] is first[1]
     with pytest.raises(TypeError):
-        seen[("x", 9)] = first[0]
+        seen[("x", 9, None)] = first[0]
 
 
 def test_observations_hold_one_probability_vector_per_classifier():
@@ -184,7 +184,7 @@ def test_an_image_drawn_at_twice_the_steps_costs_the_budget_two():
     lab = _lab(gen_kwargs={"steps": 4}, more_steps={"<probe-0>": 8})
     token = [Arm.of("a photo of a <probe-0> star", s) for s in range(3)]
     plain = [Arm.of("a photo of a star", s) for s in range(3)]
-    assert lab.cost([(a.prompt, a.seed) for a in token + plain]) == 3 * 2 + 3
+    assert lab.cost([lab.key(a) for a in token + plain]) == 3 * 2 + 3
     lab.observe(token + plain)
     assert lab.images_generated == 6 and lab.budget_spent == 9.0
     # the budget has room for 3 more images at the run's steps: 3 plain ones fit, 3 at twice the steps do not
@@ -198,3 +198,30 @@ def test_an_image_drawn_at_twice_the_steps_costs_the_budget_two():
     # without a steps setting nothing is weighed
     bare = _lab()
     assert bare.weight("a photo of a <probe-0> star") == 1.0
+
+
+def test_an_image_is_the_prompt_the_seed_and_the_steps_and_a_token_shift_pair_is_drawn_at_one_steps():
+    """A class drawn at more steps (Lab.more_steps, matched on its token) moved its token prompts only: a token-shift
+    pair then drew the plain arm at the run's steps and the token arm at twice them, the difference in steps inside
+    the effect; and the cache, keyed by (prompt, seed), could hand back an image drawn at other steps."""
+    from types import SimpleNamespace
+
+    from probe.analysis.plan import _token_shift_pairs
+
+    class Steps(FakeGenerator):
+        def generate(self, prompts, seeds, *, steps=None, **kw):
+            self.drawn = getattr(self, "drawn", []) + [(p, int(s), steps) for p, s in zip(prompts, seeds)]
+            return super().generate(prompts, seeds, steps=steps, **kw)
+
+    gen = Steps()
+    lab = _lab(gen, gen_kwargs={"steps": 4}, more_steps={"<probe-0>": 8})
+    plain, token = "a photo of a star", "a photo of a <probe-0> star"
+    cls = SimpleNamespace(index=STAR, baseline_prompts=lambda: [(plain, token)])
+    from probe.analysis.cues import Cue
+
+    test = SimpleNamespace(cls=cls, cue=Cue("grass", "{} on grass", attribute="background", value="grass"))
+    lab.batched(lambda: _token_shift_pairs(lab, test, [5, 6], None, None))
+    assert sorted({(p, k) for p, _, k in gen.drawn}) == sorted([(plain, 8), (token, 8)]), gen.drawn
+    # the same prompt and seed at other steps is another image, drawn again, never taken from the cache
+    lab.observe([Arm.of(plain, 5)])
+    assert (plain, 5, 4) in gen.drawn and len(lab.observed()) == 5

@@ -1,4 +1,4 @@
-"""The lab: generate an image once per (prompt, seed), check the intervention, classify it, keep the evidence.
+"""The lab: generate an image once per (prompt, seed, steps), check the intervention, classify it, keep the evidence.
 
 Every intervention test (sufficiency, necessity, token shift) asks for *arms*: a prompt, a seed, and what
 the image must show for the arm to count (the object kept, the cue attribute set as asked). The lab
@@ -12,7 +12,7 @@ the image must show for the arm to count (the object kept, the cue attribute set
 5. writes each batch's observations to the run's analysis journal (probe/run/journal.py), when it has one, and
    takes an image it is asked for from there instead of generating it again: an interrupted analysis resumes.
 
-Results are cached by (prompt, seed), so cues of one attribute share their arms and confirmation rounds
+Results are cached by (prompt, seed, sampling steps), so cues of one attribute share their arms and confirmation rounds
 reuse nothing but what they are meant to reuse.
 """
 
@@ -28,13 +28,14 @@ from probe.analysis.checks import ConceptModelCheck, OracleCheck
 from probe.files import save_png, slugify
 
 
-def evidence_name(prompt: str, seed: int) -> str:
-    """The evidence file of (prompt, seed): the prompt's slug, cut, and a hash of the whole prompt, since prompts that
-    differ only after the cut ("... swimming in the sea" / "... in the water") shared one file, the later image
-    replacing the earlier one's evidence."""
+def evidence_name(prompt: str, seed: int, steps: int | None = None) -> str:
+    """The evidence file of (prompt, seed[, steps other than the run's]): the prompt's slug, cut, and a hash of the
+    whole prompt, since prompts that differ only after the cut ("... swimming in the sea" / "... in the water") shared
+    one file, the later image replacing the earlier one's evidence."""
     import hashlib
 
-    return f"{slugify(prompt, 48)}-{hashlib.sha1(prompt.encode('utf-8')).hexdigest()[:8]}_s{int(seed)}.png"
+    digest = hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:8]
+    return f"{slugify(prompt, 48)}-{digest}_s{int(seed)}" + (f"_k{int(steps)}" if steps is not None else "") + ".png"
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,14 @@ class Arm:
     seed: int
     expect: tuple[tuple[str, str], ...] = ()
     against: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    steps: int | None = None  # sampling steps, where a pair needs both arms drawn alike (else the lab's for the prompt)
 
     @staticmethod
-    def of(prompt: str, seed: int, against: dict[str, tuple] | None = None, **expect: str | None) -> "Arm":
+    def of(prompt: str, seed: int, against: dict[str, tuple] | None = None, *, steps: int | None = None,
+           **expect: str | None) -> "Arm":
         rivals = tuple(sorted((k, tuple(str(x) for x in v if x)) for k, v in (against or {}).items() if k in expect))
-        return Arm(prompt, int(seed), tuple(sorted((k, v) for k, v in expect.items() if v is not None)), rivals)
+        return Arm(prompt, int(seed), tuple(sorted((k, v) for k, v in expect.items() if v is not None)), rivals,
+                   None if steps is None else int(steps))
 
 
 @dataclass
@@ -91,7 +95,7 @@ class Lab:
 
         Inside :meth:`batched`'s planning pass the request is only recorded and blank observations come back.
         """
-        keys = [(a.prompt, a.seed) for a in arms]
+        keys = [self.key(a) for a in arms]
         wanted = {keys[i]: evidence_dir for i in save} if evidence_dir is not None else {}
         if self._plan is not None:
             self._plan.append((keys, wanted))
@@ -99,9 +103,14 @@ class Lab:
         self._generate(keys, wanted)
         return [self._seen[k] for k in keys]
 
+    def key(self, arm: Arm) -> tuple[str, int, int | None]:
+        """The image an arm asks for: (prompt, seed, sampling steps). The steps are part of it: an image of a prompt
+        drawn at other steps is another image (a class drawn at more steps from some point on, :attr:`more_steps`)."""
+        return arm.prompt, arm.seed, arm.steps if arm.steps is not None else self.settings(arm.prompt).get("steps")
+
     def observed(self) -> dict:
-        """Every image observed so far: {(prompt, seed): Observation} (a read-only view: what was generated, its
-        classifier probabilities and what the check read in it)."""
+        """Every image observed so far: {(prompt, seed, steps): Observation} (a read-only view: what was generated,
+        its classifier probabilities and what the check read in it)."""
         from types import MappingProxyType
 
         return MappingProxyType(self._seen)
@@ -114,7 +123,7 @@ class Lab:
         return measure()
 
     def pending(self, measure) -> list[tuple[str, int]]:
-        """The (prompt, seed) images ``measure()`` would generate now, in order, without generating them (a planning
+        """The (prompt, seed, steps) images ``measure()`` would generate now, in order, without generating them (a planning
         pass, as in :meth:`batched`): what a round costs before it is spent (``AnalysisConfig.max_images``)."""
         return self._todo(*self._planned(measure))
 
@@ -158,44 +167,47 @@ class Lab:
         steps = next((n for text, n in self.more_steps.items() if text in prompt), None)
         return self.gen_kwargs if steps is None else {**self.gen_kwargs, "steps": int(steps)}
 
-    def weight(self, prompt: str) -> float:
-        """What one image of ``prompt`` costs in images of the run's sampling steps: its steps over ``gen_kwargs``'
-        (1 where either names none)."""
-        base, steps = self.gen_kwargs.get("steps"), self.settings(prompt).get("steps")
+    def weight(self, prompt: str, steps: int | None = None) -> float:
+        """What one image of ``prompt`` (at ``steps``, default its settings') costs in images of the run's sampling
+        steps: its steps over ``gen_kwargs``' (1 where either names none)."""
+        base = self.gen_kwargs.get("steps")
+        steps = self.settings(prompt).get("steps") if steps is None else steps
         return float(steps) / float(base) if base and steps else 1.0
 
     def cost(self, keys) -> float:
-        """What generating the (prompt, seed) ``keys`` costs against ``--budget`` (:meth:`weight` each)."""
-        return sum(self.weight(prompt) for prompt, _ in keys)
+        """What generating the (prompt, seed, steps) ``keys`` costs against ``--budget`` (:meth:`weight` each)."""
+        return sum(self.weight(k[0], k[2] if len(k) > 2 else None) for k in keys)
 
     def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
         todo = self._todo(keys, wanted)
         by_steps: dict[int | None, list] = {}  # one batch never mixes sampling settings
         for key in todo:
-            by_steps.setdefault(self.settings(key[0]).get("steps"), []).append(key)
+            by_steps.setdefault(key[2], []).append(key)
         for group in by_steps.values():
             self._generate_group(group, wanted)
 
-    def _generate_group(self, todo: list[tuple[str, int]], wanted: dict) -> None:
-        kwargs = self.settings(todo[0][0]) if todo else self.gen_kwargs
-        todo = self._restore(todo, wanted, kwargs.get("steps"))
+    def _generate_group(self, todo: list[tuple[str, int, int | None]], wanted: dict) -> None:
+        steps = todo[0][2] if todo else self.gen_kwargs.get("steps")
+        kwargs = self.gen_kwargs if steps is None else {**self.gen_kwargs, "steps": int(steps)}
+        todo = self._restore(todo, wanted, steps)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            images = generate(self.generator, [p for p, _ in chunk], [s for _, s in chunk], kwargs)
-            self.count(len(chunk), weight=self.weight(chunk[0][0]))
+            images = generate(self.generator, [k[0] for k in chunk], [k[1] for k in chunk], kwargs)
+            self.count(len(chunk), weight=self.weight(chunk[0][0], steps))
             probs = [classify_probs(c, images, self.batch_size) for c in self.classifiers]
             concepts = self.check.read(images) if self.check is not None else [None] * len(chunk)
             for i, key in enumerate(chunk):
                 path = None
                 if key in wanted:
-                    file = Path(wanted[key]) / evidence_name(key[0], key[1])
+                    file = Path(wanted[key]) / evidence_name(key[0], key[1], None if steps == self.gen_kwargs.get("steps")
+                                                             else steps)
                     save_png(file, images[i])
                     path = file.relative_to(self.run_root).as_posix() if self.run_root else file.as_posix()
                 old = self._seen.get(key)
                 self._seen[key] = Observation([p[i] for p in probs], concepts[i], path or (old.evidence if old else None))
-            self._journal(chunk, kwargs.get("steps"))
+            self._journal(chunk, steps)
 
-    def _restore(self, todo: list[tuple[str, int]], wanted: dict, steps) -> list[tuple[str, int]]:
+    def _restore(self, todo: list[tuple[str, int, int | None]], wanted: dict, steps) -> list[tuple[str, int, int | None]]:
         """The images of ``todo`` the journal holds become observations (counted as generated, so that the analysis's
         image counts and ``--budget`` are what an uninterrupted one would see); returns the rest, to generate. An image
         wanted as evidence is taken only when its saved PNG is still in the run."""
@@ -219,7 +231,7 @@ class Lab:
                 reading.scores = found.scores
             old = self._seen.get(key)
             self._seen[key] = Observation(list(found.probs), reading, evidence or (old.evidence if old else None))
-            self.count(1, weight=self.weight(key[0]))
+            self.count(1, weight=self.weight(key[0], steps))
             self.images_restored += 1
         return left
 
@@ -229,8 +241,9 @@ class Lab:
         from probe.run.journal import Journalled
 
         entries = []
-        for prompt, seed in chunk:
-            seen = self._seen[(prompt, seed)]
+        for key in chunk:
+            prompt, seed = key[0], key[1]
+            seen = self._seen[key]
             concepts = seen.concepts
             entries.append((prompt, seed, steps, Journalled(
                 tuple(seen.probs), dict(concepts) if concepts is not None else None,

@@ -372,7 +372,11 @@ def _token_shift_pairs(lab: Lab, test: Test, seeds: list[int], object_attribute,
     pairs = test.cls.baseline_prompts()
     if not pairs:
         return Sample("token-shift", test.cls.index, test.cue.name, before=np.zeros(0, bool), after=np.zeros(0, bool))
-    arms = [(Arm.of(pairs[i % len(pairs)][0], s), Arm.of(pairs[i % len(pairs)][1], s)) for i, s in enumerate(seeds)]
+    # both arms of a pair at the same sampling steps: a class drawn at more steps (screening.more_steps) has only its
+    # token prompts moved, and the plain arm was drawn at the run's steps beside them
+    steps = [lab.settings(pairs[i % len(pairs)][1]).get("steps") for i in range(len(seeds))]
+    arms = [(Arm.of(pairs[i % len(pairs)][0], s, steps=steps[i]), Arm.of(pairs[i % len(pairs)][1], s))
+            for i, s in enumerate(seeds)]
     base = lab.observe([a for a, _ in arms])
     token = lab.observe([b for _, b in arms])
     samples = shift_samples(test.cls.index, [test.cue], [o.concepts or {} for o in base], [o.concepts or {} for o in token],
