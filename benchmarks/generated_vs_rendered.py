@@ -85,7 +85,7 @@ def measure(run_dir: Path, class_name: str, cue_name: str, pairs: int = 64, seed
                                                        object_attribute=context.object_attribute or "object"))
         # 2. each generated arm, its P(class) and what the oracles read; the same scene rendered faithfully
         by_seed: dict[int, list[tuple[dict, float]]] = {}
-        for (_, s), observation in lab.observed().items():
+        for (_, s, _steps), observation in lab.observed().items():  # (prompt, seed, steps)
             if observation.concepts and observation.concepts.get("shape") == cls.name:
                 by_seed.setdefault(s, []).append((observation.concepts, float(observation.probs[0][cls.index])))
         rng = np.random.default_rng(seed)
