@@ -225,3 +225,26 @@ def test_an_image_is_the_prompt_the_seed_and_the_steps_and_a_token_shift_pair_is
     # the same prompt and seed at other steps is another image, drawn again, never taken from the cache
     lab.observe([Arm.of(plain, 5)])
     assert (plain, 5, 4) in gen.drawn and len(lab.observed()) == 5
+
+
+def test_the_journal_key_follows_the_cue_lists_and_vocabularys_bytes(tmp_path):
+    """The journal of an interrupted analysis is read back only by the same analysis: a cue list or vocabulary file
+    edited in place (same path) gives another key, so concept-score rows are never indexed by other phrases."""
+    from types import SimpleNamespace
+
+    from probe.analysis.config import AnalysisConfig
+    from probe.analysis.engine import journal_key
+
+    cues, vocabulary = tmp_path / "cues.json", tmp_path / "vocabulary.json"
+    cues.write_text('[{"name": "grass", "template": "{} on grass"}]')
+    vocabulary.write_text('{"groups": {}}')
+    lab = SimpleNamespace(gen_kwargs={"steps": 5}, generator=None, classifiers=[], checks="world oracles")
+    classes = [SimpleNamespace(index=0, dir=tmp_path / "0-star")]
+    cfg = AnalysisConfig(cues=str(cues), vocabulary=str(vocabulary))
+    before = journal_key(cfg, lab, classes)
+    assert journal_key(cfg, lab, classes) == before
+    cues.write_text('[{"name": "grass", "template": "{} on lawn"}]')
+    assert journal_key(cfg, lab, classes) != before
+    after_cues = journal_key(cfg, lab, classes)
+    vocabulary.write_text('{"groups": {"scenes": {"template": "{} in {phrase}", "phrases": ["a kitchen"]}}}')
+    assert journal_key(cfg, lab, classes) != after_cues

@@ -248,7 +248,8 @@ def measure_run(run_dir, classifier, generator, config: AnalysisConfig | None = 
 def journal_key(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> str:
     """A digest of everything one analysis unit's observations depend on (probe/run/journal.py): its settings, the
     sampling settings, the generator, the classifiers (and their files' size and time), the check, the unit's
-    classes and the bytes of their token files. Another value of any of them is another journal."""
+    classes and the bytes of their token files, of the cue list and of the vocabulary. Another value of any of them is
+    another journal."""
     import hashlib
     import json
 
@@ -268,9 +269,14 @@ def journal_key(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> str:
     for cls in classes:
         file = Path(cls.dir) / TOKEN
         tokens[str(cls.index)] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    # the cue list and the vocabulary are named by path in the settings: their bytes too (an edit between an interrupt
+    # and a resume changes the phrases a journalled concept-score row is indexed by)
+    files = {name: hashlib.sha256(Path(value).read_bytes()).hexdigest()
+             for name, value in (("cues", cfg.cues), ("vocabulary", cfg.vocabulary))
+             if isinstance(value, str) and Path(value).is_file()}
     parts = {"probe": probe.__version__, "analysis": cfg.to_dict(), "generation": lab.gen_kwargs,
              "generator": identity(lab.generator), "classifiers": [identity(c) for c in lab.classifiers],
-             "check": lab.checks, "classes": sorted(int(c.index) for c in classes), "tokens": tokens}
+             "check": lab.checks, "classes": sorted(int(c.index) for c in classes), "tokens": tokens, "files": files}
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
     return f"{'-'.join(str(c.index) for c in classes[:3])}{'-more' if len(classes) > 3 else ''}-{digest[:20]}"
 
