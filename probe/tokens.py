@@ -146,7 +146,10 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
     """Learn S_c for class ``target`` (0-based) so generated images are classified as it.
 
     ``on_step(record)`` is called after every step with the history record (for progress bars).
-    Raises TokenError if the loss becomes NaN or infinite.
+    Raises TokenError when the first loss is not finite (nothing to back off to); a later NaN or infinite loss backs
+    the learning rate off, and after ``max_backoffs`` of them the run ends with ``stopped="diverged"`` keeping the best
+    vector so far. With ``min_steps`` N the stop rule may stop from step N on: the vector scored at step k has had k
+    updates.
     """
     config = config or TokenConfig()
     if class_name is ...:
@@ -235,7 +238,7 @@ def optimize_class_token(generator, classifier, target: int, config: TokenConfig
             if on_step is not None:
                 on_step(record)
             # 6. Early stop when the batch score exceeds the threshold, or when the token stopped improving.
-            if step + 1 < max(config.min_updates, 1):
+            if step < config.min_updates:  # the vector scored at step k has had k updates
                 continue
             if score > config.accuracy_threshold and eligible:
                 result.stopped = "threshold"

@@ -196,3 +196,24 @@ def test_a_blow_up_restores_the_best_token_and_lowers_the_learning_rate(tiny_gen
     after = [r for r in token.history if r["step"] > 2 and not r.get("event")]
     assert after and after[0]["lr"] == pytest.approx(FAST["lr"] * 0.5)
     assert token.best_step != 2 and token.stopped == "max_steps"
+
+
+def test_min_steps_n_keeps_a_token_with_n_updates(tiny_generator):
+    """The stop rule may stop from step N on: the vector scored at step k has had k updates. It stopped at step N-1
+    (min_steps 1 and 2 behaved alike; the default 3 kept a token with 2 updates)."""
+    classifier = calibrated_redness_classifier(tiny_generator, quantile=0.0)  # every batch passes at once
+    for n in (1, 2, 3):
+        token = optimize_class_token(tiny_generator, classifier, 1, TokenConfig(
+            **{**FAST, "max_steps": 6, "accuracy_threshold": 0.0, "stop_metric": "accuracy", "min_steps": n}))
+        assert token.stopped == "threshold" and token.best_step == n and len(token.history) == n + 1, \
+            (n, token.best_step, len(token.history))
+
+
+def test_optimisation_seeds_that_overlap_the_evaluations_are_refused_in_one_line():
+    """The token is scored on fresh seeds: `--seed 1000` (or --batch-size past 1000) trained on the very images the
+    evaluation then scored, with no word said."""
+    for changes in (dict(seed=1000), dict(batch_size=1001), dict(seed=998)):
+        with pytest.raises(TokenError, match="overlap the evaluation's 1000..1005, which must be fresh") as info:
+            TokenConfig(**changes)
+        assert "\n" not in str(info.value)
+    assert TokenConfig(seed=1006).train_seeds[0] == 1006 and TokenConfig(seed=995).eval_seeds[0] == 1000
