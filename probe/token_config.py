@@ -117,6 +117,13 @@ class TokenConfig:
             if isinstance(value, int) and value > most:  # checked before any model loads: memory grows with it
                 raise TokenError(f"{_flag(name)} {value} asks for {value:,} {what}, far beyond what a device's memory "
                                  f"or the run's time allows; use at most {most:,}")
+        if isinstance(self.seed, int) and isinstance(self.eval_seed, int) and \
+                self.seed < self.eval_seed + self.eval_images and self.eval_seed < self.seed + self.batch_size:
+            raise TokenError(  # the token would be scored on the images it was trained on
+                f"--seed {self.seed}: the optimisation's seeds {self.seed}..{self.seed + self.batch_size - 1} overlap the "
+                f"evaluation's {self.eval_seed}..{self.eval_seed + self.eval_images - 1}, which must be fresh; pick a "
+                f"--seed from {self.eval_seed + self.eval_images} on (or below {self.eval_seed - self.batch_size + 1}), "
+                "or a smaller --batch-size")
         if self.stop_metric not in ("accuracy", "target_prob"):
             raise TokenError(f"--stop-metric {self.stop_metric!r} is unknown; use 'accuracy' or 'target_prob'")
         if self.objective not in OBJECTIVES:
