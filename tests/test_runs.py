@@ -372,3 +372,16 @@ def test_sigterm_stops_an_audit_as_ctrl_c_does_and_the_same_command_resumes(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert {json.loads(p.read_text())["status"] for p in out.glob("classes/*/metrics.json")} == {"done"}
     assert len(list(out.glob("classes/*/metrics.json"))) == 2
+
+
+def test_the_printed_command_that_analyses_a_sharded_run_keeps_its_concept_model_and_dtype(tmp_path):
+    """`probe report RUN --model M --generator G` as probe prints it after the last shard: with the shards' --concepts
+    (another concept model would measure every class again: the records name theirs) and --dtype."""
+    from probe.analysis import AnalysisConfig
+    from probe.auditing.loop import analyse_command
+
+    config = AuditConfig(model="m.pt2", out=str(tmp_path / "run"), generator="world", dtype="bf16",
+                         analysis=AnalysisConfig(concepts="none"))
+    line = analyse_command(config)
+    assert line.endswith("--concepts none --dtype bf16") and "--model m.pt2 --generator world" in line, line
+    assert "--concepts" not in analyse_command(AuditConfig(model="m.pt2", out=str(tmp_path / "run")))

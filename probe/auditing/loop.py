@@ -548,6 +548,11 @@ def analyse_command(config: AuditConfig) -> str:
         words += ["--arch", config.arch]
     if config.trust_pickle:
         words.append("--trust-pickle")
+    concepts = getattr(config.analysis, "concepts", None)
+    if concepts and concepts != "auto":  # the shards' concept model: another one would measure every class again
+        words += ["--concepts", str(concepts)]
+    if config.dtype:
+        words += ["--dtype", str(config.dtype)]
     return shlex.join(words)
 
 
