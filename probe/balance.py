@@ -58,7 +58,7 @@ __all__ = ["BalanceConfig", "BalanceError", "BalanceTarget", "BalanceResult", "p
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
-PARTIAL = ".probe-balance-partial.json"  # the rows so far, rewritten after every batch: an interrupted run resumes
+PARTIAL = ".probe-balance-partial.jsonl"  # the settings, then each batch's rows appended: an interrupted run resumes
 ATTEMPTS_FACTOR = 4  # images tried per (class, role) at most, as a multiple of per_class
 MAX_PER_CLASS = 100_000
 MAX_CONFUSERS = 20
@@ -358,6 +358,7 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                 "confusers": config.confusers, "batch_size": config.batch_size, "concepts": config.concepts,
                 "seed_base": GENERATE_SEED}
     done = _resumable(out_dir, identity)  # {seed: row} of an interrupted run of this very command, else {}
+    partial = None  # the PARTIAL file, opened for appending once the folder is locked
     # 4. the check: the world's oracles for a run they checked, else the concept model --concepts names
     analysis = run.read_analysis_summary()
     if check is None:
@@ -424,7 +425,9 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                                  "kept": keep, "path": path})
                     kept += keep
                 attempted += n
-                write_json(out_dir / PARTIAL, {**identity, "rows": rows})  # what a resume may take without redrawing
+                partial = partial or _open_partial(out_dir, identity, done)
+                partial.write("".join(json.dumps(r) + "\n" for r in rows[-n:]))  # this batch's rows, appended
+                partial.flush()
             outcomes.append(Outcome(group.spec, group.class_index, group.class_name, group.role, group.folder, kept,
                                     attempted, config.per_class))
         # 7. the manifest (CSV and JSON), and the result
@@ -437,8 +440,19 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
                                         "targets": [_target_dict(t, labels) for t in targets],
                                         "outcomes": [o.__dict__ | {"dropped": o.dropped} for o in outcomes],
                                         "notes": notes})
+        if partial is not None:
+            partial.close()
         (out_dir / PARTIAL).unlink(missing_ok=True)  # the manifest now holds every row
     return BalanceResult(out_dir, checked_by, targets, outcomes, notes)
+
+
+def _open_partial(out_dir: Path, identity: dict, done: dict[int, dict]):
+    """The PARTIAL file for appending: the settings first, then the rows an earlier run left (so that a second
+    interrupt keeps them too). Rewritten once per command; each batch then appends only its own rows."""
+    handle = open(out_dir / PARTIAL, "w", encoding="utf-8")
+    handle.write("".join(json.dumps(x) + "\n" for x in [identity, *done.values()]))
+    handle.flush()
+    return handle
 
 
 def _resumable(out_dir: Path, identity: dict) -> dict[int, dict]:
@@ -446,7 +460,7 @@ def _resumable(out_dir: Path, identity: dict) -> dict[int, dict]:
     every batch); {} for a new or empty folder. Another command's folder, a finished dataset or a foreign folder is
     refused in one line, before any model loads."""
     from probe.generate import _inside
-    from probe.run import LOCK, load_json
+    from probe.run import LOCK
 
     if not out_dir.exists():
         return {}
@@ -454,16 +468,19 @@ def _resumable(out_dir: Path, identity: dict) -> dict[int, dict]:
         raise BalanceError(f"--out {str(out_dir)!r} is a file; choose a new or empty folder for the balance dataset")
     if not any(p.name != LOCK for p in out_dir.iterdir()):
         return {}
-    try:
-        partial = load_json(out_dir / PARTIAL)
-    except ProbeError:
-        partial = None
-    if isinstance(partial, dict) and isinstance(partial.get("rows"), list):
-        changed = [k for k in identity if partial.get(k) != identity[k]]
+    lines = []
+    if (out_dir / PARTIAL).is_file() and not (out_dir / PARTIAL).is_symlink():
+        for line in (out_dir / PARTIAL).read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:  # a line cut short by the interrupt
+                continue
+    if lines and isinstance(lines[0], dict) and "specs" in lines[0]:
+        changed = [k for k in identity if lines[0].get(k) != identity[k]]
         if changed:
             raise BalanceError(f"--out {str(out_dir)!r} holds an interrupted balance dataset made with other settings "
                                f"({', '.join(changed)}); use another --out, or the same command to resume it")
-        rows = [r for r in partial["rows"] if isinstance(r, dict) and isinstance(r.get("seed"), int)
+        rows = [r for r in lines[1:] if isinstance(r, dict) and isinstance(r.get("seed"), int)
                 and isinstance(r.get("prompt"), str) and isinstance(r.get("kept"), bool) and isinstance(r.get("path"), str)
                 and (not r["kept"] or _inside(out_dir, r["path"], strict=False) is not None)]
         return {r["seed"]: r for r in rows}
@@ -481,9 +498,6 @@ def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: 
         template = "a photo of a {}"
     folders = class_folders(labels)
 
-    def folder(i: int) -> str:
-        return folders[i]
-
     def phrase(i: int) -> tuple[str, Path | None]:
         """The object as the audit prompted it: its name, or its token for a class the audit named by token only."""
         directory, m = metrics.get(i, (None, None))
@@ -495,12 +509,12 @@ def _groups(t: BalanceTarget, labels: list[str], token_settings: dict, metrics: 
         return object_name(name), None
 
     def without_cue(i: int, obj: str, token_file: Path | None, role: str) -> Group:
-        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folder(i), role, object_name(labels[i]),
+        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folders[i], role, object_name(labels[i]),
                      tuple(template.replace("{}", c.replace("{}", obj)) for c in t.counter_templates),
                      t.counter_values, tuple((t.value,) for _ in t.counter_values), token_file)
 
     def with_cue(i: int, obj: str, token_file: Path | None, role: str) -> Group:
-        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folder(i), role, object_name(labels[i]),
+        return Group(t.spec, t.cue, t.attribute, t.value, i, labels[i], folders[i], role, object_name(labels[i]),
                      (template.replace("{}", t.template.replace("{}", obj)),), (t.value,), (t.counter_values,),
                      token_file)
 
