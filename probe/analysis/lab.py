@@ -176,7 +176,7 @@ class Lab:
 
     def cost(self, keys) -> float:
         """What generating the (prompt, seed, steps) ``keys`` costs against ``--budget`` (:meth:`weight` each)."""
-        return sum(self.weight(k[0], k[2] if len(k) > 2 else None) for k in keys)
+        return sum(self.weight(prompt, steps) for prompt, _, steps in keys)
 
     def _generate(self, keys: list[tuple[str, int]], wanted: dict) -> None:
         todo = self._todo(keys, wanted)
