@@ -111,6 +111,10 @@ SETS = {
     # made on 7 December 2026 on an AMD EPYC Zen 4 (native bf16: bf16 autocast sampling, the CPU CI runs on), with no
     # change to the analysis, discovery or confirmation since fresh13: a replication on that CPU, nothing looked at on it
     "fresh16": {"biased": 3, "clean": 1, "draw": 17, "seed_offset": 17000, "rotation": 4},
+    # made on 7 December 2026, night, on the same Zen 4, after the analysis changed (token-shift pairs at one steps,
+    # discovered cues measured against the listed pass's suspects, min_steps stopping from its step, the sign-flip
+    # test and its interval on one path): a replication of every figure at that code, nothing looked at on it before
+    "fresh17": {"biased": 3, "clean": 1, "draw": 18, "seed_offset": 18000, "rotation": 5},
 }
 
 
