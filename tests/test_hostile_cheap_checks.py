@@ -191,6 +191,25 @@ def test_ray_gpus_per_worker_without_a_gpu_is_refused_before_any_model_loads(tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_ray_address_in_the_environment_joins_that_cluster_without_sizing_it(monkeypatch):
+    """RAY_ADDRESS with --workers and no --address: the preflight checked RAY_ADDRESS's cluster, but the backend asked
+    ray.init for a local cluster of num_cpus, which Ray refuses when it joins RAY_ADDRESS's (after the models had
+    loaded). Both now read one address: RAY_ADDRESS's, as ray.init does, and a joined cluster is never sized."""
+    from probe.auditing.backends.ray import effective_address, init_kwargs
+    from probe.auditing.scale import ScaleConfig
+
+    scale = ScaleConfig(backend="ray", workers=2)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert effective_address(scale) == (None, "--address") and init_kwargs(scale)["num_cpus"] == 2
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    kwargs = init_kwargs(scale)
+    assert kwargs["address"] == "10.0.0.1:6379" and "num_cpus" not in kwargs
+    assert effective_address(ScaleConfig(backend="ray", address="head:6379")) == ("10.0.0.1:6379", "RAY_ADDRESS")
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert init_kwargs(ScaleConfig(backend="ray", address="head:6379", workers=2)) == {
+        "include_dashboard": False, "log_to_driver": True, "configure_logging": False, "address": "head:6379"}
+
+
 @needs_ray
 def test_ray_auto_without_a_cluster_fails_fast(tmp_path, capsys, monkeypatch, no_models):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -114,6 +114,32 @@ def test_a_held_claim_is_left_to_its_holder_and_a_finished_class_is_not_redone(t
     assert calls == [3]
 
 
+def test_a_class_whose_worker_died_is_recorded_failed_under_its_claim_from_a_clean_folder(tmp_path):
+    """The Ray driver's record of a class past its retries (record_lost_class): the dead attempt's files go, only the
+    failure's metrics.json stays; a class another process holds meanwhile, or finished, is never written over."""
+    from probe.auditing.class_run import record_lost_class
+    from probe.errors import RunError
+    from probe.run import RunDir
+
+    run = RunDir(tmp_path / "r")
+    directory = run.class_dir(1, "c1")
+    (directory / "images").mkdir(parents=True)
+    (directory / "images" / "half.png").write_bytes(b"\x89PNG")  # what a worker killed in its save left
+    (directory / "history.csv").write_text("step\n0\n")
+    error = RunError("its Ray worker died in each of its 1 attempt(s)")
+    with run.claim(1) as held:  # another writer (a shard) took the class after the worker died
+        assert held  # flock refuses this process's second open of the claim as it would another process's
+        assert record_lost_class(RunDir(run.root), 1, "c1", error) is None
+    assert sorted(p.name for p in directory.rglob("*")) == ["half.png", "history.csv", "images"]  # untouched
+    metrics = record_lost_class(run, 1, "c1", error)
+    assert metrics["status"] == "failed" and "died in each" in metrics["error"]
+    assert sorted(p.name for p in directory.iterdir()) == ["metrics.json"]
+    assert run.read_metrics(directory)["status"] == "failed"
+    run.write_metrics(directory, {"status": "done", "class_index": 1, "class_name": "c1", "images": []})
+    assert record_lost_class(run, 1, "c1", error)["status"] == "done"  # finished by another writer: kept
+    assert run.read_metrics(directory)["status"] == "done"
+
+
 def _start(cwd: Path, out: str, classes: str, shard: str | None) -> subprocess.Popen:
     args = [probe_script(), "audit", "--model", CLEAN, "--out", out, "--classes", classes, *FAST]
     if shard:

@@ -157,14 +157,38 @@ def run_class(run: RunDir, config: AuditConfig, token_config: TokenConfig, class
                             on_step=on_step, worker=worker)
 
 
-def _run_claimed(run, directory, config, token_config, classifier, generator, eval_classifier, index, name, *,
-                 on_step, worker) -> dict:
+def record_lost_class(run: RunDir, index: int, name: str, error: BaseException) -> dict | None:
+    """Record class ``index`` as failed with ``error`` after the process that ran it died (a Ray worker past its
+    retries): under the class's claim, from a clean folder (what the dead attempt left is removed, as a retry's
+    ``run_class`` would), so a writer that took the class since (a shard, another audit) is never written over.
+    Returns the metrics written, None when another process holds the class, or the finished metrics another writer
+    left (nothing is rewritten then)."""
+    with run.claim(index) as held:
+        if not held:
+            return None
+        directory = run.class_dir(index, name)
+        finished = run.read_metrics(directory)
+        if finished is not None and finished.get("status") == "done":
+            return finished
+        _clean_folder(run, directory)
+        metrics = failure_metrics(index, name, directory.name, error, 0.0)
+        run.write_metrics(directory, metrics)
+        return metrics
+
+
+def _clean_folder(run: RunDir, directory: Path) -> None:
+    """The class's folder, empty: an earlier attempt's files removed; never through a link out of the run."""
     if directory.is_symlink() or run.inside(directory) is None:  # classes/ or the class's folder linked elsewhere
         raise RunError(f"{str(directory)!r} leads to {os.path.realpath(directory)!r}, outside the run; a class is "
                        "(re)written only inside it: remove the link")
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+
+
+def _run_claimed(run, directory, config, token_config, classifier, generator, eval_classifier, index, name, *,
+                 on_step, worker) -> dict:
+    _clean_folder(run, directory)
     start = time.perf_counter()
     try:
         token = optimize_class_token(generator, classifier, index, token_config, on_step=on_step)

@@ -15,8 +15,9 @@
    recorded as failed by the worker, as locally. With the analysis on, the same worker then measures the class's
    analysis (steps 3-5, ``probe.auditing.class_run.analyse_class``) on the models it holds and writes its record.
 4. Survive lost workers: when a worker process dies mid-class, its class goes back to the queue (at most
-   ``max_retries`` times, then it is recorded as failed with the reason) and a fresh worker replaces the dead
-   one. ``run_class`` starts a class from a clean folder, so nothing of the dead attempt is kept or doubled.
+   ``max_retries`` times, then it is recorded as failed with the reason, under the class's claim and from a clean
+   folder: ``probe.auditing.class_run.record_lost_class``) and a fresh worker replaces the dead one. ``run_class``
+   starts a class from a clean folder, so nothing of the dead attempt is kept or doubled.
    A worker that dies in a class's analysis leaves the class's token finished: the retry keeps it and measures
    the analysis again; past ``max_retries`` the driver measures it.
 5. The driver (this process) holds the run's lock, writes summary.csv as classes finish, and once all are done
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from probe.errors import RunError
 
-__all__ = ["RayBackend", "ClassWorker", "import_ray", "check_ray", "parse_address"]
+__all__ = ["RayBackend", "ClassWorker", "import_ray", "check_ray", "parse_address", "effective_address", "init_kwargs"]
 
 INSTALL_RAY = "pip install 'probe-audit[ray]'"  # the distribution's name (PyPI's `probe` is another project)
 CONNECT_TIMEOUT = 3.0  # seconds a cluster has to accept a TCP connect in the preflight
@@ -97,6 +98,25 @@ def _gpus_visible() -> int:
         return 0
 
 
+def effective_address(scale) -> tuple[str | None, str]:
+    """The cluster ``ray.init`` will join, and what named it: ``RAY_ADDRESS`` wins over ``--address`` (as in Ray's
+    own ``ray.init``); (None, "--address") for a local cluster started by this audit."""
+    env = os.environ.get("RAY_ADDRESS") or None
+    return (env, "RAY_ADDRESS") if env else (scale.address, "--address")
+
+
+def init_kwargs(scale) -> dict:
+    """``ray.init``'s arguments: a local cluster is sized for the workers asked for; joining a cluster (``--address``
+    or ``RAY_ADDRESS``) passes no size, which Ray refuses for an existing cluster."""
+    kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    address, _ = effective_address(scale)
+    if address is not None:
+        kwargs["address"] = address
+    elif scale.workers is not None:
+        kwargs["num_cpus"] = max(int(scale.workers * scale.cpus_per_worker), 1)
+    return kwargs
+
+
 def check_ray(scale, *, timeout: float = CONNECT_TIMEOUT) -> None:
     """Everything about ``--backend ray`` that can fail before a model loads, each as one RunError with the fix.
 
@@ -104,8 +124,7 @@ def check_ray(scale, *, timeout: float = CONNECT_TIMEOUT) -> None:
     client extra for ``ray://``, a GPU for ``--gpus-per-worker`` on a local cluster, and a TCP connect to the
     cluster within ``timeout`` seconds (a wrong host otherwise hangs for minutes in Ray's retries).
     """
-    env = os.environ.get("RAY_ADDRESS") or None
-    address, flag = (env, "RAY_ADDRESS") if env else (scale.address, "--address")
+    address, flag = effective_address(scale)
     parsed = parse_address(address, flag)
     ray = import_ray()
     if parsed is not None and parsed[0] == "client" and not _client_installed():
@@ -199,17 +218,12 @@ class RayBackend:
     def _connect(self):
         ray = import_ray()
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
-            if self.scale.address is None:  # a local cluster sized for the workers asked for
-                if self.scale.workers is not None:
-                    kwargs["num_cpus"] = max(int(self.scale.workers * self.scale.cpus_per_worker), 1)
-            else:
-                kwargs["address"] = self.scale.address
             try:
-                ray.init(**kwargs)
+                ray.init(**init_kwargs(self.scale))
             except ConnectionError as error:
-                raise RunError(f"cannot reach the Ray cluster at --address {self.scale.address!r} ({error}); start it "
-                               "with `ray start --head`, or drop --address for a local cluster") from None
+                address, flag = effective_address(self.scale)
+                raise RunError(f"cannot reach the Ray cluster at {flag} {address!r} ({error}); start it with `ray "
+                               "start --head`, or drop --address (and unset RAY_ADDRESS) for a local cluster") from None
         return ray
 
     # 2. workers ---------------------------------------------------------------------------------------
@@ -243,7 +257,7 @@ class RayBackend:
             return False
         ray = self._connect()
         from probe.auditing.backends import finish
-        from probe.auditing.class_run import failure_metrics
+        from probe.auditing.class_run import record_lost_class
 
         actor_class = ray.remote(num_cpus=self.scale.cpus_per_worker, num_gpus=self.scale.gpus_per_worker,
                                  max_restarts=0, max_task_retries=0)(ClassWorker)
@@ -278,12 +292,10 @@ class RayBackend:
                         self.run_dir.write_summary()
                         finish(bar, index, self.labels[index], finished.to_dict())
                         continue
-                    directory.mkdir(parents=True, exist_ok=True)
                     error = RunError(f"its Ray worker died in each of its {attempts[index]} attempt(s) (last: "
                                      f"{reason}); the class was not finished (raise --max-retries, or look for what "
                                      "kills the worker: memory, the node)")
-                    metrics = failure_metrics(index, self.labels[index], directory.name, error, 0.0)
-                    self.run_dir.write_metrics(directory, metrics)
+                    metrics = record_lost_class(self.run_dir, index, self.labels[index], error)
                 except ray.exceptions.RayTaskError as error:  # RunError in a worker: the run directory is unusable
                     raise error.as_instanceof_cause() from None
                 else:
