@@ -13,7 +13,7 @@ from probe.report.synthetic import make_synthetic_run
 from probe.run import RunDir
 from probe.run import format as fmt
 from probe.run.confirmation import ClassConfirmation, Comparison, Confirmation, FindingConfirmation, Slice
-from probe.run.summary import DEFAULT_MIN_EFFECT, DEFAULT_OFF_OBJECT_SHARE, ClassSummary, balance_spec, summarise_class
+from probe.run.summary import DEFAULT_MIN_EFFECT, ClassSummary, balance_spec, strength_counts, summarise_class
 
 XSS = "<script>alert(1)</script>"
 
@@ -235,14 +235,20 @@ def test_defaults_match_the_analysis_thresholds():
     from probe.analysis.policy import Thresholds
 
     assert DEFAULT_MIN_EFFECT == Thresholds().min_effect
-    assert DEFAULT_OFF_OBJECT_SHARE == Thresholds().off_object_min_share
 
 
 def test_only_an_off_object_finding_passes():
-    finding = {"class_index": 0, "class_name": "star", "cue": "off-object", "kind": "off-object", "effect": 0.62,
-               "ci_low": 0.55, "ci_high": 0.7, "n_images": 12, "unit": "images", "passes": True, "status": "passes"}
+    """An off-object finding's effect is the excess of attribution outside the object over the area outside it,
+    passed by the cue findings' bar (0.15): the summary called it "a share" and judged its strength against the
+    retired share bar of 0.50, so a whole interval of 0.22-0.38 read *moderate*."""
+    finding = {"class_index": 0, "class_name": "star", "cue": "off-object", "kind": "off-object", "effect": 0.30,
+               "ci_low": 0.22, "ci_high": 0.38, "n_images": 12, "unit": "images", "passes": True, "status": "passes",
+               "details": {"share_outside": 0.75, "area_outside": 0.45}}
     summary = summarise_class(index=0, name="star", status="done", metrics={}, findings=[finding])
-    assert "a share of 0.62 lies outside the object" in summary and "strong" in summary
+    assert "outside the object 0.30 more than the area outside does (0.75 of it outside" in summary
+    assert "strong: the whole interval clears the default bar of 0.15" in summary and "0.50" not in summary
+    assert strength_counts([finding]) == (1, 0)
+    assert strength_counts([{**finding, "ci_low": 0.1}]) == (0, 1)
     assert "--balance" not in summary  # an attribution share names no cue to balance
     assert "probe confirm" not in summary  # confirm tests cue findings only
     assert summary.sentences[-1][0].startswith("Look at the attribution overlays")

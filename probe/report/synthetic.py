@@ -307,13 +307,17 @@ def _finding(rng: random.Random, k: int, ci: int, name: str, evidence: list[str]
         details["excluded_note"] = note
     if kind == "necessity":
         details["counters"] = ["plain background", "white background"]
+    area = 0.45
+    if kind == "off-object":  # the effect is the excess of attribution outside the object over the area outside it
+        details.update(share_outside=round(area + effect, 3), area_outside=area)
     stats = (f"95% CI {lo:.2f}\u2013{hi:.2f}" if hi is not None else "95% CI unbounded") + f", {n} {unit}"
     sentence = sentence_prefix(status) + {
         "sufficiency": f"'{name}' is predicted from {cue}: {effect:+.2f} probability when added to other objects ({stats})",
         "necessity": f"'{name}' depends on {cue}: swapping it for a counter-context lowers its probability by "
                      f"{effect:.2f} ({stats})",
         "token-shift": f"The token for '{name}' adds {cue} ({effect:+.2f}, {stats})",
-        "off-object": f"{effect:.0%} of the attribution for '{name}' lies outside the object; {n} images",
+        "off-object": f"{area + effect:.0%} of the attribution for '{name}' lies outside the object, {effect:+.2f} "
+                      f"more than the {area:.0%} of the image outside it (excess {effect:+.2f}, {stats})",
     }[kind]
     passes = status == "passes"
     return {"class_index": ci, "class_name": name, "cue": cue, "kind": kind, "effect": effect,

@@ -8,8 +8,9 @@ says, in order:
 1. what the class looks like to the classifier: accuracy and mean P(class) of the plain prompt's images against the
    token's, whether the token moved from its initial word, and its nearest words;
 2. the findings that pass, each with its effect, 95% interval, sample size and a strength word: *strong* when the whole
-   interval clears the analysis' bar (``config.thresholds.min_effect`` in analysis.json; ``off_object_min_share`` for
-   off-object shares), *moderate* when the estimate clears it but the interval reaches below; or that none passes;
+   interval clears the analysis' bar (``config.thresholds.min_effect`` in analysis.json, for every kind: an off-object
+   finding's effect is the excess of attribution outside the object over the area outside it, judged by the same
+   rule), *moderate* when the estimate clears it but the interval reaches below; or that none passes;
 3. in one clause, the findings that do not pass (weak, inconclusive, screening only, unverified: nothing checked
    their images);
 4. whether the user's own images confirm the passing ones (confirmation.json: confirmed, not seen with the images
@@ -33,13 +34,12 @@ from typing import Any, Iterable, Sequence
 from probe.run import format as fmt
 from probe.run.confirmation import VERDICT_SHORT
 
-__all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT", "DEFAULT_OFF_OBJECT_SHARE",
+__all__ = ["ClassSummary", "Code", "summarise_class", "DEFAULT_MIN_EFFECT",
            "balance_spec", "balance_direction", "deciding_finding", "pass_bar"]
 
 # the analysis' defaults (probe.analysis.policy.Thresholds; a test keeps them equal), used only when analysis.json
 # does not record its thresholds (runs written before it did)
 DEFAULT_MIN_EFFECT = 0.15
-DEFAULT_OFF_OBJECT_SHARE = 0.5
 CUE_KINDS = ("necessity", "sufficiency", "token-shift")
 _NOT_PASSING = (("weak", "weak"), ("inconclusive", "inconclusive"), ("screened", "screening only"),
                 ("unverified", "unverified (nothing checked their generated images)"))
@@ -83,7 +83,6 @@ class ClassSummary(str):
 @dataclass(frozen=True)
 class _Bars:
     min_effect: float
-    off_object: float
     recorded: bool
 
 
@@ -92,9 +91,7 @@ def _bars(analysis: dict | None) -> _Bars:
     thresholds = config.get("thresholds") if isinstance(config, dict) else None
     thresholds = thresholds if isinstance(thresholds, dict) else {}
     effect = fmt.as_float(thresholds.get("min_effect"))
-    share = fmt.as_float(thresholds.get("off_object_min_share"))
-    return _Bars(effect if effect is not None else DEFAULT_MIN_EFFECT,
-                 share if share is not None else DEFAULT_OFF_OBJECT_SHARE, effect is not None)
+    return _Bars(effect if effect is not None else DEFAULT_MIN_EFFECT, effect is not None)
 
 
 def pass_bar(analysis: dict | None) -> float:
@@ -201,8 +198,7 @@ def _effect_text(f: dict) -> str:
     unit = "images" if f.get("unit") == "images" else "pairs"
     n = f.get("n_images")
     size = f", {n} {unit}" if isinstance(n, int) and not isinstance(n, bool) else ""
-    value = fmt.number(f.get("effect")) if f.get("kind") == "off-object" else fmt.effect(f.get("effect"))
-    return f"{value}, 95% CI {fmt.interval(f.get('ci_low'), f.get('ci_high'))}{size}"
+    return f"{fmt.effect(f.get('effect'))}, 95% CI {fmt.interval(f.get('ci_low'), f.get('ci_high'))}{size}"
 
 
 def strength_counts(findings, analysis: dict | None = None) -> tuple[int, int]:
@@ -224,10 +220,9 @@ def _clears(f: dict, bars: _Bars) -> bool | None:
     effect = fmt.as_float(f.get("effect"))
     if effect is None:
         return None
-    bar = bars.off_object if f.get("kind") == "off-object" else bars.min_effect
     near = fmt.as_float(f.get("ci_low")) if effect >= 0 or f.get("kind") == "off-object" else \
         (None if fmt.as_float(f.get("ci_high")) is None else -fmt.as_float(f.get("ci_high")))
-    return near is not None and near >= bar
+    return near is not None and near >= bars.min_effect
 
 
 def _strength(f: dict, bars: _Bars) -> str:
@@ -235,8 +230,7 @@ def _strength(f: dict, bars: _Bars) -> str:
     clears = _clears(f, bars)
     if clears is None:
         return "strength not recorded"
-    bar = bars.off_object if f.get("kind") == "off-object" else bars.min_effect
-    where = "" if bars.recorded or f.get("kind") == "off-object" else "default "
+    where, bar = "" if bars.recorded else "default ", bars.min_effect
     if clears:
         return f"strong: the whole interval clears the {where}bar of {bar:.2f}"
     return f"moderate: the estimate clears the {where}bar of {bar:.2f}, the interval reaches below it"
@@ -255,7 +249,11 @@ def _claim(f: dict, quoted: str) -> str:
     if kind == "token-shift":
         way = "more" if (effect or 0) >= 0 else "less"
         return f"{cue}: the token's images show it {way} often than the plain prompt's"
-    return f"attribution off the object: a share of {fmt.number(effect)} lies outside the object"
+    share, area = fmt.as_float(details.get("share_outside")), fmt.as_float(details.get("area_outside"))
+    held = f" ({fmt.number(share)} of it outside an object that leaves {fmt.number(area)} of the image)" \
+        if share is not None and area is not None else ""
+    return f"attribution off the object: it lies outside the object {fmt.number(effect)} more than the area " \
+           f"outside does{held}"
 
 
 def _passing(quoted: str, passing: list[dict], bars: _Bars) -> Sentence:
