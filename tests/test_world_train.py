@@ -60,8 +60,22 @@ def test_tiny_training_checkpoints_resumes_and_exports(tmp_path, tiny_models):
     for p in (tmp_path / "parts").glob("state.pt.part*"):
         (tmp_path / "only_parts" / p.name).write_bytes(p.read_bytes())
     assert load_state(tmp_path / "only_parts")["unet_step"] == 5
+    # a checkpoint kept only in --parts is resumed from there (it used to start again and overwrite the parts)
+    (tmp_path / "ck" / "state.pt").unlink()
+    state = train(TrainConfig(**dict(cfg, unet_steps=6)))
+    assert state["unet_step"] == 6 and "'unet_step': 5}" in (tmp_path / "parts" / "train.log").read_text()
+    assert load_state(tmp_path / "parts")["unet_step"] == 6
 
-    out = export_pipeline(tmp_path / "ck", tmp_path / "pipe")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    for target, message in ((tmp_path / "mine", "not a world pipeline"), (tmp_path / "ck", "holds the checkpoint"),
+                            (tmp_path, "holds the checkpoint")):  # `--export .` deleted the working directory
+        with pytest.raises(ProbeError, match=message):
+            export_pipeline(tmp_path / "ck", target)
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep" and (tmp_path / "ck" / "state.pt").is_file()
+    export_pipeline(tmp_path / "ck", tmp_path / "pipe")
+    out = export_pipeline(tmp_path / "ck", tmp_path / "pipe")  # an earlier export is replaced
+    assert out == tmp_path / "pipe" and not list(tmp_path.glob(".pipe.partial-*"))
     pipe = StableDiffusionPipeline.from_pretrained(str(out), dtype=torch.float32)
     img = pipe("a photo of a star", num_inference_steps=2, output_type="pt").images
     assert img.shape == (1, 3, 32, 32)

@@ -6,6 +6,7 @@ pipeline) depend on this module and not on each other.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -13,15 +14,23 @@ import torch
 from probe.world import models
 
 
-def load_state(out: Path) -> dict | None:
-    """The checkpoint in ``out`` (state.pt, or state.pt.partNN pieces reassembled), or None."""
+def load_state(out: Path, parts: Path | None = None) -> dict | None:
+    """The checkpoint in ``out``: its state.pt, else the state.pt.partNN pieces in ``out`` or in ``parts`` (where
+    ``--parts`` wrote them) reassembled into ``out``; None when there is none. Read with ``weights_only``: a
+    checkpoint holds tensors, numbers and text, and a crafted one runs no code."""
     path = out / "state.pt"
-    pieces = sorted(out.glob("state.pt.part*"))
-    if not path.exists() and pieces:
-        path.write_bytes(b"".join(p.read_bytes() for p in pieces))
+    if not path.exists():
+        for folder in (out, parts):
+            pieces = sorted(folder.glob("state.pt.part[0-9][0-9]")) if folder is not None else []
+            if pieces:
+                out.mkdir(parents=True, exist_ok=True)
+                tmp = out / "state.pt.tmp"
+                tmp.write_bytes(b"".join(p.read_bytes() for p in pieces))
+                os.replace(tmp, path)
+                break
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def make_scheduler(kind: str = "ddpm"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
     from probe.world.training.checkpoint import load_state, make_scheduler
 
     checkpoint_dir, out = Path(checkpoint_dir), Path(out)
+    _check_target(checkpoint_dir, out)
     state = load_state(checkpoint_dir)
     if state is None or "unet_ema" not in state:
         raise ProbeError(f"no trained checkpoint in {str(checkpoint_dir)!r}: run `python -m probe.world.training.train --out {checkpoint_dir}` first")
@@ -59,6 +61,7 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
         vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=make_scheduler("ddim"),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+    final, out = out, out.parent / f".{out.name}.partial-{os.getpid()}"  # written beside, swapped in when complete
     if out.exists():
         shutil.rmtree(out)
     pipe.to(dtype).save_pretrained(out, safe_serialization=True)
@@ -88,4 +91,25 @@ def export_pipeline(checkpoint_dir: str | Path, out: str | Path, dtype: torch.dt
         oracles = Oracles()
         oracles.load_state_dict(state["oracles"])
         save_oracles(oracles, oracles_out)
-    return out
+    if final.exists():  # an earlier export (_check_target let nothing else through)
+        shutil.rmtree(final)
+    os.replace(out, final)
+    return final
+
+
+def _is_pipeline(folder: Path) -> bool:
+    return (folder / "model_index.json").is_file() and (folder / "probe_generator.json").is_file()
+
+
+def _check_target(checkpoint_dir: Path, out: Path) -> None:
+    """An export replaces only an earlier export: never the checkpoint (or a folder holding it), a file, a link, or a
+    folder with other files in it (``--export .`` used to delete the working directory)."""
+    target, checkpoint = out.resolve(), checkpoint_dir.resolve()
+    if target == checkpoint or target in checkpoint.parents:
+        raise ProbeError(f"--export {str(out)!r} is or holds the checkpoint {str(checkpoint_dir)!r}, which the export "
+                         "would delete; pass a new folder")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ProbeError(f"--export {str(out)!r} is a file or a link, not a folder; pass a new folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_pipeline(out):
+        raise ProbeError(f"--export {str(out)!r} exists and is not a world pipeline (no model_index.json and "
+                         "probe_generator.json); pass a new folder, or an earlier export to replace")

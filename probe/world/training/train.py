@@ -172,10 +172,14 @@ def save_state(state: dict, out: Path, parts: Path | None, log: Log):
     if parts is not None:
         parts.mkdir(parents=True, exist_ok=True)
         data = (out / "state.pt").read_bytes()
+        names = [f"state.pt.part{i // PART_BYTES:02d}" for i in range(0, len(data), PART_BYTES)]
+        for name, i in zip(names, range(0, len(data), PART_BYTES)):  # the new parts first, under other names
+            (parts / f".{name}.new").write_bytes(data[i:i + PART_BYTES])
+        for name in names:  # then each swapped in: the earlier parts stay whole until the new ones are written
+            os.replace(parts / f".{name}.new", parts / name)
         for old in parts.glob("state.pt.part*"):
-            old.unlink()
-        for i in range(0, len(data), PART_BYTES):
-            (parts / f"state.pt.part{i // PART_BYTES:02d}").write_bytes(data[i:i + PART_BYTES])
+            if old.name not in names:
+                old.unlink()
     log(f"saved checkpoint ({(out / 'state.pt').stat().st_size / 2**20:.1f} MiB)")
 
 
@@ -457,7 +461,7 @@ def train(config: TrainConfig) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(config.seed)
-    state = load_state(out) or {}
+    state = load_state(out, parts) or {}
     state["config"] = asdict(config)
     log(f"device {device} (bf16 {bf16}); resuming from {({k: state.get(k) for k in ('vae_step', 'oracle_step', 'unet_step')})}")
     tokenizer = get_tokenizer(out)
