@@ -296,3 +296,10 @@ def test_slice_gap_weighs_values_as_the_population_draws_them(classifiers):
         w * table.carrier_means[(heart, "background", "sand", s)] for w, s in zip(sand, others)) / sum(sand)
     assert table.shares[("star", "background", "sand")] == 0
     assert table.slice_gap("heart", "grass", "sufficiency", counters=["sand"]) == pytest.approx(expected)
+    # a mistyped kind was read as necessity, an unknown counter raised a bare KeyError
+    with pytest.raises(WorldError, match="kind 'sufficency'"):
+        table.slice_gap("star", "grass", "sufficency")
+    with pytest.raises(WorldError, match=r"counters \['lava'\] are not other values of 'background'"):
+        table.slice_gap("star", "grass", "necessity", counters=["lava"])
+    assert table.slice_gap("heart", "sand", "token-shift", counters=["grass", "water"]) == pytest.approx(
+        means["sand"] - means["water"])  # a token shift is compared on the class's own scenes

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ProbeError
-from probe.world.scenes import SHAPES, VOCAB, WorldError, render_batch, sample_attributes
+from probe.world.scenes import SHAPES, VOCAB, WorldError, check_seed, render_batch, sample_attributes
 
 CUE_ATTRIBUTES = ("color", "background", "tag")
 DEFAULT_ARCH = "test_resnet"
@@ -46,12 +46,21 @@ def parse_bias(spec: str | Mapping[str, Any] | None) -> dict[str, dict[str, str]
             if not attrs:
                 raise WorldError(f"bias value {value!r} is no color, background or tag: use one of "
                                  f"{[v for a in CUE_ATTRIBUTES for v in VOCAB[a] if v != 'none']}")
-            out.setdefault(cls, {})[attrs[0]] = value
+            given = out.setdefault(cls, {})
+            if attrs[0] in given and given[attrs[0]] != value:
+                raise WorldError(f"bias gives {cls!r} two {attrs[0]}s ({given[attrs[0]]}, {value}): give each class "
+                                 f"one value per attribute, e.g. '{cls}={given[attrs[0]]}'")
+            given[attrs[0]] = value
         spec = out
+    if not isinstance(spec, Mapping):
+        raise WorldError(f"a bias is CLASS=VALUE text or a mapping of class to {{attribute: value}}, not {spec!r}")
     bias: dict[str, dict[str, str]] = {}
     for cls, cues in spec.items():
         if cls not in SHAPES:
             raise WorldError(f"bias class {cls!r} is not a shape: use one of {list(SHAPES)}")
+        if not isinstance(cues, Mapping):
+            raise WorldError(f"bias of {cls!r} is {cues!r}, not a mapping of attribute to value: write e.g. "
+                             f"{{{cls!r}: {{'background': 'grass'}}}}")
         for attr, value in cues.items():
             if attr not in CUE_ATTRIBUTES:
                 raise WorldError(f"bias attribute {attr!r} for {cls!r}: use one of {list(CUE_ATTRIBUTES)}")
@@ -159,6 +168,7 @@ class ClassifierConfig:
             raise ProbeError(f"pool={self.pool} must be 1, 2, 4 or 8 (a divisor of the 32-pixel input)")
         if not 0 <= self.hide < 1:
             raise ProbeError(f"hide={self.hide} must be in [0, 1)")
+        check_seed(self.seed)
         if self.steps < 1 or self.batch_size < 1 or self.train_size < self.batch_size:
             raise ProbeError(f"steps={self.steps}, batch_size={self.batch_size}, train_size={self.train_size}: "
                              "need steps >= 1 and train_size >= batch_size >= 1")
@@ -319,8 +329,8 @@ BUNDLED_RECIPE = dict(strength=0.97, pool=4, hide=0.6, steps=800, train_size=16_
 def train_bundled(out_dir: str | Path, log=print, **overrides) -> dict[str, Any]:
     """Train and save the bundled ``clean`` and ``biased`` classifiers into ``out_dir``.
 
-    Both use the same recipe (a thumbnail-resolution test_resnet; half of the training scenes show
-    no object, as in photos where the labelled thing is out of view); only ``biased`` plants cues.
+    Both use the same recipe, ``BUNDLED_RECIPE`` (a thumbnail-resolution test_resnet; 60% of the training scenes
+    show no object, ``hide=0.6``, as in photos where the labelled thing is out of view); only ``biased`` plants cues.
     """
     recipe = dict(BUNDLED_RECIPE, **overrides)
     strength = recipe.pop("strength")

@@ -57,8 +57,12 @@ def classifier(
     from probe.world.classifiers import (ClassifierConfig, evaluate_classifier, format_metrics,
                                          load_world_classifier, save_world_classifier, train_world_classifier)
 
+    from probe.world.scenes import SHAPES
+
     if out.suffix != ".pt2":
         raise ProbeError(f"--out {str(out)!r} must end in .pt2 (a torch.export program)")
+    if eval_size < len(SHAPES):  # checked before training, not after it (an empty split failed in torch.cat)
+        raise ProbeError(f"--eval-size {eval_size} must be at least {len(SHAPES)} (one scene per shape); e.g. 1200")
     cfg = ClassifierConfig(bias=bias, strength=strength, arch=arch, steps=steps, pool=pool, hide=hide, seed=seed,
                            train_size=train_size, batch_size=min(128, train_size))
     model = train_world_classifier(cfg, log=typer.echo)
@@ -81,6 +85,9 @@ def fidelity(
     """Print the generator's fidelity table: oracle accuracy on held-out caption combinations."""
     from probe.world.training.fidelity import measure_fidelity
 
+    for flag, value in (("--seeds", seeds), ("--steps", steps), ("--partial", partial)):
+        if value < 1:
+            raise ProbeError(f"{flag} {value} must be at least 1 (e.g. {flag} 2)")
     result = measure_fidelity(path, seeds_per_case=seeds, steps=steps, guidance=guidance,
                               partial_per_shape=partial, device=device)
     typer.echo(result.table())

@@ -67,6 +67,13 @@ class WorldError(ProbeError):
     """A shapes-world argument (attribute name or value) is unknown."""
 
 
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed as numpy's generators take it: an int >= 0 (a negative one raised numpy's bare ValueError)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise WorldError(f"{name}={seed!r} must be an int >= 0")
+    return int(seed)
+
+
 @dataclass(frozen=True)
 class Scene:
     """One rendered scene: ``image`` uint8 (H, W, 3), ``mask`` bool (H, W), ``attributes``."""
@@ -343,10 +350,7 @@ def render(
         return render(given.get("shape"), given.get("color", color), given.get("background", background),
                       given.get("tag", tag), size=given.get("size", size), x=given.get("x", x),
                       y=given.get("y", y), rotation=given.get("rotation", rotation), seed=seed)
-    unknown_seed = not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
-    if unknown_seed:
-        raise WorldError(f"seed={seed!r} must be an int")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     attrs = _scene_attributes(
         rng,
         {"shape": shape, "color": color, "background": background, "tag": tag,

@@ -56,8 +56,9 @@ from probe.world.scenes import (
     VOCAB,
     WorldError,
     _backgrounds,
-    object_coverage,
     attribute_index,
+    check_seed,
+    object_coverage,
     sample_attributes,
 )
 
@@ -115,10 +116,8 @@ class ScenePool:
                  strength: float = 0.0):
         if isinstance(n_per_shape, bool) or not isinstance(n_per_shape, (int, np.integer)) or n_per_shape < 2:
             raise WorldError(f"n={n_per_shape!r} must be an int >= 2 (scenes per class and cell; 200 gives tight intervals)")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise WorldError(f"seed={seed!r} must be an int")
         self.n_per_shape = int(n_per_shape)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.size = int(size)
         rng = np.random.default_rng(self.seed)
         total = len(SHAPES) * self.n_per_shape
@@ -440,9 +439,14 @@ class TruthTable:
         be empty."""
         if not self.shares:
             raise WorldError("this table records no population shares: build it with true_effects()")
+        self._kind(kind)  # a kind that is none of the table's (a typo read as necessity)
         row = self.row(class_name, cue, "sufficiency" if kind == "sufficiency" else "necessity")
         c, attribute, value = int(row["class_index"]), row["attribute"], row["value"]
         counters = list(counters) if counters else [u for u in VOCAB[attribute] if u != value]
+        missing = [u for u in counters if u not in VOCAB[attribute] or u == value]
+        if missing:
+            raise WorldError(f"counters {missing} are not other values of {attribute!r}: use some of "
+                             f"{[u for u in VOCAB[attribute] if u != value]}")
         name = self._class(class_name)
 
         def mean(values) -> float:

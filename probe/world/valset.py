@@ -74,10 +74,12 @@ class ValidationSet:
 def _scenes(classifier: str | Path, n: int, seed: int, classes=None):
     """(images (m,3,32,32), attribute indices, bias, strength): the training sampler at the training strength, every
     object in view. ``classes``: keep only the scenes of these shapes among the ``n`` drawn (their attributes as the
-    full draw has them, their geometry drawn afresh), so a check that needs one class's rare slice renders only it."""
+    full draw has them, each scene's size, place and rotation too; the background textures are drawn afresh, as the
+    texture generator runs over fewer scenes), so a check that needs one class's rare slice renders only it."""
     from probe.world.classifiers import _render, sample_biased_attributes
-    from probe.world.scenes import SHAPES
+    from probe.world.scenes import SHAPES, check_seed
 
+    seed = check_seed(seed)
     if n < len(SHAPES):
         raise ProbeError(f"n={n} is too small: render at least {len(SHAPES)} images (one per shape), e.g. --n 3000")
     if n > MAX_SCENES:  # every scene is rendered in memory first (12 KB each in float32)
@@ -91,6 +93,8 @@ def _scenes(classifier: str | Path, n: int, seed: int, classes=None):
     if classes:
         keep = np.isin(attrs["shape"], [SHAPES.index(c) for c in classes])
         attrs = {a: v[keep] for a, v in attrs.items()}
+        if not keep.any():
+            raise ProbeError(f"no {' or '.join(classes)} among the {n} scenes drawn with seed {seed}; raise n")
     return _render(attrs, seed + 1), attrs, bias, strength
 
 
