@@ -153,13 +153,9 @@ def audit(
     if dry_run:  # the plan only (probe/auditing/cost.py): nothing written; with --measure, the models load to time
         from probe.auditing.loop import dry_run as plan_only
 
-        plan = plan_only(config, console=err_console, measure=measure)
+        plan = plan_only(config, console=err_console, measure=measure, val_data=val_data)
         console.print(repr(plan), highlight=False, markup=False, soft_wrap=True)
         return
-    if val_data is not None:
-        from probe.valdata import check_val_source
-
-        check_val_source(val_data)  # a missing folder fails before any model loads
     result = run_audit(config, progress=not quiet, console=err_console, val_data=val_data)
     if val_data is not None:  # nothing analysed to confirm (None): _finish says why
         from probe.confirm import ClassifierSource, confirm_audit
@@ -170,6 +166,9 @@ def audit(
                                                              device=device))
         if confirmation is not None:
             _result_line(f"on your data: {confirmation.headline()}")
+        else:  # the audit says why nothing was analysed; this says what the user's data are waiting for
+            _result_line(f"your data were not checked (the run has no complete analysis to confirm); once it has, run "
+                         f"`probe confirm {shlex.quote(str(result.run_dir))} --val-data {shlex.quote(str(val_data))}`")
     _finish(result)
 
 

@@ -92,6 +92,9 @@ class TokenConfig:
         return hash(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(self.to_dict().items())))
 
     def __post_init__(self):
+        if not isinstance(self.init_word, str) or not self.init_word.strip():
+            raise TokenError(f"--init-word {self.init_word!r} is empty; use a plain word such as 'a' (the paper's) or "
+                             "'@class' (the class name's last token)")
         if not self.templates or any(not isinstance(t, str) or "{}" not in t for t in self.templates):
             raise TokenError(f"prompt templates {list(self.templates)!r} (--prompt) must be non-empty and each contain "
                              "'{}' where the token and the class name go, e.g. 'a photo of a {}'")

@@ -136,6 +136,17 @@ CASES = [
     Case("audit --fdr-q out of range", [*AUDIT, "--fdr-q", "0"], "--fdr-q 0.0 must lie in (0, 1)"),
     Case("audit --min-effect out of range", [*AUDIT, "--min-effect", "3"], "--min-effect 3.0 must lie in [0, 1]"),
     Case("audit --max-pairs below the deciding pairs", [*AUDIT, "--max-pairs", "8"], "--max-pairs 8 is below"),
+    # found by review (7 December 2026): each was accepted, then cost the audit or was silently ignored
+    Case("audit --concepts mistyped", [*AUDIT, "--analyze", "--concepts", "./my-clpi"], "--concepts: concept model './my-clpi' is "
+         "neither a folder nor a hub id"),
+    Case("audit --concepts not cached offline", [*AUDIT, "--analyze", "--concepts", "nobody/no-such-clip"], "not in the local cache",
+         env={"HF_HUB_OFFLINE": "1"}),
+    Case("audit --shard with --max-effect", [*AUDIT, "--analyze", "--shard", "0/2", "--max-effect", "0.3"],
+         "--max-effect/--junit gate a whole run, and --shard 0/2"),
+    Case("audit --val-data with --no-analyze", [*AUDIT, "--no-analyze", "--val-data", "{A}"],
+         "--val-data confirms the findings of an analysed run, and --no-analyze"),
+    Case("audit --val-data with --shard", [*AUDIT, "--analyze", "--shard", "1/2", "--val-data", "{A}"], "--shard 1/2 audits a part"),
+    Case("audit --init-word empty", [*AUDIT, "--init-word", " "], "--init-word ' ' is empty"),
     Case("audit --min-steps not below --max-steps", [*AUDIT, "--min-steps", "5"], "--min-steps 5 must be 0, or below --max-steps 1"),
     Case("audit --threshold out of range", [*AUDIT, "--threshold", "2"], "--threshold 2.0 is out of range"),
     Case("audit --stop-metric unknown", [*AUDIT, "--stop-metric", "loss"], "--stop-metric 'loss' is unknown"),

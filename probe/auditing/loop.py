@@ -139,10 +139,11 @@ def environment_versions() -> dict:
 
 
 # ---------------------------------------------------------------------- the audit loop
-def preflight(config: AuditConfig):
+def preflight(config: AuditConfig, val_data=None):
     """Check every setting that can be checked without a model, before anything is loaded or written.
 
-    Returns the typed analysis settings. Raises a ProbeError naming the option and the fix.
+    Returns the typed analysis settings. Raises a ProbeError naming the option and the fix. ``val_data``: the
+    audit's ``--val-data``, which needs the analysis of a whole run.
     """
     from probe.devices import resolve_device
 
@@ -167,6 +168,19 @@ def preflight(config: AuditConfig):
         check_junit_path(config.gate.junit)  # its folder must exist before hours of work, not after
     if config.gate is not None and not config.analyze:
         raise RunError("--max-effect checks the findings, but --no-analyze switches the analysis off; drop one of them")
+    if config.gate is not None and config.scale.slice is not None:  # a shard ends before the run is decided
+        raise RunError(f"--max-effect/--junit gate a whole run, and --shard {config.scale.shard} audits a part of it; "
+                       "drop them here and run `probe check RUN --max-effect X [--junit FILE]` after `probe report "
+                       "RUN` has decided the sharded run")
+    if val_data is not None:
+        from probe.valdata import check_val_source
+
+        if not config.analyze or config.scale.slice is not None:
+            why = "--no-analyze switches the analysis off" if not config.analyze else \
+                f"--shard {config.scale.shard} audits a part of the run"
+            raise RunError(f"--val-data confirms the findings of an analysed run, and {why}; drop --val-data here "
+                           "and run `probe confirm RUN --val-data DIR` once `probe report RUN` has analysed it")
+        check_val_source(val_data)  # a missing folder fails before any model loads
     if not config.analyze:
         return None
     from probe.analysis.cues import load_cues
@@ -178,10 +192,14 @@ def preflight(config: AuditConfig):
         from probe.concepts.vocabulary import load_vocabulary
 
         load_vocabulary(settings.vocabulary)  # the same for a discovery vocabulary file
-    concepts = Path(settings.concepts)
-    if settings.concepts not in ("auto", "none") and concepts.exists() and not (concepts / "config.json").is_file():
-        raise RunError(f"--concepts {settings.concepts!r} is a path without config.json; pass a folder saved with "
-                       "save_pretrained (a CLIP or SigLIP model and its processor), a hub id, 'auto' or 'none'")
+    if settings.concepts not in ("auto", "none"):  # a model the user named: it must load, or the cues go unchecked
+        from probe.concepts import ConceptError, check_concepts
+
+        try:
+            check_concepts(settings.concepts)
+        except ConceptError as error:
+            raise RunError(f"--concepts: {error}; or pass 'auto' (the generator's default, unverified when it "
+                           "cannot load) or 'none'") from None
     if settings.confirm_like and not (Path(settings.confirm_like) / ANALYSIS).is_file():
         raise RunError(f"--confirm-like {settings.confirm_like!r} is not an analysed run (no analysis.json); pass the "
                        "folder of an earlier `probe audit` on the same generator")
@@ -202,7 +220,7 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
 
     # 1. check the options and the run directory; nothing is loaded or written yet
     run = check_run_dir(config)
-    preflight(config)
+    preflight(config, val_data)
     # 2. the plan (probe/auditing/cost.py): the images and device time the audit will spend, one line before the
     #    generator loads (the classifier first only when no labels file tells the class count); --budget becomes the
     #    analysis's image cap
@@ -326,13 +344,13 @@ def measured_plan(config: AuditConfig, classifier, generator):
                    measured=measure(config, classifier, generator, selected, labels))
 
 
-def dry_run(config: AuditConfig, *, console=None, measure: bool = False):
+def dry_run(config: AuditConfig, *, console=None, measure: bool = False, val_data=None):
     """``probe audit --dry-run``: the plan, without loading the generator or writing anything. The class count comes
     from the labels when a file tells it, else from the classifier alone, loaded on the CPU. ``measure``: load the
     classifier and the generator as the audit would and time its work here (probe/auditing/measure.py), so the plan
     has a time on any device; still nothing is written."""
     check_run_dir(config)  # reads only: a resume with other settings is refused now too
-    preflight(config)  # the settings a real audit would refuse (--std 0, a bad --budget...) are refused here too
+    preflight(config, val_data)  # the settings a real audit would refuse (--std 0, a bad --budget...) are refused here too
     from probe.auditing.cost import device_kind
 
     if measure:

@@ -6,6 +6,7 @@ gives the model's image–text logits and ``choose`` the best of several candida
 lists public models that work.
 """
 
-from probe.concepts.model import KNOWN_CONCEPT_MODELS, ConceptError, ConceptModel, default_concepts, load_concepts
+from probe.concepts.model import (KNOWN_CONCEPT_MODELS, ConceptError, ConceptModel, check_concepts, default_concepts,
+                                  load_concepts)
 
-__all__ = ["ConceptModel", "load_concepts", "default_concepts", "ConceptError", "KNOWN_CONCEPT_MODELS"]
+__all__ = ["ConceptModel", "load_concepts", "check_concepts", "default_concepts", "ConceptError", "KNOWN_CONCEPT_MODELS"]

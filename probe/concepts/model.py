@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,20 +236,27 @@ def _domain_concepts(spec: str) -> Path | None:
         raise ConceptError(str(e)) from e
 
 
-def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16,
-                  dtype: str | None = None) -> ConceptModel:
-    """Load a CLIP or SigLIP concept model from a local folder, a hub id (see ``KNOWN_CONCEPT_MODELS``) or the name
-    of a domain that brings its own (``"world"``: the shapes world's tiny CLIP, probe/world/assets/concepts).
+@dataclass(frozen=True)
+class _Source:
+    """Where a concept model's files are: ``text`` (a folder, or a hub id), its ``folder`` (None for a hub id), its
+    config.json, why only the cache may be read (None when the hub may be asked), and the domain it came from."""
 
-    A folder must hold what ``model.save_pretrained`` and ``processor.save_pretrained`` write (config.json, the
-    weights, the tokenizer and image processor files); it is read with ``local_files_only``. A hub id is fetched
-    from the Hugging Face cache or hub; with ``HF_HUB_OFFLINE=1`` only the cache is used. Any other model type, a
-    folder without config.json or an unreachable hub is a one-line ConceptError saying what to do. Weights load
-    as float32 and run in ``dtype`` (:class:`ConceptModel`: half precision by default on a GPU).
-    """
-    import torch
-    from transformers import AutoModel, AutoProcessor
+    text: str
+    folder: Path | None
+    config_file: Path
+    unavailable: str | None
+    domain: Path | None
 
+
+def check_concepts(spec: str | Path) -> None:
+    """Everything about a concept model that can fail before its weights load (the path or hub id, config.json, a
+    cached copy when the hub cannot be asked, the model type), as a one-line ConceptError: what ``probe audit``
+    checks before any token is learned (a mistyped ``--concepts`` otherwise left every cue finding unverified,
+    hours later)."""
+    _resolve(spec)
+
+
+def _resolve(spec: str | Path) -> _Source:
     text = str(spec)
     domain = _domain_concepts(text)
     if domain is not None:  # a domain's own concept model ("world": the shapes world's tiny CLIP)
@@ -263,7 +271,6 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
                            "model.save_pretrained() and processor.save_pretrained() for a CLIP or SigLIP model "
                            "(config.json, weights, tokenizer and preprocessor files)")
     unavailable = None if folder is not None else hub_unavailable()  # then only the cache is read, at once
-    local = folder is not None or unavailable is not None
     quiet_hf_libraries()
     try:
         if folder is not None:
@@ -271,7 +278,7 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
         else:
             from huggingface_hub import hf_hub_download
 
-            config_file = Path(hf_hub_download(text, "config.json", local_files_only=local))
+            config_file = Path(hf_hub_download(text, "config.json", local_files_only=unavailable is not None))
         model_type = json.loads(config_file.read_text()).get("model_type")
     except Exception as e:
         if folder is not None:
@@ -282,6 +289,27 @@ def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16
         raise ConceptError(f"concept model {text!r} is a {model_type!r} model; concept scoring works with "
                            f"{', '.join(kinds.values())} models (model_type {', '.join(kinds)}), e.g. "
                            f"{', '.join(KNOWN_CONCEPT_MODELS)}")
+    return _Source(text, folder, config_file, unavailable, domain)
+
+
+def load_concepts(spec: str | Path, *, device: str = "cpu", batch_size: int = 16,
+                  dtype: str | None = None) -> ConceptModel:
+    """Load a CLIP or SigLIP concept model from a local folder, a hub id (see ``KNOWN_CONCEPT_MODELS``) or the name
+    of a domain that brings its own (``"world"``: the shapes world's tiny CLIP, probe/world/assets/concepts).
+
+    A folder must hold what ``model.save_pretrained`` and ``processor.save_pretrained`` write (config.json, the
+    weights, the tokenizer and image processor files); it is read with ``local_files_only``. A hub id is fetched
+    from the Hugging Face cache or hub; with ``HF_HUB_OFFLINE=1`` only the cache is used. Any other model type, a
+    folder without config.json or an unreachable hub is a one-line ConceptError saying what to do
+    (:func:`check_concepts`, before any weight loads). Weights load as float32 and run in ``dtype``
+    (:class:`ConceptModel`: half precision by default on a GPU).
+    """
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    src = _resolve(spec)
+    text, folder, config_file, unavailable, domain = src.text, src.folder, src.config_file, src.unavailable, src.domain
+    local = folder is not None or unavailable is not None
     # with the hub unavailable a cached id is loaded from its snapshot folder: transformers' own local_files_only
     # does not reach its adapter lookup (transformers 5.x asked the hub for adapter_config.json, five retries)
     source = str(folder) if folder is not None else str(config_file.parent) if unavailable is not None else text
