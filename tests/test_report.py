@@ -430,12 +430,15 @@ def _section(text: str, start: str, end: str) -> str:
 
 
 def _expected_p(v) -> str:
-    """The report's p/q format, written out independently: 3 significant digits, "<0.001", "–"."""
+    """The report's p/q format, written out independently: 3 significant digits rounded up, "<0.001", "–"."""
+    from decimal import ROUND_CEILING, Decimal
+
     if v is None:
         return "–"
     if v < 0.001:
         return "<0.001"
-    return f"{v:.3g}"
+    d = Decimal(repr(v))
+    return f"{float(d.quantize(Decimal(1).scaleb(d.adjusted() - 2), rounding=ROUND_CEILING)):.3g}"
 
 
 def test_the_rule_and_who_checked_the_interventions_are_said_in_words(evil_run, tmp_path):
@@ -578,7 +581,14 @@ def test_p_and_q_format():
     from probe.run.format import effect, interval, number, pq
 
     assert [pq(v) for v in (None, 0.0, 0.00099, 0.001, 0.012345, 0.5, 1.0, float("nan"), "abc", True)] == [
-        "–", "<0.001", "<0.001", "0.001", "0.0123", "0.5", "1", "–", "–", "–"]
+        "–", "<0.001", "<0.001", "0.001", "0.0124", "0.5", "1", "–", "–", "–"]
+    # printed numbers never cross the bars the raw ones do not (found by review, 7 December 2026): a q of 0.05004
+    # printed "0.05" beside "q ≤ 0.05", an interval's low end of 0.1496 "0.15" beside a bar of 0.15 it does not clear,
+    # an effect of 0.1496 "+0.15" beside "at least 0.15"
+    assert pq(0.05004) == "0.0501" and pq(0.05) == "0.05" and pq(0.05000000000000001) == "0.05"
+    assert interval(0.1496, 0.29) == "0.14 – 0.29" and interval(0.15, 0.2901) == "0.15 – 0.30"
+    assert effect(0.1496) == "+0.1496" and effect(0.151) == "+0.15" and effect(-0.0499) == "-0.0499"
+    assert effect(0.15) == "+0.15" and effect(0.14999999999999999) == "+0.15" and effect(0.33) == "+0.33"
     assert interval(None, None) == "unbounded" and interval(0.1, None) == "0.10 – +∞" and interval(None, 0.2) == "−∞ – 0.20"
     assert interval(float("-inf"), float("inf")) == "unbounded" and effect(0.4) == "+0.40" and number(0.834) == "0.83"
     import probe.analysis.finding as finding

@@ -24,16 +24,39 @@ def as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_EPS = 1e-9  # float noise: 0.29 * 100 is 28.999999999999996
+
+
 def pq(value: Any) -> str:
-    """A p- or q-value: 3 significant digits, "<0.001" below that."""
+    """A p- or q-value: 3 significant digits rounded up, "<0.001" below that. Up, so a printed value is never more
+    significant than the value: a q of 0.05004 prints 0.0501, not 0.05 beside the rule "q ≤ 0.05"."""
     v = as_float(value)
-    return MISSING if v is None else ("<0.001" if v < 1e-3 else f"{v:.3g}")
+    if v is None:
+        return MISSING
+    if v < 1e-3:
+        return "<0.001"
+    scale = 10.0 ** (2 - math.floor(math.log10(v)))
+    return f"{min(math.ceil(v * scale - _EPS) / scale, 1.0):.3g}"
 
 
-def effect(value: Any, digits: int = 2) -> str:
-    """An effect or a change in probability, signed: "+0.40"."""
+def _on_the_bar(v: float, digits: int) -> str:
+    """``v`` at ``digits`` decimals, or with up to 4 when rounding would carry its size up onto a multiple of 0.05 (where
+    the pass bars lie: 0.15, 0.05): an effect of 0.1496 prints 0.1496, not 0.15 beside the rule "at least 0.15"."""
+    for d in range(digits, max(digits, 4) + 1):
+        shown = round(abs(v), d)
+        if shown <= abs(v) + _EPS or abs(shown / 0.05 - round(shown / 0.05)) > 1e-6:
+            return f"{abs(v):.{d}f}"
+    return f"{abs(v):.{max(digits, 4)}f}"
+
+
+def effect(value: Any, digits: int = 2, *, signed: bool = True) -> str:
+    """An effect or a change in probability, signed: "+0.40"; ``signed=False`` for its size. Two decimals, more
+    where rounding would carry it onto a bar (``_on_the_bar``)."""
     v = as_float(value)
-    return MISSING if v is None else f"{v:+.{digits}f}"
+    if v is None:
+        return MISSING
+    size = _on_the_bar(v, digits)
+    return ("-" if v < 0 and float(size) != 0 else "+") + size if signed else size
 
 
 def number(value: Any, digits: int = 2) -> str:
@@ -43,11 +66,16 @@ def number(value: Any, digits: int = 2) -> str:
 
 
 def interval(low: Any, high: Any, digits: int = 2) -> str:
-    """A 95% interval whose ends may be unbounded (null or infinite): "0.17 – 0.57", "−∞ – 0.20", "unbounded"."""
+    """A 95% interval whose ends may be unbounded (null or infinite): "0.17 – 0.57", "−∞ – 0.20", "unbounded". Its
+    ends are rounded outward, so the printed interval holds the computed one: a low end of 0.1496 prints 0.14, never
+    0.15 beside a bar of 0.15 it does not clear."""
     lo, hi = as_float(low), as_float(high)
     if lo is None and hi is None:
         return "unbounded"
-    return f"{'−∞' if lo is None else f'{lo:.{digits}f}'} – {'+∞' if hi is None else f'{hi:.{digits}f}'}"
+    scale = 10.0 ** digits
+    lo_text = "−∞" if lo is None else f"{math.floor(lo * scale + _EPS) / scale + 0.0:.{digits}f}"
+    hi_text = "+∞" if hi is None else f"{math.ceil(hi * scale - _EPS) / scale + 0.0:.{digits}f}"
+    return f"{lo_text} – {hi_text}"
 
 
 def template_phrase(template: str) -> str:

@@ -243,9 +243,9 @@ def _claim(f: dict, quoted: str) -> str:
     if kind == "necessity":
         counters = [str(c) for c in details.get("counter_values") or details.get("counters") or []]
         instead = f" with {', '.join(counters[:_LISTED])}{', …' if len(counters) > _LISTED else ''}" if counters else ""
-        return f"{cue}: replacing it{instead} lowers P({quoted}) by {fmt.number(abs(effect or 0))}"
+        return f"{cue}: replacing it{instead} lowers P({quoted}) by {fmt.effect(effect or 0, signed=False)}"
     if kind == "sufficiency":
-        return f"{cue}: adding it to other objects raises P({quoted}) by {fmt.number(abs(effect or 0))}"
+        return f"{cue}: adding it to other objects raises P({quoted}) by {fmt.effect(effect or 0, signed=False)}"
     if kind == "token-shift":
         way = "more" if (effect or 0) >= 0 else "less"
         return f"{cue}: the token's images show it {way} often than the plain prompt's"
