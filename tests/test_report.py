@@ -646,9 +646,9 @@ def test_curve_caption_and_titles_name_the_stop_metric_and_the_objective(tmp_pat
     hist = [{"step": s, "loss": 1 - s / 5, "accuracy": s / 5, "mean_target_prob": s / 6} for s in range(4)]
     p = CurvePlotter()
     margin = p.plot(hist, 2, 0.95, loss_title="margin loss", stop_metric="target_prob")
-    assert p.ax_loss.get_title() == "margin loss" and p.legend.get_texts()[-1].get_text() == "stop P ≥ 0.95"
+    assert p.ax_loss.get_title() == "margin loss" and p.legend.get_texts()[-1].get_text() == "stop P > 0.95"
     ce = p.plot(hist, 2, 0.95)
-    assert p.ax_loss.get_title() == "cross-entropy loss" and p.legend.get_texts()[-1].get_text() == "stop acc ≥ 0.95"
+    assert p.ax_loss.get_title() == "cross-entropy loss" and p.legend.get_texts()[-1].get_text() == "stop acc > 0.95"
     assert ce != margin
     p.plot(hist, 2, 0.95, loss_title="$\\alpha$ injected")
     assert p.ax_loss.get_title() == "loss"  # only our own titles reach matplotlib

@@ -43,7 +43,7 @@ class CurvePlotter:
     "target_prob") names what the dotted early-stop threshold applies to in the legend.
     """
 
-    STYLE = 4  # bump when the drawing changes: cached curve PNGs are keyed on it
+    STYLE = 5  # bump when the drawing changes: cached curve PNGs are keyed on it
 
     def __init__(self, width_in: float = 6.4, height_in: float = 2.4, dpi: int = 100):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -90,7 +90,7 @@ class CurvePlotter:
             self.thr.set_visible(threshold is not None)
             self.legend.legend_handles[-1].set_visible(threshold is not None)
             stop = STOP_LABELS.get(stop_metric, STOP_LABELS["accuracy"])
-            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop {stop} ≥ {threshold:g}")
+            self.legend.get_texts()[-1].set_text("" if threshold is None else f"stop {stop} > {threshold:g}")  # tokens.py stops on score > threshold
             self.ax_loss.set_title(loss_title, fontsize=9)
             if threshold is not None:
                 self.thr.set_ydata([threshold, threshold])
