@@ -96,6 +96,15 @@ def test_text_embeddings_are_encoded_once_per_phrase(folders, monkeypatch):
     np.testing.assert_array_equal(first, again)
     concepts.score(images, ["zebra crossing", "a blue heart"])
     assert encoded == [3, 1]  # only the new phrase
+    # bounded (found by review, 7 December 2026: discovery's ~1000 phrases per class were all kept, ~3 GB of CLIP-L
+    # embeddings over 1000 classes): the most recently used are kept, and an evicted phrase scores the same again
+    concepts.TEXT_CACHE = 4
+    many = [f"a photo of thing {i}" for i in range(7)]
+    scored = concepts.score(images, many)
+    assert len(concepts._text) == 4 and list(concepts._text) == many[3:]
+    concepts.score(images, ["zebra crossing"])  # evicted: encoded again
+    assert encoded[-1] == 1 and list(concepts._text)[-1] == "zebra crossing" and len(concepts._text) == 4
+    np.testing.assert_allclose(concepts.score(images, many[:2]), scored[:, :2], rtol=1e-5, atol=1e-5)
 
 
 def test_choose_returns_each_images_winning_candidate(folders, monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,8 @@ class ConceptModel:
     there too, not on the CPU.
     """
 
+    TEXT_CACHE = 4096  # text embeddings kept (12 MB of CLIP-L's 768-d float32): the check phrases, reused, stay
+
     def __init__(self, model, processor, *, name: str, device: str = "cpu", batch_size: int = 16,
                  dtype: str | None = None):
         import torch
@@ -112,7 +115,7 @@ class ConceptModel:
         # transformers' torchvision-backed image processors resize and normalise on the model's device
         valid = getattr(getattr(processor.image_processor, "valid_kwargs", None), "__annotations__", {})
         self._on_device = {"device": device} if "device" in valid else {}
-        self._text: dict[str, torch.Tensor] = {}
+        self._text: OrderedDict[str, torch.Tensor] = OrderedDict()  # the last TEXT_CACHE phrases used
 
     @property
     def dim(self) -> int:
@@ -141,7 +144,9 @@ class ConceptModel:
         return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
 
     def embed_texts(self, phrases: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings (P, D), float32 on the CPU; each distinct phrase is encoded once and cached.
+        """L2-normalised text embeddings (P, D), float32 on the CPU; each distinct phrase is encoded once and cached,
+        the ``TEXT_CACHE`` most recently used kept (discovery asks ~1000 phrases naming each class once: a cache that
+        kept them all grew by 1000 embeddings per class, about 3 GB of CLIP-L's over 1000 classes).
 
         SigLIP pads every phrase to the full length (``padding="max_length"``), as it was trained; CLIP pads to the
         longest phrase of the batch. Phrases longer than the text tower's positions are truncated.
@@ -149,7 +154,12 @@ class ConceptModel:
         import torch
 
         phrases = list(phrases)
-        missing = [p for p in dict.fromkeys(phrases) if p not in self._text]
+        found = {}
+        for p in dict.fromkeys(phrases):
+            if p in self._text:
+                found[p] = self._text[p]
+                self._text.move_to_end(p)
+        missing = [p for p in dict.fromkeys(phrases) if p not in found]
         tokenizer = self.processor.tokenizer
         length = int(self.model.config.text_config.max_position_embeddings)
         with torch.no_grad():
@@ -158,10 +168,13 @@ class ConceptModel:
                 tokens = tokenizer(batch, padding="max_length" if self._siglip else True, max_length=length,
                                    truncation=True, return_tensors="pt")
                 out = self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
-                self._text.update(zip(batch, torch.nn.functional.normalize(_pooled(out), dim=-1)))
+                found.update(zip(batch, torch.nn.functional.normalize(_pooled(out), dim=-1)))
+        self._text.update((p, found[p]) for p in missing)
+        while len(self._text) > self.TEXT_CACHE:
+            self._text.popitem(last=False)
         if not phrases:
             return torch.zeros(0, self.dim)
-        return torch.stack([self._text[p] for p in phrases])
+        return torch.stack([found[p] for p in phrases])
 
     def score(self, images01: torch.Tensor, phrases: list[str]) -> np.ndarray:
         """The model's image–text logits (N images, P phrases) as float32; higher means the phrase fits better."""
