@@ -44,6 +44,20 @@ def test_a_users_vocabulary_file_extends_or_replaces_and_a_bad_one_gets_one_line
         load_vocabulary(bad)
     with pytest.raises(VocabularyError, match="does not exist"):
         load_vocabulary(tmp_path / "missing.json")
+    # found by review (7 December 2026): case and spacing variants were three phrases, "café" in its two Unicode forms
+    # two look-alike ones, and a second "grass" in the bundled group "scenes" both the cue "grass (scenes)"
+    grass = next(p for p in load_vocabulary().phrases if p.phrase == "grass")
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"groups": {
+        "mine": {"template": "{} beside {phrase}", "phrases": ["grass", "Grass", "  GRASS ", "caf\u00e9", "cafe\u0301",
+                                                                 "red   brick"]},
+        grass.group: {"template": "{} in front of {phrase}", "phrases": ["grass", "tweed"]}}}))
+    loaded = load_vocabulary(variants)
+    mine = [p.phrase for p in loaded.phrases if p.group == "mine"]
+    assert mine == ["grass", "caf\u00e9", "red brick"]
+    assert [p.template for p in loaded.phrases if p.group == grass.group and "grass" in p.phrase.casefold()] == [
+        grass.template]  # the bundled one, kept once: no second "grass" cue in that group
+    assert "{} in front of tweed" in {p.template for p in loaded.phrases}
 
 
 def test_paired_shift_is_the_mean_difference_and_its_z():

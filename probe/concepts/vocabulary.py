@@ -13,6 +13,7 @@ adds a user's file of the same shape (``{"groups": {name: {"template": ..., "phr
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -86,14 +87,18 @@ def _parse(data, where: str) -> list[Phrase]:
             if not isinstance(phrase, str) or not phrase.strip() or "{" in phrase:
                 raise VocabularyError(f"vocabulary {where!r}: group {name!r} has the phrase {phrase!r}; "
                                       "phrases are plain non-empty text")
-            out.append(Phrase(str(name), phrase.strip(), template.replace("{phrase}", phrase.strip())))
+            text = unicodedata.normalize("NFC", " ".join(phrase.split()))  # "café" one way, one space between words
+            out.append(Phrase(str(name), text, template.replace("{phrase}", text)))
     return out
 
 
 def load_vocabulary(path: str | Path | None = None, *, replace: bool = False) -> Vocabulary:
     """The bundled vocabulary, plus (or, with ``replace``, instead of it) the groups of the JSON file ``path``.
 
-    A template that appears twice (the same phrase in the same place) is kept once, the first time."""
+    Phrases are read in Unicode NFC with their spaces collapsed. A template that appears twice (the same phrase in the
+    same place), or a phrase a group already has in any case ("Grass" beside "grass", or the user's "{} in front of
+    grass" in a group that has "{} on grass": both would be the cue "grass (backgrounds)", and one could be chosen as
+    the other's counter), is kept once, the first time."""
     phrases: list[Phrase] = []
     source = "bundled"
     if path is None or not replace:
@@ -112,7 +117,8 @@ def load_vocabulary(path: str | Path | None = None, *, replace: bool = False) ->
         source = str(p) if replace else f"bundled + {p}"
     seen, unique = set(), []
     for ph in phrases:
-        if ph.template not in seen:
-            seen.add(ph.template)
+        keys = {ph.template.casefold(), (ph.group, ph.phrase.casefold())}
+        if not keys & seen:
+            seen |= keys
             unique.append(ph)
     return Vocabulary(tuple(unique), source)
