@@ -225,3 +225,27 @@ def test_test_cue_on_a_run_opened_without_models_says_how_to_attach_them(tmp_pat
                                               r"generator 'tiny-sd'\)") as raised:
         run.test_cue("class 0", "on grass")
     assert "\n" not in str(raised.value)
+
+
+def test_audit_loads_the_classifier_on_the_generators_device(monkeypatch):
+    """probe.Audit(model, generator, device=...) loaded the generator there and the classifier on the CPU (found by
+    review, 7 December 2026): both now go to the one resolved device, the config's when a config is given."""
+    import probe.classifiers as classifiers
+    import probe.generators as generators
+    from probe.auditing.config import AuditConfig
+    from probe.world import bundled_classifier_path
+
+    seen = {}
+    real_classifier, real_generator = classifiers.load_classifier, generators.load_generator
+    monkeypatch.setattr(classifiers, "load_classifier",
+                        lambda *a, **k: seen.setdefault("classifier", k.get("device")) and real_classifier(*a, **k))
+    monkeypatch.setattr(generators, "load_generator",
+                        lambda *a, **k: seen.setdefault("generator", k.get("device")) and real_generator(*a, **k))
+    audit = probe.Audit(str(bundled_classifier_path("biased")), "world", device="cpu")
+    assert seen == {"classifier": "cpu", "generator": "cpu"} and audit.config.device == "cpu"
+    seen.clear()
+    probe.Audit(str(bundled_classifier_path("biased")), "world", device="cuda:7",
+                config=AuditConfig(model="m", out="o", device="cpu"))
+    assert seen == {"classifier": "cpu", "generator": "cpu"}  # the config's device wins, for both models
+    with pytest.raises(RunError, match="config must be a probe.AuditConfig"):
+        probe.Audit(str(bundled_classifier_path("biased")), "world", config={"device": "cpu"})

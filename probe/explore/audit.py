@@ -28,15 +28,21 @@ class Audit:
     def __init__(self, classifier, generator, *, config=None, token=None, analysis=None, device: str = "auto",
                  dtype: str | None = None, trust_pickle: bool = False, labels: str | None = None,
                  multi_label: bool = False, transform=None):
-        from probe.classifiers import Classifier, load_classifier
-        from probe.generators import Generator, load_generator
         from probe.auditing.loop import AuditConfig
+        from probe.classifiers import Classifier, load_classifier
+        from probe.devices import resolve_device
+        from probe.generators import Generator, load_generator
 
+        if config is not None and not isinstance(config, AuditConfig):
+            raise RunError(f"config must be a probe.AuditConfig, got {type(config).__name__}")
+        # one device for both models, as `probe audit` loads them (the classifier stayed on the CPU beside a GPU
+        # generator: every token step moved its images off the GPU and ran the classifier there)
+        where = str(resolve_device(device if config is None else config.device))
         if not isinstance(classifier, Classifier):
             classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels, multi_label=multi_label,
-                                         transform=transform)
+                                         transform=transform, device=where)
         if not isinstance(generator, Generator):
-            generator = load_generator(generator, device=device, dtype=dtype)
+            generator = load_generator(generator, device=where, dtype=dtype)
         self.classifier, self.generator = classifier, generator
         base = config if config is not None else AuditConfig(model="in-memory", out="runs/notebook")
         if not isinstance(base, AuditConfig):
