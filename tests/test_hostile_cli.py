@@ -124,6 +124,17 @@ def test_sampling_options_are_checked_before_any_model_loads(tmp_path, capsys, m
     assert code == 2 and "--scheduler 'bogus'" in text, text
 
 
+def test_a_wrong_attribution_layer_is_refused_before_any_token_is_learned(tmp_path, capsys, monkeypatch):
+    """--attribution-layer net.bogus was found only by the analysis, after every token, and "run the same command
+    again" failed the same way (found by review, 7 December 2026): it is checked once the classifier loads."""
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *FAST, "--analyze", "--attribution-layer",
+                          "net.bogus"], tmp_path, capsys, monkeypatch)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and lines[-1].startswith("error: --attribution-layer: attribution layer 'net.bogus' is not a "
+                                              "module"), text
+    assert "Traceback" not in text and not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------------------------------------- resume
 def _audit(cwd, capsys, monkeypatch, *extra):
     return run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *FAST, *extra], cwd, capsys, monkeypatch)

@@ -209,6 +209,23 @@ def preflight(config: AuditConfig, val_data=None):
 _DTYPES = ("fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 
 
+def _check_attribution_layer(config: AuditConfig, classifier, generator) -> None:
+    """``--attribution-layer`` names a module of the loaded classifier, checked before any token is learned: a wrong
+    name failed the analysis after every token, and the advice "run the same command again" failed the same way."""
+    analysis = config.analysis
+    if not config.analyze or analysis.attribution_layer is None or not analysis.attributions \
+            or "grad_cam" not in analysis.methods:
+        return
+    from probe.analysis.attributions import choose_layer
+    from probe.analysis.errors import AnalysisError
+
+    size = int(getattr(generator, "image_size", 0) or 224)
+    try:
+        choose_layer(classifier, (size, size), analysis.attribution_layer)
+    except AnalysisError as error:
+        raise RunError(f"--attribution-layer: {error}; fix it and run the command again") from None
+
+
 def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifier=None, console=None,
           progress: bool = True, val_data=None) -> AuditResult:
     """Run (or resume) an audit. Models may be passed in already loaded (notebooks, tests).
@@ -261,6 +278,7 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     if config.compile:
         generator.compile()  # once per run: every class reuses the compiled shapes
     _check_sampling(config.token, generator)
+    _check_attribution_layer(config, classifier, generator)
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
