@@ -219,7 +219,7 @@ class CheckResult:
                 rows.append(f"<tr><td>{escape(case.name)}</td><td>{escape(case.status)}</td>"
                             f"<td colspan='6'>{escape(case.reason)}</td></tr>")
             for f in case.offenders:
-                cells = (case.name, case.status, f.kind, f.cue, f"{f.effect:+.2f}", f"{f.ci_low:.2f}–{f.ci_high:.2f}",
+                cells = (case.name, case.status, f.kind, f.cue, fmt.effect(f.effect), fmt.interval(f.ci_low, f.ci_high, sep="–"),
                          fmt.pq(f.q), f.sentence)
                 rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         return f"<p>{escape(self.verdict())}</p><table><tr>{head}</tr>{''.join(rows)}</table>"

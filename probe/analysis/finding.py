@@ -44,7 +44,7 @@ class Findings(list):
         rows = []
         for f in self[:200]:
             cells = (
-                f"{f.class_index} {f.class_name}", f.kind, f.cue, f"{f.effect:+.2f}", f"{f.ci_low:.2f}–{f.ci_high:.2f}",
+                f"{f.class_index} {f.class_name}", f.kind, f.cue, fmt.effect(f.effect), fmt.interval(f.ci_low, f.ci_high, sep="–"),
                 f"{f.n_images} {f.unit}", fmt.pq(f.p), fmt.pq(f.q), f.status, f.sentence,
             )
             rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
@@ -75,7 +75,7 @@ def read_findings(run_dir) -> Findings:
 def _interval(ci_low: float, ci_high: float) -> str:
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return "95% CI unbounded"
-    return f"95% CI {ci_low:.2f}–{ci_high:.2f}"
+    return f"95% CI {fmt.interval(ci_low, ci_high, sep='–')}"  # as every surface prints it: rounded outward
 
 
 def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[float, float], n: int, *,
@@ -83,24 +83,24 @@ def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[fl
     """The finding in words; weak, inconclusive and screened findings say so first."""
     stats = f"{_interval(*ci)}, {n} {'images' if kind == 'off-object' else 'pairs'}"
     if kind == "sufficiency":
-        s = (f"'{name}' is predicted from {description}: {effect:+.2f} probability when added to other objects"
+        s = (f"'{name}' is predicted from {description}: {fmt.effect(effect)} probability when added to other objects"
              f"{_carriers(extra.get('carriers'))} ({stats})")
     elif kind == "necessity":
         counters = extra.get("counters") or []
         shown = ", ".join(f"'{c}'" for c in counters[:2]) + (" …" if len(counters) > 2 else "")
         verb = "lowers" if effect >= 0 else "raises"
         s = (f"'{name}' depends on {description}: swapping it for {shown or 'a counter-context'} "
-             f"{verb} its probability by {abs(effect):.2f} (effect {effect:+.2f}, {stats})")
+             f"{verb} its probability by {fmt.effect(effect, signed=False)} (effect {fmt.effect(effect)}, {stats})")
     elif kind == "token-shift":
         verb = "adds" if effect >= 0 else "removes"
         s = (f"The token for '{name}' {verb} {description}: {extra.get('freq_baseline', 0):.0%} → "
-             f"{extra.get('freq_token', 0):.0%} of images ({effect:+.2f}, {stats})")
+             f"{extra.get('freq_token', 0):.0%} of images ({fmt.effect(effect)}, {stats})")
     else:
         share, area = extra.get("share_outside"), extra.get("area_outside", 0)
         held = f"{share:.0%} of the attribution for '{name}' lies outside the object, " if share is not None else \
             f"The attribution for '{name}' lies outside the object "
-        s = (held + f"{effect:+.2f} more than the {area:.0%} of the image outside it "
-             f"(excess {effect:+.2f}, {stats})")
+        s = (held + f"{fmt.effect(effect)} more than the {area:.0%} of the image outside it "
+             f"(excess {fmt.effect(effect)}, {stats})")
     return sentence_prefix(status) + s
 
 

@@ -659,7 +659,7 @@ def _finding_row(b: _Builder, i: int, f: dict[str, Any]) -> list:
         [(f.get("cue") or "—") + (" (discovered)" if _proposed(f) else ""), f.get("cue") or "", None,
          "discovered" if _proposed(f) else None, f.get("cue") or ""],
         [f.get("kind") or "—", f.get("kind") or "", None, None, f.get("kind") or ""],
-        ["–" if f["effect"] is None else f"{f['effect']:+.2f}", f["effect"], None,
+        [fmt.effect(f["effect"]), f["effect"], None,
          "pos" if (f["effect"] or 0) > 0 else ("neg" if (f["effect"] or 0) < 0 else "")],
         [fmt.interval(f["ci_low"], f["ci_high"]), f["ci_low"]],
         [fmt_n(f), f["n_images"]],

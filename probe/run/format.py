@@ -65,7 +65,7 @@ def number(value: Any, digits: int = 2) -> str:
     return MISSING if v is None else f"{v:.{digits}f}"
 
 
-def interval(low: Any, high: Any, digits: int = 2) -> str:
+def interval(low: Any, high: Any, digits: int = 2, sep: str = " – ") -> str:
     """A 95% interval whose ends may be unbounded (null or infinite): "0.17 – 0.57", "−∞ – 0.20", "unbounded". Its
     ends are rounded outward, so the printed interval holds the computed one: a low end of 0.1496 prints 0.14, never
     0.15 beside a bar of 0.15 it does not clear."""
@@ -75,7 +75,7 @@ def interval(low: Any, high: Any, digits: int = 2) -> str:
     scale = 10.0 ** digits
     lo_text = "−∞" if lo is None else f"{math.floor(lo * scale + _EPS) / scale + 0.0:.{digits}f}"
     hi_text = "+∞" if hi is None else f"{math.ceil(hi * scale - _EPS) / scale + 0.0:.{digits}f}"
-    return f"{lo_text} – {hi_text}"
+    return f"{lo_text}{sep}{hi_text}"
 
 
 def template_phrase(template: str) -> str:
