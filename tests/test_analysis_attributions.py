@@ -80,3 +80,28 @@ def test_torchscript_and_exported_classifiers_run_every_method(tmp_path):
         assert res.layer == eager.layer == "1", name  # the ReLU: the last (B,C,h,w) output
         assert np.allclose(res.maps["grad_cam"], eager.maps["grad_cam"], atol=1e-5), name
         assert np.abs(res.maps["integrated_gradients"]).sum() > 0
+
+
+def test_with_attributions_off_the_off_object_heat_is_the_cheapest_method():
+    """--attributions none ran integrated gradients (dozens of passes per image) for the off-object measure, more
+    than --attributions grad_cam (found by review, 7 December 2026): it runs Grad-CAM, and integrated gradients only
+    where no layer can be hooked."""
+    from types import SimpleNamespace
+
+    from probe.analysis.class_evidence import Attributions
+    from probe.analysis.config import AnalysisConfig
+
+    images, cls = _star_on_grass(2), SimpleNamespace(index=2, dir=None)
+    attr = Attributions(AnalysisConfig(attributions=False), ColourClassifier(40.0))
+    heat = attr.run(images, cls, ["a", "b"], False)
+    assert sorted(attr.seconds) == ["grad_cam"] and attr.heat_method() == "grad_cam" and heat.shape == (2, 16, 16)
+    hookless = ColourClassifier(40.0)
+    hookless.supports_hooks = False
+    attr = Attributions(AnalysisConfig(attributions=False, ig_steps=4), hookless)
+    heat = attr.run(images, cls, ["a", "b"], False)
+    assert attr.heat_method() == "integrated_gradients" and heat is not None and heat.shape == (2, 16, 16)
+    assert "integrated_gradients" in attr.seconds
+    attr = Attributions(AnalysisConfig(attributions=True, ig_steps=4), ColourClassifier(40.0))  # on: as configured
+    attr.run(images, cls, ["a", "b"], False)
+    assert sorted(attr.seconds) == ["grad_cam", "integrated_gradients", "occlusion"]
+    assert attr.heat_method() == "integrated_gradients"

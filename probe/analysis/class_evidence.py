@@ -67,9 +67,17 @@ class Attributions:
         self.skipped: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
 
+    def _methods(self) -> tuple[str, ...]:
+        """The methods to run: the configured ones; with attributions off (only the off-object measure wants a heat
+        map) the cheapest, Grad-CAM (one pass per image), with integrated gradients where no layer can be hooked.
+        Integrated gradients there made ``--attributions none`` cost more than ``grad_cam``."""
+        if self.cfg.attributions:
+            return self.cfg.methods
+        return ("integrated_gradients",) if "grad_cam" in self.skipped else ("grad_cam",)
+
     def run(self, images: torch.Tensor, cls: ClassRun, stems: list[str], save: bool):
         cfg = self.cfg
-        methods = cfg.methods if cfg.attributions else ("integrated_gradients",)
+        methods = self._methods()
         if self.layer is None and "grad_cam" in methods and "grad_cam" not in self.skipped:
             try:
                 self.layer = choose_layer(self.classifier, tuple(images.shape[-2:]), cfg.attribution_layer)
@@ -77,11 +85,15 @@ class Attributions:
                 if cfg.attribution_layer is not None:
                     raise
                 self.skipped["grad_cam"] = str(e)
-        methods = tuple(m for m in methods if m not in self.skipped)
+        methods = tuple(m for m in methods if m not in self.skipped) or (() if cfg.attributions else self._methods())
         config = AttributionConfig(methods=methods, layer=cfg.attribution_layer, ig_steps=cfg.ig_steps,
                                    batch_size=max(2, cfg.batch_size // 2))
         result = attribute(self.classifier, images, cls.index, config, self.layer)
         self.skipped.update(result.skipped)
+        if not cfg.attributions and not result.maps and "grad_cam" in result.skipped:  # no hooks: the fallback
+            config = AttributionConfig(methods=self._methods(), ig_steps=cfg.ig_steps,
+                                       batch_size=max(2, cfg.batch_size // 2))
+            result = attribute(self.classifier, images, cls.index, config, self.layer)
         for m, s in result.seconds.items():
             self.seconds[m] = self.seconds.get(m, 0.0) + s
         if save:
@@ -90,7 +102,7 @@ class Attributions:
 
     def heat_method(self) -> str:
         """The method whose maps the off-object measure uses: the first of :data:`HEAT_ORDER` that ran."""
-        methods = self.cfg.methods if self.cfg.attributions else ("integrated_gradients",)
+        methods = self._methods()
         return next((m for m in HEAT_ORDER if m in methods and m not in self.skipped), methods[0])
 
     def heat(self, images: torch.Tensor, cls: ClassRun) -> torch.Tensor | None:
