@@ -29,6 +29,8 @@ def test_open_run_gives_dataframes_and_classes(demo_run):
     run = probe.open_run(demo_run)
     assert list(run.summary["class_name"]) == ["circle", "square", "triangle", "star", "cross", "heart"]
     assert (run.summary["status"] == "done").all()
+    index = run.summary["class_index"].iloc[3]  # numpy's int64, as the DataFrames give it: a KeyError before
+    assert type(index).__module__ == "numpy" and run.classes[index].name == "star" and index in run.classes
     findings = run.findings
     assert {"class_name", "cue", "kind", "effect", "ci_low", "ci_high", "n_images", "p", "q", "passes",
             "evidence"} <= set(findings.columns)

@@ -55,6 +55,9 @@ class AuditConfig:
             raise RunError("--model is empty; pass a classifier file, folder or package.module:function")
         if not str(self.out).strip():
             raise RunError("--out is empty; pass a folder for the run, e.g. runs/my-audit")
+        if self.eval_arch is not None and self.eval_model is None:
+            raise RunError(f"--eval-arch {self.eval_arch!r} names the architecture of --eval-model, which is not given; "
+                           "add --eval-model FILE or drop --eval-arch")
         if not isinstance(self.token, TokenConfig):
             raise RunError("AuditConfig.token must be a TokenConfig")
         if isinstance(self.analysis, dict):  # from JSON or a notebook: typed here, checked by AnalysisConfig

@@ -52,12 +52,15 @@ class ScaleConfig:
         parse_shard(self.shard)
         if self.workers is not None and self.workers < 1:
             raise RunError(f"--workers {self.workers} must be at least 1")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise RunError("--gpus-per-worker must be >= 0 and --cpus-per-worker > 0")
+        if self.gpus_per_worker < 0:
+            raise RunError(f"--gpus-per-worker {self.gpus_per_worker:g} must be >= 0 (0 on CPUs, 1 per GPU worker)")
+        if self.cpus_per_worker <= 0:  # ScaleConfig(cpus_per_worker=...) from Python: the CLI has no such flag
+            raise RunError(f"cpus_per_worker={self.cpus_per_worker:g} must be > 0")
         if self.max_retries < 0:
             raise RunError(f"--max-retries {self.max_retries} must be >= 0")
-        if self.backend == "local" and (self.address or self.workers or self.gpus_per_worker):
-            raise RunError("--address, --workers and --gpus-per-worker belong to --backend ray; add --backend ray")
+        if self.backend == "local" and (self.address or self.workers or self.gpus_per_worker or self.max_retries != 2):
+            raise RunError("--address, --workers, --gpus-per-worker and --max-retries belong to --backend ray; add "
+                           "--backend ray")
 
     @property
     def slice(self) -> tuple[int, int] | None:

@@ -7,6 +7,7 @@ laptop without any model. Every object displays itself in Jupyter and escapes wh
 from __future__ import annotations
 
 import difflib
+import numbers
 from pathlib import Path
 
 from probe.errors import RunError
@@ -214,6 +215,8 @@ class Classes:
         self._views = views
 
     def __getitem__(self, key: int | str) -> "ClassView":
+        if not isinstance(key, (str, bool)) and isinstance(key, numbers.Integral):
+            key = int(key)  # numpy's integers too: a class index read from run.summary or run.findings
         hits = [v for v in self._views
                 if (isinstance(key, int) and v.index == key) or (isinstance(key, str) and v.name == key)]
         if len(hits) == 1:
