@@ -96,6 +96,18 @@ def test_an_audit_with_a_time_budget_on_an_unmeasured_device_measures_here_and_c
     assert code == 0 and f"--budget 20s: {cap:,} analysis images, as measured when this run started" in err, err
     assert "timing a few image batches" not in err
     assert RunDir(out).read_config()["audit"]["analysis"]["max_images"] == cap
+    # a shard started beside the first measured a cap of its own before config.json existed: it takes the saved one
+    # (its class records would otherwise be keyed by another cap and read as stale at `probe report`)
+    from dataclasses import replace
+
+    from probe.auditing.config import AuditConfig
+    from probe.auditing.loop import _shared_cap
+
+    run = RunDir(out)
+    mine = AuditConfig.saved(run.read_run_config())
+    mine = replace(mine, analysis=mine.analysis.replace(max_images=cap + 7))
+    assert _shared_cap(run, mine).analysis.max_images == cap
+    assert _shared_cap(run, replace(mine, budget="30s")).analysis.max_images == cap + 7  # another budget: its own
     # the dry run says how to see it: one line naming --measure
     code, _, err = run_main(monkeypatch, capsys, *_args(exported, tiny_sd_path, tmp_path / "plan", "--budget", "20s"))
     assert code != 0 and "--measure" in err and len(err.strip().splitlines()) == 1, err

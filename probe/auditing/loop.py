@@ -319,6 +319,21 @@ def _started_cap(run: RunDir, config: AuditConfig) -> int | None:
     return cap if same and isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
 
 
+def _shared_cap(run: RunDir, config: AuditConfig, console=None) -> AuditConfig:
+    """``config`` with the analysis's image cap of the run's config.json, when both came from the same measured
+    ``--budget``: shards started together each measured their own cap, only the first writer's was saved, and the
+    others' class records (keyed by the cap) read as stale at `probe report`. Every writer now takes the saved one."""
+    if config.budget is None:
+        return config
+    cap = _started_cap(run, config)
+    if cap is None or cap == config.analysis.max_images:
+        return config
+    if console is not None:
+        _say(console, f"--budget {config.budget}: {cap:,} analysis images, as the writer that started this run "
+                      f"measured them (this process measured {config.analysis.max_images or 0:,}; one cap per run)")
+    return replace(config, analysis=config.analysis.replace(max_images=cap))
+
+
 def count_classes(config: AuditConfig, classifier) -> tuple[list[str], list[int]] | None:
     """(labels, selected class indices) from the classifier when it is loaded, else read cheaply (``--labels``, the
     labels file beside the model: probe.auditing.cost.class_count); None when only the classifier can tell."""
@@ -419,6 +434,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         workdir=os.getcwd())
     # once, atomically; another writer may have started the run meanwhile: checked again
     run.initialise(labels, saved, check=lambda: check_run_dir(config))
+    config = _shared_cap(run, config, console if progress else None)
     stored = run.read_labels()
     if stored is not None and list(stored) != list(labels):  # another --labels file, or a classifier of other classes
         first = next((i for i, (a, b) in enumerate(zip(stored, labels)) if a != b), min(len(stored), len(labels)))
