@@ -344,3 +344,25 @@ def test_the_screen_bound_covers_a_token_top_up_and_then_the_class_name_drawn_an
     plan = _fake_plan(CUES_ONLY.replace(sufficiency=False, screen_extend=()))
     screen, extend = plan.stage("screen_necessity").images, plan.stage("screen_extend").images
     assert NAME_FALLBACK_SEEDS == 2 + 1 + 2 and extend == NAME_FALLBACK_SEEDS * screen > 0
+
+
+def test_ray_and_shards_plan_the_shared_sufficiency_screen_once_per_class():
+    """In one process the spread sufficiency screen is one pass shared by every class; a Ray worker or a --shard
+    analyses each class on its own and generates it per class: the plan (and the --budget it converts) counted it once
+    (found in review, 7 December 2026)."""
+    from dataclasses import replace
+
+    from probe.auditing.config import AuditConfig
+    from probe.auditing.cost import plan_for_config
+    from probe.auditing.scale import ScaleConfig
+
+    base = AuditConfig(model="m.pt2", generator="world", out="runs/x")
+    local = plan_for_config(base, 6, 6, device="cpu")
+    one_pass = local.stage("screen_sufficiency").images
+    assert local.stage("screen_sufficiency").shared
+    for scale in (ScaleConfig(shard="0/2"), ScaleConfig(backend="ray", workers=2)):
+        plan = plan_for_config(replace(base, scale=scale), 6, 6, device="cpu")
+        stage = plan.stage("screen_sufficiency")
+        assert stage.images == 6 * one_pass and not stage.shared, scale
+        assert any("generated once per class" in n for n in plan.notes)
+        assert plan.images - local.images == 5 * one_pass and plan.screening_images - local.screening_images == 5 * one_pass

@@ -332,7 +332,7 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
                token_steps: int | None = None, token_guidance: float | None = None, stated_contexts: bool = False,
                checked: bool = True, discovery: bool | None = None, concept_model: bool = True,
                max_images: int | None = None, table: tuple[Throughput, ...] = THROUGHPUT,
-               precision: str | None = None, measured: Measured | None = None) -> AuditPlan:
+               precision: str | None = None, measured: Measured | None = None, per_class_units: bool = False) -> AuditPlan:
     """The plan of an audit of ``classes`` classes (of ``labels``) with these settings (see the module docstring).
 
     ``steps``/``guidance``: the analysis's and the evaluation's sampling; ``token_steps``/``token_guidance``: the
@@ -343,7 +343,8 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
     more per class; the oracles read whole scenes only). ``precision``: what the no-gradient images are sampled in
     (:func:`sampling_precision`), which picks the throughput row where a device kind has one per precision.
     ``measured``: this machine's cost at these very settings (``probe audit --dry-run --measure``), used instead of
-    the table.
+    the table. ``per_class_units``: each class is analysed on its own (``--backend ray``, ``--shard``), so a pass
+    shared by all classes in one process (the spread sufficiency screen) is generated once per class.
     """
     discovery = checked if discovery is None else discovery
     # 1-2. the token and its evaluation
@@ -370,9 +371,12 @@ def plan_audit(token: "TokenConfig", analysis: "AnalysisConfig | None", *, class
         if cfg.sufficiency:
             bases = max(1, len({c.attribute for c in cues if c.attribute})) if stated_contexts else 1
             one_pass = (bases + len(cues)) * carriers * cfg.screen_seeds
-            shared = source != "confusers"
+            shared = source != "confusers" and not per_class_units
             counts.append(("screen_sufficiency", one_pass if shared and classes else classes * one_pass, bases == 1,
                            shared))
+            if per_class_units and source != "confusers":
+                notes.append("each class is analysed on its own (Ray or shards): the sufficiency screen every class "
+                             "shares in one process is generated once per class")
         if cfg.necessity:
             # an upper bound: a cue whose every counter the counter rule drops is skipped (the README demo: 44 of 52)
             counts.append(("screen_necessity", classes * arms * prompts * cfg.necessity_screen_seeds, False, False))
@@ -638,7 +642,8 @@ def plan_for_config(config: "AuditConfig", classes: int, labels: int, *, device:
     plan = plan_audit(token, analysis, classes=classes, labels=labels, cues=cues, family=family, device=kind,
                       steps=steps, guidance=guidance, token_steps=token_steps, token_guidance=token_guidance,
                       stated_contexts=stated, checked=checked, discovery=discovery, concept_model=checked and not oracles,
-                      precision=sampling_precision(config.generator, kind, config.dtype), measured=measured)
+                      precision=sampling_precision(config.generator, kind, config.dtype), measured=measured,
+                      per_class_units=config.scale.backend != "local" or config.scale.slice is not None)
     if budget is not None and analysis is not None:
         cap = budget.max_images(plan.seconds_per_image, f"{family} on {kind}")
         plan = _with_budget(plan, cap)
