@@ -100,6 +100,12 @@ def check_junit_path(path: str | Path | None) -> Path | None:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise GateError(f"--junit {str(path)!r}: its folder {str(parent)!r} does not exist; create it or name another path")
+    from probe.run.directory import enclosing_run
+
+    run = enclosing_run(parent)
+    if run is not None:  # `--junit RUN/findings.json` wrote XML over the run's findings
+        raise GateError(f"--junit {str(path)!r} lies inside the probe run {str(run)!r}, whose files it could overwrite; "
+                        "write it beside the run, e.g. --junit gate.xml")
     return target
 
 
@@ -287,6 +293,18 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
         if f.class_index not in audited:
             raise GateError(f"{str(source)!r}: finding {i}: field class_index is {f.class_index}, not a class this run "
                             f"audited ({_few(audited)}); re-run the analysis or restore the file")
+        record = finished.get(f.class_index)
+        if record is not None and not record.done:  # its findings would be skipped with the class: fail closed
+            raise GateError(f"{str(source)!r}: finding {i} is of class {f.class_index}, whose metrics.json says it "
+                            f"{record.status}; the findings are not this run's: re-run the analysis or restore the files")
+    # findings.json against analysis.json's own counts: an emptied or truncated file would otherwise pass
+    if analysis is not None:
+        for field, have in (("n_findings", len(findings)), ("n_passing", sum(bool(f.passes) for f in findings))):
+            want = getattr(analysis, field, None)
+            if isinstance(want, int) and not isinstance(want, bool) and want != have:
+                raise GateError(f"{str(source)!r} holds {have} {'findings' if field == 'n_findings' else 'passing findings'}"
+                                f", analysis.json counts {want} ({field}); the files are not from one analysis: re-run "
+                                "the analysis (probe report RUN --model M --generator G) or restore them")
     if classes is not None:
         audited = _narrow(classes, audited, labels)
     # 4. what was decided: a class's confirmed tests of the selected kinds (findings that passed or were weak on
@@ -295,12 +313,15 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
     def counts(f) -> bool:
         return f.checked_by != UNCHECKED or include_unverified
 
-    confirmed_on_data = _confirmed_on_data(run, run_dir) if confirmed_only else None
+    on_data = _verdicts_on_data(run, run_dir) if confirmed_only else None
+
+    def passing_in_audit(f) -> bool:
+        return f.passes or (include_unverified and f.status == "unverified")
 
     def passing(f) -> bool:
-        if confirmed_on_data is not None and (f.class_index, f.kind, f.cue) not in confirmed_on_data:
+        if on_data is not None and on_data.get((f.class_index, f.kind, f.cue)) != "confirmed":
             return False
-        return f.passes or (include_unverified and f.status == "unverified")
+        return passing_in_audit(f)
 
     confirmed = {f.class_index for f in findings if f.kind in selected_kinds and f.status in CONFIRMED and counts(f)}
     inconclusive = {(f.kind, f.class_index, f.cue) for f in findings if f.status == "inconclusive"}
@@ -319,6 +340,14 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
             continue
         own = [f for f in findings if f.class_index == index and passing(f) and f.kind in selected_kinds]
         offenders = tuple(f for f in own if _offends(f, limit, by))
+        if on_data is not None:  # --confirmed-only: a passing finding the data could not judge decides nothing
+            unjudged = [f for f in findings if f.class_index == index and f.kind in selected_kinds and passing_in_audit(f)
+                        and on_data.get((f.class_index, f.kind, f.cue)) not in ("confirmed", "weaker", "contradicted")]
+            if unjudged and not offenders:
+                cases.append(ClassCase(index, name, "undecided", reason=_one_line(
+                    f"{len(unjudged)} passing finding(s) not judged on your data ({', '.join(sorted({f.cue for f in unjudged}))}: "
+                    "not seen, or not in confirmation.json); add images of those slices and run `probe confirm` again")))
+                continue
         if not own and index not in confirmed:
             cases.append(ClassCase(index, name, "undecided", reason="no confirmed test of the selected kinds (only "
                                    "screening-only or inconclusive ones, or none): nothing could pass or fail"))
@@ -329,13 +358,13 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
                        include_unverified=include_unverified, unverified=unverified)
 
 
-def _confirmed_on_data(run, run_dir) -> set:
-    """(class_index, kind, cue) of every finding confirmation.json calls confirmed on the user's data."""
+def _verdicts_on_data(run, run_dir) -> dict:
+    """{(class_index, kind, cue): verdict} of every finding confirmation.json judged on the user's data."""
     confirmation = run.read_confirmation()
     if confirmation is None:
         raise GateError(f"{str(run_dir)!r} has no confirmation.json, so --confirmed-only has nothing to gate on; run "
                         "`probe confirm RUN --val-data DIR` first (or drop --confirmed-only)")
-    return {f.key for f in confirmation.findings if f.confirmed}
+    return {f.key: f.verdict for f in confirmation.findings}
 
 
 def run_gate(run_dir: str | Path, gate: GateConfig) -> CheckResult:

@@ -425,6 +425,25 @@ def test_gate_on_confirmed_findings_only(tmp_path, biased_confirmed):
         check_run(bare, max_effect=0.1, confirmed_only=True)
     assert sorted(f.cue for f in check_run(run, max_effect=0.1).offenders) == ["grass", "snow"]
     assert [f.cue for f in check_run(run, max_effect=0.1, confirmed_only=True).offenders] == ["grass"]
+    # a passing finding the data could not judge decides nothing: its class was a *passed* case, the gate exit 0
+    # (found by review, 7 December 2026)
+    import json
+    import shutil
+
+    unseen = tmp_path / "unseen"
+    shutil.copytree(run, unseen)
+    data = json.loads((unseen / "confirmation.json").read_text())
+    for f in data["findings"]:
+        f["verdict"] = "not seen"
+    (unseen / "confirmation.json").write_text(json.dumps(data))
+    result = check_run(unseen, max_effect=0.1, confirmed_only=True)
+    star = next(c for c in result.cases if c.class_name == "star")
+    assert star.status == "undecided" and "not judged on your data" in star.reason and not result.offenders
+    assert result.exit_code != 0
+    data["findings"] = []  # a confirmation.json that judged none of them
+    (unseen / "confirmation.json").write_text(json.dumps(data))
+    assert next(c for c in check_run(unseen, max_effect=0.1, confirmed_only=True).cases
+                if c.class_name == "star").status == "undecided"
     # the notebook's findings table carries the verdicts
     table = open_run(run).findings.set_index("cue")
     assert table.loc["grass", "real_verdict"] == "confirmed" and table.loc["grass", "real_n_cue"] > 100

@@ -206,9 +206,36 @@ def test_every_class_failed_is_undecided_exit_4(run_dir, monkeypatch, capsys):
     run = RunDir(run_dir)
     for folder, metrics in run.finished_classes():
         run.write_metrics(folder, {**metrics, "status": "failed", "error": "TokenError: loss became NaN"})
+    # findings of classes that failed are not this run's: their offenders were skipped with the class and the gate
+    # passed (found by review, 7 December 2026); now an error, exit 2
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 2 and len(err) == 1 and "whose metrics.json says it failed" in err[0], (out, err)
+    write_findings(run_dir, [])  # what such a run holds: no finding
     code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
     assert code == 4, (out, err)
     assert not out and len(err) == 1 and err[0].startswith("gate undecided") and "no class finished" in err[0]
+
+
+def test_junit_inside_a_run_is_refused(run_dir, monkeypatch, capsys):
+    """`probe check RUN --junit RUN/findings.json` wrote the JUnit XML over the findings (found by review)."""
+    before = (run_dir / "findings.json").read_bytes()
+    for target in (run_dir / "findings.json", run_dir / "classes" / "gate.xml"):
+        code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3", "--junit", str(target))
+        assert code == 2 and len(err) == 1 and "lies inside the probe run" in err[0], (out, err)
+    assert (run_dir / "findings.json").read_bytes() == before and not (run_dir / "classes" / "gate.xml").exists()
+
+
+def test_findings_that_disagree_with_the_analysis_counts_are_an_error_not_a_pass(run_dir, monkeypatch, capsys):
+    """An emptied or truncated findings.json passed the gate while analysis.json counted its findings (found by
+    review, 7 December 2026)."""
+    import json
+
+    (run_dir / "analysis.json").write_text(json.dumps({"n_findings": 6, "n_passing": 5, "classes": {}}))
+    code, _, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.99")
+    assert code == 0, err  # the counts agree
+    write_findings(run_dir, [_finding(1, "circle", "water", "necessity", 0.25)])  # the offenders cut out
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 2 and not out and "analysis.json counts 6 (n_findings)" in err[0], (out, err)
 
 
 def test_a_run_with_only_screened_or_inconclusive_findings_is_undecided(run_dir, tmp_path, monkeypatch, capsys):
@@ -254,5 +281,6 @@ def test_the_audits_gate_config_carries_by_and_the_undecided_code(run_dir):
     run = RunDir(run_dir)
     for folder, metrics in run.finished_classes():
         run.write_metrics(folder, {**metrics, "status": "failed"})
+    write_findings(run_dir, [])  # failed classes have no findings
     result = run_gate(run_dir, GateConfig(max_effect=0.3))
     assert not result.passed and result.exit_code == GATE_UNDECIDED == 4
