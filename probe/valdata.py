@@ -68,6 +68,7 @@ class ValData:
     root: str
     labels: tuple[str, ...]
     dataset: Any = field(default=None, repr=False, compare=False)
+    duplicates: int = 0  # rows that named a file listed before, dropped (_unique)
 
     def __post_init__(self):
         if not self.items:
@@ -85,7 +86,7 @@ class ValData:
 
     def describe(self) -> dict:
         """What confirmation.json records of the data (before decoding: ``listed``)."""
-        return {"source": self.source, "root": self.root, "listed": len(self.items),
+        return {"source": self.source, "root": self.root, "listed": len(self.items), "duplicates": self.duplicates,
                 "per_class": {self.labels[i]: n for i, n in self.per_class().items()}}
 
     def load(self, item: ValItem):
@@ -171,24 +172,31 @@ def _as_tensor(image, torch):
                      "a (3,H,W) tensor or an (H,W,3) array")
 
 
+def _keys(name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((name, name.strip().lower(), slugify(name))))
+
+
 class _Labels:
-    """The classifier's labels, matched by name, first synonym, slug or index."""
+    """The classifier's labels, matched by index or WordNet id, then in tiers: the whole label, its first synonym,
+    any other synonym. A name is looked up tier by tier, so "cardigan" is the class labelled "cardigan", never the
+    corgi whose second synonym it is; a name that two classes share within its tier ("crane": 134 and 517) is an
+    error naming both, never a guess."""
 
     def __init__(self, labels: Sequence[str]):
         from probe.classifiers.labels import imagenet_synsets, split_synonyms
 
         self.labels = tuple(str(x) for x in labels)
-        self.lookup: dict[str, int] = {}
-        for i, raw in enumerate(self.labels):
-            names = [raw, *(split_synonyms(raw) or [])]
-            for name in names:
-                for key in (name, name.strip().lower(), slugify(name)):
-                    self.lookup.setdefault(key, i)
-        for i in range(len(self.labels)):
-            self.lookup.setdefault(str(i), i)
+        self.exact: dict[str, int] = {str(i): i for i in range(len(self.labels))}
         self.synsets = imagenet_synsets(self.labels)
         for i, synset in enumerate(self.synsets or ()):
-            self.lookup.setdefault(synset, i)
+            self.exact.setdefault(synset, i)
+        self.tiers: list[dict[str, set[int]]] = [{}, {}, {}]  # whole label, first synonym, other synonyms
+        for i, raw in enumerate(self.labels):
+            synonyms = split_synonyms(raw) or []
+            for tier, names in enumerate(([raw], synonyms[:1], synonyms[1:])):
+                for name in names:
+                    for key in _keys(name):
+                        self.tiers[tier].setdefault(key, set()).add(i)
 
     def index(self, label: Any) -> int | None:
         if isinstance(label, bool):
@@ -202,10 +210,18 @@ class _Labels:
         text = str(label)
         from probe.classifiers.labels import split_synonyms
 
+        if text in self.exact:
+            return self.exact[text]
         first = (split_synonyms(text) or [text])[0]  # "goldfish, Carassius auratus", as ImageNet's lists spell it
-        for key in (text, text.strip().lower(), slugify(text), first, first.strip().lower(), slugify(first)):
-            if key in self.lookup:
-                return self.lookup[key]
+        for keys in (_keys(text), _keys(first)):  # the name as given first, then its first synonym
+            for tier in self.tiers:
+                hits = sorted({i for key in keys for i in tier.get(key, ())})
+                if len(hits) == 1:
+                    return hits[0]
+                if hits:
+                    shown = ", ".join(f"{i} {self.labels[i]!r}" for i in hits[:4])
+                    raise ValDataError(f"label {text!r} names {len(hits)} of the classifier's classes ({shown}); name "
+                                       "its folder (or CSV label) by the class index or WordNet id instead")
         return None
 
     def check(self, found: Sequence[Any], where: str) -> list[int]:
@@ -264,11 +280,27 @@ def read_val_data(spec: Any, labels: Sequence[str]) -> ValData:
         bad = next((p for p in pairs if not (isinstance(p, (list, tuple)) and len(p) == 2)), None)
         if bad is not None:
             raise ValDataError(f"validation data as a list must hold (path, label) pairs, not {bad!r}")
+        if pairs and not isinstance(pairs[0][0], (str, os.PathLike)):  # (image, label) pairs: a map-style dataset
+            return _dataset(pairs, known)
         indices = known.check([label for _, label in pairs], "validation data list")
         items = tuple(ValItem(str(p), i, path=Path(p).expanduser()) for (p, _), i in zip(pairs, indices))
-        return ValData(items, "list", f"{len(pairs)} paths", known.labels)
+        items, duplicates = _unique(items, known.labels, "the validation data list")
+        return ValData(items, "list", f"{len(pairs)} paths", known.labels, duplicates=duplicates)
     raise ValDataError(f"validation data of type {type(spec).__name__} is not supported; pass a folder, a CSV file, a "
                        "list of (path, label) pairs or a torch Dataset of (image, label)")
+
+
+def _unique(items: tuple[ValItem, ...], labels: Sequence[str], where: str) -> tuple[tuple[ValItem, ...], int]:
+    """``items`` with each file once (by its real path: "x.png" and "./x.png" are one image, which counted twice in
+    every slice and test), and how many rows were dropped; a file given two labels is a one-line error."""
+    seen: dict[str, ValItem] = {}
+    for item in items:
+        key = os.path.realpath(item.path) if item.path is not None else item.name
+        first = seen.setdefault(key, item)
+        if first.class_index != item.class_index:
+            raise ValDataError(f"{where}: {item.name!r} is labelled {labels[first.class_index]!r} and "
+                               f"{labels[item.class_index]!r}; give each image one label")
+    return tuple(seen.values()), len(items) - len(seen)
 
 
 def _folder(root: Path, known: _Labels) -> ValData:
@@ -316,7 +348,8 @@ def _csv(path: Path, known: _Labels) -> ValData:
     rows = _csv_rows(path, known)
     indices = known.check([r[1].strip() for r in rows], f"--val-data {str(path)!r}")
     items = tuple(ValItem(r[0].strip(), i, path=p) for r, i, p in zip(rows, indices, _csv_paths(path, rows)))
-    return ValData(items, "csv", str(path), known.labels)
+    items, duplicates = _unique(items, known.labels, str(path))
+    return ValData(items, "csv", str(path), known.labels, duplicates=duplicates)
 
 
 def _csv_rows(path: Path, known: _Labels | None) -> list[list[str]]:
@@ -423,6 +456,28 @@ def _label_column(dataset: Any) -> tuple[Any, Sequence[str] | None]:
     return dataset[key], getattr(feature, "names", None)
 
 
+def _names_and_targets(dataset) -> tuple[Any, Any]:
+    """(class names, targets) of a Dataset, through torch's Subset and ConcatDataset (which keep neither: a Subset of
+    an ImageFolder had its folder-order integers read as the classifier's indices), or (None, None)."""
+    names, targets = getattr(dataset, "classes", None), getattr(dataset, "targets", None)
+    if names is not None or targets is not None:
+        return names, targets
+    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if inner is not None and indices is not None:  # torch.utils.data.Subset
+        names, targets = _names_and_targets(inner)
+        return names, (None if targets is None else [targets[int(i)] for i in indices])
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:  # torch.utils.data.ConcatDataset: one list of names for all of its parts, or none
+        found = [_names_and_targets(part) for part in parts]
+        kinds = {None if nm is None else tuple(map(str, nm)) for nm, _ in found}
+        if len(kinds) == 1 and all(t is not None for _, t in found):
+            return found[0][0], [t for _, ts in found for t in ts]
+        if len(kinds) > 1:
+            raise ValDataError("the validation ConcatDataset joins Datasets with different class lists; give each its "
+                               "own probe confirm, or one Dataset whose labels are the classifier's")
+    return None, None
+
+
 def _dataset(dataset, known: _Labels) -> ValData:
     from collections.abc import Mapping
 
@@ -445,10 +500,12 @@ def _dataset(dataset, known: _Labels) -> ValData:
                                "be (image, label) or a dict of them") from e
 
     # labels without decoding an image where the Dataset keeps them apart (torchvision's targets, a label column)
-    names, targets = getattr(dataset, "classes", None), getattr(dataset, "targets", None)
+    names, targets = _names_and_targets(dataset)
     if targets is None:
         targets, column_names = _label_column(dataset)
         names = names if names is not None else column_names
+    if names is not None and [str(x) for x in names] == list(known.labels):
+        names = None  # the classifier's own label list: its integers are the classifier's indices, as they are
     if targets is not None and len(targets) == n:
         labels = [names[int(t)] if names is not None else t for t in targets]
     else:

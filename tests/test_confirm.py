@@ -227,6 +227,69 @@ def test_imagenet_validation_folders_named_by_wordnet_id_match_an_imagenet_class
         read_val_data(tmp_path / "val", ["tench", "toilet tissue"])
 
 
+def test_imagenet_names_resolve_to_their_own_class_and_a_shared_name_is_refused(tmp_path):
+    """Found by review (7 December 2026): class names were looked up over every synonym in class order, so a folder
+    'cardigan' became 264 'Cardigan, Cardigan Welsh corgi' (474 is 'cardigan'), 'harp' became 593 'harmonica, ..., harp'
+    (594 is 'harp'), and a Hugging Face dataset whose names are the classifier's own was read through those names;
+    'crane' (134 and 517) went to the first. Names are now looked up whole label first, then first synonym, then
+    the others, and a name two classes share is an error; a Dataset whose names are the classifier's keeps its
+    integers."""
+    import torch
+
+    from probe.classifiers import load_labels
+
+    imagenet = load_labels("imagenet")
+    for name in ("cardigan", "harp", "partridge", "Cardigan Welsh corgi", "harmonica"):
+        (tmp_path / "val" / name).mkdir(parents=True)
+        (tmp_path / "val" / name / "a.JPEG").write_bytes(b"not decoded here")
+    data = read_val_data(tmp_path / "val", imagenet)
+    found = {item.name.split("/")[0]: item.class_index for item in data.items}
+    assert found == {"cardigan": 474, "harp": 594, "partridge": 86, "Cardigan Welsh corgi": 264, "harmonica": 593}
+    (tmp_path / "crane" / "crane").mkdir(parents=True)
+    (tmp_path / "crane" / "crane" / "a.JPEG").write_bytes(b"")
+    with pytest.raises(ValDataError, match=r"label 'crane' names 2 of the classifier's classes \(134 'crane', 517"):
+        read_val_data(tmp_path / "crane", imagenet)
+
+    class Rows(torch.utils.data.Dataset):  # a Hugging Face ImageNet split: ClassLabel names are the classifier's
+        classes, targets = list(imagenet), [86, 474, 517, 134]
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.zeros(3, 8, 8), self.targets[i]
+
+    assert [i.class_index for i in read_val_data(Rows(), imagenet).items] == [86, 474, 517, 134]
+
+
+def test_a_subset_of_an_imagefolder_keeps_its_names_and_duplicate_rows_count_once(tmp_path):
+    """Found by review (7 December 2026): a torch Subset of an ImageFolder lost its class names, so folder-order
+    integers were read as the classifier's indices (490 of 600 images relabelled); a CSV listing an image twice
+    ('x.png' and './x.png') counted it twice in every slice; a list of (image, label) pairs raised TypeError."""
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    from probe.files import save_png
+
+    labels = ["circle", "square", "star"]
+    for name in ("square", "star"):  # folder order: square 0, star 1; the classifier's: square 1, star 2
+        for k in range(2):
+            save_png(tmp_path / "val" / name / f"{k}.png", torch.rand(3, 8, 8))
+    folder = ImageFolder(str(tmp_path / "val"))
+    subset = torch.utils.data.Subset(folder, [3, 0])
+    assert [i.class_index for i in read_val_data(subset, labels).items] == [2, 1]
+    both = torch.utils.data.ConcatDataset([folder, subset])
+    assert [i.class_index for i in read_val_data(both, labels).items] == [1, 1, 2, 2, 2, 1]
+    (tmp_path / "v.csv").write_text("path,label\nval/star/0.png,star\n./val/star/0.png,star\nval/square/1.png,square\n")
+    data = read_val_data(tmp_path / "v.csv", labels)
+    assert len(data) == 2 and data.duplicates == 1 and data.describe()["duplicates"] == 1
+    (tmp_path / "w.csv").write_text("path,label\nval/star/0.png,star\nval/star/0.png,circle\n")
+    with pytest.raises(ValDataError, match="is labelled 'star' and 'circle'"):
+        read_val_data(tmp_path / "w.csv", labels)
+    pairs = read_val_data([(torch.rand(3, 8, 8), "star"), (torch.rand(3, 8, 8), 0)], labels)
+    assert [i.class_index for i in pairs.items] == [2, 0] and pairs.source == "dataset"
+
+
 def test_16_bit_scans_read_as_their_8_bit_copies_and_hidden_files_are_not_images(tmp_path):
     """A 16-bit greyscale PNG (an X-ray, a microscope frame) decodes to its own range, as its 8-bit copy does, not
     clipped white as PIL's convert("RGB") leaves it; a Dataset's uint16 tensors likewise. macOS's ``._x.png`` and a
