@@ -788,7 +788,7 @@ def _decided(*, passes: bool, prob_gap: float, effect: float = 0.17, hits=(180, 
                                   ("grass", "sand"), "passes" if passes else "weak", passes, effect, effect - 0.15,
                                   effect + 0.15, own, Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1,
                                   "not seen", "")
-    return _decide([(finding, without_one)], ConfirmConfig(), list(SHAPES), bar=0.15)[0]
+    return _decide([(finding, (without_one, None))], ConfirmConfig(), list(SHAPES), bar=0.15)[0]
 
 
 def test_a_finding_is_confirmed_only_when_the_real_gap_reaches_the_audits_bar():
@@ -906,7 +906,7 @@ def _decide_with(config, *, hits, counter_hits):
     finding = FindingConfirmation(SHAPES.index("square"), "square", "necessity", "snow", "background", "snow",
                                   ("grass",), "passes", True, 0.9, 0.8, 1.0, own,
                                   Comparison("called the class", Slice(0, 0), Slice(0, 0)), "own", 1, "not seen", "")
-    return _decide([(finding, None)], config, list(SHAPES), bar=0.15)[0]
+    return _decide([(finding, (None, None))], config, list(SHAPES), bar=0.15)[0]
 
 
 def test_the_image_left_out_is_the_smaller_slices_most_favourable_one():
@@ -926,6 +926,39 @@ def test_the_image_left_out_is_the_smaller_slices_most_favourable_one():
     hurts = _without_one("accuracy", cue, counter, 0, -1, 0.95)
     assert (hurts.counter.n, hurts.counter.hits) == (2, 0) and abs(hurts.counter.mean_prob - 0.175) < 1e-9
     assert _without_one("accuracy", cue, counter[:1], 0, +1, 0.95) is None  # one image: nothing left to decide
+
+
+def test_a_contradiction_never_rests_on_one_image():
+    """A slice of one missed image against 496 hits was *contradicted* (found by review, 7 December 2026): the
+    leave-one-out rule guarded confirmations only. A contradiction now holds without its least favourable image."""
+    import numpy as np
+
+    from probe.confirm.confirm import _compare, _decide, _Image, _without_one
+    from probe.run.confirmation import Comparison, FindingConfirmation
+
+    def members(hits, n):
+        return [_Image(item=None, label=0, predicted=0 if i < hits else 1, prob_label=0.5,
+                       probs=np.array([0.9 if i < hits else 0.1, 0.1]), reading={}) for i in range(n)]
+
+    def decided(cue, counter):
+        own = _compare("accuracy", *(_slice(m) for m in (cue, counter)), cue, counter, 0, 0.95)
+        finding = FindingConfirmation(0, "circle", "token-shift", "wood", "background", "wood", ("sand",), "passes",
+                                      True, 0.2, 0.1, 0.3, own, Comparison("called the class", *(_slice([]),) * 2),
+                                      "own", 1, "not seen", "")
+        pair = (_without_one("accuracy", cue, counter, 0, 1, 0.95), _without_one("accuracy", cue, counter, 0, -1, 0.95))
+        return _decide([(finding, pair)], ConfirmConfig(), ["circle", "x"], bar=0.15)[0]
+
+    one = decided(members(0, 1), members(496, 496))
+    assert one.verdict == "not seen" and "one image decides it" in one.reason, one.reason
+    many = decided(members(0, 40), members(496, 496))  # forty misses against 496 hits: contradicted
+    assert many.verdict == "contradicted", many.reason
+
+
+def _slice(members):
+    from probe.run.confirmation import Slice
+
+    probs = [float(m.probs[0]) for m in members]
+    return Slice(len(members), sum(m.predicted == m.label for m in members), sum(probs) / len(probs) if probs else None)
 
 
 def test_the_comparisons_intervals_have_the_coverage_alpha_names():
@@ -962,7 +995,7 @@ def test_a_class_whose_images_nearly_all_show_the_cue_is_named_as_a_bias_of_the_
     skewed = finding(497, 1, 500, 2000)
     assert skewed.data_bias() == ("497 of the 498 'square' images with snow or grass/sand show snow, against 20% of "
                                   "the other classes'")
-    [decided] = _decide([(skewed, None)], ConfirmConfig(), list(SHAPES), bar=0.15)
+    [decided] = _decide([(skewed, (None, None))], ConfirmConfig(), list(SHAPES), bar=0.15)
     assert decided.verdict == "not seen" and "your data carry the bias: 497 of the 498" in decided.reason, decided.reason
     assert finding(300, 200, 500, 2000).data_bias() is None
     assert finding(497, 1, 2400, 100).data_bias() is None  # every class shows it: a bias of the world, not the class
@@ -991,7 +1024,7 @@ def test_the_image_left_out_comes_from_the_comparison_that_decides_the_finding()
     finding = SimpleNamespace(details={"attribute": "background", "value": "sand", "counter_values": ["grass"]},
                               class_index=star, class_name="star", kind="sufficiency", cue="sand", status="passes",
                               passes=True, effect=0.4, ci_low=0.2, ci_high=0.6)
-    record, without_one = _confirm_finding(0, finding, own + others, list(SHAPES), None, ConfirmConfig(examples=0),
+    record, (without_one, _) = _confirm_finding(0, finding, own + others, list(SHAPES), None, ConfirmConfig(examples=0),
                                            None, [])
     assert record.decides == "others" and (record.others.cue.n, record.others.cue.hits) == (3, 2)
     assert without_one.measure == "called the class"

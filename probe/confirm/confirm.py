@@ -454,12 +454,15 @@ def _confirm_finding(k: int, f, images: list[_Image], labels: list[str], data: V
     direction = -1 if effect is not None and effect < 0 else 1
     without_one = _without_one(decisive.measure, groups[f"{decides}-cue"], groups[f"{decides}-counter"], target,
                                direction, confidence)
+    # and without the image that argues most against it: a contradiction must not rest on one image either
+    against_one = _without_one(decisive.measure, groups[f"{decides}-cue"], groups[f"{decides}-counter"], target,
+                               -direction, confidence)
     finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
     return FindingConfirmation(
         class_index=target, class_name=f.class_name, kind=f.kind, cue=f.cue, attribute=attribute, value=value,
         counter_values=counters, status=f.status, passes=bool(f.passes), effect=finite(f.effect),
         ci_low=finite(f.ci_low), ci_high=finite(f.ci_high), own=own, others=others, decides=decides,
-        direction=direction, verdict="not seen", reason=""), without_one  # decided with the others' tests (_decide)
+        direction=direction, verdict="not seen", reason=""), (without_one, against_one)  # decided in _decide
 
 
 def _decide(tested: list[tuple[FindingConfirmation, Comparison | None]], config: ConfirmConfig, labels: list[str],
@@ -478,8 +481,8 @@ def _decide(tested: list[tuple[FindingConfirmation, Comparison | None]], config:
             q, _ = fdr([results[i].decisive.p for i in members], q=config.alpha, method="bh")
             qs.update({i: float(v) for i, v in zip(members, q)})
     out = []
-    for i, (r, without_one) in enumerate(tested):
-        verdict, reason, needed = _verdict(r, qs.get(i), config, labels[r.class_index], bar, without_one)
+    for i, (r, (without_one, against_one)) in enumerate(tested):
+        verdict, reason, needed = _verdict(r, qs.get(i), config, labels[r.class_index], bar, without_one, against_one)
         out.append(replace(r, verdict=verdict, reason=reason, images_to_decide=needed, q=qs.get(i)))
     return out
 
@@ -500,7 +503,7 @@ def _grade(c: Comparison, direction: int, q: float | None, alpha: float, bar: fl
 
 
 def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, name: str, bar: float,
-             without_one: Comparison | None = None) -> tuple[str, str, int | None]:
+             without_one: Comparison | None = None, against_one: Comparison | None = None) -> tuple[str, str, int | None]:
     """(verdict, the reason in one line, images per slice that would decide or None).
 
     The audit's own rule on the real data: a finding passes when its effect is significant and its point estimate
@@ -555,10 +558,23 @@ def _verdict(f: FindingConfirmation, q: float | None, config: ConfirmConfig, nam
         return "confirmed", f"{numbers}: {gap_text}", None
     toward_high = c.high if direction > 0 else -c.low
     if toward_high < config.negligible:
+        # the same rule as above, the other way: a contradiction that its smaller slice's least favourable image
+        # alone makes (a slice of one missed image against 496 hits) is not one
+        held = None if against_one is None or against_one.low is None or against_one.high is None else \
+            (against_one.high if direction > 0 else -against_one.low)
+        if held is None or held >= config.negligible:
+            needed = max(needed, smaller + 1)
+            one = "its smaller slice is one image" if against_one is None else \
+                f"without its least favourable image: gap {fmt.effect(against_one.gap)}, p={fmt.pq(against_one.p)}"
+            return ("not seen", f"{numbers}: {gap_text}, but one image decides it ({one}); about {needed} images per "
+                    f"slice would decide a gap of {size:.2f}{_goes_with(f)}", needed)
         return ("contradicted", f"{numbers}: {gap_text} rules out a gap of {config.negligible:.2f} or more in the "
                 f"finding's direction", None)
-    return ("not seen", f"{numbers}: {gap_text} is undecided; about {needed} images per slice would decide a gap of "
-            f"{size:.2f}{_goes_with(f)}", needed)
+    # the slices already hold what the power calculation asks for a gap of the generated size: the data show a
+    # smaller one, and only more images than they hold can decide it
+    needed = max(needed, smaller + 1)
+    return ("not seen", f"{numbers}: {gap_text} is undecided; more than the {smaller} images its smaller slice holds "
+            f"(about {needed} per slice) would decide a gap of {size:.2f}{_goes_with(f)}", needed)
 
 
 def _goes_with(f: FindingConfirmation) -> str:
