@@ -66,8 +66,8 @@ class Run:
         or images for off-object shares: see ``unit``), p, q, excluded, attempted, checked_by (who checked the
         generated images: "world oracles", "concepts: MODEL", "unchecked"; an unchecked cue finding that met the
         bars has status "unverified" and does not pass), clears_bar (the whole 95% interval lies beyond the pass bar in
-        the claimed direction: a passing finding's summary then calls it *strong*, else *moderate*; measured on seventeen
-        untuned sets of shapes-world classifiers, 79 of 82 strong passing findings were true, 73 of 99 moderate ones), sentence,
+        the claimed direction: a passing finding's summary then calls it *strong*, else *moderate*; measured on eighteen
+        untuned sets of shapes-world classifiers, 83 of 86 strong passing findings were true, 73 of 99 moderate ones), sentence,
         evidence (paths relative to the run directory);
         after `probe confirm`, the real-data columns (``CONFIRMATION_COLUMNS``: real_verdict "confirmed", "weaker"
         (a real gap that falls short of the audit's bar), "not seen" or "contradicted"; real_strength "strong" or

@@ -211,7 +211,7 @@ def strength_counts(findings, analysis: dict | None = None) -> tuple[int, int]:
 def clears_bar(f: dict, analysis: dict | None = None) -> bool | None:
     """Whether a finding's whole 95% interval lies beyond the analysis' pass bar in its claimed direction (the
     summary's *strong*; a passing finding that only its estimate clears is *moderate*). None when the effect is not
-    recorded. Measured at `probe audit`'s defaults on seventeen untuned sets of shapes-world classifiers: 79 of 82
+    recorded. Measured at `probe audit`'s defaults on eighteen untuned sets of shapes-world classifiers: 83 of 86
     strong passing findings true, 73 of 99 moderate ones (README "Are the findings true?")."""
     return _clears(f, _bars(analysis))
 
