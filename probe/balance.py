@@ -356,7 +356,10 @@ def generate_balance(run_dir: str | Path, out: str | Path, *, config: BalanceCon
     check_writable(out_dir, "--out")
     identity = {"run_started": saved.started, "specs": list(config.specs), "per_class": config.per_class,
                 "confusers": config.confusers, "batch_size": config.batch_size, "concepts": config.concepts,
-                "seed_base": GENERATE_SEED}
+                "seed_base": GENERATE_SEED,
+                # the plan itself (direction, counters, confusers, template): a run analysed again since may plan the
+                # same specs otherwise, and the new plan's images beside the old ones' left files the manifest lacks
+                "targets": json.loads(json.dumps([_target_dict(t, labels) for t in targets]))}  # as the record reads back
     done = _resumable(out_dir, identity)  # {seed: row} of an interrupted run of this very command, else {}
     partial = None  # the PARTIAL file, opened for appending once the folder is locked
     # 4. the check: the world's oracles for a run they checked, else the concept model --concepts names

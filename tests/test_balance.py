@@ -100,6 +100,24 @@ def test_star_grass_balance_shows_star_without_grass_and_confusers_with_it(readm
     assert resumed.calls == full.calls - 2  # the two finished batches were not drawn again, the interrupted one was
     with pytest.raises(Exception, match="finished balance dataset"):  # a finished one is not drawn into again
         generate_balance(run, again, specs=["star:grass"], per_class=4, device="cpu", generator=resumed)
+    # the run analysed again since the interrupt, its plan changed (the finding's direction flipped): the resume is
+    # refused, where it drew the new plan's images beside the old ones' and left files the manifest lacks
+    import shutil
+
+    from probe.balance import BalanceError
+
+    flipped = tmp_path / "flipped"
+    shutil.copytree(run, flipped)
+    findings = json.loads((flipped / "findings.json").read_text())
+    for f in findings:
+        if f["class_name"] == "star" and f["cue"] == "grass":
+            f["effect"], f["ci_low"], f["ci_high"] = -f["effect"], -f["ci_high"], -f["ci_low"]
+    (flipped / "findings.json").write_text(json.dumps(findings))
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        generate_balance(run, cut, specs=["star:grass"], per_class=4, device="cpu", generator=Counting(world, stop_at=3))
+    with pytest.raises(BalanceError, match="made with other settings \\(targets\\)"):
+        generate_balance(flipped, cut, specs=["star:grass"], per_class=4, device="cpu", generator=Counting(world))
 
 
 def test_a_cue_the_class_avoids_is_balanced_the_other_way_round(readme_demo, tmp_path):
