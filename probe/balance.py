@@ -240,7 +240,8 @@ def plan_balance(run_dir: str | Path, specs: Sequence[str], confusers: int = 2) 
     analysis = run.read_analysis_summary()
     metrics = {index: m for _, m in run.finished_classes() if isinstance(m, dict)
                for index in [m.get("class_index")] if isinstance(index, int)}
-    return [_target(spec, labels, findings, analysis, metrics, confusers) for spec in specs]
+    confirmation = run.read_confirmation()  # the user's data may decide a direction the generated pairs did not
+    return [_target(spec, labels, findings, analysis, metrics, confusers, confirmation) for spec in specs]
 
 
 def _split(spec: str, labels: list[str], findings) -> tuple[int, str]:
@@ -265,7 +266,8 @@ def _split(spec: str, labels: list[str], findings) -> tuple[int, str]:
                        f"{shown}); write CLASS:CUE, e.g. --balance {labels[0] if labels else 'star'}:grass")
 
 
-def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: int) -> BalanceTarget:
+def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: int,
+            confirmation=None) -> BalanceTarget:
 
     from probe.analysis.confusers import confusers as nearest
 
@@ -302,7 +304,7 @@ def _target(spec: str, labels: list[str], findings, analysis, metrics: dict, k: 
     # 3. the confusers: for a cue the class avoids, first the classes the cue itself raises (their sufficiency findings
     #    on it, largest effect first: dotted circles are called hearts); then the classifier's own (the class's
     #    plain-prompt images), then the sufficiency carriers
-    direction = balance_direction(finding)
+    direction = balance_direction(finding, confirmation)
     raised = [] if direction > 0 else [
         f for f in findings if f.kind == "sufficiency" and f.class_index != index and isinstance(f.details, dict)
         and (f.details.get("attribute"), f.details.get("value")) == (attribute, value) and _finite(f.effect)

@@ -186,7 +186,15 @@ def test_a_cue_only_the_users_data_confirm_gets_the_balance_step(tmp_path):
         if r["ci_low"] is not None and r["ci_high"] is not None:
             r["ci_low"], r["ci_high"] = -r["ci_high"], -r["ci_low"]
     path.write_text(json.dumps(data))
-    assert balance_direction(deciding_finding(mine)) == -1
+    decided = deciding_finding(mine)
+    assert balance_direction(decided) == (-1 if decided["status"] in ("passes", "weak") or
+                                          (decided["ci_high"] is not None and decided["ci_high"] < 0) else 1)
+    # a negative sign that nothing decided (screening only, its interval across 0) is no direction (found by review,
+    # 7 December 2026: a screened token shift of -0.33, interval -0.70 to +0.12, reversed a balance dataset); the
+    # user's data can decide it: confirmed (or weaker) there, it is the class's direction
+    noise = {**mine[0], "passes": False, "status": "screened", "effect": -0.33, "ci_low": -0.70, "ci_high": 0.12}
+    assert balance_direction(noise) == 1 and balance_direction({**noise, "ci_high": -0.02}) == -1
+    assert balance_direction({**noise, "status": "weak"}) == -1
     against = dataclasses.replace(record.findings[0], direction=-1, effect=-abs(row["effect"]))
     RunDir(root).write_confirmation(dataclasses.replace(record, findings=(against,)))
     summary = str(open_run(root).classes[index].summary)

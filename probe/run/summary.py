@@ -112,11 +112,23 @@ def deciding_finding(findings: Iterable):
     return ranked[0] if ranked else None
 
 
-def balance_direction(finding) -> int:
-    """1 when the class leans on the finding's cue, -1 when it avoids it (a finite negative effect): the balance data
-    then go the other way round (the class with the cue, its confusers without)."""
+def balance_direction(finding, confirmation=None) -> int:
+    """1 when the class leans on the finding's cue, -1 when it avoids it: a negative effect whose sign something
+    decided (fresh pairs: the finding passes or is weak, or its whole interval lies below 0; or the user's data:
+    ``confirmation`` holds it confirmed or weaker); the balance data then go the other way round (the class with the
+    cue, its confusers without). A negative sign nothing decided (screening only, its interval across 0: a screened
+    token shift of -0.33, interval -0.70 to +0.12, reversed a whole dataset) is noise as often as not: 1, the
+    spec's plain reading."""
     effect = None if finding is None else _field(finding, "effect")
-    return -1 if isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0 else 1
+    if not (isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0):
+        return 1
+    high = _field(finding, "ci_high")
+    if _field(finding, "status") in ("passes", "weak") or (
+            isinstance(high, (int, float)) and not isinstance(high, bool) and math.isfinite(high) and high < 0):
+        return -1
+    seen = None if confirmation is None else confirmation.finding(
+        _field(finding, "class_index"), _field(finding, "kind"), _field(finding, "cue"))
+    return -1 if seen is not None and seen.verdict in ("confirmed", "weaker") else 1
 
 
 def balance_spec(class_name: str, class_index: int, cue: str, *, by_name: bool = True) -> str:
@@ -392,7 +404,7 @@ def _next(name: str, index: int, passing: list[dict], findings, confirmation, ru
                 Code(f"probe generate {run} {specs} --per-class 100 --out DIR")]
         # a cue the class avoids is balanced the other way round (probe.balance decides it by the same finding): say so
         against = [c for c in cues if balance_direction(deciding_finding(
-            f for f in findings if str(f.get("cue")) == c and f.get("kind") in CUE_KINDS)) < 0]
+            f for f in findings if str(f.get("cue")) == c and f.get("kind") in CUE_KINDS), confirmation) < 0]
         if against:
             one = len(against) == 1
             out += [f" ({' and '.join(against)} {'is a cue' if one else 'are cues'} {name!r} avoids, balanced the other "
