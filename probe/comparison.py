@@ -379,6 +379,10 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
     if drawn_a != drawn_b:  # the same seeds, other images: a token's against a class name's are no pairs
         row["basis"] = f"not paired: A drew {drawn_a}, B {drawn_b}"
         return row
+    measured_a, measured_b = _measured(a, key), _measured(b, key)
+    if measured_a != measured_b:  # the same keys, other images: another cue prompt, other counters, other steps
+        row["basis"] = f"not paired: A measured {measured_a}, B {measured_b}"
+        return row
     confirm_a, confirm_b = _stage(a.pairs.get(key), "confirm"), _stage(b.pairs.get(key), "confirm")
     both = [k for k in confirm_a if k in confirm_b]
     if both:  # like with like: the fresh pairs that decide
@@ -394,6 +398,25 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
     else:
         row["basis"] = "none"
     return row
+
+
+def _measured(r: _Run, key: tuple) -> str:
+    """What one run's test of a cue drew its images with: the cue's prompt, the counters a necessity test kept (the
+    counter rule drops different ones for different classifiers, and the pair keys s{seed}:p{prompt} then name other
+    counter images), and the sampling steps where the test recorded its own. Pairs are like with like only when both
+    runs drew the same."""
+    kind, index, cue = key
+    listed = r.analysis.listed_cue(index, cue)
+    parts = [f"the prompt {listed.get('template')!r}"] if listed.get("template") else []
+    if kind == "necessity" and index < len(r.labels):
+        counters = [t for t, _ in r.analysis.kept_counters(index, r.labels[index], cue)]
+        if counters:
+            parts.append(f"counters {', '.join(repr(str(t)) for t in counters)}")
+    info = (r.analysis.classes or {}).get(str(index)) if isinstance(r.analysis.classes, dict) else None
+    steps = info.get("sampling_steps") if isinstance(info, dict) else None
+    if steps is not None:
+        parts.append(f"{steps} sampling steps")
+    return "; ".join(parts) or "what the run does not record"
 
 
 def _drawn(r: _Run, key: tuple) -> str:

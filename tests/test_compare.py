@@ -293,3 +293,24 @@ def test_a_test_drawn_with_the_class_name_in_one_run_only_is_not_paired(fake_run
     assert row["basis"] == "not paired: A drew the class's name 'star', B the class's token"
     assert compare(named, named).cues.set_index(["kind", "class_index", "cue"]).loc[
         ("necessity", STAR, "grass"), "basis"] == "confirmation"  # both drawn with the name: paired
+
+
+def test_necessity_tests_against_other_counters_are_not_paired_and_confirm_like_keeps_the_counters(fake_runs, tmp_path):
+    """Found by review (7 December 2026): each run's counter rule drops its own counters, and pair keys s{seed}:p{k}
+    then name other counter images; compare paired them as like with like. A --confirm-like run now takes the other
+    run's dropped counters (its tests are the same tests), and a test measured against other counters, another cue
+    prompt or other sampling steps is not paired."""
+    a, b, _, _ = fake_runs
+    dropped = lambda run: json.loads((run / "analysis.json").read_text()).get("dropped_counters") or {}  # noqa: E731
+    assert dropped(a) == dropped(b)  # B (confirm_like=A) kept A's counters
+    other = _copy(a, tmp_path / "a-other-counters")
+
+    def drop_sand(analysis):
+        analysis["dropped_counters"] = {**(analysis.get("dropped_counters") or {}), "star": ["on sand"]}
+
+    _edit_json(other / "analysis.json", drop_sand)
+    row = compare(other, b).cues.set_index(["kind", "class_index", "cue"]).loc[("necessity", STAR, "grass")]
+    assert row["verdict"] == "untested" and row["n_shared"] == 0, row
+    assert row["basis"].startswith("not paired: A measured the prompt") and "counters" in row["basis"], row["basis"]
+    assert compare(other, other).cues.set_index(["kind", "class_index", "cue"]).loc[
+        ("necessity", STAR, "grass"), "basis"] == "confirmation"

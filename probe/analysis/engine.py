@@ -361,6 +361,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
             suspects.update(_suspect_counters(cfg, cues, samples, [cls], [cls.index] + confusers))
     for index, phrases in (known_suspects or {}).items():  # the listed pass's counter rule holds here as well
         suspects.setdefault(index, set()).update(phrases)
+    if cfg.confirm_like:  # the same tests as the other run: its counters, so that `probe compare` pairs like with like
+        suspects = _suspects_like(cfg, cues, classes, labels)
     _add_time(timings, "screen_sufficiency", t0)
     # 4b. necessity
     t0 = time.perf_counter()
@@ -620,6 +622,22 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
     if (other.read_labels() or labels) != labels:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
     return {e.key: int(e.confirm.attempted or 0) for e in analysis.pairs if e.confirm is not None}
+
+
+def _suspects_like(cfg: AnalysisConfig, cues: list[Cue], classes: list[ClassRun], labels: list[str]) -> dict[int, set[str]]:
+    """``confirm_like``: the counters the other run's counter rule dropped, per class, as this run's: a necessity test
+    is then drawn against the same counter images at the same pair keys (each run's own rule, on its own classifier,
+    drops different counters, and `probe compare` paired images of other counters)."""
+    from probe.run.format import template_phrase
+
+    analysis = RunDir(cfg.confirm_like).read_analysis_summary()
+    theirs = analysis.dropped_counters if analysis is not None and isinstance(analysis.dropped_counters, dict) else {}
+    out: dict[int, set[str]] = {}
+    for cls in classes:
+        name = labels[cls.index] if cls.index < len(labels) else str(cls.index)
+        dropped = {str(p) for p in theirs.get(name) or ()}
+        out[cls.index] = {t for cue in cues for t in cue.counters if template_phrase(t) in dropped}
+    return out
 
 
 def _corroborable(candidates: list[Test], tests: list[Test], added: list[Test]) -> list[Test]:
