@@ -21,6 +21,14 @@ def test_per_image_estimate_is_the_issue_calibration_and_scales_with_pixels_dtyp
     assert per_image_bytes(512, torch.bfloat16) == one
     assert per_image_bytes(256, torch.float16) == pytest.approx(one / 4, rel=1e-6)
     assert per_image_bytes(512, torch.float16, grad_steps=2) / GIB == pytest.approx(2.95 + 4 * 0.9, rel=1e-6)
+    # SDXL's own VAE decodes in float32 beside an fp16 UNet (force_upcast): its decode counts at 4 bytes an element,
+    # which the estimate counted at the UNet's 2 (found in review, 7 December 2026)
+    sdxl = per_image_bytes(1024, torch.float16, vae_dtype=torch.float32)
+    assert sdxl / GIB == pytest.approx(4 * (2 * 2.95 + 2 * 0.9), rel=1e-6) and sdxl > per_image_bytes(1024, torch.float16)
+    from probe.generators.memory import choose_max_batch
+
+    assert choose_max_batch(40 * GIB, image_size=1024, dtype=torch.float16, batch_size=5, vae_dtype=torch.float32
+                            ).per_image_bytes == sdxl
 
 
 def test_a_large_gpu_stops_at_two_512px_images_per_chunk():

@@ -34,12 +34,19 @@ RESERVE_GIB = 0.5  # ... and this much more left alone
 SATURATING_PIXELS = 2 * 512 * 512
 
 
-def per_image_bytes(image_size: int, dtype: torch.dtype, *, grad_steps: int = 1, guidance: bool = True) -> int:
-    """Estimated memory one image's gradient chunk holds: its grad-carrying UNet calls and its VAE decode."""
-    element_bytes = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
-    scale = (image_size * image_size / REFERENCE_PIXELS) * (element_bytes / REFERENCE_ELEMENT_BYTES)
-    rows = 2 if guidance else 1
-    return int((VAE_DECODE_GIB + UNET_ROW_GIB * rows * grad_steps) * scale * GIB)
+def _element_bytes(dtype: torch.dtype) -> int:
+    return torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
+
+
+def per_image_bytes(image_size: int, dtype: torch.dtype, *, grad_steps: int = 1, guidance: bool = True,
+                    vae_dtype: torch.dtype | None = None) -> int:
+    """Estimated memory one image's gradient chunk holds: its grad-carrying UNet calls (in ``dtype``) and its VAE
+    decode (in ``vae_dtype``, default ``dtype``: SDXL's own VAE runs in float32 beside an fp16 UNet, ``force_upcast``,
+    and its decode holds twice the bytes an fp16 one does)."""
+    pixels = image_size * image_size / REFERENCE_PIXELS
+    unet = UNET_ROW_GIB * (2 if guidance else 1) * grad_steps * _element_bytes(dtype) / REFERENCE_ELEMENT_BYTES
+    vae = VAE_DECODE_GIB * _element_bytes(vae_dtype or dtype) / REFERENCE_ELEMENT_BYTES
+    return int((vae + unet) * pixels * GIB)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ def _usable(free_bytes: int) -> float:
 
 
 def choose_max_batch(free_bytes: int, *, image_size: int, dtype: torch.dtype, batch_size: int, grad_steps: int = 1,
-                     guidance: bool = True, saturating_pixels: int = SATURATING_PIXELS) -> MaxBatchChoice:
+                     guidance: bool = True, saturating_pixels: int = SATURATING_PIXELS,
+                     vae_dtype: torch.dtype | None = None) -> MaxBatchChoice:
     """Images per gradient chunk for ``batch_size`` images per step, from ``free_bytes`` of free GPU memory.
 
     1. as many images as the usable memory holds by the per-image estimate (at least 1);
@@ -101,7 +109,7 @@ def choose_max_batch(free_bytes: int, *, image_size: int, dtype: torch.dtype, ba
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    each = per_image_bytes(image_size, dtype, grad_steps=grad_steps, guidance=guidance)
+    each = per_image_bytes(image_size, dtype, grad_steps=grad_steps, guidance=guidance, vae_dtype=vae_dtype)
     by_memory = max(1, int(_usable(free_bytes) // max(each, 1)))
     by_speed = max(1, saturating_pixels // (image_size * image_size))
     limit = min(by_memory, by_speed, batch_size)
@@ -128,5 +136,8 @@ def resolve_max_batch(generator, token_config) -> MaxBatchChoice:
     if device.type != "cuda":
         return MaxBatchChoice(max_batch=None, batch_size=batch, source="off")
     guidance = token_config.guidance_scale if token_config.guidance_scale is not None else generator.defaults.guidance_scale
+    vae = getattr(generator, "vae", None)
+    vae_dtype = getattr(vae, "dtype", None) if isinstance(getattr(vae, "dtype", None), torch.dtype) else None
     return choose_max_batch(free_device_bytes(device), image_size=generator.image_size, dtype=generator.dtype,
-                            batch_size=batch, grad_steps=token_config.grad_steps, guidance=guidance > 1.0)
+                            batch_size=batch, grad_steps=token_config.grad_steps, guidance=guidance > 1.0,
+                            vae_dtype=vae_dtype)
