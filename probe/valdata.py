@@ -396,7 +396,9 @@ def _delimiter(text: str) -> str:
     """The separator of a path,label file: a comma, or what spreadsheets and shells also write (a semicolon where the
     decimal mark is a comma, a tab in .tsv/.txt exports, a bar), read off the first line that holds one."""
     for line in text.splitlines():
-        counts = {d: line.count(d) for d in (",", ";", "\t", "|")}
+        if "\t" in line:  # a tab is never part of a path or a label written by hand: a TSV ("a, b/x.png<TAB>circle")
+            return "\t"
+        counts = {d: line.count(d) for d in (",", ";", "|")}
         best = max(counts, key=counts.get)
         if counts[best]:
             return best

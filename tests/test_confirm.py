@@ -146,6 +146,7 @@ def test_labels_match_by_name_slug_and_index_and_csv_paths_are_relative_to_the_c
     "image_path,target,split\r\nx/1.png,0,val\r\nx/2.JPG,1,val\r\n",  # indices, Windows line ends, a third column
     "path;label\nx/1.png;star\nx/2.JPG;heart\n",  # a spreadsheet where the decimal mark is a comma (was: not path,label)
     "x/1.png\tstar\nx/2.JPG\theart\n",  # tab-separated, no header
+    "x/1.png\tstar, the shape\nx/2.JPG\theart\n",  # a tab and a comma on one line: the tab separates (was: the comma)
 ])
 def test_a_csv_as_spreadsheets_write_it_is_read(tmp_path, text):
     _touch(tmp_path, "x/1.png", "x/2.JPG")
