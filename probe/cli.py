@@ -374,7 +374,7 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory written by `
           junit: Optional[Path] = typer.Option(None, help="Also write the verdict as JUnit XML (one test case per class) to this file."),
           by: str = typer.Option("estimate", help="What is compared with --max-effect: estimate (the point estimate) or upper (the end of the 95% interval farthest from zero)."),
           include_unverified: bool = typer.Option(False, "--include-unverified", help="Count unverified findings (they met the bars, but no concept model or oracle checked their images) as passing."),
-          confirmed_only: bool = typer.Option(False, "--confirmed-only", help="Gate only on passing findings `probe confirm` found confirmed on your data (needs its confirmation.json).")) -> None:
+          confirmed_only: bool = typer.Option(False, "--confirmed-only", help="Gate only on passing findings `probe confirm` found confirmed on your data (needs its confirmation.json); a class with a passing finding the data could not judge is undecided.")) -> None:
     """Gate a CI job on a run's findings: exit 0 when no passing finding exceeds --max-effect, 3 when one does.
 
     Each offending finding is printed on one line. Exit codes: 0 passed (some class had a confirmed test that
