@@ -6,11 +6,13 @@ set -euo pipefail
 # 1. Fetch the generator once, where the hub is reachable (any diffusers StableDiffusionPipeline layout works).
 #    hf download CompVis/stable-diffusion-v1-4 --local-dir /models/sd14
 # 2. Save your classifier as a state dict (or export it: examples/export_program.py).
+# A folder keeps its pipeline's own scheduler (PNDM for SD 1.4): --scheduler ddim --steps 15 samples as the sd14
+# alias does (or: PROBE_SD14_BASE=/models/sd14 probe audit ... --generator sd14).
 
 probe audit \
   --model resnet50_weights.pth --arch timm:resnet50 --labels imagenet \
   --classes "tabby,tiger cat,husky,lobster" \
-  --generator /models/sd14 --device cuda --dtype fp16 \
+  --generator /models/sd14 --scheduler ddim --steps 15 --device cuda --dtype fp16 \
   --eval-model vit_weights.pth --eval-arch timm:vit_base_patch16_224 \
   --out runs/imagenet-pets
 

@@ -63,7 +63,7 @@ def audit(
     eval_arch: Optional[str] = typer.Option(None, help="Architecture of --eval-model when it is a state dict."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: Optional[str] = typer.Option(None, help="fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)."),
-    scheduler: Optional[str] = typer.Option(None, help="ddim, pndm, euler, euler-ancestral, dpm, ddpm (default: the model's own)."),
+    scheduler: Optional[str] = typer.Option(None, help="ddim, pndm, euler, euler-ancestral, dpm, ddpm, lcm (default: the alias's own, e.g. DDIM for sd14 and sd15; a folder or hub id keeps the pipeline's own)."),
     steps: Optional[int] = typer.Option(None, help="Sampling steps per image (default: the generator's)."),
     guidance_scale: Optional[float] = typer.Option(None, help="Classifier-free guidance scale."),
     grad_steps: int = typer.Option(1, help="Last UNet calls that carry gradient (paper: 1)."),
