@@ -377,8 +377,13 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     _add_time(timings, "screen_necessity", t0)
     t0 = time.perf_counter()
     mark_failure(tests)
-    moved = more_steps(lab, tests, generator)
-    if moved:
+    # confirm_like: the other run's classes drawn at more steps are drawn so here (its tests are the same tests:
+    # a clean run drew the biased run's hearts at 5 steps where it drew them at 10, and compare paired them)
+    moved = _steps_like(cfg, lab, classes) if cfg.confirm_like else more_steps(lab, tests, generator)
+    if moved and cfg.confirm_like:
+        notes.append(f"more sampling steps: {fmt.listing(f'{name!r} at {n}' for name, n in moved.items())} from the "
+                     f"screens' top-ups on, as the run it confirms like drew them")
+    elif moved:
         notes.append(f"more sampling steps: {fmt.listing(f'{name!r} at {n}' for name, n in moved.items())} from the "
                      f"screens' top-ups on (each lost at least {MORE_STEPS_FAILURE:.0%} of its screening pairs to the "
                      f"check at {lab.gen_kwargs.get('steps')} steps)")
@@ -622,6 +627,29 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
     if (other.read_labels() or labels) != labels:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
     return {e.key: int(e.confirm.attempted or 0) for e in analysis.pairs if e.confirm is not None}
+
+
+def _steps_like(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> dict[str, int]:
+    """``confirm_like``: each class's token prompts at the sampling steps the other run drew them with after its
+    screens (analysis.json ``classes[i].sampling_steps``, recorded by :func:`probe.analysis.screening.more_steps`),
+    in place of this run's own choice. Returns {class name: steps} of the classes moved."""
+    from probe.analysis.screening import token_text
+
+    analysis = RunDir(cfg.confirm_like).read_analysis_summary()
+    theirs = analysis.classes if analysis is not None and isinstance(analysis.classes, dict) else {}
+    moved = {}
+    for cls in classes:
+        text = token_text(cls)
+        info = theirs.get(str(cls.index))
+        steps = info.get("sampling_steps") if isinstance(info, dict) else None
+        if not text:
+            continue
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+            lab.more_steps[text] = steps
+            moved[cls.name] = steps
+        else:
+            lab.more_steps.pop(text, None)
+    return moved
 
 
 def _suspects_like(cfg: AnalysisConfig, cues: list[Cue], classes: list[ClassRun], labels: list[str]) -> dict[int, set[str]]:
