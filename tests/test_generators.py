@@ -31,10 +31,15 @@ def test_on_the_cpu_the_unet_and_vae_keep_the_default_memory_layout(tiny_generat
     assert not any(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
 
 
-def test_same_prompt_and_seed_give_the_same_image(tiny_generator):
-    a = tiny_generator.generate(["a photo of a star"] * 2, [5, 6])
-    b = tiny_generator.generate(["a photo of a star"], [6])
-    assert torch.allclose(a[1], b[0], atol=1e-5)
+@pytest.mark.parametrize("scheduler", [None, "euler-ancestral", "lcm", "ddpm"])
+def test_same_prompt_and_seed_give_the_same_image(tiny_generator, scheduler):
+    """Also with the samplers that add noise at each step (sd15-lcm's LCM, SDXL-Turbo's Euler ancestral): they drew it
+    from the global RNG, so a seed gave another image at every call and batch size."""
+    a = tiny_generator.generate(["a photo of a star"] * 2, [5, 6], scheduler=scheduler)
+    b = tiny_generator.generate(["a photo of a star"], [6], scheduler=scheduler)
+    torch.manual_seed(123)  # the global RNG plays no part
+    c = tiny_generator.generate(["a photo of a star"] * 2, [5, 6], scheduler=scheduler)
+    assert torch.allclose(a[1], b[0], atol=1e-5) and torch.allclose(a, c, atol=1e-6)
     assert not torch.allclose(a[0], a[1])
 
 

@@ -233,19 +233,25 @@ class Generator:
         if grad_steps < 0 or grad_steps > steps:
             raise GeneratorError(f"grad_steps={grad_steps} must be between 0 and steps={steps}")
         sched = self.make_scheduler(scheduler)
-        sched.set_timesteps(steps, device=self.device)
+        try:
+            sched.set_timesteps(steps, device=self.device)
+        except ValueError as e:  # LCM: at most its original 50 steps
+            raise GeneratorError(f"--steps {steps} does not suit the {type(sched).__name__} sampler ({e}); use "
+                                 "fewer --steps or another --scheduler") from None
         latents = self.initial_latents(seeds) * sched.init_noise_sigma
         # PNDM repeats a timestep, so count UNet calls, not scheduler steps: exactly grad_steps calls carry grad.
         return Sampling(scheduler=sched, timesteps=sched.timesteps, guidance=guidance,
-                        first_grad=len(sched.timesteps) - grad_steps, latents=latents)
+                        first_grad=len(sched.timesteps) - grad_steps, latents=latents,
+                        step_noise=step_noise_generators(sched, seeds))
 
     def denoise(self, sampling: "Sampling", i: int, latents: torch.Tensor, uncond: torch.Tensor, cond: torch.Tensor,
-                max_batch: int | None = None, scheduler=None, compiled: bool = False) -> torch.Tensor:
+                max_batch: int | None = None, scheduler=None, compiled: bool = False, which=None) -> torch.Tensor:
         """UNet call ``i`` of the plan (classifier-free guidance when on) and its scheduler step.
 
         ``max_batch`` splits the UNet call into chunks of that many *images* (2 rows each under guidance).
-        ``scheduler`` replaces the plan's scheduler (a copy holding only some images' state); ``compiled`` uses
-        the compiled UNet when :meth:`compile` was called.
+        ``scheduler`` replaces the plan's scheduler (a copy holding only some images' state), and ``which`` names
+        those images (indices into the plan's batch, None for any padding copy); ``compiled`` uses the compiled UNet
+        when :meth:`compile` was called.
         """
         sched = sampling.scheduler if scheduler is None else scheduler
         unet = self._compiled[0] if (compiled and self._compiled) else self.unet
@@ -266,7 +272,11 @@ class Generator:
                 noise = noise_uncond + sampling.guidance * (noise_cond - noise_uncond)
             parts.append(noise)
         noise = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return sched.step(noise, t, latents).prev_sample
+        if sampling.step_noise is None:
+            return sched.step(noise, t, latents).prev_sample
+        picked = sampling.step_noise if which is None else [
+            sampling.step_noise[r] if r is not None else torch.Generator("cpu").manual_seed(0) for r in which]
+        return sched.step(noise, t, latents, generator=picked).prev_sample
 
     def unet_call(self, unet, model_in: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction for ``model_in`` at ``t`` under the text ``context`` (a family may unpack more
@@ -359,6 +369,7 @@ class Sampling:
     guidance: float
     first_grad: int
     latents: torch.Tensor
+    step_noise: list | None = None  # a stochastic sampler's per-image noise streams (step_noise_generators)
 
     @property
     def use_cfg(self) -> bool:
@@ -368,6 +379,19 @@ class Sampling:
     def calls(self) -> int:
         return len(self.timesteps)
 
+
+
+def step_noise_generators(scheduler, seeds: Sequence[int]) -> list[torch.Generator] | None:
+    """One CPU noise stream per image for a sampler that adds noise at each step (LCM, Euler ancestral, DDPM: their
+    ``step`` takes a ``generator``), seeded from the image's seed; None for a deterministic one (DDIM, PNDM, DPM).
+    With the global RNG in their place, a seed gave another image at each call, batch size, chunking and shard."""
+    import inspect
+
+    if "generator" not in inspect.signature(scheduler.step).parameters:
+        return None
+    # a stream apart from the initial latents' (Generator(seed)): the same seed would replay that noise
+    return [torch.Generator("cpu").manual_seed((int(s) * 6364136223846793005 + 1442695040888963407) % 2 ** 63)
+            for s in seeds]
 
 
 def vocab_id(tokenizer, token: str, missing: str) -> int:

@@ -93,7 +93,7 @@ def token_gradient_step(generator, prompts: Sequence[str], seeds: Sequence[int],
             chunk = latents[index]
             for i in range(sampling.first_grad, sampling.calls):
                 chunk = generator.denoise(sampling, i, chunk, uncond[index], cond_leaf[index], scheduler=chunk_sched,
-                                          compiled=compiled)
+                                          compiled=compiled, which=list(range(rows.start, rows.stop)) + [None] * padding)
             images = generator.decode(chunk, compiled=compiled)[:size]  # padded copies carry no loss, no gradient
             loss, logits = loss_fn(images, rows)
             scaled = loss * (size / n)
