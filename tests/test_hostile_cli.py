@@ -167,6 +167,17 @@ def test_resume_refuses_a_config_of_the_wrong_shape(finished_run, capsys, monkey
     assert _star(finished_run).is_file()  # nothing computed is lost
 
 
+def test_resume_refuses_another_precision_or_held_out_classifier(finished_run, capsys, monkeypatch):
+    """A resume with --dtype bf16, or with another --eval-model, was accepted: later classes learned in another
+    precision, or evaluated by another classifier, than config.json records (found by review, 7 December 2026)."""
+    before = _star(finished_run).read_bytes()
+    code, text = _audit(finished_run.parents[1], capsys, monkeypatch, "--classes", "star,heart", "--dtype", "bf16")
+    assert code == 2 and "was started with the generator in float32, and it loaded in bfloat16 here" in text, text
+    code, text = _audit(finished_run.parents[1], capsys, monkeypatch, "--classes", "star,heart", "--eval-model", CLEAN)
+    assert code == 2 and "holds a run with a different eval_model" in text, text
+    assert _star(finished_run).read_bytes() == before  # nothing computed is lost
+
+
 def test_a_second_audit_into_a_locked_run_is_refused(finished_run, capsys, monkeypatch):
     from probe.run import RunDir
 

@@ -35,7 +35,8 @@ from probe.token_config import TokenConfig
 
 # Settings that change what a finished class contains: resuming with other values would mix runs.
 _RESUME_KEYS = ("model", "arch", "generator", "token", "multi_label", "input_size", "mean", "std", "crop_pct",
-                "interpolation")  # the preprocessing too: a later class learned under other inputs mixes two runs
+                "interpolation", "eval_model", "eval_arch")  # the preprocessing too: a later class learned under other
+# inputs mixes two runs; the held-out classifier too: its accuracy is every class's evaluation
 _SOURCES = ("model", "generator")  # resume keys that name a file, folder or hub id (RunConfig.names_same)
 
 
@@ -319,6 +320,16 @@ def _started_cap(run: RunDir, config: AuditConfig) -> int | None:
     return cap if same and isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
 
 
+def _check_same_precision(run: RunDir, mine) -> None:
+    """A resume samples in the precision the run started in: a run begun in float16 on a GPU and resumed on a CPU
+    learned its later classes in float32 while config.json said float16 (and `probe report` re-analysed in float16)."""
+    saved = run.read_run_config()
+    were, now = (saved.effective.dtype if saved is not None else None), mine.effective.dtype
+    if were and now and were != now:
+        raise RunError(f"{str(run.root)!r} was started with the generator in {were}, and it loaded in {now} here; "
+                       f"resume with --dtype {were} (on a device that runs it), or use another --out")
+
+
 def _shared_cap(run: RunDir, config: AuditConfig, console=None) -> AuditConfig:
     """``config`` with the analysis's image cap of the run's config.json, when both came from the same measured
     ``--budget``: shards started together each measured their own cap, only the first writer's was saved, and the
@@ -434,6 +445,7 @@ def _audit_locked(run: RunDir, config: AuditConfig, classifier, generator, eval_
         workdir=os.getcwd())
     # once, atomically; another writer may have started the run meanwhile: checked again
     run.initialise(labels, saved, check=lambda: check_run_dir(config))
+    _check_same_precision(run, saved)
     config = _shared_cap(run, config, console if progress else None)
     stored = run.read_labels()
     if stored is not None and list(stored) != list(labels):  # another --labels file, or a classifier of other classes
