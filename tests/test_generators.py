@@ -156,6 +156,13 @@ def test_saved_token_loads_with_diffusers_load_textual_inversion(tiny_generator,
     gen = load_generator(tiny_sd_path, device="cpu")
     assert gen.load_token(path) == "<probe-7>"
     assert torch.equal(gen.token_vector("<probe-7>"), vector)
+    # a token learned with another generator (another width): one line, and the tokenizer is left as it was (the
+    # row copy raised a bare RuntimeError after the token had been added; found by review, 7 December 2026)
+    wide = ClassToken(class_index=8, class_name="x", token="<probe-8>", vector=torch.randn(48), init_word="a",
+                      prompts=[]).save(tmp_path / "wide.safetensors")
+    with pytest.raises(GeneratorError, match="48-wide token and this generator's text encoder is 32 wide"):
+        gen.load_token(wide)
+    assert "<probe-8>" not in gen.tokenizer.get_vocab()
 
 
 def test_sampling_autocast_is_opt_in_cpu_float32_only_and_never_touches_gradient_calls(monkeypatch):
@@ -189,3 +196,10 @@ def test_sampling_autocast_is_opt_in_cpu_float32_only_and_never_touches_gradient
     assert out.dtype == torch.float32 and seen[-1] == (True, False)
     fake.unet_call(Unet(), x.requires_grad_(), 1, None)
     assert seen[-1] == (False, True)
+
+
+def test_lcm_beyond_its_steps_is_one_line(tiny_generator):
+    """LCM samples at most its original 50 steps: --steps 60 raised diffusers' ValueError from inside the sampler (a
+    traceback under `probe audit --dry-run --measure`, every class failed in an audit); found by review."""
+    with pytest.raises(GeneratorError, match="--steps 60 does not suit the LCMScheduler sampler"):
+        tiny_generator.generate(["a photo of a star"], [1], steps=60, scheduler="lcm")

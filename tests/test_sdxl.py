@@ -236,3 +236,21 @@ def test_gpu_benchmark_has_an_sdxl_family_with_sdxl_base_architecture(tmp_path):
                    "--no-isolate", "--quiet", "--json", str(out)])
     (row,) = json.loads(out.read_text())["rows"]
     assert row["name"] == "max-batch-1" and row["max_batch"] == 1 and row["s_per_step"] > 0
+
+
+def test_sdxl_samples_under_the_autocast_it_reports(tiny_sdxl_path, tmp_path):
+    """probe_generator.json's cpu_sampling_autocast: SDXL's UNet call dropped it while describe() reported it, so the
+    plan's CPU precision picked bf16 rows for float32 sampling (found by review, 7 December 2026)."""
+    import shutil
+
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no native bfloat16: the autocast is not turned on here")
+    folder = tmp_path / "pipe"
+    shutil.copytree(tiny_sdxl_path, folder)
+    config = json.loads((folder / "probe_generator.json").read_text())
+    (folder / "probe_generator.json").write_text(json.dumps({**config, "cpu_sampling_autocast": "bfloat16"}))
+    plain, cast = load_generator(tiny_sdxl_path, device="cpu"), load_generator(folder, device="cpu")
+    assert cast.describe()["sampling_autocast"] == "bfloat16"
+    a = plain.generate(["a photo of a star"], [3])
+    b = cast.generate(["a photo of a star"], [3])
+    assert not torch.equal(a, b) and float((a - b).abs().max()) < 0.2  # sampled under bf16, close to float32

@@ -65,7 +65,22 @@ def time_token_steps(generator, classifier, target: int, token_config, steps: in
 def measure(config, classifier, generator, classes: list[int], labels: list[str], *, calls: int = 2,
             steps: int = 2) -> Measured:
     """Steps 1-3 for an ``AuditConfig``: the analysis's and the token's sampling resolved as the audit resolves them
-    (its flags, else the generator's defaults), prompts from the selected ``classes``' names."""
+    (its flags, else the generator's defaults), prompts from the selected ``classes``' names. A failure of the
+    models there is one RunError line (``--dry-run --measure`` printed a traceback)."""
+    from probe.errors import ProbeError, RunError
+
+    try:
+        return _measure(config, classifier, generator, classes, labels, calls=calls, steps=steps)
+    except ProbeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the models' own failure, named in one line
+        raise RunError(f"measuring this machine failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                       "check --steps, --scheduler and --dtype for this generator, or give --budget as images "
+                       "(e.g. 5000img)") from None
+
+
+def _measure(config, classifier, generator, classes: list[int], labels: list[str], *, calls: int,
+             steps: int) -> Measured:
     from probe.analysis.config import AnalysisConfig
     from probe.classifiers.labels import object_name
     from probe.tokens import class_prompts

@@ -178,6 +178,11 @@ class Generator:
         if len(state) != 1:
             raise GeneratorError(f"{path} holds {len(state)} tensors; a token file holds exactly one {{token: vector}}")
         (name, vector), = state.items()
+        width = int(self.text_encoder.get_input_embeddings().weight.shape[1])
+        if vector.numel() != width:  # checked before the token is added: a refused file leaves the tokenizer as it was
+            raise GeneratorError(f"{path} holds a {vector.numel()}-wide token and this generator's text encoder is "
+                                 f"{width} wide: it was learned with another generator; pass the generator the run "
+                                 "was audited with")
         token = token or name
         if token not in self.tokenizer.get_vocab():
             self.add_token(token, "a")

@@ -226,4 +226,7 @@ class SDXLGenerator(Generator):
         pooled_width = int(self.text_encoder_2.config.projection_dim)
         states, pooled = context[:, :-1], context[:, -1, :pooled_width]
         added = {"text_embeds": pooled, "time_ids": self.time_ids(model_in.shape[0])}
+        if self.sampling_autocast is not None and not torch.is_grad_enabled():  # as the base family does
+            with torch.autocast(self.device.type, dtype=self.sampling_autocast):
+                return unet(model_in, t, encoder_hidden_states=states, added_cond_kwargs=added).sample.to(model_in.dtype)
         return unet(model_in, t, encoder_hidden_states=states, added_cond_kwargs=added).sample
