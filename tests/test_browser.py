@@ -179,7 +179,7 @@ def test_findings_page_filters_by_kind_and_sorts_by_q_in_chromium(driver, report
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from probe.run.format import pq as fmt_p
+    from probe.run.format import effect as fmt_effect, pq as fmt_p
 
     run, index, _ = report
     findings = json.loads((run / "findings.json").read_text())
@@ -229,7 +229,7 @@ def test_findings_page_filters_by_kind_and_sorts_by_q_in_chromium(driver, report
     eh = driver.find_elements(By.CSS_SELECTOR, ".findings-page thead th")[col["effect"]]
     eh.find_element(By.TAG_NAME, "button").click()
     effects = sorted((f["effect"] for f in findings), reverse=True)
-    assert [r[col["effect"]] for r in _table_rows(driver)] == [f"{e:+.2f}" for e in effects]
+    assert [r[col["effect"]] for r in _table_rows(driver)] == [fmt_effect(e) for e in effects]  # the one formatter
     assert severe_logs(driver) == []
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "report-findings.png"))
