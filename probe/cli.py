@@ -39,8 +39,10 @@ def _floats3(text: Optional[str], flag: str) -> Optional[tuple[float, float, flo
         values = tuple(float(v) for v in text.replace(",", " ").split())
     except ValueError:
         values = ()
+    if len(values) == 1:  # one value for every channel, as a data config's single number is read
+        values = values * 3
     if len(values) != 3:
-        raise ProbeError(f"{flag} {text!r} must be three numbers, e.g. {flag} 0.485,0.456,0.406")
+        raise ProbeError(f"{flag} {text!r} must be one number or three, e.g. {flag} 0.485,0.456,0.406")
     return values  # type: ignore[return-value]
 
 

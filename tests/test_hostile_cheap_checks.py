@@ -147,6 +147,9 @@ CASES = [
          "--val-data confirms the findings of an analysed run, and --no-analyze"),
     Case("audit --val-data with --shard", [*AUDIT, "--analyze", "--shard", "1/2", "--val-data", "{A}"], "--shard 1/2 audits a part"),
     Case("audit --init-word empty", [*AUDIT, "--init-word", " "], "--init-word ' ' is empty"),
+    Case("audit --max-pairs 0 names its flag", [*AUDIT, "--analyze", "--max-pairs", "0"], "--max-pairs 0 must be at least 1"),
+    Case("audit --discover -1 names its flag", [*AUDIT, "--analyze", "--discover", "-1"], "--discover -1 must not be negative"),
+    Case("audit --mean of two numbers", [*AUDIT, "--mean", "0.5,0.5"], "--mean '0.5,0.5' must be one number or three"),
     Case("audit --gpus-per-worker negative", [*AUDIT, "--backend", "ray", "--gpus-per-worker", "-1"],
          "--gpus-per-worker -1 must be >= 0"),
     Case("audit --max-retries without Ray", [*AUDIT, "--max-retries", "5"], "--max-retries belong to --backend ray"),
@@ -398,3 +401,11 @@ def test_the_ray_messages_name_probe_audit(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(RunError, match=r"pip install 'probe-audit\[ray\]'"):
         import_ray()
+
+
+def test_one_mean_or_std_number_is_every_channels():
+    """`--mean 0.5` was refused as "must be three numbers" while a data config's single number is read for every
+    channel (found by review, 7 December 2026)."""
+    from probe.cli import _floats3
+
+    assert _floats3("0.5", "--mean") == (0.5, 0.5, 0.5) and _floats3("0.1,0.2,0.3", "--std") == (0.1, 0.2, 0.3)

@@ -121,12 +121,18 @@ class AnalysisConfig:
             raise AnalysisError(f"screen_extend={extend!r} must be a sequence of seeds to add per round (1..64 each), "
                                 "e.g. (4, 8), or () for no adaptive screening.")
         object.__setattr__(self, "screen_extend", tuple(extend))
+        flags = {"max_pairs": "--max-pairs", "discover": "--discover"}  # the settings `probe audit` has a flag for
+
+        def named(name: str) -> str:
+            return f"{flags[name]} {getattr(self, name)}" if name in flags else \
+                f"analysis setting {name}={getattr(self, name)}"
+
         for name in ("n_carriers", "screen_seeds", "necessity_screen_seeds", "batch_size", "attention_res", "ig_steps", "confirm_round", "max_pairs"):
             if getattr(self, name) < 1:
-                raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must be at least 1.")
+                raise AnalysisError(f"{named(name)} must be at least 1.")
         for name in ("nearest_k", "n_evidence", "necessity_templates", "iou_images", "discover", "discover_images"):
             if getattr(self, name) < 0:
-                raise AnalysisError(f"analysis setting {name}={getattr(self, name)} must not be negative.")
+                raise AnalysisError(f"{named(name)} must not be negative.")
         if "{}" not in self.carrier_template:
             raise AnalysisError(f"carrier_template={self.carrier_template!r} must contain '{{}}' where the object goes.")
         if not isinstance(self.thresholds, Thresholds):
