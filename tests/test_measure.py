@@ -137,3 +137,23 @@ def test_a_notebook_plans_with_the_models_it_holds_and_every_stage_costs_its_ima
         else:
             assert stage.seconds == pytest.approx(stage.images * plan.seconds_per_image)
     assert plan.max_images == max(1, int(90 / plan.seconds_per_image))
+
+
+def test_the_measurement_times_images_in_the_chunks_the_run_uses(exported, tiny_generator, monkeypatch):
+    """On CUDA the run generates in the chunk size chosen from free memory; the measurement timed one unchunked batch of
+    16 (an optimistic time per image, and a decode that could run out of memory where the run would not). Found by
+    review (7 December 2026); the seam is probe.generators.memory.resolve_max_batch, stood in for here (no GPU)."""
+    import probe.auditing.measure as measure_module
+    import probe.generators.memory as memory
+    from probe.auditing.loop import AuditConfig
+    from probe.classifiers import load_classifier
+
+    seen = []
+    real = measure_module.time_images
+    monkeypatch.setattr(memory, "resolve_max_batch", lambda generator, token: memory.MaxBatchChoice(
+        max_batch=2, batch_size=token.batch_size, source="auto", limited_by="memory"))
+    monkeypatch.setattr(measure_module, "time_images", lambda *a, **k: seen.append(k["max_batch"]) or real(*a, **k))
+    config = AuditConfig(model=str(exported), out="unused")
+    measure_module.measure(config, load_classifier(str(exported)), tiny_generator, [0], ["dog", "truck"], calls=1,
+                           steps=1)
+    assert seen == [2]

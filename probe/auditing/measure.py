@@ -97,9 +97,13 @@ def _measure(config, classifier, generator, classes: list[int], labels: list[str
     prompts = [class_prompts(token.templates, names[i % len(names)], None)[i % len(token.templates)]
                for i in range((calls + 1) * batch)]
     seeds = list(range(token.seed, token.seed + len(prompts)))
-    # 1. images without gradient
+    # 1. images without gradient, in the chunks the run will use (--max-batch, or on CUDA the one chosen from free
+    #    memory: an unchunked batch of 16 timed optimistically, and could run out of memory where the run would not)
+    from probe.generators.memory import resolve_max_batch
+
     image_times = time_images(generator, prompts, seeds, batch, steps=image_steps, guidance=image_guidance,
-                              classifier=classifier, max_batch=token.max_batch, scheduler=token.scheduler)
+                              classifier=classifier, max_batch=resolve_max_batch(generator, token).max_batch,
+                              scheduler=token.scheduler)
     # 2. optimisation steps
     step_times = time_token_steps(generator, classifier, classes[0] if classes else 0,
                                   replace(token, steps=token_steps, guidance_scale=token_guidance), steps,
