@@ -197,7 +197,7 @@ def test_a_missing_vocabulary_file_is_one_line_before_any_model_loads(tmp_path, 
     assert not (tmp_path / "run").exists()
     code, _, err = run_main(monkeypatch, capsys, "audit", "--model", str(bundled_classifier_path("biased")),
                             "--generator", "world", "--out", str(tmp_path / "run"), "--discover", "-1", "--quiet")
-    assert code == 2 and "discover=-1" in err, err
+    assert code == 2 and "--discover -1 must not be negative" in err, err  # the flag the user typed
 
 
 def test_a_phrase_that_goes_with_the_classifiers_probability_is_proposed_even_when_the_token_did_not_draw_it(tmp_path):
