@@ -324,6 +324,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     say = say if callable(say) else (lambda _line: None)
     notes = [] if notes is None else notes
     timings = {} if timings is None else timings
+    like_run = _like_run(cfg, labels) if cfg.confirm_like else None  # read once, checked before any image
     # 4a. sufficiency
     t0 = time.perf_counter()
     lab.stage = "screen_sufficiency"
@@ -361,8 +362,8 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
             suspects.update(_suspect_counters(cfg, cues, samples, [cls], [cls.index] + confusers))
     for index, phrases in (known_suspects or {}).items():  # the listed pass's counter rule holds here as well
         suspects.setdefault(index, set()).update(phrases)
-    if cfg.confirm_like:  # the same tests as the other run: its counters, so that `probe compare` pairs like with like
-        suspects = _suspects_like(cfg, cues, classes, labels)
+    if like_run is not None:  # the same tests as the other run: its counters, so that `probe compare` pairs like with like
+        suspects = _suspects_like(like_run, cues, classes, labels)
     _add_time(timings, "screen_sufficiency", t0)
     # 4b. necessity
     t0 = time.perf_counter()
@@ -379,7 +380,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     mark_failure(tests)
     # confirm_like: the other run's classes drawn at more steps are drawn so here (its tests are the same tests:
     # a clean run drew the biased run's hearts at 5 steps where it drew them at 10, and compare paired them)
-    moved = _steps_like(cfg, lab, classes) if cfg.confirm_like else more_steps(lab, tests, generator)
+    moved = _steps_like(like_run, lab, classes) if like_run is not None else more_steps(lab, tests, generator)
     if moved and cfg.confirm_like:
         notes.append(f"more sampling steps: {fmt.listing(f'{name!r} at {n}' for name, n in moved.items())} from the "
                      f"screens' top-ups on, as the run it confirms like drew them")
@@ -419,7 +420,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     # 5. confirmation on fresh pairs
     t0 = time.perf_counter()
     sufficiency_screens = {(t.cls.index, t.cue.name): t.screen for t in tests if t.kind == "sufficiency"}
-    like = _confirmed_in(cfg, labels) if cfg.confirm_like else {}  # {test key: pairs the other run attempted}
+    like = _confirmed_in(like_run) if like_run is not None else {}  # {test key: pairs the other run attempted}
     candidates = [t for t in tests if _candidate(cfg, t, sufficiency_screens)]
     chosen = {id(t) for t in candidates}
     added = [t for t in tests if t.key in like and id(t) not in chosen]  # pre-stated by the other run, not selected here
@@ -609,10 +610,10 @@ def _attention_maps_saved(cls: ClassRun) -> int:
     return sum(1 for _ in folder.glob("*.npy")) if folder.is_dir() else 0
 
 
-def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
-    """``confirm_like``: the tests another run confirmed, {(kind, class index, cue): pairs it attempted}.
-
-    Its seeds must be this analysis's seeds, or the extra pairs could never be paired with it."""
+def _like_run(cfg: AnalysisConfig, labels: list[str]):
+    """``confirm_like``: the other run's analysis summary, read once and checked: it must hold per-pair data, share
+    this analysis's pairing settings (its seeds must be these, or the extra pairs could never be paired) and audit
+    the same classes. Its confirmed tests, counters and per-class steps are then this run's."""
     other = RunDir(cfg.confirm_like)
     analysis = other.read_analysis_summary() if other.root.is_dir() else None
     if analysis is None or analysis.pairs is None:
@@ -626,17 +627,21 @@ def _confirmed_in(cfg: AnalysisConfig, labels: list[str]) -> dict[tuple, int]:
                                 f"this analysis uses {mine!r}; use the same analysis settings or drop confirm_like")
     if (other.read_labels() or labels) != labels:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
+    return analysis
+
+
+def _confirmed_in(analysis) -> dict[tuple, int]:
+    """The tests the ``confirm_like`` run confirmed, {(kind, class index, cue): pairs it attempted}."""
     return {e.key: int(e.confirm.attempted or 0) for e in analysis.pairs if e.confirm is not None}
 
 
-def _steps_like(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> dict[str, int]:
+def _steps_like(analysis, lab: Lab, classes: list[ClassRun]) -> dict[str, int]:
     """``confirm_like``: each class's token prompts at the sampling steps the other run drew them with after its
     screens (analysis.json ``classes[i].sampling_steps``, recorded by :func:`probe.analysis.screening.more_steps`),
     in place of this run's own choice. Returns {class name: steps} of the classes moved."""
     from probe.analysis.screening import token_text
 
-    analysis = RunDir(cfg.confirm_like).read_analysis_summary()
-    theirs = analysis.classes if analysis is not None and isinstance(analysis.classes, dict) else {}
+    theirs = analysis.classes if isinstance(analysis.classes, dict) else {}
     moved = {}
     for cls in classes:
         text = token_text(cls)
@@ -652,14 +657,13 @@ def _steps_like(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun]) -> dict[
     return moved
 
 
-def _suspects_like(cfg: AnalysisConfig, cues: list[Cue], classes: list[ClassRun], labels: list[str]) -> dict[int, set[str]]:
+def _suspects_like(analysis, cues: list[Cue], classes: list[ClassRun], labels: list[str]) -> dict[int, set[str]]:
     """``confirm_like``: the counters the other run's counter rule dropped, per class, as this run's: a necessity test
     is then drawn against the same counter images at the same pair keys (each run's own rule, on its own classifier,
     drops different counters, and `probe compare` paired images of other counters)."""
     from probe.run.format import template_phrase
 
-    analysis = RunDir(cfg.confirm_like).read_analysis_summary()
-    theirs = analysis.dropped_counters if analysis is not None and isinstance(analysis.dropped_counters, dict) else {}
+    theirs = analysis.dropped_counters if isinstance(analysis.dropped_counters, dict) else {}
     out: dict[int, set[str]] = {}
     for cls in classes:
         name = labels[cls.index] if cls.index < len(labels) else str(cls.index)
