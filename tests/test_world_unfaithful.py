@@ -67,6 +67,10 @@ def test_spec_options_round_trip_and_bad_ones_name_the_fix():
     lies = Infidelity.parse("infidelity=0.15,kinds=swap+omit,seed=3,triggers=water")
     assert lies == Infidelity(0.15, kinds=("swap", "omit"), seed=3, triggers=("water",))
     assert Infidelity.parse(lies.spec()) == lies and Infidelity.parse("lying=0.2").rate == 0.2
+    fine = Infidelity(0.123456789)  # the spec names the run's generator: every digit of the rate survives it
+    assert Infidelity.parse(fine.spec()) == fine and Infidelity(0.15).spec() == "infidelity=0.15"
+    with pytest.raises(GeneratorError, match="must be a rate between 0 and 1"):
+        Infidelity(True)  # a flag is not a rate (True would act as 1.0)
     from probe.auditing.cost import generator_family
 
     assert generator_family("world:infidelity=0.3") == "world"  # costed as the world it wraps

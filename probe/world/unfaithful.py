@@ -128,7 +128,7 @@ class Infidelity:
     triggers: tuple[str, ...] = DEFAULT_TRIGGERS
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rate, (int, float)) or not 0.0 <= float(self.rate) <= 1.0:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= float(self.rate) <= 1.0:
             raise GeneratorError(f"infidelity={self.rate!r} must be a rate between 0 and 1, e.g. world:infidelity=0.15")
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown or not self.kinds:
@@ -166,7 +166,9 @@ class Infidelity:
         return cls(**fields)
 
     def spec(self) -> str:
-        parts = [f"infidelity={self.rate:g}"]
+        """The options that ``parse`` reads back to this same Infidelity (the rate to all its digits)."""
+        rate = f"{self.rate:g}"
+        parts = [f"infidelity={rate if float(rate) == self.rate else repr(float(self.rate))}"]
         if self.kinds != KINDS:
             parts.append("kinds=" + "+".join(self.kinds))
         if self.seed:
