@@ -116,3 +116,27 @@ def test_planted_cue_recovery_needs_a_passing_top_finding_with_the_planted_value
     assert not planted_cue_recovery([finding(1, "snow", True), finding(1, "grass", True)], labels, planted)[0].recovered
     assert not planted_cue_recovery([finding(1, "grass", False)], labels, planted)[0].recovered
     assert not planted_cue_recovery([finding(0, "grass", True)], labels, planted)[0].recovered
+
+
+def test_the_headline_holds_the_findings_against_the_audited_classifier_s_own_planted_cues(readme_demo, tmp_path):
+    """``run_demo(model=X)`` audits another world classifier: its headline must score the findings against X's
+    .bias.json and X's truth table, not the bundled classifier's (it scored them against the bundled one's)."""
+    from probe.auditing.loop import AuditResult
+    from probe.run import RunDir
+    from probe.world import bundled_classifier_path
+    from probe.world.demo import headline
+
+    source = bundled_classifier_path("biased")
+    mine = tmp_path / "mine.pt2"
+    shutil.copy(source, mine)
+    shutil.copy(source.with_suffix(".labels.txt"), tmp_path / "mine.labels.txt")
+    (tmp_path / "mine.bias.json").write_text(json.dumps({"bias": {"circle": {"color": "red"}}, "strength": 0.9}))
+    run = tmp_path / "run"
+    shutil.copytree(readme_demo / "runs" / "demo", run)
+    result = AuditResult(run_dir=run, rows=RunDir(run).write_summary())
+    text = headline(result, mine, 1.0)
+    assert "(mine.pt2 classifier)" in text and set(_marks(text)) == {"circle"}, text  # its planted cue, not the star's
+    assert "passing findings confirmed by the truth table" in text
+    (tmp_path / "mine.bias.json").unlink()
+    text = headline(result, mine, 1.0)
+    assert "planted cues and true effects: unknown" in text and "bias.json" in text and not _marks(text), text

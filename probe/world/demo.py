@@ -58,7 +58,8 @@ def run_demo(out: str | Path = "runs/demo", classifier: str = "biased", max_step
     result = audit(config, progress=progress, console=console)
     seconds = time.perf_counter() - start
     if not result.interrupted:
-        console.print(headline(result, classifier, seconds), highlight=False, markup=False, soft_wrap=True)
+        audited = kwargs.get("model") or classifier
+        console.print(headline(result, audited, seconds), highlight=False, markup=False, soft_wrap=True)
     return result
 
 
@@ -86,13 +87,20 @@ def planted_cue_recovery(findings, labels: list[str], planted: dict) -> list[Pla
     return checks
 
 
-def headline(result: AuditResult, classifier: str, seconds: float) -> str:
-    """A few lines: accuracy before/after, and each planted cue with what the audit found for its class."""
+def headline(result: AuditResult, classifier: str | Path, seconds: float) -> str:
+    """A few lines: accuracy before/after, and each planted cue with what the audit found for its class.
+
+    ``classifier``: the audited world classifier, a bundled name ("biased", "clean") or a .pt2 written by `probe
+    world classifier`; its planted cues and its truth table are its own (its .bias.json), never the bundled one's.
+    """
     from probe.analysis import read_findings
-    from probe.world import bundled_bias
+    from probe.errors import ProbeError
+    from probe.world.assets import CLASSIFIER_NAMES
+    from probe.world.valset import classifier_bias
 
     done = [r for r in result.rows if r["status"] == "done"]
-    lines = [f"shapes-world demo ({classifier} classifier): {len(done)}/{len(result.rows)} classes in {seconds:.0f} s"]
+    name = classifier if str(classifier) in CLASSIFIER_NAMES else Path(classifier).name
+    lines = [f"shapes-world demo ({name} classifier): {len(done)}/{len(result.rows)} classes in {seconds:.0f} s"]
     if done:
         from probe.analysis.evaluation import gain_text
 
@@ -107,7 +115,12 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
     findings = read_findings(run.root)
     labels = run.read_labels() or []
     audited = {r["class_name"] for r in done}
-    planted = {k: v for k, v in (bundled_bias(classifier) or {}).items() if k in audited}
+    try:
+        bias, _, path = classifier_bias(classifier)
+    except ProbeError as e:  # a classifier without its .bias.json: nothing to hold the findings against
+        lines.append(f"planted cues and true effects: unknown ({e})")
+        return "\n".join(lines)
+    planted = {k: v for k, v in bias.items() if k in audited}
     for check in planted_cue_recovery(findings, labels, planted):
         found = check.top.sentence if check.top is not None and check.top.passes else "none"
         passing = any(f.passes and f.class_name == check.class_name and f.details.get("value") == check.value
@@ -116,21 +129,23 @@ def headline(result: AuditResult, classifier: str, seconds: float) -> str:
         lines.append(f"  planted {check.class_name}: {check.attribute}={check.value} [{mark}]; top finding: {found}")
     moved = [r for r in done if str(r.get("token_moved")).lower() == "true"]
     lines.append(f"tokens that moved from their initial word: {len(moved)}/{len(done)}")
-    lines.extend(truth_check(findings, classifier))
+    lines.extend(truth_check(findings, path))
     return "\n".join(lines)
 
 
-def truth_check(findings, classifier: str, n: int = 200) -> list[str]:
+def truth_check(findings, classifier: str | Path, n: int = 200) -> list[str]:
     """Every passing finding (cue findings and off-object alike) held against the classifier's true behaviour on
-    rendered scenes."""
+    rendered scenes. ``classifier``: a bundled name or the path of the audited world classifier."""
     from probe.classifiers import load_classifier
     from probe.world import bundled_classifier_path
+    from probe.world.assets import CLASSIFIER_NAMES
     from probe.world.truth import true_effects
 
     passing = [f for f in findings if f.passes]
     if not passing:
         return ["passing findings: none"]
-    truth = true_effects(load_classifier(str(bundled_classifier_path(classifier))), n=n)
+    path = bundled_classifier_path(classifier) if str(classifier) in CLASSIFIER_NAMES else Path(classifier)
+    truth = true_effects(load_classifier(str(path)), n=n)
     lines = []
     confirmed = 0
     for f in passing:
