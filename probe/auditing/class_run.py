@@ -178,7 +178,7 @@ def record_lost_class(run: RunDir, index: int, name: str, error: BaseException) 
 
 def _clean_folder(run: RunDir, directory: Path) -> None:
     """The class's folder, empty: an earlier attempt's files removed; never through a link out of the run."""
-    if directory.is_symlink() or run.inside(directory) is None:  # classes/ or the class's folder linked elsewhere
+    if not run.owns(directory):  # classes/ or the class's folder linked elsewhere
         raise RunError(f"{str(directory)!r} leads to {os.path.realpath(directory)!r}, outside the run; a class is "
                        "(re)written only inside it: remove the link")
     if directory.exists():

@@ -193,6 +193,12 @@ class RunDir:
         real = Path(os.path.realpath(path))
         return real if real == self.root or self.root in real.parents else None
 
+    def owns(self, path: str | Path) -> bool:
+        """``path`` is no symbolic link itself and lies inside the run, through no link out of it: the one test
+        before probe (re)writes or removes a folder or file of the run (a crafted link would steer the writes, or
+        the removal, to wherever it points)."""
+        return not Path(path).is_symlink() and self.inside(path) is not None
+
     # ------------------------------------------------------------------ config.json
     def has_config(self) -> bool:
         return (self.root / CONFIG).is_file()
@@ -486,7 +492,7 @@ class RunDir:
         from probe.run.journal import JOURNAL
 
         folder = self.path(JOURNAL)
-        if folder.is_dir() and not folder.is_symlink() and self.inside(folder) is not None:
+        if folder.is_dir() and self.owns(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
     def write_confirmation(self, confirmation) -> Path:
@@ -542,7 +548,7 @@ class RunDir:
             raise RunError(f"cannot write {str(self.root)!r} ({e.strerror or type(e).__name__}); choose a writable "
                            "--out or fix its permissions") from e
         # a lock file (or the claims folder) linked elsewhere would have had the writer's pid written through it
-        if path.parent.is_symlink() or self.inside(path.parent) is None or path.is_symlink():
+        if not (self.owns(path.parent) and self.owns(path)):
             linked = path if path.is_symlink() else path.parent
             raise RunError(f"{str(linked)!r} is a link to {os.path.realpath(linked)!r}; a run's lock files are written "
                            "only inside it: remove the link")
