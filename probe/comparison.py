@@ -110,7 +110,7 @@ class Comparison:
             lines.append(f"  {r['verdict']}: {terminal_safe(r['class_name'])} · {terminal_safe(r['cue'])} · {r['kind']}: "
                          f"A {fmt.effect(r['effect_a'])} "
                          f"({r['status_a']}) -> B {fmt.effect(r['effect_b'])} ({r['status_b']}), change "
-                         f"{fmt.effect(r['change'])} [{fmt.effect(r['ci_low'])}, {fmt.effect(r['ci_high'])}] on {r['n_shared']} pairs, "
+                         f"{fmt.effect(r['change'])} [{fmt.interval(r['ci_low'], r['ci_high'], sep=', ')}] on {r['n_shared']} pairs, "
                          f"q {fmt.pq(r['q'])}")
         lines += [f"  skipped: {terminal_safe(s)}" for s in self.skipped]
         return "\n".join(lines)
@@ -121,7 +121,7 @@ class Comparison:
         for _, r in self.cues.head(200).iterrows():
             cells = (r["verdict"], f"{r['class_index']} {r['class_name']}", r["cue"], r["kind"],
                      f"{fmt.effect(r['effect_a'])} {r['status_a']}", f"{fmt.effect(r['effect_b'])} {r['status_b']}",
-                     fmt.effect(r["change"]), f"{fmt.effect(r['ci_low'])} – {fmt.effect(r['ci_high'])}", f"{r['n_shared']} ({r['basis']})",
+                     fmt.effect(r["change"]), fmt.interval(r["ci_low"], r["ci_high"]), f"{r['n_shared']} ({r['basis']})",
                      fmt.pq(r["q"]))
             rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         head = "".join(f"<th>{c}</th>" for c in cols)

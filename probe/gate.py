@@ -179,7 +179,7 @@ class CheckResult:
 
     def lines(self) -> list[str]:
         """One line per offending finding (whitespace of untrusted names collapsed, so a line stays one line)."""
-        return [_one_line(f"class {f.class_index} {f.class_name!r}: {f.kind} {f.cue!r} {_stats(f)}: {f.sentence}")
+        return [_one_line(f"class {f.class_index} {f.class_name!r}: {f.kind} {f.cue!r} {_stats(f, self.max_effect)}: {f.sentence}")
                 for f in self.offenders]
 
     def verdict(self) -> str:
@@ -225,7 +225,7 @@ class CheckResult:
                 rows.append(f"<tr><td>{escape(case.name)}</td><td>{escape(case.status)}</td>"
                             f"<td colspan='6'>{escape(case.reason)}</td></tr>")
             for f in case.offenders:
-                cells = (case.name, case.status, f.kind, f.cue, fmt.effect(f.effect), fmt.interval(f.ci_low, f.ci_high, sep="–"),
+                cells = (case.name, case.status, f.kind, f.cue, fmt.effect(f.effect, bars=(self.max_effect,)), fmt.interval(f.ci_low, f.ci_high, sep="–"),
                          fmt.pq(f.q), f.sentence)
                 rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         return f"<p>{escape(self.verdict())}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -246,7 +246,7 @@ class CheckResult:
             if case.status == "failed":
                 failure = ET.SubElement(element, "failure", type="probe.gate", message=_xml(
                     f"{len(case.offenders)} passing finding(s) above {self.limit_text()}"))
-                failure.text = _xml("\n".join(f"{f.kind} {f.cue!r}: {_stats(f)}: {f.sentence}" for f in case.offenders))
+                failure.text = _xml("\n".join(f"{f.kind} {f.cue!r}: {_stats(f, self.max_effect)}: {f.sentence}" for f in case.offenders))
             elif case.status in ("skipped", "undecided"):
                 ET.SubElement(element, "skipped", message=_xml(case.reason))
             else:
@@ -402,8 +402,10 @@ def _narrow(classes, audited: list[int], labels: list[str]) -> list[int]:
     return chosen
 
 
-def _stats(f) -> str:
-    return (f"effect {fmt.effect(f.effect)} (95% CI {fmt.interval(f.ci_low, f.ci_high)}, q {fmt.pq(f.q)}, "
+def _stats(f, limit: float) -> str:
+    """An offender's numbers, its effect never printed as the limit it exceeds (0.3004 is not "0.30" beside "above
+    0.30")."""
+    return (f"effect {fmt.effect(f.effect, bars=(limit,))} (95% CI {fmt.interval(f.ci_low, f.ci_high)}, q {fmt.pq(f.q)}, "
             f"{f.n_images} {f.unit})")
 
 

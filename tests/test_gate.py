@@ -63,6 +63,18 @@ def test_a_passing_finding_above_the_limit_fails_with_one_line_per_offender(run_
     assert len(err) == 1 and err[0].startswith("gate failed: 2 passing finding(s)") and "2 of 4 class(es)" in err[0]
 
 
+def test_an_offender_is_never_printed_as_the_limit_it_exceeds(run_dir, monkeypatch, capsys):
+    """An offender's effect is printed with the digits that put it above the limit: one of 0.3004 read "+0.30"
+    beside "above |effect| 0.30" (review, 8 December 2026); one clearly above keeps two decimals."""
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.4499")
+    assert code == 3 and len(out) == 1 and "effect +0.45 " in out[0], out
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.45")
+    assert code == 0
+    write_findings(run_dir, [_finding(0, "star", "grass", "necessity", 0.3004)])
+    code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
+    assert code == 3 and "effect +0.3004 " in out[0], out
+
+
 def test_under_the_limit_passes_with_exit_0(run_dir, monkeypatch, capsys):
     code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.45")
     assert code == 0, err

@@ -591,6 +591,17 @@ def test_p_and_q_format():
     assert effect(0.15) == "+0.15" and effect(0.14999999999999999) == "+0.15" and effect(0.33) == "+0.33"
     assert interval(None, None) == "unbounded" and interval(0.1, None) == "0.10 – +∞" and interval(None, 0.2) == "−∞ – 0.20"
     assert interval(float("-inf"), float("inf")) == "unbounded" and effect(0.4) == "+0.40" and number(0.834) == "0.83"
+    # nor do they where 4 decimals still round onto the bar (0.14999 printed "+0.1500"), or onto a limit the caller
+    # names from below (a gate's offender of 0.3004 printed "+0.30" beside "above |effect| 0.30")
+    assert effect(0.14999) == "+0.14999" and effect(-0.04996) == "-0.04996" and effect(0.3004) == "+0.30"
+    assert effect(0.3004, bars=(0.3,)) == "+0.3004" and effect(-0.2996, bars=(0.3,)) == "-0.2996"
+    assert effect(0.3, bars=(0.3,)) == "+0.30" and effect(0.41, bars=(0.3,)) == "+0.41"
+    from probe.analysis.finding import sentence
+    from probe.report.render import _default_sentence
+
+    assert "95% CI 0.12–+∞" in sentence("sufficiency", "star", "grass", 0.5, (0.12, float("inf")), 2,
+                                        status="screened", extra={})  # one open end is not "unbounded"
+    assert "+0.1496 (95% CI 0.14–0.30)" in _default_sentence({"effect": 0.1496, "ci_low": 0.1496, "ci_high": 0.2901})
     import probe.analysis.finding as finding
     import probe.comparison as compare
     import probe.explore.run as explore

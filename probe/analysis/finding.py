@@ -3,7 +3,6 @@ the list that displays itself, the ranking, the sentences, and reading and writi
 
 from __future__ import annotations
 
-import math
 
 from probe.analysis.errors import AnalysisError
 from probe.run import RunDir
@@ -73,9 +72,7 @@ def read_findings(run_dir) -> Findings:
 
 # ----------------------------------------------------------------------------------------- sentences
 def _interval(ci_low: float, ci_high: float) -> str:
-    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
-        return "95% CI unbounded"
-    return f"95% CI {fmt.interval(ci_low, ci_high, sep='–')}"  # as every surface prints it: rounded outward
+    return f"95% CI {fmt.interval(ci_low, ci_high, sep='–')}"  # as every surface prints it: rounded outward, ∞ ends
 
 
 def sentence(kind: str, name: str, description: str, effect: float, ci: tuple[float, float], n: int, *,

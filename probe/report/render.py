@@ -490,10 +490,10 @@ class _Builder:
 def _default_sentence(f: dict[str, Any]) -> str:
     eff, lo, hi = f.get("effect"), f.get("ci_low"), f.get("ci_high")
     s = f"'{f.get('class_name') or '?'}' — {f.get('kind') or 'finding'} of '{f.get('cue') or '?'}'"
-    if eff is not None:
-        s += f": {eff:+.2f}"
-    if lo is not None and hi is not None:
-        s += f" (95% CI {lo:.2f}–{hi:.2f})"
+    if fmt.as_float(eff) is not None:
+        s += f": {fmt.effect(eff)}"
+    if lo is not None or hi is not None:
+        s += f" (95% CI {fmt.interval(lo, hi, sep='–')})"
     if f.get("n_images"):
         s += f", {f['n_images']} {f.get('unit') or 'images'}"
     return s

@@ -39,23 +39,32 @@ def pq(value: Any) -> str:
     return f"{min(math.ceil(v * scale - _EPS) / scale, 1.0):.3g}"
 
 
-def _on_the_bar(v: float, digits: int) -> str:
-    """``v`` at ``digits`` decimals, or with up to 4 when rounding would carry its size up onto a multiple of 0.05 (where
-    the pass bars lie: 0.15, 0.05): an effect of 0.1496 prints 0.1496, not 0.15 beside the rule "at least 0.15"."""
-    for d in range(digits, max(digits, 4) + 1):
-        shown = round(abs(v), d)
-        if shown <= abs(v) + _EPS or abs(shown / 0.05 - round(shown / 0.05)) > 1e-6:
-            return f"{abs(v):.{d}f}"
-    return f"{abs(v):.{max(digits, 4)}f}"
+def _on_the_bar(v: float, digits: int, bars: tuple = ()) -> str:
+    """``v``'s size at ``digits`` decimals, or with more (up to 8) where rounding would land it on a bar it is not on:
+    carry it up onto a multiple of 0.05 (where the pass bars lie: 0.15, 0.05; an effect of 0.1496 prints 0.1496, not
+    0.15 beside the rule "at least 0.15"), or onto one of ``bars`` from either side (a gate's limit: an offender of
+    0.3004 prints 0.3004, not 0.30 beside "above 0.30"). Past 8 decimals it is cut toward zero."""
+    size = abs(v)
+
+    def lands(shown: float) -> bool:
+        carried = shown > size + _EPS and abs(shown / 0.05 - round(shown / 0.05)) <= 1e-6
+        return carried or any(abs(shown - b) <= _EPS < abs(size - b) for b in bars)
+
+    for d in range(digits, max(digits, 8) + 1):
+        if not lands(round(size, d)):
+            return f"{size:.{d}f}"
+    d = max(digits, 8)
+    return f"{math.floor(size * 10 ** d) / 10 ** d:.{d}f}"
 
 
-def effect(value: Any, digits: int = 2, *, signed: bool = True) -> str:
+def effect(value: Any, digits: int = 2, *, signed: bool = True, bars: tuple = ()) -> str:
     """An effect or a change in probability, signed: "+0.40"; ``signed=False`` for its size. Two decimals, more
-    where rounding would carry it onto a bar (``_on_the_bar``)."""
+    where rounding would land it on a bar (``_on_the_bar``; ``bars``: sizes besides the multiples of 0.05 it must not
+    be printed as, e.g. a gate's limit)."""
     v = as_float(value)
     if v is None:
         return MISSING
-    size = _on_the_bar(v, digits)
+    size = _on_the_bar(v, digits, tuple(abs(float(b)) for b in bars))
     return ("-" if v < 0 and float(size) != 0 else "+") + size if signed else size
 
 
