@@ -173,30 +173,37 @@ def _as_tensor(image, torch):
 
 
 def _keys(name: str) -> tuple[str, ...]:
+    """The case-folded and slug forms a name is also found by (the name itself included)."""
     return tuple(dict.fromkeys((name, name.strip().lower(), slugify(name))))
 
 
 class _Labels:
-    """The classifier's labels, matched by index or WordNet id, then in tiers: the whole label, its first synonym,
-    any other synonym. A name is looked up tier by tier, so "cardigan" is the class labelled "cardigan", never the
-    corgi whose second synonym it is; a name that two classes share within its tier ("crane": 134 and 517) is an
-    error naming both, never a guess."""
+    """The classifier's labels, matched by name, then by index or WordNet id. A name is looked up exactly as spelled
+    first, then by its case-folded and slug forms (``_keys``), each in tiers: the whole label, its first synonym, any
+    other synonym. So "cardigan" is the class labelled "cardigan", never the corgi whose second synonym it is; a
+    folder "Cardigan" is the corgi, whose first synonym it spells exactly, not 474 "cardigan" that it case-folds to;
+    a name that two classes share within its tier ("crane": 134 and 517) is an error naming both, never a guess. A
+    class index ("2") is read as one only where no label is named so: with labels "1", "2", "3" the folder "2" is the
+    class named "2"."""
 
     def __init__(self, labels: Sequence[str]):
         from probe.classifiers.labels import imagenet_synsets, split_synonyms
 
         self.labels = tuple(str(x) for x in labels)
-        self.exact: dict[str, int] = {str(i): i for i in range(len(self.labels))}
+        self.ids: dict[str, int] = {str(i): i for i in range(len(self.labels))}
         self.synsets = imagenet_synsets(self.labels)
         for i, synset in enumerate(self.synsets or ()):
-            self.exact.setdefault(synset, i)
-        self.tiers: list[dict[str, set[int]]] = [{}, {}, {}]  # whole label, first synonym, other synonyms
+            self.ids.setdefault(synset, i)
+        # per tier (whole label, first synonym, other synonyms): the names as spelled, and their folded forms
+        self.exact: list[dict[str, set[int]]] = [{}, {}, {}]
+        self.folded: list[dict[str, set[int]]] = [{}, {}, {}]
         for i, raw in enumerate(self.labels):
             synonyms = split_synonyms(raw) or []
             for tier, names in enumerate(([raw], synonyms[:1], synonyms[1:])):
                 for name in names:
+                    self.exact[tier].setdefault(name, set()).add(i)
                     for key in _keys(name):
-                        self.tiers[tier].setdefault(key, set()).add(i)
+                        self.folded[tier].setdefault(key, set()).add(i)
 
     def index(self, label: Any) -> int | None:
         if isinstance(label, bool):
@@ -210,11 +217,11 @@ class _Labels:
         text = str(label)
         from probe.classifiers.labels import split_synonyms
 
-        if text in self.exact:
-            return self.exact[text]
         first = (split_synonyms(text) or [text])[0]  # "goldfish, Carassius auratus", as ImageNet's lists spell it
-        for keys in (_keys(text), _keys(first)):  # the name as given first, then its first synonym
-            for tier in self.tiers:
+        # the name as spelled in every tier before any folded form; the name as given before its first synonym
+        for tiers, keys in ((self.exact, (text,)), (self.exact, (first,)),
+                            (self.folded, _keys(text)), (self.folded, _keys(first))):
+            for tier in tiers:
                 hits = sorted({i for key in keys for i in tier.get(key, ())})
                 if len(hits) == 1:
                     return hits[0]
@@ -222,7 +229,7 @@ class _Labels:
                     shown = ", ".join(f"{i} {self.labels[i]!r}" for i in hits[:4])
                     raise ValDataError(f"label {text!r} names {len(hits)} of the classifier's classes ({shown}); name "
                                        "its folder (or CSV label) by the class index or WordNet id instead")
-        return None
+        return self.ids.get(text)
 
     def check(self, found: Sequence[Any], where: str) -> list[int]:
         out, unknown = [], []

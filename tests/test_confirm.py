@@ -263,6 +263,47 @@ def test_imagenet_names_resolve_to_their_own_class_and_a_shared_name_is_refused(
     assert [i.class_index for i in read_val_data(Rows(), imagenet).items] == [86, 474, 517, 134]
 
 
+def test_a_name_spelled_exactly_wins_over_its_folded_forms_in_other_tiers(tmp_path):
+    """Found by review (7 December 2026), a regression of the tiered lookup: the case-folded and slug forms of a name
+    were looked up in the same tier as its exact spelling, so a folder 'Cardigan' (the exact first synonym of 264,
+    Cardigan Welsh corgi) folded onto 474 'cardigan' in the whole-label tier. A name spelled exactly now wins in any
+    tier before any folded form."""
+    from probe.classifiers import load_labels
+
+    imagenet = load_labels("imagenet")
+    for name in ("Cardigan", "cardigan", "CARDIGAN"):
+        (tmp_path / "val" / name).mkdir(parents=True)
+        (tmp_path / "val" / name / "a.JPEG").write_bytes(b"not decoded here")
+    found = {item.name.split("/")[0]: item.class_index for item in read_val_data(tmp_path / "val", imagenet).items}
+    assert found == {"Cardigan": 264, "cardigan": 474, "CARDIGAN": 474}  # a spelling of neither folds to 474's
+
+
+def test_labels_that_differ_in_case_each_take_their_own_exact_spelling(tmp_path):
+    """Found by review (7 December 2026): with labels 'Cardigan' and 'cardigan' both spellings were refused as
+    naming 2 classes, although each is one label exactly; a spelling of neither still is."""
+    (tmp_path / "two" / "Cardigan").mkdir(parents=True)
+    (tmp_path / "two" / "cardigan").mkdir(parents=True)
+    _touch(tmp_path / "two", "Cardigan/a.png", "cardigan/b.png")
+    data = read_val_data(tmp_path / "two", ["Cardigan", "cardigan"])
+    assert {item.name: item.class_index for item in data.items} == {"Cardigan/a.png": 0, "cardigan/b.png": 1}
+    _touch(tmp_path, "c.png")
+    (tmp_path / "v.csv").write_text("path,label\nc.png,CARDIGAN\n")  # a spelling of neither: still refused
+    with pytest.raises(ValDataError, match=r"label 'CARDIGAN' names 2 of the classifier's classes"):
+        read_val_data(tmp_path / "v.csv", ["Cardigan", "cardigan"])
+
+
+def test_a_label_named_like_an_index_is_found_by_its_name(tmp_path):
+    """Found by review (7 December 2026): index strings won over names, so with labels '1', '2', '3' the folder '2'
+    became index 2 (label '3'); a string is now read as a class index only where no label is named so."""
+    for name in ("1", "2", "3"):
+        _touch(tmp_path / "digits", f"{name}/a.png")
+    data = read_val_data(tmp_path / "digits", ["1", "2", "3"])
+    assert {item.name: item.class_index for item in data.items} == {"1/a.png": 0, "2/a.png": 1, "3/a.png": 2}
+    _touch(tmp_path / "digits", "0/a.png")  # no label is named "0": the class index, as before
+    data = read_val_data(tmp_path / "digits", ["1", "2", "3"])
+    assert {item.name: item.class_index for item in data.items}["0/a.png"] == 0
+
+
 def test_a_subset_of_an_imagefolder_keeps_its_names_and_duplicate_rows_count_once(tmp_path):
     """Found by review (7 December 2026): a torch Subset of an ImageFolder lost its class names, so folder-order
     integers were read as the classifier's indices (490 of 600 images relabelled); a CSV listing an image twice

@@ -187,14 +187,28 @@ def test_a_cue_only_the_users_data_confirm_gets_the_balance_step(tmp_path):
             r["ci_low"], r["ci_high"] = -r["ci_high"], -r["ci_low"]
     path.write_text(json.dumps(data))
     decided = deciding_finding(mine)
-    assert balance_direction(decided) == (-1 if decided["status"] in ("passes", "weak") or
+    assert balance_direction(decided) == (-1 if decided["status"] == "passes" or
                                           (decided["ci_high"] is not None and decided["ci_high"] < 0) else 1)
     # a negative sign that nothing decided (screening only, its interval across 0) is no direction (found by review,
     # 7 December 2026: a screened token shift of -0.33, interval -0.70 to +0.12, reversed a balance dataset); the
     # user's data can decide it: confirmed (or weaker) there, it is the class's direction
     noise = {**mine[0], "passes": False, "status": "screened", "effect": -0.33, "ci_low": -0.70, "ci_high": 0.12}
     assert balance_direction(noise) == 1 and balance_direction({**noise, "ci_high": -0.02}) == -1
-    assert balance_direction({**noise, "status": "weak"}) == -1
+    # "weak" decides no sign either (found by review, 7 December 2026): judge_q calls weak any confirmed effect of
+    # 0.05 or more that missed a bar, q included, and a weak -0.33 across 0 reversed the dataset as a screened one did
+    # not; its interval or the user's data still decide it
+    weak = {**noise, "status": "weak"}
+    assert balance_direction(weak) == 1 == balance_direction(noise)
+    assert balance_direction({**weak, "ci_high": -0.02}) == -1
+    assert balance_direction({**noise, "passes": True, "status": "passes"}) == -1
+
+    from types import SimpleNamespace
+
+    def seen(verdict):  # probe confirm's record of the finding: confirmed there, the user's data decide its sign
+        return SimpleNamespace(finding=lambda class_index, kind, cue: SimpleNamespace(verdict=verdict))
+
+    assert balance_direction(weak, seen("confirmed")) == -1 == balance_direction(weak, seen("weaker"))
+    assert balance_direction(weak, seen("not seen")) == 1 == balance_direction(weak, seen("contradicted"))
     against = dataclasses.replace(record.findings[0], direction=-1, effect=-abs(row["effect"]))
     RunDir(root).write_confirmation(dataclasses.replace(record, findings=(against,)))
     summary = str(open_run(root).classes[index].summary)

@@ -114,16 +114,18 @@ def deciding_finding(findings: Iterable):
 
 def balance_direction(finding, confirmation=None) -> int:
     """1 when the class leans on the finding's cue, -1 when it avoids it: a negative effect whose sign something
-    decided (fresh pairs: the finding passes or is weak, or its whole interval lies below 0; or the user's data:
+    decided (fresh pairs: the finding passes, or its whole interval lies below 0; or the user's data:
     ``confirmation`` holds it confirmed or weaker); the balance data then go the other way round (the class with the
     cue, its confusers without). A negative sign nothing decided (screening only, its interval across 0: a screened
     token shift of -0.33, interval -0.70 to +0.12, reversed a whole dataset) is noise as often as not: 1, the
-    spec's plain reading."""
+    spec's plain reading. "weak" decides nothing: ``Thresholds.judge_q`` gives it to any confirmed effect of 0.05 or
+    more that missed a bar, q included, so a weak finding's sign is decided only by its interval or the user's
+    data."""
     effect = None if finding is None else _field(finding, "effect")
     if not (isinstance(effect, (int, float)) and math.isfinite(effect) and effect < 0):
         return 1
     high = _field(finding, "ci_high")
-    if _field(finding, "status") in ("passes", "weak") or (
+    if _field(finding, "status") == "passes" or (
             isinstance(high, (int, float)) and not isinstance(high, bool) and math.isfinite(high) and high < 0):
         return -1
     seen = None if confirmation is None else confirmation.finding(
