@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -299,7 +300,10 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
         planted = [(cls, value) for cls, cues in item["bias"].items() for value in cues.values()]
         strong = [(c, v) for c, v in planted if truth.effect(c, v, "necessity") >= threshold]
         row = {"classifier": item["name"], "set": group, "planted": planted,
-               "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted}}
+               "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
+               # the recall denominator as decided here, on the unrounded true effect (planted_true is rounded:
+               # a cue at +0.1497 reads 0.15 there); `table` counts these
+               "learned": [f"{c}/{v}" for c, v in strong]}
         for rule in RULES:
             passing = [f for f in findings if _passes(rule, f, shifted, threshold)]
 
@@ -309,14 +313,20 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
 
             t = tallies.setdefault((group, rule), {k: 0 for k in (
                 "planted", "found", "passing", "true_claim", "true_every", "clean_passing", "off_object_passing",
-                "off_object_true", "truth_total", "truth_covered", "fresh_total", "fresh_covered")})
-            found = [p for p in strong if any(f["class_name"] == p[0] and f["cue"] == p[1] for f in passing)]
+                "off_object_true", "truth_total", "truth_covered", "fresh_total", "fresh_covered", "cues",
+                "cues_true")})
+            # a planted cue is found when a passing finding on it is true (a false claim about it finds nothing)
+            found = [p for p in strong if any(f["class_name"] == p[0] and f["cue"] == p[1] and holds(f, True)
+                                              for f in passing)]
+            cues = _cue_precision([(f["class_name"], f["cue"], holds(f, True)) for f in passing])
             cue_passing = [f for f in passing if f["kind"] != "off-object"]
             covered = [f for f in cue_passing if _lo(f) <= truth.effect(
                 f["class_name"], f["cue"], f["kind"], **_claim(f)) <= _hi(f)]
             t["planted"] += len(strong)
             t["found"] += len(found)
             t["passing"] += len(passing)
+            t["cues"] += cues[1]
+            t["cues_true"] += cues[0]
             t["true_claim"] += sum(holds(f, True) for f in passing)
             t["true_every"] += sum(holds(f, False) for f in passing)
             t["off_object_passing"] += sum(f["kind"] == "off-object" for f in passing)
@@ -333,6 +343,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
                 t["fresh_total"] += len(with_fresh)
                 t["fresh_covered"] += sum(_lo(f) <= fresh[_key(f)] <= _hi(f) for f in with_fresh)
             row[rule] = {"found": [f"{c}/{v}" for c, v in found], "passing": len(passing),
+                         "cues": {"true": cues[0], "passing": cues[1]},
                          "false": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f}"
                                    for f in passing if not holds(f, True)]}
         rows.append(row)
@@ -345,6 +356,7 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             "rule": RULES[rule],
             "recall (planted cues with a true effect >= 0.15, found passing)": _rate(t["found"], t["planted"]),
             "precision (true effect >= 0.15 against the claim's own counters and carriers)": _rate(t["true_claim"], t["passing"]),
+            PER_CUE: _rate(t["cues_true"], t["cues"]),
             "precision (true effect >= 0.15 against every other value)": _rate(t["true_every"], t["passing"]),
             "passing findings on clean classifiers": t["clean_passing"],
             "off-object findings passing (true)": f"{t['off_object_passing']} ({t['off_object_true']})",
@@ -355,8 +367,36 @@ def score(items: list[dict], truth_n: int = 300, threshold: float = 0.15, remeas
             if rule == "estimate" and remeasure_fresh else None,
         }
     print(json.dumps(summary, indent=1))
-    (ROOT / "score.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+    _write_score(ROOT / "score.json", rows, summary)
     return summary
+
+
+#: the per-(class, cue) precision's label, beside the per-finding one: a cue that passes as necessity and as
+#: sufficiency is two findings and one (class, cue)
+PER_CUE = "precision per (class, cue) (each class's cue with a passing finding counted once: true when one of its " \
+          "passing findings is true)"
+
+
+def _cue_precision(judged: list[tuple[str, str, bool]]) -> tuple[int, int]:
+    """(true, passing) over distinct (class, cue) from (class, cue, finding is true) per passing finding: a (class,
+    cue) counts once, true when any of its passing findings is (off-object is a cue of its class here)."""
+    cues: dict[tuple[str, str], bool] = {}
+    for class_name, cue, true in judged:
+        cues[(class_name, cue)] = cues.get((class_name, cue), False) or bool(true)
+    return sum(cues.values()), len(cues)
+
+
+def _write_score(path: Path, rows: list[dict], summary: dict) -> None:
+    """score.json: the rows already there merged with ``rows`` by classifier (a classifier scored again replaces its
+    row), so scoring one set leaves the others' rows for `table`; ``summary`` is of the classifiers just scored
+    (``summary_of`` names them)."""
+    merged = {}
+    if path.is_file():
+        merged = {r["classifier"]: r for r in json.loads(path.read_text()).get("rows", [])}
+    merged.update({r["classifier"]: r for r in rows})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rows": list(merged.values()), "summary": summary,
+                                "summary_of": [r["classifier"] for r in rows]}, indent=1))
 
 
 def _signed(v) -> str:
@@ -712,15 +752,17 @@ def reanalyse(run_dir: Path, checker: str, rate: float, threshold: float = 0.15,
         **({"analysis": "probe audit defaults"} if audit_defaults else {}),
         "checked_by": analysis.get("interventions_checked_by"),
         "planted_true": {f"{c}/{v}": round(truth.effect(c, v, "necessity"), 3) for c, v in planted},
-        "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
-                        len(strong)),
+        # a planted cue is found when a passing finding on it is true (a false claim about it finds nothing)
+        "recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v and true(f) for f in passing)
+                            for c, v in strong), len(strong)),
         "precision": _rate(sum(true(f) for f in passing), len(passing)),
+        "precision per (class, cue)": _rate(*_cue_precision([(f["class_name"], f["cue"], true(f)) for f in passing])),
         "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
                     f"({'true' if true(f) else 'FALSE'}, {'strong' if clears_bar(f, analysis) else 'moderate'})"
                     for f in passing],
         # the summary's *strong* passing findings only (the whole 95% interval beyond the bar): the same figures
-        "strong": {"recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in strongest) for c, v in strong),
-                                   len(strong)),
+        "strong": {"recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v and true(f) for f in strongest)
+                                       for c, v in strong), len(strong)),
                    "precision": _rate(sum(true(f) for f in strongest), len(strongest))},
         "unverified (met the bars, nobody checked)": [
             f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} ({'true' if true(f) else 'FALSE'})"
@@ -760,56 +802,126 @@ def table(items: list[dict], threshold: float = 0.15, results: Path | None = Non
     """Issue 19's table over a set of classifiers: per (checker, infidelity), recall, precision and passing findings
     on the clean classifiers summed over the set's audits, with exact 95% intervals. The faithful world under the
     oracles is each audit's own analysis (the score phase's "estimate" rule); every other cell is a ``reanalyse`` row
-    (run it first). A cell missing for some classifier says how many it covers; a cell measured twice on one
-    classifier (a row tagged with a later code) counts its last row. Strong findings (the whole interval clears the
-    bar) are counted over the rows that record strength, and the cell says how many classifiers those are.
+    (run it first). A cell missing for some classifier says how many it covers and which it lacks (a missing
+    reanalyse file or score.json row); a cell measured twice on one classifier (a row tagged with a later code)
+    counts its last row. Strong findings (the whole interval clears the bar) are counted over the rows that record
+    strength, and the cell says how many classifiers those are. Precision is given per finding and per (class, cue)
+    (a cue passing as necessity and as sufficiency is two findings, one cue). The recall denominator of a score.json
+    row is the planted cues score decided were learned (``learned``, on the unrounded true effect); a row written
+    before score stored it is read from its rounded ``planted_true`` and the cell names it.
     ``results``/``root``: the folders of the reanalyse rows and of the audits' score.json (this benchmark's own)."""
     results = results or Path(__file__).resolve().parent / "results"
     root = root or ROOT
     score_rows = {r["classifier"]: r for r in json.loads((root / "score.json").read_text())["rows"]} \
         if (root / "score.json").is_file() else {}
-    cells: dict[tuple, dict] = {}
+
+    def new_cell() -> dict:
+        return {**{k: 0 for k in (
+            "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified", "strong_true",
+            "strong_passing", "strength_recorded", "cues_true", "cues", "cues_recorded")}, "names": [], "rounded": []}
+
+    cells: dict[tuple, dict] = {("oracles", 0.0): new_cell()}  # the audits' own cell, listed even with no score.json
     for item in items:
         name, clean = item["name"], not item["bias"]
         rows = []
         if name in score_rows:  # the audit itself: the faithful world, the oracles checking
             r = score_rows[name]
-            strong = [k for k, v in r["planted_true"].items() if v >= threshold]
             est = r["estimate"]
-            rows.append({"checker": "oracles", "infidelity": 0.0, "found": len(est["found"]), "planted": len(strong),
-                         "passing": est["passing"], "true": est["passing"] - len(est["false"]), "unverified": 0})
+            learned = r.get("learned")
+            planted = len(learned) if learned is not None else \
+                sum(v >= threshold for v in r["planted_true"].values())  # an older row: rounded, see the docstring
+            cues = est.get("cues")
+            rows.append({"checker": "oracles", "infidelity": 0.0, "found": len(est["found"]), "planted": planted,
+                         "passing": est["passing"], "true": est["passing"] - len(est["false"]), "unverified": 0,
+                         **({"cues_true": cues["true"], "cues": cues["passing"], "cues_recorded": 1} if cues else {}),
+                         **({} if learned is not None else {"rounded_planted": 1})})
         out = results / f"validity_reanalysed_{name}.json"
         for r in json.loads(out.read_text()) if out.is_file() else []:
+            cues_true, cues = _row_cues(r)
             rows.append({"checker": r["checker"] + (f", {r['max_pairs']} pairs" if r.get("max_pairs") else "")
                          + (f", screen_extend={tuple(r['screen_extend'])}" if r.get("screen_extend") is not None else "")
                          + (f", {r['steps']} sampling steps" if r.get("steps") else "")
+                         + (f", guidance {r['guidance']:g}" if r.get("guidance") else "")  # not the audit's own cell
                          + (f", {r['analysis']}" if r.get("analysis") else ""),
                          "infidelity": r["infidelity"], "found": r["recall"]["k"],
                          "planted": r["recall"]["n"], "passing": r["precision"]["n"], "true": r["precision"]["k"],
                          "unverified": len(r["unverified (met the bars, nobody checked)"]),
+                         "cues_true": cues_true, "cues": cues, "cues_recorded": 1,
                          **({"strong_true": r["strong"]["precision"]["k"], "strong_passing": r["strong"]["precision"]["n"],
                              "strength_recorded": 1} if r.get("strong") else {})})
         latest = {(r["checker"], r["infidelity"]): r for r in rows}  # a cell measured again (a later code's row) counts once
         for r in latest.values():
-            c = cells.setdefault((r["checker"], r["infidelity"]), {k: 0 for k in (
-                "classifiers", "found", "planted", "passing", "true", "clean_passing", "unverified", "strong_true",
-                "strong_passing", "strength_recorded")})
+            c = cells.setdefault((r["checker"], r["infidelity"]), new_cell())
             c["classifiers"] += 1
+            c["names"].append(name)
+            if r.get("rounded_planted"):
+                c["rounded"].append(name)
             for key in ("found", "planted", "passing", "true", "unverified", "strong_true", "strong_passing",
-                        "strength_recorded"):
+                        "strength_recorded", "cues_true", "cues", "cues_recorded"):
                 c[key] += r.get(key, 0)
             c["clean_passing"] += r["passing"] if clean else 0
-    summary = {f"{checker} @ {rate:g}": {"classifiers": c["classifiers"], "recall": _rate(c["found"], c["planted"]),
-                                         "precision": _rate(c["true"], c["passing"]),
-                                         "passing on clean classifiers": c["clean_passing"],
-                                         "unverified (met the bars, nobody checked)": c["unverified"],
-                                         # rows since 5 December record each passing finding's strength (strong: the
-                                         # whole interval clears the bar); older rows do not, and are left out here
-                                         "strong findings true": {"classifiers": c["strength_recorded"], **_rate(
-                                             c["strong_true"], c["strong_passing"])}}
-               for (checker, rate), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
+    summary = {}
+    for (checker, rate), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lacking = [item["name"] for item in items if item["name"] not in c["names"]]
+        summary[f"{checker} @ {rate:g}"] = {
+            "classifiers": c["classifiers"],
+            "classifiers lacking": _compact(lacking, items),
+            "recall": _rate(c["found"], c["planted"]),
+            "precision": _rate(c["true"], c["passing"]),
+            # the same passing findings, each class's cue once (true when one of its passing findings is true);
+            # over the rows that record it (a score.json row written before score counted cues does not)
+            "precision per (class, cue)": {"classifiers": c["cues_recorded"], **_rate(c["cues_true"], c["cues"])},
+            "passing on clean classifiers": c["clean_passing"],
+            "unverified (met the bars, nobody checked)": c["unverified"],
+            # rows since 5 December record each passing finding's strength (strong: the whole interval clears
+            # the bar); older rows do not, and are left out here
+            "strong findings true": {"classifiers": c["strength_recorded"], **_rate(c["strong_true"],
+                                                                                    c["strong_passing"])},
+            **({"recall denominator from rounded planted_true (score.json rows before 'learned')":
+                _compact(c["rounded"], items)} if c["rounded"] else {}),
+        }
+    for cell, s in summary.items():  # what each cell lacks, said where it is read, not only inside the JSON
+        if s["classifiers lacking"]:
+            print(f"{cell}: {s['classifiers']} of {len(items)} classifiers; lacks {', '.join(s['classifiers lacking'])}",
+                  file=sys.stderr)
     print(json.dumps(summary, indent=1))
     return summary
+
+
+#: a passing finding as reanalyse's row writes it: "class/cue/kind +0.23 (true, strong)"
+_PASSING = re.compile(r"^(?P<cls>[^/]+)/(?P<cue>.+)/(?P<kind>[a-z-]+) [+-]\d+\.\d+ \((?P<true>true|FALSE)\b")
+
+
+def _row_cues(r: dict) -> tuple[int, int]:
+    """A reanalyse row's per-(class, cue) precision: stored since it was added, else read from its passing list."""
+    if r.get("precision per (class, cue)"):
+        return r["precision per (class, cue)"]["k"], r["precision per (class, cue)"]["n"]
+    judged = []
+    for text in r.get("passing", []):
+        m = _PASSING.match(text)
+        if m is None:
+            raise ValueError(f"{r.get('run')}: passing finding {text!r} is not in reanalyse's format")
+        judged.append((m["cls"], m["cue"], m["true"] == "true"))
+    return _cue_precision(judged)
+
+
+def _compact(names: list[str], items: list[dict]) -> list[str]:
+    """``names`` with a set all of whose classifiers in ``items`` are listed written once, as "fresh14-* (4)"."""
+    sets: dict[str, list[str]] = {}
+    for item in items:
+        sets.setdefault(item["name"].rsplit("-", 2)[0] if item["name"].count("-") >= 2 else item["name"],
+                        []).append(item["name"])
+    out, done = [], set()
+    for name in names:
+        group = name.rsplit("-", 2)[0] if name.count("-") >= 2 else name
+        members = sets.get(group, [name])
+        if len(members) > 1 and all(m in names for m in members):
+            if group not in done:
+                out.append(f"{group}-* ({len(members)})")
+                done.add(group)
+        else:
+            out.append(name)
+    return out
 
 
 def main() -> int:

@@ -394,3 +394,166 @@ def test_the_guidance_sweep_pairs_each_test_and_counts_which_guidance_is_closer(
     assert gnb._sign_test(0, 10) == gnb._sign_test(10, 10) < 0.002
     assert gnb._fit([0.0, 0.1, 0.2], [0.01, 0.06, 0.11]) == [0.5, 0.01] and gnb._fit([0.1, 0.1, 0.1], [0, 1, 2]) is None
     assert s["guidance 2"]["mean P(class) counter arm, generated - rendered"] == 0.3
+
+
+def _validity_module():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import finding_validity as fv
+
+    return fv
+
+
+class _Truth:
+    """A classifier's truth table as the benchmark reads it: (class, cue, kind) -> true effect (a token shift reads
+    the sufficiency effect)."""
+
+    def __init__(self, effects: dict):
+        self.effects = effects
+        self.frame = {"cue": sorted({cue for _, cue, _ in effects})}
+
+    def effect(self, c, cue, kind, counters=None, carriers=None):
+        return self.effects.get((c, cue, "sufficiency" if kind == "token-shift" else kind), 0.0)
+
+    def confirms(self, c, cue, kind, claimed, threshold=0.15, counters=None, carriers=None):
+        true = self.effect(c, cue, kind)
+        return bool(claimed * true > 0 and abs(true) >= threshold)
+
+
+def _passing(c, cue, kind, effect, strong=True):
+    return {"class_index": 0, "class_name": c, "cue": cue, "kind": kind, "effect": effect,
+            "ci_low": 0.16 if strong else 0.05, "ci_high": 0.6, "n_images": 32, "passes": True, "status": "passes",
+            "q": 0.001, "p": 0.001, "details": {}, "strength": "strong", "sentence": ""}
+
+
+@pytest.fixture
+def fake_validity(tmp_path, monkeypatch):
+    """benchmarks/finding_validity.py's score and reanalyse on findings written here, against truth tables given
+    here: no classifier, generator or analysis is loaded or run. Returns (module, add(name, bias, truth, findings))."""
+    import json
+    from pathlib import Path
+
+    import probe.classifiers
+    import probe.run
+    import probe.run.summary
+    import probe.world
+
+    fv = _validity_module()
+    monkeypatch.setattr(fv, "ROOT", tmp_path / "validity")
+    truths = {}
+
+    class Run:
+        def __init__(self, root):
+            self.root = Path(root)
+
+        def read_findings(self):
+            return json.loads((self.root / "findings.json").read_text())
+
+        def read_analysis(self):
+            return {}
+
+    monkeypatch.setattr(probe.run, "RunDir", Run)
+    monkeypatch.setattr(probe.classifiers, "load_classifier", lambda path, **kw: Path(path).name.split(".")[0])
+    monkeypatch.setattr(probe.world, "true_effects", lambda classifier, **kw: truths[classifier])
+    monkeypatch.setattr(probe.run.summary, "clears_bar", lambda f, analysis=None: f["ci_low"] >= 0.15)
+    monkeypatch.setattr(fv, "_family", lambda run, threshold: {})
+
+    def add(name, bias, truth, findings):
+        """An audit (runs/NAME, read by score) and its audit-defaults reanalysis (read by reanalyse), the same
+        findings in both; returns the run folder to pass to reanalyse."""
+        truths[name] = _Truth(truth)
+        model = tmp_path / "classifiers" / f"{name}.pt2"
+        model.parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "classifiers" / f"{name}.bias.json").write_text(json.dumps({"bias": bias}))
+        run = fv.ROOT / "runs" / name
+        dest = fv.ROOT / "reanalysed" / f"{name}-oracles-0-auditdefaults"
+        for folder in (run, dest):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "findings.json").write_text(json.dumps(findings))
+        (run / "config.json").write_text(json.dumps({"audit": {"model": str(model)}}))
+        return run
+
+    return fv, add
+
+
+def test_recall_counts_a_planted_cue_only_when_a_true_finding_names_it(fake_validity, capsys):
+    """score and reanalyse: a planted cue the classifier learned is found when a *true* passing finding names it; a
+    false claim about it (here its sufficiency, which the classifier does not have) finds nothing. The per-finding
+    precision counts each passing finding, the per-(class, cue) one each class's cue once."""
+    fv, add = fake_validity
+    truth = {("star", "grass", "necessity"): 0.40, ("star", "grass", "sufficiency"): 0.01,
+             ("heart", "dot", "necessity"): 0.30, ("heart", "dot", "sufficiency"): 0.25}
+    run = add("b", {"star": {"background": "grass"}, "heart": {"tag": "dot"}}, truth,
+              [_passing("star", "grass", "sufficiency", 0.30), _passing("heart", "dot", "necessity", 0.28),
+               _passing("heart", "dot", "sufficiency", 0.20)])
+    item = {"name": "b", "bias": {"star": {"background": "grass"}, "heart": {"tag": "dot"}}, "seed": 0}
+    estimate = fv.score([item])["tuning"]["estimate"]
+    recall = estimate["recall (planted cues with a true effect >= 0.15, found passing)"]
+    assert (recall["k"], recall["n"]) == (1, 2)
+    precision = estimate["precision (true effect >= 0.15 against the claim's own counters and carriers)"]
+    assert (precision["k"], precision["n"]) == (2, 3)
+    assert (estimate[fv.PER_CUE]["k"], estimate[fv.PER_CUE]["n"]) == (1, 2)
+    row = fv.reanalyse(run, "oracles", 0.0, audit_defaults=True)
+    capsys.readouterr()
+    assert (row["recall"]["k"], row["recall"]["n"]) == (1, 2)
+    assert (row["strong"]["recall"]["k"], row["strong"]["recall"]["n"]) == (1, 2)
+    assert (row["precision"]["k"], row["precision"]["n"]) == (2, 3)
+    assert (row["precision per (class, cue)"]["k"], row["precision per (class, cue)"]["n"]) == (1, 2)
+
+
+def test_the_table_counts_the_recall_denominator_score_decided_on_unrounded_effects(fake_validity, tmp_path, capsys):
+    """A planted cue at true +0.1497 is not learned (below 0.15) for score, though its row's planted_true reads 0.15
+    (rounded to 3 decimals): table counts the planted cues score decided were learned, so its recall is score's."""
+    fv, add = fake_validity
+    add("b", {"star": {"background": "grass"}}, {("star", "grass", "necessity"): 0.40},
+        [_passing("star", "grass", "necessity", 0.35)])
+    add("c", {"cross": {"color": "yellow"}}, {("cross", "yellow", "necessity"): 0.1497}, [])
+    items = [{"name": "b", "bias": {"star": {"background": "grass"}}, "seed": 0},
+             {"name": "c", "bias": {"cross": {"color": "yellow"}}, "seed": 1}]
+    recall = fv.score(items)["tuning"]["estimate"]["recall (planted cues with a true effect >= 0.15, found passing)"]
+    assert (recall["k"], recall["n"]) == (1, 1)
+    (tmp_path / "results").mkdir()
+    cell = fv.table(items, results=tmp_path / "results", root=fv.ROOT)["oracles @ 0"]
+    capsys.readouterr()
+    assert (cell["recall"]["k"], cell["recall"]["n"]) == (1, 1)
+    assert cell["classifiers"] == 2 and cell["classifiers lacking"] == []
+
+
+def test_scoring_one_set_keeps_the_others_rows_and_the_table_names_what_a_cell_lacks(fake_validity, tmp_path, capsys):
+    """score merges score.json's rows by classifier (scoring one set, or one classifier again, leaves the others'),
+    and each table cell names the classifiers it lacks: a missing reanalyse file or score row is said, not summed
+    silently into a smaller count."""
+    import json
+
+    fv, add = fake_validity
+    add("s1-biased-0", {"star": {"background": "grass"}},
+        {("star", "grass", "necessity"): 0.40, ("star", "grass", "sufficiency"): 0.30},
+        [_passing("star", "grass", "necessity", 0.35), _passing("star", "grass", "sufficiency", 0.30)])
+    add("s2-biased-0", {"heart": {"tag": "dot"}}, {("heart", "dot", "necessity"): 0.30},
+        [_passing("heart", "dot", "necessity", 0.28), _passing("circle", "snow", "necessity", 0.20)])
+    items = [{"name": "s1-biased-0", "bias": {"star": {"background": "grass"}}, "seed": 0},
+             {"name": "s2-biased-0", "bias": {"heart": {"tag": "dot"}}, "seed": 1}]
+    fv.score(items[:1])
+    fv.score(items[1:])
+    fv.score(items[1:])  # again: its row replaced, not doubled
+    rows = json.loads((fv.ROOT / "score.json").read_text())["rows"]
+    assert [r["classifier"] for r in rows] == ["s1-biased-0", "s2-biased-0"]
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "validity_reanalysed_s2-biased-0.json").write_text(json.dumps([fv.reanalyse(
+        fv.ROOT / "runs" / "s2-biased-0", "oracles", 0.0, audit_defaults=True)]))
+    capsys.readouterr()
+    summary = fv.table(items, results=results, root=fv.ROOT)
+    err = capsys.readouterr().err
+    audit = summary["oracles @ 0"]
+    assert audit["classifiers"] == 2 and audit["classifiers lacking"] == []
+    assert (audit["recall"]["k"], audit["recall"]["n"]) == (2, 2)
+    assert (audit["precision"]["k"], audit["precision"]["n"]) == (3, 4)
+    cues = audit["precision per (class, cue)"]
+    assert (cues["classifiers"], cues["k"], cues["n"]) == (2, 2, 3)  # star/grass twice, counted once
+    defaults = summary["oracles, probe audit defaults @ 0"]
+    assert defaults["classifiers"] == 1 and defaults["classifiers lacking"] == ["s1-biased-0"]
+    assert "lacks s1-biased-0" in err
+    assert (defaults["precision per (class, cue)"]["k"], defaults["precision per (class, cue)"]["n"]) == (1, 2)
