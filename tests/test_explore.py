@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import probe
 from probe.run import format as fmt
@@ -251,3 +252,19 @@ def test_audit_loads_the_classifier_on_the_generators_device(monkeypatch):
     assert seen == {"classifier": "cpu", "generator": "cpu"}  # the config's device wins, for both models
     with pytest.raises(RunError, match="config must be a probe.AuditConfig"):
         probe.Audit(str(bundled_classifier_path("biased")), "world", config={"device": "cpu"})
+    # a generator given loaded decides the classifier's device (review, 8 December 2026: one on cuda:1 left a
+    # classifier loaded from a path on the device argument's default), and a config's dtype is the generator's
+    loaded = real_generator("world", device="cpu")
+    loaded.device = torch.device("cuda", 1)  # where it would live on a GPU machine; only read here
+    monkeypatch.setattr(classifiers, "load_classifier",
+                        lambda *a, **k: seen.setdefault("classifier", k.get("device")) and real_classifier(
+                            *a, **{**k, "device": "cpu"}))
+    seen.clear()
+    probe.Audit(str(bundled_classifier_path("biased")), loaded)
+    assert seen == {"classifier": "cuda:1"}
+    monkeypatch.setattr(generators, "load_generator",
+                        lambda *a, **k: seen.setdefault("dtype", k.get("dtype")) and real_generator(*a, **k))
+    seen.clear()
+    probe.Audit(str(bundled_classifier_path("biased")), "world", config=AuditConfig(model="m", out="o", device="cpu",
+                                                                                     dtype="float32"))
+    assert seen["dtype"] == "float32"

@@ -36,8 +36,12 @@ class Audit:
         if config is not None and not isinstance(config, AuditConfig):
             raise RunError(f"config must be a probe.AuditConfig, got {type(config).__name__}")
         # one device for both models, as `probe audit` loads them (the classifier stayed on the CPU beside a GPU
-        # generator: every token step moved its images off the GPU and ran the classifier there)
-        where = str(resolve_device(device if config is None else config.device))
+        # generator: every token step moved its images off the GPU and ran the classifier there); a generator given
+        # loaded decides it (one on cuda:1 kept a classifier loaded from a path on the CPU)
+        where = str(generator.device) if isinstance(generator, Generator) else \
+            str(resolve_device(device if config is None else config.device))
+        if dtype is None and config is not None:
+            dtype = config.dtype  # the config's precision, as its other settings are reused
         if not isinstance(classifier, Classifier):
             classifier = load_classifier(classifier, trust_pickle=trust_pickle, labels=labels, multi_label=multi_label,
                                          transform=transform, device=where)
