@@ -551,11 +551,12 @@ def _confirm_tally(tally: dict, item: dict, findings: list[dict], truth, verdict
     planted = {(c, v) for c, cues in item["bias"].items() for v in cues.values()}
     passing = [f for f in findings if f.get("passes")]
     confirmed = [f for f in findings if verdict(f) == "confirmed"]
-    # recall as the validity benchmark counts it (a planted cue the classifier learned, any finding on it), by the
-    # audit alone and by the audit with the user's data: a finding the generated test missed can be confirmed there
+    # recall as the validity benchmark counts it (a planted cue the classifier learned, found through a true finding
+    # on it), by the audit alone and by the audit with the user's data: a finding the generated test missed can be
+    # confirmed there
     learned = [p for p in sorted(planted) if truth.effect(p[0], p[1], "necessity") >= threshold]
-    by_audit = [p for p in learned if any((f["class_name"], f["cue"]) == p for f in passing)]
-    by_data = [p for p in learned if any((f["class_name"], f["cue"]) == p for f in confirmed)]
+    by_audit = [p for p in learned if any((f["class_name"], f["cue"]) == p and holds(f) for f in passing)]
+    by_data = [p for p in learned if any((f["class_name"], f["cue"]) == p and holds(f) for f in confirmed)]
     counts = {
         "passing": len(passing), "passing_confirmed": sum(verdict(f) == "confirmed" for f in passing),
         "holding": sum(holds(f) for f in passing),

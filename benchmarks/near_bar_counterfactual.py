@@ -88,8 +88,9 @@ def counterfactual(dest: Path, cut: bool = True) -> dict:
 
     def scored(findings, pairs) -> dict:
         passing = [f for f in findings if f.get("passes")]
-        return {"recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v for f in passing) for c, v in strong),
-                                len(strong)),
+        # a planted cue is found through a true passing finding on it (a false claim about it finds nothing)
+        return {"recall": _rate(sum(any(f["class_name"] == c and f["cue"] == v and judge(f) for f in passing)
+                                    for c, v in strong), len(strong)),
                 "precision": _rate(sum(judge(f) for f in passing), len(passing)),
                 "passing": [f"{f['class_name']}/{f['cue']}/{f['kind']} {f['effect']:+.2f} "
                             f"({'true' if judge(f) else 'FALSE'})" for f in passing],

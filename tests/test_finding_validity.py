@@ -283,6 +283,13 @@ def test_recall_counts_a_planted_cue_the_audit_missed_and_the_data_confirmed_apa
     assert (tally["learned"], tally["learned_by_audit"], tally["learned_by_data"], tally["learned_by_either"]) == \
         (2, 1, 2, 2)
     assert row["learned, found by"] == {"heart/dot": "data", "star/grass": "audit+data"}
+    # a false finding on a planted cue (here the wrong sign) finds nothing, passing or confirmed (review, 8 December
+    # 2026: recall matched findings to planted cues by name only)
+    tally = {}
+    wrong = [finding("heart", "dot", -0.30, True)]
+    fv._confirm_tally(tally, item, wrong, Truth(), {("heart", "dot", "necessity"): "confirmed"},
+                      {("heart", "dot", "necessity"): 0.2}, 0.15, measured=True)
+    assert (tally["learned_by_audit"], tally["learned_by_data"]) == (0, 0)
 
 
 def test_generated_vs_rendered_redraws_the_generated_pairs_faithfully(readme_demo, biased_truth):
