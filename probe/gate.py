@@ -37,6 +37,7 @@ finish; a run in which no class could be decided (every class failed, or nothing
 from __future__ import annotations
 
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from typing import Sequence
 from probe.errors import ProbeError, settings_from_dict
 from probe.run import format as fmt
 from probe.run.records import FINDING_KINDS, PAIR_KINDS, SHARE_KINDS
+from probe.run.confirmation import untestable_on_data
 
 GATE_FAILED = 3  # exit code of `probe check` (and `probe audit --max-effect`) when a finding exceeds the limit
 GATE_UNDECIDED = 4  # ... when nothing in the run could pass or fail: no class finished, or no confirmed test
@@ -90,11 +92,19 @@ def check_by(by: str | None) -> str:
     return value
 
 
-def check_junit_path(path: str | Path | None) -> Path | None:
-    """The --junit target, checked before any work: its folder must exist and it must not be a folder."""
+def check_junit_path(path: str | Path | None, out: str | Path | None = None) -> Path | None:
+    """The --junit target, checked before any work: its folder must exist, it must not be a folder, and it must lie
+    outside any probe run. ``out``: the run folder an audit is about to write (``probe audit --out``), which may be
+    empty or new, not yet a run: a --junit inside it passed here, and the gate's own write refused it after the whole
+    audit, the verdict lost."""
     if path is None:
         return None
     target = Path(path).expanduser()
+    if out is not None:
+        real, root = Path(os.path.realpath(target)), Path(os.path.realpath(Path(out).expanduser()))
+        if real == root or root in real.parents:
+            raise GateError(f"--junit {str(path)!r} lies inside the probe run {str(out)!r} (--out), whose files it "
+                            "could overwrite; write it beside the run, e.g. --junit gate.xml")
     if target.is_dir():
         raise GateError(f"--junit {str(path)!r} is a folder; name a file, e.g. --junit results.xml")
     parent = target.parent if str(target.parent) else Path(".")
@@ -343,10 +353,20 @@ def check_run(run_dir: str | Path, *, max_effect: float, kinds: str | Sequence[s
         if on_data is not None:  # --confirmed-only: a passing finding the data could not judge decides nothing
             unjudged = [f for f in findings if f.class_index == index and f.kind in selected_kinds and passing_in_audit(f)
                         and on_data.get((f.class_index, f.kind, f.cue)) not in ("confirmed", "weaker", "contradicted")]
+            untestable = [f for f in unjudged if untestable_on_data(f.kind, f.details) is not None]
+            unseen = [f for f in unjudged if f not in untestable]
             if unjudged and not offenders:
-                cases.append(ClassCase(index, name, "undecided", reason=_one_line(
-                    f"{len(unjudged)} passing finding(s) not judged on your data ({', '.join(sorted({f.cue for f in unjudged}))}: "
-                    "not seen, or not in confirmation.json); add images of those slices and run `probe confirm` again")))
+                reasons = []
+                if unseen:
+                    reasons.append(f"{len(unseen)} passing finding(s) not judged on your data "
+                                   f"({', '.join(sorted({f.cue for f in unseen}))}: not seen, or not in "
+                                   "confirmation.json); add images of those slices and run `probe confirm` again")
+                if untestable:
+                    reasons.append(f"{len(untestable)} passing finding(s) no real image can test "
+                                   f"({', '.join(sorted({f'{f.kind} {f.cue}' for f in untestable}))}: "
+                                   f"{untestable_on_data(untestable[0].kind, untestable[0].details)}); gate them "
+                                   "without --confirmed-only, or leave their kind out with --kinds")
+                cases.append(ClassCase(index, name, "undecided", reason=_one_line("; ".join(reasons))))
                 continue
         if not own and index not in confirmed:
             cases.append(ClassCase(index, name, "undecided", reason="no confirmed test of the selected kinds (only "

@@ -549,6 +549,17 @@ def test_gate_on_confirmed_findings_only(tmp_path, biased_confirmed):
     (unseen / "confirmation.json").write_text(json.dumps(data))
     assert next(c for c in check_run(unseen, max_effect=0.1, confirmed_only=True).cases
                 if c.class_name == "star").status == "undecided"
+    # a passing finding no real image can test (off-object: an attribution share) is undecided under --confirmed-only
+    # for good, and says so: the advice to add images and confirm again could never work (review, 8 December 2026)
+    shares = tmp_path / "shares"
+    shutil.copytree(run, shares)
+    RunDir(shares).write_findings([_finding("star", "off-object", {}, kind="off-object")])
+    (shares / "analysis.json").write_text(json.dumps({**json.loads((shares / "analysis.json").read_text()),
+                                                      "n_findings": 1, "n_passing": 1}))
+    case = next(c for c in check_run(shares, max_effect=0.1, confirmed_only=True, kinds=("off-object",)).cases
+                if c.class_name == "star")
+    assert case.status == "undecided" and "no real image can test" in case.reason and "--kinds" in case.reason
+    assert "run `probe confirm` again" not in case.reason, case.reason
     # the notebook's findings table carries the verdicts
     table = open_run(run).findings.set_index("cue")
     assert table.loc["grass", "real_verdict"] == "confirmed" and table.loc["grass", "real_n_cue"] > 100

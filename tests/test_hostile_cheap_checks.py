@@ -287,6 +287,120 @@ def test_check_writable_names_the_blocking_file(tmp_path):
     assert not (tmp_path / "new").exists()  # nothing created by the check
 
 
+# ------------------------------------------------------------- checks that waited for the analysis or the gate
+@pytest.fixture()
+def models_would_load(monkeypatch):
+    """Every check passed: loading a model ends the command there, with a line saying so (exit 2)."""
+    import probe.auditing.loop
+    from probe.errors import ProbeError
+
+    def reached(*args, **kwargs):
+        raise ProbeError("every setting passed; the models would load now")
+
+    monkeypatch.setattr(probe.auditing.loop, "load_models", reached)
+    monkeypatch.setattr(probe.auditing.loop, "load_classifiers", reached)
+
+
+def _one_error_line(code: int, text: str) -> str:
+    assert code == 2 and "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), text  # one line: the problem and the fix
+    return lines[0]
+
+
+GATE = ["--analyze", "--max-effect", "0.3"]
+
+
+@pytest.mark.parametrize("junit", ["runs/x/gate.xml", "link/gate.xml"], ids=["in --out", "through a link into --out"])
+def test_a_junit_file_inside_an_empty_out_is_refused_before_any_model_loads(junit, tmp_path, capsys, monkeypatch,
+                                                                            no_models):
+    """`--out runs/x --junit runs/x/gate.xml` with runs/x empty (not yet a run) passed the checks; after the whole
+    audit the gate's write refused the path ("lies inside the probe run"), the verdict was lost and the audit exited
+    1. The same rule now answers before anything loads."""
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "runs" / "x")
+    before = files_under(tmp_path)
+    code, text = run_cli([*AUDIT, *GATE, "--junit", junit], tmp_path, capsys, monkeypatch)
+    line = _one_error_line(code, text)
+    assert f"--junit '{junit}' lies inside the probe run 'runs/x'" in line and "--junit gate.xml" in line, text
+    assert files_under(tmp_path) == before
+
+
+def test_a_junit_file_beside_an_empty_out_passes(tmp_path, capsys, monkeypatch, models_would_load):
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    code, text = run_cli([*AUDIT, *GATE, "--junit", "runs/gate.xml"], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "the models would load now" in text, text
+
+
+def test_check_junit_path_refuses_a_path_inside_the_out_an_audit_will_write(tmp_path):
+    from probe.gate import GateError, check_junit_path
+
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    for inside in ("out/gate.xml", "out/sub/gate.xml", "out"):
+        with pytest.raises(GateError, match="lies inside the probe run"):
+            check_junit_path(tmp_path / inside, tmp_path / "out")
+    assert check_junit_path(tmp_path / "gate.xml", tmp_path / "out") == tmp_path / "gate.xml"
+    assert check_junit_path(tmp_path / "out-gate.xml", tmp_path / "out") == tmp_path / "out-gate.xml"  # a prefix only
+
+
+def _without_pairs(run: Path, to: Path) -> Path:
+    import json
+
+    shutil.copytree(run, to)
+    analysis = json.loads((to / "analysis.json").read_text())
+    analysis.pop("pairs", None)
+    (to / "analysis.json").write_text(json.dumps(analysis))
+    return to
+
+
+@pytest.mark.parametrize("other, extra, message", [
+    ("A", ["--prompt", "a painting of a {}"], "was analysed with carrier_template='a photo of a {}', this analysis "
+                                              "uses 'a painting of a {}'; use the same analysis settings"),
+    ("no pairs", [], "has no per-pair data in analysis.json"),
+], ids=["other pairing settings", "no per-pair data"])
+def test_a_confirm_like_run_that_cannot_pair_is_refused_before_any_model_loads(other, extra, message, fake_runs,
+                                                                                tmp_path, capsys, monkeypatch,
+                                                                                no_models):
+    """`--confirm-like RUN`: the analysis checked the other run's pairing settings (seeds, carriers, templates) and
+    per-pair data only after every token was learned; preflight checked only that RUN/analysis.json exists. The
+    analysis's own check (probe.analysis.engine._like_run) now runs in preflight."""
+    a, _ = fake_runs
+    like = a if other == "A" else _without_pairs(a, tmp_path / "nopairs")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = (files_under(tmp_path), files_under(a.parent))
+    code, text = run_cli([*AUDIT, "--analyze", *extra, "--confirm-like", str(like)], cwd, capsys, monkeypatch)
+    line = _one_error_line(code, text)
+    assert line.startswith("error: --confirm-like: ") and message in line, text
+    assert (files_under(tmp_path), files_under(a.parent)) == before, "a refused command wrote files"
+
+
+def test_a_confirm_like_run_on_the_same_settings_passes_preflight(fake_runs, tmp_path, capsys, monkeypatch,
+                                                                 models_would_load):
+    a, _ = fake_runs
+    code, text = run_cli([*AUDIT, "--analyze", "--confirm-like", str(a)], tmp_path, capsys, monkeypatch)
+    assert code == 2 and "the models would load now" in text, text
+
+
+def test_a_confirm_like_run_of_other_classes_is_refused_before_any_token_is_learned(fake_runs, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """The labels of the --confirm-like run need the classifier: checked (the same function) once it loads, before
+    any token (the fake runs audit circle/square/star, the bundled world classifier other classes)."""
+    import probe.auditing.loop
+
+    a, _ = fake_runs
+
+    def no_tokens(*args, **kwargs):
+        raise AssertionError("the audit went on to the tokens")
+
+    monkeypatch.setattr(probe.auditing.loop, "_audit_locked", no_tokens)
+    code, text = run_cli([*AUDIT, "--analyze", "--confirm-like", str(a)], tmp_path, capsys, monkeypatch)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in text, text
+    assert lines[-1].startswith("error: --confirm-like: ") and "has other class labels" in lines[-1], text
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_prints_one_interrupted_line_and_exits_130(tmp_path, capsys, monkeypatch):
     """Ctrl-C while the models load (typer turns KeyboardInterrupt into a silent 130)."""

@@ -135,6 +135,18 @@ def test_a_wrong_attribution_layer_is_refused_before_any_token_is_learned(tmp_pa
     assert "Traceback" not in text and not (tmp_path / "runs").exists()
 
 
+def test_a_wrong_attribution_layer_is_refused_with_attributions_off(tmp_path, capsys, monkeypatch):
+    """`--attributions none --attribution-layer net.bogus`: the check returned early with attributions off, but the
+    off-object measure runs Grad-CAM on the named layer there (commit 57cc2bf), so the analysis failed after every
+    token. The layer is checked whenever something will use it."""
+    code, text = run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *FAST, "--analyze", "--attributions", "none",
+                          "--attribution-layer", "net.bogus"], tmp_path, capsys, monkeypatch)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and lines[-1].startswith("error: --attribution-layer: attribution layer 'net.bogus' is not a "
+                                              "module"), text
+    assert "Traceback" not in text and not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------------------------------------- resume
 def _audit(cwd, capsys, monkeypatch, *extra):
     return run_cli(["audit", "--model", CLEAN, "--out", "runs/r", *FAST, *extra], cwd, capsys, monkeypatch)

@@ -363,7 +363,7 @@ def run_cue_tests(cfg: AnalysisConfig, lab: Lab, classes: list[ClassRun], cues: 
     for index, phrases in (known_suspects or {}).items():  # the listed pass's counter rule holds here as well
         suspects.setdefault(index, set()).update(phrases)
     if like_run is not None:  # the same tests as the other run: its counters, so that `probe compare` pairs like with like
-        suspects = _suspects_like(like_run, cues, classes, labels)
+        suspects = _suspects_like(like_run, cues, classes, labels, own=suspects)
     _add_time(timings, "screen_sufficiency", t0)
     # 4b. necessity
     t0 = time.perf_counter()
@@ -610,10 +610,13 @@ def _attention_maps_saved(cls: ClassRun) -> int:
     return sum(1 for _ in folder.glob("*.npy")) if folder.is_dir() else 0
 
 
-def _like_run(cfg: AnalysisConfig, labels: list[str]):
+def _like_run(cfg: AnalysisConfig, labels: list[str] | None):
     """``confirm_like``: the other run's analysis summary, read once and checked: it must hold per-pair data, share
     this analysis's pairing settings (its seeds must be these, or the extra pairs could never be paired) and audit
-    the same classes. Its confirmed tests, counters and per-class steps are then this run's."""
+    the same classes. Its confirmed tests, counters and per-class steps are then this run's.
+
+    ``labels`` None: the classes are not known yet (``probe audit``'s preflight, before the classifier loads, runs
+    this same check for the rest; the analysis runs it again with the labels)."""
     other = RunDir(cfg.confirm_like)
     analysis = other.read_analysis_summary() if other.root.is_dir() else None
     if analysis is None or analysis.pairs is None:
@@ -625,7 +628,7 @@ def _like_run(cfg: AnalysisConfig, labels: list[str]):
         if (list(mine) if isinstance(mine, tuple) else mine) != theirs.get(name, mine):
             raise AnalysisError(f"confirm_like={cfg.confirm_like!r} was analysed with {name}={theirs.get(name)!r}, "
                                 f"this analysis uses {mine!r}; use the same analysis settings or drop confirm_like")
-    if (other.read_labels() or labels) != labels:
+    if labels is not None and (other.read_labels() or labels) != labels:
         raise AnalysisError(f"confirm_like={cfg.confirm_like!r} has other class labels; it must audit the same classes")
     return analysis
 
@@ -657,17 +660,23 @@ def _steps_like(analysis, lab: Lab, classes: list[ClassRun]) -> dict[str, int]:
     return moved
 
 
-def _suspects_like(analysis, cues: list[Cue], classes: list[ClassRun], labels: list[str]) -> dict[int, set[str]]:
+def _suspects_like(analysis, cues: list[Cue], classes: list[ClassRun], labels: list[str],
+                   own: dict[int, set[str]] | None = None) -> dict[int, set[str]]:
     """``confirm_like``: the counters the other run's counter rule dropped, per class, as this run's: a necessity test
     is then drawn against the same counter images at the same pair keys (each run's own rule, on its own classifier,
-    drops different counters, and `probe compare` paired images of other counters)."""
+    drops different counters, and `probe compare` paired images of other counters). Read by class index
+    (``AnalysisSummary.dropped_for``); a class whose counters the other run cannot say (an older analysis.json keyed
+    them by class name, which two classes share) keeps this run's own (``own``): compare pairs none of its necessity
+    tests either way."""
     from probe.run.format import template_phrase
 
-    theirs = analysis.dropped_counters if isinstance(analysis.dropped_counters, dict) else {}
     out: dict[int, set[str]] = {}
     for cls in classes:
-        name = labels[cls.index] if cls.index < len(labels) else str(cls.index)
-        dropped = {str(p) for p in theirs.get(name) or ()}
+        name = labels[cls.index] if cls.index < len(labels) else str(cls.index)  # an older analysis's key for it
+        dropped = analysis.dropped_for(cls.index, name, labels)
+        if dropped is None:
+            out[cls.index] = set((own or {}).get(cls.index, ()))
+            continue
         out[cls.index] = {t for cue in cues for t in cue.counters if template_phrase(t) in dropped}
     return out
 

@@ -166,7 +166,9 @@ def preflight(config: AuditConfig, val_data=None):
     if config.gate is not None:
         from probe.gate import check_junit_path
 
-        check_junit_path(config.gate.junit)  # its folder must exist before hours of work, not after
+        # its folder must exist before hours of work, not after, and lie outside --out (empty or new here, not yet a
+        # run: the gate's write refused it only after the audit, and the verdict was lost)
+        check_junit_path(config.gate.junit, config.out)
     if config.gate is not None and not config.analyze:
         raise RunError("--max-effect checks the findings, but --no-analyze switches the analysis off; drop one of them")
     if config.gate is not None and config.scale.slice is not None:  # a shard ends before the run is decided
@@ -204,7 +206,22 @@ def preflight(config: AuditConfig, val_data=None):
     if settings.confirm_like and not (Path(settings.confirm_like) / ANALYSIS).is_file():
         raise RunError(f"--confirm-like {settings.confirm_like!r} is not an analysed run (no analysis.json); pass the "
                        "folder of an earlier `probe audit` on the same generator")
+    if settings.confirm_like:  # its per-pair data and pairing settings (seeds...): the analysis's own check, now
+        _check_confirm_like(settings, None)  # the labels once the classifier has loaded (audit, below)
     return settings
+
+
+def _check_confirm_like(settings, labels: list[str] | None) -> None:
+    """``--confirm-like RUN``: the analysis's own check of the other run (:func:`probe.analysis.engine._like_run`),
+    before any token is learned: it ran only inside the analysis, and a run of other seeds or labels was refused
+    hours in. ``labels`` None: everything but the classes (the classifier is not loaded yet)."""
+    from probe.analysis.engine import _like_run
+    from probe.analysis.errors import AnalysisError
+
+    try:
+        _like_run(settings, labels)
+    except AnalysisError as error:
+        raise RunError(f"--confirm-like: {error}") from None
 
 
 _DTYPES = ("fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
@@ -214,8 +231,10 @@ def _check_attribution_layer(config: AuditConfig, classifier, generator) -> None
     """``--attribution-layer`` names a module of the loaded classifier, checked before any token is learned: a wrong
     name failed the analysis after every token, and the advice "run the same command again" failed the same way."""
     analysis = config.analysis
-    if not config.analyze or analysis.attribution_layer is None or not analysis.attributions \
-            or "grad_cam" not in analysis.methods:
+    # the layer is used by the attributions' Grad-CAM, and with --attributions none by the off-object measure's
+    # heat maps (Grad-CAM there, probe.analysis.class_evidence.Attributions): a wrong name failed either after the tokens
+    used = ("grad_cam" in analysis.methods) if analysis.attributions else analysis.off_object
+    if not config.analyze or analysis.attribution_layer is None or not used:
         return
     from probe.analysis.attributions import choose_layer
     from probe.analysis.errors import AnalysisError
@@ -283,6 +302,8 @@ def audit(config: AuditConfig, *, classifier=None, generator=None, eval_classifi
     targets = select_classes(config.classes, classifier)
     labels = [str(i) if name is None else str(name)
               for i, name in enumerate(list(getattr(classifier, "labels", None) or [None] * classifier.num_classes))]
+    if config.analyze and config.analysis.confirm_like:
+        _check_confirm_like(config.analysis, labels)  # the other run audited these classes: before any token
     if measure_budget:  # time a few image batches and token steps here, then turn --budget into images with them
         cap = _started_cap(run, config)
         if cap is not None:  # a resume keeps the cap it started with (and so its analysis journal, keyed by it)

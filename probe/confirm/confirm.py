@@ -32,7 +32,8 @@ from probe.auditing.config import AuditConfig
 from probe.errors import ProbeError
 from probe.files import linked_folder
 from probe.run import CONFIRMATION_DIR, RunDir
-from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice)
+from probe.run.confirmation import (ClassConfirmation, Comparison, Confirmation, Example, FindingConfirmation, Slice,
+                                    untestable_on_data)
 from probe.run.records import PAIR_KINDS
 from probe.run.summary import pass_bar
 
@@ -204,13 +205,11 @@ def _testable(findings) -> tuple[list, list[str]]:
     """Cue findings with an attribute and value (what a check can read on a real image), and why the rest are not."""
     out, not_tested = [], []
     for f in findings:
-        details = f.details if isinstance(f.details, dict) else {}
-        if f.kind not in PAIR_KINDS:
-            not_tested.append(f"{f.class_name} {f.kind}: not a cue test (an attribution share has no real-data slice)")
-        elif not details.get("attribute") or not details.get("value"):
-            not_tested.append(f"{f.class_name} {f.kind} {f.cue!r}: the finding names no attribute and value to read")
-        else:
+        why = untestable_on_data(f.kind, f.details)
+        if why is None:
             out.append(f)
+        else:
+            not_tested.append(f"{f.class_name} {f.kind}{'' if f.kind not in PAIR_KINDS else f' {f.cue!r}'}: {why}")
     return out, not_tested
 
 

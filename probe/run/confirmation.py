@@ -28,9 +28,9 @@ from typing import Any
 
 from probe.errors import RunError
 from probe.run import format as fmt
-from probe.run.records import FINDING_KINDS, _Bad, _bool, _dict, _error, _int, _list, _num, _str
+from probe.run.records import FINDING_KINDS, PAIR_KINDS, _Bad, _bool, _dict, _error, _int, _list, _num, _str
 
-__all__ = ["CONFIRMATION_VERSION", "VERDICTS", "VERDICT_TEXT", "VERDICT_SHORT", "Example", "Slice", "Comparison", "FindingConfirmation",
+__all__ = ["untestable_on_data", "CONFIRMATION_VERSION", "VERDICTS", "VERDICT_TEXT", "VERDICT_SHORT", "Example", "Slice", "Comparison", "FindingConfirmation",
            "ClassConfirmation", "Confirmation"]
 
 CONFIRMATION_VERSION = 1
@@ -458,3 +458,15 @@ class Confirmation:
                      fmt.pq(d.p), self.verdict_words(f))
             rows.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
         return f"<p>{e(self.headline())}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def untestable_on_data(kind: str, details: Any) -> str | None:
+    """Why `probe confirm` cannot test a finding on real images, or None where it can: only cue tests that name an
+    attribute and a value have a slice of images with the cue and one without (`probe confirm` and the gate's
+    --confirmed-only read this one rule)."""
+    if kind not in PAIR_KINDS:
+        return "not a cue test (an attribution share has no real-data slice)"
+    details = details if isinstance(details, dict) else {}
+    if not details.get("attribute") or not details.get("value"):
+        return "the finding names no attribute and value to read"
+    return None
