@@ -57,6 +57,8 @@ TOKEN_FIELDS = ("seed", "eval_seed", "eval_images", "templates", "steps", "guida
 CLASS_METRICS = (("baseline", "accuracy"), ("token", "accuracy"), ("baseline", "mean_target_prob"),
                  ("token", "mean_target_prob"))
 CHANGE_BOUNDS = (-2.0, 2.0)  # a difference of two differences of probabilities (or of paired 0/1 outcomes)
+TOKEN = "the class's token"  # what a necessity test drew its pairs with, unless the class's name (_drawn)
+UNSAID = "counters it cannot tell"  # a necessity test whose counters a run cannot say is paired with none (_measured)
 
 
 class CompareError(ProbeError):
@@ -380,7 +382,8 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
         row["basis"] = f"not paired: A drew {drawn_a}, B {drawn_b}"
         return row
     measured_a, measured_b = _measured(a, key), _measured(b, key)
-    if measured_a != measured_b:  # the same keys, other images: another cue prompt, other counters, other steps
+    if measured_a != measured_b or UNSAID in measured_a:  # the same keys, other images: another cue prompt, other
+        # counters, other steps; or counters one run cannot say
         row["basis"] = f"not paired: A measured {measured_a}, B {measured_b}"
         return row
     confirm_a, confirm_b = _stage(a.pairs.get(key), "confirm"), _stage(b.pairs.get(key), "confirm")
@@ -403,19 +406,29 @@ def _cue_row(a: _Run, b: _Run, key: tuple) -> dict:
 def _measured(r: _Run, key: tuple) -> str:
     """What one run's test of a cue drew its images with: the cue's prompt, the counters a necessity test kept (the
     counter rule drops different ones for different classifiers, and the pair keys s{seed}:p{prompt} then name other
-    counter images), and the sampling steps where the test recorded its own. Pairs are like with like only when both
-    runs drew the same."""
+    counter images), and the sampling steps of a necessity test drawn with the class's token (a class's extra steps,
+    analysis.json ``classes[i].sampling_steps``, apply only to prompts that hold its token: probe.analysis.lab
+    ``Lab.settings``; a sufficiency test's carriers and a test drawn with the class's name are drawn at the run's
+    steps). Pairs are like with like only when both runs drew the same.
+
+    The counters are the listed templates less the dropped ones (``AnalysisSummary.kept_counter_templates``), values
+    recorded or not: a discovered cue, or a cue list without ``counter_values``, names its counters' values nowhere."""
     kind, index, cue = key
     listed = r.analysis.listed_cue(index, cue)
     parts = [f"the prompt {listed.get('template')!r}"] if listed.get("template") else []
-    if kind == "necessity" and index < len(r.labels):
-        counters = [t for t, _ in r.analysis.kept_counters(index, r.labels[index], cue)]
-        if counters:
+    if kind == "necessity":
+        name = r.labels[index] if index < len(r.labels) else str(index)  # an older analysis's key for the class
+        counters = r.analysis.kept_counter_templates(index, name, cue, r.labels)
+        if counters is None:
+            twins = [str(i) for i, n in enumerate(r.labels) if n == name]
+            parts.append(f"{UNSAID} ({name!r} names classes {', '.join(twins)}, and its analysis.json keys the dropped "
+                         "counters by class name: re-analyse the run)")
+        elif counters:
             parts.append(f"counters {', '.join(repr(str(t)) for t in counters)}")
-    info = (r.analysis.classes or {}).get(str(index)) if isinstance(r.analysis.classes, dict) else None
-    steps = info.get("sampling_steps") if isinstance(info, dict) else None
-    if steps is not None:
-        parts.append(f"{steps} sampling steps")
+        info = (r.analysis.classes or {}).get(str(index)) if isinstance(r.analysis.classes, dict) else None
+        steps = info.get("sampling_steps") if isinstance(info, dict) else None
+        if steps is not None and _drawn(r, key) == TOKEN:
+            parts.append(f"{steps} sampling steps")
     return "; ".join(parts) or "what the run does not record"
 
 
@@ -424,7 +437,7 @@ def _drawn(r: _Run, key: tuple) -> str:
     lost the class: ``details.drawn_with_name``, probe/analysis/plan.py ``Test.draw_with_name``)."""
     finding = r.findings.get(key) or {}
     name = (finding.get("details") or {}).get("drawn_with_name") if isinstance(finding, dict) else None
-    return f"the class's name {str(name)!r}" if name else "the class's token"
+    return f"the class's name {str(name)!r}" if name else TOKEN
 
 
 def _class_name(a: _Run, b: _Run, index: int) -> str:

@@ -306,7 +306,7 @@ def test_necessity_tests_against_other_counters_are_not_paired_and_confirm_like_
     other = _copy(a, tmp_path / "a-other-counters")
 
     def drop_sand(analysis):
-        analysis["dropped_counters"] = {**(analysis.get("dropped_counters") or {}), "star": ["on sand"]}
+        analysis["dropped_counters"] = {**(analysis.get("dropped_counters") or {}), str(STAR): ["on sand"]}
 
     _edit_json(other / "analysis.json", drop_sand)
     row = compare(other, b).cues.set_index(["kind", "class_index", "cue"]).loc[("necessity", STAR, "grass")]
@@ -314,3 +314,184 @@ def test_necessity_tests_against_other_counters_are_not_paired_and_confirm_like_
     assert row["basis"].startswith("not paired: A measured the prompt") and "counters" in row["basis"], row["basis"]
     assert compare(other, other).cues.set_index(["kind", "class_index", "cue"]).loc[
         ("necessity", STAR, "grass"), "basis"] == "confirmation"
+    # a run written before the counters were keyed by class index (by name, no dropped_counters_keyed_by) compares
+    # as it did: the same counters paired, others not
+    old_a, old_b, old_other = (_copy(r, tmp_path / f"{r.name}-by-name") for r in (a, b, other))
+    for run in (old_a, old_b, old_other):
+        _edit_json(run / "analysis.json", _keyed_by_name)
+    assert set(json.loads((old_other / "analysis.json").read_text())["dropped_counters"]) >= {"star"}
+    assert _row(old_a, old_b, "necessity", STAR, "grass")["basis"] == "confirmation"
+    assert _row(old_a, b, "necessity", STAR, "grass")["basis"] == "confirmation"  # yesterday's A, today's B
+    assert _row(old_other, old_b, "necessity", STAR, "grass")["basis"].startswith("not paired: A measured")
+
+
+def _keyed_by_name(analysis: dict) -> None:
+    """analysis.json as probe wrote it before 8 December 2026: dropped counters keyed by class name."""
+    analysis["dropped_counters"] = {CLASSES[int(k)]: v for k, v in (analysis.get("dropped_counters") or {}).items()}
+    analysis.pop("dropped_counters_keyed_by", None)
+
+
+def _row(a: Path, b: Path, kind: str, index: int, cue: str):
+    return compare(a, b).cues.set_index(["kind", "class_index", "cue"]).loc[(kind, index, cue)]
+
+
+def _set_counters(run: Path, cue: str, counters: list[str], *, discovered: bool = False) -> Path:
+    """``run``'s analysis.json with ``cue`` listed against ``counters`` and no counter values (a cue list without
+    them, as default_cues.json and a run without a concept model have), or proposed by discovery for the star
+    (``discovered``: Proposal.to_dict's record, which saved no counter values before 8 December 2026)."""
+    def change(analysis):
+        listed = analysis["cues"]["list"]
+        for c in listed:
+            c.pop("counter_values", None)
+        entry = next(c for c in listed if c["name"] == cue)
+        entry["counters"] = list(counters)
+        if discovered:
+            listed.remove(entry)
+            analysis["cues"]["discovered"] = {str(STAR): [
+                {"cue": cue, "group": "background", "phrase": entry["template"].replace("{} ", ""), "shift": 0.3,
+                 "z": 3.0, "n_pairs": 8, "r": None, "t": None, "reason": "score shift", "template": entry["template"],
+                 "counters": list(counters)}]}
+
+    _edit_json(run / "analysis.json", change)
+    return run
+
+
+@pytest.mark.parametrize("discovered", [False, True], ids=["listed without values", "discovered"])
+def test_necessity_tests_against_other_counters_are_not_paired_when_no_counter_values_are_recorded(
+        fake_runs, tmp_path, discovered):
+    """Found by review (8 December 2026): the counters check read ``kept_counters``, which pairs counters with their
+    recorded values; a discovered cue (Proposal.to_dict saved none) and a cue list without values (default_cues.json,
+    a run without a concept model) had none, so A against sand and snow and B against water and snow both read as
+    the prompt '{} on grass' and were paired."""
+    a, b, _, _ = fake_runs
+    a_sand = _set_counters(_copy(a, tmp_path / "a-sand"), "grass", ["{} on sand", "{} on snow"], discovered=discovered)
+    b_same = _set_counters(_copy(b, tmp_path / "b-same"), "grass", ["{} on sand", "{} on snow"], discovered=discovered)
+    b_water = _set_counters(_copy(b, tmp_path / "b-water"), "grass", ["{} on water", "{} on snow"],
+                            discovered=discovered)
+    row = _row(a_sand, b_water, "necessity", STAR, "grass")
+    assert row["verdict"] == "untested" and row["n_shared"] == 0, row
+    assert row["basis"] == ("not paired: A measured the prompt '{} on grass'; counters '{} on sand', '{} on snow', "
+                            "B the prompt '{} on grass'; counters '{} on water', '{} on snow'"), row["basis"]
+    assert _row(a_sand, b_same, "necessity", STAR, "grass")["basis"] == "confirmation"  # the same counters: paired
+
+
+def test_a_discovered_cue_keeps_its_counter_values(fake_runs):
+    """Proposal.to_dict records what each counter shows, as a listed cue does: ``kept_counters`` (probe confirm's and
+    --balance's neutral values for a finding without counters of its own) reads them for a discovered cue too."""
+    from probe.analysis.cues import Cue
+    from probe.analysis.discovery import Proposal
+    from probe.run import AnalysisSummary
+
+    cue = Cue("on water", "{} on water", ("{} on sand", "{} on snow"), category="discovered: background",
+              attribute="background", value="on water", counter_values=("on sand", "on snow"))
+    record = Proposal(cue, "background", "on water", 0.3, 3.0, 8, "score shift").to_dict()
+    assert record["counter_values"] == ["on sand", "on snow"]
+    summary = AnalysisSummary.from_dict({"cues": {"list": [], "discovered": {str(STAR): [record]}},
+                                         "dropped_counters": {"star": ["on snow"]}})
+    assert summary.kept_counters(STAR, "star", "on water") == (("{} on sand", "on sand"),)
+
+
+def test_sampling_steps_divide_only_the_tests_drawn_with_the_classs_token(fake_runs, tmp_path):
+    """Found by review (8 December 2026): a class's extra sampling steps apply only to prompts holding its token
+    (probe.analysis.lab ``Lab.settings``), but compare left every test of the class unpaired when only the steps
+    differed: its sufficiency tests (carriers, no token) and a necessity test drawn with the class's name too."""
+    a, b, _, _ = fake_runs
+    slow = _copy(a, tmp_path / "a-10-steps")
+
+    def ten_steps(analysis):
+        analysis["classes"][str(STAR)]["sampling_steps"] = 10
+
+    _edit_json(slow / "analysis.json", ten_steps)
+    assert _row(slow, b, "sufficiency", STAR, "grass")["basis"] == "confirmation"  # carriers: no token, same steps
+    necessity = _row(slow, b, "necessity", STAR, "grass")
+    assert necessity["n_shared"] == 0 and necessity["basis"].endswith("; 10 sampling steps, B the prompt '{} on grass'; "
+                                                                      "counters '{} on sand', '{} on snow', '{} on water'")
+
+    def draw_with_name(findings):
+        for f in findings:
+            if (f["kind"], f["class_index"], f["cue"]) == ("necessity", STAR, "grass"):
+                f["details"]["drawn_with_name"] = "star"
+
+    named_slow, named_b = _copy(slow, tmp_path / "a-10-named"), _copy(b, tmp_path / "b-named")
+    found = [f for f in json.loads((a / "findings.json").read_text()) if (f["kind"], f["cue"]) == ("necessity", "grass")]
+    (named_b / "findings.json").write_text(json.dumps(found))  # B's (clean) test as a finding, to say what it drew
+    for run in (named_slow, named_b):
+        _edit_json(run / "findings.json", draw_with_name)
+    assert _row(named_slow, named_b, "necessity", STAR, "grass")["basis"] == "confirmation"  # both by name, run's steps
+
+
+def test_dropped_counters_are_keyed_by_class_index_so_classes_of_one_name_keep_their_own(fake_runs, tmp_path):
+    """Found by review (8 December 2026): analysis.json keyed the dropped counters by class name, and ImageNet's two
+    "crane"s (134, 517) overwrote each other; compare and --confirm-like then read the other crane's. They are keyed
+    by class index now; a run written before (by name) is read by name where the name is one class's, and a necessity
+    test of a class whose name another shares is paired with none (its analysis.json cannot say its counters)."""
+    a, b, _, _ = fake_runs
+    analysis = json.loads((a / "analysis.json").read_text())
+    assert analysis["dropped_counters_keyed_by"] == "class index"
+    assert set(analysis["dropped_counters"]) <= {str(i) for i in range(len(CLASSES))} and analysis["dropped_counters"]
+    twins = ["star", "square", "star"]  # class 0 renamed: two classes named "star", as ImageNet has two "crane"s
+    a2, b2 = _copy(a, tmp_path / "a-twins"), _copy(b, tmp_path / "b-twins")
+    for run in (a2, b2):
+        (run / "labels.json").write_text(json.dumps(twins))
+
+    def drop(which: dict):
+        return lambda data: data.update(dropped_counters=which, dropped_counters_keyed_by="class index")
+
+    _edit_json(a2 / "analysis.json", drop({"0": ["on grass"], str(STAR): ["on grass", "on sand"]}))
+    _edit_json(b2 / "analysis.json", drop({"0": ["on grass"], str(STAR): ["on grass"]}))
+    assert _row(a2, b2, "necessity", STAR, "grass")["basis"].startswith("not paired: A measured")
+    assert _row(a2, b2, "necessity", 0, "grass")["basis"] == "screening only"  # class 0: the same counters
+    # a run written before: by name, where two classes share it, neither class's counters are known
+    for run in (a2, b2):
+        _edit_json(run / "analysis.json", lambda data: data.update(dropped_counters={"star": ["on grass"]},
+                                                                   dropped_counters_keyed_by=None))
+    for index in (0, STAR):
+        row = _row(a2, b2, "necessity", index, "grass")
+        assert row["n_shared"] == 0 and row["basis"].startswith("not paired: A measured the prompt '{} on grass'; "
+                                                                "counters it cannot tell ('star' names classes 0, 2"), row
+    assert _row(a2, b2, "sufficiency", STAR, "grass")["basis"] == "confirmation"  # no counters: paired as before
+
+
+def test_confirm_like_takes_the_other_runs_counters_by_class_index():
+    """--confirm-like's counters (engine._suspects_like) by class index: two classes of one name keep their own; an
+    older analysis keyed by name is read as before where the name is one class's, and a shared name leaves the class
+    its own counter rule (compare pairs none of its necessity tests either way)."""
+    from types import SimpleNamespace
+
+    from probe.analysis.cues import Cue
+    from probe.analysis.engine import _suspects_like
+    from probe.run import AnalysisSummary
+
+    cues = [Cue("grass", "{} on grass", ("{} on sand", "{} on snow")), Cue("sand", "{} on sand", ("{} on grass",))]
+    classes = [SimpleNamespace(index=i) for i in range(3)]
+    labels = ["crane", "square", "crane"]
+    by_index = AnalysisSummary.from_dict({"dropped_counters": {"0": ["on sand"], "2": ["on snow"], "1": ["on grass"]},
+                                          "dropped_counters_keyed_by": "class index"})
+    assert _suspects_like(by_index, cues, classes, labels) == {0: {"{} on sand"}, 1: {"{} on grass"}, 2: {"{} on snow"}}
+    by_name = AnalysisSummary.from_dict({"dropped_counters": {"crane": ["on snow"], "square": ["on grass"]}})
+    own = {0: {"{} on grass"}}
+    assert _suspects_like(by_name, cues, classes, labels, own=own) == {0: {"{} on grass"}, 1: {"{} on grass"}, 2: set()}
+
+
+def test_a_retest_reads_the_dropped_counters_by_class_index(fake_runs, tmp_path):
+    """probe.analysis.retest (a re-test measured as the audit measured it) reads the dropped counters by class index,
+    and a run written before (by class name) as before where the name is one class's."""
+    from probe.analysis.retest import RunContext
+
+    a, _, gen_a, _ = fake_runs
+    run = _copy(a, tmp_path / "a-retest")
+    (run / "labels.json").write_text(json.dumps(["star", "square", "star"]))  # two classes named "star"
+    _edit_json(run / "analysis.json", lambda data: data.update(
+        dropped_counters={"0": ["on water"], "1": ["on snow"], str(STAR): ["on sand"]},
+        dropped_counters_keyed_by="class index"))
+
+    def kept(index: int) -> tuple[str, ...]:
+        with registered(str(a.parent / "fake-pipeline")):
+            context = RunContext.open(run, PlantedClassifier({STAR: "grass"}), gen_a)
+        return context.kept_counters(context.classes[index], context.cues["grass"]).counters
+
+    assert kept(0) == ("{} on sand", "{} on snow") and kept(STAR) == ("{} on snow", "{} on water")
+    assert kept(1) == ("{} on sand", "{} on water")
+    _edit_json(run / "analysis.json", lambda data: data.update(dropped_counters={"square": ["on sand"]},
+                                                               dropped_counters_keyed_by=None))
+    assert kept(1) == ("{} on snow", "{} on water")  # by name, as before

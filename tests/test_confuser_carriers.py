@@ -120,8 +120,8 @@ def test_above_20_classes_the_carriers_are_the_class_s_nearest_confusers(analyse
 def test_the_counter_rule_looks_at_the_confusers_only(analysed):
     """Green raises class 40, far from class 23: over every class (spread) "on grass" is no neutral counter for class
     23; among class 23's confusers it is."""
-    assert "on grass" in analysed["spread"]["dropped_counters"].get(LABELS[AUDITED], [])
-    assert "on grass" not in analysed["auto"]["dropped_counters"].get(LABELS[AUDITED], [])
+    assert "on grass" in analysed["spread"]["dropped_counters"].get(str(AUDITED), [])  # keyed by class index
+    assert "on grass" not in analysed["auto"]["dropped_counters"].get(str(AUDITED), [])
 
 
 def test_the_choice_is_a_validated_setting_and_resolves_by_class_count():

@@ -718,6 +718,11 @@ def test_counters_dropped_per_class_are_listed(tmp_path):
     (run / "analysis.json").write_text(json.dumps(analysis))
     text = render_report(run).read_text()
     assert text.count(": on grass</span>") == 12 and "and in 988 more classes" in text
+    # keyed by class index (since 8 December 2026: two ImageNet classes are "crane"): the index and the class's name
+    labels = json.loads((run / "labels.json").read_text())
+    analysis.update(dropped_counters={"1": ["on snow"]}, dropped_counters_keyed_by="class index")
+    (run / "analysis.json").write_text(json.dumps(analysis))
+    assert f"1 {labels[1]}: on snow" in render_report(run).read_text()
 
 
 def test_a_findings_generator_base_rate_is_shown_and_a_damaged_one_is_not(tmp_path):

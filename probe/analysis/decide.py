@@ -36,6 +36,7 @@ from probe.analysis.sample import Sample
 from probe.analysis.stats import fdr_family_q
 from probe.run import RunDir
 from probe.run import format as fmt
+from probe.run.types import DROPPED_BY_INDEX
 
 if TYPE_CHECKING:
     from probe.analysis.lab import Lab
@@ -167,8 +168,10 @@ def decide_run(run_dir, config: AnalysisConfig, *, records: list | None = None, 
                         "a cue for the class (screened sufficiency effect on the class at least the effect threshold in "
                         "size, either direction) or raises another class by at least the threshold; a cue whose every "
                         "counter would be dropped keeps them all (no neutral one is left; the analysis notes say which)",
-        "dropped_counters": {labels[i] if i < len(labels) else str(i): sorted(template_phrase(t) for t in found[i].suspects)
+        # by class index, as "classes" and "carriers.per_class": a name may be two classes' (ImageNet's "crane"s)
+        "dropped_counters": {str(i): sorted(template_phrase(t) for t in found[i].suspects)
                              for i in found if found[i].suspects},
+        "dropped_counters_keyed_by": DROPPED_BY_INDEX,
         "attributions": attributions,
         "attention_iou": mean_iou(per_class),
         "tests": {"screened": len(tests) + len(off_tests), "candidates": len(candidates) + len(off_candidates),

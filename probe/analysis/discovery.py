@@ -74,7 +74,9 @@ class Proposal:
 
         return {"cue": self.cue.name, "group": self.group, "phrase": self.phrase, "shift": num(self.shift, 4),
                 "z": num(self.z, 2), "n_pairs": self.n_pairs, "r": num(self.r, 3), "t": num(self.t, 2),
-                "reason": self.reason, "template": self.cue.template, "counters": list(self.cue.counters)}
+                "reason": self.reason, "template": self.cue.template, "counters": list(self.cue.counters),
+                # what each counter shows, as a listed cue records it: read back by AnalysisSummary.kept_counters
+                "counter_values": list(self.cue.counter_values)}
 
     def __repr__(self) -> str:
         return (f"Proposal({self.cue.name!r}, {self.group}, shift {self.shift:+.2f} (z {self.z:.1f}), "

@@ -54,7 +54,7 @@ class RunContext:
     classes: dict[int, ClassRun]
     labels: list[str]
     cues: dict[str, Cue]
-    dropped: dict[str, list[str]]  # class name -> counter phrases ("on grass") the audit's counter rule dropped
+    dropped: dict[int, list[str]]  # class index -> counter phrases ("on grass") the audit's counter rule dropped
     lab: Lab
     generator: object
     object_attribute: str | None
@@ -91,7 +91,9 @@ class RunContext:
             cue_list = domain.cues()
         labels = run.read_labels() or [str(x) for x in (getattr(classifier, "labels", None) or [])]
         setup = set_up(run, classifier, generator, cfg, cue_list, domain, labels=labels)  # the audit's checks and settings
-        dropped = {str(k): [str(v) for v in vs] for k, vs in (analysis.dropped_counters or {}).items()}
+        named = run.read_labels() or []  # an older analysis keyed the dropped counters by these names (else str(i))
+        dropped = {i: sorted(analysis.dropped_for(i, named[i] if i < len(named) else str(i), named) or ())
+                   for i in classes}  # by class index (a name two classes share says none)
         for index, steps in analysis.sampling_steps().items():  # a class the audit drew at more steps is drawn so here
             text = token_text(classes[index]) if index in classes else None
             if text:
@@ -120,7 +122,7 @@ class RunContext:
     def kept_counters(self, cls: ClassRun, cue: Cue) -> Cue:
         """``cue`` less the counters the audit's counter rule dropped for ``cls`` (all of them kept if none would be
         left, :func:`probe.analysis.necessity.neutral_counters`): a necessity test measured as the audit measured it."""
-        phrases = set(self.dropped.get(cls.name, []))
+        phrases = set(self.dropped.get(cls.index, []))
         suspects = {t for t in cue.counters if template_phrase(t) in phrases} - {cue.template}
         return neutral_counters(cue, suspects)[0]
 

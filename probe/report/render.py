@@ -37,6 +37,7 @@ from probe.run import CONFIG, HISTORY, METRICS, RunDir
 from probe.run import format as fmt
 from probe.run.records import UNCHECKED_NOTE
 from probe.run.summary import clears_bar, strength_counts, summarise_class
+from probe.run.types import DROPPED_BY_INDEX
 
 __all__ = ["render_report", "ReportError", "template_dir"]
 
@@ -603,7 +604,7 @@ def _render(run: RunData, b: "_Builder", env: jinja2.Environment, css: str, js: 
         "real": real_overview(b.confirmation(), findings),  # `probe confirm` on the user's images, when it ran
     }
     meta = _metadata(run)
-    analysis_view = _analysis_view(run.analysis)
+    analysis_view = _analysis_view(run.analysis, run.labels)
     common = {
         "run_name": run.run_dir.resolve().name, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "single": single_file, "stats": stats, "index_href": "#top" if single_file else "index.html",
@@ -689,8 +690,9 @@ def _facets(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What the analysis ran and skipped (analysis.json), for the index."""
+def _analysis_view(a: dict[str, Any] | None, labels: list[str] | None = None) -> dict[str, Any] | None:
+    """What the analysis ran and skipped (analysis.json), for the index; ``labels`` name the classes of its per-class
+    maps keyed by class index."""
     if not a:
         return None
     attr = a.get("attributions") if isinstance(a.get("attributions"), dict) else {}
@@ -720,8 +722,10 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
     else:
         checked = None
     raw = a.get("dropped_counters")
-    if isinstance(raw, dict):  # per class: "star: on grass, on water"
-        dropped = [f"{cls}: {', '.join(str(v) for v in values)}" for cls, values in raw.items() if values]
+    by_index = a.get("dropped_counters_keyed_by") == DROPPED_BY_INDEX  # else by class name (older analyses)
+    if isinstance(raw, dict):  # per class: "2 star: on grass, on water" (older: "star: ...")
+        dropped = [f"{_indexed_name(cls, labels) if by_index else cls}: {', '.join(str(v) for v in values)}"
+                   for cls, values in raw.items() if values]
     else:
         dropped = raw if isinstance(raw, list) else []
     rule = a.get("rule")
@@ -736,6 +740,12 @@ def _analysis_view(a: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 DROPPED_SHOWN = 12  # classes whose dropped counters the rule box names; the rest are counted (analysis.json has all)
+
+
+def _indexed_name(key: str, labels: list[str] | None) -> str:
+    """A class index key of analysis.json with the class's name: "134 crane"."""
+    i = int(key) if str(key).isdigit() else None
+    return f"{key} {labels[i]}" if i is not None and labels and i < len(labels) else str(key)
 
 
 def _warn(run: RunData, b: _Builder) -> list[str]:

@@ -367,6 +367,7 @@ def _analysis(data: Any) -> dict:
     for name, proposed in (_dict("cues.discovered", (cues or {}).get("discovered"), null=True) or {}).items():
         _list(f"cues.discovered.{name}", proposed)  # per class: the cues discovery proposed
     dropped = data.get("dropped_counters")  # per class: the counters left out (a flat list in older analyses)
+    _str("dropped_counters_keyed_by", data.get("dropped_counters_keyed_by"), null=True)  # "class index"; else names
     groups = {"": dropped} if isinstance(dropped, list) else _dict("dropped_counters", dropped, null=True) or {}
     for name, values in groups.items():
         field = f"dropped_counters.{name}" if name else "dropped_counters"

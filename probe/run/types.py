@@ -35,6 +35,8 @@ from probe.run.format import template_phrase
 from probe.run.records import (EFFECTIVE_FIELDS, FINDING_KINDS, NOT_RECORDED, STATUSES, UNCHECKED, STRENGTHS, check_analysis, check_config,
                                check_finding, check_metrics)
 
+DROPPED_BY_INDEX = "class index"  # analysis.json ``dropped_counters_keyed_by``: its per-class keys are str(class index)
+
 __all__ = ["AnalysisSummary", "ClassRecord", "EffectiveSettings", "EvalScores", "Finding", "PairRecord", "RunConfig",
            "Scores", "Stage"]
 
@@ -425,6 +427,7 @@ class AnalysisSummary:
     stated_contexts: Any = None
     counter_rule: Any = None
     dropped_counters: Any = None
+    dropped_counters_keyed_by: Any = None  # "class index" (DROPPED_BY_INDEX); absent: keyed by class name (older)
     attributions: dict | None = None
     attention_iou: Any = None
     tests: dict | None = None
@@ -467,11 +470,23 @@ class AnalysisSummary:
                 return c
         return {}
 
-    def dropped_phrases(self, class_name: str) -> set[str]:
-        """The counter phrases the counter rule dropped for the class ("with a dot in the corner"): values that are
-        cues of the class themselves, or raise another class."""
+    def dropped_for(self, class_index: int, class_name: str | None = None,
+                    labels: list[str] | tuple[str, ...] | None = None) -> set[str] | None:
+        """The counter phrases ("with a dot in the corner") the counter rule dropped for the class: values that are
+        cues of the class themselves, or raise another class. analysis.json keys them by class index
+        (``dropped_counters_keyed_by``: "class index"); an analysis written before that keyed them by class name,
+        read by ``class_name`` as before, except where ``labels`` give that name to more than one class (ImageNet's
+        two "crane"s, 134 and 517, overwrote each other there): None, the analysis cannot say which it dropped."""
         dropped = self.dropped_counters if isinstance(self.dropped_counters, dict) else {}
+        if self.dropped_counters_keyed_by == DROPPED_BY_INDEX:
+            return {template_phrase(str(p)) for p in dropped.get(str(class_index)) or []}
+        if class_name is None or (labels is not None and sum(str(n) == class_name for n in labels) > 1):
+            return None
         return {template_phrase(str(p)) for p in dropped.get(class_name) or []}
+
+    def dropped_phrases(self, class_index: int, class_name: str) -> set[str]:
+        """:meth:`dropped_for` the class, empty where the analysis cannot say."""
+        return self.dropped_for(class_index, class_name) or set()
 
     def kept_counters(self, class_index: int, class_name: str, cue: str) -> tuple[tuple[str, str], ...]:
         """(counter template, value) of ``cue`` as a necessity test of it on the class keeps them: the listed
@@ -480,9 +495,26 @@ class AnalysisSummary:
         hearts with a bar against hearts with no tag, not against the dotted hearts the classifier prefers).
         Empty when the analysis did not list the cue or dropped every counter."""
         listed = self.listed_cue(class_index, cue)
-        dropped = self.dropped_phrases(class_name)
+        dropped = self.dropped_phrases(class_index, class_name)
         return tuple((str(t), str(v)) for t, v in zip(listed.get("counters") or [], listed.get("counter_values") or [])
                      if template_phrase(str(t)) not in dropped)
+
+    def kept_counter_templates(self, class_index: int, class_name: str | None, cue: str,
+                               labels: list[str] | tuple[str, ...] | None = None) -> tuple[str, ...] | None:
+        """The counter templates a necessity test of ``cue`` on the class was drawn against, values recorded or not
+        (a cue list without ``counter_values``, a run without a concept model): the listed counters less those the
+        counter rule dropped for the class, all of them where it dropped every one and never the cue's own template
+        (``probe.analysis.necessity.neutral_counters``). None where :meth:`dropped_for` cannot say; empty when the
+        analysis did not list the cue."""
+        listed = self.listed_cue(class_index, cue)
+        counters = [str(t) for t in listed.get("counters") or []]
+        dropped = self.dropped_for(class_index, class_name, labels)
+        if dropped is None:
+            return None if counters else ()
+        suspects = {t for t in counters if template_phrase(t) in dropped and t != listed.get("template")}
+        if counters and all(t in suspects for t in counters):
+            return tuple(counters)
+        return tuple(t for t in counters if t not in suspects)
 
     @property
     def methods_skipped(self) -> dict:
