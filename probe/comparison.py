@@ -123,7 +123,7 @@ class Comparison:
         for _, r in self.cues.head(200).iterrows():
             cells = (r["verdict"], f"{r['class_index']} {r['class_name']}", r["cue"], r["kind"],
                      f"{fmt.effect(r['effect_a'])} {r['status_a']}", f"{fmt.effect(r['effect_b'])} {r['status_b']}",
-                     fmt.effect(r["change"]), fmt.interval(r["ci_low"], r["ci_high"]), f"{r['n_shared']} ({r['basis']})",
+                     fmt.effect(r["change"]), fmt.interval(r["ci_low"], r["ci_high"]) if r["p"] is not None else "–", f"{r['n_shared']} ({r['basis']})",
                      fmt.pq(r["q"]))
             rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         head = "".join(f"<th>{c}</th>" for c in cols)
@@ -425,6 +425,7 @@ def _measured(r: _Run, key: tuple) -> str:
                          "counters by class name: re-analyse the run)")
         elif counters:
             parts.append(f"counters {', '.join(repr(str(t)) for t in counters)}")
+    if kind in ("necessity", "token-shift"):  # both draw their pairs with the class's token (plan._token_shift_pairs)
         info = (r.analysis.classes or {}).get(str(index)) if isinstance(r.analysis.classes, dict) else None
         steps = info.get("sampling_steps") if isinstance(info, dict) else None
         if steps is not None and _drawn(r, key) == TOKEN:

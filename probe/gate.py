@@ -220,7 +220,8 @@ class CheckResult:
 
     def limit_text(self) -> str:
         where = " (the 95% interval's far end)" if self.by == "upper" else ""
-        return f"|effect|{where} {self.max_effect:.2f} ({', '.join(self.kinds)})"
+        limit = f"{self.max_effect:.2f}"  # two decimals, or every digit the user gave (0.333 is not "0.33")
+        return f"|effect|{where} {limit if float(limit) == self.max_effect else f'{self.max_effect:g}'} ({', '.join(self.kinds)})"
 
     def __repr__(self) -> str:
         return "\n".join([f"CheckResult({str(self.run_dir)!r}: {self.verdict()})", *(f"  {line}" for line in self.lines())])

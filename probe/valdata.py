@@ -224,6 +224,14 @@ class _Labels:
             for tier in tiers:
                 hits = sorted({i for key in keys for i in tier.get(key, ())})
                 if len(hits) == 1:
+                    index = self.ids.get(text)
+                    if index is not None and index != hits[0]:  # "2" names class 1 and is class index 2: folders
+                        # of names and of indices would be mixed silently ("0" index 0, "1" the class named "1")
+                        raise ValDataError(
+                            f"label {text!r} is the name of class {hits[0]} ({self.labels[hits[0]]!r}) and also class "
+                            f"index {index} ({self.labels[index]!r}); with class names that are numbers, name the "
+                            "folders (or CSV labels) so that each reads one way: by WordNet id, or a CSV of path,label "
+                            "with the classes' names as --labels gives them, none of them another class's number")
                     return hits[0]
                 if hits:
                     shown = ", ".join(f"{i} {self.labels[i]!r}" for i in hits[:4])

@@ -403,6 +403,11 @@ def test_sampling_steps_divide_only_the_tests_drawn_with_the_classs_token(fake_r
 
     _edit_json(slow / "analysis.json", ten_steps)
     assert _row(slow, b, "sufficiency", STAR, "grass")["basis"] == "confirmation"  # carriers: no token, same steps
+    # a token shift draws both arms with the token, at the class's steps: not like with like (review of the fix)
+    from probe.comparison import _measured, _open
+
+    shift = ("token-shift", STAR, "grass")
+    assert "10 sampling steps" in _measured(_open(slow, "A"), shift) and "sampling steps" not in _measured(_open(b, "B"), shift)
     necessity = _row(slow, b, "necessity", STAR, "grass")
     assert necessity["n_shared"] == 0 and necessity["basis"].endswith("; 10 sampling steps, B the prompt '{} on grass'; "
                                                                       "counters '{} on sand', '{} on snow', '{} on water'")

@@ -292,16 +292,21 @@ def test_labels_that_differ_in_case_each_take_their_own_exact_spelling(tmp_path)
         read_val_data(tmp_path / "v.csv", ["Cardigan", "cardigan"])
 
 
-def test_a_label_named_like_an_index_is_found_by_its_name(tmp_path):
-    """Found by review (7 December 2026): index strings won over names, so with labels '1', '2', '3' the folder '2'
-    became index 2 (label '3'); a string is now read as a class index only where no label is named so."""
-    for name in ("1", "2", "3"):
+def test_a_label_named_like_another_class_s_index_is_refused_not_guessed(tmp_path):
+    """Found by review (7 and 8 December 2026): index strings won over names, so with labels '1', '2', '3' the folder
+    '2' became index 2 (label '3'); names first then mixed folders silently ('0' index 0, '1' the class named '1',
+    both class 0). A string that is one class's name and another's index is refused, naming both; a name that is its
+    own index ('0'..'9' of a digit classifier), and an index no label is named, read one way and are taken."""
+    for name in ("0", "1", "2"):
+        _touch(tmp_path / "mixed", f"{name}/a.png")
+    with pytest.raises(ValDataError, match=r"label '1' is the name of class 0 \('1'\) and also class index 1"):
+        read_val_data(tmp_path / "mixed", ["1", "2", "3"])
+    for name in ("0", "1", "2"):
         _touch(tmp_path / "digits", f"{name}/a.png")
-    data = read_val_data(tmp_path / "digits", ["1", "2", "3"])
-    assert {item.name: item.class_index for item in data.items} == {"1/a.png": 0, "2/a.png": 1, "3/a.png": 2}
-    _touch(tmp_path / "digits", "0/a.png")  # no label is named "0": the class index, as before
-    data = read_val_data(tmp_path / "digits", ["1", "2", "3"])
-    assert {item.name: item.class_index for item in data.items}["0/a.png"] == 0
+    data = read_val_data(tmp_path / "digits", ["0", "1", "2"])  # names that are their own indices
+    assert {item.name: item.class_index for item in data.items} == {"0/a.png": 0, "1/a.png": 1, "2/a.png": 2}
+    _touch(tmp_path / "named", "3/a.png")  # '3' names class 2 and is no class index of 3 labels: one reading
+    assert [item.class_index for item in read_val_data(tmp_path / "named", ["1", "2", "3"]).items] == [2]
 
 
 def test_a_subset_of_an_imagefolder_keeps_its_names_and_duplicate_rows_count_once(tmp_path):

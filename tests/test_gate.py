@@ -73,6 +73,9 @@ def test_an_offender_is_never_printed_as_the_limit_it_exceeds(run_dir, monkeypat
     write_findings(run_dir, [_finding(0, "star", "grass", "necessity", 0.3004)])
     code, out, _ = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.3")
     assert code == 3 and "effect +0.3004 " in out[0], out
+    write_findings(run_dir, [_finding(0, "star", "grass", "necessity", 0.3331)])  # a limit of 3 decimals keeps them
+    code, out, err = _cli(monkeypatch, capsys, "check", str(run_dir), "--max-effect", "0.333")
+    assert code == 3 and "effect +0.3331 " in out[0] and "|effect| 0.333 " in err[0], (out, err)
 
 
 def test_under_the_limit_passes_with_exit_0(run_dir, monkeypatch, capsys):

@@ -596,6 +596,7 @@ def test_p_and_q_format():
     assert effect(0.14999) == "+0.14999" and effect(-0.04996) == "-0.04996" and effect(0.3004) == "+0.30"
     assert effect(0.3004, bars=(0.3,)) == "+0.3004" and effect(-0.2996, bars=(0.3,)) == "-0.2996"
     assert effect(0.3, bars=(0.3,)) == "+0.30" and effect(0.41, bars=(0.3,)) == "+0.41"
+    assert effect(0.300000002, bars=(0.3,)) == "+0.300000002" and effect(-0.300000002, bars=(0.3,)) == "-0.300000002"
     from probe.analysis.finding import sentence
     from probe.report.render import _default_sentence
 

@@ -42,19 +42,21 @@ def pq(value: Any) -> str:
 def _on_the_bar(v: float, digits: int, bars: tuple = ()) -> str:
     """``v``'s size at ``digits`` decimals, or with more (up to 8) where rounding would land it on a bar it is not on:
     carry it up onto a multiple of 0.05 (where the pass bars lie: 0.15, 0.05; an effect of 0.1496 prints 0.1496, not
-    0.15 beside the rule "at least 0.15"), or onto one of ``bars`` from either side (a gate's limit: an offender of
-    0.3004 prints 0.3004, not 0.30 beside "above 0.30"). Past 8 decimals it is cut toward zero."""
+    0.15 beside the rule "at least 0.15"), or onto or across one of ``bars`` (a gate's limit: an offender of 0.3004
+    prints 0.3004, not 0.30 beside "above 0.30"; 0.3331 prints 0.3331 beside "above 0.333"). Past 8 decimals it prints its 10 significant digits."""
     size = abs(v)
 
     def lands(shown: float) -> bool:
         carried = shown > size + _EPS and abs(shown / 0.05 - round(shown / 0.05)) <= 1e-6
-        return carried or any(abs(shown - b) <= _EPS < abs(size - b) for b in bars)
+        # a named bar: the printed size on it, or on its other side, where the size is not (0.3331 is not "0.33"
+        # beside a limit of 0.333)
+        return carried or any(abs(size - b) > _EPS and (abs(shown - b) <= _EPS or (shown > b) != (size > b))
+                              for b in bars)
 
     for d in range(digits, max(digits, 8) + 1):
         if not lands(round(size, d)):
             return f"{size:.{d}f}"
-    d = max(digits, 8)
-    return f"{math.floor(size * 10 ** d) / 10 ** d:.{d}f}"
+    return f"{size:.10g}"
 
 
 def effect(value: Any, digits: int = 2, *, signed: bool = True, bars: tuple = ()) -> str:

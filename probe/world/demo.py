@@ -117,9 +117,9 @@ def headline(result: AuditResult, classifier: str | Path, seconds: float) -> str
     audited = {r["class_name"] for r in done}
     try:
         bias, _, path = classifier_bias(classifier)
-    except ProbeError as e:  # a classifier without its .bias.json: nothing to hold the findings against
-        lines.append(f"planted cues and true effects: unknown ({e})")
-        return "\n".join(lines)
+    except ProbeError as e:  # a classifier without its .bias.json: no planted cues to look for; its truth table stands
+        lines.append(f"planted cues: unknown ({e})")
+        bias, path = {}, classifier
     planted = {k: v for k, v in bias.items() if k in audited}
     for check in planted_cue_recovery(findings, labels, planted):
         found = check.top.sentence if check.top is not None and check.top.passes else "none"
