@@ -121,7 +121,9 @@ def test_the_counter_rule_looks_at_the_confusers_only(analysed):
     """Green raises class 40, far from class 23: over every class (spread) "on grass" is no neutral counter for class
     23; among class 23's confusers it is."""
     assert "on grass" in analysed["spread"]["dropped_counters"].get(str(AUDITED), [])  # keyed by class index
-    assert "on grass" not in analysed["auto"]["dropped_counters"].get(str(AUDITED), [])
+    auto = analysed["auto"]
+    assert auto["dropped_counters_keyed_by"] == "class index"  # else the .get below would read nothing, and pass
+    assert "on grass" not in auto["dropped_counters"].get(str(AUDITED), [])
 
 
 def test_the_choice_is_a_validated_setting_and_resolves_by_class_count():
